@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 //! Behaviour of the server config: both forms, every validation rule with its message and
 //! position, CLI precedence, env/argv mapping, the embedded default, and no panics.
 
