@@ -179,7 +179,7 @@ pub struct Notice {
 
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
+        if self.path.is_empty() || self.message.contains(self.path.as_str()) {
             write!(f, "{}", self.message)
         } else {
             write!(f, "{}: {}", self.path, self.message)

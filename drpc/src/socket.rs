@@ -84,10 +84,23 @@ fn seqpacket() -> io::Result<std::os::fd::OwnedFd> {
     .map_err(io::Error::from)
 }
 
-/// Removes `path` if it is a socket left by an earlier run; a non-socket is an error.
+/// Removes `path` if it is a socket left by an earlier run. A socket that a live process still
+/// accepts connections on is not stale (another daos_server is running): that, and a path that
+/// is not a socket, are errors.
 pub fn remove_stale(path: &Path) -> io::Result<bool> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => fs::remove_file(path).map(|()| true),
+        Ok(m) if m.file_type().is_socket() => {
+            if connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use by a running process; stop it first",
+                        path.display()
+                    ),
+                ));
+            }
+            fs::remove_file(path).map(|()| true)
+        }
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!(

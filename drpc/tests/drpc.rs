@@ -311,15 +311,24 @@ fn socket_file_is_0600_and_removed_on_stop() {
 }
 
 #[test]
-fn stale_socket_is_replaced_and_other_files_are_refused() {
+fn stale_socket_is_replaced_live_socket_and_other_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("daos_server.sock");
-    let first = serve(&path, registry()).unwrap();
-    std::mem::forget(first); // leaves a stale socket file behind, as a crash would
-    let second = serve(&path, registry()).unwrap();
+    // A socket file with nobody listening: what a crashed daos_server leaves behind.
+    drop(daos_drpc::socket::bind(&path).unwrap());
+    assert!(path.exists());
+    let server = serve(&path, registry()).expect("stale socket replaced");
     let mut c = Client::connect(&path).unwrap();
     assert_eq!(c.call(MgmtMethod::PingRank, b"new").unwrap(), b"new");
-    drop(second);
+
+    // A socket someone still serves is never taken over.
+    let live = serve(&path, registry())
+        .err()
+        .expect("a live socket is not stale")
+        .to_string();
+    assert!(live.contains("in use by a running process"), "{live}");
+    assert_eq!(c.call(MgmtMethod::PingRank, b"still").unwrap(), b"still");
+    drop(server);
 
     let file = dir.path().join("not_a_socket.sock");
     std::fs::write(&file, "data").unwrap();

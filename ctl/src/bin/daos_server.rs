@@ -1,0 +1,150 @@
+//! `daos_server`: the DAOS control server. See `daos_server --help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use daos_config::Overrides;
+use daos_ctl::exit::{CmdError, ExitCode, report};
+use daos_ctl::server::{self, VERSION};
+
+#[derive(Parser)]
+#[command(name = "daos_server", version = VERSION, about = "DAOS control server: runs on every storage node, supervises its I/O engines")]
+struct Cli {
+    /// Keep proxy environment variables (otherwise they are scrubbed).
+    #[arg(long, global = true)]
+    allow_proxy: bool,
+    /// Debug logging (overrides control_log_mask).
+    #[arg(short = 'b', long, global = true)]
+    debug: bool,
+    /// JSON output.
+    #[arg(short = 'j', long, global = true)]
+    json: bool,
+    /// JSON log lines.
+    #[arg(short = 'J', long = "json-logging", global = true)]
+    json_logging: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the control server (and, with bring-up, its engines).
+    Start(StartArgs),
+    /// Work with the server config file.
+    #[command(subcommand, visible_alias = "cfg")]
+    Config(ConfigCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a daos_server.yml and print it normalized (modern form), or print every error.
+    Validate {
+        /// Config file; default /etc/daos/daos_server.yml, else the embedded default.
+        #[arg(short = 'o', long = "config")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// Config file; default /etc/daos/daos_server.yml, else the embedded default.
+    #[arg(short = 'o', long = "config")]
+    config: Option<PathBuf>,
+    /// Control (gRPC) port; overrides `port`.
+    #[arg(short = 'p', long)]
+    port: Option<u16>,
+    /// SCM mount path of engine 0; overrides its scm_mount.
+    #[arg(short = 's', long)]
+    storage: Option<PathBuf>,
+    /// Engine module list; overrides `modules`.
+    #[arg(short = 'm', long)]
+    modules: Option<String>,
+    /// Targets per engine; overrides `targets`.
+    #[arg(short = 't', long)]
+    targets: Option<u32>,
+    /// Helper xstreams per engine; overrides `nr_xs_helpers`.
+    #[arg(short = 'x', long = "xshelpernr")]
+    xshelpernr: Option<u32>,
+    /// First core of each engine; overrides `first_core`.
+    #[arg(short = 'f', long = "firstcore")]
+    firstcore: Option<u32>,
+    /// System name; overrides `name`.
+    #[arg(short = 'g', long)]
+    group: Option<String>,
+    /// Socket directory; overrides `socket_dir`.
+    #[arg(short = 'd', long = "socket_dir")]
+    socket_dir: Option<PathBuf>,
+    /// Plaintext control plane, no certificates; sets transport_config.allow_insecure.
+    #[arg(short = 'i', long)]
+    insecure: bool,
+}
+
+impl StartArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            port: self.port,
+            socket_dir: self.socket_dir.clone(),
+            insecure: self.insecure,
+            targets: self.targets,
+            nr_xs_helpers: self.xshelpernr,
+            first_core: self.firstcore,
+            scm_mount: self.storage.clone(),
+            modules: self.modules.clone(),
+            group: self.group.clone(),
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CmdError> {
+    if !cli.allow_proxy {
+        for var in [
+            "http_proxy",
+            "https_proxy",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "no_proxy",
+            "NO_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ] {
+            // SAFETY: called before any other thread exists (signals are blocked and no
+            // server thread has been spawned yet), so nothing reads the environment concurrently.
+            unsafe { std::env::remove_var(var) };
+        }
+    }
+    match cli.command {
+        Command::Version => {
+            println!("daos_server version {VERSION}");
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Validate { config }) => {
+            server::validate(config.as_deref(), cli.json)
+        }
+        Command::Start(args) => {
+            let source = server::resolve(args.config.as_deref());
+            let flags = server::LogFlags {
+                debug: cli.debug,
+                json: cli.json_logging,
+            };
+            let started = server::start(&source, &args.overrides(), flags)?;
+            let signal = server::wait_for_signal()?;
+            tracing::info!("received {signal}; shutting down");
+            started.drpc.stop();
+            Ok(())
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    if let Err(e) = server::block_signals() {
+        return report(&e).into();
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::Success.into(),
+        Err(e) if e.message.is_empty() => e.code.into(),
+        Err(e) => report(&e).into(),
+    }
+}

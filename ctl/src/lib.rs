@@ -1,0 +1,8 @@
+//! The control plane of daos-rs: `daos_server` (blocking control daemon) and `dmg` (admin CLI).
+//!
+//! The binaries in `src/bin` are thin: they parse arguments with clap and call into this crate,
+//! which returns [`exit::CmdError`]s that `main` prints and maps to a documented exit code.
+
+pub mod exit;
+pub mod logging;
+pub mod server;

@@ -1,0 +1,358 @@
+//! `daos_server`: config resolution, `config validate`, and `start`.
+//!
+//! `start` today runs the start-up stages that exist: load and validate the config (file or
+//! embedded default) with command-line overrides, check the socket directory, clear stale
+//! sockets, serve dRPC on `<socket_dir>/daos_server.sock`, write `.daos_server.active.yml`, and
+//! run until SIGINT/SIGTERM. Engine launch, format and the gRPC management API come with the
+//! bring-up work; `start` says so in its log rather than pretending.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use daos_config::{ACTIVE_CONFIG_NAME, DefaultParams, Loaded, Overrides, Server};
+use daos_drpc::{Module, Registry, ServerHandle};
+use tracing::{info, warn};
+
+use crate::exit::CmdError;
+
+/// Where a daos_server config is looked for when `-o` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/daos/daos_server.yml";
+/// Environment variable naming the data directory of the embedded default config.
+pub const DATA_DIR_ENV: &str = "DAOS_DATA_DIR";
+/// Name of daos_server's dRPC socket in socket_dir.
+pub const SERVER_SOCKET: &str = "daos_server.sock";
+/// File-name prefix of engine dRPC sockets.
+pub const ENGINE_SOCKET_PREFIX: &str = "daos_engine";
+/// Version printed by `version` and in the start-up banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where the config comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// The embedded default, with its data directory.
+    Embedded(PathBuf),
+}
+
+/// The data directory of the embedded default: `$DAOS_DATA_DIR`, else `/var/lib/daos` for root,
+/// else `~/.local/share/daos`.
+pub fn data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os(DATA_DIR_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/daos");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".local/share/daos")
+}
+
+/// `-o` if given; else `/etc/daos/daos_server.yml` if it exists; else the embedded default.
+pub fn resolve(config: Option<&Path>) -> ConfigSource {
+    match config {
+        Some(p) => ConfigSource::File(p.to_path_buf()),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            ConfigSource::File(DEFAULT_CONFIG_PATH.into())
+        }
+        None => ConfigSource::Embedded(data_dir()),
+    }
+}
+
+/// What the embedded default needs to know about this host.
+pub fn default_params(data_dir: &Path) -> DefaultParams {
+    let topo = daos_hw::CpuTopology::read(&daos_hw::SysRoot::default()).ok();
+    let node = topo.as_ref().and_then(|t| t.first_numa_node());
+    let cores = match (node, &topo) {
+        (Some(n), _) => n.cpus.len() as u32,
+        (None, Some(t)) => t.online.len() as u32,
+        (None, None) => std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+    };
+    DefaultParams {
+        data_dir: data_dir.to_path_buf(),
+        numa_node: node.map(|n| n.id),
+        cores,
+        fabric_iface: "lo".into(),
+    }
+}
+
+/// Loads and validates the config from `source` with `overrides`.
+pub fn load(source: &ConfigSource, overrides: &Overrides) -> Result<Loaded, CmdError> {
+    match source {
+        ConfigSource::File(p) => daos_config::load_file(p, overrides).map_err(CmdError::from),
+        ConfigSource::Embedded(dir) => {
+            daos_config::load_default(&default_params(dir), overrides).map_err(CmdError::from)
+        }
+    }
+}
+
+/// One config error as JSON, for `-j`.
+fn error_json(errors: &daos_config::ConfigErrors) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = errors
+        .errors
+        .iter()
+        .zip(errors.lines())
+        .map(|(e, line)| {
+            let (l, c, flag) = match &e.origin {
+                daos_config::Origin::File(m) => (Some(m.line), Some(m.column), None),
+                daos_config::Origin::Flag(f) => (None, None, Some(*f)),
+                daos_config::Origin::Default => (None, None, None),
+            };
+            serde_json::json!({
+                "kind": format!("{:?}", e.kind), "path": e.path, "line": l, "column": c, "flag": flag,
+                "value": e.value, "message": e.message, "fix": e.fix, "text": line,
+            })
+        })
+        .collect();
+    serde_json::json!({"file": errors.file.display().to_string(), "errors": items})
+}
+
+/// `daos_server config validate`: prints the normalized config and returns Ok, or prints
+/// every error and returns Err.
+pub fn validate(config: Option<&Path>, json: bool) -> Result<(), CmdError> {
+    let source = resolve(config);
+    let name = match &source {
+        ConfigSource::File(p) => p.display().to_string(),
+        ConfigSource::Embedded(d) => format!(
+            "{} (data dir {})",
+            daos_config::default::EMBEDDED_NAME,
+            d.display()
+        ),
+    };
+    let loaded = match &source {
+        ConfigSource::File(p) => daos_config::load_file(p, &Overrides::default()),
+        ConfigSource::Embedded(d) => {
+            daos_config::load_default(&default_params(d), &Overrides::default())
+        }
+    };
+    match loaded {
+        Ok(l) => {
+            if json {
+                let notices: Vec<String> = l.notices.iter().map(|n| n.to_string()).collect();
+                let out = serde_json::json!({"response": {"source": name, "config": l.server.to_json(), "notices": notices}, "error": null, "status": 0});
+                println!("{out}");
+            } else {
+                for n in &l.notices {
+                    eprintln!("NOTICE: {n}");
+                }
+                print!("# {name}: valid\n{}", l.server.to_yaml());
+            }
+            Ok(())
+        }
+        Err(errors) => {
+            if json {
+                let out = serde_json::json!({"response": error_json(&errors), "error": format!("{} has {} error(s)", errors.file.display(), errors.len()), "status": 1});
+                println!("{out}");
+                let mut e = CmdError::new("");
+                e.message.clear();
+                return Err(e);
+            }
+            Err(CmdError::from(errors))
+        }
+    }
+}
+
+/// Writes the effective config read-only as `.daos_server.active.yml` in `socket_dir`,
+/// falling back to the temp dir when socket_dir is not writable; returns where it went.
+pub fn write_active_config(server: &Server, socket_dir: &Path) -> io::Result<PathBuf> {
+    let text = format!(
+        "# effective daos_server config, written at start; read-only\n{}",
+        server.to_yaml()
+    );
+    let write = |dir: &Path| -> io::Result<PathBuf> {
+        let path = dir.join(ACTIVE_CONFIG_NAME);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        fs::write(&path, &text)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o444))?;
+        Ok(path)
+    };
+    write(socket_dir).or_else(|e| {
+        warn!(
+            "cannot write {ACTIVE_CONFIG_NAME} to {}: {e}; using the temp dir",
+            socket_dir.display()
+        );
+        write(&std::env::temp_dir())
+    })
+}
+
+/// A started control server (the parts that exist so far).
+pub struct Started {
+    pub loaded: Loaded,
+    pub active_config: PathBuf,
+    pub drpc: ServerHandle,
+}
+
+/// Logging flags of the command line (`-b/--debug`, `-J/--json-logging`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogFlags {
+    pub debug: bool,
+    pub json: bool,
+}
+
+/// Runs `start` up to serving; the caller waits for a signal, then drops the result.
+pub fn start(
+    source: &ConfigSource,
+    overrides: &Overrides,
+    flags: LogFlags,
+) -> Result<Started, CmdError> {
+    let loaded = load(source, overrides)?;
+    let s = &loaded.server;
+    let mask = if flags.debug {
+        "DEBUG"
+    } else {
+        s.control_log_mask.as_str()
+    };
+    crate::logging::init(
+        mask,
+        s.control_log_file.as_deref(),
+        s.control_log_json || flags.json,
+    )
+    .map_err(|e| {
+        CmdError::new(e).fix("make control_log_file writable or remove it to log to stderr")
+    })?;
+    match source {
+        ConfigSource::File(p) => info!("loaded config from {}", p.display()),
+        ConfigSource::Embedded(dir) => {
+            info!(
+                "no config file given and none at {DEFAULT_CONFIG_PATH}; using the embedded default config (data dir {})",
+                dir.display()
+            );
+            prepare_data_dir(dir, s)?;
+        }
+    }
+    for n in &loaded.notices {
+        warn!("{n}");
+    }
+    if s.engines.is_empty() {
+        info!(
+            "No DAOS I/O Engines in configuration, DAOS Control Server starting in discovery mode"
+        );
+    }
+    daos_drpc::socket::check_socket_dir(&s.socket_dir)
+        .map_err(|e| CmdError::new(format!("dRPC server setup: {e}")).fix(e.fix()))?;
+    for path in daos_drpc::socket::remove_stale_sockets(&s.socket_dir, &[ENGINE_SOCKET_PREFIX])
+        .map_err(|e| {
+            CmdError::new(format!(
+                "dRPC server setup: cannot clear stale engine sockets: {e}"
+            ))
+        })?
+    {
+        info!("removed stale socket {}", path.display());
+    }
+    let mut registry = Registry::new();
+    registry
+        .module(Module::Srv)
+        .module(Module::Sec)
+        .module(Module::Mgmt);
+    let sock = s.socket_dir.join(SERVER_SOCKET);
+    let drpc = daos_drpc::serve(&sock, registry).map_err(|e| {
+        CmdError::new(e).fix("stop the other daos_server using this socket_dir, or pick another with -d/--socket_dir")
+    })?;
+    let active_config = write_active_config(s, &s.socket_dir)
+        .map_err(|e| CmdError::new(format!("cannot write {ACTIVE_CONFIG_NAME}: {e}")))?;
+    info!("active config saved to {}", active_config.display());
+    info!(
+        "DAOS Control Server v{VERSION} (pid {}) serving dRPC on {}",
+        std::process::id(),
+        sock.display()
+    );
+    if !s.engines.is_empty() {
+        warn!(
+            "engine start-up, storage format and the management API (port {}) are not in this build yet; \
+             daos_server validates its config and serves dRPC only",
+            s.port
+        );
+    }
+    Ok(Started {
+        loaded,
+        active_config,
+        drpc,
+    })
+}
+
+/// Creates the directories the embedded default lives in (the data dir is ours to manage).
+fn prepare_data_dir(dir: &Path, s: &Server) -> Result<(), CmdError> {
+    let mut dirs = vec![s.socket_dir.clone(), dir.join("log")];
+    dirs.extend(s.engines.iter().filter_map(|e| e.scm_mount().cloned()));
+    for d in dirs {
+        fs::create_dir_all(&d).map_err(|e| {
+            CmdError::new(format!("cannot create {}: {e}", d.display()))
+                .fix(format!("set {DATA_DIR_ENV} to a writable directory"))
+        })?;
+    }
+    Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM; returns the signal's name.
+pub fn wait_for_signal() -> Result<&'static str, CmdError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    let sig = set
+        .wait()
+        .map_err(|e| CmdError::new(format!("waiting for signals: {e}")))?;
+    Ok(sig.as_str())
+}
+
+/// Blocks SIGINT/SIGTERM in this thread (and threads it spawns later) so that
+/// [`wait_for_signal`] receives them. Call first thing in `main`.
+pub fn block_signals() -> Result<(), CmdError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block()
+        .map_err(|e| CmdError::new(format!("blocking signals: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_config_is_read_only_and_rewritable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::default();
+        let path = write_active_config(&server, dir.path()).expect("write");
+        assert_eq!(path, dir.path().join(ACTIVE_CONFIG_NAME));
+        assert_eq!(
+            fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o444
+        );
+        // A restart replaces the read-only file of the previous run.
+        let mut changed = server.clone();
+        changed.port = 4242;
+        write_active_config(&changed, dir.path()).expect("rewrite");
+        assert!(
+            fs::read_to_string(&path)
+                .expect("read")
+                .contains("port: 4242")
+        );
+    }
+
+    #[test]
+    fn active_config_falls_back_to_the_temp_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("gone");
+        let path = write_active_config(&Server::default(), &missing).expect("fallback");
+        assert_eq!(path, std::env::temp_dir().join(ACTIVE_CONFIG_NAME));
+    }
+
+    #[test]
+    fn explicit_config_path_wins() {
+        assert_eq!(
+            resolve(Some(Path::new("/x/y.yml"))),
+            ConfigSource::File("/x/y.yml".into())
+        );
+    }
+}

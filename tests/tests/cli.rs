@@ -1,0 +1,394 @@
+//! The real binaries, end to end: `daos_server config validate` on every example and on broken
+//! files, `daos_server start` (active config, CLI precedence, socket-dir errors, one server per
+//! socket dir), the embedded default, and flag errors of every binary.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use daos_tests::*;
+use nix::sys::signal::Signal;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo_root().join("config/examples"))
+        .expect("examples dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The local example with its paths moved into `dir` (socket dir created).
+fn local_config(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).expect("mkdir");
+    let text = std::fs::read_to_string(repo_root().join("config/examples/daos_server_local.yml"))
+        .expect("example")
+        .replace("/tmp/", &format!("{}/", dir.display()))
+        .replace("/var/run/daos_server", &run.display().to_string());
+    let path = dir.join("daos_server.yml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn every_example_validates_and_its_output_validates_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(examples().len() >= 3);
+    for ex in examples() {
+        let out = run(
+            "daos_server",
+            &["config", "validate", "-o", ex.to_str().expect("utf8")],
+            &[],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            ex.display(),
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with(&format!("# {}: valid\n", ex.display())),
+            "{stdout}"
+        );
+        let again = dir.path().join("normalized.yml");
+        std::fs::write(&again, &stdout).expect("write");
+        let out2 = run(
+            "daos_server",
+            &["config", "validate", "-o", again.to_str().expect("utf8")],
+            &[],
+        );
+        assert_eq!(
+            out2.status.code(),
+            Some(0),
+            "normalized {}: {}",
+            ex.display(),
+            text(&out2.stderr)
+        );
+        assert!(
+            !text(&out2.stderr).contains("deprecated"),
+            "normalized output is the modern form"
+        );
+    }
+}
+
+#[test]
+fn three_mistakes_are_reported_with_line_and_column_and_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = std::fs::read_to_string(repo_root().join("config/examples/daos_server_local.yml"))
+        .expect("example")
+        .replace("name: daos_server", "name: this_name_is_too_long")
+        .replace(
+            "  log_file: /tmp/daos_engine.0.log",
+            "  log_fiel: /tmp/x.log",
+        )
+        .replace("bdev_size: 16", "bdev_size: 0");
+    let path = dir.path().join("bad.yml");
+    std::fs::write(&path, bad).expect("write");
+    let p = path.to_str().expect("utf8");
+    let out = run("daos_server", &["config", "validate", "-o", p], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for an invalid config"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("has 3 errors"), "{err}");
+    for needle in [
+        format!("{p}:6:7: name = \"this_name_is_too_long\""),
+        format!("{p}:25:3: engines[0].log_fiel: unknown key"),
+        format!("{p}:36:16: engines[0].storage[1].bdev_size"),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in\n{err}");
+    }
+    assert_eq!(
+        err.matches("fix:").count(),
+        3,
+        "each error carries its fix:\n{err}"
+    );
+
+    let out = run("daos_server", &["-j", "config", "validate", "-o", p], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], 1);
+    let errors = v["response"]["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 3);
+    assert_eq!(
+        (errors[0]["line"].as_u64(), errors[0]["column"].as_u64()),
+        (Some(6), Some(7))
+    );
+    assert_eq!(errors[1]["path"], "engines[0].log_fiel");
+}
+
+#[test]
+fn validate_json_success_envelope() {
+    let ex = repo_root().join("config/examples/daos_server_legacy.yml");
+    let out = run(
+        "daos_server",
+        &["-j", "config", "validate", "-o", ex.to_str().expect("utf8")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], 0);
+    assert!(v["error"].is_null());
+    assert_eq!(
+        v["response"]["config"]["engines"][1]["storage"][0]["scm_mount"],
+        "/mnt/daos1"
+    );
+    let notices = v["response"]["notices"].as_array().expect("notices");
+    assert!(notices.iter().any(|n| {
+        n.as_str()
+            .is_some_and(|s| s.contains("Legacy storage configuration"))
+    }));
+}
+
+#[test]
+fn embedded_default_validates_with_the_data_dir() {
+    if Path::new("/etc/daos/daos_server.yml").exists() {
+        eprintln!(
+            "SKIPPED embedded_default_validates_with_the_data_dir: /etc/daos/daos_server.yml exists here"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf8");
+    let out = run(
+        "daos_server",
+        &["config", "validate"],
+        &[("DAOS_DATA_DIR", d)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("# <embedded default>"), "{stdout}");
+    assert!(stdout.contains(&format!("scm_mount: {d}/scm0")), "{stdout}");
+    assert!(stdout.contains("fabric_iface: lo"), "{stdout}");
+}
+
+#[test]
+fn start_writes_a_read_only_active_config_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = local_config(dir.path());
+    let port = free_port().to_string();
+    let mut server = Proc::start(
+        "daos_server",
+        &["start", "-o", cfg.to_str().expect("utf8"), "-p", &port],
+        &[],
+        dir.path(),
+    );
+    let sock = dir.path().join("run/daos_server.sock");
+    let active = dir.path().join("run/.daos_server.active.yml");
+    assert!(
+        wait_until(Duration::from_secs(10), || sock.exists() && active.exists()),
+        "server did not come up"
+    );
+    let mode = std::fs::metadata(&active)
+        .expect("active")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o444, "active config is read-only");
+    let text = std::fs::read_to_string(&active).expect("active");
+    assert!(
+        text.contains(&format!("port: {port}")),
+        "-p takes precedence over the file:\n{text}"
+    );
+    assert!(text.contains("provider: ofi+tcp;ofi_rxm"), "{text}");
+    assert_eq!(
+        std::fs::metadata(&sock).expect("sock").permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A second server on the same socket dir is refused and the first keeps running.
+    let out = run(
+        "daos_server",
+        &["start", "-o", cfg.to_str().expect("utf8")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by a running process"));
+    assert!(server.alive());
+
+    server.signal(Signal::SIGTERM);
+    assert_eq!(
+        server.wait(Duration::from_secs(10)),
+        Some(0),
+        "clean exit on SIGTERM"
+    );
+    assert!(!sock.exists(), "socket removed on stop");
+    let log = std::fs::read_to_string(dir.path().join("daos_server.log")).expect("control log");
+    assert!(log.contains("serving dRPC on"), "{log}");
+    assert!(log.contains("received SIGTERM; shutting down"), "{log}");
+}
+
+#[test]
+fn socket_dir_flag_overrides_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = local_config(dir.path());
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    let mut server = Proc::start(
+        "daos_server",
+        &[
+            "start",
+            "-o",
+            cfg.to_str().expect("utf8"),
+            "-d",
+            other.to_str().expect("utf8"),
+            "-t",
+            "1",
+            "-i",
+        ],
+        &[],
+        dir.path(),
+    );
+    let active = other.join(".daos_server.active.yml");
+    assert!(wait_until(Duration::from_secs(10), || active.exists()
+        && other.join("daos_server.sock").exists()));
+    let text = std::fs::read_to_string(&active).expect("active");
+    assert!(
+        text.contains(&format!("socket_dir: {}", other.display())),
+        "{text}"
+    );
+    assert!(text.contains("targets: 1"), "{text}");
+    assert!(!dir.path().join("run/daos_server.sock").exists());
+    server.signal(Signal::SIGINT);
+    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn missing_socket_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = local_config(dir.path());
+    let missing = dir.path().join("does-not-exist");
+    let out = run(
+        "daos_server",
+        &[
+            "start",
+            "-o",
+            cfg.to_str().expect("utf8"),
+            "-d",
+            missing.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "dRPC server setup: missing socket directory {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("fix: create it"), "{err}");
+}
+
+#[test]
+fn start_with_an_invalid_config_exits_1_with_every_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = local_config(dir.path());
+    let out = run(
+        "daos_server",
+        &["start", "-o", cfg.to_str().expect("utf8"), "-t", "0"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("-t/--targets (overrides"),
+        "the flag is blamed:\n{err}"
+    );
+    assert!(err.contains("targets must be > 0"), "{err}");
+    let out = run(
+        "daos_server",
+        &["start", "-o", "/nonexistent/daos_server.yml"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn start_on_the_embedded_default_prepares_its_data_dir() {
+    if Path::new("/etc/daos/daos_server.yml").exists() {
+        eprintln!(
+            "SKIPPED start_on_the_embedded_default_prepares_its_data_dir: /etc/daos/daos_server.yml exists here"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("utf8");
+    let port = free_port().to_string();
+    let mut server = Proc::start(
+        "daos_server",
+        &["start", "-p", &port],
+        &[("DAOS_DATA_DIR", d)],
+        dir.path(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || data
+            .join("run/daos_server.sock")
+            .exists()),
+        "{}",
+        log(dir.path(), "daos_server", "err")
+    );
+    assert!(data.join("scm0").is_dir() && data.join("log").is_dir());
+    let err = log(dir.path(), "daos_server", "err");
+    assert!(err.contains("using the embedded default config"), "{err}");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn stale_engine_sockets_are_cleared_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = local_config(dir.path());
+    let stale = dir.path().join("run/daos_engine_4242.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    assert!(stale.exists());
+    let mut server = Proc::start(
+        "daos_server",
+        &["start", "-o", cfg.to_str().expect("utf8")],
+        &[],
+        dir.path(),
+    );
+    assert!(wait_until(Duration::from_secs(10), || dir
+        .path()
+        .join("run/daos_server.sock")
+        .exists()));
+    assert!(!stale.exists(), "stale engine socket removed");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn bad_flags_exit_2_and_name_the_flag() {
+    let out = run("daos_server", &["start", "-p", "99999"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("99999") && err.contains("--port"), "{err}");
+    let out = run("daos_engine", &["-t", "many"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("invalid numeric value: many (set by -t)"));
+    let out = run("dmg", &["--no-such-flag"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn versions() {
+    let out = run("daos_server", &["version"], &[]);
+    assert!(text(&out.stdout).starts_with("daos_server version "));
+    let out = run("dmg", &["-j", "version"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], 0);
+    assert!(v["response"]["version"].is_string());
+}
