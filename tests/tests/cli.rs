@@ -392,3 +392,59 @@ fn versions() {
     assert_eq!(v["status"], 0);
     assert!(v["response"]["version"].is_string());
 }
+
+#[test]
+fn socket_dir_without_permission_is_a_clear_error() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "SKIPPED socket_dir_without_permission_is_a_clear_error: needs root to run daos_server as another user (drpc's unit test covers it for non-root)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).expect("mkdir");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let cfg = dir.path().join("daos_server.yml");
+    let yaml = std::fs::read_to_string(repo_root().join("config/examples/daos_server_local.yml"))
+        .expect("example")
+        .replace("control_log_file: /tmp/daos_server.log\n", "")
+        .replace("/var/run/daos_server", &locked.display().to_string());
+    std::fs::write(&cfg, yaml).expect("write");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let binary = bin("daos_server");
+    // The binary must be reachable by `nobody`; skip where the checkout is private.
+    let reachable = std::process::Command::new(&binary)
+        .arg("version")
+        .uid(65534)
+        .gid(65534)
+        .output();
+    if !reachable.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED socket_dir_without_permission_is_a_clear_error: {} is not executable by nobody",
+            binary.display()
+        );
+        return;
+    }
+    let out = std::process::Command::new(&binary)
+        .args(["start", "-o", cfg.to_str().expect("utf8")])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "dRPC server setup: permissions failure accessing socket directory {}",
+            locked.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: give the daos_server user write and search permission"),
+        "{err}"
+    );
+}
