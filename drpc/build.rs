@@ -3,7 +3,7 @@
 
 fn main() {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let files = ["drpc.proto"].map(|f| proto_dir.join(f));
+    let files = ["drpc.proto", "srv.proto", "mgmt_drpc.proto"].map(|f| proto_dir.join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

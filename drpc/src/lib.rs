@@ -27,6 +27,18 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/drpc.rs"));
 }
 
+/// Payloads the engine sends to daos_server (`proto/srv.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod srv {
+    include!(concat!(env!("OUT_DIR"), "/srv.rs"));
+}
+
+/// Payloads daos_server sends to the engine (`proto/mgmt_drpc.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod mgmt {
+    include!(concat!(env!("OUT_DIR"), "/mgmt.rs"));
+}
+
 pub use client::{Client, DrpcError};
 pub use ids::{Method, MgmtMethod, Module, SecMethod, SrvMethod};
 pub use proto::Status;

@@ -1,7 +1,208 @@
 //! `daos_engine`, the data plane of daos-rs.
 //!
-//! This crate will hold the core map, the pinned shard threads with their io_uring reactors and
-//! the target store. So far it holds the engine's command line ([`args`]), which daos_server
-//! builds from each `engines:` entry (see `daos_config::Engine::args`).
+//! Start-up (DAOS_FACTS §4.5): place the shards on cores ([`coremap`]), start them pinned
+//! ([`shard`]), serve dRPC on `<socket_dir>/daos_engine_<pid>.sock` ([`control`]), send
+//! NotifyReady (301) to daos_server, wait for SetRank (202) and SetUp (209), print
+//! `DAOS I/O Engine (v..) process .. started on rank ..`, and run until SIGINT/SIGTERM.
+//! The target store and client I/O come with the data plane.
 
 pub mod args;
+pub mod control;
+pub mod coremap;
+pub mod shard;
+mod uring;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use daos_drpc::SrvMethod;
+use daos_drpc::srv::NotifyReadyReq;
+use prost::Message;
+
+use crate::args::EngineArgs;
+use crate::control::Control;
+
+/// Version printed in the start-up banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the engine could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot read the CPU topology: {0}")]
+    Topology(#[from] daos_hw::HwError),
+    #[error("NUMA node {0} not found on this host")]
+    NoSuchNode(u32),
+    #[error(transparent)]
+    CoreMap(#[from] coremap::CoreMapError),
+    #[error(transparent)]
+    Shard(#[from] shard::ShardError),
+    #[error("engine dRPC server: {0}")]
+    Drpc(#[from] daos_drpc::server::ServerError),
+    #[error("cannot reach daos_server at {}: {source}; is daos_server running with the same socket_dir?", .path.display())]
+    Server {
+        path: PathBuf,
+        source: daos_drpc::DrpcError,
+    },
+    #[error("fabric interface {0:?} not found or without an IPv4/IPv6 address (D_INTERFACE)")]
+    Interface(String),
+    #[error("signal handling: {0}")]
+    Signals(nix::Error),
+}
+
+/// The engine's fabric address, from the environment daos_server computed (`D_PROVIDER`,
+/// `D_INTERFACE`, `D_PORT`), as DAOS prints it: `ofi+tcp;ofi_rxm://127.0.0.1:31416`.
+pub fn fabric_uri(env: &dyn Fn(&str) -> Option<String>) -> Result<String, EngineError> {
+    let provider = env("D_PROVIDER").unwrap_or_else(|| "ofi+tcp;ofi_rxm".into());
+    let iface = env("D_INTERFACE").unwrap_or_else(|| "lo".into());
+    let port = env("D_PORT").unwrap_or_else(|| "0".into());
+    let addr = interface_address(&iface).ok_or_else(|| EngineError::Interface(iface.clone()))?;
+    let host = match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    Ok(format!("{provider}://{host}:{port}"))
+}
+
+/// First IPv4 (else IPv6) address of a network interface.
+pub fn interface_address(iface: &str) -> Option<IpAddr> {
+    let addrs: Vec<_> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter(|a| a.interface_name == iface)
+        .collect();
+    let v4 = addrs.iter().find_map(|a| {
+        a.address
+            .as_ref()?
+            .as_sockaddr_in()
+            .map(|s| IpAddr::V4(s.ip()))
+    });
+    v4.or_else(|| {
+        addrs.iter().find_map(|a| {
+            a.address
+                .as_ref()?
+                .as_sockaddr_in6()
+                .map(|s| IpAddr::V6(s.ip()))
+        })
+    })
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Blocks SIGINT/SIGTERM in the calling thread and every thread it starts later; call first in
+/// `main`, so that [`run`]'s signal thread is the one that receives them.
+pub fn block_signals() -> Result<(), EngineError> {
+    signal_set().thread_block().map_err(EngineError::Signals)
+}
+
+fn signal_set() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set
+}
+
+/// Runs the engine until it is told to stop.
+pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
+    let pid = std::process::id();
+    let topo = daos_hw::CpuTopology::read(&daos_hw::SysRoot::default())?;
+    let cores = match args.pinned_numa_node {
+        Some(n) => topo
+            .numa_nodes
+            .iter()
+            .find(|node| node.id == n)
+            .map(|node| node.cpus.clone())
+            .ok_or(EngineError::NoSuchNode(n))?,
+        None => topo.online.clone(),
+    };
+    let request = coremap::Request {
+        targets: args.target_count(),
+        helpers: args.xshelpernr,
+        first_core: args.firstcore.unwrap_or(0),
+        numa_node: args.pinned_numa_node,
+        oversubscribe: std::env::var("DAOS_TARGET_OVERSUBSCRIBE").is_ok_and(|v| v == "1"),
+    };
+    let map = coremap::place(&request, &cores)?;
+    eprintln!("{}", map.algorithm);
+    if let Some(n) = args.pinned_numa_node {
+        eprintln!("Using NUMA node: {n}");
+    }
+    for w in &map.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    let mut shards = Vec::with_capacity(map.shards.len());
+    for (i, p) in map.shards.iter().enumerate() {
+        shards.push(shard::spawn(i, *p)?);
+    }
+    let ctl = Control::new(shards);
+
+    let signals = {
+        let ctl = ctl.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Ok(sig) = signal_set().wait() {
+                    eprintln!("daos_engine: received {}; stopping", sig.as_str());
+                }
+                ctl.request_stop();
+            })
+    };
+    if let Err(e) = signals {
+        eprintln!("WARNING: no signal thread ({e}); stop the engine with SIGKILL");
+    }
+
+    let sock = args.socket_dir.join(format!("daos_engine_{pid}.sock"));
+    let server = daos_drpc::serve(&sock, Control::registry(&ctl))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let uri = fabric_uri(&env)?;
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(u64::from(pid));
+    let notify = NotifyReadyReq {
+        uri: uri.clone(),
+        nctxs: 1 + map.targets,
+        drpc_listener_sock: sock.display().to_string(),
+        instance_idx: args.instance_idx,
+        ntgts: map.targets,
+        incarnation,
+        ..Default::default()
+    };
+    let server_sock = args.socket_dir.join("daos_server.sock");
+    let notified = daos_drpc::Client::connect(&server_sock)
+        .and_then(|mut c| c.call(SrvMethod::NotifyReady, &notify.encode_to_vec()));
+    if let Err(source) = notified {
+        server.stop();
+        ctl.stop_shards();
+        return Err(EngineError::Server {
+            path: server_sock,
+            source,
+        });
+    }
+
+    if let Some(rank) = ctl.wait_set_up() {
+        let first_core = map.shards.first().map(|p| p.core).unwrap_or(0);
+        println!(
+            "DAOS I/O Engine (v{VERSION}) process {pid} started on rank {rank} with {} target, {} helper XS, firstcore {first_core}, host {}.",
+            map.targets,
+            map.helpers,
+            hostname()
+        );
+        ctl.wait_stop();
+    }
+    server.stop();
+    let prepared = ctl.prepared();
+    ctl.stop_shards();
+    eprintln!(
+        "daos_engine: stopped{}",
+        if prepared {
+            " (after PrepShutdown)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

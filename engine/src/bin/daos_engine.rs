@@ -4,14 +4,16 @@ use clap::Parser;
 use daos_engine::args::EngineArgs;
 
 fn main() -> std::process::ExitCode {
+    if let Err(e) = daos_engine::block_signals() {
+        eprintln!("ERROR: daos_engine: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let args = EngineArgs::parse();
-    eprintln!(
-        "daos_engine: arguments accepted (targets {}, helpers {}, instance {}, socket_dir {}); \
-         the I/O engine runtime is not in this build yet, so the engine exits",
-        args.target_count(),
-        args.xshelpernr,
-        args.instance_idx,
-        args.socket_dir.display()
-    );
-    std::process::ExitCode::FAILURE
+    match daos_engine::run(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: daos_engine: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
