@@ -4,5 +4,8 @@
 //! which returns [`exit::CmdError`]s that `main` prints and maps to a documented exit code.
 
 pub mod exit;
+pub mod harness;
 pub mod logging;
+pub mod membership;
 pub mod server;
+pub mod storage;

@@ -11,11 +11,15 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use daos_config::{ACTIVE_CONFIG_NAME, DefaultParams, Loaded, Overrides, Server};
 use daos_drpc::{Module, Registry, ServerHandle};
 use tracing::{info, warn};
 
 use crate::exit::CmdError;
+use crate::harness::Harness;
+use crate::membership::SingleReplica;
 
 /// Where a daos_server config is looked for when `-o` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/daos/daos_server.yml";
@@ -184,11 +188,34 @@ pub fn write_active_config(server: &Server, socket_dir: &Path) -> io::Result<Pat
     })
 }
 
-/// A started control server (the parts that exist so far).
+/// A started control server.
 pub struct Started {
     pub loaded: Loaded,
     pub active_config: PathBuf,
     pub drpc: ServerHandle,
+    pub harness: Option<Arc<Harness>>,
+}
+
+impl Started {
+    /// Stops the engines, then the dRPC server.
+    pub fn stop(self) {
+        if let Some(h) = &self.harness {
+            h.shutdown();
+        }
+        self.drpc.stop();
+    }
+}
+
+/// Where the single-replica management service keeps the membership: under
+/// `control_metadata.path` if set, else in engine 0's SCM mount (`control_raft/`), as DAOS does.
+pub fn membership_path(s: &Server) -> Option<PathBuf> {
+    if let Some(p) = s.control_metadata.as_ref().and_then(|c| c.path.as_ref()) {
+        return Some(p.join("daos_control").join("system.json"));
+    }
+    s.engines
+        .first()
+        .and_then(|e| e.scm_mount())
+        .map(|m| m.join("control_raft").join("system.json"))
 }
 
 /// Logging flags of the command line (`-b/--debug`, `-J/--json-logging`).
@@ -203,6 +230,7 @@ pub fn start(
     source: &ConfigSource,
     overrides: &Overrides,
     flags: LogFlags,
+    auto_format: bool,
 ) -> Result<Started, CmdError> {
     let loaded = load(source, overrides)?;
     let s = &loaded.server;
@@ -248,11 +276,27 @@ pub fn start(
     {
         info!("removed stale socket {}", path.display());
     }
-    let mut registry = Registry::new();
-    registry
-        .module(Module::Srv)
-        .module(Module::Sec)
-        .module(Module::Mgmt);
+    let harness = match membership_path(s) {
+        Some(path) if !s.engines.is_empty() => {
+            let ms = SingleReplica::open(&path, &s.name).map_err(CmdError::new)?;
+            let engine_bin = crate::harness::engine_binary().ok_or_else(|| {
+                CmdError::new("daos_engine not found next to daos_server or on PATH")
+                    .fix("install daos_engine beside daos_server (cargo build --workspace --bins)")
+            })?;
+            Some(Harness::new(s.clone(), Arc::new(ms), engine_bin))
+        }
+        _ => None,
+    };
+    let registry = match &harness {
+        Some(h) => h.registry(),
+        None => {
+            let mut r = Registry::new();
+            r.module(Module::Srv)
+                .module(Module::Sec)
+                .module(Module::Mgmt);
+            r
+        }
+    };
     let sock = s.socket_dir.join(SERVER_SOCKET);
     let drpc = daos_drpc::serve(&sock, registry).map_err(|e| {
         CmdError::new(e).fix("stop the other daos_server using this socket_dir, or pick another with -d/--socket_dir")
@@ -267,15 +311,19 @@ pub fn start(
     );
     if !s.engines.is_empty() {
         warn!(
-            "engine start-up, storage format and the management API (port {}) are not in this build yet; \
-             daos_server validates its config and serves dRPC only",
+            "the management API (gRPC, port {}) is not in this build yet, so `dmg storage format` \
+             cannot reach it; start with --auto-format to format unformatted storage at start",
             s.port
         );
+    }
+    if let Some(h) = &harness {
+        h.start(auto_format);
     }
     Ok(Started {
         loaded,
         active_config,
         drpc,
+        harness,
     })
 }
 

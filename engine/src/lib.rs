@@ -108,6 +108,15 @@ fn signal_set() -> nix::sys::signal::SigSet {
 /// Runs the engine until it is told to stop.
 pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
     let pid = std::process::id();
+    // An engine must not outlive the daos_server that supervises it: if that process dies
+    // (even by SIGKILL), the kernel sends this engine SIGTERM and it stops cleanly.
+    let parent = nix::unistd::getppid();
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).is_ok()
+        && nix::unistd::getppid() != parent
+    {
+        // The parent died before the death signal was armed.
+        return Ok(());
+    }
     let topo = daos_hw::CpuTopology::read(&daos_hw::SysRoot::default())?;
     let cores = match args.pinned_numa_node {
         Some(n) => topo
@@ -126,12 +135,12 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
         oversubscribe: std::env::var("DAOS_TARGET_OVERSUBSCRIBE").is_ok_and(|v| v == "1"),
     };
     let map = coremap::place(&request, &cores)?;
-    eprintln!("{}", map.algorithm);
+    println!("{}", map.algorithm);
     if let Some(n) = args.pinned_numa_node {
-        eprintln!("Using NUMA node: {n}");
+        println!("Using NUMA node: {n}");
     }
     for w in &map.warnings {
-        eprintln!("WARNING: {w}");
+        println!("WARNING: {w}");
     }
     let mut shards = Vec::with_capacity(map.shards.len());
     for (i, p) in map.shards.iter().enumerate() {
@@ -145,7 +154,7 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
             .name("signals".into())
             .spawn(move || {
                 if let Ok(sig) = signal_set().wait() {
-                    eprintln!("daos_engine: received {}; stopping", sig.as_str());
+                    println!("daos_engine: received {}; stopping", sig.as_str());
                 }
                 ctl.request_stop();
             })
@@ -196,7 +205,7 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
     server.stop();
     let prepared = ctl.prepared();
     ctl.stop_shards();
-    eprintln!(
+    println!(
         "daos_engine: stopped{}",
         if prepared {
             " (after PrepShutdown)"

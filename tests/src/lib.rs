@@ -130,3 +130,33 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn log(dir: &Path, name: &str, stream: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.{stream}"))).unwrap_or_default()
 }
+
+/// Unmounts, on drop, every mount below a directory (tmpfs SCM that daos_server mounted as
+/// root), deepest first, so a failing test leaves no mount behind.
+pub struct MountGuard(pub PathBuf);
+
+/// Mount points below `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut v: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir) && m != dir)
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    v
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        for m in mounts_under(&self.0) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// True when running as root (tmpfs mounts are real then).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}

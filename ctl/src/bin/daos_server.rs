@@ -79,6 +79,9 @@ struct StartArgs {
     /// Plaintext control plane, no certificates; sets transport_config.allow_insecure.
     #[arg(short = 'i', long)]
     insecure: bool,
+    /// Format unformatted storage at start instead of waiting for `dmg storage format`.
+    #[arg(long = "auto-format")]
+    auto_format: bool,
 }
 
 impl StartArgs {
@@ -128,10 +131,11 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                 debug: cli.debug,
                 json: cli.json_logging,
             };
-            let started = server::start(&source, &args.overrides(), flags)?;
+            let started = server::start(&source, &args.overrides(), flags, args.auto_format)?;
             let signal = server::wait_for_signal()?;
             tracing::info!("received {signal}; shutting down");
-            started.drpc.stop();
+            started.stop();
+            tracing::info!("DAOS Control Server stopped");
             Ok(())
         }
     }

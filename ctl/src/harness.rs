@@ -1,0 +1,518 @@
+//! The engine harness: one supervisor thread per `engines:` entry.
+//!
+//! A supervisor waits until its engine's storage is formatted, launches `daos_engine` with the
+//! arguments and environment the config maps to, forwards its output to the control log
+//! prefixed `daos_engine:<N>`, and when the engine exits reports `exited with status` and starts
+//! it again with back-off (1 s doubling to 30 s; reset after a minute of healthy running),
+//! unless daos_server is stopping. Bring-up follows DAOS (§4.5): the engine's NotifyReady
+//! arrives over dRPC, is answered at once, and a join thread asks the management service for a
+//! rank, records it in the superblock, then sends SetRank and SetUp to the engine.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use daos_config::Server;
+use daos_drpc::mgmt::{DaosResp, PrepShutdownReq, SetRankReq};
+use daos_drpc::srv::NotifyReadyReq;
+use daos_drpc::{Client, HandlerError, MgmtMethod, Registry, SrvMethod};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use prost::Message;
+use tracing::{error, info, warn};
+
+use crate::membership::{JoinRequest, ManagementService, MemberState};
+use crate::storage::{self, FormatResult, StorageError};
+
+/// Longest wait between restarts of a failing engine.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long an engine must run for its back-off to reset.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long a stopping engine gets before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct InstanceState {
+    formatted: bool,
+    pid: Option<i32>,
+    drpc_sock: Option<PathBuf>,
+    rank: Option<u32>,
+    joined: bool,
+    stop: bool,
+}
+
+/// One engine of this daos_server.
+pub struct Instance {
+    pub index: usize,
+    state: Mutex<InstanceState>,
+    changed: Condvar,
+}
+
+impl Instance {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InstanceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut InstanceState)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// The engine's rank once it has joined.
+    pub fn rank(&self) -> Option<u32> {
+        let s = self.lock();
+        s.joined.then_some(s.rank).flatten()
+    }
+
+    /// The running engine's pid.
+    pub fn pid(&self) -> Option<i32> {
+        self.lock().pid
+    }
+}
+
+/// Every engine of this daos_server and the services they use.
+pub struct Harness {
+    config: Server,
+    instances: Vec<Arc<Instance>>,
+    ms: Arc<dyn ManagementService>,
+    engine_bin: PathBuf,
+    control_addr: String,
+    stopping: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Where `daos_engine` is: next to this binary, else on PATH.
+pub fn engine_binary() -> Option<PathBuf> {
+    let beside = std::env::current_exe().ok()?.parent()?.join("daos_engine");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join("daos_engine"))
+        .find(|p| p.is_file())
+}
+
+fn der_status(body: &[u8]) -> Result<i32, String> {
+    DaosResp::decode(body)
+        .map(|r| r.status)
+        .map_err(|e| e.to_string())
+}
+
+impl Harness {
+    pub fn new(
+        config: Server,
+        ms: Arc<dyn ManagementService>,
+        engine_bin: PathBuf,
+    ) -> Arc<Harness> {
+        let instances = (0..config.engines.len())
+            .map(|index| {
+                Arc::new(Instance {
+                    index,
+                    state: Mutex::new(InstanceState::default()),
+                    changed: Condvar::new(),
+                })
+            })
+            .collect();
+        let control_addr = format!("{}:{}", crate::logging::hostname(), config.port);
+        Arc::new(Harness {
+            config,
+            instances,
+            ms,
+            engine_bin,
+            control_addr,
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn instances(&self) -> &[Arc<Instance>] {
+        &self.instances
+    }
+
+    pub fn ms(&self) -> &Arc<dyn ManagementService> {
+        &self.ms
+    }
+
+    /// The dRPC methods daos_server serves to its engines.
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut r = Registry::new();
+        r.module(daos_drpc::Module::Sec)
+            .module(daos_drpc::Module::Mgmt);
+        let h = self.clone();
+        r.method(SrvMethod::NotifyReady, move |_, body| {
+            let req = NotifyReadyReq::decode(body)?;
+            h.notify_ready(req)
+                .map(|()| Vec::new())
+                .map_err(HandlerError::Failure)
+        });
+        r
+    }
+
+    /// Checks each engine's storage, formats it with `auto_format`, and starts the supervisors.
+    pub fn start(self: &Arc<Self>, auto_format: bool) {
+        for inst in &self.instances {
+            let i = inst.index;
+            info!("Checking DAOS I/O Engine instance {i} storage ...");
+            let e = &self.config.engines[i];
+            let formatted = match storage::read_superblock(e, i) {
+                Ok(Some(_)) => true,
+                Ok(None) if auto_format => {
+                    info!("--auto flag set on server start so formatting storage now");
+                    self.format_logged(i, false).is_ok()
+                }
+                Ok(None) => {
+                    info!("SCM format required on instance {i}");
+                    false
+                }
+                Err(e) => {
+                    error!("{e}");
+                    false
+                }
+            };
+            if formatted {
+                if let Some(m) = e.scm_mount() {
+                    info!(
+                        "DAOS I/O Engine instance {i} storage ready (SCM @ {})",
+                        m.display()
+                    );
+                }
+                inst.update(|s| s.formatted = true);
+            }
+            let (h, inst) = (self.clone(), inst.clone());
+            match thread::Builder::new()
+                .name(format!("engine-{i}"))
+                .spawn(move || h.supervise(&inst))
+            {
+                Ok(t) => self
+                    .threads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(t),
+                Err(e) => error!("instance {i}: cannot start its supervisor: {e}"),
+            }
+        }
+    }
+
+    fn format_logged(&self, i: usize, force: bool) -> Result<FormatResult, StorageError> {
+        match storage::format(&self.config, i, force) {
+            Ok(r) => {
+                info!(
+                    "instance {i}: formatted SCM at {} ({}), bdevs {:?}",
+                    r.scm_mount.display(),
+                    if r.mounted {
+                        "tmpfs"
+                    } else {
+                        "directory, emulated"
+                    },
+                    r.bdevs
+                );
+                Ok(r)
+            }
+            Err(e) => {
+                error!("instance {i}: format failed: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Formats engine `i` (refused while it runs) and lets its supervisor start it.
+    pub fn format(&self, i: usize, force: bool) -> Result<FormatResult, StorageError> {
+        let inst = &self.instances[i];
+        if inst.pid().is_some() {
+            return Err(StorageError::Unsupported {
+                engine: i,
+                message: "instance is running; stop it before formatting".into(),
+            });
+        }
+        let r = self.format_logged(i, force)?;
+        inst.update(|s| s.formatted = true);
+        Ok(r)
+    }
+
+    fn supervise(&self, inst: &Instance) {
+        let i = inst.index;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            {
+                let mut s = inst.lock();
+                while !s.formatted && !s.stop {
+                    s = inst.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+                }
+                if s.stop {
+                    return;
+                }
+            }
+            let started = Instant::now();
+            let status = match self.launch(i) {
+                Ok(mut child) => {
+                    inst.update(|s| s.pid = Some(child.id() as i32));
+                    let status = child.wait();
+                    let rank = inst.lock().rank;
+                    inst.update(|s| {
+                        s.pid = None;
+                        s.drpc_sock = None;
+                        s.joined = false;
+                    });
+                    let text = match &status {
+                        Ok(st) => exit_text(st),
+                        Err(e) => format!("unknown ({e})"),
+                    };
+                    if let Some(r) = rank {
+                        let state = if self.stopping.load(Ordering::Acquire) {
+                            MemberState::Stopped
+                        } else {
+                            MemberState::Errored
+                        };
+                        let _ = self
+                            .ms
+                            .set_state(r, state, &format!("exited with status: {text}"));
+                    }
+                    text
+                }
+                Err(e) => format!("not started: {e}"),
+            };
+            if inst.lock().stop {
+                info!("DAOS I/O Engine instance {i} exited with status: {status}");
+                return;
+            }
+            error!("DAOS I/O Engine instance {i} exited with status: {status}");
+            if started.elapsed() > HEALTHY_RUN {
+                backoff = Duration::from_secs(1);
+            }
+            info!("restarting instance {i} in {}s", backoff.as_secs());
+            let deadline = Instant::now() + backoff;
+            let mut s = inst.lock();
+            while !s.stop && Instant::now() < deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                s = inst
+                    .changed
+                    .wait_timeout(s, left)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            drop(s);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn launch(&self, i: usize) -> std::io::Result<Child> {
+        let e = &self.config.engines[i];
+        let args = e.args(&self.config, i);
+        let parent = |k: &str| std::env::var(k).ok();
+        let env = e.environment(&parent);
+        info!(
+            "Starting I/O Engine instance {i}: {}",
+            self.engine_bin.display()
+        );
+        let mut child = Command::new(&self.engine_bin)
+            .args(&args)
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(out) = child.stdout.take() {
+            forward(i, out, false);
+        }
+        if let Some(err) = child.stderr.take() {
+            forward(i, err, true);
+        }
+        Ok(child)
+    }
+
+    /// Handles an engine's NotifyReady: checks it, then joins the engine in the background.
+    pub fn notify_ready(self: &Arc<Self>, req: NotifyReadyReq) -> Result<(), String> {
+        let i = req.instance_idx as usize;
+        let inst = self
+            .instances
+            .get(i)
+            .cloned()
+            .ok_or_else(|| format!("NotifyReady from unknown instance index {i}"))?;
+        let sock = PathBuf::from(&req.drpc_listener_sock);
+        let is_socket = std::fs::metadata(&sock).map(|m| m.file_type().is_socket());
+        match is_socket {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "check NotifyReady request socket path: {} is not a socket",
+                    sock.display()
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "check NotifyReady request socket path: {}: {e}",
+                    sock.display()
+                ));
+            }
+        }
+        inst.update(|s| s.drpc_sock = Some(sock.clone()));
+        let h = self.clone();
+        thread::Builder::new()
+            .name(format!("join-{i}"))
+            .spawn(move || {
+                if let Err(e) = h.join(&inst, &req, &sock) {
+                    error!("instance {i}: join failed: {e}; stopping the engine so it restarts");
+                    if let Some(pid) = inst.pid() {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start a join thread: {e}"))
+    }
+
+    fn join(&self, inst: &Instance, req: &NotifyReadyReq, sock: &Path) -> Result<(), String> {
+        let i = inst.index;
+        let e = &self.config.engines[i];
+        let mut sb = storage::read_superblock(e, i)
+            .map_err(|e| e.to_string())?
+            .ok_or("no superblock; the engine's storage is not formatted")?;
+        let join = JoinRequest {
+            system: self.config.name.clone(),
+            uuid: sb.uuid.clone(),
+            rank: sb.validrank.then_some(sb.rank),
+            uri: req.uri.clone(),
+            nctxs: req.nctxs,
+            addr: self.control_addr.clone(),
+            fault_domain: sb.hostfaultdomain.clone(),
+            incarnation: req.incarnation,
+        };
+        let resp = self.ms.join(&join).map_err(|e| e.to_string())?;
+        if !sb.validrank
+            || sb.rank != resp.rank
+            || sb.uri != req.uri
+            || sb.incarnation != req.incarnation
+        {
+            if sb.validrank && sb.uri != req.uri {
+                info!("updating rank {} URI to {}", resp.rank, req.uri);
+            }
+            sb.rank = resp.rank;
+            sb.validrank = true;
+            sb.uri = req.uri.clone();
+            sb.incarnation = req.incarnation;
+            storage::write_superblock(e, i, &sb).map_err(|e| e.to_string())?;
+        }
+        let mut client = Client::connect(sock).map_err(|e| e.to_string())?;
+        client
+            .set_timeout(Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        let set_rank = SetRankReq {
+            rank: resp.rank,
+            map_version: resp.map_version,
+            daos_version: 0,
+        };
+        let status = der_status(
+            &client
+                .call(MgmtMethod::SetRank, &set_rank.encode_to_vec())
+                .map_err(|e| e.to_string())?,
+        )?;
+        if status != 0 {
+            return Err(format!("SetRank {} answered status {status}", resp.rank));
+        }
+        let status = der_status(
+            &client
+                .call(MgmtMethod::SetUp, &[])
+                .map_err(|e| e.to_string())?,
+        )?;
+        if status != 0 {
+            return Err(format!("SetUp answered status {status}"));
+        }
+        inst.update(|s| {
+            s.rank = Some(resp.rank);
+            s.joined = true;
+        });
+        info!(
+            "DAOS I/O Engine instance {i} {} the system as rank {}",
+            if resp.rejoined { "rejoined" } else { "joined" },
+            resp.rank
+        );
+        Ok(())
+    }
+
+    /// Stops every engine (PrepShutdown, SIGTERM, SIGKILL after [`STOP_GRACE`]) and waits for
+    /// the supervisors.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        for inst in &self.instances {
+            let (pid, sock, rank) = {
+                let mut s = inst.lock();
+                s.stop = true;
+                (s.pid, s.drpc_sock.clone(), s.rank)
+            };
+            inst.changed.notify_all();
+            if let (Some(sock), Some(rank)) = (sock, rank) {
+                let prep = Client::connect(&sock).and_then(|mut c| {
+                    c.set_timeout(Duration::from_secs(2))?;
+                    c.call(
+                        MgmtMethod::PrepShutdown,
+                        &PrepShutdownReq { rank }.encode_to_vec(),
+                    )
+                });
+                if let Err(e) = prep {
+                    warn!("instance {}: PrepShutdown failed: {e}", inst.index);
+                }
+            }
+            if let Some(pid) = pid {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while self.instances.iter().any(|i| i.pid().is_some()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        for inst in &self.instances {
+            if let Some(pid) = inst.pid() {
+                warn!(
+                    "instance {}: still running after {STOP_GRACE:?}; killing it",
+                    inst.index
+                );
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `0`, `1`, or `signal 9 (SIGKILL)`.
+fn exit_text(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(sig)) => {
+            let name = Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("unknown");
+            format!("signal {sig} ({name})")
+        }
+        _ => status.to_string(),
+    }
+}
+
+/// Copies an engine's output lines into the control log.
+fn forward(i: usize, stream: impl std::io::Read + Send + 'static, is_err: bool) {
+    let spawned = thread::Builder::new()
+        .name(format!("engine-{i}-log"))
+        .spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if is_err {
+                    error!("daos_engine:{i} {line}");
+                } else {
+                    info!("daos_engine:{i} {line}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("instance {i}: cannot forward its output: {e}");
+    }
+}

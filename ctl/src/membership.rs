@@ -1,0 +1,310 @@
+//! The management service's membership: which engines (ranks) form the system and in what
+//! state. Behind [`ManagementService`] so a replicated (Raft) implementation can replace the
+//! single-replica one without touching its callers.
+//!
+//! Ranks: the first engine to join the bootstrap replica gets rank 0, later ones 1, 2, ...; an
+//! engine that joins again with the same UUID keeps its rank. The single replica persists the
+//! membership as JSON, replaced atomically on every change, so a daos_server restart keeps it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// Member states, with DAOS's names and bit values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    Unknown = 0x0,
+    AwaitFormat = 0x1,
+    Starting = 0x2,
+    Ready = 0x4,
+    Joined = 0x8,
+    Stopping = 0x10,
+    Stopped = 0x20,
+    Excluded = 0x40,
+    Errored = 0x80,
+    Unresponsive = 0x100,
+    AdminExcluded = 0x200,
+    CheckerStarted = 0x400,
+}
+
+/// One engine of the system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub rank: u32,
+    pub uuid: String,
+    /// Control address of its daos_server (`host:port`).
+    pub addr: String,
+    pub fabric_uri: String,
+    pub fabric_contexts: u32,
+    pub incarnation: u64,
+    pub fault_domain: String,
+    pub state: MemberState,
+    #[serde(default)]
+    pub info: String,
+}
+
+/// A request to join (DAOS `JoinReq`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub system: String,
+    pub uuid: String,
+    /// Rank from the superblock, if it has a valid one.
+    pub rank: Option<u32>,
+    pub uri: String,
+    pub nctxs: u32,
+    pub addr: String,
+    pub fault_domain: String,
+    pub incarnation: u64,
+}
+
+/// The answer to a join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub rank: u32,
+    pub map_version: u32,
+    /// True when the member existed (a rejoin).
+    pub rejoined: bool,
+}
+
+/// Why a membership change was refused or not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum MsError {
+    #[error("join refused: system name {got:?} does not match {want:?}")]
+    WrongSystem { want: String, got: String },
+    #[error("join refused: rank {rank} belongs to another engine ({uuid})")]
+    RankTaken { rank: u32, uuid: String },
+    #[error("rank {0} is not a member of the system")]
+    UnknownRank(u32),
+    #[error("cannot persist membership to {}: {source}", .path.display())]
+    Persist {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("membership file {} is unreadable: {reason}; fix: restore it or remove it to form a new system (engines then need a reformat)", .path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// What the control plane needs from the management service.
+pub trait ManagementService: Send + Sync {
+    fn join(&self, req: &JoinRequest) -> Result<JoinResponse, MsError>;
+    fn set_state(&self, rank: u32, state: MemberState, info: &str) -> Result<(), MsError>;
+    fn members(&self) -> Vec<Member>;
+    fn map_version(&self) -> u32;
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Db {
+    system: String,
+    next_rank: u32,
+    map_version: u32,
+    members: Vec<Member>,
+}
+
+/// The single-replica management service.
+pub struct SingleReplica {
+    path: PathBuf,
+    db: Mutex<Db>,
+}
+
+impl SingleReplica {
+    /// Opens (or creates) the membership stored at `path` for system `system`.
+    pub fn open(path: &Path, system: &str) -> Result<SingleReplica, MsError> {
+        let db = match fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str::<Db>(&text).map_err(|e| MsError::Corrupt {
+                path: path.into(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Db {
+                system: system.into(),
+                ..Db::default()
+            },
+            Err(source) => {
+                return Err(MsError::Persist {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        if db.system != system {
+            return Err(MsError::Corrupt {
+                path: path.into(),
+                reason: format!("it belongs to system {:?}, not {system:?}", db.system),
+            });
+        }
+        Ok(SingleReplica {
+            path: path.into(),
+            db: Mutex::new(db),
+        })
+    }
+
+    fn persist(&self, db: &Db) -> Result<(), MsError> {
+        let err = |source| MsError::Persist {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self.path.with_extension("tmp");
+        let text = serde_json::to_string_pretty(db).unwrap_or_default();
+        fs::write(&tmp, text).map_err(err)?;
+        fs::rename(&tmp, &self.path).map_err(err)
+    }
+
+    fn with_db<R>(&self, f: impl FnOnce(&mut Db) -> Result<R, MsError>) -> Result<R, MsError> {
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = db.clone();
+        let r = f(&mut next)?;
+        self.persist(&next)?;
+        *db = next;
+        Ok(r)
+    }
+}
+
+impl ManagementService for SingleReplica {
+    fn join(&self, req: &JoinRequest) -> Result<JoinResponse, MsError> {
+        self.with_db(|db| {
+            if req.system != db.system {
+                return Err(MsError::WrongSystem {
+                    want: db.system.clone(),
+                    got: req.system.clone(),
+                });
+            }
+            db.map_version += 1;
+            if let Some(m) = db.members.iter_mut().find(|m| m.uuid == req.uuid) {
+                m.fabric_uri = req.uri.clone();
+                m.fabric_contexts = req.nctxs;
+                m.incarnation = req.incarnation;
+                m.addr = req.addr.clone();
+                m.state = MemberState::Joined;
+                m.info.clear();
+                return Ok(JoinResponse {
+                    rank: m.rank,
+                    map_version: db.map_version,
+                    rejoined: true,
+                });
+            }
+            let rank = match req.rank {
+                Some(r) => {
+                    if let Some(other) = db.members.iter().find(|m| m.rank == r) {
+                        return Err(MsError::RankTaken {
+                            rank: r,
+                            uuid: other.uuid.clone(),
+                        });
+                    }
+                    r
+                }
+                None => db.next_rank,
+            };
+            db.next_rank = db.next_rank.max(rank + 1);
+            db.members.push(Member {
+                rank,
+                uuid: req.uuid.clone(),
+                addr: req.addr.clone(),
+                fabric_uri: req.uri.clone(),
+                fabric_contexts: req.nctxs,
+                incarnation: req.incarnation,
+                fault_domain: req.fault_domain.clone(),
+                state: MemberState::Joined,
+                info: String::new(),
+            });
+            db.members.sort_by_key(|m| m.rank);
+            Ok(JoinResponse {
+                rank,
+                map_version: db.map_version,
+                rejoined: false,
+            })
+        })
+    }
+
+    fn set_state(&self, rank: u32, state: MemberState, info: &str) -> Result<(), MsError> {
+        self.with_db(|db| {
+            let m = db
+                .members
+                .iter_mut()
+                .find(|m| m.rank == rank)
+                .ok_or(MsError::UnknownRank(rank))?;
+            m.state = state;
+            m.info = info.to_string();
+            Ok(())
+        })
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.db
+            .lock()
+            .map(|db| db.members.clone())
+            .unwrap_or_default()
+    }
+
+    fn map_version(&self) -> u32 {
+        self.db.lock().map(|db| db.map_version).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uuid: &str, rank: Option<u32>) -> JoinRequest {
+        JoinRequest {
+            system: "daos_server".into(),
+            uuid: uuid.into(),
+            rank,
+            uri: "ofi+tcp://127.0.0.1:1".into(),
+            nctxs: 2,
+            addr: "127.0.0.1:10001".into(),
+            fault_domain: "/h".into(),
+            incarnation: 1,
+        }
+    }
+
+    #[test]
+    fn ranks_are_assigned_in_order_and_kept_by_uuid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ms/system.json");
+        let ms = SingleReplica::open(&path, "daos_server").unwrap();
+        assert_eq!(ms.join(&req("a", None)).unwrap().rank, 0);
+        assert_eq!(ms.join(&req("b", None)).unwrap().rank, 1);
+        let again = ms.join(&req("a", None)).unwrap();
+        assert_eq!((again.rank, again.rejoined), (0, true));
+        ms.set_state(1, MemberState::Stopped, "exited").unwrap();
+        drop(ms);
+        // A restart reads the same membership.
+        let ms = SingleReplica::open(&path, "daos_server").unwrap();
+        let members = ms.members();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[1].state, MemberState::Stopped);
+        assert_eq!(ms.join(&req("b", Some(1))).unwrap().rank, 1);
+        assert_eq!(ms.join(&req("c", None)).unwrap().rank, 2);
+        assert!(ms.map_version() >= 5);
+    }
+
+    #[test]
+    fn refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("system.json");
+        let ms = SingleReplica::open(&path, "daos_server").unwrap();
+        ms.join(&req("a", None)).unwrap();
+        assert!(matches!(
+            ms.join(&req("x", Some(0))),
+            Err(MsError::RankTaken { rank: 0, .. })
+        ));
+        let mut other = req("y", None);
+        other.system = "other".into();
+        assert!(matches!(ms.join(&other), Err(MsError::WrongSystem { .. })));
+        assert!(matches!(
+            ms.set_state(9, MemberState::Joined, ""),
+            Err(MsError::UnknownRank(9))
+        ));
+        assert!(SingleReplica::open(&path, "another").is_err());
+        fs::write(&path, "{not json").unwrap();
+        let err = SingleReplica::open(&path, "daos_server")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("unreadable") && err.contains("fix:"), "{err}");
+    }
+}

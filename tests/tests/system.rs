@@ -1,0 +1,263 @@
+//! A single-node system through the real binaries: daos_server formats (tmpfs SCM when root,
+//! an emulating directory otherwise; a sparse file bdev), launches daos_engine, which joins and
+//! gets its rank; restarts keep ranks; a killed engine is restarted and rejoins; two engines
+//! share one server.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use daos_tests::*;
+use nix::sys::signal::Signal;
+
+/// A temp dir with a config, a mount guard, and helpers to run daos_server on it.
+struct System {
+    // Field order matters: the guard unmounts before the directory is removed.
+    _mounts: MountGuard,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl System {
+    fn new(engines: usize) -> System {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir(d.join("run")).expect("mkdir");
+        let mut yaml = format!(
+            "name: daos_server\nport: {port}\nprovider: ofi+tcp\nsocket_dir: {d}/run\n\
+             transport_config:\n  allow_insecure: true\ndisable_hugepages: true\n\
+             control_log_file: {d}/daos_server.log\nengines:\n",
+            port = free_port(),
+            d = d.display()
+        );
+        for i in 0..engines {
+            yaml.push_str(&format!(
+                "- targets: 1\n  nr_xs_helpers: 0\n  first_core: {i}\n  fabric_iface: lo\n  fabric_iface_port: {port}\n\
+                 \x20 log_file: {d}/engine{i}.log\n  env_vars: [DAOS_TARGET_OVERSUBSCRIBE=1]\n  storage:\n\
+                 \x20 - class: ram\n    scm_mount: {d}/scm{i}\n    scm_size: 4\n\
+                 \x20 - class: file\n    bdev_list: [{d}/bdev{i}]\n    bdev_size: 1\n",
+                port = 31416 + 8 * i as u16 + (std::process::id() % 1000) as u16 * 16,
+                d = d.display()
+            ));
+        }
+        let config = d.join("daos_server.yml");
+        std::fs::write(&config, yaml).expect("config");
+        System {
+            _mounts: MountGuard(d.to_path_buf()),
+            dir,
+            config,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn start(&self, extra: &[&str]) -> Proc {
+        let mut args = vec!["start", "-o", self.config.to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        Proc::start("daos_server", &args, &[], self.path())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("daos_server.log")).unwrap_or_default()
+    }
+
+    /// Waits until the control log has `n` occurrences of `needle`.
+    fn wait_log(&self, needle: &str, n: usize, secs: u64) {
+        let ok = wait_until(Duration::from_secs(secs), || {
+            self.log().matches(needle).count() >= n
+        });
+        assert!(
+            ok,
+            "waited {secs}s for {n} x {needle:?}; log:\n{}\nstderr:\n{}",
+            self.log(),
+            log(self.path(), "daos_server", "err")
+        );
+    }
+
+    fn superblock(&self, i: usize) -> String {
+        std::fs::read_to_string(self.path().join(format!("scm{i}/superblock"))).unwrap_or_default()
+    }
+
+    fn stop(&self, server: &mut Proc) {
+        server.signal(Signal::SIGTERM);
+        assert_eq!(
+            server.wait(Duration::from_secs(30)),
+            Some(0),
+            "daos_server exits 0 on SIGTERM; log:\n{}",
+            self.log()
+        );
+    }
+}
+
+fn field(superblock: &str, key: &str) -> String {
+    superblock
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn auto_format_starts_the_engine_and_it_joins_as_rank_0() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let log = sys.log();
+    for needle in [
+        "Checking DAOS I/O Engine instance 0 storage ...",
+        "--auto flag set on server start so formatting storage now",
+        "Starting I/O Engine instance 0:",
+        "daos_engine:0 DAOS I/O Engine (v",
+        "started on rank 0 with 1 target, 0 helper XS, firstcore 0",
+    ] {
+        assert!(log.contains(needle), "missing {needle:?} in\n{log}");
+    }
+    let scm = sys.path().join("scm0");
+    if is_root() {
+        assert!(
+            mounts_under(sys.path()).contains(&scm),
+            "tmpfs mounted at scm0 as root"
+        );
+        assert!(log.contains("mounted tmpfs (size=4g)"), "{log}");
+    } else {
+        eprintln!("NOTE: not root, so SCM is an emulating directory (the tmpfs path runs in CI)");
+        assert!(log.contains("emulating ram SCM"), "{log}");
+    }
+    let sb = sys.superblock(0);
+    assert_eq!(field(&sb, "version"), "1");
+    assert_eq!(field(&sb, "rank"), "0");
+    assert_eq!(field(&sb, "validrank"), "true");
+    assert_eq!(field(&sb, "system"), "daos_server");
+    assert!(
+        field(&sb, "uri").starts_with("ofi+tcp;ofi_rxm://127.0.0.1:"),
+        "{sb}"
+    );
+    assert_eq!(field(&sb, "uuid").len(), 36);
+    let conf = std::fs::read_to_string(scm.join("daos_nvme.conf")).expect("daos_nvme.conf");
+    let conf: serde_json::Value = serde_json::from_str(&conf).expect("json");
+    let bdevs = conf["subsystems"][0]["config"]
+        .as_array()
+        .expect("bdev config");
+    assert!(bdevs.iter().any(|b| b["method"] == "bdev_aio_create"
+        && b["params"]["filename"] == sys.path().join("bdev0").display().to_string()));
+    assert_eq!(
+        std::fs::metadata(sys.path().join("bdev0"))
+            .expect("bdev file")
+            .len(),
+        1_000_000_000
+    );
+    sys.stop(&mut server);
+    let log = sys.log();
+    assert!(
+        log.contains("DAOS I/O Engine instance 0 exited with status: 0"),
+        "{log}"
+    );
+    assert!(log.contains("stopped (after PrepShutdown)"), "{log}");
+}
+
+#[test]
+fn without_format_the_server_waits_in_maintenance_mode() {
+    let sys = System::new(1);
+    let mut server = sys.start(&[]);
+    sys.wait_log("SCM format required on instance 0", 1, 20);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !sys.log().contains("Starting I/O Engine"),
+        "no engine without format"
+    );
+    assert!(sys.superblock(0).is_empty());
+    sys.stop(&mut server);
+}
+
+#[test]
+fn restart_keeps_the_rank_without_reformat() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let uuid = field(&sys.superblock(0), "uuid");
+    sys.stop(&mut server);
+
+    let mut server = sys.start(&[]);
+    sys.wait_log("rejoined the system as rank 0", 1, 30);
+    assert_eq!(
+        sys.log().matches("formatting storage now").count(),
+        1,
+        "no second format"
+    );
+    assert_eq!(
+        field(&sys.superblock(0), "uuid"),
+        uuid,
+        "same engine identity"
+    );
+    sys.stop(&mut server);
+}
+
+#[test]
+fn a_killed_engine_is_restarted_and_rejoins_with_its_rank() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let pid_line = sys
+        .log()
+        .lines()
+        .find(|l| l.contains("started on rank 0"))
+        .map(str::to_string)
+        .expect("banner");
+    let pid: i32 = pid_line
+        .split("process ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).expect("kill engine");
+    sys.wait_log(
+        "DAOS I/O Engine instance 0 exited with status: signal 9 (SIGKILL)",
+        1,
+        20,
+    );
+    sys.wait_log("rejoined the system as rank 0", 1, 30);
+    assert_eq!(sys.log().matches("started on rank 0").count(), 2);
+    assert!(server.alive());
+    sys.stop(&mut server);
+}
+
+#[test]
+fn two_engines_in_one_server_get_distinct_ranks_ports_and_cores() {
+    let sys = System::new(2);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("the system as rank", 2, 40);
+    let (a, b) = (sys.superblock(0), sys.superblock(1));
+    let mut ranks = vec![field(&a, "rank"), field(&b, "rank")];
+    ranks.sort();
+    assert_eq!(ranks, vec!["0", "1"]);
+    assert_ne!(field(&a, "uri"), field(&b, "uri"), "distinct fabric ports");
+    let log = sys.log();
+    assert!(
+        log.contains("firstcore 0, host") && log.contains("firstcore 1, host"),
+        "{log}"
+    );
+    sys.stop(&mut server);
+    assert_eq!(sys.log().matches("exited with status: 0").count(), 2);
+}
+
+#[test]
+fn killing_daos_server_takes_its_engines_down() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let engine_sock = std::fs::read_dir(sys.path().join("run"))
+        .expect("run dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("daos_engine_"))
+        })
+        .expect("engine socket");
+    server.signal(Signal::SIGKILL);
+    server.wait(Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(10), || !engine_sock.exists()),
+        "the engine stopped with its daos_server"
+    );
+}
