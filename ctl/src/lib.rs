@@ -5,6 +5,7 @@
 
 pub mod exit;
 pub mod harness;
+pub mod hostlist;
 pub mod logging;
 pub mod membership;
 pub mod server;
