@@ -41,9 +41,22 @@ struct InstanceState {
     formatted: bool,
     pid: Option<i32>,
     drpc_sock: Option<PathBuf>,
+    /// Last known rank (from the superblock or the latest join).
     rank: Option<u32>,
     joined: bool,
+    /// Held stopped by the admin (`dmg system stop`): not restarted until started again.
+    held: bool,
+    /// daos_server is shutting down: the supervisor exits.
     stop: bool,
+}
+
+/// The outcome of an admin operation on one rank.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RankOutcome {
+    pub rank: u32,
+    pub ok: bool,
+    pub msg: String,
+    pub state: MemberState,
 }
 
 /// One engine of this daos_server.
@@ -72,6 +85,29 @@ impl Instance {
     /// The running engine's pid.
     pub fn pid(&self) -> Option<i32> {
         self.lock().pid
+    }
+
+    /// The last rank this engine had, joined or not.
+    pub fn known_rank(&self) -> Option<u32> {
+        self.lock().rank
+    }
+
+    /// Waits until `cond` holds or `timeout` passes.
+    fn wait_for(&self, timeout: Duration, cond: impl Fn(&InstanceState) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        while !cond(&s) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        true
     }
 }
 
@@ -162,7 +198,12 @@ impl Harness {
             info!("Checking DAOS I/O Engine instance {i} storage ...");
             let e = &self.config.engines[i];
             let formatted = match storage::read_superblock(e, i) {
-                Ok(Some(_)) => true,
+                Ok(Some(sb)) => {
+                    if sb.validrank {
+                        inst.update(|s| s.rank = Some(sb.rank));
+                    }
+                    true
+                }
                 Ok(None) if auto_format => {
                     info!("--auto flag set on server start so formatting storage now");
                     self.format_logged(i, false).is_ok()
@@ -222,18 +263,162 @@ impl Harness {
         }
     }
 
-    /// Formats engine `i` (refused while it runs) and lets its supervisor start it.
+    /// Formats engine `i` and lets its supervisor start it. A running engine is refused, or
+    /// with `force` stopped first ("forcibly stopping instance N prior to reformat").
     pub fn format(&self, i: usize, force: bool) -> Result<FormatResult, StorageError> {
         let inst = &self.instances[i];
         if inst.pid().is_some() {
-            return Err(StorageError::Unsupported {
-                engine: i,
-                message: "instance is running; stop it before formatting".into(),
-            });
+            if !force {
+                return Err(StorageError::Unsupported {
+                    engine: i,
+                    message: "instance is running; stop the system first or use --force".into(),
+                });
+            }
+            info!("forcibly stopping instance {i} prior to reformat");
+            self.stop_instance(inst, false);
         }
-        let r = self.format_logged(i, force)?;
-        inst.update(|s| s.formatted = true);
-        Ok(r)
+        inst.update(|s| s.held = true);
+        let result = self.format_logged(i, force);
+        inst.update(|s| {
+            if result.is_ok() {
+                s.formatted = true;
+                s.rank = None;
+            }
+            s.held = false;
+        });
+        result
+    }
+
+    /// Stops one engine and holds it stopped; true when it is no longer running.
+    fn stop_instance(&self, inst: &Instance, force: bool) -> bool {
+        let (pid, sock, rank) = {
+            let mut s = inst.lock();
+            s.held = true;
+            (s.pid, s.drpc_sock.clone(), s.rank)
+        };
+        inst.changed.notify_all();
+        let Some(pid) = pid else { return true };
+        if let (Some(sock), Some(rank), false) = (sock, rank, force) {
+            prep_shutdown(inst.index, &sock, rank);
+        }
+        let sig = if force {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
+        let _ = kill(Pid::from_raw(pid), sig);
+        if inst.wait_for(STOP_GRACE, |s| s.pid.is_none()) {
+            return true;
+        }
+        warn!(
+            "instance {}: still running after {STOP_GRACE:?}; killing it",
+            inst.index
+        );
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        inst.wait_for(Duration::from_secs(5), |s| s.pid.is_none())
+    }
+
+    fn by_rank(&self, rank: u32) -> Option<&Arc<Instance>> {
+        self.instances.iter().find(|i| i.known_rank() == Some(rank))
+    }
+
+    /// Ranks of this host's engines.
+    pub fn local_ranks(&self) -> Vec<u32> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.known_rank())
+            .collect()
+    }
+
+    /// Sends PrepShutdown to the engines of `ranks`.
+    pub fn prep_shutdown_ranks(&self, ranks: &[u32]) -> Vec<RankOutcome> {
+        ranks
+            .iter()
+            .filter_map(|&r| self.by_rank(r).map(|i| (r, i)))
+            .map(|(rank, inst)| {
+                let sock = inst.lock().drpc_sock.clone();
+                let ok = sock.is_none_or(|s| prep_shutdown(inst.index, &s, rank));
+                let msg = if ok {
+                    String::new()
+                } else {
+                    "PrepShutdown failed".into()
+                };
+                RankOutcome {
+                    rank,
+                    ok,
+                    msg,
+                    state: MemberState::Stopping,
+                }
+            })
+            .collect()
+    }
+
+    /// Stops the engines of `ranks` and holds them stopped (SIGKILL with `force`).
+    pub fn stop_ranks(&self, ranks: &[u32], force: bool) -> Vec<RankOutcome> {
+        ranks
+            .iter()
+            .filter_map(|&r| self.by_rank(r).map(|i| (r, i)))
+            .map(|(rank, inst)| {
+                let ok = self.stop_instance(inst, force);
+                let _ =
+                    self.ms
+                        .set_state(rank, MemberState::Stopped, "stopped by the administrator");
+                let msg = if ok {
+                    String::new()
+                } else {
+                    "engine did not stop".into()
+                };
+                let state = if ok {
+                    MemberState::Stopped
+                } else {
+                    MemberState::Errored
+                };
+                RankOutcome {
+                    rank,
+                    ok,
+                    msg,
+                    state,
+                }
+            })
+            .collect()
+    }
+
+    /// Starts the held engines of `ranks` and waits for them to join.
+    pub fn start_ranks(&self, ranks: &[u32], timeout: Duration) -> Vec<RankOutcome> {
+        let chosen: Vec<(u32, &Arc<Instance>)> = ranks
+            .iter()
+            .filter_map(|&r| self.by_rank(r).map(|i| (r, i)))
+            .collect();
+        for (_, inst) in &chosen {
+            inst.update(|s| s.held = false);
+        }
+        chosen
+            .into_iter()
+            .map(|(rank, inst)| {
+                let ok = inst.wait_for(timeout, |s| s.joined);
+                let msg = if ok {
+                    String::new()
+                } else {
+                    format!("engine did not join within {}s", timeout.as_secs())
+                };
+                let state = if ok {
+                    MemberState::Joined
+                } else {
+                    MemberState::Errored
+                };
+                RankOutcome {
+                    rank,
+                    ok,
+                    msg,
+                    state,
+                }
+            })
+            .collect()
+    }
+
+    /// The config this harness runs.
+    pub fn config(&self) -> &Server {
+        &self.config
     }
 
     fn supervise(&self, inst: &Instance) {
@@ -242,7 +427,7 @@ impl Harness {
         loop {
             {
                 let mut s = inst.lock();
-                while !s.formatted && !s.stop {
+                while (!s.formatted || s.held) && !s.stop {
                     s = inst.changed.wait(s).unwrap_or_else(|p| p.into_inner());
                 }
                 if s.stop {
@@ -278,9 +463,17 @@ impl Harness {
                 }
                 Err(e) => format!("not started: {e}"),
             };
-            if inst.lock().stop {
+            let (stop, held) = {
+                let s = inst.lock();
+                (s.stop, s.held)
+            };
+            if stop || held {
                 info!("DAOS I/O Engine instance {i} exited with status: {status}");
-                return;
+                if stop {
+                    return;
+                }
+                backoff = Duration::from_secs(1);
+                continue;
             }
             error!("DAOS I/O Engine instance {i} exited with status: {status}");
             if started.elapsed() > HEALTHY_RUN {
@@ -289,7 +482,7 @@ impl Harness {
             info!("restarting instance {i} in {}s", backoff.as_secs());
             let deadline = Instant::now() + backoff;
             let mut s = inst.lock();
-            while !s.stop && Instant::now() < deadline {
+            while !s.stop && !s.held && Instant::now() < deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 s = inst
                     .changed
@@ -449,16 +642,7 @@ impl Harness {
             };
             inst.changed.notify_all();
             if let (Some(sock), Some(rank)) = (sock, rank) {
-                let prep = Client::connect(&sock).and_then(|mut c| {
-                    c.set_timeout(Duration::from_secs(2))?;
-                    c.call(
-                        MgmtMethod::PrepShutdown,
-                        &PrepShutdownReq { rank }.encode_to_vec(),
-                    )
-                });
-                if let Err(e) = prep {
-                    warn!("instance {}: PrepShutdown failed: {e}", inst.index);
-                }
+                prep_shutdown(inst.index, &sock, rank);
             }
             if let Some(pid) = pid {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -480,6 +664,24 @@ impl Harness {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
             let _ = t.join();
+        }
+    }
+}
+
+/// Sends PrepShutdown to one engine; logs and returns false on failure.
+fn prep_shutdown(index: usize, sock: &Path, rank: u32) -> bool {
+    let prep = Client::connect(sock).and_then(|mut c| {
+        c.set_timeout(Duration::from_secs(2))?;
+        c.call(
+            MgmtMethod::PrepShutdown,
+            &PrepShutdownReq { rank }.encode_to_vec(),
+        )
+    });
+    match prep {
+        Ok(_) => true,
+        Err(e) => {
+            warn!("instance {index}: PrepShutdown failed: {e}");
+            false
         }
     }
 }

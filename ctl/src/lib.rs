@@ -3,10 +3,15 @@
 //! The binaries in `src/bin` are thin: they parse arguments with clap and call into this crate,
 //! which returns [`exit::CmdError`]s that `main` prints and maps to a documented exit code.
 
+pub mod dmg;
 pub mod exit;
+pub mod grpc;
 pub mod harness;
 pub mod hostlist;
 pub mod logging;
 pub mod membership;
+pub mod rpc;
+pub mod security;
 pub mod server;
 pub mod storage;
+pub mod table;

@@ -193,12 +193,14 @@ pub struct Started {
     pub loaded: Loaded,
     pub active_config: PathBuf,
     pub drpc: ServerHandle,
+    pub grpc: crate::grpc::GrpcHandle,
     pub harness: Option<Arc<Harness>>,
 }
 
 impl Started {
-    /// Stops the engines, then the dRPC server.
+    /// Stops the management API, then the engines, then the dRPC server.
     pub fn stop(self) {
+        self.grpc.stop();
         if let Some(h) = &self.harness {
             h.shutdown();
         }
@@ -304,18 +306,18 @@ pub fn start(
     let active_config = write_active_config(s, &s.socket_dir)
         .map_err(|e| CmdError::new(format!("cannot write {ACTIVE_CONFIG_NAME}: {e}")))?;
     info!("active config saved to {}", active_config.display());
+    let grpc = crate::grpc::serve(s, harness.clone())?;
+    info!("dRPC server listening on {}", sock.display());
     info!(
-        "DAOS Control Server v{VERSION} (pid {}) serving dRPC on {}",
+        "DAOS Control Server v{VERSION} (pid {}) listening on {}{}",
         std::process::id(),
-        sock.display()
+        grpc.addr,
+        if s.transport_config.allow_insecure {
+            " (insecure: no TLS)"
+        } else {
+            ""
+        }
     );
-    if !s.engines.is_empty() {
-        warn!(
-            "the management API (gRPC, port {}) is not in this build yet, so `dmg storage format` \
-             cannot reach it; start with --auto-format to format unformatted storage at start",
-            s.port
-        );
-    }
     if let Some(h) = &harness {
         h.start(auto_format);
     }
@@ -323,6 +325,7 @@ pub fn start(
         loaded,
         active_config,
         drpc,
+        grpc,
         harness,
     })
 }

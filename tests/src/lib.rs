@@ -160,3 +160,123 @@ impl Drop for MountGuard {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// A temp dir with a daos_server config, a mount guard, and helpers to run the binaries on it.
+pub struct System {
+    // Field order matters: the guard unmounts before the directory is removed.
+    _mounts: MountGuard,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    /// The control port.
+    pub port: u16,
+}
+
+impl System {
+    /// A system of `engines` engines with insecure transport.
+    pub fn new(engines: usize) -> System {
+        System::with_transport(engines, None)
+    }
+
+    /// With `certs`, daos_server uses TLS with the certificates in that directory.
+    pub fn with_transport(engines: usize, certs: Option<&Path>) -> System {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir(d.join("run")).expect("mkdir");
+        let port = free_port();
+        let transport = match certs {
+            None => "transport_config:\n  allow_insecure: true\n".to_string(),
+            Some(c) => format!(
+                "transport_config:\n  allow_insecure: false\n  client_cert_dir: {c}/clients\n  \
+                 ca_cert: {c}/daosCA.crt\n  cert: {c}/server.crt\n  key: {c}/server.key\n",
+                c = c.display()
+            ),
+        };
+        let mut yaml = format!(
+            "name: daos_server\nport: {port}\nprovider: ofi+tcp\nsocket_dir: {d}/run\n{transport}\
+             disable_hugepages: true\ncontrol_log_file: {d}/daos_server.log\nengines:\n",
+            d = d.display()
+        );
+        for i in 0..engines {
+            yaml.push_str(&format!(
+                "- targets: 1\n  nr_xs_helpers: 0\n  first_core: {i}\n  fabric_iface: lo\n  \
+                 fabric_iface_port: {fport}\n  log_file: {d}/engine{i}.log\n  \
+                 env_vars: [DAOS_TARGET_OVERSUBSCRIBE=1]\n  storage:\n  \
+                 - class: ram\n    scm_mount: {d}/scm{i}\n    scm_size: 4\n  \
+                 - class: file\n    bdev_list: [{d}/bdev{i}]\n    bdev_size: 1\n",
+                fport = 31416 + 8 * i as u16 + (std::process::id() % 1000) as u16 * 16,
+                d = d.display()
+            ));
+        }
+        let config = d.join("daos_server.yml");
+        std::fs::write(&config, yaml).expect("config");
+        System {
+            _mounts: MountGuard(d.to_path_buf()),
+            dir,
+            config,
+            port,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts daos_server on this system's config with extra flags.
+    pub fn start(&self, extra: &[&str]) -> Proc {
+        let mut args = vec!["start", "-o", self.config.to_str().expect("utf8")];
+        args.extend_from_slice(extra);
+        Proc::start("daos_server", &args, &[], self.path())
+    }
+
+    /// The control log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("daos_server.log")).unwrap_or_default()
+    }
+
+    /// Waits until the control log has `n` occurrences of `needle`.
+    pub fn wait_log(&self, needle: &str, n: usize, secs: u64) {
+        let ok = wait_until(Duration::from_secs(secs), || {
+            self.log().matches(needle).count() >= n
+        });
+        assert!(
+            ok,
+            "waited {secs}s for {n} x {needle:?}; log:\n{}\nstderr:\n{}",
+            self.log(),
+            log(self.path(), "daos_server", "err")
+        );
+    }
+
+    /// Engine `i`'s superblock text (empty when absent).
+    pub fn superblock(&self, i: usize) -> String {
+        std::fs::read_to_string(self.path().join(format!("scm{i}/superblock"))).unwrap_or_default()
+    }
+
+    /// SIGTERM, and asserts a clean exit.
+    pub fn stop(&self, server: &mut Proc) {
+        server.signal(nix::sys::signal::Signal::SIGTERM);
+        let code = server.wait(Duration::from_secs(30));
+        assert_eq!(
+            code,
+            Some(0),
+            "daos_server exits 0 on SIGTERM; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Runs dmg against this system with `-l localhost:<port>` and `args`.
+    pub fn dmg(&self, args: &[&str]) -> Output {
+        let host = format!("localhost:{}", self.port);
+        let mut all = vec!["-l", host.as_str()];
+        all.extend_from_slice(args);
+        run("dmg", &all, &[])
+    }
+}
+
+/// A field of a superblock's YAML text.
+pub fn field(superblock: &str, key: &str) -> String {
+    superblock
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_default()
+        .to_string()
+}

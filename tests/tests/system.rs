@@ -3,100 +3,10 @@
 //! gets its rank; restarts keep ranks; a killed engine is restarted and rejoins; two engines
 //! share one server.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use daos_tests::*;
 use nix::sys::signal::Signal;
-
-/// A temp dir with a config, a mount guard, and helpers to run daos_server on it.
-struct System {
-    // Field order matters: the guard unmounts before the directory is removed.
-    _mounts: MountGuard,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl System {
-    fn new(engines: usize) -> System {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        std::fs::create_dir(d.join("run")).expect("mkdir");
-        let mut yaml = format!(
-            "name: daos_server\nport: {port}\nprovider: ofi+tcp\nsocket_dir: {d}/run\n\
-             transport_config:\n  allow_insecure: true\ndisable_hugepages: true\n\
-             control_log_file: {d}/daos_server.log\nengines:\n",
-            port = free_port(),
-            d = d.display()
-        );
-        for i in 0..engines {
-            yaml.push_str(&format!(
-                "- targets: 1\n  nr_xs_helpers: 0\n  first_core: {i}\n  fabric_iface: lo\n  fabric_iface_port: {port}\n\
-                 \x20 log_file: {d}/engine{i}.log\n  env_vars: [DAOS_TARGET_OVERSUBSCRIBE=1]\n  storage:\n\
-                 \x20 - class: ram\n    scm_mount: {d}/scm{i}\n    scm_size: 4\n\
-                 \x20 - class: file\n    bdev_list: [{d}/bdev{i}]\n    bdev_size: 1\n",
-                port = 31416 + 8 * i as u16 + (std::process::id() % 1000) as u16 * 16,
-                d = d.display()
-            ));
-        }
-        let config = d.join("daos_server.yml");
-        std::fs::write(&config, yaml).expect("config");
-        System {
-            _mounts: MountGuard(d.to_path_buf()),
-            dir,
-            config,
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn start(&self, extra: &[&str]) -> Proc {
-        let mut args = vec!["start", "-o", self.config.to_str().expect("utf8")];
-        args.extend_from_slice(extra);
-        Proc::start("daos_server", &args, &[], self.path())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path().join("daos_server.log")).unwrap_or_default()
-    }
-
-    /// Waits until the control log has `n` occurrences of `needle`.
-    fn wait_log(&self, needle: &str, n: usize, secs: u64) {
-        let ok = wait_until(Duration::from_secs(secs), || {
-            self.log().matches(needle).count() >= n
-        });
-        assert!(
-            ok,
-            "waited {secs}s for {n} x {needle:?}; log:\n{}\nstderr:\n{}",
-            self.log(),
-            log(self.path(), "daos_server", "err")
-        );
-    }
-
-    fn superblock(&self, i: usize) -> String {
-        std::fs::read_to_string(self.path().join(format!("scm{i}/superblock"))).unwrap_or_default()
-    }
-
-    fn stop(&self, server: &mut Proc) {
-        server.signal(Signal::SIGTERM);
-        assert_eq!(
-            server.wait(Duration::from_secs(30)),
-            Some(0),
-            "daos_server exits 0 on SIGTERM; log:\n{}",
-            self.log()
-        );
-    }
-}
-
-fn field(superblock: &str, key: &str) -> String {
-    superblock
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-        .unwrap_or_default()
-        .to_string()
-}
 
 #[test]
 fn auto_format_starts_the_engine_and_it_joins_as_rank_0() {

@@ -33,8 +33,20 @@ enum Command {
     /// Work with the server config file.
     #[command(subcommand, visible_alias = "cfg")]
     Config(ConfigCommand),
+    /// Certificates for the control plane.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Create a CA and the server, admin and agent key pairs in DIR (DAOS's names and modes).
+    Generate {
+        /// Directory for daosCA.crt, server/admin/agent .crt and .key, and clients/.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +132,13 @@ fn run(cli: Cli) -> Result<(), CmdError> {
     match cli.command {
         Command::Version => {
             println!("daos_server version {VERSION}");
+            Ok(())
+        }
+        Command::Cert(CertCommand::Generate { dir }) => {
+            let files = daos_ctl::security::generate(&dir)?;
+            for f in files {
+                println!("{}", f.display());
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Validate { config }) => {

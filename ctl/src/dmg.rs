@@ -1,0 +1,607 @@
+//! `dmg`: the admin client of the management API. Each command builds a request, sends it to
+//! the hosts of the host list (or to the management service for system commands), groups
+//! identical host results into host sets, and prints DAOS's tables or, with `-j`,
+//! `{"response": ..., "error": ..., "status": ...}`. The exit code is non-zero when any host
+//! or rank failed or was unknown.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use daos_config::control::Control;
+use serde_json::{Value, json};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::exit::CmdError;
+use crate::hostlist;
+use crate::rpc::ctl::ctl_svc_client::CtlSvcClient;
+use crate::rpc::ctl::*;
+use crate::rpc::mgmt::mgmt_svc_client::MgmtSvcClient;
+use crate::rpc::mgmt::*;
+use crate::rpc::shared::RankResult;
+use crate::security;
+use crate::table::{bytes_iec, bytes_si, render};
+
+/// Where to connect and how.
+pub struct Target {
+    pub hosts: Vec<String>,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+/// What a command produced: text for people, JSON for scripts, and whether all went well.
+pub struct Output {
+    pub text: String,
+    pub json: Value,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+impl Target {
+    /// From the control config, `-l` and `-i`.
+    pub fn new(
+        control: &Control,
+        host_list: Option<&str>,
+        insecure: bool,
+    ) -> Result<Target, CmdError> {
+        let list = host_list
+            .map(str::to_string)
+            .unwrap_or_else(|| control.hostlist.join(","));
+        let hosts = hostlist::expand(&list, control.port).map_err(|e| {
+            CmdError::new(format!("-l/--host-list {list:?}: {e}"))
+                .fix("write hosts like node-[1-4] or 10.0.0.1:10001,10.0.0.2")
+        })?;
+        let tls = if insecure || control.transport_config.allow_insecure {
+            None
+        } else {
+            let t = &control.transport_config;
+            let ca = security::read_pem(&t.ca_cert, "CA certificate", None)?;
+            let cert = security::read_pem(&t.cert, "admin certificate", None)?;
+            let key = security::read_pem(&t.key, "admin key", Some(0o440))?;
+            Some(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca))
+                    .identity(Identity::from_pem(cert, key))
+                    .domain_name("server"),
+            )
+        };
+        Ok(Target { hosts, tls })
+    }
+
+    async fn channel(&self, host: &str) -> Result<Channel, String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Channel::from_shared(format!("{scheme}://{host}"))
+            .map_err(|e| format!("bad address {host}: {e}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(180));
+        if let Some(tls) = &self.tls {
+            ep = ep
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS setup: {e}"))?;
+        }
+        ep.connect().await.map_err(|e| {
+            let mut msg = format!("unable to connect to {host}: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            format!("{msg} (is daos_server running there, and are both sides secure or both insecure (-i)?)")
+        })
+    }
+
+    /// The host that answers system-wide (management service) calls.
+    fn ms_host(&self) -> &str {
+        self.hosts
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost:10001")
+    }
+}
+
+fn status_text(s: tonic::Status) -> String {
+    let hint = "check that daos_server runs there and that both sides agree on TLS (certificates on both, or -i / allow_insecure on both)";
+    match s.code() {
+        tonic::Code::Unavailable => format!("unable to reach daos_server: {}; {hint}", s.message()),
+        tonic::Code::Unknown | tonic::Code::Internal if s.message().contains("transport") => {
+            format!("{}; {hint}", s.message())
+        }
+        _ => s.message().to_string(),
+    }
+}
+
+/// Calls `f` on every host concurrently; results in host order.
+async fn fan_out<T, F, Fut>(target: &Target, f: F) -> Vec<(String, Result<T, String>)>
+where
+    F: Fn(Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let calls = target.hosts.iter().map(|h| async {
+        let r = match target.channel(h).await {
+            Ok(ch) => f(ch).await.map_err(status_text),
+            Err(e) => Err(e),
+        };
+        (h.clone(), r)
+    });
+    let mut out = Vec::new();
+    for c in calls {
+        out.push(c.await);
+    }
+    out
+}
+
+/// Groups hosts by an equal key and returns (host set, key) pairs sorted by host set.
+fn group<K: Ord + Clone>(items: &[(String, K)]) -> Vec<(String, K)> {
+    let mut by: BTreeMap<K, Vec<String>> = BTreeMap::new();
+    for (h, k) in items {
+        by.entry(k.clone()).or_default().push(h.clone());
+    }
+    let mut v: Vec<(String, K)> = by
+        .into_iter()
+        .map(|(k, hs)| (hostlist::compress(&hs), k))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn errors_table(errors: &[(String, String)]) -> String {
+    if errors.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = group(errors).into_iter().map(|(h, e)| vec![h, e]).collect();
+    format!("Errors:\n{}\n", render(&["Hosts", "Error"], &rows, "  "))
+}
+
+/// `dmg storage format [--force]`.
+pub async fn storage_format(t: &Target, force: bool, verbose: bool) -> Output {
+    let results = fan_out(t, |ch| async move {
+        CtlSvcClient::new(ch)
+            .storage_format(StorageFormatReq {
+                reformat: force,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut counts = Vec::new();
+    let mut json_hosts = serde_json::Map::new();
+    let mut details = String::new();
+    for (host, r) in &results {
+        match r {
+            Ok(resp) => {
+                for m in &resp.mrets {
+                    if let Some(st) = m.state.as_ref().filter(|s| s.status != 0) {
+                        errors.push((host.clone(), st.error.clone()));
+                    }
+                }
+                let scm = resp
+                    .mrets
+                    .iter()
+                    .filter(|m| m.state.as_ref().is_some_and(|s| s.status == 0))
+                    .count();
+                let nvme = resp
+                    .crets
+                    .iter()
+                    .filter(|c| c.state.as_ref().is_some_and(|s| s.status == 0))
+                    .count();
+                counts.push((host.clone(), (scm, nvme)));
+                json_hosts.insert(host.clone(), json!({
+                    "scm": resp.mrets.iter().map(|m| json!({"mntpoint": m.mntpoint, "instance": m.instanceidx, "status": m.state.as_ref().map(|s| s.status), "error": m.state.as_ref().map(|s| s.error.clone())})).collect::<Vec<_>>(),
+                    "nvme": resp.crets.iter().map(|c| json!({"device": c.pci_addr, "instance": c.instance_idx})).collect::<Vec<_>>(),
+                }));
+                if verbose {
+                    let rows: Vec<Vec<String>> = resp
+                        .mrets
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.mntpoint.clone(),
+                                if m.state.as_ref().is_some_and(|s| s.status == 0) {
+                                    "CTL_SUCCESS".into()
+                                } else {
+                                    "CTL_ERROR".into()
+                                },
+                            ]
+                        })
+                        .collect();
+                    details.push_str(&format!(
+                        "{}\n",
+                        render(&["SCM Mount", "Format Result"], &rows, "")
+                    ));
+                    let rows: Vec<Vec<String>> = resp
+                        .crets
+                        .iter()
+                        .map(|c| vec![c.pci_addr.clone(), "CTL_SUCCESS".into(), "NA".into()])
+                        .collect();
+                    if !rows.is_empty() {
+                        details.push_str(&format!(
+                            "{}\n",
+                            render(&["NVMe PCI", "Format Result", "Role(s)"], &rows, "")
+                        ));
+                    }
+                }
+            }
+            Err(e) => errors.push((host.clone(), e.clone())),
+        }
+    }
+    let rows: Vec<Vec<String>> = group(&counts)
+        .into_iter()
+        .map(|(h, (s, n))| vec![h, s.to_string(), n.to_string()])
+        .collect();
+    let mut text = errors_table(&errors);
+    if !rows.is_empty() {
+        text.push_str(&format!(
+            "Format Summary:\n{}",
+            render(&["Hosts", "SCM Devices", "NVMe Devices"], &rows, "  ")
+        ));
+    }
+    text.push_str(&details);
+    let ok = errors.is_empty();
+    Output {
+        text,
+        json: json!({"host_results": json_hosts}),
+        ok,
+        error: (!ok).then(|| format!("{} host(s) failed", errors.len())),
+    }
+}
+
+/// `dmg storage scan [-v]`: the storage each host's config names.
+pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
+    let results = fan_out(t, |ch| async move {
+        CtlSvcClient::new(ch)
+            .storage_scan(StorageScanReq {})
+            .await
+            .map(|r| r.into_inner())
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut summary = Vec::new();
+    let mut json_hosts = serde_json::Map::new();
+    let mut details = Vec::new();
+    for (host, r) in &results {
+        match r {
+            Ok(resp) => {
+                let scm_bytes: u64 = resp.scm.iter().map(|s| s.size_bytes).sum();
+                let nvme_bytes: u64 = resp.bdevs.iter().map(|b| b.size_bytes).sum();
+                let scm = format!(
+                    "{} ({} {})",
+                    bytes_iec(scm_bytes),
+                    resp.scm.len(),
+                    if resp.scm.len() == 1 {
+                        "mount"
+                    } else {
+                        "mounts"
+                    }
+                );
+                let nvme = format!(
+                    "{} ({} {})",
+                    bytes_si(nvme_bytes),
+                    resp.bdevs.len(),
+                    if resp.bdevs.len() == 1 {
+                        "device"
+                    } else {
+                        "devices"
+                    }
+                );
+                summary.push((host.clone(), (scm, nvme)));
+                if verbose {
+                    let scm_rows: Vec<Vec<String>> = resp
+                        .scm
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.mntpoint.clone(),
+                                s.class.clone(),
+                                bytes_iec(s.size_bytes),
+                                if s.formatted {
+                                    "yes".into()
+                                } else {
+                                    "no".into()
+                                },
+                            ]
+                        })
+                        .collect();
+                    let bdev_rows: Vec<Vec<String>> = resp
+                        .bdevs
+                        .iter()
+                        .map(|b| {
+                            vec![
+                                b.device.clone(),
+                                b.class.clone(),
+                                bytes_si(b.size_bytes),
+                                b.instance_idx.to_string(),
+                            ]
+                        })
+                        .collect();
+                    details.push((host.clone(), (scm_rows, bdev_rows)));
+                }
+                json_hosts.insert(host.clone(), json!({
+                    "scm": resp.scm.iter().map(|s| json!({"class": s.class, "mntpoint": s.mntpoint, "size_bytes": s.size_bytes, "formatted": s.formatted, "instance": s.instance_idx})).collect::<Vec<_>>(),
+                    "bdevs": resp.bdevs.iter().map(|b| json!({"class": b.class, "device": b.device, "size_bytes": b.size_bytes, "instance": b.instance_idx})).collect::<Vec<_>>(),
+                }));
+            }
+            Err(e) => errors.push((host.clone(), e.clone())),
+        }
+    }
+    let mut text = errors_table(&errors);
+    if verbose {
+        for (hosts, (scm_rows, bdev_rows)) in group(&details) {
+            let dashes = "-".repeat(hosts.chars().count());
+            text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n"));
+            text.push_str(&render(
+                &["SCM Mount", "Class", "Capacity", "Formatted"],
+                &scm_rows,
+                "",
+            ));
+            text.push('\n');
+            if bdev_rows.is_empty() {
+                text.push_str("\tNo NVMe devices found\n");
+            } else {
+                text.push_str(&render(
+                    &["NVMe Device", "Class", "Capacity", "Instance"],
+                    &bdev_rows,
+                    "",
+                ));
+            }
+            text.push('\n');
+        }
+    } else {
+        let rows: Vec<Vec<String>> = group(&summary)
+            .into_iter()
+            .map(|(h, (s, n))| vec![h, s, n])
+            .collect();
+        if !rows.is_empty() {
+            text.push_str(&render(&["Hosts", "SCM Total", "NVMe Total"], &rows, ""));
+        }
+    }
+    let ok = errors.is_empty();
+    Output {
+        text,
+        json: json!({"host_results": json_hosts}),
+        ok,
+        error: (!ok).then(|| format!("{} host(s) failed", errors.len())),
+    }
+}
+
+async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Channel>, String> {
+    t.channel(t.ms_host()).await.map(MgmtSvcClient::new)
+}
+
+fn failed(e: String) -> Output {
+    Output {
+        text: String::new(),
+        json: Value::Null,
+        ok: false,
+        error: Some(e),
+    }
+}
+
+fn rank_list_text(ranks: &str) -> usize {
+    hostlist::parse_ranks(ranks).map(|r| r.len()).unwrap_or(0)
+}
+
+/// `dmg system query [-v] [-r RANKS]`.
+pub async fn system_query(t: &Target, ranks: &str, verbose: bool) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let resp = match c
+        .system_query(SystemQueryReq {
+            ranks: ranks.into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return failed(status_text(s)),
+    };
+    let mut text = String::new();
+    if resp.members.is_empty() {
+        text.push_str("Query matches no members of the system\n");
+    } else if verbose {
+        let rows: Vec<Vec<String>> = resp
+            .members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.rank.to_string(),
+                    m.uuid.clone(),
+                    m.addr.clone(),
+                    m.fault_domain.clone(),
+                    m.state.clone(),
+                    m.info.clone(),
+                ]
+            })
+            .collect();
+        text.push_str(&render(
+            &[
+                "Rank",
+                "UUID",
+                "Control Address",
+                "Fault Domain",
+                "State",
+                "Reason",
+            ],
+            &rows,
+            "",
+        ));
+    } else {
+        let mut by_state: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for m in &resp.members {
+            by_state.entry(m.state.clone()).or_default().push(m.rank);
+        }
+        let rows: Vec<Vec<String>> = by_state
+            .into_iter()
+            .map(|(s, r)| vec![hostlist::format_ranks(&r), s])
+            .collect();
+        text.push_str(&render(&["Rank", "State"], &rows, ""));
+    }
+    let absent = !resp.absentranks.is_empty();
+    if absent {
+        text.push_str(&format!(
+            "\nUnknown {} ranks: {}\n",
+            rank_list_text(&resp.absentranks),
+            resp.absentranks.trim_matches(['[', ']'])
+        ));
+    }
+    let members: Vec<Value> = resp
+        .members
+        .iter()
+        .map(|m| json!({"rank": m.rank, "uuid": m.uuid, "addr": m.addr, "fault_domain": m.fault_domain, "state": m.state.to_lowercase(), "info": m.info, "fabric_uri": m.fabric_uri, "incarnation": m.incarnation}))
+        .collect();
+    Output {
+        text,
+        json: json!({"members": members, "absent_ranks": resp.absentranks, "data_version": resp.data_version}),
+        ok: !absent,
+        error: absent.then(|| format!("unknown ranks: {}", resp.absentranks)),
+    }
+}
+
+fn rank_results(results: &[RankResult], absent: &str) -> Output {
+    let mut groups: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+    for r in results {
+        let result = if r.errored {
+            if r.msg.is_empty() {
+                "FAILED".into()
+            } else {
+                r.msg.clone()
+            }
+        } else {
+            "OK".into()
+        };
+        groups
+            .entry((r.action.clone(), result))
+            .or_default()
+            .push(r.rank);
+    }
+    let rows: Vec<Vec<String>> = groups
+        .into_iter()
+        .map(|((a, res), ranks)| vec![hostlist::format_ranks(&ranks), a, res])
+        .collect();
+    let mut text = if rows.is_empty() {
+        "No ranks matched\n".to_string()
+    } else {
+        render(&["Rank", "Operation", "Result"], &rows, "")
+    };
+    if !absent.is_empty() {
+        text.push_str(&format!(
+            "\nUnknown {} ranks: {}\n",
+            rank_list_text(absent),
+            absent.trim_matches(['[', ']'])
+        ));
+    }
+    let failed_ranks: Vec<u32> = results
+        .iter()
+        .filter(|r| r.errored)
+        .map(|r| r.rank)
+        .collect();
+    let ok = failed_ranks.is_empty() && absent.is_empty();
+    let json = json!({"results": results.iter().map(|r| json!({"rank": r.rank, "action": r.action, "errored": r.errored, "msg": r.msg, "state": r.state.to_lowercase(), "addr": r.addr})).collect::<Vec<_>>(), "absent_ranks": absent});
+    let error = (!ok).then(|| {
+        if failed_ranks.is_empty() {
+            format!("unknown ranks: {absent}")
+        } else {
+            format!("ranks {} failed", hostlist::format_ranks(&failed_ranks))
+        }
+    });
+    Output {
+        text,
+        json,
+        ok,
+        error,
+    }
+}
+
+/// `dmg system stop [--force] [-r RANKS]`.
+pub async fn system_stop(t: &Target, ranks: &str, force: bool) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    match c
+        .system_stop(SystemStopReq {
+            ranks: ranks.into(),
+            prep: true,
+            kill: true,
+            force,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => {
+            let r = r.into_inner();
+            rank_results(&r.results, &r.absentranks)
+        }
+        Err(s) => failed(status_text(s)),
+    }
+}
+
+/// `dmg system start [-r RANKS]`.
+pub async fn system_start(t: &Target, ranks: &str) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    match c
+        .system_start(SystemStartReq {
+            ranks: ranks.into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => {
+            let r = r.into_inner();
+            rank_results(&r.results, &r.absentranks)
+        }
+        Err(s) => failed(status_text(s)),
+    }
+}
+
+/// `dmg system leader-query`.
+pub async fn leader_query(t: &Target) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    match c.leader_query(LeaderQueryReq::default()).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            let text = format!(
+                "Current Leader: {}\n   Replica Set: {}\n  Unresponsive Replicas: {}\n",
+                r.current_leader,
+                r.replicas.join(", "),
+                if r.down_replicas.is_empty() {
+                    "None".to_string()
+                } else {
+                    r.down_replicas.join(", ")
+                }
+            );
+            Output {
+                text,
+                json: json!({"current_leader": r.current_leader, "replicas": r.replicas, "down_replicas": r.down_replicas}),
+                ok: true,
+                error: None,
+            }
+        }
+        Err(s) => failed(status_text(s)),
+    }
+}
+
+/// Prints an output as text or JSON and returns the exit code.
+pub fn print(out: Output, as_json: bool) -> crate::exit::ExitCode {
+    if as_json {
+        let v = json!({"response": out.json, "error": out.error, "status": if out.ok { 0 } else { -1 }});
+        println!("{v}");
+    } else {
+        print!("{}", out.text);
+        if let Some(e) = &out.error {
+            eprintln!("ERROR: dmg: {e}");
+        }
+    }
+    if out.ok {
+        crate::exit::ExitCode::Success
+    } else {
+        crate::exit::ExitCode::Failure
+    }
+}

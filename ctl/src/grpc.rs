@@ -1,0 +1,451 @@
+//! The management API of daos_server: `ctl.CtlSvc` (this host) and `mgmt.MgmtSvc` (the system,
+//! served because this daos_server hosts the single management-service replica).
+//!
+//! The daemon stays blocking: tonic runs on its own small tokio runtime in one thread, and each
+//! handler hands its work to the blocking harness through `spawn_blocking`. With TLS (the
+//! default) clients must present a certificate signed by the configured CA; each RPC checks the
+//! caller's component against [`security::allowed`]. `allow_insecure` serves plaintext.
+//!
+//! Limits: one host. System-wide calls act on the engines of this daos_server; fanning out to
+//! other hosts' CtlSvc comes with the replicated management service.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use daos_config::{Server, TierClass};
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+use tracing::{error, info};
+
+use crate::exit::CmdError;
+use crate::harness::{Harness, RankOutcome};
+use crate::hostlist;
+use crate::rpc::ctl::ctl_svc_server::{CtlSvc, CtlSvcServer};
+use crate::rpc::ctl::*;
+use crate::rpc::mgmt::mgmt_svc_server::{MgmtSvc, MgmtSvcServer};
+use crate::rpc::mgmt::*;
+use crate::rpc::shared::RankResult;
+use crate::security;
+
+/// How long `system start` waits for engines to join.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Services {
+    config: Arc<Server>,
+    harness: Option<Arc<Harness>>,
+    insecure: bool,
+}
+
+impl Services {
+    fn harness(&self) -> Result<Arc<Harness>, Status> {
+        self.harness.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "this daos_server has no engines configured (discovery mode)",
+            )
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Arc<Harness>) -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let h = self.harness()?;
+        tokio::task::spawn_blocking(move || f(h))
+            .await
+            .map_err(|e| Status::internal(format!("worker failed: {e}")))
+    }
+}
+
+fn rank_results(outcomes: Vec<RankOutcome>, action: &str, addr: &str) -> Vec<RankResult> {
+    outcomes
+        .into_iter()
+        .map(|o| RankResult {
+            rank: o.rank,
+            action: action.into(),
+            errored: !o.ok,
+            msg: o.msg,
+            state: format!("{:?}", o.state),
+            addr: addr.into(),
+        })
+        .collect()
+}
+
+/// Requested ranks (all of `all` when empty) and the requested ones that are not members.
+fn select(ranks: &str, all: &[u32]) -> Result<(Vec<u32>, Vec<u32>), Status> {
+    let wanted = hostlist::parse_ranks(ranks)
+        .map_err(|e| Status::invalid_argument(format!("ranks {ranks:?}: {e}")))?;
+    if wanted.is_empty() {
+        return Ok((all.to_vec(), Vec::new()));
+    }
+    let (present, absent) = wanted.into_iter().partition(|r| all.contains(r));
+    Ok((present, absent))
+}
+
+#[tonic::async_trait]
+impl CtlSvc for Services {
+    async fn storage_scan(
+        &self,
+        req: Request<StorageScanReq>,
+    ) -> Result<Response<StorageScanResp>, Status> {
+        security::authorize(&req, "CtlSvc.StorageScan", self.insecure)?;
+        let mut resp = StorageScanResp::default();
+        for (i, e) in self.config.engines.iter().enumerate() {
+            for t in &e.storage {
+                if t.class.is_scm() {
+                    let mount = t.scm_mount.clone().unwrap_or_default();
+                    resp.scm.push(ScmMount {
+                        class: t.class.as_str().into(),
+                        mntpoint: mount.display().to_string(),
+                        size_bytes: t.scm_size.unwrap_or(0) << 30,
+                        formatted: mount.join(crate::storage::SUPERBLOCK_NAME).exists(),
+                        instance_idx: i as u32,
+                        devices: t.scm_list.clone(),
+                    });
+                    continue;
+                }
+                let size = t.bdev_size.unwrap_or(0) * 1_000_000_000;
+                let devices: Vec<String> = if t.class == TierClass::Malloc {
+                    (0..t.bdev_number.unwrap_or(0))
+                        .map(|n| format!("malloc{n}"))
+                        .collect()
+                } else {
+                    t.bdev_list.clone()
+                };
+                for d in devices {
+                    resp.bdevs.push(Bdev {
+                        class: t.class.as_str().into(),
+                        device: d,
+                        size_bytes: size,
+                        instance_idx: i as u32,
+                    });
+                }
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn storage_format(
+        &self,
+        req: Request<StorageFormatReq>,
+    ) -> Result<Response<StorageFormatResp>, Status> {
+        security::authorize(&req, "CtlSvc.StorageFormat", self.insecure)?;
+        let reformat = req.get_ref().reformat;
+        let results = self
+            .blocking(move |h| {
+                (0..h.instances().len())
+                    .map(|i| (i, h.format(i, reformat)))
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        let mut resp = StorageFormatResp::default();
+        for (i, r) in results {
+            let e = &self.config.engines[i];
+            let mount = e
+                .scm_mount()
+                .map(|m| m.display().to_string())
+                .unwrap_or_default();
+            let state = match &r {
+                Ok(_) => ResponseState {
+                    status: 0,
+                    error: String::new(),
+                    info: String::new(),
+                },
+                Err(err) => ResponseState {
+                    status: -1,
+                    error: err.to_string(),
+                    info: String::new(),
+                },
+            };
+            resp.mrets.push(ScmMountResult {
+                mntpoint: mount,
+                state: Some(state.clone()),
+                instanceidx: i as u32,
+            });
+            match r {
+                Ok(f) => {
+                    for b in f.bdevs {
+                        resp.crets.push(NvmeControllerResult {
+                            pci_addr: b,
+                            state: Some(state.clone()),
+                            instance_idx: i as u32,
+                        });
+                    }
+                }
+                Err(_) => info!("NVMe format skipped on instance {i}"),
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn prep_shutdown_ranks(
+        &self,
+        req: Request<RanksReq>,
+    ) -> Result<Response<RanksResp>, Status> {
+        security::authorize(&req, "CtlSvc.PrepShutdownRanks", self.insecure)?;
+        let ranks = req.into_inner().ranks;
+        let out = self
+            .blocking(move |h| {
+                select(&ranks, &h.local_ranks()).map(|(r, _)| h.prep_shutdown_ranks(&r))
+            })
+            .await??;
+        Ok(Response::new(RanksResp {
+            results: rank_results(out, "prep shutdown", ""),
+        }))
+    }
+
+    async fn stop_ranks(&self, req: Request<RanksReq>) -> Result<Response<RanksResp>, Status> {
+        security::authorize(&req, "CtlSvc.StopRanks", self.insecure)?;
+        let RanksReq { ranks, force, .. } = req.into_inner();
+        let out = self
+            .blocking(move |h| {
+                select(&ranks, &h.local_ranks()).map(|(r, _)| h.stop_ranks(&r, force))
+            })
+            .await??;
+        Ok(Response::new(RanksResp {
+            results: rank_results(out, "stop", ""),
+        }))
+    }
+
+    async fn start_ranks(&self, req: Request<RanksReq>) -> Result<Response<RanksResp>, Status> {
+        security::authorize(&req, "CtlSvc.StartRanks", self.insecure)?;
+        let ranks = req.into_inner().ranks;
+        let out = self
+            .blocking(move |h| {
+                select(&ranks, &h.local_ranks()).map(|(r, _)| h.start_ranks(&r, START_TIMEOUT))
+            })
+            .await??;
+        Ok(Response::new(RanksResp {
+            results: rank_results(out, "start", ""),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MgmtSvc for Services {
+    async fn leader_query(
+        &self,
+        req: Request<LeaderQueryReq>,
+    ) -> Result<Response<LeaderQueryResp>, Status> {
+        security::authorize(&req, "MgmtSvc.LeaderQuery", self.insecure)?;
+        let replicas = self.config.mgmt_svc_replicas.clone();
+        Ok(Response::new(LeaderQueryResp {
+            current_leader: replicas.first().cloned().unwrap_or_default(),
+            replicas,
+            down_replicas: Vec::new(),
+        }))
+    }
+
+    async fn system_query(
+        &self,
+        req: Request<SystemQueryReq>,
+    ) -> Result<Response<SystemQueryResp>, Status> {
+        security::authorize(&req, "MgmtSvc.SystemQuery", self.insecure)?;
+        let h = self.harness()?;
+        let members = h.ms().members();
+        let all: Vec<u32> = members.iter().map(|m| m.rank).collect();
+        let (present, absent) = select(&req.get_ref().ranks, &all)?;
+        let members = members
+            .into_iter()
+            .filter(|m| present.contains(&m.rank))
+            .map(|m| SystemMember {
+                addr: m.addr,
+                uuid: m.uuid,
+                rank: m.rank,
+                incarnation: m.incarnation,
+                state: format!("{:?}", m.state),
+                fabric_uri: m.fabric_uri,
+                fabric_contexts: m.fabric_contexts,
+                info: m.info,
+                fault_domain: m.fault_domain,
+            })
+            .collect();
+        let absentranks = if absent.is_empty() {
+            String::new()
+        } else {
+            hostlist::format_ranks(&absent)
+        };
+        Ok(Response::new(SystemQueryResp {
+            members,
+            absentranks,
+            absenthosts: String::new(),
+            data_version: u64::from(h.ms().map_version()),
+        }))
+    }
+
+    async fn system_stop(
+        &self,
+        req: Request<SystemStopReq>,
+    ) -> Result<Response<SystemStopResp>, Status> {
+        security::authorize(&req, "MgmtSvc.SystemStop", self.insecure)?;
+        let SystemStopReq {
+            ranks,
+            prep,
+            kill,
+            force,
+            ..
+        } = req.into_inner();
+        let h = self.harness()?;
+        let all: Vec<u32> = h.ms().members().iter().map(|m| m.rank).collect();
+        let (present, absent) = select(&ranks, &all)?;
+        let addr = format!("{}:{}", crate::logging::hostname(), self.config.port);
+        let outcomes = self
+            .blocking(move |h| {
+                if prep && !force {
+                    h.prep_shutdown_ranks(&present);
+                }
+                if kill || !prep {
+                    h.stop_ranks(&present, force)
+                } else {
+                    Vec::new()
+                }
+            })
+            .await?;
+        let absentranks = if absent.is_empty() {
+            String::new()
+        } else {
+            hostlist::format_ranks(&absent)
+        };
+        Ok(Response::new(SystemStopResp {
+            results: rank_results(outcomes, "stop", &addr),
+            absentranks,
+            absenthosts: String::new(),
+        }))
+    }
+
+    async fn system_start(
+        &self,
+        req: Request<SystemStartReq>,
+    ) -> Result<Response<SystemStartResp>, Status> {
+        security::authorize(&req, "MgmtSvc.SystemStart", self.insecure)?;
+        let ranks = req.into_inner().ranks;
+        let h = self.harness()?;
+        let all: Vec<u32> = h.ms().members().iter().map(|m| m.rank).collect();
+        let (present, absent) = select(&ranks, &all)?;
+        let addr = format!("{}:{}", crate::logging::hostname(), self.config.port);
+        let outcomes = self
+            .blocking(move |h| h.start_ranks(&present, START_TIMEOUT))
+            .await?;
+        let absentranks = if absent.is_empty() {
+            String::new()
+        } else {
+            hostlist::format_ranks(&absent)
+        };
+        Ok(Response::new(SystemStartResp {
+            results: rank_results(outcomes, "start", &addr),
+            absentranks,
+            absenthosts: String::new(),
+        }))
+    }
+}
+
+/// A running gRPC server.
+pub struct GrpcHandle {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GrpcHandle {
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for GrpcHandle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The TLS configuration of the server side, from `transport_config`.
+pub fn server_tls(s: &Server) -> Result<ServerTlsConfig, CmdError> {
+    let t = &s.transport_config;
+    let cert = security::read_pem(&t.cert, "server certificate", None)?;
+    let key = security::read_pem(&t.key, "server key", Some(0o400))?;
+    let ca = security::read_pem(&t.ca_cert, "CA certificate", None)?;
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(ca)))
+}
+
+/// Binds the control port and serves the API until stopped.
+pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandle, CmdError> {
+    let insecure = config.transport_config.allow_insecure;
+    let tls = if insecure {
+        None
+    } else {
+        Some(server_tls(config)?)
+    };
+    let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        CmdError::new(format!("cannot listen on {addr}: {e}"))
+            .fix("stop the process using that port, or choose another with `port` / -p")
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| CmdError::new(format!("control listener: {e}")))?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    let services = Services {
+        config: Arc::new(config.clone()),
+        harness,
+        insecure,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("grpc")
+        .enable_all()
+        .build()
+        .map_err(|e| CmdError::new(format!("cannot start the gRPC runtime: {e}")))?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(|e| {
+            CmdError::new(format!("TLS setup: {e}"))
+                .fix("check the certificate and key in transport_config")
+        })?;
+    }
+    let router = builder
+        .add_service(CtlSvcServer::new(services.clone()))
+        .add_service(MgmtSvcServer::new(services));
+    let thread = std::thread::Builder::new()
+        .name("grpc-server".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        error!("control listener: {e}");
+                        return;
+                    }
+                };
+                let incoming = TcpIncoming::from(listener);
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = rx.await;
+                    })
+                    .await
+                {
+                    error!("management API stopped: {e}");
+                }
+            });
+        })
+        .map_err(|e| CmdError::new(format!("cannot start the gRPC thread: {e}")))?;
+    Ok(GrpcHandle {
+        addr,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
+}

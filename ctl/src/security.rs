@@ -1,0 +1,201 @@
+//! Control-plane security (DAOS_FACTS §7): mutual TLS with certificates from
+//! `transport_config`, the caller's component taken from its certificate's CN (`admin`, `agent`,
+//! `server`), and a per-RPC allow-list. `allow_insecure` turns all of it off (plaintext, no
+//! checks). `daos_server cert generate DIR` writes the CA and the three key pairs with DAOS's
+//! file names and modes, so no openssl script is needed.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tonic::{Request, Status};
+
+use crate::exit::CmdError;
+
+/// Who is calling, from the CN of its certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Admin,
+    Agent,
+    Server,
+    Undefined,
+}
+
+impl Component {
+    pub fn from_cn(cn: &str) -> Component {
+        match cn {
+            "admin" => Component::Admin,
+            "agent" => Component::Agent,
+            "server" => Component::Server,
+            _ => Component::Undefined,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Admin => "admin",
+            Component::Agent => "agent",
+            Component::Server => "server",
+            Component::Undefined => "undefined",
+        }
+    }
+}
+
+/// Which components may call which method (`Service.Method`).
+pub fn allowed(method: &str, c: Component) -> bool {
+    use Component::*;
+    let who: &[Component] = match method {
+        "CtlSvc.StorageScan" | "CtlSvc.StorageFormat" => &[Admin],
+        "CtlSvc.PrepShutdownRanks" | "CtlSvc.StopRanks" | "CtlSvc.StartRanks" => &[Server],
+        "MgmtSvc.LeaderQuery" => &[Admin, Agent, Server],
+        "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
+        _ => &[],
+    };
+    who.contains(&c)
+}
+
+/// The CN of a DER certificate.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    Some(cn)
+}
+
+/// Checks that the caller of `method` may call it (always true in insecure mode).
+pub fn authorize<T>(req: &Request<T>, method: &str, insecure: bool) -> Result<(), Status> {
+    if insecure {
+        return Ok(());
+    }
+    let component = req
+        .peer_certs()
+        .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())))
+        .map(|cn| Component::from_cn(&cn))
+        .unwrap_or(Component::Undefined);
+    if allowed(method, component) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "{} does not have permission to call {method}",
+            component.name()
+        )))
+    }
+}
+
+/// Reads a PEM file, refusing keys readable by others (DAOS: keys at most `max_mode`).
+pub fn read_pem(path: &Path, what: &str, max_mode: Option<u32>) -> Result<Vec<u8>, CmdError> {
+    let meta = fs::metadata(path).map_err(|e| {
+        CmdError::new(format!("cannot read the {what} {}: {e}", path.display()))
+            .fix("set transport_config paths, run `daos_server cert generate DIR`, or use -i/allow_insecure")
+    })?;
+    if let Some(max) = max_mode {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & !max != 0 {
+            return Err(CmdError::new(format!(
+                "{what} {} has mode {mode:04o}, more open than {max:04o}",
+                path.display()
+            ))
+            .fix(format!("chmod {max:04o} {}", path.display())));
+        }
+    }
+    fs::read(path)
+        .map_err(|e| CmdError::new(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+/// Names of the files `cert generate` writes.
+pub const CA_CERT: &str = "daosCA.crt";
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), CmdError> {
+    let err = |e: std::io::Error| CmdError::new(format!("cannot write {}: {e}", path.display()));
+    if path.exists() {
+        // Keys are read-only; replace rather than write through.
+        fs::remove_file(path).map_err(err)?;
+    }
+    fs::write(path, data).map_err(err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)
+}
+
+/// Generates a CA and `server`, `admin` and `agent` key pairs into `dir` (DAOS's names: keys
+/// 0400, certificates 0644, client certificates also under `clients/`). Returns the files.
+pub fn generate(dir: &Path) -> Result<Vec<PathBuf>, CmdError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let err = |e: rcgen::Error| CmdError::new(format!("certificate generation failed: {e}"));
+    fs::create_dir_all(dir.join("clients"))
+        .map_err(|e| CmdError::new(format!("cannot create {}: {e}", dir.display())))?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "DAOS");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "DAOS CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let (y, m, d) = today();
+    ca_params.not_before = rcgen::date_time_ymd(y, m, d);
+    ca_params.not_after = rcgen::date_time_ymd(y + 3, m, d.min(28));
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(err)?;
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let mut written = Vec::new();
+    write_file(&dir.join(CA_CERT), ca.pem().as_bytes(), 0o644)?;
+    written.push(dir.join(CA_CERT));
+    for (cn, server) in [("server", true), ("admin", false), ("agent", false)] {
+        let names = if server {
+            vec!["server".to_string(), "localhost".to_string()]
+        } else {
+            Vec::new()
+        };
+        let mut p = CertificateParams::new(names).map_err(err)?;
+        p.distinguished_name.push(DnType::OrganizationName, "DAOS");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = if server {
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ]
+        } else {
+            vec![ExtendedKeyUsagePurpose::ClientAuth]
+        };
+        p.not_before = rcgen::date_time_ymd(y, m, d);
+        p.not_after = rcgen::date_time_ymd(y + 3, m, d.min(28));
+        let key = KeyPair::generate().map_err(err)?;
+        let cert = p.signed_by(&key, &issuer).map_err(err)?;
+        let (crt, keyf) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
+        write_file(&crt, cert.pem().as_bytes(), 0o644)?;
+        write_file(&keyf, key.serialize_pem().as_bytes(), 0o400)?;
+        written.extend([crt, keyf]);
+        if !server {
+            let copy = dir.join("clients").join(format!("{cn}.crt"));
+            write_file(&copy, cert.pem().as_bytes(), 0o644)?;
+            written.push(copy);
+        }
+    }
+    Ok(written)
+}
+
+/// Today's UTC date; certificates are valid from today for three years, as DAOS's script does.
+fn today() -> (i32, u8, u8) {
+    let stamp = crate::logging::timestamp(std::time::SystemTime::now());
+    let mut parts = stamp
+        .split([' ', '/'])
+        .map(|p| p.parse::<i32>().unwrap_or(1));
+    let (y, m, d) = (
+        parts.next().unwrap_or(1970),
+        parts.next().unwrap_or(1),
+        parts.next().unwrap_or(1),
+    );
+    (y, m as u8, d as u8)
+}

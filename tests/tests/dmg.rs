@@ -1,0 +1,305 @@
+//! dmg against a real daos_server over gRPC: the DAOS deployment flow (start in maintenance
+//! mode → `dmg storage format` → Joined), system stop/start, bad input with clear errors and
+//! exit codes, JSON output, and TLS (admin accepted, agent refused for admin calls, no
+//! certificate refused, insecure client against a secure server).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use daos_tests::*;
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn format_then_query_stop_start_over_grpc() {
+    let sys = System::new(1);
+    let mut server = sys.start(&[]);
+    sys.wait_log("SCM format required on instance 0", 1, 20);
+    sys.wait_log("listening on 0.0.0.0:", 1, 20);
+
+    let q = sys.dmg(&["-i", "system", "query"]);
+    assert_eq!(q.status.code(), Some(0), "{}", err(&q));
+    assert!(out(&q).contains("Query matches no members"), "{}", out(&q));
+
+    let scan = sys.dmg(&["-i", "storage", "scan"]);
+    assert_eq!(scan.status.code(), Some(0), "{}", err(&scan));
+    assert!(
+        out(&scan).contains("Hosts     SCM Total         NVMe Total"),
+        "{}",
+        out(&scan)
+    );
+    assert!(
+        out(&scan).contains("4.0 GiB (1 mount) 1.0 GB (1 device)"),
+        "{}",
+        out(&scan)
+    );
+
+    let f = sys.dmg(&["-i", "storage", "format"]);
+    assert_eq!(f.status.code(), Some(0), "{}{}", out(&f), err(&f));
+    let text = out(&f);
+    assert!(text.starts_with("Format Summary:\n  Hosts     SCM Devices NVMe Devices \n  -----     ----------- ------------ \n  localhost 1           1            \n"), "{text:?}");
+    sys.wait_log("joined the system as rank 0", 1, 30);
+
+    let q = sys.dmg(&["-i", "system", "query"]);
+    assert_eq!(out(&q), "Rank State  \n---- -----  \n0    Joined \n");
+    let v = sys.dmg(&["-i", "system", "query", "-v"]);
+    let text = out(&v);
+    assert!(text.starts_with("Rank UUID "), "{text}");
+    assert!(text.contains(&field(&sys.superblock(0), "uuid")), "{text}");
+
+    let stop = sys.dmg(&["-i", "system", "stop"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", err(&stop));
+    assert_eq!(
+        out(&stop),
+        "Rank Operation Result \n---- --------- ------ \n0    stop      OK     \n"
+    );
+    assert!(out(&sys.dmg(&["-i", "system", "query"])).contains("0    Stopped"));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        out(&sys.dmg(&["-i", "system", "query"])).contains("Stopped"),
+        "a stopped rank is not restarted"
+    );
+
+    let start = sys.dmg(&["-i", "system", "start"]);
+    assert_eq!(start.status.code(), Some(0), "{}", err(&start));
+    assert!(out(&start).contains("0    start     OK"), "{}", out(&start));
+    assert!(out(&sys.dmg(&["-i", "system", "query"])).contains("0    Joined"));
+
+    let j = sys.dmg(&["-i", "-j", "system", "query"]);
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).expect("json");
+    assert_eq!(v["status"], 0);
+    assert!(v["error"].is_null());
+    assert_eq!(v["response"]["members"][0]["state"], "joined");
+    assert_eq!(v["response"]["members"][0]["rank"], 0);
+
+    let lq = sys.dmg(&["-i", "system", "leader-query"]);
+    assert!(
+        out(&lq).starts_with(&format!("Current Leader: localhost:{}", sys.port)),
+        "{}",
+        out(&lq)
+    );
+    sys.stop(&mut server);
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_exit_codes() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+
+    // Unknown rank.
+    let q = sys.dmg(&["-i", "system", "query", "-r", "0-2"]);
+    assert_eq!(q.status.code(), Some(1));
+    assert!(out(&q).contains("Unknown 2 ranks: 1-2"), "{}", out(&q));
+    let s = sys.dmg(&["-i", "system", "stop", "-r", "7"]);
+    assert_eq!(s.status.code(), Some(1));
+    assert!(out(&s).contains("Unknown 1 ranks: 7"), "{}", out(&s));
+    assert!(
+        out(&sys.dmg(&["-i", "system", "query"])).contains("Joined"),
+        "rank 0 untouched"
+    );
+
+    // Format while running.
+    let f = sys.dmg(&["-i", "storage", "format"]);
+    assert_eq!(f.status.code(), Some(1));
+    assert!(
+        out(&f).contains("instance is running; stop the system first or use --force"),
+        "{}",
+        out(&f)
+    );
+
+    // Bad rank list and bad host list.
+    let b = sys.dmg(&["-i", "system", "query", "-r", "3-1"]);
+    assert_eq!(b.status.code(), Some(1));
+    assert!(err(&b).contains("invalid range"), "{}", err(&b));
+    let h = run("dmg", &["-i", "-l", "node[5-4]", "system", "query"], &[]);
+    assert_eq!(h.status.code(), Some(1));
+    assert!(
+        err(&h).contains("-l/--host-list") && err(&h).contains("invalid range"),
+        "{}",
+        err(&h)
+    );
+
+    // Unreachable host.
+    let port = free_port().to_string();
+    let u = run(
+        "dmg",
+        &[
+            "-i",
+            "-l",
+            &format!("localhost:{port}"),
+            "storage",
+            "format",
+        ],
+        &[],
+    );
+    assert_eq!(u.status.code(), Some(1));
+    assert!(
+        out(&u).contains("Errors:") && out(&u).contains("unable to connect"),
+        "{}",
+        out(&u)
+    );
+    let uq = run(
+        "dmg",
+        &["-i", "-l", &format!("localhost:{port}"), "system", "query"],
+        &[],
+    );
+    assert_eq!(uq.status.code(), Some(1));
+    assert!(err(&uq).contains("unable to connect"), "{}", err(&uq));
+    sys.stop(&mut server);
+}
+
+#[test]
+fn force_format_reformats_a_running_system() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let uuid = field(&sys.superblock(0), "uuid");
+    let f = sys.dmg(&["-i", "storage", "format", "--force"]);
+    assert_eq!(f.status.code(), Some(0), "{}{}", out(&f), err(&f));
+    sys.wait_log("forcibly stopping instance 0 prior to reformat", 1, 10);
+    sys.wait_log("the system as rank", 2, 30);
+    assert_ne!(
+        field(&sys.superblock(0), "uuid"),
+        uuid,
+        "a reformat gives the engine a new identity"
+    );
+    sys.stop(&mut server);
+}
+
+fn control_file(dir: &Path, port: u16, certs: &Path, who: &str) -> String {
+    let path = dir.join(format!("{who}.yml"));
+    let c = certs.display();
+    std::fs::write(
+        &path,
+        format!("name: daos_server\nport: {port}\nhostlist: [localhost]\ntransport_config:\n  allow_insecure: false\n  ca_cert: {c}/daosCA.crt\n  cert: {c}/{who}.crt\n  key: {c}/{who}.key\n"),
+    )
+    .expect("write");
+    path.display().to_string()
+}
+
+#[test]
+fn tls_admin_allowed_agent_refused_no_cert_refused_insecure_mismatch() {
+    let certs_dir = tempfile::tempdir().expect("tempdir");
+    let certs = certs_dir.path().join("certs");
+    let g = run(
+        "daos_server",
+        &["cert", "generate", certs.to_str().expect("utf8")],
+        &[],
+    );
+    assert_eq!(g.status.code(), Some(0), "{}", err(&g));
+    for (f, mode) in [
+        ("daosCA.crt", 0o644),
+        ("server.key", 0o400),
+        ("admin.key", 0o400),
+        ("agent.crt", 0o644),
+        ("clients/admin.crt", 0o644),
+    ] {
+        let m = std::fs::metadata(certs.join(f))
+            .expect(f)
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(m, mode, "{f}");
+    }
+    let sys = System::with_transport(1, Some(&certs));
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    assert!(!sys.log().contains("(insecure: no TLS)"));
+
+    let admin = control_file(certs_dir.path(), sys.port, &certs, "admin");
+    let ok = run("dmg", &["-o", &admin, "system", "query"], &[]);
+    assert_eq!(ok.status.code(), Some(0), "{}", err(&ok));
+    assert!(out(&ok).contains("0    Joined"));
+
+    let agent = control_file(certs_dir.path(), sys.port, &certs, "agent");
+    let denied = run("dmg", &["-o", &agent, "system", "query"], &[]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        err(&denied).contains("agent does not have permission to call MgmtSvc.SystemQuery"),
+        "{}",
+        err(&denied)
+    );
+    let lq = run("dmg", &["-o", &agent, "system", "leader-query"], &[]);
+    assert_eq!(
+        lq.status.code(),
+        Some(0),
+        "agents may ask for the leader: {}",
+        err(&lq)
+    );
+
+    // A client with the CA but no certificate of its own: the handshake is refused.
+    let nocert = certs_dir.path().join("nocert.yml");
+    std::fs::write(
+        &nocert,
+        std::fs::read_to_string(&admin)
+            .expect("read")
+            .replace("admin.crt", "missing.crt"),
+    )
+    .expect("write");
+    let e = run(
+        "dmg",
+        &["-o", nocert.to_str().expect("utf8"), "system", "query"],
+        &[],
+    );
+    assert_eq!(e.status.code(), Some(1));
+    assert!(
+        err(&e).contains("cannot read the admin certificate"),
+        "{}",
+        err(&e)
+    );
+    // The same client succeeds with the admin identity and is refused without one.
+    tls_client(sys.port, &certs, Some("admin")).expect("admin identity accepted");
+    tls_client(sys.port, &certs, None).expect_err("a client without a certificate must be refused");
+
+    // Plaintext client against the TLS server.
+    let plain = sys.dmg(&["-i", "system", "query"]);
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(
+        err(&plain).contains("both sides agree on TLS"),
+        "{}",
+        err(&plain)
+    );
+    sys.stop(&mut server);
+}
+
+/// A gRPC client that trusts the CA and presents `identity`'s certificate, or none.
+fn tls_client(port: u16, certs: &Path, identity: Option<&str>) -> Result<(), String> {
+    use daos_ctl::rpc::mgmt::{SystemQueryReq, mgmt_svc_client::MgmtSvcClient};
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let read = |f: &str| std::fs::read(certs.join(f)).map_err(|e| e.to_string());
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("daosCA.crt")?))
+        .domain_name("server");
+    if let Some(who) = identity {
+        tls = tls.identity(Identity::from_pem(
+            read(&format!("{who}.crt"))?,
+            read(&format!("{who}.key"))?,
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let channel = Channel::from_shared(format!("https://localhost:{port}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(tls)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        MgmtSvcClient::new(channel)
+            .system_query(SystemQueryReq::default())
+            .await
+            .map(|_| ())
+            .map_err(|s| s.to_string())
+    })
+}
