@@ -207,11 +207,20 @@ impl ServerHandle {
             return;
         };
         self.stop.store(true, Ordering::Release);
-        // Wakes the blocked accept(): on Linux, shutdown of a listening socket makes it fail.
+        // Wake the blocked accept(). shutdown() of a listening AF_UNIX socket does not
+        // reliably do it, so also connect once: accept() returns and sees the stop flag.
         let _ =
             nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        let _ = accept.join();
+        let _ = socket::connect(&self.path);
         let deadline = Instant::now() + Duration::from_secs(2);
+        while !accept.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if accept.is_finished() {
+            let _ = accept.join();
+        } else {
+            warn!("dRPC: accept thread did not stop; leaving it behind");
+        }
         while self.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }

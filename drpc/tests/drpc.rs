@@ -414,3 +414,31 @@ fn connect_errors_name_the_socket() {
     let e = Client::connect(&path).err().unwrap().to_string();
     assert!(e.contains(&path.display().to_string()), "{e}");
 }
+
+#[test]
+fn stop_returns_promptly_even_with_clients_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..30 {
+        let path = dir.path().join(format!("s{round}.sock"));
+        let server = serve(&path, registry()).unwrap();
+        let p2 = path.clone();
+        let hammer = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if let Ok(mut c) = Client::connect(&p2) {
+                    let _ = c.set_timeout(Duration::from_millis(200));
+                    let _ = c.call(MgmtMethod::PingRank, b"x");
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis((round % 5) as u64));
+        let t = Instant::now();
+        server.stop();
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "round {round}: stop took {:?}",
+            t.elapsed()
+        );
+        assert!(!path.exists());
+        hammer.join().unwrap();
+    }
+}

@@ -224,7 +224,7 @@ fn start_writes_a_read_only_active_config_and_stops_on_sigterm() {
     );
     assert!(!sock.exists(), "socket removed on stop");
     let log = std::fs::read_to_string(dir.path().join("daos_server.log")).expect("control log");
-    assert!(log.contains("serving dRPC on"), "{log}");
+    assert!(log.contains("dRPC server listening on"), "{log}");
     assert!(log.contains("received SIGTERM; shutting down"), "{log}");
 }
 
