@@ -98,10 +98,12 @@ impl Target {
 }
 
 fn status_text(s: tonic::Status) -> String {
-    let hint = "check that daos_server runs there and that both sides agree on TLS (certificates on both, or -i / allow_insecure on both)";
+    let hint = "check that daos_server runs there and that both sides agree on TLS \
+                (certificates on both, or -i / allow_insecure on both)";
     match s.code() {
         tonic::Code::Unavailable => format!("unable to reach daos_server: {}; {hint}", s.message()),
-        tonic::Code::Unknown | tonic::Code::Internal if s.message().contains("transport") => {
+        // Connection-level failures (a TLS/plaintext mismatch shows up as any of these).
+        tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled => {
             format!("{}; {hint}", s.message())
         }
         _ => s.message().to_string(),

@@ -1,14 +1,16 @@
 //! Shard threads: one per system shard, target and helper, each pinned to its core.
 //!
-//! A shard owns everything it touches: its io_uring ring (created and checked with a NOP at
-//! start, so a kernel without io_uring fails the engine at start with a clear message) and its
-//! bounded command queue. Nothing is shared between shards; the engine talks to a shard only
-//! through that queue, and a full queue is reported to the caller (back-pressure), never grown.
+//! A shard owns everything it touches: its io_uring [`Reactor`] (created and checked with a NOP
+//! at start, so a kernel without io_uring fails the engine at start with a clear message) and
+//! its bounded command queue. Nothing is shared between shards; the engine talks to a shard
+//! only through that queue plus a wake-up of its ring, and a full queue is reported to the
+//! caller (back-pressure), never grown.
 //!
-//! Until the data plane lands, a shard has no I/O to poll, so it blocks on its queue instead of
-//! spinning (busy-polling comes with the target store, as the design sketches).
+//! The loop: sleep in the ring until woken (or a second passes), drain the command queue,
+//! repeat. Storage and fabric completions join the same ring with the data plane; busy-polling
+//! is then an option for dedicated cores.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
 use crate::coremap::Placement;
+use crate::uring::{Reactor, Waker};
 
 /// Commands a shard accepts.
 #[derive(Debug)]
@@ -62,19 +65,32 @@ pub struct Shard {
     pub index: usize,
     pub placement: Placement,
     tx: SyncSender<Command>,
+    waker: Waker,
     thread: Option<JoinHandle<()>>,
 }
 
+/// How long an idle shard sleeps in its ring before it looks around again.
+pub const IDLE_WAIT: Duration = Duration::from_secs(1);
+
 /// Starts a shard and waits until it is pinned and its ring works.
 pub fn spawn(index: usize, placement: Placement) -> Result<Shard, ShardError> {
+    spawn_with_idle(index, placement, IDLE_WAIT)
+}
+
+/// [`spawn`] with another idle wait.
+pub fn spawn_with_idle(
+    index: usize,
+    placement: Placement,
+    idle: Duration,
+) -> Result<Shard, ShardError> {
     let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let thread = thread::Builder::new()
         .name(format!("shard-{index}"))
         .spawn(move || match setup(index, placement.core) {
-            Ok(ring) => {
-                let _ = ready_tx.send(Ok(()));
-                run(ring, rx);
+            Ok((reactor, waker)) => {
+                let _ = ready_tx.send(Ok(waker));
+                run(reactor, rx, idle);
             }
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
@@ -82,10 +98,11 @@ pub fn spawn(index: usize, placement: Placement) -> Result<Shard, ShardError> {
         })
         .map_err(|source| ShardError::Spawn { index, source })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(Shard {
+        Ok(Ok(waker)) => Ok(Shard {
             index,
             placement,
             tx,
+            waker,
             thread: Some(thread),
         }),
         Ok(Err(e)) => {
@@ -99,7 +116,7 @@ pub fn spawn(index: usize, placement: Placement) -> Result<Shard, ShardError> {
     }
 }
 
-fn setup(index: usize, core: u32) -> Result<io_uring::IoUring, ShardError> {
+fn setup(index: usize, core: u32) -> Result<(Reactor, Waker), ShardError> {
     let mut set = CpuSet::new();
     set.set(core as usize).map_err(|source| ShardError::Pin {
         index,
@@ -111,19 +128,23 @@ fn setup(index: usize, core: u32) -> Result<io_uring::IoUring, ShardError> {
         core,
         source,
     })?;
-    let ring = crate::uring::new_checked(RING_ENTRIES)
-        .map_err(|source| ShardError::Ring { index, source })?;
-    Ok(ring)
+    Reactor::new(RING_ENTRIES).map_err(|source| ShardError::Ring { index, source })
 }
 
-fn run(_ring: io_uring::IoUring, rx: Receiver<Command>) {
+fn run(mut reactor: Reactor, rx: Receiver<Command>, idle: Duration) {
     loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(Command::Ping(reply)) => {
-                let _ = reply.try_send(allowed_cpus());
+        if let Err(e) = reactor.wait(idle) {
+            eprintln!("ERROR: shard reactor: {e}; the shard stops");
+            return;
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(Command::Ping(reply)) => {
+                    let _ = reply.try_send(allowed_cpus());
+                }
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => break,
             }
-            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {}
         }
     }
 }
@@ -145,7 +166,10 @@ impl Shard {
         self.tx.try_send(cmd).map_err(|e| match e {
             TrySendError::Full(_) => ShardError::Busy { index: self.index },
             TrySendError::Disconnected(_) => ShardError::Died { index: self.index },
-        })
+        })?;
+        self.waker
+            .wake()
+            .map_err(|_| ShardError::Died { index: self.index })
     }
 
     /// Asks the shard for its CPUs; `None` if it does not answer within `timeout`.
@@ -162,6 +186,7 @@ impl Shard {
 
     fn halt(&mut self) {
         let _ = self.tx.try_send(Command::Stop);
+        let _ = self.waker.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -192,6 +217,26 @@ mod tests {
         )
         .expect("spawn");
         assert_eq!(s.ping(Duration::from_secs(5)), Some(vec![core]));
+        s.stop();
+    }
+
+    #[test]
+    fn a_sleeping_shard_is_woken_through_its_ring() {
+        let core = *allowed_cpus().first().expect("a cpu");
+        // Idle wait of ten minutes: only the eventfd wake-up can make it answer in time.
+        let s = spawn_with_idle(
+            1,
+            Placement {
+                role: Role::Target(1),
+                core,
+            },
+            Duration::from_secs(600),
+        )
+        .expect("spawn");
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..100 {
+            assert_eq!(s.ping(Duration::from_secs(5)), Some(vec![core]));
+        }
         s.stop();
     }
 
