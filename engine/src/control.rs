@@ -37,7 +37,7 @@ struct State {
 pub struct Control {
     state: Mutex<State>,
     changed: Condvar,
-    shards: Vec<Shard>,
+    shards: Mutex<Vec<Shard>>,
 }
 
 fn resp(status: i32) -> Result<Vec<u8>, HandlerError> {
@@ -49,7 +49,7 @@ impl Control {
         Arc::new(Control {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
-            shards,
+            shards: Mutex::new(shards),
         })
     }
 
@@ -93,11 +93,10 @@ impl Control {
     }
 
     /// Stops every shard (in reverse start order).
-    pub fn stop_shards(self: Arc<Self>) {
-        if let Ok(ctl) = Arc::try_unwrap(self) {
-            for shard in ctl.shards.into_iter().rev() {
-                shard.stop();
-            }
+    pub fn stop_shards(&self) {
+        let shards = std::mem::take(&mut *self.shards.lock().unwrap_or_else(|p| p.into_inner()));
+        for shard in shards.into_iter().rev() {
+            shard.stop();
         }
     }
 
@@ -136,10 +135,11 @@ impl Control {
 
     fn ping_rank(&self, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
         let _req = PingRankReq::decode(body)?;
-        let all_alive = self
-            .shards
-            .iter()
-            .all(|s| s.ping(Duration::from_secs(2)).is_some());
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        let all_alive = !shards.is_empty()
+            && shards
+                .iter()
+                .all(|s| s.ping(Duration::from_secs(2)).is_some());
         resp(if all_alive {
             der::SUCCESS
         } else {

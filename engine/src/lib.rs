@@ -25,6 +25,15 @@ use crate::control::Control;
 /// Version printed in the start-up banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Prints a line to stdout (which daos_server logs) without ever panicking: when daos_server
+/// is gone the pipe is closed, and the engine must still stop cleanly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Why the engine could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -135,12 +144,12 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
         oversubscribe: std::env::var("DAOS_TARGET_OVERSUBSCRIBE").is_ok_and(|v| v == "1"),
     };
     let map = coremap::place(&request, &cores)?;
-    println!("{}", map.algorithm);
+    say!("{}", map.algorithm);
     if let Some(n) = args.pinned_numa_node {
-        println!("Using NUMA node: {n}");
+        say!("Using NUMA node: {n}");
     }
     for w in &map.warnings {
-        println!("WARNING: {w}");
+        say!("WARNING: {w}");
     }
     let mut shards = Vec::with_capacity(map.shards.len());
     for (i, p) in map.shards.iter().enumerate() {
@@ -154,13 +163,13 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
             .name("signals".into())
             .spawn(move || {
                 if let Ok(sig) = signal_set().wait() {
-                    println!("daos_engine: received {}; stopping", sig.as_str());
+                    say!("daos_engine: received {}; stopping", sig.as_str());
                 }
                 ctl.request_stop();
             })
     };
     if let Err(e) = signals {
-        eprintln!("WARNING: no signal thread ({e}); stop the engine with SIGKILL");
+        say!("WARNING: no signal thread ({e}); stop the engine with SIGKILL");
     }
 
     let sock = args.socket_dir.join(format!("daos_engine_{pid}.sock"));
@@ -194,7 +203,7 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
 
     if let Some(rank) = ctl.wait_set_up() {
         let first_core = map.shards.first().map(|p| p.core).unwrap_or(0);
-        println!(
+        say!(
             "DAOS I/O Engine (v{VERSION}) process {pid} started on rank {rank} with {} target, {} helper XS, firstcore {first_core}, host {}.",
             map.targets,
             map.helpers,
@@ -205,7 +214,7 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
     server.stop();
     let prepared = ctl.prepared();
     ctl.stop_shards();
-    println!(
+    say!(
         "daos_engine: stopped{}",
         if prepared {
             " (after PrepShutdown)"

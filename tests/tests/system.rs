@@ -156,18 +156,38 @@ fn killing_daos_server_takes_its_engines_down() {
     let sys = System::new(1);
     let mut server = sys.start(&["--auto-format"]);
     sys.wait_log("joined the system as rank 0", 1, 30);
-    let engine_sock = std::fs::read_dir(sys.path().join("run"))
-        .expect("run dir")
-        .map(|e| e.expect("entry").path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("daos_engine_"))
-        })
-        .expect("engine socket");
+    let banner = sys
+        .log()
+        .lines()
+        .find(|l| l.contains("started on rank 0"))
+        .map(str::to_string)
+        .expect("banner");
+    let pid: i32 = banner
+        .split("process ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    let engine_sock = sys.path().join(format!("run/daos_engine_{pid}.sock"));
+    assert!(engine_sock.exists());
+    // SIGKILL: daos_server cannot stop its engines; the kernel's parent-death signal must,
+    // even though the engine's stdout (a pipe to daos_server) is now closed.
     server.signal(Signal::SIGKILL);
     server.wait(Duration::from_secs(10));
+    let gone = wait_until(Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid)
+    });
+    if !gone {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(gone, "engine {pid} outlived its daos_server");
     assert!(
-        wait_until(Duration::from_secs(10), || !engine_sock.exists()),
-        "the engine stopped with its daos_server"
+        !engine_sock.exists(),
+        "the engine removed its socket as it stopped"
     );
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
 }
