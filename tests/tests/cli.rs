@@ -30,7 +30,9 @@ fn local_config(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo_root().join("config/examples/daos_server_local.yml"))
         .expect("example")
         .replace("/tmp/", &format!("{}/", dir.display()))
-        .replace("/var/run/daos_server", &run.display().to_string());
+        .replace("/var/run/daos_server", &run.display().to_string())
+        // Every test gets its own control port: daos_server listens on it.
+        .replace("port: 10001", &format!("port: {}", free_port()));
     let path = dir.join("daos_server.yml");
     std::fs::write(&path, text).expect("write config");
     path

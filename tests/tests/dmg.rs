@@ -60,10 +60,18 @@ fn format_then_query_stop_start_over_grpc() {
         out(&stop),
         "Rank Operation Result \n---- --------- ------ \n0    stop      OK     \n"
     );
-    assert!(out(&sys.dmg(&["-i", "system", "query"])).contains("0    Stopped"));
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let q = sys.dmg(&["-i", "system", "query"]);
     assert!(
-        out(&sys.dmg(&["-i", "system", "query"])).contains("Stopped"),
+        out(&q).contains("0    Stopped"),
+        "query after stop:\n{}{}\nlog:\n{}",
+        out(&q),
+        err(&q),
+        sys.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let q = sys.dmg(&["-i", "system", "query"]);
+    assert!(
+        out(&q).contains("Stopped"),
         "a stopped rank is not restarted"
     );
 
