@@ -11,6 +11,7 @@ pub mod hostlist;
 pub mod logging;
 pub mod membership;
 pub mod rpc;
+pub mod scan;
 pub mod security;
 pub mod server;
 pub mod storage;

@@ -4,10 +4,15 @@
 //! a fixture tree that describes another machine (two NUMA nodes, no NUMA at all, broken
 //! files). A missing or malformed file is an error that names the path, never a panic.
 //!
-//! Today this holds the CPU/NUMA view the embedded default config needs; hwloc topology,
-//! NVMe/PMem scans and libfabric interfaces join it with the provisioning work.
+//! Here: CPUs and NUMA nodes ([`cpu`]), NVMe controllers ([`nvme`]), network interfaces
+//! ([`net`]) and PMem namespaces ([`pmem`]). hwloc topology and libfabric providers join them
+//! with the rest of the provisioning work.
 
 pub mod cpu;
+pub mod fixtures;
+pub mod net;
+pub mod nvme;
+pub mod pmem;
 
 use std::io;
 use std::path::{Path, PathBuf};

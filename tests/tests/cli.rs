@@ -450,3 +450,66 @@ fn socket_dir_without_permission_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn storage_scan_lists_pmem_and_nvme_of_a_storage_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    daos_hw::fixtures::storage_node(dir.path());
+    let root = dir.path().to_str().expect("utf8");
+    let out = run(
+        "daos_server",
+        &["storage", "scan"],
+        &[("DAOS_SYSFS_ROOT", root)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("Scanning locally-attached storage...\nSCM Namespace Socket ID Capacity \n"),
+        "{t}"
+    );
+    assert!(t.contains("pmem1         1         3.2 TB"), "{t}");
+    assert!(
+        t.contains("NVMe PCI     Model               FW Revision Socket ID Capacity"),
+        "{t}"
+    );
+    assert!(
+        t.contains("0000:81:00.0 INTEL SSDPED1K750GA E2010325    0         750.0 GB"),
+        "{t}"
+    );
+    assert!(t.contains("0000:da:00.0 (vfio-pci)"), "{t}");
+
+    let out = run(
+        "daos_server",
+        &["-j", "storage", "scan"],
+        &[("DAOS_SYSFS_ROOT", root)],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        v["response"]["nvme_controllers"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(v["response"]["scm_namespaces"][0]["blockdev"], "pmem0");
+
+    // This machine: no PMem or NVMe, said plainly, exit 0.
+    let out = run("daos_server", &["storage", "scan"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("No SCM namespaces found") || t.contains("SCM Namespace"),
+        "{t}"
+    );
+
+    // A broken tree: the error names the file.
+    std::fs::remove_file(dir.path().join("sys/bus/pci/devices/0000:81:00.0/class")).expect("rm");
+    let out = run(
+        "daos_server",
+        &["storage", "scan"],
+        &[("DAOS_SYSFS_ROOT", root)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("0000:81:00.0/class"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -36,8 +36,17 @@ enum Command {
     /// Certificates for the control plane.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Local storage hardware.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// List this host's PMem namespaces and NVMe controllers.
+    Scan,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +141,19 @@ fn run(cli: Cli) -> Result<(), CmdError> {
     match cli.command {
         Command::Version => {
             println!("daos_server version {VERSION}");
+            Ok(())
+        }
+        Command::Storage(StorageCommand::Scan) => {
+            let (text, json) = daos_ctl::scan::storage_scan(&daos_ctl::scan::sys_root())?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"response": json, "error": null, "status": 0})
+                );
+            } else {
+                println!("Scanning locally-attached storage...");
+                print!("{text}");
+            }
             Ok(())
         }
         Command::Cert(CertCommand::Generate { dir }) => {
