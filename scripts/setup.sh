@@ -4,8 +4,10 @@
 # or sudo: run it as `sudo -E scripts/setup.sh` if you are not root.
 set -euo pipefail
 
-# protobuf-compiler: protoc for the dRPC/gRPC .proto files; pkg-config: -sys crates.
-PACKAGES=(protobuf-compiler pkg-config)
+# protobuf-compiler: protoc for the dRPC/gRPC .proto files; pkg-config: -sys crates;
+# libfabric-dev + libclang-dev: the libfabric bindings (bindgen); libfabric-bin: fi_info and
+# fi_pingpong; openssl: inspecting generated certificates.
+PACKAGES=(protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -80,3 +80,74 @@ pub fn storage_scan(root: &SysRoot) -> Result<(String, serde_json::Value), CmdEr
     let json = json!({"scm_namespaces": ns, "nvme_controllers": ctrls});
     Ok((text, json))
 }
+
+/// One usable (interface, provider) pair with the interface's NUMA node.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FabricEntry {
+    pub fabric_iface: String,
+    pub provider: String,
+    pub pinned_numa_node: u32,
+}
+
+/// The network interface behind a libfabric domain: itself, or for RDMA devices the
+/// interface sysfs lists under `class/infiniband/<dev>/device/net`.
+fn iface_of(root: &SysRoot, domain: &str, ifaces: &[daos_hw::net::NetInterface]) -> Option<String> {
+    if ifaces.iter().any(|i| i.name == domain) {
+        return Some(domain.to_string());
+    }
+    let dir = root.path(&format!("sys/class/infiniband/{domain}/device/net"));
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+}
+
+/// Interfaces and providers usable for DAOS, best provider first; `provider` filters
+/// (`None` or `all` for everything).
+pub fn fabric_scan(root: &SysRoot, provider: Option<&str>) -> Result<Vec<FabricEntry>, CmdError> {
+    let ifaces =
+        daos_hw::net::scan(root).map_err(|e| CmdError::new(format!("network scan: {e}")))?;
+    let infos =
+        daos_hw::fabric::providers().map_err(|e| CmdError::new(format!("network scan: {e}")))?;
+    let want = provider.filter(|p| *p != "all");
+    let mut out = Vec::new();
+    for info in infos {
+        if want.is_some_and(|w| w != info.provider) {
+            continue;
+        }
+        let Some(iface) = iface_of(root, &info.domain, &ifaces) else {
+            continue;
+        };
+        let numa = ifaces
+            .iter()
+            .find(|i| i.name == iface)
+            .and_then(|i| i.numa_node)
+            .unwrap_or(0);
+        let entry = FabricEntry {
+            fabric_iface: iface,
+            provider: info.provider,
+            pinned_numa_node: numa,
+        };
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+/// The entries as `daos_server network scan` prints them.
+pub fn fabric_text(entries: &[FabricEntry]) -> String {
+    if entries.is_empty() {
+        return "\tNo fabric interfaces found for that provider\n".into();
+    }
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "\tfabric_iface: {}\n\tprovider: {}\n\tpinned_numa_node: {}\n\n",
+                e.fabric_iface, e.provider, e.pinned_numa_node
+            )
+        })
+        .collect()
+}

@@ -9,6 +9,7 @@
 //! with the rest of the provisioning work.
 
 pub mod cpu;
+pub mod fabric;
 pub mod fixtures;
 pub mod net;
 pub mod nvme;

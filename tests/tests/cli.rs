@@ -513,3 +513,33 @@ fn storage_scan_lists_pmem_and_nvme_of_a_storage_node() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn network_scan_lists_tcp_on_loopback_best_first() {
+    let out = run("daos_server", &["network", "scan", "-p", "all"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("\tfabric_iface: lo\n\tprovider: ofi+tcp;ofi_rxm\n\tpinned_numa_node: 0\n"),
+        "{t}"
+    );
+    let tcp = t.find("provider: ofi+tcp").expect("tcp listed");
+    if let Some(sockets) = t.find("provider: ofi+sockets") {
+        assert!(tcp < sockets, "tcp before sockets:\n{t}");
+    }
+    let out = run(
+        "daos_server",
+        &["-j", "network", "scan", "-p", "ofi+tcp;ofi_rxm"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let entries = v["response"].as_array().expect("entries");
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e["provider"] == "ofi+tcp;ofi_rxm"));
+    assert!(entries.iter().any(|e| e["fabric_iface"] == "lo"));
+    let none = run("daos_server", &["network", "scan", "-p", "ofi+nosuch"], &[]);
+    assert_eq!(none.status.code(), Some(0));
+    assert!(text(&none.stdout).contains("No fabric interfaces found"));
+    let list = run("daos_server", &["network", "list"], &[]);
+    assert!(text(&list.stdout).contains("\tofi+tcp;ofi_rxm\n"));
+}

@@ -39,8 +39,26 @@ enum Command {
     /// Local storage hardware.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Local fabric interfaces and providers.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Interfaces usable for DAOS, with provider and NUMA node, best provider first.
+    Scan {
+        /// Provider to show (e.g. ofi+tcp;ofi_rxm), or `all`; default: the config's provider.
+        #[arg(short = 'p', long)]
+        provider: Option<String>,
+        /// Config whose provider filters the scan (default /etc/daos/daos_server.yml if present).
+        #[arg(short = 'o', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Providers libfabric offers on this host.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +159,45 @@ fn run(cli: Cli) -> Result<(), CmdError> {
     match cli.command {
         Command::Version => {
             println!("daos_server version {VERSION}");
+            Ok(())
+        }
+        Command::Network(NetworkCommand::Scan { provider, config }) => {
+            let from_config = match (&provider, server::resolve(config.as_deref())) {
+                (None, server::ConfigSource::File(p)) => {
+                    daos_config::load_file(&p, &Overrides::default())
+                        .ok()
+                        .and_then(|l| l.server.provider)
+                }
+                _ => None,
+            };
+            let filter = provider.or(from_config);
+            let entries =
+                daos_ctl::scan::fabric_scan(&daos_ctl::scan::sys_root(), filter.as_deref())?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"response": entries, "error": null, "status": 0})
+                );
+            } else {
+                print!("{}", daos_ctl::scan::fabric_text(&entries));
+            }
+            Ok(())
+        }
+        Command::Network(NetworkCommand::List) => {
+            let infos = daos_hw::fabric::providers().map_err(CmdError::new)?;
+            let mut names: Vec<String> = infos.into_iter().map(|i| i.provider).collect();
+            names.dedup();
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"response": names, "error": null, "status": 0})
+                );
+            } else {
+                println!("Supported providers:");
+                for n in names {
+                    println!("	{n}");
+                }
+            }
             Ok(())
         }
         Command::Storage(StorageCommand::Scan) => {
