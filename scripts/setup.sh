@@ -6,8 +6,8 @@ set -euo pipefail
 
 # protobuf-compiler: protoc for the dRPC/gRPC .proto files; pkg-config: -sys crates;
 # libfabric-dev + libclang-dev: the libfabric bindings (bindgen); libfabric-bin: fi_info and
-# fi_pingpong; openssl: inspecting generated certificates.
-PACKAGES=(protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin)
+# fi_pingpong; libhwloc-dev + libudev-dev: the hwloc topology (hwlocality).
+PACKAGES=(protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin libhwloc-dev libudev-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

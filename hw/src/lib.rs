@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod net;
 pub mod nvme;
 pub mod pmem;
+pub mod topology;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,8 @@ pub enum HwError {
         value: String,
         what: &'static str,
     },
+    #[error("hwloc: {0}; check that libhwloc (2.x) is installed and /sys is readable")]
+    Hwloc(String),
 }
 
 impl HwError {

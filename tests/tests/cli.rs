@@ -543,3 +543,30 @@ fn network_scan_lists_tcp_on_loopback_best_first() {
     let list = run("daos_server", &["network", "list"], &[]);
     assert!(text(&list.stdout).contains("\tofi+tcp;ofi_rxm\n"));
 }
+
+#[test]
+fn dump_topology_summarises_this_machine() {
+    let out = run("daos_server", &["dump-topology"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    let cores = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let n = if cores == "0" {
+        1
+    } else {
+        cores
+            .rsplit(['-', ','])
+            .next()
+            .and_then(|x| x.parse::<usize>().ok())
+            .map_or(1, |x| x + 1)
+    };
+    let first = t.lines().next().unwrap_or_default();
+    assert!(first.contains(" on ") && first.contains("NUMA node"), "{t}");
+    assert!(t.contains("Machine L#0"), "{t}");
+    assert_eq!(
+        t.matches("PU L#").count(),
+        n,
+        "one PU line per online CPU:\n{t}"
+    );
+}

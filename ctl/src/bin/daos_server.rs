@@ -42,6 +42,8 @@ enum Command {
     /// Local fabric interfaces and providers.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Print this host's hardware topology (hwloc): packages, NUMA nodes, cores, PUs, I/O.
+    DumpTopology,
     /// Print the version.
     Version,
 }
@@ -197,6 +199,26 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                 for n in names {
                     println!("	{n}");
                 }
+            }
+            Ok(())
+        }
+        Command::DumpTopology => {
+            let (tree, sum) = daos_hw::topology::dump().map_err(CmdError::new)?;
+            let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"response": {"summary": sum, "tree": tree}, "error": null, "status": 0})
+                );
+            } else {
+                println!(
+                    "{} on {} ({}, {})\n",
+                    plural(sum.cores, "core"),
+                    plural(sum.numa_nodes, "NUMA node"),
+                    plural(sum.packages, "package"),
+                    plural(sum.pus, "PU")
+                );
+                print!("{tree}");
             }
             Ok(())
         }
