@@ -220,6 +220,8 @@ pub struct Engine {
     pub pinned_numa_node: Option<u32>,
     pub fabric_iface: String,
     pub fabric_iface_port: u16,
+    /// Empty: inherited from the top level.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub provider: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crt_timeout: Option<u32>,

@@ -5,6 +5,7 @@
 
 pub mod dmg;
 pub mod exit;
+pub mod generate;
 pub mod grpc;
 pub mod harness;
 pub mod hostlist;

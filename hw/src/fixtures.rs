@@ -103,5 +103,13 @@ pub fn storage_node(root: &Path) {
         );
     }
     write(root, "sys/class/net/lo/type", "772\n");
+    write(root, "sys/devices/system/cpu/online", "0-7\n");
+    write(root, "sys/devices/system/node/node0/cpulist", "0-3\n");
+    write(root, "sys/devices/system/node/node1/cpulist", "4-7\n");
+    write(
+        root,
+        "proc/meminfo",
+        "MemTotal:       197568816 kB\nMemFree:        190000000 kB\n",
+    );
     write(root, "sys/class/net/lo/operstate", "unknown\n");
 }

@@ -570,3 +570,149 @@ fn dump_topology_summarises_this_machine() {
         "one PU line per online CPU:\n{t}"
     );
 }
+
+fn validate_text(yaml: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("generated.yml");
+    std::fs::write(&path, yaml).expect("write");
+    run(
+        "daos_server",
+        &["config", "validate", "-o", path.to_str().expect("utf8")],
+        &[],
+    )
+}
+
+#[test]
+fn config_generate_for_a_two_socket_storage_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    daos_hw::fixtures::storage_node(dir.path());
+    let root = dir.path().to_str().expect("utf8");
+    let env = [("DAOS_SYSFS_ROOT", root)];
+    let out = run(
+        "daos_server",
+        &[
+            "config",
+            "generate",
+            "-p",
+            "ofi+verbs",
+            "-r",
+            "node-1,node-2,node-3",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    let v = validate_text(&yaml);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "the output validates:\n{yaml}\n{}",
+        text(&v.stderr)
+    );
+    for needle in [
+        "provider: ofi+verbs",
+        "- node-2\n",
+        "pinned_numa_node: 0",
+        "pinned_numa_node: 1",
+        "fabric_iface: ib0",
+        "fabric_iface: ib1",
+        "fabric_iface_port: 31416",
+        "fabric_iface_port: 32416",
+        "scm_list:\n    - /dev/pmem0",
+        "scm_list:\n    - /dev/pmem1",
+        "- 0000:81:00.0",
+        "- 0000:da:00.0",
+        "targets: 3",
+    ] {
+        assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
+    }
+    assert!(
+        !yaml.contains("0000:87:00.0"),
+        "NVMe balanced to one per engine:\n{yaml}"
+    );
+
+    let out = run(
+        "daos_server",
+        &[
+            "config",
+            "generate",
+            "-p",
+            "ofi+verbs",
+            "-t",
+            "-s",
+            "-e",
+            "1",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    assert!(
+        yaml.contains("class: ram")
+            && !yaml.contains("class: nvme")
+            && yaml.matches("targets:").count() == 1,
+        "{yaml}"
+    );
+    assert_eq!(validate_text(&yaml).status.code(), Some(0), "{yaml}");
+
+    let bad = run(
+        "daos_server",
+        &["config", "generate", "-p", "ofi+verbs", "-e", "3"],
+        &env,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("this host has 2 NUMA node(s)"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let bad = run(
+        "daos_server",
+        &["config", "generate", "-c", "token-ring"],
+        &env,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("expected ethernet or infiniband"));
+    std::fs::remove_dir_all(dir.path().join("sys/bus/nd")).expect("rm pmem");
+    let bad = run(
+        "daos_server",
+        &["config", "generate", "-p", "ofi+verbs"],
+        &env,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains("no PMem namespace on NUMA node 0")
+            && text(&bad.stderr).contains("-t"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn config_generate_tmpfs_here_starts_a_working_system() {
+    let out = run(
+        "daos_server",
+        &["config", "generate", "-t", "-c", "ethernet"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    assert!(
+        yaml.contains("class: ram") && yaml.contains("provider: ofi+tcp"),
+        "{yaml}"
+    );
+    // Move its paths into a temp dir and run it.
+    let sys = System::new(0);
+    let d = sys.path().display().to_string();
+    let port = free_port();
+    let local = yaml
+        .replace("/mnt/daos0", &format!("{d}/scm0"))
+        .replace("/var/run/daos_server", &format!("{d}/run"))
+        .replace("/tmp/daos_server.log", &format!("{d}/daos_server.log"))
+        .replace("/tmp/daos_engine.0.log", &format!("{d}/engine0.log"))
+        .replace("port: 10001", &format!("port: {port}"));
+    std::fs::write(&sys.config, local).expect("write");
+    let mut server = sys.start(&["-i", "--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    sys.stop(&mut server);
+}

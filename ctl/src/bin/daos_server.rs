@@ -80,6 +80,31 @@ enum CertCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Write a daos_server.yml for this host's hardware to stdout.
+    #[command(visible_alias = "gen")]
+    Generate {
+        /// Management service replicas (comma-separated host[:port]); default localhost.
+        #[arg(short = 'r', long = "ms-replicas", value_delimiter = ',')]
+        ms_replicas: Vec<String>,
+        /// Number of engines (default: one per NUMA node).
+        #[arg(short = 'e', long = "num-engines")]
+        num_engines: Option<usize>,
+        /// Network device class: ethernet or infiniband.
+        #[arg(short = 'c', long = "net-class", default_value = "infiniband")]
+        net_class: String,
+        /// Fabric provider (default: the best one libfabric offers on the chosen interfaces).
+        #[arg(short = 'p', long = "net-provider")]
+        net_provider: Option<String>,
+        /// Use tmpfs (class ram) for SCM, sized from RAM, instead of PMem.
+        #[arg(short = 't', long = "use-tmpfs-scm")]
+        use_tmpfs_scm: bool,
+        /// SCM only: no NVMe tier.
+        #[arg(short = 's', long = "scm-only")]
+        scm_only: bool,
+        /// Fabric ports, one per engine (comma-separated; default 31416, 32416, ...).
+        #[arg(short = 'f', long = "fabric-ports", value_delimiter = ',')]
+        fabric_ports: Vec<u16>,
+    },
     /// Check a daos_server.yml and print it normalized (modern form), or print every error.
     Validate {
         /// Config file; default /etc/daos/daos_server.yml, else the embedded default.
@@ -240,6 +265,28 @@ fn run(cli: Cli) -> Result<(), CmdError> {
             for f in files {
                 println!("{}", f.display());
             }
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Generate {
+            ms_replicas,
+            num_engines,
+            net_class,
+            net_provider,
+            use_tmpfs_scm,
+            scm_only,
+            fabric_ports,
+        }) => {
+            let args = daos_ctl::generate::GenerateArgs {
+                replicas: ms_replicas,
+                engines: num_engines,
+                net_class,
+                provider: net_provider,
+                tmpfs: use_tmpfs_scm,
+                scm_only,
+                ports: fabric_ports,
+            };
+            let yaml = daos_ctl::generate::generate(&daos_ctl::scan::sys_root(), &args)?;
+            print!("{yaml}");
             Ok(())
         }
         Command::Config(ConfigCommand::Validate { config }) => {
