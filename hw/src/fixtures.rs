@@ -34,10 +34,13 @@ pub fn nvme_ctrl(
     let base = format!("sys/bus/pci/devices/{pci}");
     write(root, &format!("{base}/class"), "0x010802\n");
     write(root, &format!("{base}/numa_node"), numa);
+    // As in sysfs: devices/X/driver links to bus/pci/drivers/<driver>.
+    fs::create_dir_all(root.join(format!("sys/bus/pci/drivers/{driver}")))
+        .expect("create fixture directory");
     link(
         root,
         &format!("{base}/driver"),
-        &format!("../../../bus/pci/drivers/{driver}"),
+        &format!("../../drivers/{driver}"),
     );
     if driver == "nvme" {
         let c = format!("{base}/nvme/{ctrl}");
@@ -106,6 +109,9 @@ pub fn storage_node(root: &Path) {
     write(root, "sys/devices/system/cpu/online", "0-7\n");
     write(root, "sys/devices/system/node/node0/cpulist", "0-3\n");
     write(root, "sys/devices/system/node/node1/cpulist", "4-7\n");
+    write(root, "proc/sys/vm/nr_hugepages", "0\n");
+    write(root, "sys/bus/pci/drivers_probe", "");
+    fs::create_dir_all(root.join("sys/kernel/iommu_groups/0")).expect("create fixture directory");
     write(
         root,
         "proc/meminfo",

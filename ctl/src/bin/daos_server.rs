@@ -67,6 +67,30 @@ enum NetworkCommand {
 enum StorageCommand {
     /// List this host's PMem namespaces and NVMe controllers.
     Scan,
+    /// Prepare NVMe (hugepages, bind to vfio-pci/uio) and PMem (goals, namespaces) for DAOS.
+    Prepare {
+        /// Only NVMe.
+        #[arg(short = 'n', long = "nvme-only")]
+        nvme_only: bool,
+        /// Only SCM (PMem).
+        #[arg(short = 's', long = "scm-only")]
+        scm_only: bool,
+        /// Undo: NVMe back to the kernel driver, PMem namespaces removed.
+        #[arg(long)]
+        reset: bool,
+        /// Do destructive PMem changes without asking.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Hugepages to reserve (default: the config's nr_hugepages, else 1024).
+        #[arg(short = 'p', long)]
+        hugepages: Option<u64>,
+        /// NVMe controllers to leave alone (comma-separated PCI addresses).
+        #[arg(long = "pci-block-list", value_delimiter = ',')]
+        pci_block_list: Vec<String>,
+        /// Config whose bdev_include/bdev_exclude/nr_hugepages apply (default /etc/daos/daos_server.yml if present).
+        #[arg(short = 'o', long = "config")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -244,6 +268,55 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                     plural(sum.pus, "PU")
                 );
                 print!("{tree}");
+            }
+            Ok(())
+        }
+        Command::Storage(StorageCommand::Prepare {
+            nvme_only,
+            scm_only,
+            reset,
+            force,
+            hugepages,
+            pci_block_list,
+            config,
+        }) => {
+            let cfg = match server::resolve(config.as_deref()) {
+                server::ConfigSource::File(p) => {
+                    Some(daos_config::load_file(&p, &Overrides::default())?.server)
+                }
+                server::ConfigSource::Embedded(_) => None,
+            };
+            let args = daos_ctl::prepare::PrepareArgs {
+                nvme_only,
+                scm_only,
+                reset,
+                force,
+                hugepages: hugepages.or_else(|| {
+                    cfg.as_ref()
+                        .map(|c| c.nr_hugepages)
+                        .filter(|n| *n > 0)
+                        .map(|n| n as u64)
+                }),
+                block_list: pci_block_list,
+                include: cfg
+                    .as_ref()
+                    .map(|c| c.bdev_include.clone())
+                    .unwrap_or_default(),
+                exclude: cfg
+                    .as_ref()
+                    .map(|c| c.bdev_exclude.clone())
+                    .unwrap_or_default(),
+            };
+            let lines = daos_ctl::prepare::prepare(&daos_ctl::scan::sys_root(), &args)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"response": lines, "error": null, "status": 0})
+                );
+            } else {
+                for l in lines {
+                    println!("{l}");
+                }
             }
             Ok(())
         }
