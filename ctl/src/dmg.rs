@@ -247,7 +247,12 @@ pub async fn storage_format(t: &Target, force: bool, verbose: bool) -> Output {
     }
 }
 
-/// `dmg storage scan [-v]`: the storage each host's config names.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `dmg storage scan [-v]`: each host's PMem and NVMe hardware (and, verbose, the storage its
+/// config names), identical hosts grouped.
 pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
     let results = fan_out(t, |ch| async move {
         CtlSvcClient::new(ch)
@@ -258,94 +263,132 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
     .await;
     let mut errors = Vec::new();
     let mut summary = Vec::new();
-    let mut json_hosts = serde_json::Map::new();
     let mut details = Vec::new();
+    let mut json_hosts = serde_json::Map::new();
     for (host, r) in &results {
-        match r {
-            Ok(resp) => {
-                let scm_bytes: u64 = resp.scm.iter().map(|s| s.size_bytes).sum();
-                let nvme_bytes: u64 = resp.bdevs.iter().map(|b| b.size_bytes).sum();
-                let scm = format!(
-                    "{} ({} {})",
-                    bytes_iec(scm_bytes),
-                    resp.scm.len(),
-                    if resp.scm.len() == 1 {
-                        "mount"
-                    } else {
-                        "mounts"
-                    }
-                );
-                let nvme = format!(
-                    "{} ({} {})",
-                    bytes_si(nvme_bytes),
-                    resp.bdevs.len(),
-                    if resp.bdevs.len() == 1 {
-                        "device"
-                    } else {
-                        "devices"
-                    }
-                );
-                summary.push((host.clone(), (scm, nvme)));
-                if verbose {
-                    let scm_rows: Vec<Vec<String>> = resp
-                        .scm
-                        .iter()
-                        .map(|s| {
-                            vec![
-                                s.mntpoint.clone(),
-                                s.class.clone(),
-                                bytes_iec(s.size_bytes),
-                                if s.formatted {
-                                    "yes".into()
-                                } else {
-                                    "no".into()
-                                },
-                            ]
-                        })
-                        .collect();
-                    let bdev_rows: Vec<Vec<String>> = resp
-                        .bdevs
-                        .iter()
-                        .map(|b| {
-                            vec![
-                                b.device.clone(),
-                                b.class.clone(),
-                                bytes_si(b.size_bytes),
-                                b.instance_idx.to_string(),
-                            ]
-                        })
-                        .collect();
-                    details.push((host.clone(), (scm_rows, bdev_rows)));
-                }
-                json_hosts.insert(host.clone(), json!({
-                    "scm": resp.scm.iter().map(|s| json!({"class": s.class, "mntpoint": s.mntpoint, "size_bytes": s.size_bytes, "formatted": s.formatted, "instance": s.instance_idx})).collect::<Vec<_>>(),
-                    "bdevs": resp.bdevs.iter().map(|b| json!({"class": b.class, "device": b.device, "size_bytes": b.size_bytes, "instance": b.instance_idx})).collect::<Vec<_>>(),
-                }));
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(e) => {
+                errors.push((host.clone(), e.clone()));
+                continue;
             }
-            Err(e) => errors.push((host.clone(), e.clone())),
-        }
-    }
-    let mut text = errors_table(&errors);
-    if verbose {
-        for (hosts, (scm_rows, bdev_rows)) in group(&details) {
-            let dashes = "-".repeat(hosts.chars().count());
-            text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n"));
-            text.push_str(&render(
-                &["SCM Mount", "Class", "Capacity", "Formatted"],
-                &scm_rows,
-                "",
-            ));
-            text.push('\n');
-            if bdev_rows.is_empty() {
-                text.push_str("\tNo NVMe devices found\n");
+        };
+        let scm_bytes: u64 = resp.namespaces.iter().map(|n| n.size).sum();
+        let nvme_bytes: u64 = resp.controllers.iter().map(|c| c.capacity).sum();
+        summary.push((
+            host.clone(),
+            (
+                format!(
+                    "{} ({})",
+                    bytes_si(scm_bytes),
+                    count(resp.namespaces.len(), "namespace", "namespaces")
+                ),
+                format!(
+                    "{} ({})",
+                    bytes_si(nvme_bytes),
+                    count(resp.controllers.len(), "controller", "controllers")
+                ),
+            ),
+        ));
+        if verbose {
+            let mut text = String::new();
+            if resp.namespaces.is_empty() {
+                text.push_str("\tNo SCM namespaces found\n");
             } else {
+                let rows: Vec<Vec<String>> = resp
+                    .namespaces
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.blockdev.clone(),
+                            n.numa_node.to_string(),
+                            bytes_si(n.size),
+                        ]
+                    })
+                    .collect();
                 text.push_str(&render(
-                    &["NVMe Device", "Class", "Capacity", "Instance"],
-                    &bdev_rows,
+                    &["SCM Namespace", "Socket ID", "Capacity"],
+                    &rows,
                     "",
                 ));
             }
             text.push('\n');
+            if resp.controllers.is_empty() {
+                text.push_str("\tNo NVMe controllers found\n");
+            } else {
+                let rows: Vec<Vec<String>> = resp
+                    .controllers
+                    .iter()
+                    .map(|c| {
+                        let model = if c.model.is_empty() {
+                            format!("({})", c.driver)
+                        } else {
+                            c.model.clone()
+                        };
+                        vec![
+                            c.pci_addr.clone(),
+                            model,
+                            c.fw_rev.clone(),
+                            c.socket_id.to_string(),
+                            bytes_si(c.capacity),
+                        ]
+                    })
+                    .collect();
+                text.push_str(&render(
+                    &["NVMe PCI", "Model", "FW Revision", "Socket ID", "Capacity"],
+                    &rows,
+                    "",
+                ));
+            }
+            text.push('\n');
+            let mut rows: Vec<Vec<String>> = resp
+                .scm
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.instance_idx.to_string(),
+                        m.class.clone(),
+                        m.mntpoint.clone(),
+                        bytes_iec(m.size_bytes),
+                        if m.formatted {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
+                    ]
+                })
+                .collect();
+            rows.extend(resp.bdevs.iter().map(|b| {
+                vec![
+                    b.instance_idx.to_string(),
+                    b.class.clone(),
+                    b.device.clone(),
+                    bytes_si(b.size_bytes),
+                    String::new(),
+                ]
+            }));
+            if !rows.is_empty() {
+                text.push_str("Configured storage:\n");
+                text.push_str(&render(
+                    &["Engine", "Class", "Device/Mount", "Size", "Formatted"],
+                    &rows,
+                    "  ",
+                ));
+            }
+            details.push((host.clone(), text));
+        }
+        json_hosts.insert(host.clone(), json!({
+            "scm_namespaces": resp.namespaces.iter().map(|n| json!({"blockdev": n.blockdev, "numa_node": n.numa_node, "size": n.size, "mode": n.mode})).collect::<Vec<_>>(),
+            "nvme_controllers": resp.controllers.iter().map(|c| json!({"pci_addr": c.pci_addr, "model": c.model, "fw_rev": c.fw_rev, "socket_id": c.socket_id, "capacity": c.capacity, "driver": c.driver})).collect::<Vec<_>>(),
+            "configured_scm": resp.scm.iter().map(|m| json!({"class": m.class, "mntpoint": m.mntpoint, "size_bytes": m.size_bytes, "formatted": m.formatted, "instance": m.instance_idx})).collect::<Vec<_>>(),
+            "configured_bdevs": resp.bdevs.iter().map(|b| json!({"class": b.class, "device": b.device, "size_bytes": b.size_bytes, "instance": b.instance_idx})).collect::<Vec<_>>(),
+        }));
+    }
+    let mut text = errors_table(&errors);
+    if verbose {
+        for (hosts, block) in group(&details) {
+            let dashes = "-".repeat(hosts.chars().count());
+            text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n{block}"));
         }
     } else {
         let rows: Vec<Vec<String>> = group(&summary)
@@ -362,6 +405,161 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
         json: json!({"host_results": json_hosts}),
         ok,
         error: (!ok).then(|| format!("{} host(s) failed", errors.len())),
+    }
+}
+
+/// `dmg network scan [-p PROVIDER]`: per host set, per NUMA socket, providers and interfaces.
+pub async fn network_scan(t: &Target, provider: &str) -> Output {
+    let provider = provider.to_string();
+    let results = fan_out(t, |ch| {
+        let provider = provider.clone();
+        async move {
+            CtlSvcClient::new(ch)
+                .network_scan(NetworkScanReq {
+                    provider,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut blocks = Vec::new();
+    let mut json_hosts = serde_json::Map::new();
+    for (host, r) in &results {
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(e) => {
+                errors.push((host.clone(), e.clone()));
+                continue;
+            }
+        };
+        // NUMA socket -> provider -> interfaces, in scan order (best provider first).
+        let mut by_numa: BTreeMap<u32, Vec<(String, Vec<String>)>> = BTreeMap::new();
+        for i in &resp.interfaces {
+            let list = by_numa.entry(i.numanode).or_default();
+            match list.iter_mut().find(|(p, _)| *p == i.provider) {
+                Some((_, devs)) => devs.push(i.device.clone()),
+                None => list.push((i.provider.clone(), vec![i.device.clone()])),
+            }
+        }
+        let mut block = String::new();
+        if by_numa.is_empty() {
+            block.push_str("\n    No fabric interfaces found\n");
+        }
+        for (numa, provs) in by_numa {
+            let title = format!("NUMA Socket {numa}");
+            let dashes = "-".repeat(title.len());
+            block.push_str(&format!("\n    {dashes}\n    {title}\n    {dashes}\n\n"));
+            let rows: Vec<Vec<String>> = provs
+                .into_iter()
+                .map(|(p, d)| vec![p, d.join(", ")])
+                .collect();
+            block.push_str(&render(&["Provider", "Interfaces"], &rows, "        "));
+        }
+        blocks.push((host.clone(), block));
+        json_hosts.insert(host.clone(), json!({
+            "interfaces": resp.interfaces.iter().map(|i| json!({"provider": i.provider, "device": i.device, "numa_node": i.numanode})).collect::<Vec<_>>(),
+            "numa_count": resp.numacount, "cores_per_numa": resp.corespernuma,
+        }));
+    }
+    let mut text = errors_table(&errors);
+    for (hosts, block) in group(&blocks) {
+        let dashes = "-".repeat(hosts.chars().count());
+        text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n{block}\n"));
+    }
+    let ok = errors.is_empty();
+    Output {
+        text,
+        json: json!({"host_results": json_hosts}),
+        ok,
+        error: (!ok).then(|| format!("{} host(s) failed", errors.len())),
+    }
+}
+
+/// `dmg storage prepare ...`: each host prepares its own NVMe and PMem.
+pub async fn storage_prepare(t: &Target, req: StoragePrepareReq) -> Output {
+    let results = fan_out(t, |ch| {
+        let req = req.clone();
+        async move {
+            CtlSvcClient::new(ch)
+                .storage_prepare(req)
+                .await
+                .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut blocks = Vec::new();
+    for (host, r) in &results {
+        match r {
+            Ok(resp) => blocks.push((host.clone(), resp.lines.join("\n"))),
+            Err(e) => errors.push((host.clone(), e.clone())),
+        }
+    }
+    let mut text = errors_table(&errors);
+    let mut json_hosts = serde_json::Map::new();
+    for (hosts, lines) in group(&blocks) {
+        let dashes = "-".repeat(hosts.chars().count());
+        text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n{lines}\n"));
+        json_hosts.insert(hosts, json!(lines.lines().collect::<Vec<_>>()));
+    }
+    let ok = errors.is_empty();
+    Output {
+        text,
+        json: json!({"host_results": json_hosts}),
+        ok,
+        error: (!ok).then(|| format!("{} host(s) failed", errors.len())),
+    }
+}
+
+/// `dmg config generate ...`: every host generates from its hardware; identical results give
+/// the config, different ones are an error (DAOS needs homogeneous storage nodes).
+pub async fn config_generate(t: &Target, req: ConfigGenerateReq) -> Output {
+    let results = fan_out(t, |ch| {
+        let req = req.clone();
+        async move {
+            CtlSvcClient::new(ch)
+                .config_generate(req)
+                .await
+                .map(|r| r.into_inner().yaml)
+        }
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut yamls = Vec::new();
+    for (host, r) in &results {
+        match r {
+            Ok(y) => yamls.push((host.clone(), y.clone())),
+            Err(e) => errors.push((host.clone(), e.clone())),
+        }
+    }
+    let groups = group(&yamls);
+    if errors.is_empty() && groups.len() == 1 {
+        let (_, yaml) = &groups[0];
+        return Output {
+            text: yaml.clone(),
+            json: json!({"config": yaml}),
+            ok: true,
+            error: None,
+        };
+    }
+    let mut text = errors_table(&errors);
+    if groups.len() > 1 {
+        let rows: Vec<Vec<String>> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _))| vec![h.clone(), format!("variant {}", i + 1)])
+            .collect();
+        text.push_str("Hosts have different hardware, so no single config fits them:\n");
+        text.push_str(&render(&["Hosts", "Generated config"], &rows, "  "));
+    }
+    Output {
+        text,
+        json: Value::Null,
+        ok: false,
+        error: Some("config generate failed".into()),
     }
 }
 

@@ -74,6 +74,11 @@ fn rank_results(outcomes: Vec<RankOutcome>, action: &str, addr: &str) -> Vec<Ran
         .collect()
 }
 
+/// A command error as a gRPC status: message and fix.
+fn cmd_status(e: CmdError) -> Status {
+    Status::failed_precondition(e.to_string())
+}
+
 /// Requested ranks (all of `all` when empty) and the requested ones that are not members.
 fn select(ranks: &str, all: &[u32]) -> Result<(Vec<u32>, Vec<u32>), Status> {
     let wanted = hostlist::parse_ranks(ranks)
@@ -125,7 +130,130 @@ impl CtlSvc for Services {
                 }
             }
         }
+        let root = crate::scan::sys_root();
+        let (ns, ctrls) = tokio::task::spawn_blocking(move || {
+            (daos_hw::pmem::scan(&root), daos_hw::nvme::scan(&root))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?;
+        let ns = ns.map_err(|e| Status::internal(format!("storage scan: {e}")))?;
+        let ctrls = ctrls.map_err(|e| Status::internal(format!("storage scan: {e}")))?;
+        resp.namespaces = ns
+            .into_iter()
+            .map(|n| PmemNamespace {
+                blockdev: n.blockdev.unwrap_or(n.name),
+                numa_node: n.numa_node.unwrap_or(0),
+                size: n.size_bytes,
+                mode: n.mode,
+            })
+            .collect();
+        resp.controllers = ctrls
+            .into_iter()
+            .map(|c| NvmeController {
+                capacity: c.capacity_bytes(),
+                pci_addr: c.pci_addr,
+                model: c.model,
+                fw_rev: c.firmware,
+                socket_id: c.numa_node.unwrap_or(0),
+                driver: c.driver.unwrap_or_default(),
+            })
+            .collect();
         Ok(Response::new(resp))
+    }
+
+    async fn network_scan(
+        &self,
+        req: Request<NetworkScanReq>,
+    ) -> Result<Response<NetworkScanResp>, Status> {
+        security::authorize(&req, "CtlSvc.NetworkScan", self.insecure)?;
+        let provider = req.into_inner().provider;
+        let default = self.config.provider.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let root = crate::scan::sys_root();
+            let filter = if provider.is_empty() {
+                default
+            } else {
+                Some(provider)
+            };
+            let cpu = daos_hw::CpuTopology::read(&root).ok();
+            (crate::scan::fabric_scan(&root, filter.as_deref()), cpu)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?;
+        let (entries, cpu) = out;
+        let entries = entries.map_err(cmd_status)?;
+        let (numa, cores) = cpu
+            .map(|c| {
+                (
+                    c.numa_nodes.len().max(1),
+                    c.online.len() / c.numa_nodes.len().max(1),
+                )
+            })
+            .unwrap_or((1, 0));
+        Ok(Response::new(NetworkScanResp {
+            interfaces: entries
+                .into_iter()
+                .map(|e| FabricInterface {
+                    provider: e.provider,
+                    device: e.fabric_iface,
+                    numanode: e.pinned_numa_node,
+                })
+                .collect(),
+            numacount: numa as i32,
+            corespernuma: cores as i32,
+        }))
+    }
+
+    async fn storage_prepare(
+        &self,
+        req: Request<StoragePrepareReq>,
+    ) -> Result<Response<StoragePrepareResp>, Status> {
+        security::authorize(&req, "CtlSvc.StoragePrepare", self.insecure)?;
+        let r = req.into_inner();
+        let cfg = self.config.clone();
+        let args = crate::prepare::PrepareArgs {
+            nvme_only: r.nvme_only,
+            scm_only: r.scm_only,
+            reset: r.reset,
+            force: r.force,
+            hugepages: (r.hugepages > 0)
+                .then_some(r.hugepages)
+                .or_else(|| (cfg.nr_hugepages > 0).then_some(cfg.nr_hugepages as u64)),
+            block_list: r.pci_block_list,
+            include: cfg.bdev_include.clone(),
+            exclude: cfg.bdev_exclude.clone(),
+        };
+        let lines = tokio::task::spawn_blocking(move || {
+            crate::prepare::prepare(&crate::scan::sys_root(), &args)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+        .map_err(cmd_status)?;
+        Ok(Response::new(StoragePrepareResp { lines }))
+    }
+
+    async fn config_generate(
+        &self,
+        req: Request<ConfigGenerateReq>,
+    ) -> Result<Response<ConfigGenerateResp>, Status> {
+        security::authorize(&req, "CtlSvc.ConfigGenerate", self.insecure)?;
+        let r = req.into_inner();
+        let args = crate::generate::GenerateArgs {
+            replicas: r.replicas,
+            engines: (r.engines > 0).then_some(r.engines as usize),
+            net_class: r.net_class,
+            provider: (!r.provider.is_empty()).then_some(r.provider),
+            tmpfs: r.tmpfs,
+            scm_only: r.scm_only,
+            ports: r.ports.into_iter().map(|p| p as u16).collect(),
+        };
+        let yaml = tokio::task::spawn_blocking(move || {
+            crate::generate::generate(&crate::scan::sys_root(), &args)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+        .map_err(cmd_status)?;
+        Ok(Response::new(ConfigGenerateResp { yaml }))
     }
 
     async fn storage_format(

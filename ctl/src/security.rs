@@ -45,7 +45,11 @@ impl Component {
 pub fn allowed(method: &str, c: Component) -> bool {
     use Component::*;
     let who: &[Component] = match method {
-        "CtlSvc.StorageScan" | "CtlSvc.StorageFormat" => &[Admin],
+        "CtlSvc.StorageScan"
+        | "CtlSvc.StorageFormat"
+        | "CtlSvc.NetworkScan"
+        | "CtlSvc.StoragePrepare"
+        | "CtlSvc.ConfigGenerate" => &[Admin],
         "CtlSvc.PrepShutdownRanks" | "CtlSvc.StopRanks" | "CtlSvc.StartRanks" => &[Server],
         "MgmtSvc.LeaderQuery" => &[Admin, Agent, Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],

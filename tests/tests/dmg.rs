@@ -31,14 +31,25 @@ fn format_then_query_stop_start_over_grpc() {
     let scan = sys.dmg(&["-i", "storage", "scan"]);
     assert_eq!(scan.status.code(), Some(0), "{}", err(&scan));
     assert!(
-        out(&scan).contains("Hosts     SCM Total         NVMe Total"),
+        out(&scan).starts_with("Hosts     SCM Total"),
         "{}",
         out(&scan)
     );
     assert!(
-        out(&scan).contains("4.0 GiB (1 mount) 1.0 GB (1 device)"),
+        out(&scan).contains("namespace") && out(&scan).contains("controller"),
         "{}",
         out(&scan)
+    );
+    let scan_v = sys.dmg(&["-i", "storage", "scan", "-v"]);
+    assert!(
+        out(&scan_v).contains("Configured storage:"),
+        "{}",
+        out(&scan_v)
+    );
+    assert!(
+        out(&scan_v).contains(&format!("{}/bdev0", sys.path().display())),
+        "{}",
+        out(&scan_v)
     );
 
     let f = sys.dmg(&["-i", "storage", "format"]);
@@ -310,4 +321,88 @@ fn tls_client(port: u16, certs: &Path, identity: Option<&str>) -> Result<(), Str
             .map(|_| ())
             .map_err(|s| s.to_string())
     })
+}
+
+#[test]
+fn remote_hardware_commands_on_a_two_socket_node() {
+    let hw = tempfile::tempdir().expect("tempdir");
+    daos_hw::fixtures::storage_node(hw.path());
+    let sys = System::new(1);
+    let root = hw.path().to_str().expect("utf8");
+    let args = ["start", "-o", sys.config.to_str().expect("utf8")];
+    let mut server = Proc::start(
+        "daos_server",
+        &args,
+        &[("DAOS_SYSFS_ROOT", root)],
+        sys.path(),
+    );
+    sys.wait_log("listening on", 1, 20);
+
+    let scan = sys.dmg(&["-i", "storage", "scan"]);
+    assert_eq!(scan.status.code(), Some(0), "{}", err(&scan));
+    assert!(
+        out(&scan).contains("localhost 6.4 TB (2 namespaces) 2.4 TB (3 controllers)"),
+        "{}",
+        out(&scan)
+    );
+    let v = out(&sys.dmg(&["-i", "storage", "scan", "-v"]));
+    assert!(
+        v.starts_with("---------\nlocalhost\n---------\nSCM Namespace Socket ID Capacity \n"),
+        "{v}"
+    );
+    assert!(
+        v.contains("0000:87:00.0 INTEL SSDPEDMD016T4 E2010325    0         1.6 TB"),
+        "{v}"
+    );
+
+    let net = sys.dmg(&["-i", "network", "scan", "-p", "ofi+tcp;ofi_rxm"]);
+    assert_eq!(net.status.code(), Some(0), "{}", err(&net));
+    assert!(out(&net).contains("    NUMA Socket 0\n"), "{}", out(&net));
+    assert!(
+        out(&net).contains("ofi+tcp;ofi_rxm eth0, lo"),
+        "{}",
+        out(&net)
+    );
+
+    let generated = sys.dmg(&["-i", "config", "generate", "-p", "ofi+verbs"]);
+    assert_eq!(generated.status.code(), Some(0), "{}", err(&generated));
+    assert!(
+        out(&generated).contains("fabric_iface: ib1") && out(&generated).contains("/dev/pmem1"),
+        "{}",
+        out(&generated)
+    );
+    let bad = sys.dmg(&["-i", "config", "generate", "-e", "5", "-p", "ofi+verbs"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        out(&bad).contains("this host has 2 NUMA node(s)"),
+        "{}",
+        out(&bad)
+    );
+
+    let prep = sys.dmg(&[
+        "-i",
+        "storage",
+        "prepare",
+        "--nvme-only",
+        "--pci-block-list",
+        "0000:87:00.0",
+    ]);
+    if is_root() {
+        assert_eq!(prep.status.code(), Some(0), "{}{}", out(&prep), err(&prep));
+        assert!(
+            out(&prep).contains("0000:81:00.0: nvme -> vfio-pci"),
+            "{}",
+            out(&prep)
+        );
+        let o = std::fs::read_to_string(
+            hw.path()
+                .join("sys/bus/pci/devices/0000:81:00.0/driver_override"),
+        )
+        .unwrap_or_default();
+        assert_eq!(o, "vfio-pci");
+    } else {
+        assert_eq!(prep.status.code(), Some(1));
+        assert!(out(&prep).contains("needs root"), "{}", out(&prep));
+    }
+    sys.stop(&mut server);
 }
