@@ -3,6 +3,25 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("CARGO_FEATURE_SPDK").is_some() {
+        if let Err(e) = pkg_config::Config::new().probe("spdk_nvme") {
+            eprintln!("error: the `spdk` feature needs SPDK, which was not found: {e}");
+            eprintln!(
+                "fix: SPDK is not packaged for Debian; build it from source (./configure --with-shared && make),"
+            );
+            eprintln!(
+                "     set PKG_CONFIG_PATH to its build/lib/pkgconfig, and give the engine hugepages and vfio-pci;"
+            );
+            eprintln!(
+                "     or build without `--features spdk` and use bdev classes file, kdev or malloc"
+            );
+            std::process::exit(1);
+        }
+        eprintln!(
+            "error: SPDK was found, but the SPDK NVMe backend is not implemented in this version of daos-rs"
+        );
+        std::process::exit(1);
+    }
     let lib = match pkg_config::Config::new()
         .atleast_version("1.10")
         .probe("libfabric")

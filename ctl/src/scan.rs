@@ -23,6 +23,28 @@ fn socket(n: Option<u32>) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| "None".into())
 }
 
+/// PMem modules as `ipmctl show -dimm` lists them: `Ok(None)` when ipmctl is not installed.
+pub fn pmem_modules() -> Result<Option<Vec<Vec<String>>>, CmdError> {
+    let out = match std::process::Command::new("ipmctl")
+        .args(["show", "-dimm"])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CmdError::new(format!("cannot run ipmctl: {e}"))),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Rows of the table under the "DimmID | Capacity | ..." header.
+    let rows = text
+        .lines()
+        .skip_while(|l| !l.contains("DimmID"))
+        .skip(1)
+        .filter(|l| l.contains('|'))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    Ok(Some(rows))
+}
+
 /// Scans local storage; returns (text, json).
 pub fn storage_scan(root: &SysRoot) -> Result<(String, serde_json::Value), CmdError> {
     let hw_err = |e: daos_hw::HwError| {
@@ -30,7 +52,20 @@ pub fn storage_scan(root: &SysRoot) -> Result<(String, serde_json::Value), CmdEr
     };
     let ns = pmem::scan(root).map_err(hw_err)?;
     let ctrls = nvme::scan(root).map_err(hw_err)?;
+    let modules = pmem_modules()?;
     let mut text = String::new();
+    match &modules {
+        None => text.push_str(
+            "\tPMem modules not listed: ipmctl is not installed (apt-get install ipmctl)\n",
+        ),
+        Some(rows) if rows.is_empty() => text.push_str("\tNo SCM modules found\n"),
+        Some(rows) => text.push_str(&render(
+            &["SCM Module", "Capacity", "Health", "Firmware"],
+            rows,
+            "",
+        )),
+    }
+    text.push('\n');
     if ns.is_empty() {
         text.push_str("\tNo SCM namespaces found\n");
     } else {
@@ -77,7 +112,7 @@ pub fn storage_scan(root: &SysRoot) -> Result<(String, serde_json::Value), CmdEr
             "",
         ));
     }
-    let json = json!({"scm_namespaces": ns, "nvme_controllers": ctrls});
+    let json = json!({"scm_modules": modules, "scm_namespaces": ns, "nvme_controllers": ctrls});
     Ok((text, json))
 }
 

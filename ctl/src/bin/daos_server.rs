@@ -359,7 +359,14 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                 ports: fabric_ports,
             };
             let yaml = daos_ctl::generate::generate(&daos_ctl::scan::sys_root(), &args)?;
-            print!("{yaml}");
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"response": {"config": yaml}, "error": null, "status": 0})
+                );
+            } else {
+                print!("{yaml}");
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Validate { config }) => {
