@@ -33,6 +33,11 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Err(e) = pkg_config::Config::new().probe("libpmem") {
+        eprintln!("error: libpmem not found through pkg-config: {e}");
+        eprintln!("fix: apt-get install libpmem-dev (or run scripts/setup.sh)");
+        std::process::exit(1);
+    }
     let mut builder = bindgen::Builder::default()
         .header_contents("wrapper.h", "#include <rdma/fabric.h>\n")
         .allowlist_function("fi_getinfo|fi_freeinfo|fi_strerror|fi_version")

@@ -7,8 +7,8 @@ set -euo pipefail
 # protobuf-compiler: protoc for the dRPC/gRPC .proto files; pkg-config: -sys crates;
 # libfabric-dev + libclang-dev: the libfabric bindings (bindgen); libfabric-bin: fi_info and
 # fi_pingpong; libhwloc-dev + libudev-dev: the hwloc topology (hwlocality); ipmctl + ndctl:
-# PMem modules and namespaces (storage scan, storage prepare).
-PACKAGES=(protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin libhwloc-dev libudev-dev ipmctl ndctl)
+# PMem modules and namespaces (storage scan, storage prepare); libpmem-dev: SCM files of targets.
+PACKAGES=(protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin libhwloc-dev libudev-dev ipmctl ndctl libpmem-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod net;
 pub mod nvme;
 pub mod pmem;
+pub mod pmemfile;
 pub mod topology;
 
 use std::io;
