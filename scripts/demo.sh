@@ -2,9 +2,9 @@
 # The main job: installs what is needed, builds daos-rs, and runs a single-node system on the
 # embedded default config (emulated storage under $DAOS_DATA_DIR, default ./daos-demo), the way
 # the DAOS deployment guide does it: daos_server start -> maintenance mode -> dmg storage format
-# -> the engine starts and joins -> dmg system query -v -> clean stop.
+# -> the engine starts and joins -> dmg system query -v -> dmg pool create/query -> clean stop.
 #
-# Still to come in this flow: pools, containers and I/O.
+# Still to come in this flow: containers and I/O.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -44,6 +44,13 @@ wait_log "the system as rank"
 
 echo "== dmg system query -v"
 "${DMG[@]}" system query -v
+
+echo "== dmg pool create demo --size 2G"
+"${DMG[@]}" pool destroy demo >/dev/null 2>&1 || true
+"${DMG[@]}" pool create demo --size 2G
+echo "== dmg pool list / query"
+"${DMG[@]}" pool list
+"${DMG[@]}" pool query demo
 
 echo "== control log"
 cat "$LOG"

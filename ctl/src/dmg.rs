@@ -805,3 +805,311 @@ pub fn print(out: Output, as_json: bool) -> crate::exit::ExitCode {
         crate::exit::ExitCode::Failure
     }
 }
+
+/// `dmg pool create <label> (--size N[%] | --scm-size N [--nvme-size N]) [...]`.
+pub async fn pool_create(t: &Target, req: PoolCreateReq) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let r = match c.pool_create(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return failed(status_text(s)),
+    };
+    let n = r.tgt_ranks.len().max(1) as u64;
+    let (scm, nvme) = (
+        r.tier_bytes.first().copied().unwrap_or(0),
+        r.tier_bytes.get(1).copied().unwrap_or(0),
+    );
+    let total = (scm + nvme) * n;
+    let pct = |x: u64| {
+        if scm + nvme == 0 {
+            0.0
+        } else {
+            x as f64 * 100.0 / (scm + nvme) as f64
+        }
+    };
+    let head = format!(
+        "Pool created with {:.2}%,{:.2}% storage tier ratio",
+        pct(scm),
+        pct(nvme)
+    );
+    let mut text = format!("{head}\n{}\n", "-".repeat(head.len()));
+    text.push_str(&format!("  UUID                 : {}\n", r.uuid));
+    text.push_str(&format!("  Service Leader       : {}\n", r.svc_ldr));
+    text.push_str(&format!(
+        "  Service Ranks        : {}\n",
+        hostlist::format_ranks(&r.svc_reps)
+    ));
+    text.push_str(&format!(
+        "  Storage Ranks        : {}\n",
+        hostlist::format_ranks(&r.tgt_ranks)
+    ));
+    text.push_str(&format!("  Total Size           : {}\n", bytes_si(total)));
+    text.push_str(&format!(
+        "  Storage tier 0 (SCM) : {} ({} / rank)\n",
+        bytes_si(scm * n),
+        bytes_si(scm)
+    ));
+    text.push_str(&format!(
+        "  Storage tier 1 (NVMe): {} ({} / rank)\n",
+        bytes_si(nvme * n),
+        bytes_si(nvme)
+    ));
+    let json = json!({"uuid": r.uuid, "svc_ldr": r.svc_ldr, "svc_reps": r.svc_reps, "tgt_ranks": r.tgt_ranks, "tier_bytes": [scm, nvme]});
+    Output {
+        text,
+        json,
+        ok: true,
+        error: None,
+    }
+}
+
+/// `dmg pool list [-v]`.
+pub async fn pool_list(t: &Target, verbose: bool) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let pools = match c.list_pools(ListPoolsReq::default()).await {
+        Ok(r) => r.into_inner().pools,
+        Err(s) => return failed(status_text(s)),
+    };
+    let text = if pools.is_empty() {
+        "No pools in system\n".to_string()
+    } else if verbose {
+        let rows: Vec<Vec<String>> = pools
+            .iter()
+            .map(|p| {
+                vec![
+                    p.label.clone(),
+                    p.uuid.clone(),
+                    p.state.clone(),
+                    hostlist::format_ranks(&p.svc_reps),
+                    bytes_si(p.scm_bytes),
+                    "0 B".into(),
+                    "0%".into(),
+                    bytes_si(p.nvme_bytes),
+                    "0 B".into(),
+                    "0%".into(),
+                    format!("0/{}", p.total_targets),
+                    "None".into(),
+                    "idle".into(),
+                ]
+            })
+            .collect();
+        render(
+            &[
+                "Label",
+                "UUID",
+                "State",
+                "SvcReps",
+                "SCM Size",
+                "SCM Used",
+                "SCM Imbalance",
+                "NVME Size",
+                "NVME Used",
+                "NVME Imbalance",
+                "Disabled",
+                "UpgradeNeeded?",
+                "Rebuild State",
+            ],
+            &rows,
+            "",
+        )
+    } else {
+        let rows: Vec<Vec<String>> = pools
+            .iter()
+            .map(|p| {
+                vec![
+                    p.label.clone(),
+                    bytes_si(p.total_bytes),
+                    p.state.clone(),
+                    "0%".into(),
+                    "0%".into(),
+                    format!("0/{}", p.total_targets),
+                    "None".into(),
+                ]
+            })
+            .collect();
+        render(
+            &[
+                "Pool",
+                "Size",
+                "State",
+                "Used",
+                "Imbalance",
+                "Disabled",
+                "UpgradeNeeded?",
+            ],
+            &rows,
+            "",
+        )
+    };
+    let json = json!({"pools": pools.iter().map(|p| json!({"uuid": p.uuid, "label": p.label, "svc_reps": p.svc_reps, "state": p.state, "total_bytes": p.total_bytes, "scm_bytes": p.scm_bytes, "nvme_bytes": p.nvme_bytes, "total_targets": p.total_targets})).collect::<Vec<_>>()});
+    Output {
+        text,
+        json,
+        ok: true,
+        error: None,
+    }
+}
+
+/// `dmg pool query <pool>`.
+pub async fn pool_query(t: &Target, id: &str) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let r = match c
+        .pool_query(PoolQueryReq {
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return failed(status_text(s)),
+    };
+    let mut text = format!(
+        "Pool {}, ntarget={}, disabled={}, leader={}, version={}, state={}\n",
+        r.uuid, r.total_targets, r.disabled_targets, r.leader, r.version, r.state
+    );
+    text.push_str("Pool health info:\n");
+    text.push_str(&format!(
+        "- Enabled ranks: {}\n",
+        hostlist::format_ranks(&r.enabled_ranks).trim_matches(['[', ']'])
+    ));
+    text.push_str("- Rebuild idle, 0 objs, 0 recs\n- Data redundancy: normal\n");
+    text.push_str(&format!(
+        "Pool space info:\n- Target count:{}\n",
+        r.total_targets
+    ));
+    for (i, s) in r.tier_stats.iter().enumerate() {
+        text.push_str(&format!(
+            "- Storage tier {i} ({}):\n  Total size: {}\n",
+            s.media_type,
+            bytes_si(s.total)
+        ));
+        text.push_str(&format!(
+            "  Free: {}, min:{}, max:{}, mean:{}\n",
+            bytes_si(s.free),
+            bytes_si(s.min),
+            bytes_si(s.max),
+            bytes_si(s.mean)
+        ));
+    }
+    let json = json!({
+        "uuid": r.uuid, "label": r.label, "total_targets": r.total_targets, "disabled_targets": r.disabled_targets,
+        "leader": r.leader, "version": r.version, "state": r.state, "enabled_ranks": r.enabled_ranks,
+        "tier_stats": r.tier_stats.iter().map(|s| json!({"media_type": s.media_type, "total": s.total, "free": s.free, "min": s.min, "max": s.max, "mean": s.mean})).collect::<Vec<_>>(),
+    });
+    Output {
+        text,
+        json,
+        ok: true,
+        error: None,
+    }
+}
+
+/// `dmg pool destroy <pool> [--force] [--recursive]`.
+pub async fn pool_destroy(t: &Target, id: &str, force: bool, recursive: bool) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    match c
+        .pool_destroy(PoolDestroyReq {
+            id: id.into(),
+            force,
+            recursive,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => Output {
+            text: "Pool-destroy command succeeded\n".into(),
+            json: json!({"id": id}),
+            ok: true,
+            error: None,
+        },
+        Err(s) => failed(status_text(s)),
+    }
+}
+
+/// Parses `name:value,name:value` as dmg's `-P` and `set-prop` take them.
+pub fn parse_props(s: &str) -> Result<Vec<PoolProperty>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.split_once(':') {
+            Some((k, v)) if !k.trim().is_empty() => Ok(PoolProperty {
+                name: k.trim().into(),
+                value: v.trim().into(),
+                description: String::new(),
+            }),
+            _ => Err(format!(
+                "invalid property {p:?}: write name:value, e.g. reclaim:disabled"
+            )),
+        })
+        .collect()
+}
+
+/// `dmg pool set-prop <pool> name:value[,...]`.
+pub async fn pool_set_prop(t: &Target, id: &str, props: Vec<PoolProperty>) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    match c
+        .pool_set_prop(PoolSetPropReq {
+            id: id.into(),
+            properties: props,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => Output {
+            text: "pool set-prop succeeded\n".into(),
+            json: json!({"id": id}),
+            ok: true,
+            error: None,
+        },
+        Err(s) => failed(status_text(s)),
+    }
+}
+
+/// `dmg pool get-prop <pool> [name...]`.
+pub async fn pool_get_prop(t: &Target, id: &str, names: Vec<String>) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let r = match c
+        .pool_get_prop(PoolGetPropReq {
+            id: id.into(),
+            names,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return failed(status_text(s)),
+    };
+    let rows: Vec<Vec<String>> = r
+        .properties
+        .iter()
+        .map(|p| vec![format!("{} ({})", p.description, p.name), p.value.clone()])
+        .collect();
+    let text = format!(
+        "Pool {} properties:\n{}",
+        r.label,
+        render(&["Name", "Value"], &rows, "")
+    );
+    let json = json!({"uuid": r.uuid, "label": r.label, "properties": r.properties.iter().map(|p| json!({"name": p.name, "value": p.value, "description": p.description})).collect::<Vec<_>>()});
+    Output {
+        text,
+        json,
+        ok: true,
+        error: None,
+    }
+}

@@ -468,6 +468,176 @@ impl MgmtSvc for Services {
             absenthosts: String::new(),
         }))
     }
+
+    async fn pool_create(
+        &self,
+        req: Request<PoolCreateReq>,
+    ) -> Result<Response<PoolCreateResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolCreate", self.insecure)?;
+        let r = req.into_inner();
+        let mut label = String::new();
+        let mut props = Vec::new();
+        for p in r.properties {
+            if p.name == "label" {
+                label = p.value
+            } else {
+                props.push((p.name, p.value))
+            }
+        }
+        let total = if r.size_percent > 0 {
+            Some(crate::pools::Size::Percent(u64::from(r.size_percent)))
+        } else {
+            (r.total_bytes > 0).then_some(crate::pools::Size::Bytes(r.total_bytes))
+        };
+        let creq = crate::pools::CreateRequest {
+            label,
+            total,
+            scm: r.tier_bytes.first().copied().filter(|b| *b > 0),
+            nvme: r.tier_bytes.get(1).copied().filter(|b| *b > 0),
+            ranks: r.ranks,
+            nsvc: if r.num_svc_reps == 0 {
+                1
+            } else {
+                r.num_svc_reps
+            },
+            props,
+        };
+        let rec = self
+            .blocking(move |h| crate::pools::create(&h, &creq))
+            .await?
+            .map_err(pool_status)?;
+        Ok(Response::new(PoolCreateResp {
+            status: 0,
+            svc_ldr: rec.svc_ranks.first().copied().unwrap_or(0),
+            svc_reps: rec.svc_ranks,
+            tgt_ranks: rec.ranks,
+            tier_bytes: vec![rec.scm_per_rank, rec.nvme_per_rank],
+            uuid: rec.uuid,
+        }))
+    }
+
+    async fn pool_destroy(
+        &self,
+        req: Request<PoolDestroyReq>,
+    ) -> Result<Response<PoolDestroyResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolDestroy", self.insecure)?;
+        let r = req.into_inner();
+        self.blocking(move |h| crate::pools::destroy(&h, &r.id, r.force, r.recursive))
+            .await?
+            .map_err(pool_status)?;
+        Ok(Response::new(PoolDestroyResp { status: 0 }))
+    }
+
+    async fn pool_query(
+        &self,
+        req: Request<PoolQueryReq>,
+    ) -> Result<Response<PoolQueryResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolQuery", self.insecure)?;
+        let id = req.into_inner().id;
+        let (rec, targets) = self
+            .blocking(move |h| crate::pools::query(&h, &id))
+            .await?
+            .map_err(pool_status)?;
+        let scm_free: Vec<u64> = targets.iter().map(|(_, t)| t.scm_free).collect();
+        let nvme_free: Vec<u64> = targets.iter().map(|(_, t)| t.nvme_free).collect();
+        let mut scm = pool_stats(&scm_free, "SCM");
+        scm.total = targets.iter().map(|(_, t)| t.scm_total).sum();
+        let mut nvme = pool_stats(&nvme_free, "NVMe");
+        nvme.total = targets.iter().map(|(_, t)| t.nvme_total).sum();
+        Ok(Response::new(PoolQueryResp {
+            status: 0,
+            uuid: rec.uuid,
+            label: rec.label,
+            total_targets: targets.len() as u32,
+            active_targets: targets.len() as u32,
+            disabled_targets: 0,
+            leader: rec.svc_ranks.first().copied().unwrap_or(0),
+            version: 1,
+            tier_stats: vec![scm, nvme],
+            state: rec.state,
+            enabled_ranks: rec.ranks,
+        }))
+    }
+
+    async fn list_pools(
+        &self,
+        req: Request<ListPoolsReq>,
+    ) -> Result<Response<ListPoolsResp>, Status> {
+        security::authorize(&req, "MgmtSvc.ListPools", self.insecure)?;
+        let h = self.harness()?;
+        let pools = h
+            .ms()
+            .pools()
+            .into_iter()
+            .map(|p| {
+                let n = p.ranks.len() as u64;
+                let targets: u64 = p
+                    .ranks
+                    .iter()
+                    .map(|r| h.engine_of(*r).map_or(0, |e| u64::from(e.targets)))
+                    .sum();
+                crate::rpc::mgmt::list_pools_resp::Pool {
+                    uuid: p.uuid,
+                    label: p.label,
+                    svc_reps: p.svc_ranks,
+                    state: p.state,
+                    total_bytes: (p.scm_per_rank + p.nvme_per_rank) * n,
+                    scm_bytes: p.scm_per_rank * n,
+                    nvme_bytes: p.nvme_per_rank * n,
+                    total_targets: targets as u32,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListPoolsResp { pools }))
+    }
+
+    async fn pool_set_prop(
+        &self,
+        req: Request<PoolSetPropReq>,
+    ) -> Result<Response<PoolSetPropResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolSetProp", self.insecure)?;
+        let r = req.into_inner();
+        let props: Vec<(String, String)> = r
+            .properties
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect();
+        self.blocking(move |h| crate::pools::set_props(&h, &r.id, &props))
+            .await?
+            .map_err(pool_status)?;
+        Ok(Response::new(PoolSetPropResp { status: 0 }))
+    }
+
+    async fn pool_get_prop(
+        &self,
+        req: Request<PoolGetPropReq>,
+    ) -> Result<Response<PoolGetPropResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolGetProp", self.insecure)?;
+        let r = req.into_inner();
+        let out = self
+            .blocking(move |h| {
+                crate::pools::get_props(&h, &r.id, &r.names).map(|(rec, props)| {
+                    let props: Vec<PoolProperty> = props
+                        .into_iter()
+                        .map(|(d, v)| PoolProperty {
+                            name: d.name.into(),
+                            value: v,
+                            description: d.description.into(),
+                        })
+                        .collect();
+                    (rec, props)
+                })
+            })
+            .await?
+            .map_err(pool_status)?;
+        let (rec, properties) = out;
+        Ok(Response::new(PoolGetPropResp {
+            status: 0,
+            properties,
+            uuid: rec.uuid,
+            label: rec.label,
+        }))
+    }
 }
 
 /// A running gRPC server.
@@ -576,4 +746,28 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
         shutdown: Some(tx),
         thread: Some(thread),
     })
+}
+
+/// A pool-service error as a gRPC status.
+fn pool_status(e: crate::pools::PoolSvcError) -> Status {
+    use crate::pools::PoolErrorKind::*;
+    match e.kind {
+        BadRequest => Status::invalid_argument(e.message),
+        NotFound => Status::not_found(e.message),
+        Exists => Status::already_exists(e.message),
+        NoSpace => Status::resource_exhausted(e.message),
+        Failed => Status::failed_precondition(e.message),
+    }
+}
+
+fn pool_stats(values: &[u64], media: &str) -> StorageUsageStats {
+    let n = values.len().max(1) as u64;
+    StorageUsageStats {
+        total: 0,
+        free: values.iter().sum(),
+        min: values.iter().copied().min().unwrap_or(0),
+        max: values.iter().copied().max().unwrap_or(0),
+        mean: values.iter().sum::<u64>() / n,
+        media_type: media.into(),
+    }
 }

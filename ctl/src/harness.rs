@@ -318,6 +318,33 @@ impl Harness {
         inst.wait_for(Duration::from_secs(5), |s| s.pid.is_none())
     }
 
+    /// Calls a dRPC method on the engine of `rank`.
+    pub fn engine_call<M: daos_drpc::Method>(
+        &self,
+        rank: u32,
+        method: M,
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let inst = self
+            .by_rank(rank)
+            .ok_or_else(|| format!("rank {rank} is not an engine of this server"))?;
+        let sock = inst
+            .lock()
+            .drpc_sock
+            .clone()
+            .ok_or_else(|| format!("rank {rank} is not running"))?;
+        let mut c = Client::connect(&sock).map_err(|e| format!("rank {rank}: {e}"))?;
+        c.set_timeout(Duration::from_secs(120))
+            .map_err(|e| e.to_string())?;
+        c.call(method, body)
+            .map_err(|e| format!("rank {rank}: {e}"))
+    }
+
+    /// The engine config of `rank`.
+    pub fn engine_of(&self, rank: u32) -> Option<&daos_config::Engine> {
+        self.by_rank(rank).map(|i| &self.config.engines[i.index])
+    }
+
     fn by_rank(&self, rank: u32) -> Option<&Arc<Instance>> {
         self.instances.iter().find(|i| i.known_rank() == Some(rank))
     }

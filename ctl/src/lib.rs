@@ -11,6 +11,7 @@ pub mod harness;
 pub mod hostlist;
 pub mod logging;
 pub mod membership;
+pub mod pools;
 pub mod prepare;
 pub mod rpc;
 pub mod scan;

@@ -45,6 +45,23 @@ pub struct Member {
     pub info: String,
 }
 
+/// A pool as the management service records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecord {
+    pub uuid: String,
+    pub label: String,
+    /// Ranks holding the pool's service (the first leads).
+    pub svc_ranks: Vec<u32>,
+    /// Ranks holding its storage.
+    pub ranks: Vec<u32>,
+    pub scm_per_rank: u64,
+    pub nvme_per_rank: u64,
+    /// Properties set at create or later (name -> value), defaults not stored.
+    pub props: std::collections::BTreeMap<String, String>,
+    /// `Creating`, `Ready` or `Destroying`.
+    pub state: String,
+}
+
 /// A request to join (DAOS `JoinReq`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinRequest {
@@ -84,6 +101,10 @@ pub enum MsError {
     },
     #[error("membership file {} is unreadable: {reason}; fix: restore it or remove it to form a new system (engines then need a reformat)", .path.display())]
     Corrupt { path: PathBuf, reason: String },
+    #[error("a pool labelled {0:?} already exists")]
+    LabelTaken(String),
+    #[error("no pool {0:?} in the system")]
+    UnknownPool(String),
 }
 
 /// What the control plane needs from the management service.
@@ -92,6 +113,18 @@ pub trait ManagementService: Send + Sync {
     fn set_state(&self, rank: u32, state: MemberState, info: &str) -> Result<(), MsError>;
     fn members(&self) -> Vec<Member>;
     fn map_version(&self) -> u32;
+    /// Records a new pool; its label must be unused.
+    fn pool_add(&self, pool: PoolRecord) -> Result<(), MsError>;
+    /// Replaces a pool's record (state, properties).
+    fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError>;
+    fn pool_remove(&self, uuid: &str) -> Result<(), MsError>;
+    fn pools(&self) -> Vec<PoolRecord>;
+    /// A pool by label or UUID.
+    fn pool_find(&self, id: &str) -> Option<PoolRecord> {
+        self.pools()
+            .into_iter()
+            .find(|p| p.label == id || p.uuid == id)
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -100,6 +133,8 @@ struct Db {
     next_rank: u32,
     map_version: u32,
     members: Vec<Member>,
+    #[serde(default)]
+    pools: Vec<PoolRecord>,
 }
 
 /// The single-replica management service.
@@ -241,6 +276,54 @@ impl ManagementService for SingleReplica {
 
     fn map_version(&self) -> u32 {
         self.db.lock().map(|db| db.map_version).unwrap_or(0)
+    }
+
+    fn pool_add(&self, pool: PoolRecord) -> Result<(), MsError> {
+        self.with_db(|db| {
+            if db.pools.iter().any(|p| p.label == pool.label) {
+                return Err(MsError::LabelTaken(pool.label.clone()));
+            }
+            db.pools.push(pool);
+            Ok(())
+        })
+    }
+
+    fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError> {
+        self.with_db(|db| {
+            if db
+                .pools
+                .iter()
+                .any(|p| p.label == pool.label && p.uuid != pool.uuid)
+            {
+                return Err(MsError::LabelTaken(pool.label.clone()));
+            }
+            let slot = db
+                .pools
+                .iter_mut()
+                .find(|p| p.uuid == pool.uuid)
+                .ok_or_else(|| MsError::UnknownPool(pool.uuid.clone()))?;
+            *slot = pool;
+            Ok(())
+        })
+    }
+
+    fn pool_remove(&self, uuid: &str) -> Result<(), MsError> {
+        self.with_db(|db| {
+            let before = db.pools.len();
+            db.pools.retain(|p| p.uuid != uuid);
+            if db.pools.len() == before {
+                Err(MsError::UnknownPool(uuid.into()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn pools(&self) -> Vec<PoolRecord> {
+        self.db
+            .lock()
+            .map(|db| db.pools.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -53,6 +53,12 @@ pub fn allowed(method: &str, c: Component) -> bool {
         "CtlSvc.PrepShutdownRanks" | "CtlSvc.StopRanks" | "CtlSvc.StartRanks" => &[Server],
         "MgmtSvc.LeaderQuery" => &[Admin, Agent, Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
+        "MgmtSvc.PoolCreate"
+        | "MgmtSvc.PoolDestroy"
+        | "MgmtSvc.PoolQuery"
+        | "MgmtSvc.ListPools"
+        | "MgmtSvc.PoolSetProp"
+        | "MgmtSvc.PoolGetProp" => &[Admin],
         _ => &[],
     };
     who.contains(&c)

@@ -8,10 +8,14 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use daos_drpc::mgmt::{DaosResp, PingRankReq, PrepShutdownReq, SetRankReq};
+use daos_drpc::mgmt::{
+    DaosResp, PingRankReq, PoolCreateReq, PoolDestroyReq, PoolOpResp, PoolQueryReq, PoolQueryResp,
+    PrepShutdownReq, SetRankReq,
+};
 use daos_drpc::{HandlerError, MgmtMethod, Registry};
 use prost::Message;
 
+use crate::pool::PoolStore;
 use crate::shard::Shard;
 
 /// DAOS error numbers carried in `DaosResp.status`.
@@ -148,8 +152,64 @@ impl Control {
     }
 
     /// The dRPC handlers of this engine.
-    pub fn registry(ctl: &Arc<Control>) -> Registry {
+    pub fn registry(ctl: &Arc<Control>, pools: &Arc<PoolStore>) -> Registry {
         let mut r = Registry::new();
+        let p = pools.clone();
+        r.method(MgmtMethod::PoolCreate, move |_, body| {
+            let req = PoolCreateReq::decode(body)?;
+            let resp = match p.create(&req.uuid, req.scm_bytes, req.nvme_bytes) {
+                Ok(()) => PoolOpResp {
+                    status: 0,
+                    info: String::new(),
+                },
+                Err(e) => PoolOpResp {
+                    status: e.der(),
+                    info: e.to_string(),
+                },
+            };
+            Ok(resp.encode_to_vec())
+        });
+        let p = pools.clone();
+        r.method(MgmtMethod::PoolDestroy, move |_, body| {
+            let req = PoolDestroyReq::decode(body)?;
+            let resp = match p.destroy(&req.uuid) {
+                Ok(()) => PoolOpResp {
+                    status: 0,
+                    info: String::new(),
+                },
+                Err(e) => PoolOpResp {
+                    status: e.der(),
+                    info: e.to_string(),
+                },
+            };
+            Ok(resp.encode_to_vec())
+        });
+        let p = pools.clone();
+        r.method(MgmtMethod::PoolQuery, move |_, body| {
+            let req = PoolQueryReq::decode(body)?;
+            let resp = match p.query(&req.uuid) {
+                Ok(targets) => PoolQueryResp {
+                    status: 0,
+                    info: String::new(),
+                    targets: targets
+                        .into_iter()
+                        .map(|t| daos_drpc::mgmt::TargetSpace {
+                            target: t.target,
+                            scm_total: t.scm_total,
+                            scm_free: t.scm_free,
+                            nvme_total: t.nvme_total,
+                            nvme_free: t.nvme_free,
+                        })
+                        .collect(),
+                },
+                Err(e) => PoolQueryResp {
+                    status: e.der(),
+                    info: e.to_string(),
+                    targets: Vec::new(),
+                },
+            };
+            Ok(resp.encode_to_vec())
+        });
         let c = ctl.clone();
         r.method(MgmtMethod::SetRank, move |_, body| c.set_rank(body));
         let c = ctl.clone();

@@ -9,6 +9,7 @@
 pub mod args;
 pub mod control;
 pub mod coremap;
+pub mod pool;
 pub mod shard;
 mod uring;
 
@@ -56,6 +57,8 @@ pub enum EngineError {
     Interface(String),
     #[error("signal handling: {0}")]
     Signals(nix::Error),
+    #[error("pool storage: {0}")]
+    Pool(#[from] pool::PoolError),
 }
 
 /// The engine's fabric address, from the environment daos_server computed (`D_PROVIDER`,
@@ -172,8 +175,14 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
         say!("WARNING: no signal thread ({e}); stop the engine with SIGKILL");
     }
 
+    let pools = std::sync::Arc::new(pool::PoolStore::open(
+        &args.storage,
+        map.targets,
+        args.nvme.as_deref(),
+    )?);
+    say!("{} pool(s) on this engine", pools.list().len());
     let sock = args.socket_dir.join(format!("daos_engine_{pid}.sock"));
-    let server = daos_drpc::serve(&sock, Control::registry(&ctl))?;
+    let server = daos_drpc::serve(&sock, Control::registry(&ctl, &pools))?;
     let env = |k: &str| std::env::var(k).ok();
     let uri = fabric_uri(&env)?;
     let incarnation = std::time::SystemTime::now()

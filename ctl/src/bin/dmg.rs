@@ -38,6 +38,9 @@ enum Command {
     /// Fabric interfaces of the servers.
     #[command(subcommand, visible_alias = "net")]
     Network(NetworkCmd),
+    /// Pools: storage reserved on ranks for containers and objects.
+    #[command(subcommand)]
+    Pool(PoolCmd),
     /// Server configs.
     #[command(subcommand, visible_alias = "cfg")]
     Config(ConfigCmd),
@@ -82,6 +85,70 @@ enum StorageCmd {
         /// Per-device tables.
         #[arg(short = 'v', long)]
         verbose: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoolCmd {
+    /// Create a pool.
+    Create {
+        /// Pool label (unique; letters, digits, _ . : -).
+        label: String,
+        /// Total size (e.g. 10G, 1.5T) split 6/94 between SCM and NVMe, or N% of the free space.
+        #[arg(short = 'z', long)]
+        size: Option<String>,
+        /// SCM size of the whole pool.
+        #[arg(short = 's', long = "scm-size")]
+        scm_size: Option<String>,
+        /// NVMe size of the whole pool.
+        #[arg(short = 'n', long = "nvme-size")]
+        nvme_size: Option<String>,
+        /// Ranks to use (e.g. 0-3,7; default: all joined ranks).
+        #[arg(short = 'r', long)]
+        ranks: Option<String>,
+        /// Pool service replicas.
+        #[arg(short = 'v', long)]
+        nsvc: Option<u32>,
+        /// Properties: name:value[,name:value].
+        #[arg(short = 'P', long = "properties")]
+        properties: Option<String>,
+    },
+    /// List pools.
+    #[command(visible_alias = "ls")]
+    List {
+        /// All columns.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
+    /// Targets, health and space of a pool.
+    Query {
+        /// Pool label or UUID.
+        pool: String,
+    },
+    /// Destroy a pool and free its space.
+    Destroy {
+        /// Pool label or UUID.
+        pool: String,
+        /// Destroy even with connections open.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Destroy its containers too.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// Show pool properties (all, or the names given).
+    GetProp {
+        /// Pool label or UUID.
+        pool: String,
+        /// Property names.
+        names: Vec<String>,
+    },
+    /// Set pool properties: name:value[,name:value].
+    SetProp {
+        /// Pool label or UUID.
+        pool: String,
+        /// name:value[,name:value]
+        properties: String,
     },
 }
 
@@ -206,6 +273,20 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                 };
                 dmg::storage_prepare(&target, req).await
             }
+            Command::Pool(cmd) => match pool_command(cmd) {
+                Ok(PoolOp::Create(req)) => dmg::pool_create(&target, req).await,
+                Ok(PoolOp::List(v)) => dmg::pool_list(&target, v).await,
+                Ok(PoolOp::Query(id)) => dmg::pool_query(&target, &id).await,
+                Ok(PoolOp::Destroy(id, f, r)) => dmg::pool_destroy(&target, &id, f, r).await,
+                Ok(PoolOp::GetProp(id, names)) => dmg::pool_get_prop(&target, &id, names).await,
+                Ok(PoolOp::SetProp(id, props)) => dmg::pool_set_prop(&target, &id, props).await,
+                Err(e) => dmg::Output {
+                    text: String::new(),
+                    json: serde_json::Value::Null,
+                    ok: false,
+                    error: Some(e),
+                },
+            },
             Command::Network(NetworkCmd::Scan { provider }) => {
                 dmg::network_scan(&target, provider.as_deref().unwrap_or("")).await
             }
@@ -243,6 +324,99 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
         }
     });
     Ok(dmg::print(out, cli.json))
+}
+
+enum PoolOp {
+    Create(daos_ctl::rpc::mgmt::PoolCreateReq),
+    List(bool),
+    Query(String),
+    Destroy(String, bool, bool),
+    GetProp(String, Vec<String>),
+    SetProp(String, Vec<daos_ctl::rpc::mgmt::PoolProperty>),
+}
+
+/// Checks a pool command's flags and builds its request.
+fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
+    use daos_ctl::pools::{Size, parse_size};
+    use daos_ctl::rpc::mgmt::{PoolCreateReq, PoolProperty};
+    let bytes = |flag: &str, v: &str| match parse_size(v).map_err(|e| format!("{flag}: {e}"))? {
+        Size::Bytes(b) => Ok(b),
+        Size::Percent(_) => Err(format!("{flag}: a percentage is only accepted by --size")),
+    };
+    Ok(match cmd {
+        PoolCmd::Create {
+            label,
+            size,
+            scm_size,
+            nvme_size,
+            ranks,
+            nsvc,
+            properties,
+        } => {
+            let mut req = PoolCreateReq::default();
+            match (size, scm_size) {
+                (Some(_), Some(_)) | (Some(_), None)
+                    if nvme_size.is_some() || scm_size.is_some() =>
+                {
+                    return Err("--size cannot be combined with --scm-size/--nvme-size".into());
+                }
+                (Some(z), _) => match parse_size(z).map_err(|e| format!("--size: {e}"))? {
+                    Size::Bytes(b) => req.total_bytes = b,
+                    Size::Percent(p) => req.size_percent = p as u32,
+                },
+                (None, Some(s)) => {
+                    req.tier_bytes = vec![
+                        bytes("--scm-size", s)?,
+                        nvme_size
+                            .as_deref()
+                            .map(|n| bytes("--nvme-size", n))
+                            .transpose()?
+                            .unwrap_or(0),
+                    ]
+                }
+                (None, None) => {
+                    return Err(
+                        "give --size N (or N%), or --scm-size N with an optional --nvme-size"
+                            .into(),
+                    );
+                }
+            }
+            if let Some(r) = ranks {
+                req.ranks =
+                    daos_ctl::hostlist::parse_ranks(r).map_err(|e| format!("--ranks: {e}"))?;
+            }
+            req.num_svc_reps = nsvc.unwrap_or(1);
+            req.properties = properties
+                .as_deref()
+                .map(dmg::parse_props)
+                .transpose()?
+                .unwrap_or_default();
+            req.properties.push(PoolProperty {
+                name: "label".into(),
+                value: label.clone(),
+                description: String::new(),
+            });
+            PoolOp::Create(req)
+        }
+        PoolCmd::List { verbose } => PoolOp::List(*verbose),
+        PoolCmd::Query { pool } => PoolOp::Query(pool.clone()),
+        PoolCmd::Destroy {
+            pool,
+            force,
+            recursive,
+        } => PoolOp::Destroy(pool.clone(), *force, *recursive),
+        PoolCmd::GetProp { pool, names } => PoolOp::GetProp(
+            pool.clone(),
+            names
+                .iter()
+                .flat_map(|n| n.split(','))
+                .map(str::to_string)
+                .collect(),
+        ),
+        PoolCmd::SetProp { pool, properties } => {
+            PoolOp::SetProp(pool.clone(), dmg::parse_props(properties)?)
+        }
+    })
 }
 
 fn unreachable_version() -> dmg::Output {

@@ -1,0 +1,693 @@
+//! Pools, as the management service runs them: labels and properties, space accounting per
+//! rank, and the pool shards on the engines (dRPC POOL_CREATE 207, POOL_DESTROY 208,
+//! POOL_QUERY 223). A create reserves the label first, then creates the shards rank by rank and
+//! undoes the ones made if any rank fails, so a failed create leaves nothing behind.
+//!
+//! Capacity of a rank: its SCM tier (`scm_size`, or the size of the mounted file system) and
+//! its bdevs (`bdev_size` of each file or RAM disk, the size of a kdev). Used space is the sum
+//! of the pools on it. The engine checks again before it allocates anything.
+
+use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom};
+
+use daos_config::TierClass;
+use daos_drpc::MgmtMethod;
+use daos_drpc::mgmt::{
+    PoolCreateReq, PoolDestroyReq, PoolOpResp, PoolQueryReq, PoolQueryResp, TargetSpace,
+};
+use prost::Message;
+use tracing::{info, warn};
+
+use crate::harness::Harness;
+use crate::membership::{MemberState, PoolRecord};
+
+/// Smallest SCM part per target (DAOS).
+pub const MIN_SCM_PER_TARGET: u64 = 16 << 20;
+/// SCM share of `--size` when the ranks have NVMe (DAOS: 6%).
+pub const DEFAULT_SCM_PERCENT: u64 = 6;
+
+/// A pool request that cannot be met; `kind` picks the gRPC code.
+#[derive(Debug)]
+pub struct PoolSvcError {
+    pub kind: PoolErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolErrorKind {
+    BadRequest,
+    NotFound,
+    Exists,
+    NoSpace,
+    Failed,
+}
+
+impl PoolSvcError {
+    fn new(kind: PoolErrorKind, message: impl Into<String>) -> Self {
+        PoolSvcError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PoolSvcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+use PoolErrorKind::*;
+
+/// A size as dmg accepts it: `10G`, `1.5TB`, `512MiB`, `100%`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Size {
+    Bytes(u64),
+    Percent(u64),
+}
+
+/// Parses `N[k|M|G|T|P][B|iB]` (decimal units, binary with `i`) or `N%`.
+pub fn parse_size(s: &str) -> Result<Size, String> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let v: u64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid size {s:?}: expected a percentage like 50%"))?;
+        if v == 0 || v > 100 {
+            return Err(format!("invalid size {s:?}: a percentage must be 1 to 100"));
+        }
+        return Ok(Size::Percent(v));
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number with a unit, like 10G or 512MiB")
+    })?;
+    let unit = unit.trim();
+    let binary = unit.contains('i');
+    let base: f64 = if binary { 1024.0 } else { 1000.0 };
+    let exp = match unit
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i')
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "" => 0,
+        "K" => 1,
+        "M" => 2,
+        "G" => 3,
+        "T" => 4,
+        "P" => 5,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {unit:?} (use K, M, G, T, P, optionally with B or iB)"
+            ));
+        }
+    };
+    Ok(Size::Bytes((n * base.powi(exp)) as u64))
+}
+
+/// Checks a pool label as DAOS does.
+pub fn check_label(l: &str) -> Result<(), String> {
+    if l.is_empty() || l.len() > 127 {
+        return Err(format!(
+            "invalid pool label {l:?}: it must be 1 to 127 characters"
+        ));
+    }
+    if !l
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    {
+        return Err(format!(
+            "invalid pool label {l:?}: use letters, digits, '_', '.', ':' and '-'"
+        ));
+    }
+    if daos_engine_uuid(l) {
+        return Err(format!(
+            "invalid pool label {l:?}: a label must not look like a UUID"
+        ));
+    }
+    Ok(())
+}
+
+fn daos_engine_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A pool property DAOS knows: name, description, default, allowed values.
+pub struct PropDef {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub default: &'static str,
+    check: fn(&str) -> Result<String, String>,
+}
+
+fn one_of(v: &str, allowed: &[&str]) -> Result<String, String> {
+    if allowed.contains(&v) {
+        Ok(v.to_string())
+    } else {
+        Err(format!("expected one of {}", allowed.join(", ")))
+    }
+}
+
+fn range(v: &str, lo: u64, hi: u64) -> Result<String, String> {
+    match v.trim_end_matches('%').parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n.to_string()),
+        _ => Err(format!("expected a number from {lo} to {hi}")),
+    }
+}
+
+/// The properties `pool get-prop` shows and `set-prop` accepts.
+pub const PROPS: &[PropDef] = &[
+    PropDef {
+        name: "checkpoint",
+        description: "Checkpoint mode",
+        default: "timed",
+        check: |v| one_of(v, &["disabled", "timed", "lazy"]),
+    },
+    PropDef {
+        name: "checkpoint_freq",
+        description: "Checkpoint frequency",
+        default: "5",
+        check: |v| range(v, 1, 1_000_000),
+    },
+    PropDef {
+        name: "ec_cell_sz",
+        description: "EC cell size",
+        default: "65536",
+        check: |v| match v.parse::<u64>() {
+            Ok(n) if n.is_power_of_two() && (1024..=1 << 30).contains(&n) => Ok(n.to_string()),
+            _ => Err("expected a power of two from 1024 to 1073741824".into()),
+        },
+    },
+    PropDef {
+        name: "ec_pda",
+        description: "EC performance domain affinity level",
+        default: "1",
+        check: |v| range(v, 1, 255),
+    },
+    PropDef {
+        name: "label",
+        description: "Pool label",
+        default: "",
+        check: |v| check_label(v).map(|()| v.to_string()),
+    },
+    PropDef {
+        name: "reclaim",
+        description: "Reclaim strategy",
+        default: "lazy",
+        check: |v| one_of(v, &["disabled", "lazy", "time"]),
+    },
+    PropDef {
+        name: "reintegration",
+        description: "Reintegration mode",
+        default: "data_sync",
+        check: |v| one_of(v, &["data_sync", "no_data_sync"]),
+    },
+    PropDef {
+        name: "rp_pda",
+        description: "Replica performance domain affinity level",
+        default: "3",
+        check: |v| range(v, 1, 255),
+    },
+    PropDef {
+        name: "scrub",
+        description: "Checksum scrubbing mode",
+        default: "off",
+        check: |v| one_of(v, &["off", "lazy", "timed"]),
+    },
+    PropDef {
+        name: "self_heal",
+        description: "Self-healing policy",
+        default: "exclude,rebuild",
+        check: |v| {
+            if !v.is_empty()
+                && v.split(',')
+                    .all(|p| ["exclude", "rebuild", "delay_rebuild"].contains(&p))
+            {
+                Ok(v.to_string())
+            } else {
+                Err("expected a comma list of exclude, rebuild, delay_rebuild".into())
+            }
+        },
+    },
+    PropDef {
+        name: "space_rb",
+        description: "Rebuild space ratio",
+        default: "0",
+        check: |v| range(v, 0, 100),
+    },
+    PropDef {
+        name: "svc_rf",
+        description: "Pool service redundancy factor",
+        default: "2",
+        check: |v| range(v, 0, 4),
+    },
+];
+
+/// Validates `name` = `value`, returning the normalized value.
+pub fn check_prop(name: &str, value: &str) -> Result<String, String> {
+    let def = PROPS.iter().find(|d| d.name == name).ok_or_else(|| {
+        format!(
+            "unknown pool property {name:?}; known: {}",
+            PROPS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    (def.check)(value).map_err(|e| format!("pool property {name}={value:?}: {e}"))
+}
+
+/// What a create asks for.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRequest {
+    pub label: String,
+    pub total: Option<Size>,
+    pub scm: Option<u64>,
+    pub nvme: Option<u64>,
+    pub ranks: Vec<u32>,
+    pub nsvc: u32,
+    pub props: Vec<(String, String)>,
+}
+
+/// (SCM, NVMe) bytes a rank offers in all.
+pub fn rank_capacity(h: &Harness, rank: u32) -> (u64, u64) {
+    let Some(e) = h.engine_of(rank) else {
+        return (0, 0);
+    };
+    let scm = e.scm().map_or(0, |t| match (t.class, t.scm_size) {
+        (TierClass::Ram, Some(gib)) => gib << 30,
+        _ => t
+            .scm_mount
+            .as_ref()
+            .and_then(|m| nix::sys::statvfs::statvfs(m).ok())
+            .map_or(0, |st| st.blocks() * st.fragment_size()),
+    });
+    let nvme = e
+        .bdevs()
+        .map(|t| match t.class {
+            TierClass::File => t.bdev_size.unwrap_or(0) * 1_000_000_000 * t.bdev_list.len() as u64,
+            TierClass::Malloc => {
+                t.bdev_size.unwrap_or(0) * 1_000_000_000 * u64::from(t.bdev_number.unwrap_or(0))
+            }
+            TierClass::Kdev => t
+                .bdev_list
+                .iter()
+                .filter_map(|d| std::fs::File::open(d).ok()?.seek(SeekFrom::End(0)).ok())
+                .sum(),
+            _ => 0,
+        })
+        .sum();
+    (scm, nvme)
+}
+
+/// (SCM, NVMe) bytes of a rank not yet given to pools.
+pub fn rank_free(h: &Harness, rank: u32) -> (u64, u64) {
+    let (scm, nvme) = rank_capacity(h, rank);
+    let pools = h.ms().pools();
+    let used = pools.iter().filter(|p| p.ranks.contains(&rank));
+    let (su, nu) = used.fold((0, 0), |(s, n), p| {
+        (s + p.scm_per_rank, n + p.nvme_per_rank)
+    });
+    (scm.saturating_sub(su), nvme.saturating_sub(nu))
+}
+
+fn op_status(rank: u32, body: &[u8]) -> Result<(), String> {
+    let r = PoolOpResp::decode(body).map_err(|e| format!("rank {rank}: bad answer: {e}"))?;
+    if r.status == 0 {
+        Ok(())
+    } else {
+        Err(format!("rank {rank}: DER({}): {}", r.status, r.info))
+    }
+}
+
+fn targets_of(h: &Harness, rank: u32) -> u64 {
+    h.engine_of(rank).map_or(1, |e| u64::from(e.targets.max(1)))
+}
+
+/// Creates a pool.
+pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcError> {
+    check_label(&req.label).map_err(|e| PoolSvcError::new(BadRequest, e))?;
+    let mut props = BTreeMap::new();
+    for (k, v) in &req.props {
+        if k == "label" {
+            return Err(PoolSvcError::new(
+                BadRequest,
+                "give the label as the pool name, not as a property",
+            ));
+        }
+        props.insert(
+            k.clone(),
+            check_prop(k, v).map_err(|e| PoolSvcError::new(BadRequest, e))?,
+        );
+    }
+    if h.ms().pool_find(&req.label).is_some() {
+        return Err(PoolSvcError::new(
+            Exists,
+            format!("a pool labelled {:?} already exists", req.label),
+        ));
+    }
+    let joined: Vec<u32> = h
+        .ms()
+        .members()
+        .iter()
+        .filter(|m| m.state == MemberState::Joined)
+        .map(|m| m.rank)
+        .collect();
+    let ranks: Vec<u32> = if req.ranks.is_empty() {
+        joined.clone()
+    } else {
+        req.ranks.clone()
+    };
+    if ranks.is_empty() {
+        return Err(PoolSvcError::new(
+            Failed,
+            "no joined ranks to create the pool on; format and start the system first (dmg storage format, dmg system query)",
+        ));
+    }
+    if let Some(r) = ranks.iter().find(|r| !joined.contains(r)) {
+        return Err(PoolSvcError::new(
+            BadRequest,
+            format!("rank {r} is not a joined member of the system"),
+        ));
+    }
+    let frees: Vec<(u32, u64, u64)> = ranks
+        .iter()
+        .map(|&r| {
+            let (s, n) = rank_free(h, r);
+            (r, s, n)
+        })
+        .collect();
+    let has_nvme = frees.iter().all(|(_, _, n)| *n > 0);
+    let nranks = ranks.len() as u64;
+    let (scm_per_rank, nvme_per_rank) = match (req.total, req.scm, req.nvme) {
+        (Some(Size::Percent(p)), None, None) => {
+            let min_s = frees.iter().map(|f| f.1).min().unwrap_or(0);
+            let min_n = frees.iter().map(|f| f.2).min().unwrap_or(0);
+            (min_s * p / 100, if has_nvme { min_n * p / 100 } else { 0 })
+        }
+        (Some(Size::Bytes(total)), None, None) => {
+            let per = total / nranks;
+            if has_nvme {
+                (
+                    per * DEFAULT_SCM_PERCENT / 100,
+                    per - per * DEFAULT_SCM_PERCENT / 100,
+                )
+            } else {
+                (per, 0)
+            }
+        }
+        (None, Some(scm), nvme) => (scm / nranks, nvme.unwrap_or(0) / nranks),
+        (None, None, _) => {
+            return Err(PoolSvcError::new(
+                BadRequest,
+                "give --size, or --scm-size (with optional --nvme-size)",
+            ));
+        }
+        _ => {
+            return Err(PoolSvcError::new(
+                BadRequest,
+                "--size cannot be combined with --scm-size or --nvme-size",
+            ));
+        }
+    };
+    for (r, s, n) in &frees {
+        let min_scm = MIN_SCM_PER_TARGET * targets_of(h, *r);
+        if scm_per_rank < min_scm {
+            return Err(PoolSvcError::new(
+                NoSpace,
+                format!(
+                    "SCM size per rank {} is below the minimum of {} ({} per target) on rank {r}",
+                    crate::table::bytes_si(scm_per_rank),
+                    crate::table::bytes_si(min_scm),
+                    crate::table::bytes_si(MIN_SCM_PER_TARGET)
+                ),
+            ));
+        }
+        if scm_per_rank > *s {
+            return Err(PoolSvcError::new(
+                NoSpace,
+                format!(
+                    "DER_NOSPACE(-1007): not enough SCM on rank {r}: {} wanted, {} free",
+                    crate::table::bytes_si(scm_per_rank),
+                    crate::table::bytes_si(*s)
+                ),
+            ));
+        }
+        if nvme_per_rank > *n {
+            return Err(PoolSvcError::new(
+                NoSpace,
+                format!(
+                    "DER_NOSPACE(-1007): not enough NVMe on rank {r}: {} wanted, {} free",
+                    crate::table::bytes_si(nvme_per_rank),
+                    crate::table::bytes_si(*n)
+                ),
+            ));
+        }
+    }
+    let uuid = crate::storage::new_uuid()
+        .map_err(|e| PoolSvcError::new(Failed, format!("cannot make a UUID: {e}")))?;
+    let nsvc = req.nsvc.clamp(1, ranks.len() as u32) as usize;
+    let mut rec = PoolRecord {
+        uuid: uuid.clone(),
+        label: req.label.clone(),
+        svc_ranks: ranks.iter().take(nsvc).copied().collect(),
+        ranks: ranks.clone(),
+        scm_per_rank,
+        nvme_per_rank,
+        props,
+        state: "Creating".into(),
+    };
+    h.ms()
+        .pool_add(rec.clone())
+        .map_err(|e| PoolSvcError::new(Exists, e.to_string()))?;
+    let body = PoolCreateReq {
+        uuid: uuid.clone(),
+        scm_bytes: scm_per_rank,
+        nvme_bytes: nvme_per_rank,
+    }
+    .encode_to_vec();
+    let mut done = Vec::new();
+    for &r in &ranks {
+        match h
+            .engine_call(r, MgmtMethod::PoolCreate, &body)
+            .and_then(|b| op_status(r, &b))
+        {
+            Ok(()) => done.push(r),
+            Err(e) => {
+                warn!(
+                    "pool {} ({uuid}): create failed on rank {r}: {e}; undoing",
+                    req.label
+                );
+                let undo = PoolDestroyReq {
+                    uuid: uuid.clone(),
+                    force: true,
+                }
+                .encode_to_vec();
+                for d in done {
+                    let _ = h.engine_call(d, MgmtMethod::PoolDestroy, &undo);
+                }
+                let _ = h.ms().pool_remove(&uuid);
+                let kind = if e.contains("(-1007)") {
+                    NoSpace
+                } else {
+                    Failed
+                };
+                return Err(PoolSvcError::new(kind, format!("pool create failed: {e}")));
+            }
+        }
+    }
+    rec.state = "Ready".into();
+    h.ms()
+        .pool_update(rec.clone())
+        .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
+    info!(
+        "pool {} ({uuid}) created on ranks {}",
+        rec.label,
+        crate::hostlist::format_ranks(&rec.ranks)
+    );
+    Ok(rec)
+}
+
+fn find(h: &Harness, id: &str) -> Result<PoolRecord, PoolSvcError> {
+    h.ms().pool_find(id).ok_or_else(|| {
+        PoolSvcError::new(
+            NotFound,
+            format!("DER_NONEXIST(-1005): no pool {id:?} in the system (see dmg pool list)"),
+        )
+    })
+}
+
+/// Destroys a pool (by label or UUID).
+pub fn destroy(
+    h: &Harness,
+    id: &str,
+    _force: bool,
+    _recursive: bool,
+) -> Result<PoolRecord, PoolSvcError> {
+    let mut rec = find(h, id)?;
+    rec.state = "Destroying".into();
+    h.ms()
+        .pool_update(rec.clone())
+        .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
+    let body = PoolDestroyReq {
+        uuid: rec.uuid.clone(),
+        force: true,
+    }
+    .encode_to_vec();
+    let mut failures = Vec::new();
+    for &r in &rec.ranks {
+        match h
+            .engine_call(r, MgmtMethod::PoolDestroy, &body)
+            .and_then(|b| op_status(r, &b))
+        {
+            Ok(()) => {}
+            // Already gone on that rank: destroy is done there.
+            Err(e) if e.contains("(-1005)") => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(PoolSvcError::new(
+            Failed,
+            format!(
+                "pool destroy incomplete ({}); retry dmg pool destroy",
+                failures.join("; ")
+            ),
+        ));
+    }
+    h.ms()
+        .pool_remove(&rec.uuid)
+        .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
+    info!("pool {} ({}) destroyed", rec.label, rec.uuid);
+    Ok(rec)
+}
+
+/// A pool and the space of every target.
+pub fn query(h: &Harness, id: &str) -> Result<(PoolRecord, Vec<(u32, TargetSpace)>), PoolSvcError> {
+    let rec = find(h, id)?;
+    let body = PoolQueryReq {
+        uuid: rec.uuid.clone(),
+    }
+    .encode_to_vec();
+    let mut targets = Vec::new();
+    for &r in &rec.ranks {
+        let b = h
+            .engine_call(r, MgmtMethod::PoolQuery, &body)
+            .map_err(|e| PoolSvcError::new(Failed, e))?;
+        let q = PoolQueryResp::decode(b.as_slice())
+            .map_err(|e| PoolSvcError::new(Failed, format!("rank {r}: bad answer: {e}")))?;
+        if q.status != 0 {
+            return Err(PoolSvcError::new(
+                Failed,
+                format!("rank {r}: DER({}): {}", q.status, q.info),
+            ));
+        }
+        targets.extend(q.targets.into_iter().map(|t| (r, t)));
+    }
+    Ok((rec, targets))
+}
+
+/// Sets properties (validated; a new label must be free).
+pub fn set_props(
+    h: &Harness,
+    id: &str,
+    props: &[(String, String)],
+) -> Result<PoolRecord, PoolSvcError> {
+    let mut rec = find(h, id)?;
+    for (k, v) in props {
+        let v = check_prop(k, v).map_err(|e| PoolSvcError::new(BadRequest, e))?;
+        if k == "label" {
+            rec.label = v;
+        } else {
+            rec.props.insert(k.clone(), v);
+        }
+    }
+    h.ms()
+        .pool_update(rec.clone())
+        .map_err(|e| PoolSvcError::new(Exists, e.to_string()))?;
+    Ok(rec)
+}
+
+/// Properties with their values.
+pub type PropValues = Vec<(&'static PropDef, String)>;
+
+/// Every property with its value (set or default), or just `names`.
+pub fn get_props(
+    h: &Harness,
+    id: &str,
+    names: &[String],
+) -> Result<(PoolRecord, PropValues), PoolSvcError> {
+    let rec = find(h, id)?;
+    for n in names {
+        if !PROPS.iter().any(|d| d.name == n) {
+            return Err(PoolSvcError::new(
+                BadRequest,
+                check_prop(n, "").err().unwrap_or_default(),
+            ));
+        }
+    }
+    let out = PROPS
+        .iter()
+        .filter(|d| names.is_empty() || names.iter().any(|n| n == d.name))
+        .map(|d| {
+            let v = if d.name == "label" {
+                rec.label.clone()
+            } else {
+                rec.props
+                    .get(d.name)
+                    .cloned()
+                    .unwrap_or_else(|| d.default.to_string())
+            };
+            (d, v)
+        })
+        .collect();
+    Ok((rec, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_dmg() {
+        assert_eq!(parse_size("10G"), Ok(Size::Bytes(10_000_000_000)));
+        assert_eq!(parse_size("10GB"), Ok(Size::Bytes(10_000_000_000)));
+        assert_eq!(parse_size("512MiB"), Ok(Size::Bytes(512 << 20)));
+        assert_eq!(parse_size("1.5T"), Ok(Size::Bytes(1_500_000_000_000)));
+        assert_eq!(parse_size("50%"), Ok(Size::Percent(50)));
+        assert!(parse_size("0%").is_err());
+        assert!(parse_size("10X").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("big").is_err());
+    }
+
+    #[test]
+    fn labels_and_properties() {
+        assert!(check_label("tank").is_ok());
+        assert!(check_label("a b").is_err());
+        assert!(
+            check_label("11111111-2222-4333-8444-555555555555")
+                .unwrap_err()
+                .contains("UUID")
+        );
+        assert_eq!(check_prop("space_rb", "50%"), Ok("50".into()));
+        assert!(check_prop("space_rb", "150").is_err());
+        assert!(
+            check_prop("reclaim", "sometimes")
+                .unwrap_err()
+                .contains("disabled, lazy, time")
+        );
+        assert!(
+            check_prop("colour", "red")
+                .unwrap_err()
+                .contains("unknown pool property")
+        );
+        assert!(check_prop("ec_cell_sz", "3000").is_err());
+    }
+}

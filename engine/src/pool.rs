@@ -1,0 +1,526 @@
+//! Pool shards of one engine: for each pool, every target gets an SCM file on the SCM mount
+//! (`pools/<uuid>/vos-<target>`, mapped with libpmem) and a region of the engine's bdevs.
+//!
+//! On disk: a pool is created in `pools/<uuid>.tmp` and renamed to `pools/<uuid>` once its
+//! files and `shard.json` are durable, so a crash mid-create leaves only a `.tmp` directory,
+//! removed at the next start. The bdev allocation map is not stored separately: it is derived
+//! from the `shard.json` of every pool at start, so it cannot disagree with them. Devices come
+//! from the SPDK config daos_server wrote (`daos_nvme.conf`): AIO files and block devices, and
+//! malloc RAM disks.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use daos_hw::pmemfile::PmemFile;
+
+/// DAOS error numbers (`DaosResp.status`).
+pub mod der {
+    pub const INVAL: i32 = -1003;
+    pub const EXIST: i32 = -1004;
+    pub const NONEXIST: i32 = -1005;
+    pub const NOSPACE: i32 = -1007;
+    pub const NOSYS: i32 = -1010;
+    pub const IO: i32 = -2001;
+}
+
+/// Regions are aligned to this (O_DIRECT and tidy layouts).
+pub const REGION_ALIGN: u64 = 1 << 20;
+/// Smallest SCM file per target.
+pub const MIN_SCM_PER_TARGET: u64 = 4096;
+
+/// A pool operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("invalid pool UUID {0:?}")]
+    BadUuid(String),
+    #[error("pool {0} already exists with other sizes")]
+    Exists(String),
+    #[error("pool {0} does not exist on this engine")]
+    NotFound(String),
+    #[error("not enough {tier} space: {wanted} bytes wanted, {free} free")]
+    NoSpace {
+        tier: &'static str,
+        wanted: u64,
+        free: u64,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl PoolError {
+    /// The DER code this error travels as.
+    pub fn der(&self) -> i32 {
+        match self {
+            PoolError::BadUuid(_) => der::INVAL,
+            PoolError::Exists(_) => der::EXIST,
+            PoolError::NotFound(_) => der::NONEXIST,
+            PoolError::NoSpace { .. } => der::NOSPACE,
+            PoolError::Unsupported(_) => der::NOSYS,
+            PoolError::Io { .. } => der::IO,
+        }
+    }
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PoolError {
+    let path = path.to_path_buf();
+    move |source| PoolError::Io { what, path, source }
+}
+
+/// True for a canonical UUID (`8-4-4-4-12` hex): it becomes a directory name.
+pub fn valid_uuid(u: &str) -> bool {
+    let parts: Vec<&str> = u.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// One bdev of the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    pub capacity: u64,
+}
+
+/// A target's part of a bdev.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    pub target: u32,
+    pub device: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// What `shard.json` holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    pub uuid: String,
+    pub targets: u32,
+    pub scm_per_target: u64,
+    pub nvme_per_target: u64,
+    pub regions: Vec<Region>,
+}
+
+/// Space of one target in one pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetSpace {
+    pub target: u32,
+    pub scm_total: u64,
+    pub scm_free: u64,
+    pub nvme_total: u64,
+    pub nvme_free: u64,
+}
+
+/// Devices named in `daos_nvme.conf`.
+pub fn devices_from_conf(path: &Path) -> Result<Vec<Device>, PoolError> {
+    let text = fs::read_to_string(path).map_err(io_err("cannot read", path))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| PoolError::Io {
+        what: "not JSON",
+        path: path.into(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let mut out = Vec::new();
+    let subsystems = v["subsystems"].as_array().cloned().unwrap_or_default();
+    for sub in subsystems.iter().filter(|s| s["subsystem"] == "bdev") {
+        for entry in sub["config"].as_array().cloned().unwrap_or_default() {
+            let p = &entry["params"];
+            match entry["method"].as_str() {
+                Some("bdev_aio_create") => {
+                    let name = p["filename"].as_str().unwrap_or_default().to_string();
+                    let mut f = fs::File::open(&name)
+                        .map_err(io_err("cannot open bdev", Path::new(&name)))?;
+                    let capacity = f
+                        .seek(SeekFrom::End(0))
+                        .map_err(io_err("cannot size bdev", Path::new(&name)))?;
+                    out.push(Device { name, capacity });
+                }
+                Some("bdev_malloc_create") => {
+                    let blocks = p["num_blocks"].as_u64().unwrap_or(0);
+                    let bs = p["block_size"].as_u64().unwrap_or(4096);
+                    out.push(Device {
+                        name: p["name"].as_str().unwrap_or("malloc").to_string(),
+                        capacity: blocks * bs,
+                    });
+                }
+                Some("bdev_nvme_attach_controller") => {
+                    return Err(PoolError::Unsupported(
+                        "NVMe bdevs need the SPDK build (feature `spdk`), which this engine is not"
+                            .into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn align_up(v: u64) -> u64 {
+    v.div_ceil(REGION_ALIGN) * REGION_ALIGN
+}
+
+/// The pools of one engine.
+pub struct PoolStore {
+    dir: PathBuf,
+    scm_capacity: u64,
+    targets: u32,
+    devices: Vec<Device>,
+    pools: Mutex<BTreeMap<String, ShardMeta>>,
+}
+
+impl PoolStore {
+    /// Opens the pools under `scm_mount`: removes unfinished creates, reads every shard.
+    pub fn open(
+        scm_mount: &Path,
+        targets: u32,
+        nvme_conf: Option<&Path>,
+    ) -> Result<PoolStore, PoolError> {
+        let dir = scm_mount.join("pools");
+        fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        let devices = match nvme_conf.filter(|p| p.exists()) {
+            Some(p) => devices_from_conf(p)?,
+            None => Vec::new(),
+        };
+        let scm_capacity = {
+            let st = nix::sys::statvfs::statvfs(scm_mount).map_err(|e| PoolError::Io {
+                what: "cannot statvfs",
+                path: scm_mount.into(),
+                source: e.into(),
+            })?;
+            st.blocks() * st.fragment_size()
+        };
+        let mut pools = BTreeMap::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("cannot list", &dir))? {
+            let path = entry.map_err(io_err("cannot list", &dir))?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(".tmp") || name.ends_with(".destroying") {
+                let _ = fs::remove_dir_all(&path);
+                continue;
+            }
+            let meta_path = path.join("shard.json");
+            let text = fs::read_to_string(&meta_path).map_err(io_err("cannot read", &meta_path))?;
+            let meta: ShardMeta = serde_json::from_str(&text).map_err(|e| PoolError::Io {
+                what: "corrupt shard metadata",
+                path: meta_path.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            pools.insert(meta.uuid.clone(), meta);
+        }
+        Ok(PoolStore {
+            dir,
+            scm_capacity,
+            targets,
+            devices,
+            pools: Mutex::new(pools),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ShardMeta>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// UUIDs of the pools on this engine.
+    pub fn list(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// SCM and NVMe bytes still free on this engine.
+    pub fn free(&self) -> (u64, u64) {
+        self.free_in(&self.lock())
+    }
+
+    /// Free space given the pools (for callers that already hold the lock).
+    fn free_in(&self, pools: &BTreeMap<String, ShardMeta>) -> (u64, u64) {
+        let scm_used: u64 = pools
+            .values()
+            .map(|m| m.scm_per_target * u64::from(m.targets))
+            .sum();
+        let nvme_used: u64 = pools.values().flat_map(|m| &m.regions).map(|r| r.len).sum();
+        let nvme_total: u64 = self.devices.iter().map(|d| d.capacity).sum();
+        (
+            self.scm_capacity.saturating_sub(scm_used),
+            nvme_total.saturating_sub(nvme_used),
+        )
+    }
+
+    /// First-fit regions for every target, round-robin over devices.
+    fn allocate(
+        &self,
+        pools: &BTreeMap<String, ShardMeta>,
+        per_target: u64,
+    ) -> Result<Vec<Region>, PoolError> {
+        if per_target == 0 {
+            return Ok(Vec::new());
+        }
+        if self.devices.is_empty() {
+            return Err(PoolError::NoSpace {
+                tier: "NVMe",
+                wanted: per_target * u64::from(self.targets),
+                free: 0,
+            });
+        }
+        let len = align_up(per_target);
+        let mut used: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+        for r in pools.values().flat_map(|m| &m.regions) {
+            used.entry(r.device.as_str())
+                .or_default()
+                .push((r.offset, r.len));
+        }
+        let mut taken: Vec<Region> = Vec::new();
+        for t in 0..self.targets {
+            let mut placed = None;
+            for k in 0..self.devices.len() {
+                let dev = &self.devices[(t as usize + k) % self.devices.len()];
+                let mut spans: Vec<(u64, u64)> =
+                    used.get(dev.name.as_str()).cloned().unwrap_or_default();
+                spans.extend(
+                    taken
+                        .iter()
+                        .filter(|r| r.device == dev.name)
+                        .map(|r| (r.offset, r.len)),
+                );
+                spans.sort_unstable();
+                let mut cursor = 0u64;
+                for (off, l) in spans {
+                    if off >= cursor + len {
+                        break;
+                    }
+                    cursor = cursor.max(align_up(off + l));
+                }
+                if cursor + len <= dev.capacity {
+                    placed = Some(Region {
+                        target: t,
+                        device: dev.name.clone(),
+                        offset: cursor,
+                        len,
+                    });
+                    break;
+                }
+            }
+            match placed {
+                Some(r) => taken.push(r),
+                None => {
+                    let (_, free) = self.free_in(pools);
+                    return Err(PoolError::NoSpace {
+                        tier: "NVMe",
+                        wanted: len * u64::from(self.targets),
+                        free,
+                    });
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Creates the pool's shards; repeating an identical create succeeds (retries are safe).
+    pub fn create(&self, uuid: &str, scm_bytes: u64, nvme_bytes: u64) -> Result<(), PoolError> {
+        if !valid_uuid(uuid) {
+            return Err(PoolError::BadUuid(uuid.into()));
+        }
+        let targets = u64::from(self.targets.max(1));
+        let scm_per_target = (scm_bytes / targets) / 4096 * 4096;
+        let nvme_per_target = nvme_bytes / targets;
+        let mut pools = self.lock();
+        if scm_per_target < MIN_SCM_PER_TARGET {
+            return Err(PoolError::NoSpace {
+                tier: "SCM",
+                wanted: scm_bytes,
+                free: self.free_in(&pools).0,
+            });
+        }
+        if let Some(m) = pools.get(uuid) {
+            return if m.scm_per_target == scm_per_target && m.nvme_per_target == nvme_per_target {
+                Ok(())
+            } else {
+                Err(PoolError::Exists(uuid.into()))
+            };
+        }
+        let scm_used: u64 = pools
+            .values()
+            .map(|m| m.scm_per_target * u64::from(m.targets))
+            .sum();
+        let scm_free = self.scm_capacity.saturating_sub(scm_used);
+        if scm_per_target * targets > scm_free {
+            return Err(PoolError::NoSpace {
+                tier: "SCM",
+                wanted: scm_per_target * targets,
+                free: scm_free,
+            });
+        }
+        let regions = self.allocate(&pools, nvme_per_target)?;
+        let meta = ShardMeta {
+            uuid: uuid.into(),
+            targets: self.targets,
+            scm_per_target,
+            nvme_per_target,
+            regions,
+        };
+        let tmp = self.dir.join(format!("{uuid}.tmp"));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io_err("cannot create", &tmp))?;
+        let result = (|| {
+            for t in 0..self.targets {
+                let path = tmp.join(format!("vos-{t}"));
+                let f = PmemFile::open(&path, scm_per_target as usize)
+                    .map_err(io_err("cannot create SCM file", &path))?;
+                f.persist(0, f.len().min(4096))
+                    .map_err(io_err("cannot persist SCM file", &path))?;
+            }
+            let meta_path = tmp.join("shard.json");
+            let text = serde_json::to_string_pretty(&meta).unwrap_or_default();
+            let f = fs::File::create(&meta_path).map_err(io_err("cannot write", &meta_path))?;
+            use std::io::Write as _;
+            (&f).write_all(text.as_bytes())
+                .map_err(io_err("cannot write", &meta_path))?;
+            f.sync_all().map_err(io_err("cannot sync", &meta_path))?;
+            let fin = self.dir.join(uuid);
+            fs::rename(&tmp, &fin).map_err(io_err("cannot commit", &fin))?;
+            fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err("cannot sync", &self.dir))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        pools.insert(uuid.into(), meta);
+        Ok(())
+    }
+
+    /// Removes the pool's shards and frees their space.
+    pub fn destroy(&self, uuid: &str) -> Result<(), PoolError> {
+        if !valid_uuid(uuid) {
+            return Err(PoolError::BadUuid(uuid.into()));
+        }
+        let mut pools = self.lock();
+        if !pools.contains_key(uuid) {
+            return Err(PoolError::NotFound(uuid.into()));
+        }
+        let path = self.dir.join(uuid);
+        let doomed = self.dir.join(format!("{uuid}.destroying"));
+        fs::rename(&path, &doomed).map_err(io_err("cannot remove", &path))?;
+        pools.remove(uuid);
+        let _ = fs::remove_dir_all(&doomed);
+        Ok(())
+    }
+
+    /// Space of each target of the pool.
+    pub fn query(&self, uuid: &str) -> Result<Vec<TargetSpace>, PoolError> {
+        let pools = self.lock();
+        let m = pools
+            .get(uuid)
+            .ok_or_else(|| PoolError::NotFound(uuid.into()))?;
+        // No objects are stored yet, so everything allocated is free.
+        Ok((0..m.targets)
+            .map(|t| TargetSpace {
+                target: t,
+                scm_total: m.scm_per_target,
+                scm_free: m.scm_per_target,
+                nvme_total: m.nvme_per_target,
+                nvme_free: m.nvme_per_target,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U1: &str = "11111111-2222-4333-8444-555555555555";
+    const U2: &str = "21111111-2222-4333-8444-555555555555";
+
+    fn store(dir: &Path, targets: u32, bdev_mb: u64) -> PoolStore {
+        let bdev = dir.join("bdev0");
+        fs::File::create(&bdev)
+            .unwrap()
+            .set_len(bdev_mb << 20)
+            .unwrap();
+        let conf = dir.join("daos_nvme.conf");
+        fs::write(&conf, format!(r#"{{"subsystems":[{{"subsystem":"bdev","config":[{{"method":"bdev_aio_create","params":{{"name":"AIO_0","filename":"{}","block_size":4096}}}}]}}]}}"#, bdev.display())).unwrap();
+        let scm = dir.join("scm");
+        fs::create_dir_all(&scm).unwrap();
+        PoolStore::open(&scm, targets, Some(&conf)).unwrap()
+    }
+
+    #[test]
+    fn uuids_are_checked_because_they_become_paths() {
+        assert!(valid_uuid(U1));
+        assert!(!valid_uuid("../../etc"));
+        assert!(!valid_uuid("11111111-2222-4333-8444-55555555555"));
+    }
+
+    #[test]
+    fn create_query_destroy_and_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 2, 64);
+        s.create(U1, 32 << 20, 16 << 20).unwrap();
+        assert!(dir.path().join("scm/pools").join(U1).join("vos-1").exists());
+        let q = s.query(U1).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].scm_total, 16 << 20);
+        assert_eq!(q[1].nvme_total, 8 << 20);
+        s.create(U1, 32 << 20, 16 << 20)
+            .expect("an identical create is idempotent");
+        assert!(matches!(
+            s.create(U1, 64 << 20, 16 << 20),
+            Err(PoolError::Exists(_))
+        ));
+        // The bdev has 64 MiB; 2 x 8 MiB are taken, so 64 MiB more does not fit.
+        assert!(matches!(
+            s.create(U2, 32 << 20, 64 << 20),
+            Err(PoolError::NoSpace { tier: "NVMe", .. })
+        ));
+        s.destroy(U1).unwrap();
+        assert!(!dir.path().join("scm/pools").join(U1).exists());
+        s.create(U2, 32 << 20, 48 << 20)
+            .expect("destroy freed the space");
+        assert!(matches!(s.destroy(U1), Err(PoolError::NotFound(_))));
+    }
+
+    #[test]
+    fn regions_never_overlap_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 4, 256);
+        let uuids: Vec<String> = (0..5)
+            .map(|i| format!("{i}1111111-2222-4333-8444-555555555555"))
+            .collect();
+        for u in &uuids {
+            s.create(u, 16 << 20, 40 << 20).unwrap();
+        }
+        s.destroy(&uuids[2]).unwrap();
+        drop(s);
+        fs::create_dir_all(dir.path().join("scm/pools/x.tmp")).unwrap();
+        let conf = dir.path().join("daos_nvme.conf");
+        let s = PoolStore::open(&dir.path().join("scm"), 4, Some(&conf)).unwrap();
+        assert_eq!(
+            s.list().len(),
+            4,
+            "pools survive, the unfinished create is gone"
+        );
+        assert!(!dir.path().join("scm/pools/x.tmp").exists());
+        s.create("a1111111-2222-4333-8444-555555555555", 16 << 20, 40 << 20)
+            .unwrap();
+        let mut all: Vec<Region> = s.lock().values().flat_map(|m| m.regions.clone()).collect();
+        all.sort_by_key(|r| r.offset);
+        for w in all.windows(2) {
+            assert!(w[0].offset + w[0].len <= w[1].offset, "overlap: {w:?}");
+        }
+        assert!(all.iter().all(|r| r.offset + r.len <= 256 << 20));
+    }
+}

@@ -1,0 +1,291 @@
+//! Pools through the real binaries: dmg → management service → dRPC → engines, which create
+//! the pool shards (an SCM file per target, a bdev region per target). Output, errors, space
+//! accounting, persistence across restarts, and a pool over two engines.
+
+use std::path::Path;
+use std::process::Output;
+
+use daos_tests::*;
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    out(&o)
+}
+
+#[track_caller]
+fn fails(o: Output, fragment: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(
+        err(&o).contains(fragment),
+        "expected {fragment:?} in: {}",
+        err(&o)
+    );
+}
+
+fn uuid_of(create_output: &str) -> String {
+    create_output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("UUID                 : "))
+        .expect("UUID line")
+        .to_string()
+}
+
+fn started(engines: usize) -> (System, Proc) {
+    let sys = System::new(engines);
+    let server = sys.start(&["--auto-format"]);
+    sys.wait_log("the system as rank", engines, 40);
+    (sys, server)
+}
+
+#[test]
+fn pool_lifecycle_with_daos_output() {
+    let (sys, mut server) = started(1);
+    assert_eq!(ok(sys.dmg(&["-i", "pool", "list"])), "No pools in system\n");
+
+    let text = ok(sys.dmg(&["-i", "pool", "create", "tank", "--size", "1G"]));
+    assert!(text.starts_with("Pool created with 6.00%,94.00% storage tier ratio\n-------------------------------------------------\n"), "{text}");
+    assert!(
+        text.contains("  Storage Ranks        : 0\n")
+            && text.contains("  Total Size           : 1.0 GB\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  Storage tier 0 (SCM) : 60.0 MB (60.0 MB / rank)\n"),
+        "{text}"
+    );
+    let uuid = uuid_of(&text);
+    let shard = sys.path().join("scm0/pools").join(&uuid);
+    assert!(
+        shard.join("vos-0").exists() && shard.join("shard.json").exists(),
+        "shard files on the SCM mount"
+    );
+
+    let list = ok(sys.dmg(&["-i", "pool", "list"]));
+    assert!(
+        list.starts_with("Pool Size   State Used Imbalance Disabled UpgradeNeeded? \n"),
+        "{list}"
+    );
+    assert!(
+        list.contains("tank 1.0 GB Ready 0%   0%        0/1      None"),
+        "{list}"
+    );
+
+    let q = ok(sys.dmg(&["-i", "pool", "query", "tank"]));
+    assert!(
+        q.starts_with(&format!(
+            "Pool {uuid}, ntarget=1, disabled=0, leader=0, version=1, state=Ready\n"
+        )),
+        "{q}"
+    );
+    assert!(
+        q.contains("- Storage tier 1 (NVMe):\n  Total size: 940.0 MB\n"),
+        "{q}"
+    );
+    assert_eq!(
+        ok(sys.dmg(&["-i", "pool", "query", &uuid])),
+        q,
+        "by UUID too"
+    );
+
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(sys.dmg(&["-i", "-j", "pool", "list"]))).expect("json");
+    assert_eq!(j["status"], 0);
+    assert_eq!(j["response"]["pools"][0]["label"], "tank");
+
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "set-prop",
+        "tank",
+        "reclaim:disabled,space_rb:25%",
+    ]));
+    let props = ok(sys.dmg(&["-i", "pool", "get-prop", "tank", "reclaim", "space_rb"]));
+    assert!(
+        props.contains("Reclaim strategy (reclaim)     disabled")
+            && props.contains("(space_rb) 25"),
+        "{props}"
+    );
+    ok(sys.dmg(&["-i", "pool", "set-prop", "tank", "label:tank2"]));
+    assert!(ok(sys.dmg(&["-i", "pool", "list"])).contains("tank2"));
+
+    assert_eq!(
+        ok(sys.dmg(&["-i", "pool", "destroy", "tank2"])),
+        "Pool-destroy command succeeded\n"
+    );
+    assert!(!shard.exists(), "destroy removed the shard");
+    assert_eq!(ok(sys.dmg(&["-i", "pool", "list"])), "No pools in system\n");
+    sys.stop(&mut server);
+}
+
+#[test]
+fn pool_errors_are_clear_and_leave_nothing_behind() {
+    let (sys, mut server) = started(1);
+    ok(sys.dmg(&["-i", "pool", "create", "tank", "--size", "1G"]));
+    fails(
+        sys.dmg(&["-i", "pool", "create", "tank", "--size", "1G"]),
+        "a pool labelled \"tank\" already exists",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "create", "huge", "--size", "10T"]),
+        "DER_NOSPACE(-1007): not enough SCM on rank 0",
+    );
+    fails(
+        sys.dmg(&[
+            "-i",
+            "pool",
+            "create",
+            "huge",
+            "--scm-size",
+            "1G",
+            "--nvme-size",
+            "5G",
+        ]),
+        "not enough NVMe on rank 0",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "create", "tiny", "--scm-size", "1M"]),
+        "below the minimum",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "create", "bad label", "--size", "1G"]),
+        "invalid pool label",
+    );
+    fails(
+        sys.dmg(&[
+            "-i",
+            "pool",
+            "create",
+            "x",
+            "--size",
+            "1G",
+            "--scm-size",
+            "1G",
+        ]),
+        "cannot be combined",
+    );
+    fails(sys.dmg(&["-i", "pool", "create", "x"]), "give --size");
+    fails(
+        sys.dmg(&["-i", "pool", "create", "x", "--size", "12Q"]),
+        "--size: invalid size",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "create", "x", "--size", "1G", "-r", "5"]),
+        "rank 5 is not a joined member",
+    );
+    fails(
+        sys.dmg(&[
+            "-i",
+            "pool",
+            "create",
+            "x",
+            "--size",
+            "1G",
+            "-P",
+            "reclaim:never",
+        ]),
+        "expected one of disabled, lazy, time",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "query", "nope"]),
+        "DER_NONEXIST(-1005): no pool \"nope\"",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "destroy", "nope"]),
+        "no pool \"nope\"",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "set-prop", "tank", "colour:red"]),
+        "unknown pool property \"colour\"",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "set-prop", "tank", "nocolon"]),
+        "write name:value",
+    );
+    let list = ok(sys.dmg(&["-i", "pool", "list"]));
+    assert_eq!(list.lines().count(), 3, "only tank:\n{list}");
+    let pools = std::fs::read_dir(sys.path().join("scm0/pools"))
+        .expect("pools dir")
+        .count();
+    assert_eq!(pools, 1, "failed creates left no shard");
+    sys.stop(&mut server);
+}
+
+#[test]
+fn space_is_accounted_and_destroy_frees_it() {
+    let (sys, mut server) = started(1);
+    // SCM is 4 GiB (scm_size: 4).
+    ok(sys.dmg(&["-i", "pool", "create", "a", "--scm-size", "3G"]));
+    fails(
+        sys.dmg(&["-i", "pool", "create", "b", "--scm-size", "3G"]),
+        "not enough SCM on rank 0",
+    );
+    ok(sys.dmg(&["-i", "pool", "destroy", "a"]));
+    ok(sys.dmg(&["-i", "pool", "create", "b", "--scm-size", "3G"]));
+    // 50% of what is free then takes half of the remaining ~1.3 GB.
+    let half = ok(sys.dmg(&["-i", "pool", "create", "c", "--size", "50%"]));
+    assert!(half.contains("Storage tier 0 (SCM) : 647.5 MB"), "{half}");
+    sys.stop(&mut server);
+}
+
+#[test]
+fn pools_survive_a_restart() {
+    let (sys, mut server) = started(1);
+    let uuid = uuid_of(&ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "keep",
+        "--size",
+        "1G",
+        "-P",
+        "scrub:lazy",
+    ])));
+    sys.stop(&mut server);
+    let mut server = sys.start(&[]);
+    sys.wait_log("rejoined the system as rank 0", 1, 30);
+    assert!(
+        sys.log().contains("daos_engine:0 1 pool(s) on this engine"),
+        "{}",
+        sys.log()
+    );
+    let q = ok(sys.dmg(&["-i", "pool", "query", "keep"]));
+    assert!(q.starts_with(&format!("Pool {uuid},")), "{q}");
+    assert!(ok(sys.dmg(&["-i", "pool", "get-prop", "keep", "scrub"])).contains("lazy"));
+    sys.stop(&mut server);
+}
+
+#[test]
+fn a_pool_over_two_engines() {
+    let (sys, mut server) = started(2);
+    let text = ok(sys.dmg(&["-i", "pool", "create", "wide", "--size", "2G"]));
+    assert!(
+        text.contains("  Storage Ranks        : [0-1]\n") && text.contains("(60.0 MB / rank)"),
+        "{text}"
+    );
+    let uuid = uuid_of(&text);
+    for i in 0..2 {
+        assert!(
+            sys.path()
+                .join(format!("scm{i}/pools/{uuid}/vos-0"))
+                .exists(),
+            "engine {i} has its shard"
+        );
+    }
+    let q = ok(sys.dmg(&["-i", "pool", "query", "wide"]));
+    assert!(
+        q.contains("ntarget=2") && q.contains("- Enabled ranks: 0-1"),
+        "{q}"
+    );
+    ok(sys.dmg(&["-i", "pool", "destroy", "wide"]));
+    assert!(!Path::new(&sys.path().join(format!("scm1/pools/{uuid}"))).exists());
+    sys.stop(&mut server);
+}
