@@ -11,6 +11,7 @@ pub mod control;
 pub mod coremap;
 pub mod pool;
 pub mod shard;
+pub mod store;
 mod uring;
 
 use std::net::IpAddr;
