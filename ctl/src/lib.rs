@@ -3,6 +3,7 @@
 //! The binaries in `src/bin` are thin: they parse arguments with clap and call into this crate,
 //! which returns [`exit::CmdError`]s that `main` prints and maps to a documented exit code.
 
+pub mod cli;
 pub mod dmg;
 pub mod exit;
 pub mod generate;

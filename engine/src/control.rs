@@ -26,6 +26,20 @@ pub mod der {
     pub const UNINIT: i32 = -1015;
 }
 
+/// A pool operation's result as it travels back to daos_server.
+fn op_resp(r: Result<(), crate::pool::PoolError>) -> PoolOpResp {
+    match r {
+        Ok(()) => PoolOpResp {
+            status: 0,
+            info: String::new(),
+        },
+        Err(e) => PoolOpResp {
+            status: e.der(),
+            info: e.to_string(),
+        },
+    }
+}
+
 /// The rank value meaning "none yet".
 pub const NIL_RANK: u32 = u32::MAX;
 
@@ -157,31 +171,13 @@ impl Control {
         let p = pools.clone();
         r.method(MgmtMethod::PoolCreate, move |_, body| {
             let req = PoolCreateReq::decode(body)?;
-            let resp = match p.create(&req.uuid, req.scm_bytes, req.nvme_bytes) {
-                Ok(()) => PoolOpResp {
-                    status: 0,
-                    info: String::new(),
-                },
-                Err(e) => PoolOpResp {
-                    status: e.der(),
-                    info: e.to_string(),
-                },
-            };
+            let resp = op_resp(p.create(&req.uuid, req.scm_bytes, req.nvme_bytes));
             Ok(resp.encode_to_vec())
         });
         let p = pools.clone();
         r.method(MgmtMethod::PoolDestroy, move |_, body| {
             let req = PoolDestroyReq::decode(body)?;
-            let resp = match p.destroy(&req.uuid) {
-                Ok(()) => PoolOpResp {
-                    status: 0,
-                    info: String::new(),
-                },
-                Err(e) => PoolOpResp {
-                    status: e.der(),
-                    info: e.to_string(),
-                },
-            };
+            let resp = op_resp(p.destroy(&req.uuid));
             Ok(resp.encode_to_vec())
         });
         let p = pools.clone();

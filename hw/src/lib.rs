@@ -53,6 +53,23 @@ impl SysRoot {
     pub fn exists(&self, rel: &str) -> bool {
         self.path(rel).exists()
     }
+
+    /// Sorted names in directory `rel`; an absent directory is empty.
+    pub fn list(&self, rel: &str) -> Result<Vec<String>, HwError> {
+        let dir = self.path(rel);
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|source| HwError::Read {
+                path: dir.clone(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 /// A hardware description that could not be read.

@@ -55,26 +55,10 @@ pub fn link_name(root: &SysRoot, rel: &str) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
-fn list(root: &SysRoot, rel: &str) -> Result<Vec<String>, HwError> {
-    let dir = root.path(rel);
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|source| HwError::Read {
-            path: dir.clone(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
 /// Lists the NVMe controllers under `root`.
 pub fn scan(root: &SysRoot) -> Result<Vec<NvmeController>, HwError> {
     let mut out = Vec::new();
-    for dev in list(root, "sys/bus/pci/devices")? {
+    for dev in root.list("sys/bus/pci/devices")? {
         let base = format!("sys/bus/pci/devices/{dev}");
         let class = root.read(&format!("{base}/class"))?;
         if !class.eq_ignore_ascii_case(NVME_CLASS) {
@@ -91,7 +75,7 @@ pub fn scan(root: &SysRoot) -> Result<Vec<NvmeController>, HwError> {
             namespaces: Vec::new(),
         };
         if driver.as_deref() == Some("nvme") {
-            let ctrls = list(root, &format!("{base}/nvme"))?;
+            let ctrls = root.list(&format!("{base}/nvme"))?;
             let Some(ctrl) = ctrls.first() else {
                 return Err(HwError::Read {
                     path: root.path(&format!("{base}/nvme")),
@@ -105,7 +89,8 @@ pub fn scan(root: &SysRoot) -> Result<Vec<NvmeController>, HwError> {
             c.model = root.read(&format!("{cbase}/model"))?;
             c.serial = root.read(&format!("{cbase}/serial"))?;
             c.firmware = root.read(&format!("{cbase}/firmware_rev"))?;
-            for ns in list(root, &cbase)?
+            for ns in root
+                .list(&cbase)?
                 .into_iter()
                 .filter(|n| n.starts_with(ctrl.as_str()) && n.contains('n'))
             {

@@ -19,19 +19,11 @@ pub struct PmemNamespace {
 /// Lists the PMem namespaces under `root` (only those with a size, i.e. configured ones).
 pub fn scan(root: &SysRoot) -> Result<Vec<PmemNamespace>, HwError> {
     let rel = "sys/bus/nd/devices";
-    let dir = root.path(rel);
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|source| HwError::Read {
-            path: dir.clone(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+    let names: Vec<String> = root
+        .list(rel)?
+        .into_iter()
         .filter(|n| n.starts_with("namespace"))
         .collect();
-    names.sort();
     let mut out = Vec::new();
     for name in names {
         let base = format!("{rel}/{name}");

@@ -69,24 +69,8 @@ enum StorageCommand {
     Scan,
     /// Prepare NVMe (hugepages, bind to vfio-pci/uio) and PMem (goals, namespaces) for DAOS.
     Prepare {
-        /// Only NVMe.
-        #[arg(short = 'n', long = "nvme-only")]
-        nvme_only: bool,
-        /// Only SCM (PMem).
-        #[arg(short = 's', long = "scm-only")]
-        scm_only: bool,
-        /// Undo: NVMe back to the kernel driver, PMem namespaces removed.
-        #[arg(long)]
-        reset: bool,
-        /// Do destructive PMem changes without asking.
-        #[arg(short = 'f', long)]
-        force: bool,
-        /// Hugepages to reserve (default: the config's nr_hugepages, else 1024).
-        #[arg(short = 'p', long)]
-        hugepages: Option<u64>,
-        /// NVMe controllers to leave alone (comma-separated PCI addresses).
-        #[arg(long = "pci-block-list", value_delimiter = ',')]
-        pci_block_list: Vec<String>,
+        #[command(flatten)]
+        flags: daos_ctl::cli::PrepareFlags,
         /// Config whose bdev_include/bdev_exclude/nr_hugepages apply (default /etc/daos/daos_server.yml if present).
         #[arg(short = 'o', long = "config")]
         config: Option<PathBuf>,
@@ -107,27 +91,8 @@ enum ConfigCommand {
     /// Write a daos_server.yml for this host's hardware to stdout.
     #[command(visible_alias = "gen")]
     Generate {
-        /// Management service replicas (comma-separated host[:port]); default localhost.
-        #[arg(short = 'r', long = "ms-replicas", value_delimiter = ',')]
-        ms_replicas: Vec<String>,
-        /// Number of engines (default: one per NUMA node).
-        #[arg(short = 'e', long = "num-engines")]
-        num_engines: Option<usize>,
-        /// Network device class: ethernet or infiniband.
-        #[arg(short = 'c', long = "net-class", default_value = "infiniband")]
-        net_class: String,
-        /// Fabric provider (default: the best one libfabric offers on the chosen interfaces).
-        #[arg(short = 'p', long = "net-provider")]
-        net_provider: Option<String>,
-        /// Use tmpfs (class ram) for SCM, sized from RAM, instead of PMem.
-        #[arg(short = 't', long = "use-tmpfs-scm")]
-        use_tmpfs_scm: bool,
-        /// SCM only: no NVMe tier.
-        #[arg(short = 's', long = "scm-only")]
-        scm_only: bool,
-        /// Fabric ports, one per engine (comma-separated; default 31416, 32416, ...).
-        #[arg(short = 'f', long = "fabric-ports", value_delimiter = ',')]
-        fabric_ports: Vec<u16>,
+        #[command(flatten)]
+        flags: daos_ctl::cli::GenerateFlags,
     },
     /// Check a daos_server.yml and print it normalized (modern form), or print every error.
     Validate {
@@ -271,15 +236,7 @@ fn run(cli: Cli) -> Result<(), CmdError> {
             }
             Ok(())
         }
-        Command::Storage(StorageCommand::Prepare {
-            nvme_only,
-            scm_only,
-            reset,
-            force,
-            hugepages,
-            pci_block_list,
-            config,
-        }) => {
+        Command::Storage(StorageCommand::Prepare { flags, config }) => {
             let cfg = match server::resolve(config.as_deref()) {
                 server::ConfigSource::File(p) => {
                     Some(daos_config::load_file(&p, &Overrides::default())?.server)
@@ -287,17 +244,17 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                 server::ConfigSource::Embedded(_) => None,
             };
             let args = daos_ctl::prepare::PrepareArgs {
-                nvme_only,
-                scm_only,
-                reset,
-                force,
-                hugepages: hugepages.or_else(|| {
+                nvme_only: flags.nvme_only,
+                scm_only: flags.scm_only,
+                reset: flags.reset,
+                force: flags.force,
+                hugepages: flags.hugepages.or_else(|| {
                     cfg.as_ref()
                         .map(|c| c.nr_hugepages)
                         .filter(|n| *n > 0)
                         .map(|n| n as u64)
                 }),
-                block_list: pci_block_list,
+                block_list: flags.pci_block_list,
                 include: cfg
                     .as_ref()
                     .map(|c| c.bdev_include.clone())
@@ -340,24 +297,8 @@ fn run(cli: Cli) -> Result<(), CmdError> {
             }
             Ok(())
         }
-        Command::Config(ConfigCommand::Generate {
-            ms_replicas,
-            num_engines,
-            net_class,
-            net_provider,
-            use_tmpfs_scm,
-            scm_only,
-            fabric_ports,
-        }) => {
-            let args = daos_ctl::generate::GenerateArgs {
-                replicas: ms_replicas,
-                engines: num_engines,
-                net_class,
-                provider: net_provider,
-                tmpfs: use_tmpfs_scm,
-                scm_only,
-                ports: fabric_ports,
-            };
+        Command::Config(ConfigCommand::Generate { flags }) => {
+            let args = flags.args();
             let yaml = daos_ctl::generate::generate(&daos_ctl::scan::sys_root(), &args)?;
             if cli.json {
                 println!(

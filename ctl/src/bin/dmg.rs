@@ -61,24 +61,8 @@ enum StorageCmd {
     },
     /// Prepare the servers' NVMe (hugepages, vfio) and PMem (goals, namespaces).
     Prepare {
-        /// Only NVMe.
-        #[arg(short = 'n', long = "nvme-only")]
-        nvme_only: bool,
-        /// Only SCM.
-        #[arg(short = 's', long = "scm-only")]
-        scm_only: bool,
-        /// Undo the preparation.
-        #[arg(long)]
-        reset: bool,
-        /// Do destructive PMem changes without asking.
-        #[arg(short = 'f', long)]
-        force: bool,
-        /// Hugepages to reserve.
-        #[arg(short = 'p', long)]
-        hugepages: Option<u64>,
-        /// NVMe controllers to leave alone.
-        #[arg(long = "pci-block-list", value_delimiter = ',')]
-        pci_block_list: Vec<String>,
+        #[command(flatten)]
+        flags: daos_ctl::cli::PrepareFlags,
     },
     /// PMem and NVMe hardware of the servers (verbose: per device, and the configured storage).
     Scan {
@@ -167,27 +151,8 @@ enum ConfigCmd {
     /// A daos_server.yml generated from the hosts' hardware (they must be alike).
     #[command(visible_alias = "gen")]
     Generate {
-        /// Management service replicas (comma-separated); default localhost.
-        #[arg(short = 'r', long = "ms-replicas", value_delimiter = ',')]
-        ms_replicas: Vec<String>,
-        /// Number of engines per host (default: one per NUMA node).
-        #[arg(short = 'e', long = "num-engines")]
-        num_engines: Option<u32>,
-        /// Network device class: ethernet or infiniband.
-        #[arg(short = 'c', long = "net-class", default_value = "infiniband")]
-        net_class: String,
-        /// Fabric provider.
-        #[arg(short = 'p', long = "net-provider")]
-        net_provider: Option<String>,
-        /// tmpfs SCM instead of PMem.
-        #[arg(short = 't', long = "use-tmpfs-scm")]
-        use_tmpfs_scm: bool,
-        /// SCM only, no NVMe.
-        #[arg(short = 's', long = "scm-only")]
-        scm_only: bool,
-        /// Fabric ports, one per engine.
-        #[arg(short = 'f', long = "fabric-ports", value_delimiter = ',')]
-        fabric_ports: Vec<u32>,
+        #[command(flatten)]
+        flags: daos_ctl::cli::GenerateFlags,
     },
 }
 
@@ -255,23 +220,8 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             Command::Storage(StorageCmd::Scan { verbose, .. }) => {
                 dmg::storage_scan(&target, *verbose).await
             }
-            Command::Storage(StorageCmd::Prepare {
-                nvme_only,
-                scm_only,
-                reset,
-                force,
-                hugepages,
-                pci_block_list,
-            }) => {
-                let req = daos_ctl::rpc::ctl::StoragePrepareReq {
-                    nvme_only: *nvme_only,
-                    scm_only: *scm_only,
-                    reset: *reset,
-                    force: *force,
-                    hugepages: hugepages.unwrap_or(0),
-                    pci_block_list: pci_block_list.clone(),
-                };
-                dmg::storage_prepare(&target, req).await
+            Command::Storage(StorageCmd::Prepare { flags }) => {
+                dmg::storage_prepare(&target, flags.request()).await
             }
             Command::Pool(cmd) => match pool_command(cmd) {
                 Ok(PoolOp::Create(req)) => dmg::pool_create(&target, req).await,
@@ -290,25 +240,8 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             Command::Network(NetworkCmd::Scan { provider }) => {
                 dmg::network_scan(&target, provider.as_deref().unwrap_or("")).await
             }
-            Command::Config(ConfigCmd::Generate {
-                ms_replicas,
-                num_engines,
-                net_class,
-                net_provider,
-                use_tmpfs_scm,
-                scm_only,
-                fabric_ports,
-            }) => {
-                let req = daos_ctl::rpc::ctl::ConfigGenerateReq {
-                    replicas: ms_replicas.clone(),
-                    engines: num_engines.unwrap_or(0),
-                    net_class: net_class.clone(),
-                    provider: net_provider.clone().unwrap_or_default(),
-                    tmpfs: *use_tmpfs_scm,
-                    scm_only: *scm_only,
-                    ports: fabric_ports.clone(),
-                };
-                dmg::config_generate(&target, req).await
+            Command::Config(ConfigCmd::Generate { flags }) => {
+                dmg::config_generate(&target, flags.request()).await
             }
             Command::System(SystemCmd::Query { ranks, verbose, .. }) => {
                 dmg::system_query(&target, ranks.as_deref().unwrap_or(""), *verbose).await
