@@ -145,3 +145,354 @@ mod tests {
         assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "best first: {p:?}");
     }
 }
+
+const FI_MSG: u64 = 1 << 1;
+const FI_RECV: u64 = 1 << 10;
+const FI_SEND: u64 = 1 << 11;
+const FI_SOURCE: u64 = 1 << 57;
+const FI_ADDR_UNSPEC: u64 = u64::MAX;
+const FI_EAGAIN: isize = 11;
+const FI_EAVAIL: isize = 259;
+
+/// An address inserted in an endpoint's address vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer(u64);
+
+/// An endpoint operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{call} failed: {message} ({code}); provider {provider}")]
+    Call {
+        call: &'static str,
+        code: isize,
+        message: String,
+        provider: String,
+    },
+    #[error("all {0} send buffers are in flight; poll for completions and retry")]
+    Busy(usize),
+    #[error(
+        "the provider cannot take the operation now (connecting, or queues full); poll and retry"
+    )]
+    Again,
+    #[error("message of {len} bytes exceeds the {max}-byte buffers")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// A reliable-datagram (RDM) endpoint with its own completion queue, address vector and a
+/// fixed pool of message buffers: `send_slots` for sends in flight, `recv_slots` kept posted.
+/// Buffers are owned here, so a buffer can never be freed while the provider still uses it.
+pub struct RdmEndpoint {
+    provider: String,
+    info: *mut sys::fi_info,
+    fabric: *mut sys::fid_fabric,
+    domain: *mut sys::fid_domain,
+    cq: *mut sys::fid_cq,
+    av: *mut sys::fid_av,
+    ep: *mut sys::fid_ep,
+    msg_size: usize,
+    /// Slots `0..send_slots` send, the rest receive.
+    bufs: Vec<Box<[u8]>>,
+    send_slots: usize,
+    free_send: Vec<usize>,
+    /// Receive buffers the provider could not take yet; posted again at the next poll.
+    pending_recv: Vec<usize>,
+}
+
+// SAFETY: the endpoint is owned by one thread at a time (a shard); libfabric objects may move
+// between threads when nothing else uses them, and every call takes `&mut self`.
+unsafe impl Send for RdmEndpoint {}
+
+impl RdmEndpoint {
+    fn fail(&self, call: &'static str, code: isize) -> EndpointError {
+        fail(&self.provider, call, code)
+    }
+
+    /// Opens an RDM endpoint of `provider` (libfabric's name, e.g. `tcp;ofi_rxm`), bound to
+    /// `node:service` when given (a server), else on an ephemeral address (a client).
+    pub fn open(
+        provider: &str,
+        node: Option<&str>,
+        service: Option<&str>,
+        msg_size: usize,
+        send_slots: usize,
+        recv_slots: usize,
+    ) -> Result<RdmEndpoint, EndpointError> {
+        let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
+        let (node_c, service_c) = (node.map(c), service.map(c));
+        // SAFETY: fi_allocinfo returns a zeroed fi_info with its attribute structs allocated,
+        // or NULL; it is freed with fi_freeinfo below.
+        let hints = unsafe { sys::fi_allocinfo() };
+        if hints.is_null() {
+            return Err(fail(provider, "fi_allocinfo", -12));
+        }
+        // SAFETY: `hints` and its attribute pointers were just allocated by libfabric; the
+        // provider name is malloc'ed (strdup) because fi_freeinfo frees it.
+        unsafe {
+            (*hints).caps = FI_MSG;
+            (*hints).mode = 0;
+            (*(*hints).ep_attr).type_ = sys::fi_ep_type::FI_EP_RDM;
+            (*(*hints).fabric_attr).prov_name = libc::strdup(c(provider).as_ptr());
+        }
+        let mut info: *mut sys::fi_info = ptr::null_mut();
+        let flags = if node.is_some() { FI_SOURCE } else { 0 };
+        // SAFETY: valid hints, NUL-terminated optional strings alive for the call, out-pointer valid.
+        let ret = unsafe {
+            sys::fi_getinfo(
+                sys::fi_version(),
+                node_c.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+                service_c.as_ref().map_or(ptr::null(), |s| s.as_ptr()),
+                flags,
+                hints,
+                &mut info,
+            )
+        };
+        // SAFETY: `hints` came from fi_allocinfo and is freed once.
+        unsafe { sys::fi_freeinfo(hints) };
+        if ret != 0 || info.is_null() {
+            return Err(fail(provider, "fi_getinfo", ret as isize));
+        }
+        let bufs: Vec<Box<[u8]>> = (0..send_slots + recv_slots)
+            .map(|_| vec![0u8; msg_size].into_boxed_slice())
+            .collect();
+        let mut e = RdmEndpoint {
+            provider: provider.into(),
+            info,
+            fabric: ptr::null_mut(),
+            domain: ptr::null_mut(),
+            cq: ptr::null_mut(),
+            av: ptr::null_mut(),
+            ep: ptr::null_mut(),
+            msg_size,
+            bufs,
+            send_slots,
+            free_send: (0..send_slots).rev().collect(),
+            pending_recv: Vec::new(),
+        };
+        // SAFETY: every object is opened from the live `info`/parents and stored in `e`, whose
+        // Drop closes what was opened, in reverse order, even if a later step fails.
+        unsafe {
+            let r = sys::fi_fabric((*e.info).fabric_attr, &mut e.fabric, ptr::null_mut());
+            if r != 0 {
+                return Err(e.fail("fi_fabric", r as isize));
+            }
+            let r = sys::fi_domain(e.fabric, e.info, &mut e.domain, ptr::null_mut());
+            if r != 0 {
+                return Err(e.fail("fi_domain", r as isize));
+            }
+            let mut cq_attr: sys::fi_cq_attr = std::mem::zeroed();
+            cq_attr.size = (send_slots + recv_slots) * 2;
+            cq_attr.format = sys::fi_cq_format_FI_CQ_FORMAT_MSG;
+            cq_attr.wait_obj = sys::fi_wait_obj_FI_WAIT_NONE;
+            let r = sys::fi_cq_open(e.domain, &mut cq_attr, &mut e.cq, ptr::null_mut());
+            if r != 0 {
+                return Err(e.fail("fi_cq_open", r as isize));
+            }
+            let mut av_attr: sys::fi_av_attr = std::mem::zeroed();
+            av_attr.type_ = sys::fi_av_type_FI_AV_TABLE;
+            av_attr.count = 64;
+            let r = sys::fi_av_open(e.domain, &mut av_attr, &mut e.av, ptr::null_mut());
+            if r != 0 {
+                return Err(e.fail("fi_av_open", r as isize));
+            }
+            let r = sys::fi_endpoint(e.domain, e.info, &mut e.ep, ptr::null_mut());
+            if r != 0 {
+                return Err(e.fail("fi_endpoint", r as isize));
+            }
+            let r = sys::fi_ep_bind(e.ep, &mut (*e.av).fid, 0);
+            if r != 0 {
+                return Err(e.fail("fi_ep_bind(av)", r as isize));
+            }
+            let r = sys::fi_ep_bind(e.ep, &mut (*e.cq).fid, FI_SEND | FI_RECV);
+            if r != 0 {
+                return Err(e.fail("fi_ep_bind(cq)", r as isize));
+            }
+            let r = sys::fi_enable(e.ep);
+            if r != 0 {
+                return Err(e.fail("fi_enable", r as isize));
+            }
+        }
+        for slot in send_slots..send_slots + recv_slots {
+            if !e.post_recv(slot)? {
+                e.pending_recv.push(slot);
+            }
+        }
+        Ok(e)
+    }
+
+    /// This endpoint's address, to hand to peers.
+    pub fn name(&self) -> Result<Vec<u8>, EndpointError> {
+        let mut buf = vec![0u8; 256];
+        let mut len = buf.len();
+        // SAFETY: `ep` is open; `buf` has `len` writable bytes and `len` is updated in place.
+        let r = unsafe { sys::fi_getname(&mut (*self.ep).fid, buf.as_mut_ptr().cast(), &mut len) };
+        if r != 0 {
+            return Err(self.fail("fi_getname", r as isize));
+        }
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Adds a peer's address (from its [`Self::name`]).
+    pub fn insert_peer(&mut self, name: &[u8]) -> Result<Peer, EndpointError> {
+        let mut addr: u64 = 0;
+        // SAFETY: `av` is open; `name` holds one address in this provider's format.
+        let r = unsafe {
+            sys::fi_av_insert(
+                self.av,
+                name.as_ptr().cast(),
+                1,
+                &mut addr,
+                0,
+                ptr::null_mut(),
+            )
+        };
+        if r != 1 {
+            return Err(self.fail("fi_av_insert", r as isize));
+        }
+        Ok(Peer(addr))
+    }
+
+    /// Posts a receive buffer; false when the provider cannot take it now.
+    fn post_recv(&mut self, slot: usize) -> Result<bool, EndpointError> {
+        let buf = self.bufs[slot].as_mut_ptr();
+        // SAFETY: the buffer is owned by `self` and stays allocated (and unused by us) until
+        // its completion comes back through `poll`; the context is the slot number + 1.
+        let r = unsafe {
+            sys::fi_recv(
+                self.ep,
+                buf.cast(),
+                self.msg_size,
+                ptr::null_mut(),
+                FI_ADDR_UNSPEC,
+                (slot + 1) as *mut std::ffi::c_void,
+            )
+        };
+        match r {
+            0 => Ok(true),
+            r if r == -FI_EAGAIN => Ok(false),
+            r => Err(self.fail("fi_recv", r)),
+        }
+    }
+
+    /// Sends `data` to `peer`. `Busy`: every send buffer is in flight; `Again`: the provider
+    /// cannot take it yet. Either way: poll, then retry.
+    pub fn send(&mut self, peer: Peer, data: &[u8]) -> Result<(), EndpointError> {
+        if data.len() > self.msg_size {
+            return Err(EndpointError::TooLarge {
+                len: data.len(),
+                max: self.msg_size,
+            });
+        }
+        let Some(slot) = self.free_send.pop() else {
+            return Err(EndpointError::Busy(self.send_slots));
+        };
+        self.bufs[slot][..data.len()].copy_from_slice(data);
+        let buf = self.bufs[slot].as_ptr();
+        // SAFETY: the buffer is owned by `self` and not reused until its send completion
+        // returns the slot to `free_send` in `poll`.
+        let r = unsafe {
+            sys::fi_send(
+                self.ep,
+                buf.cast(),
+                data.len(),
+                ptr::null_mut(),
+                peer.0,
+                (slot + 1) as *mut std::ffi::c_void,
+            )
+        };
+        match r {
+            0 => Ok(()),
+            r if r == -FI_EAGAIN => {
+                self.free_send.push(slot);
+                Err(EndpointError::Again)
+            }
+            r => {
+                self.free_send.push(slot);
+                Err(self.fail("fi_send", r))
+            }
+        }
+    }
+
+    /// Reaps completions: finished sends free their buffers; each received message is handed
+    /// to `on_recv` and its buffer is posted again. Returns the completions handled.
+    pub fn poll(&mut self, mut on_recv: impl FnMut(&[u8])) -> Result<usize, EndpointError> {
+        for slot in std::mem::take(&mut self.pending_recv) {
+            if !self.post_recv(slot)? {
+                self.pending_recv.push(slot);
+            }
+        }
+        // SAFETY: an all-zero fi_cq_msg_entry is a valid (empty) value of this plain C struct.
+        let mut entries: [sys::fi_cq_msg_entry; 16] = unsafe { std::mem::zeroed() };
+        // SAFETY: `cq` is open and `entries` has room for 16 entries of the CQ's format.
+        let n = unsafe { sys::fi_cq_read(self.cq, entries.as_mut_ptr().cast(), entries.len()) };
+        if n == -FI_EAGAIN {
+            return Ok(0);
+        }
+        if n == -FI_EAVAIL {
+            // SAFETY: as above for the error entry.
+            let mut err: sys::fi_cq_err_entry = unsafe { std::mem::zeroed() };
+            // SAFETY: `cq` is open; `err` is a valid out-buffer.
+            unsafe { sys::fi_cq_readerr(self.cq, &mut err, 0) };
+            return Err(self.fail("fi_cq_read (completion error)", -(err.err as isize)));
+        }
+        if n < 0 {
+            return Err(self.fail("fi_cq_read", n));
+        }
+        for e in &entries[..n as usize] {
+            let slot = (e.op_context as usize).wrapping_sub(1);
+            if slot >= self.bufs.len() {
+                continue;
+            }
+            if e.flags & FI_RECV != 0 {
+                on_recv(&self.bufs[slot][..e.len.min(self.msg_size)]);
+                if !self.post_recv(slot)? {
+                    self.pending_recv.push(slot);
+                }
+            } else if slot < self.send_slots {
+                self.free_send.push(slot);
+            }
+        }
+        Ok(n as usize)
+    }
+
+    /// Sends still in flight.
+    pub fn sends_in_flight(&self) -> usize {
+        self.send_slots - self.free_send.len()
+    }
+}
+
+fn fail(provider: &str, call: &'static str, code: isize) -> EndpointError {
+    // SAFETY: fi_strerror returns a static string for any error number.
+    let message = cstr(unsafe { sys::fi_strerror(code.unsigned_abs() as i32) });
+    EndpointError::Call {
+        call,
+        code,
+        message,
+        provider: provider.into(),
+    }
+}
+
+impl Drop for RdmEndpoint {
+    fn drop(&mut self) {
+        // SAFETY: each object is closed once, children before parents, only if it was opened;
+        // `info` is freed once after them.
+        unsafe {
+            if !self.ep.is_null() {
+                sys::fi_close(&mut (*self.ep).fid);
+            }
+            if !self.av.is_null() {
+                sys::fi_close(&mut (*self.av).fid);
+            }
+            if !self.cq.is_null() {
+                sys::fi_close(&mut (*self.cq).fid);
+            }
+            if !self.domain.is_null() {
+                sys::fi_close(&mut (*self.domain).fid);
+            }
+            if !self.fabric.is_null() {
+                sys::fi_close(&mut (*self.fabric).fid);
+            }
+            sys::fi_freeinfo(self.info);
+        }
+    }
+}
