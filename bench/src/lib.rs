@@ -6,6 +6,7 @@
 //! machine. A ratio against the reference measured in the same run (fio, fi_pingpong) is
 //! [`ratio`].
 
+pub mod fabric;
 pub mod stats;
 
 use serde::Serialize;

@@ -1,0 +1,301 @@
+//! The fabric check: ping-pong over the same RDM endpoints the engine uses, in fi_pingpong's
+//! columns, optionally against the real `fi_pingpong` (libfabric-bin) run with the same
+//! provider, sizes and iteration count, so the ratio is measured on the same machine, in the
+//! same run.
+//!
+//! Both sides run in this process (a server thread and the client) over loopback; the numbers
+//! are per one-way transfer, as fi_pingpong reports them.
+
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint};
+use serde::Serialize;
+
+use crate::stats::{Summary, summarize};
+
+const STOP: &[u8] = b"END";
+
+/// One size's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct SizeResult {
+    pub bytes: usize,
+    pub iterations: usize,
+    /// Microseconds per one-way transfer over the repeats.
+    pub usec_per_xfer: Summary,
+    /// MB/s of the median repeat.
+    pub mb_per_sec: f64,
+    /// fi_pingpong's usec/xfer and MB/s, when compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Reference>,
+    /// Our usec/xfer over fi_pingpong's (below 1 is faster), and our MB/s over theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_ratio: Option<f64>,
+}
+
+/// What fi_pingpong measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reference {
+    pub usec_per_xfer: f64,
+    pub mb_per_sec: f64,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()
+        .map(|a| a.port())
+}
+
+fn send(ep: &mut RdmEndpoint, peer: Peer, data: &[u8], deadline: Instant) -> Result<(), String> {
+    loop {
+        match ep.send(peer, data) {
+            Ok(()) => return Ok(()),
+            Err(EndpointError::Again | EndpointError::Busy(_)) if Instant::now() < deadline => {
+                ep.poll(|_| {}).map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn recv_into(ep: &mut RdmEndpoint, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), String> {
+    let mut got = false;
+    while !got {
+        if Instant::now() > deadline {
+            return Err("no message within the deadline".into());
+        }
+        ep.poll(|m| {
+            buf.clear();
+            buf.extend_from_slice(m);
+            got = true;
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Runs the ping-pong for every size; `repeat` runs of `iterations` round trips each.
+pub fn run(
+    provider: &str,
+    sizes: &[usize],
+    iterations: usize,
+    repeat: usize,
+) -> Result<Vec<SizeResult>, String> {
+    let max = sizes.iter().copied().max().unwrap_or(64).max(STOP.len());
+    let port = free_port().map_err(|e| e.to_string())?.to_string();
+    let (name_tx, name_rx) = mpsc::channel::<Result<Vec<u8>, String>>();
+    let (client_tx, client_rx) = mpsc::channel::<Vec<u8>>();
+    let prov = provider.to_string();
+    let server = std::thread::spawn(move || -> Result<(), String> {
+        let mut ep = match RdmEndpoint::open(&prov, Some("127.0.0.1"), Some(&port), max, 4, 4) {
+            Ok(ep) => ep,
+            Err(e) => {
+                let _ = name_tx.send(Err(e.to_string()));
+                return Err(e.to_string());
+            }
+        };
+        let _ = name_tx.send(ep.name().map_err(|e| e.to_string()));
+        let client = client_rx.recv().map_err(|e| e.to_string())?;
+        let peer = ep.insert_peer(&client).map_err(|e| e.to_string())?;
+        let mut buf = Vec::with_capacity(max);
+        loop {
+            recv_into(&mut ep, &mut buf, Instant::now() + Duration::from_secs(60))?;
+            if buf == STOP {
+                return Ok(());
+            }
+            send(
+                &mut ep,
+                peer,
+                &buf,
+                Instant::now() + Duration::from_secs(60),
+            )?;
+        }
+    });
+    let server_name = name_rx.recv().map_err(|e| e.to_string())??;
+    let mut ep = RdmEndpoint::open(provider, None, None, max, 4, 4).map_err(|e| e.to_string())?;
+    client_tx
+        .send(ep.name().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let peer = ep.insert_peer(&server_name).map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(max);
+    let mut results = Vec::new();
+    for &size in sizes {
+        let msg: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        // Warm up: connection set-up and first-touch costs stay out of the numbers.
+        for _ in 0..iterations.min(100) {
+            send(
+                &mut ep,
+                peer,
+                &msg,
+                Instant::now() + Duration::from_secs(30),
+            )?;
+            recv_into(&mut ep, &mut buf, Instant::now() + Duration::from_secs(30))?;
+        }
+        let mut per_xfer = Vec::with_capacity(repeat);
+        let mut mbs = Vec::with_capacity(repeat);
+        for _ in 0..repeat {
+            let t = Instant::now();
+            for _ in 0..iterations {
+                send(
+                    &mut ep,
+                    peer,
+                    &msg,
+                    Instant::now() + Duration::from_secs(30),
+                )?;
+                recv_into(&mut ep, &mut buf, Instant::now() + Duration::from_secs(30))?;
+            }
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            if buf != msg {
+                return Err(format!("{size}-byte message came back changed"));
+            }
+            per_xfer.push(us / (2 * iterations) as f64);
+            mbs.push((size * iterations * 2) as f64 / us);
+        }
+        let summary = summarize(&mut per_xfer);
+        let mb = summarize(&mut mbs).median;
+        results.push(SizeResult {
+            bytes: size,
+            iterations,
+            usec_per_xfer: summary,
+            mb_per_sec: mb,
+            reference: None,
+            latency_ratio: None,
+            bandwidth_ratio: None,
+        });
+    }
+    send(
+        &mut ep,
+        peer,
+        STOP,
+        Instant::now() + Duration::from_secs(10),
+    )?;
+    server
+        .join()
+        .map_err(|_| "server thread panicked".to_string())??;
+    Ok(results)
+}
+
+/// fi_pingpong's client line for one size: (usec/xfer, MB/s).
+pub fn parse_fi_pingpong(output: &str, size: usize) -> Option<(f64, f64)> {
+    output.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 8 || parse_size_token(f[0])? != size {
+            return None;
+        }
+        Some((f[6].parse().ok()?, f[5].parse().ok()?))
+    })
+}
+
+/// fi_pingpong's size column: `64`, `1k`, `64k`, `1m`.
+fn parse_size_token(t: &str) -> Option<usize> {
+    let (n, mul) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1024),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    n.parse::<usize>().ok().map(|v| v * mul)
+}
+
+/// Runs the real fi_pingpong (server and client on loopback) for one size. fi_pingpong has no
+/// warm-up, so its first transfer includes connection set-up: use enough iterations (1000+)
+/// for a fair ratio.
+pub fn fi_pingpong(provider: &str, size: usize, iterations: usize) -> Result<Reference, String> {
+    let base = provider.split(';').next().unwrap_or(provider);
+    let port = free_port().map_err(|e| e.to_string())?.to_string();
+    let common = [
+        "-p",
+        base,
+        "-e",
+        "rdm",
+        "-I",
+        &iterations.to_string(),
+        "-S",
+        &size.to_string(),
+    ];
+    let mut server = Command::new("fi_pingpong")
+        .args(common)
+        .args(["-B", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run fi_pingpong: {e} (apt-get install libfabric-bin)"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let client = Command::new("fi_pingpong")
+        .args(common)
+        .args(["-P", &port, "127.0.0.1"])
+        .output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = client.map_err(|e| format!("cannot run fi_pingpong: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (us, mb) = parse_fi_pingpong(&text, size).ok_or_else(|| {
+        format!(
+            "fi_pingpong printed no result for {size} bytes: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok(Reference {
+        usec_per_xfer: us,
+        mb_per_sec: mb,
+    })
+}
+
+/// fi_pingpong's table for our results.
+pub fn table(results: &[SizeResult]) -> String {
+    let human = |n: usize| match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}m", n >> 20),
+        n if n >= 1024 && n % 1024 == 0 => format!("{}k", n >> 10),
+        n => n.to_string(),
+    };
+    let mut out = format!(
+        "{:<8}{:<7}{:<6}{:<8}{:<7}{:<10}{:<11}{:<11}{}\n",
+        "bytes",
+        "#sent",
+        "#ack",
+        "total",
+        "time",
+        "MB/sec",
+        "usec/xfer",
+        "Mxfers/sec",
+        "vs fi_pingpong (latency, bandwidth)"
+    );
+    for r in results {
+        let us = r.usec_per_xfer.median;
+        let time = us * (2 * r.iterations) as f64 / 1e6;
+        let vs = match (r.latency_ratio, r.bandwidth_ratio) {
+            (Some(l), Some(b)) => format!("{l:.2}x, {b:.2}x"),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "{:<8}{:<7}{:<6}{:<8}{:<7}{:<10.2}{:<11.2}{:<11.2}{}\n",
+            human(r.bytes),
+            r.iterations,
+            format!("={}", r.iterations),
+            human(r.bytes * r.iterations * 2),
+            format!("{time:.2}s"),
+            r.mb_per_sec,
+            us,
+            1.0 / us,
+            vs
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fi_pingpong_lines() {
+        let out = "bytes #sent #ack total time  MB/sec   usec/xfer Mxfers/sec\n64    10    =10  1.2k  0.00s 4.76     13.45     0.07\n1m    10    =10  20m   0.00s 15263.11 68.70     0.01\n";
+        assert_eq!(parse_fi_pingpong(out, 64), Some((13.45, 4.76)));
+        assert_eq!(parse_fi_pingpong(out, 1 << 20), Some((68.70, 15263.11)));
+        assert_eq!(parse_fi_pingpong(out, 4096), None);
+    }
+}

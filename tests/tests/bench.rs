@@ -1,0 +1,54 @@
+//! Smoke test of daos_bench: each benchmark runs briefly on tiny sizes, its data verifies and
+//! its JSON parses with the fields others compare.
+
+use daos_tests::*;
+
+#[test]
+fn fabric_benchmark_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("fabric.json");
+    let out = run(
+        "daos_bench",
+        &[
+            "fabric",
+            "--sizes",
+            "64,4k",
+            "-I",
+            "50",
+            "--repeat",
+            "2",
+            "--json",
+            json.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("bytes   #sent  #ack  total   time   MB/sec    usec/xfer  Mxfers/sec"),
+        "{table}"
+    );
+    assert!(table.contains("\n4k      50     =50   400k"), "{table}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json file")).expect("json");
+    assert_eq!(v["benchmark"], "fabric");
+    assert!(
+        v["run"]["git_revision"].is_string() && v["run"]["machine"]["cores"].as_u64().is_some()
+    );
+    let r = &v["results"][1];
+    assert_eq!(r["bytes"], 4096);
+    assert_eq!(r["usec_per_xfer"]["count"], 2);
+    assert!(
+        r["usec_per_xfer"]["median"]
+            .as_f64()
+            .is_some_and(|m| m > 0.0)
+    );
+    let bad = run("daos_bench", &["fabric", "--sizes", "12q"], &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--sizes: invalid size"));
+}
