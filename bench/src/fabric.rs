@@ -49,6 +49,13 @@ fn free_port() -> std::io::Result<u16> {
         .map(|a| a.port())
 }
 
+/// The local address the kernel would use to reach `ip`.
+fn local_ip_towards(ip: std::net::Ipv4Addr) -> std::io::Result<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    s.connect((ip, 9))?;
+    Ok(s.local_addr()?.ip())
+}
+
 fn send(ep: &mut RdmEndpoint, peer: Peer, data: &[u8], deadline: Instant) -> Result<(), String> {
     loop {
         match ep.send(peer, data) {
@@ -77,54 +84,113 @@ fn recv_into(ep: &mut RdmEndpoint, buf: &mut Vec<u8>, deadline: Instant) -> Resu
     Ok(())
 }
 
-/// Runs the ping-pong for every size; `repeat` runs of `iterations` round trips each.
-pub fn run(
+const HELLO: &[u8] = b"HELO";
+/// The largest message a `--server` echoes.
+pub const SERVER_MAX_MESSAGE: usize = 1 << 20;
+const OK: &[u8] = b"OK";
+
+/// Serves ping-pong clients on `ip:port`: a client introduces itself with `HELO` and its
+/// address, then every message is echoed until `END`. With `once`, returns after one client.
+/// `ready` is told the endpoint is listening.
+pub fn serve(
     provider: &str,
+    ip: std::net::Ipv4Addr,
+    port: u16,
+    max: usize,
+    once: bool,
+    ready: Option<mpsc::Sender<()>>,
+) -> Result<(), String> {
+    let mut ep = RdmEndpoint::open(
+        provider,
+        Some(&ip.to_string()),
+        Some(&port.to_string()),
+        max.max(64),
+        4,
+        4,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(r) = ready {
+        let _ = r.send(());
+    }
+    let mut buf = Vec::with_capacity(max);
+    let mut peer: Option<Peer> = None;
+    loop {
+        recv_into(
+            &mut ep,
+            &mut buf,
+            Instant::now() + Duration::from_secs(3600),
+        )?;
+        match peer {
+            None if buf.starts_with(HELLO) => {
+                let p = ep
+                    .insert_peer(&buf[HELLO.len()..])
+                    .map_err(|e| e.to_string())?;
+                send(&mut ep, p, OK, Instant::now() + Duration::from_secs(30))?;
+                peer = Some(p);
+            }
+            None => {}
+            Some(_) if buf == STOP => {
+                if once {
+                    return Ok(());
+                }
+                peer = None;
+            }
+            Some(p) if buf.starts_with(HELLO) => {
+                // The client did not see our OK and asked again.
+                send(&mut ep, p, OK, Instant::now() + Duration::from_secs(30))?;
+            }
+            Some(p) => send(&mut ep, p, &buf, Instant::now() + Duration::from_secs(60))?,
+        }
+    }
+}
+
+/// Connects to a server at `ip:port` and runs the ping-pong for every size; `repeat` runs of
+/// `iterations` round trips each.
+pub fn client(
+    provider: &str,
+    ip: std::net::Ipv4Addr,
+    port: u16,
     sizes: &[usize],
     iterations: usize,
     repeat: usize,
 ) -> Result<Vec<SizeResult>, String> {
-    let max = sizes.iter().copied().max().unwrap_or(64).max(STOP.len());
-    let port = free_port().map_err(|e| e.to_string())?.to_string();
-    let (name_tx, name_rx) = mpsc::channel::<Result<Vec<u8>, String>>();
-    let (client_tx, client_rx) = mpsc::channel::<Vec<u8>>();
-    let prov = provider.to_string();
-    let server = std::thread::spawn(move || -> Result<(), String> {
-        let mut ep = match RdmEndpoint::open(&prov, Some("127.0.0.1"), Some(&port), max, 4, 4) {
-            Ok(ep) => ep,
-            Err(e) => {
-                let _ = name_tx.send(Err(e.to_string()));
-                return Err(e.to_string());
-            }
-        };
-        let _ = name_tx.send(ep.name().map_err(|e| e.to_string()));
-        let client = client_rx.recv().map_err(|e| e.to_string())?;
-        let peer = ep.insert_peer(&client).map_err(|e| e.to_string())?;
-        let mut buf = Vec::with_capacity(max);
-        loop {
-            recv_into(&mut ep, &mut buf, Instant::now() + Duration::from_secs(60))?;
-            if buf == STOP {
-                return Ok(());
-            }
-            send(
-                &mut ep,
-                peer,
-                &buf,
-                Instant::now() + Duration::from_secs(60),
-            )?;
-        }
-    });
-    let server_name = name_rx.recv().map_err(|e| e.to_string())??;
-    let mut ep = RdmEndpoint::open(provider, None, None, max, 4, 4).map_err(|e| e.to_string())?;
-    client_tx
-        .send(ep.name().map_err(|e| e.to_string())?)
+    let max = sizes.iter().copied().max().unwrap_or(64).max(64);
+    // Bind to the local address that routes to the server, so the name the server learns in
+    // `HELO` matches the connection it sees (a wildcard name makes the provider open a second,
+    // slow connection back).
+    let local = local_ip_towards(ip).map_err(|e| format!("no route to {ip}:{port}: {e}"))?;
+    let mut ep = RdmEndpoint::open(provider, Some(&local.to_string()), None, max, 4, 4)
         .map_err(|e| e.to_string())?;
-    let peer = ep.insert_peer(&server_name).map_err(|e| e.to_string())?;
+    let peer = ep
+        .insert_peer(&daos_hw::fabric::sockaddr_in(ip, port))
+        .map_err(|e| e.to_string())?;
+    let mut hello = HELLO.to_vec();
+    hello.extend_from_slice(&ep.name().map_err(|e| e.to_string())?);
     let mut buf = Vec::with_capacity(max);
+    // Greet until the server answers: a refused connection shows up as a send that never
+    // completes, so both sending and waiting are retried within one overall deadline.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut last_err = String::from("no reply");
+    loop {
+        if Instant::now() > give_up {
+            return Err(format!(
+                "no answer from a daos_bench fabric server at {ip}:{port} ({last_err}); start one there with `daos_bench fabric --server --addr {ip} --port {port}`"
+            ));
+        }
+        let attempt = Instant::now() + Duration::from_millis(500);
+        match send(&mut ep, peer, &hello, attempt) {
+            Ok(()) => match recv_into(&mut ep, &mut buf, attempt) {
+                Ok(()) if buf == OK => break,
+                Ok(()) => last_err = "unexpected reply".into(),
+                Err(e) => last_err = e,
+            },
+            Err(e) => last_err = e,
+        }
+    }
     let mut results = Vec::new();
     for &size in sizes {
         let msg: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        // Warm up: connection set-up and first-touch costs stay out of the numbers.
+        // Warm up: first-touch costs stay out of the numbers.
         for _ in 0..iterations.min(100) {
             send(
                 &mut ep,
@@ -172,6 +238,35 @@ pub fn run(
         STOP,
         Instant::now() + Duration::from_secs(10),
     )?;
+    // Let the last send complete before the endpoint closes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ep.sends_in_flight() > 0 && Instant::now() < deadline {
+        ep.poll(|_| {}).map_err(|e| e.to_string())?;
+    }
+    Ok(results)
+}
+
+/// Both sides in this process, over loopback.
+pub fn run(
+    provider: &str,
+    sizes: &[usize],
+    iterations: usize,
+    repeat: usize,
+) -> Result<Vec<SizeResult>, String> {
+    let max = sizes.iter().copied().max().unwrap_or(64).max(64);
+    let port = free_port().map_err(|e| e.to_string())?;
+    let ip = std::net::Ipv4Addr::LOCALHOST;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let prov = provider.to_string();
+    let server = std::thread::spawn(move || serve(&prov, ip, port, max, true, Some(ready_tx)));
+    if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+        return Err(server
+            .join()
+            .map_err(|_| "server thread panicked".to_string())?
+            .err()
+            .unwrap_or_else(|| "server did not start".into()));
+    }
+    let results = client(provider, ip, port, sizes, iterations, repeat)?;
     server
         .join()
         .map_err(|_| "server thread panicked".to_string())??;

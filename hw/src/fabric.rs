@@ -154,6 +154,17 @@ const FI_ADDR_UNSPEC: u64 = u64::MAX;
 const FI_EAGAIN: isize = 11;
 const FI_EAVAIL: isize = 259;
 
+/// The fabric address of a `tcp`/`sockets` endpoint at `ip:port` (a `struct sockaddr_in`),
+/// so a client can reach a server it only knows by host and port.
+pub fn sockaddr_in(ip: std::net::Ipv4Addr, port: u16) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    v.extend_from_slice(&port.to_be_bytes());
+    v.extend_from_slice(&ip.octets());
+    v.extend_from_slice(&[0u8; 8]);
+    v
+}
+
 /// An address inserted in an endpoint's address vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer(u64);

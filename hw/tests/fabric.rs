@@ -130,3 +130,23 @@ fn an_unknown_provider_is_a_clear_error() {
         "{text}"
     );
 }
+
+#[test]
+fn tcp_names_are_sockaddr_in() {
+    let port = free_port();
+    let server = RdmEndpoint::open(
+        "tcp;ofi_rxm",
+        Some("127.0.0.1"),
+        Some(&port.to_string()),
+        4096,
+        1,
+        1,
+    )
+    .expect("server");
+    let name = server.name().expect("name");
+    assert_eq!(
+        name,
+        daos_hw::fabric::sockaddr_in("127.0.0.1".parse().expect("ip"), port),
+        "{name:?}"
+    );
+}

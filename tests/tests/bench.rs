@@ -2,6 +2,7 @@
 //! its JSON parses with the fields others compare.
 
 use daos_tests::*;
+use std::time::Duration;
 
 #[test]
 fn fabric_benchmark_smoke() {
@@ -51,4 +52,73 @@ fn fabric_benchmark_smoke() {
     let bad = run("daos_bench", &["fabric", "--sizes", "12q"], &[]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--sizes: invalid size"));
+}
+
+#[test]
+fn fabric_server_and_client_in_separate_processes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port().to_string();
+    let mut server = Proc::start(
+        "daos_bench",
+        &[
+            "fabric",
+            "--server",
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--once",
+        ],
+        &[],
+        dir.path(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || log(
+            dir.path(),
+            "daos_bench",
+            "out"
+        )
+        .contains("listening on 127.0.0.1:")),
+        "server did not start: {}",
+        log(dir.path(), "daos_bench", "err")
+    );
+    let target = format!("127.0.0.1:{port}");
+    let out = run(
+        "daos_bench",
+        &[
+            "fabric", "--client", &target, "--sizes", "64,64k", "-I", "50", "--repeat", "1",
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("\n64k     50     =50   6400k"), "{table}");
+    // `--once`: the server leaves after its client says goodbye.
+    assert_eq!(server.wait(Duration::from_secs(20)), Some(0));
+
+    // Nobody listening: the client says so and how to start a server, instead of hanging.
+    let gone = run(
+        "daos_bench",
+        &["fabric", "--client", &target, "--sizes", "64", "-I", "5"],
+        &[],
+    );
+    assert_eq!(gone.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        err.contains(&format!(
+            "no answer from a daos_bench fabric server at {target}"
+        )) && err.contains("--server"),
+        "{err}"
+    );
+    let big = run(
+        "daos_bench",
+        &["fabric", "--client", &target, "--sizes", "2m"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&big.stderr).contains("--sizes: 2097152 bytes"));
 }

@@ -32,13 +32,43 @@ enum Cmd {
         /// Repeats per size (median, min, max over them).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
-        /// Also run the real fi_pingpong with the same provider and sizes, and print ratios.
-        #[arg(long = "compare-fi-pingpong")]
+        /// Also run the real fi_pingpong with the same provider and sizes, and print ratios
+        /// (on loopback only: across hosts, run fi_pingpong between the same hosts yourself).
+        #[arg(long = "compare-fi-pingpong", conflicts_with_all = ["client", "server"])]
         compare: bool,
         /// Write the results as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Serve clients on this host (`--addr`, `--port`) instead of measuring.
+        #[arg(long, conflicts_with = "client")]
+        server: bool,
+        /// Measure against a server at HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        client: Option<String>,
+        /// Server: IPv4 address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        addr: std::net::Ipv4Addr,
+        /// Server: port to listen on.
+        #[arg(long, default_value_t = 47600)]
+        port: u16,
+        /// Server: exit after one client.
+        #[arg(long)]
+        once: bool,
     },
+}
+
+fn resolve(hostport: &str) -> Result<(std::net::Ipv4Addr, u16), String> {
+    use std::net::ToSocketAddrs;
+    let addrs = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("--client {hostport:?}: {e} (write HOST:PORT)"))?;
+    addrs
+        .filter_map(|a| match a {
+            std::net::SocketAddr::V4(v4) => Some((*v4.ip(), v4.port())),
+            _ => None,
+        })
+        .next()
+        .ok_or_else(|| format!("--client {hostport:?}: no IPv4 address"))
 }
 
 fn size(s: &str) -> Result<usize, String> {
@@ -53,19 +83,64 @@ fn size(s: &str) -> Result<usize, String> {
         .map_err(|_| format!("--sizes: invalid size {s:?} (use e.g. 64, 4k, 1m)"))
 }
 
-fn fabric_cmd(
+struct FabricArgs {
     provider: String,
     sizes: Vec<String>,
     iterations: usize,
     repeat: usize,
     compare: bool,
     json: Option<PathBuf>,
-) -> Result<(), String> {
+    server: bool,
+    client: Option<String>,
+    addr: std::net::Ipv4Addr,
+    port: u16,
+    once: bool,
+}
+
+fn fabric_cmd(a: FabricArgs) -> Result<(), String> {
+    let FabricArgs {
+        provider,
+        sizes,
+        iterations,
+        repeat,
+        compare,
+        json,
+        server,
+        client,
+        addr,
+        port,
+        once,
+    } = a;
     let sizes: Vec<usize> = sizes.iter().map(|s| size(s)).collect::<Result<_, _>>()?;
     if iterations == 0 || repeat == 0 {
         return Err("--iterations and --repeat must be at least 1".into());
     }
-    let mut results = fabric::run(&provider, &sizes, iterations, repeat)?;
+    if server {
+        println!(
+            "daos_bench fabric server listening on {addr}:{port} ({provider}); stop with Ctrl-C"
+        );
+        return fabric::serve(
+            &provider,
+            addr,
+            port,
+            fabric::SERVER_MAX_MESSAGE,
+            once,
+            None,
+        );
+    }
+    let mut results = match &client {
+        Some(hp) => {
+            let (ip, p) = resolve(hp)?;
+            if let Some(big) = sizes.iter().find(|&&s| s > fabric::SERVER_MAX_MESSAGE) {
+                return Err(format!(
+                    "--sizes: {big} bytes is more than a fabric server takes ({} bytes); use 1m or less",
+                    fabric::SERVER_MAX_MESSAGE
+                ));
+            }
+            fabric::client(&provider, ip, p, &sizes, iterations, repeat)?
+        }
+        None => fabric::run(&provider, &sizes, iterations, repeat)?,
+    };
     if compare {
         for r in &mut results {
             let reference = fabric::fi_pingpong(&provider, r.bytes, iterations)?;
@@ -96,7 +171,24 @@ fn main() -> std::process::ExitCode {
             repeat,
             compare,
             json,
-        } => fabric_cmd(provider, sizes, iterations, repeat, compare, json),
+            server,
+            client,
+            addr,
+            port,
+            once,
+        } => fabric_cmd(FabricArgs {
+            provider,
+            sizes,
+            iterations,
+            repeat,
+            compare,
+            json,
+            server,
+            client,
+            addr,
+            port,
+            once,
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
