@@ -8,7 +8,8 @@ set -euo pipefail
 # libfabric-dev + libclang-dev: the libfabric bindings (bindgen); libfabric-bin: fi_info and
 # fi_pingpong; libhwloc-dev + libudev-dev: the hwloc topology (hwlocality); ipmctl + ndctl:
 # PMem modules and namespaces (storage scan, storage prepare); libpmem-dev: SCM files of targets.
-PACKAGES=(protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin libhwloc-dev libudev-dev ipmctl ndctl libpmem-dev)
+# fio: the storage benchmark's same-run reference (daos_bench storage --compare-fio).
+PACKAGES=(protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin libhwloc-dev libudev-dev ipmctl ndctl libpmem-dev fio)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -342,11 +342,7 @@ pub fn fi_pingpong(provider: &str, size: usize, iterations: usize) -> Result<Ref
 
 /// fi_pingpong's table for our results.
 pub fn table(results: &[SizeResult]) -> String {
-    let human = |n: usize| match n {
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}m", n >> 20),
-        n if n >= 1024 && n % 1024 == 0 => format!("{}k", n >> 10),
-        n => n.to_string(),
-    };
+    use crate::human;
     let mut out = format!(
         "{:<8}{:<7}{:<6}{:<8}{:<7}{:<10}{:<11}{:<11}{}\n",
         "bytes",

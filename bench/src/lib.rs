@@ -8,6 +8,7 @@
 
 pub mod fabric;
 pub mod stats;
+pub mod storage;
 
 use serde::Serialize;
 
@@ -105,6 +106,15 @@ pub fn run_info() -> RunInfo {
 /// ours / reference, or `None` when the reference measured nothing.
 pub fn ratio(ours: f64, reference: f64) -> Option<f64> {
     (reference > 0.0 && reference.is_finite() && ours.is_finite()).then(|| ours / reference)
+}
+
+/// A byte count as fi_pingpong and fio print it: `64`, `4k`, `1m`.
+pub fn human(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}m", n >> 20),
+        n if n >= 1024 && n % 1024 == 0 => format!("{}k", n >> 10),
+        n => n.to_string(),
+    }
 }
 
 #[cfg(test)]

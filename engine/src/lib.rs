@@ -7,6 +7,7 @@
 //! The target store and client I/O come with the data plane.
 
 pub mod args;
+pub mod bdev;
 pub mod control;
 pub mod coremap;
 pub mod pool;

@@ -122,3 +122,109 @@ fn fabric_server_and_client_in_separate_processes() {
     );
     assert!(String::from_utf8_lossy(&big.stderr).contains("--sizes: 2097152 bytes"));
 }
+
+#[test]
+fn storage_benchmark_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bdev.dat");
+    let json = dir.path().join("storage.json");
+    let fio = std::process::Command::new("fio")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut args = vec![
+        "storage",
+        "--file",
+        file.to_str().expect("utf8"),
+        "--size",
+        "8m",
+        "--workloads",
+        "randwrite/4k,randread/4k,read/1m",
+        "--qd",
+        "4",
+        "--runtime",
+        "0.3",
+        "--json",
+        json.to_str().expect("utf8"),
+    ];
+    if fio {
+        args.push("--compare-fio");
+    } else {
+        eprintln!(
+            "SKIP part: fio is not installed (scripts/setup.sh installs it); no fio comparison"
+        );
+    }
+    let out = run("daos_bench", &args, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("workload   block  qd   IOPS"), "{table}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json file")).expect("json");
+    assert_eq!(v["benchmark"], "storage");
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["workload"], "randwrite");
+    assert_eq!(results[2]["block"], 1 << 20);
+    for r in results {
+        assert!(r["ops"].as_u64().is_some_and(|n| n > 0), "{r}");
+        assert!(r["ours"]["p99_us"].as_f64().is_some_and(|p| p > 0.0), "{r}");
+        if fio {
+            assert!(r["iops_ratio"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+        }
+    }
+    // Every read checked the stamps the writes left.
+    assert_eq!(results[1]["verified_reads"], results[1]["ops"]);
+    assert!(results[1]["ops"].as_u64().is_some_and(|n| n > 0));
+
+    // A user's file is kept; bad flags name themselves and the fix.
+    assert!(file.exists());
+    let bad = run(
+        "daos_bench",
+        &["storage", "--workloads", "randread/3k"],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a multiple of 4k"));
+    let bad = run("daos_bench", &["storage", "--workloads", "scan/4k"], &[]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown pattern \"scan\""));
+    let bad = run(
+        "daos_bench",
+        &["storage", "--size", "4k", "--workloads", "read/1m"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--size 4k is smaller"));
+}
+
+#[test]
+fn storage_benchmark_detects_corrupt_reads() {
+    // Overwrite one block of a prepared file behind the benchmark's back: the read run must
+    // fail on it instead of reporting a number.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bdev.dat");
+    daos_bench::storage::prepare(&file, 1 << 20).expect("prepare");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .expect("open");
+        f.write_all_at(&[0xff; 8], 8192).expect("corrupt");
+        f.sync_all().expect("sync");
+    }
+    let w = daos_bench::storage::Workload {
+        rw: daos_bench::storage::Rw::Read,
+        block: 4096,
+    };
+    let err = daos_bench::storage::run(&file, 1 << 20, w, 2, Duration::from_millis(200))
+        .err()
+        .expect("corruption found");
+    assert!(
+        err.contains("offset 8192") && err.contains("did not verify"),
+        "{err}"
+    );
+}

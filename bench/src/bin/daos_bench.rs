@@ -55,6 +55,163 @@ enum Cmd {
         #[arg(long)]
         once: bool,
     },
+    /// Storage path: the engine's io_uring O_DIRECT block path on one core, against fio.
+    Storage(StorageArgs),
+}
+
+#[derive(clap::Args)]
+struct StorageArgs {
+    /// File (bdev class `file`) or block device (`kdev`) to run on; default: a temporary file,
+    /// removed afterwards.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Bytes of the file to use (k, m, g suffixes).
+    #[arg(long, default_value = "1g")]
+    size: String,
+    /// Workloads, PATTERN/BLOCK, comma-separated; patterns are fio's (randwrite, randread,
+    /// write, read).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "randwrite/4k,randread/4k,write/1m,read/1m"
+    )]
+    workloads: Vec<String>,
+    /// I/Os in flight.
+    #[arg(long = "qd", default_value_t = 32)]
+    queue_depth: usize,
+    /// Seconds per workload.
+    #[arg(long, default_value_t = 10.0)]
+    runtime: f64,
+    /// CPU to pin to (ours and fio's).
+    #[arg(long, default_value_t = 0)]
+    cpu: usize,
+    /// Also run fio with the same pattern, block, depth, file and CPU, and print ratios.
+    #[arg(long = "compare-fio")]
+    compare: bool,
+    /// Allow writing to a block device (destroys its data).
+    #[arg(long)]
+    destroy_data: bool,
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn storage_cmd(a: StorageArgs) -> Result<(), String> {
+    use daos_bench::storage;
+    let size_arg = |s: &str| -> Result<usize, String> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.strip_suffix('g') {
+            Some(n) => n
+                .parse::<usize>()
+                .map(|v| v << 30)
+                .map_err(|_| format!("invalid size {s:?} (use e.g. 4k, 256m, 1g)")),
+            None => size(&t).map_err(|_| format!("invalid size {s:?} (use e.g. 4k, 256m, 1g)")),
+        }
+    };
+    let total = size_arg(&a.size).map_err(|e| format!("--size: {e}"))? as u64;
+    let workloads: Vec<storage::Workload> = a
+        .workloads
+        .iter()
+        .map(|w| {
+            storage::parse_workload(w, |b| size_arg(b).map_err(|e| format!("--workloads: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(w) = workloads.iter().find(|w| w.block as u64 > total) {
+        return Err(format!(
+            "--size {} is smaller than the {} block of {}",
+            a.size,
+            daos_bench::human(w.block),
+            w.rw.name()
+        ));
+    }
+    if a.queue_depth == 0 || a.queue_depth > 1024 {
+        return Err(format!("--qd {}: use 1 to 1024", a.queue_depth));
+    }
+    if !(a.runtime > 0.0 && a.runtime <= 3600.0) {
+        return Err(format!(
+            "--runtime {}: use more than 0 and at most 3600 seconds",
+            a.runtime
+        ));
+    }
+    let runtime = std::time::Duration::from_secs_f64(a.runtime);
+    let (path, temp) = match &a.file {
+        Some(p) => {
+            use std::os::unix::fs::FileTypeExt;
+            if let Ok(m) = std::fs::metadata(p)
+                && m.file_type().is_block_device()
+                && !a.destroy_data
+            {
+                return Err(format!(
+                    "--file {}: is a block device and the benchmark overwrites it; add --destroy-data if that is what you want",
+                    p.display()
+                ));
+            }
+            (p.clone(), false)
+        }
+        None => (
+            std::env::temp_dir().join(format!("daos_bench_storage_{}.dat", std::process::id())),
+            true,
+        ),
+    };
+    let mut set = nix::sched::CpuSet::new();
+    set.set(a.cpu)
+        .map_err(|e| format!("--cpu {}: {e}", a.cpu))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| {
+        format!(
+            "--cpu {}: cannot pin to it ({e}); pick an online CPU",
+            a.cpu
+        )
+    })?;
+    let result = (|| -> Result<Vec<storage::WorkloadResult>, String> {
+        eprintln!(
+            "daos_bench storage: preparing {} ({} bytes)",
+            path.display(),
+            total
+        );
+        storage::prepare(&path, total)?;
+        let mut results = Vec::new();
+        for w in &workloads {
+            eprintln!(
+                "daos_bench storage: {} {} qd {} for {:.1}s",
+                w.rw.name(),
+                daos_bench::human(w.block),
+                a.queue_depth,
+                a.runtime
+            );
+            let (mut r, _) = storage::run(&path, total, *w, a.queue_depth, runtime)?;
+            if a.compare {
+                let f = storage::fio(&path, total, *w, a.queue_depth, runtime, Some(a.cpu))?;
+                r.iops_ratio = daos_bench::ratio(r.ours.iops, f.iops);
+                r.bandwidth_ratio = daos_bench::ratio(r.ours.mb_per_sec, f.mb_per_sec);
+                r.fio = Some(f);
+                if matches!(w.rw, storage::Rw::RandWrite | storage::Rw::Write) {
+                    // fio wrote its own data: stamp the file again for the reads that follow.
+                    storage::prepare(&path, total)?;
+                }
+            }
+            results.push(r);
+        }
+        Ok(results)
+    })();
+    if temp {
+        let _ = std::fs::remove_file(&path);
+    }
+    let results = result?;
+    print!("{}", storage::table(&results));
+    if let Some(j) = a.json {
+        let doc = serde_json::json!({
+            "benchmark": "storage",
+            "file": path.display().to_string(),
+            "size": total,
+            "cpu": a.cpu,
+            "runtime_secs": a.runtime,
+            "run": daos_bench::run_info(),
+            "results": results,
+        });
+        std::fs::write(&j, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", j.display()))?;
+    }
+    Ok(())
 }
 
 fn resolve(hostport: &str) -> Result<(std::net::Ipv4Addr, u16), String> {
@@ -189,6 +346,7 @@ fn main() -> std::process::ExitCode {
             port,
             once,
         }),
+        Cmd::Storage(a) => storage_cmd(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
