@@ -26,6 +26,9 @@ pub struct SizeResult {
     pub usec_per_xfer: Summary,
     /// MB/s of the median repeat.
     pub mb_per_sec: f64,
+    /// Heap allocations per round trip in the measured loops, both sides (`null` without the
+    /// counting allocator).
+    pub allocations_per_op: Option<f64>,
     /// fi_pingpong's usec/xfer and MB/s, when compared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
@@ -202,7 +205,10 @@ pub fn client(
         }
         let mut per_xfer = Vec::with_capacity(repeat);
         let mut mbs = Vec::with_capacity(repeat);
-        for _ in 0..repeat {
+        let mut progress = crate::Progress::new(format!("ping-pong {}", crate::human(size)));
+        let allocs_before = crate::alloc_count::allocations();
+        for run in 0..repeat {
+            progress.tick(Instant::now(), run as f64 / repeat as f64);
             let t = Instant::now();
             for _ in 0..iterations {
                 send(
@@ -220,6 +226,12 @@ pub fn client(
             per_xfer.push(us / (2 * iterations) as f64);
             mbs.push((size * iterations * 2) as f64 / us);
         }
+        let allocations_per_op = crate::alloc_count::per_op(
+            allocs_before,
+            crate::alloc_count::allocations(),
+            (iterations * repeat) as u64,
+        );
+        progress.finish();
         let summary = summarize(&mut per_xfer);
         let mb = summarize(&mut mbs).median;
         results.push(SizeResult {
@@ -227,6 +239,7 @@ pub fn client(
             iterations,
             usec_per_xfer: summary,
             mb_per_sec: mb,
+            allocations_per_op,
             reference: None,
             latency_ratio: None,
             bandwidth_ratio: None,

@@ -6,6 +6,7 @@
 //! machine. A ratio against the reference measured in the same run (fio, fi_pingpong) is
 //! [`ratio`].
 
+pub mod alloc_count;
 pub mod fabric;
 pub mod stats;
 pub mod storage;
@@ -114,6 +115,51 @@ pub fn human(n: usize) -> String {
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}m", n >> 20),
         n if n >= 1024 && n % 1024 == 0 => format!("{}k", n >> 10),
         n => n.to_string(),
+    }
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal and at most five
+/// times a second, so it costs nothing measurable (and nothing at all in logs and CI).
+pub struct Progress {
+    label: String,
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    pub fn new(label: impl Into<String>) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            label: label.into(),
+            on: std::io::stderr().is_terminal(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Shows `done` of 1.0.
+    pub fn tick(&mut self, now: std::time::Instant, done: f64) {
+        if !self.on || now.duration_since(self.last) < std::time::Duration::from_millis(200) {
+            return;
+        }
+        self.last = now;
+        let filled = (done.clamp(0.0, 1.0) * 30.0) as usize;
+        // Padding only: no allocation while a benchmark runs.
+        eprint!(
+            "\r{:<24} [{:#<f$}{:<r$}] {:>3.0}%",
+            self.label,
+            "",
+            "",
+            done * 100.0,
+            f = filled,
+            r = 30 - filled
+        );
+    }
+
+    /// Clears the line.
+    pub fn finish(&mut self) {
+        if self.on {
+            eprint!("\r{:<70}\r", "");
+        }
     }
 }
 

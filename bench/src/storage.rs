@@ -154,6 +154,8 @@ pub struct WorkloadResult {
     pub queue_depth: usize,
     pub ops: u64,
     pub verified_reads: u64,
+    /// Heap allocations per I/O in the measured loop (`null` without the counting allocator).
+    pub allocations_per_op: Option<f64>,
     pub ours: Numbers,
     pub fio: Option<Numbers>,
     pub iops_ratio: Option<f64>,
@@ -257,6 +259,8 @@ pub fn run(
         };
         b * w.block as u64
     };
+    let mut progress = crate::Progress::new(format!("{} {}", w.rw.name(), crate::human(w.block)));
+    let allocs_before = crate::alloc_count::allocations();
     let begin = Instant::now();
     let end = begin + runtime;
     for slot in 0..qd {
@@ -300,8 +304,13 @@ pub fn run(
             }
         });
         if let Some(e) = error.take() {
+            progress.finish();
             return Err(e);
         }
+        progress.tick(
+            now,
+            now.duration_since(begin).as_secs_f64() / runtime.as_secs_f64(),
+        );
         for &slot in &done[..n] {
             if op == Op::Read {
                 if let Some(b) = dev.buf(slot) {
@@ -325,6 +334,9 @@ pub fn run(
     }
     let secs = begin.elapsed().as_secs_f64();
     let ops = hist.count();
+    let allocations_per_op =
+        crate::alloc_count::per_op(allocs_before, crate::alloc_count::allocations(), ops);
+    progress.finish();
     let ours = Numbers {
         iops: ops as f64 / secs,
         mb_per_sec: (ops as f64 * w.block as f64) / secs / 1e6,
@@ -339,6 +351,7 @@ pub fn run(
             queue_depth: qd,
             ops,
             verified_reads: verified,
+            allocations_per_op,
             ours,
             fio: None,
             iops_ratio: None,

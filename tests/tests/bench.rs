@@ -43,6 +43,8 @@ fn fabric_benchmark_smoke() {
     );
     let r = &v["results"][1];
     assert_eq!(r["bytes"], 4096);
+    // Neither side of the ping-pong allocates per message.
+    assert_eq!(r["allocations_per_op"], 0.0, "{r}");
     assert_eq!(r["usec_per_xfer"]["count"], 2);
     assert!(
         r["usec_per_xfer"]["median"]
@@ -173,6 +175,8 @@ fn storage_benchmark_smoke() {
     for r in results {
         assert!(r["ops"].as_u64().is_some_and(|n| n > 0), "{r}");
         assert!(r["ours"]["p99_us"].as_f64().is_some_and(|p| p > 0.0), "{r}");
+        // The hot path allocates nothing.
+        assert_eq!(r["allocations_per_op"], 0.0, "{r}");
         if fio {
             assert!(r["iops_ratio"].as_f64().is_some_and(|x| x > 0.0), "{r}");
         }

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use daos_bench::fabric;
 
+#[global_allocator]
+static ALLOC: daos_bench::alloc_count::CountingAlloc = daos_bench::alloc_count::CountingAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "daos_bench",
@@ -319,6 +322,7 @@ fn fabric_cmd(a: FabricArgs) -> Result<(), String> {
 }
 
 fn main() -> std::process::ExitCode {
+    daos_bench::alloc_count::CountingAlloc::mark_installed();
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Fabric {
