@@ -136,6 +136,15 @@ impl Progress {
         }
     }
 
+    /// A bar that never draws (for all but one of several threads).
+    pub fn silent() -> Progress {
+        Progress {
+            label: String::new(),
+            on: false,
+            last: std::time::Instant::now(),
+        }
+    }
+
     /// Shows `done` of 1.0.
     pub fn tick(&mut self, now: std::time::Instant, done: f64) {
         if !self.on || now.duration_since(self.last) < std::time::Duration::from_millis(200) {

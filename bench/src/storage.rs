@@ -118,6 +118,13 @@ impl Histogram {
         self.total += 1;
     }
 
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.total += other.total;
+    }
+
     pub fn count(&self) -> u64 {
         self.total
     }
@@ -152,6 +159,8 @@ pub struct WorkloadResult {
     pub workload: String,
     pub block: usize,
     pub queue_depth: usize,
+    /// Targets (threads, one per core), each with its own ring and slice of the file.
+    pub targets: usize,
     pub ops: u64,
     pub verified_reads: u64,
     /// Heap allocations per I/O in the measured loop (`null` without the counting allocator).
@@ -224,24 +233,109 @@ impl Rng {
     }
 }
 
-/// Runs one workload for `runtime` on the calling thread at queue depth `qd`.
+/// What one target measured.
+struct TargetRun {
+    hist: Histogram,
+    verified: u64,
+    /// Heap allocations by the target's thread in its I/O loop.
+    allocations: Option<u64>,
+}
+
+/// Runs one workload on `targets` threads, target `i` pinned to CPU `first_cpu + i` with its
+/// own ring, buffers and slice of the file (shared-nothing, as engine targets are), each at
+/// queue depth `qd`, for `runtime`.
 pub fn run(
     path: &Path,
     size: u64,
     w: Workload,
     qd: usize,
     runtime: Duration,
-) -> Result<(WorkloadResult, Histogram), String> {
-    let mut dev = UringBdev::open(path, w.block, qd, size, false)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let blocks = size / w.block as u64;
-    if blocks == 0 {
+    targets: usize,
+    first_cpu: usize,
+) -> Result<WorkloadResult, String> {
+    let targets = targets.max(1);
+    let slice = (size / targets as u64) / w.block as u64 * w.block as u64;
+    if slice == 0 {
         return Err(format!(
-            "--size {size} is smaller than the block size {}",
-            w.block
+            "--size {size} gives each of {targets} target(s) less than one {} block",
+            crate::human(w.block)
         ));
     }
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let begin = Instant::now();
+    let runs: Vec<Result<TargetRun, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..targets)
+            .map(|i| {
+                scope.spawn(move || {
+                    pin(first_cpu + i)?;
+                    let mut dev = UringBdev::open(path, w.block, qd, size, false)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    run_target(&mut dev, i as u64 * slice, slice, w, qd, runtime, i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a target thread panicked".into()))
+            })
+            .collect()
+    });
+    let secs = begin.elapsed().as_secs_f64();
+    let mut hist = Histogram::default();
+    let mut verified = 0;
+    let mut allocations = Some(0);
+    for r in runs {
+        let r = r?;
+        hist.merge(&r.hist);
+        verified += r.verified;
+        allocations = allocations.zip(r.allocations).map(|(a, b)| a + b);
+    }
+    let ops = hist.count();
+    let ours = Numbers {
+        iops: ops as f64 / secs,
+        mb_per_sec: (ops as f64 * w.block as f64) / secs / 1e6,
+        p50_us: hist.percentile_us(50.0),
+        p99_us: hist.percentile_us(99.0),
+        p999_us: hist.percentile_us(99.9),
+    };
+    Ok(WorkloadResult {
+        workload: w.rw.name().into(),
+        block: w.block,
+        queue_depth: qd,
+        targets,
+        ops,
+        verified_reads: verified,
+        allocations_per_op: crate::alloc_count::per_op(Some(0), allocations, ops),
+        ours,
+        fio: None,
+        iops_ratio: None,
+        bandwidth_ratio: None,
+    })
+}
+
+fn pin(cpu: usize) -> Result<(), String> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).map_err(|e| format!("--cpu: CPU {cpu}: {e}"))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| {
+        format!(
+            "--cpu: cannot pin a target to CPU {cpu} ({e}); pick online CPUs (--cpu plus --targets)"
+        )
+    })
+}
+
+/// One target's loop over its slice `[base, base + len)`; the calling thread is the target.
+fn run_target(
+    dev: &mut UringBdev,
+    base: u64,
+    len: u64,
+    w: Workload,
+    qd: usize,
+    runtime: Duration,
+    index: usize,
+) -> Result<TargetRun, String> {
+    let blocks = len / w.block as u64;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((index as u64 + 1) << 32));
     let mut seq = 0u64;
     let mut offsets = vec![0u64; qd];
     let mut started = vec![Instant::now(); qd];
@@ -257,10 +351,13 @@ pub fn run(
             *seq += 1;
             b
         };
-        b * w.block as u64
+        base + b * w.block as u64
     };
     let mut progress = crate::Progress::new(format!("{} {}", w.rw.name(), crate::human(w.block)));
-    let allocs_before = crate::alloc_count::allocations();
+    if index != 0 {
+        progress = crate::Progress::silent();
+    }
+    let allocs_before = crate::alloc_count::thread_allocations();
     let begin = Instant::now();
     let end = begin + runtime;
     for slot in 0..qd {
@@ -332,44 +429,30 @@ pub fn run(
             dev.push(slot, op, off).map_err(|e| e.to_string())?;
         }
     }
-    let secs = begin.elapsed().as_secs_f64();
-    let ops = hist.count();
-    let allocations_per_op =
-        crate::alloc_count::per_op(allocs_before, crate::alloc_count::allocations(), ops);
+    let allocations = allocs_before
+        .zip(crate::alloc_count::thread_allocations())
+        .map(|(b, a)| a - b);
     progress.finish();
-    let ours = Numbers {
-        iops: ops as f64 / secs,
-        mb_per_sec: (ops as f64 * w.block as f64) / secs / 1e6,
-        p50_us: hist.percentile_us(50.0),
-        p99_us: hist.percentile_us(99.0),
-        p999_us: hist.percentile_us(99.9),
-    };
-    Ok((
-        WorkloadResult {
-            workload: w.rw.name().into(),
-            block: w.block,
-            queue_depth: qd,
-            ops,
-            verified_reads: verified,
-            allocations_per_op,
-            ours,
-            fio: None,
-            iops_ratio: None,
-            bandwidth_ratio: None,
-        },
+    Ok(TargetRun {
         hist,
-    ))
+        verified,
+        allocations,
+    })
 }
 
-/// Runs fio with the same pattern on the same file and CPU; returns its numbers.
+/// Runs fio with the same pattern on the same file, CPUs and per-target slices (one job per
+/// target); returns its numbers.
 pub fn fio(
     path: &Path,
     size: u64,
     w: Workload,
     qd: usize,
     runtime: Duration,
-    cpu: Option<usize>,
+    first_cpu: usize,
+    targets: usize,
 ) -> Result<Numbers, String> {
+    let targets = targets.max(1);
+    let slice = (size / targets as u64) / w.block as u64 * w.block as u64;
     let mut cmd = std::process::Command::new("fio");
     cmd.args([
         "--name=daos_bench",
@@ -383,11 +466,16 @@ pub fn fio(
     .arg(format!("--rw={}", w.rw.name()))
     .arg(format!("--bs={}", w.block))
     .arg(format!("--iodepth={qd}"))
-    .arg(format!("--size={size}"))
+    .arg(format!("--size={slice}"))
+    .arg(format!("--numjobs={targets}"))
+    .arg(format!("--offset_increment={slice}"))
+    .arg("--group_reporting")
+    .arg("--cpus_allowed_policy=split")
+    .arg(format!(
+        "--cpus_allowed={first_cpu}-{}",
+        first_cpu + targets - 1
+    ))
     .arg(format!("--runtime={}ms", runtime.as_millis().max(1)));
-    if let Some(c) = cpu {
-        cmd.arg(format!("--cpus_allowed={c}"));
-    }
     let out = cmd.output().map_err(|e| {
         format!(
             "cannot run fio ({e}); install it with `apt-get install fio` (scripts/setup.sh does)"

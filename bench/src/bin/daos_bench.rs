@@ -85,9 +85,12 @@ struct StorageArgs {
     /// Seconds per workload.
     #[arg(long, default_value_t = 10.0)]
     runtime: f64,
-    /// CPU to pin to (ours and fio's).
+    /// First CPU: target i runs on CPU cpu+i (fio's jobs on the same CPUs).
     #[arg(long, default_value_t = 0)]
     cpu: usize,
+    /// Targets: threads, one per CPU, each with its own ring and slice of the file.
+    #[arg(long, default_value_t = 1)]
+    targets: usize,
     /// Also run fio with the same pattern, block, depth, file and CPU, and print ratios.
     #[arg(long = "compare-fio")]
     compare: bool,
@@ -156,15 +159,9 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
             true,
         ),
     };
-    let mut set = nix::sched::CpuSet::new();
-    set.set(a.cpu)
-        .map_err(|e| format!("--cpu {}: {e}", a.cpu))?;
-    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| {
-        format!(
-            "--cpu {}: cannot pin to it ({e}); pick an online CPU",
-            a.cpu
-        )
-    })?;
+    if a.targets == 0 || a.targets > 256 {
+        return Err(format!("--targets {}: use 1 to 256", a.targets));
+    }
     let result = (|| -> Result<Vec<storage::WorkloadResult>, String> {
         eprintln!(
             "daos_bench storage: preparing {} ({} bytes)",
@@ -181,9 +178,9 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
                 a.queue_depth,
                 a.runtime
             );
-            let (mut r, _) = storage::run(&path, total, *w, a.queue_depth, runtime)?;
+            let mut r = storage::run(&path, total, *w, a.queue_depth, runtime, a.targets, a.cpu)?;
             if a.compare {
-                let f = storage::fio(&path, total, *w, a.queue_depth, runtime, Some(a.cpu))?;
+                let f = storage::fio(&path, total, *w, a.queue_depth, runtime, a.cpu, a.targets)?;
                 r.iops_ratio = daos_bench::ratio(r.ours.iops, f.iops);
                 r.bandwidth_ratio = daos_bench::ratio(r.ours.mb_per_sec, f.mb_per_sec);
                 r.fio = Some(f);
