@@ -360,7 +360,12 @@ fn run_target(
     let allocs_before = crate::alloc_count::thread_allocations();
     let begin = Instant::now();
     let end = begin + runtime;
-    for slot in 0..qd {
+    // Queues the next I/O on an idle slot (stamping the buffer first for a write).
+    let mut issue = |dev: &mut UringBdev,
+                     offsets: &mut [u64],
+                     started: &mut [Instant],
+                     slot: usize|
+     -> Result<(), String> {
         let off = next_offset(&mut rng, &mut seq);
         if op == Op::Write
             && let Some(b) = dev.buf_mut(slot)
@@ -369,13 +374,17 @@ fn run_target(
         }
         offsets[slot] = off;
         started[slot] = Instant::now();
-        dev.push(slot, op, off).map_err(|e| e.to_string())?;
+        dev.push(slot, op, off).map_err(|e| e.to_string())
+    };
+    for slot in 0..qd {
+        issue(dev, &mut offsets, &mut started, slot)?;
     }
-    let mut done: [usize; 64] = [0; 64];
+    // At most `qd` completions per reap, so this never grows.
+    let mut done: Vec<usize> = Vec::with_capacity(qd);
     while dev.in_flight() > 0 {
         dev.submit(true).map_err(|e| e.to_string())?;
         let now = Instant::now();
-        let mut n = 0;
+        done.clear();
         dev.reap(|c| {
             match c.result {
                 Ok(len) if len == w.block => {}
@@ -395,10 +404,7 @@ fn run_target(
                 }
             }
             hist.record(now.duration_since(started[c.slot]).as_nanos() as u64);
-            if n < done.len() {
-                done[n] = c.slot;
-                n += 1;
-            }
+            done.push(c.slot);
         });
         if let Some(e) = error.take() {
             progress.finish();
@@ -408,25 +414,16 @@ fn run_target(
             now,
             now.duration_since(begin).as_secs_f64() / runtime.as_secs_f64(),
         );
-        for &slot in &done[..n] {
+        for &slot in &done {
             if op == Op::Read {
                 if let Some(b) = dev.buf(slot) {
                     check(b, offsets[slot])?;
                 }
                 verified += 1;
             }
-            if now >= end {
-                continue;
+            if now < end {
+                issue(dev, &mut offsets, &mut started, slot)?;
             }
-            let off = next_offset(&mut rng, &mut seq);
-            if op == Op::Write
-                && let Some(b) = dev.buf_mut(slot)
-            {
-                stamp(b, off);
-            }
-            offsets[slot] = off;
-            started[slot] = Instant::now();
-            dev.push(slot, op, off).map_err(|e| e.to_string())?;
         }
     }
     let allocations = allocs_before

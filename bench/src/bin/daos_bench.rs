@@ -22,42 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Fabric check: ping-pong over the engine's endpoints, in fi_pingpong's columns.
-    Fabric {
-        /// libfabric provider (as fi_info names it).
-        #[arg(short = 'p', long, default_value = "tcp;ofi_rxm")]
-        provider: String,
-        /// Message sizes (comma-separated; k and m suffixes).
-        #[arg(long, value_delimiter = ',', default_value = "64,256,1k,4k,64k,1m")]
-        sizes: Vec<String>,
-        /// Round trips per size and repeat.
-        #[arg(short = 'I', long, default_value_t = 1000)]
-        iterations: usize,
-        /// Repeats per size (median, min, max over them).
-        #[arg(long, default_value_t = 3)]
-        repeat: usize,
-        /// Also run the real fi_pingpong with the same provider and sizes, and print ratios
-        /// (on loopback only: across hosts, run fi_pingpong between the same hosts yourself).
-        #[arg(long = "compare-fi-pingpong", conflicts_with_all = ["client", "server"])]
-        compare: bool,
-        /// Write the results as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Serve clients on this host (`--addr`, `--port`) instead of measuring.
-        #[arg(long, conflicts_with = "client")]
-        server: bool,
-        /// Measure against a server at HOST:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
-        client: Option<String>,
-        /// Server: IPv4 address to listen on.
-        #[arg(long, default_value = "0.0.0.0")]
-        addr: std::net::Ipv4Addr,
-        /// Server: port to listen on.
-        #[arg(long, default_value_t = 47600)]
-        port: u16,
-        /// Server: exit after one client.
-        #[arg(long)]
-        once: bool,
-    },
+    Fabric(FabricArgs),
     /// Storage path: the engine's io_uring O_DIRECT block path on one core, against fio.
     Storage(StorageArgs),
 }
@@ -240,17 +205,41 @@ fn size(s: &str) -> Result<usize, String> {
         .map_err(|_| format!("--sizes: invalid size {s:?} (use e.g. 64, 4k, 1m)"))
 }
 
+#[derive(clap::Args)]
 struct FabricArgs {
+    /// libfabric provider (as fi_info names it).
+    #[arg(short = 'p', long, default_value = "tcp;ofi_rxm")]
     provider: String,
+    /// Message sizes (comma-separated; k and m suffixes).
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1k,4k,64k,1m")]
     sizes: Vec<String>,
+    /// Round trips per size and repeat.
+    #[arg(short = 'I', long, default_value_t = 1000)]
     iterations: usize,
+    /// Repeats per size (median, min, max over them).
+    #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Also run the real fi_pingpong with the same provider and sizes, and print ratios
+    /// (on loopback only: across hosts, run fi_pingpong between the same hosts yourself).
+    #[arg(long = "compare-fi-pingpong", conflicts_with_all = ["client", "server"])]
     compare: bool,
+    /// Write the results as JSON.
+    #[arg(long)]
     json: Option<PathBuf>,
+    /// Serve clients on this host (`--addr`, `--port`) instead of measuring.
+    #[arg(long, conflicts_with = "client")]
     server: bool,
+    /// Measure against a server at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
     client: Option<String>,
+    /// Server: IPv4 address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
     addr: std::net::Ipv4Addr,
+    /// Server: port to listen on.
+    #[arg(long, default_value_t = 47600)]
     port: u16,
+    /// Server: exit after one client.
+    #[arg(long)]
     once: bool,
 }
 
@@ -322,31 +311,7 @@ fn main() -> std::process::ExitCode {
     daos_bench::alloc_count::CountingAlloc::mark_installed();
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Fabric {
-            provider,
-            sizes,
-            iterations,
-            repeat,
-            compare,
-            json,
-            server,
-            client,
-            addr,
-            port,
-            once,
-        } => fabric_cmd(FabricArgs {
-            provider,
-            sizes,
-            iterations,
-            repeat,
-            compare,
-            json,
-            server,
-            client,
-            addr,
-            port,
-            once,
-        }),
+        Cmd::Fabric(a) => fabric_cmd(a),
         Cmd::Storage(a) => storage_cmd(a),
     };
     match result {
