@@ -192,7 +192,11 @@ fn check(buf: &[u8], offset: u64) -> Result<(), String> {
 
 /// Writes every block of the file with its stamp, so reads anywhere verify.
 pub fn prepare(path: &Path, size: u64) -> Result<(), String> {
-    let block = (1usize << 20).min(size as usize);
+    // The largest power of two up to 1 MiB that divides the size, so no write runs past it.
+    let mut block = 1usize << 20;
+    while block > ALIGN && !size.is_multiple_of(block as u64) {
+        block /= 2;
+    }
     let mut dev = UringBdev::open(path, block, 4, size, true)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut next = 0u64;

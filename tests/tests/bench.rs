@@ -258,6 +258,10 @@ fn storage_benchmark_smoke() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    let bad = run("daos_bench", &["storage", "--size", "5000"], &[]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--size 5000: use a non-zero multiple of 4k")
+    );
     let bad = run("daos_bench", &["storage", "--workloads", "scan/4k"], &[]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown pattern \"scan\""));
     let bad = run(

@@ -80,6 +80,12 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
         }
     };
     let total = size_arg(&a.size).map_err(|e| format!("--size: {e}"))? as u64;
+    if total == 0 || !total.is_multiple_of(4096) {
+        return Err(format!(
+            "--size {}: use a non-zero multiple of 4k (O_DIRECT)",
+            a.size
+        ));
+    }
     let workloads: Vec<storage::Workload> = a
         .workloads
         .iter()
