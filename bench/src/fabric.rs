@@ -156,8 +156,12 @@ pub fn client(
     sizes: &[usize],
     iterations: usize,
     repeat: usize,
+    runtime: Option<Duration>,
 ) -> Result<Vec<SizeResult>, String> {
     let max = sizes.iter().copied().max().unwrap_or(64).max(64);
+    // With a runtime, each repeat of each size gets an equal share of it instead of a fixed
+    // number of round trips.
+    let share = runtime.map(|d| d / (sizes.len() * repeat).max(1) as u32);
     // Bind to the local address that routes to the server, so the name the server learns in
     // `HELO` matches the connection it sees (a wildcard name makes the provider open a second,
     // slow connection back).
@@ -207,10 +211,15 @@ pub fn client(
         let mut mbs = Vec::with_capacity(repeat);
         let mut progress = crate::Progress::new(format!("ping-pong {}", crate::human(size)));
         let allocs_before = crate::alloc_count::allocations();
+        let mut round_trips = 0usize;
         for run in 0..repeat {
             progress.tick(Instant::now(), run as f64 / repeat as f64);
             let t = Instant::now();
-            for _ in 0..iterations {
+            let mut n = 0usize;
+            while match share {
+                Some(d) => n == 0 || t.elapsed() < d,
+                None => n < iterations,
+            } {
                 send(
                     &mut ep,
                     peer,
@@ -218,18 +227,21 @@ pub fn client(
                     Instant::now() + Duration::from_secs(30),
                 )?;
                 recv_into(&mut ep, &mut buf, Instant::now() + Duration::from_secs(30))?;
+                n += 1;
             }
             let us = t.elapsed().as_secs_f64() * 1e6;
             if buf != msg {
                 return Err(format!("{size}-byte message came back changed"));
             }
-            per_xfer.push(us / (2 * iterations) as f64);
-            mbs.push((size * iterations * 2) as f64 / us);
+            per_xfer.push(us / (2 * n) as f64);
+            mbs.push((size * n * 2) as f64 / us);
+            round_trips += n;
         }
+        let iterations = round_trips / repeat;
         let allocations_per_op = crate::alloc_count::per_op(
             allocs_before,
             crate::alloc_count::allocations(),
-            (iterations * repeat) as u64,
+            round_trips as u64,
         );
         progress.finish();
         let summary = summarize(&mut per_xfer);
@@ -265,6 +277,7 @@ pub fn run(
     sizes: &[usize],
     iterations: usize,
     repeat: usize,
+    runtime: Option<Duration>,
 ) -> Result<Vec<SizeResult>, String> {
     let max = sizes.iter().copied().max().unwrap_or(64).max(64);
     let port = free_port().map_err(|e| e.to_string())?;
@@ -279,7 +292,7 @@ pub fn run(
             .err()
             .unwrap_or_else(|| "server did not start".into()));
     }
-    let results = client(provider, ip, port, sizes, iterations, repeat)?;
+    let results = client(provider, ip, port, sizes, iterations, repeat, runtime)?;
     server
         .join()
         .map_err(|_| "server thread panicked".to_string())??;
@@ -353,6 +366,16 @@ pub fn fi_pingpong(provider: &str, size: usize, iterations: usize) -> Result<Ref
     })
 }
 
+/// `s` padded to `width`, and always followed by at least one space, so wide values (long
+/// `--runtime` counts) never run into the next column.
+fn col(s: String, width: usize) -> String {
+    if s.len() < width {
+        format!("{s:<width$}")
+    } else {
+        s + " "
+    }
+}
+
 /// fi_pingpong's table for our results.
 pub fn table(results: &[SizeResult]) -> String {
     use crate::human;
@@ -376,12 +399,12 @@ pub fn table(results: &[SizeResult]) -> String {
             _ => "-".into(),
         };
         out.push_str(&format!(
-            "{:<8}{:<7}{:<6}{:<8}{:<7}{:<10.2}{:<11.2}{:<11.2}{}\n",
-            human(r.bytes),
-            r.iterations,
-            format!("={}", r.iterations),
-            human(r.bytes * r.iterations * 2),
-            format!("{time:.2}s"),
+            "{}{}{}{}{}{:<10.2}{:<11.2}{:<11.2}{}\n",
+            col(human(r.bytes), 8),
+            col(r.iterations.to_string(), 7),
+            col(format!("={}", r.iterations), 6),
+            col(human(r.bytes * r.iterations * 2), 8),
+            col(format!("{time:.2}s"), 7),
             r.mb_per_sec,
             us,
             1.0 / us,

@@ -51,6 +51,38 @@ fn fabric_benchmark_smoke() {
             .as_f64()
             .is_some_and(|m| m > 0.0)
     );
+    // --runtime instead of -I: the round trips done in the time are reported.
+    let timed = run(
+        "daos_bench",
+        &[
+            "fabric",
+            "--sizes",
+            "64",
+            "--runtime",
+            "0.4",
+            "--repeat",
+            "2",
+            "--json",
+            json.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        timed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&timed.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json file")).expect("json");
+    assert!(
+        v["results"][0]["iterations"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{v}"
+    );
+    let bad = run("daos_bench", &["fabric", "--runtime", "0"], &[]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--runtime 0: use more than 0"));
     let bad = run("daos_bench", &["fabric", "--sizes", "12q"], &[]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--sizes: invalid size"));

@@ -222,6 +222,10 @@ struct FabricArgs {
     /// Round trips per size and repeat.
     #[arg(short = 'I', long, default_value_t = 1000)]
     iterations: usize,
+    /// Seconds for the whole measurement, shared equally by sizes and repeats (instead of a
+    /// fixed `-I`).
+    #[arg(long, conflicts_with = "iterations")]
+    runtime: Option<f64>,
     /// Repeats per size (median, min, max over them).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -254,6 +258,7 @@ fn fabric_cmd(a: FabricArgs) -> Result<(), String> {
         provider,
         sizes,
         iterations,
+        runtime,
         repeat,
         compare,
         json,
@@ -263,6 +268,15 @@ fn fabric_cmd(a: FabricArgs) -> Result<(), String> {
         port,
         once,
     } = a;
+    let runtime = match runtime {
+        Some(r) if r > 0.0 && r <= 3600.0 => Some(std::time::Duration::from_secs_f64(r)),
+        Some(r) => {
+            return Err(format!(
+                "--runtime {r}: use more than 0 and at most 3600 seconds"
+            ));
+        }
+        None => None,
+    };
     let sizes: Vec<usize> = sizes.iter().map(|s| size(s)).collect::<Result<_, _>>()?;
     if iterations == 0 || repeat == 0 {
         return Err("--iterations and --repeat must be at least 1".into());
@@ -289,13 +303,13 @@ fn fabric_cmd(a: FabricArgs) -> Result<(), String> {
                     fabric::SERVER_MAX_MESSAGE
                 ));
             }
-            fabric::client(&provider, ip, p, &sizes, iterations, repeat)?
+            fabric::client(&provider, ip, p, &sizes, iterations, repeat, runtime)?
         }
-        None => fabric::run(&provider, &sizes, iterations, repeat)?,
+        None => fabric::run(&provider, &sizes, iterations, repeat, runtime)?,
     };
     if compare {
         for r in &mut results {
-            let reference = fabric::fi_pingpong(&provider, r.bytes, iterations)?;
+            let reference = fabric::fi_pingpong(&provider, r.bytes, r.iterations)?;
             r.latency_ratio = daos_bench::ratio(r.usec_per_xfer.median, reference.usec_per_xfer);
             r.bandwidth_ratio = daos_bench::ratio(r.mb_per_sec, reference.mb_per_sec);
             r.reference = Some(reference);
