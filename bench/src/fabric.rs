@@ -87,6 +87,17 @@ fn recv_into(ep: &mut RdmEndpoint, buf: &mut Vec<u8>, deadline: Instant) -> Resu
     Ok(())
 }
 
+/// Sends `msg` and waits for the echo in `buf`.
+fn round_trip(
+    ep: &mut RdmEndpoint,
+    peer: Peer,
+    msg: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    send(ep, peer, msg, Instant::now() + Duration::from_secs(30))?;
+    recv_into(ep, buf, Instant::now() + Duration::from_secs(30))
+}
+
 const HELLO: &[u8] = b"HELO";
 /// The largest message a `--server` echoes.
 pub const SERVER_MAX_MESSAGE: usize = 1 << 20;
@@ -199,13 +210,7 @@ pub fn client(
         let msg: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         // Warm up: first-touch costs stay out of the numbers.
         for _ in 0..iterations.min(100) {
-            send(
-                &mut ep,
-                peer,
-                &msg,
-                Instant::now() + Duration::from_secs(30),
-            )?;
-            recv_into(&mut ep, &mut buf, Instant::now() + Duration::from_secs(30))?;
+            round_trip(&mut ep, peer, &msg, &mut buf)?;
         }
         let mut per_xfer = Vec::with_capacity(repeat);
         let mut mbs = Vec::with_capacity(repeat);
@@ -220,13 +225,7 @@ pub fn client(
                 Some(d) => n == 0 || t.elapsed() < d,
                 None => n < iterations,
             } {
-                send(
-                    &mut ep,
-                    peer,
-                    &msg,
-                    Instant::now() + Duration::from_secs(30),
-                )?;
-                recv_into(&mut ep, &mut buf, Instant::now() + Duration::from_secs(30))?;
+                round_trip(&mut ep, peer, &msg, &mut buf)?;
                 n += 1;
             }
             let us = t.elapsed().as_secs_f64() * 1e6;

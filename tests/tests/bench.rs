@@ -4,39 +4,36 @@
 use daos_tests::*;
 use std::time::Duration;
 
-#[test]
-fn fabric_benchmark_smoke() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let json = dir.path().join("fabric.json");
-    let out = run(
-        "daos_bench",
-        &[
-            "fabric",
-            "--sizes",
-            "64,4k",
-            "-I",
-            "50",
-            "--repeat",
-            "2",
-            "--json",
-            json.to_str().expect("utf8"),
-        ],
-        &[],
-    );
+/// Runs daos_bench with `args` plus `--json FILE`, asserts it succeeded, and returns its
+/// table and JSON document.
+fn bench_json(args: &[&str], dir: &std::path::Path) -> (String, serde_json::Value) {
+    let json = dir.join("out.json");
+    let mut all = args.to_vec();
+    all.extend(["--json", json.to_str().expect("utf8")]);
+    let out = run("daos_bench", &all, &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let v =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json file")).expect("json");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), v)
+}
+
+#[test]
+fn fabric_benchmark_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (table, v) = bench_json(
+        &["fabric", "--sizes", "64,4k", "-I", "50", "--repeat", "2"],
+        dir.path(),
+    );
     assert!(
         table.starts_with("bytes   #sent  #ack  total   time   MB/sec    usec/xfer  Mxfers/sec"),
         "{table}"
     );
     assert!(table.contains("\n4k      50     =50   400k"), "{table}");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json file")).expect("json");
     assert_eq!(v["benchmark"], "fabric");
     assert!(
         v["run"]["git_revision"].is_string() && v["run"]["machine"]["cores"].as_u64().is_some()
@@ -52,8 +49,7 @@ fn fabric_benchmark_smoke() {
             .is_some_and(|m| m > 0.0)
     );
     // --runtime instead of -I: the round trips done in the time are reported.
-    let timed = run(
-        "daos_bench",
+    let (_, v) = bench_json(
         &[
             "fabric",
             "--sizes",
@@ -62,19 +58,9 @@ fn fabric_benchmark_smoke() {
             "0.4",
             "--repeat",
             "2",
-            "--json",
-            json.to_str().expect("utf8"),
         ],
-        &[],
+        dir.path(),
     );
-    assert_eq!(
-        timed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&timed.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json file")).expect("json");
     assert!(
         v["results"][0]["iterations"]
             .as_u64()
@@ -161,7 +147,6 @@ fn fabric_server_and_client_in_separate_processes() {
 fn storage_benchmark_smoke() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bdev.dat");
-    let json = dir.path().join("storage.json");
     let fio = std::process::Command::new("fio")
         .arg("--version")
         .output()
@@ -178,8 +163,6 @@ fn storage_benchmark_smoke() {
         "4",
         "--runtime",
         "0.3",
-        "--json",
-        json.to_str().expect("utf8"),
     ];
     if fio {
         args.push("--compare-fio");
@@ -188,17 +171,8 @@ fn storage_benchmark_smoke() {
             "SKIP part: fio is not installed (scripts/setup.sh installs it); no fio comparison"
         );
     }
-    let out = run("daos_bench", &args, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let (table, v) = bench_json(&args, dir.path());
     assert!(table.starts_with("workload   block  qd   IOPS"), "{table}");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json file")).expect("json");
     assert_eq!(v["benchmark"], "storage");
     let results = v["results"].as_array().expect("results");
     assert_eq!(results.len(), 3);
@@ -227,8 +201,7 @@ fn storage_benchmark_smoke() {
 
     // Two targets, each on its own core and slice of the file.
     if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
-        let two = run(
-            "daos_bench",
+        let (_, v) = bench_json(
             &[
                 "storage",
                 "--file",
@@ -243,19 +216,9 @@ fn storage_benchmark_smoke() {
                 "0.3",
                 "--targets",
                 "2",
-                "--json",
-                json.to_str().expect("utf8"),
             ],
-            &[],
+            dir.path(),
         );
-        assert_eq!(
-            two.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&two.stderr)
-        );
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
         let r = &v["results"][0];
         assert_eq!(r["targets"], 2);
         assert_eq!(r["verified_reads"], r["ops"]);
