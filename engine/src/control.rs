@@ -110,6 +110,16 @@ impl Control {
         self.state.lock().map(|s| s.prepared).unwrap_or(false)
     }
 
+    /// Has every target close its store of a pool.
+    pub fn close_pool(&self, uuid: &str) {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        for s in shards.iter() {
+            if !s.close_pool(uuid, Duration::from_secs(10)) {
+                eprintln!("WARNING: shard {} did not close pool {uuid}", s.index);
+            }
+        }
+    }
+
     /// Stops every shard (in reverse start order).
     pub fn stop_shards(&self) {
         let shards = std::mem::take(&mut *self.shards.lock().unwrap_or_else(|p| p.into_inner()));
@@ -175,8 +185,10 @@ impl Control {
             Ok(resp.encode_to_vec())
         });
         let p = pools.clone();
+        let c = ctl.clone();
         r.method(MgmtMethod::PoolDestroy, move |_, body| {
             let req = PoolDestroyReq::decode(body)?;
+            c.close_pool(&req.uuid);
             let resp = op_resp(p.destroy(&req.uuid));
             Ok(resp.encode_to_vec())
         });

@@ -13,7 +13,9 @@ pub mod coremap;
 pub mod pool;
 pub mod shard;
 pub mod store;
+pub mod target;
 mod uring;
+pub mod wire;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -57,6 +59,10 @@ pub enum EngineError {
     },
     #[error("fabric interface {0:?} not found or without an IPv4/IPv6 address (D_INTERFACE)")]
     Interface(String),
+    #[error(
+        "no fabric port (D_PORT): set fabric_iface_port in the engine's section of daos_server.yml (e.g. 31416); targets listen on it + 1 + target index"
+    )]
+    NoPort,
     #[error("signal handling: {0}")]
     Signals(nix::Error),
     #[error("pool storage: {0}")]
@@ -75,6 +81,25 @@ pub fn fabric_uri(env: &dyn Fn(&str) -> Option<String>) -> Result<String, Engine
         IpAddr::V6(a) => format!("[{a}]"),
     };
     Ok(format!("{provider}://{host}:{port}"))
+}
+
+/// Where target endpoints bind: the provider, the interface's address and the base port from
+/// the environment daos_server computed. Target `t` listens on base port + 1 + `t`.
+pub fn target_endpoint(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<target::Endpoint, EngineError> {
+    let provider = env("D_PROVIDER").unwrap_or_else(|| "ofi+tcp;ofi_rxm".into());
+    let iface = env("D_INTERFACE").unwrap_or_else(|| "lo".into());
+    let addr = interface_address(&iface).ok_or_else(|| EngineError::Interface(iface.clone()))?;
+    let port: u16 = env("D_PORT").and_then(|p| p.parse().ok()).unwrap_or(0);
+    if port == 0 {
+        return Err(EngineError::NoPort);
+    }
+    Ok(target::Endpoint {
+        provider: target::libfabric_provider(&provider),
+        node: addr.to_string(),
+        port,
+    })
 }
 
 /// First IPv4 (else IPv6) address of a network interface.
@@ -156,9 +181,41 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
     for w in &map.warnings {
         say!("WARNING: {w}");
     }
+    let pools = std::sync::Arc::new(pool::PoolStore::open(
+        &args.storage,
+        map.targets,
+        args.nvme.as_deref(),
+    )?);
+    say!("{} pool(s) on this engine", pools.list().len());
+    let env = |k: &str| std::env::var(k).ok();
+    let uri = fabric_uri(&env)?;
+    let endpoint = target_endpoint(&env)?;
     let mut shards = Vec::with_capacity(map.shards.len());
     for (i, p) in map.shards.iter().enumerate() {
-        shards.push(shard::spawn(i, *p)?);
+        let shard = match p.role {
+            coremap::Role::Target(t) => shard::spawn_target(
+                i,
+                *p,
+                shard::TargetRole {
+                    index: t,
+                    pools: pools.clone(),
+                    endpoint: target::Endpoint {
+                        port: target::target_port(endpoint.port, t),
+                        ..endpoint.clone()
+                    },
+                },
+            ),
+            _ => shard::spawn(i, *p),
+        };
+        match shard {
+            Ok(s) => shards.push(s),
+            Err(e) => {
+                for s in shards.into_iter().rev() {
+                    s.stop();
+                }
+                return Err(e.into());
+            }
+        }
     }
     let ctl = Control::new(shards);
 
@@ -177,16 +234,8 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
         say!("WARNING: no signal thread ({e}); stop the engine with SIGKILL");
     }
 
-    let pools = std::sync::Arc::new(pool::PoolStore::open(
-        &args.storage,
-        map.targets,
-        args.nvme.as_deref(),
-    )?);
-    say!("{} pool(s) on this engine", pools.list().len());
     let sock = args.socket_dir.join(format!("daos_engine_{pid}.sock"));
     let server = daos_drpc::serve(&sock, Control::registry(&ctl, &pools))?;
-    let env = |k: &str| std::env::var(k).ok();
-    let uri = fabric_uri(&env)?;
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

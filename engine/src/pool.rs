@@ -18,6 +18,63 @@ use serde::{Deserialize, Serialize};
 
 use daos_hw::pmemfile::PmemFile;
 
+use crate::store::{FileRegion, Media, Store};
+
+/// A target's store in a pool: the SCM file plus its bdev part.
+pub type TargetStore = Store<PmemFile, BdevPart>;
+
+/// The bdev part of a target's store.
+pub enum BdevPart {
+    /// A region of an AIO file or block device.
+    File(FileRegion),
+    /// A malloc bdev: RAM, lost at restart as in DAOS.
+    Ram(Vec<u8>),
+    /// The pool has no NVMe tier: values stay on SCM or are refused.
+    None,
+}
+
+impl Media for BdevPart {
+    fn capacity(&self) -> u64 {
+        match self {
+            BdevPart::File(f) => f.capacity(),
+            BdevPart::Ram(v) => v.len() as u64,
+            BdevPart::None => 0,
+        }
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            BdevPart::File(f) => f.read(offset, buf),
+            BdevPart::Ram(v) => {
+                let s = v
+                    .get(offset as usize..offset as usize + buf.len())
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+                buf.copy_from_slice(s);
+                Ok(())
+            }
+            BdevPart::None => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        }
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        match self {
+            BdevPart::File(f) => f.write(offset, data),
+            BdevPart::Ram(v) => {
+                let d = v
+                    .get_mut(offset as usize..offset as usize + data.len())
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::WriteZero))?;
+                d.copy_from_slice(data);
+                Ok(())
+            }
+            BdevPart::None => Err(io::Error::from(io::ErrorKind::WriteZero)),
+        }
+    }
+    fn persist(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        match self {
+            BdevPart::File(f) => f.persist(offset, len),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// DAOS error numbers (`DaosResp.status`).
 pub mod der {
     pub const INVAL: i32 = -1003;
@@ -92,6 +149,8 @@ pub fn valid_uuid(u: &str) -> bool {
 pub struct Device {
     pub name: String,
     pub capacity: u64,
+    /// The file or block device behind it; `None` for a malloc (RAM) bdev.
+    pub path: Option<PathBuf>,
 }
 
 /// A target's part of a bdev.
@@ -144,7 +203,11 @@ pub fn devices_from_conf(path: &Path) -> Result<Vec<Device>, PoolError> {
                     let capacity = f
                         .seek(SeekFrom::End(0))
                         .map_err(io_err("cannot size bdev", Path::new(&name)))?;
-                    out.push(Device { name, capacity });
+                    out.push(Device {
+                        path: Some(PathBuf::from(&name)),
+                        name,
+                        capacity,
+                    });
                 }
                 Some("bdev_malloc_create") => {
                     let blocks = p["num_blocks"].as_u64().unwrap_or(0);
@@ -152,6 +215,7 @@ pub fn devices_from_conf(path: &Path) -> Result<Vec<Device>, PoolError> {
                     out.push(Device {
                         name: p["name"].as_str().unwrap_or("malloc").to_string(),
                         capacity: blocks * bs,
+                        path: None,
                     });
                 }
                 Some("bdev_nvme_attach_controller") => {
@@ -417,6 +481,39 @@ impl PoolStore {
         pools.remove(uuid);
         let _ = fs::remove_dir_all(&doomed);
         Ok(())
+    }
+
+    /// Opens target `target`'s store of pool `uuid` (a [`TargetStore`]), replaying its log.
+    pub fn open_target(&self, uuid: &str, target: u32) -> Result<TargetStore, PoolError> {
+        let meta = self
+            .lock()
+            .get(uuid)
+            .cloned()
+            .ok_or_else(|| PoolError::NotFound(uuid.into()))?;
+        let path = self.dir.join(uuid).join(format!("vos-{target}"));
+        let scm = PmemFile::open(&path, meta.scm_per_target as usize)
+            .map_err(io_err("cannot open SCM file", &path))?;
+        let bdev = match meta.regions.iter().find(|r| r.target == target) {
+            None => BdevPart::None,
+            Some(r) => match self.devices.iter().find(|d| d.name == r.device) {
+                Some(Device { path: Some(p), .. }) => BdevPart::File(
+                    FileRegion::open(p, r.offset, r.len).map_err(io_err("cannot open bdev", p))?,
+                ),
+                Some(Device { path: None, .. }) => BdevPart::Ram(vec![0u8; r.len as usize]),
+                None => {
+                    return Err(PoolError::Unsupported(format!(
+                        "pool {uuid} target {target} has its bdev region on {:?}, which is not in \
+                         this engine's bdev list; restore the device or the config",
+                        r.device
+                    )));
+                }
+            },
+        };
+        Store::open(scm, bdev).map_err(|e| PoolError::Io {
+            what: "cannot recover the target store",
+            path,
+            source: io::Error::other(e.to_string()),
+        })
     }
 
     /// Space of each target of the pool.

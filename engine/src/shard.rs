@@ -10,14 +10,17 @@
 //! repeat. Storage and fabric completions join the same ring with the data plane; busy-polling
 //! is then an option for dedicated cores.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
 use crate::coremap::Placement;
+use crate::pool::PoolStore;
+use crate::target::{Endpoint, TargetService};
 use crate::uring::{Reactor, Waker};
 
 /// Commands a shard accepts.
@@ -25,8 +28,23 @@ use crate::uring::{Reactor, Waker};
 pub enum Command {
     /// Answer with the CPUs this shard may run on.
     Ping(SyncSender<Vec<u32>>),
+    /// Close a pool's store (it is about to be destroyed); answered when done.
+    ClosePool(String, SyncSender<()>),
     Stop,
 }
+
+/// What a target shard serves.
+pub struct TargetRole {
+    pub index: u32,
+    pub pools: Arc<PoolStore>,
+    pub endpoint: Endpoint,
+}
+
+/// After its last work, a target polls this long before it sleeps (busy-polling keeps
+/// latency low under load; `DAOS_TARGET_SPIN_US` changes it).
+pub const TARGET_SPIN: Duration = Duration::from_micros(200);
+/// A sleeping target looks at its fabric queue this often.
+pub const TARGET_NAP: Duration = Duration::from_micros(250);
 
 /// Depth of a shard's command queue.
 pub const QUEUE_DEPTH: usize = 64;
@@ -56,6 +74,15 @@ pub enum ShardError {
     },
     #[error("shard {index} stopped before it was ready")]
     Died { index: usize },
+    #[error(
+        "target {target}: cannot open its fabric endpoint on {node}:{port}: {source}; check fabric_iface, fabric_iface_port (ports {port} and up must be free) and provider"
+    )]
+    Fabric {
+        target: u32,
+        node: String,
+        port: u16,
+        source: daos_hw::fabric::EndpointError,
+    },
     #[error("shard {index}: command queue full")]
     Busy { index: usize },
 }
@@ -83,14 +110,32 @@ pub fn spawn_with_idle(
     placement: Placement,
     idle: Duration,
 ) -> Result<Shard, ShardError> {
+    spawn_role(index, placement, idle, None)
+}
+
+/// Starts a target shard serving I/O on its own fabric endpoint.
+pub fn spawn_target(
+    index: usize,
+    placement: Placement,
+    role: TargetRole,
+) -> Result<Shard, ShardError> {
+    spawn_role(index, placement, IDLE_WAIT, Some(role))
+}
+
+fn spawn_role(
+    index: usize,
+    placement: Placement,
+    idle: Duration,
+    role: Option<TargetRole>,
+) -> Result<Shard, ShardError> {
     let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let thread = thread::Builder::new()
         .name(format!("shard-{index}"))
-        .spawn(move || match setup(index, placement.core) {
-            Ok((reactor, waker)) => {
+        .spawn(move || match setup(index, placement.core, role) {
+            Ok((reactor, waker, target)) => {
                 let _ = ready_tx.send(Ok(waker));
-                run(reactor, rx, idle);
+                run(reactor, rx, idle, target);
             }
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
@@ -116,7 +161,11 @@ pub fn spawn_with_idle(
     }
 }
 
-fn setup(index: usize, core: u32) -> Result<(Reactor, Waker), ShardError> {
+fn setup(
+    index: usize,
+    core: u32,
+    role: Option<TargetRole>,
+) -> Result<(Reactor, Waker, Option<TargetService>), ShardError> {
     let mut set = CpuSet::new();
     set.set(core as usize).map_err(|source| ShardError::Pin {
         index,
@@ -128,23 +177,72 @@ fn setup(index: usize, core: u32) -> Result<(Reactor, Waker), ShardError> {
         core,
         source,
     })?;
-    Reactor::new(RING_ENTRIES).map_err(|source| ShardError::Ring { index, source })
+    let (reactor, waker) =
+        Reactor::new(RING_ENTRIES).map_err(|source| ShardError::Ring { index, source })?;
+    let target =
+        match role {
+            None => None,
+            Some(r) => Some(TargetService::open(r.index, r.pools, &r.endpoint).map_err(
+                |source| ShardError::Fabric {
+                    target: r.index,
+                    node: r.endpoint.node.clone(),
+                    port: r.endpoint.port,
+                    source,
+                },
+            )?),
+        };
+    Ok((reactor, waker, target))
 }
 
-fn run(mut reactor: Reactor, rx: Receiver<Command>, idle: Duration) {
+fn spin_time() -> Duration {
+    std::env::var("DAOS_TARGET_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(TARGET_SPIN, Duration::from_micros)
+}
+
+/// The shard loop: serve the fabric (targets), drain commands, sleep in the ring when idle.
+fn run(
+    mut reactor: Reactor,
+    rx: Receiver<Command>,
+    idle: Duration,
+    mut target: Option<TargetService>,
+) {
+    let spin = spin_time();
+    let mut last_work = Instant::now();
     loop {
-        if let Err(e) = reactor.wait(idle) {
-            eprintln!("ERROR: shard reactor: {e}; the shard stops");
-            return;
-        }
+        let mut work = target.as_mut().map_or(0, TargetService::poll);
         loop {
             match rx.try_recv() {
                 Ok(Command::Ping(reply)) => {
                     let _ = reply.try_send(allowed_cpus());
                 }
+                Ok(Command::ClosePool(uuid, done)) => {
+                    if let Some(t) = target.as_mut() {
+                        t.close_pool(&uuid);
+                    }
+                    let _ = done.try_send(());
+                }
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
             }
+            work += 1;
+        }
+        if work > 0 {
+            last_work = Instant::now();
+            continue;
+        }
+        let wait = match target {
+            Some(_) if last_work.elapsed() < spin => {
+                std::hint::spin_loop();
+                continue;
+            }
+            Some(_) => TARGET_NAP,
+            None => idle,
+        };
+        if let Err(e) = reactor.wait(wait) {
+            eprintln!("ERROR: shard reactor: {e}; the shard stops");
+            return;
         }
     }
 }
@@ -177,6 +275,15 @@ impl Shard {
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(Command::Ping(tx)).ok()?;
         rx.recv_timeout(timeout).ok()
+    }
+
+    /// Has a target shard close a pool's store; true once it has (or it is no target).
+    pub fn close_pool(&self, uuid: &str, timeout: Duration) -> bool {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.send(Command::ClosePool(uuid.into(), tx)).is_err() {
+            return false;
+        }
+        rx.recv_timeout(timeout).is_ok()
     }
 
     /// Stops the shard and waits for its thread.

@@ -623,6 +623,33 @@ impl<S: Media, B: Media> Store<S, B> {
             .collect()
     }
 
+    /// Objects of a container with anything recorded, in id order, above `after` (from the
+    /// first with `from_start`), at most `max`.
+    pub fn list_oids(&self, cont: Cont, after: Oid, from_start: bool, max: usize) -> Vec<Oid> {
+        use std::ops::Bound;
+        let lo = if from_start {
+            Bound::Included((cont, 0))
+        } else {
+            Bound::Excluded((cont, after))
+        };
+        self.index
+            .objects
+            .range((lo, Bound::Included((cont, Oid::MAX))))
+            .filter(|((_, oid), _)| !self.list_dkeys(cont, *oid).is_empty())
+            .map(|((_, oid), _)| *oid)
+            .take(max)
+            .collect()
+    }
+
+    /// Punches every object of a container (container destroy); returns how many.
+    pub fn punch_container(&mut self, cont: Cont) -> Result<usize, StoreError> {
+        let oids = self.list_oids(cont, 0, true, usize::MAX);
+        for oid in &oids {
+            self.punch(cont, *oid, None, None)?;
+        }
+        Ok(oids.len())
+    }
+
     /// Live akeys of a dkey.
     pub fn list_akeys(&self, cont: Cont, oid: Oid, dkey: &[u8]) -> Vec<Vec<u8>> {
         let floor = self.punched_at(cont, oid, dkey, u64::MAX);

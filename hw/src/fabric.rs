@@ -207,6 +207,17 @@ pub struct RdmEndpoint {
     free_send: Vec<usize>,
     /// Receive buffers the provider could not take yet; posted again at the next poll.
     pending_recv: Vec<usize>,
+    /// Filled send buffers the provider could not take yet: (slot, len, peer), retried at the
+    /// next poll in order.
+    pending_send: std::collections::VecDeque<(usize, usize, Peer)>,
+}
+
+/// A received message the endpoint still holds (its buffer is not posted again) until it is
+/// answered with [`RdmEndpoint::reply`] or given back with [`RdmEndpoint::release`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    slot: usize,
+    len: usize,
 }
 
 // SAFETY: the endpoint is owned by one thread at a time (a shard); libfabric objects may move
@@ -277,7 +288,8 @@ impl RdmEndpoint {
             bufs,
             send_slots,
             free_send: (0..send_slots).rev().collect(),
-            pending_recv: Vec::new(),
+            pending_recv: Vec::with_capacity(recv_slots),
+            pending_send: std::collections::VecDeque::with_capacity(send_slots),
         };
         // SAFETY: every object is opened from the live `info`/parents and stored in `e`, whose
         // Drop closes what was opened, in reverse order, even if a later step fails.
@@ -398,6 +410,54 @@ impl RdmEndpoint {
             return Err(EndpointError::Busy(self.send_slots));
         };
         self.bufs[slot][..data.len()].copy_from_slice(data);
+        match self.post_send(slot, data.len(), peer) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.free_send.push(slot);
+                Err(EndpointError::Again)
+            }
+            Err(e) => {
+                self.free_send.push(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends a message written in place by `fill` (which returns its length) into a free send
+    /// buffer: no copy. `Busy` (without calling `fill`) when every buffer is in flight. If the
+    /// provider cannot take it yet, the message is kept and sent at a later poll.
+    pub fn send_with(
+        &mut self,
+        peer: Peer,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<(), EndpointError> {
+        let Some(slot) = self.free_send.pop() else {
+            return Err(EndpointError::Busy(self.send_slots));
+        };
+        let len = fill(&mut self.bufs[slot]).min(self.msg_size);
+        self.queue_send(slot, len, peer)
+    }
+
+    fn queue_send(&mut self, slot: usize, len: usize, peer: Peer) -> Result<(), EndpointError> {
+        if !self.pending_send.is_empty() {
+            self.pending_send.push_back((slot, len, peer));
+            return Ok(());
+        }
+        match self.post_send(slot, len, peer) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.pending_send.push_back((slot, len, peer));
+                Ok(())
+            }
+            Err(e) => {
+                self.free_send.push(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands a filled send buffer to the provider; false when it cannot take it now.
+    fn post_send(&mut self, slot: usize, len: usize, peer: Peer) -> Result<bool, EndpointError> {
         let buf = self.bufs[slot].as_ptr();
         // SAFETY: the buffer is owned by `self` and not reused until its send completion
         // returns the slot to `free_send` in `poll`.
@@ -405,31 +465,100 @@ impl RdmEndpoint {
             sys::fi_send(
                 self.ep,
                 buf.cast(),
-                data.len(),
+                len,
                 ptr::null_mut(),
                 peer.0,
                 (slot + 1) as *mut std::ffi::c_void,
             )
         };
         match r {
-            0 => Ok(()),
-            r if r == -FI_EAGAIN => {
-                self.free_send.push(slot);
-                Err(EndpointError::Again)
-            }
-            r => {
-                self.free_send.push(slot);
-                Err(self.fail("fi_send", r))
-            }
+            0 => Ok(true),
+            r if r == -FI_EAGAIN => Ok(false),
+            r => Err(self.fail("fi_send", r)),
         }
+    }
+
+    /// Reaps completions like [`Self::poll`], but keeps each received message in its buffer and
+    /// appends it to `held` (which should have room for every receive slot, so that pushing
+    /// never allocates). Answer each with [`Self::reply`] or give it back with
+    /// [`Self::release`].
+    pub fn poll_held(&mut self, held: &mut Vec<Received>) -> Result<usize, EndpointError> {
+        self.reap(|slot, len| held.push(Received { slot, len }))
+    }
+
+    /// The bytes of a held message.
+    pub fn message(&self, r: Received) -> &[u8] {
+        &self.bufs[r.slot][..r.len]
+    }
+
+    /// Answers a held message: `answer(request, response_buffer)` writes the response and
+    /// returns its length; it is sent to `peer` and the request's buffer is posted again.
+    /// `Busy` (without calling `answer`, the message still held) when every send buffer is in
+    /// flight: poll, then reply again.
+    pub fn reply(
+        &mut self,
+        r: Received,
+        peer: Peer,
+        answer: impl FnOnce(&[u8], &mut [u8]) -> usize,
+    ) -> Result<(), EndpointError> {
+        let Some(slot) = self.free_send.pop() else {
+            return Err(EndpointError::Busy(self.send_slots));
+        };
+        // Receive slots come after send slots, so the request is in the upper half.
+        let (low, high) = self.bufs.split_at_mut(self.send_slots);
+        let req = &high[r.slot - self.send_slots][..r.len];
+        let len = answer(req, &mut low[slot]).min(self.msg_size);
+        self.release(r)?;
+        self.queue_send(slot, len, peer)
+    }
+
+    /// Gives a held message's buffer back to the provider.
+    pub fn release(&mut self, r: Received) -> Result<(), EndpointError> {
+        if !self.post_recv(r.slot)? {
+            self.pending_recv.push(r.slot);
+        }
+        Ok(())
     }
 
     /// Reaps completions: finished sends free their buffers; each received message is handed
     /// to `on_recv` and its buffer is posted again. Returns the completions handled.
     pub fn poll(&mut self, mut on_recv: impl FnMut(&[u8])) -> Result<usize, EndpointError> {
-        for slot in std::mem::take(&mut self.pending_recv) {
+        let mut got = [(0usize, 0usize); 16];
+        let mut n = 0;
+        let done = self.reap(|slot, len| {
+            got[n] = (slot, len);
+            n += 1;
+        })?;
+        for &(slot, len) in &got[..n] {
+            on_recv(&self.bufs[slot][..len]);
+            self.release(Received { slot, len })?;
+        }
+        Ok(done)
+    }
+
+    /// Retries what the provider refused before, then reads up to 16 completions: send
+    /// completions free their slot, receives go to `on_recv(slot, len)` still held.
+    fn reap(&mut self, mut on_recv: impl FnMut(usize, usize)) -> Result<usize, EndpointError> {
+        for _ in 0..self.pending_recv.len() {
+            let Some(slot) = self.pending_recv.pop() else {
+                break;
+            };
             if !self.post_recv(slot)? {
                 self.pending_recv.push(slot);
+                break;
+            }
+        }
+        while let Some(&(slot, len, peer)) = self.pending_send.front() {
+            match self.post_send(slot, len, peer) {
+                Ok(true) => {
+                    self.pending_send.pop_front();
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    self.pending_send.pop_front();
+                    self.free_send.push(slot);
+                    return Err(e);
+                }
             }
         }
         // SAFETY: an all-zero fi_cq_msg_entry is a valid (empty) value of this plain C struct.
@@ -444,6 +573,13 @@ impl RdmEndpoint {
             let mut err: sys::fi_cq_err_entry = unsafe { std::mem::zeroed() };
             // SAFETY: `cq` is open; `err` is a valid out-buffer.
             unsafe { sys::fi_cq_readerr(self.cq, &mut err, 0) };
+            // The failed operation's buffer is ours again.
+            let slot = (err.op_context as usize).wrapping_sub(1);
+            if slot < self.send_slots {
+                self.free_send.push(slot);
+            } else if slot < self.bufs.len() {
+                self.pending_recv.push(slot);
+            }
             return Err(self.fail("fi_cq_read (completion error)", -(err.err as isize)));
         }
         if n < 0 {
@@ -455,15 +591,17 @@ impl RdmEndpoint {
                 continue;
             }
             if e.flags & FI_RECV != 0 {
-                on_recv(&self.bufs[slot][..e.len.min(self.msg_size)]);
-                if !self.post_recv(slot)? {
-                    self.pending_recv.push(slot);
-                }
+                on_recv(slot, e.len.min(self.msg_size));
             } else if slot < self.send_slots {
                 self.free_send.push(slot);
             }
         }
         Ok(n as usize)
+    }
+
+    /// Largest message this endpoint sends or receives.
+    pub fn msg_size(&self) -> usize {
+        self.msg_size
     }
 
     /// Sends still in flight.

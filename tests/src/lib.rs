@@ -40,6 +40,24 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A base port `p` such that `p..p+n` were free a moment ago, below the kernel's ephemeral
+/// range (so outgoing connections never take them) and different for every call in this
+/// process (tests run in parallel threads) and, very likely, across test processes.
+pub fn free_port_range(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    for _ in 0..1000 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = 20000 + ((pid.wrapping_mul(7919) / 64 + k) % 180) * 64;
+        let base = base as u16;
+        if (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free range of {n} ports between 20000 and 31520");
+}
+
 /// Runs a binary to completion.
 pub fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin(name));
@@ -183,6 +201,7 @@ impl System {
         let d = dir.path();
         std::fs::create_dir(d.join("run")).expect("mkdir");
         let port = free_port();
+        let fabric_base = free_port_range(8 * engines.max(1) as u16);
         let transport = match certs {
             None => "transport_config:\n  allow_insecure: true\n".to_string(),
             Some(c) => format!(
@@ -203,7 +222,7 @@ impl System {
                  env_vars: [DAOS_TARGET_OVERSUBSCRIBE=1]\n  storage:\n  \
                  - class: ram\n    scm_mount: {d}/scm{i}\n    scm_size: 4\n  \
                  - class: file\n    bdev_list: [{d}/bdev{i}]\n    bdev_size: 1\n",
-                fport = 31416 + 8 * i as u16 + (std::process::id() % 1000) as u16 * 16,
+                fport = fabric_base + 8 * i as u16,
                 d = d.display()
             ));
         }

@@ -39,6 +39,7 @@ fn engine_notifies_ready_takes_its_rank_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_cp, notified) = control_plane(dir.path());
     let d = dir.path().to_str().expect("utf8");
+    let port = free_port().to_string();
     let mut engine = Proc::start(
         "daos_engine",
         &[
@@ -58,7 +59,7 @@ fn engine_notifies_ready_takes_its_rank_and_stops_on_sigterm() {
         &[
             ("D_PROVIDER", "ofi+tcp;ofi_rxm"),
             ("D_INTERFACE", "lo"),
-            ("D_PORT", "31416"),
+            ("D_PORT", port.as_str()),
             ("DAOS_TARGET_OVERSUBSCRIBE", "1"),
         ],
         dir.path(),
@@ -66,7 +67,7 @@ fn engine_notifies_ready_takes_its_rank_and_stops_on_sigterm() {
     let req = notified
         .recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| panic!("no NotifyReady: {}", log(dir.path(), "daos_engine", "err")));
-    assert_eq!(req.uri, "ofi+tcp;ofi_rxm://127.0.0.1:31416");
+    assert_eq!(req.uri, format!("ofi+tcp;ofi_rxm://127.0.0.1:{port}"));
     assert_eq!((req.ntgts, req.nctxs, req.instance_idx), (1, 2, 0));
     assert!(req.incarnation > 0);
     let sock = Path::new(&req.drpc_listener_sock).to_path_buf();
@@ -184,7 +185,11 @@ fn engine_without_daos_server_says_so() {
     let out = run(
         "daos_engine",
         &["-t", "1", "-x", "0", "-d", d],
-        &[("DAOS_TARGET_OVERSUBSCRIBE", "1"), ("D_INTERFACE", "lo")],
+        &[
+            ("DAOS_TARGET_OVERSUBSCRIBE", "1"),
+            ("D_INTERFACE", "lo"),
+            ("D_PORT", &free_port().to_string()),
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -199,6 +204,24 @@ fn engine_without_daos_server_says_so() {
             .to_string_lossy()
             .ends_with(".sock")),
         "no socket left behind"
+    );
+}
+
+#[test]
+fn engine_without_a_fabric_port_names_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_cp, _rx) = control_plane(dir.path());
+    let d = dir.path().to_str().expect("utf8");
+    let out = run(
+        "daos_engine",
+        &["-t", "1", "-x", "0", "-d", d],
+        &[("DAOS_TARGET_OVERSUBSCRIBE", "1"), ("D_INTERFACE", "lo")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no fabric port (D_PORT)") && err.contains("fabric_iface_port"),
+        "{err}"
     );
 }
 

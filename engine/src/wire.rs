@@ -1,0 +1,749 @@
+//! The client ↔ target protocol: what travels in one fabric message.
+//!
+//! Every message starts with a fixed 104-byte little-endian header; the body that follows has
+//! a fixed layout per operation (lengths before bytes). Encoding writes into a caller's buffer
+//! (the fabric endpoint's own send buffer) and decoding borrows from the receive buffer, so
+//! neither allocates.
+//!
+//! ```text
+//!  0 magic u32 "DRS\x01"   4 version u16   6 op u16   8 tag u64 (echoed in the reply)
+//! 16 status i32 (replies: 0 or a DER code)   20 body length u32
+//! 24 pool uuid [16]   40 container uuid [16]   56 reply-address length u8
+//! 57 reply address [40] (the client's fabric name)   97..104 zero
+//! ```
+//!
+//! Compatibility: `magic` and `version` keep their place in every version. A target that gets
+//! another version answers with status [`der::PROTO`] and its own version in the header, and
+//! the client reports both (DAOS internals: "protocol compatibility").
+
+/// First four bytes of every message.
+pub const MAGIC: u32 = 0x0153_5244;
+/// The protocol version this build speaks.
+pub const VERSION: u16 = 1;
+/// Bytes of the fixed header.
+pub const HEADER_LEN: usize = 104;
+/// Largest reply address (a fabric endpoint name).
+pub const ADDR_MAX: usize = 40;
+/// Largest dkey or akey.
+pub const KEY_MAX: usize = 1024;
+
+/// DAOS error numbers (`-DER_*`) carried in the status field.
+pub mod der {
+    pub const INVAL: i32 = -1003;
+    pub const EXIST: i32 = -1004;
+    pub const NONEXIST: i32 = -1005;
+    pub const NOSPACE: i32 = -1007;
+    pub const TIMEDOUT: i32 = -1011;
+    pub const PROTO: i32 = -1014;
+    pub const TRUNC: i32 = -1016;
+    pub const IO: i32 = -2001;
+    pub const CSUM: i32 = -2021;
+
+    /// DAOS's name of a code, for messages.
+    pub fn name(code: i32) -> &'static str {
+        match code {
+            INVAL => "DER_INVAL",
+            EXIST => "DER_EXIST",
+            NONEXIST => "DER_NONEXIST",
+            NOSPACE => "DER_NOSPACE",
+            TIMEDOUT => "DER_TIMEDOUT",
+            PROTO => "DER_PROTO",
+            TRUNC => "DER_TRUNC",
+            IO => "DER_IO",
+            CSUM => "DER_CSUM",
+            _ => "DER_UNKNOWN",
+        }
+    }
+}
+
+/// Operation codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Op {
+    Ping = 1,
+    Update = 2,
+    Fetch = 3,
+    WriteExtent = 4,
+    ReadExtent = 5,
+    Punch = 6,
+    ListDkeys = 7,
+    ListAkeys = 8,
+    ListOids = 9,
+    ContCreate = 10,
+    ContList = 11,
+    ContQuery = 12,
+    ContDestroy = 13,
+    ContPunch = 14,
+}
+
+impl Op {
+    pub fn from_u16(v: u16) -> Option<Op> {
+        use Op::*;
+        Some(match v {
+            1 => Ping,
+            2 => Update,
+            3 => Fetch,
+            4 => WriteExtent,
+            5 => ReadExtent,
+            6 => Punch,
+            7 => ListDkeys,
+            8 => ListAkeys,
+            9 => ListOids,
+            10 => ContCreate,
+            11 => ContList,
+            12 => ContQuery,
+            13 => ContDestroy,
+            14 => ContPunch,
+            _ => return None,
+        })
+    }
+}
+
+/// A message that cannot be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message too short: {0} bytes")]
+    Short(usize),
+    #[error("not a daos-rs message (magic {0:#010x})")]
+    Magic(u32),
+    #[error("protocol version {theirs}, this side speaks {ours}")]
+    Version { theirs: u16, ours: u16 },
+    #[error("unknown operation {0}")]
+    Op(u16),
+    #[error("body truncated or malformed")]
+    Body,
+    #[error("key of {0} bytes exceeds {KEY_MAX}")]
+    KeyTooLong(usize),
+    #[error("message does not fit the {0}-byte buffer")]
+    Overflow(usize),
+}
+
+/// The fixed header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub version: u16,
+    pub op: u16,
+    pub tag: u64,
+    pub status: i32,
+    pub body_len: u32,
+    pub pool: [u8; 16],
+    pub cont: [u8; 16],
+    pub addr_len: u8,
+    pub addr: [u8; ADDR_MAX],
+}
+
+impl Header {
+    /// A request header from this side.
+    pub fn request(op: Op, tag: u64, pool: [u8; 16], cont: [u8; 16], addr: &[u8]) -> Header {
+        let mut a = [0u8; ADDR_MAX];
+        let n = addr.len().min(ADDR_MAX);
+        a[..n].copy_from_slice(&addr[..n]);
+        Header {
+            version: VERSION,
+            op: op as u16,
+            tag,
+            status: 0,
+            body_len: 0,
+            pool,
+            cont,
+            addr_len: n as u8,
+            addr: a,
+        }
+    }
+
+    /// The reply address the client put in its request.
+    pub fn reply_addr(&self) -> &[u8] {
+        &self.addr[..usize::from(self.addr_len).min(ADDR_MAX)]
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `buf`.
+    pub fn write(&self, buf: &mut [u8]) -> Result<(), WireError> {
+        let size = buf.len();
+        let b = buf.get_mut(..HEADER_LEN).ok_or(WireError::Overflow(size))?;
+        b.fill(0);
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..6].copy_from_slice(&self.version.to_le_bytes());
+        b[6..8].copy_from_slice(&self.op.to_le_bytes());
+        b[8..16].copy_from_slice(&self.tag.to_le_bytes());
+        b[16..20].copy_from_slice(&self.status.to_le_bytes());
+        b[20..24].copy_from_slice(&self.body_len.to_le_bytes());
+        b[24..40].copy_from_slice(&self.pool);
+        b[40..56].copy_from_slice(&self.cont);
+        b[56] = self.addr_len;
+        b[57..57 + ADDR_MAX].copy_from_slice(&self.addr);
+        Ok(())
+    }
+
+    /// Reads a header without judging its version (so either side can report a mismatch).
+    pub fn read(buf: &[u8]) -> Result<Header, WireError> {
+        if buf.len() < HEADER_LEN {
+            return Err(WireError::Short(buf.len()));
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([buf[i], buf[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        let magic = u32_at(0);
+        if magic != MAGIC {
+            return Err(WireError::Magic(magic));
+        }
+        let mut pool = [0u8; 16];
+        pool.copy_from_slice(&buf[24..40]);
+        let mut cont = [0u8; 16];
+        cont.copy_from_slice(&buf[40..56]);
+        let mut addr = [0u8; ADDR_MAX];
+        addr.copy_from_slice(&buf[57..57 + ADDR_MAX]);
+        Ok(Header {
+            version: u16_at(4),
+            op: u16_at(6),
+            tag: u64::from_le_bytes(buf[8..16].try_into().map_err(|_| WireError::Body)?),
+            status: u32_at(16) as i32,
+            body_len: u32_at(20),
+            pool,
+            cont,
+            addr_len: buf[56],
+            addr,
+        })
+    }
+
+    /// The body that follows this header in `buf`.
+    pub fn body<'a>(&self, buf: &'a [u8]) -> Result<&'a [u8], WireError> {
+        buf.get(HEADER_LEN..HEADER_LEN + self.body_len as usize)
+            .ok_or(WireError::Body)
+    }
+}
+
+/// Writes a body into a buffer; a body that does not fit is [`WireError::Overflow`].
+pub struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    overflow: bool,
+}
+
+impl<'a> Writer<'a> {
+    /// Writes the body after the header's place in `buf`.
+    pub fn body(buf: &'a mut [u8]) -> Writer<'a> {
+        Writer {
+            buf,
+            pos: HEADER_LEN,
+            overflow: false,
+        }
+    }
+
+    /// Bytes still free.
+    pub fn room(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    pub fn put(&mut self, b: &[u8]) -> &mut Self {
+        match self.buf.get_mut(self.pos..self.pos + b.len()) {
+            Some(d) if !self.overflow => {
+                d.copy_from_slice(b);
+                self.pos += b.len();
+            }
+            _ => self.overflow = true,
+        }
+        self
+    }
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.put(&[v])
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.put(&v.to_le_bytes())
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.put(&v.to_le_bytes())
+    }
+    pub fn u128(&mut self, v: u128) -> &mut Self {
+        self.put(&v.to_le_bytes())
+    }
+    /// A key: u16 length, bytes.
+    pub fn key(&mut self, k: &[u8]) -> &mut Self {
+        if k.len() > KEY_MAX {
+            self.overflow = true;
+            return self;
+        }
+        self.put(&(k.len() as u16).to_le_bytes()).put(k)
+    }
+    /// A value: u32 length, bytes.
+    pub fn value(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32).put(v)
+    }
+    /// Reserves a value of `len` bytes and returns it to be filled in place.
+    pub fn value_in_place(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.u32(len as u32);
+        let start = self.pos;
+        match self.buf.get_mut(start..start + len) {
+            Some(d) if !self.overflow => {
+                self.pos += len;
+                Some(d)
+            }
+            _ => {
+                self.overflow = true;
+                None
+            }
+        }
+    }
+
+    /// Completes the message: writes `header` with the body length; returns the total length.
+    pub fn finish(self, mut header: Header) -> Result<usize, WireError> {
+        if self.overflow {
+            return Err(WireError::Overflow(self.buf.len()));
+        }
+        header.body_len = (self.pos - HEADER_LEN) as u32;
+        header.write(self.buf)?;
+        Ok(self.pos)
+    }
+}
+
+/// Reads a body.
+pub struct Reader<'a>(pub &'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Body);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    pub fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, WireError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub fn u64(&mut self) -> Result<u64, WireError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| WireError::Body)?,
+        ))
+    }
+    pub fn u128(&mut self) -> Result<u128, WireError> {
+        let b = self.take(16)?;
+        Ok(u128::from_le_bytes(
+            b.try_into().map_err(|_| WireError::Body)?,
+        ))
+    }
+    pub fn key(&mut self) -> Result<&'a [u8], WireError> {
+        let b = self.take(2)?;
+        let n = usize::from(u16::from_le_bytes([b[0], b[1]]));
+        if n > KEY_MAX {
+            return Err(WireError::KeyTooLong(n));
+        }
+        self.take(n)
+    }
+    pub fn value(&mut self) -> Result<&'a [u8], WireError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    pub fn uuid(&mut self) -> Result<[u8; 16], WireError> {
+        let mut u = [0u8; 16];
+        u.copy_from_slice(self.take(16)?);
+        Ok(u)
+    }
+}
+
+/// What to punch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PunchWhat<'a> {
+    Object,
+    Dkey(&'a [u8]),
+    Akey(&'a [u8], &'a [u8]),
+}
+
+/// A request body, borrowed from the message it came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    Ping,
+    Update {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        value: &'a [u8],
+    },
+    Fetch {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+    },
+    WriteExtent {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        offset: u64,
+        data: &'a [u8],
+    },
+    ReadExtent {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        offset: u64,
+        len: u32,
+    },
+    Punch {
+        oid: u128,
+        what: PunchWhat<'a>,
+    },
+    /// Dkeys after `after` (all from the start when empty).
+    ListDkeys {
+        oid: u128,
+        after: &'a [u8],
+    },
+    ListAkeys {
+        oid: u128,
+        dkey: &'a [u8],
+    },
+    /// Object ids above `after` (with `from_start`, from the first).
+    ListOids {
+        after: u128,
+        from_start: bool,
+    },
+    ContCreate {
+        label: &'a [u8],
+        uuid: [u8; 16],
+    },
+    ContList,
+    /// By label, or by UUID text.
+    ContQuery {
+        id: &'a [u8],
+    },
+    ContDestroy {
+        id: &'a [u8],
+    },
+    /// Punches every object of the header's container on this target.
+    ContPunch,
+}
+
+impl<'a> Request<'a> {
+    pub fn op(&self) -> Op {
+        match self {
+            Request::Ping => Op::Ping,
+            Request::Update { .. } => Op::Update,
+            Request::Fetch { .. } => Op::Fetch,
+            Request::WriteExtent { .. } => Op::WriteExtent,
+            Request::ReadExtent { .. } => Op::ReadExtent,
+            Request::Punch { .. } => Op::Punch,
+            Request::ListDkeys { .. } => Op::ListDkeys,
+            Request::ListAkeys { .. } => Op::ListAkeys,
+            Request::ListOids { .. } => Op::ListOids,
+            Request::ContCreate { .. } => Op::ContCreate,
+            Request::ContList => Op::ContList,
+            Request::ContQuery { .. } => Op::ContQuery,
+            Request::ContDestroy { .. } => Op::ContDestroy,
+            Request::ContPunch => Op::ContPunch,
+        }
+    }
+
+    /// Writes the body.
+    pub fn encode(&self, w: &mut Writer<'_>) {
+        match *self {
+            Request::Ping | Request::ContList | Request::ContPunch => {}
+            Request::Update {
+                oid,
+                dkey,
+                akey,
+                value,
+            } => {
+                w.u128(oid).key(dkey).key(akey).value(value);
+            }
+            Request::Fetch { oid, dkey, akey } => {
+                w.u128(oid).key(dkey).key(akey);
+            }
+            Request::WriteExtent {
+                oid,
+                dkey,
+                akey,
+                offset,
+                data,
+            } => {
+                w.u128(oid).key(dkey).key(akey).u64(offset).value(data);
+            }
+            Request::ReadExtent {
+                oid,
+                dkey,
+                akey,
+                offset,
+                len,
+            } => {
+                w.u128(oid).key(dkey).key(akey).u64(offset).u32(len);
+            }
+            Request::Punch { oid, what } => {
+                w.u128(oid);
+                match what {
+                    PunchWhat::Object => w.u8(0),
+                    PunchWhat::Dkey(d) => w.u8(1).key(d),
+                    PunchWhat::Akey(d, a) => w.u8(2).key(d).key(a),
+                };
+            }
+            Request::ListDkeys { oid, after } => {
+                w.u128(oid).key(after);
+            }
+            Request::ListAkeys { oid, dkey } => {
+                w.u128(oid).key(dkey);
+            }
+            Request::ListOids { after, from_start } => {
+                w.u128(after).u8(u8::from(from_start));
+            }
+            Request::ContCreate { label, uuid } => {
+                w.key(label).put(&uuid);
+            }
+            Request::ContQuery { id } | Request::ContDestroy { id } => {
+                w.key(id);
+            }
+        }
+    }
+
+    /// Reads the body of operation `op`.
+    pub fn decode(op: u16, body: &'a [u8]) -> Result<Request<'a>, WireError> {
+        let op = Op::from_u16(op).ok_or(WireError::Op(op))?;
+        let mut r = Reader(body);
+        let req = match op {
+            Op::Ping => Request::Ping,
+            Op::ContList => Request::ContList,
+            Op::ContPunch => Request::ContPunch,
+            Op::Update => Request::Update {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                value: r.value()?,
+            },
+            Op::Fetch => Request::Fetch {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+            },
+            Op::WriteExtent => Request::WriteExtent {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                offset: r.u64()?,
+                data: r.value()?,
+            },
+            Op::ReadExtent => Request::ReadExtent {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                offset: r.u64()?,
+                len: r.u32()?,
+            },
+            Op::Punch => {
+                let oid = r.u128()?;
+                let what = match r.u8()? {
+                    0 => PunchWhat::Object,
+                    1 => PunchWhat::Dkey(r.key()?),
+                    2 => PunchWhat::Akey(r.key()?, r.key()?),
+                    _ => return Err(WireError::Body),
+                };
+                Request::Punch { oid, what }
+            }
+            Op::ListDkeys => Request::ListDkeys {
+                oid: r.u128()?,
+                after: r.key()?,
+            },
+            Op::ListAkeys => Request::ListAkeys {
+                oid: r.u128()?,
+                dkey: r.key()?,
+            },
+            Op::ListOids => Request::ListOids {
+                after: r.u128()?,
+                from_start: r.u8()? != 0,
+            },
+            Op::ContCreate => Request::ContCreate {
+                label: r.key()?,
+                uuid: r.uuid()?,
+            },
+            Op::ContQuery => Request::ContQuery { id: r.key()? },
+            Op::ContDestroy => Request::ContDestroy { id: r.key()? },
+        };
+        Ok(req)
+    }
+}
+
+/// A UUID's canonical text (`8-4-4-4-12`, lower case).
+pub fn uuid_text(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Parses a UUID's text (any case); `None` if it is not one.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.split('-').collect();
+    let groups: Vec<usize> = s.split('-').map(str::len).collect();
+    if groups != [8, 4, 4, 4, 12] || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut u = [0u8; 16];
+    for (i, b) in u.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(u)
+}
+
+/// Writes a complete request message into `buf`; returns its length.
+pub fn encode_request(
+    buf: &mut [u8],
+    header: Header,
+    req: &Request<'_>,
+) -> Result<usize, WireError> {
+    let mut w = Writer::body(buf);
+    req.encode(&mut w);
+    w.finish(header)
+}
+
+/// Writes an error reply (status and a message for people) to the request `req`.
+pub fn encode_error(buf: &mut [u8], req: &Header, status: i32, message: &str) -> usize {
+    let mut h = *req;
+    h.version = VERSION;
+    h.status = status;
+    let mut w = Writer::body(buf);
+    let room = w.room().saturating_sub(4);
+    let msg = &message.as_bytes()[..message.len().min(room).min(4096)];
+    w.value(msg);
+    w.finish(h).unwrap_or(0)
+}
+
+/// The message text of an error reply.
+pub fn error_message(body: &[u8]) -> String {
+    Reader(body)
+        .value()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(req: Request<'_>) {
+        let mut buf = vec![0u8; 4096];
+        let h = Header::request(req.op(), 42, [1; 16], [2; 16], b"peer-name");
+        let n = encode_request(&mut buf, h, &req).unwrap();
+        let got = Header::read(&buf[..n]).unwrap();
+        assert_eq!(got.tag, 42);
+        assert_eq!(got.reply_addr(), b"peer-name");
+        assert_eq!(got.pool, [1; 16]);
+        let body = got.body(&buf[..n]).unwrap();
+        assert_eq!(Request::decode(got.op, body).unwrap(), req);
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        round_trip(Request::Ping);
+        round_trip(Request::Update {
+            oid: u128::MAX - 3,
+            dkey: b"d",
+            akey: b"",
+            value: &[7; 300],
+        });
+        round_trip(Request::Fetch {
+            oid: 9,
+            dkey: b"dk",
+            akey: b"ak",
+        });
+        round_trip(Request::WriteExtent {
+            oid: 1,
+            dkey: b"d",
+            akey: b"a",
+            offset: 1 << 40,
+            data: b"xyz",
+        });
+        round_trip(Request::ReadExtent {
+            oid: 1,
+            dkey: b"d",
+            akey: b"a",
+            offset: 5,
+            len: 99,
+        });
+        for what in [
+            PunchWhat::Object,
+            PunchWhat::Dkey(b"d"),
+            PunchWhat::Akey(b"d", b"a"),
+        ] {
+            round_trip(Request::Punch { oid: 3, what });
+        }
+        round_trip(Request::ListDkeys {
+            oid: 3,
+            after: b"k",
+        });
+        round_trip(Request::ListAkeys { oid: 3, dkey: b"k" });
+        round_trip(Request::ListOids {
+            after: 77,
+            from_start: false,
+        });
+        round_trip(Request::ContCreate {
+            label: b"c1",
+            uuid: [9; 16],
+        });
+        round_trip(Request::ContList);
+        round_trip(Request::ContQuery { id: b"c1" });
+        round_trip(Request::ContDestroy { id: b"c1" });
+        round_trip(Request::ContPunch);
+    }
+
+    #[test]
+    fn bad_messages_are_refused_not_misread() {
+        assert_eq!(Header::read(&[0; 10]), Err(WireError::Short(10)));
+        assert!(matches!(
+            Header::read(&[0xff; HEADER_LEN]),
+            Err(WireError::Magic(_))
+        ));
+        assert_eq!(Request::decode(999, &[]), Err(WireError::Op(999)));
+        // A truncated update body.
+        assert_eq!(
+            Request::decode(Op::Update as u16, &[1, 2, 3]),
+            Err(WireError::Body)
+        );
+        // A key longer than allowed.
+        let mut body = vec![0u8; 16];
+        body.extend_from_slice(&5000u16.to_le_bytes());
+        assert_eq!(
+            Request::decode(Op::Fetch as u16, &body),
+            Err(WireError::KeyTooLong(5000))
+        );
+        // A body that does not fit the buffer is an error, not a short message.
+        let mut small = vec![0u8; HEADER_LEN + 8];
+        let h = Header::request(Op::Update, 1, [0; 16], [0; 16], b"");
+        let req = Request::Update {
+            oid: 1,
+            dkey: b"d",
+            akey: b"a",
+            value: &[0; 64],
+        };
+        assert!(matches!(
+            encode_request(&mut small, h, &req),
+            Err(WireError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn uuids_round_trip_through_text() {
+        let u = [0xab; 16];
+        let t = uuid_text(&u);
+        assert_eq!(t, "abababab-abab-abab-abab-abababababab");
+        assert_eq!(parse_uuid(&t), Some(u));
+        assert_eq!(parse_uuid(&t.to_uppercase()), Some(u));
+        assert_eq!(parse_uuid("abababab-abab-abab-abab-ababababab"), None);
+        assert_eq!(parse_uuid("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn error_replies_carry_status_and_text() {
+        let mut buf = vec![0u8; 512];
+        let req = Header::request(Op::Fetch, 5, [0; 16], [0; 16], b"x");
+        let n = encode_error(&mut buf, &req, der::CSUM, "checksum mismatch");
+        let h = Header::read(&buf[..n]).unwrap();
+        assert_eq!((h.status, h.tag), (der::CSUM, 5));
+        assert_eq!(
+            error_message(h.body(&buf[..n]).unwrap()),
+            "checksum mismatch"
+        );
+    }
+}
