@@ -367,6 +367,33 @@ impl MgmtSvc for Services {
         }))
     }
 
+    async fn get_attach_info(
+        &self,
+        req: Request<GetAttachInfoReq>,
+    ) -> Result<Response<GetAttachInfoResp>, Status> {
+        security::authorize(&req, "MgmtSvc.GetAttachInfo", self.insecure)?;
+        let h = self.harness()?;
+        let rank_uris = h
+            .ms()
+            .members()
+            .into_iter()
+            .filter(|m| m.state == crate::membership::MemberState::Joined)
+            .map(|m| get_attach_info_resp::RankUri {
+                rank: m.rank,
+                provider: m.fabric_uri.split("://").next().unwrap_or_default().into(),
+                uri: m.fabric_uri,
+                num_ctxs: m.fabric_contexts,
+            })
+            .collect();
+        Ok(Response::new(GetAttachInfoResp {
+            status: 0,
+            rank_uris,
+            ms_ranks: vec![0],
+            data_version: u64::from(h.ms().map_version()),
+            sys: self.config.name.clone(),
+        }))
+    }
+
     async fn system_query(
         &self,
         req: Request<SystemQueryReq>,

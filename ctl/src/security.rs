@@ -51,12 +51,12 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "CtlSvc.StoragePrepare"
         | "CtlSvc.ConfigGenerate" => &[Admin],
         "CtlSvc.PrepShutdownRanks" | "CtlSvc.StopRanks" | "CtlSvc.StartRanks" => &[Server],
-        "MgmtSvc.LeaderQuery" => &[Admin, Agent, Server],
+        "MgmtSvc.LeaderQuery" | "MgmtSvc.GetAttachInfo" => &[Admin, Agent, Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
+        // Clients (through the agent's identity) resolve and list pools.
+        "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" => &[Admin, Agent],
         "MgmtSvc.PoolCreate"
         | "MgmtSvc.PoolDestroy"
-        | "MgmtSvc.PoolQuery"
-        | "MgmtSvc.ListPools"
         | "MgmtSvc.PoolSetProp"
         | "MgmtSvc.PoolGetProp" => &[Admin],
         _ => &[],

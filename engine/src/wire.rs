@@ -435,6 +435,35 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Bytes of the whole message (header and body).
+    pub fn encoded_len(&self) -> usize {
+        let key = |k: &[u8]| 2 + k.len();
+        HEADER_LEN
+            + match *self {
+                Request::Ping | Request::ContList | Request::ContPunch => 0,
+                Request::Update {
+                    dkey, akey, value, ..
+                } => 16 + key(dkey) + key(akey) + 4 + value.len(),
+                Request::Fetch { dkey, akey, .. } => 16 + key(dkey) + key(akey),
+                Request::WriteExtent {
+                    dkey, akey, data, ..
+                } => 16 + key(dkey) + key(akey) + 8 + 4 + data.len(),
+                Request::ReadExtent { dkey, akey, .. } => 16 + key(dkey) + key(akey) + 12,
+                Request::Punch { what, .. } => {
+                    17 + match what {
+                        PunchWhat::Object => 0,
+                        PunchWhat::Dkey(d) => key(d),
+                        PunchWhat::Akey(d, a) => key(d) + key(a),
+                    }
+                }
+                Request::ListDkeys { after, .. } => 16 + key(after),
+                Request::ListAkeys { dkey, .. } => 16 + key(dkey),
+                Request::ListOids { .. } => 17,
+                Request::ContCreate { label, .. } => key(label) + 16,
+                Request::ContQuery { id } | Request::ContDestroy { id } => key(id),
+            }
+    }
+
     /// Writes the body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         match *self {
@@ -632,6 +661,7 @@ mod tests {
         assert_eq!(got.pool, [1; 16]);
         let body = got.body(&buf[..n]).unwrap();
         assert_eq!(Request::decode(got.op, body).unwrap(), req);
+        assert_eq!(req.encoded_len(), n, "{req:?}");
     }
 
     #[test]

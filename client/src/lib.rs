@@ -1,0 +1,747 @@
+//! The client library of daos-rs (its libdaos): talks to engine targets over libfabric with the
+//! protocol in [`daos_engine::wire`].
+//!
+//! - [`PoolMap`]: where a pool's targets listen (from the management service's GetAttachInfo
+//!   and pool query, which `daos-ctl` fetches) and which target holds an object: a
+//!   deterministic hash of the object id over the pool's targets.
+//! - [`Session`]: one fabric endpoint, used by one thread. [`Session::submit`] and
+//!   [`Session::poll`] keep many operations in flight (queue depth) without allocating; the
+//!   blocking methods (`update`, `fetch`, container calls, ...) are built on them.
+//!
+//! Every operation has a deadline; an engine that does not answer in time gives
+//! [`ClientError::Timeout`] and a reply that comes later is dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use daos_engine::target::{libfabric_provider, target_port};
+use daos_engine::wire::{
+    self, HEADER_LEN, Header, PunchWhat, Reader, Request, der, encode_request,
+};
+use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint};
+
+pub use daos_engine::wire::{parse_uuid, uuid_text};
+
+/// An object id.
+pub type Oid = u128;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("fabric: {0}")]
+    Fabric(#[from] EndpointError),
+    #[error(
+        "rank {rank} target {target} did not answer within {ms} ms (engine down or restarting?)"
+    )]
+    Timeout { rank: u32, target: u32, ms: u128 },
+    #[error("rank {rank} target {target}: {message} ({name}({code}))")]
+    Der {
+        rank: u32,
+        target: u32,
+        code: i32,
+        name: &'static str,
+        message: String,
+    },
+    #[error("malformed reply from rank {rank} target {target}: {what}")]
+    BadReply {
+        rank: u32,
+        target: u32,
+        what: String,
+    },
+    #[error("request of {len} bytes exceeds this session's {max}-byte messages; raise max_value")]
+    TooLarge { len: usize, max: usize },
+    #[error("{0} operations already in flight (the session's queue depth); poll first")]
+    QueueFull(usize),
+    #[error("bad engine URI {0:?} (expected provider://host:port)")]
+    BadUri(String),
+    #[error("the pool has no targets on joined ranks")]
+    NoTargets,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Exists(String),
+}
+
+impl ClientError {
+    /// The DER code of a target's refusal, if that is what this is.
+    pub fn der(&self) -> Option<i32> {
+        match self {
+            ClientError::Der { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// One target of a pool and where it listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetAddr {
+    pub rank: u32,
+    pub target: u32,
+    pub node: String,
+    pub port: u16,
+}
+
+/// A pool's targets, in (rank, target) order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolMap {
+    pub uuid: [u8; 16],
+    /// libfabric provider name (`tcp;ofi_rxm`).
+    pub provider: String,
+    pub targets: Vec<TargetAddr>,
+}
+
+/// An engine as GetAttachInfo describes it.
+#[derive(Clone, Debug)]
+pub struct RankUri {
+    pub rank: u32,
+    /// `ofi+tcp;ofi_rxm://127.0.0.1:31416`
+    pub uri: String,
+    /// 1 + targets.
+    pub num_ctxs: u32,
+}
+
+/// Splits `provider://host:port`.
+pub fn parse_uri(uri: &str) -> Result<(String, String, u16), ClientError> {
+    let bad = || ClientError::BadUri(uri.into());
+    let (provider, addr) = uri.split_once("://").ok_or_else(bad)?;
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((libfabric_provider(provider), host.to_string(), port))
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64's finaliser: every bit of the id moves the result.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl PoolMap {
+    /// The pool's targets: every target of each of the pool's `ranks` that `engines` lists.
+    pub fn new(uuid: [u8; 16], ranks: &[u32], engines: &[RankUri]) -> Result<PoolMap, ClientError> {
+        let mut targets = Vec::new();
+        let mut provider = String::new();
+        let mut ranks = ranks.to_vec();
+        ranks.sort_unstable();
+        for rank in ranks {
+            let Some(e) = engines.iter().find(|e| e.rank == rank) else {
+                continue;
+            };
+            let (p, host, base) = parse_uri(&e.uri)?;
+            provider = p;
+            for t in 0..e.num_ctxs.saturating_sub(1) {
+                targets.push(TargetAddr {
+                    rank,
+                    target: t,
+                    node: host.clone(),
+                    port: target_port(base, t),
+                });
+            }
+        }
+        if targets.is_empty() {
+            return Err(ClientError::NoTargets);
+        }
+        Ok(PoolMap {
+            uuid,
+            provider,
+            targets,
+        })
+    }
+
+    /// The target (index into `targets`) that holds object `oid`.
+    pub fn place(&self, oid: Oid) -> usize {
+        let h = mix(oid as u64 ^ mix((oid >> 64) as u64));
+        (h % self.targets.len() as u64) as usize
+    }
+
+    /// The target keeping the pool's container table.
+    pub fn service(&self) -> usize {
+        0
+    }
+}
+
+/// A reply as [`Session::poll`] hands it over: borrowed from the receive buffer.
+#[derive(Debug)]
+pub struct Reply<'a> {
+    pub tag: u64,
+    /// The body (for a refusal, already turned into the `Err`).
+    pub body: &'a [u8],
+}
+
+/// How a session is sized.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionOpts {
+    /// Operations in flight at most.
+    pub queue_depth: usize,
+    /// Largest value sent or fetched in one operation.
+    pub max_value: usize,
+    /// Deadline of each operation.
+    pub timeout: Duration,
+}
+
+impl Default for SessionOpts {
+    fn default() -> SessionOpts {
+        SessionOpts {
+            queue_depth: 16,
+            max_value: 1 << 20,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct InFlight {
+    tag: u64,
+    target: usize,
+    deadline: Instant,
+}
+
+/// A client endpoint talking to one pool's targets; one thread uses it.
+pub struct Session {
+    map: Arc<PoolMap>,
+    ep: RdmEndpoint,
+    name: Vec<u8>,
+    peers: Vec<Option<Peer>>,
+    opts: SessionOpts,
+    next_tag: u64,
+    inflight: Vec<InFlight>,
+}
+
+/// Room for keys and headers besides the value in every message.
+const MSG_OVERHEAD: usize = 8192;
+
+impl Session {
+    /// Opens an endpoint for the pool.
+    pub fn open(map: Arc<PoolMap>, opts: SessionOpts) -> Result<Session, ClientError> {
+        let qd = opts.queue_depth.max(1);
+        let ep = RdmEndpoint::open(
+            &map.provider,
+            None,
+            None,
+            opts.max_value + MSG_OVERHEAD,
+            qd,
+            qd,
+        )?;
+        let name = ep.name()?;
+        if name.len() > wire::ADDR_MAX {
+            return Err(ClientError::BadUri(format!(
+                "endpoint name of {} bytes is longer than the protocol's {}",
+                name.len(),
+                wire::ADDR_MAX
+            )));
+        }
+        let peers = vec![None; map.targets.len()];
+        Ok(Session {
+            map,
+            ep,
+            name,
+            peers,
+            opts: SessionOpts {
+                queue_depth: qd,
+                ..opts
+            },
+            next_tag: 1,
+            inflight: Vec::with_capacity(qd),
+        })
+    }
+
+    pub fn map(&self) -> &PoolMap {
+        &self.map
+    }
+
+    /// Operations in flight.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn peer(&mut self, target: usize) -> Result<Peer, ClientError> {
+        if let Some(p) = self.peers[target] {
+            return Ok(p);
+        }
+        let t = &self.map.targets[target];
+        let ip: std::net::Ipv4Addr = t
+            .node
+            .parse()
+            .map_err(|_| ClientError::BadUri(format!("{}:{} (IPv4 only)", t.node, t.port)))?;
+        let p = self
+            .ep
+            .insert_peer(&daos_hw::fabric::sockaddr_in(ip, t.port))?;
+        self.peers[target] = Some(p);
+        Ok(p)
+    }
+
+    /// Sends `req` for container `cont` to `target` (an index into the map's targets, e.g.
+    /// from [`PoolMap::place`]); returns its tag. No allocation.
+    pub fn submit(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+    ) -> Result<u64, ClientError> {
+        if self.inflight.len() >= self.opts.queue_depth {
+            return Err(ClientError::QueueFull(self.opts.queue_depth));
+        }
+        let len = req.encoded_len();
+        if len > self.ep.msg_size() {
+            return Err(ClientError::TooLarge {
+                len,
+                max: self.ep.msg_size(),
+            });
+        }
+        let peer = self.peer(target)?;
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let header = Header::request(req.op(), tag, self.map.uuid, cont, &self.name);
+        loop {
+            match self
+                .ep
+                .send_with(peer, |buf| encode_request(buf, header, req).unwrap_or(0))
+            {
+                Ok(()) => break,
+                // Send buffers still in flight: their completions free them.
+                Err(EndpointError::Busy(_)) => {
+                    self.ep.poll(|_| {})?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.inflight.push(InFlight {
+            tag,
+            target,
+            deadline: Instant::now() + self.opts.timeout,
+        });
+        Ok(tag)
+    }
+
+    /// Reaps replies and expired deadlines: `done(tag, result)` for each finished operation.
+    /// Returns how many finished.
+    pub fn poll(
+        &mut self,
+        mut done: impl FnMut(u64, Result<Reply<'_>, ClientError>),
+    ) -> Result<usize, ClientError> {
+        let mut finished = 0;
+        let Session {
+            ep, inflight, map, ..
+        } = self;
+        let polled = ep.poll(|msg| {
+            let Ok(h) = Header::read(msg) else { return };
+            let Some(i) = inflight.iter().position(|f| f.tag == h.tag) else {
+                return; // late reply to an operation that timed out
+            };
+            let f = inflight.swap_remove(i);
+            let t = &map.targets[f.target];
+            finished += 1;
+            let result = match h.body(msg) {
+                Err(_) => Err(ClientError::BadReply {
+                    rank: t.rank,
+                    target: t.target,
+                    what: "body shorter than its header says".into(),
+                }),
+                Ok(body) if h.status != 0 => Err(ClientError::Der {
+                    rank: t.rank,
+                    target: t.target,
+                    code: h.status,
+                    name: der::name(h.status),
+                    message: wire::error_message(body),
+                }),
+                Ok(body) => Ok(Reply { tag: h.tag, body }),
+            };
+            done(f.tag, result);
+        });
+        if let Err(e) = polled {
+            // A completion error (a peer went away): the operations it hit time out.
+            if inflight.is_empty() {
+                return Err(e.into());
+            }
+        }
+        let now = Instant::now();
+        while let Some(i) = self.inflight.iter().position(|f| f.deadline <= now) {
+            let f = self.inflight.swap_remove(i);
+            let t = &self.map.targets[f.target];
+            finished += 1;
+            done(
+                f.tag,
+                Err(ClientError::Timeout {
+                    rank: t.rank,
+                    target: t.target,
+                    ms: self.opts.timeout.as_millis(),
+                }),
+            );
+        }
+        Ok(finished)
+    }
+
+    /// Sends one request and waits for its reply; returns the body. Only with nothing else in
+    /// flight.
+    pub fn call(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let tag = self.submit(target, cont, req)?;
+        let mut out = None;
+        while out.is_none() {
+            self.poll(|t, r| {
+                if t == tag {
+                    out = Some(r.map(|reply| reply.body.to_vec()));
+                }
+            })?;
+        }
+        out.unwrap_or(Err(ClientError::NoTargets))
+    }
+
+    fn bad(&self, target: usize, what: &str) -> ClientError {
+        let t = &self.map.targets[target];
+        ClientError::BadReply {
+            rank: t.rank,
+            target: t.target,
+            what: what.into(),
+        }
+    }
+
+    fn epoch_reply(&self, target: usize, body: &[u8]) -> Result<u64, ClientError> {
+        Reader(body)
+            .u64()
+            .map_err(|_| self.bad(target, "no epoch in the reply"))
+    }
+
+    /// Stores a single value; returns its epoch once the target made it durable.
+    pub fn update(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+        value: &[u8],
+    ) -> Result<u64, ClientError> {
+        let t = self.map.place(oid);
+        let body = self.call(
+            t,
+            cont,
+            &Request::Update {
+                oid,
+                dkey,
+                akey,
+                value,
+            },
+        )?;
+        self.epoch_reply(t, &body)
+    }
+
+    /// The latest single value of an akey (`None` if there is none).
+    pub fn fetch(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let t = self.map.place(oid);
+        let body = self.call(t, cont, &Request::Fetch { oid, dkey, akey })?;
+        decode_fetch(&body)
+            .map(|v| v.map(<[u8]>::to_vec))
+            .ok_or_else(|| self.bad(t, "fetch reply malformed"))
+    }
+
+    /// Writes array bytes at `offset`.
+    pub fn write(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, ClientError> {
+        let t = self.map.place(oid);
+        let body = self.call(
+            t,
+            cont,
+            &Request::WriteExtent {
+                oid,
+                dkey,
+                akey,
+                offset,
+                data,
+            },
+        )?;
+        self.epoch_reply(t, &body)
+    }
+
+    /// Reads `len` array bytes at `offset` (never-written bytes are zero).
+    pub fn read(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        let t = self.map.place(oid);
+        let body = self.call(
+            t,
+            cont,
+            &Request::ReadExtent {
+                oid,
+                dkey,
+                akey,
+                offset,
+                len,
+            },
+        )?;
+        Reader(&body)
+            .value()
+            .map(<[u8]>::to_vec)
+            .map_err(|_| self.bad(t, "read reply malformed"))
+    }
+
+    /// Punches an object, a dkey or an akey.
+    pub fn punch(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        what: PunchWhat<'_>,
+    ) -> Result<u64, ClientError> {
+        let t = self.map.place(oid);
+        let body = self.call(t, cont, &Request::Punch { oid, what })?;
+        self.epoch_reply(t, &body)
+    }
+
+    /// Live dkeys of an object, in order.
+    pub fn list_dkeys(&mut self, cont: [u8; 16], oid: Oid) -> Result<Vec<Vec<u8>>, ClientError> {
+        let t = self.map.place(oid);
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let after = all.last().cloned().unwrap_or_default();
+            let body = self.call(t, cont, &Request::ListDkeys { oid, after: &after })?;
+            let (more, keys) = decode_keys(&body).ok_or_else(|| self.bad(t, "key list"))?;
+            all.extend(keys);
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Live akeys of a dkey.
+    pub fn list_akeys(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let t = self.map.place(oid);
+        let body = self.call(t, cont, &Request::ListAkeys { oid, dkey })?;
+        let (_, keys) = decode_keys(&body).ok_or_else(|| self.bad(t, "key list"))?;
+        Ok(keys)
+    }
+
+    /// Every object of a container that holds something, over all targets, in id order.
+    pub fn list_objects(&mut self, cont: [u8; 16]) -> Result<Vec<Oid>, ClientError> {
+        let mut all = Vec::new();
+        for t in 0..self.map.targets.len() {
+            let (mut after, mut from_start) = (0, true);
+            loop {
+                let body = self.call(t, cont, &Request::ListOids { after, from_start })?;
+                let mut r = Reader(&body);
+                let (more, n) = match (r.u8(), r.u32()) {
+                    (Ok(m), Ok(n)) => (m != 0, n),
+                    _ => return Err(self.bad(t, "object list")),
+                };
+                for _ in 0..n {
+                    let oid = r.u128().map_err(|_| self.bad(t, "object list"))?;
+                    all.push(oid);
+                    after = oid;
+                }
+                from_start = false;
+                if !more {
+                    break;
+                }
+            }
+        }
+        all.sort_unstable();
+        Ok(all)
+    }
+
+    /// Creates a container; returns its UUID. A taken label is [`ClientError::Exists`].
+    pub fn cont_create(&mut self, label: &str, uuid: [u8; 16]) -> Result<[u8; 16], ClientError> {
+        let svc = self.map.service();
+        let body = self.call(
+            svc,
+            [0; 16],
+            &Request::ContCreate {
+                label: label.as_bytes(),
+                uuid,
+            },
+        )?;
+        match body.first() {
+            Some(1) => Ok(uuid),
+            Some(0) => Err(ClientError::Exists(format!(
+                "container label {label:?} is already taken in this pool; choose another label"
+            ))),
+            _ => Err(self.bad(svc, "container create reply")),
+        }
+    }
+
+    /// Containers of the pool: (label, UUID).
+    pub fn cont_list(&mut self) -> Result<Vec<(String, [u8; 16])>, ClientError> {
+        let svc = self.map.service();
+        let body = self.call(svc, [0; 16], &Request::ContList)?;
+        let mut r = Reader(&body);
+        let n = r.u32().map_err(|_| self.bad(svc, "container list"))?;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            match (r.key(), r.uuid()) {
+                (Ok(l), Ok(u)) => out.push((String::from_utf8_lossy(l).into_owned(), u)),
+                _ => return Err(self.bad(svc, "container list")),
+            }
+        }
+        Ok(out)
+    }
+
+    fn cont_lookup(&mut self, id: &str, destroy: bool) -> Result<(String, [u8; 16]), ClientError> {
+        let svc = self.map.service();
+        let req = if destroy {
+            Request::ContDestroy { id: id.as_bytes() }
+        } else {
+            Request::ContQuery { id: id.as_bytes() }
+        };
+        let body = self.call(svc, [0; 16], &req)?;
+        let mut r = Reader(&body);
+        match r.u8() {
+            Ok(1) => match (r.key(), r.uuid()) {
+                (Ok(l), Ok(u)) => Ok((String::from_utf8_lossy(l).into_owned(), u)),
+                _ => Err(self.bad(svc, "container reply")),
+            },
+            Ok(_) => Err(ClientError::NotFound(format!(
+                "no container {id:?} in this pool (DER_NONEXIST); `daos container list` shows them"
+            ))),
+            Err(_) => Err(self.bad(svc, "container reply")),
+        }
+    }
+
+    /// A container by label or UUID: (label, UUID).
+    pub fn cont_query(&mut self, id: &str) -> Result<(String, [u8; 16]), ClientError> {
+        self.cont_lookup(id, false)
+    }
+
+    /// Destroys a container: removes it from the table, then punches its objects on every
+    /// target. Returns its UUID.
+    pub fn cont_destroy(&mut self, id: &str) -> Result<[u8; 16], ClientError> {
+        let (_, uuid) = self.cont_lookup(id, true)?;
+        for t in 0..self.map.targets.len() {
+            self.call(t, uuid, &Request::ContPunch)?;
+        }
+        Ok(uuid)
+    }
+
+    /// Checks every target answers and speaks this protocol version.
+    pub fn ping_all(&mut self) -> Result<(), ClientError> {
+        for t in 0..self.map.targets.len() {
+            self.call(t, [0; 16], &Request::Ping)?;
+        }
+        Ok(())
+    }
+}
+
+/// A fetch reply's value (`None`: nothing stored); `None` outside when malformed.
+pub fn decode_fetch(body: &[u8]) -> Option<Option<&[u8]>> {
+    let mut r = Reader(body);
+    match r.u8().ok()? {
+        0 => Some(None),
+        _ => r.value().ok().map(Some),
+    }
+}
+
+fn decode_keys(body: &[u8]) -> Option<(bool, Vec<Vec<u8>>)> {
+    let mut r = Reader(body);
+    let more = r.u8().ok()? != 0;
+    let n = r.u32().ok()?;
+    let mut keys = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        keys.push(r.key().ok()?.to_vec());
+    }
+    Some((more, keys))
+}
+
+/// Bytes a message header takes (for sizing buffers).
+pub const HEADER_BYTES: usize = HEADER_LEN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engines() -> Vec<RankUri> {
+        vec![
+            RankUri {
+                rank: 1,
+                uri: "ofi+tcp;ofi_rxm://127.0.0.1:20008".into(),
+                num_ctxs: 3,
+            },
+            RankUri {
+                rank: 0,
+                uri: "ofi+tcp;ofi_rxm://127.0.0.1:20000".into(),
+                num_ctxs: 3,
+            },
+        ]
+    }
+
+    #[test]
+    fn the_map_lists_every_target_in_rank_order() {
+        let m = PoolMap::new([1; 16], &[1, 0], &engines()).unwrap();
+        assert_eq!(m.provider, "tcp;ofi_rxm");
+        let got: Vec<(u32, u32, u16)> = m
+            .targets
+            .iter()
+            .map(|t| (t.rank, t.target, t.port))
+            .collect();
+        assert_eq!(
+            got,
+            [(0, 0, 20001), (0, 1, 20002), (1, 0, 20009), (1, 1, 20010)]
+        );
+        assert!(matches!(
+            PoolMap::new([1; 16], &[5], &engines()),
+            Err(ClientError::NoTargets)
+        ));
+    }
+
+    #[test]
+    fn placement_is_deterministic_and_spreads() {
+        let m = PoolMap::new([1; 16], &[0, 1], &engines()).unwrap();
+        let mut per = [0usize; 4];
+        for oid in 0..4000u128 {
+            assert_eq!(m.place(oid), m.place(oid));
+            per[m.place(oid)] += 1;
+        }
+        assert!(per.iter().all(|n| *n > 800), "{per:?}");
+        assert_ne!(
+            m.place(1 << 64),
+            m.place(2 << 64),
+            "the high half counts too"
+        );
+    }
+
+    #[test]
+    fn uris_are_checked() {
+        assert_eq!(
+            parse_uri("ofi+tcp://10.0.0.1:31416").unwrap(),
+            ("tcp;ofi_rxm".into(), "10.0.0.1".into(), 31416)
+        );
+        for bad in [
+            "10.0.0.1:1",
+            "ofi+tcp://10.0.0.1",
+            "ofi+tcp://:5",
+            "ofi+tcp://h:0",
+        ] {
+            assert!(
+                matches!(parse_uri(bad), Err(ClientError::BadUri(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! A target shard (real io_uring reactor, libfabric tcp;ofi_rxm endpoint on loopback, pool
+//! store on files) served to a real client session, in one process.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use daos_client::{ClientError, PoolMap, RankUri, Session, SessionOpts};
+use daos_engine::coremap::{Placement, Role};
+use daos_engine::pool::PoolStore;
+use daos_engine::shard::{self, Shard, TargetRole};
+use daos_engine::target::{Endpoint, target_port};
+use daos_engine::wire::{PunchWhat, der};
+
+const POOL: &str = "11111111-2222-4333-8444-555555555555";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    shards: Vec<Shard>,
+    map: Arc<PoolMap>,
+}
+
+fn free_base(n: u16) -> u16 {
+    for _ in 0..200 {
+        let p = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        if p < 65000 && (p..p + n).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
+            return p;
+        }
+    }
+    panic!("no free ports");
+}
+
+fn fixture(targets: u32) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bdev = dir.path().join("bdev0");
+    std::fs::File::create(&bdev)
+        .and_then(|f| f.set_len(256 << 20))
+        .expect("bdev");
+    let conf = dir.path().join("daos_nvme.conf");
+    std::fs::write(&conf, format!(r#"{{"subsystems":[{{"subsystem":"bdev","config":[{{"method":"bdev_aio_create","params":{{"name":"AIO_0","filename":"{}","block_size":4096}}}}]}}]}}"#, bdev.display())).expect("conf");
+    let scm = dir.path().join("scm");
+    std::fs::create_dir_all(&scm).expect("scm");
+    let pools = Arc::new(PoolStore::open(&scm, targets, Some(&conf)).expect("pools"));
+    pools
+        .create(POOL, (16 << 20) * u64::from(targets), 64 << 20)
+        .expect("create");
+    let base = free_base(1 + targets as u16);
+    let core = *shard::allowed_cpus().last().expect("cpu");
+    let shards = (0..targets)
+        .map(|t| {
+            shard::spawn_target(
+                t as usize,
+                Placement {
+                    role: Role::Target(t),
+                    core,
+                },
+                TargetRole {
+                    index: t,
+                    pools: pools.clone(),
+                    endpoint: Endpoint {
+                        provider: "tcp;ofi_rxm".into(),
+                        node: "127.0.0.1".into(),
+                        port: target_port(base, t),
+                    },
+                },
+            )
+            .expect("target")
+        })
+        .collect();
+    let map = PoolMap::new(
+        daos_client::parse_uuid(POOL).expect("uuid"),
+        &[0],
+        &[RankUri {
+            rank: 0,
+            uri: format!("ofi+tcp;ofi_rxm://127.0.0.1:{base}"),
+            num_ctxs: 1 + targets,
+        }],
+    )
+    .expect("map");
+    Fixture {
+        _dir: dir,
+        shards,
+        map: Arc::new(map),
+    }
+}
+
+fn session(f: &Fixture) -> Session {
+    Session::open(
+        f.map.clone(),
+        SessionOpts {
+            timeout: Duration::from_secs(5),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session")
+}
+
+#[test]
+fn values_round_trip_through_two_targets() {
+    let f = fixture(2);
+    let mut s = session(&f);
+    s.ping_all().expect("ping");
+    let cont = s.cont_create("c1", [7; 16]).expect("create");
+    let mut seen = [0usize; 2];
+    for i in 0..200u128 {
+        let value: Vec<u8> = (0..(i as usize * 97) % 9000 + 1)
+            .map(|b| (b as u128 ^ i) as u8)
+            .collect();
+        s.update(cont, i, b"dk", b"ak", &value).expect("update");
+        seen[s.map().place(i)] += 1;
+    }
+    assert!(seen.iter().all(|n| *n > 50), "objects spread: {seen:?}");
+    for i in 0..200u128 {
+        let value: Vec<u8> = (0..(i as usize * 97) % 9000 + 1)
+            .map(|b| (b as u128 ^ i) as u8)
+            .collect();
+        assert_eq!(
+            s.fetch(cont, i, b"dk", b"ak").expect("fetch"),
+            Some(value),
+            "oid {i}"
+        );
+    }
+    // 1 MiB array extent, read back in part.
+    let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    s.write(cont, 999, b"d", b"a", 4096, &big).expect("write");
+    let back = s.read(cont, 999, b"d", b"a", 0, 8192).expect("read");
+    assert_eq!(&back[..4096], &[0u8; 4096][..], "a hole reads as zeros");
+    assert_eq!(&back[4096..], &big[..4096]);
+    assert_eq!(s.list_objects(cont).expect("list").len(), 201);
+    drop(f.shards);
+}
+
+#[test]
+fn punch_enumerate_and_containers() {
+    let f = fixture(2);
+    let mut s = session(&f);
+    let a = s.cont_create("a", [1; 16]).expect("a");
+    let b = s.cont_create("b", [2; 16]).expect("b");
+    assert!(matches!(
+        s.cont_create("a", [3; 16]),
+        Err(ClientError::Exists(_))
+    ));
+    for d in ["d1", "d2", "d3"] {
+        for k in ["x", "y"] {
+            s.update(a, 5, d.as_bytes(), k.as_bytes(), b"v")
+                .expect("update");
+        }
+    }
+    s.update(b, 5, b"other", b"x", b"v").expect("update b");
+    assert_eq!(
+        s.list_dkeys(a, 5).expect("dkeys"),
+        [b"d1".to_vec(), b"d2".to_vec(), b"d3".to_vec()]
+    );
+    s.punch(a, 5, PunchWhat::Dkey(b"d2")).expect("punch dkey");
+    s.punch(a, 5, PunchWhat::Akey(b"d3", b"x"))
+        .expect("punch akey");
+    assert_eq!(
+        s.list_dkeys(a, 5).expect("dkeys"),
+        [b"d1".to_vec(), b"d3".to_vec()]
+    );
+    assert_eq!(s.list_akeys(a, 5, b"d3").expect("akeys"), [b"y".to_vec()]);
+    assert_eq!(s.fetch(a, 5, b"d2", b"x").expect("fetch"), None);
+    assert_eq!(
+        s.list_dkeys(b, 5).expect("b untouched"),
+        [b"other".to_vec()]
+    );
+    s.punch(a, 5, PunchWhat::Object).expect("punch object");
+    assert!(s.list_dkeys(a, 5).expect("dkeys").is_empty());
+    let labels: Vec<String> = s
+        .cont_list()
+        .expect("list")
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(labels, ["a", "b"]);
+    assert_eq!(
+        s.cont_query(&daos_client::uuid_text(&[2; 16]))
+            .expect("by uuid")
+            .0,
+        "b"
+    );
+    s.cont_destroy("b").expect("destroy");
+    assert!(
+        s.list_objects(b).expect("objects").is_empty(),
+        "destroy punched b's objects"
+    );
+    assert!(matches!(s.cont_query("b"), Err(ClientError::NotFound(_))));
+    drop(f.shards);
+}
+
+#[test]
+fn an_unknown_pool_and_a_silent_target_fail_clearly() {
+    let f = fixture(1);
+    let mut other = (*f.map).clone();
+    other.uuid = [9; 16];
+    let mut s = Session::open(Arc::new(other), SessionOpts::default()).expect("session");
+    let err = s
+        .update([1; 16], 1, b"d", b"a", b"v")
+        .expect_err("no such pool");
+    assert_eq!(err.der(), Some(der::NONEXIST), "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    drop(f.shards);
+    let mut s = Session::open(
+        f.map.clone(),
+        SessionOpts {
+            timeout: Duration::from_millis(300),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session");
+    let err = s
+        .update([1; 16], 1, b"d", b"a", b"v")
+        .expect_err("target is gone");
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+}
