@@ -21,6 +21,19 @@ use crate::rpc::shared::RankResult;
 use crate::security;
 use crate::table::{bytes_iec, bytes_si, render};
 
+/// The client config: `-o` path, else the default path if present, else defaults.
+pub fn load_control(path: Option<&std::path::Path>) -> Result<Control, CmdError> {
+    use daos_config::control;
+    match path {
+        Some(p) => control::load_file(p).map_err(CmdError::from),
+        None if std::path::Path::new(control::DEFAULT_CONTROL_PATH).exists() => {
+            control::load_file(std::path::Path::new(control::DEFAULT_CONTROL_PATH))
+                .map_err(CmdError::from)
+        }
+        None => Ok(Control::default()),
+    }
+}
+
 /// Where to connect and how.
 pub struct Target {
     pub hosts: Vec<String>,
@@ -97,7 +110,7 @@ impl Target {
     }
 }
 
-fn status_text(s: tonic::Status) -> String {
+pub(crate) fn status_text(s: tonic::Status) -> String {
     let hint = "check that daos_server runs there and that both sides agree on TLS \
                 (certificates on both, or -i / allow_insecure on both)";
     match s.code() {
@@ -563,7 +576,7 @@ pub async fn config_generate(t: &Target, req: ConfigGenerateReq) -> Output {
     }
 }
 
-async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Channel>, String> {
+pub(crate) async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Channel>, String> {
     t.channel(t.ms_host()).await.map(MgmtSvcClient::new)
 }
 

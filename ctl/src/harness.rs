@@ -466,7 +466,15 @@ impl Harness {
                 Ok(mut child) => {
                     inst.update(|s| s.pid = Some(child.id() as i32));
                     let status = child.wait();
-                    let rank = inst.lock().rank;
+                    let (rank, was_joined) = {
+                        let s = inst.lock();
+                        (s.rank, s.joined)
+                    };
+                    // An engine that joined started fine: restart it promptly, whatever
+                    // killed it. The back-off is for engines that cannot start.
+                    if was_joined {
+                        backoff = Duration::from_secs(1);
+                    }
                     inst.update(|s| {
                         s.pid = None;
                         s.drpc_sock = None;

@@ -4,6 +4,7 @@
 //! which returns [`exit::CmdError`]s that `main` prints and maps to a documented exit code.
 
 pub mod cli;
+pub mod connect;
 pub mod dmg;
 pub mod exit;
 pub mod generate;

@@ -115,8 +115,20 @@ enum Value {
 /// Where a value's bytes are, and their checksum.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Loc {
+    /// In a log record being written or decoded.
     Inline(Vec<u8>, u32),
-    Bdev { offset: u64, len: u32, crc: u32 },
+    /// In the log on SCM, at `offset` (the index keeps only the place, and a fetch reads the
+    /// bytes from SCM, so damage there is seen by the checksum).
+    Scm {
+        offset: u64,
+        len: u32,
+        crc: u32,
+    },
+    Bdev {
+        offset: u64,
+        len: u32,
+        crc: u32,
+    },
 }
 
 /// Object id.
@@ -240,6 +252,7 @@ impl Rec {
                 b.extend_from_slice(&crc.to_le_bytes());
                 put_bytes(&mut b, v);
             }
+            Some(Loc::Scm { .. }) => unreachable!("records carry inline values, not SCM places"),
             Some(Loc::Bdev { offset, len, crc }) => {
                 b.push(2);
                 b.extend_from_slice(&crc.to_le_bytes());
@@ -326,7 +339,8 @@ impl<S: Media, B: Media> Store<S, B> {
                     .bdev_tail
                     .max((offset + u64::from(*len)).div_ceil(BDEV_ALIGN) * BDEV_ALIGN);
             }
-            st.apply(rec);
+            let at = st.tail;
+            st.apply(rec, at);
             st.tail += HEADER as u64 + blen;
         }
         // Zero what a torn append may have left, so a later scan stops exactly here.
@@ -341,7 +355,17 @@ impl<S: Media, B: Media> Store<S, B> {
         Ok(st)
     }
 
-    fn apply(&mut self, rec: Rec) {
+    /// Indexes a record that starts at `at` in the log.
+    fn apply(&mut self, mut rec: Rec, at: u64) {
+        if let Some(Loc::Inline(v, crc)) = &rec.loc {
+            // The value is the last field of the body (see `Rec::encode`).
+            let pos = 66 + rec.dkey.len() + rec.akey.len();
+            rec.loc = Some(Loc::Scm {
+                offset: at + (HEADER + pos) as u64,
+                len: v.len() as u32,
+                crc: *crc,
+            });
+        }
         let obj = self.index.objects.entry((rec.cont, rec.oid)).or_default();
         if rec.kind == 0 {
             obj.0.push(rec.epoch);
@@ -380,9 +404,10 @@ impl<S: Media, B: Media> Store<S, B> {
         buf.extend_from_slice(&body);
         self.scm.write(self.tail, &buf)?;
         self.scm.persist(self.tail, total)?;
+        let at = self.tail;
         self.tail += total;
         let epoch = rec.epoch;
-        self.apply(rec);
+        self.apply(rec, at);
         Ok(epoch)
     }
 
@@ -489,6 +514,11 @@ impl<S: Media, B: Media> Store<S, B> {
     fn bytes(&self, loc: &Loc) -> Result<Vec<u8>, StoreError> {
         let (data, expected) = match loc {
             Loc::Inline(v, crc) => (v.clone(), *crc),
+            Loc::Scm { offset, len, crc } => {
+                let mut v = vec![0u8; *len as usize];
+                self.scm.read(*offset, &mut v)?;
+                (v, *crc)
+            }
             Loc::Bdev { offset, len, crc } => {
                 let mut v = vec![0u8; *len as usize];
                 self.bdev.read(*offset, &mut v)?;

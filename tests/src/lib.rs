@@ -197,6 +197,15 @@ impl System {
 
     /// With `certs`, daos_server uses TLS with the certificates in that directory.
     pub fn with_transport(engines: usize, certs: Option<&Path>) -> System {
+        System::build(engines, 1, certs)
+    }
+
+    /// Insecure, with `targets` targets per engine.
+    pub fn with_targets(engines: usize, targets: usize) -> System {
+        System::build(engines, targets, None)
+    }
+
+    fn build(engines: usize, targets: usize, certs: Option<&Path>) -> System {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::create_dir(d.join("run")).expect("mkdir");
@@ -217,7 +226,7 @@ impl System {
         );
         for i in 0..engines {
             yaml.push_str(&format!(
-                "- targets: 1\n  nr_xs_helpers: 0\n  first_core: {i}\n  fabric_iface: lo\n  \
+                "- targets: {targets}\n  nr_xs_helpers: 0\n  first_core: {i}\n  fabric_iface: lo\n  \
                  fabric_iface_port: {fport}\n  log_file: {d}/engine{i}.log\n  \
                  env_vars: [DAOS_TARGET_OVERSUBSCRIBE=1]\n  storage:\n  \
                  - class: ram\n    scm_mount: {d}/scm{i}\n    scm_size: 4\n  \
@@ -282,6 +291,23 @@ impl System {
         );
     }
 
+    /// Runs the `daos` tool against this system (insecure) with `args`.
+    pub fn daos(&self, args: &[&str]) -> Output {
+        let host = format!("localhost:{}", self.port);
+        let mut all = vec!["-i", "-l", host.as_str()];
+        all.extend_from_slice(args);
+        run("daos", &all, &[])
+    }
+
+    /// A client's map of pool `pool` (insecure), from the management service.
+    pub fn pool_map(&self, pool: &str) -> daos_client::PoolMap {
+        let control = daos_ctl::dmg::load_control(None).expect("control config");
+        let target =
+            daos_ctl::dmg::Target::new(&control, Some(&format!("localhost:{}", self.port)), true)
+                .expect("target");
+        daos_ctl::connect::pool_map_blocking(&target, pool).expect("pool map")
+    }
+
     /// Runs dmg against this system with `-l localhost:<port>` and `args`.
     pub fn dmg(&self, args: &[&str]) -> Output {
         let host = format!("localhost:{}", self.port);
@@ -289,6 +315,57 @@ impl System {
         all.extend_from_slice(args);
         run("dmg", &all, &[])
     }
+}
+
+/// A command's stdout.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a command exited 0; returns its stdout.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// Asserts a command exited 1 with `fragment` in its stderr.
+#[track_caller]
+pub fn fails(o: Output, fragment: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains(fragment),
+        "expected {fragment:?} in: {}",
+        stderr(&o)
+    );
+}
+
+/// PIDs of the running children of `parent` whose command is `comm`.
+pub fn children(parent: u32, comm: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // pid (comm) state ppid ...
+            let Some((head, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let name = head.split_once(" (").map(|(_, n)| n).unwrap_or_default();
+            let mut f = rest.split(' ');
+            let state = f.next().unwrap_or_default();
+            let ppid: u32 = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            ppid == parent && name == comm && state != "Z"
+        })
+        .collect()
 }
 
 /// A field of a superblock's YAML text.

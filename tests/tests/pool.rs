@@ -3,33 +3,8 @@
 //! accounting, persistence across restarts, and a pool over two engines.
 
 use std::path::Path;
-use std::process::Output;
 
 use daos_tests::*;
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: Output) -> String {
-    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
-    out(&o)
-}
-
-#[track_caller]
-fn fails(o: Output, fragment: &str) {
-    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
-    assert!(
-        err(&o).contains(fragment),
-        "expected {fragment:?} in: {}",
-        err(&o)
-    );
-}
 
 fn uuid_of(create_output: &str) -> String {
     create_output

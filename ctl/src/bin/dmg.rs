@@ -1,9 +1,8 @@
 //! `dmg`: the DAOS management tool. See `dmg --help`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use daos_config::control::{self, Control};
 use daos_ctl::dmg::{self, Target};
 use daos_ctl::exit::{CmdError, ExitCode, report};
 use daos_ctl::server::VERSION;
@@ -184,16 +183,6 @@ enum SystemCmd {
     LeaderQuery,
 }
 
-fn load_control(path: Option<&Path>) -> Result<Control, CmdError> {
-    match path {
-        Some(p) => control::load_file(p).map_err(CmdError::from),
-        None if Path::new(control::DEFAULT_CONTROL_PATH).exists() => {
-            control::load_file(Path::new(control::DEFAULT_CONTROL_PATH)).map_err(CmdError::from)
-        }
-        None => Ok(Control::default()),
-    }
-}
-
 fn run(cli: Cli) -> Result<ExitCode, CmdError> {
     if let Command::Version = cli.command {
         if cli.json {
@@ -206,7 +195,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
         }
         return Ok(ExitCode::Success);
     }
-    let control = load_control(cli.config_path.as_deref())?;
+    let control = dmg::load_control(cli.config_path.as_deref())?;
     let target = Target::new(&control, cli.host_list.as_deref(), cli.insecure)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,298 @@
+//! `daos`: the user tool for containers and objects of a pool. See `daos --help`.
+//!
+//! It finds the pool through the management service named in `daos_control.yml` (`-o`, or
+//! `-l host:port`), then talks to the pool's targets over the fabric.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use daos_client::{ClientError, Session, SessionOpts, uuid_text};
+use daos_ctl::dmg::{self, Target};
+use daos_ctl::exit::{CmdError, ExitCode, report};
+use daos_ctl::server::VERSION;
+use daos_engine::wire::PunchWhat;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "daos", version = VERSION, about = "DAOS user tool: containers and objects of a pool")]
+struct Cli {
+    /// Client config file (default /etc/daos/daos_control.yml if it exists).
+    #[arg(short = 'o', long = "config-path", global = true)]
+    config_path: Option<PathBuf>,
+    /// Plaintext connection to the management service.
+    #[arg(short = 'i', long, global = true)]
+    insecure: bool,
+    /// JSON output.
+    #[arg(short = 'j', long, global = true)]
+    json: bool,
+    /// Management service host, e.g. wolf-71:10001 (default: the config's first host).
+    #[arg(short = 'l', long = "host-list", global = true)]
+    host_list: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Containers of a pool.
+    #[command(subcommand, visible_alias = "cont")]
+    Container(ContCmd),
+    /// Objects of a container, by key.
+    #[command(subcommand, visible_alias = "obj")]
+    Object(ObjCmd),
+}
+
+#[derive(Subcommand)]
+enum ContCmd {
+    /// Create a container.
+    Create { pool: String, label: String },
+    /// List the pool's containers.
+    #[command(visible_alias = "ls")]
+    List { pool: String },
+    /// A container's UUID and label.
+    Query { pool: String, container: String },
+    /// Destroy a container and its objects.
+    Destroy { pool: String, container: String },
+}
+
+#[derive(Subcommand)]
+enum ObjCmd {
+    /// Store a file under a key (replacing what the key held).
+    Put {
+        pool: String,
+        container: String,
+        key: String,
+        file: PathBuf,
+    },
+    /// Write what a key holds to a file.
+    Get {
+        pool: String,
+        container: String,
+        key: String,
+        file: PathBuf,
+    },
+    /// Keys of a container, with their sizes.
+    #[command(visible_alias = "ls")]
+    List { pool: String, container: String },
+}
+
+/// The object of a key: a 128-bit FNV-1a hash of it.
+fn key_oid(key: &str) -> u128 {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in key.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h
+}
+
+const META: &[u8] = b"meta";
+const DATA: &[u8] = b"data";
+const CHUNK: usize = 1 << 20;
+
+fn new_uuid() -> Result<[u8; 16], String> {
+    let text = daos_ctl::storage::new_uuid().map_err(|e| format!("cannot make a UUID: {e}"))?;
+    daos_client::parse_uuid(&text).ok_or_else(|| "cannot make a UUID".into())
+}
+
+fn err(e: ClientError) -> String {
+    e.to_string()
+}
+
+fn open_container(s: &mut Session, id: &str) -> Result<[u8; 16], String> {
+    s.cont_query(id).map(|(_, u)| u).map_err(err)
+}
+
+fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, Value), String> {
+    match cmd {
+        ContCmd::Create { label, .. } => {
+            daos_ctl::pools::check_label(label).map_err(|e| format!("container label: {e}"))?;
+            let uuid = s.cont_create(label, new_uuid()?).map_err(err)?;
+            let u = uuid_text(&uuid);
+            Ok((
+                format!(
+                    "Successfully created container {u}\n  Container UUID : {u}\n  Container Label: {label}\n"
+                ),
+                json!({"container_uuid": u, "container_label": label, "pool": pool}),
+            ))
+        }
+        ContCmd::List { .. } => {
+            let list = s.cont_list().map_err(err)?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|(l, u)| vec![uuid_text(u), l.clone()])
+                .collect();
+            let text = if rows.is_empty() {
+                format!("No containers in pool {pool}\n")
+            } else {
+                daos_ctl::table::render(&["UUID", "Label"], &rows, "")
+            };
+            let j: Vec<Value> = list
+                .iter()
+                .map(|(l, u)| json!({"uuid": uuid_text(u), "label": l}))
+                .collect();
+            Ok((text, json!(j)))
+        }
+        ContCmd::Query { container, .. } => {
+            let (l, u) = s.cont_query(container).map_err(err)?;
+            let objects = s.list_objects(u).map_err(err)?.len();
+            let u = uuid_text(&u);
+            Ok((
+                format!(
+                    "  Container UUID : {u}\n  Container Label: {l}\n  Pool           : {pool}\n  Objects        : {objects}\n"
+                ),
+                json!({"container_uuid": u, "container_label": l, "pool": pool, "objects": objects}),
+            ))
+        }
+        ContCmd::Destroy { container, .. } => {
+            let u = uuid_text(&s.cont_destroy(container).map_err(err)?);
+            Ok((
+                format!("Successfully destroyed container {container} ({u})\n"),
+                json!({"container_uuid": u}),
+            ))
+        }
+    }
+}
+
+fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String> {
+    match cmd {
+        ObjCmd::Put {
+            container,
+            key,
+            file,
+            ..
+        } => {
+            let cont = open_container(s, container)?;
+            let data =
+                std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let oid = key_oid(key);
+            s.punch(cont, oid, PunchWhat::Object).map_err(err)?;
+            for (i, chunk) in data.chunks(CHUNK).enumerate() {
+                s.write(cont, oid, DATA, b"0", (i * CHUNK) as u64, chunk)
+                    .map_err(err)?;
+            }
+            // The metadata last: a key is listed only once all its data is durable.
+            s.update(cont, oid, META, b"size", &(data.len() as u64).to_le_bytes())
+                .map_err(err)?;
+            s.update(cont, oid, META, b"name", key.as_bytes())
+                .map_err(err)?;
+            Ok((
+                format!(
+                    "Stored {} bytes from {} as {key:?}\n",
+                    data.len(),
+                    file.display()
+                ),
+                json!({"key": key, "bytes": data.len()}),
+            ))
+        }
+        ObjCmd::Get {
+            container,
+            key,
+            file,
+            ..
+        } => {
+            let cont = open_container(s, container)?;
+            let oid = key_oid(key);
+            let size = s
+                .fetch(cont, oid, META, b"size")
+                .map_err(err)?
+                .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
+                .ok_or_else(|| {
+                    format!(
+                        "no key {key:?} in container {container}; `daos object list` shows the keys"
+                    )
+                })?;
+            let mut out = Vec::with_capacity(size as usize);
+            let mut off = 0u64;
+            while off < size {
+                let n = (size - off).min(CHUNK as u64) as u32;
+                out.extend(s.read(cont, oid, DATA, b"0", off, n).map_err(err)?);
+                off += u64::from(n);
+            }
+            std::fs::write(file, &out)
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            Ok((
+                format!(
+                    "Wrote {} bytes of {key:?} to {}\n",
+                    out.len(),
+                    file.display()
+                ),
+                json!({"key": key, "bytes": out.len()}),
+            ))
+        }
+        ObjCmd::List { container, .. } => {
+            let cont = open_container(s, container)?;
+            let mut rows = Vec::new();
+            for oid in s.list_objects(cont).map_err(err)? {
+                let name = s.fetch(cont, oid, META, b"name").map_err(err)?;
+                let size = s.fetch(cont, oid, META, b"size").map_err(err)?;
+                if let (Some(n), Some(z)) = (name, size) {
+                    let z = z.try_into().map(u64::from_le_bytes).unwrap_or(0);
+                    rows.push((String::from_utf8_lossy(&n).into_owned(), z));
+                }
+            }
+            rows.sort();
+            let text = if rows.is_empty() {
+                format!("No keys in container {container}\n")
+            } else {
+                let t: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|(k, z)| vec![k.clone(), z.to_string()])
+                    .collect();
+                daos_ctl::table::render(&["Key", "Bytes"], &t, "")
+            };
+            let j: Vec<Value> = rows
+                .iter()
+                .map(|(k, z)| json!({"key": k, "bytes": z}))
+                .collect();
+            Ok((text, json!(j)))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CmdError> {
+    let control = dmg::load_control(cli.config_path.as_deref())?;
+    let target = Target::new(&control, cli.host_list.as_deref(), cli.insecure)?;
+    let pool = match &cli.command {
+        Command::Container(
+            ContCmd::Create { pool, .. }
+            | ContCmd::List { pool }
+            | ContCmd::Query { pool, .. }
+            | ContCmd::Destroy { pool, .. },
+        )
+        | Command::Object(
+            ObjCmd::Put { pool, .. } | ObjCmd::Get { pool, .. } | ObjCmd::List { pool, .. },
+        ) => pool.clone(),
+    };
+    let result = daos_ctl::connect::pool_map_blocking(&target, &pool).and_then(|map| {
+        let mut s = Session::open(Arc::new(map), SessionOpts::default()).map_err(err)?;
+        match &cli.command {
+            Command::Container(c) => cont_command(&mut s, &pool, c),
+            Command::Object(o) => obj_command(&mut s, o),
+        }
+    });
+    let out = match result {
+        Ok((text, json)) => dmg::Output {
+            text,
+            json,
+            ok: true,
+            error: None,
+        },
+        Err(e) => dmg::Output {
+            text: String::new(),
+            json: Value::Null,
+            ok: false,
+            error: Some(e),
+        },
+    };
+    Ok(dmg::print(out, cli.json))
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code.into(),
+        Err(e) => report(&e).into(),
+    }
+}
