@@ -1,0 +1,174 @@
+//! Crash consistency through the real binaries: writers keep updating objects while the test
+//! SIGKILLs the engine 30+ times at random moments; daos_server restarts it each time. Then
+//! every acknowledged update must read back intact, and no value may be torn: an update that
+//! was not acknowledged reads back whole or not at all.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use daos_client::{Session, SessionOpts};
+use daos_tests::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Number of SIGKILLs.
+const KILLS: usize = 32;
+const WRITERS: u128 = 2;
+
+fn value(oid: u128) -> Vec<u8> {
+    // Small (SCM log) and large (bdev) values, each byte tied to the object.
+    let len = if oid % 3 == 0 {
+        20_000 + (oid as usize % 5000)
+    } else {
+        1 + (oid as usize * 131) % 4000
+    };
+    (0..len)
+        .map(|i| (i as u128 ^ oid ^ (oid >> 8)) as u8)
+        .collect()
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn sigkilled_engine_loses_no_acknowledged_update_and_tears_nothing() {
+    let sys = System::with_targets(1, 2);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("the system as rank", 1, 60);
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "512M",
+        "--nvme-size",
+        "900M",
+    ]));
+    let map = Arc::new(sys.pool_map("tank"));
+    let opts = SessionOpts {
+        timeout: Duration::from_millis(1500),
+        ..SessionOpts::default()
+    };
+    let cont = {
+        let mut s = Session::open(map.clone(), opts).expect("session");
+        s.cont_create("crash", [0xc5; 16]).expect("container")
+    };
+
+    // Writers: each its own session and objects; an update counts once it is acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let results: Arc<Mutex<BTreeMap<u128, bool>>> = Arc::default();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (map, stop, acked, results) =
+                (map.clone(), stop.clone(), acked.clone(), results.clone());
+            std::thread::spawn(move || {
+                let mut session = Session::open(map.clone(), opts).ok();
+                let mut i = 0u128;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(s) = session.as_mut() else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        session = Session::open(map.clone(), opts).ok();
+                        continue;
+                    };
+                    let oid = (w << 64) | i;
+                    i += 1;
+                    let ok = s.update(cont, oid, b"d", b"a", &value(oid)).is_ok();
+                    results.lock().expect("results").insert(oid, ok);
+                    if ok {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        // The engine is down: start afresh once it is back.
+                        session = None;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    eprintln!("crash test seed {seed}");
+    let mut rng = Rng(seed);
+    let server_pid = server.pid() as u32;
+    for k in 0..KILLS {
+        // Wait until the (restarted) engine serves writes again.
+        let before = acked.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.load(Ordering::Relaxed) < before + 5 {
+            assert!(
+                Instant::now() < deadline,
+                "kill {k}: no writes acknowledged for 60s after the restart; log:\n{}",
+                sys.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(rng.next() % 150));
+        let engines = children(server_pid, "daos_engine");
+        assert_eq!(engines.len(), 1, "kill {k}: one engine running");
+        kill(Pid::from_raw(engines[0] as i32), Signal::SIGKILL).expect("kill");
+    }
+    // One more stretch of writes after the last restart, then stop the writers.
+    let before = acked.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::Relaxed) < before + 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().expect("writer");
+    }
+
+    let results = results.lock().expect("results").clone();
+    let total_acked = results.values().filter(|ok| **ok).count();
+    let unacked = results.len() - total_acked;
+    eprintln!(
+        "{KILLS} kills; {total_acked} acknowledged updates, {unacked} unacknowledged; verifying"
+    );
+    assert!(total_acked >= KILLS * 5);
+    let mut s = Session::open(
+        map.clone(),
+        SessionOpts {
+            timeout: Duration::from_secs(10),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session");
+    let (mut intact_unacked, mut absent_unacked) = (0, 0);
+    for (oid, was_acked) in &results {
+        let got = s
+            .fetch(cont, *oid, b"d", b"a")
+            .unwrap_or_else(|e| panic!("object {oid:#x}: {e} (a torn or corrupt value)"));
+        match got {
+            Some(v) => {
+                assert!(v == value(*oid), "object {oid:#x} is torn or wrong");
+                if !was_acked {
+                    intact_unacked += 1;
+                }
+            }
+            None => {
+                assert!(!was_acked, "acknowledged object {oid:#x} is lost");
+                absent_unacked += 1;
+            }
+        }
+    }
+    eprintln!(
+        "every acknowledged update intact; unacknowledged: {intact_unacked} whole, {absent_unacked} absent"
+    );
+    drop(s);
+    sys.stop(&mut server);
+}
