@@ -19,7 +19,7 @@ const WRITERS: u128 = 2;
 
 fn value(oid: u128) -> Vec<u8> {
     // Small (SCM log) and large (bdev) values, each byte tied to the object.
-    let len = if oid % 3 == 0 {
+    let len = if oid.is_multiple_of(3) {
         20_000 + (oid as usize % 5000)
     } else {
         1 + (oid as usize * 131) % 4000
