@@ -2,9 +2,9 @@
 # The main job: installs what is needed, builds daos-rs, and runs a single-node system on the
 # embedded default config (emulated storage under $DAOS_DATA_DIR, default ./daos-demo), the way
 # the DAOS deployment guide does it: daos_server start -> maintenance mode -> dmg storage format
-# -> the engine starts and joins -> dmg system query -v -> dmg pool create/query -> clean stop.
-#
-# Still to come in this flow: containers and I/O.
+# -> the engine starts and joins -> dmg system query -v -> dmg pool create/query -> daos
+# container create -> object put/get of a file over the fabric, compared byte for byte -> daos_bench io
+# -> clean stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -51,6 +51,29 @@ echo "== dmg pool create demo --size 2G"
 echo "== dmg pool list / query"
 "${DMG[@]}" pool list
 "${DMG[@]}" pool query demo
+
+DAOS=("$BIN/daos" -i -l "localhost:$PORT")
+echo "== daos container create demo c1"
+"${DAOS[@]}" container create demo c1
+SAMPLE="$DAOS_DATA_DIR/sample.bin"
+head -c 8M /dev/urandom >"$SAMPLE"
+echo "== daos object put demo c1 sample $SAMPLE   (8 MiB of random bytes)"
+"${DAOS[@]}" object put demo c1 sample "$SAMPLE"
+echo "== daos object get demo c1 sample $SAMPLE.back"
+"${DAOS[@]}" object get demo c1 sample "$SAMPLE.back"
+if cmp -s "$SAMPLE" "$SAMPLE.back"; then
+  echo "   read back $(stat -c %s "$SAMPLE.back") bytes: identical to what was written"
+else
+  echo "demo: the data read back differs from what was written" >&2; exit 1
+fi
+echo "== daos object list demo c1 / container list demo / container query demo c1"
+"${DAOS[@]}" object list demo c1
+"${DAOS[@]}" container list demo
+"${DAOS[@]}" container query demo c1
+
+echo "== daos_bench io --pool demo --runtime 2   (update then fetch+verify, 4 KiB and 1 MiB values)"
+"$BIN/daos_bench" io -i -l "localhost:$PORT" --pool demo --runtime 2 --json "$DAOS_DATA_DIR/io.json"
+echo "   (results also in $DAOS_DATA_DIR/io.json)"
 
 echo "== control log"
 cat "$LOG"

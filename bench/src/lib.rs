@@ -8,6 +8,7 @@
 
 pub mod alloc_count;
 pub mod fabric;
+pub mod io;
 pub mod stats;
 pub mod storage;
 

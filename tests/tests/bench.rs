@@ -311,3 +311,80 @@ fn storage_benchmark_deep_queues_verify_every_read() {
     assert!(r.ops > 128, "{r:?}");
     assert_eq!(r.verified_reads, r.ops, "{r:?}");
 }
+
+#[test]
+fn io_benchmark_smoke_against_a_running_system() {
+    let sys = System::with_targets(1, 2);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("the system as rank", 1, 60);
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "256M",
+        "--nvme-size",
+        "800M",
+    ]));
+    let host = format!("localhost:{}", sys.port);
+    let (table, v) = bench_json(
+        &[
+            "io",
+            "-i",
+            "-l",
+            &host,
+            "--pool",
+            "tank",
+            "--sizes",
+            "4k,64k",
+            "--qd",
+            "4",
+            "--threads",
+            "2",
+            "--objects",
+            "64",
+            "--runtime",
+            "0.5",
+        ],
+        sys.path(),
+    );
+    assert!(table.starts_with("op      size   threads qd"), "{table}");
+    assert_eq!(v["benchmark"], "io");
+    assert_eq!(v["targets"], 2);
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 4, "update and fetch for each size");
+    for r in results {
+        assert!(r["ops"].as_u64().is_some_and(|n| n > 0), "{r}");
+        assert!(
+            r["numbers"]["p50_us"].as_f64().is_some_and(|p| p > 0.0),
+            "{r}"
+        );
+        if r["op"] == "fetch" {
+            assert_eq!(r["verified"], r["ops"], "every fetch verified: {r}");
+        }
+    }
+    // The benchmark's own container is gone afterwards.
+    let list = ok(sys.daos(&["container", "list", "tank"]));
+    assert_eq!(list, "No containers in pool tank\n");
+    fails(
+        run(
+            "daos_bench",
+            &[
+                "io",
+                "-i",
+                "-l",
+                &host,
+                "--pool",
+                "tank",
+                "--qd",
+                "8",
+                "--objects",
+                "4",
+            ],
+            &[],
+        ),
+        "--objects 4: use at least the queue depth (8)",
+    );
+    sys.stop(&mut server);
+}

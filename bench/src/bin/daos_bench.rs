@@ -25,6 +25,152 @@ enum Cmd {
     Fabric(FabricArgs),
     /// Storage path: the engine's io_uring O_DIRECT block path on one core, against fio.
     Storage(StorageArgs),
+    /// End-to-end I/O against a running system: update, then fetch and verify (daos_perf -R "U;p F;p").
+    Io(IoArgs),
+}
+
+#[derive(clap::Args)]
+struct IoArgs {
+    /// Client config file (default /etc/daos/daos_control.yml if it exists).
+    #[arg(short = 'o', long = "config-path")]
+    config_path: Option<PathBuf>,
+    /// Management service host, e.g. wolf-71:10001.
+    #[arg(short = 'l', long = "host-list")]
+    host_list: Option<String>,
+    /// Plaintext connection to the management service.
+    #[arg(short = 'i', long)]
+    insecure: bool,
+    /// Pool label or UUID.
+    #[arg(long)]
+    pool: String,
+    /// Container label or UUID; default: a new container, destroyed afterwards.
+    #[arg(long)]
+    cont: Option<String>,
+    /// Client threads, each with its own fabric endpoint.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Operations in flight per thread.
+    #[arg(long = "qd", default_value_t = 16)]
+    queue_depth: usize,
+    /// Value sizes, one update+fetch run each (k, m suffixes; at most 1m).
+    #[arg(long, value_delimiter = ',', default_value = "4k,1m")]
+    sizes: Vec<String>,
+    /// Seconds of updates per size (fetches then read every object written once).
+    #[arg(long, default_value_t = 5.0)]
+    runtime: f64,
+    /// Objects per thread (updates cycle over them); at least the queue depth.
+    #[arg(long, default_value_t = 1024)]
+    objects: u64,
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn io_cmd(a: IoArgs) -> Result<(), String> {
+    use daos_bench::io;
+    if a.threads == 0 || a.threads > 256 {
+        return Err(format!("--threads {}: use 1 to 256", a.threads));
+    }
+    if a.queue_depth == 0 || a.queue_depth > 256 {
+        return Err(format!("--qd {}: use 1 to 256", a.queue_depth));
+    }
+    if a.objects < a.queue_depth as u64 || a.objects > 1 << 24 {
+        return Err(format!(
+            "--objects {}: use at least the queue depth ({}) and at most 16777216",
+            a.objects, a.queue_depth
+        ));
+    }
+    if !(a.runtime > 0.0 && a.runtime <= 3600.0) {
+        return Err(format!(
+            "--runtime {}: use more than 0 and at most 3600 seconds",
+            a.runtime
+        ));
+    }
+    let sizes: Vec<usize> = a
+        .sizes
+        .iter()
+        .map(|s| match size(s) {
+            Ok(n) if (20..=1 << 20).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "--sizes: invalid size {s:?} (20 bytes to 1m, e.g. 4k)"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    let control =
+        daos_ctl::dmg::load_control(a.config_path.as_deref()).map_err(|e| e.to_string())?;
+    let target = daos_ctl::dmg::Target::new(&control, a.host_list.as_deref(), a.insecure)
+        .map_err(|e| e.to_string())?;
+    let map = std::sync::Arc::new(daos_ctl::connect::pool_map_blocking(&target, &a.pool)?);
+    let mut admin = daos_client::Session::open(map.clone(), daos_client::SessionOpts::default())
+        .map_err(|e| format!("client session: {e}"))?;
+    let (cont, temp) = match &a.cont {
+        Some(c) => (admin.cont_query(c).map_err(|e| e.to_string())?.1, None),
+        None => {
+            let label = format!("daos_bench_{}", std::process::id());
+            let uuid = daos_client::parse_uuid(
+                &daos_ctl::storage::new_uuid().map_err(|e| format!("UUID: {e}"))?,
+            )
+            .ok_or("UUID")?;
+            admin
+                .cont_create(&label, uuid)
+                .map_err(|e| format!("container {label}: {e}"))?;
+            (uuid, Some(label))
+        }
+    };
+    eprintln!(
+        "daos_bench io: pool {} ({} targets), {} thread(s) x qd {}, {} objects per thread",
+        a.pool,
+        map.targets.len(),
+        a.threads,
+        a.queue_depth,
+        a.objects
+    );
+    let mut results = Vec::new();
+    let mut failure = None;
+    for size in &sizes {
+        eprintln!(
+            "daos_bench io: {} updates for {:.1}s, then fetch and verify",
+            daos_bench::human(*size),
+            a.runtime
+        );
+        let p = io::IoParams {
+            cont,
+            threads: a.threads,
+            queue_depth: a.queue_depth,
+            size: *size,
+            objects_per_thread: a.objects,
+            runtime: std::time::Duration::from_secs_f64(a.runtime),
+        };
+        match io::run(map.clone(), &p) {
+            Ok(r) => results.extend(r),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(label) = temp
+        && let Err(e) = admin.cont_destroy(&label)
+    {
+        eprintln!("daos_bench io: could not destroy container {label}: {e}");
+    }
+    print!("{}", io::table(&results));
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if let Some(j) = a.json {
+        let doc = serde_json::json!({
+            "benchmark": "io",
+            "pool": a.pool,
+            "targets": map.targets.len(),
+            "runtime_secs": a.runtime,
+            "run": daos_bench::run_info(),
+            "results": results,
+        });
+        std::fs::write(&j, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", j.display()))?;
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -333,6 +479,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Cmd::Fabric(a) => fabric_cmd(a),
         Cmd::Storage(a) => storage_cmd(a),
+        Cmd::Io(a) => io_cmd(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

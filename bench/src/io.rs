@@ -1,0 +1,334 @@
+//! End-to-end I/O (like `daos_perf -R "U;p F;p"`): client threads, each with its own fabric
+//! session and `qd` operations in flight, update objects of a container for the run time, then
+//! fetch every object they wrote and verify it byte for byte.
+//!
+//! Each value is stamped with its object id and write generation in its first 16 bytes and
+//! filled with a pattern of both, so a stale, misplaced or damaged value fails the fetch
+//! phase. The measured loops do not allocate: values are built in one buffer per thread and
+//! sent from the endpoint's own buffers; replies are checked in the receive buffer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use daos_client::{ClientError, PoolMap, Session, SessionOpts, decode_fetch};
+use daos_engine::wire::{Request, der};
+use serde::Serialize;
+
+use crate::storage::{Histogram, Numbers};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct IoParams {
+    pub cont: [u8; 16],
+    pub threads: usize,
+    pub queue_depth: usize,
+    pub size: usize,
+    pub objects_per_thread: u64,
+    pub runtime: Duration,
+}
+
+/// One phase's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseResult {
+    /// `update` or `fetch`.
+    pub op: String,
+    pub size: usize,
+    pub threads: usize,
+    pub queue_depth: usize,
+    pub ops: u64,
+    /// Fetches whose data verified (fetch phase).
+    pub verified: u64,
+    pub allocations_per_op: Option<f64>,
+    /// The update phase ended early because the pool was full.
+    pub pool_full: bool,
+    pub numbers: Numbers,
+}
+
+const DKEY: &[u8] = b"d";
+const AKEY: &[u8] = b"a";
+
+fn oid_of(thread: usize, i: u64) -> u128 {
+    (thread as u128 + 1) << 64 | u128::from(i)
+}
+
+/// Fills `buf` as the value of `oid` at generation `gen`.
+pub fn fill(buf: &mut [u8], oid: u128, generation: u32) {
+    let seed = (oid as u64) ^ (u64::from(generation) << 40) ^ ((oid >> 64) as u64).rotate_left(20);
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        let w = (seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_le_bytes();
+        chunk.copy_from_slice(&w[..chunk.len()]);
+    }
+    if buf.len() >= 20 {
+        buf[..16].copy_from_slice(&oid.to_le_bytes());
+        buf[16..20].copy_from_slice(&generation.to_le_bytes());
+    }
+}
+
+/// Checks a fetched value against what `oid` at `gen` must hold.
+pub fn verify(got: &[u8], oid: u128, generation: u32, scratch: &mut [u8]) -> Result<(), String> {
+    if got.len() != scratch.len() {
+        return Err(format!(
+            "object {oid:#x}: fetched {} bytes, wrote {}",
+            got.len(),
+            scratch.len()
+        ));
+    }
+    fill(scratch, oid, generation);
+    if got != scratch {
+        let stamp = got
+            .get(..16)
+            .and_then(|b| b.try_into().ok())
+            .map(u128::from_le_bytes);
+        return Err(format!(
+            "object {oid:#x} generation {generation}: data did not verify (stamp {stamp:x?})"
+        ));
+    }
+    Ok(())
+}
+
+struct Slot {
+    tag: u64,
+    start: Instant,
+    index: u64,
+}
+
+struct ThreadResult {
+    ops: u64,
+    verified: u64,
+    hist: Histogram,
+    elapsed: Duration,
+    allocs: Option<u64>,
+    pool_full: bool,
+}
+
+/// Runs one thread's phase: `fetch` false updates for the run time, true fetches each object
+/// once. `gens[i]` is object i's last generation (0: never written).
+fn run_phase(
+    s: &mut Session,
+    thread: usize,
+    p: &IoParams,
+    fetch: bool,
+    gens: &mut [u32],
+    buf: &mut [u8],
+) -> Result<ThreadResult, String> {
+    let mut slots: Vec<Slot> = Vec::with_capacity(p.queue_depth);
+    let mut hist = Histogram::default();
+    let (mut ops, mut verified, mut next) = (0u64, 0u64, 0u64);
+    let mut failure: Option<String> = None;
+    let mut pool_full = false;
+    let allocs_before = crate::alloc_count::thread_allocations();
+    let start = Instant::now();
+    let deadline = start + p.runtime;
+    let total = p.objects_per_thread;
+    loop {
+        let more = if fetch {
+            next < total
+        } else {
+            Instant::now() < deadline && !pool_full
+        };
+        while more && slots.len() < p.queue_depth && failure.is_none() {
+            let i = next % total;
+            let oid = oid_of(thread, i);
+            let target = s.map().place(oid);
+            let req = if fetch {
+                if gens[i as usize] == 0 {
+                    next += 1;
+                    if next >= total {
+                        break;
+                    }
+                    continue;
+                }
+                Request::Fetch {
+                    oid,
+                    dkey: DKEY,
+                    akey: AKEY,
+                }
+            } else {
+                // Never two updates of one object in flight: the object count is at least
+                // the queue depth.
+                gens[i as usize] += 1;
+                fill(buf, oid, gens[i as usize]);
+                Request::Update {
+                    oid,
+                    dkey: DKEY,
+                    akey: AKEY,
+                    value: buf,
+                }
+            };
+            let tag = s.submit(target, p.cont, &req).map_err(|e| e.to_string())?;
+            slots.push(Slot {
+                tag,
+                start: Instant::now(),
+                index: i,
+            });
+            next += 1;
+            if fetch && next >= total {
+                break;
+            }
+        }
+        if slots.is_empty() {
+            break;
+        }
+        s.poll(|tag, result| {
+            let Some(k) = slots.iter().position(|sl| sl.tag == tag) else {
+                return;
+            };
+            let sl = slots.swap_remove(k);
+            hist.record(sl.start.elapsed().as_nanos() as u64);
+            match result {
+                Ok(reply) => {
+                    ops += 1;
+                    if fetch {
+                        let oid = oid_of(thread, sl.index);
+                        let g = gens[sl.index as usize];
+                        match decode_fetch(reply.body) {
+                            Some(Some(v)) => match verify(v, oid, g, buf) {
+                                Ok(()) => verified += 1,
+                                Err(e) => failure = Some(e),
+                            },
+                            _ => failure = Some(format!("object {oid:#x}: written, but not found")),
+                        }
+                    }
+                }
+                Err(ClientError::Der { code, .. }) if code == der::NOSPACE && !fetch => {
+                    // This generation was not stored.
+                    gens[sl.index as usize] -= 1;
+                    pool_full = true;
+                }
+                Err(e) => failure = Some(e.to_string()),
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        if let Some(f) = failure.take() {
+            return Err(f);
+        }
+    }
+    let elapsed = start.elapsed();
+    let allocs = allocs_before
+        .zip(crate::alloc_count::thread_allocations())
+        .map(|(a, b)| b - a);
+    Ok(ThreadResult {
+        ops,
+        verified,
+        hist,
+        elapsed,
+        allocs,
+        pool_full,
+    })
+}
+
+/// Runs the update phase, then the fetch phase, on `p.threads` threads.
+pub fn run(map: Arc<PoolMap>, p: &IoParams) -> Result<Vec<PhaseResult>, String> {
+    let barrier = Arc::new(std::sync::Barrier::new(p.threads));
+    let handles: Vec<_> = (0..p.threads)
+        .map(|t| {
+            let (map, p, barrier) = (map.clone(), p.clone(), barrier.clone());
+            std::thread::spawn(move || -> Result<[ThreadResult; 2], String> {
+                let mut s = Session::open(
+                    map,
+                    SessionOpts {
+                        queue_depth: p.queue_depth,
+                        max_value: p.size.max(4096),
+                        timeout: Duration::from_secs(30),
+                    },
+                )
+                .map_err(|e| format!("client session: {e}"))?;
+                let mut gens = vec![0u32; p.objects_per_thread as usize];
+                let mut buf = vec![0u8; p.size];
+                barrier.wait();
+                let u = run_phase(&mut s, t, &p, false, &mut gens, &mut buf);
+                barrier.wait();
+                let f = run_phase(&mut s, t, &p, true, &mut gens, &mut buf);
+                Ok([u?, f?])
+            })
+        })
+        .collect();
+    let mut per_thread = Vec::new();
+    for h in handles {
+        per_thread.push(
+            h.join()
+                .map_err(|_| "a client thread panicked".to_string())??,
+        );
+    }
+    let mut out = Vec::new();
+    for (phase, op) in ["update", "fetch"].iter().enumerate() {
+        let mut hist = Histogram::default();
+        let (mut ops, mut verified, mut allocs, mut full) = (0, 0, Some(0u64), false);
+        let mut elapsed = Duration::ZERO;
+        for r in per_thread.iter().map(|t| &t[phase]) {
+            hist.merge(&r.hist);
+            ops += r.ops;
+            verified += r.verified;
+            allocs = allocs.zip(r.allocs).map(|(a, b)| a + b);
+            elapsed = elapsed.max(r.elapsed);
+            full |= r.pool_full;
+        }
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        out.push(PhaseResult {
+            op: (*op).into(),
+            size: p.size,
+            threads: p.threads,
+            queue_depth: p.queue_depth,
+            ops,
+            verified,
+            allocations_per_op: crate::alloc_count::per_op(Some(0), allocs, ops),
+            pool_full: full,
+            numbers: Numbers {
+                iops: ops as f64 / secs,
+                mb_per_sec: ops as f64 * p.size as f64 / secs / 1e6,
+                p50_us: hist.percentile_us(50.0),
+                p99_us: hist.percentile_us(99.0),
+                p999_us: hist.percentile_us(99.9),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// The human table.
+pub fn table(results: &[PhaseResult]) -> String {
+    let mut s = String::from(
+        "op      size   threads qd   ops       IOPS       MB/s      p50(us)  p99(us)  p99.9(us) verified\n",
+    );
+    for r in results {
+        s.push_str(&format!(
+            "{:<7} {:<6} {:<7} {:<4} {:<9} {:<10.0} {:<9.1} {:<8.1} {:<8.1} {:<9.1} {}\n",
+            r.op,
+            crate::human(r.size),
+            r.threads,
+            r.queue_depth,
+            r.ops,
+            r.numbers.iops,
+            r.numbers.mb_per_sec,
+            r.numbers.p50_us,
+            r.numbers.p99_us,
+            r.numbers.p999_us,
+            if r.op == "fetch" {
+                format!("{}/{}", r.verified, r.ops)
+            } else if r.pool_full {
+                "- (pool full: stopped early)".into()
+            } else {
+                "-".into()
+            }
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_verify_only_for_their_object_and_generation() {
+        let mut v = vec![0u8; 4096];
+        let mut scratch = vec![0u8; 4096];
+        fill(&mut v, 7, 3);
+        assert!(verify(&v, 7, 3, &mut scratch).is_ok());
+        assert!(verify(&v, 7, 2, &mut scratch).is_err(), "stale generation");
+        assert!(verify(&v, 8, 3, &mut scratch).is_err(), "another object");
+        v[2000] ^= 1;
+        assert!(verify(&v, 7, 3, &mut scratch).is_err(), "a flipped bit");
+        assert!(verify(&v[..100], 7, 3, &mut scratch).is_err(), "short");
+    }
+}
