@@ -102,6 +102,19 @@ impl UringBdev {
         size: u64,
         create: bool,
     ) -> io::Result<UringBdev> {
+        UringBdev::open_with(path, block, depth, size, create, true)
+    }
+
+    /// [`UringBdev::open`], with `direct` false for file systems without `O_DIRECT` (tmpfs
+    /// on older kernels): then durability comes from `RWF_DSYNC` alone.
+    pub fn open_with(
+        path: &Path,
+        block: usize,
+        depth: usize,
+        size: u64,
+        create: bool,
+        direct: bool,
+    ) -> io::Result<UringBdev> {
         if block == 0 || !block.is_multiple_of(ALIGN) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -113,7 +126,11 @@ impl UringBdev {
             .write(true)
             .create(create)
             .truncate(false)
-            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .custom_flags(if direct {
+                nix::fcntl::OFlag::O_DIRECT.bits()
+            } else {
+                0
+            })
             .open(path)?;
         let meta = file.metadata()?;
         if meta.is_file() && meta.len() < size {
@@ -196,6 +213,85 @@ impl UringBdev {
         let want = usize::from(wait && self.in_flight > 0);
         self.ring.submit_and_wait(want)?;
         Ok(())
+    }
+
+    /// Writes `data` at `offset` through slot 0 and waits until it is durable (`RWF_DSYNC`).
+    /// The write covers whole [`ALIGN`] units: the tail of the last one is written as zeros,
+    /// so the caller must own `offset .. offset + data.len()` rounded up to [`ALIGN`].
+    pub fn write_durable(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < data.len() {
+            let n = (data.len() - done).min(self.block);
+            let span = n.div_ceil(ALIGN) * ALIGN;
+            let buf = self
+                .buf_mut(0)
+                .ok_or_else(|| io::Error::other("slot 0 busy"))?;
+            buf[..n].copy_from_slice(&data[done..done + n]);
+            buf[n..span].fill(0);
+            self.sync_io(Op::Write, offset + done as u64, span)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (a multiple of [`ALIGN`]) through slot 0, waiting.
+    pub fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(self.block);
+            let span = n.div_ceil(ALIGN) * ALIGN;
+            self.sync_io(Op::Read, offset + done as u64, span)?;
+            let src = self.buf(0).ok_or_else(|| io::Error::other("slot 0 busy"))?;
+            buf[done..done + n].copy_from_slice(&src[..n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// One I/O of `len` bytes of slot 0's buffer, submitted and waited for.
+    fn sync_io(&mut self, op: Op, offset: u64, len: usize) -> io::Result<()> {
+        if self.busy[0] || len > self.block || !offset.is_multiple_of(ALIGN as u64) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("I/O of {len} bytes at {offset}: slot busy, too long or unaligned"),
+            ));
+        }
+        let fd = types::Fd(self.file.as_raw_fd());
+        let ptr = self.bufs[0].ptr.as_ptr();
+        let entry = match op {
+            Op::Read => opcode::Read::new(fd, ptr, len as u32)
+                .offset(offset)
+                .build(),
+            Op::Write => opcode::Write::new(fd, ptr, len as u32)
+                .offset(offset)
+                .rw_flags(libc::RWF_DSYNC)
+                .build(),
+        }
+        .user_data(0);
+        // SAFETY: as in `push`: slot 0's buffer is marked busy until its completion is reaped
+        // below (or by `Drop`), and the file lives as long as `self`.
+        unsafe { self.ring.submission().push(&entry) }
+            .map_err(|_| io::Error::other("submission queue full"))?;
+        self.busy[0] = true;
+        self.in_flight += 1;
+        let mut result = None;
+        while result.is_none() {
+            self.ring.submit_and_wait(1)?;
+            self.reap(|c| {
+                if c.slot == 0 {
+                    result = Some(c.result);
+                }
+            });
+        }
+        match result {
+            Some(Ok(n)) if n == len => Ok(()),
+            Some(Ok(n)) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("short {op:?}: {n} of {len} bytes at {offset}"),
+            )),
+            Some(Err(e)) => Err(e),
+            None => Err(io::Error::other("no completion")),
+        }
     }
 
     /// Hands every available completion to `f`, freeing its slot first.

@@ -18,15 +18,100 @@ use serde::{Deserialize, Serialize};
 
 use daos_hw::pmemfile::PmemFile;
 
-use crate::store::{FileRegion, Media, Store};
+use crate::bdev::{ALIGN, UringBdev};
+use crate::store::{Media, Store};
 
 /// A target's store in a pool: the SCM file plus its bdev part.
 pub type TargetStore = Store<PmemFile, BdevPart>;
 
+/// A target's region of a bdev file or block device, written through io_uring with `O_DIRECT`
+/// and `RWF_DSYNC`: a write is durable when it returns, in one `io_uring_enter`.
+pub struct UringRegion {
+    dev: std::cell::RefCell<UringBdev>,
+    base: u64,
+    len: u64,
+}
+
+/// Largest single I/O of a region (values are at most this).
+pub const REGION_IO: usize = 1 << 20;
+
+impl UringRegion {
+    pub fn open(path: &Path, base: u64, len: u64) -> io::Result<UringRegion> {
+        let dev = match UringBdev::open_with(path, REGION_IO, 1, 0, false, true) {
+            Ok(d) => d,
+            // A file system without O_DIRECT (tmpfs on older kernels): RWF_DSYNC alone.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                UringBdev::open_with(path, REGION_IO, 1, 0, false, false)?
+            }
+            Err(e) => return Err(e),
+        };
+        if !base.is_multiple_of(ALIGN as u64) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bdev region at {base} is not {ALIGN}-byte aligned"),
+            ));
+        }
+        Ok(UringRegion {
+            dev: std::cell::RefCell::new(dev),
+            base,
+            len,
+        })
+    }
+
+    fn check(&self, offset: u64, len: usize) -> io::Result<()> {
+        let end = offset + (len as u64).div_ceil(ALIGN as u64) * ALIGN as u64;
+        if end > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "I/O at {offset}+{len} beyond the {}-byte bdev region",
+                    self.len
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Media for UringRegion {
+    fn capacity(&self) -> u64 {
+        self.len
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = offset / ALIGN as u64 * ALIGN as u64;
+        let skip = (offset - start) as usize;
+        self.check(start, skip + buf.len())?;
+        let mut dev = self.dev.borrow_mut();
+        if skip == 0 {
+            return dev.read_exact_at(self.base + start, buf);
+        }
+        let mut tmp = vec![0u8; skip + buf.len()];
+        dev.read_exact_at(self.base + start, &mut tmp)?;
+        buf.copy_from_slice(&tmp[skip..]);
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if !offset.is_multiple_of(ALIGN as u64) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bdev write at {offset} is not {ALIGN}-byte aligned"),
+            ));
+        }
+        self.check(offset, data.len())?;
+        self.dev
+            .borrow_mut()
+            .write_durable(self.base + offset, data)
+    }
+    fn persist(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        // Writes are durable when they return (RWF_DSYNC).
+        Ok(())
+    }
+}
+
 /// The bdev part of a target's store.
 pub enum BdevPart {
     /// A region of an AIO file or block device.
-    File(FileRegion),
+    File(UringRegion),
     /// A malloc bdev: RAM, lost at restart as in DAOS.
     Ram(Vec<u8>),
     /// The pool has no NVMe tier: values stay on SCM or are refused.
@@ -497,7 +582,7 @@ impl PoolStore {
             None => BdevPart::None,
             Some(r) => match self.devices.iter().find(|d| d.name == r.device) {
                 Some(Device { path: Some(p), .. }) => BdevPart::File(
-                    FileRegion::open(p, r.offset, r.len).map_err(io_err("cannot open bdev", p))?,
+                    UringRegion::open(p, r.offset, r.len).map_err(io_err("cannot open bdev", p))?,
                 ),
                 Some(Device { path: None, .. }) => BdevPart::Ram(vec![0u8; r.len as usize]),
                 None => {

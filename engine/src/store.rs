@@ -64,46 +64,6 @@ impl Media for daos_hw::pmemfile::PmemFile {
     }
 }
 
-/// A region of a bdev file, written in place and made durable with fdatasync.
-pub struct FileRegion {
-    file: std::fs::File,
-    base: u64,
-    len: u64,
-}
-
-impl FileRegion {
-    pub fn open(path: &std::path::Path, base: u64, len: u64) -> io::Result<FileRegion> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)?;
-        Ok(FileRegion { file, base, len })
-    }
-}
-
-impl Media for FileRegion {
-    fn capacity(&self) -> u64 {
-        self.len
-    }
-    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.file.read_exact_at(buf, self.base + offset)
-    }
-    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        if offset + data.len() as u64 > self.len {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "write beyond the bdev region",
-            ));
-        }
-        self.file.write_all_at(data, self.base + offset)
-    }
-    fn persist(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
-        self.file.sync_data()
-    }
-}
-
 /// What an akey holds at one epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Value {

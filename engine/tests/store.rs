@@ -168,7 +168,7 @@ fn full_log_and_full_bdev_are_errors_not_losses() {
 
 #[test]
 fn real_media_survive_a_reopen() {
-    use daos_engine::store::FileRegion;
+    use daos_engine::pool::UringRegion;
     use daos_hw::pmemfile::PmemFile;
     let dir = tempfile::tempdir().unwrap();
     let bdev = dir.path().join("bdev");
@@ -180,7 +180,7 @@ fn real_media_survive_a_reopen() {
     {
         let mut s = Store::open(
             PmemFile::open(&dir.path().join("vos-0"), 1 << 20).unwrap(),
-            FileRegion::open(&bdev, 4096, 1 << 19).unwrap(),
+            UringRegion::open(&bdev, 4096, 1 << 19).unwrap(),
         )
         .unwrap();
         s.update(C, 3, b"dk", b"small", b"hello").unwrap();
@@ -188,14 +188,20 @@ fn real_media_survive_a_reopen() {
     }
     let s = Store::open(
         PmemFile::open(&dir.path().join("vos-0"), 0).unwrap(),
-        FileRegion::open(&bdev, 4096, 1 << 19).unwrap(),
+        UringRegion::open(&bdev, 4096, 1 << 19).unwrap(),
     )
     .unwrap();
     assert_eq!(
         s.fetch(C, 3, b"dk", b"small", u64::MAX).unwrap().as_deref(),
         Some(&b"hello"[..])
     );
-    assert_eq!(s.fetch(C, 3, b"dk", b"big", u64::MAX).unwrap(), Some(big));
+    assert_eq!(
+        s.fetch(C, 3, b"dk", b"big", u64::MAX).unwrap(),
+        Some(big.clone())
+    );
+    // The value went through io_uring to the file, at the region's base.
+    let raw = std::fs::read(&bdev).unwrap();
+    assert_eq!(&raw[4096..4096 + big.len()], &big[..]);
 }
 
 #[derive(Clone, Debug)]
