@@ -111,7 +111,7 @@ impl Media for UringRegion {
 /// The bdev part of a target's store.
 pub enum BdevPart {
     /// A region of an AIO file or block device.
-    File(UringRegion),
+    File(Box<UringRegion>),
     /// A malloc bdev: RAM, lost at restart as in DAOS.
     Ram(Vec<u8>),
     /// The pool has no NVMe tier: values stay on SCM or are refused.
@@ -581,9 +581,9 @@ impl PoolStore {
         let bdev = match meta.regions.iter().find(|r| r.target == target) {
             None => BdevPart::None,
             Some(r) => match self.devices.iter().find(|d| d.name == r.device) {
-                Some(Device { path: Some(p), .. }) => BdevPart::File(
+                Some(Device { path: Some(p), .. }) => BdevPart::File(Box::new(
                     UringRegion::open(p, r.offset, r.len).map_err(io_err("cannot open bdev", p))?,
-                ),
+                )),
                 Some(Device { path: None, .. }) => BdevPart::Ram(vec![0u8; r.len as usize]),
                 None => {
                     return Err(PoolError::Unsupported(format!(
