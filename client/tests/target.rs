@@ -216,3 +216,60 @@ fn an_unknown_pool_and_a_silent_target_fail_clearly() {
         .expect_err("target is gone");
     assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
 }
+
+#[test]
+fn another_protocol_version_gets_a_clear_refusal_and_garbage_is_ignored() {
+    use daos_engine::wire::{self, Header, Op};
+    use daos_hw::fabric::RdmEndpoint;
+    let f = fixture(1);
+    let t = &f.map.targets[0];
+    let mut ep = RdmEndpoint::open("tcp;ofi_rxm", None, None, 4096, 4, 4).expect("endpoint");
+    let me = ep.name().expect("name");
+    let peer = ep
+        .insert_peer(&daos_hw::fabric::sockaddr_in(
+            t.node.parse().expect("ip"),
+            t.port,
+        ))
+        .expect("peer");
+    let wait_reply = |ep: &mut RdmEndpoint| -> Vec<u8> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut got = None;
+        while got.is_none() {
+            assert!(std::time::Instant::now() < deadline, "no reply");
+            ep.poll(|m| got = Some(m.to_vec())).expect("poll");
+        }
+        got.expect("reply")
+    };
+    let send = |ep: &mut RdmEndpoint, msg: &[u8]| loop {
+        match ep.send(peer, msg) {
+            Ok(()) => break,
+            Err(daos_hw::fabric::EndpointError::Again) => {
+                ep.poll(|_| {}).expect("poll");
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    };
+    // Garbage first: the target drops it and keeps serving.
+    send(&mut ep, b"not a daos-rs message");
+    let mut buf = vec![0u8; 512];
+    let mut h = Header::request(Op::Ping, 77, f.map.uuid, [0; 16], &me);
+    h.version = wire::VERSION + 1;
+    let n = wire::encode_request(&mut buf, h, &wire::Request::Ping).expect("encode");
+    send(&mut ep, &buf[..n]);
+    let reply = wait_reply(&mut ep);
+    let rh = Header::read(&reply).expect("header");
+    assert_eq!(
+        (rh.tag, rh.status, rh.version),
+        (77, der::PROTO, wire::VERSION)
+    );
+    let text = wire::error_message(rh.body(&reply).expect("body"));
+    assert!(
+        text.contains(&format!(
+            "the client speaks version {}, this target version {}",
+            wire::VERSION + 1,
+            wire::VERSION
+        )),
+        "{text}"
+    );
+    drop(f.shards);
+}
