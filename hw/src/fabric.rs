@@ -147,6 +147,14 @@ mod tests {
 }
 
 const FI_MSG: u64 = 1 << 1;
+const FI_RMA: u64 = 1 << 2;
+const FI_READ: u64 = 1 << 8;
+const FI_WRITE: u64 = 1 << 9;
+const FI_REMOTE_READ: u64 = 1 << 12;
+const FI_REMOTE_WRITE: u64 = 1 << 13;
+/// Completion contexts with this bit are RMA operations (the rest is the caller's id);
+/// message buffers use their slot number + 1.
+const RMA_CONTEXT: usize = 1 << 62;
 const FI_RECV: u64 = 1 << 10;
 const FI_SEND: u64 = 1 << 11;
 const FI_SOURCE: u64 = 1 << 57;
@@ -210,6 +218,27 @@ pub struct RdmEndpoint {
     /// Filled send buffers the provider could not take yet: (slot, len, peer), retried at the
     /// next poll in order.
     pending_send: std::collections::VecDeque<(usize, usize, Peer)>,
+    /// Registered memory for RMA, when the endpoint was opened with it.
+    bulk: Option<Bulk>,
+    /// Finished RMA operations: (id, succeeded), taken with [`RdmEndpoint::take_rma`].
+    rma_done: Vec<(u64, bool)>,
+}
+
+/// Memory registered for remote access: `slots` buffers of `slot_size` bytes, one region.
+struct Bulk {
+    mem: Box<[u8]>,
+    slot_size: usize,
+    mr: *mut sys::fid_mr,
+    desc: *mut std::ffi::c_void,
+    key: u64,
+}
+
+/// Where a peer's registered buffer is: its key, the offset in its region, and the length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteBuf {
+    pub key: u64,
+    pub offset: u64,
+    pub len: u32,
 }
 
 /// A received message the endpoint still holds (its buffer is not posted again) until it is
@@ -239,6 +268,45 @@ impl RdmEndpoint {
         send_slots: usize,
         recv_slots: usize,
     ) -> Result<RdmEndpoint, EndpointError> {
+        Self::open_inner(
+            provider, node, service, msg_size, send_slots, recv_slots, None,
+        )
+    }
+
+    /// [`Self::open`] with RMA: `bulk_slots` buffers of `bulk_size` bytes are registered for
+    /// remote read and write ([`Self::bulk_mut`], [`Self::bulk_buf`]), and [`Self::rma_read`] /
+    /// [`Self::rma_write`] move data between them and peers' registered buffers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_with_rma(
+        provider: &str,
+        node: Option<&str>,
+        service: Option<&str>,
+        msg_size: usize,
+        send_slots: usize,
+        recv_slots: usize,
+        bulk_slots: usize,
+        bulk_size: usize,
+    ) -> Result<RdmEndpoint, EndpointError> {
+        Self::open_inner(
+            provider,
+            node,
+            service,
+            msg_size,
+            send_slots,
+            recv_slots,
+            Some((bulk_slots, bulk_size)),
+        )
+    }
+
+    fn open_inner(
+        provider: &str,
+        node: Option<&str>,
+        service: Option<&str>,
+        msg_size: usize,
+        send_slots: usize,
+        recv_slots: usize,
+        rma: Option<(usize, usize)>,
+    ) -> Result<RdmEndpoint, EndpointError> {
         let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
         let (node_c, service_c) = (node.map(c), service.map(c));
         // SAFETY: fi_allocinfo returns a zeroed fi_info with its attribute structs allocated,
@@ -250,7 +318,11 @@ impl RdmEndpoint {
         // SAFETY: `hints` and its attribute pointers were just allocated by libfabric; the
         // provider name is malloc'ed (strdup) because fi_freeinfo frees it.
         unsafe {
-            (*hints).caps = FI_MSG;
+            (*hints).caps = if rma.is_some() {
+                FI_MSG | FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE
+            } else {
+                FI_MSG
+            };
             (*hints).mode = 0;
             (*(*hints).ep_attr).type_ = sys::fi_ep_type::FI_EP_RDM;
             (*(*hints).fabric_attr).prov_name = libc::strdup(c(provider).as_ptr());
@@ -290,6 +362,8 @@ impl RdmEndpoint {
             free_send: (0..send_slots).rev().collect(),
             pending_recv: Vec::with_capacity(recv_slots),
             pending_send: std::collections::VecDeque::with_capacity(send_slots),
+            bulk: None,
+            rma_done: Vec::with_capacity(rma.map_or(0, |(n, _)| n)),
         };
         // SAFETY: every object is opened from the live `info`/parents and stored in `e`, whose
         // Drop closes what was opened, in reverse order, even if a later step fails.
@@ -334,12 +408,172 @@ impl RdmEndpoint {
                 return Err(e.fail("fi_enable", r as isize));
             }
         }
+        if let Some((slots, size)) = rma {
+            e.register_bulk(slots, size)?;
+        }
         for slot in send_slots..send_slots + recv_slots {
             if !e.post_recv(slot)? {
                 e.pending_recv.push(slot);
             }
         }
         Ok(e)
+    }
+
+    fn register_bulk(&mut self, slots: usize, size: usize) -> Result<(), EndpointError> {
+        let mut mem = vec![0u8; slots.max(1) * size].into_boxed_slice();
+        let mut mr: *mut sys::fid_mr = ptr::null_mut();
+        // SAFETY: `domain` is open; `mem` is a live allocation stored in `self.bulk` right
+        // after and only freed in Drop, after the MR is closed.
+        let r = unsafe {
+            sys::fi_mr_reg(
+                self.domain,
+                mem.as_mut_ptr().cast(),
+                mem.len(),
+                FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE,
+                0,
+                1,
+                0,
+                &mut mr,
+                ptr::null_mut(),
+            )
+        };
+        if r != 0 {
+            return Err(self.fail("fi_mr_reg", r as isize));
+        }
+        // SAFETY: `mr` was just registered.
+        let (desc, key) = unsafe { (sys::fi_mr_desc(mr), sys::fi_mr_key(mr)) };
+        self.bulk = Some(Bulk {
+            mem,
+            slot_size: size,
+            mr,
+            desc,
+            key,
+        });
+        Ok(())
+    }
+
+    /// Whether this endpoint was opened with RMA.
+    pub fn has_rma(&self) -> bool {
+        self.bulk.is_some()
+    }
+
+    /// Where this endpoint's bulk slot `slot` is, for a peer to read or write `len` bytes.
+    pub fn bulk_desc(&self, slot: usize, len: usize) -> Option<RemoteBuf> {
+        let b = self.bulk.as_ref()?;
+        (len <= b.slot_size && (slot + 1) * b.slot_size <= b.mem.len()).then_some(RemoteBuf {
+            key: b.key,
+            offset: (slot * b.slot_size) as u64,
+            len: len as u32,
+        })
+    }
+
+    /// Bulk slot `slot`.
+    pub fn bulk_buf(&self, slot: usize) -> &[u8] {
+        match &self.bulk {
+            Some(b) => b
+                .mem
+                .get(slot * b.slot_size..(slot + 1) * b.slot_size)
+                .unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    /// Bulk slot `slot`, to fill. The caller must not touch a slot with an RMA in flight.
+    pub fn bulk_mut(&mut self, slot: usize) -> &mut [u8] {
+        match &mut self.bulk {
+            Some(b) => {
+                let size = b.slot_size;
+                b.mem
+                    .get_mut(slot * size..(slot + 1) * size)
+                    .unwrap_or(&mut [])
+            }
+            None => &mut [],
+        }
+    }
+
+    /// Reads `remote` of `peer` into the first `remote.len` bytes of bulk slot `slot`;
+    /// [`Self::take_rma`] reports `id` when done. `Again`: retry after a poll.
+    pub fn rma_read(
+        &mut self,
+        peer: Peer,
+        slot: usize,
+        remote: RemoteBuf,
+        id: u64,
+    ) -> Result<(), EndpointError> {
+        self.rma(true, peer, slot, remote, id)
+    }
+
+    /// Writes the first `remote.len` bytes of bulk slot `slot` to `remote` of `peer`.
+    pub fn rma_write(
+        &mut self,
+        peer: Peer,
+        slot: usize,
+        remote: RemoteBuf,
+        id: u64,
+    ) -> Result<(), EndpointError> {
+        self.rma(false, peer, slot, remote, id)
+    }
+
+    fn rma(
+        &mut self,
+        read: bool,
+        peer: Peer,
+        slot: usize,
+        remote: RemoteBuf,
+        id: u64,
+    ) -> Result<(), EndpointError> {
+        let Some(b) = &mut self.bulk else {
+            return Err(self.fail("fi_read/fi_write (endpoint opened without RMA)", -38));
+        };
+        let len = remote.len as usize;
+        if len > b.slot_size || (slot + 1) * b.slot_size > b.mem.len() {
+            return Err(EndpointError::TooLarge {
+                len,
+                max: b.slot_size,
+            });
+        }
+        let buf = b.mem[slot * b.slot_size..].as_mut_ptr();
+        let ctx = (RMA_CONTEXT | id as usize) as *mut std::ffi::c_void;
+        // SAFETY: the slot lies inside the registered region owned by `self`, which outlives
+        // the operation (Drop closes the endpoint before freeing it); the caller keeps the
+        // slot untouched until `take_rma` reports `id`.
+        let r = unsafe {
+            if read {
+                sys::fi_read(
+                    self.ep,
+                    buf.cast(),
+                    len,
+                    b.desc,
+                    peer.0,
+                    remote.offset,
+                    remote.key,
+                    ctx,
+                )
+            } else {
+                sys::fi_write(
+                    self.ep,
+                    buf.cast(),
+                    len,
+                    b.desc,
+                    peer.0,
+                    remote.offset,
+                    remote.key,
+                    ctx,
+                )
+            }
+        };
+        match r {
+            0 => Ok(()),
+            r if r == -FI_EAGAIN => Err(EndpointError::Again),
+            r => Err(self.fail(if read { "fi_read" } else { "fi_write" }, r)),
+        }
+    }
+
+    /// Hands every finished RMA operation to `f(id, succeeded)`.
+    pub fn take_rma(&mut self, mut f: impl FnMut(u64, bool)) {
+        for (id, ok) in self.rma_done.drain(..) {
+            f(id, ok);
+        }
     }
 
     /// This endpoint's address, to hand to peers.
@@ -574,7 +808,12 @@ impl RdmEndpoint {
             // SAFETY: `cq` is open; `err` is a valid out-buffer.
             unsafe { sys::fi_cq_readerr(self.cq, &mut err, 0) };
             // The failed operation's buffer is ours again.
-            let slot = (err.op_context as usize).wrapping_sub(1);
+            let ctx = err.op_context as usize;
+            if ctx & RMA_CONTEXT != 0 {
+                self.rma_done.push(((ctx & !RMA_CONTEXT) as u64, false));
+                return Ok(1);
+            }
+            let slot = ctx.wrapping_sub(1);
             if slot < self.send_slots {
                 self.free_send.push(slot);
             } else if slot < self.bufs.len() {
@@ -586,7 +825,12 @@ impl RdmEndpoint {
             return Err(self.fail("fi_cq_read", n));
         }
         for e in &entries[..n as usize] {
-            let slot = (e.op_context as usize).wrapping_sub(1);
+            let ctx = e.op_context as usize;
+            if ctx & RMA_CONTEXT != 0 {
+                self.rma_done.push(((ctx & !RMA_CONTEXT) as u64, true));
+                continue;
+            }
+            let slot = ctx.wrapping_sub(1);
             if slot >= self.bufs.len() {
                 continue;
             }
@@ -628,6 +872,9 @@ impl Drop for RdmEndpoint {
         unsafe {
             if !self.ep.is_null() {
                 sys::fi_close(&mut (*self.ep).fid);
+            }
+            if let Some(b) = &self.bulk {
+                sys::fi_close(&mut (*b.mr).fid);
             }
             if !self.av.is_null() {
                 sys::fi_close(&mut (*self.av).fid);

@@ -150,3 +150,83 @@ fn tcp_names_are_sockaddr_in() {
         "{name:?}"
     );
 }
+
+#[test]
+fn rma_reads_and_writes_registered_buffers_of_a_peer() {
+    let port = free_port().to_string();
+    let size = 1 << 20;
+    let mut server = RdmEndpoint::open_with_rma(
+        "tcp;ofi_rxm",
+        Some("127.0.0.1"),
+        Some(&port),
+        4096,
+        2,
+        4,
+        2,
+        size,
+    )
+    .expect("server");
+    let mut client =
+        RdmEndpoint::open_with_rma("tcp;ofi_rxm", None, None, 4096, 2, 4, 2, size).expect("client");
+    assert!(server.has_rma() && client.has_rma());
+    let to_server = client
+        .insert_peer(&server.name().expect("name"))
+        .expect("insert");
+    // The server learns the client's address from a first message, as targets do.
+    let my_name = client.name().expect("name");
+    send(&mut client, &mut server, to_server, &my_name);
+    let client_name = recv_both(&mut server, &mut client);
+    let to_client = server.insert_peer(&client_name).expect("insert");
+
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    client.bulk_mut(1).copy_from_slice(&data);
+    let remote = client.bulk_desc(1, size).expect("desc");
+    let wait = |ep: &mut RdmEndpoint, other: &mut RdmEndpoint, want: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut done = None;
+        while done.is_none() {
+            assert!(Instant::now() < deadline, "RMA {want} did not finish");
+            ep.poll(|_| {}).expect("poll");
+            other.poll(|_| {}).expect("poll");
+            ep.take_rma(|id, ok| {
+                if id == want {
+                    done = Some(ok);
+                }
+            });
+        }
+        assert_eq!(done, Some(true), "RMA {want} succeeded");
+    };
+    loop {
+        match server.rma_read(to_client, 0, remote, 7) {
+            Ok(()) => break,
+            Err(EndpointError::Again) => {
+                server.poll(|_| {}).expect("poll");
+            }
+            Err(e) => panic!("rma_read: {e}"),
+        }
+    }
+    wait(&mut server, &mut client, 7);
+    assert!(
+        server.bulk_buf(0) == &data[..],
+        "the server read the client's slot"
+    );
+
+    // And back: the server writes a changed copy into the client's slot 0.
+    for b in server.bulk_mut(0).iter_mut().take(4096) {
+        *b = 0xee;
+    }
+    let into = client.bulk_desc(0, size).expect("desc");
+    server.rma_write(to_client, 0, into, 8).expect("rma_write");
+    wait(&mut server, &mut client, 8);
+    // A message sent after the write arrives after its data (send-after-write order), which
+    // is what a target's reply to a fetch relies on.
+    send(&mut server, &mut client, to_client, b"written");
+    assert_eq!(recv_both(&mut client, &mut server), b"written");
+    assert!(client.bulk_buf(0)[..4096].iter().all(|b| *b == 0xee));
+    assert!(client.bulk_buf(0)[4096..] == data[4096..]);
+    assert!(client.bulk_desc(2, 1).is_none(), "no slot 2");
+    assert!(
+        client.bulk_desc(0, size + 1).is_none(),
+        "longer than a slot"
+    );
+}
