@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use daos_client::{ClientError, PoolMap, Session, SessionOpts, decode_fetch};
+use daos_client::{ClientError, PoolMap, Session, SessionOpts};
 use daos_engine::wire::{Request, der};
 use serde::Serialize;
 
@@ -181,7 +181,7 @@ fn run_phase(
                     if fetch {
                         let oid = oid_of(thread, sl.index);
                         let g = gens[sl.index as usize];
-                        match decode_fetch(reply.body) {
+                        match reply.fetched() {
                             Some(Some(v)) => match verify(v, oid, g, buf) {
                                 Ok(()) => verified += 1,
                                 Err(e) => failure = Some(e),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use daos_engine::target::{libfabric_provider, target_port};
 use daos_engine::wire::{
-    self, HEADER_LEN, Header, PunchWhat, Reader, Request, der, encode_request,
+    self, BULK_THRESHOLD, Bulk, HEADER_LEN, Header, PunchWhat, Reader, Request, der,
+    encode_request, fetched,
 };
 use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint};
 
@@ -170,6 +171,30 @@ pub struct Reply<'a> {
     pub tag: u64,
     /// The body (for a refusal, already turned into the `Err`).
     pub body: &'a [u8],
+    /// For a fetch or read moved by RMA: the bytes the target wrote into this session's
+    /// registered buffer.
+    pub bulk: Option<&'a [u8]>,
+}
+
+impl Reply<'_> {
+    /// A fetch's value (`None`: nothing stored); `None` outside when the reply is malformed.
+    pub fn fetched(&self) -> Option<Option<&[u8]>> {
+        let mut r = Reader(self.body);
+        match r.u8().ok()? {
+            fetched::NONE => Some(None),
+            fetched::INLINE => r.value().ok().map(Some),
+            fetched::BULK => self.bulk.map(Some),
+            _ => None,
+        }
+    }
+
+    /// A read's bytes; `None` when the reply is malformed.
+    pub fn read_data(&self) -> Option<&[u8]> {
+        match self.bulk {
+            Some(b) => Some(b),
+            None => Reader(self.body).value().ok(),
+        }
+    }
 }
 
 /// How a session is sized.
@@ -198,6 +223,9 @@ struct InFlight {
     tag: u64,
     target: usize,
     deadline: Instant,
+    /// The bulk slot an RMA request uses, and whether the reply's data is in it.
+    bulk: Option<usize>,
+    op: wire::Op,
 }
 
 /// A client endpoint talking to one pool's targets; one thread uses it.
@@ -209,6 +237,10 @@ pub struct Session {
     opts: SessionOpts,
     next_tag: u64,
     inflight: Vec<InFlight>,
+    held: Vec<daos_hw::fabric::Received>,
+    /// Replies received while `submit` waited for a send buffer, handed out by `poll`.
+    early: Vec<daos_hw::fabric::Received>,
+    bulk_free: Vec<usize>,
 }
 
 /// Room for keys and headers besides the value in every message.
@@ -218,14 +250,33 @@ impl Session {
     /// Opens an endpoint for the pool.
     pub fn open(map: Arc<PoolMap>, opts: SessionOpts) -> Result<Session, ClientError> {
         let qd = opts.queue_depth.max(1);
-        let ep = RdmEndpoint::open(
+        // With RMA, values above BULK_THRESHOLD move between registered buffers and messages
+        // stay small; without it, messages carry whole values.
+        let ep = match RdmEndpoint::open_with_rma(
             &map.provider,
             None,
             None,
-            opts.max_value + MSG_OVERHEAD,
+            BULK_THRESHOLD + MSG_OVERHEAD,
             qd,
             qd,
-        )?;
+            qd,
+            opts.max_value,
+        ) {
+            Ok(ep) => ep,
+            Err(_) => RdmEndpoint::open(
+                &map.provider,
+                None,
+                None,
+                opts.max_value + MSG_OVERHEAD,
+                qd,
+                qd,
+            )?,
+        };
+        let bulk_free = if ep.has_rma() {
+            (0..qd).rev().collect()
+        } else {
+            Vec::new()
+        };
         let name = ep.name()?;
         if name.len() > wire::ADDR_MAX {
             return Err(ClientError::BadUri(format!(
@@ -246,7 +297,81 @@ impl Session {
             },
             next_tag: 1,
             inflight: Vec::with_capacity(qd),
+            held: Vec::with_capacity(qd),
+            early: Vec::with_capacity(qd),
+            bulk_free,
         })
+    }
+
+    /// Whether values above [`BULK_THRESHOLD`] travel by RMA.
+    pub fn uses_rma(&self) -> bool {
+        self.ep.has_rma()
+    }
+
+    /// The bulk form of `req` (its value copied into bulk slot `slot`), or `None` when it
+    /// goes inline.
+    fn bulk_form<'r>(&mut self, req: &Request<'r>, slot: usize) -> Option<Request<'r>> {
+        let desc = |ep: &RdmEndpoint, len: usize| {
+            ep.bulk_desc(slot, len).map(|d| Bulk {
+                key: d.key,
+                offset: d.offset,
+                len: d.len,
+            })
+        };
+        match *req {
+            Request::Update {
+                oid,
+                dkey,
+                akey,
+                value,
+            } if value.len() > BULK_THRESHOLD => {
+                let bulk = desc(&self.ep, value.len())?;
+                self.ep.bulk_mut(slot)[..value.len()].copy_from_slice(value);
+                Some(Request::UpdateBulk {
+                    oid,
+                    dkey,
+                    akey,
+                    bulk,
+                })
+            }
+            Request::WriteExtent {
+                oid,
+                dkey,
+                akey,
+                offset,
+                data,
+            } if data.len() > BULK_THRESHOLD => {
+                let bulk = desc(&self.ep, data.len())?;
+                self.ep.bulk_mut(slot)[..data.len()].copy_from_slice(data);
+                Some(Request::WriteExtentBulk {
+                    oid,
+                    dkey,
+                    akey,
+                    offset,
+                    bulk,
+                })
+            }
+            Request::Fetch { oid, dkey, akey } => Some(Request::FetchBulk {
+                oid,
+                dkey,
+                akey,
+                bulk: desc(&self.ep, self.opts.max_value)?,
+            }),
+            Request::ReadExtent {
+                oid,
+                dkey,
+                akey,
+                offset,
+                len,
+            } if len as usize > BULK_THRESHOLD => Some(Request::ReadExtentBulk {
+                oid,
+                dkey,
+                akey,
+                offset,
+                bulk: desc(&self.ep, len as usize)?,
+            }),
+            _ => None,
+        }
     }
 
     pub fn map(&self) -> &PoolMap {
@@ -285,6 +410,15 @@ impl Session {
         if self.inflight.len() >= self.opts.queue_depth {
             return Err(ClientError::QueueFull(self.opts.queue_depth));
         }
+        let slot = self.bulk_free.last().copied();
+        let bulk_req = match slot {
+            Some(k) => self.bulk_form(req, k),
+            None => None,
+        };
+        let (req, bulk) = match &bulk_req {
+            Some(b) => (b, slot),
+            None => (req, None),
+        };
         let len = req.encoded_len();
         if len > self.ep.msg_size() {
             return Err(ClientError::TooLarge {
@@ -304,15 +438,24 @@ impl Session {
                 Ok(()) => break,
                 // Send buffers still in flight: their completions free them.
                 Err(EndpointError::Busy(_)) => {
-                    self.ep.poll(|_| {})?;
+                    self.ep.poll_held(&mut self.held)?;
+                    for r in self.held.drain(..) {
+                        // A reply that came meanwhile: keep it for `poll`.
+                        self.early.push(r);
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        if bulk.is_some() {
+            self.bulk_free.pop();
         }
         self.inflight.push(InFlight {
             tag,
             target,
             deadline: Instant::now() + self.opts.timeout,
+            bulk,
+            op: req.op(),
         });
         Ok(tag)
     }
@@ -324,13 +467,25 @@ impl Session {
         mut done: impl FnMut(u64, Result<Reply<'_>, ClientError>),
     ) -> Result<usize, ClientError> {
         let mut finished = 0;
+        let polled = self.ep.poll_held(&mut self.held);
         let Session {
-            ep, inflight, map, ..
+            ep,
+            inflight,
+            map,
+            held,
+            early,
+            bulk_free,
+            ..
         } = self;
-        let polled = ep.poll(|msg| {
-            let Ok(h) = Header::read(msg) else { return };
+        for r in early.drain(..).chain(held.drain(..)) {
+            let msg = ep.message(r);
+            let Ok(h) = Header::read(msg) else {
+                let _ = ep.release(r);
+                continue;
+            };
             let Some(i) = inflight.iter().position(|f| f.tag == h.tag) else {
-                return; // late reply to an operation that timed out
+                let _ = ep.release(r);
+                continue; // late reply to an operation that timed out
             };
             let f = inflight.swap_remove(i);
             let t = &map.targets[f.target];
@@ -348,10 +503,30 @@ impl Session {
                     name: der::name(h.status),
                     message: wire::error_message(body),
                 }),
-                Ok(body) => Ok(Reply { tag: h.tag, body }),
+                Ok(body) => {
+                    let bulk = f.bulk.and_then(|k| {
+                        let n = match f.op {
+                            wire::Op::FetchBulk if body.first() == Some(&fetched::BULK) => {
+                                Reader(&body[1..]).u32().ok()?
+                            }
+                            wire::Op::ReadExtentBulk => Reader(body).u32().ok()?,
+                            _ => return None,
+                        };
+                        ep.bulk_buf(k).get(..n as usize)
+                    });
+                    Ok(Reply {
+                        tag: h.tag,
+                        body,
+                        bulk,
+                    })
+                }
             };
             done(f.tag, result);
-        });
+            if let Some(k) = f.bulk {
+                bulk_free.push(k);
+            }
+            let _ = ep.release(r);
+        }
         if let Err(e) = polled {
             // A completion error (a peer went away): the operations it hit time out.
             if inflight.is_empty() {
@@ -363,6 +538,7 @@ impl Session {
             let f = self.inflight.swap_remove(i);
             let t = &self.map.targets[f.target];
             finished += 1;
+            // A late RMA into this slot cannot be ruled out, so the slot is not reused.
             done(
                 f.tag,
                 Err(ClientError::Timeout {
@@ -383,12 +559,26 @@ impl Session {
         cont: [u8; 16],
         req: &Request<'_>,
     ) -> Result<Vec<u8>, ClientError> {
+        self.call_with(target, cont, req, |reply| reply.body.to_vec())
+    }
+
+    /// [`Self::call`], handing the reply to `f` (for data moved by RMA).
+    pub fn call_with<T>(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+        f: impl FnOnce(&Reply<'_>) -> T,
+    ) -> Result<T, ClientError> {
         let tag = self.submit(target, cont, req)?;
+        let mut f = Some(f);
         let mut out = None;
         while out.is_none() {
             self.poll(|t, r| {
-                if t == tag {
-                    out = Some(r.map(|reply| reply.body.to_vec()));
+                if t == tag
+                    && let Some(f) = f.take()
+                {
+                    out = Some(r.map(|reply| f(&reply)));
                 }
             })?;
         }
@@ -442,10 +632,10 @@ impl Session {
         akey: &[u8],
     ) -> Result<Option<Vec<u8>>, ClientError> {
         let t = self.map.place(oid);
-        let body = self.call(t, cont, &Request::Fetch { oid, dkey, akey })?;
-        decode_fetch(&body)
-            .map(|v| v.map(<[u8]>::to_vec))
-            .ok_or_else(|| self.bad(t, "fetch reply malformed"))
+        self.call_with(t, cont, &Request::Fetch { oid, dkey, akey }, |r| {
+            r.fetched().map(|v| v.map(<[u8]>::to_vec))
+        })?
+        .ok_or_else(|| self.bad(t, "fetch reply malformed"))
     }
 
     /// Writes array bytes at `offset`.
@@ -484,21 +674,15 @@ impl Session {
         len: u32,
     ) -> Result<Vec<u8>, ClientError> {
         let t = self.map.place(oid);
-        let body = self.call(
-            t,
-            cont,
-            &Request::ReadExtent {
-                oid,
-                dkey,
-                akey,
-                offset,
-                len,
-            },
-        )?;
-        Reader(&body)
-            .value()
-            .map(<[u8]>::to_vec)
-            .map_err(|_| self.bad(t, "read reply malformed"))
+        let req = Request::ReadExtent {
+            oid,
+            dkey,
+            akey,
+            offset,
+            len,
+        };
+        self.call_with(t, cont, &req, |r| r.read_data().map(<[u8]>::to_vec))?
+            .ok_or_else(|| self.bad(t, "read reply malformed"))
     }
 
     /// Punches an object, a dkey or an akey.

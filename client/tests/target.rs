@@ -123,13 +123,32 @@ fn values_round_trip_through_two_targets() {
             "oid {i}"
         );
     }
+    // Large values travel by RMA between registered buffers.
+    assert!(s.uses_rma(), "tcp;ofi_rxm has RMA");
+    for (oid, len) in [
+        (500u128, 16 << 10),
+        (501, (16 << 10) + 1),
+        (502, 200_000),
+        (503, 1 << 20),
+    ] {
+        let v: Vec<u8> = (0..len).map(|i| (i * 7 + oid as usize) as u8).collect();
+        s.update(cont, oid, b"big", b"v", &v).expect("bulk update");
+        assert!(
+            s.fetch(cont, oid, b"big", b"v").expect("bulk fetch") == Some(v),
+            "{len}-byte value"
+        );
+    }
     // 1 MiB array extent, read back in part.
     let big: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
     s.write(cont, 999, b"d", b"a", 4096, &big).expect("write");
     let back = s.read(cont, 999, b"d", b"a", 0, 8192).expect("read");
     assert_eq!(&back[..4096], &[0u8; 4096][..], "a hole reads as zeros");
     assert_eq!(&back[4096..], &big[..4096]);
-    assert_eq!(s.list_objects(cont).expect("list").len(), 201);
+    let all = s
+        .read(cont, 999, b"d", b"a", 4096, 1 << 20)
+        .expect("bulk read");
+    assert!(all == big, "a 1 MiB extent read by RMA");
+    assert_eq!(s.list_objects(cont).expect("list").len(), 205);
     drop(f.shards);
 }
 

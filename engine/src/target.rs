@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint, Received};
+use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
 
 use crate::pool::{PoolError, PoolStore, TargetStore};
 use crate::store::StoreError;
@@ -31,6 +31,41 @@ pub const SEND_SLOTS: usize = 16;
 pub const RECV_SLOTS: usize = 64;
 /// Most peers (client endpoints) a target remembers; the oldest is forgotten beyond that.
 pub const PEERS_MAX: usize = 256;
+/// Registered buffers for RMA per target: bulk requests in progress at most.
+pub const BULK_SLOTS: usize = 16;
+/// Largest value moved by RMA.
+pub const BULK_MAX: usize = 1 << 20;
+
+/// Where a bulk request is.
+#[derive(Debug)]
+enum Stage {
+    /// The RMA is still to be posted (the provider said "again").
+    Post { read: bool, remote: RemoteBuf },
+    /// The RMA of `len` bytes is in flight.
+    Moving { read: bool, len: u32 },
+    /// An update's value has arrived in the bulk slot, to be stored.
+    Arrived,
+    /// Done; the reply waits for a send buffer.
+    Answer(Outcome),
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Epoch(u64),
+    /// Fetch replies: a value of this many bytes is in the client's buffer.
+    Fetched(u32),
+    /// A small fetched value, sent in the reply instead.
+    Value(Vec<u8>),
+    Failed(i32, String),
+}
+
+/// A bulk request in progress, in its bulk slot.
+struct BulkOp {
+    recv: Received,
+    peer: Peer,
+    header: Header,
+    stage: Stage,
+}
 
 /// The reserved container and object holding a pool's container table.
 const CONT_TABLE: (u128, u128) = (0, 0);
@@ -72,6 +107,8 @@ pub struct TargetService {
     peers: Vec<([u8; ADDR_MAX], u8, Peer)>,
     stores: HashMap<[u8; 16], TargetStore>,
     last_error: Option<Instant>,
+    /// Bulk requests by bulk slot; free slots are `None`.
+    bulk: Vec<Option<BulkOp>>,
 }
 
 impl TargetService {
@@ -81,14 +118,28 @@ impl TargetService {
         pools: Arc<PoolStore>,
         at: &Endpoint,
     ) -> Result<TargetService, EndpointError> {
-        let ep = RdmEndpoint::open(
+        let port = at.port.to_string();
+        // RMA when the provider has it; clients then send bulk requests.
+        let ep = RdmEndpoint::open_with_rma(
             &at.provider,
             Some(&at.node),
-            Some(&at.port.to_string()),
+            Some(&port),
             MSG_MAX,
             SEND_SLOTS,
             RECV_SLOTS,
-        )?;
+            BULK_SLOTS,
+            BULK_MAX,
+        )
+        .or_else(|_| {
+            RdmEndpoint::open(
+                &at.provider,
+                Some(&at.node),
+                Some(&port),
+                MSG_MAX,
+                SEND_SLOTS,
+                RECV_SLOTS,
+            )
+        })?;
         Ok(TargetService {
             index,
             pools,
@@ -98,6 +149,7 @@ impl TargetService {
             peers: Vec::with_capacity(PEERS_MAX),
             stores: HashMap::new(),
             last_error: None,
+            bulk: (0..BULK_SLOTS).map(|_| None).collect(),
         })
     }
 
@@ -118,6 +170,7 @@ impl TargetService {
             }
         };
         self.waiting.extend(self.held.drain(..));
+        work += self.advance_bulk();
         while let Some(&r) = self.waiting.front() {
             let Ok(header) = Header::read(self.ep.message(r)) else {
                 // Not ours: drop it.
@@ -134,6 +187,21 @@ impl TargetService {
                     continue;
                 }
             };
+            if header.version == wire::VERSION && is_bulk(header.op) {
+                let Some(slot) = self.bulk.iter().position(Option::is_none) else {
+                    break; // every bulk slot busy: back-pressure
+                };
+                self.waiting.pop_front();
+                let stage = self.start_bulk(&header, r, slot);
+                self.bulk[slot] = Some(BulkOp {
+                    recv: r,
+                    peer,
+                    header,
+                    stage,
+                });
+                work += 1;
+                continue;
+            }
             let Self {
                 ep,
                 stores,
@@ -156,7 +224,223 @@ impl TargetService {
                 }
             }
         }
+        work + self.advance_bulk()
+    }
+
+    /// Begins a bulk request in `slot`: an update reads the client's buffer; a fetch reads
+    /// the store into the slot and writes it to the client's buffer.
+    fn start_bulk(&mut self, h: &Header, r: Received, slot: usize) -> Stage {
+        if !self.ep.has_rma() {
+            return Stage::Answer(Outcome::Failed(
+                der::PROTO,
+                "this target's provider has no RMA; send values inline".into(),
+            ));
+        }
+        let Self {
+            ep,
+            stores,
+            pools,
+            index,
+            ..
+        } = self;
+        let msg = ep.message(r);
+        let req = match h.body(msg).and_then(|b| Request::decode(h.op, b)) {
+            Ok(req) => req,
+            Err(e) => {
+                return Stage::Answer(Outcome::Failed(der::INVAL, format!("bad request: {e}")));
+            }
+        };
+        let Some(b) = req.bulk() else {
+            return Stage::Answer(Outcome::Failed(der::INVAL, "not a bulk request".into()));
+        };
+        let remote = RemoteBuf {
+            key: b.key,
+            offset: b.offset,
+            len: b.len,
+        };
+        if b.len as usize > BULK_MAX {
+            return Stage::Answer(Outcome::Failed(
+                der::INVAL,
+                format!("bulk of {} bytes exceeds {BULK_MAX}", b.len),
+            ));
+        }
+        let cont = u128::from_le_bytes(h.cont);
+        let value = match req {
+            Request::UpdateBulk { .. } | Request::WriteExtentBulk { .. } => {
+                return Stage::Post { read: true, remote };
+            }
+            Request::FetchBulk {
+                oid, dkey, akey, ..
+            } => store_for(*index, pools, stores, h).and_then(|s| {
+                s.fetch(cont, oid, dkey, akey, u64::MAX)
+                    .map_err(|e| (store_status(&e), e.to_string()))
+            }),
+            Request::ReadExtentBulk {
+                oid,
+                dkey,
+                akey,
+                offset,
+                bulk,
+            } => store_for(*index, pools, stores, h).and_then(|s| {
+                let key = crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                };
+                s.read_extent(key, offset, bulk.len as usize, u64::MAX)
+                    .map(Some)
+                    .map_err(|e| (store_status(&e), e.to_string()))
+            }),
+            _ => return Stage::Answer(Outcome::Failed(der::INVAL, "not a bulk request".into())),
+        };
+        match value {
+            Err((code, text)) => Stage::Answer(Outcome::Failed(code, text)),
+            // Nothing stored: the reply says so without any RMA.
+            Ok(None) => Stage::Answer(Outcome::Fetched(u32::MAX)),
+            Ok(Some(v))
+                if v.len() <= wire::BULK_THRESHOLD && matches!(req, Request::FetchBulk { .. }) =>
+            {
+                Stage::Answer(Outcome::Value(v))
+            }
+            Ok(Some(v)) if v.len() > b.len as usize => Stage::Answer(Outcome::Failed(
+                der::TRUNC,
+                format!(
+                    "the value has {} bytes; the client's buffer {}",
+                    v.len(),
+                    b.len
+                ),
+            )),
+            Ok(Some(v)) => {
+                self.ep.bulk_mut(slot)[..v.len()].copy_from_slice(&v);
+                Stage::Post {
+                    read: false,
+                    remote: RemoteBuf {
+                        len: v.len() as u32,
+                        ..remote
+                    },
+                }
+            }
+        }
+    }
+
+    /// Moves bulk requests on: posts RMAs, applies finished reads, sends finished replies.
+    fn advance_bulk(&mut self) -> usize {
+        let mut work = 0;
+        let Self { ep, bulk, .. } = self;
+        ep.take_rma(|id, ok| {
+            if let Some(Some(op)) = bulk.get_mut(id as usize)
+                && let Stage::Moving { read, len } = op.stage
+            {
+                op.stage = match (ok, read) {
+                    (false, _) => Stage::Answer(Outcome::Failed(
+                        der::IO,
+                        "RMA with the client's buffer failed".into(),
+                    )),
+                    (true, true) => Stage::Arrived,
+                    (true, false) => Stage::Answer(Outcome::Fetched(len)),
+                };
+                work += 1;
+            }
+        });
+        for slot in 0..self.bulk.len() {
+            let Some(op) = self.bulk[slot].as_ref() else {
+                continue;
+            };
+            let (peer, h, r) = (op.peer, op.header, op.recv);
+            let next = match op.stage {
+                Stage::Post { read, remote } => {
+                    let posted = if read {
+                        self.ep.rma_read(peer, slot, remote, slot as u64)
+                    } else {
+                        self.ep.rma_write(peer, slot, remote, slot as u64)
+                    };
+                    match posted {
+                        Ok(()) => Some(Stage::Moving {
+                            read,
+                            len: remote.len,
+                        }),
+                        Err(EndpointError::Again) => None,
+                        Err(e) => Some(Stage::Answer(Outcome::Failed(der::IO, e.to_string()))),
+                    }
+                }
+                Stage::Arrived => Some(Stage::Answer(self.apply_update(&h, r, slot))),
+                Stage::Moving { .. } | Stage::Answer(_) => None,
+            };
+            if let (Some(stage), Some(op)) = (next, self.bulk[slot].as_mut()) {
+                op.stage = stage;
+                work += 1;
+            }
+            let Some(op) = self.bulk[slot].take() else {
+                continue;
+            };
+            let Stage::Answer(outcome) = &op.stage else {
+                self.bulk[slot] = Some(op);
+                continue;
+            };
+            match self.ep.reply(op.recv, op.peer, |_, resp| {
+                bulk_reply(&op.header, resp, outcome)
+            }) {
+                Ok(()) => work += 1,
+                // No send buffer yet: answer at a later poll.
+                Err(EndpointError::Busy(_)) => self.bulk[slot] = Some(op),
+                Err(e) => self.complain(&e),
+            }
+        }
         work
+    }
+
+    /// Stores the value an update's RMA brought into bulk slot `slot`.
+    fn apply_update(&mut self, h: &Header, r: Received, slot: usize) -> Outcome {
+        let Self {
+            ep,
+            stores,
+            pools,
+            index,
+            ..
+        } = self;
+        let msg = ep.message(r);
+        let Ok(req) = h.body(msg).and_then(|b| Request::decode(h.op, b)) else {
+            return Outcome::Failed(der::INVAL, "bad request".into());
+        };
+        let store = match store_for(*index, pools, stores, h) {
+            Ok(s) => s,
+            Err((code, text)) => return Outcome::Failed(code, text),
+        };
+        let cont = u128::from_le_bytes(h.cont);
+        let result = match req {
+            Request::UpdateBulk {
+                oid,
+                dkey,
+                akey,
+                bulk,
+            } => store.update(
+                cont,
+                oid,
+                dkey,
+                akey,
+                &ep.bulk_buf(slot)[..bulk.len as usize],
+            ),
+            Request::WriteExtentBulk {
+                oid,
+                dkey,
+                akey,
+                offset,
+                bulk,
+            } => store.write_extent(
+                cont,
+                oid,
+                dkey,
+                akey,
+                offset,
+                &ep.bulk_buf(slot)[..bulk.len as usize],
+            ),
+            _ => return Outcome::Failed(der::INVAL, "not an update".into()),
+        };
+        match result {
+            Ok(epoch) => Outcome::Epoch(epoch),
+            Err(e) => Outcome::Failed(store_status(&e), store_error_text(&e)),
+        }
     }
 
     /// The peer for a reply address, inserting it on first sight.
@@ -204,7 +488,11 @@ fn store_status(e: &StoreError) -> i32 {
 }
 
 fn store_error(h: &Header, resp: &mut [u8], e: &StoreError) -> usize {
-    let text = match e {
+    wire::encode_error(resp, h, store_status(e), &store_error_text(e))
+}
+
+fn store_error_text(e: &StoreError) -> String {
+    match e {
         StoreError::BdevFull => {
             "the pool's NVMe part on this target is full (values over 4 KiB live there); \
              create the pool with more --nvme-size"
@@ -215,8 +503,72 @@ fn store_error(h: &Header, resp: &mut [u8], e: &StoreError) -> usize {
                 .to_string()
         }
         e => e.to_string(),
-    };
-    wire::encode_error(resp, h, store_status(e), &text)
+    }
+}
+
+fn is_bulk(op: u16) -> bool {
+    matches!(
+        wire::Op::from_u16(op),
+        Some(
+            wire::Op::UpdateBulk
+                | wire::Op::WriteExtentBulk
+                | wire::Op::FetchBulk
+                | wire::Op::ReadExtentBulk
+        )
+    )
+}
+
+/// The reply to a finished bulk request.
+fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
+    let mut reply = *h;
+    reply.status = 0;
+    let mut w = Writer::body(resp);
+    match *outcome {
+        Outcome::Failed(code, ref text) => return wire::encode_error(resp, h, code, text),
+        Outcome::Epoch(e) => {
+            w.u64(e);
+        }
+        Outcome::Fetched(n) if h.op == wire::Op::FetchBulk as u16 => {
+            if n == u32::MAX {
+                w.u8(wire::fetched::NONE);
+            } else {
+                w.u8(wire::fetched::BULK).u32(n);
+            }
+        }
+        Outcome::Fetched(n) => {
+            w.u32(n);
+        }
+        Outcome::Value(ref v) => {
+            w.u8(wire::fetched::INLINE).value(v);
+        }
+    }
+    w.finish(reply).unwrap_or(0)
+}
+
+/// The store of the header's pool on this target, opened (log replayed) on first use.
+fn store_for<'s>(
+    index: u32,
+    pools: &PoolStore,
+    stores: &'s mut HashMap<[u8; 16], TargetStore>,
+    h: &Header,
+) -> Result<&'s mut TargetStore, (i32, String)> {
+    if let std::collections::hash_map::Entry::Vacant(slot) = stores.entry(h.pool) {
+        match pools.open_target(&wire::uuid_text(&h.pool), index) {
+            Ok(s) => {
+                slot.insert(s);
+            }
+            Err(e) => {
+                let code = match e {
+                    PoolError::NotFound(_) => der::NONEXIST,
+                    _ => der::IO,
+                };
+                return Err((code, e.to_string()));
+            }
+        }
+    }
+    stores
+        .get_mut(&h.pool)
+        .ok_or((der::IO, "pool store vanished".to_string()))
 }
 
 /// Answers one request; returns the reply's length.
@@ -250,22 +602,9 @@ fn handle(
     if let Request::Ping = request {
         return Writer::body(resp).finish(reply).unwrap_or(0);
     }
-    if let std::collections::hash_map::Entry::Vacant(slot) = stores.entry(h.pool) {
-        match pools.open_target(&wire::uuid_text(&h.pool), index) {
-            Ok(s) => {
-                slot.insert(s);
-            }
-            Err(e) => {
-                let code = match e {
-                    PoolError::NotFound(_) => der::NONEXIST,
-                    _ => der::IO,
-                };
-                return wire::encode_error(resp, h, code, &e.to_string());
-            }
-        }
-    }
-    let Some(store) = stores.get_mut(&h.pool) else {
-        return wire::encode_error(resp, h, der::IO, "pool store vanished");
+    let store = match store_for(index, pools, stores, h) {
+        Ok(s) => s,
+        Err((code, text)) => return wire::encode_error(resp, h, code, &text),
     };
     let cont = u128::from_le_bytes(h.cont);
     let mut w = Writer::body(resp);
@@ -345,6 +684,11 @@ fn handle(
                 let n = store.punch_container(cont)?;
                 w.u64(n as u64);
             }
+            // Bulk requests never get here (see `TargetService::poll`).
+            Request::UpdateBulk { .. }
+            | Request::WriteExtentBulk { .. }
+            | Request::FetchBulk { .. }
+            | Request::ReadExtentBulk { .. } => {}
             Request::ContCreate { label, uuid } => {
                 let (c, o) = CONT_TABLE;
                 if store.fetch(c, o, label, UUID_AKEY, u64::MAX)?.is_some() {

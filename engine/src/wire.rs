@@ -74,6 +74,32 @@ pub enum Op {
     ContQuery = 12,
     ContDestroy = 13,
     ContPunch = 14,
+    UpdateBulk = 15,
+    WriteExtentBulk = 16,
+    FetchBulk = 17,
+    ReadExtentBulk = 18,
+}
+
+/// A client buffer registered for RMA: the target reads a value from it (updates) or writes
+/// one into it (fetches), so bulk data never travels inside messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bulk {
+    pub key: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Values above this travel by RMA when both sides can.
+pub const BULK_THRESHOLD: usize = 16 << 10;
+
+/// Fetch replies: what follows the first byte.
+pub mod fetched {
+    /// Nothing stored.
+    pub const NONE: u8 = 0;
+    /// The value follows in the message.
+    pub const INLINE: u8 = 1;
+    /// The value was written into the client's bulk buffer; its length follows.
+    pub const BULK: u8 = 2;
 }
 
 impl Op {
@@ -94,6 +120,10 @@ impl Op {
             12 => ContQuery,
             13 => ContDestroy,
             14 => ContPunch,
+            15 => UpdateBulk,
+            16 => WriteExtentBulk,
+            17 => FetchBulk,
+            18 => ReadExtentBulk,
             _ => return None,
         })
     }
@@ -413,6 +443,35 @@ pub enum Request<'a> {
     },
     /// Punches every object of the header's container on this target.
     ContPunch,
+    /// [`Request::Update`] with the value in the client's `bulk` buffer.
+    UpdateBulk {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        bulk: Bulk,
+    },
+    WriteExtentBulk {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        offset: u64,
+        bulk: Bulk,
+    },
+    /// [`Request::Fetch`]; a value larger than [`BULK_THRESHOLD`] is written into `bulk`.
+    FetchBulk {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        bulk: Bulk,
+    },
+    /// [`Request::ReadExtent`] of `bulk.len` bytes, written into `bulk`.
+    ReadExtentBulk {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        offset: u64,
+        bulk: Bulk,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -432,6 +491,21 @@ impl<'a> Request<'a> {
             Request::ContQuery { .. } => Op::ContQuery,
             Request::ContDestroy { .. } => Op::ContDestroy,
             Request::ContPunch => Op::ContPunch,
+            Request::UpdateBulk { .. } => Op::UpdateBulk,
+            Request::WriteExtentBulk { .. } => Op::WriteExtentBulk,
+            Request::FetchBulk { .. } => Op::FetchBulk,
+            Request::ReadExtentBulk { .. } => Op::ReadExtentBulk,
+        }
+    }
+
+    /// The client buffer of a bulk request.
+    pub fn bulk(&self) -> Option<Bulk> {
+        match *self {
+            Request::UpdateBulk { bulk, .. }
+            | Request::WriteExtentBulk { bulk, .. }
+            | Request::FetchBulk { bulk, .. }
+            | Request::ReadExtentBulk { bulk, .. } => Some(bulk),
+            _ => None,
         }
     }
 
@@ -461,6 +535,11 @@ impl<'a> Request<'a> {
                 Request::ListOids { .. } => 17,
                 Request::ContCreate { label, .. } => key(label) + 16,
                 Request::ContQuery { id } | Request::ContDestroy { id } => key(id),
+                Request::UpdateBulk { dkey, akey, .. } | Request::FetchBulk { dkey, akey, .. } => {
+                    16 + key(dkey) + key(akey) + 20
+                }
+                Request::WriteExtentBulk { dkey, akey, .. }
+                | Request::ReadExtentBulk { dkey, akey, .. } => 16 + key(dkey) + key(akey) + 28,
             }
     }
 
@@ -519,6 +598,38 @@ impl<'a> Request<'a> {
             }
             Request::ContQuery { id } | Request::ContDestroy { id } => {
                 w.key(id);
+            }
+            Request::UpdateBulk {
+                oid,
+                dkey,
+                akey,
+                bulk,
+            }
+            | Request::FetchBulk {
+                oid,
+                dkey,
+                akey,
+                bulk,
+            } => {
+                w.u128(oid).key(dkey).key(akey);
+                put_bulk(w, bulk);
+            }
+            Request::WriteExtentBulk {
+                oid,
+                dkey,
+                akey,
+                offset,
+                bulk,
+            }
+            | Request::ReadExtentBulk {
+                oid,
+                dkey,
+                akey,
+                offset,
+                bulk,
+            } => {
+                w.u128(oid).key(dkey).key(akey).u64(offset);
+                put_bulk(w, bulk);
             }
         }
     }
@@ -584,9 +695,47 @@ impl<'a> Request<'a> {
             },
             Op::ContQuery => Request::ContQuery { id: r.key()? },
             Op::ContDestroy => Request::ContDestroy { id: r.key()? },
+            Op::UpdateBulk => Request::UpdateBulk {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                bulk: get_bulk(&mut r)?,
+            },
+            Op::FetchBulk => Request::FetchBulk {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                bulk: get_bulk(&mut r)?,
+            },
+            Op::WriteExtentBulk => Request::WriteExtentBulk {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                offset: r.u64()?,
+                bulk: get_bulk(&mut r)?,
+            },
+            Op::ReadExtentBulk => Request::ReadExtentBulk {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                offset: r.u64()?,
+                bulk: get_bulk(&mut r)?,
+            },
         };
         Ok(req)
     }
+}
+
+fn put_bulk(w: &mut Writer<'_>, b: Bulk) {
+    w.u64(b.key).u64(b.offset).u32(b.len);
+}
+
+fn get_bulk(r: &mut Reader<'_>) -> Result<Bulk, WireError> {
+    Ok(Bulk {
+        key: r.u64()?,
+        offset: r.u64()?,
+        len: r.u32()?,
+    })
 }
 
 /// A UUID's canonical text (`8-4-4-4-12`, lower case).
@@ -716,6 +865,37 @@ mod tests {
         round_trip(Request::ContQuery { id: b"c1" });
         round_trip(Request::ContDestroy { id: b"c1" });
         round_trip(Request::ContPunch);
+        let bulk = Bulk {
+            key: 0xdead,
+            offset: 1 << 20,
+            len: 65536,
+        };
+        round_trip(Request::UpdateBulk {
+            oid: 1,
+            dkey: b"d",
+            akey: b"a",
+            bulk,
+        });
+        round_trip(Request::FetchBulk {
+            oid: 1,
+            dkey: b"d",
+            akey: b"a",
+            bulk,
+        });
+        round_trip(Request::WriteExtentBulk {
+            oid: 1,
+            dkey: b"d",
+            akey: b"a",
+            offset: 9,
+            bulk,
+        });
+        round_trip(Request::ReadExtentBulk {
+            oid: 1,
+            dkey: b"d",
+            akey: b"a",
+            offset: 9,
+            bulk,
+        });
     }
 
     #[test]
