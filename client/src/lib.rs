@@ -351,12 +351,15 @@ impl Session {
                     bulk,
                 })
             }
-            Request::Fetch { oid, dkey, akey } => Some(Request::FetchBulk {
-                oid,
-                dkey,
-                akey,
-                bulk: desc(&self.ep, self.opts.max_value)?,
-            }),
+            // Sessions sized for small values fetch inline, saving the RMA round trip.
+            Request::Fetch { oid, dkey, akey } if self.opts.max_value > BULK_THRESHOLD => {
+                Some(Request::FetchBulk {
+                    oid,
+                    dkey,
+                    akey,
+                    bulk: desc(&self.ep, self.opts.max_value)?,
+                })
+            }
             Request::ReadExtent {
                 oid,
                 dkey,

@@ -1,102 +1,14 @@
 //! A target shard (real io_uring reactor, libfabric tcp;ofi_rxm endpoint on loopback, pool
 //! store on files) served to a real client session, in one process.
 
-use std::net::TcpListener;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use daos_client::{ClientError, PoolMap, RankUri, Session, SessionOpts};
-use daos_engine::coremap::{Placement, Role};
-use daos_engine::pool::PoolStore;
-use daos_engine::shard::{self, Shard, TargetRole};
-use daos_engine::target::{Endpoint, target_port};
+use common::*;
+use daos_client::{ClientError, Session, SessionOpts};
 use daos_engine::wire::{PunchWhat, der};
-
-const POOL: &str = "11111111-2222-4333-8444-555555555555";
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    shards: Vec<Shard>,
-    map: Arc<PoolMap>,
-}
-
-fn free_base(n: u16) -> u16 {
-    for _ in 0..200 {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        if p < 65000 && (p..p + n).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no free ports");
-}
-
-fn fixture(targets: u32) -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bdev = dir.path().join("bdev0");
-    std::fs::File::create(&bdev)
-        .and_then(|f| f.set_len(256 << 20))
-        .expect("bdev");
-    let conf = dir.path().join("daos_nvme.conf");
-    std::fs::write(&conf, format!(r#"{{"subsystems":[{{"subsystem":"bdev","config":[{{"method":"bdev_aio_create","params":{{"name":"AIO_0","filename":"{}","block_size":4096}}}}]}}]}}"#, bdev.display())).expect("conf");
-    let scm = dir.path().join("scm");
-    std::fs::create_dir_all(&scm).expect("scm");
-    let pools = Arc::new(PoolStore::open(&scm, targets, Some(&conf)).expect("pools"));
-    pools
-        .create(POOL, (16 << 20) * u64::from(targets), 64 << 20)
-        .expect("create");
-    let base = free_base(1 + targets as u16);
-    let core = *shard::allowed_cpus().last().expect("cpu");
-    let shards = (0..targets)
-        .map(|t| {
-            shard::spawn_target(
-                t as usize,
-                Placement {
-                    role: Role::Target(t),
-                    core,
-                },
-                TargetRole {
-                    index: t,
-                    pools: pools.clone(),
-                    endpoint: Endpoint {
-                        provider: "tcp;ofi_rxm".into(),
-                        node: "127.0.0.1".into(),
-                        port: target_port(base, t),
-                    },
-                },
-            )
-            .expect("target")
-        })
-        .collect();
-    let map = PoolMap::new(
-        daos_client::parse_uuid(POOL).expect("uuid"),
-        &[0],
-        &[RankUri {
-            rank: 0,
-            uri: format!("ofi+tcp;ofi_rxm://127.0.0.1:{base}"),
-            num_ctxs: 1 + targets,
-        }],
-    )
-    .expect("map");
-    Fixture {
-        _dir: dir,
-        shards,
-        map: Arc::new(map),
-    }
-}
-
-fn session(f: &Fixture) -> Session {
-    Session::open(
-        f.map.clone(),
-        SessionOpts {
-            timeout: Duration::from_secs(5),
-            ..SessionOpts::default()
-        },
-    )
-    .expect("session")
-}
 
 #[test]
 fn values_round_trip_through_two_targets() {

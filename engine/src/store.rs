@@ -65,18 +65,16 @@ impl Media for daos_hw::pmemfile::PmemFile {
 }
 
 /// What an akey holds at one epoch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Value {
     Single(Loc),
     Extent { offset: u64, loc: Loc },
     Punch,
 }
 
-/// Where a value's bytes are, and their checksum.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a value's bytes are, and their checksum (what the index keeps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Loc {
-    /// In a log record being written or decoded.
-    Inline(Vec<u8>, u32),
     /// In the log on SCM, at `offset` (the index keeps only the place, and a fetch reads the
     /// bytes from SCM, so damage there is seen by the checksum).
     Scm {
@@ -90,6 +88,17 @@ enum Loc {
         crc: u32,
     },
 }
+
+/// A value as a log record carries it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RecLoc<'a> {
+    Inline(&'a [u8], u32),
+    Bdev { offset: u64, len: u32, crc: u32 },
+}
+
+/// Versions of a single value kept per akey; older ones are aggregated away (reads at their
+/// epochs see nothing), which bounds the index and keeps updates from allocating.
+pub const VERSIONS_KEPT: usize = 8;
 
 /// Object id.
 pub type Oid = u128;
@@ -142,17 +151,22 @@ pub struct Store<S: Media, B: Media> {
     bdev_tail: u64,
     epoch: u64,
     index: Index,
+    /// The record being appended (reused: no allocation once grown).
+    record: Vec<u8>,
+    /// Values read for a fetch (reused likewise).
+    value: Vec<u8>,
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    // `out` is the store's reused record buffer: no allocation once it has grown.
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
 }
 
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -175,55 +189,53 @@ impl Reader<'_> {
         self.take(16)
             .map(|b| u128::from_le_bytes(b.try_into().unwrap_or([0; 16])))
     }
-    fn bytes(&mut self) -> Option<Vec<u8>> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
-        self.take(n).map(<[u8]>::to_vec)
+        self.take(n)
     }
 }
 
-/// One log record's body.
-#[derive(Clone, Debug, PartialEq)]
-struct Rec {
+/// One log record's body, borrowing its keys and value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rec<'a> {
     epoch: u64,
     cont: Cont,
     oid: Oid,
     /// 0 object punch, 1 dkey punch, 2 akey punch, 3 single, 4 extent.
     kind: u8,
-    dkey: Vec<u8>,
-    akey: Vec<u8>,
+    dkey: &'a [u8],
+    akey: &'a [u8],
     offset: u64,
-    loc: Option<Loc>,
+    loc: Option<RecLoc<'a>>,
 }
 
-impl Rec {
-    fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(64);
+impl<'a> Rec<'a> {
+    /// Appends the body to `b`.
+    fn encode(&self, b: &mut Vec<u8>) {
         b.push(self.kind);
         b.extend_from_slice(&self.epoch.to_le_bytes());
         b.extend_from_slice(&self.cont.to_le_bytes());
         b.extend_from_slice(&self.oid.to_le_bytes());
-        put_bytes(&mut b, &self.dkey);
-        put_bytes(&mut b, &self.akey);
+        put_bytes(b, self.dkey);
+        put_bytes(b, self.akey);
         b.extend_from_slice(&self.offset.to_le_bytes());
-        match &self.loc {
+        match self.loc {
             None => b.push(0),
-            Some(Loc::Inline(v, crc)) => {
+            Some(RecLoc::Inline(v, crc)) => {
                 b.push(1);
                 b.extend_from_slice(&crc.to_le_bytes());
-                put_bytes(&mut b, v);
+                put_bytes(b, v);
             }
-            Some(Loc::Scm { .. }) => unreachable!("records carry inline values, not SCM places"),
-            Some(Loc::Bdev { offset, len, crc }) => {
+            Some(RecLoc::Bdev { offset, len, crc }) => {
                 b.push(2);
                 b.extend_from_slice(&crc.to_le_bytes());
                 b.extend_from_slice(&offset.to_le_bytes());
                 b.extend_from_slice(&len.to_le_bytes());
             }
         }
-        b
     }
 
-    fn decode(body: &[u8]) -> Option<Rec> {
+    fn decode(body: &'a [u8]) -> Option<Rec<'a>> {
         let mut r = Reader(body);
         let kind = r.u8()?;
         let epoch = r.u64()?;
@@ -236,13 +248,13 @@ impl Rec {
             0 => None,
             1 => {
                 let crc = r.u32()?;
-                Some(Loc::Inline(r.bytes()?, crc))
+                Some(RecLoc::Inline(r.bytes()?, crc))
             }
             2 => {
                 let crc = r.u32()?;
                 let off = r.u64()?;
                 let len = r.u32()?;
-                Some(Loc::Bdev {
+                Some(RecLoc::Bdev {
                     offset: off,
                     len,
                     crc,
@@ -261,6 +273,19 @@ impl Rec {
             loc,
         })
     }
+
+    /// Where the index finds this record's value once the record is at `at` in the log.
+    fn index_loc(&self, at: u64) -> Option<Loc> {
+        match self.loc? {
+            // The value is the last field of the body (see `encode`).
+            RecLoc::Inline(v, crc) => Some(Loc::Scm {
+                offset: at + (HEADER + 66 + self.dkey.len() + self.akey.len()) as u64,
+                len: v.len() as u32,
+                crc,
+            }),
+            RecLoc::Bdev { offset, len, crc } => Some(Loc::Bdev { offset, len, crc }),
+        }
+    }
 }
 
 impl<S: Media, B: Media> Store<S, B> {
@@ -273,6 +298,8 @@ impl<S: Media, B: Media> Store<S, B> {
             bdev_tail: 0,
             epoch: 0,
             index: Index::default(),
+            record: Vec::with_capacity(HEADER + INLINE_MAX + 2 * 1024 + 128),
+            value: Vec::new(),
         };
         let len = st.scm.capacity();
         let mut head = [0u8; HEADER];
@@ -294,10 +321,10 @@ impl<S: Media, B: Media> Store<S, B> {
             }
             let Some(rec) = Rec::decode(&body) else { break };
             st.epoch = st.epoch.max(rec.epoch);
-            if let Some(Loc::Bdev { offset, len, .. }) = &rec.loc {
+            if let Some(RecLoc::Bdev { offset, len, .. }) = rec.loc {
                 st.bdev_tail = st
                     .bdev_tail
-                    .max((offset + u64::from(*len)).div_ceil(BDEV_ALIGN) * BDEV_ALIGN);
+                    .max((offset + u64::from(len)).div_ceil(BDEV_ALIGN) * BDEV_ALIGN);
             }
             let at = st.tail;
             st.apply(rec, at);
@@ -315,29 +342,32 @@ impl<S: Media, B: Media> Store<S, B> {
         Ok(st)
     }
 
-    /// Indexes a record that starts at `at` in the log.
-    fn apply(&mut self, mut rec: Rec, at: u64) {
-        if let Some(Loc::Inline(v, crc)) = &rec.loc {
-            // The value is the last field of the body (see `Rec::encode`).
-            let pos = 66 + rec.dkey.len() + rec.akey.len();
-            rec.loc = Some(Loc::Scm {
-                offset: at + (HEADER + pos) as u64,
-                len: v.len() as u32,
-                crc: *crc,
-            });
-        }
-        let obj = self.index.objects.entry((rec.cont, rec.oid)).or_default();
+    /// Indexes a record that starts at `at` in the log. Only a new object, dkey or akey
+    /// allocates (its entry); versions of a value are bounded by [`VERSIONS_KEPT`].
+    fn apply(&mut self, rec: Rec<'_>, at: u64) {
+        let loc = rec.index_loc(at);
+        let objects = &mut self.index.objects;
+        let obj = match objects.get_mut(&(rec.cont, rec.oid)) {
+            Some(o) => o,
+            None => objects.entry((rec.cont, rec.oid)).or_default(),
+        };
         if rec.kind == 0 {
             obj.0.push(rec.epoch);
             return;
         }
-        let dk = obj.1.entry(rec.dkey).or_default();
+        let dk = match obj.1.get_mut(rec.dkey) {
+            Some(d) => d,
+            None => obj.1.entry(rec.dkey.to_vec()).or_default(),
+        };
         if rec.kind == 1 {
             dk.0.push(rec.epoch);
             return;
         }
-        let hist = dk.1.entry(rec.akey).or_default();
-        let v = match (rec.kind, rec.loc) {
+        let hist = match dk.1.get_mut(rec.akey) {
+            Some(h) => h,
+            None => dk.1.entry(rec.akey.to_vec()).or_default(),
+        };
+        let v = match (rec.kind, loc) {
             (2, _) | (_, None) => Value::Punch,
             (3, Some(loc)) => Value::Single(loc),
             (_, Some(loc)) => Value::Extent {
@@ -345,36 +375,57 @@ impl<S: Media, B: Media> Store<S, B> {
                 loc,
             },
         };
+        if !matches!(v, Value::Extent { .. }) {
+            // Aggregation: drop the oldest single value or punch beyond VERSIONS_KEPT
+            // (extents stay: older ones may still show where newer ones do not reach).
+            let versions = hist
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::Extent { .. }))
+                .count();
+            if versions >= VERSIONS_KEPT
+                && let Some(i) = hist
+                    .iter()
+                    .position(|(_, v)| !matches!(v, Value::Extent { .. }))
+            {
+                hist.remove(i);
+            }
+        }
         hist.push((rec.epoch, v));
     }
 
-    fn append(&mut self, rec: Rec) -> Result<u64, StoreError> {
-        let body = rec.encode();
-        if body.len() > INLINE_MAX + 512 {
-            return Err(StoreError::TooLarge);
-        }
-        let total = (HEADER + body.len()) as u64;
-        if self.tail + total > self.scm.capacity() {
-            return Err(StoreError::LogFull);
-        }
-        let mut buf = Vec::with_capacity(total as usize);
-        buf.extend_from_slice(&MAGIC.to_le_bytes());
-        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        buf.extend_from_slice(&body);
-        self.scm.write(self.tail, &buf)?;
-        self.scm.persist(self.tail, total)?;
-        let at = self.tail;
-        self.tail += total;
-        let epoch = rec.epoch;
-        self.apply(rec, at);
-        Ok(epoch)
+    fn append(&mut self, rec: Rec<'_>) -> Result<u64, StoreError> {
+        let mut buf = std::mem::take(&mut self.record);
+        buf.clear();
+        buf.extend_from_slice(&[0u8; HEADER]);
+        rec.encode(&mut buf);
+        let body_len = buf.len() - HEADER;
+        let result = (|| {
+            if body_len > INLINE_MAX + 2 * 1024 + 128 {
+                return Err(StoreError::TooLarge);
+            }
+            let total = buf.len() as u64;
+            if self.tail + total > self.scm.capacity() {
+                return Err(StoreError::LogFull);
+            }
+            let crc = crc32fast::hash(&buf[HEADER..]);
+            buf[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+            buf[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
+            buf[8..12].copy_from_slice(&crc.to_le_bytes());
+            self.scm.write(self.tail, &buf)?;
+            self.scm.persist(self.tail, total)?;
+            let at = self.tail;
+            self.tail += total;
+            self.apply(rec, at);
+            Ok(rec.epoch)
+        })();
+        self.record = buf;
+        result
     }
 
-    fn locate(&mut self, data: &[u8]) -> Result<Loc, StoreError> {
+    fn locate<'d>(&mut self, data: &'d [u8]) -> Result<RecLoc<'d>, StoreError> {
         let crc = crc32fast::hash(data);
         if data.len() <= INLINE_MAX {
-            return Ok(Loc::Inline(data.to_vec(), crc));
+            return Ok(RecLoc::Inline(data, crc));
         }
         let len = data.len() as u64;
         let span = len.div_ceil(BDEV_ALIGN) * BDEV_ALIGN;
@@ -386,7 +437,7 @@ impl<S: Media, B: Media> Store<S, B> {
         self.bdev.write(offset, data)?;
         self.bdev.persist(offset, len)?;
         self.bdev_tail += span;
-        Ok(Loc::Bdev {
+        Ok(RecLoc::Bdev {
             offset,
             len: data.len() as u32,
             crc,
@@ -414,8 +465,8 @@ impl<S: Media, B: Media> Store<S, B> {
             cont,
             oid,
             kind: 3,
-            dkey: dkey.into(),
-            akey: akey.into(),
+            dkey,
+            akey,
             offset: 0,
             loc: Some(loc),
         })
@@ -438,8 +489,8 @@ impl<S: Media, B: Media> Store<S, B> {
             cont,
             oid,
             kind: 4,
-            dkey: dkey.into(),
-            akey: akey.into(),
+            dkey,
+            akey,
             offset,
             loc: Some(loc),
         })
@@ -464,32 +515,37 @@ impl<S: Media, B: Media> Store<S, B> {
             cont,
             oid,
             kind,
-            dkey: dkey.unwrap_or_default().into(),
-            akey: akey.unwrap_or_default().into(),
+            dkey: dkey.unwrap_or_default(),
+            akey: akey.unwrap_or_default(),
             offset: 0,
             loc: None,
         })
     }
 
-    fn bytes(&self, loc: &Loc) -> Result<Vec<u8>, StoreError> {
-        let (data, expected) = match loc {
-            Loc::Inline(v, crc) => (v.clone(), *crc),
-            Loc::Scm { offset, len, crc } => {
-                let mut v = vec![0u8; *len as usize];
-                self.scm.read(*offset, &mut v)?;
-                (v, *crc)
-            }
-            Loc::Bdev { offset, len, crc } => {
-                let mut v = vec![0u8; *len as usize];
-                self.bdev.read(*offset, &mut v)?;
-                (v, *crc)
-            }
+    /// Reads a value into `out` (resized; no allocation within its capacity) and verifies
+    /// its checksum.
+    fn read_loc(&self, loc: &Loc, out: &mut Vec<u8>) -> Result<(), StoreError> {
+        let (offset, len, expected, on_scm) = match *loc {
+            Loc::Scm { offset, len, crc } => (offset, len, crc, true),
+            Loc::Bdev { offset, len, crc } => (offset, len, crc, false),
         };
-        let found = crc32fast::hash(&data);
+        out.resize(len as usize, 0);
+        if on_scm {
+            self.scm.read(offset, out)?;
+        } else {
+            self.bdev.read(offset, out)?;
+        }
+        let found = crc32fast::hash(out);
         if found != expected {
             return Err(StoreError::Checksum { expected, found });
         }
-        Ok(data)
+        Ok(())
+    }
+
+    fn bytes(&self, loc: &Loc) -> Result<Vec<u8>, StoreError> {
+        let mut v = Vec::new();
+        self.read_loc(loc, &mut v)?;
+        Ok(v)
     }
 
     /// The newest punch at or below `epoch` that covers an akey.
@@ -524,6 +580,29 @@ impl<S: Media, B: Media> Store<S, B> {
             .get(akey)
     }
 
+    /// Where the single value of an akey as of `epoch` is, if there is one.
+    fn latest_single(
+        &self,
+        cont: Cont,
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+        epoch: u64,
+    ) -> Option<Loc> {
+        let floor = self.punched_at(cont, oid, dkey, epoch);
+        let h = self.history(cont, oid, dkey, akey)?;
+        let latest = h
+            .iter()
+            .filter(|(e, v)| {
+                *e <= epoch && *e > floor && matches!(v, Value::Single(_) | Value::Punch)
+            })
+            .max_by_key(|(e, _)| *e);
+        match latest {
+            Some((_, Value::Single(loc))) => Some(*loc),
+            _ => None,
+        }
+    }
+
     /// The single value of an akey as of `epoch` (`u64::MAX`: latest).
     pub fn fetch(
         &self,
@@ -533,20 +612,33 @@ impl<S: Media, B: Media> Store<S, B> {
         akey: &[u8],
         epoch: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let floor = self.punched_at(cont, oid, dkey, epoch);
-        let Some(h) = self.history(cont, oid, dkey, akey) else {
-            return Ok(None);
-        };
-        let latest = h
-            .iter()
-            .filter(|(e, v)| {
-                *e <= epoch && *e > floor && matches!(v, Value::Single(_) | Value::Punch)
-            })
-            .max_by_key(|(e, _)| *e);
-        match latest {
-            Some((_, Value::Single(loc))) => self.bytes(loc).map(Some),
-            _ => Ok(None),
+        match self.latest_single(cont, oid, dkey, akey, epoch) {
+            Some(loc) => self.bytes(&loc).map(Some),
+            None => Ok(None),
         }
+    }
+
+    /// [`Self::fetch`] without copying: `f` sees the value in the store's reused buffer.
+    pub fn fetch_with<R>(
+        &mut self,
+        key: AkeyRef<'_>,
+        epoch: u64,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StoreError> {
+        let AkeyRef {
+            cont,
+            oid,
+            dkey,
+            akey,
+        } = key;
+        let Some(loc) = self.latest_single(cont, oid, dkey, akey, epoch) else {
+            return Ok(f(None));
+        };
+        let mut buf = std::mem::take(&mut self.value);
+        let read = self.read_loc(&loc, &mut buf);
+        let out = read.map(|()| f(Some(&buf)));
+        self.value = buf;
+        out
     }
 
     /// `len` array bytes at `offset` as of `epoch`; never-written bytes read as zero.

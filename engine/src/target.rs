@@ -54,8 +54,6 @@ enum Outcome {
     Epoch(u64),
     /// Fetch replies: a value of this many bytes is in the client's buffer.
     Fetched(u32),
-    /// A small fetched value, sent in the reply instead.
-    Value(Vec<u8>),
     Failed(i32, String),
 }
 
@@ -243,7 +241,7 @@ impl TargetService {
             index,
             ..
         } = self;
-        let msg = ep.message(r);
+        let (msg, slot_buf) = ep.message_and_bulk(r, slot);
         let req = match h.body(msg).and_then(|b| Request::decode(h.op, b)) {
             Ok(req) => req,
             Err(e) => {
@@ -265,62 +263,76 @@ impl TargetService {
             ));
         }
         let cont = u128::from_le_bytes(h.cont);
-        let value = match req {
+        let store = match req {
             Request::UpdateBulk { .. } | Request::WriteExtentBulk { .. } => {
                 return Stage::Post { read: true, remote };
             }
+            _ => match store_for(*index, pools, stores, h) {
+                Ok(s) => s,
+                Err((code, text)) => return Stage::Answer(Outcome::Failed(code, text)),
+            },
+        };
+        // The value goes straight from the store into the bulk slot: Ok(Some(len)) when it
+        // fits, Ok(None) when nothing is stored.
+        let fetched: Result<Option<Result<usize, usize>>, StoreError> = match req {
             Request::FetchBulk {
                 oid, dkey, akey, ..
-            } => store_for(*index, pools, stores, h).and_then(|s| {
-                s.fetch(cont, oid, dkey, akey, u64::MAX)
-                    .map_err(|e| (store_status(&e), e.to_string()))
-            }),
-            Request::ReadExtentBulk {
-                oid,
-                dkey,
-                akey,
-                offset,
-                bulk,
-            } => store_for(*index, pools, stores, h).and_then(|s| {
+            } => {
                 let key = crate::store::AkeyRef {
                     cont,
                     oid,
                     dkey,
                     akey,
                 };
-                s.read_extent(key, offset, bulk.len as usize, u64::MAX)
-                    .map(Some)
-                    .map_err(|e| (store_status(&e), e.to_string()))
-            }),
+                store.fetch_with(key, u64::MAX, |v| {
+                    v.map(|v| {
+                        if v.len() <= (b.len as usize).min(slot_buf.len()) {
+                            slot_buf[..v.len()].copy_from_slice(v);
+                            Ok(v.len())
+                        } else {
+                            Err(v.len())
+                        }
+                    })
+                })
+            }
+            Request::ReadExtentBulk {
+                oid,
+                dkey,
+                akey,
+                offset,
+                bulk,
+            } => {
+                let key = crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                };
+                store
+                    .read_extent(key, offset, bulk.len as usize, u64::MAX)
+                    .map(|v| {
+                        let n = v.len().min(slot_buf.len());
+                        slot_buf[..n].copy_from_slice(&v[..n]);
+                        Some(Ok(n))
+                    })
+            }
             _ => return Stage::Answer(Outcome::Failed(der::INVAL, "not a bulk request".into())),
         };
-        match value {
-            Err((code, text)) => Stage::Answer(Outcome::Failed(code, text)),
+        match fetched {
+            Err(e) => Stage::Answer(Outcome::Failed(store_status(&e), store_error_text(&e))),
             // Nothing stored: the reply says so without any RMA.
             Ok(None) => Stage::Answer(Outcome::Fetched(u32::MAX)),
-            Ok(Some(v))
-                if v.len() <= wire::BULK_THRESHOLD && matches!(req, Request::FetchBulk { .. }) =>
-            {
-                Stage::Answer(Outcome::Value(v))
-            }
-            Ok(Some(v)) if v.len() > b.len as usize => Stage::Answer(Outcome::Failed(
+            Ok(Some(Err(n))) => Stage::Answer(Outcome::Failed(
                 der::TRUNC,
-                format!(
-                    "the value has {} bytes; the client's buffer {}",
-                    v.len(),
-                    b.len
-                ),
+                format!("the value has {n} bytes; the client's buffer {}", b.len),
             )),
-            Ok(Some(v)) => {
-                self.ep.bulk_mut(slot)[..v.len()].copy_from_slice(&v);
-                Stage::Post {
-                    read: false,
-                    remote: RemoteBuf {
-                        len: v.len() as u32,
-                        ..remote
-                    },
-                }
-            }
+            Ok(Some(Ok(n))) => Stage::Post {
+                read: false,
+                remote: RemoteBuf {
+                    len: n as u32,
+                    ..remote
+                },
+            },
         }
     }
 
@@ -538,9 +550,6 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
         Outcome::Fetched(n) => {
             w.u32(n);
         }
-        Outcome::Value(ref v) => {
-            w.u8(wire::fetched::INLINE).value(v);
-        }
     }
     w.finish(reply).unwrap_or(0)
 }
@@ -568,7 +577,7 @@ fn store_for<'s>(
     }
     stores
         .get_mut(&h.pool)
-        .ok_or((der::IO, "pool store vanished".to_string()))
+        .ok_or_else(|| (der::IO, "pool store vanished".to_string()))
 }
 
 /// Answers one request; returns the reply's length.
@@ -631,14 +640,21 @@ fn handle(
                 w.u64(e);
             }
             Request::Fetch { oid, dkey, akey } => {
-                match store.fetch(cont, oid, dkey, akey, u64::MAX)? {
+                let key = crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                };
+                // Straight from the store's buffer into the reply.
+                store.fetch_with(key, u64::MAX, |v| match v {
                     Some(v) => {
-                        w.u8(1).value(&v);
+                        w.u8(wire::fetched::INLINE).value(v);
                     }
                     None => {
-                        w.u8(0);
+                        w.u8(wire::fetched::NONE);
                     }
-                }
+                })?;
             }
             Request::ReadExtent {
                 oid,

@@ -283,3 +283,29 @@ proptest! {
         prop_assert!(got == acked || got == with_in_flight, "recovered {:?}\nacked {:?}\nin flight {:?}", got.keys().collect::<Vec<_>>(), acked.keys().collect::<Vec<_>>(), in_flight);
     }
 }
+
+#[test]
+fn old_versions_are_aggregated_the_same_way_before_and_after_recovery() {
+    use daos_engine::store::VERSIONS_KEPT;
+    let mut s = sim();
+    let epochs: Vec<u64> = (0..VERSIONS_KEPT as u8 + 3)
+        .map(|i| s.update(C, 1, b"d", b"a", &[i]).unwrap())
+        .collect();
+    let check = |s: &Store<SimMedia, SimMedia>| {
+        let n = epochs.len();
+        assert_eq!(
+            s.fetch(C, 1, b"d", b"a", u64::MAX).unwrap(),
+            Some(vec![n as u8 - 1])
+        );
+        // The last VERSIONS_KEPT versions stay readable at their epochs ...
+        for (i, e) in epochs.iter().enumerate().skip(n - VERSIONS_KEPT) {
+            assert_eq!(s.fetch(C, 1, b"d", b"a", *e).unwrap(), Some(vec![i as u8]));
+        }
+        // ... older ones are gone.
+        assert_eq!(s.fetch(C, 1, b"d", b"a", epochs[0]).unwrap(), None);
+    };
+    check(&s);
+    let (scm, bdev) = s.into_media();
+    let s = Store::open(scm, bdev).unwrap();
+    check(&s);
+}

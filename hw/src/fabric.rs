@@ -491,6 +491,22 @@ impl RdmEndpoint {
         }
     }
 
+    /// A held message and bulk slot `slot` together (they never overlap), so a request can
+    /// be served straight into the slot.
+    pub fn message_and_bulk(&mut self, r: Received, slot: usize) -> (&[u8], &mut [u8]) {
+        let msg = &self.bufs[r.slot][..r.len];
+        let bulk = match &mut self.bulk {
+            Some(b) => {
+                let size = b.slot_size;
+                b.mem
+                    .get_mut(slot * size..(slot + 1) * size)
+                    .unwrap_or(&mut [])
+            }
+            None => &mut [],
+        };
+        (msg, bulk)
+    }
+
     /// Reads `remote` of `peer` into the first `remote.len` bytes of bulk slot `slot`;
     /// [`Self::take_rma`] reports `id` when done. `Again`: retry after a poll.
     pub fn rma_read(

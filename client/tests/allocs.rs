@@ -1,0 +1,116 @@
+//! The I/O hot path does not allocate: once warm, a client session and a target (both in this
+//! process) serve updates and fetches without a single heap allocation on either side.
+//! Counted by a global allocator; this file holds one test so nothing else runs meanwhile.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use daos_client::{Session, SessionOpts};
+use daos_engine::wire::Request;
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: defers to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// `rounds` passes over `objects` objects, each an update then a fetch, `qd` in flight.
+fn run(s: &mut Session, cont: [u8; 16], objects: u128, rounds: usize, value: &[u8]) -> u64 {
+    let mut ops = 0u64;
+    for _ in 0..rounds {
+        for fetch in [false, true] {
+            let mut next = 0u128;
+            let mut outstanding = 0usize;
+            while next < objects || outstanding > 0 {
+                while next < objects && outstanding < 8 {
+                    let (oid, t) = (next, s.map().place(next));
+                    let req = if fetch {
+                        Request::Fetch {
+                            oid,
+                            dkey: b"d",
+                            akey: b"a",
+                        }
+                    } else {
+                        Request::Update {
+                            oid,
+                            dkey: b"d",
+                            akey: b"a",
+                            value,
+                        }
+                    };
+                    s.submit(t, cont, &req).expect("submit");
+                    next += 1;
+                    outstanding += 1;
+                }
+                let mut failed = false;
+                s.poll(|_, r| {
+                    outstanding -= 1;
+                    ops += 1;
+                    match r {
+                        Ok(reply) if fetch => {
+                            failed |=
+                                reply.fetched().flatten().map(<[u8]>::len) != Some(value.len())
+                        }
+                        Ok(_) => {}
+                        Err(_) => failed = true,
+                    }
+                })
+                .expect("poll");
+                assert!(!failed, "an operation failed");
+            }
+        }
+    }
+    ops
+}
+
+#[test]
+fn warm_updates_and_fetches_allocate_nothing() {
+    let f = fixture(1);
+    let mut s = Session::open(
+        f.map.clone(),
+        SessionOpts {
+            queue_depth: 8,
+            max_value: 4096,
+            timeout: Duration::from_secs(10),
+        },
+    )
+    .expect("session");
+    let cont = s.cont_create("allocs", [4; 16]).expect("container");
+    let value = vec![0x5au8; 4096];
+    // Warm up: every object's index entry exists and has its full version history, every
+    // buffer has grown to its working size.
+    run(&mut s, cont, 64, 12, &value);
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let ops = run(&mut s, cont, 64, 10, &value);
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    eprintln!("{ops} operations, {allocs} allocations");
+    assert_eq!(ops, 64 * 2 * 10);
+    assert_eq!(
+        allocs, 0,
+        "{allocs} heap allocations in {ops} warm updates and fetches (client and target)"
+    );
+    drop(f.shards);
+}
