@@ -24,8 +24,15 @@ use std::io;
 pub const INLINE_MAX: usize = 4096;
 /// Alignment of values on the bdev part (O_DIRECT-friendly).
 pub const BDEV_ALIGN: u64 = 4096;
+/// Record magic; each log generation XORs its number in, so records a compaction left behind
+/// in the other half are never taken for current ones.
 const MAGIC: u32 = 0xDA05_1064;
 const HEADER: usize = 12;
+/// The SCM part starts with a header page: two slots (written alternately) naming the log half
+/// in use and its generation. The rest is two log halves.
+pub const SCM_HEADER: u64 = 4096;
+const SLOT_MAGIC: u32 = 0xDA05_4844;
+const SLOT_LEN: usize = 32;
 
 /// Byte storage with explicit durability: what the store is written on.
 pub trait Media {
@@ -98,7 +105,7 @@ enum RecLoc<'a> {
 
 /// Versions of a single value kept per akey; older ones are aggregated away (reads at their
 /// epochs see nothing), which bounds the index and keeps updates from allocating.
-pub const VERSIONS_KEPT: usize = 8;
+pub const VERSIONS_KEPT: usize = 2;
 
 /// Object id.
 pub type Oid = u128;
@@ -141,20 +148,50 @@ pub enum StoreError {
     Checksum { expected: u32, found: u32 },
     #[error("record too large")]
     TooLarge,
+    #[error(
+        "the SCM part ({0} bytes) is too small for the store (needs at least {min} bytes)",
+        min = SCM_HEADER + 2 * 4096
+    )]
+    TooSmall(u64),
+    #[error(
+        "the SCM part holds a log in an older format without a header; recreate the pool (destroy and create) with this release"
+    )]
+    OldFormat,
 }
 
 /// The store of one target in one pool.
 pub struct Store<S: Media, B: Media> {
     scm: S,
     bdev: B,
+    /// Log generation and the half it is written in.
+    generation: u64,
+    half: u8,
+    /// Absolute offset of the next record.
     tail: u64,
     bdev_tail: u64,
+    /// Free bdev ranges below `bdev_tail` (offset, length), found when the log is loaded.
+    bdev_free: Vec<(u64, u64)>,
     epoch: u64,
     index: Index,
     /// The record being appended (reused: no allocation once grown).
     record: Vec<u8>,
     /// Values read for a fetch (reused likewise).
     value: Vec<u8>,
+}
+
+/// Bytes a record for a value of `len` bytes takes in the log (an upper bound).
+fn record_len(dkey: &[u8], akey: &[u8], len: usize) -> u64 {
+    let value = if len <= INLINE_MAX { len } else { 20 };
+    (HEADER + 80 + dkey.len() + akey.len() + value) as u64
+}
+
+/// Bdev bytes a value of `len` bytes takes.
+fn bdev_span(len: usize) -> u64 {
+    if len <= INLINE_MAX {
+        0
+    } else {
+        (len as u64).div_ceil(BDEV_ALIGN) * BDEV_ALIGN
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -289,57 +326,263 @@ impl<'a> Rec<'a> {
 }
 
 impl<S: Media, B: Media> Store<S, B> {
-    /// Opens a store: replays the log, drops and zeroes a torn tail.
+    /// Opens a store: reads the header, replays the log half in use, drops and zeroes a torn
+    /// tail.
     pub fn open(scm: S, bdev: B) -> Result<Self, StoreError> {
+        let cap = scm.capacity();
+        if cap < SCM_HEADER + 2 * 4096 {
+            return Err(StoreError::TooSmall(cap));
+        }
         let mut st = Store {
             scm,
             bdev,
-            tail: 0,
+            generation: 0,
+            half: 0,
+            tail: SCM_HEADER,
             bdev_tail: 0,
+            bdev_free: Vec::new(),
             epoch: 0,
             index: Index::default(),
             record: Vec::with_capacity(HEADER + INLINE_MAX + 2 * 1024 + 128),
             value: Vec::new(),
         };
-        let len = st.scm.capacity();
+        st.load()?;
+        Ok(st)
+    }
+
+    fn half_len(&self) -> u64 {
+        (self.scm.capacity() - SCM_HEADER) / 2 / 8 * 8
+    }
+
+    fn half_start(&self, half: u8) -> u64 {
+        SCM_HEADER + u64::from(half) * self.half_len()
+    }
+
+    fn magic(&self) -> u32 {
+        MAGIC ^ (self.generation as u32)
+    }
+
+    /// The newest valid header slot: (generation, half, epoch); `None` for a fresh store.
+    fn read_header(&self) -> Result<Option<(u64, u8, u64)>, StoreError> {
+        let mut page = [0u8; 2 * SLOT_LEN];
+        self.scm.read(0, &mut page)?;
+        let mut best: Option<(u64, u8, u64)> = None;
+        for slot in page.chunks(SLOT_LEN) {
+            let magic = u32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]);
+            let crc = u32::from_le_bytes([slot[24], slot[25], slot[26], slot[27]]);
+            if magic != SLOT_MAGIC || crc32fast::hash(&slot[..24]) != crc {
+                continue;
+            }
+            let half = slot[4];
+            let generation = u64::from_le_bytes(slot[8..16].try_into().unwrap_or_default());
+            let epoch = u64::from_le_bytes(slot[16..24].try_into().unwrap_or_default());
+            if half <= 1 && best.is_none_or(|b| generation > b.0) {
+                best = Some((generation, half, epoch));
+            }
+        }
+        if best.is_none() && u32::from_le_bytes([page[0], page[1], page[2], page[3]]) == MAGIC {
+            return Err(StoreError::OldFormat);
+        }
+        Ok(best)
+    }
+
+    /// Writes the header slot of `generation` and makes it durable: the switch to a new half.
+    fn write_header(&mut self, generation: u64, half: u8, epoch: u64) -> Result<(), StoreError> {
+        let mut slot = [0u8; SLOT_LEN];
+        slot[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
+        slot[4] = half;
+        slot[8..16].copy_from_slice(&generation.to_le_bytes());
+        slot[16..24].copy_from_slice(&epoch.to_le_bytes());
+        let crc = crc32fast::hash(&slot[..24]);
+        slot[24..28].copy_from_slice(&crc.to_le_bytes());
+        let at = (generation % 2) * SLOT_LEN as u64;
+        self.scm.write(at, &slot)?;
+        self.scm.persist(at, SLOT_LEN as u64)?;
+        Ok(())
+    }
+
+    /// Rebuilds the index from the log half the header names, and the bdev free space from
+    /// the values the index still references.
+    fn load(&mut self) -> Result<(), StoreError> {
+        let (generation, half, epoch) = self.read_header()?.unwrap_or((0, 0, 0));
+        self.generation = generation;
+        self.half = half;
+        self.epoch = epoch;
+        self.index = Index::default();
+        let start = self.half_start(half);
+        let end = start + self.half_len();
+        self.tail = start;
+        let magic = self.magic();
         let mut head = [0u8; HEADER];
         loop {
-            if st.tail + HEADER as u64 > len {
+            if self.tail + HEADER as u64 > end {
                 break;
             }
-            st.scm.read(st.tail, &mut head)?;
-            let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            self.scm.read(self.tail, &mut head)?;
+            let m = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
             let blen = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
             let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-            if magic != MAGIC || blen == 0 || st.tail + HEADER as u64 + blen > len {
+            if m != magic || blen == 0 || self.tail + HEADER as u64 + blen > end {
                 break;
             }
             let mut body = vec![0u8; blen as usize];
-            st.scm.read(st.tail + HEADER as u64, &mut body)?;
+            self.scm.read(self.tail + HEADER as u64, &mut body)?;
             if crc32fast::hash(&body) != crc {
                 break;
             }
             let Some(rec) = Rec::decode(&body) else { break };
-            st.epoch = st.epoch.max(rec.epoch);
-            if let Some(RecLoc::Bdev { offset, len, .. }) = rec.loc {
-                st.bdev_tail = st
-                    .bdev_tail
-                    .max((offset + u64::from(len)).div_ceil(BDEV_ALIGN) * BDEV_ALIGN);
-            }
-            let at = st.tail;
-            st.apply(rec, at);
-            st.tail += HEADER as u64 + blen;
+            self.epoch = self.epoch.max(rec.epoch);
+            let at = self.tail;
+            self.apply(rec, at);
+            self.tail += HEADER as u64 + blen;
         }
         // Zero what a torn append may have left, so a later scan stops exactly here.
-        let zero_len = (len - st.tail).min(2 * (INLINE_MAX as u64 + 256));
+        let zero_len = (end - self.tail).min(2 * (INLINE_MAX as u64 + 2048));
         let mut rest = vec![0u8; zero_len as usize];
-        st.scm.read(st.tail, &mut rest)?;
+        self.scm.read(self.tail, &mut rest)?;
         if rest.iter().any(|b| *b != 0) {
             rest.fill(0);
-            st.scm.write(st.tail, &rest)?;
-            st.scm.persist(st.tail, zero_len)?;
+            self.scm.write(self.tail, &rest)?;
+            self.scm.persist(self.tail, zero_len)?;
         }
-        Ok(st)
+        // Bdev space: what live values occupy; the gaps between them are free.
+        let mut used: Vec<(u64, u64)> = Vec::new();
+        for obj in self.index.objects.values() {
+            for dk in obj.1.values() {
+                for h in dk.1.values() {
+                    for (_, v) in h {
+                        if let Value::Single(Loc::Bdev { offset, len, .. })
+                        | Value::Extent {
+                            loc: Loc::Bdev { offset, len, .. },
+                            ..
+                        } = v
+                        {
+                            used.push((*offset, u64::from(*len).div_ceil(BDEV_ALIGN) * BDEV_ALIGN));
+                        }
+                    }
+                }
+            }
+        }
+        used.sort_unstable();
+        self.bdev_free.clear();
+        let mut cursor = 0;
+        for (off, len) in used {
+            if off > cursor {
+                self.bdev_free.push((cursor, off - cursor));
+            }
+            cursor = cursor.max(off + len);
+        }
+        self.bdev_tail = cursor;
+        Ok(())
+    }
+
+    /// Bytes of SCM log free in the half in use.
+    fn log_room(&self) -> u64 {
+        self.half_start(self.half) + self.half_len() - self.tail
+    }
+
+    /// Whether `len` bytes of bdev can be had now.
+    fn bdev_room(&self, span: u64) -> bool {
+        self.bdev_tail + span <= self.bdev.capacity()
+            || self.bdev_free.iter().any(|(_, l)| *l >= span)
+    }
+
+    /// Makes room for a record of `record` bytes and a bdev value of `span` bytes by
+    /// compacting the log when it must. Fails only when even the live data leaves no room.
+    fn ensure_room(&mut self, record: u64, span: u64) -> Result<(), StoreError> {
+        if self.log_room() >= record && (span == 0 || self.bdev_room(span)) {
+            return Ok(());
+        }
+        self.compact()?;
+        if self.log_room() < record {
+            return Err(StoreError::LogFull);
+        }
+        if span > 0 && !self.bdev_room(span) {
+            return Err(StoreError::BdevFull);
+        }
+        Ok(())
+    }
+
+    /// Compaction: writes what the index still holds (values newer than the punches that
+    /// cover them, the kept versions) as fresh records into the other log half, makes them
+    /// durable, switches the header to that half, and reloads. A crash before the switch
+    /// leaves the old half in use; after it, the new one. Bdev values no longer referenced
+    /// become free.
+    pub fn compact(&mut self) -> Result<(), StoreError> {
+        let generation = self.generation + 1;
+        let half = 1 - self.half;
+        let start = self.half_start(half);
+        let end = start + self.half_len();
+        let magic = MAGIC ^ (generation as u32);
+        let mut at = start;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut value: Vec<u8> = Vec::new();
+        let objects = std::mem::take(&mut self.index.objects);
+        let result = (|| -> Result<(), StoreError> {
+            for ((cont, oid), (opunch, dkeys)) in &objects {
+                let ofloor = opunch.iter().copied().max().unwrap_or(0);
+                for (dkey, (dpunch, akeys)) in dkeys {
+                    let floor = ofloor.max(dpunch.iter().copied().max().unwrap_or(0));
+                    for (akey, hist) in akeys {
+                        for (epoch, v) in hist.iter().filter(|(e, _)| *e > floor) {
+                            let (kind, offset, loc) = match *v {
+                                Value::Punch => (2, 0, None),
+                                Value::Single(l) => (3, 0, Some(l)),
+                                Value::Extent { offset, loc } => (4, offset, Some(loc)),
+                            };
+                            let loc = match loc {
+                                None => None,
+                                Some(Loc::Bdev { offset, len, crc }) => {
+                                    Some(RecLoc::Bdev { offset, len, crc })
+                                }
+                                Some(l @ Loc::Scm { crc, .. }) => {
+                                    // A damaged value is carried as it is, so its checksum
+                                    // still reports it.
+                                    let (o, n) = match l {
+                                        Loc::Scm { offset, len, .. } => (offset, len),
+                                        Loc::Bdev { .. } => (0, 0),
+                                    };
+                                    value.resize(n as usize, 0);
+                                    self.scm.read(o, &mut value)?;
+                                    Some(RecLoc::Inline(&value, crc))
+                                }
+                            };
+                            let rec = Rec {
+                                epoch: *epoch,
+                                cont: *cont,
+                                oid: *oid,
+                                kind,
+                                dkey,
+                                akey,
+                                offset,
+                                loc,
+                            };
+                            buf.clear();
+                            buf.extend_from_slice(&[0u8; HEADER]);
+                            rec.encode(&mut buf);
+                            let body_len = buf.len() - HEADER;
+                            let crc = crc32fast::hash(&buf[HEADER..]);
+                            buf[0..4].copy_from_slice(&magic.to_le_bytes());
+                            buf[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
+                            buf[8..12].copy_from_slice(&crc.to_le_bytes());
+                            if at + buf.len() as u64 + HEADER as u64 > end {
+                                return Err(StoreError::LogFull);
+                            }
+                            self.scm.write(at, &buf)?;
+                            at += buf.len() as u64;
+                        }
+                    }
+                }
+            }
+            // An end marker, then everything durable before the switch.
+            self.scm.write(at, &[0u8; HEADER])?;
+            self.scm.persist(start, at + HEADER as u64 - start)?;
+            Ok(())
+        })();
+        self.index.objects = objects;
+        result?;
+        self.write_header(generation, half, self.epoch)?;
+        self.load()
     }
 
     /// Indexes a record that starts at `at` in the log. Only a new object, dkey or akey
@@ -404,11 +647,11 @@ impl<S: Media, B: Media> Store<S, B> {
                 return Err(StoreError::TooLarge);
             }
             let total = buf.len() as u64;
-            if self.tail + total > self.scm.capacity() {
+            if total > self.log_room() {
                 return Err(StoreError::LogFull);
             }
             let crc = crc32fast::hash(&buf[HEADER..]);
-            buf[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+            buf[0..4].copy_from_slice(&self.magic().to_le_bytes());
             buf[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
             buf[8..12].copy_from_slice(&crc.to_le_bytes());
             self.scm.write(self.tail, &buf)?;
@@ -429,14 +672,24 @@ impl<S: Media, B: Media> Store<S, B> {
         }
         let len = data.len() as u64;
         let span = len.div_ceil(BDEV_ALIGN) * BDEV_ALIGN;
-        if self.bdev_tail + span > self.bdev.capacity() {
+        // First fit among the ranges compaction freed, else the end.
+        let offset = if let Some(i) = self.bdev_free.iter().position(|(_, l)| *l >= span) {
+            let (off, l) = self.bdev_free[i];
+            if l == span {
+                self.bdev_free.remove(i);
+            } else {
+                self.bdev_free[i] = (off + span, l - span);
+            }
+            off
+        } else if self.bdev_tail + span <= self.bdev.capacity() {
+            self.bdev_tail += span;
+            self.bdev_tail - span
+        } else {
             return Err(StoreError::BdevFull);
-        }
-        let offset = self.bdev_tail;
+        };
         // The value is durable before the record that points to it is written.
         self.bdev.write(offset, data)?;
         self.bdev.persist(offset, len)?;
-        self.bdev_tail += span;
         Ok(RecLoc::Bdev {
             offset,
             len: data.len() as u32,
@@ -458,6 +711,7 @@ impl<S: Media, B: Media> Store<S, B> {
         akey: &[u8],
         value: &[u8],
     ) -> Result<u64, StoreError> {
+        self.ensure_room(record_len(dkey, akey, value.len()), bdev_span(value.len()))?;
         let loc = self.locate(value)?;
         let epoch = self.next_epoch();
         self.append(Rec {
@@ -482,6 +736,7 @@ impl<S: Media, B: Media> Store<S, B> {
         offset: u64,
         data: &[u8],
     ) -> Result<u64, StoreError> {
+        self.ensure_room(record_len(dkey, akey, data.len()), bdev_span(data.len()))?;
         let loc = self.locate(data)?;
         let epoch = self.next_epoch();
         self.append(Rec {
@@ -504,6 +759,8 @@ impl<S: Media, B: Media> Store<S, B> {
         dkey: Option<&[u8]>,
         akey: Option<&[u8]>,
     ) -> Result<u64, StoreError> {
+        let keys = dkey.map_or(0, <[u8]>::len) + akey.map_or(0, <[u8]>::len);
+        self.ensure_room((HEADER + 80 + keys) as u64, 0)?;
         let epoch = self.next_epoch();
         let kind = match (dkey, akey) {
             (None, _) => 0,
@@ -759,9 +1016,19 @@ impl<S: Media, B: Media> Store<S, B> {
         (self.scm, self.bdev)
     }
 
-    /// Bytes of the log in use.
+    /// Bytes of the log half in use.
     pub fn log_used(&self) -> u64 {
+        self.tail - self.half_start(self.half)
+    }
+
+    /// Where the next record goes (an absolute SCM offset).
+    pub fn log_tail(&self) -> u64 {
         self.tail
+    }
+
+    /// The log generation (compactions so far).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 

@@ -495,6 +495,7 @@ fn store_status(e: &StoreError) -> i32 {
         StoreError::Checksum { .. } => der::CSUM,
         StoreError::LogFull | StoreError::BdevFull => der::NOSPACE,
         StoreError::TooLarge => der::INVAL,
+        StoreError::TooSmall(_) | StoreError::OldFormat => der::IO,
         StoreError::Io(_) => der::IO,
     }
 }
