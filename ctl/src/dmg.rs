@@ -421,6 +421,88 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
     }
 }
 
+/// `dmg network check [-p PROVIDER] [--sizes S] [-I N]`: the fabric check from the second host
+/// of the host list to the first (or within the only one), in fi_pingpong's columns.
+pub async fn network_check(t: &Target, provider: &str, sizes: &str, iterations: u32) -> Output {
+    let Some(server_host) = t.hosts.first() else {
+        return failed("no host to check".into());
+    };
+    let client_host = t.hosts.get(1).unwrap_or(server_host);
+    let mut server = match t.channel(server_host).await {
+        Ok(c) => CtlSvcClient::new(c),
+        Err(e) => return failed(e),
+    };
+    let served = match server
+        .fabric_check_serve(FabricCheckServeReq {
+            provider: provider.into(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return failed(format!("{server_host}: {}", status_text(s))),
+    };
+    let mut client = match t.channel(client_host).await {
+        Ok(c) => CtlSvcClient::new(c),
+        Err(e) => return failed(e),
+    };
+    let run = match client
+        .fabric_check_run(FabricCheckRunReq {
+            address: served.address.clone(),
+            provider: served.provider.clone(),
+            sizes: sizes.into(),
+            iterations,
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return failed(format!("{client_host}: {}", status_text(s))),
+    };
+    let doc: Value = match serde_json::from_str(&run.json) {
+        Ok(v) => v,
+        Err(e) => {
+            return failed(format!(
+                "{client_host}: unreadable fabric check results: {e}"
+            ));
+        }
+    };
+    let mut text = format!(
+        "Fabric check: {client_host} -> {server_host} ({}), provider {}\n",
+        served.address, served.provider
+    );
+    text.push_str("bytes   #sent  #ack   usec/xfer  MB/sec     Mxfers/sec\n");
+    let results = doc["results"].as_array().cloned().unwrap_or_default();
+    for r in &results {
+        let bytes = r["bytes"].as_u64().unwrap_or(0);
+        let n = r["iterations"].as_u64().unwrap_or(0);
+        let us = r["usec_per_xfer"]["median"].as_f64().unwrap_or(0.0);
+        let size = match bytes {
+            b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}m", b >> 20),
+            b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}k", b >> 10),
+            b => b.to_string(),
+        };
+        text.push_str(&format!(
+            "{:<8}{:<7}{:<7}{:<11.2}{:<11.2}{:.2}\n",
+            size,
+            n,
+            format!("={n}"),
+            us,
+            r["mb_per_sec"].as_f64().unwrap_or(0.0),
+            if us > 0.0 { 1.0 / us } else { 0.0 }
+        ));
+    }
+    Output {
+        text,
+        json: json!({
+            "server": server_host, "client": client_host, "address": served.address,
+            "provider": served.provider, "results": results,
+        }),
+        ok: !results.is_empty(),
+        error: results
+            .is_empty()
+            .then(|| "the fabric check returned no results".to_string()),
+    }
+}
+
 /// `dmg network scan [-p PROVIDER]`: per host set, per NUMA socket, providers and interfaces.
 pub async fn network_scan(t: &Target, provider: &str) -> Output {
     let provider = provider.to_string();

@@ -161,6 +161,37 @@ impl CtlSvc for Services {
         Ok(Response::new(resp))
     }
 
+    async fn fabric_check_serve(
+        &self,
+        req: Request<FabricCheckServeReq>,
+    ) -> Result<Response<FabricCheckServeResp>, Status> {
+        security::authorize(&req, "CtlSvc.FabricCheckServe", self.insecure)?;
+        let config = self.config.clone();
+        let provider = crate::netcheck::provider(&config, &req.into_inner().provider);
+        let p = provider.clone();
+        let address = tokio::task::spawn_blocking(move || crate::netcheck::serve(&config, &p))
+            .await
+            .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+            .map_err(cmd_status)?;
+        Ok(Response::new(FabricCheckServeResp { address, provider }))
+    }
+
+    async fn fabric_check_run(
+        &self,
+        req: Request<FabricCheckRunReq>,
+    ) -> Result<Response<FabricCheckRunResp>, Status> {
+        security::authorize(&req, "CtlSvc.FabricCheckRun", self.insecure)?;
+        let r = req.into_inner();
+        let provider = crate::netcheck::provider(&self.config, &r.provider);
+        let json = tokio::task::spawn_blocking(move || {
+            crate::netcheck::run(&r.address, &provider, &r.sizes, r.iterations)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("worker failed: {e}")))?
+        .map_err(cmd_status)?;
+        Ok(Response::new(FabricCheckRunResp { json }))
+    }
+
     async fn network_scan(
         &self,
         req: Request<NetworkScanReq>,

@@ -13,6 +13,7 @@ pub mod harness;
 pub mod hostlist;
 pub mod logging;
 pub mod membership;
+pub mod netcheck;
 pub mod pools;
 pub mod prepare;
 pub mod rpc;

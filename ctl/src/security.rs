@@ -49,7 +49,9 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "CtlSvc.StorageFormat"
         | "CtlSvc.NetworkScan"
         | "CtlSvc.StoragePrepare"
-        | "CtlSvc.ConfigGenerate" => &[Admin],
+        | "CtlSvc.ConfigGenerate"
+        | "CtlSvc.FabricCheckServe"
+        | "CtlSvc.FabricCheckRun" => &[Admin],
         "CtlSvc.PrepShutdownRanks" | "CtlSvc.StopRanks" | "CtlSvc.StartRanks" => &[Server],
         "MgmtSvc.LeaderQuery" | "MgmtSvc.GetAttachInfo" => &[Admin, Agent, Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],

@@ -388,3 +388,34 @@ fn io_benchmark_smoke_against_a_running_system() {
     );
     sys.stop(&mut server);
 }
+
+#[test]
+fn dmg_network_check_runs_the_fabric_check_between_hosts() {
+    let sys = System::new(1);
+    let mut server = sys.start(&[]);
+    sys.wait_log("listening on", 1, 30);
+    let text = ok(sys.dmg(&["-i", "network", "check", "--sizes", "64,4k", "-I", "50"]));
+    let host = format!("localhost:{}", sys.port);
+    assert!(
+        text.starts_with(&format!("Fabric check: {host} -> {host} (127.0.0.1:")),
+        "{text}"
+    );
+    assert!(
+        text.contains("provider tcp;ofi_rxm\nbytes   #sent  #ack   usec/xfer"),
+        "{text}"
+    );
+    assert!(text.contains("\n64      50     =50    "), "{text}");
+    assert!(text.contains("\n4k      50     =50    "), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&ok(
+        sys.dmg(&["-i", "-j", "network", "check", "--sizes", "64", "-I", "20"])
+    ))
+    .expect("json");
+    assert_eq!(j["status"], 0);
+    assert_eq!(j["response"]["results"][0]["bytes"], 64);
+    assert_eq!(j["response"]["results"][0]["allocations_per_op"], 0.0);
+    fails(
+        sys.dmg(&["-i", "network", "check", "-p", "nosuchprov", "-I", "5"]),
+        "provider nosuchprov",
+    );
+    sys.stop(&mut server);
+}

@@ -143,6 +143,19 @@ enum NetworkCmd {
         #[arg(short = 'p', long)]
         provider: Option<String>,
     },
+    /// Fabric check: ping-pong from the second host of the host list to the first (or within
+    /// the only one) over the engines' fabric, in fi_pingpong's columns.
+    Check {
+        /// Provider (default: the servers' configured provider).
+        #[arg(short = 'p', long)]
+        provider: Option<String>,
+        /// Message sizes (k, m suffixes).
+        #[arg(long, default_value = "64,4k,64k,1m")]
+        sizes: String,
+        /// Round trips per size.
+        #[arg(short = 'I', long, default_value_t = 1000)]
+        iterations: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -228,6 +241,19 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             },
             Command::Network(NetworkCmd::Scan { provider }) => {
                 dmg::network_scan(&target, provider.as_deref().unwrap_or("")).await
+            }
+            Command::Network(NetworkCmd::Check {
+                provider,
+                sizes,
+                iterations,
+            }) => {
+                dmg::network_check(
+                    &target,
+                    provider.as_deref().unwrap_or(""),
+                    sizes,
+                    *iterations,
+                )
+                .await
             }
             Command::Config(ConfigCmd::Generate { flags }) => {
                 dmg::config_generate(&target, flags.request()).await
