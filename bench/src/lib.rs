@@ -11,6 +11,7 @@ pub mod fabric;
 pub mod io;
 pub mod stats;
 pub mod storage;
+pub mod store_path;
 
 use serde::Serialize;
 

@@ -318,7 +318,7 @@ pub fn run(
     })
 }
 
-fn pin(cpu: usize) -> Result<(), String> {
+pub(crate) fn pin(cpu: usize) -> Result<(), String> {
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu).map_err(|e| format!("--cpu: CPU {cpu}: {e}"))?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| {
@@ -452,6 +452,22 @@ pub fn fio(
     first_cpu: usize,
     targets: usize,
 ) -> Result<Numbers, String> {
+    fio_with(path, size, w, qd, runtime, first_cpu, targets, false)
+}
+
+/// [`fio`]; `dsync` opens the file `O_DSYNC` (`--sync=dsync`), the durability the store gives
+/// every update.
+#[allow(clippy::too_many_arguments)]
+pub fn fio_with(
+    path: &Path,
+    size: u64,
+    w: Workload,
+    qd: usize,
+    runtime: Duration,
+    first_cpu: usize,
+    targets: usize,
+    dsync: bool,
+) -> Result<Numbers, String> {
     let targets = targets.max(1);
     let slice = (size / targets as u64) / w.block as u64 * w.block as u64;
     let mut cmd = std::process::Command::new("fio");
@@ -477,6 +493,9 @@ pub fn fio(
         first_cpu + targets - 1
     ))
     .arg(format!("--runtime={}ms", runtime.as_millis().max(1)));
+    if dsync {
+        cmd.arg("--sync=dsync");
+    }
     let out = cmd.output().map_err(|e| {
         format!(
             "cannot run fio ({e}); install it with `apt-get install fio` (scripts/setup.sh does)"

@@ -47,6 +47,10 @@ pub struct PmemFile {
     addr: *mut u8,
     len: usize,
     is_pmem: bool,
+    /// On tmpfs (the `ram` SCM class) the page cache is the medium itself: msync has nothing
+    /// to write back, so a persist is a store fence. Written data then survives a process
+    /// crash, though not a power loss, which is what the ram class promises.
+    in_ram: bool,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; moving it to another thread moves
@@ -73,10 +77,13 @@ impl PmemFile {
         if addr.is_null() {
             return Err(last_error(&format!("pmem_map_file {}", path.display())));
         }
+        let in_ram = nix::sys::statfs::statfs(path)
+            .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
         Ok(PmemFile {
             addr: addr.cast(),
             len: mapped,
             is_pmem: is_pmem != 0,
+            in_ram,
         })
     }
 
@@ -91,6 +98,11 @@ impl PmemFile {
     /// True on real persistent memory (DAX); false on tmpfs or ordinary files.
     pub fn is_pmem(&self) -> bool {
         self.is_pmem
+    }
+
+    /// Whether the file lives on tmpfs (RAM).
+    pub fn in_ram(&self) -> bool {
+        self.in_ram
     }
 
     pub fn as_slice(&self) -> &[u8] {

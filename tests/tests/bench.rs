@@ -419,3 +419,43 @@ fn dmg_network_check_runs_the_fabric_check_between_hosts() {
     );
     sys.stop(&mut server);
 }
+
+#[test]
+fn storage_benchmark_through_the_target_store_smoke() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bdev.dat");
+    let d = dir.path().to_str().expect("utf8");
+    let f = file.to_str().expect("utf8");
+    for extra in [&["--file", f][..], &["--malloc", "--targets", "2"][..]] {
+        let mut args = vec![
+            "storage",
+            "--store",
+            "--scm-dir",
+            d,
+            "--scm-size",
+            "4m",
+            "--size",
+            "16m",
+            "--workloads",
+            "randwrite/4k,randread/4k,write/64k,read/64k",
+            "--runtime",
+            "0.3",
+        ];
+        args.extend_from_slice(extra);
+        let (table, v) = bench_json(&args, dir.path());
+        assert!(table.contains("\nstore-randread 4k     1    "), "{table}");
+        let results = v["results"].as_array().expect("results");
+        assert_eq!(results.len(), 4);
+        for r in results {
+            assert!(r["ops"].as_u64().is_some_and(|n| n > 0), "{r}");
+            assert_eq!(r["queue_depth"], 1, "{r}");
+            if r["workload"].as_str().is_some_and(|w| w.contains("read")) {
+                assert_eq!(r["verified_reads"], r["ops"], "every read verified: {r}");
+            }
+        }
+    }
+    assert!(
+        !dir.path().join("daos_bench_vos-0").exists(),
+        "the store's SCM files are removed"
+    );
+}

@@ -208,6 +208,21 @@ struct StorageArgs {
     /// Allow writing to a block device (destroys its data).
     #[arg(long)]
     destroy_data: bool,
+    /// Through the engine's target store (SCM index + bdev values), one value per I/O at
+    /// queue depth 1, like vos_perf; fio then runs at depth 1 too.
+    #[arg(long)]
+    store: bool,
+    /// Directory of the store's SCM files (a tmpfs such as /dev/shm emulates SCM in RAM, as the
+    /// `ram` class does); default: the temporary directory.
+    #[arg(long)]
+    scm_dir: Option<PathBuf>,
+    /// With --store: each target's bdev part in RAM (the `malloc` bdev class), so the device is
+    /// not the limit; --size is then the RAM used, split over the targets.
+    #[arg(long, requires = "store", conflicts_with_all = ["file", "compare"])]
+    malloc: bool,
+    /// SCM bytes per target for --store (k, m, g suffixes).
+    #[arg(long, default_value = "256m")]
+    scm_size: String,
     /// Write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -279,13 +294,23 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
     if a.targets == 0 || a.targets > 256 {
         return Err(format!("--targets {}: use 1 to 256", a.targets));
     }
+    let scm_size = size_arg(&a.scm_size).map_err(|e| format!("--scm-size: {e}"))? as u64;
+    if a.store && scm_size < 1 << 20 {
+        return Err(format!("--scm-size {}: use at least 1m", a.scm_size));
+    }
+    let scm_dir = a.scm_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if a.store && !scm_dir.is_dir() {
+        return Err(format!("--scm-dir {}: not a directory", scm_dir.display()));
+    }
     let result = (|| -> Result<Vec<storage::WorkloadResult>, String> {
         eprintln!(
             "daos_bench storage: preparing {} ({} bytes)",
             path.display(),
             total
         );
-        storage::prepare(&path, total)?;
+        if !a.malloc {
+            storage::prepare(&path, total)?;
+        }
         let mut results = Vec::new();
         for w in &workloads {
             eprintln!(
@@ -295,9 +320,17 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
                 a.queue_depth,
                 a.runtime
             );
-            let mut r = storage::run(&path, total, *w, a.queue_depth, runtime, a.targets, a.cpu)?;
+            let mut r = if a.store {
+                daos_bench::store_path::run(
+                    &path, total, &scm_dir, scm_size, *w, runtime, a.targets, a.cpu, a.malloc,
+                )?
+            } else {
+                storage::run(&path, total, *w, a.queue_depth, runtime, a.targets, a.cpu)?
+            };
             if a.compare {
-                let f = storage::fio(&path, total, *w, a.queue_depth, runtime, a.cpu, a.targets)?;
+                let qd = if a.store { 1 } else { a.queue_depth };
+                let f =
+                    storage::fio_with(&path, total, *w, qd, runtime, a.cpu, a.targets, a.store)?;
                 r.iops_ratio = daos_bench::ratio(r.ours.iops, f.iops);
                 r.bandwidth_ratio = daos_bench::ratio(r.ours.mb_per_sec, f.mb_per_sec);
                 r.fio = Some(f);
@@ -312,6 +345,11 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
     })();
     if temp {
         let _ = std::fs::remove_file(&path);
+    }
+    if a.store {
+        for i in 0..a.targets {
+            let _ = std::fs::remove_file(scm_dir.join(format!("daos_bench_vos-{i}")));
+        }
     }
     let results = result?;
     print!("{}", storage::table(&results));
