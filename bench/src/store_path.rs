@@ -28,6 +28,9 @@ impl Rng {
     }
 }
 
+/// What one target measured: latencies, verified reads, heap allocations in its loop.
+type TargetRun = (Histogram, u64, Option<u64>);
+
 fn stamp(buf: &mut [u8], oid: u128) {
     buf[..16].copy_from_slice(&oid.to_le_bytes());
 }
@@ -58,7 +61,7 @@ pub fn run(
     }
     .clamp(1, MAX_OBJECTS);
     let begin = Instant::now();
-    let runs: Vec<Result<(Histogram, u64, Option<u64>), String>> = std::thread::scope(|scope| {
+    let runs: Vec<Result<TargetRun, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..targets)
             .map(|i| {
                 scope.spawn(move || {
@@ -126,7 +129,7 @@ fn run_target<S: daos_engine::store::Media, B: daos_engine::store::Media>(
     objects: u64,
     runtime: Duration,
     index: usize,
-) -> Result<(Histogram, u64, Option<u64>), String> {
+) -> Result<TargetRun, String> {
     let cont = 1u128;
     let mut buf = vec![0u8; w.block];
     let key = |oid: u128| AkeyRef {
