@@ -90,6 +90,9 @@ pub struct UringBdev {
     in_flight: usize,
     file: File,
     block: usize,
+    /// Buffers registered with the ring (IORING_REGISTER_BUFFERS): I/Os then skip pinning
+    /// user pages each time. False when the memlock limit refused it.
+    fixed: bool,
 }
 
 impl UringBdev {
@@ -140,6 +143,17 @@ impl UringBdev {
         let bufs = (0..depth)
             .map(|_| AlignedBuf::new(block))
             .collect::<io::Result<Vec<_>>>()?;
+        let iovecs: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.ptr.as_ptr().cast(),
+                iov_len: b.len,
+            })
+            .collect();
+        // SAFETY: every iovec describes a live buffer owned by the returned value, which
+        // unregisters nothing explicitly: the registration ends with the ring, dropped with
+        // (and, by field order, before) the buffers.
+        let fixed = unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
         Ok(UringBdev {
             ring,
             bufs,
@@ -147,7 +161,13 @@ impl UringBdev {
             in_flight: 0,
             file,
             block,
+            fixed,
         })
+    }
+
+    /// Whether the buffers are registered with the ring.
+    pub fn registered(&self) -> bool {
+        self.fixed
     }
 
     /// Bytes per slot.
@@ -194,9 +214,15 @@ impl UringBdev {
         let fd = types::Fd(self.file.as_raw_fd());
         let ptr = self.bufs[slot].ptr.as_ptr();
         let len = self.block as u32;
-        let entry = match op {
-            Op::Read => opcode::Read::new(fd, ptr, len).offset(offset).build(),
-            Op::Write => opcode::Write::new(fd, ptr, len).offset(offset).build(),
+        let entry = match (op, self.fixed) {
+            (Op::Read, true) => opcode::ReadFixed::new(fd, ptr, len, slot as u16)
+                .offset(offset)
+                .build(),
+            (Op::Write, true) => opcode::WriteFixed::new(fd, ptr, len, slot as u16)
+                .offset(offset)
+                .build(),
+            (Op::Read, false) => opcode::Read::new(fd, ptr, len).offset(offset).build(),
+            (Op::Write, false) => opcode::Write::new(fd, ptr, len).offset(offset).build(),
         }
         .user_data(slot as u64);
         // SAFETY: the buffer belongs to this slot, which is marked busy until its completion is
@@ -258,11 +284,18 @@ impl UringBdev {
         }
         let fd = types::Fd(self.file.as_raw_fd());
         let ptr = self.bufs[0].ptr.as_ptr();
-        let entry = match op {
-            Op::Read => opcode::Read::new(fd, ptr, len as u32)
+        let entry = match (op, self.fixed) {
+            (Op::Read, true) => opcode::ReadFixed::new(fd, ptr, len as u32, 0)
                 .offset(offset)
                 .build(),
-            Op::Write => opcode::Write::new(fd, ptr, len as u32)
+            (Op::Write, true) => opcode::WriteFixed::new(fd, ptr, len as u32, 0)
+                .offset(offset)
+                .rw_flags(libc::RWF_DSYNC)
+                .build(),
+            (Op::Read, false) => opcode::Read::new(fd, ptr, len as u32)
+                .offset(offset)
+                .build(),
+            (Op::Write, false) => opcode::Write::new(fd, ptr, len as u32)
                 .offset(offset)
                 .rw_flags(libc::RWF_DSYNC)
                 .build(),
