@@ -42,6 +42,8 @@ pub struct PhaseResult {
     /// The update phase ended early because the pool was full.
     pub pool_full: bool,
     pub numbers: Numbers,
+    /// Median, MAD, min and max over `--repeat` runs (the run reported is the median).
+    pub repeats: Option<crate::stats::Repeats>,
 }
 
 const DKEY: &[u8] = b"d";
@@ -116,11 +118,29 @@ fn run_phase(
     let (mut ops, mut verified, mut next) = (0u64, 0u64, 0u64);
     let mut failure: Option<String> = None;
     let mut pool_full = false;
+    let mut progress = if thread == 0 {
+        crate::Progress::new(format!(
+            "{} {}",
+            if fetch { "fetch" } else { "update" },
+            crate::human(p.size)
+        ))
+    } else {
+        crate::Progress::silent()
+    };
     let allocs_before = crate::alloc_count::thread_allocations();
     let start = Instant::now();
     let deadline = start + p.runtime;
     let total = p.objects_per_thread;
     loop {
+        let now = Instant::now();
+        progress.tick(
+            now,
+            if fetch {
+                next as f64 / total as f64
+            } else {
+                (now - start).as_secs_f64() / p.runtime.as_secs_f64()
+            },
+        );
         let more = if fetch {
             next < total
         } else {
@@ -203,6 +223,7 @@ fn run_phase(
             return Err(f);
         }
     }
+    progress.finish();
     let elapsed = start.elapsed();
     let allocs = allocs_before
         .zip(crate::alloc_count::thread_allocations())
@@ -280,6 +301,7 @@ pub fn run(map: Arc<PoolMap>, p: &IoParams) -> Result<Vec<PhaseResult>, String> 
                 p99_us: hist.percentile_us(99.0),
                 p999_us: hist.percentile_us(99.9),
             },
+            repeats: None,
         });
     }
     Ok(out)

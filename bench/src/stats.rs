@@ -99,3 +99,32 @@ mod tests {
         assert_eq!((s.count, s.median, s.mad), (1, 2.0, 0.0));
     }
 }
+
+/// Spread of a benchmark's numbers over `--repeat` runs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Repeats {
+    pub iops: Summary,
+    pub mb_per_sec: Summary,
+    pub p50_us: Summary,
+    pub p99_us: Summary,
+}
+
+/// The spread of `runs`, and the index of the run with the median IOPS (the one reported).
+pub fn repeats(runs: &[crate::storage::Numbers]) -> (Repeats, usize) {
+    let pick = |f: fn(&crate::storage::Numbers) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        summarize(&mut v)
+    };
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|a, b| runs[*a].iops.total_cmp(&runs[*b].iops));
+    let median = order.get(runs.len() / 2).copied().unwrap_or(0);
+    (
+        Repeats {
+            iops: pick(|n| n.iops),
+            mb_per_sec: pick(|n| n.mb_per_sec),
+            p50_us: pick(|n| n.p50_us),
+            p99_us: pick(|n| n.p99_us),
+        },
+        median,
+    )
+}

@@ -169,6 +169,8 @@ pub struct WorkloadResult {
     pub fio: Option<Numbers>,
     pub iops_ratio: Option<f64>,
     pub bandwidth_ratio: Option<f64>,
+    /// Median, MAD, min and max over `--repeat` runs (ours; the run reported is the median).
+    pub repeats: Option<crate::stats::Repeats>,
 }
 
 fn stamp(buf: &mut [u8], offset: u64) {
@@ -315,6 +317,7 @@ pub fn run(
         fio: None,
         iops_ratio: None,
         bandwidth_ratio: None,
+        repeats: None,
     })
 }
 

@@ -120,6 +120,7 @@ pub fn run(
         fio: None,
         iops_ratio: None,
         bandwidth_ratio: None,
+        repeats: None,
     })
 }
 

@@ -345,7 +345,9 @@ fn io_benchmark_smoke_against_a_running_system() {
             "--objects",
             "64",
             "--runtime",
-            "0.5",
+            "0.3",
+            "--repeat",
+            "2",
         ],
         sys.path(),
     );
@@ -363,6 +365,8 @@ fn io_benchmark_smoke_against_a_running_system() {
         if r["op"] == "fetch" {
             assert_eq!(r["verified"], r["ops"], "every fetch verified: {r}");
         }
+        assert_eq!(r["repeats"]["iops"]["count"], 2, "{r}");
+        assert!(r["repeats"]["iops"]["min"].as_f64() <= r["repeats"]["iops"]["max"].as_f64());
     }
     // The benchmark's own container is gone afterwards.
     let list = ok(sys.daos(&["container", "list", "tank"]));
@@ -439,7 +443,9 @@ fn storage_benchmark_through_the_target_store_smoke() {
             "--workloads",
             "randwrite/4k,randread/4k,write/64k,read/64k",
             "--runtime",
-            "0.3",
+            "0.2",
+            "--repeat",
+            "2",
         ];
         args.extend_from_slice(extra);
         let (table, v) = bench_json(&args, dir.path());
@@ -449,6 +455,7 @@ fn storage_benchmark_through_the_target_store_smoke() {
         for r in results {
             assert!(r["ops"].as_u64().is_some_and(|n| n > 0), "{r}");
             assert_eq!(r["queue_depth"], 1, "{r}");
+            assert_eq!(r["repeats"]["iops"]["count"], 2, "{r}");
             if r["workload"].as_str().is_some_and(|w| w.contains("read")) {
                 assert_eq!(r["verified_reads"], r["ops"], "every read verified: {r}");
             }

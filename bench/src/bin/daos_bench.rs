@@ -61,6 +61,9 @@ struct IoArgs {
     /// Objects per thread (updates cycle over them); at least the queue depth.
     #[arg(long, default_value_t = 1024)]
     objects: u64,
+    /// Runs per size; the median is reported, the spread is in the JSON.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -70,6 +73,9 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
     use daos_bench::io;
     if a.threads == 0 || a.threads > 256 {
         return Err(format!("--threads {}: use 1 to 256", a.threads));
+    }
+    if a.repeat == 0 || a.repeat > 100 {
+        return Err(format!("--repeat {}: use 1 to 100", a.repeat));
     }
     if a.queue_depth == 0 || a.queue_depth > 256 {
         return Err(format!("--qd {}: use 1 to 256", a.queue_depth));
@@ -141,12 +147,28 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
             objects_per_thread: a.objects,
             runtime: std::time::Duration::from_secs_f64(a.runtime),
         };
-        match io::run(map.clone(), &p) {
-            Ok(r) => results.extend(r),
-            Err(e) => {
-                failure = Some(e);
-                break;
+        let mut runs: Vec<Vec<io::PhaseResult>> = Vec::with_capacity(a.repeat);
+        for _ in 0..a.repeat {
+            match io::run(map.clone(), &p) {
+                Ok(r) => runs.push(r),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
+        }
+        if failure.is_some() {
+            break;
+        }
+        for phase in 0..2 {
+            let numbers: Vec<daos_bench::storage::Numbers> =
+                runs.iter().map(|r| r[phase].numbers.clone()).collect();
+            let (spread, median) = daos_bench::stats::repeats(&numbers);
+            let mut r = runs[median][phase].clone();
+            if a.repeat > 1 {
+                r.repeats = Some(spread);
+            }
+            results.push(r);
         }
     }
     if let Some(label) = temp
@@ -223,6 +245,9 @@ struct StorageArgs {
     /// SCM bytes per target for --store (k, m, g suffixes).
     #[arg(long, default_value = "256m")]
     scm_size: String,
+    /// Runs per workload; the median is reported, the spread is in the JSON.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -294,6 +319,9 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
     if a.targets == 0 || a.targets > 256 {
         return Err(format!("--targets {}: use 1 to 256", a.targets));
     }
+    if a.repeat == 0 || a.repeat > 100 {
+        return Err(format!("--repeat {}: use 1 to 100", a.repeat));
+    }
     let scm_size = size_arg(&a.scm_size).map_err(|e| format!("--scm-size: {e}"))? as u64;
     if a.store && scm_size < 1 << 20 {
         return Err(format!("--scm-size {}: use at least 1m", a.scm_size));
@@ -320,13 +348,22 @@ fn storage_cmd(a: StorageArgs) -> Result<(), String> {
                 a.queue_depth,
                 a.runtime
             );
-            let mut r = if a.store {
-                daos_bench::store_path::run(
-                    &path, total, &scm_dir, scm_size, *w, runtime, a.targets, a.cpu, a.malloc,
-                )?
-            } else {
-                storage::run(&path, total, *w, a.queue_depth, runtime, a.targets, a.cpu)?
-            };
+            let mut runs = Vec::with_capacity(a.repeat);
+            for _ in 0..a.repeat {
+                runs.push(if a.store {
+                    daos_bench::store_path::run(
+                        &path, total, &scm_dir, scm_size, *w, runtime, a.targets, a.cpu, a.malloc,
+                    )?
+                } else {
+                    storage::run(&path, total, *w, a.queue_depth, runtime, a.targets, a.cpu)?
+                });
+            }
+            let numbers: Vec<storage::Numbers> = runs.iter().map(|r| r.ours.clone()).collect();
+            let (spread, median) = daos_bench::stats::repeats(&numbers);
+            let mut r = runs.swap_remove(median);
+            if a.repeat > 1 {
+                r.repeats = Some(spread);
+            }
             if a.compare {
                 let qd = if a.store { 1 } else { a.queue_depth };
                 let f =
