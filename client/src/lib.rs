@@ -612,17 +612,27 @@ impl Session {
         akey: &[u8],
         value: &[u8],
     ) -> Result<u64, ClientError> {
-        let t = self.map.place(oid);
-        let body = self.call(
-            t,
+        self.epoch_call(
             cont,
+            oid,
             &Request::Update {
                 oid,
                 dkey,
                 akey,
                 value,
             },
-        )?;
+        )
+    }
+
+    /// Sends an object request that answers with an epoch to the object's target.
+    fn epoch_call(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        req: &Request<'_>,
+    ) -> Result<u64, ClientError> {
+        let t = self.map.place(oid);
+        let body = self.call(t, cont, req)?;
         self.epoch_reply(t, &body)
     }
 
@@ -651,10 +661,9 @@ impl Session {
         offset: u64,
         data: &[u8],
     ) -> Result<u64, ClientError> {
-        let t = self.map.place(oid);
-        let body = self.call(
-            t,
+        self.epoch_call(
             cont,
+            oid,
             &Request::WriteExtent {
                 oid,
                 dkey,
@@ -662,8 +671,7 @@ impl Session {
                 offset,
                 data,
             },
-        )?;
-        self.epoch_reply(t, &body)
+        )
     }
 
     /// Reads `len` array bytes at `offset` (never-written bytes are zero).
@@ -695,9 +703,7 @@ impl Session {
         oid: Oid,
         what: PunchWhat<'_>,
     ) -> Result<u64, ClientError> {
-        let t = self.map.place(oid);
-        let body = self.call(t, cont, &Request::Punch { oid, what })?;
-        self.epoch_reply(t, &body)
+        self.epoch_call(cont, oid, &Request::Punch { oid, what })
     }
 
     /// Live dkeys of an object, in order.

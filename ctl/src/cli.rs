@@ -3,6 +3,23 @@
 
 use clap::Args;
 
+/// How the client tools (`dmg`, `daos`) reach the management service, and how they print.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ClientFlags {
+    /// Client config file (default /etc/daos/daos_control.yml if it exists).
+    #[arg(short = 'o', long = "config-path", global = true)]
+    pub config_path: Option<std::path::PathBuf>,
+    /// Plaintext connection, no certificates (daos_server must be insecure too).
+    #[arg(short = 'i', long, global = true)]
+    pub insecure: bool,
+    /// JSON output: {"response": ..., "error": ..., "status": ...}.
+    #[arg(short = 'j', long, global = true)]
+    pub json: bool,
+    /// Hosts to talk to, e.g. wolf-7[1-2]:10001 (default: hostlist of the config).
+    #[arg(short = 'l', long = "host-list", global = true)]
+    pub host_list: Option<String>,
+}
+
 /// `storage prepare` flags.
 #[derive(Args, Clone, Debug, Default)]
 pub struct PrepareFlags {

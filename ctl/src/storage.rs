@@ -89,15 +89,7 @@ pub fn new_uuid() -> io::Result<String> {
     fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    Ok(daos_engine::wire::uuid_text(&b))
 }
 
 fn scm_tier(e: &Engine, idx: usize) -> Result<&Tier, StorageError> {

@@ -17,18 +17,8 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 #[command(name = "daos", version = VERSION, about = "DAOS user tool: containers and objects of a pool")]
 struct Cli {
-    /// Client config file (default /etc/daos/daos_control.yml if it exists).
-    #[arg(short = 'o', long = "config-path", global = true)]
-    config_path: Option<PathBuf>,
-    /// Plaintext connection to the management service.
-    #[arg(short = 'i', long, global = true)]
-    insecure: bool,
-    /// JSON output.
-    #[arg(short = 'j', long, global = true)]
-    json: bool,
-    /// Management service host, e.g. wolf-71:10001 (default: the config's first host).
-    #[arg(short = 'l', long = "host-list", global = true)]
-    host_list: Option<String>,
+    #[command(flatten)]
+    flags: daos_ctl::cli::ClientFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -252,8 +242,8 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CmdError> {
-    let control = dmg::load_control(cli.config_path.as_deref())?;
-    let target = Target::new(&control, cli.host_list.as_deref(), cli.insecure)?;
+    let control = dmg::load_control(cli.flags.config_path.as_deref())?;
+    let target = Target::new(&control, cli.flags.host_list.as_deref(), cli.flags.insecure)?;
     let pool = match &cli.command {
         Command::Container(
             ContCmd::Create { pool, .. }
@@ -286,7 +276,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             error: Some(e),
         },
     };
-    Ok(dmg::print(out, cli.json))
+    Ok(dmg::print(out, cli.flags.json))
 }
 
 fn main() -> std::process::ExitCode {

@@ -1,7 +1,5 @@
 //! `dmg`: the DAOS management tool. See `dmg --help`.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 use daos_ctl::dmg::{self, Target};
 use daos_ctl::exit::{CmdError, ExitCode, report};
@@ -10,18 +8,8 @@ use daos_ctl::server::VERSION;
 #[derive(Parser)]
 #[command(name = "dmg", version = VERSION, about = "DAOS management tool: administers DAOS systems over the control API")]
 struct Cli {
-    /// Client config file (default /etc/daos/daos_control.yml if it exists).
-    #[arg(short = 'o', long = "config-path", global = true)]
-    config_path: Option<PathBuf>,
-    /// Plaintext connection, no certificates (daos_server must be insecure too).
-    #[arg(short = 'i', long, global = true)]
-    insecure: bool,
-    /// JSON output: {"response": ..., "error": ..., "status": ...}.
-    #[arg(short = 'j', long, global = true)]
-    json: bool,
-    /// Hosts to talk to, e.g. wolf-7[1-2]:10001 (default: hostlist of the config).
-    #[arg(short = 'l', long = "host-list", global = true)]
-    host_list: Option<String>,
+    #[command(flatten)]
+    flags: daos_ctl::cli::ClientFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -198,7 +186,7 @@ enum SystemCmd {
 
 fn run(cli: Cli) -> Result<ExitCode, CmdError> {
     if let Command::Version = cli.command {
-        if cli.json {
+        if cli.flags.json {
             println!(
                 "{}",
                 serde_json::json!({"response": {"version": VERSION}, "error": null, "status": 0})
@@ -208,8 +196,8 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
         }
         return Ok(ExitCode::Success);
     }
-    let control = dmg::load_control(cli.config_path.as_deref())?;
-    let target = Target::new(&control, cli.host_list.as_deref(), cli.insecure)?;
+    let control = dmg::load_control(cli.flags.config_path.as_deref())?;
+    let target = Target::new(&control, cli.flags.host_list.as_deref(), cli.flags.insecure)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -271,7 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             Command::Version => unreachable_version(),
         }
     });
-    Ok(dmg::print(out, cli.json))
+    Ok(dmg::print(out, cli.flags.json))
 }
 
 enum PoolOp {
