@@ -171,6 +171,8 @@ pub struct Store<S: Media, B: Media> {
     bdev_tail: u64,
     /// Free bdev ranges below `bdev_tail` (offset, length), found when the log is loaded.
     bdev_free: Vec<(u64, u64)>,
+    /// Damaged records skipped by the last load.
+    damaged: u64,
     epoch: u64,
     index: Index,
     /// The record being appended (reused: no allocation once grown).
@@ -341,6 +343,7 @@ impl<S: Media, B: Media> Store<S, B> {
             tail: SCM_HEADER,
             bdev_tail: 0,
             bdev_free: Vec::new(),
+            damaged: 0,
             epoch: 0,
             index: Index::default(),
             record: Vec::with_capacity(HEADER + INLINE_MAX + 2 * 1024 + 128),
@@ -409,6 +412,7 @@ impl<S: Media, B: Media> Store<S, B> {
         self.half = half;
         self.epoch = epoch;
         self.index = Index::default();
+        self.damaged = 0;
         let start = self.half_start(half);
         let end = start + self.half_len();
         self.tail = start;
@@ -427,10 +431,23 @@ impl<S: Media, B: Media> Store<S, B> {
             }
             let mut body = vec![0u8; blen as usize];
             self.scm.read(self.tail + HEADER as u64, &mut body)?;
-            if crc32fast::hash(&body) != crc {
+            let rec = if crc32fast::hash(&body) == crc {
+                Rec::decode(&body)
+            } else {
+                None
+            };
+            let Some(rec) = rec else {
+                // A torn append is always the last record. A bad record followed by a good one
+                // is damage in the middle of the log: skip it (its update is lost) rather than
+                // drop every record after it.
+                let next = self.tail + HEADER as u64 + blen;
+                if self.record_ok(next, end, magic)? {
+                    self.damaged += 1;
+                    self.tail = next;
+                    continue;
+                }
                 break;
-            }
-            let Some(rec) = Rec::decode(&body) else { break };
+            };
             self.epoch = self.epoch.max(rec.epoch);
             let at = self.tail;
             self.apply(rec, at);
@@ -474,6 +491,29 @@ impl<S: Media, B: Media> Store<S, B> {
         }
         self.bdev_tail = cursor;
         Ok(())
+    }
+
+    /// Whether a whole, checksummed record of this generation starts at `at`.
+    fn record_ok(&self, at: u64, end: u64, magic: u32) -> Result<bool, StoreError> {
+        if at + HEADER as u64 > end {
+            return Ok(false);
+        }
+        let mut head = [0u8; HEADER];
+        self.scm.read(at, &mut head)?;
+        let m = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        let blen = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
+        let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+        if m != magic || blen == 0 || at + HEADER as u64 + blen > end {
+            return Ok(false);
+        }
+        let mut body = vec![0u8; blen as usize];
+        self.scm.read(at + HEADER as u64, &mut body)?;
+        Ok(crc32fast::hash(&body) == crc)
+    }
+
+    /// Damaged records skipped when the log was loaded (their updates are lost).
+    pub fn damaged_records(&self) -> u64 {
+        self.damaged
     }
 
     /// Bytes of SCM log free in the half in use.

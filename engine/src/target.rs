@@ -565,6 +565,17 @@ fn store_for<'s>(
     if let std::collections::hash_map::Entry::Vacant(slot) = stores.entry(h.pool) {
         match pools.open_target(&wire::uuid_text(&h.pool), index) {
             Ok(s) => {
+                if s.damaged_records() > 0 {
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stdout(),
+                        format!(
+                            "WARNING: pool {} target {index}: {} damaged SCM log record(s) skipped at recovery; their updates are lost\n",
+                            wire::uuid_text(&h.pool),
+                            s.damaged_records()
+                        )
+                        .as_bytes(),
+                    );
+                }
                 slot.insert(s);
             }
             Err(e) => {

@@ -141,6 +141,29 @@ fn a_corrupted_log_record_ends_the_log_there() {
 }
 
 #[test]
+fn a_damaged_record_in_the_middle_loses_only_itself() {
+    let mut s = sim();
+    s.update(C, 1, b"d", b"a", b"first").unwrap();
+    let cut = s.log_tail();
+    s.update(C, 1, b"d", b"b", b"second").unwrap();
+    s.update(C, 1, b"d", b"c", b"third").unwrap();
+    let (mut scm, bdev) = s.into_media();
+    scm.corrupt(cut as usize + 20);
+    let s = Store::open(scm, bdev).unwrap();
+    assert_eq!(s.damaged_records(), 1);
+    assert_eq!(
+        s.fetch(C, 1, b"d", b"b", u64::MAX).unwrap(),
+        None,
+        "the bad record"
+    );
+    assert_eq!(
+        s.fetch(C, 1, b"d", b"c", u64::MAX).unwrap().as_deref(),
+        Some(&b"third"[..]),
+        "records after it are kept"
+    );
+}
+
+#[test]
 fn full_log_and_full_bdev_are_errors_not_losses() {
     let mut s = Store::open(SimMedia::new(16384), SimMedia::new(8192)).unwrap();
     let mut n = 0;
