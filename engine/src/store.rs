@@ -173,6 +173,8 @@ pub struct Store<S: Media, B: Media> {
     bdev_free: Vec<(u64, u64)>,
     /// Damaged records skipped by the last load.
     damaged: u64,
+    /// The last compaction could not make room for an update.
+    stuck: bool,
     epoch: u64,
     index: Index,
     /// The record being appended (reused: no allocation once grown).
@@ -344,6 +346,7 @@ impl<S: Media, B: Media> Store<S, B> {
             bdev_tail: 0,
             bdev_free: Vec::new(),
             damaged: 0,
+            stuck: false,
             epoch: 0,
             index: Index::default(),
             record: Vec::with_capacity(HEADER + INLINE_MAX + 2 * 1024 + 128),
@@ -529,18 +532,32 @@ impl<S: Media, B: Media> Store<S, B> {
 
     /// Makes room for a record of `record` bytes and a bdev value of `span` bytes by
     /// compacting the log when it must. Fails only when even the live data leaves no room.
-    fn ensure_room(&mut self, record: u64, span: u64) -> Result<(), StoreError> {
-        if self.log_room() >= record && (span == 0 || self.bdev_room(span)) {
+    ///
+    /// Updates also keep [`Self::punch_reserve`] bytes of log free, so that a full pool can
+    /// always take the punches that free it. After a compaction that could not make room, the
+    /// next ones are skipped until a punch may have freed something.
+    fn ensure_room(&mut self, record: u64, span: u64, update: bool) -> Result<(), StoreError> {
+        let need = record + if update { self.punch_reserve() } else { 0 };
+        if self.log_room() >= need && (span == 0 || self.bdev_room(span)) {
             return Ok(());
         }
-        self.compact()?;
-        if self.log_room() < record {
+        if !(self.stuck && update) {
+            self.compact()?;
+        }
+        if self.log_room() < need {
+            self.stuck = true;
             return Err(StoreError::LogFull);
         }
         if span > 0 && !self.bdev_room(span) {
+            self.stuck = true;
             return Err(StoreError::BdevFull);
         }
         Ok(())
+    }
+
+    /// Log bytes updates leave free for punches: 1/64 of a half, at least 1 KiB.
+    pub fn punch_reserve(&self) -> u64 {
+        (self.half_len() / 64).max(1024)
     }
 
     /// Compaction: writes what the index still holds (values newer than the punches that
@@ -564,6 +581,14 @@ impl<S: Media, B: Media> Store<S, B> {
                 for (dkey, (dpunch, akeys)) in dkeys {
                     let floor = ofloor.max(dpunch.iter().copied().max().unwrap_or(0));
                     for (akey, hist) in akeys {
+                        // What the newest akey punch hides goes, and the punch with it.
+                        let apunch = hist
+                            .iter()
+                            .filter(|(_, v)| matches!(v, Value::Punch))
+                            .map(|(e, _)| *e)
+                            .max()
+                            .unwrap_or(0);
+                        let floor = floor.max(apunch);
                         for (epoch, v) in hist.iter().filter(|(e, _)| *e > floor) {
                             let (kind, offset, loc) = match *v {
                                 Value::Punch => (2, 0, None),
@@ -751,7 +776,11 @@ impl<S: Media, B: Media> Store<S, B> {
         akey: &[u8],
         value: &[u8],
     ) -> Result<u64, StoreError> {
-        self.ensure_room(record_len(dkey, akey, value.len()), bdev_span(value.len()))?;
+        self.ensure_room(
+            record_len(dkey, akey, value.len()),
+            bdev_span(value.len()),
+            true,
+        )?;
         let loc = self.locate(value)?;
         let epoch = self.next_epoch();
         self.append(Rec {
@@ -776,7 +805,11 @@ impl<S: Media, B: Media> Store<S, B> {
         offset: u64,
         data: &[u8],
     ) -> Result<u64, StoreError> {
-        self.ensure_room(record_len(dkey, akey, data.len()), bdev_span(data.len()))?;
+        self.ensure_room(
+            record_len(dkey, akey, data.len()),
+            bdev_span(data.len()),
+            true,
+        )?;
         let loc = self.locate(data)?;
         let epoch = self.next_epoch();
         self.append(Rec {
@@ -800,7 +833,9 @@ impl<S: Media, B: Media> Store<S, B> {
         akey: Option<&[u8]>,
     ) -> Result<u64, StoreError> {
         let keys = dkey.map_or(0, <[u8]>::len) + akey.map_or(0, <[u8]>::len);
-        self.ensure_room((HEADER + 80 + keys) as u64, 0)?;
+        self.ensure_room((HEADER + 80 + keys) as u64, 0, false)?;
+        // What this punch hides can go at the next compaction.
+        self.stuck = false;
         let epoch = self.next_epoch();
         let kind = match (dkey, akey) {
             (None, _) => 0,
