@@ -274,6 +274,24 @@ impl UringBdev {
         Ok(())
     }
 
+    /// Reads `len` bytes at `offset` (a multiple of [`ALIGN`]) through slot 0 and hands them to
+    /// `f` in the I/O buffer, without copying them out. Longer than a block: through a copy.
+    pub fn read_with<R>(
+        &mut self,
+        offset: u64,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> io::Result<R> {
+        if len > self.block {
+            let mut v = vec![0u8; len];
+            self.read_exact_at(offset, &mut v)?;
+            return Ok(f(&v));
+        }
+        self.sync_io(Op::Read, offset, len.div_ceil(ALIGN) * ALIGN)?;
+        let buf = self.buf(0).ok_or_else(|| io::Error::other("slot 0 busy"))?;
+        Ok(f(&buf[..len]))
+    }
+
     /// One I/O of `len` bytes of slot 0's buffer, submitted and waited for.
     fn sync_io(&mut self, op: Op, offset: u64, len: usize) -> io::Result<()> {
         if self.busy[0] || len > self.block || !offset.is_multiple_of(ALIGN as u64) {

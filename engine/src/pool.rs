@@ -77,6 +77,15 @@ impl Media for UringRegion {
     fn capacity(&self) -> u64 {
         self.len
     }
+    fn read_with<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
+        self.check(offset, len)?;
+        if !offset.is_multiple_of(ALIGN as u64) {
+            let mut v = vec![0u8; len];
+            self.read(offset, &mut v)?;
+            return Ok(f(&v));
+        }
+        self.dev.borrow_mut().read_with(self.base + offset, len, f)
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let start = offset / ALIGN as u64 * ALIGN as u64;
         let skip = (offset - start) as usize;
@@ -119,6 +128,18 @@ pub enum BdevPart {
 }
 
 impl Media for BdevPart {
+    fn read_with<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
+        match self {
+            BdevPart::File(r) => r.read_with(offset, len, f),
+            BdevPart::Ram(v) => {
+                let s = v
+                    .get(offset as usize..offset as usize + len)
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+                Ok(f(s))
+            }
+            BdevPart::None => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        }
+    }
     fn capacity(&self) -> u64 {
         match self {
             BdevPart::File(f) => f.capacity(),

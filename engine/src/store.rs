@@ -38,6 +38,13 @@ const SLOT_LEN: usize = 32;
 pub trait Media {
     /// Size in bytes.
     fn capacity(&self) -> u64;
+    /// Hands `len` bytes at `offset` to `f` without copying them out where the media can (a
+    /// mapping, an I/O buffer); by default through a copy.
+    fn read_with<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
+        let mut v = vec![0u8; len];
+        self.read(offset, &mut v)?;
+        Ok(f(&v))
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Makes `[offset, offset+len)` durable.
@@ -47,6 +54,15 @@ pub trait Media {
 impl Media for daos_hw::pmemfile::PmemFile {
     fn capacity(&self) -> u64 {
         self.as_slice().len() as u64
+    }
+    fn read_with<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> io::Result<R> {
+        let s = self
+            .as_slice()
+            .get(offset as usize..offset as usize + len)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "read beyond the SCM file")
+            })?;
+        Ok(f(s))
     }
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let s = self
@@ -179,8 +195,6 @@ pub struct Store<S: Media, B: Media> {
     index: Index,
     /// The record being appended (reused: no allocation once grown).
     record: Vec<u8>,
-    /// Values read for a fetch (reused likewise).
-    value: Vec<u8>,
 }
 
 /// Bytes a record for a value of `len` bytes takes in the log (an upper bound).
@@ -350,7 +364,6 @@ impl<S: Media, B: Media> Store<S, B> {
             epoch: 0,
             index: Index::default(),
             record: Vec::with_capacity(HEADER + INLINE_MAX + 2 * 1024 + 128),
-            value: Vec::new(),
         };
         st.load()?;
         Ok(st)
@@ -966,11 +979,24 @@ impl<S: Media, B: Media> Store<S, B> {
         let Some(loc) = self.latest_single(cont, oid, dkey, akey, epoch) else {
             return Ok(f(None));
         };
-        let mut buf = std::mem::take(&mut self.value);
-        let read = self.read_loc(&loc, &mut buf);
-        let out = read.map(|()| f(Some(&buf)));
-        self.value = buf;
-        out
+        let (offset, len, expected, on_scm) = match loc {
+            Loc::Scm { offset, len, crc } => (offset, len as usize, crc, true),
+            Loc::Bdev { offset, len, crc } => (offset, len as usize, crc, false),
+        };
+        // Checked and handed over where it lies (SCM mapping, I/O buffer): no copy.
+        let check = |data: &[u8]| {
+            let found = crc32fast::hash(data);
+            if found == expected {
+                Ok(f(Some(data)))
+            } else {
+                Err(StoreError::Checksum { expected, found })
+            }
+        };
+        if on_scm {
+            self.scm.read_with(offset, len, check)?
+        } else {
+            self.bdev.read_with(offset, len, check)?
+        }
     }
 
     /// `len` array bytes at `offset` as of `epoch`; never-written bytes read as zero.
