@@ -110,6 +110,26 @@ impl Control {
         self.state.lock().map(|s| s.prepared).unwrap_or(false)
     }
 
+    /// Fills in each target's free space from its store (what the pool's data uses).
+    pub fn account(&self, uuid: &str, targets: &mut [crate::pool::TargetSpace]) {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
+        for s in shards.iter() {
+            let crate::coremap::Role::Target(t) = s.placement.role else {
+                continue;
+            };
+            match s.pool_space(uuid, Duration::from_secs(10)) {
+                Some(Ok((scm, nvme))) => {
+                    if let Some(ts) = targets.iter_mut().find(|ts| ts.target == t) {
+                        ts.scm_free = ts.scm_total.saturating_sub(scm);
+                        ts.nvme_free = ts.nvme_total.saturating_sub(nvme);
+                    }
+                }
+                Some(Err(e)) => eprintln!("WARNING: target {t}: pool {uuid} space: {e}"),
+                None => {}
+            }
+        }
+    }
+
     /// Has every target close its store of a pool.
     pub fn close_pool(&self, uuid: &str) {
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
@@ -193,23 +213,27 @@ impl Control {
             Ok(resp.encode_to_vec())
         });
         let p = pools.clone();
+        let c = ctl.clone();
         r.method(MgmtMethod::PoolQuery, move |_, body| {
             let req = PoolQueryReq::decode(body)?;
             let resp = match p.query(&req.uuid) {
-                Ok(targets) => PoolQueryResp {
-                    status: 0,
-                    info: String::new(),
-                    targets: targets
-                        .into_iter()
-                        .map(|t| daos_drpc::mgmt::TargetSpace {
-                            target: t.target,
-                            scm_total: t.scm_total,
-                            scm_free: t.scm_free,
-                            nvme_total: t.nvme_total,
-                            nvme_free: t.nvme_free,
-                        })
-                        .collect(),
-                },
+                Ok(mut targets) => {
+                    c.account(&req.uuid, &mut targets);
+                    PoolQueryResp {
+                        status: 0,
+                        info: String::new(),
+                        targets: targets
+                            .into_iter()
+                            .map(|t| daos_drpc::mgmt::TargetSpace {
+                                target: t.target,
+                                scm_total: t.scm_total,
+                                scm_free: t.scm_free,
+                                nvme_total: t.nvme_total,
+                                nvme_free: t.nvme_free,
+                            })
+                            .collect(),
+                    }
+                }
                 Err(e) => PoolQueryResp {
                     status: e.der(),
                     info: e.to_string(),

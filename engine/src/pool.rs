@@ -628,7 +628,7 @@ impl PoolStore {
         let m = pools
             .get(uuid)
             .ok_or_else(|| PoolError::NotFound(uuid.into()))?;
-        // No objects are stored yet, so everything allocated is free.
+        // The targets fill in what their stores use (`Control::account`).
         Ok((0..m.targets)
             .map(|t| TargetSpace {
                 target: t,

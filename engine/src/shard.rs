@@ -30,6 +30,8 @@ pub enum Command {
     Ping(SyncSender<Vec<u32>>),
     /// Close a pool's store (it is about to be destroyed); answered when done.
     ClosePool(String, SyncSender<()>),
+    /// Space a pool's store uses on this target: (SCM, bdev) bytes; `None` from non-targets.
+    PoolSpace(String, SyncSender<Option<Result<(u64, u64), String>>>),
     Stop,
 }
 
@@ -217,6 +219,9 @@ fn run(
                 Ok(Command::Ping(reply)) => {
                     let _ = reply.try_send(allowed_cpus());
                 }
+                Ok(Command::PoolSpace(uuid, reply)) => {
+                    let _ = reply.try_send(target.as_mut().map(|t| t.space(&uuid)));
+                }
                 Ok(Command::ClosePool(uuid, done)) => {
                     if let Some(t) = target.as_mut() {
                         t.close_pool(&uuid);
@@ -284,6 +289,14 @@ impl Shard {
             return false;
         }
         rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Asks a shard how much of a pool's space its target uses; `None` for non-targets or
+    /// no answer within `timeout`.
+    pub fn pool_space(&self, uuid: &str, timeout: Duration) -> Option<Result<(u64, u64), String>> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Command::PoolSpace(uuid.into(), tx)).ok()?;
+        rx.recv_timeout(timeout).ok().flatten()
     }
 
     /// Stops the shard and waits for its thread.

@@ -527,6 +527,15 @@ impl<S: Media, B: Media> Store<S, B> {
         Ok(crc32fast::hash(&body) == crc)
     }
 
+    /// Space in use: (SCM bytes, bdev bytes): the log written in the half in use (the log
+    /// takes up to half the SCM part before compaction must free room) and what live values
+    /// occupy on the bdev.
+    pub fn space_used(&self) -> (u64, u64) {
+        let scm = self.log_used();
+        let free: u64 = self.bdev_free.iter().map(|(_, l)| *l).sum();
+        (scm, self.bdev_tail.saturating_sub(free))
+    }
+
     /// Damaged records skipped when the log was loaded (their updates are lost).
     pub fn damaged_records(&self) -> u64 {
         self.damaged

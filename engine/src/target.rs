@@ -158,6 +158,16 @@ impl TargetService {
         }
     }
 
+    /// Space the pool's store uses on this target: (SCM, bdev) bytes; the store is opened
+    /// (recovered) if it was not yet.
+    pub fn space(&mut self, uuid: &str) -> Result<(u64, u64), String> {
+        let pool = wire::parse_uuid(uuid).ok_or_else(|| format!("bad pool UUID {uuid:?}"))?;
+        let h = Header::request(wire::Op::Ping, 0, pool, [0; 16], &[]);
+        store_for(self.index, &self.pools, &mut self.stores, &h)
+            .map(|s| s.space_used())
+            .map_err(|(_, text)| text)
+    }
+
     /// Serves what has arrived; returns how many requests and completions it handled.
     pub fn poll(&mut self) -> usize {
         let mut work = match self.ep.poll_held(&mut self.held) {

@@ -96,6 +96,17 @@ fn objects_on_two_engines_verified_punched_listed_and_kept_across_a_restart() {
         }
     };
     verify(&mut s, None);
+    // The targets account what the data uses: both tiers show less free than total.
+    let q: serde_json::Value =
+        serde_json::from_str(&ok(sys.dmg(&["-i", "-j", "pool", "query", "tank"]))).expect("json");
+    for tier in 0..2 {
+        let t = &q["response"]["tier_stats"][tier];
+        let (total, free) = (t["total"].as_u64(), t["free"].as_u64());
+        assert!(
+            free.zip(total).is_some_and(|(f, t)| f < t && f > t / 2),
+            "tier {tier}: {t}"
+        );
+    }
 
     // Punch and enumeration.
     for d in ["a", "b", "c"] {
