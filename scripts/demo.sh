@@ -71,8 +71,8 @@ echo "== daos object list demo c1 / container list demo / container query demo c
 "${DAOS[@]}" container list demo
 "${DAOS[@]}" container query demo c1
 
-echo "== daos_bench io --pool demo --runtime 2   (update then fetch+verify, 4 KiB and 1 MiB values)"
-"$BIN/daos_bench" io -i -l "localhost:$PORT" --pool demo --runtime 2 --json "$DAOS_DATA_DIR/io.json"
+echo "== daos_bench io --pool demo --runtime 2 --objects 256   (update then fetch+verify, 4 KiB and 1 MiB values)"
+"$BIN/daos_bench" io -i -l "localhost:$PORT" --pool demo --runtime 2 --objects 256 --json "$DAOS_DATA_DIR/io.json"
 echo "   (results also in $DAOS_DATA_DIR/io.json)"
 
 echo "== control log"
