@@ -177,6 +177,12 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
         eprintln!("daos_bench io: could not destroy container {label}: {e}");
     }
     print!("{}", io::table(&results));
+    if results.iter().any(|r| r.pool_full) {
+        eprintln!(
+            "daos_bench io: the pool filled up during updates (each object keeps 2 versions of its value: {} threads x {} objects x 2 x the size); use a larger pool or fewer --objects",
+            a.threads, a.objects
+        );
+    }
     if let Some(f) = failure {
         return Err(f);
     }
