@@ -170,6 +170,15 @@ fn objects_on_two_engines_verified_punched_listed_and_kept_across_a_restart() {
         sys.daos(&["container", "query", "tank", "nosuch"]),
         "no container \"nosuch\" in this pool",
     );
+    fails(
+        sys.daos(&["object", "put", "tank", "c1", "k", "/nonexistent/file"]),
+        "cannot read /nonexistent/file",
+    );
+    fails(
+        sys.daos(&["container", "create", "tank", "bad label!"]),
+        "container label",
+    );
+    fails(sys.daos(&["container", "list", "nosuchpool"]), "nosuchpool");
 
     // A restart of the whole system keeps pools, containers and data.
     drop(s);
