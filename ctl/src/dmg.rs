@@ -891,7 +891,16 @@ pub fn print(out: Output, as_json: bool) -> crate::exit::ExitCode {
     } else {
         print!("{}", out.text);
         if let Some(e) = &out.error {
-            eprintln!("ERROR: dmg: {e}");
+            // The tool's own name: dmg, or daos, which prints the same way.
+            let tool = std::env::args()
+                .next()
+                .and_then(|a| {
+                    std::path::Path::new(&a)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "dmg".into());
+            eprintln!("ERROR: {tool}: {e}");
         }
     }
     if out.ok {
