@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use daos_engine::target::{libfabric_provider, target_port};
 use daos_engine::wire::{
-    self, BULK_THRESHOLD, Bulk, HEADER_LEN, Header, PunchWhat, Reader, Request, der,
-    encode_request, fetched,
+    self, BULK_THRESHOLD, Bulk, Header, PunchWhat, Reader, Request, der, encode_request, fetched,
 };
 use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint};
 
@@ -842,15 +841,6 @@ impl Session {
     }
 }
 
-/// A fetch reply's value (`None`: nothing stored); `None` outside when malformed.
-pub fn decode_fetch(body: &[u8]) -> Option<Option<&[u8]>> {
-    let mut r = Reader(body);
-    match r.u8().ok()? {
-        0 => Some(None),
-        _ => r.value().ok().map(Some),
-    }
-}
-
 fn decode_keys(body: &[u8]) -> Option<(bool, Vec<Vec<u8>>)> {
     let mut r = Reader(body);
     let more = r.u8().ok()? != 0;
@@ -861,9 +851,6 @@ fn decode_keys(body: &[u8]) -> Option<(bool, Vec<Vec<u8>>)> {
     }
     Some((more, keys))
 }
-
-/// Bytes a message header takes (for sizing buffers).
-pub const HEADER_BYTES: usize = HEADER_LEN;
 
 #[cfg(test)]
 mod tests {
