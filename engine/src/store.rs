@@ -798,23 +798,17 @@ impl<S: Media, B: Media> Store<S, B> {
         akey: &[u8],
         value: &[u8],
     ) -> Result<u64, StoreError> {
-        self.ensure_room(
-            record_len(dkey, akey, value.len()),
-            bdev_span(value.len()),
-            true,
-        )?;
-        let loc = self.locate(value)?;
-        let epoch = self.next_epoch();
-        self.append(Rec {
-            epoch,
-            cont,
-            oid,
-            kind: 3,
-            dkey,
-            akey,
-            offset: 0,
-            loc: Some(loc),
-        })
+        self.store_value(
+            AkeyRef {
+                cont,
+                oid,
+                dkey,
+                akey,
+            },
+            3,
+            0,
+            value,
+        )
     }
 
     /// Writes array bytes at `offset` of an akey; returns the epoch once durable.
@@ -827,6 +821,34 @@ impl<S: Media, B: Media> Store<S, B> {
         offset: u64,
         data: &[u8],
     ) -> Result<u64, StoreError> {
+        self.store_value(
+            AkeyRef {
+                cont,
+                oid,
+                dkey,
+                akey,
+            },
+            4,
+            offset,
+            data,
+        )
+    }
+
+    /// A single value (`kind` 3) or an extent (4): room, the value on its medium, then the
+    /// record; returns the epoch once both are durable.
+    fn store_value(
+        &mut self,
+        key: AkeyRef<'_>,
+        kind: u8,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, StoreError> {
+        let AkeyRef {
+            cont,
+            oid,
+            dkey,
+            akey,
+        } = key;
         self.ensure_room(
             record_len(dkey, akey, data.len()),
             bdev_span(data.len()),
@@ -838,7 +860,7 @@ impl<S: Media, B: Media> Store<S, B> {
             epoch,
             cont,
             oid,
-            kind: 4,
+            kind,
             dkey,
             akey,
             offset,
