@@ -197,6 +197,18 @@ pub struct Store<S: Media, B: Media> {
     record: Vec<u8>,
 }
 
+/// Replaces `buf` with the whole log record of `rec`: magic, body length, body CRC, body.
+fn frame(buf: &mut Vec<u8>, rec: &Rec<'_>, magic: u32) {
+    buf.clear();
+    buf.extend_from_slice(&[0u8; HEADER]);
+    rec.encode(buf);
+    let body_len = (buf.len() - HEADER) as u32;
+    let crc = crc32fast::hash(&buf[HEADER..]);
+    buf[0..4].copy_from_slice(&magic.to_le_bytes());
+    buf[4..8].copy_from_slice(&body_len.to_le_bytes());
+    buf[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Bytes a record for a value of `len` bytes takes in the log (an upper bound).
 fn record_len(dkey: &[u8], akey: &[u8], len: usize) -> u64 {
     let value = if len <= INLINE_MAX { len } else { 20 };
@@ -433,25 +445,9 @@ impl<S: Media, B: Media> Store<S, B> {
         let end = start + self.half_len();
         self.tail = start;
         let magic = self.magic();
-        let mut head = [0u8; HEADER];
-        loop {
-            if self.tail + HEADER as u64 > end {
-                break;
-            }
-            self.scm.read(self.tail, &mut head)?;
-            let m = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            let blen = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
-            let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-            if m != magic || blen == 0 || self.tail + HEADER as u64 + blen > end {
-                break;
-            }
-            let mut body = vec![0u8; blen as usize];
-            self.scm.read(self.tail + HEADER as u64, &mut body)?;
-            let rec = if crc32fast::hash(&body) == crc {
-                Rec::decode(&body)
-            } else {
-                None
-            };
+        while let Some((body, crc_ok)) = self.read_record(self.tail, end, magic)? {
+            let blen = body.len() as u64;
+            let rec = if crc_ok { Rec::decode(&body) } else { None };
             let Some(rec) = rec else {
                 // A torn append is always the last record. A bad record followed by a good one
                 // is damage in the middle of the log: skip it (its update is lost) rather than
@@ -509,10 +505,16 @@ impl<S: Media, B: Media> Store<S, B> {
         Ok(())
     }
 
-    /// Whether a whole, checksummed record of this generation starts at `at`.
-    fn record_ok(&self, at: u64, end: u64, magic: u32) -> Result<bool, StoreError> {
+    /// The record of this generation at `at` (before `end`): its body and whether its
+    /// checksum holds; `None` where no record header is (the end of the log, or a torn one).
+    fn read_record(
+        &self,
+        at: u64,
+        end: u64,
+        magic: u32,
+    ) -> Result<Option<(Vec<u8>, bool)>, StoreError> {
         if at + HEADER as u64 > end {
-            return Ok(false);
+            return Ok(None);
         }
         let mut head = [0u8; HEADER];
         self.scm.read(at, &mut head)?;
@@ -520,11 +522,17 @@ impl<S: Media, B: Media> Store<S, B> {
         let blen = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
         let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
         if m != magic || blen == 0 || at + HEADER as u64 + blen > end {
-            return Ok(false);
+            return Ok(None);
         }
         let mut body = vec![0u8; blen as usize];
         self.scm.read(at + HEADER as u64, &mut body)?;
-        Ok(crc32fast::hash(&body) == crc)
+        let ok = crc32fast::hash(&body) == crc;
+        Ok(Some((body, ok)))
+    }
+
+    /// Whether a whole, checksummed record of this generation starts at `at`.
+    fn record_ok(&self, at: u64, end: u64, magic: u32) -> Result<bool, StoreError> {
+        Ok(matches!(self.read_record(at, end, magic)?, Some((_, true))))
     }
 
     /// Space in use: (SCM bytes, bdev bytes): the log written in the half in use (the log
@@ -644,14 +652,7 @@ impl<S: Media, B: Media> Store<S, B> {
                                 offset,
                                 loc,
                             };
-                            buf.clear();
-                            buf.extend_from_slice(&[0u8; HEADER]);
-                            rec.encode(&mut buf);
-                            let body_len = buf.len() - HEADER;
-                            let crc = crc32fast::hash(&buf[HEADER..]);
-                            buf[0..4].copy_from_slice(&magic.to_le_bytes());
-                            buf[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
-                            buf[8..12].copy_from_slice(&crc.to_le_bytes());
+                            frame(&mut buf, &rec, magic);
                             if at + buf.len() as u64 + HEADER as u64 > end {
                                 return Err(StoreError::LogFull);
                             }
@@ -725,9 +726,7 @@ impl<S: Media, B: Media> Store<S, B> {
 
     fn append(&mut self, rec: Rec<'_>) -> Result<u64, StoreError> {
         let mut buf = std::mem::take(&mut self.record);
-        buf.clear();
-        buf.extend_from_slice(&[0u8; HEADER]);
-        rec.encode(&mut buf);
+        frame(&mut buf, &rec, self.magic());
         let body_len = buf.len() - HEADER;
         let result = (|| {
             if body_len > INLINE_MAX + 2 * 1024 + 128 {
@@ -737,10 +736,6 @@ impl<S: Media, B: Media> Store<S, B> {
             if total > self.log_room() {
                 return Err(StoreError::LogFull);
             }
-            let crc = crc32fast::hash(&buf[HEADER..]);
-            buf[0..4].copy_from_slice(&self.magic().to_le_bytes());
-            buf[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
-            buf[8..12].copy_from_slice(&crc.to_le_bytes());
             self.scm.write(self.tail, &buf)?;
             self.scm.persist(self.tail, total)?;
             let at = self.tail;
