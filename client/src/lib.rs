@@ -317,6 +317,12 @@ impl Session {
                 len: d.len,
             })
         };
+        // A value to send: into the slot, and where the target finds it.
+        let stage = |ep: &mut RdmEndpoint, data: &[u8]| {
+            let bulk = desc(ep, data.len())?;
+            ep.bulk_mut(slot)[..data.len()].copy_from_slice(data);
+            Some(bulk)
+        };
         match *req {
             Request::Update {
                 oid,
@@ -324,8 +330,7 @@ impl Session {
                 akey,
                 value,
             } if value.len() > BULK_THRESHOLD => {
-                let bulk = desc(&self.ep, value.len())?;
-                self.ep.bulk_mut(slot)[..value.len()].copy_from_slice(value);
+                let bulk = stage(&mut self.ep, value)?;
                 Some(Request::UpdateBulk {
                     oid,
                     dkey,
@@ -340,8 +345,7 @@ impl Session {
                 offset,
                 data,
             } if data.len() > BULK_THRESHOLD => {
-                let bulk = desc(&self.ep, data.len())?;
-                self.ep.bulk_mut(slot)[..data.len()].copy_from_slice(data);
+                let bulk = stage(&mut self.ep, data)?;
                 Some(Request::WriteExtentBulk {
                     oid,
                     dkey,
