@@ -480,31 +480,13 @@ impl RdmEndpoint {
 
     /// Bulk slot `slot`, to fill. The caller must not touch a slot with an RMA in flight.
     pub fn bulk_mut(&mut self, slot: usize) -> &mut [u8] {
-        match &mut self.bulk {
-            Some(b) => {
-                let size = b.slot_size;
-                b.mem
-                    .get_mut(slot * size..(slot + 1) * size)
-                    .unwrap_or(&mut [])
-            }
-            None => &mut [],
-        }
+        slot_mut(&mut self.bulk, slot)
     }
 
     /// A held message and bulk slot `slot` together (they never overlap), so a request can
     /// be served straight into the slot.
     pub fn message_and_bulk(&mut self, r: Received, slot: usize) -> (&[u8], &mut [u8]) {
-        let msg = &self.bufs[r.slot][..r.len];
-        let bulk = match &mut self.bulk {
-            Some(b) => {
-                let size = b.slot_size;
-                b.mem
-                    .get_mut(slot * size..(slot + 1) * size)
-                    .unwrap_or(&mut [])
-            }
-            None => &mut [],
-        };
-        (msg, bulk)
+        (&self.bufs[r.slot][..r.len], slot_mut(&mut self.bulk, slot))
     }
 
     /// Reads `remote` of `peer` into the first `remote.len` bytes of bulk slot `slot`;
@@ -867,6 +849,19 @@ impl RdmEndpoint {
     /// Sends still in flight.
     pub fn sends_in_flight(&self) -> usize {
         self.send_slots - self.free_send.len()
+    }
+}
+
+/// Bulk slot `slot` of `bulk` (empty when there is no such slot).
+fn slot_mut(bulk: &mut Option<Bulk>, slot: usize) -> &mut [u8] {
+    match bulk {
+        Some(b) => {
+            let size = b.slot_size;
+            b.mem
+                .get_mut(slot * size..(slot + 1) * size)
+                .unwrap_or(&mut [])
+        }
+        None => &mut [],
     }
 }
 
