@@ -452,3 +452,21 @@ proptest! {
         prop_assert!(got == acked || got == with_in_flight, "recovered {:?}\nacked {:?}\nin flight {:?}", got, acked, in_flight);
     }
 }
+
+#[test]
+fn a_too_small_or_old_format_scm_part_is_refused_clearly() {
+    use daos_engine::store::Media;
+    let err = Store::open(SimMedia::new(8192), SimMedia::new(8192))
+        .err()
+        .expect("too small");
+    assert!(matches!(err, StoreError::TooSmall(8192)), "{err}");
+    assert!(err.to_string().contains("too small"), "{err}");
+    // A log from before the header existed starts with a record's magic at offset 0.
+    let mut scm = SimMedia::new(1 << 16);
+    scm.write(0, &0xDA05_1064u32.to_le_bytes()).unwrap();
+    let err = Store::open(scm, SimMedia::new(8192))
+        .err()
+        .expect("old format");
+    assert!(matches!(err, StoreError::OldFormat), "{err}");
+    assert!(err.to_string().contains("recreate the pool"), "{err}");
+}

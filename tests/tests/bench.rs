@@ -466,3 +466,31 @@ fn storage_benchmark_through_the_target_store_smoke() {
         "the store's SCM files are removed"
     );
 }
+
+#[test]
+fn bad_benchmark_flags_name_the_flag() {
+    for (args, fragment) in [
+        (
+            &["storage", "--repeat", "0"][..],
+            "--repeat 0: use 1 to 100",
+        ),
+        (
+            &["storage", "--store", "--scm-dir", "/nonexistent/dir"][..],
+            "--scm-dir /nonexistent/dir: not a directory",
+        ),
+        (
+            &["storage", "--store", "--scm-size", "4k"][..],
+            "--scm-size 4k: use at least 1m",
+        ),
+        (
+            &["io", "--pool", "p", "--repeat", "0"][..],
+            "--repeat 0: use 1 to 100",
+        ),
+        (
+            &["io", "--pool", "p", "--sizes", "2m"][..],
+            "--sizes: invalid size \"2m\"",
+        ),
+    ] {
+        fails(run("daos_bench", args, &[]), fragment);
+    }
+}
