@@ -11,6 +11,8 @@
 //! Every operation has a deadline; an engine that does not answer in time gives
 //! [`ClientError::Timeout`] and a reply that comes later is dropped.
 
+pub mod kv;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,8 @@ pub enum ClientError {
     NotFound(String),
     #[error("{0}")]
     Exists(String),
+    #[error("key {key:?} was replaced {attempts} times while it was read; try again")]
+    Contended { key: String, attempts: usize },
 }
 
 impl ClientError {
@@ -416,6 +420,16 @@ impl Session {
         if self.inflight.len() >= self.opts.queue_depth {
             return Err(ClientError::QueueFull(self.opts.queue_depth));
         }
+        if let Err((code, message)) = req.check() {
+            let t = self.map.targets.get(target).ok_or(ClientError::NoTargets)?;
+            return Err(ClientError::Der {
+                rank: t.rank,
+                target: t.target,
+                code,
+                name: der::name(code),
+                message,
+            });
+        }
         let slot = self.bulk_free.last().copied();
         let bulk_req = match slot {
             Some(k) => self.bulk_form(req, k),
@@ -625,6 +639,39 @@ impl Session {
                 value,
             },
         )
+    }
+
+    /// Replaces a small single value (at most 4 KiB) and returns the epoch and the value it
+    /// replaced (`None`: there was none), in one step on the target: of concurrent swaps,
+    /// each sees the value of the one before it.
+    pub fn swap(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+        value: &[u8],
+    ) -> Result<(u64, Option<Vec<u8>>), ClientError> {
+        let t = self.map.place(oid);
+        let req = Request::Swap {
+            oid,
+            dkey,
+            akey,
+            value,
+        };
+        self.call_with(t, cont, &req, |r| {
+            let mut rd = Reader(r.body);
+            let epoch = rd.u64().ok()?;
+            let old = Reply {
+                tag: r.tag,
+                body: rd.0,
+                bulk: None,
+            }
+            .fetched()?
+            .map(<[u8]>::to_vec);
+            Some((epoch, old))
+        })?
+        .ok_or_else(|| self.bad(t, "swap reply malformed"))
     }
 
     /// Sends an object request that answers with an epoch to the object's target.

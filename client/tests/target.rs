@@ -148,6 +148,205 @@ fn an_unknown_pool_and_a_silent_target_fail_clearly() {
     assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
 }
 
+/// A raw fabric endpoint that sends hand-made messages to a target, bypassing the client's
+/// own checks, as a foreign or malicious client would.
+struct Raw {
+    ep: daos_hw::fabric::RdmEndpoint,
+    me: Vec<u8>,
+    peer: daos_hw::fabric::Peer,
+}
+
+impl Raw {
+    fn open(f: &Fixture) -> Raw {
+        let t = &f.map.targets[0];
+        let mut ep = daos_hw::fabric::RdmEndpoint::open("tcp;ofi_rxm", None, None, 8192, 4, 4)
+            .expect("endpoint");
+        let me = ep.name().expect("name");
+        let peer = ep
+            .insert_peer(&daos_hw::fabric::sockaddr_in(
+                t.node.parse().expect("ip"),
+                t.port,
+            ))
+            .expect("peer");
+        Raw { ep, me, peer }
+    }
+
+    fn send(&mut self, msg: &[u8]) {
+        loop {
+            match self.ep.send(self.peer, msg) {
+                Ok(()) => break,
+                Err(daos_hw::fabric::EndpointError::Again) => {
+                    self.ep.poll(|_| {}).expect("poll");
+                }
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+    }
+
+    fn reply(&mut self) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut got = None;
+        while got.is_none() {
+            assert!(std::time::Instant::now() < deadline, "no reply");
+            self.ep.poll(|m| got = Some(m.to_vec())).expect("poll");
+        }
+        got.expect("reply")
+    }
+
+    /// Sends `body` as operation `op` and returns the reply's status and message.
+    fn call(
+        &mut self,
+        f: &Fixture,
+        op: daos_engine::wire::Op,
+        cont: [u8; 16],
+        body: impl FnOnce(&mut daos_engine::wire::Writer<'_>),
+    ) -> (i32, String) {
+        use daos_engine::wire::{self, Header, Writer};
+        let mut buf = vec![0u8; 4096];
+        let h = Header::request(op, 5, f.map.uuid, cont, &self.me);
+        let mut w = Writer::body(&mut buf);
+        body(&mut w);
+        let n = w.finish(h).expect("encode");
+        self.send(&buf[..n]);
+        let reply = self.reply();
+        let rh = Header::read(&reply).expect("header");
+        (
+            rh.status,
+            wire::error_message(rh.body(&reply).expect("body")),
+        )
+    }
+}
+
+#[test]
+fn out_of_range_requests_get_daos_errors_at_once() {
+    use daos_engine::wire::Op;
+    let f = fixture(1);
+    let mut s = session(&f);
+    let cont = s.cont_create("c", [4; 16]).expect("container");
+    // The client refuses them before sending.
+    let e = s
+        .write(cont, 1, b"d", b"a", u64::MAX - 5, &[1; 8])
+        .expect_err("past the last offset");
+    assert_eq!(e.der(), Some(der::OVERFLOW), "{e}");
+    let e = s
+        .read(cont, 1, b"d", b"a", u64::MAX - 5, 8)
+        .expect_err("past the last offset");
+    assert_eq!(e.der(), Some(der::OVERFLOW), "{e}");
+    let e = s
+        .read(cont, 1, b"d", b"a", 0, (1 << 20) + 1)
+        .expect_err("over 1 MiB");
+    assert_eq!(e.der(), Some(der::REC2BIG), "{e}");
+    assert!(e.to_string().contains("read in parts"), "{e}");
+    let e = s
+        .update(cont, 1, &[b'k'; 1025], b"a", b"v")
+        .expect_err("long key");
+    assert_eq!(e.der(), Some(der::KEY2BIG), "{e}");
+    // The last bytes of the array are fine.
+    s.write(cont, 1, b"d", b"a", u64::MAX - 8, &[7; 8])
+        .expect("the last bytes");
+    assert_eq!(
+        s.read(cont, 1, b"d", b"a", u64::MAX - 8, 8).expect("read"),
+        vec![7; 8]
+    );
+
+    // The target checks the same on its own, answers at once, and keeps serving.
+    let mut raw = Raw::open(&f);
+    let (code, text) = raw.call(&f, Op::WriteExtent, cont, |w| {
+        w.u128(1)
+            .key(b"d")
+            .key(b"a")
+            .u64(u64::MAX - 5)
+            .value(&[1; 8]);
+    });
+    assert_eq!(code, der::OVERFLOW, "{text}");
+    let (code, text) = raw.call(&f, Op::ReadExtent, cont, |w| {
+        w.u128(1).key(b"d").key(b"a").u64(0).u32(u32::MAX);
+    });
+    assert_eq!(code, der::REC2BIG, "{text}");
+    let (code, text) = raw.call(&f, Op::ReadExtent, cont, |w| {
+        w.u128(1).key(b"d").key(b"a").u64(u64::MAX - 2).u32(8);
+    });
+    assert_eq!(code, der::OVERFLOW, "{text}");
+    let (code, text) = raw.call(&f, Op::Update, cont, |w| {
+        w.u128(1)
+            .put(&2000u16.to_le_bytes())
+            .put(&[b'k'; 2000])
+            .key(b"a")
+            .value(b"v");
+    });
+    assert_eq!(code, der::KEY2BIG, "{text}");
+    assert!(text.contains("2000 bytes"), "{text}");
+    assert_eq!(
+        s.read(cont, 1, b"d", b"a", u64::MAX - 8, 8)
+            .expect("still serving"),
+        vec![7; 8]
+    );
+    drop(f.shards);
+}
+
+#[test]
+fn a_swap_answers_with_the_value_it_replaced() {
+    let f = fixture(1);
+    let mut s = session(&f);
+    let cont = s.cont_create("c", [6; 16]).expect("container");
+    let (e1, old) = s.swap(cont, 3, b"m", b"cur", b"one").expect("swap");
+    assert_eq!(old, None);
+    let (e2, old) = s.swap(cont, 3, b"m", b"cur", b"two").expect("swap");
+    assert!(e2 > e1);
+    assert_eq!(old.as_deref(), Some(&b"one"[..]));
+    assert_eq!(
+        s.fetch(cont, 3, b"m", b"cur").expect("fetch").as_deref(),
+        Some(&b"two"[..])
+    );
+    let e = s
+        .swap(cont, 3, b"m", b"cur", &[0; 5000])
+        .expect_err("only small values");
+    assert_eq!(e.der(), Some(der::INVAL), "{e}");
+    drop(f.shards);
+}
+
+#[test]
+fn a_read_covers_only_the_extents_it_overlaps() {
+    // 64 extents of 64 KiB, read back one by one and whole: each read sees its own bytes
+    // (a newer overlapping write wins), holes are zero.
+    let f = fixture(1);
+    let mut s = session(&f);
+    let cont = s.cont_create("c", [8; 16]).expect("container");
+    let chunk = 64 << 10;
+    let bytes = |i: usize| -> Vec<u8> { (0..chunk).map(|b| (b * 3 + i * 11) as u8).collect() };
+    for i in 0..64usize {
+        s.write(cont, 9, b"d", b"a", (i * chunk) as u64, &bytes(i))
+            .expect("write");
+    }
+    // Overwrite the middle of extents 10 and 11.
+    s.write(
+        cont,
+        9,
+        b"d",
+        b"a",
+        (10 * chunk + chunk / 2) as u64,
+        &vec![0xAB; chunk],
+    )
+    .expect("overwrite");
+    for i in 0..64usize {
+        let got = s
+            .read(cont, 9, b"d", b"a", (i * chunk) as u64, chunk as u32)
+            .expect("read");
+        let mut want = bytes(i);
+        if i == 10 {
+            want[chunk / 2..].fill(0xAB);
+        } else if i == 11 {
+            want[..chunk / 2].fill(0xAB);
+        }
+        assert!(got == want, "extent {i}");
+    }
+    let past = s
+        .read(cont, 9, b"d", b"a", (64 * chunk) as u64, 4096)
+        .expect("past the end");
+    assert_eq!(past, vec![0; 4096]);
+    drop(f.shards);
+}
+
 #[test]
 fn another_protocol_version_gets_a_clear_refusal_and_garbage_is_ignored() {
     use daos_engine::wire::{self, Header, Op};

@@ -22,6 +22,8 @@ use std::io;
 
 /// Values up to this size live in the log on SCM; larger ones on the bdev part.
 pub const INLINE_MAX: usize = 4096;
+/// The largest extent read in one call (a target reply's room).
+pub const READ_MAX: usize = 1 << 20;
 /// Alignment of values on the bdev part (O_DIRECT-friendly).
 pub const BDEV_ALIGN: u64 = 4096;
 /// Record magic; each log generation XORs its number in, so records a compaction left behind
@@ -112,6 +114,15 @@ enum Loc {
     },
 }
 
+impl Loc {
+    /// Offset, length and checksum, wherever the value lies.
+    fn parts(&self) -> (u64, u32, u32) {
+        match *self {
+            Loc::Scm { offset, len, crc } | Loc::Bdev { offset, len, crc } => (offset, len, crc),
+        }
+    }
+}
+
 /// A value as a log record carries it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum RecLoc<'a> {
@@ -165,6 +176,12 @@ pub enum StoreError {
     #[error("record too large")]
     TooLarge,
     #[error(
+        "extent at offset {offset} of {len} bytes ends beyond the largest array offset (2^64 - 1)"
+    )]
+    Overflow { offset: u64, len: u64 },
+    #[error("a read of {0} bytes exceeds the largest read of {READ_MAX} bytes; read in parts")]
+    ReadTooLarge(usize),
+    #[error(
         "the SCM part ({0} bytes) is too small for the store (needs at least {min} bytes)",
         min = SCM_HEADER + 2 * 4096
     )]
@@ -195,6 +212,14 @@ pub struct Store<S: Media, B: Media> {
     index: Index,
     /// The record being appended (reused: no allocation once grown).
     record: Vec<u8>,
+}
+
+/// The end of an extent of `len` bytes at `offset`, refused when it passes 2^64 - 1.
+fn extent_end(offset: u64, len: usize) -> Result<u64, StoreError> {
+    offset.checked_add(len as u64).ok_or(StoreError::Overflow {
+        offset,
+        len: len as u64,
+    })
 }
 
 /// Replaces `buf` with the whole log record of `rec`: magic, body length, body CRC, body.
@@ -816,6 +841,7 @@ impl<S: Media, B: Media> Store<S, B> {
         offset: u64,
         data: &[u8],
     ) -> Result<u64, StoreError> {
+        extent_end(offset, data.len())?;
         self.store_value(
             AkeyRef {
                 cont,
@@ -1039,6 +1065,10 @@ impl<S: Media, B: Media> Store<S, B> {
             dkey,
             akey,
         } = key;
+        if len > READ_MAX {
+            return Err(StoreError::ReadTooLarge(len));
+        }
+        let end = extent_end(offset, len)?;
         let mut out = vec![0u8; len];
         let floor = self.punched_at(cont, oid, dkey, epoch);
         let Some(h) = self.history(cont, oid, dkey, akey) else {
@@ -1051,22 +1081,30 @@ impl<S: Media, B: Media> Store<S, B> {
             .max()
             .unwrap_or(0);
         let floor = floor.max(akey_punch);
-        let mut extents: Vec<&(u64, Value)> = h
+        // Only the extents that overlap the range are read (and checked): a read costs what
+        // it covers, not what the akey holds.
+        let mut extents: Vec<(u64, u64, &Loc)> = h
             .iter()
-            .filter(|(e, v)| *e <= epoch && *e > floor && matches!(v, Value::Extent { .. }))
-            .collect();
-        extents.sort_by_key(|(e, _)| *e);
-        for (_, v) in extents {
-            if let Value::Extent { offset: eo, loc } = v {
-                let data = self.bytes(loc)?;
-                let (start, end) = (
-                    offset.max(*eo),
-                    (offset + len as u64).min(eo + data.len() as u64),
-                );
-                if start < end {
-                    out[(start - offset) as usize..(end - offset) as usize]
-                        .copy_from_slice(&data[(start - eo) as usize..(end - eo) as usize]);
+            .filter(|(e, _)| *e <= epoch && *e > floor)
+            .filter_map(|(e, v)| match v {
+                Value::Extent { offset: eo, loc } => {
+                    let (_, elen, _) = loc.parts();
+                    let eend = eo.saturating_add(u64::from(elen));
+                    (*eo < end && eend > offset).then_some((*e, *eo, loc))
                 }
+                _ => None,
+            })
+            .collect();
+        extents.sort_by_key(|(e, _, _)| *e);
+        for (_, eo, loc) in extents {
+            let data = self.bytes(loc)?;
+            let (start, stop) = (
+                offset.max(eo),
+                end.min(eo.saturating_add(data.len() as u64)),
+            );
+            if start < stop {
+                out[(start - offset) as usize..(stop - offset) as usize]
+                    .copy_from_slice(&data[(start - eo) as usize..(stop - eo) as usize]);
             }
         }
         Ok(out)

@@ -255,7 +255,10 @@ impl TargetService {
         let req = match h.body(msg).and_then(|b| Request::decode(h.op, b)) {
             Ok(req) => req,
             Err(e) => {
-                return Stage::Answer(Outcome::Failed(der::INVAL, format!("bad request: {e}")));
+                return Stage::Answer(Outcome::Failed(
+                    decode_status(&e),
+                    format!("bad request: {e}"),
+                ));
             }
         };
         let Some(b) = req.bulk() else {
@@ -500,11 +503,21 @@ impl TargetService {
     }
 }
 
+/// The DAOS code for a request that cannot be decoded.
+fn decode_status(e: &wire::WireError) -> i32 {
+    match e {
+        wire::WireError::KeyTooLong(_) => der::KEY2BIG,
+        _ => der::INVAL,
+    }
+}
+
 fn store_status(e: &StoreError) -> i32 {
     match e {
         StoreError::Checksum { .. } => der::CSUM,
         StoreError::LogFull | StoreError::BdevFull => der::NOSPACE,
         StoreError::TooLarge => der::INVAL,
+        StoreError::Overflow { .. } => der::OVERFLOW,
+        StoreError::ReadTooLarge(_) => der::REC2BIG,
         StoreError::TooSmall(_) | StoreError::OldFormat => der::IO,
         StoreError::Io(_) => der::IO,
     }
@@ -626,7 +639,9 @@ fn handle(
     }
     let request = match h.body(req).and_then(|b| Request::decode(h.op, b)) {
         Ok(r) => r,
-        Err(e) => return wire::encode_error(resp, h, der::INVAL, &format!("bad request: {e}")),
+        Err(e) => {
+            return wire::encode_error(resp, h, decode_status(&e), &format!("bad request: {e}"));
+        }
     };
     let mut reply = *h;
     reply.status = 0;
@@ -660,6 +675,29 @@ fn handle(
             } => {
                 let e = store.write_extent(cont, oid, dkey, akey, offset, data)?;
                 w.u64(e);
+            }
+            Request::Swap {
+                oid,
+                dkey,
+                akey,
+                value,
+            } => {
+                if value.len() > crate::store::INLINE_MAX {
+                    return Err(StoreError::TooLarge);
+                }
+                // One target handles one request at a time: nothing comes between the
+                // fetch and the update.
+                let old = store.fetch(cont, oid, dkey, akey, u64::MAX)?;
+                let e = store.update(cont, oid, dkey, akey, value)?;
+                w.u64(e);
+                match old {
+                    Some(v) => {
+                        w.u8(wire::fetched::INLINE).value(&v);
+                    }
+                    None => {
+                        w.u8(wire::fetched::NONE);
+                    }
+                }
             }
             Request::Fetch { oid, dkey, akey } => {
                 let key = crate::store::AkeyRef {

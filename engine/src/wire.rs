@@ -36,7 +36,10 @@ pub mod der {
     pub const TIMEDOUT: i32 = -1011;
     pub const PROTO: i32 = -1014;
     pub const TRUNC: i32 = -1016;
+    pub const OVERFLOW: i32 = -1017;
     pub const IO: i32 = -2001;
+    pub const KEY2BIG: i32 = -2012;
+    pub const REC2BIG: i32 = -2013;
     pub const CSUM: i32 = -2021;
 
     /// DAOS's name of a code, for messages.
@@ -49,7 +52,10 @@ pub mod der {
             TIMEDOUT => "DER_TIMEDOUT",
             PROTO => "DER_PROTO",
             TRUNC => "DER_TRUNC",
+            OVERFLOW => "DER_OVERFLOW",
             IO => "DER_IO",
+            KEY2BIG => "DER_KEY2BIG",
+            REC2BIG => "DER_REC2BIG",
             CSUM => "DER_CSUM",
             _ => "DER_UNKNOWN",
         }
@@ -78,6 +84,7 @@ pub enum Op {
     WriteExtentBulk = 16,
     FetchBulk = 17,
     ReadExtentBulk = 18,
+    Swap = 19,
 }
 
 /// A client buffer registered for RMA: the target reads a value from it (updates) or writes
@@ -124,6 +131,7 @@ impl Op {
             16 => WriteExtentBulk,
             17 => FetchBulk,
             18 => ReadExtentBulk,
+            19 => Swap,
             _ => return None,
         })
     }
@@ -472,6 +480,14 @@ pub enum Request<'a> {
         offset: u64,
         bulk: Bulk,
     },
+    /// [`Request::Update`] of a small single value that answers with the value it replaced,
+    /// in one step (nothing can come between): the epoch, then a fetch reply.
+    Swap {
+        oid: u128,
+        dkey: &'a [u8],
+        akey: &'a [u8],
+        value: &'a [u8],
+    },
 }
 
 impl<'a> Request<'a> {
@@ -495,6 +511,7 @@ impl<'a> Request<'a> {
             Request::WriteExtentBulk { .. } => Op::WriteExtentBulk,
             Request::FetchBulk { .. } => Op::FetchBulk,
             Request::ReadExtentBulk { .. } => Op::ReadExtentBulk,
+            Request::Swap { .. } => Op::Swap,
         }
     }
 
@@ -509,6 +526,76 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Refuses what no target would take, before it is sent: a key longer than [`KEY_MAX`]
+    /// (`DER_KEY2BIG`), a read longer than [`crate::store::READ_MAX`] (`DER_REC2BIG`), an extent
+    /// past the last array offset (`DER_OVERFLOW`). Returns the code and why.
+    pub fn check(&self) -> Result<(), (i32, String)> {
+        let (dkey, akey): (&[u8], &[u8]) = match *self {
+            Request::Update { dkey, akey, .. }
+            | Request::Swap { dkey, akey, .. }
+            | Request::Fetch { dkey, akey, .. }
+            | Request::WriteExtent { dkey, akey, .. }
+            | Request::ReadExtent { dkey, akey, .. }
+            | Request::UpdateBulk { dkey, akey, .. }
+            | Request::WriteExtentBulk { dkey, akey, .. }
+            | Request::FetchBulk { dkey, akey, .. }
+            | Request::ReadExtentBulk { dkey, akey, .. } => (dkey, akey),
+            Request::Punch {
+                what: PunchWhat::Akey(d, a),
+                ..
+            } => (d, a),
+            Request::Punch {
+                what: PunchWhat::Dkey(d),
+                ..
+            }
+            | Request::ListDkeys { after: d, .. }
+            | Request::ListAkeys { dkey: d, .. } => (d, b""),
+            Request::ContCreate { label, .. } => (label, b""),
+            Request::ContQuery { id } | Request::ContDestroy { id } => (id, b""),
+            _ => (b"", b""),
+        };
+        for (what, k) in [("dkey", dkey), ("akey", akey)] {
+            if k.len() > KEY_MAX {
+                return Err((
+                    der::KEY2BIG,
+                    format!(
+                        "{what} of {} bytes exceeds the largest key of {KEY_MAX} bytes",
+                        k.len()
+                    ),
+                ));
+            }
+        }
+        let (offset, len) = match *self {
+            Request::ReadExtent { offset, len, .. } => (offset, len as usize),
+            Request::ReadExtentBulk { offset, bulk, .. }
+            | Request::WriteExtentBulk { offset, bulk, .. } => (offset, bulk.len as usize),
+            Request::WriteExtent { offset, data, .. } => (offset, data.len()),
+            _ => return Ok(()),
+        };
+        let read = matches!(
+            self,
+            Request::ReadExtent { .. } | Request::ReadExtentBulk { .. }
+        );
+        if read && len > crate::store::READ_MAX {
+            return Err((
+                der::REC2BIG,
+                format!(
+                    "a read of {len} bytes exceeds the largest read of {} bytes; read in parts",
+                    crate::store::READ_MAX
+                ),
+            ));
+        }
+        if offset.checked_add(len as u64).is_none() {
+            return Err((
+                der::OVERFLOW,
+                format!(
+                    "extent at offset {offset} of {len} bytes ends beyond the largest array offset (2^64 - 1)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Bytes of the whole message (header and body).
     pub fn encoded_len(&self) -> usize {
         let key = |k: &[u8]| 2 + k.len();
@@ -516,6 +603,9 @@ impl<'a> Request<'a> {
             + match *self {
                 Request::Ping | Request::ContList | Request::ContPunch => 0,
                 Request::Update {
+                    dkey, akey, value, ..
+                }
+                | Request::Swap {
                     dkey, akey, value, ..
                 } => 16 + key(dkey) + key(akey) + 4 + value.len(),
                 Request::Fetch { dkey, akey, .. } => 16 + key(dkey) + key(akey),
@@ -548,6 +638,12 @@ impl<'a> Request<'a> {
         match *self {
             Request::Ping | Request::ContList | Request::ContPunch => {}
             Request::Update {
+                oid,
+                dkey,
+                akey,
+                value,
+            }
+            | Request::Swap {
                 oid,
                 dkey,
                 akey,
@@ -643,6 +739,12 @@ impl<'a> Request<'a> {
             Op::ContList => Request::ContList,
             Op::ContPunch => Request::ContPunch,
             Op::Update => Request::Update {
+                oid: r.u128()?,
+                dkey: r.key()?,
+                akey: r.key()?,
+                value: r.value()?,
+            },
+            Op::Swap => Request::Swap {
                 oid: r.u128()?,
                 dkey: r.key()?,
                 akey: r.key()?,
@@ -821,6 +923,12 @@ mod tests {
             dkey: b"d",
             akey: b"",
             value: &[7; 300],
+        });
+        round_trip(Request::Swap {
+            oid: 5,
+            dkey: b"meta",
+            akey: b"cur",
+            value: &[1; 24],
         });
         round_trip(Request::Fetch {
             oid: 9,

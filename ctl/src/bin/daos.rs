@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use daos_client::{ClientError, Session, SessionOpts, uuid_text};
+use daos_client::{ClientError, Session, SessionOpts, kv, uuid_text};
 use daos_ctl::dmg::{self, Target};
 use daos_ctl::exit::{CmdError, ExitCode, report};
 use daos_ctl::server::VERSION;
-use daos_engine::wire::PunchWhat;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -66,20 +65,6 @@ enum ObjCmd {
     #[command(visible_alias = "ls")]
     List { pool: String, container: String },
 }
-
-/// The object of a key: a 128-bit FNV-1a hash of it.
-fn key_oid(key: &str) -> u128 {
-    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for b in key.bytes() {
-        h ^= u128::from(b);
-        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
-    }
-    h
-}
-
-const META: &[u8] = b"meta";
-const DATA: &[u8] = b"data";
-const CHUNK: usize = 1 << 20;
 
 fn new_uuid() -> Result<[u8; 16], String> {
     let text = daos_ctl::storage::new_uuid().map_err(|e| format!("cannot make a UUID: {e}"))?;
@@ -156,17 +141,8 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             let cont = open_container(s, container)?;
             let data =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let oid = key_oid(key);
-            s.punch(cont, oid, PunchWhat::Object).map_err(err)?;
-            for (i, chunk) in data.chunks(CHUNK).enumerate() {
-                s.write(cont, oid, DATA, b"0", (i * CHUNK) as u64, chunk)
-                    .map_err(err)?;
-            }
-            // The metadata last: a key is listed only once all its data is durable.
-            s.update(cont, oid, META, b"size", &(data.len() as u64).to_le_bytes())
-                .map_err(err)?;
-            s.update(cont, oid, META, b"name", key.as_bytes())
-                .map_err(err)?;
+            kv::put(s, cont, key, &data, new_uuid()?)
+                .map_err(|e| format!("{e}; the previous value of {key:?} is unchanged"))?;
             Ok((
                 format!(
                     "Stored {} bytes from {} as {key:?}\n",
@@ -183,23 +159,15 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             ..
         } => {
             let cont = open_container(s, container)?;
-            let oid = key_oid(key);
-            let size = s
-                .fetch(cont, oid, META, b"size")
-                .map_err(err)?
-                .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
-                .ok_or_else(|| {
-                    format!(
+            let out = match kv::get(s, cont, key) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    return Err(format!(
                         "no key {key:?} in container {container}; `daos object list` shows the keys"
-                    )
-                })?;
-            let mut out = Vec::with_capacity(size as usize);
-            let mut off = 0u64;
-            while off < size {
-                let n = (size - off).min(CHUNK as u64) as u32;
-                out.extend(s.read(cont, oid, DATA, b"0", off, n).map_err(err)?);
-                off += u64::from(n);
-            }
+                    ));
+                }
+                Err(e) => return Err(err(e)),
+            };
             std::fs::write(file, &out)
                 .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
             Ok((
@@ -215,11 +183,8 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             let cont = open_container(s, container)?;
             let mut rows = Vec::new();
             for oid in s.list_objects(cont).map_err(err)? {
-                let name = s.fetch(cont, oid, META, b"name").map_err(err)?;
-                let size = s.fetch(cont, oid, META, b"size").map_err(err)?;
-                if let (Some(n), Some(z)) = (name, size) {
-                    let z = z.try_into().map(u64::from_le_bytes).unwrap_or(0);
-                    rows.push((String::from_utf8_lossy(&n).into_owned(), z));
+                if let Some(row) = kv::describe(s, cont, oid).map_err(err)? {
+                    rows.push(row);
                 }
             }
             rows.sort();

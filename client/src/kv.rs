@@ -1,0 +1,185 @@
+//! Named values of any size in a container (what `daos object put|get|list` store): a key's
+//! value lives in the object its name hashes to.
+//!
+//! Layout in the object: dkey `meta` holds akey `name` (the key) and akey `current` (the
+//! current [`Version`]: an id and a size); dkey `data` holds each version's bytes as an array
+//! under the version's id. A put writes a whole new version first and then names it current
+//! in one step ([`Session::swap`]), so a key always names a complete value: a put that fails
+//! or dies midway leaves the previous value as it was, and of concurrent puts the last swap
+//! wins while each frees the version its swap replaced. A get reads one version and checks
+//! that it is still current afterwards, so it never mixes versions.
+//!
+//! A put killed between writing its version and its swap leaves that version unnamed (its
+//! space is not reclaimed until the container is destroyed).
+
+use crate::{ClientError, Oid, Session};
+use daos_engine::wire::PunchWhat;
+
+const META: &[u8] = b"meta";
+const DATA: &[u8] = b"data";
+/// The akey under [`META`] naming the key's current [`Version`].
+const CURRENT: &[u8] = b"current";
+const NAME: &[u8] = b"name";
+/// Bytes per array write or read.
+pub const CHUNK: usize = 1 << 20;
+/// How many times a get starts over when the key was replaced while it read.
+pub const GET_ATTEMPTS: usize = 8;
+
+/// The object of a key: a 128-bit FNV-1a hash of it.
+pub fn key_oid(key: &str) -> Oid {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in key.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h
+}
+
+/// A key's current version: the akey of its bytes under [`DATA`], and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Version {
+    id: [u8; 16],
+    size: u64,
+}
+
+impl Version {
+    fn encode(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[..16].copy_from_slice(&self.id);
+        b[16..].copy_from_slice(&self.size.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Version> {
+        if b.len() != 24 {
+            return None;
+        }
+        let id = b.get(..16)?.try_into().ok()?;
+        let size = u64::from_le_bytes(b.get(16..24)?.try_into().ok()?);
+        Some(Version { id, size })
+    }
+}
+
+/// Where a key's bytes are (the akey under [`DATA`]) and how many; `None`: no such key.
+/// Values stored before versions (data under akey `0`, size under `size`) are read too.
+fn current(
+    s: &mut Session,
+    cont: [u8; 16],
+    oid: Oid,
+) -> Result<Option<(Vec<u8>, u64)>, ClientError> {
+    let t = s.map.place(oid);
+    if let Some(b) = s.fetch(cont, oid, META, CURRENT)? {
+        let v = Version::decode(&b).ok_or_else(|| {
+            s.bad(
+                t,
+                &format!("a key's version record has {} bytes, not 24", b.len()),
+            )
+        })?;
+        return Ok(Some((v.id.to_vec(), v.size)));
+    }
+    let legacy = s.fetch(cont, oid, META, b"size")?;
+    Ok(legacy
+        .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
+        .map(|size| (b"0".to_vec(), size)))
+}
+
+/// Stores `data` under `key` as a new version `id` (unique: e.g. a fresh UUID) and makes it
+/// current. On error the key still names its previous value, byte for byte.
+pub fn put(
+    s: &mut Session,
+    cont: [u8; 16],
+    key: &str,
+    data: &[u8],
+    id: [u8; 16],
+) -> Result<(), ClientError> {
+    let oid = key_oid(key);
+    let version = Version {
+        id,
+        size: data.len() as u64,
+    };
+    let written = (|| {
+        for (i, chunk) in data.chunks(CHUNK).enumerate() {
+            s.write(cont, oid, DATA, &version.id, (i * CHUNK) as u64, chunk)?;
+        }
+        s.update(cont, oid, META, NAME, key.as_bytes())
+    })();
+    if let Err(e) = written {
+        // Best effort: give back the unfinished version's space (nothing names it).
+        let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &version.id));
+        return Err(e);
+    }
+    let (_, replaced) = s.swap(cont, oid, META, CURRENT, &version.encode())?;
+    // The replaced version is no longer named: free it. Each version is replaced by exactly
+    // one swap, so each is freed once.
+    let old: Option<Vec<u8>> = match replaced.as_deref().map(Version::decode) {
+        Some(Some(v)) => Some(v.id.to_vec()),
+        Some(None) => None,
+        None => Some(b"0".to_vec()), // a value stored before versions, if any
+    };
+    if let Some(old) = old {
+        // Failing here loses nothing: the value is stored and named.
+        let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &old));
+    }
+    Ok(())
+}
+
+/// The value of `key` (`None`: no such key): one version, whole. A value replaced while it
+/// was read is read again; after [`GET_ATTEMPTS`] replacements the get gives up.
+pub fn get(s: &mut Session, cont: [u8; 16], key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+    let oid = key_oid(key);
+    for _ in 0..GET_ATTEMPTS {
+        let Some((id, size)) = current(s, cont, oid)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        let mut off = 0u64;
+        while off < size {
+            let n = (size - off).min(CHUNK as u64) as u32;
+            out.extend(s.read(cont, oid, DATA, &id, off, n)?);
+            off += u64::from(n);
+        }
+        // Still current: nothing replaced (and freed) the version while it was read.
+        if current(s, cont, oid)?.is_some_and(|(now, _)| now == id) {
+            return Ok(Some(out));
+        }
+    }
+    Err(ClientError::Contended {
+        key: key.to_string(),
+        attempts: GET_ATTEMPTS,
+    })
+}
+
+/// The key stored in object `oid` and its size; `None` if the object holds no key.
+pub fn describe(
+    s: &mut Session,
+    cont: [u8; 16],
+    oid: Oid,
+) -> Result<Option<(String, u64)>, ClientError> {
+    let name = s.fetch(cont, oid, META, NAME)?;
+    Ok(match (name, current(s, cont, oid)?) {
+        (Some(n), Some((_, size))) => Some((String::from_utf8_lossy(&n).into_owned(), size)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_round_trip_and_wrong_lengths_are_refused() {
+        let v = Version {
+            id: [3; 16],
+            size: 1 << 40,
+        };
+        assert_eq!(Version::decode(&v.encode()), Some(v));
+        assert_eq!(Version::decode(&[0; 23]), None);
+        assert_eq!(Version::decode(&[0; 25]), None);
+    }
+
+    #[test]
+    fn keys_hash_apart() {
+        assert_ne!(key_oid("a"), key_oid("b"));
+        assert_eq!(key_oid("my/file"), key_oid("my/file"));
+    }
+}

@@ -1,0 +1,219 @@
+//! Integrity of named values through the real binaries (`daos object put|get`): a put that
+//! fails (pool full, engine killed) leaves the previous value readable byte for byte; puts
+//! racing on one key leave exactly one writer's whole value; a get racing with puts returns
+//! one whole version, never a mix or zeros.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use daos_tests::*;
+
+fn started() -> (System, Proc) {
+    let sys = System::with_targets(1, 1);
+    let server = sys.start(&["--auto-format"]);
+    sys.wait_log("the system as rank", 1, 60);
+    (sys, server)
+}
+
+/// A file of `len` bytes whose every byte depends on `seed`.
+fn file(dir: &Path, seed: u8, len: usize) -> (PathBuf, Vec<u8>) {
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect();
+    let path = dir.join(format!("in-{seed}-{len}.bin"));
+    std::fs::write(&path, &data).expect("write input");
+    (path, data)
+}
+
+fn put(sys: &System, key: &str, path: &Path) -> std::process::Output {
+    sys.daos(&[
+        "object",
+        "put",
+        "tank",
+        "c",
+        key,
+        path.to_str().expect("utf8"),
+    ])
+}
+
+fn get(sys: &System, key: &str, out: &Path) -> Option<Vec<u8>> {
+    let o = sys.daos(&[
+        "object",
+        "get",
+        "tank",
+        "c",
+        key,
+        out.to_str().expect("utf8"),
+    ]);
+    (o.status.code() == Some(0)).then(|| std::fs::read(out).expect("output"))
+}
+
+#[test]
+fn a_failed_overwrite_keeps_the_previous_value() {
+    let (sys, mut server) = started();
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "64M",
+        "--nvme-size",
+        "96M",
+    ]));
+    ok(sys.daos(&["container", "create", "tank", "c"]));
+    let (a, a_data) = file(sys.path(), 1, 40 << 20);
+    ok(put(&sys, "k", &a));
+    // 70 MB more does not fit beside the 40 MB the key holds.
+    let (big, _) = file(sys.path(), 2, 70 << 20);
+    let o = put(&sys, "k", &big);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("DER_NOSPACE"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the previous value of \"k\" is unchanged"),
+        "{}",
+        stderr(&o)
+    );
+    let out = sys.path().join("out.bin");
+    assert!(
+        get(&sys, "k", &out).is_some_and(|v| v == a_data),
+        "the previous value reads back byte for byte"
+    );
+    // The failed put gave its space back: another 40 MB value replaces the first.
+    let (b, b_data) = file(sys.path(), 3, 40 << 20);
+    ok(put(&sys, "k", &b));
+    assert!(get(&sys, "k", &out).is_some_and(|v| v == b_data));
+    let list = ok(sys.daos(&["object", "list", "tank", "c"]));
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().eq(["k", &(40 << 20).to_string()])),
+        "{list}"
+    );
+
+    // An engine killed during a large overwrite: afterwards the key holds the old value or
+    // the new one, whole.
+    let (c, c_data) = file(sys.path(), 4, 30 << 20);
+    let server_pid = server.pid() as u32;
+    let mut writer = Proc::start(
+        "daos",
+        &[
+            "-i",
+            "-l",
+            &format!("localhost:{}", sys.port),
+            "object",
+            "put",
+            "tank",
+            "c",
+            "k",
+            c.to_str().expect("utf8"),
+        ],
+        &[],
+        sys.path(),
+    );
+    // Kill once the put has written part of its value (the pool's NVMe use grows).
+    let used = || -> u64 {
+        let q: serde_json::Value =
+            serde_json::from_str(&ok(sys.dmg(&["-i", "-j", "pool", "query", "tank"])))
+                .expect("json");
+        let t = &q["response"]["tier_stats"][1];
+        t["total"].as_u64().unwrap_or(0) - t["free"].as_u64().unwrap_or(0)
+    };
+    let before = used();
+    assert!(
+        wait_until(Duration::from_secs(30), || used() > before + (2 << 20)),
+        "the put writes"
+    );
+    let engines = children(server_pid, "daos_engine");
+    assert_eq!(engines.len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engines[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let code = writer.wait(Duration::from_secs(120));
+    sys.wait_log("the system as rank", 2, 60);
+    let got = get(&sys, "k", &out).expect("the key reads after the restart");
+    assert!(
+        got == b_data || (code == Some(0) && got == c_data),
+        "key holds {} bytes: neither the previous value nor (put exit {code:?}) the new one",
+        got.len()
+    );
+    sys.stop(&mut server);
+}
+
+#[test]
+fn concurrent_puts_of_one_key_leave_one_whole_value_and_gets_read_one_version() {
+    let (sys, mut server) = started();
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "64M",
+        "--nvme-size",
+        "96M",
+    ]));
+    ok(sys.daos(&["container", "create", "tank", "c"]));
+    let files: Vec<(PathBuf, Vec<u8>)> = (0..4u8)
+        .map(|i| {
+            file(
+                sys.path(),
+                10 + i,
+                (3 << 20) + usize::from(i) * (2 << 20) + 77,
+            )
+        })
+        .collect();
+    ok(put(&sys, "shared", &files[0].0));
+    let host = format!("localhost:{}", sys.port);
+    // 4 rounds x 4 writers x up to 9 MB: more than the pool holds, so every replaced version
+    // must be freed for the rounds to go through.
+    for round in 0..4 {
+        let writers: Vec<Proc> = files
+            .iter()
+            .map(|(path, _)| {
+                Proc::start(
+                    "daos",
+                    &[
+                        "-i",
+                        "-l",
+                        &host,
+                        "object",
+                        "put",
+                        "tank",
+                        "c",
+                        "shared",
+                        path.to_str().expect("utf8"),
+                    ],
+                    &[],
+                    sys.path(),
+                )
+            })
+            .collect();
+        // Reads while the writers run: each is one whole value.
+        let out = sys.path().join(format!("read-{round}.bin"));
+        for _ in 0..3 {
+            if let Some(v) = get(&sys, "shared", &out) {
+                assert!(
+                    files.iter().any(|(_, d)| *d == v),
+                    "round {round}: a get returned {} bytes that are no writer's whole value",
+                    v.len()
+                );
+            }
+        }
+        for mut w in writers {
+            assert_eq!(
+                w.wait(Duration::from_secs(120)),
+                Some(0),
+                "round {round}: every put succeeds"
+            );
+        }
+        let v = get(&sys, "shared", &out).expect("get");
+        assert!(
+            files.iter().any(|(_, d)| *d == v),
+            "round {round}: the key holds {} bytes that are no writer's whole value",
+            v.len()
+        );
+    }
+    sys.stop(&mut server);
+}
