@@ -278,7 +278,17 @@ impl Harness {
             self.stop_instance(inst, false);
         }
         inst.update(|s| s.held = true);
+        let old_rank = inst.lock().rank.or_else(|| {
+            storage::read_superblock(&self.config.engines[i], i)
+                .ok()
+                .flatten()
+                .filter(|sb| sb.validrank)
+                .map(|sb| sb.rank)
+        });
         let result = self.format_logged(i, force);
+        if result.is_ok() {
+            self.release_ranks(i, old_rank);
+        }
         inst.update(|s| {
             if result.is_ok() {
                 s.formatted = true;
@@ -287,6 +297,34 @@ impl Harness {
             s.held = false;
         });
         result
+    }
+
+    /// After engine `i`'s storage was (re)formatted: the ranks it held (known from its state
+    /// or old superblock, else by its control address and fabric port) leave the system, with
+    /// the pools that had storage on them. Its engine joins afresh.
+    fn release_ranks(&self, i: usize, old_rank: Option<u32>) {
+        let port = format!(":{}", self.config.engines[i].fabric_iface_port);
+        let ranks: Vec<u32> = self
+            .ms
+            .members()
+            .iter()
+            .filter(|m| {
+                Some(m.rank) == old_rank
+                    || (m.addr == self.control_addr && m.fabric_uri.ends_with(&port))
+            })
+            .map(|m| m.rank)
+            .collect();
+        for rank in ranks {
+            match self.ms.member_remove(rank) {
+                Ok(pools) => {
+                    let labels: Vec<&str> = pools.iter().map(|p| p.label.as_str()).collect();
+                    info!(
+                        "instance {i}: rank {rank} released by the reformat; pools removed with it: {labels:?}"
+                    );
+                }
+                Err(e) => warn!("instance {i}: cannot release rank {rank}: {e}"),
+            }
+        }
     }
 
     /// Stops one engine and holds it stopped; true when it is no longer running.

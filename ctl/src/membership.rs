@@ -112,6 +112,10 @@ pub trait ManagementService: Send + Sync {
     fn join(&self, req: &JoinRequest) -> Result<JoinResponse, MsError>;
     fn set_state(&self, rank: u32, state: MemberState, info: &str) -> Result<(), MsError>;
     fn members(&self) -> Vec<Member>;
+    /// Releases a rank whose storage was reformatted: the member goes, and so do the pools
+    /// with storage on it (their shards went with the format); returns those pools. With no
+    /// member left, ranks start again from 0.
+    fn member_remove(&self, rank: u32) -> Result<Vec<PoolRecord>, MsError>;
     fn map_version(&self) -> u32;
     /// Records a new pool; its label must be unused.
     fn pool_add(&self, pool: PoolRecord) -> Result<(), MsError>;
@@ -274,6 +278,25 @@ impl ManagementService for SingleReplica {
             .unwrap_or_default()
     }
 
+    fn member_remove(&self, rank: u32) -> Result<Vec<PoolRecord>, MsError> {
+        self.with_db(|db| {
+            let before = db.members.len();
+            db.members.retain(|m| m.rank != rank);
+            if db.members.len() == before {
+                return Err(MsError::UnknownRank(rank));
+            }
+            let (gone, kept) = std::mem::take(&mut db.pools)
+                .into_iter()
+                .partition(|p| p.ranks.contains(&rank));
+            db.pools = kept;
+            if db.members.is_empty() {
+                db.next_rank = 0;
+            }
+            db.map_version += 1;
+            Ok(gone)
+        })
+    }
+
     fn map_version(&self) -> u32 {
         self.db.lock().map(|db| db.map_version).unwrap_or(0)
     }
@@ -366,6 +389,39 @@ mod tests {
     }
 
     #[test]
+    fn a_released_rank_takes_its_pools_and_ranks_restart_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let ms = SingleReplica::open(&dir.path().join("system.json"), "daos_server").unwrap();
+        ms.join(&req("a", None)).unwrap();
+        ms.join(&req("b", None)).unwrap();
+        let pool = |uuid: &str, ranks: Vec<u32>| PoolRecord {
+            uuid: uuid.into(),
+            label: uuid.into(),
+            svc_ranks: ranks.clone(),
+            ranks,
+            scm_per_rank: 1,
+            nvme_per_rank: 0,
+            props: Default::default(),
+            state: "Ready".into(),
+        };
+        ms.pool_add(pool("p0", vec![0])).unwrap();
+        ms.pool_add(pool("p01", vec![0, 1])).unwrap();
+        ms.pool_add(pool("p1", vec![1])).unwrap();
+        let gone = ms.member_remove(0).unwrap();
+        let names: Vec<&str> = gone.iter().map(|p| p.uuid.as_str()).collect();
+        assert_eq!(names, ["p0", "p01"]);
+        assert_eq!(ms.pools().len(), 1);
+        assert_eq!(
+            ms.join(&req("c", None)).unwrap().rank,
+            2,
+            "rank 1 still held"
+        );
+        ms.member_remove(1).unwrap();
+        ms.member_remove(2).unwrap();
+        assert_eq!(ms.join(&req("d", None)).unwrap().rank, 0);
+    }
+
+    #[test]
     fn refusals() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("system.json");
@@ -382,6 +438,7 @@ mod tests {
             ms.set_state(9, MemberState::Joined, ""),
             Err(MsError::UnknownRank(9))
         ));
+        assert!(matches!(ms.member_remove(7), Err(MsError::UnknownRank(7))));
         assert!(SingleReplica::open(&path, "another").is_err());
         fs::write(&path, "{not json").unwrap();
         let err = SingleReplica::open(&path, "daos_server")

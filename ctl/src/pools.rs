@@ -315,8 +315,26 @@ pub fn rank_free(h: &Harness, rank: u32) -> (u64, u64) {
     let (su, nu) = used.fold((0, 0), |(s, n), p| {
         (s + p.scm_per_rank, n + p.nvme_per_rank)
     });
-    (scm.saturating_sub(su), nvme.saturating_sub(nu))
+    // The SCM mount also holds the superblock, the management service's files and each
+    // pool's metadata: what is really left there bounds what a pool can take (less a
+    // reserve for those files to grow).
+    let scm_avail = h
+        .engine_of(rank)
+        .and_then(|e| e.scm()?.scm_mount.clone())
+        .filter(|m| m.join(crate::storage::SUPERBLOCK_NAME).exists())
+        .and_then(|m| nix::sys::statvfs::statvfs(&m).ok())
+        .map_or(u64::MAX, |st| {
+            (st.blocks_available() * st.fragment_size()).saturating_sub(SCM_RESERVE)
+        });
+    (
+        scm.saturating_sub(su).min(scm_avail),
+        nvme.saturating_sub(nu),
+    )
 }
+
+/// SCM kept free on each mount for the superblock, the management service's files and
+/// pool metadata.
+const SCM_RESERVE: u64 = 16 << 20;
 
 fn op_status(rank: u32, body: &[u8]) -> Result<(), String> {
     let r = PoolOpResp::decode(body).map_err(|e| format!("rank {rank}: bad answer: {e}"))?;
@@ -388,9 +406,22 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     let nranks = ranks.len() as u64;
     let (scm_per_rank, nvme_per_rank) = match (req.total, req.scm, req.nvme) {
         (Some(Size::Percent(p)), None, None) => {
-            let min_s = frees.iter().map(|f| f.1).min().unwrap_or(0);
-            let min_n = frees.iter().map(|f| f.2).min().unwrap_or(0);
-            (min_s * p / 100, if has_nvme { min_n * p / 100 } else { 0 })
+            // Rounded down to what every target of every rank can hold as the engines
+            // allocate it (SCM in pages, NVMe in regions), so 100% fits.
+            let share = |bytes: u64, rank: u32, align: u64| {
+                let t = targets_of(h, rank);
+                bytes * p / 100 / t / align * align * t
+            };
+            let scm = frees.iter().map(|f| share(f.1, f.0, 4096)).min();
+            let nvme = frees
+                .iter()
+                .map(|f| share(f.2, f.0, daos_engine::pool::REGION_ALIGN))
+                .min();
+            let (scm, nvme) = (
+                scm.unwrap_or(0),
+                if has_nvme { nvme.unwrap_or(0) } else { 0 },
+            );
+            (scm, nvme)
         }
         (Some(Size::Bytes(total)), None, None) => {
             let per = total / nranks;
@@ -528,7 +559,7 @@ fn find(h: &Harness, id: &str) -> Result<PoolRecord, PoolSvcError> {
 pub fn destroy(
     h: &Harness,
     id: &str,
-    _force: bool,
+    force: bool,
     _recursive: bool,
 ) -> Result<PoolRecord, PoolSvcError> {
     let mut rec = find(h, id)?;
@@ -542,7 +573,20 @@ pub fn destroy(
     }
     .encode_to_vec();
     let mut failures = Vec::new();
+    let members = h.ms().members();
     for &r in &rec.ranks {
+        // With --force, a rank that is not in the system or not joined is skipped: its
+        // shards go with it (a reformat or a rank that left).
+        let joined = members
+            .iter()
+            .any(|m| m.rank == r && m.state == MemberState::Joined);
+        if force && !joined {
+            warn!(
+                "pool {}: rank {r} is not joined; --force skips it",
+                rec.uuid
+            );
+            continue;
+        }
         match h
             .engine_call(r, MgmtMethod::PoolDestroy, &body)
             .and_then(|b| op_status(r, &b))

@@ -110,7 +110,7 @@ pub fn superblock_path(e: &Engine) -> Option<PathBuf> {
 /// The superblock of engine `idx`: `Ok(None)` when the engine needs a format.
 pub fn read_superblock(e: &Engine, idx: usize) -> Result<Option<Superblock>, StorageError> {
     let path = superblock_path(e).ok_or(StorageError::NoScm { engine: idx })?;
-    let text = match fs::read_to_string(&path) {
+    let bytes = match fs::read(&path) {
         Ok(t) => t,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
@@ -122,6 +122,11 @@ pub fn read_superblock(e: &Engine, idx: usize) -> Result<Option<Superblock>, Sto
             });
         }
     };
+    let text = String::from_utf8(bytes).map_err(|_| StorageError::BadSuperblock {
+        engine: idx,
+        path: path.clone(),
+        reason: "it is not text (binary garbage)".into(),
+    })?;
     let sb: Superblock =
         serde_saphyr::from_str(&text).map_err(|e| StorageError::BadSuperblock {
             engine: idx,
@@ -182,14 +187,39 @@ pub fn format(s: &Server, idx: usize, force: bool) -> Result<FormatResult, Stora
     let e = &s.engines[idx];
     let scm = scm_tier(e, idx)?;
     let mount = mount_of(scm).to_path_buf();
-    if !force && read_superblock(e, idx).ok().flatten().is_some() {
-        return Err(StorageError::Unsupported {
-            engine: idx,
-            message: format!(
-                "storage at {} is already formatted; use --force to reformat",
-                mount.display()
-            ),
-        });
+    if !force {
+        let refuse = |message: String| {
+            Err(StorageError::Unsupported {
+                engine: idx,
+                message,
+            })
+        };
+        match read_superblock(e, idx) {
+            Ok(Some(_)) => {
+                return refuse(format!(
+                    "storage at {} is already formatted; use --force to reformat",
+                    mount.display()
+                ));
+            }
+            Err(StorageError::BadSuperblock { path, reason, .. }) => {
+                return refuse(format!(
+                    "the superblock {} is damaged ({reason}); a format would erase the pools \
+                     on {}; restore the superblock, or reformat with --force to erase them",
+                    path.display(),
+                    mount.display()
+                ));
+            }
+            Err(other) => return Err(other),
+            Ok(None) => {}
+        }
+        let pools = mount.join("pools");
+        if fs::read_dir(&pools).is_ok_and(|mut d| d.next().is_some()) {
+            return refuse(format!(
+                "{} holds pool data but no superblock; a format would erase it; \
+                 reformat with --force to erase it",
+                pools.display()
+            ));
+        }
     }
     let mounted = match scm.class {
         TierClass::Ram => format_ram(e, idx, scm)?,

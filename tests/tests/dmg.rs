@@ -406,3 +406,37 @@ fn remote_hardware_commands_on_a_two_socket_node() {
     }
     sys.stop(&mut server);
 }
+
+#[test]
+fn a_damaged_superblock_needs_force_and_the_reformat_releases_its_rank_and_pools() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    ok(sys.dmg(&["-i", "pool", "create", "old", "--scm-size", "64M"]));
+    sys.stop(&mut server);
+    let garbage: Vec<u8> = (0..191u32).map(|i| (i * 97 + 13) as u8).collect();
+    std::fs::write(sys.path().join("scm0/superblock"), garbage).expect("damage");
+    let mut server = sys.start(&[]);
+    sys.wait_log("unreadable", 1, 30);
+
+    let f = sys.dmg(&["-i", "storage", "format"]);
+    assert_eq!(f.status.code(), Some(1), "{}", out(&f));
+    assert!(
+        out(&f).contains("is damaged") && out(&f).contains("--force"),
+        "{}",
+        out(&f)
+    );
+    let f = sys.dmg(&["-i", "storage", "format", "--force"]);
+    assert_eq!(f.status.code(), Some(0), "{}{}", out(&f), err(&f));
+    sys.wait_log("the system as rank", 2, 30);
+    // The reformatted engine is rank 0 again; no stale rank or pool is left behind.
+    let q = ok(sys.dmg(&["-i", "-j", "system", "query"]));
+    let q: serde_json::Value = serde_json::from_str(&q).expect("json");
+    let members = q["response"]["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{q}");
+    assert_eq!(members[0]["rank"], 0, "{q}");
+    let pools = ok(sys.dmg(&["-i", "pool", "list"]));
+    assert!(!pools.contains("old"), "{pools}");
+    ok(sys.dmg(&["-i", "pool", "create", "old", "--scm-size", "64M"]));
+    sys.stop(&mut server);
+}
