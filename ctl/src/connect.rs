@@ -26,6 +26,12 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, String> {
         .await
         .map_err(status_text)?
         .into_inner();
+    if q.state != "Ready" {
+        return Err(format!(
+            "pool {pool} is {}: I/O is refused until it is Ready (see dmg pool list)",
+            q.state
+        ));
+    }
     let uuid = daos_client::parse_uuid(&q.uuid).ok_or_else(|| {
         format!(
             "the management service gave pool {pool} a bad UUID {:?}",

@@ -612,7 +612,7 @@ impl MgmtSvc for Services {
             leader: rec.svc_ranks.first().copied().unwrap_or(0),
             version: 1,
             tier_stats: vec![scm, nvme],
-            state: rec.state,
+            state: rec.state.name().into(),
             enabled_ranks: rec.ranks,
         }))
     }
@@ -638,7 +638,7 @@ impl MgmtSvc for Services {
                     uuid: p.uuid,
                     label: p.label,
                     svc_reps: p.svc_ranks,
-                    state: p.state,
+                    state: p.state.name().into(),
                     total_bytes: (p.scm_per_rank + p.nvme_per_rank) * n,
                     scm_bytes: p.scm_per_rank * n,
                     nvme_bytes: p.nvme_per_rank * n,

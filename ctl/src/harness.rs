@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 use prost::Message;
 use tracing::{error, info, warn};
 
-use crate::membership::{JoinRequest, ManagementService, MemberState};
+use crate::membership::{JoinRequest, ManagementService, MemberState, PoolState};
 use crate::storage::{self, FormatResult, StorageError};
 
 /// Longest wait between restarts of a failing engine.
@@ -120,6 +120,9 @@ pub struct Harness {
     control_addr: String,
     stopping: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Pools a previous daos_server left `Creating` or `Destroying` (it died midway): they
+    /// are destroyed once their ranks have joined.
+    orphans: Mutex<Vec<String>>,
 }
 
 /// Where `daos_engine` is: next to this binary, else on PATH.
@@ -157,7 +160,28 @@ impl Harness {
             })
             .collect();
         let control_addr = format!("{}:{}", crate::logging::hostname(), config.port);
+        // No create or destroy runs yet: a pool in either state was left by a crash.
+        let mut orphans = Vec::new();
+        for mut p in ms.pools() {
+            if p.state == PoolState::Ready {
+                continue;
+            }
+            warn!(
+                "pool {} ({}) was left {} by a daos_server that stopped midway; it is rolled back once its ranks join",
+                p.label,
+                p.uuid,
+                p.state.name()
+            );
+            orphans.push(p.uuid.clone());
+            if p.state == PoolState::Creating {
+                p.state = PoolState::Destroying;
+                if let Err(e) = ms.pool_update(p) {
+                    error!("cannot mark the pool for rollback: {e}");
+                }
+            }
+        }
         Arc::new(Harness {
+            orphans: Mutex::new(orphans),
             config,
             instances,
             ms,
@@ -700,7 +724,44 @@ impl Harness {
             if resp.rejoined { "rejoined" } else { "joined" },
             resp.rank
         );
+        self.roll_back_orphans();
         Ok(())
+    }
+
+    /// Destroys the pools a crash left half-made whose ranks have all joined.
+    fn roll_back_orphans(&self) {
+        let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        if orphans.is_empty() {
+            return;
+        }
+        let joined: Vec<u32> = self
+            .ms
+            .members()
+            .iter()
+            .filter(|m| m.state == MemberState::Joined)
+            .map(|m| m.rank)
+            .collect();
+        orphans.retain(|uuid| {
+            let Some(p) = self.ms.pool_find(uuid) else {
+                return false;
+            };
+            if !p.ranks.iter().all(|r| joined.contains(r)) {
+                return true;
+            }
+            match crate::pools::destroy(self, uuid, false, true) {
+                Ok(_) => {
+                    info!("pool {} ({uuid}): the half-made pool is removed", p.label);
+                    false
+                }
+                Err(e) => {
+                    warn!(
+                        "pool {} ({uuid}): rollback failed: {e}; retried at the next join",
+                        p.label
+                    );
+                    true
+                }
+            }
+        });
     }
 
     /// Stops every engine (PrepShutdown, SIGTERM, SIGKILL after [`STOP_GRACE`]) and waits for

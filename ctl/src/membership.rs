@@ -58,8 +58,28 @@ pub struct PoolRecord {
     pub nvme_per_rank: u64,
     /// Properties set at create or later (name -> value), defaults not stored.
     pub props: std::collections::BTreeMap<String, String>,
-    /// `Creating`, `Ready` or `Destroying`.
-    pub state: String,
+    pub state: PoolState,
+}
+
+/// A pool's life in the management service (stored and sent by these names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolState {
+    /// Shards being created; clients are refused.
+    Creating,
+    Ready,
+    /// Shards being destroyed (or a create to roll back); clients are refused.
+    Destroying,
+}
+
+impl PoolState {
+    /// The name DAOS shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolState::Creating => "Creating",
+            PoolState::Ready => "Ready",
+            PoolState::Destroying => "Destroying",
+        }
+    }
 }
 
 /// A request to join (DAOS `JoinReq`).
@@ -402,7 +422,7 @@ mod tests {
             scm_per_rank: 1,
             nvme_per_rank: 0,
             props: Default::default(),
-            state: "Ready".into(),
+            state: PoolState::Ready,
         };
         ms.pool_add(pool("p0", vec![0])).unwrap();
         ms.pool_add(pool("p01", vec![0, 1])).unwrap();

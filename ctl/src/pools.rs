@@ -19,7 +19,7 @@ use prost::Message;
 use tracing::{info, warn};
 
 use crate::harness::Harness;
-use crate::membership::{MemberState, PoolRecord};
+use crate::membership::{MemberState, PoolRecord, PoolState};
 
 /// Smallest SCM part per target (DAOS).
 pub const MIN_SCM_PER_TARGET: u64 = 16 << 20;
@@ -493,7 +493,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         scm_per_rank,
         nvme_per_rank,
         props,
-        state: "Creating".into(),
+        state: PoolState::Creating,
     };
     h.ms()
         .pool_add(rec.clone())
@@ -534,7 +534,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
             }
         }
     }
-    rec.state = "Ready".into();
+    rec.state = PoolState::Ready;
     h.ms()
         .pool_update(rec.clone())
         .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
@@ -563,7 +563,7 @@ pub fn destroy(
     _recursive: bool,
 ) -> Result<PoolRecord, PoolSvcError> {
     let mut rec = find(h, id)?;
-    rec.state = "Destroying".into();
+    rec.state = PoolState::Destroying;
     h.ms()
         .pool_update(rec.clone())
         .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
@@ -616,6 +616,16 @@ pub fn destroy(
 /// A pool and the space of every target.
 pub fn query(h: &Harness, id: &str) -> Result<(PoolRecord, Vec<(u32, TargetSpace)>), PoolSvcError> {
     let rec = find(h, id)?;
+    if rec.state != PoolState::Ready {
+        return Err(PoolSvcError::new(
+            Failed,
+            format!(
+                "DER_BUSY(-1012): pool {} is {}; it can be queried and used once it is Ready (see dmg pool list)",
+                rec.label,
+                rec.state.name()
+            ),
+        ));
+    }
     let body = PoolQueryReq {
         uuid: rec.uuid.clone(),
     }

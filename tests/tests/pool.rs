@@ -280,3 +280,52 @@ fn a_pool_over_two_engines() {
     assert!(!Path::new(&sys.path().join(format!("scm1/pools/{uuid}"))).exists());
     sys.stop(&mut server);
 }
+
+#[test]
+fn a_create_cut_short_by_a_crash_is_rolled_back_at_restart() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let (sys, mut server) = started(1);
+    // A stopped engine holds the create in its `Creating` state.
+    let engines = children(server.pid() as u32, "daos_engine");
+    assert_eq!(engines.len(), 1);
+    let engine = Pid::from_raw(engines[0] as i32);
+    kill(engine, Signal::SIGSTOP).expect("stop engine");
+    let host = format!("localhost:{}", sys.port);
+    let mut create = Proc::start(
+        "dmg",
+        &[
+            "-i",
+            "-l",
+            &host,
+            "pool",
+            "create",
+            "half",
+            "--scm-size",
+            "64M",
+        ],
+        &[],
+        sys.path(),
+    );
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            stdout(&sys.dmg(&["-i", "pool", "list"])).contains("Creating")
+        }),
+        "the pool shows Creating"
+    );
+    // Clients are refused a pool that is not Ready.
+    fails(sys.daos(&["container", "list", "half"]), "Ready");
+    server.signal(Signal::SIGKILL);
+    server.wait(std::time::Duration::from_secs(10));
+    let _ = kill(engine, Signal::SIGKILL);
+    create.wait(std::time::Duration::from_secs(30));
+
+    let mut server = sys.start(&[]);
+    sys.wait_log("the half-made pool is removed", 1, 60);
+    assert!(sys.log().contains("was left Creating"), "{}", sys.log());
+    let list = ok(sys.dmg(&["-i", "pool", "list"]));
+    assert!(!list.contains("half"), "{list}");
+    // Its label and space are free again.
+    ok(sys.dmg(&["-i", "pool", "create", "half", "--scm-size", "64M"]));
+    sys.stop(&mut server);
+}
