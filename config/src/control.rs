@@ -124,15 +124,7 @@ pub fn load_str(text: &str, name: impl AsRef<Path>) -> Result<Control, ConfigErr
 
 /// Reads `daos_control.yml` from a file.
 pub fn load_file(path: &Path) -> Result<Control, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::new(
-            path,
-            vec![
-                ConfigError::new(ErrorKind::Io, "", format!("cannot read config file: {e}"))
-                    .fix("check the path given with -o/--config-path"),
-            ],
-        )
-    })?;
+    let text = crate::read_text(path, "check the path given with -o/--config-path")?;
     load_str(&text, path)
 }
 

@@ -41,6 +41,17 @@ pub enum Origin {
     Default,
 }
 
+/// How much of a bad value an error quotes.
+pub const VALUE_EXCERPT: usize = 120;
+
+/// `text`, or its first [`VALUE_EXCERPT`] characters and its length.
+fn excerpt(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(VALUE_EXCERPT) {
+        Some((end, _)) => format!("{}... ({} bytes in all)", &text[..end], text.len()).into(),
+        None => text.into(),
+    }
+}
+
 /// One mistake in a config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -68,6 +79,7 @@ impl ConfigError {
         }
     }
 
+    /// The offending value, quoted in messages up to [`VALUE_EXCERPT`] characters.
     pub fn value(mut self, value: impl fmt::Display) -> Self {
         self.value = Some(value.to_string());
         self
@@ -138,7 +150,7 @@ impl ConfigErrors {
             line.push_str(&format!(" {}", e.path));
         }
         if let Some(value) = &e.value {
-            line.push_str(&format!(" = {value}"));
+            line.push_str(&format!(" = {}", excerpt(value)));
         }
         if !e.path.is_empty() || e.value.is_some() {
             line.push(':');

@@ -45,23 +45,69 @@ pub struct Loaded {
 
 /// Reads, decodes, overrides and validates a config file.
 pub fn load_file(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let fix = match e.kind() {
-            std::io::ErrorKind::NotFound => "check the path given with -o/--config",
-            std::io::ErrorKind::PermissionDenied => {
-                "make the file readable by the daos_server user"
-            }
-            _ => "check that the path is a readable text file",
-        };
+    let text = read_text(path, "check the path given with -o/--config")?;
+    load_str(&text, path, overrides)
+}
+
+/// The largest config file read; DAOS's real configs are a few KiB.
+pub const CONFIG_MAX: u64 = 1 << 20;
+
+/// Reads a config file: a regular file of at most [`CONFIG_MAX`] bytes of UTF-8 text.
+/// `fix` says how to name another file.
+pub fn read_text(path: &Path, fix: &str) -> Result<String, ConfigErrors> {
+    use std::io::Read;
+    let fail = |message: String, fix: &str| {
         ConfigErrors::new(
             path,
-            vec![
-                ConfigError::new(ErrorKind::Io, "", format!("cannot read config file: {e}"))
-                    .fix(fix),
-            ],
+            vec![ConfigError::new(ErrorKind::Io, "", message).fix(fix)],
         )
+    };
+    let file = std::fs::File::open(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => fix,
+            std::io::ErrorKind::PermissionDenied => "make the file readable by this user",
+            _ => "check that the path is a readable text file",
+        };
+        fail(format!("cannot read config file: {e}"), why)
     })?;
-    load_str(&text, path, overrides)
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read config file: {e}"), fix))?;
+    if !meta.is_file() {
+        return Err(fail(
+            "cannot read config file: it is not a regular file (a device, FIFO or directory)"
+                .into(),
+            fix,
+        ));
+    }
+    if meta.len() > CONFIG_MAX {
+        return Err(fail(
+            format!(
+                "cannot read config file: it has {} bytes, more than the {CONFIG_MAX} a config may have",
+                meta.len()
+            ),
+            fix,
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(CONFIG_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read config file: {e}"), fix))?;
+    if bytes.len() as u64 > CONFIG_MAX {
+        return Err(fail(
+            format!("cannot read config file: it grew past {CONFIG_MAX} bytes while read"),
+            fix,
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        fail(
+            format!(
+                "cannot read config file: it is not UTF-8 text (bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+            "give a YAML text file",
+        )
+    })
 }
 
 /// Decodes, overrides and validates config text; `name` is used in error messages.

@@ -1175,6 +1175,38 @@ fn unreadable_file_names_path_and_fix() {
     );
 }
 
+#[test]
+fn devices_fifos_and_huge_files_are_refused_before_reading() {
+    for (path, what) in [
+        ("/dev/zero", "not a regular file"),
+        ("/tmp", "not a regular file"),
+    ] {
+        let errs = load_file(Path::new(path), &Overrides::default()).unwrap_err();
+        assert!(errs.to_string().contains(what), "{path}: {errs}");
+        let errs = daos_config::control::load_file(Path::new(path)).unwrap_err();
+        assert!(errs.to_string().contains(what), "{path}: {errs}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(50 << 20).unwrap();
+    let errs = load_file(&big, &Overrides::default()).unwrap_err();
+    let text = errs.to_string();
+    assert!(
+        text.contains("52428800 bytes, more than the 1048576"),
+        "{text}"
+    );
+    // A long bad value is quoted as an excerpt.
+    let long = format!("name: daos_server\nport: {}\n", "9".repeat(5000));
+    let errs = load(&long).unwrap_err().to_string();
+    assert!(errs.len() < 2000, "{} bytes: {errs}", errs.len());
+    assert!(errs.contains("(5002 bytes in all)"), "{errs}");
+    let bin = dir.path().join("bin.yml");
+    std::fs::write(&bin, [0xff, 0xfe, 0x00]).unwrap();
+    let errs = load_file(&bin, &Overrides::default()).unwrap_err();
+    assert!(errs.to_string().contains("not UTF-8"), "{errs}");
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
 

@@ -82,6 +82,23 @@ fn every_example_validates_and_its_output_validates_again() {
 }
 
 #[test]
+fn a_device_as_config_is_refused_at_once_by_every_loader() {
+    for (bin, args) in [
+        ("daos_server", vec!["config", "validate", "-o", "/dev/zero"]),
+        ("dmg", vec!["-o", "/dev/zero", "system", "query"]),
+        ("daos", vec!["-o", "/dev/zero", "container", "list", "p"]),
+    ] {
+        let out = run(bin, &args, &[]);
+        assert_eq!(out.status.code(), Some(1), "{bin}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("not a regular file"),
+            "{bin}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn three_mistakes_are_reported_with_line_and_column_and_exit_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = std::fs::read_to_string(repo_root().join("config/examples/daos_server_local.yml"))
