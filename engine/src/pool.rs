@@ -213,6 +213,9 @@ pub enum PoolError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// The shard's files are gone or replaced: it serves nothing.
+    #[error("{0}")]
+    Damaged(String),
     #[error("{what} {}: {source}", .path.display())]
     Io {
         what: &'static str,
@@ -230,7 +233,7 @@ impl PoolError {
             PoolError::NotFound(_) => der::NONEXIST,
             PoolError::NoSpace { .. } => der::NOSPACE,
             PoolError::Unsupported(_) => der::NOSYS,
-            PoolError::Io { .. } => der::IO,
+            PoolError::Io { .. } | PoolError::Damaged(_) => der::IO,
         }
     }
 }
@@ -597,6 +600,13 @@ impl PoolStore {
             .cloned()
             .ok_or_else(|| PoolError::NotFound(uuid.into()))?;
         let path = self.dir.join(uuid).join(format!("vos-{target}"));
+        if !path.exists() {
+            return Err(PoolError::Damaged(format!(
+                "pool {uuid} target {target}: its SCM file {} is missing (removed outside DAOS); \
+                 the shard's data is lost; destroy the pool (dmg pool destroy --force)",
+                path.display()
+            )));
+        }
         let scm = PmemFile::open(&path, meta.scm_per_target as usize)
             .map_err(io_err("cannot open SCM file", &path))?;
         let bdev = match meta.regions.iter().find(|r| r.target == target) {

@@ -1171,6 +1171,11 @@ impl<S: Media, B: Media> Store<S, B> {
             .collect()
     }
 
+    /// The SCM part.
+    pub fn scm(&self) -> &S {
+        &self.scm
+    }
+
     /// The current epoch (the newest durable change).
     pub fn epoch(&self) -> u64 {
         self.epoch

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
 
-use crate::pool::{PoolError, PoolStore, TargetStore};
+use crate::pool::{PoolStore, TargetStore};
 use crate::store::StoreError;
 use crate::wire::{self, ADDR_MAX, Header, PunchWhat, Request, Writer, der};
 
@@ -104,6 +104,11 @@ pub struct TargetService {
     waiting: VecDeque<Received>,
     peers: Vec<([u8; ADDR_MAX], u8, Peer)>,
     stores: HashMap<[u8; 16], TargetStore>,
+    /// Pools whose shard on this target is damaged (files removed under it), and why: they
+    /// serve nothing until destroyed.
+    damaged: HashMap<[u8; 16], String>,
+    /// When the stores' files were last checked.
+    checked: Instant,
     last_error: Option<Instant>,
     /// Bulk requests by bulk slot; free slots are `None`.
     bulk: Vec<Option<BulkOp>>,
@@ -146,6 +151,8 @@ impl TargetService {
             waiting: VecDeque::with_capacity(RECV_SLOTS),
             peers: Vec::with_capacity(PEERS_MAX),
             stores: HashMap::new(),
+            damaged: HashMap::new(),
+            checked: Instant::now(),
             last_error: None,
             bulk: (0..BULK_SLOTS).map(|_| None).collect(),
         })
@@ -155,6 +162,7 @@ impl TargetService {
     pub fn close_pool(&mut self, uuid: &str) {
         if let Some(u) = wire::parse_uuid(uuid) {
             self.stores.remove(&u);
+            self.damaged.remove(&u);
         }
     }
 
@@ -163,13 +171,47 @@ impl TargetService {
     pub fn space(&mut self, uuid: &str) -> Result<(u64, u64), String> {
         let pool = wire::parse_uuid(uuid).ok_or_else(|| format!("bad pool UUID {uuid:?}"))?;
         let h = Header::request(wire::Op::Ping, 0, pool, [0; 16], &[]);
-        store_for(self.index, &self.pools, &mut self.stores, &h)
+        store_for(self.index, &self.pools, &mut self.stores, &self.damaged, &h)
             .map(|s| s.space_used())
             .map_err(|(_, text)| text)
     }
 
+    /// Every [`FILE_CHECK`], whether each open store's SCM file is still the one at its path;
+    /// a shard whose file was removed or replaced under it is marked damaged and refuses I/O
+    /// from then on (rather than acknowledging writes that go nowhere).
+    fn check_files(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.checked) < FILE_CHECK {
+            return;
+        }
+        self.checked = now;
+        let gone: Vec<[u8; 16]> = self
+            .stores
+            .iter()
+            .filter(|(_, s)| !s.scm().still_linked())
+            .map(|(k, _)| *k)
+            .collect();
+        for pool in gone {
+            if let Some(store) = self.stores.remove(&pool) {
+                let why = format!(
+                    "pool {} target {}: its SCM file {} was removed or replaced while in use; \
+                     the shard is damaged and refuses I/O; destroy the pool (dmg pool destroy --force)",
+                    wire::uuid_text(&pool),
+                    self.index,
+                    store.scm().path().display()
+                );
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stdout(),
+                    format!("ERROR: {why}\n").as_bytes(),
+                );
+                self.damaged.insert(pool, why);
+            }
+        }
+    }
+
     /// Serves what has arrived; returns how many requests and completions it handled.
     pub fn poll(&mut self) -> usize {
+        self.check_files();
         let mut work = match self.ep.poll_held(&mut self.held) {
             Ok(n) => n,
             Err(e) => {
@@ -213,12 +255,13 @@ impl TargetService {
             let Self {
                 ep,
                 stores,
+                damaged,
                 pools,
                 index,
                 ..
             } = self;
             let sent = ep.reply(r, peer, |req, resp| {
-                handle(*index, pools, stores, &header, req, resp)
+                handle(*index, pools, stores, damaged, &header, req, resp)
             });
             match sent {
                 Ok(()) => {
@@ -247,6 +290,7 @@ impl TargetService {
         let Self {
             ep,
             stores,
+            damaged,
             pools,
             index,
             ..
@@ -280,7 +324,7 @@ impl TargetService {
             Request::UpdateBulk { .. } | Request::WriteExtentBulk { .. } => {
                 return Stage::Post { read: true, remote };
             }
-            _ => match store_for(*index, pools, stores, h) {
+            _ => match store_for(*index, pools, stores, damaged, h) {
                 Ok(s) => s,
                 Err((code, text)) => return Stage::Answer(Outcome::Failed(code, text)),
             },
@@ -420,6 +464,7 @@ impl TargetService {
         let Self {
             ep,
             stores,
+            damaged,
             pools,
             index,
             ..
@@ -428,7 +473,7 @@ impl TargetService {
         let Ok(req) = h.body(msg).and_then(|b| Request::decode(h.op, b)) else {
             return Outcome::Failed(der::INVAL, "bad request".into());
         };
-        let store = match store_for(*index, pools, stores, h) {
+        let store = match store_for(*index, pools, stores, damaged, h) {
             Ok(s) => s,
             Err((code, text)) => return Outcome::Failed(code, text),
         };
@@ -578,13 +623,20 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
     w.finish(reply).unwrap_or(0)
 }
 
+/// How often a target checks that its stores' files are still there.
+const FILE_CHECK: Duration = Duration::from_millis(50);
+
 /// The store of the header's pool on this target, opened (log replayed) on first use.
 fn store_for<'s>(
     index: u32,
     pools: &PoolStore,
     stores: &'s mut HashMap<[u8; 16], TargetStore>,
+    damaged: &HashMap<[u8; 16], String>,
     h: &Header,
 ) -> Result<&'s mut TargetStore, (i32, String)> {
+    if let Some(why) = damaged.get(&h.pool) {
+        return Err((der::IO, why.clone()));
+    }
     if let std::collections::hash_map::Entry::Vacant(slot) = stores.entry(h.pool) {
         match pools.open_target(&wire::uuid_text(&h.pool), index) {
             Ok(s) => {
@@ -602,11 +654,7 @@ fn store_for<'s>(
                 slot.insert(s);
             }
             Err(e) => {
-                let code = match e {
-                    PoolError::NotFound(_) => der::NONEXIST,
-                    _ => der::IO,
-                };
-                return Err((code, e.to_string()));
+                return Err((e.der(), e.to_string()));
             }
         }
     }
@@ -620,6 +668,7 @@ fn handle(
     index: u32,
     pools: &PoolStore,
     stores: &mut HashMap<[u8; 16], TargetStore>,
+    damaged: &HashMap<[u8; 16], String>,
     h: &Header,
     req: &[u8],
     resp: &mut [u8],
@@ -648,7 +697,7 @@ fn handle(
     if let Request::Ping = request {
         return Writer::body(resp).finish(reply).unwrap_or(0);
     }
-    let store = match store_for(index, pools, stores, h) {
+    let store = match store_for(index, pools, stores, damaged, h) {
         Ok(s) => s,
         Err((code, text)) => return wire::encode_error(resp, h, code, &text),
     };

@@ -51,6 +51,17 @@ pub struct PmemFile {
     /// to write back, so a persist is a store fence. Written data then survives a process
     /// crash, though not a power loss, which is what the ram class promises.
     in_ram: bool,
+    /// The file mapped, and its identity when mapped (device, inode), to tell whether it is
+    /// still there.
+    path: std::path::PathBuf,
+    identity: (u64, u64),
+}
+
+/// (device, inode) of a path.
+fn identity(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 // SAFETY: the mapping is plain memory owned by this value; moving it to another thread moves
@@ -79,12 +90,27 @@ impl PmemFile {
         }
         let in_ram = nix::sys::statfs::statfs(path)
             .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        let identity = identity(path).unwrap_or((0, 0));
         Ok(PmemFile {
             addr: addr.cast(),
             len: mapped,
             is_pmem: is_pmem != 0,
             in_ram,
+            path: path.to_path_buf(),
+            identity,
         })
+    }
+
+    /// Whether the mapped file is still the one at its path: false once it was removed or
+    /// replaced (what is written to the mapping then no longer reaches storage anyone can
+    /// open). One `stat`: call it now and then, not per write.
+    pub fn still_linked(&self) -> bool {
+        identity(&self.path).is_ok_and(|id| id == self.identity)
+    }
+
+    /// The file mapped.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn len(&self) -> usize {

@@ -217,3 +217,58 @@ fn concurrent_puts_of_one_key_leave_one_whole_value_and_gets_read_one_version() 
     }
     sys.stop(&mut server);
 }
+
+#[test]
+fn a_shard_whose_scm_file_is_removed_refuses_io_instead_of_losing_writes() {
+    use daos_client::{Session, SessionOpts};
+    use daos_engine::wire::der;
+    let (sys, mut server) = started();
+    let create = ok(sys.dmg(&["-i", "pool", "create", "tank", "--scm-size", "64M"]));
+    let uuid = create
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("UUID                 : "))
+        .expect("UUID")
+        .to_string();
+    let mut s = Session::open(
+        std::sync::Arc::new(sys.pool_map("tank")),
+        SessionOpts::default(),
+    )
+    .expect("session");
+    let cont = s.cont_create("c", [3; 16]).expect("container");
+    s.update(cont, 1, b"d", b"a", b"kept?").expect("update");
+    let vos = sys.path().join(format!("scm0/pools/{uuid}/vos-0"));
+    std::fs::remove_file(&vos).expect("remove the SCM file");
+    // Within a moment the target notices and refuses every operation.
+    let mut refusal = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            refusal = s.update(cont, 2, b"d", b"a", b"after").err();
+            refusal.is_some()
+        }),
+        "updates still acknowledged long after the file went"
+    );
+    let e = refusal.expect("refused");
+    assert_eq!(e.der(), Some(der::IO), "{e}");
+    assert!(e.to_string().contains("was removed or replaced"), "{e}");
+    let e = s.fetch(cont, 1, b"d", b"a").expect_err("fetch refused too");
+    assert_eq!(e.der(), Some(der::IO), "{e}");
+    assert!(sys.log().contains("the shard is damaged"), "{}", sys.log());
+    drop(s);
+
+    // After a restart the missing file is named, not recreated empty.
+    sys.stop(&mut server);
+    let mut server = sys.start(&[]);
+    sys.wait_log("the system as rank", 2, 60);
+    let mut s = Session::open(
+        std::sync::Arc::new(sys.pool_map("tank")),
+        SessionOpts::default(),
+    )
+    .expect("session");
+    let e = s.fetch(cont, 1, b"d", b"a").expect_err("still damaged");
+    assert_eq!(e.der(), Some(der::IO), "{e}");
+    assert!(e.to_string().contains("is missing"), "{e}");
+    assert!(!vos.exists(), "the store does not recreate the file");
+    drop(s);
+    ok(sys.dmg(&["-i", "pool", "destroy", "--force", "tank"]));
+    sys.stop(&mut server);
+}
