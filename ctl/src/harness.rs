@@ -18,7 +18,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use daos_config::Server;
-use daos_drpc::mgmt::{DaosResp, PrepShutdownReq, SetRankReq};
+use daos_drpc::mgmt::{DaosResp, PingRankReq, PoolDestroyReq, PrepShutdownReq, SetRankReq};
 use daos_drpc::srv::NotifyReadyReq;
 use daos_drpc::{Client, HandlerError, MgmtMethod, Registry, SrvMethod};
 use nix::sys::signal::{Signal, kill};
@@ -48,6 +48,9 @@ struct InstanceState {
     held: bool,
     /// daos_server is shutting down: the supervisor exits.
     stop: bool,
+    /// The running engine stopped answering dRPC (stopped or hung): calls to it fail at
+    /// once and its rank shows `Unresponsive` until it answers again.
+    unresponsive: bool,
 }
 
 /// The outcome of an admin operation on one rank.
@@ -123,7 +126,17 @@ pub struct Harness {
     /// Pools a previous daos_server left `Creating` or `Destroying` (it died midway): they
     /// are destroyed once their ranks have joined.
     orphans: Mutex<Vec<String>>,
+    /// Shards of given-up creates still to destroy, as (rank, pool UUID): their rank did not
+    /// answer; retried when it does.
+    undo: Mutex<Vec<(u32, String)>>,
 }
+
+/// How often daos_server checks that its running engines answer.
+const HEALTH_PERIOD: Duration = Duration::from_secs(1);
+/// How long an engine has to answer a health ping.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a pool operation on an engine may take before it is given up.
+pub const POOL_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where `daos_engine` is: next to this binary, else on PATH.
 pub fn engine_binary() -> Option<PathBuf> {
@@ -182,6 +195,7 @@ impl Harness {
         }
         Arc::new(Harness {
             orphans: Mutex::new(orphans),
+            undo: Mutex::new(Vec::new()),
             config,
             instances,
             ms,
@@ -215,8 +229,100 @@ impl Harness {
         r
     }
 
+    /// Destroys the shard a given-up create may have left on `rank` (the engine refuses the
+    /// create if it comes later); queued for when the rank answers again if it does not now.
+    pub fn undo_create(&self, rank: u32, uuid: &str) {
+        let body = PoolDestroyReq {
+            uuid: uuid.into(),
+            force: true,
+        }
+        .encode_to_vec();
+        match self.engine_call(rank, MgmtMethod::PoolDestroy, &body) {
+            Ok(_) => {}
+            Err(e) => {
+                warn!(
+                    "pool {uuid}: cannot undo its create on rank {rank} yet ({e}); retried when the rank answers"
+                );
+                self.undo
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((rank, uuid.into()));
+            }
+        }
+    }
+
+    /// Pings every running, joined engine each [`HEALTH_PERIOD`]: one that does not answer
+    /// within [`HEALTH_TIMEOUT`] is `Unresponsive` until it does again (then `Joined`, and
+    /// the creates given up on it are undone).
+    fn monitor(&self) {
+        while !self.stopping.load(Ordering::Acquire) {
+            for inst in &self.instances {
+                let (sock, rank, unresponsive) = {
+                    let s = inst.lock();
+                    match (&s.drpc_sock, s.rank, s.joined) {
+                        (Some(p), Some(r), true) if s.pid.is_some() => {
+                            (p.clone(), r, s.unresponsive)
+                        }
+                        _ => continue,
+                    }
+                };
+                let body = PingRankReq { rank }.encode_to_vec();
+                let answered = Client::connect(&sock)
+                    .and_then(|mut c| {
+                        c.set_timeout(HEALTH_TIMEOUT)?;
+                        c.call(MgmtMethod::PingRank, &body)
+                    })
+                    .is_ok();
+                if answered != unresponsive {
+                    continue;
+                }
+                inst.update(|s| s.unresponsive = !answered);
+                let (state, info) = if answered {
+                    info!("rank {rank} answers again");
+                    (MemberState::Joined, "")
+                } else {
+                    warn!("rank {rank} does not answer within {HEALTH_TIMEOUT:?}: Unresponsive");
+                    (
+                        MemberState::Unresponsive,
+                        "the engine does not answer (stopped or hung?)",
+                    )
+                };
+                if let Err(e) = self.ms.set_state(rank, state, info) {
+                    warn!("rank {rank}: {e}");
+                }
+                if answered {
+                    let pending: Vec<String> = {
+                        let mut undo = self.undo.lock().unwrap_or_else(|p| p.into_inner());
+                        let (mine, rest) = std::mem::take(&mut *undo)
+                            .into_iter()
+                            .partition(|(r, _)| *r == rank);
+                        *undo = rest;
+                        mine.into_iter().map(|(_, u)| u).collect()
+                    };
+                    for uuid in pending {
+                        self.undo_create(rank, &uuid);
+                        info!("pool {uuid}: given-up create undone on rank {rank}");
+                    }
+                }
+            }
+            thread::sleep(HEALTH_PERIOD);
+        }
+    }
+
     /// Checks each engine's storage, formats it with `auto_format`, and starts the supervisors.
     pub fn start(self: &Arc<Self>, auto_format: bool) {
+        let h = self.clone();
+        match thread::Builder::new()
+            .name("health".into())
+            .spawn(move || h.monitor())
+        {
+            Ok(t) => self
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t),
+            Err(e) => error!("cannot start the engine health monitor: {e}"),
+        }
         for inst in &self.instances {
             let i = inst.index;
             info!("Checking DAOS I/O Engine instance {i} storage ...");
@@ -390,13 +496,19 @@ impl Harness {
         let inst = self
             .by_rank(rank)
             .ok_or_else(|| format!("rank {rank} is not an engine of this server"))?;
-        let sock = inst
-            .lock()
-            .drpc_sock
-            .clone()
-            .ok_or_else(|| format!("rank {rank} is not running"))?;
+        let (sock, unresponsive) = {
+            let s = inst.lock();
+            (s.drpc_sock.clone(), s.unresponsive)
+        };
+        let sock = sock.ok_or_else(|| format!("rank {rank} is not running"))?;
+        if unresponsive {
+            return Err(format!(
+                "rank {rank} is unresponsive: its engine does not answer (stopped or hung?); \
+                 see dmg system query"
+            ));
+        }
         let mut c = Client::connect(&sock).map_err(|e| format!("rank {rank}: {e}"))?;
-        c.set_timeout(Duration::from_secs(120))
+        c.set_timeout(POOL_CALL_TIMEOUT)
             .map_err(|e| e.to_string())?;
         c.call(method, body)
             .map_err(|e| format!("rank {rank}: {e}"))
@@ -541,6 +653,7 @@ impl Harness {
                         s.pid = None;
                         s.drpc_sock = None;
                         s.joined = false;
+                        s.unresponsive = false;
                     });
                     let text = match &status {
                         Ok(st) => exit_text(st),

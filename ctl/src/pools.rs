@@ -516,13 +516,10 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
                     "pool {} ({uuid}): create failed on rank {r}: {e}; undoing",
                     req.label
                 );
-                let undo = PoolDestroyReq {
-                    uuid: uuid.clone(),
-                    force: true,
-                }
-                .encode_to_vec();
-                for d in done {
-                    let _ = h.engine_call(d, MgmtMethod::PoolDestroy, &undo);
+                // The failed rank too: it may have created its shard after the call was
+                // given up (a timeout), or do so later.
+                for d in done.into_iter().chain([r]) {
+                    h.undo_create(d, &uuid);
                 }
                 let _ = h.ms().pool_remove(&uuid);
                 let kind = if e.contains("(-1007)") {

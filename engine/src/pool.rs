@@ -205,6 +205,8 @@ pub enum PoolError {
     Exists(String),
     #[error("pool {0} does not exist on this engine")]
     NotFound(String),
+    #[error("pool {0} was destroyed (its create was given up); a create needs a new UUID")]
+    Destroyed(String),
     #[error("not enough {tier} space: {wanted} bytes wanted, {free} free")]
     NoSpace {
         tier: &'static str,
@@ -230,7 +232,7 @@ impl PoolError {
         match self {
             PoolError::BadUuid(_) => der::INVAL,
             PoolError::Exists(_) => der::EXIST,
-            PoolError::NotFound(_) => der::NONEXIST,
+            PoolError::NotFound(_) | PoolError::Destroyed(_) => der::NONEXIST,
             PoolError::NoSpace { .. } => der::NOSPACE,
             PoolError::Unsupported(_) => der::NOSYS,
             PoolError::Io { .. } | PoolError::Damaged(_) => der::IO,
@@ -351,6 +353,9 @@ pub struct PoolStore {
     targets: u32,
     devices: Vec<Device>,
     pools: Mutex<BTreeMap<String, ShardMeta>>,
+    /// Pools destroyed since start: a create of one of them that arrives late (its caller
+    /// gave up and destroyed it) is refused. Taken with `pools` held.
+    destroyed: Mutex<std::collections::HashSet<String>>,
 }
 
 impl PoolStore {
@@ -400,6 +405,7 @@ impl PoolStore {
             targets,
             devices,
             pools: Mutex::new(pools),
+            destroyed: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -509,6 +515,14 @@ impl PoolStore {
         let scm_per_target = (scm_bytes / targets) / 4096 * 4096;
         let nvme_per_target = nvme_bytes / targets;
         let mut pools = self.lock();
+        if self
+            .destroyed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(uuid)
+        {
+            return Err(PoolError::Destroyed(uuid.into()));
+        }
         if scm_per_target < MIN_SCM_PER_TARGET {
             return Err(PoolError::NoSpace {
                 tier: "SCM",
@@ -581,6 +595,10 @@ impl PoolStore {
             return Err(PoolError::BadUuid(uuid.into()));
         }
         let mut pools = self.lock();
+        self.destroyed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uuid.to_string());
         if !pools.contains_key(uuid) {
             return Err(PoolError::NotFound(uuid.into()));
         }

@@ -329,3 +329,60 @@ fn a_create_cut_short_by_a_crash_is_rolled_back_at_restart() {
     ok(sys.dmg(&["-i", "pool", "create", "half", "--scm-size", "64M"]));
     sys.stop(&mut server);
 }
+
+#[test]
+fn a_stopped_engine_is_shown_unresponsive_and_a_create_given_up_on_it_is_undone() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::time::{Duration, Instant};
+    let (sys, mut server) = started(1);
+    ok(sys.dmg(&["-i", "pool", "create", "kept", "--scm-size", "64M"]));
+    let engines = children(server.pid() as u32, "daos_engine");
+    let engine = Pid::from_raw(engines[0] as i32);
+    kill(engine, Signal::SIGSTOP).expect("stop engine");
+    // A create sent at once reaches the stopped engine and is given up after its deadline.
+    let started = Instant::now();
+    let create = sys.dmg(&["-i", "pool", "create", "lost", "--scm-size", "64M"]);
+    assert_eq!(create.status.code(), Some(1), "{}", stdout(&create));
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the create has a deadline"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            stdout(&sys.dmg(&["-i", "system", "query"])).contains("Unresponsive")
+        }),
+        "the stopped engine's rank shows Unresponsive"
+    );
+    // Calls to it now fail at once, naming the state.
+    let q = sys.dmg(&["-i", "pool", "query", "kept"]);
+    assert_eq!(q.status.code(), Some(1));
+    assert!(stderr(&q).contains("unresponsive"), "{}", stderr(&q));
+    kill(engine, Signal::SIGCONT).expect("continue engine");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            stdout(&sys.dmg(&["-i", "system", "query"])).contains("Joined")
+        }),
+        "the rank is Joined again once it answers"
+    );
+    // The given-up pool left no shard behind; the other pool is intact.
+    let pools_dir = sys.path().join("scm0/pools");
+    let q: serde_json::Value =
+        serde_json::from_str(&ok(sys.dmg(&["-i", "-j", "pool", "query", "kept"]))).expect("json");
+    let kept = q["response"]["uuid"].as_str().expect("uuid").to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::read_dir(&pools_dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .all(|e| e.file_name().to_string_lossy() == kept)
+                })
+                .unwrap_or(false)
+        }),
+        "only the kept pool's shard remains in {}",
+        pools_dir.display()
+    );
+    assert!(!ok(sys.dmg(&["-i", "pool", "list"])).contains("lost"));
+    ok(sys.dmg(&["-i", "pool", "create", "lost", "--scm-size", "64M"]));
+    sys.stop(&mut server);
+}
