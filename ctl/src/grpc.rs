@@ -737,6 +737,21 @@ pub fn server_tls(s: &Server) -> Result<ServerTlsConfig, CmdError> {
         .client_ca_root(Certificate::from_pem(ca)))
 }
 
+/// Where the control port listens: every interface with TLS; without it (insecure mode),
+/// only loopback, unless `mgmt_svc_replicas` names a host other than this one's loopback (a
+/// system spread over hosts must be reachable from them).
+fn listen_ip(config: &Server) -> [u8; 4] {
+    let remote = config.mgmt_svc_replicas.iter().any(|r| {
+        let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
+        !(host == "localhost" || host.starts_with("127."))
+    });
+    if config.transport_config.allow_insecure && !remote {
+        [127, 0, 0, 1]
+    } else {
+        [0, 0, 0, 0]
+    }
+}
+
 /// Binds the control port and serves the API until stopped.
 pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandle, CmdError> {
     let insecure = config.transport_config.allow_insecure;
@@ -745,7 +760,7 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
     } else {
         Some(server_tls(config)?)
     };
-    let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+    let addr = SocketAddr::from((listen_ip(config), config.port));
     let listener = TcpListener::bind(addr).map_err(|e| {
         CmdError::new(format!("cannot listen on {addr}: {e}"))
             .fix("stop the process using that port, or choose another with `port` / -p")

@@ -204,11 +204,11 @@ impl SingleReplica {
             source,
         };
         if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir).map_err(err)?;
+            daos_hw::private::create_dir(dir).map_err(err)?;
         }
         let tmp = self.path.with_extension("tmp");
         let text = serde_json::to_string_pretty(db).unwrap_or_default();
-        fs::write(&tmp, text).map_err(err)?;
+        daos_hw::private::write(&tmp, text).map_err(err)?;
         fs::rename(&tmp, &self.path).map_err(err)
     }
 

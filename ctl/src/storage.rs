@@ -151,7 +151,11 @@ pub fn write_superblock(e: &Engine, idx: usize, sb: &Superblock) -> Result<(), S
         engine: idx,
         message: format!("cannot encode superblock: {err}"),
     })?;
-    fs::write(&tmp, text).map_err(StorageError::io(idx, "cannot write superblock", &tmp))?;
+    daos_hw::private::write(&tmp, text).map_err(StorageError::io(
+        idx,
+        "cannot write superblock",
+        &tmp,
+    ))?;
     fs::rename(&tmp, &path).map_err(StorageError::io(idx, "cannot write superblock", &path))
 }
 
@@ -249,7 +253,11 @@ pub fn format(s: &Server, idx: usize, force: bool) -> Result<FormatResult, Stora
         let conf = nvme_conf(e, idx);
         let path = mount.join(NVME_CONF_NAME);
         let text = serde_json::to_string_pretty(&conf).unwrap_or_default();
-        fs::write(&path, text).map_err(StorageError::io(idx, "cannot write", &path))?;
+        daos_hw::private::write(&path, text).map_err(StorageError::io(
+            idx,
+            "cannot write",
+            &path,
+        ))?;
     }
     let uuid = new_uuid().map_err(StorageError::io(
         idx,
@@ -287,6 +295,11 @@ fn format_ram(e: &Engine, idx: usize, scm: &Tier) -> Result<bool, StorageError> 
             mount.display()
         );
         clear_dir(mount).map_err(StorageError::io(idx, "cannot clear", mount))?;
+        daos_hw::private::create_dir(mount).map_err(StorageError::io(
+            idx,
+            "cannot protect",
+            mount,
+        ))?;
         return Ok(false);
     }
     if is_mountpoint(mount) {
@@ -299,7 +312,8 @@ fn format_ram(e: &Engine, idx: usize, scm: &Tier) -> Result<bool, StorageError> 
         })?;
     }
     let gib = scm.scm_size.unwrap_or(daos_config::MIN_RAM_SCM_GIB);
-    let mut opts = format!("size={gib}g");
+    // Only the server's user enters the SCM mount (tmpfs roots default to 1777).
+    let mut opts = format!("size={gib}g,mode=0700");
     if scm.scm_hugepages_disabled == Some(false) {
         opts.push_str(",huge=always");
     }
@@ -349,7 +363,7 @@ fn prepare_bdev(idx: usize, t: &Tier) -> Result<Vec<String>, StorageError> {
                 if let Some(parent) = path.parent() {
                     fs::create_dir_all(parent).map_err(StorageError::io(idx, "cannot create", parent))?;
                 }
-                let file = fs::OpenOptions::new().create(true).truncate(true).write(true).open(path).map_err(StorageError::io(idx, "cannot create bdev file", path))?;
+                let file = daos_hw::private::open(path, true).map_err(StorageError::io(idx, "cannot create bdev file", path))?;
                 file.set_len(bytes).map_err(StorageError::io(idx, "cannot size bdev file", path))?;
             }
             Ok(t.bdev_list.clone())

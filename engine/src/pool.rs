@@ -366,7 +366,7 @@ impl PoolStore {
         nvme_conf: Option<&Path>,
     ) -> Result<PoolStore, PoolError> {
         let dir = scm_mount.join("pools");
-        fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        daos_hw::private::create_dir(&dir).map_err(io_err("cannot create", &dir))?;
         let devices = match nvme_conf.filter(|p| p.exists()) {
             Some(p) => devices_from_conf(p)?,
             None => Vec::new(),
@@ -559,7 +559,7 @@ impl PoolStore {
         };
         let tmp = self.dir.join(format!("{uuid}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(io_err("cannot create", &tmp))?;
+        daos_hw::private::create_dir(&tmp).map_err(io_err("cannot create", &tmp))?;
         let result = (|| {
             for t in 0..self.targets {
                 let path = tmp.join(format!("vos-{t}"));
@@ -570,7 +570,8 @@ impl PoolStore {
             }
             let meta_path = tmp.join("shard.json");
             let text = serde_json::to_string_pretty(&meta).unwrap_or_default();
-            let f = fs::File::create(&meta_path).map_err(io_err("cannot write", &meta_path))?;
+            let f = daos_hw::private::open(&meta_path, true)
+                .map_err(io_err("cannot write", &meta_path))?;
             use std::io::Write as _;
             (&f).write_all(text.as_bytes())
                 .map_err(io_err("cannot write", &meta_path))?;

@@ -15,6 +15,7 @@ pub mod net;
 pub mod nvme;
 pub mod pmem;
 pub mod pmemfile;
+pub mod private;
 pub mod topology;
 
 use std::io;

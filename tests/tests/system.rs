@@ -191,3 +191,53 @@ fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
 }
+
+#[test]
+fn data_files_are_private_and_an_insecure_server_listens_on_loopback_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "p",
+        "--scm-size",
+        "64M",
+        "--nvme-size",
+        "64M",
+    ]));
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let d = sys.path();
+    assert_eq!(mode(&d.join("bdev0")), 0o600, "bdev file");
+    assert_eq!(mode(&d.join("scm0/superblock")), 0o600, "superblock");
+    assert_eq!(mode(&d.join("scm0")), 0o700, "SCM mount");
+    assert_eq!(mode(&d.join("scm0/pools")), 0o700, "pools dir");
+    let pool_dir = std::fs::read_dir(d.join("scm0/pools"))
+        .expect("pools")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .next()
+        .expect("a pool");
+    assert_eq!(mode(&pool_dir), 0o700, "pool dir");
+    for f in std::fs::read_dir(&pool_dir).expect("pool dir") {
+        let f = f.expect("entry").path();
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    let ms = d.join("scm0/control_raft/system.json");
+    assert_eq!(mode(&ms), 0o600, "management service state");
+    assert!(
+        sys.log()
+            .contains(&format!("listening on 127.0.0.1:{}", sys.port)),
+        "{}",
+        sys.log()
+    );
+    sys.stop(&mut server);
+}
