@@ -823,7 +823,17 @@ impl Session {
             },
         )?;
         match body.first() {
-            Some(1) => Ok(uuid),
+            Some(1) => {
+                // Every target serves it from now on (they refuse unknown containers).
+                for t in 0..self.map.targets.len() {
+                    self.call(t, uuid, &Request::ContRegister)?;
+                }
+                Ok(uuid)
+            }
+            Some(2) => Err(ClientError::Exists(format!(
+                "container UUID {} is already in use in this pool",
+                uuid_text(&uuid)
+            ))),
             Some(0) => Err(ClientError::Exists(format!(
                 "container label {label:?} is already taken in this pool; choose another label"
             ))),

@@ -114,10 +114,8 @@ fn punch_enumerate_and_containers() {
         "b"
     );
     s.cont_destroy("b").expect("destroy");
-    assert!(
-        s.list_objects(b).expect("objects").is_empty(),
-        "destroy punched b's objects"
-    );
+    let e = s.list_objects(b).expect_err("b is gone");
+    assert_eq!(e.der(), Some(der::NONEXIST), "{e}");
     assert!(matches!(s.cont_query("b"), Err(ClientError::NotFound(_))));
     drop(f.shards);
 }
@@ -401,5 +399,50 @@ fn another_protocol_version_gets_a_clear_refusal_and_garbage_is_ignored() {
         )),
         "{text}"
     );
+    drop(f.shards);
+}
+
+#[test]
+fn io_to_an_unknown_or_destroyed_container_is_refused() {
+    let f = fixture(2);
+    let mut s = session(&f);
+    for value in [&b"small"[..], &[7u8; 40_000][..]] {
+        let e = s
+            .update([0x77; 16], 1, b"d", b"a", value)
+            .expect_err("never created");
+        assert_eq!(e.der(), Some(der::NONEXIST), "{e}");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+    let e = s
+        .fetch([0x77; 16], 1, b"d", b"a")
+        .expect_err("never created");
+    assert_eq!(e.der(), Some(der::NONEXIST), "{e}");
+    let c = s.cont_create("c", [0x55; 16]).expect("create");
+    let mut targets = [false; 2];
+    for oid in 0..16u128 {
+        s.update(c, oid, b"d", b"a", b"v1").expect("update");
+        targets[s.map().place(oid)] = true;
+    }
+    assert_eq!(targets, [true, true], "both targets hold objects");
+    assert!(matches!(
+        s.cont_create("other", [0x55; 16]),
+        Err(ClientError::Exists(_))
+    ));
+    s.cont_destroy("c").expect("destroy");
+    for oid in 0..16u128 {
+        let e = s
+            .update(c, oid, b"d", b"a", b"late")
+            .expect_err("destroyed");
+        assert_eq!(e.der(), Some(der::NONEXIST), "{e}");
+        let e = s
+            .read(c, oid, b"d", b"a", 0, 100_000)
+            .expect_err("destroyed");
+        assert_eq!(e.der(), Some(der::NONEXIST), "{e}");
+    }
+    // Created again with the same UUID, it starts empty: nothing of the old one reappears.
+    let c = s.cont_create("c", [0x55; 16]).expect("create again");
+    for oid in 0..16u128 {
+        assert_eq!(s.fetch(c, oid, b"d", b"a").expect("fetch"), None);
+    }
     drop(f.shards);
 }

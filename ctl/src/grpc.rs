@@ -15,7 +15,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use daos_config::{Server, TierClass};
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use tracing::{error, info};
@@ -802,7 +801,7 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
                         return;
                     }
                 };
-                let incoming = TcpIncoming::from(listener);
+                let incoming = crate::listener::incoming(listener);
                 if let Err(e) = router
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = rx.await;

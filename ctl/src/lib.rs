@@ -11,6 +11,7 @@ pub mod generate;
 pub mod grpc;
 pub mod harness;
 pub mod hostlist;
+pub mod listener;
 pub mod logging;
 pub mod membership;
 pub mod netcheck;

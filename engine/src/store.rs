@@ -175,6 +175,10 @@ pub enum StoreError {
     Checksum { expected: u32, found: u32 },
     #[error("record too large")]
     TooLarge,
+    #[error("container 0 is reserved for the store's own tables")]
+    ReservedContainer,
+    #[error("container {0} does not exist in this pool (create it, or it was destroyed)")]
+    NoContainer(String),
     #[error(
         "extent at offset {offset} of {len} bytes ends beyond the largest array offset (2^64 - 1)"
     )]
@@ -212,7 +216,15 @@ pub struct Store<S: Media, B: Media> {
     index: Index,
     /// The record being appended (reused: no allocation once grown).
     record: Vec<u8>,
+    /// Containers this target serves ([`Store::register_container`]), kept in the log as
+    /// dkeys of [`CONTAINERS`] and rebuilt from it at load.
+    containers: std::collections::HashSet<Cont>,
 }
+
+/// Where a store records the containers it serves: (container 0, object 1), a dkey each.
+/// Container 0 is reserved for such tables.
+const CONTAINERS: (Cont, Oid) = (0, 1);
+const LIVE: &[u8] = b"live";
 
 /// The end of an extent of `len` bytes at `offset`, refused when it passes 2^64 - 1.
 fn extent_end(offset: u64, len: usize) -> Result<u64, StoreError> {
@@ -401,6 +413,7 @@ impl<S: Media, B: Media> Store<S, B> {
             epoch: 0,
             index: Index::default(),
             record: Vec::with_capacity(HEADER + INLINE_MAX + 2 * 1024 + 128),
+            containers: std::collections::HashSet::new(),
         };
         st.load()?;
         Ok(st)
@@ -527,7 +540,31 @@ impl<S: Media, B: Media> Store<S, B> {
             cursor = cursor.max(off + len);
         }
         self.bdev_tail = cursor;
+        self.containers = self
+            .list_dkeys(CONTAINERS.0, CONTAINERS.1)
+            .iter()
+            .filter_map(|d| d.as_slice().try_into().ok().map(u128::from_le_bytes))
+            .collect();
         Ok(())
+    }
+
+    /// Records that this target serves container `cont` (idempotent).
+    pub fn register_container(&mut self, cont: Cont) -> Result<(), StoreError> {
+        if cont == 0 || self.containers.contains(&cont) {
+            return if cont == 0 {
+                Err(StoreError::ReservedContainer)
+            } else {
+                Ok(())
+            };
+        }
+        self.update(CONTAINERS.0, CONTAINERS.1, &cont.to_le_bytes(), LIVE, b"1")?;
+        self.containers.insert(cont);
+        Ok(())
+    }
+
+    /// Whether this target serves container `cont` (no allocation).
+    pub fn has_container(&self, cont: Cont) -> bool {
+        self.containers.contains(&cont)
     }
 
     /// The record of this generation at `at` (before `end`): its body and whether its
@@ -1150,6 +1187,9 @@ impl<S: Media, B: Media> Store<S, B> {
         let oids = self.list_oids(cont, 0, true, usize::MAX);
         for oid in &oids {
             self.punch(cont, *oid, None, None)?;
+        }
+        if self.containers.remove(&cont) {
+            self.punch(CONTAINERS.0, CONTAINERS.1, Some(&cont.to_le_bytes()), None)?;
         }
         Ok(oids.len())
     }

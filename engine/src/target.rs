@@ -325,7 +325,11 @@ impl TargetService {
                 return Stage::Post { read: true, remote };
             }
             _ => match store_for(*index, pools, stores, damaged, h) {
-                Ok(s) => s,
+                Ok(s) if s.has_container(cont) => s,
+                Ok(_) => {
+                    let e = StoreError::NoContainer(wire::uuid_text(&h.cont));
+                    return Stage::Answer(Outcome::Failed(store_status(&e), e.to_string()));
+                }
                 Err((code, text)) => return Stage::Answer(Outcome::Failed(code, text)),
             },
         };
@@ -473,11 +477,15 @@ impl TargetService {
         let Ok(req) = h.body(msg).and_then(|b| Request::decode(h.op, b)) else {
             return Outcome::Failed(der::INVAL, "bad request".into());
         };
+        let cont = u128::from_le_bytes(h.cont);
         let store = match store_for(*index, pools, stores, damaged, h) {
-            Ok(s) => s,
+            Ok(s) if s.has_container(cont) => s,
+            Ok(_) => {
+                let e = StoreError::NoContainer(wire::uuid_text(&h.cont));
+                return Outcome::Failed(store_status(&e), e.to_string());
+            }
             Err((code, text)) => return Outcome::Failed(code, text),
         };
-        let cont = u128::from_le_bytes(h.cont);
         let result = match req {
             Request::UpdateBulk {
                 oid,
@@ -548,6 +556,20 @@ impl TargetService {
     }
 }
 
+/// Whether a request reads or writes the header's container (which this target must serve).
+fn touches_container(r: &Request<'_>) -> bool {
+    !matches!(
+        r,
+        Request::Ping
+            | Request::ContCreate { .. }
+            | Request::ContList
+            | Request::ContQuery { .. }
+            | Request::ContDestroy { .. }
+            | Request::ContPunch
+            | Request::ContRegister
+    )
+}
+
 /// The DAOS code for a request that cannot be decoded.
 fn decode_status(e: &wire::WireError) -> i32 {
     match e {
@@ -560,7 +582,8 @@ fn store_status(e: &StoreError) -> i32 {
     match e {
         StoreError::Checksum { .. } => der::CSUM,
         StoreError::LogFull | StoreError::BdevFull => der::NOSPACE,
-        StoreError::TooLarge => der::INVAL,
+        StoreError::TooLarge | StoreError::ReservedContainer => der::INVAL,
+        StoreError::NoContainer(_) => der::NONEXIST,
         StoreError::Overflow { .. } => der::OVERFLOW,
         StoreError::ReadTooLarge(_) => der::REC2BIG,
         StoreError::TooSmall(_) | StoreError::OldFormat => der::IO,
@@ -702,10 +725,14 @@ fn handle(
         Err((code, text)) => return wire::encode_error(resp, h, code, &text),
     };
     let cont = u128::from_le_bytes(h.cont);
+    if touches_container(&request) && !store.has_container(cont) {
+        return store_error(h, resp, &StoreError::NoContainer(wire::uuid_text(&h.cont)));
+    }
     let mut w = Writer::body(resp);
     let done: Result<(), StoreError> = (|| {
         match request {
             Request::Ping => {}
+            Request::ContRegister => store.register_container(cont)?,
             Request::Update {
                 oid,
                 dkey,
@@ -816,8 +843,16 @@ fn handle(
             | Request::ReadExtentBulk { .. } => {}
             Request::ContCreate { label, uuid } => {
                 let (c, o) = CONT_TABLE;
+                let mut uuid_taken = false;
+                for l in store.list_dkeys(c, o) {
+                    if store.fetch(c, o, &l, UUID_AKEY, u64::MAX)?.as_deref() == Some(&uuid[..]) {
+                        uuid_taken = true;
+                    }
+                }
                 if store.fetch(c, o, label, UUID_AKEY, u64::MAX)?.is_some() {
                     w.u8(0);
+                } else if uuid_taken {
+                    w.u8(2);
                 } else {
                     store.update(c, o, label, UUID_AKEY, &uuid)?;
                     w.u8(1);

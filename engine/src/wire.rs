@@ -85,6 +85,7 @@ pub enum Op {
     FetchBulk = 17,
     ReadExtentBulk = 18,
     Swap = 19,
+    ContRegister = 20,
 }
 
 /// A client buffer registered for RMA: the target reads a value from it (updates) or writes
@@ -132,6 +133,7 @@ impl Op {
             17 => FetchBulk,
             18 => ReadExtentBulk,
             19 => Swap,
+            20 => ContRegister,
             _ => return None,
         })
     }
@@ -449,8 +451,11 @@ pub enum Request<'a> {
     ContDestroy {
         id: &'a [u8],
     },
-    /// Punches every object of the header's container on this target.
+    /// Punches every object of the header's container on this target, which then no longer
+    /// serves it.
     ContPunch,
+    /// This target serves the header's container from now on (after its create).
+    ContRegister,
     /// [`Request::Update`] with the value in the client's `bulk` buffer.
     UpdateBulk {
         oid: u128,
@@ -507,6 +512,7 @@ impl<'a> Request<'a> {
             Request::ContQuery { .. } => Op::ContQuery,
             Request::ContDestroy { .. } => Op::ContDestroy,
             Request::ContPunch => Op::ContPunch,
+            Request::ContRegister => Op::ContRegister,
             Request::UpdateBulk { .. } => Op::UpdateBulk,
             Request::WriteExtentBulk { .. } => Op::WriteExtentBulk,
             Request::FetchBulk { .. } => Op::FetchBulk,
@@ -601,7 +607,7 @@ impl<'a> Request<'a> {
         let key = |k: &[u8]| 2 + k.len();
         HEADER_LEN
             + match *self {
-                Request::Ping | Request::ContList | Request::ContPunch => 0,
+                Request::Ping | Request::ContList | Request::ContPunch | Request::ContRegister => 0,
                 Request::Update {
                     dkey, akey, value, ..
                 }
@@ -636,7 +642,7 @@ impl<'a> Request<'a> {
     /// Writes the body.
     pub fn encode(&self, w: &mut Writer<'_>) {
         match *self {
-            Request::Ping | Request::ContList | Request::ContPunch => {}
+            Request::Ping | Request::ContList | Request::ContPunch | Request::ContRegister => {}
             Request::Update {
                 oid,
                 dkey,
@@ -738,6 +744,7 @@ impl<'a> Request<'a> {
             Op::Ping => Request::Ping,
             Op::ContList => Request::ContList,
             Op::ContPunch => Request::ContPunch,
+            Op::ContRegister => Request::ContRegister,
             Op::Update => Request::Update {
                 oid: r.u128()?,
                 dkey: r.key()?,
@@ -973,6 +980,7 @@ mod tests {
         round_trip(Request::ContQuery { id: b"c1" });
         round_trip(Request::ContDestroy { id: b"c1" });
         round_trip(Request::ContPunch);
+        round_trip(Request::ContRegister);
         let bulk = Bulk {
             key: 0xdead,
             offset: 1 << 20,

@@ -22,7 +22,7 @@ fn format_then_query_stop_start_over_grpc() {
     let sys = System::new(1);
     let mut server = sys.start(&[]);
     sys.wait_log("SCM format required on instance 0", 1, 20);
-    sys.wait_log("listening on 0.0.0.0:", 1, 20);
+    sys.wait_log("listening on 127.0.0.1:", 1, 20);
 
     let q = sys.dmg(&["-i", "system", "query"]);
     assert_eq!(q.status.code(), Some(0), "{}", err(&q));
@@ -438,5 +438,49 @@ fn a_damaged_superblock_needs_force_and_the_reformat_releases_its_rank_and_pools
     let pools = ok(sys.dmg(&["-i", "pool", "list"]));
     assert!(!pools.contains("old"), "{pools}");
     ok(sys.dmg(&["-i", "pool", "create", "old", "--scm-size", "64M"]));
+    sys.stop(&mut server);
+}
+
+#[test]
+fn a_flood_of_silent_connections_does_not_keep_the_admin_out() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    // More silent connections than the server serves at once.
+    let flood: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", sys.port)).ok())
+        .collect();
+    assert!(flood.len() >= 256, "{} connections", flood.len());
+    let start = std::time::Instant::now();
+    let q = sys.dmg(&["-i", "system", "query"]);
+    assert_eq!(q.status.code(), Some(0), "{}{}", out(&q), err(&q));
+    assert!(out(&q).contains("Joined"), "{}", out(&q));
+    eprintln!(
+        "admin query answered {:?} after {} silent connections",
+        start.elapsed(),
+        flood.len()
+    );
+    // The silent ones were closed by the server (after its greeting, if any).
+    let mut closed = 0;
+    for mut c in flood {
+        use std::io::Read;
+        let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+        let mut b = [0u8; 512];
+        loop {
+            match c.read(&mut b) {
+                Ok(0) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    closed += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(closed >= 256, "{closed} closed");
     sys.stop(&mut server);
 }

@@ -208,7 +208,8 @@ fn objects_on_two_engines_verified_punched_listed_and_kept_across_a_restart() {
 
     // Destroying the container removes its objects.
     ok(sys.daos(&["container", "destroy", "tank", "c1"]));
-    assert!(s.list_objects(cont).expect("objects").is_empty());
+    let e = s.list_objects(cont).expect_err("the container is gone");
+    assert_eq!(e.der(), Some(der::NONEXIST), "{e}");
     drop(s);
     sys.stop(&mut server);
 }
