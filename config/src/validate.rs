@@ -143,6 +143,21 @@ pub fn server(s: &Server, spans: &Spans, decoded_ok: bool) -> (Vec<ConfigError>,
     (r.errors, r.notices)
 }
 
+/// Directories an SCM mount or a file bdev must never be in (or be): the system's own.
+const SYSTEM_DIRS: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys",
+    "/usr",
+];
+
+/// Whether `path` is `/` or lies in one of [`SYSTEM_DIRS`].
+fn is_system_path(path: &std::path::Path) -> bool {
+    let normal: std::path::PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    normal == std::path::Path::new("/") || SYSTEM_DIRS.iter().any(|d| normal.starts_with(d))
+}
+
 fn top_level(r: &mut Rules<'_>, s: &Server) {
     if s.name.is_empty() || s.name.chars().count() > SYSTEM_NAME_MAX {
         r.bad(
@@ -150,6 +165,17 @@ fn top_level(r: &mut Rules<'_>, s: &Server) {
             &s.name,
             format!("system name must be 1 to {SYSTEM_NAME_MAX} characters"),
             format!("use a name of at most {SYSTEM_NAME_MAX} characters, e.g. daos_server"),
+        );
+    } else if !s
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        r.bad(
+            "name",
+            s.name.escape_debug(),
+            "system name may hold only letters, digits, '_', '-' and '.'",
+            "use a name such as daos_server",
         );
     }
     if s.port == 0 {
@@ -376,6 +402,22 @@ fn engine(r: &mut Rules<'_>, s: &Server, i: usize, e: &Engine) {
     }
     if e.fabric_iface_port == 0 {
         r.missing(&format!("{p}.fabric_iface_port"), "fabric_iface_port is required (it is not optional)", "add `fabric_iface_port:` e.g. 31416, at least 4 apart from other engines on the same interface");
+    } else if u32::from(e.fabric_iface_port) + 1 + e.targets > u32::from(u16::MAX) {
+        // The targets listen on the ports above it, one each.
+        r.bad(
+            &format!("{p}.fabric_iface_port"),
+            e.fabric_iface_port,
+            format!(
+                "with {} targets the engine needs ports {} to {}, past 65535",
+                e.targets,
+                e.fabric_iface_port,
+                u32::from(e.fabric_iface_port) + 1 + e.targets
+            ),
+            format!(
+                "use a port of at most {}",
+                u32::from(u16::MAX).saturating_sub(1 + e.targets)
+            ),
+        );
     }
     let inherited = s.provider.as_ref() == Some(&e.provider);
     if inherited {
@@ -558,6 +600,12 @@ fn scm_tier(r: &mut Rules<'_>, tp: &str, t: &Tier) {
             "scm_mount must be an absolute path",
             "use a path such as /mnt/daos0",
         ),
+        Some(m) if is_system_path(m) => r.bad(
+            &format!("{tp}.scm_mount"),
+            m,
+            "scm_mount is / or a system directory (a format would erase it)",
+            "use a directory of its own such as /mnt/daos0",
+        ),
         Some(_) => {}
     }
     for key in [
@@ -690,6 +738,20 @@ fn bdev_tier(r: &mut Rules<'_>, tp: &str, t: &Tier) {
                         dev,
                         "must be an absolute path",
                         "use a full path such as /dev/loop0 or /var/daos/bdev0",
+                    );
+                } else if t.class == TierClass::File && is_system_path(std::path::Path::new(dev)) {
+                    r.bad(
+                        &format!("{tp}.bdev_list[{i}]"),
+                        dev,
+                        "a file bdev in a system directory (a format would overwrite it)",
+                        "use a file of its own such as /var/daos/bdev0",
+                    );
+                } else if t.class == TierClass::Kdev && !dev.starts_with("/dev/") {
+                    r.bad(
+                        &format!("{tp}.bdev_list[{i}]"),
+                        dev,
+                        "class kdev takes block devices under /dev",
+                        "use a device such as /dev/loop0, or class file for a file",
                     );
                 }
             }

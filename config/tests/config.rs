@@ -1226,3 +1226,49 @@ proptest::proptest! {
         let _ = load(&text);
     }
 }
+
+#[test]
+fn names_ports_and_system_paths_that_would_hurt_are_refused() {
+    for (text, needle) in [
+        (
+            base_with("name: daos_server", "name: \"da\\0os\""),
+            "system name may hold only letters, digits",
+        ),
+        (
+            base_with("fabric_iface_port: 31416", "fabric_iface_port: 65534"),
+            "with 4 targets the engine needs ports 65534 to 65539",
+        ),
+        (
+            base_with("scm_mount: /mnt/daos0", "scm_mount: /"),
+            "scm_mount is / or a system directory",
+        ),
+        (
+            base_with("scm_mount: /mnt/daos0", "scm_mount: /etc/daos"),
+            "scm_mount is / or a system directory",
+        ),
+        (
+            base_with(
+                "  - class: nvme\n    bdev_list: [\"0000:81:00.0\"]",
+                "  - class: file\n    bdev_list: [/etc/passwd]\n    bdev_size: 1",
+            ),
+            "a file bdev in a system directory",
+        ),
+        (
+            base_with(
+                "  - class: nvme\n    bdev_list: [\"0000:81:00.0\"]",
+                "  - class: kdev\n    bdev_list: [/tmp/not-a-device]",
+            ),
+            "class kdev takes block devices under /dev",
+        ),
+    ] {
+        let errs = errors(&text).to_string();
+        assert!(errs.contains(needle), "expected {needle:?} in {errs}");
+        assert!(errs.contains("fix:"), "{errs}");
+    }
+    // The last ports that fit are fine.
+    load(&base_with(
+        "fabric_iface_port: 31416",
+        "fabric_iface_port: 65530",
+    ))
+    .unwrap();
+}

@@ -55,6 +55,13 @@ impl Target {
         host_list: Option<&str>,
         insecure: bool,
     ) -> Result<Target, CmdError> {
+        if host_list.is_some_and(|l| l.trim().is_empty()) {
+            return Err(CmdError {
+                message: "-l/--host-list is empty".into(),
+                fix: Some("name at least one host, e.g. -l localhost:10001".into()),
+                code: crate::exit::ExitCode::Usage,
+            });
+        }
         let list = host_list
             .map(str::to_string)
             .unwrap_or_else(|| control.hostlist.join(","));

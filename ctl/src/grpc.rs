@@ -532,6 +532,12 @@ impl MgmtSvc for Services {
     ) -> Result<Response<PoolCreateResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolCreate", self.insecure)?;
         let r = req.into_inner();
+        if !r.sys.is_empty() && r.sys != self.config.name {
+            return Err(Status::invalid_argument(format!(
+                "pool create for system {:?} sent to system {:?}; check the host list and the system name",
+                r.sys, self.config.name
+            )));
+        }
         let mut label = String::new();
         let mut props = Vec::new();
         for p in r.properties {

@@ -86,6 +86,9 @@ pub fn parse_size(s: &str) -> Result<Size, String> {
     let n: f64 = num.parse().map_err(|_| {
         format!("invalid size {s:?}: expected a number with a unit, like 10G or 512MiB")
     })?;
+    if n <= 0.0 {
+        return Err(format!("invalid size {s:?}: it must be more than 0"));
+    }
     let unit = unit.trim();
     let binary = unit.contains('i');
     let base: f64 = if binary { 1024.0 } else { 1000.0 };
@@ -107,14 +110,26 @@ pub fn parse_size(s: &str) -> Result<Size, String> {
             ));
         }
     };
-    Ok(Size::Bytes((n * base.powi(exp)) as u64))
+    let bytes = n * base.powi(exp);
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("invalid size {s:?}: too large (at most 16 EiB)"));
+    }
+    if bytes < 1.0 {
+        return Err(format!("invalid size {s:?}: less than one byte"));
+    }
+    Ok(Size::Bytes(bytes as u64))
 }
 
 /// Checks a pool label as DAOS does.
 pub fn check_label(l: &str) -> Result<(), String> {
+    check_label_of("pool", l)
+}
+
+/// Checks the label of a `what` (pool or container) as DAOS does.
+pub fn check_label_of(what: &str, l: &str) -> Result<(), String> {
     if l.is_empty() || l.len() > 127 {
         return Err(format!(
-            "invalid pool label {l:?}: it must be 1 to 127 characters"
+            "invalid {what} label {l:?}: it must be 1 to 127 characters"
         ));
     }
     if !l
@@ -122,12 +137,12 @@ pub fn check_label(l: &str) -> Result<(), String> {
         .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
     {
         return Err(format!(
-            "invalid pool label {l:?}: use letters, digits, '_', '.', ':' and '-'"
+            "invalid {what} label {l:?}: use letters, digits, '_', '.', ':' and '-'"
         ));
     }
     if daos_engine_uuid(l) {
         return Err(format!(
-            "invalid pool label {l:?}: a label must not look like a UUID"
+            "invalid {what} label {l:?}: a label must not look like a UUID"
         ));
     }
     Ok(())
@@ -484,7 +499,17 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     }
     let uuid = crate::storage::new_uuid()
         .map_err(|e| PoolSvcError::new(Failed, format!("cannot make a UUID: {e}")))?;
-    let nsvc = req.nsvc.clamp(1, ranks.len() as u32) as usize;
+    if req.nsvc as usize > ranks.len() {
+        return Err(PoolSvcError::new(
+            BadRequest,
+            format!(
+                "--nsvc {}: more service replicas than the pool's {} rank(s)",
+                req.nsvc,
+                ranks.len()
+            ),
+        ));
+    }
+    let nsvc = req.nsvc.max(1) as usize;
     let mut rec = PoolRecord {
         uuid: uuid.clone(),
         label: req.label.clone(),

@@ -216,6 +216,21 @@ pub fn format(s: &Server, idx: usize, force: bool) -> Result<FormatResult, Stora
             Err(other) => return Err(other),
             Ok(None) => {}
         }
+        // A file bdev that exists with data and that no earlier format of this engine
+        // made (its daos_nvme.conf names it) is someone else's: not overwritten silently.
+        let ours = formatted_files(&mount);
+        for t in e.bdevs().filter(|t| t.class == TierClass::File) {
+            for f in &t.bdev_list {
+                let in_use = fs::metadata(f).is_ok_and(|m| m.len() > 0);
+                if in_use && !ours.iter().any(|o| o == f) {
+                    return refuse(format!(
+                        "bdev file {f} exists and holds data that no DAOS format of this engine \
+                         wrote; a format would overwrite it; remove it, name another file in \
+                         bdev_list, or use --force to overwrite it"
+                    ));
+                }
+            }
+        }
         let pools = mount.join("pools");
         if fs::read_dir(&pools).is_ok_and(|mut d| d.next().is_some()) {
             return refuse(format!(
@@ -387,6 +402,23 @@ fn prepare_bdev(idx: usize, t: &Tier) -> Result<Vec<String>, StorageError> {
 }
 
 /// The SPDK JSON config an engine reads (`-n`), DAOS_FACTS §5.3.
+/// The bdev files an earlier format wrote into the daos_nvme.conf under `mount`.
+fn formatted_files(mount: &Path) -> Vec<String> {
+    let Ok(text) = fs::read_to_string(mount.join(NVME_CONF_NAME)) else {
+        return Vec::new();
+    };
+    let conf: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut out = Vec::new();
+    for sub in conf["subsystems"].as_array().into_iter().flatten() {
+        for entry in sub["config"].as_array().into_iter().flatten() {
+            if let Some(f) = entry["params"]["filename"].as_str() {
+                out.push(f.to_string());
+            }
+        }
+    }
+    out
+}
+
 pub fn nvme_conf(e: &Engine, idx: usize) -> serde_json::Value {
     let host = crate::logging::hostname();
     let mut bdevs = vec![

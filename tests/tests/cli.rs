@@ -897,3 +897,67 @@ fn storage_prepare_refuses_without_root_saying_why() {
         "nothing was changed"
     );
 }
+
+#[test]
+fn bad_flag_values_are_usage_errors_that_name_the_flag() {
+    for (args, needle) in [
+        (
+            vec!["pool", "create", "p", "--size", "0"],
+            "--size: invalid size \"0\": it must be more than 0",
+        ),
+        (
+            vec!["pool", "create", "p", "--size", "99999999P"],
+            "too large",
+        ),
+        (
+            vec!["pool", "create", "p", "--scm-size", "abc"],
+            "--scm-size: invalid size \"abc\"",
+        ),
+        (
+            vec!["pool", "create", "p", "--size", "1G", "-P", "label:zz"],
+            "the label is the pool's name",
+        ),
+        (
+            vec!["pool", "create", "p", "--size", "1G", "-v", "99"],
+            "--nsvc: 99 service replicas",
+        ),
+        (vec!["-l", "", "system", "query"], "-l/--host-list is empty"),
+    ] {
+        let mut all = vec!["-i"];
+        all.extend_from_slice(&args);
+        let out = run("dmg", &all, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{args:?}: expected {needle:?} in {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn cert_generate_refuses_to_replace_a_ca_without_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let c = certs.to_str().expect("utf8");
+    let first = run("daos_server", &["cert", "generate", c], &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let ca = std::fs::read(certs.join("daosCA.crt")).expect("ca");
+    let again = run("daos_server", &["cert", "generate", c], &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("already holds a CA")
+            && text(&again.stderr).contains("--force"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read(certs.join("daosCA.crt")).expect("ca"), ca);
+    let forced = run("daos_server", &["cert", "generate", "--force", c], &[]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+    assert_ne!(std::fs::read(certs.join("daosCA.crt")).expect("ca"), ca);
+}

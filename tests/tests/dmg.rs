@@ -484,3 +484,64 @@ fn a_flood_of_silent_connections_does_not_keep_the_admin_out() {
     assert!(closed >= 256, "{closed} closed");
     sys.stop(&mut server);
 }
+
+#[test]
+fn a_foreign_bdev_file_needs_force_and_pools_for_another_system_are_refused() {
+    let sys = System::new(1);
+    let bdev = sys.path().join("bdev0");
+    std::fs::write(&bdev, b"precious user data").expect("user file");
+    let mut server = sys.start(&[]);
+    sys.wait_log("SCM format required", 1, 30);
+    let f = sys.dmg(&["-i", "storage", "format"]);
+    assert_eq!(f.status.code(), Some(1), "{}", out(&f));
+    let both = format!("{}{}", out(&f), err(&f));
+    assert!(
+        both.contains("holds data that no DAOS format of this engine wrote")
+            && both.contains("--force"),
+        "{both}"
+    );
+    assert_eq!(
+        std::fs::read(&bdev).expect("bdev"),
+        b"precious user data",
+        "the file is untouched"
+    );
+    let f = sys.dmg(&["-i", "storage", "format", "--force"]);
+    assert_eq!(f.status.code(), Some(0), "{}{}", out(&f), err(&f));
+    sys.wait_log("joined the system as rank 0", 1, 30);
+
+    // A control config for another system: its pool create is refused.
+    let other = sys.path().join("other.yml");
+    std::fs::write(
+        &other,
+        format!(
+            "name: other\nport: {}\nhostlist: [localhost]\ntransport_config:\n  allow_insecure: true\n",
+            sys.port
+        ),
+    )
+    .expect("control config");
+    let o = run(
+        "dmg",
+        &[
+            "-o",
+            other.to_str().expect("utf8"),
+            "pool",
+            "create",
+            "p",
+            "--scm-size",
+            "64M",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(err(&o).contains("sent to system"), "{}", err(&o));
+    // More service replicas than ranks.
+    let o = sys.dmg(&["-i", "pool", "create", "p", "--scm-size", "64M", "-v", "3"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        err(&o).contains("more service replicas than the pool's 1 rank(s)"),
+        "{}",
+        err(&o)
+    );
+    assert!(!ok(sys.dmg(&["-i", "pool", "list"])).contains(" p "));
+    sys.stop(&mut server);
+}

@@ -82,7 +82,7 @@ fn open_container(s: &mut Session, id: &str) -> Result<[u8; 16], String> {
 fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, Value), String> {
     match cmd {
         ContCmd::Create { label, .. } => {
-            daos_ctl::pools::check_label(label).map_err(|e| format!("container label: {e}"))?;
+            daos_ctl::pools::check_label_of("container", label)?;
             let uuid = s.cont_create(label, new_uuid()?).map_err(err)?;
             let u = uuid_text(&uuid);
             Ok((

@@ -83,6 +83,9 @@ enum CertCommand {
     Generate {
         /// Directory for daosCA.crt, server/admin/agent .crt and .key, and clients/.
         dir: PathBuf,
+        /// Replace a CA that is already there (every certificate it signed stops working).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -290,7 +293,15 @@ fn run(cli: Cli) -> Result<(), CmdError> {
             }
             Ok(())
         }
-        Command::Cert(CertCommand::Generate { dir }) => {
+        Command::Cert(CertCommand::Generate { dir, force }) => {
+            let ca = dir.join("daosCA.crt");
+            if ca.exists() && !force {
+                return Err(CmdError::new(format!(
+                    "{} already holds a CA; a new one would invalidate every certificate it signed",
+                    dir.display()
+                ))
+                .fix("use another directory, or --force to replace it"));
+            }
             let files = daos_ctl::security::generate(&dir)?;
             for f in files {
                 println!("{}", f.display());

@@ -196,7 +196,20 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
         }
         return Ok(ExitCode::Success);
     }
+    // Bad flag values are usage errors (exit 2), found before anything is sent.
+    let mut pool_op = match &cli.command {
+        Command::Pool(cmd) => Some(pool_command(cmd).map_err(|e| CmdError {
+            message: e,
+            fix: None,
+            code: ExitCode::Usage,
+        })?),
+        _ => None,
+    };
     let control = dmg::load_control(cli.flags.config_path.as_deref())?;
+    if let Some(PoolOp::Create(req)) = pool_op.as_mut() {
+        // The system this pool is meant for (the control config's name), as DAOS's dmg.
+        req.sys = control.name.clone();
+    }
     let target = Target::new(&control, cli.flags.host_list.as_deref(), cli.flags.insecure)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -213,19 +226,14 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             Command::Storage(StorageCmd::Prepare { flags }) => {
                 dmg::storage_prepare(&target, flags.request()).await
             }
-            Command::Pool(cmd) => match pool_command(cmd) {
-                Ok(PoolOp::Create(req)) => dmg::pool_create(&target, req).await,
-                Ok(PoolOp::List(v)) => dmg::pool_list(&target, v).await,
-                Ok(PoolOp::Query(id)) => dmg::pool_query(&target, &id).await,
-                Ok(PoolOp::Destroy(id, f, r)) => dmg::pool_destroy(&target, &id, f, r).await,
-                Ok(PoolOp::GetProp(id, names)) => dmg::pool_get_prop(&target, &id, names).await,
-                Ok(PoolOp::SetProp(id, props)) => dmg::pool_set_prop(&target, &id, props).await,
-                Err(e) => dmg::Output {
-                    text: String::new(),
-                    json: serde_json::Value::Null,
-                    ok: false,
-                    error: Some(e),
-                },
+            Command::Pool(_) => match pool_op {
+                Some(PoolOp::Create(req)) => dmg::pool_create(&target, req).await,
+                Some(PoolOp::List(v)) => dmg::pool_list(&target, v).await,
+                Some(PoolOp::Query(id)) => dmg::pool_query(&target, &id).await,
+                Some(PoolOp::Destroy(id, f, r)) => dmg::pool_destroy(&target, &id, f, r).await,
+                Some(PoolOp::GetProp(id, names)) => dmg::pool_get_prop(&target, &id, names).await,
+                Some(PoolOp::SetProp(id, props)) => dmg::pool_set_prop(&target, &id, props).await,
+                None => unreachable_version(),
             },
             Command::Network(NetworkCmd::Scan { provider }) => {
                 dmg::network_scan(&target, provider.as_deref().unwrap_or("")).await
@@ -270,6 +278,9 @@ enum PoolOp {
     GetProp(String, Vec<String>),
     SetProp(String, Vec<daos_ctl::rpc::mgmt::PoolProperty>),
 }
+
+/// The most pool service replicas DAOS allows.
+const MAX_SVC_REPS: u32 = 13;
 
 /// Checks a pool command's flags and builds its request.
 fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
@@ -321,12 +332,27 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
                 req.ranks =
                     daos_ctl::hostlist::parse_ranks(r).map_err(|e| format!("--ranks: {e}"))?;
             }
-            req.num_svc_reps = nsvc.unwrap_or(1);
+            req.num_svc_reps = match nsvc {
+                None => 1,
+                Some(n @ 1..=MAX_SVC_REPS) => *n,
+                Some(n) => {
+                    return Err(format!(
+                        "--nsvc: {n} service replicas; give 1 to {MAX_SVC_REPS}"
+                    ));
+                }
+            };
             req.properties = properties
                 .as_deref()
                 .map(dmg::parse_props)
-                .transpose()?
+                .transpose()
+                .map_err(|e| format!("--properties: {e}"))?
                 .unwrap_or_default();
+            if req.properties.iter().any(|p| p.name == "label") {
+                return Err(
+                    "--properties: the label is the pool's name (dmg pool create LABEL), not a property"
+                        .into(),
+                );
+            }
             req.properties.push(PoolProperty {
                 name: "label".into(),
                 value: label.clone(),
