@@ -437,6 +437,78 @@ impl PoolStore {
         )
     }
 
+    /// Makes the filesystem hold the blocks of the regions on file bdevs (they are sparse
+    /// files): space a pool reports free is then space it can write, and a filesystem
+    /// without room refuses the create instead of later writes.
+    fn reserve(&self, regions: &[Region]) -> Result<(), PoolError> {
+        for r in regions {
+            let Some(path) = self
+                .devices
+                .iter()
+                .find(|d| d.name == r.device)
+                .and_then(|d| d.path.as_ref())
+            else {
+                continue;
+            };
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err("cannot open bdev", path))?;
+            if !f.metadata().is_ok_and(|m| m.is_file()) {
+                continue; // a block device holds its blocks already
+            }
+            let (offset, len) = (
+                i64::try_from(r.offset).unwrap_or(i64::MAX),
+                i64::try_from(r.len).unwrap_or(i64::MAX),
+            );
+            match nix::fcntl::posix_fallocate(&f, offset, len) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::ENOSPC) => {
+                    let free = nix::sys::statvfs::fstatvfs(&f)
+                        .map(|st| st.blocks_available() * st.fragment_size())
+                        .unwrap_or(0);
+                    return Err(PoolError::NoSpace {
+                        tier: "NVMe (the filesystem of the bdev file)",
+                        wanted: r.len,
+                        free,
+                    });
+                }
+                // Filesystems without fallocate: the file stays sparse.
+                Err(nix::errno::Errno::EOPNOTSUPP) => {}
+                Err(e) => {
+                    return Err(PoolError::Io {
+                        what: "cannot reserve the pool's region of",
+                        path: path.clone(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the blocks of a destroyed pool's regions back to the filesystem (best effort).
+    fn release(&self, regions: &[Region]) {
+        use nix::fcntl::FallocateFlags;
+        for r in regions {
+            let file = self
+                .devices
+                .iter()
+                .find(|d| d.name == r.device)
+                .and_then(|d| d.path.as_ref())
+                .and_then(|p| fs::OpenOptions::new().write(true).open(p).ok())
+                .filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+            if let Some(f) = file {
+                let _ = nix::fcntl::fallocate(
+                    &f,
+                    FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                    i64::try_from(r.offset).unwrap_or(i64::MAX),
+                    i64::try_from(r.len).unwrap_or(i64::MAX),
+                );
+            }
+        }
+    }
+
     /// First-fit regions for every target, round-robin over devices.
     fn allocate(
         &self,
@@ -550,6 +622,7 @@ impl PoolStore {
             });
         }
         let regions = self.allocate(&pools, nvme_per_target)?;
+        self.reserve(&regions)?;
         let meta = ShardMeta {
             uuid: uuid.into(),
             targets: self.targets,
@@ -606,7 +679,9 @@ impl PoolStore {
         let path = self.dir.join(uuid);
         let doomed = self.dir.join(format!("{uuid}.destroying"));
         fs::rename(&path, &doomed).map_err(io_err("cannot remove", &path))?;
-        pools.remove(uuid);
+        if let Some(meta) = pools.remove(uuid) {
+            self.release(&meta.regions);
+        }
         let _ = fs::remove_dir_all(&doomed);
         Ok(())
     }

@@ -345,6 +345,17 @@ pub fn fails(o: Output, fragment: &str) {
     );
 }
 
+/// Asserts a command exited 2 (bad usage: a flag or its value) with `fragment` in its stderr.
+#[track_caller]
+pub fn usage(o: Output, fragment: &str) {
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains(fragment),
+        "expected {fragment:?} in: {}",
+        stderr(&o)
+    );
+}
+
 /// PIDs of the running children of `parent` whose command is `comm`.
 pub fn children(parent: u32, comm: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {

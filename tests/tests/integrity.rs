@@ -272,3 +272,77 @@ fn a_shard_whose_scm_file_is_removed_refuses_io_instead_of_losing_writes() {
     ok(sys.dmg(&["-i", "pool", "destroy", "--force", "tank"]));
     sys.stop(&mut server);
 }
+
+#[test]
+fn nvme_space_a_pool_reports_is_space_it_can_write() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED nvme_space_a_pool_reports_is_space_it_can_write: needs root to mount a small tmpfs under the bdev file"
+        );
+        return;
+    }
+    let sys = System::with_targets(1, 1);
+    // The bdev file (1 GB, sparse) lives on a filesystem of 96 MB.
+    let small = sys.path().join("smallfs");
+    std::fs::create_dir(&small).expect("mkdir");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &small,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=96m"),
+    )
+    .expect("mount tmpfs");
+    std::os::unix::fs::symlink(small.join("bdev0"), sys.path().join("bdev0")).expect("symlink");
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("the system as rank", 1, 60);
+    // More NVMe than the filesystem holds: refused at create, not at some later write.
+    let o = sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "big",
+        "--scm-size",
+        "64M",
+        "--nvme-size",
+        "200M",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("filesystem of the bdev file"),
+        "{}",
+        stderr(&o)
+    );
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "64M",
+        "--nvme-size",
+        "64M",
+    ]));
+    ok(sys.daos(&["container", "create", "tank", "c"]));
+    // Fill the pool with 12 MB values until it refuses one.
+    let (big, _) = file(sys.path(), 7, 12 << 20);
+    let mut stored = 0;
+    for i in 0..10 {
+        let o = put(&sys, &format!("k{i}"), &big);
+        if o.status.code() != Some(0) {
+            assert!(stderr(&o).contains("DER_NOSPACE"), "{}", stderr(&o));
+            break;
+        }
+        stored += 1;
+    }
+    assert!((2..10).contains(&stored), "{stored} values of 12 MB fit");
+    // Replace two of them with tiny values: the space they held takes a new 5 MB value.
+    let (tiny, _) = file(sys.path(), 8, 10);
+    ok(put(&sys, "k0", &tiny));
+    ok(put(&sys, "k1", &tiny));
+    let (five, five_data) = file(sys.path(), 9, 5 << 20);
+    ok(put(&sys, "new", &five));
+    let out = sys.path().join("out.bin");
+    assert!(get(&sys, "new", &out).is_some_and(|v| v == five_data));
+    sys.stop(&mut server);
+}

@@ -134,7 +134,7 @@ fn pool_errors_are_clear_and_leave_nothing_behind() {
         sys.dmg(&["-i", "pool", "create", "bad label", "--size", "1G"]),
         "invalid pool label",
     );
-    fails(
+    usage(
         sys.dmg(&[
             "-i",
             "pool",
@@ -147,8 +147,8 @@ fn pool_errors_are_clear_and_leave_nothing_behind() {
         ]),
         "cannot be combined",
     );
-    fails(sys.dmg(&["-i", "pool", "create", "x"]), "give --size");
-    fails(
+    usage(sys.dmg(&["-i", "pool", "create", "x"]), "give --size");
+    usage(
         sys.dmg(&["-i", "pool", "create", "x", "--size", "12Q"]),
         "--size: invalid size",
     );
@@ -181,7 +181,7 @@ fn pool_errors_are_clear_and_leave_nothing_behind() {
         sys.dmg(&["-i", "pool", "set-prop", "tank", "colour:red"]),
         "unknown pool property \"colour\"",
     );
-    fails(
+    usage(
         sys.dmg(&["-i", "pool", "set-prop", "tank", "nocolon"]),
         "write name:value",
     );
