@@ -13,7 +13,7 @@
 //! space is not reclaimed until the container is destroyed).
 
 use crate::{ClientError, Oid, Session};
-use daos_engine::wire::PunchWhat;
+use daos_engine::wire::{PunchWhat, Request};
 
 const META: &[u8] = b"meta";
 const DATA: &[u8] = b"data";
@@ -97,12 +97,8 @@ pub fn put(
         id,
         size: data.len() as u64,
     };
-    let written = (|| {
-        for (i, chunk) in data.chunks(CHUNK).enumerate() {
-            s.write(cont, oid, DATA, &version.id, (i * CHUNK) as u64, chunk)?;
-        }
-        s.update(cont, oid, META, NAME, key.as_bytes())
-    })();
+    let written = write_pipelined(s, cont, oid, &version.id, data)
+        .and_then(|()| s.update(cont, oid, META, NAME, key.as_bytes()));
     if let Err(e) = written {
         // Best effort: give back the unfinished version's space (nothing names it).
         let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &version.id));
@@ -123,6 +119,102 @@ pub fn put(
     Ok(())
 }
 
+/// Operations a put or get keeps in flight.
+pub const DEPTH: usize = 4;
+
+/// Writes `data` as the array of akey `id`, [`DEPTH`] chunks in flight.
+fn write_pipelined(
+    s: &mut Session,
+    cont: [u8; 16],
+    oid: Oid,
+    id: &[u8],
+    data: &[u8],
+) -> Result<(), ClientError> {
+    let t = s.map.place(oid);
+    let depth = DEPTH.min(s.opts.queue_depth.max(1));
+    let mut chunks = data.chunks(CHUNK).enumerate().peekable();
+    let mut inflight: Vec<u64> = Vec::with_capacity(depth);
+    let mut failed = None;
+    while failed.is_none() && (chunks.peek().is_some() || !inflight.is_empty()) {
+        while inflight.len() < depth
+            && let Some((i, chunk)) = chunks.next()
+        {
+            let req = Request::WriteExtent {
+                oid,
+                dkey: DATA,
+                akey: id,
+                offset: (i * CHUNK) as u64,
+                data: chunk,
+            };
+            inflight.push(s.submit(t, cont, &req)?);
+        }
+        s.poll(|tag, r| {
+            inflight.retain(|t| *t != tag);
+            if let Err(e) = r {
+                failed.get_or_insert(e);
+            }
+        })?;
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Reads `size` bytes of the array of akey `id`, [`DEPTH`] chunks in flight.
+fn read_pipelined(
+    s: &mut Session,
+    cont: [u8; 16],
+    oid: Oid,
+    id: &[u8],
+    size: u64,
+) -> Result<Vec<u8>, ClientError> {
+    let t = s.map.place(oid);
+    let len = usize::try_from(size).map_err(|_| s.bad(t, "a key's size exceeds memory"))?;
+    let depth = DEPTH.min(s.opts.queue_depth.max(1));
+    let mut out = vec![0u8; len];
+    let mut next = 0usize;
+    let mut inflight: Vec<(u64, usize, usize)> = Vec::with_capacity(depth);
+    let mut failed = None;
+    while failed.is_none() && (next < len || !inflight.is_empty()) {
+        while inflight.len() < depth && next < len {
+            let n = (len - next).min(CHUNK);
+            let req = Request::ReadExtent {
+                oid,
+                dkey: DATA,
+                akey: id,
+                offset: next as u64,
+                len: n as u32,
+            };
+            inflight.push((s.submit(t, cont, &req)?, next, n));
+            next += n;
+        }
+        let mut short = false;
+        s.poll(|tag, r| {
+            let Some(i) = inflight.iter().position(|f| f.0 == tag) else {
+                return;
+            };
+            let (_, off, n) = inflight.swap_remove(i);
+            match r {
+                Ok(reply) => match reply.read_data() {
+                    Some(d) if d.len() == n => out[off..off + n].copy_from_slice(d),
+                    _ => short = true,
+                },
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        })?;
+        if short {
+            return Err(s.bad(t, "read reply malformed"));
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
 /// The value of `key` (`None`: no such key): one version, whole. A value replaced while it
 /// was read is read again; after [`GET_ATTEMPTS`] replacements the get gives up.
 pub fn get(s: &mut Session, cont: [u8; 16], key: &str) -> Result<Option<Vec<u8>>, ClientError> {
@@ -131,13 +223,7 @@ pub fn get(s: &mut Session, cont: [u8; 16], key: &str) -> Result<Option<Vec<u8>>
         let Some((id, size)) = current(s, cont, oid)? else {
             return Ok(None);
         };
-        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        let mut off = 0u64;
-        while off < size {
-            let n = (size - off).min(CHUNK as u64) as u32;
-            out.extend(s.read(cont, oid, DATA, &id, off, n)?);
-            off += u64::from(n);
-        }
+        let out = read_pipelined(s, cont, oid, &id, size)?;
         // Still current: nothing replaced (and freed) the version while it was read.
         if current(s, cont, oid)?.is_some_and(|(now, _)| now == id) {
             return Ok(Some(out));

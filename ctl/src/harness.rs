@@ -660,7 +660,10 @@ impl Harness {
                         Err(e) => format!("unknown ({e})"),
                     };
                     if let Some(r) = rank {
-                        let state = if self.stopping.load(Ordering::Acquire) {
+                        // Stopped on purpose (shutdown, or held by `dmg system stop`):
+                        // Stopped; otherwise it died: Errored.
+                        let held = inst.lock().held;
+                        let state = if self.stopping.load(Ordering::Acquire) || held {
                             MemberState::Stopped
                         } else {
                             MemberState::Errored

@@ -1,7 +1,10 @@
 //! Crash consistency through the real binaries: writers keep updating objects while the test
 //! SIGKILLs the engine 30+ times at random moments; daos_server restarts it each time. Then
 //! every acknowledged update must read back intact, and no value may be torn: an update that
-//! was not acknowledged reads back whole or not at all.
+//! was not acknowledged reads back whole or not at all. A second test kills the engine while
+//! writers overwrite and race on a few named multi-MB values (`kv::put`, what `daos object
+//! put` does): each key must end holding one whole value, none older than its last
+//! acknowledged put.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,6 +30,20 @@ fn value(oid: u128) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u128 ^ oid ^ (oid >> 8)) as u8)
         .collect()
+}
+
+/// The kill timing seed: `CRASH_SEED` to replay a run, else the clock.
+fn seed() -> u64 {
+    std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+        | 1
 }
 
 struct Rng(u64);
@@ -97,12 +114,8 @@ fn sigkilled_engine_loses_no_acknowledged_update_and_tears_nothing() {
         })
         .collect();
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        | 1;
-    eprintln!("crash test seed {seed}");
+    let seed = seed();
+    eprintln!("crash test seed {seed} (replay: CRASH_SEED={seed})");
     let mut rng = Rng(seed);
     let server_pid = server.pid() as u32;
     for k in 0..KILLS {
@@ -171,4 +184,193 @@ fn sigkilled_engine_loses_no_acknowledged_update_and_tears_nothing() {
     );
     drop(s);
     sys.stop(&mut server);
+}
+
+/// A named value whose bytes all follow from its id (kept in its first 8 bytes), 1-3 MB.
+fn named_value(id: u64) -> Vec<u8> {
+    let len = (1 << 20) + (id.wrapping_mul(2_654_435_761) % (2 << 20)) as usize;
+    let mut v: Vec<u8> = (0..len)
+        .map(|i| ((i as u64).wrapping_mul(31) ^ id.rotate_left((i % 64) as u32)) as u8)
+        .collect();
+    v[..8].copy_from_slice(&id.to_le_bytes());
+    v
+}
+
+/// One put of a key: its value id, when it started and ended, and whether it was acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct Put {
+    id: u64,
+    start: Instant,
+    end: Instant,
+    acked: bool,
+}
+
+const KEYS: u64 = 6;
+const PUT_WRITERS: u64 = 3;
+const PUT_KILLS: usize = 8;
+
+#[test]
+fn sigkilled_engine_during_overwrites_and_racing_puts_leaves_each_key_one_whole_value() {
+    use daos_client::kv;
+    let sys = System::with_targets(1, 2);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("the system as rank", 1, 60);
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "512M",
+        "--nvme-size",
+        "900M",
+    ]));
+    let map = Arc::new(sys.pool_map("tank"));
+    let opts = SessionOpts {
+        timeout: Duration::from_secs(5),
+        ..SessionOpts::default()
+    };
+    let (cont, initial) = {
+        let mut s = Session::open(map.clone(), opts).expect("session");
+        let cont = s.cont_create("puts", [0xd7; 16]).expect("container");
+        let mut initial = BTreeMap::new();
+        for k in 0..KEYS {
+            let id = k;
+            kv::put(
+                &mut s,
+                cont,
+                &format!("key{k}"),
+                &named_value(id),
+                id_bytes(id),
+            )
+            .expect("initial put");
+            initial.insert(k, id);
+        }
+        (cont, initial)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let puts: Arc<Mutex<BTreeMap<u64, Vec<Put>>>> = Arc::default();
+    let writers: Vec<_> = (0..PUT_WRITERS)
+        .map(|w| {
+            let (map, stop, acked, puts) = (map.clone(), stop.clone(), acked.clone(), puts.clone());
+            std::thread::spawn(move || {
+                let mut session = Session::open(map.clone(), opts).ok();
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(s) = session.as_mut() else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        session = Session::open(map.clone(), opts).ok();
+                        continue;
+                    };
+                    seq += 1;
+                    // Writers share keys: puts of one key race.
+                    let key = (seq + w) % KEYS;
+                    let id = (w + 1) << 48 | seq << 8 | key;
+                    let start = Instant::now();
+                    let ok = kv::put(
+                        s,
+                        cont,
+                        &format!("key{key}"),
+                        &named_value(id),
+                        id_bytes(id),
+                    )
+                    .is_ok();
+                    let end = Instant::now();
+                    puts.lock()
+                        .expect("puts")
+                        .entry(key)
+                        .or_default()
+                        .push(Put {
+                            id,
+                            start,
+                            end,
+                            acked: ok,
+                        });
+                    if ok {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        session = None;
+                    }
+                }
+            })
+        })
+        .collect();
+    let seed = seed();
+    eprintln!("put crash test seed {seed} (replay: CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let server_pid = server.pid() as u32;
+    for k in 0..PUT_KILLS {
+        let before = acked.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.load(Ordering::Relaxed) < before + 3 {
+            assert!(
+                Instant::now() < deadline,
+                "kill {k}: no put acknowledged for 60s; log:\n{}",
+                sys.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Mid-put most of the time: puts take tens of milliseconds.
+        std::thread::sleep(Duration::from_millis(rng.next() % 60));
+        let engines = children(server_pid, "daos_engine");
+        assert_eq!(engines.len(), 1, "kill {k}: one engine running");
+        kill(Pid::from_raw(engines[0] as i32), Signal::SIGKILL).expect("kill");
+    }
+    let before = acked.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::Relaxed) < before + 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().expect("writer");
+    }
+
+    let puts = puts.lock().expect("puts").clone();
+    let mut s = Session::open(
+        map.clone(),
+        SessionOpts {
+            timeout: Duration::from_secs(10),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session");
+    let (mut total, mut failed) = (0, 0);
+    for k in 0..KEYS {
+        let got = kv::get(&mut s, cont, &format!("key{k}"))
+            .unwrap_or_else(|e| panic!("key{k}: {e}"))
+            .unwrap_or_else(|| panic!("key{k} vanished"));
+        let id = u64::from_le_bytes(got[..8].try_into().expect("8 bytes"));
+        assert!(got == named_value(id), "key{k} holds a torn or mixed value");
+        let history = puts.get(&k).cloned().unwrap_or_default();
+        total += history.len();
+        failed += history.iter().filter(|p| !p.acked).count();
+        // The latest acknowledged put (by start), and every put that overlapped or followed
+        // it, are what the key may hold; anything older was replaced by an acknowledged put.
+        let allowed: Vec<u64> = match history.iter().filter(|p| p.acked).max_by_key(|p| p.start) {
+            Some(last) => history
+                .iter()
+                .filter(|p| p.id == last.id || p.end >= last.start)
+                .map(|p| p.id)
+                .collect(),
+            None => history.iter().map(|p| p.id).chain([initial[&k]]).collect(),
+        };
+        assert!(
+            allowed.contains(&id),
+            "key{k} holds value {id:#x}, older than its last acknowledged put (allowed {allowed:x?})"
+        );
+    }
+    eprintln!(
+        "{PUT_KILLS} kills; {total} puts ({failed} failed); every key holds one whole value, none older than its last acknowledged put"
+    );
+    drop(s);
+    sys.stop(&mut server);
+}
+
+fn id_bytes(id: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&id.to_le_bytes());
+    b[8..].copy_from_slice(b"put-test");
+    b
 }

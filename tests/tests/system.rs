@@ -29,7 +29,7 @@ fn auto_format_starts_the_engine_and_it_joins_as_rank_0() {
             mounts_under(sys.path()).contains(&scm),
             "tmpfs mounted at scm0 as root"
         );
-        assert!(log.contains("mounted tmpfs (size=4g)"), "{log}");
+        assert!(log.contains("mounted tmpfs (size=4g,mode=0700)"), "{log}");
     } else {
         eprintln!("NOTE: not root, so SCM is an emulating directory (the tmpfs path runs in CI)");
         assert!(log.contains("emulating ram SCM"), "{log}");
