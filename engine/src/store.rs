@@ -1216,6 +1216,11 @@ impl<S: Media, B: Media> Store<S, B> {
         &self.scm
     }
 
+    /// The bdev part.
+    pub fn bdev(&self) -> &B {
+        &self.bdev
+    }
+
     /// The current epoch (the newest durable change).
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -1251,6 +1256,8 @@ pub struct SimMedia {
     dirty: Vec<(u64, u64)>,
     /// Persists that still succeed before the simulated power loss.
     persists_left: Option<u64>,
+    /// Bytes read so far (what a read costs).
+    read_bytes: std::cell::Cell<u64>,
 }
 
 impl SimMedia {
@@ -1260,7 +1267,13 @@ impl SimMedia {
             current: vec![0; len],
             dirty: Vec::new(),
             persists_left: None,
+            read_bytes: std::cell::Cell::new(0),
         }
+    }
+
+    /// Bytes read from this media so far.
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes.get()
     }
 
     /// After `n` more successful persists, the next one fails (power loss).
@@ -1305,6 +1318,8 @@ impl Media for SimMedia {
             .get(offset as usize..offset as usize + buf.len())
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "beyond sim media"))?;
         buf.copy_from_slice(s);
+        self.read_bytes
+            .set(self.read_bytes.get() + buf.len() as u64);
         Ok(())
     }
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {

@@ -98,6 +98,36 @@ fn array_extents_overlay_newest_on_top() {
 }
 
 #[test]
+fn a_read_costs_the_extents_it_covers_not_all_the_akey_holds() {
+    // 64 extents of 16 KiB (on the bdev): reading one reads about one, not all 64.
+    let mut s = Store::open(SimMedia::new(1 << 20), SimMedia::new(2 << 20)).unwrap();
+    let ext = 16 << 10;
+    for i in 0..64u64 {
+        s.write_extent(1, 1, b"d", b"a", i * ext as u64, &vec![i as u8; ext])
+            .unwrap();
+    }
+    let key = AkeyRef {
+        cont: 1,
+        oid: 1,
+        dkey: b"d",
+        akey: b"a",
+    };
+    let before = s.bdev().read_bytes();
+    let got = s.read_extent(key, 10 * ext as u64, ext, u64::MAX).unwrap();
+    assert_eq!(got, vec![10u8; ext]);
+    let cost = s.bdev().read_bytes() - before;
+    assert!(
+        cost <= 2 * ext as u64,
+        "one extent's read read {cost} bytes of the bdev"
+    );
+    // Past the last extent: nothing to read.
+    let before = s.bdev().read_bytes();
+    let got = s.read_extent(key, 64 * ext as u64, ext, u64::MAX).unwrap();
+    assert_eq!(got, vec![0u8; ext]);
+    assert_eq!(s.bdev().read_bytes(), before);
+}
+
+#[test]
 fn large_values_live_on_the_bdev_and_corruption_is_reported() {
     let mut s = sim();
     let big = vec![0x5au8; INLINE_MAX * 2];
