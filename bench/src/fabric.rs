@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint};
+use daos_fabric::{EndpointError, Peer, RdmEndpoint};
 use serde::Serialize;
 
 use crate::stats::{Summary, summarize};
@@ -180,7 +180,7 @@ pub fn client(
     let mut ep = RdmEndpoint::open(provider, Some(&local.to_string()), None, max, 4, 4)
         .map_err(|e| e.to_string())?;
     let peer = ep
-        .insert_peer(&daos_hw::fabric::sockaddr_in(ip, port))
+        .insert_peer(&daos_fabric::sockaddr_in(ip, port))
         .map_err(|e| e.to_string())?;
     let mut hello = HELLO.to_vec();
     hello.extend_from_slice(&ep.name().map_err(|e| e.to_string())?);

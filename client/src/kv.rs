@@ -13,7 +13,7 @@
 //! space is not reclaimed until the container is destroyed).
 
 use crate::{ClientError, Oid, Session};
-use daos_engine::wire::{PunchWhat, Request};
+use daos_wire::{PunchWhat, Request};
 
 const META: &[u8] = b"meta";
 const DATA: &[u8] = b"data";

@@ -1,5 +1,5 @@
 //! The client library of daos-rs (its libdaos): talks to engine targets over libfabric with the
-//! protocol in [`daos_engine::wire`].
+//! protocol in [`daos_wire`].
 //!
 //! - [`PoolMap`]: where a pool's targets listen (from the management service's GetAttachInfo
 //!   and pool query, which `daos-ctl` fetches) and which target holds an object: a
@@ -16,13 +16,14 @@ pub mod kv;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use daos_engine::target::{libfabric_provider, target_port};
-use daos_engine::wire::{
-    self, BULK_THRESHOLD, Bulk, Header, PunchWhat, Reader, Request, der, encode_request, fetched,
+use daos_fabric::{EndpointError, Peer, RdmEndpoint};
+use daos_wire::{
+    self as wire, BULK_THRESHOLD, Bulk, Header, PunchWhat, Reader, Request, der, encode_request,
+    fetched,
 };
-use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint};
+use daos_wire::{libfabric_provider, target_port};
 
-pub use daos_engine::wire::{parse_uuid, uuid_text};
+pub use daos_wire::{parse_uuid, uuid_text};
 
 /// An object id.
 pub type Oid = u128;
@@ -240,9 +241,9 @@ pub struct Session {
     opts: SessionOpts,
     next_tag: u64,
     inflight: Vec<InFlight>,
-    held: Vec<daos_hw::fabric::Received>,
+    held: Vec<daos_fabric::Received>,
     /// Replies received while `submit` waited for a send buffer, handed out by `poll`.
-    early: Vec<daos_hw::fabric::Received>,
+    early: Vec<daos_fabric::Received>,
     bulk_free: Vec<usize>,
 }
 
@@ -402,9 +403,7 @@ impl Session {
             .node
             .parse()
             .map_err(|_| ClientError::BadUri(format!("{}:{} (IPv4 only)", t.node, t.port)))?;
-        let p = self
-            .ep
-            .insert_peer(&daos_hw::fabric::sockaddr_in(ip, t.port))?;
+        let p = self.ep.insert_peer(&daos_fabric::sockaddr_in(ip, t.port))?;
         self.peers[target] = Some(p);
         Ok(p)
     }

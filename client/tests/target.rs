@@ -149,19 +149,19 @@ fn an_unknown_pool_and_a_silent_target_fail_clearly() {
 /// A raw fabric endpoint that sends hand-made messages to a target, bypassing the client's
 /// own checks, as a foreign or malicious client would.
 struct Raw {
-    ep: daos_hw::fabric::RdmEndpoint,
+    ep: daos_fabric::RdmEndpoint,
     me: Vec<u8>,
-    peer: daos_hw::fabric::Peer,
+    peer: daos_fabric::Peer,
 }
 
 impl Raw {
     fn open(f: &Fixture) -> Raw {
         let t = &f.map.targets[0];
-        let mut ep = daos_hw::fabric::RdmEndpoint::open("tcp;ofi_rxm", None, None, 8192, 4, 4)
+        let mut ep = daos_fabric::RdmEndpoint::open("tcp;ofi_rxm", None, None, 8192, 4, 4)
             .expect("endpoint");
         let me = ep.name().expect("name");
         let peer = ep
-            .insert_peer(&daos_hw::fabric::sockaddr_in(
+            .insert_peer(&daos_fabric::sockaddr_in(
                 t.node.parse().expect("ip"),
                 t.port,
             ))
@@ -173,7 +173,7 @@ impl Raw {
         loop {
             match self.ep.send(self.peer, msg) {
                 Ok(()) => break,
-                Err(daos_hw::fabric::EndpointError::Again) => {
+                Err(daos_fabric::EndpointError::Again) => {
                     self.ep.poll(|_| {}).expect("poll");
                 }
                 Err(e) => panic!("send: {e}"),
@@ -348,13 +348,13 @@ fn a_read_covers_only_the_extents_it_overlaps() {
 #[test]
 fn another_protocol_version_gets_a_clear_refusal_and_garbage_is_ignored() {
     use daos_engine::wire::{self, Header, Op};
-    use daos_hw::fabric::RdmEndpoint;
+    use daos_fabric::RdmEndpoint;
     let f = fixture(1);
     let t = &f.map.targets[0];
     let mut ep = RdmEndpoint::open("tcp;ofi_rxm", None, None, 4096, 4, 4).expect("endpoint");
     let me = ep.name().expect("name");
     let peer = ep
-        .insert_peer(&daos_hw::fabric::sockaddr_in(
+        .insert_peer(&daos_fabric::sockaddr_in(
             t.node.parse().expect("ip"),
             t.port,
         ))
@@ -371,7 +371,7 @@ fn another_protocol_version_gets_a_clear_refusal_and_garbage_is_ignored() {
     let send = |ep: &mut RdmEndpoint, msg: &[u8]| loop {
         match ep.send(peer, msg) {
             Ok(()) => break,
-            Err(daos_hw::fabric::EndpointError::Again) => {
+            Err(daos_fabric::EndpointError::Again) => {
                 ep.poll(|_| {}).expect("poll");
             }
             Err(e) => panic!("send: {e}"),

@@ -96,7 +96,7 @@ pub fn generate(root: &SysRoot, a: &GenerateArgs) -> Result<String, CmdError> {
 
     // Interfaces of the requested class per node; with libfabric deciding the provider when -p is absent.
     let fabric = if a.provider.is_none() {
-        daos_hw::fabric::providers().map_err(CmdError::new)?
+        daos_fabric::providers().map_err(CmdError::new)?
     } else {
         Vec::new()
     };

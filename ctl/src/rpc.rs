@@ -1,12 +1,3 @@
-//! Generated gRPC types and services (`proto/shared.proto`, `ctl.proto`, `mgmt.proto`).
-#![allow(clippy::all, missing_docs)]
+//! The management API's generated types and services (from `daos-proto`).
 
-pub mod shared {
-    tonic::include_proto!("shared");
-}
-pub mod ctl {
-    tonic::include_proto!("ctl");
-}
-pub mod mgmt {
-    tonic::include_proto!("mgmt");
-}
+pub use daos_proto::{ctl, mgmt, shared};

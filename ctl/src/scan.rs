@@ -144,7 +144,7 @@ pub fn fabric_scan(root: &SysRoot, provider: Option<&str>) -> Result<Vec<FabricE
     let ifaces =
         daos_hw::net::scan(root).map_err(|e| CmdError::new(format!("network scan: {e}")))?;
     let infos =
-        daos_hw::fabric::providers().map_err(|e| CmdError::new(format!("network scan: {e}")))?;
+        daos_fabric::providers().map_err(|e| CmdError::new(format!("network scan: {e}")))?;
     let want = provider.filter(|p| *p != "all");
     let mut out = Vec::new();
     for info in infos {

@@ -21,23 +21,12 @@ pub mod ids;
 pub mod server;
 pub mod socket;
 
-/// Generated from `proto/drpc.proto`.
-#[allow(clippy::all, missing_docs)]
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/drpc.rs"));
-}
-
-/// Payloads the engine sends to daos_server (`proto/srv.proto`).
-#[allow(clippy::all, missing_docs)]
-pub mod srv {
-    include!(concat!(env!("OUT_DIR"), "/srv.rs"));
-}
-
+/// The `Call`/`Response` envelope (`proto/drpc.proto`).
+pub use daos_proto::drpc as proto;
 /// Payloads daos_server sends to the engine (`proto/mgmt_drpc.proto`).
-#[allow(clippy::all, missing_docs)]
-pub mod mgmt {
-    include!(concat!(env!("OUT_DIR"), "/mgmt.rs"));
-}
+pub use daos_proto::mgmt_drpc as mgmt;
+/// Payloads the engine sends to daos_server (`proto/srv.proto`).
+pub use daos_proto::srv;
 
 pub use client::{Client, DrpcError};
 pub use ids::{Method, MgmtMethod, Module, SecMethod, SrvMethod};

@@ -19,12 +19,7 @@ use crate::pool::PoolStore;
 use crate::shard::Shard;
 
 /// DAOS error numbers carried in `DaosResp.status`.
-pub mod der {
-    pub const SUCCESS: i32 = 0;
-    pub const INVAL: i32 = -1003;
-    pub const TIMEDOUT: i32 = -1011;
-    pub const UNINIT: i32 = -1015;
-}
+pub use daos_wire::der;
 
 /// A pool operation's result as it travels back to daos_server.
 fn op_resp(r: Result<(), crate::pool::PoolError>) -> PoolOpResp {

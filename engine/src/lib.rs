@@ -4,7 +4,8 @@
 //! ([`shard`]), serve dRPC on `<socket_dir>/daos_engine_<pid>.sock` ([`control`]), send
 //! NotifyReady (301) to daos_server, wait for SetRank (202) and SetUp (209), print
 //! `DAOS I/O Engine (v..) process .. started on rank ..`, and run until SIGINT/SIGTERM.
-//! The target store and client I/O come with the data plane.
+//! Each target shard serves clients over the fabric ([`target`], protocol in `daos-wire`)
+//! from its own store per pool ([`store`] on the pool's SCM file and bdev region, [`pool`]).
 
 pub mod args;
 pub mod bdev;
@@ -14,8 +15,9 @@ pub mod pool;
 pub mod shard;
 pub mod store;
 pub mod target;
+/// The client <-> target protocol (its own crate, shared with the client).
+pub use daos_wire as wire;
 mod uring;
-pub mod wire;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -182,14 +182,7 @@ impl Media for BdevPart {
 }
 
 /// DAOS error numbers (`DaosResp.status`).
-pub mod der {
-    pub const INVAL: i32 = -1003;
-    pub const EXIST: i32 = -1004;
-    pub const NONEXIST: i32 = -1005;
-    pub const NOSPACE: i32 = -1007;
-    pub const NOSYS: i32 = -1010;
-    pub const IO: i32 = -2001;
-}
+pub use daos_wire::der;
 
 /// Regions are aligned to this (O_DIRECT and tidy layouts).
 pub const REGION_ALIGN: u64 = 1 << 20;

@@ -83,7 +83,7 @@ pub enum ShardError {
         target: u32,
         node: String,
         port: u16,
-        source: daos_hw::fabric::EndpointError,
+        source: daos_fabric::EndpointError,
     },
     #[error("shard {index}: command queue full")]
     Busy { index: usize },

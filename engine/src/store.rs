@@ -23,7 +23,7 @@ use std::io;
 /// Values up to this size live in the log on SCM; larger ones on the bdev part.
 pub const INLINE_MAX: usize = 4096;
 /// The largest extent read in one call (a target reply's room).
-pub const READ_MAX: usize = 1 << 20;
+pub use daos_wire::READ_MAX;
 /// Alignment of values on the bdev part (O_DIRECT-friendly).
 pub const BDEV_ALIGN: u64 = 4096;
 /// Record magic; each log generation XORs its number in, so records a compaction left behind

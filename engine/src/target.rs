@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use daos_hw::fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
+use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
 
 use crate::pool::{PoolStore, TargetStore};
 use crate::store::StoreError;
@@ -80,20 +80,7 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// libfabric's provider name for a DAOS provider string (`ofi+tcp` → `tcp;ofi_rxm`).
-pub fn libfabric_provider(daos: &str) -> String {
-    let p = daos.strip_prefix("ofi+").unwrap_or(daos);
-    match p {
-        "tcp" | "verbs" => format!("{p};ofi_rxm"),
-        _ => p.to_string(),
-    }
-}
-
-/// The fabric port of target `t` of an engine whose base port is `base` (context 0, the system
-/// context, has the base port; target `t` is context `t + 1`).
-pub fn target_port(base: u16, t: u32) -> u16 {
-    base.saturating_add(1 + t as u16)
-}
+pub use daos_wire::{libfabric_provider, target_port};
 
 /// One target's I/O service.
 pub struct TargetService {

@@ -5,11 +5,11 @@
 //! files). A missing or malformed file is an error that names the path, never a panic.
 //!
 //! Here: CPUs and NUMA nodes ([`cpu`]), NVMe controllers ([`nvme`]), network interfaces
-//! ([`net`]) and PMem namespaces ([`pmem`]). hwloc topology and libfabric providers join them
-//! with the rest of the provisioning work.
+//! ([`net`]), PMem namespaces ([`pmem`]), the hwloc topology ([`topology`]), files mapped
+//! with libpmem ([`pmemfile`]) and private files ([`private`]). libfabric lives in
+//! `daos-fabric`.
 
 pub mod cpu;
-pub mod fabric;
 pub mod fixtures;
 pub mod net;
 pub mod nvme;

@@ -203,7 +203,7 @@ fn run(cli: Cli) -> Result<(), CmdError> {
             Ok(())
         }
         Command::Network(NetworkCommand::List) => {
-            let infos = daos_hw::fabric::providers().map_err(CmdError::new)?;
+            let infos = daos_fabric::providers().map_err(CmdError::new)?;
             let mut names: Vec<String> = infos.into_iter().map(|i| i.provider).collect();
             names.dedup();
             if cli.json {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use daos_hw::fabric::{EndpointError, RdmEndpoint};
+use daos_fabric::{EndpointError, RdmEndpoint};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -13,7 +13,7 @@ fn free_port() -> u16 {
 }
 
 /// Sends, polling both sides while the provider asks to retry (connection set-up).
-fn send(from: &mut RdmEndpoint, other: &mut RdmEndpoint, peer: daos_hw::fabric::Peer, data: &[u8]) {
+fn send(from: &mut RdmEndpoint, other: &mut RdmEndpoint, peer: daos_fabric::Peer, data: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match from.send(peer, data) {
@@ -146,7 +146,7 @@ fn tcp_names_are_sockaddr_in() {
     let name = server.name().expect("name");
     assert_eq!(
         name,
-        daos_hw::fabric::sockaddr_in("127.0.0.1".parse().expect("ip"), port),
+        daos_fabric::sockaddr_in("127.0.0.1".parse().expect("ip"), port),
         "{name:?}"
     );
 }

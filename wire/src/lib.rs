@@ -26,15 +26,36 @@ pub const HEADER_LEN: usize = 104;
 pub const ADDR_MAX: usize = 40;
 /// Largest dkey or akey.
 pub const KEY_MAX: usize = 1024;
+/// The largest extent read in one request (a reply's room).
+pub const READ_MAX: usize = 1 << 20;
+
+/// The libfabric provider string for DAOS's `provider` value (`ofi+tcp` -> `tcp;ofi_rxm`).
+pub fn libfabric_provider(daos: &str) -> String {
+    let p = daos.strip_prefix("ofi+").unwrap_or(daos);
+    match p {
+        "tcp" | "verbs" => format!("{p};ofi_rxm"),
+        _ => p.to_string(),
+    }
+}
+
+/// The fabric port of target `t` of an engine whose base port is `base` (context 0, the system
+/// context, has the base port; target `t` is context `t + 1`).
+pub fn target_port(base: u16, t: u32) -> u16 {
+    base.saturating_add(1 + t as u16)
+}
 
 /// DAOS error numbers (`-DER_*`) carried in the status field.
 pub mod der {
+    pub const SUCCESS: i32 = 0;
     pub const INVAL: i32 = -1003;
     pub const EXIST: i32 = -1004;
     pub const NONEXIST: i32 = -1005;
     pub const NOSPACE: i32 = -1007;
+    pub const NOSYS: i32 = -1010;
     pub const TIMEDOUT: i32 = -1011;
+    pub const BUSY: i32 = -1012;
     pub const PROTO: i32 = -1014;
+    pub const UNINIT: i32 = -1015;
     pub const TRUNC: i32 = -1016;
     pub const OVERFLOW: i32 = -1017;
     pub const IO: i32 = -2001;
@@ -49,7 +70,11 @@ pub mod der {
             EXIST => "DER_EXIST",
             NONEXIST => "DER_NONEXIST",
             NOSPACE => "DER_NOSPACE",
+            SUCCESS => "DER_SUCCESS",
+            NOSYS => "DER_NOSYS",
             TIMEDOUT => "DER_TIMEDOUT",
+            BUSY => "DER_BUSY",
+            UNINIT => "DER_UNINIT",
             PROTO => "DER_PROTO",
             TRUNC => "DER_TRUNC",
             OVERFLOW => "DER_OVERFLOW",
@@ -533,7 +558,7 @@ impl<'a> Request<'a> {
     }
 
     /// Refuses what no target would take, before it is sent: a key longer than [`KEY_MAX`]
-    /// (`DER_KEY2BIG`), a read longer than [`crate::store::READ_MAX`] (`DER_REC2BIG`), an extent
+    /// (`DER_KEY2BIG`), a read longer than [`READ_MAX`] (`DER_REC2BIG`), an extent
     /// past the last array offset (`DER_OVERFLOW`). Returns the code and why.
     pub fn check(&self) -> Result<(), (i32, String)> {
         let (dkey, akey): (&[u8], &[u8]) = match *self {
@@ -582,12 +607,12 @@ impl<'a> Request<'a> {
             self,
             Request::ReadExtent { .. } | Request::ReadExtentBulk { .. }
         );
-        if read && len > crate::store::READ_MAX {
+        if read && len > READ_MAX {
             return Err((
                 der::REC2BIG,
                 format!(
                     "a read of {len} bytes exceeds the largest read of {} bytes; read in parts",
-                    crate::store::READ_MAX
+                    READ_MAX
                 ),
             ));
         }
