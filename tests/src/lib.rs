@@ -301,11 +301,11 @@ impl System {
 
     /// A client's map of pool `pool` (insecure), from the management service.
     pub fn pool_map(&self, pool: &str) -> daos_client::PoolMap {
-        let control = daos_ctl::dmg::load_control(None).expect("control config");
+        let control = daos_control::load_control(None).expect("control config");
         let target =
-            daos_ctl::dmg::Target::new(&control, Some(&format!("localhost:{}", self.port)), true)
+            daos_control::Target::new(&control, Some(&format!("localhost:{}", self.port)), true)
                 .expect("target");
-        daos_ctl::connect::pool_map_blocking(&target, pool).expect("pool map")
+        daos_client::connect::pool_map_blocking(&target, pool).expect("pool map")
     }
 
     /// Runs dmg against this system with `-l localhost:<port>` and `args`.

@@ -291,7 +291,7 @@ fn tls_admin_allowed_agent_refused_no_cert_refused_insecure_mismatch() {
 
 /// A gRPC client that trusts the CA and presents `identity`'s certificate, or none.
 fn tls_client(port: u16, certs: &Path, identity: Option<&str>) -> Result<(), String> {
-    use daos_ctl::rpc::mgmt::{SystemQueryReq, mgmt_svc_client::MgmtSvcClient};
+    use daos_proto::mgmt::{SystemQueryReq, mgmt_svc_client::MgmtSvcClient};
     use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
     let read = |f: &str| std::fs::read(certs.join(f)).map_err(|e| e.to_string());
     let mut tls = ClientTlsConfig::new()

@@ -872,6 +872,21 @@ fn get_bulk(r: &mut Reader<'_>) -> Result<Bulk, WireError> {
     })
 }
 
+/// A new random (version 4) UUID.
+pub fn new_uuid() -> std::io::Result<[u8; 16]> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(b)
+}
+
+/// A new random UUID's text.
+pub fn new_uuid_text() -> std::io::Result<String> {
+    new_uuid().map(|u| uuid_text(&u))
+}
+
 /// A UUID's canonical text (`8-4-4-4-12`, lower case).
 pub fn uuid_text(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|x| format!("{x:02x}")).collect();

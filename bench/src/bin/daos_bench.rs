@@ -103,10 +103,10 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
         })
         .collect::<Result<_, _>>()?;
     let control =
-        daos_ctl::dmg::load_control(a.config_path.as_deref()).map_err(|e| e.to_string())?;
-    let target = daos_ctl::dmg::Target::new(&control, a.host_list.as_deref(), a.insecure)
+        daos_control::load_control(a.config_path.as_deref()).map_err(|e| e.to_string())?;
+    let target = daos_control::Target::new(&control, a.host_list.as_deref(), a.insecure)
         .map_err(|e| e.to_string())?;
-    let map = std::sync::Arc::new(daos_ctl::connect::pool_map_blocking(&target, &a.pool)?);
+    let map = std::sync::Arc::new(daos_client::connect::pool_map_blocking(&target, &a.pool)?);
     let mut admin = daos_client::Session::open(map.clone(), daos_client::SessionOpts::default())
         .map_err(|e| format!("client session: {e}"))?;
     let (cont, temp) = match &a.cont {
@@ -114,7 +114,7 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
         None => {
             let label = format!("daos_bench_{}", std::process::id());
             let uuid = daos_client::parse_uuid(
-                &daos_ctl::storage::new_uuid().map_err(|e| format!("UUID: {e}"))?,
+                &daos_wire::new_uuid_text().map_err(|e| format!("UUID: {e}"))?,
             )
             .ok_or("UUID")?;
             admin

@@ -1,15 +1,16 @@
 //! `dmg`: the DAOS management tool. See `dmg --help`.
 
 use clap::{Parser, Subcommand};
-use daos_ctl::dmg::{self, Target};
-use daos_ctl::exit::{CmdError, ExitCode, report};
-use daos_ctl::server::VERSION;
+use daos_control::Target;
+use daos_control::VERSION;
+use daos_control::exit::{CmdError, ExitCode, report};
+use daos_dmg as dmg;
 
 #[derive(Parser)]
 #[command(name = "dmg", version = VERSION, about = "DAOS management tool: administers DAOS systems over the control API")]
 struct Cli {
     #[command(flatten)]
-    flags: daos_ctl::cli::ClientFlags,
+    flags: daos_control::cli::ClientFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,7 +50,7 @@ enum StorageCmd {
     /// Prepare the servers' NVMe (hugepages, vfio) and PMem (goals, namespaces).
     Prepare {
         #[command(flatten)]
-        flags: daos_ctl::cli::PrepareFlags,
+        flags: daos_control::cli::PrepareFlags,
     },
     /// PMem and NVMe hardware of the servers (verbose: per device, and the configured storage).
     Scan {
@@ -152,7 +153,7 @@ enum ConfigCmd {
     #[command(visible_alias = "gen")]
     Generate {
         #[command(flatten)]
-        flags: daos_ctl::cli::GenerateFlags,
+        flags: daos_control::cli::GenerateFlags,
     },
 }
 
@@ -271,12 +272,12 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
 }
 
 enum PoolOp {
-    Create(daos_ctl::rpc::mgmt::PoolCreateReq),
+    Create(daos_proto::mgmt::PoolCreateReq),
     List(bool),
     Query(String),
     Destroy(String, bool, bool),
     GetProp(String, Vec<String>),
-    SetProp(String, Vec<daos_ctl::rpc::mgmt::PoolProperty>),
+    SetProp(String, Vec<daos_proto::mgmt::PoolProperty>),
 }
 
 /// The most pool service replicas DAOS allows.
@@ -284,8 +285,8 @@ const MAX_SVC_REPS: u32 = 13;
 
 /// Checks a pool command's flags and builds its request.
 fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
-    use daos_ctl::pools::{Size, parse_size};
-    use daos_ctl::rpc::mgmt::{PoolCreateReq, PoolProperty};
+    use daos_control::input::{Size, parse_size};
+    use daos_proto::mgmt::{PoolCreateReq, PoolProperty};
     let bytes = |flag: &str, v: &str| match parse_size(v).map_err(|e| format!("{flag}: {e}"))? {
         Size::Bytes(b) => Ok(b),
         Size::Percent(_) => Err(format!("{flag}: a percentage is only accepted by --size")),
@@ -330,7 +331,7 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
             }
             if let Some(r) = ranks {
                 req.ranks =
-                    daos_ctl::hostlist::parse_ranks(r).map_err(|e| format!("--ranks: {e}"))?;
+                    daos_control::hostlist::parse_ranks(r).map_err(|e| format!("--ranks: {e}"))?;
             }
             req.num_svc_reps = match nsvc {
                 None => 1,

@@ -4,173 +4,19 @@
 //! `{"response": ..., "error": ..., "status": ...}`. The exit code is non-zero when any host
 //! or rank failed or was unknown.
 
+pub use daos_control::{Output, load_control, print};
+
+use daos_control::hostlist;
+use daos_control::table::{bytes_iec, bytes_si, render};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use daos_config::control::Control;
+use daos_control::{Target, errors_table, failed, fan_out, group, ms_client, status_text};
+use daos_proto::ctl::ctl_svc_client::CtlSvcClient;
+use daos_proto::ctl::*;
+
+use daos_proto::mgmt::*;
+use daos_proto::shared::RankResult;
 use serde_json::{Value, json};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-use crate::exit::CmdError;
-use crate::hostlist;
-use crate::rpc::ctl::ctl_svc_client::CtlSvcClient;
-use crate::rpc::ctl::*;
-use crate::rpc::mgmt::mgmt_svc_client::MgmtSvcClient;
-use crate::rpc::mgmt::*;
-use crate::rpc::shared::RankResult;
-use crate::security;
-use crate::table::{bytes_iec, bytes_si, render};
-
-/// The client config: `-o` path, else the default path if present, else defaults.
-pub fn load_control(path: Option<&std::path::Path>) -> Result<Control, CmdError> {
-    use daos_config::control;
-    match path {
-        Some(p) => control::load_file(p).map_err(CmdError::from),
-        None if std::path::Path::new(control::DEFAULT_CONTROL_PATH).exists() => {
-            control::load_file(std::path::Path::new(control::DEFAULT_CONTROL_PATH))
-                .map_err(CmdError::from)
-        }
-        None => Ok(Control::default()),
-    }
-}
-
-/// Where to connect and how.
-pub struct Target {
-    pub hosts: Vec<String>,
-    pub tls: Option<ClientTlsConfig>,
-}
-
-/// What a command produced: text for people, JSON for scripts, and whether all went well.
-pub struct Output {
-    pub text: String,
-    pub json: Value,
-    pub ok: bool,
-    pub error: Option<String>,
-}
-
-impl Target {
-    /// From the control config, `-l` and `-i`.
-    pub fn new(
-        control: &Control,
-        host_list: Option<&str>,
-        insecure: bool,
-    ) -> Result<Target, CmdError> {
-        if host_list.is_some_and(|l| l.trim().is_empty()) {
-            return Err(CmdError {
-                message: "-l/--host-list is empty".into(),
-                fix: Some("name at least one host, e.g. -l localhost:10001".into()),
-                code: crate::exit::ExitCode::Usage,
-            });
-        }
-        let list = host_list
-            .map(str::to_string)
-            .unwrap_or_else(|| control.hostlist.join(","));
-        let hosts = hostlist::expand(&list, control.port).map_err(|e| {
-            CmdError::new(format!("-l/--host-list {list:?}: {e}"))
-                .fix("write hosts like node-[1-4] or 10.0.0.1:10001,10.0.0.2")
-        })?;
-        let tls = if insecure || control.transport_config.allow_insecure {
-            None
-        } else {
-            let t = &control.transport_config;
-            let ca = security::read_pem(&t.ca_cert, "CA certificate", None)?;
-            let cert = security::read_pem(&t.cert, "admin certificate", None)?;
-            let key = security::read_pem(&t.key, "admin key", Some(0o440))?;
-            Some(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(ca))
-                    .identity(Identity::from_pem(cert, key))
-                    .domain_name("server"),
-            )
-        };
-        Ok(Target { hosts, tls })
-    }
-
-    async fn channel(&self, host: &str) -> Result<Channel, String> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut ep = Channel::from_shared(format!("{scheme}://{host}"))
-            .map_err(|e| format!("bad address {host}: {e}"))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(180));
-        if let Some(tls) = &self.tls {
-            ep = ep
-                .tls_config(tls.clone())
-                .map_err(|e| format!("TLS setup: {e}"))?;
-        }
-        ep.connect().await.map_err(|e| {
-            let mut msg = format!("unable to connect to {host}: {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            format!("{msg} (is daos_server running there, and are both sides secure or both insecure (-i)?)")
-        })
-    }
-
-    /// The host that answers system-wide (management service) calls.
-    fn ms_host(&self) -> &str {
-        self.hosts
-            .first()
-            .map(String::as_str)
-            .unwrap_or("localhost:10001")
-    }
-}
-
-pub(crate) fn status_text(s: tonic::Status) -> String {
-    let hint = "check that daos_server runs there and that both sides agree on TLS \
-                (certificates on both, or -i / allow_insecure on both)";
-    match s.code() {
-        tonic::Code::Unavailable => format!("unable to reach daos_server: {}; {hint}", s.message()),
-        // Connection-level failures (a TLS/plaintext mismatch shows up as any of these).
-        tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled => {
-            format!("{}; {hint}", s.message())
-        }
-        _ => s.message().to_string(),
-    }
-}
-
-/// Calls `f` on every host concurrently; results in host order.
-async fn fan_out<T, F, Fut>(target: &Target, f: F) -> Vec<(String, Result<T, String>)>
-where
-    F: Fn(Channel) -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    let calls = target.hosts.iter().map(|h| async {
-        let r = match target.channel(h).await {
-            Ok(ch) => f(ch).await.map_err(status_text),
-            Err(e) => Err(e),
-        };
-        (h.clone(), r)
-    });
-    let mut out = Vec::new();
-    for c in calls {
-        out.push(c.await);
-    }
-    out
-}
-
-/// Groups hosts by an equal key and returns (host set, key) pairs sorted by host set.
-fn group<K: Ord + Clone>(items: &[(String, K)]) -> Vec<(String, K)> {
-    let mut by: BTreeMap<K, Vec<String>> = BTreeMap::new();
-    for (h, k) in items {
-        by.entry(k.clone()).or_default().push(h.clone());
-    }
-    let mut v: Vec<(String, K)> = by
-        .into_iter()
-        .map(|(k, hs)| (hostlist::compress(&hs), k))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
-fn errors_table(errors: &[(String, String)]) -> String {
-    if errors.is_empty() {
-        return String::new();
-    }
-    let rows: Vec<Vec<String>> = group(errors).into_iter().map(|(h, e)| vec![h, e]).collect();
-    format!("Errors:\n{}\n", render(&["Hosts", "Error"], &rows, "  "))
-}
 
 /// `dmg storage format [--force]`.
 pub async fn storage_format(t: &Target, force: bool, verbose: bool) -> Output {
@@ -665,19 +511,6 @@ pub async fn config_generate(t: &Target, req: ConfigGenerateReq) -> Output {
     }
 }
 
-pub(crate) async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Channel>, String> {
-    t.channel(t.ms_host()).await.map(MgmtSvcClient::new)
-}
-
-fn failed(e: String) -> Output {
-    Output {
-        text: String::new(),
-        json: Value::Null,
-        ok: false,
-        error: Some(e),
-    }
-}
-
 fn rank_list_text(ranks: &str) -> usize {
     hostlist::parse_ranks(ranks).map(|r| r.len()).unwrap_or(0)
 }
@@ -887,33 +720,6 @@ pub async fn leader_query(t: &Target) -> Output {
             }
         }
         Err(s) => failed(status_text(s)),
-    }
-}
-
-/// Prints an output as text or JSON and returns the exit code.
-pub fn print(out: Output, as_json: bool) -> crate::exit::ExitCode {
-    if as_json {
-        let v = json!({"response": out.json, "error": out.error, "status": if out.ok { 0 } else { -1 }});
-        println!("{v}");
-    } else {
-        print!("{}", out.text);
-        if let Some(e) = &out.error {
-            // The tool's own name: dmg, or daos, which prints the same way.
-            let tool = std::env::args()
-                .next()
-                .and_then(|a| {
-                    std::path::Path::new(&a)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                })
-                .unwrap_or_else(|| "dmg".into());
-            eprintln!("ERROR: {tool}: {e}");
-        }
-    }
-    if out.ok {
-        crate::exit::ExitCode::Success
-    } else {
-        crate::exit::ExitCode::Failure
     }
 }
 

@@ -268,15 +268,7 @@ impl CtlSvc for Services {
     ) -> Result<Response<ConfigGenerateResp>, Status> {
         security::authorize(&req, "CtlSvc.ConfigGenerate", self.insecure)?;
         let r = req.into_inner();
-        let args = crate::generate::GenerateArgs {
-            replicas: r.replicas,
-            engines: (r.engines > 0).then_some(r.engines as usize),
-            net_class: r.net_class,
-            provider: (!r.provider.is_empty()).then_some(r.provider),
-            tmpfs: r.tmpfs,
-            scm_only: r.scm_only,
-            ports: r.ports.into_iter().map(|p| p as u16).collect(),
-        };
+        let args = crate::generate::GenerateArgs::from_request(r);
         let yaml = tokio::task::spawn_blocking(move || {
             crate::generate::generate(&crate::scan::sys_root(), &args)
         })

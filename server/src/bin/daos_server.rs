@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use daos_config::Overrides;
-use daos_ctl::exit::{CmdError, ExitCode, report};
-use daos_ctl::server::{self, VERSION};
+use daos_server::exit::{CmdError, ExitCode, report};
+use daos_server::server::{self, VERSION};
 
 #[derive(Parser)]
 #[command(name = "daos_server", version = VERSION, about = "DAOS control server: runs on every storage node, supervises its I/O engines")]
@@ -70,7 +70,7 @@ enum StorageCommand {
     /// Prepare NVMe (hugepages, bind to vfio-pci/uio) and PMem (goals, namespaces) for DAOS.
     Prepare {
         #[command(flatten)]
-        flags: daos_ctl::cli::PrepareFlags,
+        flags: daos_server::cli::PrepareFlags,
         /// Config whose bdev_include/bdev_exclude/nr_hugepages apply (default /etc/daos/daos_server.yml if present).
         #[arg(short = 'o', long = "config")]
         config: Option<PathBuf>,
@@ -95,7 +95,7 @@ enum ConfigCommand {
     #[command(visible_alias = "gen")]
     Generate {
         #[command(flatten)]
-        flags: daos_ctl::cli::GenerateFlags,
+        flags: daos_server::cli::GenerateFlags,
     },
     /// Check a daos_server.yml and print it normalized (modern form), or print every error.
     Validate {
@@ -191,14 +191,14 @@ fn run(cli: Cli) -> Result<(), CmdError> {
             };
             let filter = provider.or(from_config);
             let entries =
-                daos_ctl::scan::fabric_scan(&daos_ctl::scan::sys_root(), filter.as_deref())?;
+                daos_server::scan::fabric_scan(&daos_server::scan::sys_root(), filter.as_deref())?;
             if cli.json {
                 println!(
                     "{}",
                     serde_json::json!({"response": entries, "error": null, "status": 0})
                 );
             } else {
-                print!("{}", daos_ctl::scan::fabric_text(&entries));
+                print!("{}", daos_server::scan::fabric_text(&entries));
             }
             Ok(())
         }
@@ -246,7 +246,7 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                 }
                 server::ConfigSource::Embedded(_) => None,
             };
-            let args = daos_ctl::prepare::PrepareArgs {
+            let args = daos_server::prepare::PrepareArgs {
                 nvme_only: flags.nvme_only,
                 scm_only: flags.scm_only,
                 reset: flags.reset,
@@ -267,7 +267,7 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                     .map(|c| c.bdev_exclude.clone())
                     .unwrap_or_default(),
             };
-            let lines = daos_ctl::prepare::prepare(&daos_ctl::scan::sys_root(), &args)?;
+            let lines = daos_server::prepare::prepare(&daos_server::scan::sys_root(), &args)?;
             if cli.json {
                 println!(
                     "{}",
@@ -281,7 +281,7 @@ fn run(cli: Cli) -> Result<(), CmdError> {
             Ok(())
         }
         Command::Storage(StorageCommand::Scan) => {
-            let (text, json) = daos_ctl::scan::storage_scan(&daos_ctl::scan::sys_root())?;
+            let (text, json) = daos_server::scan::storage_scan(&daos_server::scan::sys_root())?;
             if cli.json {
                 println!(
                     "{}",
@@ -302,15 +302,15 @@ fn run(cli: Cli) -> Result<(), CmdError> {
                 ))
                 .fix("use another directory, or --force to replace it"));
             }
-            let files = daos_ctl::security::generate(&dir)?;
+            let files = daos_server::security::generate(&dir)?;
             for f in files {
                 println!("{}", f.display());
             }
             Ok(())
         }
         Command::Config(ConfigCommand::Generate { flags }) => {
-            let args = flags.args();
-            let yaml = daos_ctl::generate::generate(&daos_ctl::scan::sys_root(), &args)?;
+            let args = daos_server::generate::GenerateArgs::from_request(flags.request());
+            let yaml = daos_server::generate::generate(&daos_server::scan::sys_root(), &args)?;
             if cli.json {
                 println!(
                     "{}",

@@ -1,5 +1,6 @@
-//! Flag sets that `daos_server` and `dmg` share (the dmg command runs the daos_server one on
-//! every host), so both spell and document them the same way.
+//! Flag sets the tools share, so they spell and document them the same way: the client flags
+//! of `dmg` and `daos`, and the provisioning flags of `daos_server` and `dmg` (the dmg command
+//! runs the daos_server one on every host, with the same request).
 
 use clap::Args;
 
@@ -45,8 +46,8 @@ pub struct PrepareFlags {
 
 impl PrepareFlags {
     /// The request dmg sends.
-    pub fn request(&self) -> crate::rpc::ctl::StoragePrepareReq {
-        crate::rpc::ctl::StoragePrepareReq {
+    pub fn request(&self) -> daos_proto::ctl::StoragePrepareReq {
+        daos_proto::ctl::StoragePrepareReq {
             nvme_only: self.nvme_only,
             scm_only: self.scm_only,
             reset: self.reset,
@@ -84,22 +85,9 @@ pub struct GenerateFlags {
 }
 
 impl GenerateFlags {
-    /// The arguments of the local generator.
-    pub fn args(&self) -> crate::generate::GenerateArgs {
-        crate::generate::GenerateArgs {
-            replicas: self.ms_replicas.clone(),
-            engines: self.num_engines.map(|n| n as usize),
-            net_class: self.net_class.clone(),
-            provider: self.net_provider.clone(),
-            tmpfs: self.use_tmpfs_scm,
-            scm_only: self.scm_only,
-            ports: self.fabric_ports.clone(),
-        }
-    }
-
     /// The request dmg sends.
-    pub fn request(&self) -> crate::rpc::ctl::ConfigGenerateReq {
-        crate::rpc::ctl::ConfigGenerateReq {
+    pub fn request(&self) -> daos_proto::ctl::ConfigGenerateReq {
+        daos_proto::ctl::ConfigGenerateReq {
             replicas: self.ms_replicas.clone(),
             engines: self.num_engines.unwrap_or(0),
             net_class: self.net_class.clone(),

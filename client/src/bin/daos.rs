@@ -8,16 +8,16 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use daos_client::{ClientError, Session, SessionOpts, kv, uuid_text};
-use daos_ctl::dmg::{self, Target};
-use daos_ctl::exit::{CmdError, ExitCode, report};
-use daos_ctl::server::VERSION;
+use daos_control::VERSION;
+use daos_control::exit::{CmdError, ExitCode, report};
+use daos_control::{self as dmg, Target};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(name = "daos", version = VERSION, about = "DAOS user tool: containers and objects of a pool")]
 struct Cli {
     #[command(flatten)]
-    flags: daos_ctl::cli::ClientFlags,
+    flags: daos_control::cli::ClientFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,8 +67,7 @@ enum ObjCmd {
 }
 
 fn new_uuid() -> Result<[u8; 16], String> {
-    let text = daos_ctl::storage::new_uuid().map_err(|e| format!("cannot make a UUID: {e}"))?;
-    daos_client::parse_uuid(&text).ok_or_else(|| "cannot make a UUID".into())
+    daos_wire::new_uuid().map_err(|e| format!("cannot make a UUID: {e}"))
 }
 
 fn err(e: ClientError) -> String {
@@ -82,7 +81,7 @@ fn open_container(s: &mut Session, id: &str) -> Result<[u8; 16], String> {
 fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, Value), String> {
     match cmd {
         ContCmd::Create { label, .. } => {
-            daos_ctl::pools::check_label_of("container", label)?;
+            daos_control::input::check_label_of("container", label)?;
             let uuid = s.cont_create(label, new_uuid()?).map_err(err)?;
             let u = uuid_text(&uuid);
             Ok((
@@ -101,7 +100,7 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
             let text = if rows.is_empty() {
                 format!("No containers in pool {pool}\n")
             } else {
-                daos_ctl::table::render(&["UUID", "Label"], &rows, "")
+                daos_control::table::render(&["UUID", "Label"], &rows, "")
             };
             let j: Vec<Value> = list
                 .iter()
@@ -195,7 +194,7 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
                     .iter()
                     .map(|(k, z)| vec![k.clone(), z.to_string()])
                     .collect();
-                daos_ctl::table::render(&["Key", "Bytes"], &t, "")
+                daos_control::table::render(&["Key", "Bytes"], &t, "")
             };
             let j: Vec<Value> = rows
                 .iter()
@@ -220,7 +219,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             ObjCmd::Put { pool, .. } | ObjCmd::Get { pool, .. } | ObjCmd::List { pool, .. },
         ) => pool.clone(),
     };
-    let result = daos_ctl::connect::pool_map_blocking(&target, &pool).and_then(|map| {
+    let result = daos_client::connect::pool_map_blocking(&target, &pool).and_then(|map| {
         let mut s = Session::open(Arc::new(map), SessionOpts::default()).map_err(err)?;
         match &cli.command {
             Command::Container(c) => cont_command(&mut s, &pool, c),

@@ -99,25 +99,7 @@ pub fn authorize<T>(req: &Request<T>, method: &str, insecure: bool) -> Result<()
     }
 }
 
-/// Reads a PEM file, refusing keys readable by others (DAOS: keys at most `max_mode`).
-pub fn read_pem(path: &Path, what: &str, max_mode: Option<u32>) -> Result<Vec<u8>, CmdError> {
-    let meta = fs::metadata(path).map_err(|e| {
-        CmdError::new(format!("cannot read the {what} {}: {e}", path.display()))
-            .fix("set transport_config paths, run `daos_server cert generate DIR`, or use -i/allow_insecure")
-    })?;
-    if let Some(max) = max_mode {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & !max != 0 {
-            return Err(CmdError::new(format!(
-                "{what} {} has mode {mode:04o}, more open than {max:04o}",
-                path.display()
-            ))
-            .fix(format!("chmod {max:04o} {}", path.display())));
-        }
-    }
-    fs::read(path)
-        .map_err(|e| CmdError::new(format!("cannot read the {what} {}: {e}", path.display())))
-}
+pub use daos_control::read_pem;
 
 /// Names of the files `cert generate` writes.
 pub const CA_CERT: &str = "daosCA.crt";

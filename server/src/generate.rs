@@ -227,6 +227,24 @@ pub fn generate(root: &SysRoot, a: &GenerateArgs) -> Result<String, CmdError> {
 }
 
 impl GenerateArgs {
+    /// From the request `dmg config generate` sends (and `daos_server config generate`
+    /// builds from the same flags).
+    pub fn from_request(r: daos_proto::ctl::ConfigGenerateReq) -> GenerateArgs {
+        GenerateArgs {
+            replicas: r.replicas,
+            engines: (r.engines > 0).then_some(r.engines as usize),
+            net_class: r.net_class,
+            provider: (!r.provider.is_empty()).then_some(r.provider),
+            tmpfs: r.tmpfs,
+            scm_only: r.scm_only,
+            ports: r
+                .ports
+                .into_iter()
+                .filter_map(|p| u16::try_from(p).ok())
+                .collect(),
+        }
+    }
+
     fn net_class_name(&self) -> &str {
         if self.net_class.is_empty() {
             "infiniband"

@@ -1,11 +1,11 @@
 //! How a client finds a pool's targets: GetAttachInfo (every joined engine's fabric URI and
 //! context count) and a pool query (its UUID and ranks) from the management service, combined
-//! into a [`daos_client::PoolMap`]. Used by `daos` and `daos_bench io`.
+//! into a [`crate::PoolMap`]. Used by `daos` and `daos_bench io`.
 
-use daos_client::{PoolMap, RankUri};
+use daos_control::{Target, ms_client, status_text};
+use daos_proto::mgmt::{GetAttachInfoReq, PoolQueryReq};
 
-use crate::dmg::{Target, ms_client, status_text};
-use crate::rpc::mgmt::{GetAttachInfoReq, PoolQueryReq};
+use crate::{PoolMap, RankUri};
 
 /// The map of pool `pool` (label or UUID).
 pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, String> {
@@ -32,7 +32,7 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, String> {
             q.state
         ));
     }
-    let uuid = daos_client::parse_uuid(&q.uuid).ok_or_else(|| {
+    let uuid = crate::parse_uuid(&q.uuid).ok_or_else(|| {
         format!(
             "the management service gave pool {pool} a bad UUID {:?}",
             q.uuid

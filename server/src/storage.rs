@@ -8,7 +8,7 @@
 //! superblock, last, so a format interrupted half-way is never mistaken for a finished one.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -85,11 +85,7 @@ impl StorageError {
 
 /// A random (version 4) UUID from the kernel's generator.
 pub fn new_uuid() -> io::Result<String> {
-    let mut b = [0u8; 16];
-    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    Ok(daos_engine::wire::uuid_text(&b))
+    daos_wire::new_uuid_text()
 }
 
 fn scm_tier(e: &Engine, idx: usize) -> Result<&Tier, StorageError> {
