@@ -131,6 +131,24 @@ pub struct Harness {
     undo: Mutex<Vec<(u32, String)>>,
 }
 
+/// Why a dRPC call to a rank's engine did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineCallError {
+    #[error("rank {rank} is not an engine of this server")]
+    NotHere { rank: u32 },
+    #[error("rank {rank} is not running")]
+    NotRunning { rank: u32 },
+    #[error(
+        "rank {rank} is unresponsive: its engine does not answer (stopped or hung?); see dmg system query"
+    )]
+    Unresponsive { rank: u32 },
+    #[error("rank {rank}: {source}")]
+    Drpc {
+        rank: u32,
+        source: daos_drpc::DrpcError,
+    },
+}
+
 /// How often daos_server checks that its running engines answer.
 const HEALTH_PERIOD: Duration = Duration::from_secs(1);
 /// How long an engine has to answer a health ping.
@@ -492,26 +510,22 @@ impl Harness {
         rank: u32,
         method: M,
         body: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, EngineCallError> {
         let inst = self
             .by_rank(rank)
-            .ok_or_else(|| format!("rank {rank} is not an engine of this server"))?;
+            .ok_or(EngineCallError::NotHere { rank })?;
         let (sock, unresponsive) = {
             let s = inst.lock();
             (s.drpc_sock.clone(), s.unresponsive)
         };
-        let sock = sock.ok_or_else(|| format!("rank {rank} is not running"))?;
+        let sock = sock.ok_or(EngineCallError::NotRunning { rank })?;
         if unresponsive {
-            return Err(format!(
-                "rank {rank} is unresponsive: its engine does not answer (stopped or hung?); \
-                 see dmg system query"
-            ));
+            return Err(EngineCallError::Unresponsive { rank });
         }
-        let mut c = Client::connect(&sock).map_err(|e| format!("rank {rank}: {e}"))?;
-        c.set_timeout(POOL_CALL_TIMEOUT)
-            .map_err(|e| e.to_string())?;
-        c.call(method, body)
-            .map_err(|e| format!("rank {rank}: {e}"))
+        let drpc = |source| EngineCallError::Drpc { rank, source };
+        let mut c = Client::connect(&sock).map_err(drpc)?;
+        c.set_timeout(POOL_CALL_TIMEOUT).map_err(drpc)?;
+        c.call(method, body).map_err(drpc)
     }
 
     /// The engine config of `rank`.

@@ -255,12 +255,48 @@ pub fn rank_free(h: &Harness, rank: u32) -> (u64, u64) {
 /// pool metadata.
 const SCM_RESERVE: u64 = 16 << 20;
 
-fn op_status(rank: u32, body: &[u8]) -> Result<(), String> {
-    let r = PoolOpResp::decode(body).map_err(|e| format!("rank {rank}: bad answer: {e}"))?;
-    if r.status == 0 {
-        Ok(())
-    } else {
-        Err(format!("rank {rank}: DER({}): {}", r.status, r.info))
+/// Why a pool operation on one rank failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RankOpError {
+    #[error(transparent)]
+    Call(#[from] crate::harness::EngineCallError),
+    #[error("rank {rank}: bad answer: {source}")]
+    BadAnswer {
+        rank: u32,
+        source: prost::DecodeError,
+    },
+    /// The engine refused, with a DAOS code.
+    #[error("rank {rank}: {}({code}): {info}", daos_wire::der::name(*code))]
+    Refused { rank: u32, code: i32, info: String },
+}
+
+impl RankOpError {
+    /// The DAOS code of an engine's refusal.
+    pub fn der(&self) -> Option<i32> {
+        match self {
+            RankOpError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Calls a pool operation on `rank` and reads its status.
+fn rank_op<M: daos_drpc::Method>(
+    h: &Harness,
+    rank: u32,
+    method: M,
+    body: &[u8],
+) -> Result<(), RankOpError> {
+    let b = h.engine_call(rank, method, body)?;
+    let r = PoolOpResp::decode(b.as_slice())
+        .map_err(|source| RankOpError::BadAnswer { rank, source })?;
+    match r.status {
+        0 => Ok(()),
+        code => Err(RankOpError::Refused {
+            rank,
+            code,
+            info: r.info,
+        }),
     }
 }
 
@@ -435,10 +471,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     .encode_to_vec();
     let mut done = Vec::new();
     for &r in &ranks {
-        match h
-            .engine_call(r, MgmtMethod::PoolCreate, &body)
-            .and_then(|b| op_status(r, &b))
-        {
+        match rank_op(h, r, MgmtMethod::PoolCreate, &body) {
             Ok(()) => done.push(r),
             Err(e) => {
                 warn!(
@@ -451,7 +484,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
                     h.undo_create(d, &uuid);
                 }
                 let _ = h.ms().pool_remove(&uuid);
-                let kind = if e.contains("(-1007)") {
+                let kind = if e.der() == Some(daos_wire::der::NOSPACE) {
                     NoSpace
                 } else {
                     Failed
@@ -513,14 +546,11 @@ pub fn destroy(
             );
             continue;
         }
-        match h
-            .engine_call(r, MgmtMethod::PoolDestroy, &body)
-            .and_then(|b| op_status(r, &b))
-        {
+        match rank_op(h, r, MgmtMethod::PoolDestroy, &body) {
             Ok(()) => {}
             // Already gone on that rank: destroy is done there.
-            Err(e) if e.contains("(-1005)") => {}
-            Err(e) => failures.push(e),
+            Err(e) if e.der() == Some(daos_wire::der::NONEXIST) => {}
+            Err(e) => failures.push(e.to_string()),
         }
     }
     if !failures.is_empty() {
@@ -560,7 +590,7 @@ pub fn query(h: &Harness, id: &str) -> Result<(PoolRecord, Vec<(u32, TargetSpace
     for &r in &rec.ranks {
         let b = h
             .engine_call(r, MgmtMethod::PoolQuery, &body)
-            .map_err(|e| PoolSvcError::new(Failed, e))?;
+            .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
         let q = PoolQueryResp::decode(b.as_slice())
             .map_err(|e| PoolSvcError::new(Failed, format!("rank {r}: bad answer: {e}")))?;
         if q.status != 0 {

@@ -5,6 +5,8 @@
 //! The binaries come from the same `cargo` build as the tests (`target/<profile>/`); the test
 //! command builds them first (`cargo build --workspace --bins`).
 
+pub mod fuzz;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
