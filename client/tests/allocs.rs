@@ -4,38 +4,15 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
+use daos_bench::alloc_count::{CountingAlloc, allocations};
 use daos_client::{Session, SessionOpts};
 use daos_engine::wire::Request;
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: defers to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// `rounds` passes over `objects` objects, each an update then a fetch, `qd` in flight.
 fn run(s: &mut Session, cont: [u8; 16], objects: u128, rounds: usize, value: &[u8]) -> u64 {
@@ -98,14 +75,15 @@ fn warm_updates_and_fetches_allocate_nothing() {
         },
     )
     .expect("session");
+    CountingAlloc::mark_installed();
     let cont = s.cont_create("allocs", [4; 16]).expect("container");
     let value = vec![0x5au8; 4096];
     // Warm up: every object's index entry exists and has its full version history, every
     // buffer has grown to its working size.
     run(&mut s, cont, 64, 12, &value);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocations().expect("counting");
     let ops = run(&mut s, cont, 64, 10, &value);
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocs = allocations().expect("counting") - before;
     eprintln!("{ops} operations, {allocs} allocations");
     assert_eq!(ops, 64 * 2 * 10);
     assert_eq!(

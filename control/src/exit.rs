@@ -62,8 +62,21 @@ impl From<daos_config::ConfigErrors> for CmdError {
     }
 }
 
-/// Prints the error chain of `e` as `ERROR: ...` lines and returns the exit code.
+/// Prints `e` as `ERROR: <what failed>` with its `fix:` line, and returns its exit code.
 pub fn report(e: &CmdError) -> ExitCode {
     eprintln!("ERROR: {e}");
     e.code
+}
+
+impl CmdError {
+    /// `message` with its causes (each `source` of `e`), as `message: cause: cause`.
+    pub fn chain(message: impl fmt::Display, e: &dyn std::error::Error) -> Self {
+        let mut text = format!("{message}: {e}");
+        let mut src = e.source();
+        while let Some(s) = src {
+            text.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        CmdError::new(text)
+    }
 }

@@ -18,6 +18,13 @@ use daos_proto::mgmt::*;
 use daos_proto::shared::RankResult;
 use serde_json::{Value, json};
 
+/// A block under a title set off by dashes, as dmg prints a host set's results (and scan
+/// sections): `indent` before each of the three title lines.
+fn titled(title: &str, indent: &str, body: &str) -> String {
+    let dashes = "-".repeat(title.chars().count());
+    format!("{indent}{dashes}\n{indent}{title}\n{indent}{dashes}\n{body}")
+}
+
 /// `dmg storage format [--force]`.
 pub async fn storage_format(t: &Target, force: bool, verbose: bool) -> Output {
     let results = fan_out(t, |ch| async move {
@@ -253,8 +260,7 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
     let mut text = errors_table(&errors);
     if verbose {
         for (hosts, block) in group(&details) {
-            let dashes = "-".repeat(hosts.chars().count());
-            text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n{block}"));
+            text.push_str(&titled(&hosts, "", &block));
         }
     } else {
         let rows: Vec<Vec<String>> = group(&summary)
@@ -397,9 +403,8 @@ pub async fn network_scan(t: &Target, provider: &str) -> Output {
             block.push_str("\n    No fabric interfaces found\n");
         }
         for (numa, provs) in by_numa {
-            let title = format!("NUMA Socket {numa}");
-            let dashes = "-".repeat(title.len());
-            block.push_str(&format!("\n    {dashes}\n    {title}\n    {dashes}\n\n"));
+            block.push('\n');
+            block.push_str(&titled(&format!("NUMA Socket {numa}"), "    ", "\n"));
             let rows: Vec<Vec<String>> = provs
                 .into_iter()
                 .map(|(p, d)| vec![p, d.join(", ")])
@@ -414,8 +419,8 @@ pub async fn network_scan(t: &Target, provider: &str) -> Output {
     }
     let mut text = errors_table(&errors);
     for (hosts, block) in group(&blocks) {
-        let dashes = "-".repeat(hosts.chars().count());
-        text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n{block}\n"));
+        text.push_str(&titled(&hosts, "", &block));
+        text.push('\n');
     }
     let ok = errors.is_empty();
     Output {
@@ -449,8 +454,8 @@ pub async fn storage_prepare(t: &Target, req: StoragePrepareReq) -> Output {
     let mut text = errors_table(&errors);
     let mut json_hosts = serde_json::Map::new();
     for (hosts, lines) in group(&blocks) {
-        let dashes = "-".repeat(hosts.chars().count());
-        text.push_str(&format!("{dashes}\n{hosts}\n{dashes}\n{lines}\n"));
+        text.push_str(&titled(&hosts, "", &lines));
+        text.push('\n');
         json_hosts.insert(hosts, json!(lines.lines().collect::<Vec<_>>()));
     }
     let ok = errors.is_empty();

@@ -1,4 +1,6 @@
-//! Fabric providers and interfaces from libfabric's `fi_getinfo`.
+//! libfabric for daos-rs, the only crate that calls it: providers and interfaces from
+//! `fi_getinfo` (network scan), and [`RdmEndpoint`], the reliable-datagram endpoint the targets
+//! and clients talk through (messages on a completion queue, registered buffers, RMA).
 //!
 //! The generated bindings live in the private `sys` module; this module is the only place that
 //! calls them, each `unsafe` block with its SAFETY note. Provider names come back the way DAOS

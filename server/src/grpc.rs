@@ -6,8 +6,8 @@
 //! default) clients must present a certificate signed by the configured CA; each RPC checks the
 //! caller's component against [`security::allowed`]. `allow_insecure` serves plaintext.
 //!
-//! Limits: one host. System-wide calls act on the engines of this daos_server; fanning out to
-//! other hosts' CtlSvc comes with the replicated management service.
+//! Limits: one host. System-wide calls act on the engines of this daos_server (the management
+//! service is a single replica); the replicated service will fan them out to every host.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

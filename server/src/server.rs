@@ -1,10 +1,10 @@
 //! `daos_server`: config resolution, `config validate`, and `start`.
 //!
-//! `start` today runs the start-up stages that exist: load and validate the config (file or
-//! embedded default) with command-line overrides, check the socket directory, clear stale
-//! sockets, serve dRPC on `<socket_dir>/daos_server.sock`, write `.daos_server.active.yml`, and
-//! run until SIGINT/SIGTERM. Engine launch, format and the gRPC management API come with the
-//! bring-up work; `start` says so in its log rather than pretending.
+//! `start` loads and validates the config (file or embedded default) with command-line
+//! overrides, checks the socket directory, clears stale sockets, serves dRPC on
+//! `<socket_dir>/daos_server.sock`, writes `.daos_server.active.yml`, opens the management
+//! service, serves the management API (gRPC), formats or waits for a format, supervises the
+//! engines, and runs until SIGINT/SIGTERM, then stops the engines.
 
 use std::fs;
 use std::io;

@@ -189,6 +189,8 @@ pub struct System {
     pub config: PathBuf,
     /// The control port.
     pub port: u16,
+    /// Engines in the config.
+    pub engines: usize,
 }
 
 impl System {
@@ -244,6 +246,7 @@ impl System {
             dir,
             config,
             port,
+            engines,
         }
     }
 
@@ -256,6 +259,26 @@ impl System {
         let mut args = vec!["start", "-o", self.config.to_str().expect("utf8")];
         args.extend_from_slice(extra);
         Proc::start("daos_server", &args, &[], self.path())
+    }
+
+    /// Starts daos_server with `--auto-format` and waits until every engine joined.
+    pub fn start_joined(&self) -> Proc {
+        let server = self.start(&["--auto-format"]);
+        self.wait_log("the system as rank", self.engines, 60);
+        server
+    }
+
+    /// `dmg pool create LABEL --scm-size SCM [--nvme-size NVME]`; returns the pool's UUID.
+    pub fn create_pool(&self, label: &str, scm: &str, nvme: Option<&str>) -> String {
+        let mut args = vec!["-i", "pool", "create", label, "--scm-size", scm];
+        if let Some(n) = nvme {
+            args.extend(["--nvme-size", n]);
+        }
+        let text = ok(self.dmg(&args));
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("UUID                 : "))
+            .unwrap_or_else(|| panic!("no UUID in:\n{text}"))
+            .to_string()
     }
 
     /// The control log.

@@ -315,8 +315,7 @@ fn storage_benchmark_deep_queues_verify_every_read() {
 #[test]
 fn io_benchmark_smoke_against_a_running_system() {
     let sys = System::with_targets(1, 2);
-    let mut server = sys.start(&["--auto-format"]);
-    sys.wait_log("the system as rank", 1, 60);
+    let mut server = sys.start_joined();
     ok(sys.dmg(&[
         "-i",
         "pool",

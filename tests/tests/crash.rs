@@ -46,6 +46,47 @@ fn seed() -> u64 {
         | 1
 }
 
+/// SIGKILLs the engine `kills` times, each once the writers have `progress` more
+/// acknowledged operations (so the restarted engine serves again) and then at a random moment
+/// up to `spread_ms` later; then waits for one more stretch of progress.
+fn kill_engine_under_load(
+    sys: &System,
+    server: &Proc,
+    acked: &AtomicUsize,
+    kills: usize,
+    progress: usize,
+    spread_ms: u64,
+    what: &str,
+) {
+    let seed = seed();
+    eprintln!("{what} seed {seed} (replay: CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let server_pid = server.pid() as u32;
+    let wait_progress = |k: usize, must: bool| {
+        let before = acked.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.load(Ordering::Relaxed) < before + progress {
+            if Instant::now() >= deadline {
+                assert!(
+                    !must,
+                    "kill {k}: nothing acknowledged for 60s after the restart; log:\n{}",
+                    sys.log()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for k in 0..kills {
+        wait_progress(k, true);
+        std::thread::sleep(Duration::from_millis(rng.next() % spread_ms));
+        let engines = children(server_pid, "daos_engine");
+        assert_eq!(engines.len(), 1, "kill {k}: one engine running");
+        kill(Pid::from_raw(engines[0] as i32), Signal::SIGKILL).expect("kill");
+    }
+    wait_progress(kills, false);
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -60,18 +101,8 @@ impl Rng {
 #[test]
 fn sigkilled_engine_loses_no_acknowledged_update_and_tears_nothing() {
     let sys = System::with_targets(1, 2);
-    let mut server = sys.start(&["--auto-format"]);
-    sys.wait_log("the system as rank", 1, 60);
-    ok(sys.dmg(&[
-        "-i",
-        "pool",
-        "create",
-        "tank",
-        "--scm-size",
-        "512M",
-        "--nvme-size",
-        "900M",
-    ]));
+    let mut server = sys.start_joined();
+    sys.create_pool("tank", "512M", Some("900M"));
     let map = Arc::new(sys.pool_map("tank"));
     let opts = SessionOpts {
         timeout: Duration::from_millis(1500),
@@ -114,33 +145,7 @@ fn sigkilled_engine_loses_no_acknowledged_update_and_tears_nothing() {
         })
         .collect();
 
-    let seed = seed();
-    eprintln!("crash test seed {seed} (replay: CRASH_SEED={seed})");
-    let mut rng = Rng(seed);
-    let server_pid = server.pid() as u32;
-    for k in 0..KILLS {
-        // Wait until the (restarted) engine serves writes again.
-        let before = acked.load(Ordering::Relaxed);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked.load(Ordering::Relaxed) < before + 5 {
-            assert!(
-                Instant::now() < deadline,
-                "kill {k}: no writes acknowledged for 60s after the restart; log:\n{}",
-                sys.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(rng.next() % 150));
-        let engines = children(server_pid, "daos_engine");
-        assert_eq!(engines.len(), 1, "kill {k}: one engine running");
-        kill(Pid::from_raw(engines[0] as i32), Signal::SIGKILL).expect("kill");
-    }
-    // One more stretch of writes after the last restart, then stop the writers.
-    let before = acked.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::Relaxed) < before + 5 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kill_engine_under_load(&sys, &server, &acked, KILLS, 5, 150, "crash test");
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().expect("writer");
@@ -213,18 +218,8 @@ const PUT_KILLS: usize = 8;
 fn sigkilled_engine_during_overwrites_and_racing_puts_leaves_each_key_one_whole_value() {
     use daos_client::kv;
     let sys = System::with_targets(1, 2);
-    let mut server = sys.start(&["--auto-format"]);
-    sys.wait_log("the system as rank", 1, 60);
-    ok(sys.dmg(&[
-        "-i",
-        "pool",
-        "create",
-        "tank",
-        "--scm-size",
-        "512M",
-        "--nvme-size",
-        "900M",
-    ]));
+    let mut server = sys.start_joined();
+    sys.create_pool("tank", "512M", Some("900M"));
     let map = Arc::new(sys.pool_map("tank"));
     let opts = SessionOpts {
         timeout: Duration::from_secs(5),
@@ -296,32 +291,7 @@ fn sigkilled_engine_during_overwrites_and_racing_puts_leaves_each_key_one_whole_
             })
         })
         .collect();
-    let seed = seed();
-    eprintln!("put crash test seed {seed} (replay: CRASH_SEED={seed})");
-    let mut rng = Rng(seed);
-    let server_pid = server.pid() as u32;
-    for k in 0..PUT_KILLS {
-        let before = acked.load(Ordering::Relaxed);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked.load(Ordering::Relaxed) < before + 3 {
-            assert!(
-                Instant::now() < deadline,
-                "kill {k}: no put acknowledged for 60s; log:\n{}",
-                sys.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // Mid-put most of the time: puts take tens of milliseconds.
-        std::thread::sleep(Duration::from_millis(rng.next() % 60));
-        let engines = children(server_pid, "daos_engine");
-        assert_eq!(engines.len(), 1, "kill {k}: one engine running");
-        kill(Pid::from_raw(engines[0] as i32), Signal::SIGKILL).expect("kill");
-    }
-    let before = acked.load(Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::Relaxed) < before + 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kill_engine_under_load(&sys, &server, &acked, PUT_KILLS, 3, 60, "put crash test");
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().expect("writer");

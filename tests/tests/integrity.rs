@@ -10,8 +10,7 @@ use daos_tests::*;
 
 fn started() -> (System, Proc) {
     let sys = System::with_targets(1, 1);
-    let server = sys.start(&["--auto-format"]);
-    sys.wait_log("the system as rank", 1, 60);
+    let server = sys.start_joined();
     (sys, server)
 }
 
@@ -51,16 +50,7 @@ fn get(sys: &System, key: &str, out: &Path) -> Option<Vec<u8>> {
 #[test]
 fn a_failed_overwrite_keeps_the_previous_value() {
     let (sys, mut server) = started();
-    ok(sys.dmg(&[
-        "-i",
-        "pool",
-        "create",
-        "tank",
-        "--scm-size",
-        "64M",
-        "--nvme-size",
-        "96M",
-    ]));
+    sys.create_pool("tank", "64M", Some("96M"));
     ok(sys.daos(&["container", "create", "tank", "c"]));
     let (a, a_data) = file(sys.path(), 1, 40 << 20);
     ok(put(&sys, "k", &a));
@@ -146,16 +136,7 @@ fn a_failed_overwrite_keeps_the_previous_value() {
 #[test]
 fn concurrent_puts_of_one_key_leave_one_whole_value_and_gets_read_one_version() {
     let (sys, mut server) = started();
-    ok(sys.dmg(&[
-        "-i",
-        "pool",
-        "create",
-        "tank",
-        "--scm-size",
-        "64M",
-        "--nvme-size",
-        "96M",
-    ]));
+    sys.create_pool("tank", "64M", Some("96M"));
     ok(sys.daos(&["container", "create", "tank", "c"]));
     let files: Vec<(PathBuf, Vec<u8>)> = (0..4u8)
         .map(|i| {
@@ -225,12 +206,7 @@ fn a_shard_whose_scm_file_is_removed_refuses_io_instead_of_losing_writes() {
     use daos_client::{Session, SessionOpts};
     use daos_engine::wire::der;
     let (sys, mut server) = started();
-    let create = ok(sys.dmg(&["-i", "pool", "create", "tank", "--scm-size", "64M"]));
-    let uuid = create
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("UUID                 : "))
-        .expect("UUID")
-        .to_string();
+    let uuid = sys.create_pool("tank", "64M", None);
     let mut s = Session::open(
         std::sync::Arc::new(sys.pool_map("tank")),
         SessionOpts::default(),
@@ -296,8 +272,7 @@ fn nvme_space_a_pool_reports_is_space_it_can_write() {
     )
     .expect("mount tmpfs");
     std::os::unix::fs::symlink(small.join("bdev0"), sys.path().join("bdev0")).expect("symlink");
-    let mut server = sys.start(&["--auto-format"]);
-    sys.wait_log("the system as rank", 1, 60);
+    let mut server = sys.start_joined();
     // More NVMe than the filesystem holds: refused at create, not at some later write.
     let o = sys.dmg(&[
         "-i",
@@ -315,16 +290,7 @@ fn nvme_space_a_pool_reports_is_space_it_can_write() {
         "{}",
         stderr(&o)
     );
-    ok(sys.dmg(&[
-        "-i",
-        "pool",
-        "create",
-        "tank",
-        "--scm-size",
-        "64M",
-        "--nvme-size",
-        "64M",
-    ]));
+    sys.create_pool("tank", "64M", Some("64M"));
     ok(sys.daos(&["container", "create", "tank", "c"]));
     // Fill the pool with 12 MB values until it refuses one.
     let (big, _) = file(sys.path(), 7, 12 << 20);

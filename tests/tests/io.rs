@@ -12,8 +12,7 @@ use daos_tests::*;
 
 fn started(engines: usize, targets: usize) -> (System, Proc) {
     let sys = System::with_targets(engines, targets);
-    let server = sys.start(&["--auto-format"]);
-    sys.wait_log("the system as rank", engines, 60);
+    let server = sys.start_joined();
     (sys, server)
 }
 
@@ -234,21 +233,7 @@ fn corrupt(path: &std::path::Path, needle: &[u8]) -> bool {
 #[test]
 fn a_corrupted_value_is_reported_by_checksum_not_returned() {
     let (sys, mut server) = started(1, 1);
-    let create = ok(sys.dmg(&[
-        "-i",
-        "pool",
-        "create",
-        "tank",
-        "--scm-size",
-        "64M",
-        "--nvme-size",
-        "256M",
-    ]));
-    let pool_uuid = create
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("UUID                 : "))
-        .expect("UUID")
-        .to_string();
+    let pool_uuid = sys.create_pool("tank", "64M", Some("256M"));
     let mut s = session(&sys, "tank");
     let cont = s.cont_create("c", [5; 16]).expect("container");
     let small: Vec<u8> = b"SMALL-VALUE-MARKER-"

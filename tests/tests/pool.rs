@@ -16,8 +16,7 @@ fn uuid_of(create_output: &str) -> String {
 
 fn started(engines: usize) -> (System, Proc) {
     let sys = System::new(engines);
-    let server = sys.start(&["--auto-format"]);
-    sys.wait_log("the system as rank", engines, 40);
+    let server = sys.start_joined();
     (sys, server)
 }
 
