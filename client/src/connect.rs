@@ -5,18 +5,55 @@
 use daos_control::{Target, ms_client, status_text};
 use daos_proto::mgmt::{GetAttachInfoReq, PoolQueryReq};
 
-use crate::{PoolMap, RankUri};
+use crate::{ClientError, PoolMap, RankUri};
+
+/// Why a client could not get a pool's map.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The management service could not be reached or refused the call (its words).
+    #[error("{0}")]
+    Service(String),
+    /// No such pool (DAOS: DER_NONEXIST).
+    #[error("{0}")]
+    NoPool(String),
+    /// The pool exists but is not `Ready` (being created or destroyed).
+    #[error("pool {pool} is {state}: I/O is refused until it is Ready (see dmg pool list)")]
+    NotReady { pool: String, state: String },
+    #[error("the management service gave pool {pool} a bad UUID {uuid:?}")]
+    BadUuid { pool: String, uuid: String },
+    #[error(
+        "pool {pool}: {source} (ranks {ranks:?}; joined engines: {engines}); check `dmg system query`"
+    )]
+    Map {
+        pool: String,
+        ranks: Vec<u32>,
+        engines: usize,
+        source: Box<ClientError>,
+    },
+    #[error("cannot start the client runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl ConnectError {
+    fn from_status(s: tonic::Status) -> ConnectError {
+        if s.code() == tonic::Code::NotFound {
+            ConnectError::NoPool(s.message().to_string())
+        } else {
+            ConnectError::Service(status_text(s))
+        }
+    }
+}
 
 /// The map of pool `pool` (label or UUID).
-pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, String> {
-    let mut c = ms_client(t).await?;
+pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
+    let mut c = ms_client(t).await.map_err(ConnectError::Service)?;
     let attach = c
         .get_attach_info(GetAttachInfoReq {
             all_ranks: true,
             ..Default::default()
         })
         .await
-        .map_err(status_text)?
+        .map_err(ConnectError::from_status)?
         .into_inner();
     let q = c
         .pool_query(PoolQueryReq {
@@ -24,19 +61,17 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, String> {
             ..Default::default()
         })
         .await
-        .map_err(status_text)?
+        .map_err(ConnectError::from_status)?
         .into_inner();
     if q.state != "Ready" {
-        return Err(format!(
-            "pool {pool} is {}: I/O is refused until it is Ready (see dmg pool list)",
-            q.state
-        ));
+        return Err(ConnectError::NotReady {
+            pool: pool.into(),
+            state: q.state,
+        });
     }
-    let uuid = crate::parse_uuid(&q.uuid).ok_or_else(|| {
-        format!(
-            "the management service gave pool {pool} a bad UUID {:?}",
-            q.uuid
-        )
+    let uuid = crate::parse_uuid(&q.uuid).ok_or_else(|| ConnectError::BadUuid {
+        pool: pool.into(),
+        uuid: q.uuid.clone(),
     })?;
     let engines: Vec<RankUri> = attach
         .rank_uris
@@ -47,20 +82,19 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, String> {
             num_ctxs: r.num_ctxs,
         })
         .collect();
-    PoolMap::new(uuid, &q.enabled_ranks, &engines).map_err(|e| {
-        format!(
-            "pool {pool}: {e} (ranks {:?}; joined engines: {}); check `dmg system query`",
-            q.enabled_ranks,
-            engines.len()
-        )
+    PoolMap::new(uuid, &q.enabled_ranks, &engines).map_err(|source| ConnectError::Map {
+        pool: pool.into(),
+        ranks: q.enabled_ranks.clone(),
+        engines: engines.len(),
+        source: Box::new(source),
     })
 }
 
 /// [`pool_map`] for blocking callers.
-pub fn pool_map_blocking(t: &Target, pool: &str) -> Result<PoolMap, String> {
+pub fn pool_map_blocking(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the client runtime: {e}"))?
+        .map_err(ConnectError::Runtime)?
         .block_on(pool_map(t, pool))
 }

@@ -106,7 +106,9 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
         daos_control::load_control(a.config_path.as_deref()).map_err(|e| e.to_string())?;
     let target = daos_control::Target::new(&control, a.host_list.as_deref(), a.insecure)
         .map_err(|e| e.to_string())?;
-    let map = std::sync::Arc::new(daos_client::connect::pool_map_blocking(&target, &a.pool)?);
+    let map = std::sync::Arc::new(
+        daos_client::connect::pool_map_blocking(&target, &a.pool).map_err(|e| e.to_string())?,
+    );
     let mut admin = daos_client::Session::open(map.clone(), daos_client::SessionOpts::default())
         .map_err(|e| format!("client session: {e}"))?;
     let (cont, temp) = match &a.cont {

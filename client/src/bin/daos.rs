@@ -219,13 +219,15 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             ObjCmd::Put { pool, .. } | ObjCmd::Get { pool, .. } | ObjCmd::List { pool, .. },
         ) => pool.clone(),
     };
-    let result = daos_client::connect::pool_map_blocking(&target, &pool).and_then(|map| {
-        let mut s = Session::open(Arc::new(map), SessionOpts::default()).map_err(err)?;
-        match &cli.command {
-            Command::Container(c) => cont_command(&mut s, &pool, c),
-            Command::Object(o) => obj_command(&mut s, o),
-        }
-    });
+    let result = daos_client::connect::pool_map_blocking(&target, &pool)
+        .map_err(|e| e.to_string())
+        .and_then(|map| {
+            let mut s = Session::open(Arc::new(map), SessionOpts::default()).map_err(err)?;
+            match &cli.command {
+                Command::Container(c) => cont_command(&mut s, &pool, c),
+                Command::Object(o) => obj_command(&mut s, o),
+            }
+        });
     let out = match result {
         Ok((text, json)) => dmg::Output {
             text,
