@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use daos_fabric::{EndpointError, Peer, RdmEndpoint};
 use daos_wire::{
-    self as wire, BULK_THRESHOLD, Bulk, Header, PunchWhat, Reader, Request, der, encode_request,
-    fetched,
+    self as wire, BULK_THRESHOLD, Bulk, Header, PunchWhat, Request, der, encode_request, reply,
 };
 use daos_wire::{libfabric_provider, target_port};
 
@@ -184,12 +183,10 @@ pub struct Reply<'a> {
 impl Reply<'_> {
     /// A fetch's value (`None`: nothing stored); `None` outside when the reply is malformed.
     pub fn fetched(&self) -> Option<Option<&[u8]>> {
-        let mut r = Reader(self.body);
-        match r.u8().ok()? {
-            fetched::NONE => Some(None),
-            fetched::INLINE => r.value().ok().map(Some),
-            fetched::BULK => self.bulk.map(Some),
-            _ => None,
+        match reply::Fetched::get(self.body).ok()? {
+            reply::Fetched::None => Some(None),
+            reply::Fetched::Inline(v) => Some(Some(v)),
+            reply::Fetched::Bulk(_) => self.bulk.map(Some),
         }
     }
 
@@ -197,7 +194,7 @@ impl Reply<'_> {
     pub fn read_data(&self) -> Option<&[u8]> {
         match self.bulk {
             Some(b) => Some(b),
-            None => Reader(self.body).value().ok(),
+            None => reply::Data::get_inline(self.body).ok(),
         }
     }
 }
@@ -526,10 +523,11 @@ impl Session {
                 Ok(body) => {
                     let bulk = f.bulk.and_then(|k| {
                         let n = match f.op {
-                            wire::Op::FetchBulk if body.first() == Some(&fetched::BULK) => {
-                                Reader(&body[1..]).u32().ok()?
-                            }
-                            wire::Op::ReadExtentBulk => Reader(body).u32().ok()?,
+                            wire::Op::FetchBulk => match reply::Fetched::get(body).ok()? {
+                                reply::Fetched::Bulk(n) => n,
+                                _ => return None,
+                            },
+                            wire::Op::ReadExtentBulk => reply::Data::get_bulk_len(body).ok()?,
                             _ => return None,
                         };
                         ep.bulk_buf(k).get(..n as usize)
@@ -615,9 +613,7 @@ impl Session {
     }
 
     fn epoch_reply(&self, target: usize, body: &[u8]) -> Result<u64, ClientError> {
-        Reader(body)
-            .u64()
-            .map_err(|_| self.bad(target, "no epoch in the reply"))
+        reply::Epoch::get(body).map_err(|_| self.bad(target, "no epoch in the reply"))
     }
 
     /// Stores a single value; returns its epoch once the target made it durable.
@@ -660,16 +656,9 @@ impl Session {
             value,
         };
         self.call_with(t, cont, &req, |r| {
-            let mut rd = Reader(r.body);
-            let epoch = rd.u64().ok()?;
-            let old = Reply {
-                tag: r.tag,
-                body: rd.0,
-                bulk: None,
-            }
-            .fetched()?
-            .map(<[u8]>::to_vec);
-            Some((epoch, old))
+            reply::Swapped::get(r.body)
+                .ok()
+                .map(|(e, old)| (e, old.map(<[u8]>::to_vec)))
         })?
         .ok_or_else(|| self.bad(t, "swap reply malformed"))
     }
@@ -763,7 +752,7 @@ impl Session {
         loop {
             let after = all.last().cloned().unwrap_or_default();
             let body = self.call(t, cont, &Request::ListDkeys { oid, after: &after })?;
-            let (more, keys) = decode_keys(&body).ok_or_else(|| self.bad(t, "key list"))?;
+            let (more, keys) = reply::Keys::get(&body).map_err(|_| self.bad(t, "key list"))?;
             all.extend(keys);
             if !more {
                 return Ok(all);
@@ -780,7 +769,7 @@ impl Session {
     ) -> Result<Vec<Vec<u8>>, ClientError> {
         let t = self.map.place(oid);
         let body = self.call(t, cont, &Request::ListAkeys { oid, dkey })?;
-        let (_, keys) = decode_keys(&body).ok_or_else(|| self.bad(t, "key list"))?;
+        let (_, keys) = reply::Keys::get(&body).map_err(|_| self.bad(t, "key list"))?;
         Ok(keys)
     }
 
@@ -791,16 +780,12 @@ impl Session {
             let (mut after, mut from_start) = (0, true);
             loop {
                 let body = self.call(t, cont, &Request::ListOids { after, from_start })?;
-                let mut r = Reader(&body);
-                let (more, n) = match (r.u8(), r.u32()) {
-                    (Ok(m), Ok(n)) => (m != 0, n),
-                    _ => return Err(self.bad(t, "object list")),
-                };
-                for _ in 0..n {
-                    let oid = r.u128().map_err(|_| self.bad(t, "object list"))?;
-                    all.push(oid);
-                    after = oid;
+                let (more, oids) =
+                    reply::Oids::get(&body).map_err(|_| self.bad(t, "object list"))?;
+                if let Some(last) = oids.last() {
+                    after = *last;
                 }
+                all.extend(oids);
                 from_start = false;
                 if !more {
                     break;
@@ -822,19 +807,19 @@ impl Session {
                 uuid,
             },
         )?;
-        match body.first() {
-            Some(1) => {
+        match reply::Created::get(&body) {
+            Ok(reply::Created::Created) => {
                 // Every target serves it from now on (they refuse unknown containers).
                 for t in 0..self.map.targets.len() {
                     self.call(t, uuid, &Request::ContRegister)?;
                 }
                 Ok(uuid)
             }
-            Some(2) => Err(ClientError::Exists(format!(
+            Ok(reply::Created::UuidTaken) => Err(ClientError::Exists(format!(
                 "container UUID {} is already in use in this pool",
                 uuid_text(&uuid)
             ))),
-            Some(0) => Err(ClientError::Exists(format!(
+            Ok(reply::Created::LabelTaken) => Err(ClientError::Exists(format!(
                 "container label {label:?} is already taken in this pool; choose another label"
             ))),
             _ => Err(self.bad(svc, "container create reply")),
@@ -845,16 +830,7 @@ impl Session {
     pub fn cont_list(&mut self) -> Result<Vec<(String, [u8; 16])>, ClientError> {
         let svc = self.map.service();
         let body = self.call(svc, [0; 16], &Request::ContList)?;
-        let mut r = Reader(&body);
-        let n = r.u32().map_err(|_| self.bad(svc, "container list"))?;
-        let mut out = Vec::new();
-        for _ in 0..n {
-            match (r.key(), r.uuid()) {
-                (Ok(l), Ok(u)) => out.push((String::from_utf8_lossy(l).into_owned(), u)),
-                _ => return Err(self.bad(svc, "container list")),
-            }
-        }
-        Ok(out)
+        reply::Containers::get(&body).map_err(|_| self.bad(svc, "container list"))
     }
 
     fn cont_lookup(&mut self, id: &str, destroy: bool) -> Result<(String, [u8; 16]), ClientError> {
@@ -865,13 +841,9 @@ impl Session {
             Request::ContQuery { id: id.as_bytes() }
         };
         let body = self.call(svc, [0; 16], &req)?;
-        let mut r = Reader(&body);
-        match r.u8() {
-            Ok(1) => match (r.key(), r.uuid()) {
-                (Ok(l), Ok(u)) => Ok((String::from_utf8_lossy(l).into_owned(), u)),
-                _ => Err(self.bad(svc, "container reply")),
-            },
-            Ok(_) => Err(ClientError::NotFound(format!(
+        match reply::Found::get(&body) {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(ClientError::NotFound(format!(
                 "no container {id:?} in this pool (DER_NONEXIST); `daos container list` shows them"
             ))),
             Err(_) => Err(self.bad(svc, "container reply")),
@@ -900,17 +872,6 @@ impl Session {
         }
         Ok(())
     }
-}
-
-fn decode_keys(body: &[u8]) -> Option<(bool, Vec<Vec<u8>>)> {
-    let mut r = Reader(body);
-    let more = r.u8().ok()? != 0;
-    let n = r.u32().ok()?;
-    let mut keys = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        keys.push(r.key().ok()?.to_vec());
-    }
-    Some((more, keys))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
 
 use crate::pool::{PoolStore, TargetStore};
 use crate::store::StoreError;
+use crate::wire::reply::{Containers, Created, Data, Epoch, Fetched, Found, Keys, Oids, Swapped};
 use crate::wire::{self, ADDR_MAX, Header, PunchWhat, Request, Writer, der};
 
 /// Largest fabric message: a 1 MiB value plus headers.
@@ -616,19 +617,15 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
     let mut w = Writer::body(resp);
     match *outcome {
         Outcome::Failed(code, ref text) => return wire::encode_error(resp, h, code, text),
-        Outcome::Epoch(e) => {
-            w.u64(e);
-        }
+        Outcome::Epoch(e) => Epoch::put(&mut w, e),
         Outcome::Fetched(n) if h.op == wire::Op::FetchBulk as u16 => {
             if n == u32::MAX {
-                w.u8(wire::fetched::NONE);
+                Fetched::None.put(&mut w);
             } else {
-                w.u8(wire::fetched::BULK).u32(n);
+                Fetched::Bulk(n).put(&mut w);
             }
         }
-        Outcome::Fetched(n) => {
-            w.u32(n);
-        }
+        Outcome::Fetched(n) => Data::put_bulk(&mut w, n),
     }
     w.finish(reply).unwrap_or(0)
 }
@@ -727,7 +724,7 @@ fn handle(
                 value,
             } => {
                 let e = store.update(cont, oid, dkey, akey, value)?;
-                w.u64(e);
+                Epoch::put(&mut w, e);
             }
             Request::WriteExtent {
                 oid,
@@ -737,7 +734,7 @@ fn handle(
                 data,
             } => {
                 let e = store.write_extent(cont, oid, dkey, akey, offset, data)?;
-                w.u64(e);
+                Epoch::put(&mut w, e);
             }
             Request::Swap {
                 oid,
@@ -752,15 +749,7 @@ fn handle(
                 // fetch and the update.
                 let old = store.fetch(cont, oid, dkey, akey, u64::MAX)?;
                 let e = store.update(cont, oid, dkey, akey, value)?;
-                w.u64(e);
-                match old {
-                    Some(v) => {
-                        w.u8(wire::fetched::INLINE).value(&v);
-                    }
-                    None => {
-                        w.u8(wire::fetched::NONE);
-                    }
-                }
+                Swapped::put(&mut w, e, old.as_deref());
             }
             Request::Fetch { oid, dkey, akey } => {
                 let key = crate::store::AkeyRef {
@@ -770,13 +759,8 @@ fn handle(
                     akey,
                 };
                 // Straight from the store's buffer into the reply.
-                store.fetch_with(key, u64::MAX, |v| match v {
-                    Some(v) => {
-                        w.u8(wire::fetched::INLINE).value(v);
-                    }
-                    None => {
-                        w.u8(wire::fetched::NONE);
-                    }
+                store.fetch_with(key, u64::MAX, |v| {
+                    v.map_or(Fetched::None, Fetched::Inline).put(&mut w)
                 })?;
             }
             Request::ReadExtent {
@@ -793,7 +777,7 @@ fn handle(
                     akey,
                 };
                 let v = store.read_extent(key, offset, len as usize, u64::MAX)?;
-                w.value(&v);
+                Data::put_inline(&mut w, &v);
             }
             Request::Punch { oid, what } => {
                 let e = match what {
@@ -801,27 +785,26 @@ fn handle(
                     PunchWhat::Dkey(d) => store.punch(cont, oid, Some(d), None)?,
                     PunchWhat::Akey(d, a) => store.punch(cont, oid, Some(d), Some(a))?,
                 };
-                w.u64(e);
+                Epoch::put(&mut w, e);
             }
             Request::ListDkeys { oid, after } => {
                 let keys = store.list_dkeys(cont, oid);
-                put_keys(&mut w, keys.iter().filter(|k| k.as_slice() > after));
+                let later = keys.iter().map(Vec::as_slice).filter(|k| *k > after);
+                Keys::put(&mut w, later);
             }
             Request::ListAkeys { oid, dkey } => {
-                put_keys(&mut w, store.list_akeys(cont, oid, dkey).iter());
+                let keys = store.list_akeys(cont, oid, dkey);
+                Keys::put(&mut w, keys.iter().map(Vec::as_slice));
             }
             Request::ListOids { after, from_start } => {
-                let max = w.room().saturating_sub(16) / 16;
+                let max = Oids::room(&w);
                 let oids = store.list_oids(cont, after, from_start, max + 1);
                 let more = oids.len() > max;
-                w.u8(u8::from(more)).u32(oids.len().min(max) as u32);
-                for o in oids.iter().take(max) {
-                    w.u128(*o);
-                }
+                Oids::put(&mut w, &oids[..oids.len().min(max)], more);
             }
             Request::ContPunch => {
                 let n = store.punch_container(cont)?;
-                w.u64(n as u64);
+                Epoch::put(&mut w, n as u64);
             }
             // Bulk requests never get here (see `TargetService::poll`).
             Request::UpdateBulk { .. }
@@ -836,30 +819,28 @@ fn handle(
                         uuid_taken = true;
                     }
                 }
-                if store.fetch(c, o, label, UUID_AKEY, u64::MAX)?.is_some() {
-                    w.u8(0);
+                let outcome = if store.fetch(c, o, label, UUID_AKEY, u64::MAX)?.is_some() {
+                    Created::LabelTaken
                 } else if uuid_taken {
-                    w.u8(2);
+                    Created::UuidTaken
                 } else {
                     store.update(c, o, label, UUID_AKEY, &uuid)?;
-                    w.u8(1);
-                }
+                    Created::Created
+                };
+                outcome.put(&mut w);
             }
             Request::ContList => {
                 let (c, o) = CONT_TABLE;
                 let labels = store.list_dkeys(c, o);
-                let mut n = 0u32;
-                let mut entries = Vec::with_capacity(labels.len());
-                for l in labels {
-                    if let Some(u) = store.fetch(c, o, &l, UUID_AKEY, u64::MAX)? {
+                let mut entries: Vec<(&[u8], [u8; 16])> = Vec::with_capacity(labels.len());
+                for l in &labels {
+                    if let Some(u) = store.fetch(c, o, l, UUID_AKEY, u64::MAX)?
+                        && let Ok(u) = u.as_slice().try_into()
+                    {
                         entries.push((l, u));
-                        n += 1;
                     }
                 }
-                w.u32(n);
-                for (l, u) in entries {
-                    w.key(&l).put(&u);
-                }
+                Containers::put(&mut w, &entries);
             }
             Request::ContQuery { id } | Request::ContDestroy { id } => {
                 let (c, o) = CONT_TABLE;
@@ -873,17 +854,12 @@ fn handle(
                         }
                     }
                 }
-                match found {
-                    Some((l, u)) => {
-                        if matches!(request, Request::ContDestroy { .. }) {
-                            store.punch(c, o, Some(&l), None)?;
-                        }
-                        w.u8(1).key(&l).put(&u);
-                    }
-                    None => {
-                        w.u8(0);
-                    }
+                let found: Option<(Vec<u8>, [u8; 16])> =
+                    found.and_then(|(l, u)| Some((l, u.as_slice().try_into().ok()?)));
+                if let (Some((l, _)), Request::ContDestroy { .. }) = (&found, request) {
+                    store.punch(c, o, Some(l), None)?;
                 }
+                Found::put(&mut w, found.as_ref().map(|(l, u)| (l.as_slice(), *u)));
             }
         }
         Ok(())
@@ -894,25 +870,6 @@ fn handle(
             Err(e) => wire::encode_error(resp, h, der::TRUNC, &e.to_string()),
         },
         Err(e) => store_error(h, resp, &e),
-    }
-}
-
-/// Writes `more`, a count and keys while they fit.
-fn put_keys<'k>(w: &mut Writer<'_>, keys: impl Iterator<Item = &'k Vec<u8>>) {
-    let mut fit = Vec::new();
-    let mut room = w.room().saturating_sub(5);
-    let mut more = false;
-    for k in keys {
-        if k.len() + 2 > room {
-            more = true;
-            break;
-        }
-        room -= k.len() + 2;
-        fit.push(k);
-    }
-    w.u8(u8::from(more)).u32(fit.len() as u32);
-    for k in fit {
-        w.key(k);
     }
 }
 

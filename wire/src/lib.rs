@@ -87,32 +87,6 @@ pub mod der {
     }
 }
 
-/// Operation codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Op {
-    Ping = 1,
-    Update = 2,
-    Fetch = 3,
-    WriteExtent = 4,
-    ReadExtent = 5,
-    Punch = 6,
-    ListDkeys = 7,
-    ListAkeys = 8,
-    ListOids = 9,
-    ContCreate = 10,
-    ContList = 11,
-    ContQuery = 12,
-    ContDestroy = 13,
-    ContPunch = 14,
-    UpdateBulk = 15,
-    WriteExtentBulk = 16,
-    FetchBulk = 17,
-    ReadExtentBulk = 18,
-    Swap = 19,
-    ContRegister = 20,
-}
-
 /// A client buffer registered for RMA: the target reads a value from it (updates) or writes
 /// one into it (fetches), so bulk data never travels inside messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,44 +99,7 @@ pub struct Bulk {
 /// Values above this travel by RMA when both sides can.
 pub const BULK_THRESHOLD: usize = 16 << 10;
 
-/// Fetch replies: what follows the first byte.
-pub mod fetched {
-    /// Nothing stored.
-    pub const NONE: u8 = 0;
-    /// The value follows in the message.
-    pub const INLINE: u8 = 1;
-    /// The value was written into the client's bulk buffer; its length follows.
-    pub const BULK: u8 = 2;
-}
-
-impl Op {
-    pub fn from_u16(v: u16) -> Option<Op> {
-        use Op::*;
-        Some(match v {
-            1 => Ping,
-            2 => Update,
-            3 => Fetch,
-            4 => WriteExtent,
-            5 => ReadExtent,
-            6 => Punch,
-            7 => ListDkeys,
-            8 => ListAkeys,
-            9 => ListOids,
-            10 => ContCreate,
-            11 => ContList,
-            12 => ContQuery,
-            13 => ContDestroy,
-            14 => ContPunch,
-            15 => UpdateBulk,
-            16 => WriteExtentBulk,
-            17 => FetchBulk,
-            18 => ReadExtentBulk,
-            19 => Swap,
-            20 => ContRegister,
-            _ => return None,
-        })
-    }
-}
+pub mod reply;
 
 /// A message that cannot be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -417,135 +354,249 @@ pub enum PunchWhat<'a> {
     Akey(&'a [u8], &'a [u8]),
 }
 
-/// A request body, borrowed from the message it came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request<'a> {
-    Ping,
-    Update {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        value: &'a [u8],
+/// How one request field travels: `put!` writes it, `get!` reads it, `len!` is its size.
+macro_rules! put {
+    (key, $w:ident, $v:expr) => {
+        $w.key($v)
+    };
+    (value, $w:ident, $v:expr) => {
+        $w.value($v)
+    };
+    (u8, $w:ident, $v:expr) => {
+        $w.u8($v)
+    };
+    (bool, $w:ident, $v:expr) => {
+        $w.u8(u8::from($v))
+    };
+    (u32, $w:ident, $v:expr) => {
+        $w.u32($v)
+    };
+    (u64, $w:ident, $v:expr) => {
+        $w.u64($v)
+    };
+    (u128, $w:ident, $v:expr) => {
+        $w.u128($v)
+    };
+    (uuid, $w:ident, $v:expr) => {
+        $w.put(&$v)
+    };
+    (bulk, $w:ident, $v:expr) => {
+        put_bulk($w, $v)
+    };
+    (punch, $w:ident, $v:expr) => {
+        put_punch($w, $v)
+    };
+}
+macro_rules! get {
+    (key, $r:ident) => {
+        $r.key()?
+    };
+    (value, $r:ident) => {
+        $r.value()?
+    };
+    (u8, $r:ident) => {
+        $r.u8()?
+    };
+    (bool, $r:ident) => {
+        $r.u8()? != 0
+    };
+    (u32, $r:ident) => {
+        $r.u32()?
+    };
+    (u64, $r:ident) => {
+        $r.u64()?
+    };
+    (u128, $r:ident) => {
+        $r.u128()?
+    };
+    (uuid, $r:ident) => {
+        $r.uuid()?
+    };
+    (bulk, $r:ident) => {
+        get_bulk(&mut $r)?
+    };
+    (punch, $r:ident) => {
+        get_punch(&mut $r)?
+    };
+}
+macro_rules! len {
+    (key, $v:expr) => {
+        2 + $v.len()
+    };
+    (value, $v:expr) => {
+        4 + $v.len()
+    };
+    (u8, $v:expr) => {
+        1
+    };
+    (bool, $v:expr) => {
+        1
+    };
+    (u32, $v:expr) => {
+        4
+    };
+    (u64, $v:expr) => {
+        8
+    };
+    (u128, $v:expr) => {
+        16
+    };
+    (uuid, $v:expr) => {
+        16
+    };
+    (bulk, $v:expr) => {
+        20
+    };
+    (punch, $v:expr) => {
+        punch_len($v)
+    };
+}
+
+/// Declares every request once: its operation code, its fields in wire order with their Rust
+/// type and how each travels. From it come [`Op`], [`Request`], and their encoding, decoding
+/// and length, so the three cannot disagree.
+macro_rules! requests {
+    (<$lt:lifetime> $(
+        $(#[$doc:meta])*
+        $name:ident = $code:literal $({ $($field:ident : $ty:ty => $kind:ident),* $(,)? })?
+    ),* $(,)?) => {
+        /// Operation codes.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u16)]
+        pub enum Op {
+            $($name = $code,)*
+        }
+
+        impl Op {
+            pub fn from_u16(v: u16) -> Option<Op> {
+                match v {
+                    $($code => Some(Op::$name),)*
+                    _ => None,
+                }
+            }
+        }
+
+        /// A request body, borrowed from the message it came in.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Request<$lt> {
+            $(
+                $(#[$doc])*
+                $name $({ $($field: $ty,)* })?,
+            )*
+        }
+
+        impl<$lt> Request<$lt> {
+            pub fn op(&self) -> Op {
+                match self {
+                    $(Request::$name $({ $($field: _,)* })? => Op::$name,)*
+                }
+            }
+
+            /// Bytes of the whole message (header and body).
+            #[allow(unused_variables)] // fixed-size fields count without their value
+            pub fn encoded_len(&self) -> usize {
+                HEADER_LEN
+                    + match *self {
+                        $(Request::$name $({ $($field,)* })? => 0 $($(+ len!($kind, $field))*)?,)*
+                    }
+            }
+
+            /// Writes the body.
+            pub fn encode(&self, w: &mut Writer<'_>) {
+                match *self {
+                    $(Request::$name $({ $($field,)* })? => {
+                        $($(put!($kind, w, $field);)*)?
+                    })*
+                }
+            }
+
+            /// Reads the body of operation `op`.
+            pub fn decode(op: u16, body: &$lt [u8]) -> Result<Request<$lt>, WireError> {
+                let op = Op::from_u16(op).ok_or(WireError::Op(op))?;
+                let mut r = Reader(body);
+                let req = match op {
+                    $(Op::$name => Request::$name $({ $($field: get!($kind, r),)* })?,)*
+                };
+                // Silence "unused" for bodiless operations.
+                let _ = &mut r;
+                Ok(req)
+            }
+        }
+    };
+}
+
+requests! { <'a>
+    Ping = 1,
+    Update = 2 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, value: &'a [u8] => value },
+    Fetch = 3 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key },
+    WriteExtent = 4 {
+        oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, offset: u64 => u64,
+        data: &'a [u8] => value,
     },
-    Fetch {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
+    ReadExtent = 5 {
+        oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, offset: u64 => u64,
+        len: u32 => u32,
     },
-    WriteExtent {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        offset: u64,
-        data: &'a [u8],
-    },
-    ReadExtent {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        offset: u64,
-        len: u32,
-    },
-    Punch {
-        oid: u128,
-        what: PunchWhat<'a>,
-    },
+    Punch = 6 { oid: u128 => u128, what: PunchWhat<'a> => punch },
     /// Dkeys after `after` (all from the start when empty).
-    ListDkeys {
-        oid: u128,
-        after: &'a [u8],
-    },
-    ListAkeys {
-        oid: u128,
-        dkey: &'a [u8],
-    },
+    ListDkeys = 7 { oid: u128 => u128, after: &'a [u8] => key },
+    ListAkeys = 8 { oid: u128 => u128, dkey: &'a [u8] => key },
     /// Object ids above `after` (with `from_start`, from the first).
-    ListOids {
-        after: u128,
-        from_start: bool,
-    },
-    ContCreate {
-        label: &'a [u8],
-        uuid: [u8; 16],
-    },
-    ContList,
+    ListOids = 9 { after: u128 => u128, from_start: bool => bool },
+    ContCreate = 10 { label: &'a [u8] => key, uuid: [u8; 16] => uuid },
+    ContList = 11,
     /// By label, or by UUID text.
-    ContQuery {
-        id: &'a [u8],
-    },
-    ContDestroy {
-        id: &'a [u8],
-    },
+    ContQuery = 12 { id: &'a [u8] => key },
+    ContDestroy = 13 { id: &'a [u8] => key },
     /// Punches every object of the header's container on this target, which then no longer
     /// serves it.
-    ContPunch,
-    /// This target serves the header's container from now on (after its create).
-    ContRegister,
+    ContPunch = 14,
     /// [`Request::Update`] with the value in the client's `bulk` buffer.
-    UpdateBulk {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        bulk: Bulk,
-    },
-    WriteExtentBulk {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        offset: u64,
-        bulk: Bulk,
+    UpdateBulk = 15 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, bulk: Bulk => bulk },
+    WriteExtentBulk = 16 {
+        oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, offset: u64 => u64,
+        bulk: Bulk => bulk,
     },
     /// [`Request::Fetch`]; a value larger than [`BULK_THRESHOLD`] is written into `bulk`.
-    FetchBulk {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        bulk: Bulk,
-    },
+    FetchBulk = 17 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, bulk: Bulk => bulk },
     /// [`Request::ReadExtent`] of `bulk.len` bytes, written into `bulk`.
-    ReadExtentBulk {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        offset: u64,
-        bulk: Bulk,
+    ReadExtentBulk = 18 {
+        oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, offset: u64 => u64,
+        bulk: Bulk => bulk,
     },
     /// [`Request::Update`] of a small single value that answers with the value it replaced,
     /// in one step (nothing can come between): the epoch, then a fetch reply.
-    Swap {
-        oid: u128,
-        dkey: &'a [u8],
-        akey: &'a [u8],
-        value: &'a [u8],
-    },
+    Swap = 19 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, value: &'a [u8] => value },
+    /// This target serves the header's container from now on (after its create).
+    ContRegister = 20,
+}
+
+fn put_punch(w: &mut Writer<'_>, what: PunchWhat<'_>) {
+    match what {
+        PunchWhat::Object => w.u8(0),
+        PunchWhat::Dkey(d) => w.u8(1).key(d),
+        PunchWhat::Akey(d, a) => w.u8(2).key(d).key(a),
+    };
+}
+
+fn get_punch<'a>(r: &mut Reader<'a>) -> Result<PunchWhat<'a>, WireError> {
+    Ok(match r.u8()? {
+        0 => PunchWhat::Object,
+        1 => PunchWhat::Dkey(r.key()?),
+        2 => PunchWhat::Akey(r.key()?, r.key()?),
+        _ => return Err(WireError::Body),
+    })
+}
+
+fn punch_len(what: PunchWhat<'_>) -> usize {
+    1 + match what {
+        PunchWhat::Object => 0,
+        PunchWhat::Dkey(d) => 2 + d.len(),
+        PunchWhat::Akey(d, a) => 4 + d.len() + a.len(),
+    }
 }
 
 impl<'a> Request<'a> {
-    pub fn op(&self) -> Op {
-        match self {
-            Request::Ping => Op::Ping,
-            Request::Update { .. } => Op::Update,
-            Request::Fetch { .. } => Op::Fetch,
-            Request::WriteExtent { .. } => Op::WriteExtent,
-            Request::ReadExtent { .. } => Op::ReadExtent,
-            Request::Punch { .. } => Op::Punch,
-            Request::ListDkeys { .. } => Op::ListDkeys,
-            Request::ListAkeys { .. } => Op::ListAkeys,
-            Request::ListOids { .. } => Op::ListOids,
-            Request::ContCreate { .. } => Op::ContCreate,
-            Request::ContList => Op::ContList,
-            Request::ContQuery { .. } => Op::ContQuery,
-            Request::ContDestroy { .. } => Op::ContDestroy,
-            Request::ContPunch => Op::ContPunch,
-            Request::ContRegister => Op::ContRegister,
-            Request::UpdateBulk { .. } => Op::UpdateBulk,
-            Request::WriteExtentBulk { .. } => Op::WriteExtentBulk,
-            Request::FetchBulk { .. } => Op::FetchBulk,
-            Request::ReadExtentBulk { .. } => Op::ReadExtentBulk,
-            Request::Swap { .. } => Op::Swap,
-        }
-    }
-
     /// The client buffer of a bulk request.
     pub fn bulk(&self) -> Option<Bulk> {
         match *self {
@@ -625,238 +676,6 @@ impl<'a> Request<'a> {
             ));
         }
         Ok(())
-    }
-
-    /// Bytes of the whole message (header and body).
-    pub fn encoded_len(&self) -> usize {
-        let key = |k: &[u8]| 2 + k.len();
-        HEADER_LEN
-            + match *self {
-                Request::Ping | Request::ContList | Request::ContPunch | Request::ContRegister => 0,
-                Request::Update {
-                    dkey, akey, value, ..
-                }
-                | Request::Swap {
-                    dkey, akey, value, ..
-                } => 16 + key(dkey) + key(akey) + 4 + value.len(),
-                Request::Fetch { dkey, akey, .. } => 16 + key(dkey) + key(akey),
-                Request::WriteExtent {
-                    dkey, akey, data, ..
-                } => 16 + key(dkey) + key(akey) + 8 + 4 + data.len(),
-                Request::ReadExtent { dkey, akey, .. } => 16 + key(dkey) + key(akey) + 12,
-                Request::Punch { what, .. } => {
-                    17 + match what {
-                        PunchWhat::Object => 0,
-                        PunchWhat::Dkey(d) => key(d),
-                        PunchWhat::Akey(d, a) => key(d) + key(a),
-                    }
-                }
-                Request::ListDkeys { after, .. } => 16 + key(after),
-                Request::ListAkeys { dkey, .. } => 16 + key(dkey),
-                Request::ListOids { .. } => 17,
-                Request::ContCreate { label, .. } => key(label) + 16,
-                Request::ContQuery { id } | Request::ContDestroy { id } => key(id),
-                Request::UpdateBulk { dkey, akey, .. } | Request::FetchBulk { dkey, akey, .. } => {
-                    16 + key(dkey) + key(akey) + 20
-                }
-                Request::WriteExtentBulk { dkey, akey, .. }
-                | Request::ReadExtentBulk { dkey, akey, .. } => 16 + key(dkey) + key(akey) + 28,
-            }
-    }
-
-    /// Writes the body.
-    pub fn encode(&self, w: &mut Writer<'_>) {
-        match *self {
-            Request::Ping | Request::ContList | Request::ContPunch | Request::ContRegister => {}
-            Request::Update {
-                oid,
-                dkey,
-                akey,
-                value,
-            }
-            | Request::Swap {
-                oid,
-                dkey,
-                akey,
-                value,
-            } => {
-                w.u128(oid).key(dkey).key(akey).value(value);
-            }
-            Request::Fetch { oid, dkey, akey } => {
-                w.u128(oid).key(dkey).key(akey);
-            }
-            Request::WriteExtent {
-                oid,
-                dkey,
-                akey,
-                offset,
-                data,
-            } => {
-                w.u128(oid).key(dkey).key(akey).u64(offset).value(data);
-            }
-            Request::ReadExtent {
-                oid,
-                dkey,
-                akey,
-                offset,
-                len,
-            } => {
-                w.u128(oid).key(dkey).key(akey).u64(offset).u32(len);
-            }
-            Request::Punch { oid, what } => {
-                w.u128(oid);
-                match what {
-                    PunchWhat::Object => w.u8(0),
-                    PunchWhat::Dkey(d) => w.u8(1).key(d),
-                    PunchWhat::Akey(d, a) => w.u8(2).key(d).key(a),
-                };
-            }
-            Request::ListDkeys { oid, after } => {
-                w.u128(oid).key(after);
-            }
-            Request::ListAkeys { oid, dkey } => {
-                w.u128(oid).key(dkey);
-            }
-            Request::ListOids { after, from_start } => {
-                w.u128(after).u8(u8::from(from_start));
-            }
-            Request::ContCreate { label, uuid } => {
-                w.key(label).put(&uuid);
-            }
-            Request::ContQuery { id } | Request::ContDestroy { id } => {
-                w.key(id);
-            }
-            Request::UpdateBulk {
-                oid,
-                dkey,
-                akey,
-                bulk,
-            }
-            | Request::FetchBulk {
-                oid,
-                dkey,
-                akey,
-                bulk,
-            } => {
-                w.u128(oid).key(dkey).key(akey);
-                put_bulk(w, bulk);
-            }
-            Request::WriteExtentBulk {
-                oid,
-                dkey,
-                akey,
-                offset,
-                bulk,
-            }
-            | Request::ReadExtentBulk {
-                oid,
-                dkey,
-                akey,
-                offset,
-                bulk,
-            } => {
-                w.u128(oid).key(dkey).key(akey).u64(offset);
-                put_bulk(w, bulk);
-            }
-        }
-    }
-
-    /// Reads the body of operation `op`.
-    pub fn decode(op: u16, body: &'a [u8]) -> Result<Request<'a>, WireError> {
-        let op = Op::from_u16(op).ok_or(WireError::Op(op))?;
-        let mut r = Reader(body);
-        let req = match op {
-            Op::Ping => Request::Ping,
-            Op::ContList => Request::ContList,
-            Op::ContPunch => Request::ContPunch,
-            Op::ContRegister => Request::ContRegister,
-            Op::Update => Request::Update {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                value: r.value()?,
-            },
-            Op::Swap => Request::Swap {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                value: r.value()?,
-            },
-            Op::Fetch => Request::Fetch {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-            },
-            Op::WriteExtent => Request::WriteExtent {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                offset: r.u64()?,
-                data: r.value()?,
-            },
-            Op::ReadExtent => Request::ReadExtent {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                offset: r.u64()?,
-                len: r.u32()?,
-            },
-            Op::Punch => {
-                let oid = r.u128()?;
-                let what = match r.u8()? {
-                    0 => PunchWhat::Object,
-                    1 => PunchWhat::Dkey(r.key()?),
-                    2 => PunchWhat::Akey(r.key()?, r.key()?),
-                    _ => return Err(WireError::Body),
-                };
-                Request::Punch { oid, what }
-            }
-            Op::ListDkeys => Request::ListDkeys {
-                oid: r.u128()?,
-                after: r.key()?,
-            },
-            Op::ListAkeys => Request::ListAkeys {
-                oid: r.u128()?,
-                dkey: r.key()?,
-            },
-            Op::ListOids => Request::ListOids {
-                after: r.u128()?,
-                from_start: r.u8()? != 0,
-            },
-            Op::ContCreate => Request::ContCreate {
-                label: r.key()?,
-                uuid: r.uuid()?,
-            },
-            Op::ContQuery => Request::ContQuery { id: r.key()? },
-            Op::ContDestroy => Request::ContDestroy { id: r.key()? },
-            Op::UpdateBulk => Request::UpdateBulk {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                bulk: get_bulk(&mut r)?,
-            },
-            Op::FetchBulk => Request::FetchBulk {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                bulk: get_bulk(&mut r)?,
-            },
-            Op::WriteExtentBulk => Request::WriteExtentBulk {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                offset: r.u64()?,
-                bulk: get_bulk(&mut r)?,
-            },
-            Op::ReadExtentBulk => Request::ReadExtentBulk {
-                oid: r.u128()?,
-                dkey: r.key()?,
-                akey: r.key()?,
-                offset: r.u64()?,
-                bulk: get_bulk(&mut r)?,
-            },
-        };
-        Ok(req)
     }
 }
 
