@@ -29,6 +29,26 @@ pub enum MemberState {
     CheckerStarted = 0x400,
 }
 
+impl MemberState {
+    /// The name a member state travels and prints as.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberState::Unknown => "Unknown",
+            MemberState::AwaitFormat => "AwaitFormat",
+            MemberState::Starting => "Starting",
+            MemberState::Ready => "Ready",
+            MemberState::Joined => "Joined",
+            MemberState::Stopping => "Stopping",
+            MemberState::Stopped => "Stopped",
+            MemberState::Excluded => "Excluded",
+            MemberState::Errored => "Errored",
+            MemberState::Unresponsive => "Unresponsive",
+            MemberState::AdminExcluded => "AdminExcluded",
+            MemberState::CheckerStarted => "CheckerStarted",
+        }
+    }
+}
+
 /// One engine of the system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

@@ -67,7 +67,7 @@ fn rank_results(outcomes: Vec<RankOutcome>, action: &str, addr: &str) -> Vec<Ran
             action: action.into(),
             errored: !o.ok,
             msg: o.msg,
-            state: format!("{:?}", o.state),
+            state: o.state.name().into(),
             addr: addr.into(),
         })
         .collect()
@@ -433,7 +433,7 @@ impl MgmtSvc for Services {
                 uuid: m.uuid,
                 rank: m.rank,
                 incarnation: m.incarnation,
-                state: format!("{:?}", m.state),
+                state: m.state.name().into(),
                 fabric_uri: m.fabric_uri,
                 fabric_contexts: m.fabric_contexts,
                 info: m.info,

@@ -175,7 +175,7 @@ fn objects_on_two_engines_verified_punched_listed_and_kept_across_a_restart() {
     );
     fails(
         sys.daos(&["container", "create", "tank", "bad label!"]),
-        "container label",
+        "invalid container label \"bad label!\"",
     );
     fails(sys.daos(&["container", "list", "nosuchpool"]), "nosuchpool");
 
