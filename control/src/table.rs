@@ -55,6 +55,29 @@ fn human(mut v: f64, base: f64, units: &[&str]) -> String {
     }
 }
 
+/// How DAOS's tools print a member state that travels in lower case (`awaitformat` ->
+/// `AwaitFormat`); any case is accepted, an unknown name is printed as it came.
+pub fn member_state(wire: &str) -> String {
+    const NAMES: [&str; 12] = [
+        "Unknown",
+        "AwaitFormat",
+        "Starting",
+        "Ready",
+        "Joined",
+        "Stopping",
+        "Stopped",
+        "Excluded",
+        "Errored",
+        "Unresponsive",
+        "AdminExcluded",
+        "CheckerStarted",
+    ];
+    NAMES
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(wire))
+        .map_or_else(|| wire.to_string(), |n| (*n).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +106,13 @@ mod tests {
         assert_eq!(bytes_si(16_000_000_000), "16.0 GB");
         assert_eq!(bytes_iec(4 << 30), "4.0 GiB");
         assert_eq!(bytes_si(0), "0 B");
+    }
+
+    #[test]
+    fn member_states_print_as_daos_prints_them() {
+        assert_eq!(member_state("awaitformat"), "AwaitFormat");
+        assert_eq!(member_state("JOINED"), "Joined");
+        assert_eq!(member_state("adminexcluded"), "AdminExcluded");
+        assert_eq!(member_state("weird"), "weird");
     }
 }

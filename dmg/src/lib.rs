@@ -7,7 +7,7 @@
 pub use daos_control::{Output, load_control, print};
 
 use daos_control::hostlist;
-use daos_control::table::{bytes_iec, bytes_si, render};
+use daos_control::table::{bytes_iec, bytes_si, member_state, render};
 use std::collections::BTreeMap;
 
 use daos_control::{Target, errors_table, failed, fan_out, group, ms_client, status_text};
@@ -549,7 +549,7 @@ pub async fn system_query(t: &Target, ranks: &str, verbose: bool) -> Output {
                     m.uuid.clone(),
                     m.addr.clone(),
                     m.fault_domain.clone(),
-                    m.state.clone(),
+                    member_state(&m.state),
                     m.info.clone(),
                 ]
             })
@@ -569,7 +569,10 @@ pub async fn system_query(t: &Target, ranks: &str, verbose: bool) -> Output {
     } else {
         let mut by_state: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for m in &resp.members {
-            by_state.entry(m.state.clone()).or_default().push(m.rank);
+            by_state
+                .entry(member_state(&m.state))
+                .or_default()
+                .push(m.rank);
         }
         let rows: Vec<Vec<String>> = by_state
             .into_iter()

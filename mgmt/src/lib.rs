@@ -30,21 +30,22 @@ pub enum MemberState {
 }
 
 impl MemberState {
-    /// The name a member state travels and prints as.
+    /// The name a member state travels as: DAOS's, lower case (`joined`, `awaitformat`);
+    /// tools print DAOS's display names (`Joined`, `AwaitFormat`).
     pub fn name(self) -> &'static str {
         match self {
-            MemberState::Unknown => "Unknown",
-            MemberState::AwaitFormat => "AwaitFormat",
-            MemberState::Starting => "Starting",
-            MemberState::Ready => "Ready",
-            MemberState::Joined => "Joined",
-            MemberState::Stopping => "Stopping",
-            MemberState::Stopped => "Stopped",
-            MemberState::Excluded => "Excluded",
-            MemberState::Errored => "Errored",
-            MemberState::Unresponsive => "Unresponsive",
-            MemberState::AdminExcluded => "AdminExcluded",
-            MemberState::CheckerStarted => "CheckerStarted",
+            MemberState::Unknown => "unknown",
+            MemberState::AwaitFormat => "awaitformat",
+            MemberState::Starting => "starting",
+            MemberState::Ready => "ready",
+            MemberState::Joined => "joined",
+            MemberState::Stopping => "stopping",
+            MemberState::Stopped => "stopped",
+            MemberState::Excluded => "excluded",
+            MemberState::Errored => "errored",
+            MemberState::Unresponsive => "unresponsive",
+            MemberState::AdminExcluded => "adminexcluded",
+            MemberState::CheckerStarted => "checkerstarted",
         }
     }
 }

@@ -381,9 +381,29 @@ impl MgmtSvc for Services {
         req: Request<LeaderQueryReq>,
     ) -> Result<Response<LeaderQueryResp>, Status> {
         security::authorize(&req, "MgmtSvc.LeaderQuery", self.insecure)?;
-        let replicas = self.config.mgmt_svc_replicas.clone();
+        // The replica entries that name this host carry the port it really listens on (-p
+        // may have changed it); with none configured, this server is the replica.
+        let port = self.config.port;
+        let me = crate::logging::hostname();
+        let mut replicas: Vec<String> = self
+            .config
+            .mgmt_svc_replicas
+            .iter()
+            .map(|r| {
+                let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
+                let local = host == "localhost" || host == me || host.starts_with("127.");
+                match r.rsplit_once(':') {
+                    Some((h, _)) if local => format!("{h}:{port}"),
+                    Some(_) => r.clone(),
+                    None => format!("{r}:{port}"),
+                }
+            })
+            .collect();
+        if replicas.is_empty() {
+            replicas.push(format!("{me}:{port}"));
+        }
         Ok(Response::new(LeaderQueryResp {
-            current_leader: replicas.first().cloned().unwrap_or_default(),
+            current_leader: replicas[0].clone(),
             replicas,
             down_replicas: Vec::new(),
         }))

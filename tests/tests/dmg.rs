@@ -545,3 +545,32 @@ fn a_foreign_bdev_file_needs_force_and_pools_for_another_system_are_refused() {
     assert!(!ok(sys.dmg(&["-i", "pool", "list"])).contains(" p "));
     sys.stop(&mut server);
 }
+
+#[test]
+fn leader_query_names_the_port_the_server_listens_on_also_with_p() {
+    let sys = System::new(1);
+    let other = free_port();
+    let mut server = sys.start(&["-p", &other.to_string(), "--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let lq = run(
+        "dmg",
+        &[
+            "-i",
+            "-l",
+            &format!("localhost:{other}"),
+            "system",
+            "leader-query",
+        ],
+        &[],
+    );
+    assert_eq!(lq.status.code(), Some(0), "{}", err(&lq));
+    let leader = out(&lq);
+    assert!(
+        leader
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("Current Leader: ") && l.ends_with(&format!(":{other}"))),
+        "{leader}"
+    );
+    sys.stop(&mut server);
+}
