@@ -46,43 +46,77 @@ pub fn target_port(base: u16, t: u32) -> u16 {
 
 /// DAOS error numbers (`-DER_*`) carried in the status field.
 pub mod der {
-    pub const SUCCESS: i32 = 0;
-    pub const INVAL: i32 = -1003;
-    pub const EXIST: i32 = -1004;
-    pub const NONEXIST: i32 = -1005;
-    pub const NOSPACE: i32 = -1007;
-    pub const NOSYS: i32 = -1010;
-    pub const TIMEDOUT: i32 = -1011;
-    pub const BUSY: i32 = -1012;
-    pub const PROTO: i32 = -1014;
-    pub const UNINIT: i32 = -1015;
-    pub const TRUNC: i32 = -1016;
-    pub const OVERFLOW: i32 = -1017;
-    pub const IO: i32 = -2001;
-    pub const KEY2BIG: i32 = -2012;
-    pub const REC2BIG: i32 = -2013;
-    pub const CSUM: i32 = -2021;
+    /// Declares DAOS's codes once: the [`Der`] enum, a constant per code (what travels in
+    /// status fields), and the names.
+    macro_rules! codes {
+        ($($variant:ident $konst:ident = $code:literal $name:literal,)*) => {
+            /// A DAOS error number (`-DER_*`); 0 is success.
+            #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+            #[repr(i32)]
+            pub enum Der {
+                $($variant = $code,)*
+            }
 
-    /// DAOS's name of a code, for messages.
+            $(pub const $konst: i32 = $code;)*
+
+            impl Der {
+                /// The code of a status field, if DAOS-rs knows it.
+                pub fn from_code(code: i32) -> Option<Der> {
+                    match code {
+                        $($code => Some(Der::$variant),)*
+                        _ => None,
+                    }
+                }
+
+                /// DAOS's name (`DER_NONEXIST`).
+                pub fn name(self) -> &'static str {
+                    match self {
+                        $(Der::$variant => $name,)*
+                    }
+                }
+
+                pub fn code(self) -> i32 {
+                    self as i32
+                }
+            }
+        };
+    }
+
+    codes! {
+        Success SUCCESS = 0 "DER_SUCCESS",
+        Inval INVAL = -1003 "DER_INVAL",
+        Exist EXIST = -1004 "DER_EXIST",
+        Nonexist NONEXIST = -1005 "DER_NONEXIST",
+        Nospace NOSPACE = -1007 "DER_NOSPACE",
+        Nosys NOSYS = -1010 "DER_NOSYS",
+        Timedout TIMEDOUT = -1011 "DER_TIMEDOUT",
+        Busy BUSY = -1012 "DER_BUSY",
+        Proto PROTO = -1014 "DER_PROTO",
+        Uninit UNINIT = -1015 "DER_UNINIT",
+        Trunc TRUNC = -1016 "DER_TRUNC",
+        Overflow OVERFLOW = -1017 "DER_OVERFLOW",
+        Io IO = -2001 "DER_IO",
+        Key2big KEY2BIG = -2012 "DER_KEY2BIG",
+        Rec2big REC2BIG = -2013 "DER_REC2BIG",
+        Csum CSUM = -2021 "DER_CSUM",
+    }
+
+    /// DAOS's name of a status code, for messages.
     pub fn name(code: i32) -> &'static str {
-        match code {
-            INVAL => "DER_INVAL",
-            EXIST => "DER_EXIST",
-            NONEXIST => "DER_NONEXIST",
-            NOSPACE => "DER_NOSPACE",
-            SUCCESS => "DER_SUCCESS",
-            NOSYS => "DER_NOSYS",
-            TIMEDOUT => "DER_TIMEDOUT",
-            BUSY => "DER_BUSY",
-            UNINIT => "DER_UNINIT",
-            PROTO => "DER_PROTO",
-            TRUNC => "DER_TRUNC",
-            OVERFLOW => "DER_OVERFLOW",
-            IO => "DER_IO",
-            KEY2BIG => "DER_KEY2BIG",
-            REC2BIG => "DER_REC2BIG",
-            CSUM => "DER_CSUM",
-            _ => "DER_UNKNOWN",
+        Der::from_code(code).map_or("DER_UNKNOWN", Der::name)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn codes_and_names_agree_with_daos() {
+            assert_eq!(NONEXIST, -1005);
+            assert_eq!(name(-2013), "DER_REC2BIG");
+            assert_eq!(Der::from_code(-1017), Some(Der::Overflow));
+            assert_eq!(Der::Csum.code(), CSUM);
+            assert_eq!(name(-9999), "DER_UNKNOWN");
         }
     }
 }
