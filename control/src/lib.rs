@@ -7,6 +7,7 @@ pub mod cli;
 pub mod exit;
 pub mod hostlist;
 pub mod input;
+pub mod interop;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,31 @@ pub fn load_control(path: Option<&std::path::Path>) -> Result<Control, CmdError>
 pub struct Target {
     pub hosts: Vec<String>,
     pub tls: Option<ClientTlsConfig>,
+}
+
+/// A connection to a host's management API whose every call carries this tool's component
+/// and DAOS version ([`interop`]).
+pub type Conn = tonic::service::interceptor::InterceptedService<Channel, Stamp>;
+
+/// Adds `x-daos-component` / `x-daos-version` to each call.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp {
+    pub component: &'static str,
+}
+
+impl tonic::service::Interceptor for Stamp {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let md = req.metadata_mut();
+        md.insert(
+            interop::COMPONENT_HEADER,
+            tonic::metadata::MetadataValue::from_static(self.component),
+        );
+        md.insert(
+            interop::VERSION_HEADER,
+            tonic::metadata::MetadataValue::from_static(interop::DAOS_VERSION),
+        );
+        Ok(req)
+    }
 }
 
 /// What a command produced: text for people, JSON for scripts, and whether all went well.
@@ -114,6 +140,15 @@ impl Target {
         })
     }
 
+    /// A connection to `host` whose calls say they come from an admin tool.
+    pub async fn conn(&self, host: &str) -> Result<Conn, String> {
+        let ch = self.channel(host).await?;
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            ch,
+            Stamp { component: "admin" },
+        ))
+    }
+
     /// The host that answers system-wide (management service) calls.
     pub fn ms_host(&self) -> &str {
         self.hosts
@@ -140,7 +175,7 @@ pub fn status_text(s: tonic::Status) -> String {
 /// order, a host that did not answer in time with its own error.
 pub async fn fan_out<T, F, Fut>(target: &Target, f: F) -> Vec<(String, Result<T, String>)>
 where
-    F: Fn(Channel) -> Fut,
+    F: Fn(Conn) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     fan_out_within(target, CALL_DEADLINE, f).await
@@ -153,7 +188,7 @@ pub async fn fan_out_within<T, F, Fut>(
     f: F,
 ) -> Vec<(String, Result<T, String>)>
 where
-    F: Fn(Channel) -> Fut,
+    F: Fn(Conn) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     let calls: Vec<_> = target
@@ -163,7 +198,7 @@ where
             let f = &f;
             Box::pin(async move {
                 let call = async {
-                    match target.channel(h).await {
+                    match target.conn(h).await {
                         Ok(ch) => f(ch).await.map_err(status_text),
                         Err(e) => Err(e),
                     }
@@ -225,8 +260,8 @@ pub fn errors_table(errors: &[(String, String)]) -> String {
 }
 
 /// A client of the management service (the first host of the list).
-pub async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Channel>, String> {
-    t.channel(t.ms_host()).await.map(MgmtSvcClient::new)
+pub async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Conn>, String> {
+    t.conn(t.ms_host()).await.map(MgmtSvcClient::new)
 }
 
 /// A command that failed before it produced anything.

@@ -79,16 +79,21 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     Some(cn)
 }
 
-/// Checks that the caller of `method` may call it (always true in insecure mode).
+/// Checks the caller's DAOS version against this server's (DAOS's interoperability rules,
+/// [`daos_control::interop`]), then that it may call `method` (always in insecure mode). The
+/// component the rules apply to is the certificate's with TLS, else the one the caller names.
+/// A caller that sends no version headers (an older tool) is served.
 pub fn authorize<T>(req: &Request<T>, method: &str, insecure: bool) -> Result<(), Status> {
-    if insecure {
+    let cert = (!insecure).then(|| {
+        req.peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())))
+            .map(|cn| Component::from_cn(&cn))
+            .unwrap_or(Component::Undefined)
+    });
+    check_version(req, cert)?;
+    let Some(component) = cert else {
         return Ok(());
-    }
-    let component = req
-        .peer_certs()
-        .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())))
-        .map(|cn| Component::from_cn(&cn))
-        .unwrap_or(Component::Undefined);
+    };
     if allowed(method, component) {
         Ok(())
     } else {
@@ -97,6 +102,41 @@ pub fn authorize<T>(req: &Request<T>, method: &str, insecure: bool) -> Result<()
             component.name()
         )))
     }
+}
+
+/// The version check of [`authorize`].
+fn check_version<T>(req: &Request<T>, cert: Option<Component>) -> Result<(), Status> {
+    use daos_control::interop::{self, Version, Versioned};
+    let md = req.metadata();
+    let (Some(comp), Some(ver)) = (
+        md.get(interop::COMPONENT_HEADER),
+        md.get(interop::VERSION_HEADER),
+    ) else {
+        return Ok(());
+    };
+    let text = |v: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>, what: &str| {
+        v.to_str()
+            .map(str::to_string)
+            .map_err(|_| Status::invalid_argument(format!("{what} is not text")))
+    };
+    let named = text(comp, interop::COMPONENT_HEADER)?;
+    let ver = text(ver, interop::VERSION_HEADER)?;
+    let version = Version::parse(&ver).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "{} {ver:?} is not a version (expected major.minor.patch)",
+            interop::VERSION_HEADER
+        ))
+    })?;
+    let this = Versioned {
+        component: "server".into(),
+        version: Version::ours(),
+    };
+    let other = Versioned {
+        component: cert.map_or(named, |c| c.name().to_string()),
+        version,
+    };
+    interop::check(&this, &other)
+        .map_err(|rule| Status::failed_precondition(interop::incompatible(&this, &other, rule)))
 }
 
 pub use daos_control::read_pem;

@@ -574,3 +574,62 @@ fn leader_query_names_the_port_the_server_listens_on_also_with_p() {
     );
     sys.stop(&mut server);
 }
+
+#[test]
+fn callers_are_served_by_daos_version_rules() {
+    use daos_proto::mgmt::{SystemQueryReq, mgmt_svc_client::MgmtSvcClient};
+    use tonic::transport::Channel;
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let port = sys.port;
+    // (component, version) headers, or none; what comes back.
+    let call = |headers: Option<(&str, &str)>| -> Result<(), (tonic::Code, String)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect");
+            let mut req = tonic::Request::new(SystemQueryReq::default());
+            if let Some((c, v)) = headers {
+                req.metadata_mut()
+                    .insert("x-daos-component", c.parse().expect("ascii"));
+                req.metadata_mut()
+                    .insert("x-daos-version", v.parse().expect("ascii"));
+            }
+            MgmtSvcClient::new(ch)
+                .system_query(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| (s.code(), s.message().to_string()))
+        })
+    };
+    assert!(call(None).is_ok(), "a caller without version headers");
+    assert!(call(Some(("admin", "2.6.0"))).is_ok());
+    assert!(
+        call(Some(("admin", "2.6.5"))).is_ok(),
+        "another patch release"
+    );
+    assert!(
+        call(Some(("agent", "2.4.2"))).is_ok(),
+        "agents within 2 minors"
+    );
+    let (code, msg) = call(Some(("admin", "2.2.0"))).expect_err("another minor release");
+    assert_eq!(code, tonic::Code::FailedPrecondition);
+    assert!(
+        msg.contains("components server:2.6.0 and admin:2.2.0 are not compatible"),
+        "{msg}"
+    );
+    let (code, msg) = call(Some(("admin", "1.2.0"))).expect_err("before 2.0");
+    assert_eq!(code, tonic::Code::FailedPrecondition, "{msg}");
+    let (code, msg) = call(Some(("admin", "two.six"))).expect_err("not a version");
+    assert_eq!(code, tonic::Code::InvalidArgument, "{msg}");
+    // Our own tools send the headers and are served.
+    ok(sys.dmg(&["-i", "system", "query"]));
+    sys.stop(&mut server);
+}
