@@ -806,8 +806,8 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
         })?;
     }
     let router = builder
-        .add_service(CtlSvcServer::new(services.clone()))
-        .add_service(MgmtSvcServer::new(services));
+        .add_service(Served::new(CtlSvcServer::new(services.clone()), CTL_SERVED))
+        .add_service(Served::new(MgmtSvcServer::new(services), MGMT_SERVED));
     let thread = std::thread::Builder::new()
         .name("grpc-server".into())
         .spawn(move || {
@@ -838,6 +838,105 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
     })
 }
 
+/// `ctl.CtlSvc` methods this server implements (others DAOS defines answer Unimplemented).
+const CTL_SERVED: &[&str] = &[
+    "StorageScan",
+    "FabricCheckServe",
+    "FabricCheckRun",
+    "NetworkScan",
+    "StoragePrepare",
+    "ConfigGenerate",
+    "StorageFormat",
+    "PrepShutdownRanks",
+    "StopRanks",
+    "StartRanks",
+];
+
+/// `mgmt.MgmtSvc` methods this server implements.
+const MGMT_SERVED: &[&str] = &[
+    "LeaderQuery",
+    "GetAttachInfo",
+    "SystemQuery",
+    "SystemStop",
+    "SystemStart",
+    "PoolCreate",
+    "PoolDestroy",
+    "PoolQuery",
+    "ListPools",
+    "PoolSetProp",
+    "PoolGetProp",
+];
+
+/// A generated service that answers a method it does not implement (one DAOS defines, or any
+/// other) with gRPC `Unimplemented` naming the call and its dmg command, instead of tonic's
+/// bare status.
+#[derive(Clone)]
+struct Served<S> {
+    inner: S,
+    methods: &'static [&'static str],
+}
+
+impl<S> Served<S> {
+    fn new(inner: S, methods: &'static [&'static str]) -> Served<S> {
+        Served { inner, methods }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Served<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for Served<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let method = req.uri().path().rsplit('/').next().unwrap_or_default();
+        if self.methods.contains(&method) {
+            return Box::pin(self.inner.call(req));
+        }
+        let service = S::NAME.rsplit('.').next().unwrap_or(S::NAME);
+        let message = format!(
+            "{service}.{method} (dmg {}) is not implemented by this daos_server (daos-rs {})",
+            command_words(method),
+            crate::server::VERSION
+        );
+        Box::pin(async move { Ok(Status::unimplemented(message).into_http()) })
+    }
+}
+
+/// `PoolQueryTarget` -> `pool query target`: how a DAOS method reads as a dmg command.
+fn command_words(method: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in method.char_indices() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
 /// A pool-service error as a gRPC status.
 fn pool_status(e: crate::pools::PoolSvcError) -> Status {
     use crate::pools::PoolErrorKind::*;
@@ -859,5 +958,42 @@ fn pool_stats(values: &[u64], media: &str) -> StorageUsageStats {
         max: values.iter().copied().max().unwrap_or(0),
         mean: values.iter().sum::<u64>() / n,
         media_type: media.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `rpc` names a service declares in its `.proto`.
+    fn declared(proto: &str, service: &str) -> Vec<String> {
+        let body = proto
+            .split(&format!("service {service} {{"))
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .unwrap_or_default();
+        body.lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split(['(', ' ']).next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_declared_method_is_served_and_others_are_named() {
+        let ctl = declared(include_str!("../../proto/ctl.proto"), "CtlSvc");
+        let mgmt = declared(include_str!("../../proto/mgmt.proto"), "MgmtSvc");
+        assert!(!ctl.is_empty() && !mgmt.is_empty());
+        let mut c: Vec<&str> = ctl.iter().map(String::as_str).collect();
+        let mut m: Vec<&str> = mgmt.iter().map(String::as_str).collect();
+        c.sort_unstable();
+        m.sort_unstable();
+        let mut cs = CTL_SERVED.to_vec();
+        let mut ms = MGMT_SERVED.to_vec();
+        cs.sort_unstable();
+        ms.sort_unstable();
+        assert_eq!(c, cs, "CtlSvc");
+        assert_eq!(m, ms, "MgmtSvc");
+        assert_eq!(command_words("PoolQueryTarget"), "pool query target");
     }
 }

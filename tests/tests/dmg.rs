@@ -633,3 +633,58 @@ fn callers_are_served_by_daos_version_rules() {
     ok(sys.dmg(&["-i", "system", "query"]));
     sys.stop(&mut server);
 }
+
+#[test]
+fn a_daos_rpc_this_server_does_not_implement_is_unimplemented_by_name() {
+    use daos_proto::mgmt::{SystemQueryReq, SystemQueryResp};
+    use tonic::transport::Channel;
+    let sys = System::new(1);
+    let mut server = sys.start(&[]);
+    sys.wait_log("listening on", 1, 30);
+    let port = sys.port;
+    let call = |path: &'static str| -> tonic::Status {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect");
+            let mut grpc = tonic::client::Grpc::new(ch);
+            grpc.ready().await.expect("ready");
+            let codec = tonic_prost::ProstCodec::<SystemQueryReq, SystemQueryResp>::default();
+            grpc.unary(
+                tonic::Request::new(SystemQueryReq::default()),
+                http::uri::PathAndQuery::from_static(path),
+                codec,
+            )
+            .await
+            .expect_err("not implemented")
+        })
+    };
+    for (path, words) in [
+        (
+            "/mgmt.MgmtSvc/PoolEvict",
+            "MgmtSvc.PoolEvict (dmg pool evict)",
+        ),
+        (
+            "/mgmt.MgmtSvc/SystemExclude",
+            "MgmtSvc.SystemExclude (dmg system exclude)",
+        ),
+        ("/ctl.CtlSvc/SmdQuery", "CtlSvc.SmdQuery (dmg smd query)"),
+    ] {
+        let s = call(path);
+        assert_eq!(s.code(), tonic::Code::Unimplemented, "{path}: {s:?}");
+        assert!(
+            s.message().contains(words) && s.message().contains("not implemented"),
+            "{path}: {}",
+            s.message()
+        );
+    }
+    // The served ones still are.
+    ok(sys.dmg(&["-i", "system", "leader-query"]));
+    sys.stop(&mut server);
+}
