@@ -17,7 +17,7 @@ use std::time::Duration;
 use daos_config::{Server, TierClass};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::exit::CmdError;
 use crate::harness::{Harness, RankOutcome};
@@ -422,17 +422,42 @@ impl MgmtSvc for Services {
             .filter(|m| m.state == crate::membership::MemberState::Joined)
             .map(|m| get_attach_info_resp::RankUri {
                 rank: m.rank,
-                provider: m.fabric_uri.split("://").next().unwrap_or_default().into(),
                 uri: m.fabric_uri,
+                provider_idx: 0,
                 num_ctxs: m.fabric_contexts,
             })
             .collect();
+        let engine = self.config.engines.first();
+        let iface = engine.map(|e| e.fabric_iface.clone()).unwrap_or_default();
+        let provider = engine
+            .map(|e| e.provider.clone())
+            .filter(|p| !p.is_empty())
+            .or_else(|| self.config.provider.clone())
+            .unwrap_or_default();
+        let v = daos_control::interop::Version::ours();
         Ok(Response::new(GetAttachInfoResp {
             status: 0,
             rank_uris,
             ms_ranks: vec![0],
+            client_net_hint: Some(ClientNetHint {
+                provider,
+                domain: iface.clone(),
+                interface: iface,
+                crt_timeout: 60,
+                net_dev_class: 0,
+                srv_srx_set: -1,
+                env_vars: Vec::new(),
+                provider_idx: 0,
+            }),
             data_version: u64::from(h.ms().map_version()),
             sys: self.config.name.clone(),
+            build_info: Some(BuildInfo {
+                major: v.major,
+                minor: v.minor,
+                patch: v.patch,
+                tag: format!("daos-rs {}", crate::server::VERSION),
+            }),
+            ..Default::default()
         }))
     }
 
@@ -820,15 +845,40 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
                     }
                 };
                 let incoming = crate::listener::incoming(listener);
-                if let Err(e) = router
-                    .serve_with_incoming_shutdown(incoming, async {
+                // At shutdown, calls in flight get SHUTDOWN_GRACE to finish; a client that
+                // keeps a connection open does not hold daos_server up beyond it.
+                let stopping = Arc::new(tokio::sync::Notify::new());
+                let signal = stopping.clone();
+                let mut serve = std::pin::pin!(router.serve_with_incoming_shutdown(
+                    incoming,
+                    async move {
                         let _ = rx.await;
-                    })
-                    .await
-                {
-                    error!("management API stopped: {e}");
-                }
+                        signal.notify_one();
+                    }
+                ));
+                let mut grace = std::pin::pin!(async move {
+                    stopping.notified().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                });
+                std::future::poll_fn(|cx| {
+                    if let std::task::Poll::Ready(r) = serve.as_mut().poll(cx) {
+                        if let Err(e) = r {
+                            error!("management API stopped: {e}");
+                        }
+                        return std::task::Poll::Ready(());
+                    }
+                    if grace.as_mut().poll(cx).is_ready() {
+                        warn!(
+                            "management API: connections still open {}s after shutdown; closing them",
+                            SHUTDOWN_GRACE.as_secs()
+                        );
+                        return std::task::Poll::Ready(());
+                    }
+                    std::task::Poll::Pending
+                })
+                .await;
             });
+            runtime.shutdown_timeout(SHUTDOWN_GRACE);
         })
         .map_err(|e| CmdError::new(format!("cannot start the gRPC thread: {e}")))?;
     Ok(GrpcHandle {
@@ -837,6 +887,9 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
         thread: Some(thread),
     })
 }
+
+/// How long calls in flight may take to finish once daos_server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// `ctl.CtlSvc` methods this server implements (others DAOS defines answer Unimplemented).
 const CTL_SERVED: &[&str] = &[

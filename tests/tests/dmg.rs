@@ -688,3 +688,47 @@ fn a_daos_rpc_this_server_does_not_implement_is_unimplemented_by_name() {
     ok(sys.dmg(&["-i", "system", "leader-query"]));
     sys.stop(&mut server);
 }
+
+#[test]
+fn attach_info_carries_daos_fields() {
+    use daos_proto::mgmt::{GetAttachInfoReq, mgmt_svc_client::MgmtSvcClient};
+    use tonic::transport::Channel;
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let port = sys.port;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let r = rt
+        .block_on(async move {
+            let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect");
+            MgmtSvcClient::new(ch)
+                .get_attach_info(GetAttachInfoReq {
+                    all_ranks: true,
+                    ..Default::default()
+                })
+                .await
+        })
+        .expect("attach info")
+        .into_inner();
+    assert_eq!(r.rank_uris.len(), 1);
+    assert_eq!(r.rank_uris[0].provider_idx, 0);
+    assert!(
+        r.rank_uris[0].uri.starts_with("ofi+tcp"),
+        "{:?}",
+        r.rank_uris
+    );
+    let hint = r.client_net_hint.expect("client net hint");
+    assert!(hint.provider.starts_with("ofi+tcp"), "{hint:?}");
+    assert_eq!(hint.interface, "lo");
+    let b = r.build_info.expect("build info");
+    assert_eq!((b.major, b.minor), (2, 6));
+    assert_eq!(r.sys, "daos_server");
+    sys.stop(&mut server);
+}
