@@ -8,6 +8,7 @@ pub mod exit;
 pub mod hostlist;
 pub mod input;
 pub mod interop;
+pub mod props;
 pub mod table;
 
 use std::collections::BTreeMap;

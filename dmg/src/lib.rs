@@ -967,11 +967,7 @@ pub fn parse_props(s: &str) -> Result<Vec<PoolProperty>, String> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| match p.split_once(':') {
-            Some((k, v)) if !k.trim().is_empty() => Ok(PoolProperty {
-                name: k.trim().into(),
-                value: v.trim().into(),
-                description: String::new(),
-            }),
+            Some((k, v)) if !k.trim().is_empty() => daos_control::props::encode(k.trim(), v.trim()),
             _ => Err(format!(
                 "invalid property {p:?}: write name:value, e.g. reclaim:disabled"
             )),
@@ -1005,6 +1001,26 @@ pub async fn pool_set_prop(t: &Target, id: &str, props: Vec<PoolProperty>) -> Ou
 
 /// `dmg pool get-prop <pool> [name...]`.
 pub async fn pool_get_prop(t: &Target, id: &str, names: Vec<String>) -> Output {
+    // The properties wanted travel as their DAOS numbers.
+    let mut properties = Vec::new();
+    for n in &names {
+        match daos_control::props::by_name(n) {
+            Some(d) => properties.push(PoolProperty {
+                number: d.number,
+                value: None,
+            }),
+            None => {
+                return failed(format!(
+                    "unknown pool property {n:?} (known: {})",
+                    daos_control::props::DEFS
+                        .iter()
+                        .map(|d| d.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
     let mut c = match ms_client(t).await {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -1012,7 +1028,7 @@ pub async fn pool_get_prop(t: &Target, id: &str, names: Vec<String>) -> Output {
     let r = match c
         .pool_get_prop(PoolGetPropReq {
             id: id.into(),
-            names,
+            properties,
             ..Default::default()
         })
         .await
@@ -1020,17 +1036,25 @@ pub async fn pool_get_prop(t: &Target, id: &str, names: Vec<String>) -> Output {
         Ok(r) => r.into_inner(),
         Err(s) => return failed(status_text(s)),
     };
-    let rows: Vec<Vec<String>> = r
+    let props: Vec<(&daos_control::props::Def, String)> = match r
         .properties
         .iter()
-        .map(|p| vec![format!("{} ({})", p.description, p.name), p.value.clone()])
+        .map(daos_control::props::decode)
+        .collect()
+    {
+        Ok(p) => p,
+        Err(e) => return failed(format!("bad property in the answer: {e}")),
+    };
+    let rows: Vec<Vec<String>> = props
+        .iter()
+        .map(|(d, v)| vec![format!("{} ({})", d.description, d.name), v.clone()])
         .collect();
     let text = format!(
         "Pool {} properties:\n{}",
         r.label,
         render(&["Name", "Value"], &rows, "")
     );
-    let json = json!({"uuid": r.uuid, "label": r.label, "properties": r.properties.iter().map(|p| json!({"name": p.name, "value": p.value, "description": p.description})).collect::<Vec<_>>()});
+    let json = json!({"uuid": r.uuid, "label": r.label, "properties": props.iter().map(|(d, v)| json!({"name": d.name, "value": v, "description": d.description})).collect::<Vec<_>>()});
     Output {
         text,
         json,

@@ -286,7 +286,7 @@ const MAX_SVC_REPS: u32 = 13;
 /// Checks a pool command's flags and builds its request.
 fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
     use daos_control::input::{Size, parse_size};
-    use daos_proto::mgmt::{PoolCreateReq, PoolProperty};
+    use daos_proto::mgmt::PoolCreateReq;
     let bytes = |flag: &str, v: &str| match parse_size(v).map_err(|e| format!("{flag}: {e}"))? {
         Size::Bytes(b) => Ok(b),
         Size::Percent(_) => Err(format!("{flag}: a percentage is only accepted by --size")),
@@ -348,17 +348,14 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
                 .transpose()
                 .map_err(|e| format!("--properties: {e}"))?
                 .unwrap_or_default();
-            if req.properties.iter().any(|p| p.name == "label") {
+            if req.properties.iter().any(|p| p.number == 1) {
                 return Err(
                     "--properties: the label is the pool's name (dmg pool create LABEL), not a property"
                         .into(),
                 );
             }
-            req.properties.push(PoolProperty {
-                name: "label".into(),
-                value: label.clone(),
-                description: String::new(),
-            });
+            req.properties
+                .push(daos_control::props::encode("label", label)?);
             PoolOp::Create(req)
         }
         PoolCmd::List { verbose } => PoolOp::List(*verbose),

@@ -577,11 +577,12 @@ impl MgmtSvc for Services {
         }
         let mut label = String::new();
         let mut props = Vec::new();
-        for p in r.properties {
-            if p.name == "label" {
-                label = p.value
+        for p in &r.properties {
+            let (d, value) = daos_control::props::decode(p).map_err(Status::invalid_argument)?;
+            if d.name == "label" {
+                label = value
             } else {
-                props.push((p.name, p.value))
+                props.push((d.name.to_string(), value))
             }
         }
         let total = if r.size_percent > 0 {
@@ -699,9 +700,10 @@ impl MgmtSvc for Services {
         let r = req.into_inner();
         let props: Vec<(String, String)> = r
             .properties
-            .into_iter()
-            .map(|p| (p.name, p.value))
-            .collect();
+            .iter()
+            .map(|p| daos_control::props::decode(p).map(|(d, v)| (d.name.to_string(), v)))
+            .collect::<Result<_, _>>()
+            .map_err(Status::invalid_argument)?;
         self.blocking(move |h| crate::pools::set_props(&h, &r.id, &props))
             .await?
             .map_err(pool_status)?;
@@ -714,22 +716,35 @@ impl MgmtSvc for Services {
     ) -> Result<Response<PoolGetPropResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolGetProp", self.insecure)?;
         let r = req.into_inner();
+        let names: Vec<String> = r
+            .properties
+            .iter()
+            .map(|p| {
+                daos_control::props::by_number(p.number)
+                    .map(|d| d.name.to_string())
+                    .ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "pool property number {} is not one this server handles",
+                            p.number
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         let out = self
             .blocking(move |h| {
-                crate::pools::get_props(&h, &r.id, &r.names).map(|(rec, props)| {
-                    let props: Vec<PoolProperty> = props
+                crate::pools::get_props(&h, &r.id, &names).map(|(rec, props)| {
+                    let props: Result<Vec<PoolProperty>, String> = props
                         .into_iter()
-                        .map(|(d, v)| PoolProperty {
-                            name: d.name.into(),
-                            value: v,
-                            description: d.description.into(),
-                        })
+                        .map(|(d, v)| daos_control::props::encode(d.name, &v))
                         .collect();
                     (rec, props)
                 })
             })
             .await?
             .map_err(pool_status)?;
+        let (rec, properties) = out;
+        let properties = properties.map_err(Status::internal)?;
+        let out = (rec, properties);
         let (rec, properties) = out;
         Ok(Response::new(PoolGetPropResp {
             status: 0,

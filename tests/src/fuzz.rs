@@ -79,8 +79,10 @@ pub fn mgmt_api(data: &[u8]) {
         0 => {
             if let Ok(r) = mgmt::PoolCreateReq::decode(body) {
                 for p in &r.properties {
-                    let _ = daos_control::input::check_label_of("pool", &p.value);
-                    let _ = daos_control::input::parse_size(&p.value);
+                    if let Ok((_, v)) = daos_control::props::decode(p) {
+                        let _ = daos_control::input::check_label_of("pool", &v);
+                        let _ = daos_control::input::parse_size(&v);
+                    }
                 }
             }
         }

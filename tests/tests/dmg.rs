@@ -732,3 +732,105 @@ fn attach_info_carries_daos_fields() {
     assert_eq!(r.sys, "daos_server");
     sys.stop(&mut server);
 }
+
+#[test]
+fn pool_properties_travel_as_daos_numbers() {
+    use daos_proto::mgmt::pool_property::Value;
+    use daos_proto::mgmt::{
+        PoolGetPropReq, PoolProperty, PoolSetPropReq, mgmt_svc_client::MgmtSvcClient,
+    };
+    use tonic::transport::Channel;
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "64M",
+        "-P",
+        "scrub:lazy",
+    ]));
+    let port = sys.port;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (props, bad) = rt.block_on(async move {
+        let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        let mut c = MgmtSvcClient::new(ch);
+        // DAOS_PROP_PO_RECLAIM (5) = DAOS_RECLAIM_TIME (4), as DAOS's dmg sends it.
+        c.pool_set_prop(PoolSetPropReq {
+            id: "tank".into(),
+            properties: vec![PoolProperty {
+                number: 5,
+                value: Some(Value::Numval(4)),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("set-prop");
+        let props = c
+            .pool_get_prop(PoolGetPropReq {
+                id: "tank".into(),
+                properties: vec![
+                    PoolProperty {
+                        number: 5,
+                        value: None,
+                    },
+                    PoolProperty {
+                        number: 16,
+                        value: None,
+                    },
+                    PoolProperty {
+                        number: 1,
+                        value: None,
+                    },
+                ],
+                ..Default::default()
+            })
+            .await
+            .expect("get-prop")
+            .into_inner()
+            .properties;
+        let bad = c
+            .pool_set_prop(PoolSetPropReq {
+                id: "tank".into(),
+                properties: vec![PoolProperty {
+                    number: 5,
+                    value: Some(Value::Strval("time".into())),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect_err("a string where DAOS sends a number");
+        (props, bad)
+    });
+    let find = |n: u32| {
+        props
+            .iter()
+            .find(|p| p.number == n)
+            .and_then(|p| p.value.clone())
+    };
+    assert_eq!(find(5), Some(Value::Numval(4)), "reclaim: time");
+    assert_eq!(find(16), Some(Value::Numval(1)), "scrub: lazy");
+    assert_eq!(find(1), Some(Value::Strval("tank".into())), "label");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(
+        bad.message().contains("reclaim: expected a number"),
+        "{bad:?}"
+    );
+    // Our dmg shows them by name.
+    let text = ok(sys.dmg(&["-i", "pool", "get-prop", "tank", "reclaim"]));
+    assert!(
+        text.contains("Reclaim strategy (reclaim)") && text.contains("time"),
+        "{text}"
+    );
+    sys.stop(&mut server);
+}

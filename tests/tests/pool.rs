@@ -155,7 +155,7 @@ fn pool_errors_are_clear_and_leave_nothing_behind() {
         sys.dmg(&["-i", "pool", "create", "x", "--size", "1G", "-r", "5"]),
         "rank 5 is not a joined member",
     );
-    fails(
+    usage(
         sys.dmg(&[
             "-i",
             "pool",
@@ -166,7 +166,7 @@ fn pool_errors_are_clear_and_leave_nothing_behind() {
             "-P",
             "reclaim:never",
         ]),
-        "expected one of disabled, lazy, time",
+        "reclaim: \"never\" is not one of disabled, lazy, time",
     );
     fails(
         sys.dmg(&["-i", "pool", "query", "nope"]),
@@ -176,7 +176,7 @@ fn pool_errors_are_clear_and_leave_nothing_behind() {
         sys.dmg(&["-i", "pool", "destroy", "nope"]),
         "no pool \"nope\"",
     );
-    fails(
+    usage(
         sys.dmg(&["-i", "pool", "set-prop", "tank", "colour:red"]),
         "unknown pool property \"colour\"",
     );
