@@ -376,6 +376,81 @@ impl CtlSvc for Services {
 
 #[tonic::async_trait]
 impl MgmtSvc for Services {
+    /// An engine of some daos_server asks for its rank (DAOS's Join). Refused: a wrong system
+    /// name, a rank held by another engine (see `MsError`), a request without UUID, URI or
+    /// control address.
+    async fn join(&self, req: Request<JoinReq>) -> Result<Response<JoinResp>, Status> {
+        security::authorize(&req, "MgmtSvc.Join", self.insecure)?;
+        let r = req.into_inner();
+        for (field, empty) in [
+            ("uuid", r.uuid.is_empty()),
+            ("uri", r.uri.is_empty()),
+            ("addr", r.addr.is_empty()),
+        ] {
+            if empty {
+                return Err(Status::invalid_argument(format!(
+                    "join refused: JoinReq.{field} is empty"
+                )));
+            }
+        }
+        if daos_wire::parse_uuid(&r.uuid).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "join refused: JoinReq.uuid {:?} is not a UUID",
+                r.uuid
+            )));
+        }
+        let join = crate::membership::JoinRequest {
+            system: r.sys,
+            uuid: r.uuid,
+            rank: (r.rank != u32::MAX).then_some(r.rank),
+            uri: r.uri,
+            nctxs: r.nctxs,
+            addr: r.addr,
+            fault_domain: r.srv_fault_domain.clone(),
+            incarnation: r.incarnation,
+        };
+        let h = self.harness()?;
+        let resp = h
+            .ms()
+            .join(&join)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        info!(
+            "rank {} {} the system (control address {}, join over gRPC)",
+            resp.rank,
+            if resp.rejoined { "rejoined" } else { "joined" },
+            join.addr
+        );
+        Ok(Response::new(JoinResp {
+            status: 0,
+            rank: resp.rank,
+            state: join_resp::State::In as i32,
+            fault_domain: r.srv_fault_domain,
+            local_join: false,
+            map_version: resp.map_version,
+        }))
+    }
+
+    /// A RAS event from an engine's daos_server: recorded in the control log and
+    /// acknowledged (acting on `swim_rank_dead` comes with failure detection).
+    async fn cluster_event(
+        &self,
+        req: Request<crate::rpc::shared::ClusterEventReq>,
+    ) -> Result<Response<crate::rpc::shared::ClusterEventResp>, Status> {
+        security::authorize(&req, "MgmtSvc.ClusterEvent", self.insecure)?;
+        let r = req.into_inner();
+        let event = r
+            .event
+            .ok_or_else(|| Status::invalid_argument("ClusterEventReq.event is missing"))?;
+        warn!(
+            "RAS event {} from {} rank {}: {}",
+            event.id, event.hostname, event.rank, event.msg
+        );
+        Ok(Response::new(crate::rpc::shared::ClusterEventResp {
+            sequence: r.sequence,
+            status: 0,
+        }))
+    }
+
     async fn leader_query(
         &self,
         req: Request<LeaderQueryReq>,
@@ -922,6 +997,8 @@ const CTL_SERVED: &[&str] = &[
 
 /// `mgmt.MgmtSvc` methods this server implements.
 const MGMT_SERVED: &[&str] = &[
+    "Join",
+    "ClusterEvent",
     "LeaderQuery",
     "GetAttachInfo",
     "SystemQuery",

@@ -54,6 +54,8 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "CtlSvc.FabricCheckRun" => &[Admin],
         "CtlSvc.PrepShutdownRanks" | "CtlSvc.StopRanks" | "CtlSvc.StartRanks" => &[Server],
         "MgmtSvc.LeaderQuery" | "MgmtSvc.GetAttachInfo" => &[Admin, Agent, Server],
+        // Engines' daos_servers join their ranks and report events.
+        "MgmtSvc.Join" | "MgmtSvc.ClusterEvent" => &[Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
         "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" => &[Admin, Agent],

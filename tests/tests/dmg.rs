@@ -834,3 +834,66 @@ fn pool_properties_travel_as_daos_numbers() {
     );
     sys.stop(&mut server);
 }
+
+#[test]
+fn a_remote_engine_joins_over_grpc_and_bad_joins_are_refused() {
+    use daos_proto::mgmt::{JoinReq, mgmt_svc_client::MgmtSvcClient};
+    use tonic::transport::Channel;
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    let port = sys.port;
+    let join =
+        |sys_name: &str, uuid: &str, rank: u32| -> Result<(u32, u32), (tonic::Code, String)> {
+            let req = JoinReq {
+                sys: sys_name.into(),
+                uuid: uuid.into(),
+                rank,
+                uri: "ofi+tcp;ofi_rxm://127.0.0.9:31416".into(),
+                nctxs: 2,
+                addr: "127.0.0.9:10001".into(),
+                srv_fault_domain: "/other".into(),
+                incarnation: 7,
+                ..Default::default()
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+                    .expect("uri")
+                    .connect()
+                    .await
+                    .expect("connect");
+                MgmtSvcClient::new(ch)
+                    .join(req)
+                    .await
+                    .map(|r| {
+                        let r = r.into_inner();
+                        (r.rank, r.map_version)
+                    })
+                    .map_err(|s| (s.code(), s.message().to_string()))
+            })
+        };
+    let other = "0b0b0b0b-1111-4222-8333-444444444444";
+    let (code, msg) = join("another_system", other, u32::MAX).expect_err("wrong system");
+    assert_eq!(code, tonic::Code::FailedPrecondition);
+    assert!(msg.contains("system name"), "{msg}");
+    let (code, msg) = join("daos_server", other, 0).expect_err("rank 0 is taken");
+    assert!(
+        msg.contains("rank 0 belongs to another engine"),
+        "{code:?} {msg}"
+    );
+    let (code, msg) = join("daos_server", "", u32::MAX).expect_err("no UUID");
+    assert_eq!(code, tonic::Code::InvalidArgument);
+    assert!(msg.contains("JoinReq.uuid"), "{msg}");
+    let (rank, version) = join("daos_server", other, u32::MAX).expect("a new engine");
+    assert_eq!(rank, 1);
+    assert!(version >= 2, "the map version moved: {version}");
+    // Joining again keeps its rank.
+    assert_eq!(join("daos_server", other, 1).expect("rejoin").0, 1);
+    let q = ok(sys.dmg(&["-i", "system", "query", "-v"]));
+    assert!(q.contains("127.0.0.9:10001") && q.contains("/other"), "{q}");
+    sys.stop(&mut server);
+}
