@@ -677,6 +677,7 @@ impl MgmtSvc for Services {
                 r.num_svc_reps
             },
             props,
+            uuid: (!r.uuid.is_empty()).then(|| r.uuid.clone()),
         };
         let rec = self
             .blocking(move |h| crate::pools::create(&h, &creq))

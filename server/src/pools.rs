@@ -193,6 +193,8 @@ pub struct CreateRequest {
     pub ranks: Vec<u32>,
     pub nsvc: u32,
     pub props: Vec<(String, String)>,
+    /// The UUID the client chose (DAOS's dmg makes one), else a new one.
+    pub uuid: Option<String>,
 }
 
 /// (SCM, NVMe) bytes a rank offers in all.
@@ -437,8 +439,23 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
             ));
         }
     }
-    let uuid = crate::storage::new_uuid()
-        .map_err(|e| PoolSvcError::new(Failed, format!("cannot make a UUID: {e}")))?;
+    let uuid = match &req.uuid {
+        Some(u) => {
+            let parsed = daos_wire::parse_uuid(u).ok_or_else(|| {
+                PoolSvcError::new(BadRequest, format!("pool UUID {u:?} is not a UUID"))
+            })?;
+            let u = daos_wire::uuid_text(&parsed);
+            if h.ms().pool_find(&u).is_some() {
+                return Err(PoolSvcError::new(
+                    Exists,
+                    format!("a pool with UUID {u} already exists"),
+                ));
+            }
+            u
+        }
+        None => crate::storage::new_uuid()
+            .map_err(|e| PoolSvcError::new(Failed, format!("cannot make a UUID: {e}")))?,
+    };
     if req.nsvc as usize > ranks.len() {
         return Err(PoolSvcError::new(
             BadRequest,
