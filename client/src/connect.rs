@@ -3,7 +3,7 @@
 //! into a [`crate::PoolMap`]. Used by `daos` and `daos_bench io`.
 
 use daos_control::{Target, ms_client, status_text};
-use daos_proto::mgmt::{GetAttachInfoReq, PoolQueryReq};
+use daos_proto::mgmt::{GetAttachInfoReq, PoolQueryReq, PoolServiceState};
 
 use crate::{ClientError, PoolMap, RankUri};
 
@@ -63,12 +63,19 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
         .await
         .map_err(ConnectError::from_status)?
         .into_inner();
-    if q.state != "Ready" {
+    let state = PoolServiceState::try_from(q.state).unwrap_or(PoolServiceState::Unknown);
+    if state != PoolServiceState::Ready {
         return Err(ConnectError::NotReady {
             pool: pool.into(),
-            state: q.state,
+            state: state.as_str_name().into(),
         });
     }
+    let ranks = daos_control::hostlist::parse_ranks(&q.enabled_ranks).map_err(|e| {
+        ConnectError::Service(format!(
+            "the management service gave pool {pool} a bad rank set {:?}: {e}",
+            q.enabled_ranks
+        ))
+    })?;
     let uuid = crate::parse_uuid(&q.uuid).ok_or_else(|| ConnectError::BadUuid {
         pool: pool.into(),
         uuid: q.uuid.clone(),
@@ -82,9 +89,9 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
             num_ctxs: r.num_ctxs,
         })
         .collect();
-    PoolMap::new(uuid, &q.enabled_ranks, &engines).map_err(|source| ConnectError::Map {
+    PoolMap::new(uuid, &ranks, &engines).map_err(|source| ConnectError::Map {
         pool: pool.into(),
-        ranks: q.enabled_ranks.clone(),
+        ranks: ranks.clone(),
         engines: engines.len(),
         source: Box::new(source),
     })

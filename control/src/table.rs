@@ -44,7 +44,8 @@ pub fn bytes_iec(n: u64) -> String {
 
 fn human(mut v: f64, base: f64, units: &[&str]) -> String {
     let mut u = 0;
-    while v >= base && u + 1 < units.len() {
+    // A value that rounds to `base` at one decimal reads as 1.0 of the next unit.
+    while (v >= base || (u > 0 && (v * 10.0).round() >= base * 10.0)) && u + 1 < units.len() {
         v /= base;
         u += 1;
     }
@@ -106,6 +107,13 @@ mod tests {
         assert_eq!(bytes_si(16_000_000_000), "16.0 GB");
         assert_eq!(bytes_iec(4 << 30), "4.0 GiB");
         assert_eq!(bytes_si(0), "0 B");
+        assert_eq!(
+            bytes_si(999_990_000),
+            "1.0 GB",
+            "rounds up into the next unit"
+        );
+        assert_eq!(bytes_si(999_900_000), "999.9 MB");
+        assert_eq!(bytes_si(999), "999 B");
     }
 
     #[test]

@@ -18,6 +18,14 @@ use daos_proto::mgmt::*;
 use daos_proto::shared::RankResult;
 use serde_json::{Value, json};
 
+/// How dmg names a storage tier's media.
+fn media_name(m: i32) -> &'static str {
+    match StorageMediaType::try_from(m) {
+        Ok(StorageMediaType::Nvme) => "NVMe",
+        _ => "SCM",
+    }
+}
+
 /// A block under a title set off by dashes, as dmg prints a host set's results (and scan
 /// sections): `indent` before each of the three title lines.
 fn titled(title: &str, indent: &str, body: &str) -> String {
@@ -800,26 +808,56 @@ pub async fn pool_list(t: &Target, verbose: bool) -> Output {
         Ok(r) => r.into_inner().pools,
         Err(s) => return failed(status_text(s)),
     };
+    // The space of each pool comes from its query, as DAOS's dmg does it; a pool that
+    // cannot be queried (not Ready) shows no space.
+    let mut rows_data = Vec::new();
+    for p in &pools {
+        let q = c
+            .pool_query(PoolQueryReq {
+                id: p.uuid.clone(),
+                ..Default::default()
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner());
+        let tier = |m: StorageMediaType| {
+            q.as_ref()
+                .and_then(|q| q.tier_stats.iter().find(|s| s.media_type == m as i32))
+                .map_or((0, 0), |s| (s.total, s.total.saturating_sub(s.free)))
+        };
+        let (scm, nvme) = (tier(StorageMediaType::Scm), tier(StorageMediaType::Nvme));
+        let (targets, disabled) = q
+            .as_ref()
+            .map_or((0, 0), |q| (q.total_targets, q.disabled_targets));
+        rows_data.push((p, scm, nvme, targets, disabled));
+    }
+    let pct = |used: u64, total: u64| {
+        if total == 0 {
+            "0%".to_string()
+        } else {
+            format!("{}%", used * 100 / total)
+        }
+    };
     let text = if pools.is_empty() {
         "No pools in system\n".to_string()
     } else if verbose {
-        let rows: Vec<Vec<String>> = pools
+        let rows: Vec<Vec<String>> = rows_data
             .iter()
-            .map(|p| {
+            .map(|(p, scm, nvme, targets, disabled)| {
                 vec![
                     p.label.clone(),
                     p.uuid.clone(),
                     p.state.clone(),
                     hostlist::format_ranks(&p.svc_reps),
-                    bytes_si(p.scm_bytes),
-                    "0 B".into(),
+                    bytes_si(scm.0),
+                    bytes_si(scm.1),
                     "0%".into(),
-                    bytes_si(p.nvme_bytes),
-                    "0 B".into(),
+                    bytes_si(nvme.0),
+                    bytes_si(nvme.1),
                     "0%".into(),
-                    format!("0/{}", p.total_targets),
+                    format!("{disabled}/{targets}"),
                     "None".into(),
-                    "idle".into(),
+                    p.rebuild_state.clone(),
                 ]
             })
             .collect();
@@ -843,16 +881,16 @@ pub async fn pool_list(t: &Target, verbose: bool) -> Output {
             "",
         )
     } else {
-        let rows: Vec<Vec<String>> = pools
+        let rows: Vec<Vec<String>> = rows_data
             .iter()
-            .map(|p| {
+            .map(|(p, scm, nvme, targets, disabled)| {
                 vec![
                     p.label.clone(),
-                    bytes_si(p.total_bytes),
+                    bytes_si(scm.0 + nvme.0),
                     p.state.clone(),
+                    pct(scm.1 + nvme.1, scm.0 + nvme.0),
                     "0%".into(),
-                    "0%".into(),
-                    format!("0/{}", p.total_targets),
+                    format!("{disabled}/{targets}"),
                     "None".into(),
                 ]
             })
@@ -871,7 +909,11 @@ pub async fn pool_list(t: &Target, verbose: bool) -> Output {
             "",
         )
     };
-    let json = json!({"pools": pools.iter().map(|p| json!({"uuid": p.uuid, "label": p.label, "svc_reps": p.svc_reps, "state": p.state, "total_bytes": p.total_bytes, "scm_bytes": p.scm_bytes, "nvme_bytes": p.nvme_bytes, "total_targets": p.total_targets})).collect::<Vec<_>>()});
+    let json = json!({"pools": rows_data.iter().map(|(p, scm, nvme, targets, disabled)| json!({
+        "uuid": p.uuid, "label": p.label, "svc_reps": p.svc_reps, "state": p.state,
+        "rebuild_state": p.rebuild_state, "total_targets": targets, "disabled_targets": disabled,
+        "usage": [{"tier_name": "SCM", "size": scm.0, "used": scm.1}, {"tier_name": "NVME", "size": nvme.0, "used": nvme.1}],
+    })).collect::<Vec<_>>()});
     Output {
         text,
         json,
@@ -896,16 +938,25 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
         Ok(r) => r.into_inner(),
         Err(s) => return failed(status_text(s)),
     };
+    let state = PoolServiceState::try_from(r.state)
+        .unwrap_or(PoolServiceState::Unknown)
+        .as_str_name();
+    let leader = if r.svc_ldr != 0 { r.svc_ldr } else { r.leader };
     let mut text = format!(
-        "Pool {}, ntarget={}, disabled={}, leader={}, version={}, state={}\n",
-        r.uuid, r.total_targets, r.disabled_targets, r.leader, r.version, r.state
+        "Pool {}, ntarget={}, disabled={}, leader={leader}, version={}, state={state}\n",
+        r.uuid, r.total_targets, r.disabled_targets, r.version
     );
     text.push_str("Pool health info:\n");
+    text.push_str(&format!("- Enabled ranks: {}\n", r.enabled_ranks));
+    let rebuild = r.rebuild.unwrap_or_default();
+    let rebuild_state = pool_rebuild_status::State::try_from(rebuild.state)
+        .unwrap_or(pool_rebuild_status::State::Idle)
+        .as_str_name()
+        .to_lowercase();
     text.push_str(&format!(
-        "- Enabled ranks: {}\n",
-        hostlist::format_ranks(&r.enabled_ranks).trim_matches(['[', ']'])
+        "- Rebuild {rebuild_state}, {} objs, {} recs\n- Data redundancy: normal\n",
+        rebuild.objects, rebuild.records
     ));
-    text.push_str("- Rebuild idle, 0 objs, 0 recs\n- Data redundancy: normal\n");
     text.push_str(&format!(
         "Pool space info:\n- Target count:{}\n",
         r.total_targets
@@ -913,7 +964,7 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
     for (i, s) in r.tier_stats.iter().enumerate() {
         text.push_str(&format!(
             "- Storage tier {i} ({}):\n  Total size: {}\n",
-            s.media_type,
+            media_name(s.media_type),
             bytes_si(s.total)
         ));
         text.push_str(&format!(
@@ -926,8 +977,9 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
     }
     let json = json!({
         "uuid": r.uuid, "label": r.label, "total_targets": r.total_targets, "disabled_targets": r.disabled_targets,
-        "leader": r.leader, "version": r.version, "state": r.state, "enabled_ranks": r.enabled_ranks,
-        "tier_stats": r.tier_stats.iter().map(|s| json!({"media_type": s.media_type, "total": s.total, "free": s.free, "min": s.min, "max": s.max, "mean": s.mean})).collect::<Vec<_>>(),
+        "svc_ldr": leader, "svc_reps": r.svc_reps, "version": r.version, "state": state, "enabled_ranks": r.enabled_ranks,
+        "rebuild": {"state": rebuild_state, "objects": rebuild.objects, "records": rebuild.records},
+        "tier_stats": r.tier_stats.iter().map(|s| json!({"media_type": media_name(s.media_type).to_lowercase(), "total": s.total, "free": s.free, "min": s.min, "max": s.max, "mean": s.mean})).collect::<Vec<_>>(),
     });
     Output {
         text,

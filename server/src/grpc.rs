@@ -717,10 +717,11 @@ impl MgmtSvc for Services {
             .map_err(pool_status)?;
         let scm_free: Vec<u64> = targets.iter().map(|(_, t)| t.scm_free).collect();
         let nvme_free: Vec<u64> = targets.iter().map(|(_, t)| t.nvme_free).collect();
-        let mut scm = pool_stats(&scm_free, "SCM");
+        let mut scm = pool_stats(&scm_free, StorageMediaType::Scm);
         scm.total = targets.iter().map(|(_, t)| t.scm_total).sum();
-        let mut nvme = pool_stats(&nvme_free, "NVMe");
+        let mut nvme = pool_stats(&nvme_free, StorageMediaType::Nvme);
         nvme.total = targets.iter().map(|(_, t)| t.nvme_total).sum();
+        let leader = rec.svc_ranks.first().copied().unwrap_or(0);
         Ok(Response::new(PoolQueryResp {
             status: 0,
             uuid: rec.uuid,
@@ -728,11 +729,21 @@ impl MgmtSvc for Services {
             total_targets: targets.len() as u32,
             active_targets: targets.len() as u32,
             disabled_targets: 0,
-            leader: rec.svc_ranks.first().copied().unwrap_or(0),
-            version: 1,
+            rebuild: Some(PoolRebuildStatus {
+                status: 0,
+                state: pool_rebuild_status::State::Idle as i32,
+                objects: 0,
+                records: 0,
+            }),
             tier_stats: vec![scm, nvme],
-            state: rec.state.name().into(),
-            enabled_ranks: rec.ranks,
+            version: 1,
+            leader,
+            enabled_ranks: rank_set(&rec.ranks),
+            total_engines: rec.ranks.len() as u32,
+            state: service_state(rec.state) as i32,
+            svc_ldr: leader,
+            svc_reps: rec.svc_ranks,
+            ..Default::default()
         }))
     }
 
@@ -746,26 +757,19 @@ impl MgmtSvc for Services {
             .ms()
             .pools()
             .into_iter()
-            .map(|p| {
-                let n = p.ranks.len() as u64;
-                let targets: u64 = p
-                    .ranks
-                    .iter()
-                    .map(|r| h.engine_of(*r).map_or(0, |e| u64::from(e.targets)))
-                    .sum();
-                crate::rpc::mgmt::list_pools_resp::Pool {
-                    uuid: p.uuid,
-                    label: p.label,
-                    svc_reps: p.svc_ranks,
-                    state: p.state.name().into(),
-                    total_bytes: (p.scm_per_rank + p.nvme_per_rank) * n,
-                    scm_bytes: p.scm_per_rank * n,
-                    nvme_bytes: p.nvme_per_rank * n,
-                    total_targets: targets as u32,
-                }
+            .map(|p| crate::rpc::mgmt::list_pools_resp::Pool {
+                uuid: p.uuid,
+                label: p.label,
+                svc_reps: p.svc_ranks,
+                state: p.state.name().into(),
+                rebuild_state: "idle".into(),
             })
             .collect();
-        Ok(Response::new(ListPoolsResp { pools }))
+        Ok(Response::new(ListPoolsResp {
+            status: 0,
+            pools,
+            data_version: u64::from(h.ms().map_version()),
+        }))
     }
 
     async fn pool_set_prop(
@@ -1095,7 +1099,7 @@ fn pool_status(e: crate::pools::PoolSvcError) -> Status {
     }
 }
 
-fn pool_stats(values: &[u64], media: &str) -> StorageUsageStats {
+fn pool_stats(values: &[u64], media: StorageMediaType) -> StorageUsageStats {
     let n = values.len().max(1) as u64;
     StorageUsageStats {
         total: 0,
@@ -1103,8 +1107,24 @@ fn pool_stats(values: &[u64], media: &str) -> StorageUsageStats {
         min: values.iter().copied().min().unwrap_or(0),
         max: values.iter().copied().max().unwrap_or(0),
         mean: values.iter().sum::<u64>() / n,
-        media_type: media.into(),
+        media_type: media as i32,
     }
+}
+
+/// A pool's state as DAOS's `PoolServiceState`.
+fn service_state(s: crate::membership::PoolState) -> PoolServiceState {
+    match s {
+        crate::membership::PoolState::Creating => PoolServiceState::Creating,
+        crate::membership::PoolState::Ready => PoolServiceState::Ready,
+        crate::membership::PoolState::Destroying => PoolServiceState::Destroying,
+    }
+}
+
+/// Ranks as DAOS writes a rank set: `0-3,5`.
+fn rank_set(ranks: &[u32]) -> String {
+    crate::hostlist::format_ranks(ranks)
+        .trim_matches(['[', ']'])
+        .to_string()
 }
 
 #[cfg(test)]

@@ -100,6 +100,35 @@ def build():
                                    ("svc_ranks", 4, "uint32", 1)])
     message(fd, "PoolGetPropResp", [("status", 1, "int32", 0),
                                     ("properties", 2, ".mgmt.PoolProperty", 1)])
+    message(fd, "PoolQueryReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
+                                  ("svc_ranks", 3, "uint32", 1), ("query_mask", 4, "uint64", 0)])
+    message(fd, "StorageUsageStats", [("total", 1, "uint64", 0), ("free", 2, "uint64", 0),
+                                      ("min", 3, "uint64", 0), ("max", 4, "uint64", 0),
+                                      ("mean", 5, "uint64", 0), ("media_type", 6, "uint32", 0)])
+    message(fd, "PoolRebuildStatus", [("status", 1, "int32", 0), ("state", 2, "uint32", 0),
+                                      ("objects", 3, "uint64", 0), ("records", 4, "uint64", 0)])
+    message(fd, "PoolQueryResp", [("status", 1, "int32", 0), ("uuid", 2, "string", 0),
+                                  ("label", 3, "string", 0), ("total_targets", 4, "uint32", 0),
+                                  ("active_targets", 5, "uint32", 0),
+                                  ("disabled_targets", 6, "uint32", 0),
+                                  ("rebuild", 7, ".mgmt.PoolRebuildStatus", 0),
+                                  ("tier_stats", 8, ".mgmt.StorageUsageStats", 1),
+                                  ("version", 10, "uint32", 0), ("leader", 11, "uint32", 0),
+                                  ("enabled_ranks", 12, "string", 0),
+                                  ("disabled_ranks", 13, "string", 0),
+                                  ("total_engines", 14, "uint32", 0),
+                                  ("state", 17, "uint32", 0), ("svc_ldr", 18, "uint32", 0),
+                                  ("svc_reps", 19, "uint32", 1)])
+    message(fd, "ListPoolsReq", [("sys", 1, "string", 0)])
+    pool_entry = descriptor_pb2.DescriptorProto(name="Pool")
+    for n, num, t, rep in [("uuid", 1, F.TYPE_STRING, False), ("label", 2, F.TYPE_STRING, False),
+                           ("svc_reps", 3, F.TYPE_UINT32, True), ("state", 4, F.TYPE_STRING, False),
+                           ("rebuild_state", 5, F.TYPE_STRING, False)]:
+        pool_entry.field.add(name=n, number=num, type=t,
+                             label=F.LABEL_REPEATED if rep else F.LABEL_OPTIONAL)
+    message(fd, "ListPoolsResp", [("status", 1, "int32", 0),
+                                  ("pools", 2, ".mgmt.ListPoolsResp.Pool", 1),
+                                  ("data_version", 3, "uint64", 0)], nested=[pool_entry])
     message(fd, "PoolDestroyReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
                                    ("force", 3, "bool", 0), ("svc_ranks", 4, "uint32", 1),
                                    ("recursive", 5, "bool", 0)])
@@ -168,6 +197,18 @@ def main():
            for p in gp.properties}
     check("PoolGetProp returns label, reclaim=time(4), scrub=timed(2)",
           got == {1: "pywire", 5: 4, 16: 2}, str(got))
+    pq = call("PoolQuery", M["PoolQueryReq"](sys="daos_server", id="pywire"), "PoolQueryResp")
+    check("PoolQuery: targets, tiers (SCM=0, NVME=1), Ready(1), ranks, rebuild idle, leader",
+          pq.status == 0 and pq.total_targets == 1 and pq.active_targets == 1
+          and [t.media_type for t in pq.tier_stats] == [0, 1]
+          and pq.tier_stats[0].total >= pq.tier_stats[0].free > 0
+          and pq.state == 1 and pq.enabled_ranks == "0" and pq.rebuild.state == 0
+          and pq.svc_ldr == 0 and list(pq.svc_reps) == [0] and pq.label == "pywire", str(pq))
+    lp = call("ListPools", M["ListPoolsReq"](sys="daos_server"), "ListPoolsResp")
+    check("ListPools: status, pools with label, UUID, state",
+          lp.status == 0 and len(lp.pools) == 1 and lp.pools[0].label == "pywire"
+          and lp.pools[0].uuid == "7f3c2a44-1b2d-4e5f-8a6b-9c0d1e2f3a4b"
+          and lp.pools[0].state == "Ready" and lp.data_version > 0, str(lp))
     try:
         call("PoolEvict", M["PoolDestroyReq"](sys="daos_server", id="pywire"), "PoolDestroyResp")
         check("PoolEvict answers Unimplemented", False, "it answered")
