@@ -831,13 +831,7 @@ pub async fn pool_list(t: &Target, verbose: bool) -> Output {
             .map_or((0, 0), |q| (q.total_targets, q.disabled_targets));
         rows_data.push((p, scm, nvme, targets, disabled));
     }
-    let pct = |used: u64, total: u64| {
-        if total == 0 {
-            "0%".to_string()
-        } else {
-            format!("{}%", used * 100 / total)
-        }
-    };
+    let pct = |used: u64, total: u64| format!("{}%", (used * 100).checked_div(total).unwrap_or(0));
     let text = if pools.is_empty() {
         "No pools in system\n".to_string()
     } else if verbose {
