@@ -370,6 +370,27 @@ pub fn fails(o: Output, fragment: &str) {
     );
 }
 
+/// Runs `f` with a plaintext gRPC channel to `127.0.0.1:port`, on a runtime of its own (gone,
+/// with the connection, when this returns).
+pub fn with_channel<T, F, Fut>(port: u16, f: F) -> T
+where
+    F: FnOnce(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        f(ch).await
+    })
+}
+
 /// Asserts a command exited 2 (bad usage: a flag or its value) with `fragment` in its stderr.
 #[track_caller]
 pub fn usage(o: Output, fragment: &str) {

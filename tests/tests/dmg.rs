@@ -578,23 +578,13 @@ fn leader_query_names_the_port_the_server_listens_on_also_with_p() {
 #[test]
 fn callers_are_served_by_daos_version_rules() {
     use daos_proto::mgmt::{SystemQueryReq, mgmt_svc_client::MgmtSvcClient};
-    use tonic::transport::Channel;
     let sys = System::new(1);
     let mut server = sys.start(&["--auto-format"]);
     sys.wait_log("joined the system as rank 0", 1, 30);
     let port = sys.port;
     // (component, version) headers, or none; what comes back.
     let call = |headers: Option<(&str, &str)>| -> Result<(), (tonic::Code, String)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect");
+        with_channel(port, |ch| async move {
             let mut req = tonic::Request::new(SystemQueryReq::default());
             if let Some((c, v)) = headers {
                 req.metadata_mut()
@@ -637,22 +627,12 @@ fn callers_are_served_by_daos_version_rules() {
 #[test]
 fn a_daos_rpc_this_server_does_not_implement_is_unimplemented_by_name() {
     use daos_proto::mgmt::{SystemQueryReq, SystemQueryResp};
-    use tonic::transport::Channel;
     let sys = System::new(1);
     let mut server = sys.start(&[]);
     sys.wait_log("listening on", 1, 30);
     let port = sys.port;
     let call = |path: &'static str| -> tonic::Status {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect");
+        with_channel(port, |ch| async move {
             let mut grpc = tonic::client::Grpc::new(ch);
             grpc.ready().await.expect("ready");
             let codec = tonic_prost::ProstCodec::<SystemQueryReq, SystemQueryResp>::default();
@@ -692,31 +672,20 @@ fn a_daos_rpc_this_server_does_not_implement_is_unimplemented_by_name() {
 #[test]
 fn attach_info_carries_daos_fields() {
     use daos_proto::mgmt::{GetAttachInfoReq, mgmt_svc_client::MgmtSvcClient};
-    use tonic::transport::Channel;
     let sys = System::new(1);
     let mut server = sys.start(&["--auto-format"]);
     sys.wait_log("joined the system as rank 0", 1, 30);
     let port = sys.port;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let r = rt
-        .block_on(async move {
-            let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect");
-            MgmtSvcClient::new(ch)
-                .get_attach_info(GetAttachInfoReq {
-                    all_ranks: true,
-                    ..Default::default()
-                })
-                .await
-        })
-        .expect("attach info")
-        .into_inner();
+    let r = with_channel(port, |ch| async move {
+        MgmtSvcClient::new(ch)
+            .get_attach_info(GetAttachInfoReq {
+                all_ranks: true,
+                ..Default::default()
+            })
+            .await
+    })
+    .expect("attach info")
+    .into_inner();
     assert_eq!(r.rank_uris.len(), 1);
     assert_eq!(r.rank_uris[0].provider_idx, 0);
     assert!(
@@ -739,7 +708,6 @@ fn pool_properties_travel_as_daos_numbers() {
     use daos_proto::mgmt::{
         PoolGetPropReq, PoolProperty, PoolSetPropReq, mgmt_svc_client::MgmtSvcClient,
     };
-    use tonic::transport::Channel;
     let sys = System::new(1);
     let mut server = sys.start(&["--auto-format"]);
     sys.wait_log("joined the system as rank 0", 1, 30);
@@ -754,16 +722,7 @@ fn pool_properties_travel_as_daos_numbers() {
         "scrub:lazy",
     ]));
     let port = sys.port;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (props, bad) = rt.block_on(async move {
-        let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
+    let (props, bad) = with_channel(port, |ch| async move {
         let mut c = MgmtSvcClient::new(ch);
         // DAOS_PROP_PO_RECLAIM (5) = DAOS_RECLAIM_TIME (4), as DAOS's dmg sends it.
         c.pool_set_prop(PoolSetPropReq {
@@ -838,7 +797,6 @@ fn pool_properties_travel_as_daos_numbers() {
 #[test]
 fn a_remote_engine_joins_over_grpc_and_bad_joins_are_refused() {
     use daos_proto::mgmt::{JoinReq, mgmt_svc_client::MgmtSvcClient};
-    use tonic::transport::Channel;
     let sys = System::new(1);
     let mut server = sys.start(&["--auto-format"]);
     sys.wait_log("joined the system as rank 0", 1, 30);
@@ -856,16 +814,7 @@ fn a_remote_engine_joins_over_grpc_and_bad_joins_are_refused() {
                 incarnation: 7,
                 ..Default::default()
             };
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let ch = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-                    .expect("uri")
-                    .connect()
-                    .await
-                    .expect("connect");
+            with_channel(port, |ch| async move {
                 MgmtSvcClient::new(ch)
                     .join(req)
                     .await
@@ -896,4 +845,39 @@ fn a_remote_engine_joins_over_grpc_and_bad_joins_are_refused() {
     let q = ok(sys.dmg(&["-i", "system", "query", "-v"]));
     assert!(q.contains("127.0.0.9:10001") && q.contains("/other"), "{q}");
     sys.stop(&mut server);
+}
+
+#[test]
+fn daos_server_stops_while_a_client_keeps_a_connection_open() {
+    use daos_proto::mgmt::{LeaderQueryReq, mgmt_svc_client::MgmtSvcClient};
+    let sys = System::new(1);
+    let mut server = sys.start(&[]);
+    sys.wait_log("listening on", 1, 30);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let port = sys.port;
+    // A client that made a call and keeps its connection (and runtime) around, idle.
+    let client = rt.block_on(async move {
+        let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        let mut c = MgmtSvcClient::new(ch);
+        c.leader_query(LeaderQueryReq::default())
+            .await
+            .expect("leader query");
+        c
+    });
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        server.wait(std::time::Duration::from_secs(20)),
+        Some(0),
+        "daos_server stops (open connections get a short grace); log:\n{}",
+        sys.log()
+    );
+    drop(client);
+    drop(rt);
 }
