@@ -238,6 +238,23 @@ async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F:
     out.into_iter().flatten().collect()
 }
 
+/// Splits per-host results into each answering host's value (mapped by `f`) and the
+/// failures, both in host order.
+pub fn split<T, U>(
+    results: &[(String, Result<T, String>)],
+    f: impl Fn(&T) -> U,
+) -> (Vec<(String, U)>, Vec<(String, String)>) {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (host, r) in results {
+        match r {
+            Ok(v) => ok.push((host.clone(), f(v))),
+            Err(e) => errors.push((host.clone(), e.clone())),
+        }
+    }
+    (ok, errors)
+}
+
 /// Groups hosts by an equal key and returns (host set, key) pairs sorted by host set.
 pub fn group<K: Ord + Clone>(items: &[(String, K)]) -> Vec<(String, K)> {
     let mut by: BTreeMap<K, Vec<String>> = BTreeMap::new();

@@ -10,7 +10,7 @@ use daos_control::hostlist;
 use daos_control::table::{bytes_iec, bytes_si, member_state, render};
 use std::collections::BTreeMap;
 
-use daos_control::{Target, errors_table, failed, fan_out, group, ms_client, status_text};
+use daos_control::{Target, errors_table, failed, fan_out, group, ms_client, split, status_text};
 use daos_proto::ctl::ctl_svc_client::CtlSvcClient;
 use daos_proto::ctl::*;
 
@@ -451,14 +451,7 @@ pub async fn storage_prepare(t: &Target, req: StoragePrepareReq) -> Output {
         }
     })
     .await;
-    let mut errors = Vec::new();
-    let mut blocks = Vec::new();
-    for (host, r) in &results {
-        match r {
-            Ok(resp) => blocks.push((host.clone(), resp.lines.join("\n"))),
-            Err(e) => errors.push((host.clone(), e.clone())),
-        }
-    }
+    let (blocks, errors) = split(&results, |resp| resp.lines.join("\n"));
     let mut text = errors_table(&errors);
     let mut json_hosts = serde_json::Map::new();
     for (hosts, lines) in group(&blocks) {
@@ -488,14 +481,7 @@ pub async fn config_generate(t: &Target, req: ConfigGenerateReq) -> Output {
         }
     })
     .await;
-    let mut errors = Vec::new();
-    let mut yamls = Vec::new();
-    for (host, r) in &results {
-        match r {
-            Ok(y) => yamls.push((host.clone(), y.clone())),
-            Err(e) => errors.push((host.clone(), e.clone())),
-        }
-    }
+    let (yamls, errors) = split(&results, String::clone);
     let groups = group(&yamls);
     if errors.is_empty() && groups.len() == 1 {
         let (_, yaml) = &groups[0];
