@@ -238,12 +238,15 @@ async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F:
     out.into_iter().flatten().collect()
 }
 
+/// Values by host, in host order.
+pub type PerHost<U> = Vec<(String, U)>;
+
 /// Splits per-host results into each answering host's value (mapped by `f`) and the
 /// failures, both in host order.
 pub fn split<T, U>(
     results: &[(String, Result<T, String>)],
     f: impl Fn(&T) -> U,
-) -> (Vec<(String, U)>, Vec<(String, String)>) {
+) -> (PerHost<U>, PerHost<String>) {
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     for (host, r) in results {
