@@ -6,6 +6,7 @@
 //! command builds them first (`cargo build --workspace --bins`).
 
 pub mod fuzz;
+pub mod hosts;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
