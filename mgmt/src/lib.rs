@@ -131,8 +131,25 @@ pub struct JoinResponse {
 pub enum MsError {
     #[error("join refused: system name {got:?} does not match {want:?}")]
     WrongSystem { want: String, got: String },
-    #[error("join refused: rank {rank} belongs to another engine ({uuid})")]
-    RankTaken { rank: u32, uuid: String },
+    #[error("can't rejoin member with rank {rank}: uuid changed from {uuid} -> {new}")]
+    RankTaken {
+        rank: u32,
+        uuid: String,
+        new: String,
+    },
+    #[error("can't rejoin member with uuid {uuid}: rank changed from {cur} -> {new}")]
+    RankChanged { uuid: String, cur: u32, new: u32 },
+    #[error("member {uuid} (rank {rank}) has been administratively excluded")]
+    AdminExcluded { uuid: String, rank: u32 },
+    #[error(
+        "can't rejoin member {uuid} (rank {rank}): control address changed from {cur} -> {new}"
+    )]
+    AddrChanged {
+        uuid: String,
+        rank: u32,
+        cur: String,
+        new: String,
+    },
     #[error("rank {0} is not a member of the system")]
     UnknownRank(u32),
     #[error("cannot persist membership to {}: {source}", .path.display())]
@@ -252,6 +269,30 @@ impl ManagementService for SingleReplica {
                     got: req.system.clone(),
                 });
             }
+            // DAOS's rejoin rules: same rank, not excluded by the admin, same control address.
+            if let Some(m) = db.members.iter().find(|m| m.uuid == req.uuid) {
+                if let Some(r) = req.rank.filter(|r| *r != m.rank) {
+                    return Err(MsError::RankChanged {
+                        uuid: m.uuid.clone(),
+                        cur: m.rank,
+                        new: r,
+                    });
+                }
+                if m.state == MemberState::AdminExcluded {
+                    return Err(MsError::AdminExcluded {
+                        uuid: m.uuid.clone(),
+                        rank: m.rank,
+                    });
+                }
+                if m.addr != req.addr {
+                    return Err(MsError::AddrChanged {
+                        uuid: m.uuid.clone(),
+                        rank: m.rank,
+                        cur: m.addr.clone(),
+                        new: req.addr.clone(),
+                    });
+                }
+            }
             db.map_version += 1;
             if let Some(m) = db.members.iter_mut().find(|m| m.uuid == req.uuid) {
                 m.fabric_uri = req.uri.clone();
@@ -272,6 +313,7 @@ impl ManagementService for SingleReplica {
                         return Err(MsError::RankTaken {
                             rank: r,
                             uuid: other.uuid.clone(),
+                            new: req.uuid.clone(),
                         });
                     }
                     r
@@ -460,6 +502,36 @@ mod tests {
         ms.member_remove(1).unwrap();
         ms.member_remove(2).unwrap();
         assert_eq!(ms.join(&req("d", None)).unwrap().rank, 0);
+    }
+
+    #[test]
+    fn rejoins_follow_daos_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let ms = SingleReplica::open(&dir.path().join("system.json"), "daos_server").unwrap();
+        ms.join(&req("a", None)).unwrap();
+        let e = ms.join(&req("a", Some(5))).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "can't rejoin member with uuid a: rank changed from 0 -> 5"
+        );
+        let mut moved = req("a", Some(0));
+        moved.addr = "10.0.0.9:10001".into();
+        let e = ms.join(&moved).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "can't rejoin member a (rank 0): control address changed from 127.0.0.1:10001 -> 10.0.0.9:10001"
+        );
+        let e = ms.join(&req("b", Some(0))).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "can't rejoin member with rank 0: uuid changed from a -> b"
+        );
+        ms.set_state(0, MemberState::AdminExcluded, "").unwrap();
+        let e = ms.join(&req("a", Some(0))).unwrap_err().to_string();
+        assert_eq!(e, "member a (rank 0) has been administratively excluded");
+        let version = ms.map_version();
+        assert!(ms.join(&req("a", None)).is_err());
+        assert_eq!(ms.map_version(), version, "a refused join changes nothing");
     }
 
     #[test]

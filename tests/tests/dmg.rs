@@ -831,7 +831,7 @@ fn a_remote_engine_joins_over_grpc_and_bad_joins_are_refused() {
     assert!(msg.contains("system name"), "{msg}");
     let (code, msg) = join("daos_server", other, 0).expect_err("rank 0 is taken");
     assert!(
-        msg.contains("rank 0 belongs to another engine"),
+        msg.contains("can't rejoin member with rank 0: uuid changed from"),
         "{code:?} {msg}"
     );
     let (code, msg) = join("daos_server", "", u32::MAX).expect_err("no UUID");
