@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 
 /// Number of SIGKILLs.
 const KILLS: usize = 32;
-const WRITERS: u128 = 2;
+const WRITERS: u64 = 2;
 
 fn value(oid: u128) -> Vec<u8> {
     // Small (SCM log) and large (bdev) values, each byte tied to the object.
@@ -87,6 +87,47 @@ fn kill_engine_under_load(
     wait_progress(kills, false);
 }
 
+/// `n` writer threads until `stop`, each with its own session (reopened, once the engine is
+/// back, after an operation fails), each calling `op(writer, seq, session)`; an operation that
+/// returns true was acknowledged and counts in `acked`.
+fn spawn_writers<F>(
+    n: u64,
+    map: &Arc<daos_client::PoolMap>,
+    opts: SessionOpts,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<AtomicUsize>,
+    op: F,
+) -> Vec<std::thread::JoinHandle<()>>
+where
+    F: Fn(u64, u64, &mut Session) -> bool + Send + Sync + 'static,
+{
+    let op = Arc::new(op);
+    (0..n)
+        .map(|w| {
+            let (map, stop, acked, op) = (map.clone(), stop.clone(), acked.clone(), op.clone());
+            std::thread::spawn(move || {
+                let mut session = Session::open(map.clone(), opts).ok();
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(s) = session.as_mut() else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        session = Session::open(map.clone(), opts).ok();
+                        continue;
+                    };
+                    let ok = op(w, seq, s);
+                    seq += 1;
+                    if ok {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        // The engine is down: start afresh once it is back.
+                        session = None;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -117,33 +158,15 @@ fn sigkilled_engine_loses_no_acknowledged_update_and_tears_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicUsize::new(0));
     let results: Arc<Mutex<BTreeMap<u128, bool>>> = Arc::default();
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let (map, stop, acked, results) =
-                (map.clone(), stop.clone(), acked.clone(), results.clone());
-            std::thread::spawn(move || {
-                let mut session = Session::open(map.clone(), opts).ok();
-                let mut i = 0u128;
-                while !stop.load(Ordering::Relaxed) {
-                    let Some(s) = session.as_mut() else {
-                        std::thread::sleep(Duration::from_millis(50));
-                        session = Session::open(map.clone(), opts).ok();
-                        continue;
-                    };
-                    let oid = (w << 64) | i;
-                    i += 1;
-                    let ok = s.update(cont, oid, b"d", b"a", &value(oid)).is_ok();
-                    results.lock().expect("results").insert(oid, ok);
-                    if ok {
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        // The engine is down: start afresh once it is back.
-                        session = None;
-                    }
-                }
-            })
+    let writers = {
+        let results = results.clone();
+        spawn_writers(WRITERS, &map, opts, &stop, &acked, move |w, i, s| {
+            let oid = (u128::from(w) << 64) | u128::from(i);
+            let ok = s.update(cont, oid, b"d", b"a", &value(oid)).is_ok();
+            results.lock().expect("results").insert(oid, ok);
+            ok
         })
-        .collect();
+    };
 
     kill_engine_under_load(&sys, &server, &acked, KILLS, 5, 150, "crash test");
     stop.store(true, Ordering::Relaxed);
@@ -246,51 +269,35 @@ fn sigkilled_engine_during_overwrites_and_racing_puts_leaves_each_key_one_whole_
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicUsize::new(0));
     let puts: Arc<Mutex<BTreeMap<u64, Vec<Put>>>> = Arc::default();
-    let writers: Vec<_> = (0..PUT_WRITERS)
-        .map(|w| {
-            let (map, stop, acked, puts) = (map.clone(), stop.clone(), acked.clone(), puts.clone());
-            std::thread::spawn(move || {
-                let mut session = Session::open(map.clone(), opts).ok();
-                let mut seq = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let Some(s) = session.as_mut() else {
-                        std::thread::sleep(Duration::from_millis(50));
-                        session = Session::open(map.clone(), opts).ok();
-                        continue;
-                    };
-                    seq += 1;
-                    // Writers share keys: puts of one key race.
-                    let key = (seq + w) % KEYS;
-                    let id = (w + 1) << 48 | seq << 8 | key;
-                    let start = Instant::now();
-                    let ok = kv::put(
-                        s,
-                        cont,
-                        &format!("key{key}"),
-                        &named_value(id),
-                        id_bytes(id),
-                    )
-                    .is_ok();
-                    let end = Instant::now();
-                    puts.lock()
-                        .expect("puts")
-                        .entry(key)
-                        .or_default()
-                        .push(Put {
-                            id,
-                            start,
-                            end,
-                            acked: ok,
-                        });
-                    if ok {
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        session = None;
-                    }
-                }
-            })
+    let writers = {
+        let puts = puts.clone();
+        spawn_writers(PUT_WRITERS, &map, opts, &stop, &acked, move |w, seq, s| {
+            // Writers share keys: puts of one key race.
+            let key = (seq + w) % KEYS;
+            let id = (w + 1) << 48 | seq << 8 | key;
+            let start = Instant::now();
+            let ok = kv::put(
+                s,
+                cont,
+                &format!("key{key}"),
+                &named_value(id),
+                id_bytes(id),
+            )
+            .is_ok();
+            let end = Instant::now();
+            puts.lock()
+                .expect("puts")
+                .entry(key)
+                .or_default()
+                .push(Put {
+                    id,
+                    start,
+                    end,
+                    acked: ok,
+                });
+            ok
         })
-        .collect();
+    };
     kill_engine_under_load(&sys, &server, &acked, PUT_KILLS, 3, 60, "put crash test");
     stop.store(true, Ordering::Relaxed);
     for w in writers {
