@@ -62,6 +62,18 @@ pub struct RankOutcome {
     pub state: MemberState,
 }
 
+impl RankOutcome {
+    /// `done` when the operation succeeded; else `Errored` with why (`failure`).
+    fn of(rank: u32, ok: bool, done: MemberState, failure: impl FnOnce() -> String) -> Self {
+        RankOutcome {
+            rank,
+            ok,
+            msg: if ok { String::new() } else { failure() },
+            state: if ok { done } else { MemberState::Errored },
+        }
+    }
+}
+
 /// One engine of this daos_server.
 pub struct Instance {
     pub index: usize,
@@ -578,22 +590,9 @@ impl Harness {
                 let _ =
                     self.ms
                         .set_state(rank, MemberState::Stopped, "stopped by the administrator");
-                let msg = if ok {
-                    String::new()
-                } else {
+                RankOutcome::of(rank, ok, MemberState::Stopped, || {
                     "engine did not stop".into()
-                };
-                let state = if ok {
-                    MemberState::Stopped
-                } else {
-                    MemberState::Errored
-                };
-                RankOutcome {
-                    rank,
-                    ok,
-                    msg,
-                    state,
-                }
+                })
             })
             .collect()
     }
@@ -611,22 +610,9 @@ impl Harness {
             .into_iter()
             .map(|(rank, inst)| {
                 let ok = inst.wait_for(timeout, |s| s.joined);
-                let msg = if ok {
-                    String::new()
-                } else {
+                RankOutcome::of(rank, ok, MemberState::Joined, || {
                     format!("engine did not join within {}s", timeout.as_secs())
-                };
-                let state = if ok {
-                    MemberState::Joined
-                } else {
-                    MemberState::Errored
-                };
-                RankOutcome {
-                    rank,
-                    ok,
-                    msg,
-                    state,
-                }
+                })
             })
             .collect()
     }
