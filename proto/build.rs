@@ -16,7 +16,13 @@ fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
     let drpc = ["drpc.proto", "srv.proto", "mgmt_drpc.proto"].map(|f| dir.join(f));
-    let grpc = ["shared.proto", "ctl.proto", "mgmt.proto"].map(|f| dir.join(f));
+    let grpc = [
+        "shared.proto",
+        "ctl.proto",
+        "mgmt.proto",
+        "raft.proto",
+        "google_rpc.proto",
+    ].map(|f| dir.join(f));
     for f in drpc.iter().chain(&grpc) {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -9,6 +9,7 @@ pub mod hostlist;
 pub mod input;
 pub mod interop;
 pub mod props;
+pub mod redirect;
 pub mod table;
 
 use std::collections::BTreeMap;

@@ -1,14 +1,15 @@
-//! The management service's membership: which engines (ranks) form the system and in what
-//! state. Behind [`ManagementService`] so a replicated (Raft) implementation can replace the
-//! single-replica one without touching its callers.
+//! The management service (MS): which engines (ranks) form the system, in what state, and
+//! which pools it holds. [`state`] is the state machine; [`raft`] replicates it with openraft
+//! across the servers named in `mgmt_svc_replicas` (a single replica is a one-voter group) and
+//! gives servers that are not replicas the same [`ManagementService`] through the leader.
 //!
-//! Ranks: the first engine to join the bootstrap replica gets rank 0, later ones 1, 2, ...; an
-//! engine that joins again with the same UUID keeps its rank. The single replica persists the
-//! membership as JSON, replaced atomically on every change, so a daos_server restart keeps it.
+//! Ranks as DAOS assigns them: rank 0 for the first engine of the bootstrap replica, others
+//! from the next-rank counter (from 1); an engine that joins again with its UUID keeps its rank.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+
+pub mod raft;
+pub mod state;
 
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +105,7 @@ impl PoolState {
 }
 
 /// A request to join (DAOS `JoinReq`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub system: String,
     pub uuid: String,
@@ -112,13 +113,17 @@ pub struct JoinRequest {
     pub rank: Option<u32>,
     pub uri: String,
     pub nctxs: u32,
+    /// Control address of the engine's daos_server, as the MS reaches it (`ip:port`).
     pub addr: String,
     pub fault_domain: String,
     pub incarnation: u64,
+    /// The engine is the first (index 0) of the bootstrap replica's server: it gets rank 0.
+    #[serde(default)]
+    pub bootstrap: bool,
 }
 
 /// The answer to a join.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinResponse {
     pub rank: u32,
     pub map_version: u32,
@@ -126,53 +131,41 @@ pub struct JoinResponse {
     pub rejoined: bool,
 }
 
-/// Why a membership change was refused or not recorded.
+/// Why a management-service call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MsError {
-    #[error("join refused: system name {got:?} does not match {want:?}")]
-    WrongSystem { want: String, got: String },
-    #[error("can't rejoin member with rank {rank}: uuid changed from {uuid} -> {new}")]
-    RankTaken {
-        rank: u32,
-        uuid: String,
-        new: String,
-    },
-    #[error("can't rejoin member with uuid {uuid}: rank changed from {cur} -> {new}")]
-    RankChanged { uuid: String, cur: u32, new: u32 },
-    #[error("member {uuid} (rank {rank}) has been administratively excluded")]
-    AdminExcluded { uuid: String, rank: u32 },
-    #[error(
-        "can't rejoin member {uuid} (rank {rank}): control address changed from {cur} -> {new}"
-    )]
-    AddrChanged {
-        uuid: String,
-        rank: u32,
-        cur: String,
-        new: String,
-    },
-    #[error("rank {0} is not a member of the system")]
-    UnknownRank(u32),
-    #[error("cannot persist membership to {}: {source}", .path.display())]
-    Persist {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("membership file {} is unreadable: {reason}; fix: restore it or remove it to form a new system (engines then need a reformat)", .path.display())]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("a pool labelled {0:?} already exists")]
-    LabelTaken(String),
-    #[error("no pool {0:?} in the system")]
-    UnknownPool(String),
+    /// The state refused the command; nothing changed.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// DAOS's not-leader error: the caller should ask the leader.
+    #[error("not the DAOS Management Service leader (try {hint} or one of {})", .replicas.join(","))]
+    NotLeader { hint: String, replicas: Vec<String> },
+    #[error("not a DAOS Management Service replica (try one of {})", .replicas.join(","))]
+    NotReplica { replicas: Vec<String> },
+    /// No leader could be reached before the deadline.
+    #[error("the DAOS Management Service is unavailable: {0}")]
+    Unavailable(String),
+    #[error("raft service unavailable (not started yet?)")]
+    NotStarted,
+    #[error("management service storage under {}: {reason}", .path.display())]
+    Storage { path: PathBuf, reason: String },
+    #[error("the management service's Raft node failed: {0}")]
+    Raft(String),
+    /// The leader refused the request (its message).
+    #[error("{0}")]
+    Rejected(String),
 }
 
-/// What the control plane needs from the management service.
+pub use state::{Command, Refusal, Reply, SystemDb};
+
+/// What the control plane needs from the management service. Reads answer from this server's
+/// copy of the state (any replica, as DAOS); writes are committed by the leader.
 pub trait ManagementService: Send + Sync {
     fn join(&self, req: &JoinRequest) -> Result<JoinResponse, MsError>;
     fn set_state(&self, rank: u32, state: MemberState, info: &str) -> Result<(), MsError>;
     fn members(&self) -> Vec<Member>;
     /// Releases a rank whose storage was reformatted: the member goes, and so do the pools
-    /// with storage on it (their shards went with the format); returns those pools. With no
-    /// member left, ranks start again from 0.
+    /// with storage on it (their shards went with the format); returns those pools.
     fn member_remove(&self, rank: u32) -> Result<Vec<PoolRecord>, MsError>;
     fn map_version(&self) -> u32;
     /// Records a new pool; its label must be unused.
@@ -181,255 +174,13 @@ pub trait ManagementService: Send + Sync {
     fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError>;
     fn pool_remove(&self, uuid: &str) -> Result<(), MsError>;
     fn pools(&self) -> Vec<PoolRecord>;
+    /// This server's storage is ready (formatted and mounted): a replica can start.
+    fn storage_ready(&self) {}
     /// A pool by label or UUID.
     fn pool_find(&self, id: &str) -> Option<PoolRecord> {
         self.pools()
             .into_iter()
             .find(|p| p.label == id || p.uuid == id)
-    }
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Db {
-    system: String,
-    next_rank: u32,
-    map_version: u32,
-    members: Vec<Member>,
-    #[serde(default)]
-    pools: Vec<PoolRecord>,
-}
-
-/// The single-replica management service.
-pub struct SingleReplica {
-    path: PathBuf,
-    db: Mutex<Db>,
-}
-
-impl SingleReplica {
-    /// Opens (or creates) the membership stored at `path` for system `system`.
-    pub fn open(path: &Path, system: &str) -> Result<SingleReplica, MsError> {
-        let db = match fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str::<Db>(&text).map_err(|e| MsError::Corrupt {
-                path: path.into(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Db {
-                system: system.into(),
-                ..Db::default()
-            },
-            Err(source) => {
-                return Err(MsError::Persist {
-                    path: path.into(),
-                    source,
-                });
-            }
-        };
-        if db.system != system {
-            return Err(MsError::Corrupt {
-                path: path.into(),
-                reason: format!("it belongs to system {:?}, not {system:?}", db.system),
-            });
-        }
-        Ok(SingleReplica {
-            path: path.into(),
-            db: Mutex::new(db),
-        })
-    }
-
-    fn persist(&self, db: &Db) -> Result<(), MsError> {
-        let err = |source| MsError::Persist {
-            path: self.path.clone(),
-            source,
-        };
-        if let Some(dir) = self.path.parent() {
-            daos_hw::private::create_dir(dir).map_err(err)?;
-        }
-        let tmp = self.path.with_extension("tmp");
-        let text = serde_json::to_string_pretty(db).unwrap_or_default();
-        daos_hw::private::write(&tmp, text).map_err(err)?;
-        fs::rename(&tmp, &self.path).map_err(err)
-    }
-
-    fn with_db<R>(&self, f: impl FnOnce(&mut Db) -> Result<R, MsError>) -> Result<R, MsError> {
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = db.clone();
-        let r = f(&mut next)?;
-        self.persist(&next)?;
-        *db = next;
-        Ok(r)
-    }
-}
-
-impl ManagementService for SingleReplica {
-    fn join(&self, req: &JoinRequest) -> Result<JoinResponse, MsError> {
-        self.with_db(|db| {
-            if req.system != db.system {
-                return Err(MsError::WrongSystem {
-                    want: db.system.clone(),
-                    got: req.system.clone(),
-                });
-            }
-            // DAOS's rejoin rules: same rank, not excluded by the admin, same control address.
-            if let Some(m) = db.members.iter().find(|m| m.uuid == req.uuid) {
-                if let Some(r) = req.rank.filter(|r| *r != m.rank) {
-                    return Err(MsError::RankChanged {
-                        uuid: m.uuid.clone(),
-                        cur: m.rank,
-                        new: r,
-                    });
-                }
-                if m.state == MemberState::AdminExcluded {
-                    return Err(MsError::AdminExcluded {
-                        uuid: m.uuid.clone(),
-                        rank: m.rank,
-                    });
-                }
-                if m.addr != req.addr {
-                    return Err(MsError::AddrChanged {
-                        uuid: m.uuid.clone(),
-                        rank: m.rank,
-                        cur: m.addr.clone(),
-                        new: req.addr.clone(),
-                    });
-                }
-            }
-            db.map_version += 1;
-            if let Some(m) = db.members.iter_mut().find(|m| m.uuid == req.uuid) {
-                m.fabric_uri = req.uri.clone();
-                m.fabric_contexts = req.nctxs;
-                m.incarnation = req.incarnation;
-                m.addr = req.addr.clone();
-                m.state = MemberState::Joined;
-                m.info.clear();
-                return Ok(JoinResponse {
-                    rank: m.rank,
-                    map_version: db.map_version,
-                    rejoined: true,
-                });
-            }
-            let rank = match req.rank {
-                Some(r) => {
-                    if let Some(other) = db.members.iter().find(|m| m.rank == r) {
-                        return Err(MsError::RankTaken {
-                            rank: r,
-                            uuid: other.uuid.clone(),
-                            new: req.uuid.clone(),
-                        });
-                    }
-                    r
-                }
-                None => db.next_rank,
-            };
-            db.next_rank = db.next_rank.max(rank + 1);
-            db.members.push(Member {
-                rank,
-                uuid: req.uuid.clone(),
-                addr: req.addr.clone(),
-                fabric_uri: req.uri.clone(),
-                fabric_contexts: req.nctxs,
-                incarnation: req.incarnation,
-                fault_domain: req.fault_domain.clone(),
-                state: MemberState::Joined,
-                info: String::new(),
-            });
-            db.members.sort_by_key(|m| m.rank);
-            Ok(JoinResponse {
-                rank,
-                map_version: db.map_version,
-                rejoined: false,
-            })
-        })
-    }
-
-    fn set_state(&self, rank: u32, state: MemberState, info: &str) -> Result<(), MsError> {
-        self.with_db(|db| {
-            let m = db
-                .members
-                .iter_mut()
-                .find(|m| m.rank == rank)
-                .ok_or(MsError::UnknownRank(rank))?;
-            m.state = state;
-            m.info = info.to_string();
-            Ok(())
-        })
-    }
-
-    fn members(&self) -> Vec<Member> {
-        self.db
-            .lock()
-            .map(|db| db.members.clone())
-            .unwrap_or_default()
-    }
-
-    fn member_remove(&self, rank: u32) -> Result<Vec<PoolRecord>, MsError> {
-        self.with_db(|db| {
-            let before = db.members.len();
-            db.members.retain(|m| m.rank != rank);
-            if db.members.len() == before {
-                return Err(MsError::UnknownRank(rank));
-            }
-            let (gone, kept) = std::mem::take(&mut db.pools)
-                .into_iter()
-                .partition(|p| p.ranks.contains(&rank));
-            db.pools = kept;
-            if db.members.is_empty() {
-                db.next_rank = 0;
-            }
-            db.map_version += 1;
-            Ok(gone)
-        })
-    }
-
-    fn map_version(&self) -> u32 {
-        self.db.lock().map(|db| db.map_version).unwrap_or(0)
-    }
-
-    fn pool_add(&self, pool: PoolRecord) -> Result<(), MsError> {
-        self.with_db(|db| {
-            if db.pools.iter().any(|p| p.label == pool.label) {
-                return Err(MsError::LabelTaken(pool.label.clone()));
-            }
-            db.pools.push(pool);
-            Ok(())
-        })
-    }
-
-    fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError> {
-        self.with_db(|db| {
-            if db
-                .pools
-                .iter()
-                .any(|p| p.label == pool.label && p.uuid != pool.uuid)
-            {
-                return Err(MsError::LabelTaken(pool.label.clone()));
-            }
-            let slot = db
-                .pools
-                .iter_mut()
-                .find(|p| p.uuid == pool.uuid)
-                .ok_or_else(|| MsError::UnknownPool(pool.uuid.clone()))?;
-            *slot = pool;
-            Ok(())
-        })
-    }
-
-    fn pool_remove(&self, uuid: &str) -> Result<(), MsError> {
-        self.with_db(|db| {
-            let before = db.pools.len();
-            db.pools.retain(|p| p.uuid != uuid);
-            if db.pools.len() == before {
-                Err(MsError::UnknownPool(uuid.into()))
-            } else {
-                Ok(())
-            }
-        })
-    }
-
-    fn pools(&self) -> Vec<PoolRecord> {
-        self.db
-            .lock()
-            .map(|db| db.pools.clone())
-            .unwrap_or_default()
     }
 }
 
@@ -447,37 +198,19 @@ mod tests {
             addr: "127.0.0.1:10001".into(),
             fault_domain: "/h".into(),
             incarnation: 1,
+            bootstrap: false,
         }
     }
 
-    #[test]
-    fn ranks_are_assigned_in_order_and_kept_by_uuid() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ms/system.json");
-        let ms = SingleReplica::open(&path, "daos_server").unwrap();
-        assert_eq!(ms.join(&req("a", None)).unwrap().rank, 0);
-        assert_eq!(ms.join(&req("b", None)).unwrap().rank, 1);
-        let again = ms.join(&req("a", None)).unwrap();
-        assert_eq!((again.rank, again.rejoined), (0, true));
-        ms.set_state(1, MemberState::Stopped, "exited").unwrap();
-        drop(ms);
-        // A restart reads the same membership.
-        let ms = SingleReplica::open(&path, "daos_server").unwrap();
-        let members = ms.members();
-        assert_eq!(members.len(), 2);
-        assert_eq!(members[1].state, MemberState::Stopped);
-        assert_eq!(ms.join(&req("b", Some(1))).unwrap().rank, 1);
-        assert_eq!(ms.join(&req("c", None)).unwrap().rank, 2);
-        assert!(ms.map_version() >= 5);
+    fn join(db: &mut SystemDb, r: &JoinRequest) -> Result<JoinResponse, Refusal> {
+        match db.apply(&Command::Join(r.clone()))? {
+            Reply::Joined(j) => Ok(j),
+            other => panic!("join answered {other:?}"),
+        }
     }
 
-    #[test]
-    fn a_released_rank_takes_its_pools_and_ranks_restart_from_zero() {
-        let dir = tempfile::tempdir().unwrap();
-        let ms = SingleReplica::open(&dir.path().join("system.json"), "daos_server").unwrap();
-        ms.join(&req("a", None)).unwrap();
-        ms.join(&req("b", None)).unwrap();
-        let pool = |uuid: &str, ranks: Vec<u32>| PoolRecord {
+    fn pool(uuid: &str, ranks: Vec<u32>) -> PoolRecord {
+        PoolRecord {
             uuid: uuid.into(),
             label: uuid.into(),
             svc_ranks: ranks.clone(),
@@ -486,78 +219,124 @@ mod tests {
             nvme_per_rank: 0,
             props: Default::default(),
             state: PoolState::Ready,
+        }
+    }
+
+    #[test]
+    fn ranks_follow_daos_rank_zero_for_the_bootstrap_engine_then_the_counter() {
+        let mut db = SystemDb::new("daos_server");
+        // Another host's engine joins first: rank 0 stays for the bootstrap replica's.
+        assert_eq!(join(&mut db, &req("b", None)).unwrap().rank, 1);
+        let mut first = req("a", None);
+        first.bootstrap = true;
+        assert_eq!(join(&mut db, &first).unwrap().rank, 0);
+        assert_eq!(join(&mut db, &req("c", None)).unwrap().rank, 2);
+        let again = join(&mut db, &req("a", None)).unwrap();
+        assert_eq!((again.rank, again.rejoined), (0, true));
+        // A superblock rank is kept.
+        assert_eq!(join(&mut db, &req("d", Some(7))).unwrap().rank, 7);
+        assert_eq!(join(&mut db, &req("e", None)).unwrap().rank, 8);
+        assert_eq!(db.version, 6);
+        assert!(db.map_version >= 6);
+    }
+
+    #[test]
+    fn a_released_rank_takes_its_pools_and_ranks_restart_when_none_is_left() {
+        let mut db = SystemDb::new("daos_server");
+        join(&mut db, &req("a", None)).unwrap();
+        join(&mut db, &req("b", None)).unwrap();
+        for p in [pool("p1", vec![1]), pool("p12", vec![1, 2]), pool("p2", vec![2])] {
+            db.apply(&Command::PoolAdd(p)).unwrap();
+        }
+        let Reply::Removed(gone) = db.apply(&Command::MemberRemove { rank: 1 }).unwrap() else {
+            panic!("no pools answered")
         };
-        ms.pool_add(pool("p0", vec![0])).unwrap();
-        ms.pool_add(pool("p01", vec![0, 1])).unwrap();
-        ms.pool_add(pool("p1", vec![1])).unwrap();
-        let gone = ms.member_remove(0).unwrap();
         let names: Vec<&str> = gone.iter().map(|p| p.uuid.as_str()).collect();
-        assert_eq!(names, ["p0", "p01"]);
-        assert_eq!(ms.pools().len(), 1);
-        assert_eq!(
-            ms.join(&req("c", None)).unwrap().rank,
-            2,
-            "rank 1 still held"
-        );
-        ms.member_remove(1).unwrap();
-        ms.member_remove(2).unwrap();
-        assert_eq!(ms.join(&req("d", None)).unwrap().rank, 0);
+        assert_eq!(names, ["p1", "p12"]);
+        assert_eq!(db.pools.len(), 1);
+        assert_eq!(join(&mut db, &req("c", None)).unwrap().rank, 3);
+        db.apply(&Command::MemberRemove { rank: 2 }).unwrap();
+        db.apply(&Command::MemberRemove { rank: 3 }).unwrap();
+        assert_eq!(join(&mut db, &req("d", None)).unwrap().rank, 1);
     }
 
     #[test]
-    fn rejoins_follow_daos_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let ms = SingleReplica::open(&dir.path().join("system.json"), "daos_server").unwrap();
-        ms.join(&req("a", None)).unwrap();
-        let e = ms.join(&req("a", Some(5))).unwrap_err().to_string();
+    fn rejoins_follow_daos_rules_and_a_refusal_changes_nothing() {
+        let mut db = SystemDb::new("daos_server");
+        join(&mut db, &req("a", None)).unwrap();
+        let e = join(&mut db, &req("a", Some(5))).unwrap_err().to_string();
         assert_eq!(
             e,
-            "can't rejoin member with uuid a: rank changed from 0 -> 5"
+            "can't rejoin member with uuid a: rank changed from 1 -> 5"
         );
-        let mut moved = req("a", Some(0));
+        let mut moved = req("a", Some(1));
         moved.addr = "10.0.0.9:10001".into();
-        let e = ms.join(&moved).unwrap_err().to_string();
+        let e = join(&mut db, &moved).unwrap_err().to_string();
         assert_eq!(
             e,
-            "can't rejoin member a (rank 0): control address changed from 127.0.0.1:10001 -> 10.0.0.9:10001"
+            "can't rejoin member a (rank 1): control address changed from 127.0.0.1:10001 -> 10.0.0.9:10001"
         );
-        let e = ms.join(&req("b", Some(0))).unwrap_err().to_string();
+        let e = join(&mut db, &req("b", Some(1))).unwrap_err().to_string();
         assert_eq!(
             e,
-            "can't rejoin member with rank 0: uuid changed from a -> b"
+            "can't rejoin member with rank 1: uuid changed from a -> b"
         );
-        ms.set_state(0, MemberState::AdminExcluded, "").unwrap();
-        let e = ms.join(&req("a", Some(0))).unwrap_err().to_string();
-        assert_eq!(e, "member a (rank 0) has been administratively excluded");
-        let version = ms.map_version();
-        assert!(ms.join(&req("a", None)).is_err());
-        assert_eq!(ms.map_version(), version, "a refused join changes nothing");
+        let mut other = req("c", None);
+        other.uri = "ofi+sockets://127.0.0.1:9".into();
+        let e = join(&mut db, &other).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "rank 4294967295 fabric provider \"ofi+sockets\" does not match system provider \"ofi+tcp\""
+        );
+        db.apply(&Command::SetState {
+            rank: 1,
+            state: MemberState::AdminExcluded,
+            info: String::new(),
+        })
+        .unwrap();
+        let e = join(&mut db, &req("a", Some(1))).unwrap_err().to_string();
+        assert_eq!(e, "member a (rank 1) has been administratively excluded");
+        let before = db.clone();
+        assert!(join(&mut db, &req("a", None)).is_err());
+        let mut wrong = req("y", None);
+        wrong.system = "other".into();
+        assert!(matches!(
+            join(&mut db, &wrong),
+            Err(Refusal::WrongSystem { .. })
+        ));
+        assert!(matches!(
+            db.apply(&Command::SetState {
+                rank: 9,
+                state: MemberState::Joined,
+                info: String::new()
+            }),
+            Err(Refusal::UnknownRank(9))
+        ));
+        assert!(matches!(
+            db.apply(&Command::MemberRemove { rank: 7 }),
+            Err(Refusal::UnknownRank(7))
+        ));
+        assert_eq!(db, before, "refused commands change nothing");
     }
 
     #[test]
-    fn refusals() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("system.json");
-        let ms = SingleReplica::open(&path, "daos_server").unwrap();
-        ms.join(&req("a", None)).unwrap();
-        assert!(matches!(
-            ms.join(&req("x", Some(0))),
-            Err(MsError::RankTaken { rank: 0, .. })
-        ));
-        let mut other = req("y", None);
-        other.system = "other".into();
-        assert!(matches!(ms.join(&other), Err(MsError::WrongSystem { .. })));
-        assert!(matches!(
-            ms.set_state(9, MemberState::Joined, ""),
-            Err(MsError::UnknownRank(9))
-        ));
-        assert!(matches!(ms.member_remove(7), Err(MsError::UnknownRank(7))));
-        assert!(SingleReplica::open(&path, "another").is_err());
-        fs::write(&path, "{not json").unwrap();
-        let err = SingleReplica::open(&path, "daos_server")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("unreadable") && err.contains("fix:"), "{err}");
+    fn pool_labels_are_unique() {
+        let mut db = SystemDb::new("daos_server");
+        db.apply(&Command::PoolAdd(pool("p", vec![0]))).unwrap();
+        let mut twin = pool("q", vec![0]);
+        twin.label = "p".into();
+        assert_eq!(
+            db.apply(&Command::PoolAdd(twin.clone())),
+            Err(Refusal::LabelTaken("p".into()))
+        );
+        db.apply(&Command::PoolAdd(pool("q", vec![0]))).unwrap();
+        assert_eq!(
+            db.apply(&Command::PoolUpdate(twin)),
+            Err(Refusal::LabelTaken("p".into()))
+        );
+        assert_eq!(
+            db.apply(&Command::PoolRemove { uuid: "z".into() }),
+            Err(Refusal::UnknownPool("z".into()))
+        );
     }
 }

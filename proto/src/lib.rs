@@ -27,3 +27,11 @@ pub mod ctl {
 pub mod mgmt {
     include!(concat!(env!("OUT_DIR"), "/grpc/mgmt.rs"));
 }
+/// The management service's Raft transport (`raft.RaftSvc`), daos-rs's own.
+pub mod raft {
+    include!(concat!(env!("OUT_DIR"), "/grpc/raft.rs"));
+}
+/// Google's rpc `Status` / `ErrorInfo`, which DAOS attaches to errors as details.
+pub mod google_rpc {
+    include!(concat!(env!("OUT_DIR"), "/grpc/google.rpc.rs"));
+}

@@ -1,0 +1,766 @@
+//! The replicated management service: [`SystemDb`] on openraft across the servers named in
+//! `mgmt_svc_replicas` (node id = position in that list, node address = the entry).
+//!
+//! - The first replica bootstraps a new system (a one-voter group); the leader adds another
+//!   replica as a voter once an engine of that replica's server has joined (DAOS's
+//!   manageVoter).
+//! - Log and vote: [`log::LogStore`] (own checksummed append-only file with fsync); snapshots
+//!   of the whole state: [`sm::StateMachine`]; both under `control_raft/`.
+//! - Reads answer from this server's applied state (any replica, as DAOS); writes are
+//!   committed by the leader: a replica that is not the leader and a server that is no replica
+//!   forward them (`raft.RaftSvc/Propose`), following the leader with back-off.
+//! - Joins travel as DAOS's `mgmt.MgmtSvc/Join` to the leader ([`MsNode::join`]); the leader's
+//!   handler applies them ([`MsNode::join_local`]).
+//!
+//! The node runs on its own small tokio runtime; its methods block the calling thread (the
+//! control daemon stays blocking), so call them from plain threads or `spawn_blocking`.
+
+pub mod log;
+pub mod net;
+pub mod sm;
+pub mod svc;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use daos_control::redirect::Redirect;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState};
+use serde::{Deserialize, Serialize};
+use tonic::transport::ClientTlsConfig;
+use tracing::{info, warn};
+
+use crate::state::{Command, Refusal, Reply, SystemDb};
+use crate::{JoinRequest, JoinResponse, ManagementService, Member, MemberState, MsError, PoolRecord};
+use net::{CallError, Method, Peers};
+
+openraft::declare_raft_types!(
+    /// The management service's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// What applying a command gives.
+pub type Outcome = Result<Reply, Refusal>;
+
+/// Raft timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+}
+
+impl Default for Timing {
+    /// Heartbeat 250 ms, election timeout 1-2 s (DAOS: 2 s both).
+    fn default() -> Timing {
+        Timing {
+            heartbeat: Duration::from_millis(250),
+            election_min: Duration::from_millis(1000),
+            election_max: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// How a server takes part in the management service.
+#[derive(Clone, Debug)]
+pub struct MsConfig {
+    /// The system name (`name` in daos_server.yml).
+    pub system: String,
+    /// `mgmt_svc_replicas`, `host:port` each.
+    pub replicas: Vec<String>,
+    /// This server's position in `replicas`, if it is one.
+    pub me: Option<usize>,
+    /// `control_raft/` of this replica.
+    pub dir: Option<PathBuf>,
+    /// Client TLS with the server certificate (None: insecure).
+    pub tls: Option<ClientTlsConfig>,
+    pub timing: Timing,
+}
+
+/// How long a write may look for a leader.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a join may look for a leader (DAOS: an hour, 10 s per try; the caller retries).
+pub const JOIN_DEADLINE: Duration = Duration::from_secs(120);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The answer to a forwarded command.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Forwarded {
+    Applied(Outcome),
+    NotLeader { hint: Option<String> },
+    Failed(String),
+}
+
+struct Inner {
+    cfg: MsConfig,
+    peers: Arc<Peers>,
+    raft: RwLock<Option<Raft<TypeConfig>>>,
+    state: RwLock<Option<Arc<RwLock<sm::Applied>>>>,
+    /// Resolved addresses of each replica entry (empty until resolved).
+    resolved: Mutex<Vec<Vec<SocketAddr>>>,
+}
+
+/// A server's handle on the management service (replica or not).
+pub struct MsNode {
+    inner: Arc<Inner>,
+    rt: Option<tokio::runtime::Runtime>,
+    started: Mutex<bool>,
+}
+
+/// The IP addresses of this host's interfaces.
+pub fn local_ips() -> Vec<IpAddr> {
+    let mut out = vec![IpAddr::from([127, 0, 0, 1])];
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            if let Some(s) = a.address {
+                if let Some(v4) = s.as_sockaddr_in() {
+                    out.push(IpAddr::V4(v4.ip()));
+                } else if let Some(v6) = s.as_sockaddr_in6() {
+                    out.push(IpAddr::V6(v6.ip()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Which entry of `replicas` is this server (listening on `port` on one of `ips`).
+pub fn local_replica(replicas: &[String], port: u16, ips: &[IpAddr]) -> Option<usize> {
+    replicas.iter().position(|r| {
+        r.to_socket_addrs()
+            .map(|mut a| a.any(|a| a.port() == port && (a.ip().is_loopback() || ips.contains(&a.ip()))))
+            .unwrap_or(false)
+    })
+}
+
+impl Inner {
+    fn raft(&self) -> Option<Raft<TypeConfig>> {
+        self.raft.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn leader_id(&self) -> Option<u64> {
+        self.raft().and_then(|r| r.metrics().borrow().current_leader)
+    }
+
+    fn addr_of(&self, id: u64) -> Option<String> {
+        self.cfg.replicas.get(id as usize).cloned()
+    }
+
+    fn others(&self) -> Vec<String> {
+        self.cfg
+            .replicas
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.cfg.me)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    fn db(&self) -> Option<SystemDb> {
+        let st = self.state.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let a = st.read().unwrap_or_else(|p| p.into_inner());
+        Some(a.db.clone())
+    }
+
+    /// The replica index whose entry resolves to `addr` (`ip:port`).
+    fn replica_of(&self, addr: &str) -> Option<usize> {
+        let want: SocketAddr = addr.parse().ok()?;
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if resolved.len() != self.cfg.replicas.len() {
+            *resolved = vec![Vec::new(); self.cfg.replicas.len()];
+        }
+        for (i, r) in self.cfg.replicas.iter().enumerate() {
+            if resolved[i].is_empty() {
+                resolved[i] = r.to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
+            }
+            let hit = resolved[i].iter().any(|a| {
+                a.port() == want.port()
+                    && (a.ip() == want.ip() || (a.ip().is_loopback() && want.ip().is_loopback()))
+            });
+            if hit {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    async fn forward(&self, addr: &str, cmd: &Command) -> Result<Forwarded, CallError> {
+        self.peers
+            .call(addr, Method::Propose, cmd, CALL_TIMEOUT)
+            .await
+    }
+
+    /// Commits `cmd` through the leader, wherever it is.
+    async fn write(self: Arc<Self>, cmd: Command) -> Result<Reply, MsError> {
+        let deadline = Instant::now() + WRITE_DEADLINE;
+        let mut backoff = BACKOFF_START;
+        loop {
+            let mut hosts: Vec<String> = Vec::new();
+            let last: String;
+            if let Some(raft) = self.raft() {
+                match raft.client_write(cmd.clone()).await {
+                    Ok(resp) => return resp.data.map_err(MsError::Refused),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        match f.leader_node {
+                            Some(n) => hosts.push(n.addr),
+                            None => {}
+                        }
+                        last = "no leader elected yet".into();
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            } else {
+                hosts = self.cfg.replicas.clone();
+                last = "no replica answered".into();
+            }
+            let mut last = last;
+            let mut i = 0;
+            while i < hosts.len() && i < 8 {
+                let addr = hosts[i].clone();
+                i += 1;
+                match self.forward(&addr, &cmd).await {
+                    Ok(Forwarded::Applied(o)) => return o.map_err(MsError::Refused),
+                    Ok(Forwarded::NotLeader { hint: Some(h) }) if !hosts[i..].contains(&h) => {
+                        hosts.insert(i, h);
+                    }
+                    Ok(Forwarded::NotLeader { .. }) => last = format!("{addr}: not the leader"),
+                    Ok(Forwarded::Failed(e)) => last = format!("{addr}: {e}"),
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            if Instant::now() + backoff > deadline {
+                return Err(MsError::Unavailable(last));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Sends DAOS's Join to the leader, following redirects, until answered or the deadline.
+    async fn join(self: Arc<Self>, req: JoinRequest) -> Result<JoinResponse, MsError> {
+        use daos_proto::mgmt::JoinReq;
+        use daos_proto::mgmt::mgmt_svc_client::MgmtSvcClient;
+        let deadline = Instant::now() + JOIN_DEADLINE;
+        let mut backoff = BACKOFF_START;
+        let msg = JoinReq {
+            sys: req.system.clone(),
+            uuid: req.uuid.clone(),
+            rank: req.rank.unwrap_or(u32::MAX),
+            uri: req.uri.clone(),
+            nctxs: req.nctxs,
+            addr: req.addr.clone(),
+            srv_fault_domain: req.fault_domain.clone(),
+            idx: u32::from(!req.bootstrap),
+            incarnation: req.incarnation,
+            ..Default::default()
+        };
+        loop {
+            let mut hosts: Vec<String> = self
+                .leader_id()
+                .and_then(|l| self.addr_of(l))
+                .into_iter()
+                .chain(self.cfg.replicas.iter().cloned())
+                .collect();
+            let mut last = String::from("no replica answered");
+            let mut i = 0;
+            while i < hosts.len() && i < 8 {
+                let addr = hosts[i].clone();
+                i += 1;
+                let ch = match self.peers.channel(&addr) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                };
+                let mut client = MgmtSvcClient::new(ch);
+                let call = client.join(Peers::stamp(msg.clone()));
+                match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                    Err(_) => last = format!("{addr}: no answer within {CALL_TIMEOUT:?}"),
+                    Ok(Ok(resp)) => {
+                        let r = resp.into_inner();
+                        return Ok(JoinResponse {
+                            rank: r.rank,
+                            map_version: r.map_version,
+                            rejoined: req.rank == Some(r.rank),
+                        });
+                    }
+                    Ok(Err(s)) => {
+                        if let Some(r) = Redirect::from_status(&s) {
+                            for h in r.hosts().into_iter().rev() {
+                                if !h.is_empty() && !hosts[i..].contains(&h) {
+                                    hosts.insert(i, h);
+                                }
+                            }
+                            last = format!("{addr}: {}", s.message());
+                        } else if matches!(
+                            s.code(),
+                            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                        ) || s.message().contains("raft service unavailable")
+                            || s.message().contains("unavailable")
+                        {
+                            last = format!("{addr}: {}", s.message());
+                        } else {
+                            return Err(MsError::Rejected(s.message().to_string()));
+                        }
+                    }
+                }
+            }
+            if Instant::now() + backoff > deadline {
+                return Err(MsError::Unavailable(last));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// The system state from a replica (for servers that are none).
+    async fn read_remote(self: Arc<Self>) -> Result<SystemDb, MsError> {
+        let mut last = String::from("no replica configured");
+        for addr in &self.cfg.replicas {
+            match self
+                .peers
+                .call::<(), Result<SystemDb, String>>(addr, Method::Read, &(), CALL_TIMEOUT)
+                .await
+            {
+                Ok(Ok(db)) => return Ok(db),
+                Ok(Err(e)) => last = format!("{addr}: {e}"),
+                Err(e) => last = format!("{addr}: {e}"),
+            }
+        }
+        Err(MsError::Unavailable(last))
+    }
+
+    /// Leader housekeeping: a replica whose server has a joined engine becomes a voter.
+    async fn manage_voters(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Some(raft) = self.raft() else { continue };
+            let m = raft.metrics().borrow().clone();
+            if m.state != ServerState::Leader {
+                continue;
+            }
+            let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+            let Some(db) = self.db() else { continue };
+            let wanted: BTreeSet<u64> = db
+                .members
+                .iter()
+                .filter_map(|mem| self.replica_of(&mem.addr))
+                .map(|i| i as u64)
+                .collect();
+            for id in wanted.difference(&voters) {
+                let Some(addr) = self.addr_of(*id) else { continue };
+                info!("management service: adding replica {addr} as a voter");
+                if let Err(e) = raft
+                    .add_learner(*id, BasicNode { addr: addr.clone() }, true)
+                    .await
+                {
+                    warn!("management service: cannot add {addr} as a learner yet: {e}");
+                    continue;
+                }
+                let ids: BTreeSet<u64> = [*id].into();
+                if let Err(e) = raft.change_membership(ChangeMembers::AddVoterIds(ids), false).await {
+                    warn!("management service: cannot make {addr} a voter yet: {e}");
+                }
+            }
+        }
+    }
+}
+
+impl MsNode {
+    /// A handle on the management service; a replica's Raft node starts with
+    /// [`MsNode::start_replica`] (once its storage is there).
+    pub fn new(cfg: MsConfig) -> Result<MsNode, MsError> {
+        if cfg.me.is_some() && cfg.dir.is_none() {
+            return Err(MsError::Raft(
+                "a replica needs a control_raft directory (control_metadata.path or engine 0's scm_mount)".into(),
+            ));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ms")
+            .enable_all()
+            .build()
+            .map_err(|e| MsError::Raft(format!("cannot start the runtime: {e}")))?;
+        let inner = Arc::new(Inner {
+            peers: Arc::new(Peers::new(cfg.tls.clone())),
+            cfg,
+            raft: RwLock::new(None),
+            state: RwLock::new(None),
+            resolved: Mutex::new(Vec::new()),
+        });
+        Ok(MsNode {
+            inner,
+            rt: Some(rt),
+            started: Mutex::new(false),
+        })
+    }
+
+    pub fn config(&self) -> &MsConfig {
+        &self.inner.cfg
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        // Set in new(), taken only in drop().
+        self.rt.as_ref().unwrap_or_else(|| unreachable!("runtime gone before drop"))
+    }
+
+    /// Runs `f` on the node's runtime and waits for it (from any thread, also one of another
+    /// runtime).
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt().spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        match rx.recv() {
+            Ok(v) => v,
+            Err(_) => unreachable!("the management service runtime dropped a task"),
+        }
+    }
+
+    /// Starts this replica's Raft node (idempotent); the bootstrap replica forms a new system
+    /// if its `control_raft/` is empty.
+    pub fn start_replica(&self) -> Result<(), MsError> {
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if *started {
+            return Ok(());
+        }
+        let cfg = &self.inner.cfg;
+        let (Some(me), Some(dir)) = (cfg.me, cfg.dir.clone()) else {
+            return Ok(());
+        };
+        let storage = |reason: String| MsError::Storage {
+            path: dir.clone(),
+            reason,
+        };
+        let log = log::LogStore::open(&dir).map_err(storage)?;
+        let sm = sm::StateMachine::open(&dir, &cfg.system).map_err(storage)?;
+        let fresh = log.is_empty();
+        let shared = sm.shared();
+        let t = cfg.timing;
+        let config = openraft::Config {
+            cluster_name: cfg.system.clone(),
+            heartbeat_interval: t.heartbeat.as_millis() as u64,
+            election_timeout_min: t.election_min.as_millis() as u64,
+            election_timeout_max: t.election_max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(64),
+            max_in_snapshot_log_to_keep: 16,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| MsError::Raft(e.to_string()))?);
+        let network = net::Network {
+            peers: self.inner.peers.clone(),
+        };
+        let me_id = me as u64;
+        let bootstrap_node = BasicNode {
+            addr: cfg.replicas[me].clone(),
+        };
+        let raft = self
+            .run(async move {
+                let raft = Raft::new(me_id, config, network, log, sm).await?;
+                Ok::<_, openraft::error::Fatal<u64>>(raft)
+            })
+            .map_err(|e| MsError::Raft(e.to_string()))?;
+        *self.inner.raft.write().unwrap_or_else(|p| p.into_inner()) = Some(raft.clone());
+        *self.inner.state.write().unwrap_or_else(|p| p.into_inner()) = Some(shared);
+        if fresh && me == 0 {
+            info!("management service: bootstrapping a new system {:?} on this replica", cfg.system);
+            let r = raft.clone();
+            self.run(async move {
+                r.initialize(BTreeMap::from([(0u64, bootstrap_node)])).await
+            })
+            .map_err(|e| MsError::Raft(e.to_string()))?;
+        }
+        // A sole voter need not wait an election timeout to lead again.
+        let voters: Vec<u64> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if voters == [me_id] {
+            let r = raft.clone();
+            let _ = self.run(async move { r.trigger().elect().await });
+        }
+        self.rt().spawn(self.inner.clone().manage_voters());
+        info!(
+            "management service replica {} of {} started ({})",
+            me,
+            cfg.replicas.len(),
+            dir.display()
+        );
+        *started = true;
+        Ok(())
+    }
+
+    pub fn is_replica(&self) -> bool {
+        self.inner.cfg.me.is_some()
+    }
+
+    /// The leader's address, if one is known here.
+    pub fn leader(&self) -> Option<String> {
+        self.inner.leader_id().and_then(|l| self.inner.addr_of(l))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner
+            .raft()
+            .is_some_and(|r| r.metrics().borrow().state == ServerState::Leader)
+    }
+
+    /// Waits until this replica knows a leader (or `timeout` passes); returns it.
+    pub fn wait_leader(&self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// DAOS's checkReplicaRequest: reads are served by any started replica.
+    pub fn check_replica(&self) -> Result<(), MsError> {
+        if !self.is_replica() {
+            return Err(MsError::NotReplica {
+                replicas: self.inner.cfg.replicas.clone(),
+            });
+        }
+        if self.inner.raft().is_none() {
+            return Err(MsError::NotStarted);
+        }
+        Ok(())
+    }
+
+    /// DAOS's checkLeaderRequest: leader-only requests on the leader only.
+    pub fn check_leader(&self) -> Result<(), MsError> {
+        self.check_replica()?;
+        if self.is_leader() {
+            return Ok(());
+        }
+        Err(MsError::NotLeader {
+            hint: self.leader().unwrap_or_default(),
+            replicas: self.inner.others(),
+        })
+    }
+
+    /// The redirect a client should follow for `e`, if it is one.
+    pub fn redirect(e: &MsError) -> Option<Redirect> {
+        match e {
+            MsError::NotLeader { hint, replicas } => Some(Redirect::NotLeader {
+                hint: hint.clone(),
+                replicas: replicas.clone(),
+            }),
+            MsError::NotReplica { replicas } => Some(Redirect::NotReplica {
+                replicas: replicas.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The replica entry `addr` (`ip:port`) belongs to, if any.
+    pub fn replica_of(&self, addr: &str) -> Option<usize> {
+        self.inner.replica_of(addr)
+    }
+
+    /// Applies a join on the leader (the handler of DAOS's Join).
+    pub fn join_local(&self, req: &JoinRequest) -> Result<JoinResponse, MsError> {
+        self.check_leader()?;
+        match self.write(Command::Join(req.clone()))? {
+            Reply::Joined(j) => Ok(j),
+            other => Err(MsError::Raft(format!("join answered {other:?}"))),
+        }
+    }
+
+    fn write(&self, cmd: Command) -> Result<Reply, MsError> {
+        self.run(self.inner.clone().write(cmd))
+    }
+
+    /// The system state as this server sees it.
+    pub fn db(&self) -> Result<SystemDb, MsError> {
+        if let Some(db) = self.inner.db() {
+            return Ok(db);
+        }
+        if self.is_replica() {
+            return Err(MsError::NotStarted);
+        }
+        self.run(self.inner.clone().read_remote())
+    }
+
+    /// Raft status for `leader-query` and `ms status`: term, last applied index, voters.
+    pub fn status(&self) -> Option<(u64, u64, Vec<u64>)> {
+        let raft = self.inner.raft()?;
+        let m = raft.metrics().borrow().clone();
+        Some((
+            m.current_term,
+            m.last_applied.map_or(0, |l| l.index),
+            m.membership_config.membership().voter_ids().collect(),
+        ))
+    }
+
+    // Handlers of raft.RaftSvc (the caller checked the certificate).
+
+    /// Serves one `raft.RaftSvc` call: `data` is the JSON request, the answer JSON.
+    pub fn serve(&self, method: Method, data: Vec<u8>) -> Result<Vec<u8>, String> {
+        let inner = self.inner.clone();
+        self.run(async move { serve(inner, method, data).await })
+    }
+}
+
+async fn serve(inner: Arc<Inner>, method: Method, data: Vec<u8>) -> Result<Vec<u8>, String> {
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+    fn de<T: serde::de::DeserializeOwned>(data: &[u8], what: &str) -> Result<T, String> {
+        serde_json::from_slice(data).map_err(|e| format!("{what}: {e}"))
+    }
+    fn en<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(v).map_err(|e| e.to_string())
+    }
+    if let Method::Read = method {
+        let r: Result<SystemDb, String> = inner
+            .db()
+            .ok_or_else(|| "raft service unavailable (not started yet?)".to_string());
+        return en(&r);
+    }
+    let Some(raft) = inner.raft() else {
+        return Err(if inner.cfg.me.is_some() {
+            "raft service unavailable (not started yet?)".into()
+        } else {
+            format!(
+                "not a DAOS Management Service replica (try one of {})",
+                inner.cfg.replicas.join(",")
+            )
+        });
+    };
+    match method {
+        Method::AppendEntries => {
+            let req: AppendEntriesRequest<TypeConfig> = de(&data, "AppendEntries")?;
+            en(&raft.append_entries(req).await)
+        }
+        Method::Vote => {
+            let req: VoteRequest<u64> = de(&data, "Vote")?;
+            en(&raft.vote(req).await)
+        }
+        Method::InstallSnapshot => {
+            let req: InstallSnapshotRequest<TypeConfig> = de(&data, "InstallSnapshot")?;
+            en(&raft.install_snapshot(req).await)
+        }
+        Method::Propose => {
+            let cmd: Command = de(&data, "Propose")?;
+            let answer = match raft.client_write(cmd).await {
+                Ok(resp) => Forwarded::Applied(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    Forwarded::NotLeader {
+                        hint: f.leader_node.map(|n| n.addr),
+                    }
+                }
+                Err(e) => Forwarded::Failed(e.to_string()),
+            };
+            en(&answer)
+        }
+        Method::Read => unreachable!("answered above"),
+    }
+}
+
+impl MsNode {
+    /// Stops this replica's Raft node (it neither votes nor leads any more); reads still
+    /// answer from the state it had.
+    pub fn shutdown(&self) {
+        let raft = self.inner.raft.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(raft) = raft {
+            let _ = self.run(async move { raft.shutdown().await });
+        }
+    }
+}
+
+impl Drop for MsNode {
+    fn drop(&mut self) {
+        self.shutdown();
+        if let Some(rt) = self.rt.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn warn_err<T: Default>(what: &str, r: Result<T, MsError>) -> T {
+    r.unwrap_or_else(|e| {
+        warn!("management service: {what}: {e}");
+        T::default()
+    })
+}
+
+impl ManagementService for MsNode {
+    fn join(&self, req: &JoinRequest) -> Result<JoinResponse, MsError> {
+        self.run(self.inner.clone().join(req.clone()))
+    }
+
+    fn set_state(&self, rank: u32, state: MemberState, info: &str) -> Result<(), MsError> {
+        self.write(Command::SetState {
+            rank,
+            state,
+            info: info.into(),
+        })
+        .map(|_| ())
+    }
+
+    fn members(&self) -> Vec<Member> {
+        warn_err("reading members", self.db().map(|d| d.members))
+    }
+
+    fn member_remove(&self, rank: u32) -> Result<Vec<PoolRecord>, MsError> {
+        match self.write(Command::MemberRemove { rank })? {
+            Reply::Removed(p) => Ok(p),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn map_version(&self) -> u32 {
+        warn_err("reading the map version", self.db().map(|d| d.map_version))
+    }
+
+    fn pool_add(&self, pool: PoolRecord) -> Result<(), MsError> {
+        self.write(Command::PoolAdd(pool)).map(|_| ())
+    }
+
+    fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError> {
+        self.write(Command::PoolUpdate(pool)).map(|_| ())
+    }
+
+    fn pool_remove(&self, uuid: &str) -> Result<(), MsError> {
+        self.write(Command::PoolRemove { uuid: uuid.into() })
+            .map(|_| ())
+    }
+
+    fn pools(&self) -> Vec<PoolRecord> {
+        warn_err("reading pools", self.db().map(|d| d.pools))
+    }
+
+    fn storage_ready(&self) {
+        if let Err(e) = self.start_replica() {
+            tracing::error!("management service: {e}");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Server-to-server calls of the management service over the control port (gRPC, the same
+//! TLS, the `server` certificate): openraft's messages on `raft.RaftSvc` and the DAOS Join.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use daos_proto::raft::RaftMsg;
+use daos_proto::raft::raft_svc_client::RaftSvcClient;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
+    InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use super::TypeConfig;
+
+/// Largest message either side of the Raft transport accepts.
+pub const MAX_MESSAGE: usize = 64 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections to other servers' control ports, made lazily and kept.
+pub struct Peers {
+    tls: Option<ClientTlsConfig>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    pub fn new(tls: Option<ClientTlsConfig>) -> Peers {
+        Peers {
+            tls,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A channel to `addr` (`host:port`); it connects on first use and reconnects as needed.
+    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("bad replica address {addr:?}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            ep = ep
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS setup for {addr}: {e}"))?;
+        }
+        let ch = ep.connect_lazy();
+        map.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// Stamps a request as coming from a server, in DAOS's version headers.
+    pub fn stamp<T>(msg: T) -> tonic::Request<T> {
+        use daos_control::interop;
+        let mut req = tonic::Request::new(msg);
+        let md = req.metadata_mut();
+        md.insert(
+            interop::COMPONENT_HEADER,
+            tonic::metadata::MetadataValue::from_static("server"),
+        );
+        md.insert(
+            interop::VERSION_HEADER,
+            tonic::metadata::MetadataValue::from_static(interop::DAOS_VERSION),
+        );
+        req
+    }
+
+    /// Calls a `raft.RaftSvc` method with a JSON payload and decodes the JSON answer.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        addr: &str,
+        method: Method,
+        msg: &Q,
+        timeout: Duration,
+    ) -> Result<A, CallError> {
+        let ch = self.channel(addr).map_err(CallError::Unreachable)?;
+        let data = serde_json::to_vec(msg).map_err(|e| CallError::Decode(e.to_string()))?;
+        let mut c = RaftSvcClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let req = Self::stamp(RaftMsg { data });
+        let fut = async {
+            match method {
+                Method::AppendEntries => c.append_entries(req).await,
+                Method::Vote => c.vote(req).await,
+                Method::InstallSnapshot => c.install_snapshot(req).await,
+                Method::Propose => c.propose(req).await,
+                Method::Read => c.read(req).await,
+            }
+        };
+        let resp = tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| CallError::Unreachable(format!("{addr}: no answer within {timeout:?}")))?
+            .map_err(|s| match s.code() {
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                    CallError::Unreachable(format!("{addr}: {}", s.message()))
+                }
+                _ => CallError::Refused(s),
+            })?;
+        serde_json::from_slice(&resp.into_inner().data)
+            .map_err(|e| CallError::Decode(format!("answer from {addr}: {e}")))
+    }
+}
+
+/// The `raft.RaftSvc` methods.
+#[derive(Clone, Copy, Debug)]
+pub enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Propose,
+    Read,
+}
+
+/// Why a call to another server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("refused: {}", .0.message())]
+    Refused(tonic::Status),
+    #[error("bad message: {0}")]
+    Decode(String),
+}
+
+/// openraft's view of the transport: one [`Conn`] per peer.
+pub struct Network {
+    pub peers: std::sync::Arc<Peers>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Conn;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Conn {
+        Conn {
+            peers: self.peers.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+/// The transport to one peer.
+pub struct Conn {
+    peers: std::sync::Arc<Peers>,
+    target: u64,
+    addr: String,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+
+impl Conn {
+    async fn rpc<Q: Serialize, A: DeserializeOwned, E>(
+        &self,
+        method: Method,
+        msg: &Q,
+        option: &RPCOption,
+    ) -> RpcResult<A, E>
+    where
+        E: std::error::Error + DeserializeOwned,
+    {
+        let r: Result<Result<A, RaftError<u64, E>>, CallError> = self
+            .peers
+            .call(&self.addr, method, msg, option.hard_ttl())
+            .await;
+        match r {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(CallError::Unreachable(e)) => Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other(e),
+            ))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&std::io::Error::other(
+                e.to_string(),
+            )))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>> {
+        self.rpc(Method::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        self.rpc(Method::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>> {
+        self.rpc(Method::Vote, &rpc, &option).await
+    }
+}

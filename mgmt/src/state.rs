@@ -1,0 +1,306 @@
+//! The replicated system state and the commands that change it. [`SystemDb::apply`] is the
+//! state machine: deterministic (everything it needs is in the command), all-or-nothing (a
+//! refused command changes nothing), and the only writer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{JoinRequest, JoinResponse, Member, MemberState, PoolRecord};
+
+/// A change to the system state, as it travels in the Raft log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Join(JoinRequest),
+    SetState {
+        rank: u32,
+        state: MemberState,
+        info: String,
+    },
+    /// A rank whose storage was reformatted leaves, with the pools that had storage on it.
+    MemberRemove {
+        rank: u32,
+    },
+    PoolAdd(PoolRecord),
+    PoolUpdate(PoolRecord),
+    PoolRemove {
+        uuid: String,
+    },
+    /// Sets (or, with an empty value, deletes) a system attribute.
+    SetAttr {
+        key: String,
+        value: String,
+    },
+}
+
+/// What an applied command answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    Joined(JoinResponse),
+    /// The pools that went with a removed member.
+    Removed(Vec<PoolRecord>),
+    Done,
+}
+
+/// A command the state refuses (the state is unchanged). Messages are DAOS's where DAOS has
+/// one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Refusal {
+    #[error("join refused: system name {got:?} does not match {want:?}")]
+    WrongSystem { want: String, got: String },
+    #[error("can't rejoin member with rank {rank}: uuid changed from {uuid} -> {new}")]
+    RankTaken {
+        rank: u32,
+        uuid: String,
+        new: String,
+    },
+    #[error("can't rejoin member with uuid {uuid}: rank changed from {cur} -> {new}")]
+    RankChanged { uuid: String, cur: u32, new: u32 },
+    #[error("member {uuid} (rank {rank}) has been administratively excluded")]
+    AdminExcluded { uuid: String, rank: u32 },
+    #[error(
+        "can't rejoin member {uuid} (rank {rank}): control address changed from {cur} -> {new}"
+    )]
+    AddrChanged {
+        uuid: String,
+        rank: u32,
+        cur: String,
+        new: String,
+    },
+    #[error("rank {rank} fabric provider {got:?} does not match system provider {want:?}")]
+    ProviderMismatch { rank: u32, got: String, want: String },
+    #[error("rank {0} is not a member of the system")]
+    UnknownRank(u32),
+    #[error("a pool labelled {0:?} already exists")]
+    LabelTaken(String),
+    #[error("no pool {0:?} in the system")]
+    UnknownPool(String),
+}
+
+/// The system attribute holding the fabric provider of the first join (DAOS's
+/// `fabric_providers`); later joins must use the same.
+pub const ATTR_FABRIC_PROVIDERS: &str = "fabric_providers";
+
+/// The replicated state: members, ranks, map version, pools, system attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemDb {
+    pub system: String,
+    /// The rank the next new member gets (rank 0 is kept for the bootstrap replica's first
+    /// engine, as DAOS does).
+    pub next_rank: u32,
+    pub map_version: u32,
+    pub members: Vec<Member>,
+    pub pools: Vec<PoolRecord>,
+    pub attrs: std::collections::BTreeMap<String, String>,
+    /// Commands applied (DAOS's DB version).
+    pub version: u64,
+}
+
+/// The provider part of a fabric URI (`ofi+tcp://1.2.3.4:5` -> `ofi+tcp`).
+pub fn uri_provider(uri: &str) -> &str {
+    uri.split_once("://").map_or(uri, |(p, _)| p)
+}
+
+impl SystemDb {
+    pub fn new(system: &str) -> SystemDb {
+        SystemDb {
+            system: system.into(),
+            next_rank: 1,
+            ..SystemDb::default()
+        }
+    }
+
+    /// Applies one command: the new state, or a refusal and no change.
+    pub fn apply(&mut self, cmd: &Command) -> Result<Reply, Refusal> {
+        let mut next = self.clone();
+        let reply = next.change(cmd)?;
+        next.version += 1;
+        *self = next;
+        Ok(reply)
+    }
+
+    fn change(&mut self, cmd: &Command) -> Result<Reply, Refusal> {
+        match cmd {
+            Command::Join(req) => self.join(req).map(Reply::Joined),
+            Command::SetState { rank, state, info } => {
+                let m = self.member_mut(*rank)?;
+                if m.state == *state && m.info == *info {
+                    return Ok(Reply::Done);
+                }
+                m.state = *state;
+                m.info = info.clone();
+                self.map_version += 1;
+                Ok(Reply::Done)
+            }
+            Command::MemberRemove { rank } => {
+                let before = self.members.len();
+                self.members.retain(|m| m.rank != *rank);
+                if self.members.len() == before {
+                    return Err(Refusal::UnknownRank(*rank));
+                }
+                let (gone, kept) = std::mem::take(&mut self.pools)
+                    .into_iter()
+                    .partition(|p| p.ranks.contains(rank));
+                self.pools = kept;
+                if self.members.is_empty() {
+                    self.next_rank = 1;
+                    self.attrs.remove(ATTR_FABRIC_PROVIDERS);
+                }
+                self.map_version += 1;
+                Ok(Reply::Removed(gone))
+            }
+            Command::PoolAdd(pool) => {
+                if self.pools.iter().any(|p| p.label == pool.label) {
+                    return Err(Refusal::LabelTaken(pool.label.clone()));
+                }
+                self.pools.push(pool.clone());
+                Ok(Reply::Done)
+            }
+            Command::PoolUpdate(pool) => {
+                if self
+                    .pools
+                    .iter()
+                    .any(|p| p.label == pool.label && p.uuid != pool.uuid)
+                {
+                    return Err(Refusal::LabelTaken(pool.label.clone()));
+                }
+                let slot = self
+                    .pools
+                    .iter_mut()
+                    .find(|p| p.uuid == pool.uuid)
+                    .ok_or_else(|| Refusal::UnknownPool(pool.uuid.clone()))?;
+                *slot = pool.clone();
+                Ok(Reply::Done)
+            }
+            Command::PoolRemove { uuid } => {
+                let before = self.pools.len();
+                self.pools.retain(|p| p.uuid != *uuid);
+                if self.pools.len() == before {
+                    return Err(Refusal::UnknownPool(uuid.clone()));
+                }
+                Ok(Reply::Done)
+            }
+            Command::SetAttr { key, value } => {
+                if value.is_empty() {
+                    self.attrs.remove(key);
+                } else {
+                    self.attrs.insert(key.clone(), value.clone());
+                }
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    fn member_mut(&mut self, rank: u32) -> Result<&mut Member, Refusal> {
+        self.members
+            .iter_mut()
+            .find(|m| m.rank == rank)
+            .ok_or(Refusal::UnknownRank(rank))
+    }
+
+    /// DAOS's join: a known UUID rejoins with its rank (same rank, same control address, not
+    /// excluded by the admin); a new one gets the rank it asks for if free, else rank 0 when
+    /// it is the bootstrap replica's first engine, else the next rank.
+    fn join(&mut self, req: &JoinRequest) -> Result<JoinResponse, Refusal> {
+        if req.system != self.system {
+            return Err(Refusal::WrongSystem {
+                want: self.system.clone(),
+                got: req.system.clone(),
+            });
+        }
+        let provider = uri_provider(&req.uri);
+        if let Some(want) = self.attrs.get(ATTR_FABRIC_PROVIDERS) {
+            if want != provider {
+                let rank = self
+                    .members
+                    .iter()
+                    .find(|m| m.uuid == req.uuid)
+                    .map(|m| m.rank)
+                    .or(req.rank)
+                    .unwrap_or(u32::MAX);
+                return Err(Refusal::ProviderMismatch {
+                    rank,
+                    got: provider.into(),
+                    want: want.clone(),
+                });
+            }
+        } else {
+            self.attrs
+                .insert(ATTR_FABRIC_PROVIDERS.into(), provider.into());
+        }
+        if let Some(m) = self.members.iter().find(|m| m.uuid == req.uuid) {
+            if let Some(r) = req.rank.filter(|r| *r != m.rank) {
+                return Err(Refusal::RankChanged {
+                    uuid: m.uuid.clone(),
+                    cur: m.rank,
+                    new: r,
+                });
+            }
+            if m.state == MemberState::AdminExcluded {
+                return Err(Refusal::AdminExcluded {
+                    uuid: m.uuid.clone(),
+                    rank: m.rank,
+                });
+            }
+            if m.addr != req.addr {
+                return Err(Refusal::AddrChanged {
+                    uuid: m.uuid.clone(),
+                    rank: m.rank,
+                    cur: m.addr.clone(),
+                    new: req.addr.clone(),
+                });
+            }
+        }
+        self.map_version += 1;
+        if let Some(m) = self.members.iter_mut().find(|m| m.uuid == req.uuid) {
+            m.fabric_uri = req.uri.clone();
+            m.fabric_contexts = req.nctxs;
+            m.incarnation = req.incarnation;
+            m.fault_domain = req.fault_domain.clone();
+            m.state = MemberState::Joined;
+            m.info.clear();
+            return Ok(JoinResponse {
+                rank: m.rank,
+                map_version: self.map_version,
+                rejoined: true,
+            });
+        }
+        let taken = |r: u32| self.members.iter().find(|m| m.rank == r);
+        let rank = match req.rank {
+            Some(r) => {
+                if let Some(other) = taken(r) {
+                    return Err(Refusal::RankTaken {
+                        rank: r,
+                        uuid: other.uuid.clone(),
+                        new: req.uuid.clone(),
+                    });
+                }
+                r
+            }
+            None if req.bootstrap && taken(0).is_none() => 0,
+            None => {
+                let mut r = self.next_rank.max(1);
+                while taken(r).is_some() {
+                    r += 1;
+                }
+                r
+            }
+        };
+        self.next_rank = self.next_rank.max(rank + 1);
+        self.members.push(Member {
+            rank,
+            uuid: req.uuid.clone(),
+            addr: req.addr.clone(),
+            fabric_uri: req.uri.clone(),
+            fabric_contexts: req.nctxs,
+            incarnation: req.incarnation,
+            fault_domain: req.fault_domain.clone(),
+            state: MemberState::Joined,
+            info: String::new(),
+        });
+        self.members.sort_by_key(|m| m.rank);
+        Ok(JoinResponse {
+            rank,
+            map_version: self.map_version,
+            rejoined: false,
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! Three management-service replicas in one process, each with its own runtime, Raft node,
+//! `control_raft/` and gRPC server on a loopback port: bootstrap, voters added as their
+//! servers' engines join, writes forwarded from followers, a leader killed and a new one
+//! elected, the killed replica restarted and caught up, a log bounded by snapshots.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use daos_mgmt::raft::{MsConfig, MsNode, Timing, svc};
+use daos_mgmt::{JoinRequest, ManagementService, MemberState, PoolRecord, PoolState};
+
+struct Replica {
+    node: Arc<MsNode>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Replica {
+    fn start(me: usize, listener: std::net::TcpListener, replicas: &[String], dir: &std::path::Path) -> Replica {
+        let node = Arc::new(
+            MsNode::new(MsConfig {
+                system: "daos_server".into(),
+                replicas: replicas.to_vec(),
+                me: Some(me),
+                dir: Some(dir.join(format!("r{me}/control_raft"))),
+                tls: None,
+                timing: Timing {
+                    heartbeat: Duration::from_millis(100),
+                    election_min: Duration::from_millis(400),
+                    election_max: Duration::from_millis(800),
+                },
+            })
+            .expect("node"),
+        );
+        let check: svc::Check = Arc::new(|_, _| Ok(()));
+        let service = svc::server(node.clone(), check);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
+        });
+        node.start_replica().expect("start replica");
+        Replica {
+            node,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(mut self) {
+        self.node.shutdown();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pool(n: u32) -> PoolRecord {
+    PoolRecord {
+        uuid: format!("00000000-0000-0000-0000-{n:012}"),
+        label: format!("pool{n}"),
+        svc_ranks: vec![0],
+        ranks: vec![0, 1, 2],
+        scm_per_rank: 1 << 30,
+        nvme_per_rank: 0,
+        props: Default::default(),
+        state: PoolState::Ready,
+    }
+}
+
+fn join(addr: &str, uuid: u32) -> JoinRequest {
+    JoinRequest {
+        system: "daos_server".into(),
+        uuid: format!("10000000-0000-0000-0000-{uuid:012}"),
+        rank: None,
+        uri: format!("ofi+tcp://{addr}"),
+        nctxs: 1,
+        addr: addr.into(),
+        fault_domain: "/h".into(),
+        incarnation: 1,
+        bootstrap: uuid == 0,
+    }
+}
+
+fn leader_of(nodes: &[Option<&Replica>]) -> Option<usize> {
+    nodes
+        .iter()
+        .position(|r| r.is_some_and(|r| r.node.is_leader()))
+}
+
+#[test]
+fn three_replicas_elect_replicate_fail_over_and_catch_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let replicas: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").to_string())
+        .collect();
+    let mut nodes: Vec<Option<Replica>> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir.path())))
+        .collect();
+    let get = |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
+    // Replica 0 bootstraps and leads; the others are not voters yet.
+    wait("replica 0 to lead", Duration::from_secs(10), || get(&nodes, 0).is_leader());
+    let n0 = get(&nodes, 0);
+    let r0 = n0.join_local(&join(&replicas[0], 0)).expect("join 0");
+    assert_eq!(r0.rank, 0, "the bootstrap replica's first engine gets rank 0");
+    // A follower is told where the leader is, in DAOS's words.
+    let e = get(&nodes, 1).check_leader().expect_err("not leader").to_string();
+    assert!(e.starts_with("not the DAOS Management Service leader (try "), "{e}");
+    // Engines of the other replicas' servers join: their replicas become voters.
+    assert_eq!(n0.join_local(&join(&replicas[1], 1)).expect("join 1").rank, 1);
+    assert_eq!(n0.join_local(&join(&replicas[2], 2)).expect("join 2").rank, 2);
+    wait("three voters", Duration::from_secs(15), || {
+        n0.status().is_some_and(|(_, _, v)| v.len() == 3)
+    });
+    // A write from a follower is forwarded to the leader and reaches every replica.
+    get(&nodes, 2).pool_add(pool(1)).expect("forwarded write");
+    for i in 0..3 {
+        wait("the pool everywhere", Duration::from_secs(5), || {
+            get(&nodes, i).pool_find("pool1").is_some()
+        });
+    }
+    // A refusal comes back through forwarding too, and changes nothing.
+    let e = get(&nodes, 1).pool_add(pool(1)).expect_err("label taken").to_string();
+    assert_eq!(e, "a pool labelled \"pool1\" already exists");
+
+    // Kill the leader: the other two elect one and keep accepting writes.
+    for round in 0..3 {
+        let refs: Vec<Option<&Replica>> = nodes.iter().map(|n| n.as_ref()).collect();
+        let old = leader_of(&refs).expect("a leader");
+        nodes[old].take().expect("leader").kill();
+        let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        wait("a new leader", Duration::from_secs(15), || {
+            survivors.iter().any(|i| get(&nodes, *i).is_leader())
+        });
+        let writer = get(&nodes, survivors[0]);
+        writer.pool_add(pool(10 + round)).expect("write after failover");
+        writer
+            .set_state(1, MemberState::Stopped, "stopped by test")
+            .expect("state");
+        // The killed replica restarts from its control_raft/ and catches up.
+        drop(nodes[old].take());
+        let l = std::net::TcpListener::bind(&replicas[old]).expect("rebind");
+        nodes[old] = Some(Replica::start(old, l, &replicas, dir.path()));
+        let back = get(&nodes, old);
+        wait("the restarted replica to catch up", Duration::from_secs(15), || {
+            back.pool_find(&format!("pool{}", 10 + round)).is_some()
+        });
+        assert_eq!(back.members().len(), 3);
+    }
+    // Many writes: snapshots bound the log, and a restart still has everything.
+    let refs: Vec<Option<&Replica>> = nodes.iter().map(|n| n.as_ref()).collect();
+    let l = leader_of(&refs).unwrap_or(0);
+    let leader = get(&nodes, l);
+    for n in 0..150u32 {
+        let state = if n % 2 == 0 {
+            MemberState::Joined
+        } else {
+            MemberState::Stopped
+        };
+        leader.set_state(2, state, &format!("flip {n}")).expect("flip");
+    }
+    let log = dir.path().join(format!("r{l}/control_raft/raft.log"));
+    assert!(dir.path().join(format!("r{l}/control_raft/snapshot.json")).exists());
+    let size = std::fs::metadata(&log).expect("log").len();
+    assert!(size < 400_000, "log not bounded: {size} bytes");
+    let version = leader.db().expect("db").version;
+    for i in 0..3 {
+        wait("every replica at the same version", Duration::from_secs(10), || {
+            get(&nodes, i).db().is_ok_and(|d| d.version == version)
+        });
+    }
+    let want = leader.db().expect("db");
+    for r in nodes.iter_mut() {
+        r.take().expect("running").kill();
+    }
+    let listeners: Vec<std::net::TcpListener> = replicas
+        .iter()
+        .map(|a| std::net::TcpListener::bind(a).expect("rebind"))
+        .collect();
+    let nodes: Vec<Option<Replica>> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir.path())))
+        .collect();
+    wait("a leader after a full restart", Duration::from_secs(15), || {
+        let refs: Vec<Option<&Replica>> = nodes.iter().map(|n| n.as_ref()).collect();
+        leader_of(&refs).is_some()
+    });
+    for i in 0..3 {
+        wait("the state back", Duration::from_secs(10), || {
+            get(&nodes, i).db().is_ok_and(|d| d.version >= want.version && d.pools == want.pools)
+        });
+    }
+    for r in nodes {
+        r.expect("running").kill();
+    }
+}
