@@ -22,7 +22,8 @@ fn main() {
         "mgmt.proto",
         "raft.proto",
         "google_rpc.proto",
-    ].map(|f| dir.join(f));
+    ]
+    .map(|f| dir.join(f));
     for f in drpc.iter().chain(&grpc) {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -281,9 +281,72 @@ pub fn errors_table(errors: &[(String, String)]) -> String {
     format!("Errors:\n{}\n", render(&["Hosts", "Error"], &rows, "  "))
 }
 
-/// A client of the management service (the first host of the list).
+/// How long [`ms_client`] keeps looking for a leader while replicas answer but none leads
+/// (an election in progress).
+pub const LEADER_SEARCH: Duration = Duration::from_secs(30);
+
+/// A client of the management service's leader, found as DAOS's clients do: ask the hosts of
+/// the list (at most 5) for the leader (`LeaderQuery`), follow not-replica and not-leader
+/// answers to the replicas they name, and retry with back-off (250 ms, doubling to 2 s)
+/// while replicas answer but no leader is elected. A host whose answer is another error
+/// (e.g. an uninitialized system) is returned so that the call itself reports it; when no
+/// host can be reached at all the connection error is returned.
 pub async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Conn>, String> {
-    t.conn(t.ms_host()).await.map(MgmtSvcClient::new)
+    use daos_proto::mgmt::LeaderQueryReq;
+    let deadline = std::time::Instant::now() + LEADER_SEARCH;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let mut hosts: Vec<String> = t.hosts.iter().take(5).cloned().collect();
+        let mut last: Option<String> = None;
+        let mut answered = false;
+        let mut i = 0;
+        while i < hosts.len() && i < 16 {
+            let host = hosts[i].clone();
+            i += 1;
+            let conn = match t.conn(&host).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last.get_or_insert(e);
+                    continue;
+                }
+            };
+            let mut c = MgmtSvcClient::new(conn);
+            match c.leader_query(LeaderQueryReq::default()).await {
+                Ok(r) => {
+                    answered = true;
+                    let leader = r.into_inner().current_leader;
+                    if leader.is_empty() {
+                        last = Some(format!("{host}: no management service leader elected yet"));
+                    } else if leader == host {
+                        return Ok(c);
+                    } else if !hosts[i..].contains(&leader) {
+                        hosts.insert(i, leader);
+                    }
+                }
+                Err(s) => {
+                    if let Some(r) = redirect::Redirect::from_status(&s) {
+                        answered = true;
+                        for h in r.hosts().into_iter().rev() {
+                            if !hosts[i..].contains(&h) {
+                                hosts.insert(i, h);
+                            }
+                        }
+                        last = Some(s.message().to_string());
+                    } else if matches!(s.code(), tonic::Code::Unavailable) {
+                        last.get_or_insert(status_text(s));
+                    } else {
+                        return Ok(c);
+                    }
+                }
+            }
+        }
+        let last = last.unwrap_or_else(|| "no host to ask".into());
+        if !answered || std::time::Instant::now() + backoff > deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// A command that failed before it produced anything.

@@ -703,7 +703,29 @@ pub async fn leader_query(t: &Target) -> Output {
     };
     match c.leader_query(LeaderQueryReq::default()).await {
         Ok(r) => {
-            let r = r.into_inner();
+            let mut r = r.into_inner();
+            // As DAOS's dmg: every replica is asked too; those that do not answer are listed
+            // as unresponsive.
+            let probe = Target {
+                hosts: r.replicas.clone(),
+                tls: t.tls.clone(),
+            };
+            let answers = daos_control::fan_out_within(
+                &probe,
+                std::time::Duration::from_secs(5),
+                |conn| async move {
+                    daos_proto::mgmt::mgmt_svc_client::MgmtSvcClient::new(conn)
+                        .leader_query(LeaderQueryReq::default())
+                        .await
+                        .map(|_| ())
+                },
+            )
+            .await;
+            for (host, a) in answers {
+                if a.is_err() && !r.down_replicas.contains(&host) {
+                    r.down_replicas.push(host);
+                }
+            }
             let text = format!(
                 "Current Leader: {}\n   Replica Set: {}\n  Unresponsive Replicas: {}\n",
                 r.current_leader,

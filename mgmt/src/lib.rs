@@ -117,7 +117,11 @@ pub struct JoinRequest {
     pub addr: String,
     pub fault_domain: String,
     pub incarnation: u64,
+    /// The engine's index among its server's engines.
+    #[serde(default)]
+    pub idx: u32,
     /// The engine is the first (index 0) of the bootstrap replica's server: it gets rank 0.
+    /// Set by the leader from the control address and `idx`.
     #[serde(default)]
     pub bootstrap: bool,
 }
@@ -145,7 +149,8 @@ pub enum MsError {
     /// No leader could be reached before the deadline.
     #[error("the DAOS Management Service is unavailable: {0}")]
     Unavailable(String),
-    #[error("raft service unavailable (not started yet?)")]
+    /// A replica whose storage is not formatted yet (its Raft log lives there).
+    #[error("system is uninitialized (storage format required?)")]
     NotStarted,
     #[error("management service storage under {}: {reason}", .path.display())]
     Storage { path: PathBuf, reason: String },
@@ -174,6 +179,10 @@ pub trait ManagementService: Send + Sync {
     fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError>;
     fn pool_remove(&self, uuid: &str) -> Result<(), MsError>;
     fn pools(&self) -> Vec<PoolRecord>;
+    /// True when this server leads the management service (or is its only copy).
+    fn is_leader(&self) -> bool {
+        true
+    }
     /// This server's storage is ready (formatted and mounted): a replica can start.
     fn storage_ready(&self) {}
     /// A pool by label or UUID.
@@ -198,6 +207,7 @@ mod tests {
             addr: "127.0.0.1:10001".into(),
             fault_domain: "/h".into(),
             incarnation: 1,
+            idx: 0,
             bootstrap: false,
         }
     }
@@ -245,7 +255,11 @@ mod tests {
         let mut db = SystemDb::new("daos_server");
         join(&mut db, &req("a", None)).unwrap();
         join(&mut db, &req("b", None)).unwrap();
-        for p in [pool("p1", vec![1]), pool("p12", vec![1, 2]), pool("p2", vec![2])] {
+        for p in [
+            pool("p1", vec![1]),
+            pool("p12", vec![1, 2]),
+            pool("p2", vec![2]),
+        ] {
             db.apply(&Command::PoolAdd(p)).unwrap();
         }
         let Reply::Removed(gone) = db.apply(&Command::MemberRemove { rank: 1 }).unwrap() else {

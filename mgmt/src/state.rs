@@ -66,7 +66,11 @@ pub enum Refusal {
         new: String,
     },
     #[error("rank {rank} fabric provider {got:?} does not match system provider {want:?}")]
-    ProviderMismatch { rank: u32, got: String, want: String },
+    ProviderMismatch {
+        rank: u32,
+        got: String,
+        want: String,
+    },
     #[error("rank {0} is not a member of the system")]
     UnknownRank(u32),
     #[error("a pool labelled {0:?} already exists")]

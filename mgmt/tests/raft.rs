@@ -16,7 +16,12 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(me: usize, listener: std::net::TcpListener, replicas: &[String], dir: &std::path::Path) -> Replica {
+    fn start(
+        me: usize,
+        listener: std::net::TcpListener,
+        replicas: &[String],
+        dir: &std::path::Path,
+    ) -> Replica {
         let node = Arc::new(
             MsNode::new(MsConfig {
                 system: "daos_server".into(),
@@ -104,6 +109,7 @@ fn join(addr: &str, uuid: u32) -> JoinRequest {
         addr: addr.into(),
         fault_domain: "/h".into(),
         incarnation: 1,
+        idx: 0,
         bootstrap: uuid == 0,
     }
 }
@@ -129,18 +135,36 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         .enumerate()
         .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir.path())))
         .collect();
-    let get = |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
+    let get =
+        |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
     // Replica 0 bootstraps and leads; the others are not voters yet.
-    wait("replica 0 to lead", Duration::from_secs(10), || get(&nodes, 0).is_leader());
+    wait("replica 0 to lead", Duration::from_secs(10), || {
+        get(&nodes, 0).is_leader()
+    });
     let n0 = get(&nodes, 0);
     let r0 = n0.join_local(&join(&replicas[0], 0)).expect("join 0");
-    assert_eq!(r0.rank, 0, "the bootstrap replica's first engine gets rank 0");
+    assert_eq!(
+        r0.rank, 0,
+        "the bootstrap replica's first engine gets rank 0"
+    );
     // A follower is told where the leader is, in DAOS's words.
-    let e = get(&nodes, 1).check_leader().expect_err("not leader").to_string();
-    assert!(e.starts_with("not the DAOS Management Service leader (try "), "{e}");
+    let e = get(&nodes, 1)
+        .check_leader()
+        .expect_err("not leader")
+        .to_string();
+    assert!(
+        e.starts_with("not the DAOS Management Service leader (try "),
+        "{e}"
+    );
     // Engines of the other replicas' servers join: their replicas become voters.
-    assert_eq!(n0.join_local(&join(&replicas[1], 1)).expect("join 1").rank, 1);
-    assert_eq!(n0.join_local(&join(&replicas[2], 2)).expect("join 2").rank, 2);
+    assert_eq!(
+        n0.join_local(&join(&replicas[1], 1)).expect("join 1").rank,
+        1
+    );
+    assert_eq!(
+        n0.join_local(&join(&replicas[2], 2)).expect("join 2").rank,
+        2
+    );
     wait("three voters", Duration::from_secs(15), || {
         n0.status().is_some_and(|(_, _, v)| v.len() == 3)
     });
@@ -152,7 +176,10 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         });
     }
     // A refusal comes back through forwarding too, and changes nothing.
-    let e = get(&nodes, 1).pool_add(pool(1)).expect_err("label taken").to_string();
+    let e = get(&nodes, 1)
+        .pool_add(pool(1))
+        .expect_err("label taken")
+        .to_string();
     assert_eq!(e, "a pool labelled \"pool1\" already exists");
 
     // Kill the leader: the other two elect one and keep accepting writes.
@@ -165,7 +192,9 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
             survivors.iter().any(|i| get(&nodes, *i).is_leader())
         });
         let writer = get(&nodes, survivors[0]);
-        writer.pool_add(pool(10 + round)).expect("write after failover");
+        writer
+            .pool_add(pool(10 + round))
+            .expect("write after failover");
         writer
             .set_state(1, MemberState::Stopped, "stopped by test")
             .expect("state");
@@ -174,9 +203,11 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         let l = std::net::TcpListener::bind(&replicas[old]).expect("rebind");
         nodes[old] = Some(Replica::start(old, l, &replicas, dir.path()));
         let back = get(&nodes, old);
-        wait("the restarted replica to catch up", Duration::from_secs(15), || {
-            back.pool_find(&format!("pool{}", 10 + round)).is_some()
-        });
+        wait(
+            "the restarted replica to catch up",
+            Duration::from_secs(15),
+            || back.pool_find(&format!("pool{}", 10 + round)).is_some(),
+        );
         assert_eq!(back.members().len(), 3);
     }
     // Many writes: snapshots bound the log, and a restart still has everything.
@@ -189,17 +220,25 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         } else {
             MemberState::Stopped
         };
-        leader.set_state(2, state, &format!("flip {n}")).expect("flip");
+        leader
+            .set_state(2, state, &format!("flip {n}"))
+            .expect("flip");
     }
     let log = dir.path().join(format!("r{l}/control_raft/raft.log"));
-    assert!(dir.path().join(format!("r{l}/control_raft/snapshot.json")).exists());
+    assert!(
+        dir.path()
+            .join(format!("r{l}/control_raft/snapshot.json"))
+            .exists()
+    );
     let size = std::fs::metadata(&log).expect("log").len();
     assert!(size < 400_000, "log not bounded: {size} bytes");
     let version = leader.db().expect("db").version;
     for i in 0..3 {
-        wait("every replica at the same version", Duration::from_secs(10), || {
-            get(&nodes, i).db().is_ok_and(|d| d.version == version)
-        });
+        wait(
+            "every replica at the same version",
+            Duration::from_secs(10),
+            || get(&nodes, i).db().is_ok_and(|d| d.version == version),
+        );
     }
     let want = leader.db().expect("db");
     for r in nodes.iter_mut() {
@@ -214,13 +253,19 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         .enumerate()
         .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir.path())))
         .collect();
-    wait("a leader after a full restart", Duration::from_secs(15), || {
-        let refs: Vec<Option<&Replica>> = nodes.iter().map(|n| n.as_ref()).collect();
-        leader_of(&refs).is_some()
-    });
+    wait(
+        "a leader after a full restart",
+        Duration::from_secs(15),
+        || {
+            let refs: Vec<Option<&Replica>> = nodes.iter().map(|n| n.as_ref()).collect();
+            leader_of(&refs).is_some()
+        },
+    );
     for i in 0..3 {
         wait("the state back", Duration::from_secs(10), || {
-            get(&nodes, i).db().is_ok_and(|d| d.version >= want.version && d.pools == want.pools)
+            get(&nodes, i)
+                .db()
+                .is_ok_and(|d| d.version >= want.version && d.pools == want.pools)
         });
     }
     for r in nodes {

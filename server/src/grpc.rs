@@ -22,6 +22,8 @@ use tracing::{error, info, warn};
 use crate::exit::CmdError;
 use crate::harness::{Harness, RankOutcome};
 use crate::hostlist;
+use crate::membership::MsError;
+use crate::membership::raft::MsNode;
 use crate::rpc::ctl::ctl_svc_server::{CtlSvc, CtlSvcServer};
 use crate::rpc::ctl::*;
 use crate::rpc::mgmt::mgmt_svc_server::{MgmtSvc, MgmtSvcServer};
@@ -36,10 +38,55 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 struct Services {
     config: Arc<Server>,
     harness: Option<Arc<Harness>>,
+    ms: Arc<MsNode>,
     insecure: bool,
 }
 
+/// A joining server's control address: `listen` (`ip:port` or `host:port`) resolved, with
+/// 0.0.0.0 replaced by the IP the call came from.
+fn control_addr(listen: &str, peer: Option<std::net::SocketAddr>) -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let (host, port) = listen.rsplit_once(':').ok_or("no port")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    if host == "0.0.0.0" {
+        let p = peer.ok_or("the caller's address is unknown")?;
+        return Ok(std::net::SocketAddr::new(p.ip(), port).to_string());
+    }
+    let mut addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    addrs
+        .find(|a| a.is_ipv4())
+        .map(|a| a.to_string())
+        .ok_or_else(|| format!("{host:?} has no IPv4 address"))
+}
+
+/// A management-service error as DAOS sends it: redirects annotated for the client to
+/// follow, refusals as failed preconditions.
+fn ms_status(e: MsError) -> Status {
+    if let Some(r) = MsNode::redirect(&e) {
+        return r.to_status();
+    }
+    match e {
+        MsError::Unavailable(_) => Status::unavailable(e.to_string()),
+        MsError::NotStarted | MsError::Refused(_) | MsError::Rejected(_) => {
+            Status::failed_precondition(e.to_string())
+        }
+        _ => Status::internal(e.to_string()),
+    }
+}
+
 impl Services {
+    /// DAOS's checkLeaderRequest.
+    fn leader(&self) -> Result<(), Status> {
+        self.ms.check_leader().map_err(ms_status)
+    }
+
+    /// DAOS's checkReplicaRequest.
+    fn replica(&self) -> Result<(), Status> {
+        self.ms.check_replica().map_err(ms_status)
+    }
+
     fn harness(&self) -> Result<Arc<Harness>, Status> {
         self.harness.clone().ok_or_else(|| {
             Status::failed_precondition(
@@ -381,6 +428,8 @@ impl MgmtSvc for Services {
     /// control address.
     async fn join(&self, req: Request<JoinReq>) -> Result<Response<JoinResp>, Status> {
         security::authorize(&req, "MgmtSvc.Join", self.insecure)?;
+        self.leader()?;
+        let peer = req.remote_addr();
         let r = req.into_inner();
         for (field, empty) in [
             ("uuid", r.uuid.is_empty()),
@@ -399,21 +448,30 @@ impl MgmtSvc for Services {
                 r.uuid
             )));
         }
+        // The control address as DAOS's getPeerListenAddr: an explicit address as given
+        // (resolved), 0.0.0.0 replaced by the caller's IP as this server sees it.
+        let addr = control_addr(&r.addr, peer).map_err(|e| {
+            Status::invalid_argument(format!("join refused: JoinReq.addr {:?}: {e}", r.addr))
+        })?;
+        let bootstrap = r.idx == 0 && self.ms.replica_of(&addr) == Some(0);
         let join = crate::membership::JoinRequest {
             system: r.sys,
             uuid: r.uuid,
             rank: (r.rank != u32::MAX).then_some(r.rank),
             uri: r.uri,
             nctxs: r.nctxs,
-            addr: r.addr,
+            addr,
             fault_domain: r.srv_fault_domain.clone(),
             incarnation: r.incarnation,
+            idx: r.idx,
+            bootstrap,
         };
-        let h = self.harness()?;
-        let resp = h
-            .ms()
-            .join(&join)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let ms = self.ms.clone();
+        let j = join.clone();
+        let resp = tokio::task::spawn_blocking(move || ms.join_local(&j))
+            .await
+            .map_err(|e| Status::internal(format!("join: {e}")))?
+            .map_err(ms_status)?;
         info!(
             "rank {} {} the system (control address {}, join over gRPC)",
             resp.rank,
@@ -437,6 +495,7 @@ impl MgmtSvc for Services {
         req: Request<crate::rpc::shared::ClusterEventReq>,
     ) -> Result<Response<crate::rpc::shared::ClusterEventResp>, Status> {
         security::authorize(&req, "MgmtSvc.ClusterEvent", self.insecure)?;
+        self.leader()?;
         let r = req.into_inner();
         let event = r
             .event
@@ -456,29 +515,14 @@ impl MgmtSvc for Services {
         req: Request<LeaderQueryReq>,
     ) -> Result<Response<LeaderQueryResp>, Status> {
         security::authorize(&req, "MgmtSvc.LeaderQuery", self.insecure)?;
-        // The replica entries that name this host carry the port it really listens on (-p
-        // may have changed it); with none configured, this server is the replica.
-        let port = self.config.port;
-        let me = crate::logging::hostname();
-        let mut replicas: Vec<String> = self
-            .config
-            .mgmt_svc_replicas
-            .iter()
-            .map(|r| {
-                let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
-                let local = host == "localhost" || host == me || host.starts_with("127.");
-                match r.rsplit_once(':') {
-                    Some((h, _)) if local => format!("{h}:{port}"),
-                    Some(_) => r.clone(),
-                    None => format!("{r}:{port}"),
-                }
-            })
-            .collect();
-        if replicas.is_empty() {
-            replicas.push(format!("{me}:{port}"));
-        }
+        self.replica()?;
+        let replicas = self.ms.config().replicas.clone();
+        let ms = self.ms.clone();
+        let leader = tokio::task::spawn_blocking(move || ms.wait_leader(Duration::from_secs(3)))
+            .await
+            .map_err(|e| Status::internal(format!("leader query: {e}")))?;
         Ok(Response::new(LeaderQueryResp {
-            current_leader: replicas[0].clone(),
+            current_leader: leader.unwrap_or_default(),
             replicas,
             down_replicas: Vec::new(),
         }))
@@ -489,6 +533,7 @@ impl MgmtSvc for Services {
         req: Request<GetAttachInfoReq>,
     ) -> Result<Response<GetAttachInfoResp>, Status> {
         security::authorize(&req, "MgmtSvc.GetAttachInfo", self.insecure)?;
+        self.replica()?;
         let h = self.harness()?;
         let rank_uris = h
             .ms()
@@ -541,6 +586,7 @@ impl MgmtSvc for Services {
         req: Request<SystemQueryReq>,
     ) -> Result<Response<SystemQueryResp>, Status> {
         security::authorize(&req, "MgmtSvc.SystemQuery", self.insecure)?;
+        self.replica()?;
         let h = self.harness()?;
         let members = h.ms().members();
         let all: Vec<u32> = members.iter().map(|m| m.rank).collect();
@@ -578,6 +624,7 @@ impl MgmtSvc for Services {
         req: Request<SystemStopReq>,
     ) -> Result<Response<SystemStopResp>, Status> {
         security::authorize(&req, "MgmtSvc.SystemStop", self.insecure)?;
+        self.leader()?;
         let SystemStopReq {
             ranks,
             prep,
@@ -618,6 +665,7 @@ impl MgmtSvc for Services {
         req: Request<SystemStartReq>,
     ) -> Result<Response<SystemStartResp>, Status> {
         security::authorize(&req, "MgmtSvc.SystemStart", self.insecure)?;
+        self.leader()?;
         let ranks = req.into_inner().ranks;
         let h = self.harness()?;
         let all: Vec<u32> = h.ms().members().iter().map(|m| m.rank).collect();
@@ -643,6 +691,7 @@ impl MgmtSvc for Services {
         req: Request<PoolCreateReq>,
     ) -> Result<Response<PoolCreateResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolCreate", self.insecure)?;
+        self.leader()?;
         let r = req.into_inner();
         if !r.sys.is_empty() && r.sys != self.config.name {
             return Err(Status::invalid_argument(format!(
@@ -698,6 +747,7 @@ impl MgmtSvc for Services {
         req: Request<PoolDestroyReq>,
     ) -> Result<Response<PoolDestroyResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolDestroy", self.insecure)?;
+        self.leader()?;
         let r = req.into_inner();
         self.blocking(move |h| crate::pools::destroy(&h, &r.id, r.force, r.recursive))
             .await?
@@ -710,6 +760,7 @@ impl MgmtSvc for Services {
         req: Request<PoolQueryReq>,
     ) -> Result<Response<PoolQueryResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolQuery", self.insecure)?;
+        self.leader()?;
         let id = req.into_inner().id;
         let (rec, targets) = self
             .blocking(move |h| crate::pools::query(&h, &id))
@@ -752,6 +803,7 @@ impl MgmtSvc for Services {
         req: Request<ListPoolsReq>,
     ) -> Result<Response<ListPoolsResp>, Status> {
         security::authorize(&req, "MgmtSvc.ListPools", self.insecure)?;
+        self.leader()?;
         let h = self.harness()?;
         let pools = h
             .ms()
@@ -777,6 +829,7 @@ impl MgmtSvc for Services {
         req: Request<PoolSetPropReq>,
     ) -> Result<Response<PoolSetPropResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolSetProp", self.insecure)?;
+        self.leader()?;
         let r = req.into_inner();
         let props: Vec<(String, String)> = r
             .properties
@@ -795,6 +848,7 @@ impl MgmtSvc for Services {
         req: Request<PoolGetPropReq>,
     ) -> Result<Response<PoolGetPropResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolGetProp", self.insecure)?;
+        self.leader()?;
         let r = req.into_inner();
         let names: Vec<String> = r
             .properties
@@ -890,7 +944,11 @@ fn listen_ip(config: &Server) -> [u8; 4] {
 }
 
 /// Binds the control port and serves the API until stopped.
-pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandle, CmdError> {
+pub fn serve(
+    config: &Server,
+    harness: Option<Arc<Harness>>,
+    ms: Arc<MsNode>,
+) -> Result<GrpcHandle, CmdError> {
     let insecure = config.transport_config.allow_insecure;
     let tls = if insecure {
         None
@@ -906,9 +964,13 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
         .set_nonblocking(true)
         .map_err(|e| CmdError::new(format!("control listener: {e}")))?;
     let addr = listener.local_addr().unwrap_or(addr);
+    let raft_check: crate::membership::raft::svc::Check =
+        Arc::new(move |req, method| security::authorize(req, method, insecure));
+    let raft = crate::membership::raft::svc::server(ms.clone(), raft_check);
     let services = Services {
         config: Arc::new(config.clone()),
         harness,
+        ms,
         insecure,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -927,7 +989,8 @@ pub fn serve(config: &Server, harness: Option<Arc<Harness>>) -> Result<GrpcHandl
     }
     let router = builder
         .add_service(Served::new(CtlSvcServer::new(services.clone()), CTL_SERVED))
-        .add_service(Served::new(MgmtSvcServer::new(services), MGMT_SERVED));
+        .add_service(Served::new(MgmtSvcServer::new(services), MGMT_SERVED))
+        .add_service(raft);
     let thread = std::thread::Builder::new()
         .name("grpc-server".into())
         .spawn(move || {

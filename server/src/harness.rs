@@ -203,10 +203,33 @@ impl Harness {
             })
             .collect();
         let control_addr = format!("{}:{}", crate::logging::hostname(), config.port);
-        // No create or destroy runs yet: a pool in either state was left by a crash.
-        let mut orphans = Vec::new();
-        for mut p in ms.pools() {
-            if p.state == PoolState::Ready {
+        Arc::new(Harness {
+            orphans: Mutex::new(Vec::new()),
+            undo: Mutex::new(Vec::new()),
+            config,
+            instances,
+            ms,
+            engine_bin,
+            control_addr,
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Pools left `Creating` or `Destroying` by a management service leader that stopped
+    /// midway (no create or destroy runs yet): marked for rollback once their ranks join.
+    /// The leader does this; another server leaves them to it.
+    fn find_orphans(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.ms.is_leader() {
+            if Instant::now() >= deadline {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        for mut p in self.ms.pools() {
+            if p.state == PoolState::Ready || orphans.contains(&p.uuid) {
                 continue;
             }
             warn!(
@@ -218,22 +241,18 @@ impl Harness {
             orphans.push(p.uuid.clone());
             if p.state == PoolState::Creating {
                 p.state = PoolState::Destroying;
-                if let Err(e) = ms.pool_update(p) {
+                if let Err(e) = self.ms.pool_update(p) {
                     error!("cannot mark the pool for rollback: {e}");
                 }
             }
         }
-        Arc::new(Harness {
-            orphans: Mutex::new(orphans),
-            undo: Mutex::new(Vec::new()),
-            config,
-            instances,
-            ms,
-            engine_bin,
-            control_addr,
-            stopping: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
-        })
+    }
+
+    /// Engine 0's storage is there: the management service replica (whose log lives on it)
+    /// can start, then half-made pools are found.
+    fn storage_ready(&self) {
+        self.ms.storage_ready();
+        self.find_orphans();
     }
 
     pub fn instances(&self) -> &[Arc<Instance>] {
@@ -378,6 +397,9 @@ impl Harness {
                 }
             };
             if formatted {
+                if i == 0 {
+                    self.storage_ready();
+                }
                 if let Some(m) = e.scm_mount() {
                     info!(
                         "DAOS I/O Engine instance {i} storage ready (SCM @ {})",
@@ -447,6 +469,9 @@ impl Harness {
         });
         let result = self.format_logged(i, force);
         if result.is_ok() {
+            if i == 0 {
+                self.storage_ready();
+            }
             self.release_ranks(i, old_rank);
         }
         inst.update(|s| {
@@ -470,7 +495,7 @@ impl Harness {
             .iter()
             .filter(|m| {
                 Some(m.rank) == old_rank
-                    || (m.addr == self.control_addr && m.fabric_uri.ends_with(&port))
+                    || (self.is_local(&m.addr) && m.fabric_uri.ends_with(&port))
             })
             .map(|m| m.rank)
             .collect();
@@ -787,9 +812,12 @@ impl Harness {
             rank: sb.validrank.then_some(sb.rank),
             uri: req.uri.clone(),
             nctxs: req.nctxs,
-            addr: self.control_addr.clone(),
+            // As DAOS's daos_server: the MS takes the IP this call comes from.
+            addr: format!("0.0.0.0:{}", self.config.port),
             fault_domain: sb.hostfaultdomain.clone(),
             incarnation: req.incarnation,
+            idx: i as u32,
+            bootstrap: false,
         };
         let resp = self.ms.join(&join).map_err(|e| e.to_string())?;
         if !sb.validrank
@@ -842,6 +870,14 @@ impl Harness {
         );
         self.roll_back_orphans();
         Ok(())
+    }
+
+    /// True when a member's control address (`ip:port`) is this daos_server.
+    fn is_local(&self, addr: &str) -> bool {
+        addr.parse::<std::net::SocketAddr>().is_ok_and(|a| {
+            a.port() == self.config.port
+                && (a.ip().is_loopback() || crate::membership::raft::local_ips().contains(&a.ip()))
+        }) || addr == self.control_addr
     }
 
     /// Destroys the pools a crash left half-made whose ranks have all joined.

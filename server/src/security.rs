@@ -56,6 +56,12 @@ pub fn allowed(method: &str, c: Component) -> bool {
         "MgmtSvc.LeaderQuery" | "MgmtSvc.GetAttachInfo" => &[Admin, Agent, Server],
         // Engines' daos_servers join their ranks and report events.
         "MgmtSvc.Join" | "MgmtSvc.ClusterEvent" => &[Server],
+        // The management service's replicas among themselves.
+        "RaftSvc.AppendEntries"
+        | "RaftSvc.Vote"
+        | "RaftSvc.InstallSnapshot"
+        | "RaftSvc.Propose"
+        | "RaftSvc.Read" => &[Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
         "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" => &[Admin, Agent],

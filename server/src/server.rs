@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::exit::CmdError;
 use crate::harness::Harness;
-use crate::membership::SingleReplica;
+use crate::membership::raft::{MsConfig, MsNode, Timing};
 
 /// Where a daos_server config is looked for when `-o` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/daos/daos_server.yml";
@@ -195,29 +195,88 @@ pub struct Started {
     pub drpc: ServerHandle,
     pub grpc: crate::grpc::GrpcHandle,
     pub harness: Option<Arc<Harness>>,
+    pub ms: Arc<MsNode>,
 }
 
 impl Started {
-    /// Stops the management API, then the engines, then the dRPC server.
+    /// Stops the management API, then the engines, then the dRPC server, then the management
+    /// service replica.
     pub fn stop(self) {
         self.grpc.stop();
         if let Some(h) = &self.harness {
             h.shutdown();
         }
         self.drpc.stop();
+        self.ms.shutdown();
     }
 }
 
-/// Where the single-replica management service keeps the membership: under
-/// `control_metadata.path` if set, else in engine 0's SCM mount (`control_raft/`), as DAOS does.
-pub fn membership_path(s: &Server) -> Option<PathBuf> {
+/// Where this replica keeps the management service's Raft log and snapshots: under
+/// `control_metadata.path` if set, else in engine 0's SCM mount, as DAOS does (`control_raft/`).
+pub fn raft_dir(s: &Server) -> Option<PathBuf> {
     if let Some(p) = s.control_metadata.as_ref().and_then(|c| c.path.as_ref()) {
-        return Some(p.join("daos_control").join("system.json"));
+        return Some(p.join("control_raft"));
     }
     s.engines
         .first()
         .and_then(|e| e.scm_mount())
-        .map(|m| m.join("control_raft").join("system.json"))
+        .map(|m| m.join("control_raft"))
+}
+
+/// `mgmt_svc_replicas` as this server reaches them: entries naming this host by loopback or
+/// host name carry the port it really listens on (`-p` may have changed it).
+pub fn effective_replicas(s: &Server) -> Vec<String> {
+    let me = crate::logging::hostname();
+    let port = s.port;
+    let mut out: Vec<String> = s
+        .mgmt_svc_replicas
+        .iter()
+        .map(|r| {
+            let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
+            let local = host == "localhost" || host == me || host.starts_with("127.");
+            match r.rsplit_once(':') {
+                Some((h, _)) if local => format!("{h}:{port}"),
+                Some(_) => r.clone(),
+                None => format!("{r}:{port}"),
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(format!("localhost:{port}"));
+    }
+    out
+}
+
+/// How this server takes part in the management service.
+pub fn ms_config(s: &Server) -> Result<MsConfig, CmdError> {
+    let replicas = effective_replicas(s);
+    let me = crate::membership::raft::local_replica(
+        &replicas,
+        s.port,
+        &crate::membership::raft::local_ips(),
+    );
+    let tls = if s.transport_config.allow_insecure {
+        None
+    } else {
+        let t = &s.transport_config;
+        let cert = crate::security::read_pem(&t.cert, "server certificate", None)?;
+        let key = crate::security::read_pem(&t.key, "server key", Some(0o400))?;
+        let ca = crate::security::read_pem(&t.ca_cert, "CA certificate", None)?;
+        Some(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .identity(tonic::transport::Identity::from_pem(cert, key))
+                .domain_name("server"),
+        )
+    };
+    Ok(MsConfig {
+        system: s.name.clone(),
+        replicas,
+        me,
+        dir: raft_dir(s),
+        tls,
+        timing: Timing::default(),
+    })
 }
 
 /// Logging flags of the command line (`-b/--debug`, `-J/--json-logging`).
@@ -278,16 +337,35 @@ pub fn start(
     {
         info!("removed stale socket {}", path.display());
     }
-    let harness = match membership_path(s) {
-        Some(path) if !s.engines.is_empty() => {
-            let ms = SingleReplica::open(&path, &s.name).map_err(CmdError::new)?;
+    let cfg = ms_config(s)?;
+    match cfg.me {
+        Some(i) => info!(
+            "this server is management service replica {i} of {} ({})",
+            cfg.replicas.len(),
+            cfg.replicas.join(", ")
+        ),
+        None => info!(
+            "this server is not a management service replica; replicas: {}",
+            cfg.replicas.join(", ")
+        ),
+    }
+    let metadata_path = s
+        .control_metadata
+        .as_ref()
+        .is_some_and(|c| c.path.is_some());
+    let ms = Arc::new(MsNode::new(cfg).map_err(CmdError::new)?);
+    if metadata_path {
+        ms.start_replica().map_err(CmdError::new)?;
+    }
+    let harness = match s.engines.is_empty() {
+        false => {
             let engine_bin = crate::harness::engine_binary().ok_or_else(|| {
                 CmdError::new("daos_engine not found next to daos_server or on PATH")
                     .fix("install daos_engine beside daos_server (cargo build --workspace --bins)")
             })?;
-            Some(Harness::new(s.clone(), Arc::new(ms), engine_bin))
+            Some(Harness::new(s.clone(), ms.clone(), engine_bin))
         }
-        _ => None,
+        true => None,
     };
     let registry = match &harness {
         Some(h) => h.registry(),
@@ -306,7 +384,7 @@ pub fn start(
     let active_config = write_active_config(s, &s.socket_dir)
         .map_err(|e| CmdError::new(format!("cannot write {ACTIVE_CONFIG_NAME}: {e}")))?;
     info!("active config saved to {}", active_config.display());
-    let grpc = crate::grpc::serve(s, harness.clone())?;
+    let grpc = crate::grpc::serve(s, harness.clone(), ms.clone())?;
     info!("dRPC server listening on {}", sock.display());
     info!(
         "DAOS Control Server v{VERSION} (pid {}) listening on {}{}",
@@ -327,6 +405,7 @@ pub fn start(
         drpc,
         grpc,
         harness,
+        ms,
     })
 }
 

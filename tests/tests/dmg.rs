@@ -24,9 +24,14 @@ fn format_then_query_stop_start_over_grpc() {
     sys.wait_log("SCM format required on instance 0", 1, 20);
     sys.wait_log("listening on 127.0.0.1:", 1, 20);
 
+    // Before the format, the management service has nowhere to keep its log (DAOS's words).
     let q = sys.dmg(&["-i", "system", "query"]);
-    assert_eq!(q.status.code(), Some(0), "{}", err(&q));
-    assert!(out(&q).contains("Query matches no members"), "{}", out(&q));
+    assert_ne!(q.status.code(), Some(0), "{}", out(&q));
+    assert!(
+        err(&q).contains("system is uninitialized (storage format required?)"),
+        "{}",
+        err(&q)
+    );
 
     let scan = sys.dmg(&["-i", "storage", "scan"]);
     assert_eq!(scan.status.code(), Some(0), "{}", err(&scan));
@@ -665,7 +670,7 @@ fn a_daos_rpc_this_server_does_not_implement_is_unimplemented_by_name() {
         );
     }
     // The served ones still are.
-    ok(sys.dmg(&["-i", "system", "leader-query"]));
+    ok(sys.dmg(&["-i", "network", "scan"]));
     sys.stop(&mut server);
 }
 
@@ -851,8 +856,8 @@ fn a_remote_engine_joins_over_grpc_and_bad_joins_are_refused() {
 fn daos_server_stops_while_a_client_keeps_a_connection_open() {
     use daos_proto::mgmt::{LeaderQueryReq, mgmt_svc_client::MgmtSvcClient};
     let sys = System::new(1);
-    let mut server = sys.start(&[]);
-    sys.wait_log("listening on", 1, 30);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -231,8 +231,9 @@ fn data_files_are_private_and_an_insecure_server_listens_on_loopback_only() {
         let f = f.expect("entry").path();
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
-    let ms = d.join("scm0/control_raft/system.json");
-    assert_eq!(mode(&ms), 0o600, "management service state");
+    let ms = d.join("scm0/control_raft");
+    assert_eq!(mode(&ms), 0o700, "management service dir");
+    assert_eq!(mode(&ms.join("raft.log")), 0o600, "management service log");
     assert!(
         sys.log()
             .contains(&format!("listening on 127.0.0.1:{}", sys.port)),

@@ -264,7 +264,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
-        Ok(self.lock().entries.range(range).map(|(_, e)| e.clone()).collect())
+        Ok(self
+            .lock()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }
 
@@ -369,10 +374,9 @@ mod tests {
             let mut s = LogStore::open(dir.path()).expect("open");
             assert!(s.is_empty());
             s.save_vote(&Vote::new(3, 1)).await.expect("vote");
-            let mut i = s.lock();
-            i.write(Record::Append((1..=5).map(|n| entry(1, n)).collect()))
+            s.lock()
+                .write(Record::Append((1..=5).map(|n| entry(1, n)).collect()))
                 .expect("append");
-            drop(i);
             s.truncate(entry(1, 4).log_id).await.expect("truncate");
             s.purge(entry(1, 1).log_id).await.expect("purge");
         });

@@ -35,7 +35,9 @@ use tonic::transport::ClientTlsConfig;
 use tracing::{info, warn};
 
 use crate::state::{Command, Refusal, Reply, SystemDb};
-use crate::{JoinRequest, JoinResponse, ManagementService, Member, MemberState, MsError, PoolRecord};
+use crate::{
+    JoinRequest, JoinResponse, ManagementService, Member, MemberState, MsError, PoolRecord,
+};
 use net::{CallError, Method, Peers};
 
 openraft::declare_raft_types!(
@@ -141,7 +143,9 @@ pub fn local_ips() -> Vec<IpAddr> {
 pub fn local_replica(replicas: &[String], port: u16, ips: &[IpAddr]) -> Option<usize> {
     replicas.iter().position(|r| {
         r.to_socket_addrs()
-            .map(|mut a| a.any(|a| a.port() == port && (a.ip().is_loopback() || ips.contains(&a.ip()))))
+            .map(|mut a| {
+                a.any(|a| a.port() == port && (a.ip().is_loopback() || ips.contains(&a.ip())))
+            })
             .unwrap_or(false)
     })
 }
@@ -152,7 +156,8 @@ impl Inner {
     }
 
     fn leader_id(&self) -> Option<u64> {
-        self.raft().and_then(|r| r.metrics().borrow().current_leader)
+        self.raft()
+            .and_then(|r| r.metrics().borrow().current_leader)
     }
 
     fn addr_of(&self, id: u64) -> Option<String> {
@@ -170,7 +175,11 @@ impl Inner {
     }
 
     fn db(&self) -> Option<SystemDb> {
-        let st = self.state.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let st = self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
         let a = st.read().unwrap_or_else(|p| p.into_inner());
         Some(a.db.clone())
     }
@@ -214,9 +223,8 @@ impl Inner {
                 match raft.client_write(cmd.clone()).await {
                     Ok(resp) => return resp.data.map_err(MsError::Refused),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                        match f.leader_node {
-                            Some(n) => hosts.push(n.addr),
-                            None => {}
+                        if let Some(n) = f.leader_node {
+                            hosts.push(n.addr);
                         }
                         last = "no leader elected yet".into();
                     }
@@ -263,7 +271,7 @@ impl Inner {
             nctxs: req.nctxs,
             addr: req.addr.clone(),
             srv_fault_domain: req.fault_domain.clone(),
-            idx: u32::from(!req.bootstrap),
+            idx: req.idx,
             incarnation: req.incarnation,
             ..Default::default()
         };
@@ -308,8 +316,10 @@ impl Inner {
                             last = format!("{addr}: {}", s.message());
                         } else if matches!(
                             s.code(),
-                            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-                        ) || s.message().contains("raft service unavailable")
+                            tonic::Code::Unavailable
+                                | tonic::Code::Unknown
+                                | tonic::Code::Cancelled
+                        ) || s.message().contains("system is uninitialized")
                             || s.message().contains("unavailable")
                         {
                             last = format!("{addr}: {}", s.message());
@@ -362,7 +372,9 @@ impl Inner {
                 .map(|i| i as u64)
                 .collect();
             for id in wanted.difference(&voters) {
-                let Some(addr) = self.addr_of(*id) else { continue };
+                let Some(addr) = self.addr_of(*id) else {
+                    continue;
+                };
                 info!("management service: adding replica {addr} as a voter");
                 if let Err(e) = raft
                     .add_learner(*id, BasicNode { addr: addr.clone() }, true)
@@ -372,7 +384,10 @@ impl Inner {
                     continue;
                 }
                 let ids: BTreeSet<u64> = [*id].into();
-                if let Err(e) = raft.change_membership(ChangeMembers::AddVoterIds(ids), false).await {
+                if let Err(e) = raft
+                    .change_membership(ChangeMembers::AddVoterIds(ids), false)
+                    .await
+                {
                     warn!("management service: cannot make {addr} a voter yet: {e}");
                 }
             }
@@ -415,7 +430,9 @@ impl MsNode {
 
     fn rt(&self) -> &tokio::runtime::Runtime {
         // Set in new(), taken only in drop().
-        self.rt.as_ref().unwrap_or_else(|| unreachable!("runtime gone before drop"))
+        self.rt
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("runtime gone before drop"))
     }
 
     /// Runs `f` on the node's runtime and waits for it (from any thread, also one of another
@@ -463,7 +480,11 @@ impl MsNode {
             max_in_snapshot_log_to_keep: 16,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| MsError::Raft(e.to_string()))?);
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| MsError::Raft(e.to_string()))?,
+        );
         let network = net::Network {
             peers: self.inner.peers.clone(),
         };
@@ -480,12 +501,13 @@ impl MsNode {
         *self.inner.raft.write().unwrap_or_else(|p| p.into_inner()) = Some(raft.clone());
         *self.inner.state.write().unwrap_or_else(|p| p.into_inner()) = Some(shared);
         if fresh && me == 0 {
-            info!("management service: bootstrapping a new system {:?} on this replica", cfg.system);
+            info!(
+                "management service: bootstrapping a new system {:?} on this replica",
+                cfg.system
+            );
             let r = raft.clone();
-            self.run(async move {
-                r.initialize(BTreeMap::from([(0u64, bootstrap_node)])).await
-            })
-            .map_err(|e| MsError::Raft(e.to_string()))?;
+            self.run(async move { r.initialize(BTreeMap::from([(0u64, bootstrap_node)])).await })
+                .map_err(|e| MsError::Raft(e.to_string()))?;
         }
         // A sole voter need not wait an election timeout to lead again.
         let voters: Vec<u64> = raft
@@ -638,12 +660,12 @@ async fn serve(inner: Arc<Inner>, method: Method, data: Vec<u8>) -> Result<Vec<u
     if let Method::Read = method {
         let r: Result<SystemDb, String> = inner
             .db()
-            .ok_or_else(|| "raft service unavailable (not started yet?)".to_string());
+            .ok_or_else(|| "system is uninitialized (storage format required?)".to_string());
         return en(&r);
     }
     let Some(raft) = inner.raft() else {
         return Err(if inner.cfg.me.is_some() {
-            "raft service unavailable (not started yet?)".into()
+            "system is uninitialized (storage format required?)".into()
         } else {
             format!(
                 "not a DAOS Management Service replica (try one of {})",
@@ -685,7 +707,12 @@ impl MsNode {
     /// Stops this replica's Raft node (it neither votes nor leads any more); reads still
     /// answer from the state it had.
     pub fn shutdown(&self) {
-        let raft = self.inner.raft.write().unwrap_or_else(|p| p.into_inner()).take();
+        let raft = self
+            .inner
+            .raft
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(raft) = raft {
             let _ = self.run(async move { raft.shutdown().await });
         }
@@ -756,6 +783,10 @@ impl ManagementService for MsNode {
 
     fn pools(&self) -> Vec<PoolRecord> {
         warn_err("reading pools", self.db().map(|d| d.pools))
+    }
+
+    fn is_leader(&self) -> bool {
+        MsNode::is_leader(self)
     }
 
     fn storage_ready(&self) {

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use daos_proto::raft::RaftMsg;
 use daos_proto::raft::raft_svc_client::RaftSvcClient;
+use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -182,9 +182,9 @@ impl Conn {
             Err(CallError::Unreachable(e)) => Err(RPCError::Unreachable(Unreachable::new(
                 &std::io::Error::other(e),
             ))),
-            Err(e) => Err(RPCError::Network(NetworkError::new(&std::io::Error::other(
-                e.to_string(),
-            )))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(e.to_string()),
+            ))),
         }
     }
 }

@@ -106,8 +106,14 @@ impl StateMachine {
         self.shared.clone()
     }
 
+    // openraft's own error type; it is what the trait returns.
+    #[allow(clippy::result_large_err)]
     fn snapshot_now(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
-        let applied = self.shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let applied = self
+            .shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         self.snapshot_count += 1;
         let meta = SnapshotMeta {
             last_log_id: applied.last_applied,
@@ -154,10 +160,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((a.last_applied, a.membership.clone()))
     }
 
-    async fn apply<I>(
-        &mut self,
-        entries: I,
-    ) -> Result<Vec<super::Outcome>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<super::Outcome>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -214,7 +217,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let file = read_file(&self.path).map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)))?;
+        let file = read_file(&self.path)
+            .map_err(|e| StorageIOError::read_snapshot(None, &std::io::Error::other(e)))?;
         Ok(match file {
             None => None,
             Some(f) => {

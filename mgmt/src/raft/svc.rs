@@ -42,7 +42,7 @@ impl Service {
             .map_err(|e| Status::internal(format!("{name}: {e}")))?;
         match out {
             Ok(data) => Ok(Response::new(RaftMsg { data })),
-            Err(e) if e.starts_with("not a DAOS") || e.starts_with("raft service") => {
+            Err(e) if e.starts_with("not a DAOS") || e.starts_with("system is uninitialized") => {
                 Err(Status::failed_precondition(e))
             }
             Err(e) => Err(Status::invalid_argument(format!("{name}: {e}"))),
