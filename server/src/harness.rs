@@ -250,9 +250,15 @@ impl Harness {
 
     /// Engine 0's storage is there: the management service replica (whose log lives on it)
     /// can start, then half-made pools are found.
-    fn storage_ready(&self) {
+    fn storage_ready(self: &Arc<Self>) {
         self.ms.storage_ready();
-        self.find_orphans();
+        let h = self.clone();
+        if let Err(e) = thread::Builder::new()
+            .name("orphans".into())
+            .spawn(move || h.find_orphans())
+        {
+            error!("cannot look for half-made pools: {e}");
+        }
     }
 
     pub fn instances(&self) -> &[Arc<Instance>] {
@@ -322,6 +328,9 @@ impl Harness {
                         c.call(MgmtMethod::PingRank, &body)
                     })
                     .is_ok();
+                if answered && !unresponsive {
+                    self.reassert(rank);
+                }
                 if answered != unresponsive {
                     continue;
                 }
@@ -355,6 +364,22 @@ impl Harness {
                 }
             }
             thread::sleep(HEALTH_PERIOD);
+        }
+    }
+
+    /// A running, answering rank that the management service lost with its daos_server (a cut
+    /// link, a leader that could not reach us) is reported alive again.
+    fn reassert(&self, rank: u32) {
+        let Some(m) = self.ms.members().into_iter().find(|m| m.rank == rank) else {
+            return;
+        };
+        if m.state == MemberState::Unresponsive
+            && m.info == crate::membership::raft::host_lost_info(&m.addr)
+        {
+            info!("rank {rank} runs and answers: Joined again");
+            if let Err(e) = self.ms.set_state(rank, MemberState::Joined, "") {
+                warn!("rank {rank}: {e}");
+            }
         }
     }
 
@@ -447,7 +472,7 @@ impl Harness {
 
     /// Formats engine `i` and lets its supervisor start it. A running engine is refused, or
     /// with `force` stopped first ("forcibly stopping instance N prior to reformat").
-    pub fn format(&self, i: usize, force: bool) -> Result<FormatResult, StorageError> {
+    pub fn format(self: &Arc<Self>, i: usize, force: bool) -> Result<FormatResult, StorageError> {
         let inst = &self.instances[i];
         if inst.pid().is_some() {
             if !force {

@@ -108,8 +108,16 @@ pub fn init(mask: &str, file: Option<&Path>, json: bool) -> io::Result<()> {
         hostname: hostname(),
         json,
     };
+    // openraft reports every election and membership step at INFO; those show with DEBUG.
+    let level = filter(mask);
+    let quiet = if level >= tracing_subscriber::filter::LevelFilter::DEBUG {
+        "info"
+    } else {
+        "error"
+    };
+    let directives = format!("{},openraft={quiet}", level.to_string().to_lowercase());
     let builder = tracing_subscriber::fmt()
-        .with_max_level(filter(mask))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
         .event_format(format);
     let result = match file {
         Some(path) => {

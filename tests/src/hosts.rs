@@ -2,7 +2,10 @@
 //! onto a bridge in a namespace of the harness's own, an address the harness assigns
 //! (10.250.0.0/24, which exists only inside these namespaces) and host names (`h1`, `h2`, ...)
 //! that resolve inside every host (`/etc/netns/<ns>/hosts`, which `ip netns exec` mounts over
-//! `/etc/hosts`). A host can be killed (every process in it), and its link cut and healed.
+//! `/etc/hosts`). Each host also has a mount namespace of its own, kept by an anchor process,
+//! which every command of the host enters (`nsenter`): its tmpfs SCM mounts outlive its
+//! daos_server as they would on a real host. A host can be killed (every process in it but
+//! the anchor: its storage stays, as disks survive a power cut), and its link cut and healed.
 //! Everything is removed when the [`Hosts`] value is dropped, also after a failed test.
 //! Needs root (CI is root); [`Hosts::new`] says why when it cannot.
 
@@ -13,7 +16,11 @@ use std::process::{Command, Output, Stdio};
 pub struct Hosts {
     prefix: String,
     count: usize,
+    /// Per host, the process holding its mount namespace.
+    anchors: std::sync::Mutex<Vec<std::process::Child>>,
 }
+
+static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Runs `ip` with `args`; the error names the command.
 fn ip(args: &[&str]) -> Result<Output, String> {
@@ -39,11 +46,38 @@ impl Hosts {
         if !crate::is_root() {
             return Err("network namespaces need root".into());
         }
+        let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let hosts = Hosts {
-            prefix: format!("drs{}", std::process::id()),
+            prefix: format!("drs{}x{n}", std::process::id()),
             count,
+            anchors: std::sync::Mutex::new(Vec::new()),
         };
         hosts.build()?;
+        for i in 1..=count {
+            let anchor = Command::new("ip")
+                .args(["netns", "exec", &hosts.ns(i), "sleep", "infinity"])
+                .stdin(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("anchor of h{i}: {e}"))?;
+            hosts
+                .anchors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(anchor);
+        }
+        // The anchor's mount namespace is ready once its /etc/hosts is the host's.
+        for i in 1..=count {
+            let ok = crate::wait_until(std::time::Duration::from_secs(10), || {
+                hosts
+                    .command(i, std::path::Path::new("cat"))
+                    .arg("/etc/hosts")
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(" h1"))
+            });
+            if !ok {
+                return Err(format!("the mount namespace of h{i} did not come up"));
+            }
+        }
         Ok(hosts)
     }
 
@@ -115,20 +149,43 @@ impl Hosts {
         Ok(())
     }
 
-    /// A command to run inside host `i` (`ip netns exec`).
-    pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(i)]).arg(program);
-        c
+    fn anchor(&self, i: usize) -> Option<u32> {
+        self.anchors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(i - 1)
+            .map(|c| c.id())
     }
 
-    /// Kills every process of host `i` at once (SIGKILL), as a power cut would.
+    /// A command to run inside host `i`: its network and mount namespaces.
+    pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
+        match self.anchor(i) {
+            Some(pid) => {
+                let mut c = Command::new("nsenter");
+                c.args(["-t", &pid.to_string(), "-n", "-m", "--"])
+                    .arg(program);
+                c
+            }
+            None => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &self.ns(i)]).arg(program);
+                c
+            }
+        }
+    }
+
+    /// Kills every process of host `i` at once (SIGKILL), as a power cut would; its storage
+    /// (the anchor's mounts) stays.
     pub fn kill(&self, i: usize) {
         let Ok(out) = ip(&["netns", "pids", &self.ns(i)]) else {
             return;
         };
+        let anchor = self.anchor(i).map(|p| p as i32);
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(p) = pid.parse::<i32>() {
+                if Some(p) == anchor {
+                    continue;
+                }
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(p),
                     nix::sys::signal::Signal::SIGKILL,
@@ -168,6 +225,12 @@ impl Drop for Hosts {
     fn drop(&mut self) {
         for i in 1..=self.count {
             self.kill(i);
+        }
+        for mut a in std::mem::take(&mut *self.anchors.lock().unwrap_or_else(|p| p.into_inner())) {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        for i in 1..=self.count {
             let _ = ip(&["netns", "del", &self.ns(i)]);
             let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(self.ns(i)));
         }

@@ -5,6 +5,7 @@
 //! The binaries come from the same `cargo` build as the tests (`target/<profile>/`); the test
 //! command builds them first (`cargo build --workspace --bins`).
 
+pub mod cluster;
 pub mod fuzz;
 pub mod hosts;
 

@@ -95,6 +95,11 @@ pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a join may look for a leader (DAOS: an hour, 10 s per try; the caller retries).
 pub const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the leader checks that member hosts' daos_servers answer.
+pub const HOST_PING_PERIOD: Duration = Duration::from_secs(1);
+const HOST_PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Missed checks in a row after which a host's ranks are `Unresponsive`.
+pub const HOST_MISSES: u32 = 3;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -354,6 +359,90 @@ impl Inner {
         Err(MsError::Unavailable(last))
     }
 
+    /// Whether the daos_server at `addr` answers a cheap call (any answer counts).
+    async fn answers(&self, addr: &str) -> bool {
+        use daos_proto::mgmt::LeaderQueryReq;
+        use daos_proto::mgmt::mgmt_svc_client::MgmtSvcClient;
+        let Ok(ch) = self.peers.channel(addr) else {
+            return false;
+        };
+        let mut c = MgmtSvcClient::new(ch);
+        match tokio::time::timeout(
+            HOST_PING_TIMEOUT,
+            c.leader_query(Peers::stamp(LeaderQueryReq::default())),
+        )
+        .await
+        {
+            Ok(Ok(_)) => true,
+            Ok(Err(s)) => !matches!(
+                s.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            ),
+            Err(_) => false,
+        }
+    }
+
+    /// Leader housekeeping: the daos_server of every member host is pinged each second; one
+    /// that misses [`HOST_MISSES`] in a row has its joined ranks marked `Unresponsive` (with
+    /// [`host_lost_info`] as the reason) until its engines rejoin or its daos_server reports
+    /// them running.
+    async fn watch_hosts(self: Arc<Self>) {
+        let mut misses: BTreeMap<String, u32> = BTreeMap::new();
+        loop {
+            tokio::time::sleep(HOST_PING_PERIOD).await;
+            let Some(raft) = self.raft() else { continue };
+            if raft.metrics().borrow().state != ServerState::Leader {
+                misses.clear();
+                continue;
+            }
+            let Some(db) = self.db() else { continue };
+            let mut addrs: Vec<String> = db
+                .members
+                .iter()
+                .map(|m| m.addr.clone())
+                .filter(|a| self.cfg.me.is_none() || self.replica_of(a) != self.cfg.me)
+                .collect();
+            addrs.sort();
+            addrs.dedup();
+            let pings: Vec<_> = addrs
+                .iter()
+                .map(|a| {
+                    let (me, a) = (self.clone(), a.clone());
+                    tokio::spawn(async move { me.answers(&a).await })
+                })
+                .collect();
+            for (addr, ping) in addrs.iter().zip(pings) {
+                let alive = ping.await.unwrap_or(false);
+                let n = misses.entry(addr.clone()).or_insert(0);
+                let was_lost = *n >= HOST_MISSES;
+                *n = if alive { 0 } else { *n + 1 };
+                let info = host_lost_info(addr);
+                let changes: Vec<(u32, MemberState, String)> = if !alive && *n == HOST_MISSES {
+                    warn!("management service: {info}; its ranks are Unresponsive");
+                    db.members
+                        .iter()
+                        .filter(|m| m.addr == *addr && m.state == MemberState::Joined)
+                        .map(|m| (m.rank, MemberState::Unresponsive, info.clone()))
+                        .collect()
+                } else if alive && was_lost {
+                    // Its engines rejoin, or its daos_server reports them alive again.
+                    info!("management service: daos_server at {addr} answers again");
+                    Vec::new()
+                } else {
+                    Vec::new()
+                };
+                for (rank, state, info) in changes {
+                    if let Err(e) = raft
+                        .client_write(Command::SetState { rank, state, info })
+                        .await
+                    {
+                        warn!("management service: rank {rank}: {e}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Leader housekeeping: a replica whose server has a joined engine becomes a voter.
     async fn manage_voters(self: Arc<Self>) {
         loop {
@@ -393,6 +482,11 @@ impl Inner {
             }
         }
     }
+}
+
+/// The reason a member shows when the leader lost its daos_server.
+pub fn host_lost_info(addr: &str) -> String {
+    format!("daos_server at {addr} does not answer")
 }
 
 impl MsNode {
@@ -522,6 +616,7 @@ impl MsNode {
             let _ = self.run(async move { r.trigger().elect().await });
         }
         self.rt().spawn(self.inner.clone().manage_voters());
+        self.rt().spawn(self.inner.clone().watch_hosts());
         info!(
             "management service replica {} of {} started ({})",
             me,
