@@ -21,6 +21,7 @@ fn main() {
         "ctl.proto",
         "mgmt.proto",
         "raft.proto",
+        "rank.proto",
         "google_rpc.proto",
     ]
     .map(|f| dir.join(f));

@@ -35,3 +35,7 @@ pub mod raft {
 pub mod google_rpc {
     include!(concat!(env!("OUT_DIR"), "/grpc/google.rpc.rs"));
 }
+/// Server-to-server actions on a rank of another host (`rank.RankSvc`), daos-rs's own.
+pub mod rank {
+    include!(concat!(env!("OUT_DIR"), "/grpc/rank.rs"));
+}

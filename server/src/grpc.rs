@@ -967,6 +967,7 @@ pub fn serve(
     let raft_check: crate::membership::raft::svc::Check =
         Arc::new(move |req, method| security::authorize(req, method, insecure));
     let raft = crate::membership::raft::svc::server(ms.clone(), raft_check);
+    let rank = harness.clone().map(|h| crate::remote::server(h, insecure));
     let services = Services {
         config: Arc::new(config.clone()),
         harness,
@@ -990,7 +991,8 @@ pub fn serve(
     let router = builder
         .add_service(Served::new(CtlSvcServer::new(services.clone()), CTL_SERVED))
         .add_service(Served::new(MgmtSvcServer::new(services), MGMT_SERVED))
-        .add_service(raft);
+        .add_service(raft)
+        .add_optional_service(rank);
     let thread = std::thread::Builder::new()
         .name("grpc-server".into())
         .spawn(move || {

@@ -131,6 +131,8 @@ pub struct Harness {
     config: Server,
     instances: Vec<Arc<Instance>>,
     ms: Arc<dyn ManagementService>,
+    /// Calls to ranks of other hosts.
+    remote: crate::remote::Remote,
     engine_bin: PathBuf,
     control_addr: String,
     stopping: AtomicBool,
@@ -159,6 +161,14 @@ pub enum EngineCallError {
         rank: u32,
         source: daos_drpc::DrpcError,
     },
+    #[error("rank {rank} (daos_server at {addr}): {message}")]
+    Remote {
+        rank: u32,
+        addr: String,
+        message: String,
+    },
+    #[error("rank {rank} is not a member of the system")]
+    NotMember { rank: u32 },
 }
 
 /// How often daos_server checks that its running engines answer.
@@ -191,6 +201,7 @@ impl Harness {
     pub fn new(
         config: Server,
         ms: Arc<dyn ManagementService>,
+        remote: crate::remote::Remote,
         engine_bin: PathBuf,
     ) -> Arc<Harness> {
         let instances = (0..config.engines.len())
@@ -209,6 +220,7 @@ impl Harness {
             config,
             instances,
             ms,
+            remote,
             engine_bin,
             control_addr,
             stopping: AtomicBool::new(false),
@@ -566,8 +578,59 @@ impl Harness {
         inst.wait_for(Duration::from_secs(5), |s| s.pid.is_none())
     }
 
-    /// Calls a dRPC method on the engine of `rank`.
+    /// Calls a dRPC method on the engine of `rank`: over dRPC when it is one of this host's,
+    /// else through the daos_server of its host (`rank.RankSvc`).
     pub fn engine_call<M: daos_drpc::Method>(
+        &self,
+        rank: u32,
+        method: M,
+        body: &[u8],
+    ) -> Result<Vec<u8>, EngineCallError> {
+        if self.by_rank(rank).is_some() {
+            return self.local_engine_call(rank, method, body);
+        }
+        let addr = self
+            .ms
+            .members()
+            .into_iter()
+            .find(|m| m.rank == rank)
+            .map(|m| m.addr)
+            .ok_or(EngineCallError::NotMember { rank })?;
+        if self.is_local(&addr) {
+            return Err(EngineCallError::NotHere { rank });
+        }
+        self.remote.engine_call(&addr, rank, method, body)
+    }
+
+    /// What `rank` offers pools (its host's daos_server answers for a remote one).
+    pub fn rank_info(&self, rank: u32) -> Result<crate::remote::RankInfo, String> {
+        if let Some(info) = self.local_rank_info(rank) {
+            return Ok(info);
+        }
+        let addr = self
+            .ms
+            .members()
+            .into_iter()
+            .find(|m| m.rank == rank)
+            .map(|m| m.addr)
+            .ok_or_else(|| format!("rank {rank} is not a member of the system"))?;
+        self.remote.rank_info(&addr, rank)
+    }
+
+    /// What this host's `rank` offers pools, if it is one of this host's.
+    pub fn local_rank_info(&self, rank: u32) -> Option<crate::remote::RankInfo> {
+        let e = self.engine_of(rank)?;
+        let (scm_capacity, nvme_capacity) = crate::pools::local_capacity(e);
+        Some(crate::remote::RankInfo {
+            targets: u64::from(e.targets.max(1)),
+            scm_capacity,
+            nvme_capacity,
+            scm_avail: crate::pools::scm_avail(e),
+        })
+    }
+
+    /// Calls a dRPC method on this host's engine of `rank`.
+    pub fn local_engine_call<M: daos_drpc::Method>(
         &self,
         rank: u32,
         method: M,
@@ -898,7 +961,7 @@ impl Harness {
     }
 
     /// True when a member's control address (`ip:port`) is this daos_server.
-    fn is_local(&self, addr: &str) -> bool {
+    pub fn is_local(&self, addr: &str) -> bool {
         addr.parse::<std::net::SocketAddr>().is_ok_and(|a| {
             a.port() == self.config.port
                 && (a.ip().is_loopback() || crate::membership::raft::local_ips().contains(&a.ip()))

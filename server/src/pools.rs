@@ -197,11 +197,8 @@ pub struct CreateRequest {
     pub uuid: Option<String>,
 }
 
-/// (SCM, NVMe) bytes a rank offers in all.
-pub fn rank_capacity(h: &Harness, rank: u32) -> (u64, u64) {
-    let Some(e) = h.engine_of(rank) else {
-        return (0, 0);
-    };
+/// (SCM, NVMe) bytes an engine of this host offers in all.
+pub fn local_capacity(e: &daos_config::Engine) -> (u64, u64) {
     let scm = e.scm().map_or(0, |t| match (t.class, t.scm_size) {
         (TierClass::Ram, Some(gib)) => gib << 30,
         _ => t
@@ -228,29 +225,30 @@ pub fn rank_capacity(h: &Harness, rank: u32) -> (u64, u64) {
     (scm, nvme)
 }
 
+/// SCM really free on an engine's mount (the mount also holds the superblock, the management
+/// service's files and each pool's metadata), less a reserve for those to grow.
+pub fn scm_avail(e: &daos_config::Engine) -> u64 {
+    e.scm()
+        .and_then(|t| t.scm_mount.clone())
+        .filter(|m| m.join(crate::storage::SUPERBLOCK_NAME).exists())
+        .and_then(|m| nix::sys::statvfs::statvfs(&m).ok())
+        .map_or(u64::MAX, |st| {
+            (st.blocks_available() * st.fragment_size()).saturating_sub(SCM_RESERVE)
+        })
+}
+
 /// (SCM, NVMe) bytes of a rank not yet given to pools.
-pub fn rank_free(h: &Harness, rank: u32) -> (u64, u64) {
-    let (scm, nvme) = rank_capacity(h, rank);
+pub fn rank_free(h: &Harness, rank: u32) -> Result<(u64, u64), String> {
+    let info = h.rank_info(rank)?;
     let pools = h.ms().pools();
     let used = pools.iter().filter(|p| p.ranks.contains(&rank));
     let (su, nu) = used.fold((0, 0), |(s, n), p| {
         (s + p.scm_per_rank, n + p.nvme_per_rank)
     });
-    // The SCM mount also holds the superblock, the management service's files and each
-    // pool's metadata: what is really left there bounds what a pool can take (less a
-    // reserve for those files to grow).
-    let scm_avail = h
-        .engine_of(rank)
-        .and_then(|e| e.scm()?.scm_mount.clone())
-        .filter(|m| m.join(crate::storage::SUPERBLOCK_NAME).exists())
-        .and_then(|m| nix::sys::statvfs::statvfs(&m).ok())
-        .map_or(u64::MAX, |st| {
-            (st.blocks_available() * st.fragment_size()).saturating_sub(SCM_RESERVE)
-        });
-    (
-        scm.saturating_sub(su).min(scm_avail),
-        nvme.saturating_sub(nu),
-    )
+    Ok((
+        info.scm_capacity.saturating_sub(su).min(info.scm_avail),
+        info.nvme_capacity.saturating_sub(nu),
+    ))
 }
 
 /// SCM kept free on each mount for the superblock, the management service's files and
@@ -303,7 +301,7 @@ fn rank_op<M: daos_drpc::Method>(
 }
 
 fn targets_of(h: &Harness, rank: u32) -> u64 {
-    h.engine_of(rank).map_or(1, |e| u64::from(e.targets.max(1)))
+    h.rank_info(rank).map_or(1, |i| i.targets.max(1))
 }
 
 /// Creates a pool.
@@ -355,10 +353,11 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     let frees: Vec<(u32, u64, u64)> = ranks
         .iter()
         .map(|&r| {
-            let (s, n) = rank_free(h, r);
-            (r, s, n)
+            rank_free(h, r)
+                .map(|(s, n)| (r, s, n))
+                .map_err(|e| PoolSvcError::new(Failed, format!("rank {r}: {e}")))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let has_nvme = frees.iter().all(|(_, _, n)| *n > 0);
     let nranks = ranks.len() as u64;
     let (scm_per_rank, nvme_per_rank) = match (req.total, req.scm, req.nvme) {

@@ -61,7 +61,9 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "RaftSvc.Vote"
         | "RaftSvc.InstallSnapshot"
         | "RaftSvc.Propose"
-        | "RaftSvc.Read" => &[Server],
+        | "RaftSvc.Read"
+        | "RankSvc.EngineCall"
+        | "RankSvc.RankInfo" => &[Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
         "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" => &[Admin, Agent],

@@ -353,6 +353,7 @@ pub fn start(
         .control_metadata
         .as_ref()
         .is_some_and(|c| c.path.is_some());
+    let remote_tls = cfg.tls.clone();
     let ms = Arc::new(MsNode::new(cfg).map_err(CmdError::new)?);
     if metadata_path {
         ms.start_replica().map_err(CmdError::new)?;
@@ -363,7 +364,9 @@ pub fn start(
                 CmdError::new("daos_engine not found next to daos_server or on PATH")
                     .fix("install daos_engine beside daos_server (cargo build --workspace --bins)")
             })?;
-            Some(Harness::new(s.clone(), ms.clone(), engine_bin))
+            let remote = crate::remote::Remote::new(remote_tls)
+                .map_err(|e| CmdError::new(format!("cannot start the remote-call runtime: {e}")))?;
+            Some(Harness::new(s.clone(), ms.clone(), remote, engine_bin))
         }
         true => None,
     };

@@ -1,0 +1,219 @@
+//! Acting on a rank of another host through that host's daos_server (`rank.RankSvc` on the
+//! control port, server certificates only): the pool operations the management service
+//! leader sends to each rank's engine (create, destroy, query) and what a rank offers pools.
+//! The receiving daos_server passes the call to its engine over dRPC, so both hosts apply the
+//! same checks and deadlines as for a local rank.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use daos_drpc::{Method, MgmtMethod, Module};
+use daos_proto::rank::rank_svc_client::RankSvcClient;
+use daos_proto::rank::rank_svc_server::{RankSvc, RankSvcServer};
+use daos_proto::rank::{EngineCallReq, EngineCallResp, RankInfoReq, RankInfoResp};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::harness::{EngineCallError, Harness, POOL_CALL_TIMEOUT};
+use crate::security;
+
+/// What a rank offers pools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RankInfo {
+    pub targets: u64,
+    pub scm_capacity: u64,
+    pub nvme_capacity: u64,
+    /// Bytes really free on its SCM mount (less a reserve).
+    pub scm_avail: u64,
+}
+
+/// The pool methods a remote caller may pass to an engine.
+pub const FORWARDED: &[MgmtMethod] = &[
+    MgmtMethod::PoolCreate,
+    MgmtMethod::PoolDestroy,
+    MgmtMethod::PoolQuery,
+];
+
+/// Calls to other hosts' daos_servers, from plain or blocking threads.
+pub struct Remote {
+    rt: tokio::runtime::Runtime,
+    tls: Option<ClientTlsConfig>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Remote {
+    pub fn new(tls: Option<ClientTlsConfig>) -> std::io::Result<Remote> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("remote")
+            .enable_all()
+            .build()?;
+        Ok(Remote {
+            rt,
+            tls,
+            channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| format!("bad address {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(3));
+        if let Some(tls) = &self.tls {
+            ep = ep
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS setup for {addr}: {e}"))?;
+        }
+        let ch = ep.connect_lazy();
+        map.insert(addr.into(), ch.clone());
+        Ok(ch)
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        match rx.recv() {
+            Ok(v) => v,
+            Err(_) => unreachable!("the remote-call runtime dropped a task"),
+        }
+    }
+
+    /// A dRPC call to the engine of `rank`, hosted by the daos_server at `addr`.
+    pub fn engine_call<M: Method>(
+        &self,
+        addr: &str,
+        rank: u32,
+        method: M,
+        body: &[u8],
+    ) -> Result<Vec<u8>, EngineCallError> {
+        let remote = |message: String| EngineCallError::Remote {
+            rank,
+            addr: addr.to_string(),
+            message,
+        };
+        let ch = self.channel(addr).map_err(remote)?;
+        let req = EngineCallReq {
+            rank,
+            module: M::MODULE as i32,
+            method: method.id(),
+            body: body.to_vec(),
+        };
+        let deadline = POOL_CALL_TIMEOUT + Duration::from_secs(10);
+        let answer = self.run(async move {
+            let mut c = RankSvcClient::new(ch);
+            tokio::time::timeout(deadline, c.engine_call(stamp(req))).await
+        });
+        match answer {
+            Err(_) => Err(remote(format!("no answer within {deadline:?}"))),
+            Ok(Ok(r)) => Ok(r.into_inner().body),
+            Ok(Err(s)) => Err(remote(s.message().to_string())),
+        }
+    }
+
+    /// What `rank`, hosted by the daos_server at `addr`, offers pools.
+    pub fn rank_info(&self, addr: &str, rank: u32) -> Result<RankInfo, String> {
+        let ch = self.channel(addr)?;
+        let answer = self.run(async move {
+            let mut c = RankSvcClient::new(ch);
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                c.rank_info(stamp(RankInfoReq { rank })),
+            )
+            .await
+        });
+        match answer {
+            Err(_) => Err(format!("{addr}: no answer within 10s")),
+            Ok(Err(s)) => Err(format!("{addr}: {}", s.message())),
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                Ok(RankInfo {
+                    targets: u64::from(r.targets),
+                    scm_capacity: r.scm_capacity,
+                    nvme_capacity: r.nvme_capacity,
+                    scm_avail: r.scm_avail,
+                })
+            }
+        }
+    }
+}
+
+fn stamp<T>(msg: T) -> Request<T> {
+    crate::membership::raft::net::Peers::stamp(msg)
+}
+
+/// `rank.RankSvc` for this host's engines.
+pub struct Service {
+    harness: Arc<Harness>,
+    insecure: bool,
+}
+
+pub fn server(harness: Arc<Harness>, insecure: bool) -> RankSvcServer<Service> {
+    RankSvcServer::new(Service { harness, insecure })
+}
+
+fn call_status(e: EngineCallError) -> Status {
+    match e {
+        EngineCallError::NotHere { .. } => Status::not_found(e.to_string()),
+        EngineCallError::NotRunning { .. } | EngineCallError::Unresponsive { .. } => {
+            Status::unavailable(e.to_string())
+        }
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl RankSvc for Service {
+    async fn engine_call(
+        &self,
+        req: Request<EngineCallReq>,
+    ) -> Result<Response<EngineCallResp>, Status> {
+        security::authorize(&req, "RankSvc.EngineCall", self.insecure)?;
+        let r = req.into_inner();
+        let method = (r.module == Module::Mgmt as i32)
+            .then(|| MgmtMethod::from_i32(r.method))
+            .flatten()
+            .filter(|m| FORWARDED.contains(m))
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "EngineCallReq: dRPC module {} method {} is not one a remote caller may use (pool create, destroy, query)",
+                    r.module, r.method
+                ))
+            })?;
+        let h = self.harness.clone();
+        let body =
+            tokio::task::spawn_blocking(move || h.local_engine_call(r.rank, method, &r.body))
+                .await
+                .map_err(|e| Status::internal(format!("engine call: {e}")))?
+                .map_err(call_status)?;
+        Ok(Response::new(EngineCallResp { body }))
+    }
+
+    async fn rank_info(&self, req: Request<RankInfoReq>) -> Result<Response<RankInfoResp>, Status> {
+        security::authorize(&req, "RankSvc.RankInfo", self.insecure)?;
+        let rank = req.into_inner().rank;
+        let h = self.harness.clone();
+        let info = tokio::task::spawn_blocking(move || h.local_rank_info(rank))
+            .await
+            .map_err(|e| Status::internal(format!("rank info: {e}")))?
+            .ok_or_else(|| {
+                Status::not_found(format!("rank {rank} is not an engine of this server"))
+            })?;
+        Ok(Response::new(RankInfoResp {
+            targets: info.targets as u32,
+            scm_capacity: info.scm_capacity,
+            nvme_capacity: info.nvme_capacity,
+            scm_avail: info.scm_avail,
+        }))
+    }
+}
