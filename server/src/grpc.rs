@@ -22,8 +22,8 @@ use tracing::{error, info, warn};
 use crate::exit::CmdError;
 use crate::harness::{Harness, RankOutcome};
 use crate::hostlist;
-use crate::membership::MsError;
 use crate::membership::raft::MsNode;
+use crate::membership::{ManagementService, MsError};
 use crate::rpc::ctl::ctl_svc_server::{CtlSvc, CtlSvcServer};
 use crate::rpc::ctl::*;
 use crate::rpc::mgmt::mgmt_svc_server::{MgmtSvc, MgmtSvcServer};
@@ -76,7 +76,114 @@ fn ms_status(e: MsError) -> Status {
     }
 }
 
+/// What a system-wide call does to each rank.
+#[derive(Clone, Copy, Debug)]
+enum RankAction {
+    PrepShutdown,
+    Stop,
+    Start,
+}
+
+impl RankAction {
+    fn name(self) -> &'static str {
+        match self {
+            RankAction::PrepShutdown => "prep shutdown",
+            RankAction::Stop => "stop",
+            RankAction::Start => "start",
+        }
+    }
+}
+
 impl Services {
+    /// The members of `ranks` (all when empty) and the requested ones that are not members
+    /// (as a rank set).
+    fn requested(&self, ranks: &str) -> Result<(Vec<u32>, String), Status> {
+        let all: Vec<u32> = self.ms.members().iter().map(|m| m.rank).collect();
+        let (present, absent) = select(ranks, &all)?;
+        let absent = if absent.is_empty() {
+            String::new()
+        } else {
+            hostlist::format_ranks(&absent)
+        };
+        Ok((present, absent))
+    }
+
+    /// Runs `action` on `ranks` across the system: this host's through its harness, each
+    /// other host's through its daos_server (`ctl.CtlSvc`), all hosts concurrently; a host
+    /// that does not answer gets its ranks reported `Unresponsive` with its error, as DAOS.
+    async fn fan_out(
+        &self,
+        ranks: &[u32],
+        action: RankAction,
+        force: bool,
+    ) -> Result<Vec<RankResult>, Status> {
+        use crate::rpc::ctl::ctl_svc_client::CtlSvcClient;
+        let h = self.harness()?;
+        let mut by_host: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+        for m in self.ms.members() {
+            if ranks.contains(&m.rank) {
+                by_host.entry(m.addr).or_default().push(m.rank);
+            }
+        }
+        let mut calls = Vec::new();
+        for (addr, ranks) in by_host {
+            let h = h.clone();
+            calls.push(tokio::spawn(async move {
+                if h.is_local(&addr) {
+                    let rs = ranks.clone();
+                    let out = tokio::task::spawn_blocking(move || match action {
+                        RankAction::PrepShutdown => h.prep_shutdown_ranks(&rs),
+                        RankAction::Stop => h.stop_ranks(&rs, force),
+                        RankAction::Start => h.start_ranks(&rs, START_TIMEOUT),
+                    })
+                    .await;
+                    return match out {
+                        Ok(out) => rank_results(out, action.name(), &addr),
+                        Err(e) => unresponsive(&ranks, action, &addr, &e.to_string()),
+                    };
+                }
+                let mut client = match h.remote().channel(&addr) {
+                    Ok(ch) => CtlSvcClient::new(ch),
+                    Err(e) => return unresponsive(&ranks, action, &addr, &e),
+                };
+                let req = crate::membership::raft::net::Peers::stamp(RanksReq {
+                    ranks: hostlist::format_ranks(&ranks),
+                    force,
+                    ..Default::default()
+                });
+                let call = async {
+                    match action {
+                        RankAction::PrepShutdown => client.prep_shutdown_ranks(req).await,
+                        RankAction::Stop => client.stop_ranks(req).await,
+                        RankAction::Start => client.start_ranks(req).await,
+                    }
+                };
+                match tokio::time::timeout(START_TIMEOUT + Duration::from_secs(10), call).await {
+                    Ok(Ok(r)) => r
+                        .into_inner()
+                        .results
+                        .into_iter()
+                        .map(|mut r| {
+                            r.addr = addr.clone();
+                            r
+                        })
+                        .collect(),
+                    Ok(Err(s)) => unresponsive(&ranks, action, &addr, s.message()),
+                    Err(_) => unresponsive(&ranks, action, &addr, "no answer in time"),
+                }
+            }));
+        }
+        let mut out = Vec::new();
+        for c in calls {
+            out.extend(
+                c.await
+                    .map_err(|e| Status::internal(format!("fan-out: {e}")))?,
+            );
+        }
+        out.sort_by_key(|r| r.rank);
+        Ok(out)
+    }
+
     /// DAOS's checkLeaderRequest.
     fn leader(&self) -> Result<(), Status> {
         self.ms.check_leader().map_err(ms_status)
@@ -115,6 +222,21 @@ fn rank_results(outcomes: Vec<RankOutcome>, action: &str, addr: &str) -> Vec<Ran
             errored: !o.ok,
             msg: o.msg,
             state: o.state.name().into(),
+            addr: addr.into(),
+        })
+        .collect()
+}
+
+/// Results for the ranks of a host that did not answer.
+fn unresponsive(ranks: &[u32], action: RankAction, addr: &str, error: &str) -> Vec<RankResult> {
+    ranks
+        .iter()
+        .map(|&rank| RankResult {
+            rank,
+            action: action.name().into(),
+            errored: true,
+            msg: error.to_string(),
+            state: crate::membership::MemberState::Unresponsive.name().into(),
             addr: addr.into(),
         })
         .collect()
@@ -632,30 +754,25 @@ impl MgmtSvc for Services {
             force,
             ..
         } = req.into_inner();
-        let h = self.harness()?;
-        let all: Vec<u32> = h.ms().members().iter().map(|m| m.rank).collect();
-        let (present, absent) = select(&ranks, &all)?;
-        let addr = format!("{}:{}", crate::logging::hostname(), self.config.port);
-        let outcomes = self
-            .blocking(move |h| {
-                if prep && !force {
-                    h.prep_shutdown_ranks(&present);
+        let (present, absent) = self.requested(&ranks)?;
+        let mut results = Vec::new();
+        if prep && !force {
+            // DAOS: a failed prep-shutdown is reported, and the stop goes on.
+            for r in self
+                .fan_out(&present, RankAction::PrepShutdown, force)
+                .await?
+            {
+                if r.errored {
+                    results.push(r);
                 }
-                if kill || !prep {
-                    h.stop_ranks(&present, force)
-                } else {
-                    Vec::new()
-                }
-            })
-            .await?;
-        let absentranks = if absent.is_empty() {
-            String::new()
-        } else {
-            hostlist::format_ranks(&absent)
-        };
+            }
+        }
+        if kill || !prep {
+            results.extend(self.fan_out(&present, RankAction::Stop, force).await?);
+        }
         Ok(Response::new(SystemStopResp {
-            results: rank_results(outcomes, "stop", &addr),
-            absentranks,
+            results,
+            absentranks: absent,
             absenthosts: String::new(),
         }))
     }
@@ -667,21 +784,11 @@ impl MgmtSvc for Services {
         security::authorize(&req, "MgmtSvc.SystemStart", self.insecure)?;
         self.leader()?;
         let ranks = req.into_inner().ranks;
-        let h = self.harness()?;
-        let all: Vec<u32> = h.ms().members().iter().map(|m| m.rank).collect();
-        let (present, absent) = select(&ranks, &all)?;
-        let addr = format!("{}:{}", crate::logging::hostname(), self.config.port);
-        let outcomes = self
-            .blocking(move |h| h.start_ranks(&present, START_TIMEOUT))
-            .await?;
-        let absentranks = if absent.is_empty() {
-            String::new()
-        } else {
-            hostlist::format_ranks(&absent)
-        };
+        let (present, absent) = self.requested(&ranks)?;
+        let results = self.fan_out(&present, RankAction::Start, false).await?;
         Ok(Response::new(SystemStartResp {
-            results: rank_results(outcomes, "start", &addr),
-            absentranks,
+            results,
+            absentranks: absent,
             absenthosts: String::new(),
         }))
     }

@@ -602,6 +602,11 @@ impl Harness {
         self.remote.engine_call(&addr, rank, method, body)
     }
 
+    /// Calls to other hosts' daos_servers.
+    pub fn remote(&self) -> &crate::remote::Remote {
+        &self.remote
+    }
+
     /// What `rank` offers pools (its host's daos_server answers for a remote one).
     pub fn rank_info(&self, rank: u32) -> Result<crate::remote::RankInfo, String> {
         if let Some(info) = self.local_rank_info(rank) {

@@ -56,7 +56,8 @@ impl Remote {
         })
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    /// A channel to the daos_server at `addr` (connected on first use, kept).
+    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());

@@ -174,6 +174,24 @@ impl Hosts {
         }
     }
 
+    /// Runs `f` on a thread inside host `i`'s network namespace (sockets it opens are that
+    /// host's; names do not resolve there, use [`Hosts::addr`]).
+    pub fn in_host<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let path = PathBuf::from("/var/run/netns").join(self.ns(i));
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns {}: {e}", path.display()))?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| "the in-host thread panicked".to_string())?
+    }
+
     /// Kills every process of host `i` at once (SIGKILL), as a power cut would; its storage
     /// (the anchor's mounts) stays.
     pub fn kill(&self, i: usize) {

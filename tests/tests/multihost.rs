@@ -262,6 +262,38 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
     );
     let list = stdout(&c.dmg(3, ALL, &["pool", "list"]));
     assert!(list.contains("tank") && list.contains("after"), "{list}");
+    // System-wide stop and start from any host: every host's ranks, one grouped table.
+    let stop = c.dmg(2, ALL, &["system", "stop"]);
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&stop),
+        stderr(&stop)
+    );
+    assert!(
+        stdout(&stop).contains("[0-2]")
+            && stdout(&stop).contains("stop")
+            && stdout(&stop).contains("OK"),
+        "{}",
+        stdout(&stop)
+    );
+    let m = c.members(3, ALL).expect("members");
+    assert!(m.iter().all(|m| m.2 == "stopped"), "{m:?}");
+    let start = c.dmg(3, ALL, &["system", "start"]);
+    assert_eq!(
+        start.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&start),
+        stderr(&start)
+    );
+    assert!(
+        stdout(&start).contains("[0-2]") && stdout(&start).contains("start"),
+        "{}",
+        stdout(&start)
+    );
+    assert!(joined(&c, 1, ALL, 3), "{:?}", c.members(1, ALL));
     let output = c.path(1).join("out.bin");
     ok(c.run(
         2,
@@ -291,4 +323,237 @@ fn pool_query(c: &Cluster, from: usize, pool: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&o), stderr(&o)));
     assert_eq!(v["status"], 0, "{v}");
     v["response"].clone()
+}
+
+/// A raw `mgmt.MgmtSvc` call made from inside host `from` to `addr` (`ip:port`).
+fn raw<T: Send + 'static, F, Fut>(c: &Cluster, from: usize, addr: String, f: F) -> T
+where
+    F: FnOnce(daos_proto::mgmt::mgmt_svc_client::MgmtSvcClient<tonic::transport::Channel>) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = T>,
+{
+    c.hosts
+        .in_host(from, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                    .expect("uri")
+                    .connect()
+                    .await
+                    .expect("connect");
+                f(daos_proto::mgmt::mgmt_svc_client::MgmtSvcClient::new(ch)).await
+            })
+        })
+        .expect("in host")
+}
+
+#[test]
+fn a_fourth_host_joins_bad_joins_are_refused_and_a_cut_replica_converges() {
+    use daos_proto::mgmt::{JoinReq, SystemQueryReq};
+    let Some(mut c) = cluster(
+        "a_fourth_host_joins_bad_joins_are_refused_and_a_cut_replica_converges",
+        4,
+        3,
+    ) else {
+        return;
+    };
+    for i in 1..=3 {
+        c.start(i);
+    }
+    for i in 1..=3 {
+        c.wait_log(i, "SCM format required on instance 0", 30);
+    }
+    ok(c.dmg(1, ALL, &["storage", "format"]));
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, 1, ALL, 3)),
+        "{:?}\n{}",
+        c.members(1, ALL),
+        c.logs()
+    );
+    let leader_addr = format!("{}:10001", c.hosts.addr(1));
+    let v: serde_json::Value =
+        serde_json::from_slice(&c.dmg(1, ALL, &["-j", "system", "query", "-v"]).stdout)
+            .expect("json");
+    let uuid1 = v["response"]["members"][1]["uuid"]
+        .as_str()
+        .expect("uuid")
+        .to_string();
+    let version = v["response"]["data_version"].as_u64().expect("version");
+
+    // Bad joins from a fourth host, each refused with DAOS's words, nothing changed.
+    let join = |sys: &str, uuid: &str, uri: &str| JoinReq {
+        sys: sys.into(),
+        uuid: uuid.into(),
+        rank: u32::MAX,
+        uri: uri.into(),
+        nctxs: 1,
+        addr: "0.0.0.0:10001".into(),
+        srv_fault_domain: "/rack0/h4".into(),
+        idx: 0,
+        incarnation: 1,
+        ..Default::default()
+    };
+    let fresh = "4a4a4a4a-1111-4222-8333-444444444444";
+    for (req, words) in [
+        (
+            join("other_system", fresh, "ofi+tcp;ofi_rxm://10.250.0.4:31416"),
+            "system name \"other_system\" does not match \"daos_server\"",
+        ),
+        (
+            join("daos_server", &uuid1, "ofi+tcp;ofi_rxm://10.250.0.4:31416"),
+            "control address changed from",
+        ),
+        (
+            join("daos_server", fresh, "ofi+sockets://10.250.0.4:31416"),
+            "fabric provider \"ofi+sockets\" does not match system provider \"ofi+tcp;ofi_rxm\"",
+        ),
+    ] {
+        let r = raw(&c, 4, leader_addr.clone(), move |mut m| async move {
+            m.join(req)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.message().to_string())
+        });
+        let e = r.expect_err("refused");
+        assert!(e.contains(words), "{e}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&c.dmg(1, ALL, &["-j", "system", "query"]).stdout).expect("json");
+    assert_eq!(v["response"]["members"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        v["response"]["data_version"].as_u64(),
+        Some(version),
+        "nothing changed"
+    );
+
+    // The fourth host (no replica) joins the running system and gets rank 3.
+    c.start(4);
+    c.wait_log(4, "not a management service replica", 30);
+    let e = raw(
+        &c,
+        4,
+        format!("{}:10001", c.hosts.addr(4)),
+        |mut m| async move {
+            m.system_query(SystemQueryReq::default())
+                .await
+                .map(|_| ())
+                .map_err(|s| s.message().to_string())
+        },
+    )
+    .expect_err("not a replica");
+    assert_eq!(
+        e,
+        "not a DAOS Management Service replica (try one of h1:10001,h2:10001,h3:10001)"
+    );
+    ok(c.dmg(4, "h4:10001", &["storage", "format"]));
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, 4, "h4:10001", 4)),
+        "{:?}\n{}",
+        c.members(4, "h4:10001"),
+        c.logs()
+    );
+    let m = c.members(4, "h4:10001").expect("members via a non-replica");
+    assert_eq!(m[3].0, 3);
+    assert!(m[3].1.starts_with("10.250.0.4:"), "{m:?}");
+    // Its engine serves I/O: a pool on rank 3 alone.
+    ok(c.dmg(
+        4,
+        "h4:10001",
+        &[
+            "pool",
+            "create",
+            "four",
+            "--ranks",
+            "3",
+            "--scm-size",
+            "128M",
+            "--nvme-size",
+            "256M",
+        ],
+    ));
+    let o = c.run(
+        1,
+        "daos_bench",
+        &[
+            "io",
+            "-i",
+            "-l",
+            ALL,
+            "--pool",
+            "four",
+            "--objects",
+            "64",
+            "--qd",
+            "4",
+            "--sizes",
+            "4k",
+            "--runtime",
+            "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // Cut a follower replica off: a create sent to it cannot reach a leader and says so;
+    // the majority goes on; healed, it follows again.
+    c.hosts.cut(3).expect("cut");
+    let o = c.dmg(
+        3,
+        "h3:10001",
+        &["pool", "create", "cut", "--scm-size", "64M"],
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no management service leader")
+            || e.contains("not the DAOS Management Service leader")
+            || e.contains("unable to connect"),
+        "{e}"
+    );
+    let h2_rank = m
+        .iter()
+        .find(|m| m.1.starts_with("10.250.0.2:"))
+        .map(|m| m.0)
+        .expect("h2's rank");
+    let ranks = format!("0,{h2_rank}");
+    let o = c.dmg(
+        1,
+        "h1:10001,h2:10001",
+        &[
+            "pool",
+            "create",
+            "during",
+            "--ranks",
+            &ranks,
+            "--scm-size",
+            "64M",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}\n{:?}\n{}",
+        stdout(&o),
+        stderr(&o),
+        c.members(1, "h1:10001"),
+        c.logs()
+    );
+    c.hosts.heal(3).expect("heal");
+    assert!(
+        wait_until(Duration::from_secs(30), || leader(&c, 3, "h3:10001")
+            .is_some_and(|(l, d)| l == "h1:10001" && d.is_empty())),
+        "h3 follows h1 again\n{}",
+        c.logs()
+    );
+    let list = stdout(&c.dmg(3, "h3:10001", &["pool", "list"]));
+    assert!(list.contains("during") && !list.contains("cut"), "{list}");
+    assert!(
+        wait_until(Duration::from_secs(30), || joined(&c, 3, "h3:10001", 4)),
+        "every rank joined after the heal: {:?}\n{}",
+        c.members(3, "h3:10001"),
+        c.logs()
+    );
 }
