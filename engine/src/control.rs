@@ -9,8 +9,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use daos_drpc::mgmt::{
-    DaosResp, PingRankReq, PoolCreateReq, PoolDestroyReq, PoolOpResp, PoolQueryReq, PoolQueryResp,
-    PrepShutdownReq, SetRankReq,
+    DaosResp, GroupUpdateReq, PingRankReq, PoolCreateReq, PoolDestroyReq, PoolOpResp, PoolQueryReq,
+    PoolQueryResp, PrepShutdownReq, SetRankReq,
 };
 use daos_drpc::{HandlerError, MgmtMethod, Registry};
 use prost::Message;
@@ -44,6 +44,59 @@ struct State {
     set_up: bool,
     prepared: bool,
     stopping: bool,
+    group: GroupMap,
+}
+
+/// One engine of the system as the group map names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uri: String,
+    pub incarnation: u64,
+}
+
+/// The system's engines as the management service last pushed them (GroupUpdate): the
+/// peers failure detection, forwarding and rebuild work with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupMap {
+    pub version: u32,
+    pub peers: std::collections::BTreeMap<u32, Peer>,
+}
+
+/// Checks a GroupUpdate: a version, ranks once each, and URIs as `provider://host:port`.
+pub fn check_group_update(req: &GroupUpdateReq) -> Result<GroupMap, String> {
+    if req.map_version == 0 {
+        return Err("GroupUpdateReq.map_version is 0".into());
+    }
+    let mut peers = std::collections::BTreeMap::new();
+    for (i, e) in req.engines.iter().enumerate() {
+        if e.rank == NIL_RANK {
+            return Err(format!("GroupUpdateReq.engines[{i}].rank is the nil rank"));
+        }
+        let addr = e.uri.split_once("://").map(|(_, a)| a).unwrap_or("");
+        let ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            return Err(format!(
+                "GroupUpdateReq.engines[{i}].uri {:?} is not provider://host:port",
+                e.uri.chars().take(120).collect::<String>()
+            ));
+        }
+        let peer = Peer {
+            uri: e.uri.clone(),
+            incarnation: e.incarnation,
+        };
+        if peers.insert(e.rank, peer).is_some() {
+            return Err(format!(
+                "GroupUpdateReq.engines[{i}]: rank {} twice",
+                e.rank
+            ));
+        }
+    }
+    Ok(GroupMap {
+        version: req.map_version,
+        peers,
+    })
 }
 
 /// Shared between the dRPC handlers and the engine's main thread.
@@ -176,6 +229,53 @@ impl Control {
         resp(der::SUCCESS)
     }
 
+    /// The group map this engine has.
+    pub fn group(&self) -> GroupMap {
+        self.state
+            .lock()
+            .map(|s| s.group.clone())
+            .unwrap_or_default()
+    }
+
+    /// DAOS's GroupUpdate: a newer map replaces the old one; the same version again is a
+    /// no-op; an older one is refused (DER_GRPVER), as is a malformed one (DER_INVAL).
+    fn group_update(&self, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
+        let req = GroupUpdateReq::decode(body)?;
+        let map = match check_group_update(&req) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("WARNING: group update refused: {e}");
+                return resp(der::INVAL);
+            }
+        };
+        let (status, changed) = self.update(|s| {
+            if map.version < s.group.version {
+                (der::GRPVER, false)
+            } else if map.version == s.group.version {
+                (der::SUCCESS, false)
+            } else {
+                s.group = map.clone();
+                (der::SUCCESS, true)
+            }
+        });
+        if changed {
+            let ranks: Vec<String> = map.peers.keys().map(u32::to_string).collect();
+            println!(
+                "group map updated to version {} ({} ranks: {})",
+                map.version,
+                map.peers.len(),
+                ranks.join(",")
+            );
+        } else if status == der::GRPVER {
+            eprintln!(
+                "WARNING: group update to version {} refused: this engine has version {}",
+                map.version,
+                self.group().version
+            );
+        }
+        resp(status)
+    }
+
     fn ping_rank(&self, body: &[u8]) -> Result<Vec<u8>, HandlerError> {
         let _req = PingRankReq::decode(body)?;
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,6 +347,64 @@ impl Control {
         });
         let c = ctl.clone();
         r.method(MgmtMethod::PingRank, move |_, body| c.ping_rank(body));
+        let c = ctl.clone();
+        r.method(MgmtMethod::GroupUpdate, move |_, body| c.group_update(body));
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daos_drpc::mgmt::group_update_req::Engine;
+
+    fn update(version: u32, engines: &[(u32, &str)]) -> Vec<u8> {
+        GroupUpdateReq {
+            map_version: version,
+            engines: engines
+                .iter()
+                .map(|(rank, uri)| Engine {
+                    rank: *rank,
+                    uri: uri.to_string(),
+                    incarnation: 1,
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+
+    fn status(r: Result<Vec<u8>, HandlerError>) -> i32 {
+        DaosResp::decode(r.expect("answer").as_slice())
+            .expect("decode")
+            .status
+    }
+
+    #[test]
+    fn group_updates_follow_daos_versions_and_bad_maps_change_nothing() {
+        let c = Control::new(Vec::new());
+        let two = [
+            (0, "ofi+tcp;ofi_rxm://10.0.0.1:31416"),
+            (1, "ofi+tcp;ofi_rxm://10.0.0.2:31416"),
+        ];
+        assert_eq!(status(c.group_update(&update(3, &two))), der::SUCCESS);
+        assert_eq!(c.group().version, 3);
+        assert_eq!(c.group().peers.len(), 2);
+        // The same version again is a no-op; an older one is refused.
+        assert_eq!(status(c.group_update(&update(3, &two[..1]))), der::SUCCESS);
+        assert_eq!(c.group().peers.len(), 2);
+        assert_eq!(status(c.group_update(&update(2, &two[..1]))), der::GRPVER);
+        // Malformed maps: version 0, a rank twice, a URI without an address, the nil rank.
+        for bad in [
+            update(0, &two),
+            update(4, &[(0, "ofi+tcp://a:1"), (0, "ofi+tcp://b:1")]),
+            update(4, &[(0, "ofi+tcp")]),
+            update(4, &[(NIL_RANK, "ofi+tcp://a:1")]),
+        ] {
+            assert_eq!(status(c.group_update(&bad)), der::INVAL);
+        }
+        assert_eq!(c.group().version, 3, "nothing changed");
+        assert!(c.group_update(&[0xff, 0xff, 0xff]).is_err(), "undecodable");
+        assert_eq!(status(c.group_update(&update(4, &two[1..]))), der::SUCCESS);
+        assert_eq!(c.group().peers.keys().copied().collect::<Vec<_>>(), [1]);
     }
 }

@@ -8,6 +8,7 @@
 //! arrives over dRPC, is answered at once, and a join thread asks the management service for a
 //! rank, records it in the superblock, then sends SetRank and SetUp to the engine.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -171,6 +172,8 @@ pub enum EngineCallError {
     NotMember { rank: u32 },
 }
 
+/// How often the management service leader pushes a changed group map.
+const GROUP_UPDATE_PERIOD: Duration = Duration::from_millis(500);
 /// How often daos_server checks that its running engines answer.
 const HEALTH_PERIOD: Duration = Duration::from_secs(1);
 /// How long an engine has to answer a health ping.
@@ -399,6 +402,18 @@ impl Harness {
     pub fn start(self: &Arc<Self>, auto_format: bool) {
         let h = self.clone();
         match thread::Builder::new()
+            .name("group-update".into())
+            .spawn(move || h.push_group_map())
+        {
+            Ok(t) => self
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t),
+            Err(e) => error!("cannot start the group map pusher: {e}"),
+        }
+        let h = self.clone();
+        match thread::Builder::new()
             .name("health".into())
             .spawn(move || h.monitor())
         {
@@ -600,6 +615,100 @@ impl Harness {
             return Err(EngineCallError::NotHere { rank });
         }
         self.remote.engine_call(&addr, rank, method, body)
+    }
+
+    /// Hands the group map to every running, joined engine of this host (dRPC
+    /// GROUP_UPDATE); returns their ranks. An engine's refusal is an error.
+    pub fn group_update_local(&self, map: &daos_proto::rank::GroupMap) -> Result<Vec<u32>, String> {
+        use daos_drpc::mgmt::GroupUpdateReq;
+        use daos_drpc::mgmt::group_update_req::Engine;
+        let body = GroupUpdateReq {
+            map_version: map.map_version,
+            engines: map
+                .engines
+                .iter()
+                .map(|e| Engine {
+                    rank: e.rank,
+                    uri: e.uri.clone(),
+                    incarnation: e.incarnation,
+                })
+                .collect(),
+        }
+        .encode_to_vec();
+        let mut done = Vec::new();
+        for inst in &self.instances {
+            let Some(rank) = inst.rank() else { continue };
+            let status = self
+                .local_engine_call(rank, MgmtMethod::GroupUpdate, &body)
+                .map_err(|e| e.to_string())
+                .and_then(|b| der_status(&b))?;
+            if status != 0 {
+                return Err(format!(
+                    "rank {rank} refused group map version {}: {}({status})",
+                    map.map_version,
+                    daos_wire::der::name(status)
+                ));
+            }
+            done.push(rank);
+        }
+        Ok(done)
+    }
+
+    /// On the management service leader: pushes the group map (members but those awaiting a
+    /// format or excluded, with their URIs and incarnations) to every host whose engines do
+    /// not have the current version yet, every [`GROUP_UPDATE_PERIOD`] (DAOS's 500 ms lazy
+    /// tick), retrying hosts that did not take it.
+    fn push_group_map(&self) {
+        let mut sent: BTreeMap<String, u32> = BTreeMap::new();
+        while !self.stopping.load(Ordering::Acquire) {
+            thread::sleep(GROUP_UPDATE_PERIOD);
+            if !self.ms.is_leader() {
+                sent.clear();
+                continue;
+            }
+            let members = self.ms.members();
+            let version = self.ms.map_version();
+            let map = daos_proto::rank::GroupMap {
+                map_version: version,
+                engines: members
+                    .iter()
+                    .filter(|m| {
+                        !matches!(
+                            m.state,
+                            MemberState::AwaitFormat
+                                | MemberState::Excluded
+                                | MemberState::AdminExcluded
+                        )
+                    })
+                    .map(|m| daos_proto::rank::group_map::Engine {
+                        rank: m.rank,
+                        uri: m.fabric_uri.clone(),
+                        incarnation: m.incarnation,
+                    })
+                    .collect(),
+            };
+            let mut hosts: BTreeMap<String, bool> = BTreeMap::new();
+            for m in &members {
+                let live = m.state == MemberState::Joined;
+                *hosts.entry(m.addr.clone()).or_default() |= live;
+            }
+            for (addr, live) in hosts {
+                if !live || sent.get(&addr) == Some(&version) {
+                    continue;
+                }
+                let r = if self.is_local(&addr) {
+                    self.group_update_local(&map)
+                } else {
+                    self.remote.group_update(&addr, &map)
+                };
+                match r {
+                    Ok(_) => {
+                        sent.insert(addr, version);
+                    }
+                    Err(e) => warn!("group map version {version} to {addr}: {e}; retried"),
+                }
+            }
+        }
     }
 
     /// Calls to other hosts' daos_servers.

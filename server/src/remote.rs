@@ -11,7 +11,9 @@ use std::time::Duration;
 use daos_drpc::{Method, MgmtMethod, Module};
 use daos_proto::rank::rank_svc_client::RankSvcClient;
 use daos_proto::rank::rank_svc_server::{RankSvc, RankSvcServer};
-use daos_proto::rank::{EngineCallReq, EngineCallResp, RankInfoReq, RankInfoResp};
+use daos_proto::rank::{
+    EngineCallReq, EngineCallResp, GroupMap, GroupMapResp, RankInfoReq, RankInfoResp,
+};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -71,6 +73,8 @@ impl Remote {
                 .tls_config(tls.clone())
                 .map_err(|e| format!("TLS setup for {addr}: {e}"))?;
         }
+        // The channel's worker runs on this runtime, whoever asks for it.
+        let _in_runtime = self.rt.enter();
         let ch = ep.connect_lazy();
         map.insert(addr.into(), ch.clone());
         Ok(ch)
@@ -149,6 +153,23 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// Hands the group map to the engines of the daos_server at `addr`; the ranks that took it.
+    pub fn group_update(&self, addr: &str, map: &GroupMap) -> Result<Vec<u32>, String> {
+        let ch = self.channel(addr)?;
+        let map = map.clone();
+        let answer = self.run(async move {
+            let mut c = RankSvcClient::new(ch);
+            tokio::time::timeout(Duration::from_secs(2), c.group_update(stamp(map))).await
+        });
+        match answer {
+            Err(_) => Err(format!("{addr}: no answer within 2s")),
+            Ok(Err(s)) => Err(format!("{addr}: {}", s.message())),
+            Ok(Ok(r)) => Ok(r.into_inner().ranks),
+        }
+    }
+}
+
 fn stamp<T>(msg: T) -> Request<T> {
     crate::membership::raft::net::Peers::stamp(msg)
 }
@@ -198,6 +219,17 @@ impl RankSvc for Service {
                 .map_err(|e| Status::internal(format!("engine call: {e}")))?
                 .map_err(call_status)?;
         Ok(Response::new(EngineCallResp { body }))
+    }
+
+    async fn group_update(&self, req: Request<GroupMap>) -> Result<Response<GroupMapResp>, Status> {
+        security::authorize(&req, "RankSvc.GroupUpdate", self.insecure)?;
+        let map = req.into_inner();
+        let h = self.harness.clone();
+        let ranks = tokio::task::spawn_blocking(move || h.group_update_local(&map))
+            .await
+            .map_err(|e| Status::internal(format!("group update: {e}")))?
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(GroupMapResp { ranks }))
     }
 
     async fn rank_info(&self, req: Request<RankInfoReq>) -> Result<Response<RankInfoResp>, Status> {

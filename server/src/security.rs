@@ -63,7 +63,8 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "RaftSvc.Propose"
         | "RaftSvc.Read"
         | "RankSvc.EngineCall"
-        | "RankSvc.RankInfo" => &[Server],
+        | "RankSvc.RankInfo"
+        | "RankSvc.GroupUpdate" => &[Server],
         "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
         "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" => &[Admin, Agent],

@@ -73,6 +73,10 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
     assert_eq!(ranks, [0, 1, 2]);
     // Rank 0 is the bootstrap replica's engine (h1 = 10.250.0.1).
     assert!(members[0].1.starts_with("10.250.0.1:"), "{members:?}");
+    // The leader pushed the group map: every host's engine knows its three peers.
+    for i in 1..=3 {
+        c.wait_log(i, "(3 ranks: 0,1,2)", 20);
+    }
     let table = stdout(&c.dmg(1, ALL, &["system", "query"]));
     assert!(
         table.contains("[0-2]") && table.contains("Joined"),
@@ -456,6 +460,9 @@ fn a_fourth_host_joins_bad_joins_are_refused_and_a_cut_replica_converges() {
         c.members(4, "h4:10001"),
         c.logs()
     );
+    for i in [1, 4] {
+        c.wait_log(i, "(4 ranks: 0,1,2,3)", 20);
+    }
     let m = c.members(4, "h4:10001").expect("members via a non-replica");
     assert_eq!(m[3].0, 3);
     assert!(m[3].1.starts_with("10.250.0.4:"), "{m:?}");

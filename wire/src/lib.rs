@@ -95,6 +95,7 @@ pub mod der {
         Uninit UNINIT = -1015 "DER_UNINIT",
         Trunc TRUNC = -1016 "DER_TRUNC",
         Overflow OVERFLOW = -1017 "DER_OVERFLOW",
+        Grpver GRPVER = -1036 "DER_GRPVER",
         Io IO = -2001 "DER_IO",
         Key2big KEY2BIG = -2012 "DER_KEY2BIG",
         Rec2big REC2BIG = -2013 "DER_REC2BIG",
