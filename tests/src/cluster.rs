@@ -137,6 +137,48 @@ impl Cluster {
         );
     }
 
+    /// Waits until host `i`'s log contains `needle` at least `n` times.
+    pub fn wait_log_count(&self, i: usize, needle: &str, n: usize, secs: u64) {
+        assert!(
+            crate::wait_until(Duration::from_secs(secs), || self
+                .log(i)
+                .matches(needle)
+                .count()
+                >= n),
+            "h{i} never logged {needle:?} {n} times\n{}",
+            self.logs()
+        );
+    }
+
+    /// The management service state host `i`'s replica has applied (`raft.RaftSvc/Read`),
+    /// as JSON.
+    pub fn replica_state(&self, i: usize) -> Result<serde_json::Value, String> {
+        let addr = format!("{}:10001", self.hosts.addr(i));
+        self.hosts.in_host(i, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                use daos_proto::raft::{RaftMsg, raft_svc_client::RaftSvcClient};
+                let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                    .map_err(|e| e.to_string())?
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let r = RaftSvcClient::new(ch)
+                    .read(RaftMsg {
+                        data: b"null".to_vec(),
+                    })
+                    .await
+                    .map_err(|s| s.message().to_string())?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&r.into_inner().data).map_err(|e| e.to_string())?;
+                v.get("Ok").cloned().ok_or_else(|| v.to_string())
+            })
+        })?
+    }
+
     /// Runs `dmg -i -l <hosts> args` inside host `from`.
     pub fn dmg(&self, from: usize, hosts: &str, args: &[&str]) -> Output {
         self.hosts

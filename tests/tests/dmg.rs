@@ -283,6 +283,19 @@ fn tls_admin_allowed_agent_refused_no_cert_refused_insecure_mismatch() {
     tls_client(sys.port, &certs, Some("admin")).expect("admin identity accepted");
     tls_client(sys.port, &certs, None).expect_err("a client without a certificate must be refused");
 
+    // The management service's own RPCs (Raft, rank actions) take only the server
+    // certificate: an admin or agent one is refused, and nothing is read or changed.
+    for who in ["admin", "agent"] {
+        let e = tls_server_rpcs(sys.port, &certs, who).expect_err("refused");
+        assert!(
+            e.iter()
+                .all(|(code, msg)| *code == tonic::Code::PermissionDenied
+                    && msg.starts_with(&format!("{who} does not have permission to call "))),
+            "{e:?}"
+        );
+    }
+    tls_server_rpcs(sys.port, &certs, "server").expect("the server certificate may call them");
+
     // Plaintext client against the TLS server.
     let plain = sys.dmg(&["-i", "system", "query"]);
     assert_eq!(plain.status.code(), Some(1));
@@ -292,6 +305,55 @@ fn tls_admin_allowed_agent_refused_no_cert_refused_insecure_mismatch() {
         err(&plain)
     );
     sys.stop(&mut server);
+}
+
+/// Calls `raft.RaftSvc/Read` and `rank.RankSvc/RankInfo` with `who`'s certificate; the
+/// refusals (code, message) if any.
+fn tls_server_rpcs(port: u16, certs: &Path, who: &str) -> Result<(), Vec<(tonic::Code, String)>> {
+    use daos_proto::raft::{RaftMsg, raft_svc_client::RaftSvcClient};
+    use daos_proto::rank::{RankInfoReq, rank_svc_client::RankSvcClient};
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let read = |f: &str| std::fs::read(certs.join(f)).expect("cert file");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("daosCA.crt")))
+        .domain_name("server")
+        .identity(Identity::from_pem(
+            read(&format!("{who}.crt")),
+            read(&format!("{who}.key")),
+        ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let ch = Channel::from_shared(format!("https://localhost:{port}"))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect");
+        let mut refused = Vec::new();
+        if let Err(s) = RaftSvcClient::new(ch.clone())
+            .read(RaftMsg {
+                data: b"null".to_vec(),
+            })
+            .await
+        {
+            refused.push((s.code(), s.message().to_string()));
+        }
+        if let Err(s) = RankSvcClient::new(ch)
+            .rank_info(RankInfoReq { rank: 0 })
+            .await
+        {
+            refused.push((s.code(), s.message().to_string()));
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(refused)
+        }
+    })
 }
 
 /// A gRPC client that trusts the CA and presents `identity`'s certificate, or none.
