@@ -44,6 +44,17 @@ pub struct PhaseResult {
     pub numbers: Numbers,
     /// Median, MAD, min and max over `--repeat` runs (the run reported is the median).
     pub repeats: Option<crate::stats::Repeats>,
+    /// The same phase seen per rank (the ops its targets served over the phase's time).
+    pub per_rank: Vec<RankNumbers>,
+}
+
+/// One rank's share of a phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct RankNumbers {
+    pub rank: u32,
+    pub ops: u64,
+    pub iops: f64,
+    pub mb_per_sec: f64,
 }
 
 const DKEY: &[u8] = b"d";
@@ -92,6 +103,7 @@ struct Slot {
     tag: u64,
     start: Instant,
     index: u64,
+    target: usize,
 }
 
 struct ThreadResult {
@@ -101,6 +113,8 @@ struct ThreadResult {
     elapsed: Duration,
     allocs: Option<u64>,
     pool_full: bool,
+    /// Completed ops per target of the pool map.
+    per_target: Vec<u64>,
 }
 
 /// Runs one thread's phase: `fetch` false updates for the run time, true fetches each object
@@ -118,6 +132,7 @@ fn run_phase(
     let (mut ops, mut verified, mut next) = (0u64, 0u64, 0u64);
     let mut failure: Option<String> = None;
     let mut pool_full = false;
+    let mut per_target = vec![0u64; s.map().targets.len()];
     let mut progress = if thread == 0 {
         crate::Progress::new(format!(
             "{} {}",
@@ -180,6 +195,7 @@ fn run_phase(
                 tag,
                 start: Instant::now(),
                 index: i,
+                target,
             });
             next += 1;
             if fetch && next >= total {
@@ -198,6 +214,7 @@ fn run_phase(
             match result {
                 Ok(reply) => {
                     ops += 1;
+                    per_target[sl.target] += 1;
                     if fetch {
                         let oid = oid_of(thread, sl.index);
                         let g = gens[sl.index as usize];
@@ -235,6 +252,7 @@ fn run_phase(
         elapsed,
         allocs,
         pool_full,
+        per_target,
     })
 }
 
@@ -285,7 +303,25 @@ pub fn run(map: Arc<PoolMap>, p: &IoParams) -> Result<Vec<PhaseResult>, String> 
             full |= r.pool_full;
         }
         let secs = elapsed.as_secs_f64().max(1e-9);
+        let mut by_rank: std::collections::BTreeMap<u32, u64> = Default::default();
+        for r in per_thread.iter().map(|t| &t[phase]) {
+            for (t, n) in r.per_target.iter().enumerate() {
+                if let Some(addr) = map.targets.get(t) {
+                    *by_rank.entry(addr.rank).or_default() += n;
+                }
+            }
+        }
+        let per_rank = by_rank
+            .into_iter()
+            .map(|(rank, n)| RankNumbers {
+                rank,
+                ops: n,
+                iops: n as f64 / secs,
+                mb_per_sec: n as f64 * p.size as f64 / secs / 1e6,
+            })
+            .collect();
         out.push(PhaseResult {
+            per_rank,
             op: (*op).into(),
             size: p.size,
             threads: p.threads,
@@ -333,6 +369,23 @@ pub fn table(results: &[PhaseResult]) -> String {
                 "-".into()
             }
         ));
+    }
+    let ranks = results.first().map_or(0, |r| r.per_rank.len());
+    if ranks > 1 {
+        s.push_str("\nper rank:\nop      size   rank ops       IOPS       MB/s\n");
+        for r in results {
+            for k in &r.per_rank {
+                s.push_str(&format!(
+                    "{:<7} {:<6} {:<4} {:<9} {:<10.0} {:.1}\n",
+                    r.op,
+                    crate::human(r.size),
+                    k.rank,
+                    k.ops,
+                    k.iops,
+                    k.mb_per_sec
+                ));
+            }
+        }
     }
     s
 }

@@ -148,6 +148,25 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         stderr(&o),
         c.logs()
     );
+    // daos_bench reports each rank's share beside the aggregate.
+    let text = stdout(&o);
+    let per_rank: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("per rank:"))
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for op in ["update", "fetch"] {
+        for rank in ["0", "1", "2"] {
+            assert!(
+                per_rank.iter().any(|f| f.len() >= 5
+                    && f[0] == op
+                    && f[2] == rank
+                    && f[3].parse::<u64>().is_ok_and(|n| n > 0)),
+                "{op} on rank {rank}: {text}"
+            );
+        }
+    }
     let q = pool_query(&c, 1, "tank");
     let scm = &q["tier_stats"][0];
     let per_target = scm["total"].as_u64().expect("total") / 3;
