@@ -514,8 +514,45 @@ fn rank_list_text(ranks: &str) -> usize {
     hostlist::parse_ranks(ranks).map(|r| r.len()).unwrap_or(0)
 }
 
-/// `dmg system query [-v] [-r RANKS]`.
-pub async fn system_query(t: &Target, ranks: &str, verbose: bool) -> Output {
+/// The ranks a system command is about: `-r/--ranks` or `--rank-hosts` (all when neither).
+#[derive(Clone, Debug, Default)]
+pub struct Which {
+    pub ranks: String,
+    pub hosts: String,
+}
+
+impl Which {
+    pub fn new(ranks: &Option<String>, hosts: &Option<String>) -> Which {
+        Which {
+            ranks: ranks.clone().unwrap_or_default(),
+            hosts: hosts.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The "Unknown N hosts/ranks" lines DAOS prints after a table.
+fn unknown(absent_ranks: &str, absent_hosts: &str) -> String {
+    let mut text = String::new();
+    if !absent_ranks.is_empty() {
+        text.push_str(&format!(
+            "\nUnknown {} ranks: {}\n",
+            rank_list_text(absent_ranks),
+            absent_ranks.trim_matches(['[', ']'])
+        ));
+    }
+    if !absent_hosts.is_empty() {
+        text.push_str(&format!(
+            "\nUnknown {} hosts: {}\n",
+            absent_hosts.split(',').count(),
+            absent_hosts
+        ));
+    }
+    text
+}
+
+/// `dmg system query [-v] [-r RANKS | --rank-hosts HOSTS]`.
+pub async fn system_query(t: &Target, which: &Which, verbose: bool) -> Output {
+    let ranks = which.ranks.as_str();
     let mut c = match ms_client(t).await {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -523,6 +560,7 @@ pub async fn system_query(t: &Target, ranks: &str, verbose: bool) -> Output {
     let resp = match c
         .system_query(SystemQueryReq {
             ranks: ranks.into(),
+            hosts: which.hosts.clone(),
             ..Default::default()
         })
         .await
@@ -574,14 +612,8 @@ pub async fn system_query(t: &Target, ranks: &str, verbose: bool) -> Output {
             .collect();
         text.push_str(&render(&["Rank", "State"], &rows, ""));
     }
-    let absent = !resp.absentranks.is_empty();
-    if absent {
-        text.push_str(&format!(
-            "\nUnknown {} ranks: {}\n",
-            rank_list_text(&resp.absentranks),
-            resp.absentranks.trim_matches(['[', ']'])
-        ));
-    }
+    let absent = !resp.absentranks.is_empty() || !resp.absenthosts.is_empty();
+    text.push_str(&unknown(&resp.absentranks, &resp.absenthosts));
     let members: Vec<Value> = resp
         .members
         .iter()
@@ -589,13 +621,24 @@ pub async fn system_query(t: &Target, ranks: &str, verbose: bool) -> Output {
         .collect();
     Output {
         text,
-        json: json!({"members": members, "absent_ranks": resp.absentranks, "data_version": resp.data_version}),
+        json: json!({"members": members, "absent_ranks": resp.absentranks, "absent_hosts": resp.absenthosts, "data_version": resp.data_version}),
         ok: !absent,
-        error: absent.then(|| format!("unknown ranks: {}", resp.absentranks)),
+        error: absent.then(|| {
+            [
+                (!resp.absentranks.is_empty())
+                    .then(|| format!("unknown ranks: {}", resp.absentranks)),
+                (!resp.absenthosts.is_empty())
+                    .then(|| format!("unknown hosts: {}", resp.absenthosts)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")
+        }),
     }
 }
 
-fn rank_results(results: &[RankResult], absent: &str) -> Output {
+fn rank_results(results: &[RankResult], absent: &str, absent_hosts: &str) -> Output {
     let mut groups: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
     for r in results {
         let result = if r.errored {
@@ -621,22 +664,18 @@ fn rank_results(results: &[RankResult], absent: &str) -> Output {
     } else {
         render(&["Rank", "Operation", "Result"], &rows, "")
     };
-    if !absent.is_empty() {
-        text.push_str(&format!(
-            "\nUnknown {} ranks: {}\n",
-            rank_list_text(absent),
-            absent.trim_matches(['[', ']'])
-        ));
-    }
+    text.push_str(&unknown(absent, absent_hosts));
     let failed_ranks: Vec<u32> = results
         .iter()
         .filter(|r| r.errored)
         .map(|r| r.rank)
         .collect();
-    let ok = failed_ranks.is_empty() && absent.is_empty();
-    let json = json!({"results": results.iter().map(|r| json!({"rank": r.rank, "action": r.action, "errored": r.errored, "msg": r.msg, "state": r.state.to_lowercase(), "addr": r.addr})).collect::<Vec<_>>(), "absent_ranks": absent});
+    let ok = failed_ranks.is_empty() && absent.is_empty() && absent_hosts.is_empty();
+    let json = json!({"results": results.iter().map(|r| json!({"rank": r.rank, "action": r.action, "errored": r.errored, "msg": r.msg, "state": r.state.to_lowercase(), "addr": r.addr})).collect::<Vec<_>>(), "absent_ranks": absent, "absent_hosts": absent_hosts});
     let error = (!ok).then(|| {
-        if failed_ranks.is_empty() {
+        if failed_ranks.is_empty() && absent.is_empty() {
+            format!("unknown hosts: {absent_hosts}")
+        } else if failed_ranks.is_empty() {
             format!("unknown ranks: {absent}")
         } else {
             format!("ranks {} failed", hostlist::format_ranks(&failed_ranks))
@@ -650,15 +689,16 @@ fn rank_results(results: &[RankResult], absent: &str) -> Output {
     }
 }
 
-/// `dmg system stop [--force] [-r RANKS]`.
-pub async fn system_stop(t: &Target, ranks: &str, force: bool) -> Output {
+/// `dmg system stop [--force] [-r RANKS | --rank-hosts HOSTS]`.
+pub async fn system_stop(t: &Target, which: &Which, force: bool) -> Output {
     let mut c = match ms_client(t).await {
         Ok(c) => c,
         Err(e) => return failed(e),
     };
     match c
         .system_stop(SystemStopReq {
-            ranks: ranks.into(),
+            ranks: which.ranks.clone(),
+            hosts: which.hosts.clone(),
             prep: true,
             kill: true,
             force,
@@ -668,28 +708,29 @@ pub async fn system_stop(t: &Target, ranks: &str, force: bool) -> Output {
     {
         Ok(r) => {
             let r = r.into_inner();
-            rank_results(&r.results, &r.absentranks)
+            rank_results(&r.results, &r.absentranks, &r.absenthosts)
         }
         Err(s) => failed(status_text(s)),
     }
 }
 
-/// `dmg system start [-r RANKS]`.
-pub async fn system_start(t: &Target, ranks: &str) -> Output {
+/// `dmg system start [-r RANKS | --rank-hosts HOSTS]`.
+pub async fn system_start(t: &Target, which: &Which) -> Output {
     let mut c = match ms_client(t).await {
         Ok(c) => c,
         Err(e) => return failed(e),
     };
     match c
         .system_start(SystemStartReq {
-            ranks: ranks.into(),
+            ranks: which.ranks.clone(),
+            hosts: which.hosts.clone(),
             ..Default::default()
         })
         .await
     {
         Ok(r) => {
             let r = r.into_inner();
-            rank_results(&r.results, &r.absentranks)
+            rank_results(&r.results, &r.absentranks, &r.absenthosts)
         }
         Err(s) => failed(status_text(s)),
     }

@@ -162,24 +162,33 @@ enum SystemCmd {
     /// Ranks and their states.
     Query {
         /// Ranks to show, e.g. 0-3,7.
-        #[arg(short = 'r', long)]
+        #[arg(short = 'r', long, conflicts_with = "rank_hosts")]
         ranks: Option<String>,
+        /// Hosts whose ranks to show, e.g. wolf-[71-72].
+        #[arg(long = "rank-hosts")]
+        rank_hosts: Option<String>,
         /// One row per rank with its UUID, address, fault domain and reason.
         #[arg(short = 'v', long)]
         verbose: bool,
     },
     /// Stop ranks (all by default); they stay stopped until started.
     Stop {
-        #[arg(short = 'r', long)]
+        #[arg(short = 'r', long, conflicts_with = "rank_hosts")]
         ranks: Option<String>,
+        /// Hosts whose ranks to stop, e.g. wolf-[71-72].
+        #[arg(long = "rank-hosts")]
+        rank_hosts: Option<String>,
         /// Kill at once (SIGKILL) instead of a clean shutdown.
         #[arg(long)]
         force: bool,
     },
     /// Start stopped ranks (all by default).
     Start {
-        #[arg(short = 'r', long)]
+        #[arg(short = 'r', long, conflicts_with = "rank_hosts")]
         ranks: Option<String>,
+        /// Hosts whose ranks to start, e.g. wolf-[71-72].
+        #[arg(long = "rank-hosts")]
+        rank_hosts: Option<String>,
     },
     /// The management service leader and replicas.
     LeaderQuery,
@@ -255,14 +264,21 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             Command::Config(ConfigCmd::Generate { flags }) => {
                 dmg::config_generate(&target, flags.request()).await
             }
-            Command::System(SystemCmd::Query { ranks, verbose, .. }) => {
-                dmg::system_query(&target, ranks.as_deref().unwrap_or(""), *verbose).await
+            Command::System(SystemCmd::Query {
+                ranks,
+                rank_hosts,
+                verbose,
+            }) => {
+                let which = dmg::Which::new(ranks, rank_hosts);
+                dmg::system_query(&target, &which, *verbose).await
             }
-            Command::System(SystemCmd::Stop { ranks, force, .. }) => {
-                dmg::system_stop(&target, ranks.as_deref().unwrap_or(""), *force).await
-            }
-            Command::System(SystemCmd::Start { ranks, .. }) => {
-                dmg::system_start(&target, ranks.as_deref().unwrap_or("")).await
+            Command::System(SystemCmd::Stop {
+                ranks,
+                rank_hosts,
+                force,
+            }) => dmg::system_stop(&target, &dmg::Which::new(ranks, rank_hosts), *force).await,
+            Command::System(SystemCmd::Start { ranks, rank_hosts }) => {
+                dmg::system_start(&target, &dmg::Which::new(ranks, rank_hosts)).await
             }
             Command::System(SystemCmd::LeaderQuery) => dmg::leader_query(&target).await,
             Command::Version => unreachable_version(),

@@ -95,17 +95,52 @@ impl RankAction {
 }
 
 impl Services {
-    /// The members of `ranks` (all when empty) and the requested ones that are not members
-    /// (as a rank set).
-    fn requested(&self, ranks: &str) -> Result<(Vec<u32>, String), Status> {
-        let all: Vec<u32> = self.ms.members().iter().map(|m| m.rank).collect();
+    /// The members named by `ranks` or by `hosts` (a host list: the ranks whose control
+    /// address is one of those hosts'), all when both are empty; with the requested ranks
+    /// that are not members and the hosts with no member (DAOS's absent ranks and hosts).
+    fn requested(&self, ranks: &str, hosts: &str) -> Result<(Vec<u32>, String, String), Status> {
+        let members = self.ms.members();
+        if !hosts.is_empty() {
+            if !ranks.is_empty() {
+                return Err(Status::invalid_argument(
+                    "--ranks and --rank-hosts options cannot be set together",
+                ));
+            }
+            let list = hostlist::expand(hosts, self.config.port)
+                .map_err(|e| Status::invalid_argument(format!("rank hosts {hosts:?}: {e}")))?;
+            let (mut present, mut absent) = (Vec::new(), Vec::new());
+            for host in list {
+                use std::net::ToSocketAddrs;
+                let addrs: Vec<std::net::SocketAddr> = host
+                    .to_socket_addrs()
+                    .map(|a| a.collect())
+                    .unwrap_or_default();
+                let of_host: Vec<u32> = members
+                    .iter()
+                    .filter(|m| {
+                        m.addr
+                            .parse::<std::net::SocketAddr>()
+                            .is_ok_and(|a| addrs.contains(&a))
+                    })
+                    .map(|m| m.rank)
+                    .collect();
+                if of_host.is_empty() {
+                    absent.push(host);
+                }
+                present.extend(of_host);
+            }
+            present.sort_unstable();
+            present.dedup();
+            return Ok((present, String::new(), hostlist::compress(&absent)));
+        }
+        let all: Vec<u32> = members.iter().map(|m| m.rank).collect();
         let (present, absent) = select(ranks, &all)?;
         let absent = if absent.is_empty() {
             String::new()
         } else {
             hostlist::format_ranks(&absent)
         };
-        Ok((present, absent))
+        Ok((present, absent, String::new()))
     }
 
     /// Runs `action` on `ranks` across the system: this host's through its harness, each
@@ -711,8 +746,8 @@ impl MgmtSvc for Services {
         self.replica()?;
         let h = self.harness()?;
         let members = h.ms().members();
-        let all: Vec<u32> = members.iter().map(|m| m.rank).collect();
-        let (present, absent) = select(&req.get_ref().ranks, &all)?;
+        let (present, absentranks, absenthosts) =
+            self.requested(&req.get_ref().ranks, &req.get_ref().hosts)?;
         let members = members
             .into_iter()
             .filter(|m| present.contains(&m.rank))
@@ -728,15 +763,10 @@ impl MgmtSvc for Services {
                 fault_domain: m.fault_domain,
             })
             .collect();
-        let absentranks = if absent.is_empty() {
-            String::new()
-        } else {
-            hostlist::format_ranks(&absent)
-        };
         Ok(Response::new(SystemQueryResp {
             members,
             absentranks,
-            absenthosts: String::new(),
+            absenthosts,
             data_version: u64::from(h.ms().map_version()),
         }))
     }
@@ -749,12 +779,13 @@ impl MgmtSvc for Services {
         self.leader()?;
         let SystemStopReq {
             ranks,
+            hosts,
             prep,
             kill,
             force,
             ..
         } = req.into_inner();
-        let (present, absent) = self.requested(&ranks)?;
+        let (present, absent, absent_hosts) = self.requested(&ranks, &hosts)?;
         let mut results = Vec::new();
         if prep && !force {
             // DAOS: a failed prep-shutdown is reported, and the stop goes on.
@@ -773,7 +804,7 @@ impl MgmtSvc for Services {
         Ok(Response::new(SystemStopResp {
             results,
             absentranks: absent,
-            absenthosts: String::new(),
+            absenthosts: absent_hosts,
         }))
     }
 
@@ -783,13 +814,13 @@ impl MgmtSvc for Services {
     ) -> Result<Response<SystemStartResp>, Status> {
         security::authorize(&req, "MgmtSvc.SystemStart", self.insecure)?;
         self.leader()?;
-        let ranks = req.into_inner().ranks;
-        let (present, absent) = self.requested(&ranks)?;
+        let SystemStartReq { ranks, hosts, .. } = req.into_inner();
+        let (present, absent, absent_hosts) = self.requested(&ranks, &hosts)?;
         let results = self.fan_out(&present, RankAction::Start, false).await?;
         Ok(Response::new(SystemStartResp {
             results,
             absentranks: absent,
-            absenthosts: String::new(),
+            absenthosts: absent_hosts,
         }))
     }
 

@@ -615,6 +615,41 @@ fn a_fourth_host_joins_bad_joins_are_refused_and_a_cut_replica_converges() {
     );
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 
+    // Ranks by host: --rank-hosts picks h4's rank for query, stop and start.
+    let o = c.dmg(1, ALL, &["-j", "system", "query", "--rank-hosts", "h4"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ranks: Vec<u64> = v["response"]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["rank"].as_u64())
+        .collect();
+    assert_eq!(ranks, [3], "{v}");
+    let stop = stdout(&c.dmg(2, ALL, &["system", "stop", "--rank-hosts", "h4"]));
+    assert!(
+        stop.contains("3    stop") || stop.contains("3     stop"),
+        "{stop}"
+    );
+    assert!(
+        c.members(1, ALL)
+            .is_ok_and(|m| m.iter().all(|m| (m.0 == 3) == (m.2 == "stopped"))),
+        "{:?}",
+        c.members(1, ALL)
+    );
+    ok(c.dmg(2, ALL, &["system", "start", "--rank-hosts", "h4"]));
+    assert!(joined(&c, 1, ALL, 4), "{:?}", c.members(1, ALL));
+    let o = c.dmg(
+        1,
+        ALL,
+        &["system", "query", "--rank-hosts", "h4,nosuchhost"],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("Unknown 1 hosts: nosuchhost"),
+        "{}",
+        stdout(&o)
+    );
+
     // Cut a follower replica off: a create sent to it cannot reach a leader and says so;
     // the majority goes on; healed, it follows again.
     c.hosts.cut(3).expect("cut");
