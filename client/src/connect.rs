@@ -89,12 +89,15 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
             num_ctxs: r.num_ctxs,
         })
         .collect();
-    PoolMap::new(uuid, &ranks, &engines).map_err(|source| ConnectError::Map {
-        pool: pool.into(),
-        ranks: ranks.clone(),
-        engines: engines.len(),
-        source: Box::new(source),
-    })
+    let version = u32::try_from(attach.data_version).unwrap_or(u32::MAX);
+    PoolMap::new(uuid, &ranks, &engines)
+        .map(|m| m.with_version(version))
+        .map_err(|source| ConnectError::Map {
+            pool: pool.into(),
+            ranks: ranks.clone(),
+            engines: engines.len(),
+            source: Box::new(source),
+        })
 }
 
 /// [`pool_map`] for blocking callers.

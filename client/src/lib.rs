@@ -93,6 +93,9 @@ pub struct PoolMap {
     /// libfabric provider name (`tcp;ofi_rxm`).
     pub provider: String,
     pub targets: Vec<TargetAddr>,
+    /// The version of the system map the management service built it from (GetAttachInfo's
+    /// `data_version`); 0 when not known.
+    pub version: u32,
 }
 
 /// An engine as GetAttachInfo describes it.
@@ -154,7 +157,14 @@ impl PoolMap {
             uuid,
             provider,
             targets,
+            version: 0,
         })
+    }
+
+    /// The same map, marked as built from system map `version`.
+    pub fn with_version(mut self, version: u32) -> PoolMap {
+        self.version = version;
+        self
     }
 
     /// The target (index into `targets`) that holds object `oid`.

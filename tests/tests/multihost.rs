@@ -148,6 +148,12 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         stderr(&o),
         c.logs()
     );
+    // The client's pool map says which system map it was built from.
+    assert!(
+        stderr(&o).contains("3 targets on 3 ranks, system map version "),
+        "{}",
+        stderr(&o)
+    );
     // daos_bench reports each rank's share beside the aggregate.
     let text = stdout(&o);
     let per_rank: Vec<Vec<&str>> = text

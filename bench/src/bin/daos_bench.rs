@@ -126,9 +126,15 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
         }
     };
     eprintln!(
-        "daos_bench io: pool {} ({} targets), {} thread(s) x qd {}, {} objects per thread",
+        "daos_bench io: pool {} ({} targets on {} ranks, system map version {}), {} thread(s) x qd {}, {} objects per thread",
         a.pool,
         map.targets.len(),
+        {
+            let mut r: Vec<u32> = map.targets.iter().map(|t| t.rank).collect();
+            r.dedup();
+            r.len()
+        },
+        map.version,
         a.threads,
         a.queue_depth,
         a.objects
@@ -193,6 +199,7 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
             "benchmark": "io",
             "pool": a.pool,
             "targets": map.targets.len(),
+            "map_version": map.version,
             "runtime_secs": a.runtime,
             "run": daos_bench::run_info(),
             "results": results,
