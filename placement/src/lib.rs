@@ -1,0 +1,23 @@
+//! Object classes and placement, as DAOS has them.
+//!
+//! - [`oclass`]: DAOS's classes (`S1 .. SX`, `RP_2G1 .. RP_6GX`, `RP_12G1 ..`, `EC_2P1G1 ..
+//!   GX`), their numeric ids (`redun << 24 | grp_nr`), how a class travels in the high bits of an
+//!   object id, the class a container's `rd_fac` defaults to, and the check that an object
+//!   tolerates as many failures as its container's `rd_fac` asks.
+//! - [`map`]: the pool map's tree (node -> rank -> target) with DAOS's target states and a
+//!   version that every change bumps.
+//! - [`layout`]: where an object's shards live: a jump consistent hash of the object id down the
+//!   tree, the shards of a redundancy group on distinct fault domains at `rd_lvl` (node or
+//!   rank), shards on failed targets remapped one by one (the others stay put), domains added
+//!   at the end moving about 1/n of the shards.
+//!
+//! Pure functions of their inputs: clients and engines compute the same layout from the same
+//! map version.
+
+pub mod layout;
+pub mod map;
+pub mod oclass;
+
+pub use layout::{Layout, PlacementError, Shard, place};
+pub use map::{PoolMap, RdLvl, TargetId, TargetState};
+pub use oclass::{ObjectClass, OclassError, Redundancy};
