@@ -70,12 +70,20 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
             state: state.as_str_name().into(),
         });
     }
-    let ranks = daos_control::hostlist::parse_ranks(&q.enabled_ranks).map_err(|e| {
-        ConnectError::Service(format!(
-            "the management service gave pool {pool} a bad rank set {:?}: {e}",
-            q.enabled_ranks
-        ))
-    })?;
+    // Every rank of the pool, also those down now: placement depends on the whole map, and
+    // a replica on a rank that is down is skipped when read.
+    let parse = |set: &str| {
+        daos_control::hostlist::parse_ranks(set).map_err(|e| {
+            ConnectError::Service(format!(
+                "the management service gave pool {pool} a bad rank set {set:?}: {e}"
+            ))
+        })
+    };
+    let mut ranks = parse(&q.enabled_ranks)?;
+    let down = parse(&q.disabled_ranks)?;
+    ranks.extend(&down);
+    ranks.sort_unstable();
+    ranks.dedup();
     let uuid = crate::parse_uuid(&q.uuid).ok_or_else(|| ConnectError::BadUuid {
         pool: pool.into(),
         uuid: q.uuid.clone(),
@@ -91,7 +99,7 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
         .collect();
     let version = u32::try_from(attach.data_version).unwrap_or(u32::MAX);
     PoolMap::new(uuid, &ranks, &engines)
-        .map(|m| m.with_version(version))
+        .map(|m| m.with_version(version).with_down(&down))
         .map_err(|source| ConnectError::Map {
             pool: pool.into(),
             ranks: ranks.clone(),

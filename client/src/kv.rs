@@ -35,6 +35,12 @@ pub fn key_oid(key: &str) -> Oid {
     h
 }
 
+/// The object of a key stored with object class `class` (none: the plain hash, one target).
+pub fn key_oid_in(key: &str, class: Option<daos_placement::ObjectClass>) -> Oid {
+    let h = key_oid(key);
+    class.map_or(h, |c| c.embed(h))
+}
+
 /// A key's current version: the akey of its bytes under [`DATA`], and its size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Version {
@@ -92,7 +98,20 @@ pub fn put(
     data: &[u8],
     id: [u8; 16],
 ) -> Result<(), ClientError> {
-    let oid = key_oid(key);
+    put_as(s, cont, key, None, data, id)
+}
+
+/// [`put`] of an object of class `class` (its replicas each get the whole value before the
+/// put succeeds).
+pub fn put_as(
+    s: &mut Session,
+    cont: [u8; 16],
+    key: &str,
+    class: Option<daos_placement::ObjectClass>,
+    data: &[u8],
+    id: [u8; 16],
+) -> Result<(), ClientError> {
+    let oid = key_oid_in(key, class);
     let version = Version {
         id,
         size: data.len() as u64,
@@ -122,7 +141,8 @@ pub fn put(
 /// Operations a put or get keeps in flight.
 pub const DEPTH: usize = 4;
 
-/// Writes `data` as the array of akey `id`, [`DEPTH`] chunks in flight.
+/// Writes `data` as the array of akey `id` on every shard of the object, [`DEPTH`] chunks in
+/// flight.
 fn write_pipelined(
     s: &mut Session,
     cont: [u8; 16],
@@ -130,13 +150,13 @@ fn write_pipelined(
     id: &[u8],
     data: &[u8],
 ) -> Result<(), ClientError> {
-    let t = s.map.place(oid);
-    let depth = DEPTH.min(s.opts.queue_depth.max(1));
+    let targets = s.map.shards(oid)?;
+    let depth = (DEPTH * targets.len()).min(s.opts.queue_depth.max(targets.len()));
     let mut chunks = data.chunks(CHUNK).enumerate().peekable();
     let mut inflight: Vec<u64> = Vec::with_capacity(depth);
     let mut failed = None;
     while failed.is_none() && (chunks.peek().is_some() || !inflight.is_empty()) {
-        while inflight.len() < depth
+        while inflight.len() + targets.len() <= depth
             && let Some((i, chunk)) = chunks.next()
         {
             let req = Request::WriteExtent {
@@ -146,7 +166,9 @@ fn write_pipelined(
                 offset: (i * CHUNK) as u64,
                 data: chunk,
             };
-            inflight.push(s.submit(t, cont, &req)?);
+            for &t in &targets {
+                inflight.push(s.submit(t, cont, &req)?);
+            }
         }
         s.poll(|tag, r| {
             inflight.retain(|t| *t != tag);
@@ -161,7 +183,8 @@ fn write_pipelined(
     }
 }
 
-/// Reads `size` bytes of the array of akey `id`, [`DEPTH`] chunks in flight.
+/// Reads `size` bytes of the array of akey `id` from the object's first shard that answers,
+/// [`DEPTH`] chunks in flight.
 fn read_pipelined(
     s: &mut Session,
     cont: [u8; 16],
@@ -169,7 +192,35 @@ fn read_pipelined(
     id: &[u8],
     size: u64,
 ) -> Result<Vec<u8>, ClientError> {
-    let t = s.map.place(oid);
+    let mut last = None;
+    let mut shards = s.map.shards(oid)?;
+    shards.sort_by_key(|t| s.is_suspect(*t));
+    for t in shards {
+        match read_from(s, t, cont, oid, id, size) {
+            Ok(v) => return Ok(v),
+            Err(e @ (ClientError::Timeout { .. } | ClientError::Fabric(_))) => {
+                s.set_suspect(t, true);
+                last = Some(e)
+            }
+            Err(e)
+                if e.der() == Some(daos_wire::der::IO) || e.der() == Some(daos_wire::der::CSUM) =>
+            {
+                last = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(ClientError::NoTargets))
+}
+
+fn read_from(
+    s: &mut Session,
+    t: usize,
+    cont: [u8; 16],
+    oid: Oid,
+    id: &[u8],
+    size: u64,
+) -> Result<Vec<u8>, ClientError> {
     let len = usize::try_from(size).map_err(|_| s.bad(t, "a key's size exceeds memory"))?;
     let depth = DEPTH.min(s.opts.queue_depth.max(1));
     let mut out = vec![0u8; len];
@@ -218,7 +269,17 @@ fn read_pipelined(
 /// The value of `key` (`None`: no such key): one version, whole. A value replaced while it
 /// was read is read again; after [`GET_ATTEMPTS`] replacements the get gives up.
 pub fn get(s: &mut Session, cont: [u8; 16], key: &str) -> Result<Option<Vec<u8>>, ClientError> {
-    let oid = key_oid(key);
+    get_as(s, cont, key, None)
+}
+
+/// [`get`] of an object of class `class` (read from its first replica that answers).
+pub fn get_as(
+    s: &mut Session,
+    cont: [u8; 16],
+    key: &str,
+    class: Option<daos_placement::ObjectClass>,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    let oid = key_oid_in(key, class);
     for _ in 0..GET_ATTEMPTS {
         let Some((id, size)) = current(s, cont, oid)? else {
             return Ok(None);

@@ -65,6 +65,9 @@ pub enum ClientError {
     Exists(String),
     #[error("key {key:?} was replaced {attempts} times while it was read; try again")]
     Contended { key: String, attempts: usize },
+    /// The object's class cannot be placed on this pool.
+    #[error("{0}")]
+    Placement(#[from] daos_placement::PlacementError),
 }
 
 impl ClientError {
@@ -93,9 +96,15 @@ pub struct PoolMap {
     /// libfabric provider name (`tcp;ofi_rxm`).
     pub provider: String,
     pub targets: Vec<TargetAddr>,
+    /// The same targets as a placement map: ranks grouped into nodes by the host of their
+    /// fabric URI (the `node` fault domain), for objects whose id carries a class.
+    pub placement: daos_placement::PoolMap,
     /// The version of the system map the management service built it from (GetAttachInfo's
     /// `data_version`); 0 when not known.
     pub version: u32,
+    /// Ranks the management service reported down when the map was made: their replicas are
+    /// read last (their shards stay where placement put them: nothing was rebuilt).
+    pub down: Vec<u32>,
 }
 
 /// An engine as GetAttachInfo describes it.
@@ -153,12 +162,50 @@ impl PoolMap {
         if targets.is_empty() {
             return Err(ClientError::NoTargets);
         }
+        let mut spec: Vec<(String, u32, u32)> = Vec::new();
+        for t in &targets {
+            match spec.last_mut() {
+                Some(last) if last.1 == t.rank => last.2 += 1,
+                _ => spec.push((t.node.clone(), t.rank, 1)),
+            }
+        }
+        let spec: Vec<(&str, u32, u32)> =
+            spec.iter().map(|(n, r, t)| (n.as_str(), *r, *t)).collect();
         Ok(PoolMap {
             uuid,
             provider,
+            placement: daos_placement::PoolMap::new(&spec),
             targets,
             version: 0,
+            down: Vec::new(),
         })
+    }
+
+    /// The same map with `ranks` reported down.
+    pub fn with_down(mut self, ranks: &[u32]) -> PoolMap {
+        self.down = ranks.to_vec();
+        self
+    }
+
+    /// The targets (indices into `targets`) of `oid`'s shards, group by group: by its class
+    /// and the jump map, groups on distinct nodes, when its id carries a class; else the one
+    /// target its id hashes to.
+    pub fn shards(&self, oid: Oid) -> Result<Vec<usize>, ClientError> {
+        let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
+            return Ok(vec![self.place(oid)]);
+        };
+        let layout =
+            daos_placement::place(&self.placement, oid, class, daos_placement::RdLvl::Node)?;
+        Ok(layout
+            .shards
+            .iter()
+            .map(|s| {
+                self.targets
+                    .iter()
+                    .position(|t| t.rank == s.target.rank && t.target == s.target.idx)
+                    .unwrap_or(0)
+            })
+            .collect())
     }
 
     /// The same map, marked as built from system map `version`.
@@ -173,9 +220,22 @@ impl PoolMap {
         (h % self.targets.len() as u64) as usize
     }
 
-    /// The target keeping the pool's container table.
-    pub fn service(&self) -> usize {
-        0
+    /// The targets keeping the pool's container table: the first target of the first rank of
+    /// each of the pool's first three nodes (one on a single-host pool), so the table outlives
+    /// a host.
+    pub fn services(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        let mut nodes: Vec<&str> = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if out.len() == 3 {
+                break;
+            }
+            if !nodes.contains(&t.node.as_str()) {
+                nodes.push(&t.node);
+                out.push(i);
+            }
+        }
+        out
     }
 }
 
@@ -253,6 +313,8 @@ pub struct Session {
     /// Replies received while `submit` waited for a send buffer, handed out by `poll`.
     early: Vec<daos_fabric::Received>,
     bulk_free: Vec<usize>,
+    /// Targets that did not answer lately: reads try the other replicas first.
+    suspect: Vec<bool>,
 }
 
 /// Room for keys and headers besides the value in every message.
@@ -298,6 +360,11 @@ impl Session {
             )));
         }
         let peers = vec![None; map.targets.len()];
+        let down_targets: Vec<bool> = map
+            .targets
+            .iter()
+            .map(|t| map.down.contains(&t.rank))
+            .collect();
         Ok(Session {
             map,
             ep,
@@ -312,7 +379,20 @@ impl Session {
             held: Vec::with_capacity(qd),
             early: Vec::with_capacity(qd),
             bulk_free,
+            suspect: down_targets,
         })
+    }
+
+    /// Whether target `t` did not answer lately.
+    pub fn is_suspect(&self, t: usize) -> bool {
+        self.suspect.get(t).copied().unwrap_or(false)
+    }
+
+    /// Marks target `t` as not answering (or answering again).
+    pub fn set_suspect(&mut self, t: usize, suspect: bool) {
+        if let Some(s) = self.suspect.get_mut(t) {
+            *s = suspect;
+        }
     }
 
     /// Whether values above [`BULK_THRESHOLD`] travel by RMA.
@@ -613,6 +693,100 @@ impl Session {
         out.unwrap_or(Err(ClientError::NoTargets))
     }
 
+    /// Sends `req` to every shard of `oid` at once and waits for every answer (a replicated
+    /// update is acknowledged only when each replica has it durably); `f` reads each reply,
+    /// in shard order. The first failure is the answer, after all replies are in.
+    fn call_all<T>(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        req: &Request<'_>,
+        f: impl Fn(usize, &Reply<'_>) -> T,
+    ) -> Result<Vec<T>, ClientError> {
+        let shards = self.map.shards(oid)?;
+        if let [t] = shards[..] {
+            return self.call_with(t, cont, req, |r| f(t, r)).map(|v| vec![v]);
+        }
+        let mut tags = Vec::with_capacity(shards.len());
+        let mut failed = None;
+        for &t in &shards {
+            match self.submit(t, cont, req) {
+                Ok(tag) => tags.push(tag),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut out: Vec<Option<Result<T, ClientError>>> = tags.iter().map(|_| None).collect();
+        while out.iter().any(Option::is_none) {
+            self.poll(|tag, r| {
+                if let Some(i) = tags.iter().position(|x| *x == tag) {
+                    out[i] = Some(r.map(|reply| f(shards[i], &reply)));
+                }
+            })?;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// Sends `req` to `oid`'s shards one after another until one answers: a replica that
+    /// does not answer, or answers with an I/O or checksum error, is skipped for the next.
+    fn call_any<T>(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        req: &Request<'_>,
+        f: impl Fn(usize, &Reply<'_>) -> T,
+    ) -> Result<T, ClientError> {
+        let shards = self.map.shards(oid)?;
+        self.call_any_of(shards, cont, req, f)
+    }
+
+    /// [`Self::call_any`] over the targets `candidates`.
+    fn call_any_of<T>(
+        &mut self,
+        mut candidates: Vec<usize>,
+        cont: [u8; 16],
+        req: &Request<'_>,
+        f: impl Fn(usize, &Reply<'_>) -> T,
+    ) -> Result<T, ClientError> {
+        // Replicas that did not answer lately go last (stable: the layout's order otherwise).
+        candidates.sort_by_key(|t| self.suspect.get(*t).copied().unwrap_or(false));
+        let mut last = None;
+        for &t in &candidates {
+            match self.call_with(t, cont, req, |r| f(t, r)) {
+                Ok(v) => {
+                    if let Some(s) = self.suspect.get_mut(t) {
+                        *s = false;
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if matches!(e, ClientError::Timeout { .. } | ClientError::Fabric(_))
+                        && let Some(s) = self.suspect.get_mut(t)
+                    {
+                        *s = true;
+                    }
+                    let next = match &e {
+                        ClientError::Timeout { .. }
+                        | ClientError::Fabric(_)
+                        | ClientError::BadReply { .. } => true,
+                        ClientError::Der { code, .. } => *code == der::IO || *code == der::CSUM,
+                        _ => false,
+                    };
+                    if !next {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(ClientError::NoTargets))
+    }
+
     fn bad(&self, target: usize, what: &str) -> ClientError {
         let t = &self.map.targets[target];
         ClientError::BadReply {
@@ -620,10 +794,6 @@ impl Session {
             target: t.target,
             what: what.into(),
         }
-    }
-
-    fn epoch_reply(&self, target: usize, body: &[u8]) -> Result<u64, ClientError> {
-        reply::Epoch::get(body).map_err(|_| self.bad(target, "no epoch in the reply"))
     }
 
     /// Stores a single value; returns its epoch once the target made it durable.
@@ -658,31 +828,50 @@ impl Session {
         akey: &[u8],
         value: &[u8],
     ) -> Result<(u64, Option<Vec<u8>>), ClientError> {
-        let t = self.map.place(oid);
         let req = Request::Swap {
             oid,
             dkey,
             akey,
             value,
         };
-        self.call_with(t, cont, &req, |r| {
+        let all = self.call_all(cont, oid, &req, |t, r| {
             reply::Swapped::get(r.body)
                 .ok()
                 .map(|(e, old)| (e, old.map(<[u8]>::to_vec)))
-        })?
-        .ok_or_else(|| self.bad(t, "swap reply malformed"))
+                .ok_or(t)
+        })?;
+        // Every replica swapped; the first (the group's first shard) tells what was replaced.
+        let mut first = None;
+        for r in all {
+            match r {
+                Ok(v) => {
+                    first.get_or_insert(v);
+                }
+                Err(t) => return Err(self.bad(t, "swap reply malformed")),
+            }
+        }
+        first.ok_or(ClientError::NoTargets)
     }
 
-    /// Sends an object request that answers with an epoch to the object's target.
+    /// Sends an object request that answers with an epoch to every shard of the object;
+    /// the highest epoch once all have it.
     fn epoch_call(
         &mut self,
         cont: [u8; 16],
         oid: Oid,
         req: &Request<'_>,
     ) -> Result<u64, ClientError> {
-        let t = self.map.place(oid);
-        let body = self.call(t, cont, req)?;
-        self.epoch_reply(t, &body)
+        let epochs = self.call_all(cont, oid, req, |t, r| {
+            reply::Epoch::get(r.body).map_err(|_| t)
+        })?;
+        let mut max = 0;
+        for e in epochs {
+            match e {
+                Ok(e) => max = max.max(e),
+                Err(t) => return Err(self.bad(t, "no epoch in the reply")),
+            }
+        }
+        Ok(max)
     }
 
     /// The latest single value of an akey (`None` if there is none).
@@ -693,11 +882,10 @@ impl Session {
         dkey: &[u8],
         akey: &[u8],
     ) -> Result<Option<Vec<u8>>, ClientError> {
-        let t = self.map.place(oid);
-        self.call_with(t, cont, &Request::Fetch { oid, dkey, akey }, |r| {
-            r.fetched().map(|v| v.map(<[u8]>::to_vec))
+        self.call_any(cont, oid, &Request::Fetch { oid, dkey, akey }, |t, r| {
+            r.fetched().map(|v| v.map(<[u8]>::to_vec)).ok_or(t)
         })?
-        .ok_or_else(|| self.bad(t, "fetch reply malformed"))
+        .map_err(|t| self.bad(t, "fetch reply malformed"))
     }
 
     /// Writes array bytes at `offset`.
@@ -733,7 +921,6 @@ impl Session {
         offset: u64,
         len: u32,
     ) -> Result<Vec<u8>, ClientError> {
-        let t = self.map.place(oid);
         let req = Request::ReadExtent {
             oid,
             dkey,
@@ -741,8 +928,10 @@ impl Session {
             offset,
             len,
         };
-        self.call_with(t, cont, &req, |r| r.read_data().map(<[u8]>::to_vec))?
-            .ok_or_else(|| self.bad(t, "read reply malformed"))
+        self.call_any(cont, oid, &req, |t, r| {
+            r.read_data().map(<[u8]>::to_vec).ok_or(t)
+        })?
+        .map_err(|t| self.bad(t, "read reply malformed"))
     }
 
     /// Punches an object, a dkey or an akey.
@@ -757,11 +946,11 @@ impl Session {
 
     /// Live dkeys of an object, in order.
     pub fn list_dkeys(&mut self, cont: [u8; 16], oid: Oid) -> Result<Vec<Vec<u8>>, ClientError> {
-        let t = self.map.place(oid);
         let mut all: Vec<Vec<u8>> = Vec::new();
         loop {
             let after = all.last().cloned().unwrap_or_default();
-            let body = self.call(t, cont, &Request::ListDkeys { oid, after: &after })?;
+            let req = Request::ListDkeys { oid, after: &after };
+            let (t, body) = self.call_any(cont, oid, &req, |t, r| (t, r.body.to_vec()))?;
             let (more, keys) = reply::Keys::get(&body).map_err(|_| self.bad(t, "key list"))?;
             all.extend(keys);
             if !more {
@@ -777,8 +966,8 @@ impl Session {
         oid: Oid,
         dkey: &[u8],
     ) -> Result<Vec<Vec<u8>>, ClientError> {
-        let t = self.map.place(oid);
-        let body = self.call(t, cont, &Request::ListAkeys { oid, dkey })?;
+        let req = Request::ListAkeys { oid, dkey };
+        let (t, body) = self.call_any(cont, oid, &req, |t, r| (t, r.body.to_vec()))?;
         let (_, keys) = reply::Keys::get(&body).map_err(|_| self.bad(t, "key list"))?;
         Ok(keys)
     }
@@ -802,21 +991,27 @@ impl Session {
                 }
             }
         }
+        // A replicated object is listed by each of its replicas.
         all.sort_unstable();
+        all.dedup();
         Ok(all)
     }
 
     /// Creates a container; returns its UUID. A taken label is [`ClientError::Exists`].
     pub fn cont_create(&mut self, label: &str, uuid: [u8; 16]) -> Result<[u8; 16], ClientError> {
-        let svc = self.map.service();
-        let body = self.call(
-            svc,
-            [0; 16],
-            &Request::ContCreate {
-                label: label.as_bytes(),
-                uuid,
-            },
-        )?;
+        let services = self.map.services();
+        let svc = services.first().copied().ok_or(ClientError::NoTargets)?;
+        let req = Request::ContCreate {
+            label: label.as_bytes(),
+            uuid,
+        };
+        // The first service target decides; the others record the same container.
+        let body = self.call(svc, [0; 16], &req)?;
+        if matches!(reply::Created::get(&body), Ok(reply::Created::Created)) {
+            for &t in &services[1..] {
+                self.call(t, [0; 16], &req)?;
+            }
+        }
         match reply::Created::get(&body) {
             Ok(reply::Created::Created) => {
                 // Every target serves it from now on (they refuse unknown containers).
@@ -838,19 +1033,27 @@ impl Session {
 
     /// Containers of the pool: (label, UUID).
     pub fn cont_list(&mut self) -> Result<Vec<(String, [u8; 16])>, ClientError> {
-        let svc = self.map.service();
-        let body = self.call(svc, [0; 16], &Request::ContList)?;
+        let services = self.map.services();
+        let (svc, body) = self.call_any_of(services, [0; 16], &Request::ContList, |t, r| {
+            (t, r.body.to_vec())
+        })?;
         reply::Containers::get(&body).map_err(|_| self.bad(svc, "container list"))
     }
 
     fn cont_lookup(&mut self, id: &str, destroy: bool) -> Result<(String, [u8; 16]), ClientError> {
-        let svc = self.map.service();
-        let req = if destroy {
-            Request::ContDestroy { id: id.as_bytes() }
+        let services = self.map.services();
+        let (svc, body) = if destroy {
+            let req = Request::ContDestroy { id: id.as_bytes() };
+            let svc = services.first().copied().ok_or(ClientError::NoTargets)?;
+            let body = self.call(svc, [0; 16], &req)?;
+            for &t in &services[1..] {
+                self.call(t, [0; 16], &req)?;
+            }
+            (svc, body)
         } else {
-            Request::ContQuery { id: id.as_bytes() }
+            let req = Request::ContQuery { id: id.as_bytes() };
+            self.call_any_of(services, [0; 16], &req, |t, r| (t, r.body.to_vec()))?
         };
-        let body = self.call(svc, [0; 16], &req)?;
         match reply::Found::get(&body) {
             Ok(Some(found)) => Ok(found),
             Ok(None) => Err(ClientError::NotFound(format!(

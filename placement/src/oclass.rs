@@ -4,9 +4,14 @@
 //! three replicas (6 shards), `EC_4P2G1` one group of 4 data + 2 parity cells, `S1` one shard.
 //! Its id is `redun << 24 | grp_nr` with DAOS's redundancy codes and `grp_nr` 65535 for `GX`
 //! (as many groups as fit); an object id carries it in its high 64 bits as
-//! `[type 8 | redun 8 | grp_nr 16 | user 32]`.
+//! `[type 8 | redun 8 | grp_nr 16 | user 32]`. The top bit of the type byte marks an id that
+//! carries a class ([`CLASSED`]): ids made before classes existed (plain hashes) are placed as
+//! they always were.
 
 use std::fmt;
+
+/// The bit of an object id's type byte saying its class bits are set (by [`ObjectClass::embed`]).
+pub const CLASSED: u8 = 0x80;
 
 /// `grp_nr` meaning "as many groups as the pool holds" (`GX`).
 pub const GRP_MAX: u16 = 65535;
@@ -215,20 +220,23 @@ impl ObjectClass {
         groups * self.redun.group_size()
     }
 
-    /// Puts the class in an object id's high bits (type, class and group count; the user's
-    /// 32 bits kept).
+    /// Puts the class in an object id's high bits (class and group count, the type byte
+    /// marked [`CLASSED`]; its low 7 type bits and the user's 32 bits kept).
     pub fn embed(self, oid: u128) -> u128 {
         let hi = (oid >> 64) as u64;
         let user = hi & 0xffff_ffff;
-        let ty = hi & 0xff00_0000_0000_0000;
+        let ty = (hi & 0x7f00_0000_0000_0000) | u64::from(CLASSED) << 56;
         let class = u64::from(self.redun.code()) << 48 | u64::from(self.grp_nr) << 32;
         let hi = ty | class | user;
         (u128::from(hi) << 64) | (oid & u128::from(u64::MAX))
     }
 
-    /// The class an object id carries.
+    /// The class an object id carries (an error for an id without one).
     pub fn of_oid(oid: u128) -> Result<ObjectClass, OclassError> {
         let hi = (oid >> 64) as u64;
+        if (hi >> 56) as u8 & CLASSED == 0 {
+            return Err(OclassError::UnknownId(0));
+        }
         let code = ((hi >> 48) & 0xff) as u32;
         let grp = ((hi >> 32) & 0xffff) as u32;
         ObjectClass::from_id(code << 24 | grp)
@@ -305,9 +313,13 @@ mod tests {
             assert_eq!(c.id(), id, "{name}");
             assert_eq!(ObjectClass::from_id(id).expect("id"), c);
             assert_eq!(c.to_string(), name);
-            let oid = c.embed(0x1234_5678_9abc_def0_u128 | (0xab_u128 << 120) | (7u128 << 64));
+            let oid = c.embed(0x1234_5678_9abc_def0_u128 | (0x2b_u128 << 120) | (7u128 << 64));
             assert_eq!(ObjectClass::of_oid(oid).expect("oid"), c, "{name}");
-            assert_eq!(oid >> 120, 0xab, "the type byte is kept");
+            assert_eq!(oid >> 120, 0xab, "the type byte is kept and marked");
+            assert!(
+                ObjectClass::of_oid(0x2b_u128 << 120 | 0x0800_0001_u128 << 64).is_err(),
+                "unmarked"
+            );
             assert_eq!((oid >> 64) as u32, 7, "the user bits are kept");
             assert_eq!(oid as u64, 0x1234_5678_9abc_def0, "the low half is kept");
         }

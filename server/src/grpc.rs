@@ -696,7 +696,16 @@ impl MgmtSvc for Services {
             .ms()
             .members()
             .into_iter()
-            .filter(|m| m.state == crate::membership::MemberState::Joined)
+            // The group map's members (DAOS: all but those awaiting a format or excluded), so
+            // clients place objects over every rank and fail over from one that is down.
+            .filter(|m| {
+                !matches!(
+                    m.state,
+                    crate::membership::MemberState::AwaitFormat
+                        | crate::membership::MemberState::Excluded
+                        | crate::membership::MemberState::AdminExcluded
+                )
+            })
             .map(|m| get_attach_info_resp::RankUri {
                 rank: m.rank,
                 uri: m.fabric_uri,
@@ -900,10 +909,21 @@ impl MgmtSvc for Services {
         security::authorize(&req, "MgmtSvc.PoolQuery", self.insecure)?;
         self.leader()?;
         let id = req.into_inner().id;
-        let (rec, targets) = self
+        let (rec, targets, down) = self
             .blocking(move |h| crate::pools::query(&h, &id))
             .await?
             .map_err(pool_status)?;
+        // A rank that does not answer counts its targets (as many as the others have) as
+        // disabled.
+        let up_ranks = rec.ranks.len().saturating_sub(down.len()).max(1);
+        let per_rank = targets.len() / up_ranks;
+        let disabled = (down.len() * per_rank) as u32;
+        let enabled: Vec<u32> = rec
+            .ranks
+            .iter()
+            .copied()
+            .filter(|r| !down.contains(r))
+            .collect();
         let scm_free: Vec<u64> = targets.iter().map(|(_, t)| t.scm_free).collect();
         let nvme_free: Vec<u64> = targets.iter().map(|(_, t)| t.nvme_free).collect();
         let mut scm = pool_stats(&scm_free, StorageMediaType::Scm);
@@ -915,9 +935,9 @@ impl MgmtSvc for Services {
             status: 0,
             uuid: rec.uuid,
             label: rec.label,
-            total_targets: targets.len() as u32,
+            total_targets: targets.len() as u32 + disabled,
             active_targets: targets.len() as u32,
-            disabled_targets: 0,
+            disabled_targets: disabled,
             rebuild: Some(PoolRebuildStatus {
                 status: 0,
                 state: pool_rebuild_status::State::Idle as i32,
@@ -927,7 +947,8 @@ impl MgmtSvc for Services {
             tier_stats: vec![scm, nvme],
             version: 1,
             leader,
-            enabled_ranks: rank_set(&rec.ranks),
+            enabled_ranks: rank_set(&enabled),
+            disabled_ranks: rank_set(&down),
             total_engines: rec.ranks.len() as u32,
             state: service_state(rec.state) as i32,
             svc_ldr: leader,

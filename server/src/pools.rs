@@ -586,7 +586,12 @@ pub fn destroy(
 }
 
 /// A pool and the space of every target.
-pub fn query(h: &Harness, id: &str) -> Result<(PoolRecord, Vec<(u32, TargetSpace)>), PoolSvcError> {
+/// A pool's record, the space of each target of the ranks that answered, and the ranks that
+/// did not (their engine or host is down): a pool stays queryable, and usable through its
+/// replicas, with ranks down.
+pub type Queried = (PoolRecord, Vec<(u32, TargetSpace)>, Vec<u32>);
+
+pub fn query(h: &Harness, id: &str) -> Result<Queried, PoolSvcError> {
     let rec = find(h, id)?;
     if rec.state != PoolState::Ready {
         return Err(PoolSvcError::new(
@@ -603,10 +608,18 @@ pub fn query(h: &Harness, id: &str) -> Result<(PoolRecord, Vec<(u32, TargetSpace
     }
     .encode_to_vec();
     let mut targets = Vec::new();
+    let mut down = Vec::new();
+    let mut last = String::new();
     for &r in &rec.ranks {
-        let b = h
-            .engine_call(r, MgmtMethod::PoolQuery, &body)
-            .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
+        let b = match h.engine_call(r, MgmtMethod::PoolQuery, &body) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!("pool {}: rank {r} does not answer a query: {e}", rec.label);
+                last = e.to_string();
+                down.push(r);
+                continue;
+            }
+        };
         let q = PoolQueryResp::decode(b.as_slice())
             .map_err(|e| PoolSvcError::new(Failed, format!("rank {r}: bad answer: {e}")))?;
         if q.status != 0 {
@@ -617,7 +630,13 @@ pub fn query(h: &Harness, id: &str) -> Result<(PoolRecord, Vec<(u32, TargetSpace
         }
         targets.extend(q.targets.into_iter().map(|t| (r, t)));
     }
-    Ok((rec, targets))
+    if targets.is_empty() && !rec.ranks.is_empty() {
+        return Err(PoolSvcError::new(
+            Failed,
+            format!("no rank of pool {} answers: {last}", rec.label),
+        ));
+    }
+    Ok((rec, targets, down))
 }
 
 /// Sets properties (validated; a new label must be free).

@@ -207,6 +207,42 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         ],
     ));
 
+    // A replicated value: three replicas, one per host.
+    let rp = c.path(1).join("replicated.bin");
+    let rdata: Vec<u8> = (0..(3u32 << 20) + 5)
+        .map(|i| (i * 17 % 241) as u8)
+        .collect();
+    std::fs::write(&rp, &rdata).expect("value");
+    let put = |class: &str, key: &str| {
+        c.run(
+            1,
+            "daos",
+            &[
+                "-i",
+                "-l",
+                ALL,
+                "object",
+                "put",
+                "--oclass",
+                class,
+                "tank",
+                "c1",
+                key,
+                rp.to_str().expect("utf8"),
+            ],
+        )
+    };
+    ok(put("RP_3G1", "replicated"));
+    // Classes the pool cannot hold, or not built yet, are refused with the reason.
+    let o = put("RP_4G1", "wide");
+    assert!(
+        stderr(&o).contains("needs 4 fault domains at rd_lvl node") && stderr(&o).contains("has 3"),
+        "{}",
+        stderr(&o)
+    );
+    let o = put("EC_2P1G1", "ec");
+    assert!(stderr(&o).contains("not supported yet"), "{}", stderr(&o));
+
     // Kill the leader's host: a new leader, the same membership, from either survivor.
     let started = Instant::now();
     c.kill(1);
@@ -230,6 +266,37 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         .members(3, "h2:10001,h3:10001")
         .expect("members after failover");
     assert_eq!(m.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 1, 2]);
+    // The replicated value reads back whole with its first host gone.
+    let rout = c.path(2).join("replicated.out");
+    let o = c.run(
+        2,
+        "daos",
+        &[
+            "-i",
+            "-l",
+            "h2:10001,h3:10001",
+            "object",
+            "get",
+            "--oclass",
+            "RP_3G1",
+            "tank",
+            "c1",
+            "replicated",
+            rout.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        c.logs()
+    );
+    assert!(
+        std::fs::read(&rout).expect("read back") == rdata,
+        "the replicated value differs"
+    );
     // The dead host's rank shows Unresponsive within a bounded time; the others stay joined.
     assert!(
         wait_until(Duration::from_secs(20), || {
@@ -553,7 +620,7 @@ fn a_fourth_host_joins_bad_joins_are_refused_and_a_cut_replica_converges() {
 
     // The fourth host (no replica) joins the running system and gets rank 3.
     c.start(4);
-    c.wait_log(4, "not a management service replica", 30);
+    c.wait_log(4, "listening on 0.0.0.0:10001", 30);
     let e = raw(
         &c,
         4,

@@ -53,6 +53,9 @@ enum ObjCmd {
         container: String,
         key: String,
         file: PathBuf,
+        /// Object class, e.g. RP_3G1 (three replicas on distinct nodes); default S1.
+        #[arg(long)]
+        oclass: Option<String>,
     },
     /// Write what a key holds to a file.
     Get {
@@ -60,6 +63,9 @@ enum ObjCmd {
         container: String,
         key: String,
         file: PathBuf,
+        /// The object class the key was stored with.
+        #[arg(long)]
+        oclass: Option<String>,
     },
     /// Keys of a container, with their sizes.
     #[command(visible_alias = "ls")]
@@ -68,6 +74,14 @@ enum ObjCmd {
 
 fn new_uuid() -> Result<[u8; 16], String> {
     daos_wire::new_uuid().map_err(|e| format!("cannot make a UUID: {e}"))
+}
+
+/// `--oclass NAME` checked: a DAOS class name this build stores.
+fn object_class(name: &Option<String>) -> Result<Option<daos_placement::ObjectClass>, String> {
+    let Some(name) = name else { return Ok(None) };
+    let class = daos_placement::ObjectClass::parse(name).map_err(|e| format!("--oclass: {e}"))?;
+    class.check(0).map_err(|e| format!("--oclass: {e}"))?;
+    Ok(Some(class))
 }
 
 fn err(e: ClientError) -> String {
@@ -135,12 +149,14 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             container,
             key,
             file,
+            oclass,
             ..
         } => {
+            let class = object_class(oclass)?;
             let cont = open_container(s, container)?;
             let data =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            kv::put(s, cont, key, &data, new_uuid()?)
+            kv::put_as(s, cont, key, class, &data, new_uuid()?)
                 .map_err(|e| format!("{e}; the previous value of {key:?} is unchanged"))?;
             Ok((
                 format!(
@@ -155,10 +171,12 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             container,
             key,
             file,
+            oclass,
             ..
         } => {
+            let class = object_class(oclass)?;
             let cont = open_container(s, container)?;
-            let out = match kv::get(s, cont, key) {
+            let out = match kv::get_as(s, cont, key, class) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
                     return Err(format!(
