@@ -25,14 +25,15 @@ pub const CHUNK: usize = 1 << 20;
 /// How many times a get starts over when the key was replaced while it read.
 pub const GET_ATTEMPTS: usize = 8;
 
-/// The object of a key: a 128-bit FNV-1a hash of it.
+/// The object of a key: a 128-bit FNV-1a hash of it, without the bit that says an id carries
+/// an object class (so a plain key is never taken for a classed one).
 pub fn key_oid(key: &str) -> Oid {
     let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     for b in key.bytes() {
         h ^= u128::from(b);
         h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
     }
-    h
+    h & !(u128::from(daos_placement::oclass::CLASSED) << 120)
 }
 
 /// The object of a key stored with object class `class` (none: the plain hash, one target).
@@ -327,6 +328,19 @@ mod tests {
     #[test]
     fn keys_hash_apart() {
         assert_ne!(key_oid("a"), key_oid("b"));
+        // A plain key's object never reads as one carrying a class (it would move).
+        for i in 0..2000 {
+            let k = format!("key-{i}");
+            assert!(
+                daos_placement::ObjectClass::of_oid(key_oid(&k)).is_err(),
+                "{k}"
+            );
+        }
+        let c = daos_placement::ObjectClass::rp(3, 1);
+        assert_eq!(
+            daos_placement::ObjectClass::of_oid(key_oid_in("k", Some(c))),
+            Ok(c)
+        );
         assert_eq!(key_oid("my/file"), key_oid("my/file"));
     }
 }
