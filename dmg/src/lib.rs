@@ -736,6 +736,36 @@ pub async fn system_start(t: &Target, which: &Which) -> Output {
     }
 }
 
+/// `dmg system exclude|clear-exclude [-r RANKS | --rank-hosts HOSTS]`: `updated ranks: SET`.
+pub async fn system_exclude(t: &Target, which: &Which, clear: bool) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let req = daos_proto::mgmt::SystemExcludeReq {
+        ranks: which.ranks.clone(),
+        hosts: which.hosts.clone(),
+        clear,
+        ..Default::default()
+    };
+    match c.system_exclude(req).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            let ranks: Vec<u32> = r.results.iter().map(|x| x.rank).collect();
+            Output {
+                text: format!(
+                    "updated ranks: {}\n",
+                    hostlist::format_ranks(&ranks).trim_matches(['[', ']'])
+                ),
+                json: json!({"results": r.results.iter().map(|x| json!({"rank": x.rank, "action": x.action, "state": x.state, "addr": x.addr})).collect::<Vec<_>>()}),
+                ok: true,
+                error: None,
+            }
+        }
+        Err(s) => failed(status_text(s)),
+    }
+}
+
 /// `dmg system leader-query`.
 pub async fn leader_query(t: &Target) -> Output {
     let mut c = match ms_client(t).await {

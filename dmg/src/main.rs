@@ -192,6 +192,22 @@ enum SystemCmd {
     },
     /// The management service leader and replicas.
     LeaderQuery,
+    /// Exclude ranks administratively: out of the group map, their joins refused.
+    Exclude {
+        #[arg(short = 'r', long, conflicts_with = "rank_hosts")]
+        ranks: Option<String>,
+        /// Hosts whose ranks to exclude, e.g. wolf-[71-72].
+        #[arg(long = "rank-hosts")]
+        rank_hosts: Option<String>,
+    },
+    /// Clear the administrative exclusion of ranks (they are Joined again when they rejoin).
+    ClearExclude {
+        #[arg(short = 'r', long, conflicts_with = "rank_hosts")]
+        ranks: Option<String>,
+        /// Hosts whose ranks to clear.
+        #[arg(long = "rank-hosts")]
+        rank_hosts: Option<String>,
+    },
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CmdError> {
@@ -281,6 +297,12 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                 dmg::system_start(&target, &dmg::Which::new(ranks, rank_hosts)).await
             }
             Command::System(SystemCmd::LeaderQuery) => dmg::leader_query(&target).await,
+            Command::System(SystemCmd::Exclude { ranks, rank_hosts }) => {
+                dmg::system_exclude(&target, &dmg::Which::new(ranks, rank_hosts), false).await
+            }
+            Command::System(SystemCmd::ClearExclude { ranks, rank_hosts }) => {
+                dmg::system_exclude(&target, &dmg::Which::new(ranks, rank_hosts), true).await
+            }
             Command::Version => unreachable_version(),
         }
     });

@@ -833,6 +833,73 @@ impl MgmtSvc for Services {
         }))
     }
 
+    /// DAOS's SystemExclude: ranks to AdminExcluded (kept out of the group map, their joins
+    /// refused), or with `clear` back to Excluded (Joined again when they rejoin).
+    async fn system_exclude(
+        &self,
+        req: Request<SystemExcludeReq>,
+    ) -> Result<Response<SystemExcludeResp>, Status> {
+        security::authorize(&req, "MgmtSvc.SystemExclude", self.insecure)?;
+        self.leader()?;
+        let SystemExcludeReq {
+            ranks,
+            hosts,
+            clear,
+            ..
+        } = req.into_inner();
+        if ranks.is_empty() && hosts.is_empty() {
+            return Err(Status::invalid_argument("no hosts or ranks specified"));
+        }
+        let (present, absent, absent_hosts) = self.requested(&ranks, &hosts)?;
+        if !absent_hosts.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "invalid host(s): {absent_hosts}"
+            )));
+        }
+        if !absent.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "invalid rank(s): {}",
+                absent.trim_matches(['[', ']'])
+            )));
+        }
+        let (state, action) = if clear {
+            (
+                crate::membership::MemberState::Excluded,
+                "clear admin-excluded state",
+            )
+        } else {
+            (
+                crate::membership::MemberState::AdminExcluded,
+                "set admin-excluded state",
+            )
+        };
+        let ms = self.ms.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            let members = ms.members();
+            let mut results = Vec::new();
+            for rank in present {
+                ms.set_state(rank, state, action)?;
+                results.push(RankResult {
+                    rank,
+                    action: action.into(),
+                    errored: false,
+                    msg: String::new(),
+                    state: state.name().into(),
+                    addr: members
+                        .iter()
+                        .find(|m| m.rank == rank)
+                        .map(|m| m.addr.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            Ok::<_, MsError>(results)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("exclude: {e}")))?
+        .map_err(ms_status)?;
+        Ok(Response::new(SystemExcludeResp { results }))
+    }
+
     async fn pool_create(
         &self,
         req: Request<PoolCreateReq>,
@@ -1227,6 +1294,7 @@ const CTL_SERVED: &[&str] = &[
 /// `mgmt.MgmtSvc` methods this server implements.
 const MGMT_SERVED: &[&str] = &[
     "Join",
+    "SystemExclude",
     "ClusterEvent",
     "LeaderQuery",
     "GetAttachInfo",

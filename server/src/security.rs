@@ -65,7 +65,10 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "RankSvc.EngineCall"
         | "RankSvc.RankInfo"
         | "RankSvc.GroupUpdate" => &[Server],
-        "MgmtSvc.SystemQuery" | "MgmtSvc.SystemStop" | "MgmtSvc.SystemStart" => &[Admin],
+        "MgmtSvc.SystemQuery"
+        | "MgmtSvc.SystemStop"
+        | "MgmtSvc.SystemStart"
+        | "MgmtSvc.SystemExclude" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
         "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" => &[Admin, Agent],
         "MgmtSvc.PoolCreate"

@@ -718,8 +718,8 @@ fn a_daos_rpc_this_server_does_not_implement_is_unimplemented_by_name() {
             "MgmtSvc.PoolEvict (dmg pool evict)",
         ),
         (
-            "/mgmt.MgmtSvc/SystemExclude",
-            "MgmtSvc.SystemExclude (dmg system exclude)",
+            "/mgmt.MgmtSvc/SystemDrain",
+            "MgmtSvc.SystemDrain (dmg system drain)",
         ),
         ("/ctl.CtlSvc/SmdQuery", "CtlSvc.SmdQuery (dmg smd query)"),
     ] {

@@ -723,6 +723,34 @@ fn a_fourth_host_joins_bad_joins_are_refused_and_a_cut_replica_converges() {
         stdout(&o)
     );
 
+    // Administrative exclusion by host, its refusals, and clearing it.
+    let out = stdout(&c.dmg(2, ALL, &["system", "exclude", "--rank-hosts", "h4"]));
+    assert!(out.contains("updated ranks: 3"), "{out}");
+    let state_of = |rank: u32| {
+        c.members(1, ALL)
+            .ok()
+            .and_then(|m| m.into_iter().find(|m| m.0 == rank).map(|m| m.2))
+    };
+    assert_eq!(state_of(3).as_deref(), Some("adminexcluded"));
+    for (args, words) in [
+        (vec!["system", "exclude", "-r", "9"], "invalid rank(s): 9"),
+        (vec!["system", "exclude"], "no hosts or ranks specified"),
+    ] {
+        let o = c.dmg(1, ALL, &args);
+        assert_ne!(o.status.code(), Some(0));
+        assert!(stderr(&o).contains(words), "{args:?}: {}", stderr(&o));
+    }
+    let out = stdout(&c.dmg(3, ALL, &["system", "clear-exclude", "-r", "3"]));
+    assert!(out.contains("updated ranks: 3"), "{out}");
+    assert_eq!(state_of(3).as_deref(), Some("excluded"));
+    ok(c.dmg(1, ALL, &["system", "stop", "-r", "3"]));
+    ok(c.dmg(1, ALL, &["system", "start", "-r", "3"]));
+    assert_eq!(
+        state_of(3).as_deref(),
+        Some("joined"),
+        "joined again on rejoin"
+    );
+
     // Cut a follower replica off: a create sent to it cannot reach a leader and says so;
     // the majority goes on; healed, it follows again.
     c.hosts.cut(3).expect("cut");
