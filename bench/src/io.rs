@@ -20,6 +20,8 @@ use crate::storage::{Histogram, Numbers};
 #[derive(Clone, Debug)]
 pub struct IoParams {
     pub cont: [u8; 16],
+    /// Object class of every object (none: the plain hash placement, one target).
+    pub class: Option<daos_placement::ObjectClass>,
     pub threads: usize,
     pub queue_depth: usize,
     pub size: usize,
@@ -60,8 +62,19 @@ pub struct RankNumbers {
 const DKEY: &[u8] = b"d";
 const AKEY: &[u8] = b"a";
 
-fn oid_of(thread: usize, i: u64) -> u128 {
-    (thread as u128 + 1) << 64 | u128::from(i)
+fn oid_of(thread: usize, i: u64, class: Option<daos_placement::ObjectClass>) -> u128 {
+    let oid = (thread as u128 + 1) << 64 | u128::from(i);
+    class.map_or(oid, |c| c.embed(oid))
+}
+
+/// Most shards an object of a benchmarked class may have.
+pub const MAX_SHARDS: usize = 8;
+
+/// An object's shards (target indices), computed before the measured loops.
+#[derive(Clone, Copy)]
+struct Shards {
+    n: u8,
+    t: [u32; MAX_SHARDS],
 }
 
 /// Fills `buf` as the value of `oid` at generation `gen`.
@@ -100,10 +113,11 @@ pub fn verify(got: &[u8], oid: u128, generation: u32, scratch: &mut [u8]) -> Res
 }
 
 struct Slot {
-    tag: u64,
+    /// One tag per replica written (a fetch reads one).
+    tags: [u64; MAX_SHARDS],
+    pending: u8,
     start: Instant,
     index: u64,
-    target: usize,
 }
 
 struct ThreadResult {
@@ -126,6 +140,7 @@ fn run_phase(
     fetch: bool,
     gens: &mut [u32],
     buf: &mut [u8],
+    layouts: &[Shards],
 ) -> Result<ThreadResult, String> {
     let mut slots: Vec<Slot> = Vec::with_capacity(p.queue_depth);
     let mut hist = Histogram::default();
@@ -163,8 +178,8 @@ fn run_phase(
         };
         while more && slots.len() < p.queue_depth && failure.is_none() {
             let i = next % total;
-            let oid = oid_of(thread, i);
-            let target = s.map().place(oid);
+            let oid = oid_of(thread, i, p.class);
+            let shards = layouts[i as usize];
             let req = if fetch {
                 if gens[i as usize] == 0 {
                     next += 1;
@@ -190,12 +205,19 @@ fn run_phase(
                     value: buf,
                 }
             };
-            let tag = s.submit(target, p.cont, &req).map_err(|e| e.to_string())?;
+            // An update goes to every replica; a fetch to the first.
+            let n = if fetch { 1 } else { shards.n.max(1) };
+            let mut tags = [0u64; MAX_SHARDS];
+            for (tag, &target) in tags.iter_mut().zip(&shards.t).take(n as usize) {
+                let target = target as usize;
+                *tag = s.submit(target, p.cont, &req).map_err(|e| e.to_string())?;
+                per_target[target] += 1;
+            }
             slots.push(Slot {
-                tag,
+                tags,
+                pending: n,
                 start: Instant::now(),
                 index: i,
-                target,
             });
             next += 1;
             if fetch && next >= total {
@@ -206,17 +228,24 @@ fn run_phase(
             break;
         }
         s.poll(|tag, result| {
-            let Some(k) = slots.iter().position(|sl| sl.tag == tag) else {
+            let Some(k) = slots
+                .iter()
+                .position(|sl| sl.tags[..MAX_SHARDS].contains(&tag) && sl.pending > 0)
+            else {
                 return;
             };
+            if result.is_ok() && slots[k].pending > 1 {
+                // Other replicas of this update have not answered yet.
+                slots[k].pending -= 1;
+                return;
+            }
             let sl = slots.swap_remove(k);
             hist.record(sl.start.elapsed().as_nanos() as u64);
             match result {
                 Ok(reply) => {
                     ops += 1;
-                    per_target[sl.target] += 1;
                     if fetch {
-                        let oid = oid_of(thread, sl.index);
+                        let oid = oid_of(thread, sl.index, p.class);
                         let g = gens[sl.index as usize];
                         match reply.fetched() {
                             Some(Some(v)) => match verify(v, oid, g, buf) {
@@ -263,10 +292,14 @@ pub fn run(map: Arc<PoolMap>, p: &IoParams) -> Result<Vec<PhaseResult>, String> 
         .map(|t| {
             let (map, p, barrier) = (map.clone(), p.clone(), barrier.clone());
             std::thread::spawn(move || -> Result<[ThreadResult; 2], String> {
+                // Each update of a replicated object is one message per replica.
+                let replicas = map
+                    .shards(oid_of(t, 0, p.class))
+                    .map_or(1, |v| v.len().clamp(1, MAX_SHARDS));
                 let mut s = Session::open(
                     map,
                     SessionOpts {
-                        queue_depth: p.queue_depth,
+                        queue_depth: p.queue_depth * replicas,
                         max_value: p.size.max(4096),
                         timeout: Duration::from_secs(30),
                     },
@@ -274,10 +307,32 @@ pub fn run(map: Arc<PoolMap>, p: &IoParams) -> Result<Vec<PhaseResult>, String> 
                 .map_err(|e| format!("client session: {e}"))?;
                 let mut gens = vec![0u32; p.objects_per_thread as usize];
                 let mut buf = vec![0u8; p.size];
+                let layouts = (0..p.objects_per_thread)
+                    .map(|i| {
+                        let targets = s
+                            .map()
+                            .shards(oid_of(t, i, p.class))
+                            .map_err(|e| e.to_string())?;
+                        if targets.len() > MAX_SHARDS {
+                            return Err(format!(
+                                "object class with {} shards: daos_bench io takes at most {MAX_SHARDS}",
+                                targets.len()
+                            ));
+                        }
+                        let mut sh = Shards {
+                            n: targets.len() as u8,
+                            t: [0; MAX_SHARDS],
+                        };
+                        for (k, x) in targets.iter().enumerate() {
+                            sh.t[k] = *x as u32;
+                        }
+                        Ok(sh)
+                    })
+                    .collect::<Result<Vec<Shards>, String>>()?;
                 barrier.wait();
-                let u = run_phase(&mut s, t, &p, false, &mut gens, &mut buf);
+                let u = run_phase(&mut s, t, &p, false, &mut gens, &mut buf, &layouts);
                 barrier.wait();
-                let f = run_phase(&mut s, t, &p, true, &mut gens, &mut buf);
+                let f = run_phase(&mut s, t, &p, true, &mut gens, &mut buf, &layouts);
                 Ok([u?, f?])
             })
         })

@@ -180,6 +180,37 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         scm["max"].as_u64().expect("max") < per_target,
         "every target (one per host) holds data: {q}"
     );
+    // Replicated objects: each update on all three hosts, fetched back and verified.
+    let o = c.run(
+        2,
+        "daos_bench",
+        &[
+            "io",
+            "-i",
+            "-l",
+            ALL,
+            "--pool",
+            "tank",
+            "--oclass",
+            "RP_3G1",
+            "--objects",
+            "64",
+            "--qd",
+            "4",
+            "--sizes",
+            "4k",
+            "--runtime",
+            "1",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        c.logs()
+    );
     // A value kept across the rest of the test.
     let input = c.path(1).join("value.bin");
     let data: Vec<u8> = (0..(1u32 << 20) + 77)

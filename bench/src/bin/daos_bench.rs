@@ -46,6 +46,10 @@ struct IoArgs {
     /// Container label or UUID; default: a new container, destroyed afterwards.
     #[arg(long)]
     cont: Option<String>,
+    /// Object class of the objects, e.g. RP_2G1 (updates go to every replica); default: one
+    /// target per object.
+    #[arg(long)]
+    oclass: Option<String>,
     /// Client threads, each with its own fabric endpoint.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -70,6 +74,15 @@ struct IoArgs {
 }
 
 fn io_cmd(a: IoArgs) -> Result<(), String> {
+    let class = match &a.oclass {
+        None => None,
+        Some(name) => {
+            let c =
+                daos_placement::ObjectClass::parse(name).map_err(|e| format!("--oclass: {e}"))?;
+            c.check(0).map_err(|e| format!("--oclass: {e}"))?;
+            Some(c)
+        }
+    };
     use daos_bench::io;
     if a.threads == 0 || a.threads > 256 {
         return Err(format!("--threads {}: use 1 to 256", a.threads));
@@ -149,6 +162,7 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
         );
         let p = io::IoParams {
             cont,
+            class,
             threads: a.threads,
             queue_depth: a.queue_depth,
             size: *size,
@@ -200,6 +214,7 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
             "pool": a.pool,
             "targets": map.targets.len(),
             "map_version": map.version,
+            "oclass": a.oclass,
             "runtime_secs": a.runtime,
             "run": daos_bench::run_info(),
             "results": results,
