@@ -398,32 +398,32 @@ impl Harness {
         }
     }
 
+    /// Runs `f` on a thread of its own named `name`, joined at shutdown.
+    fn spawn(
+        self: &Arc<Self>,
+        name: String,
+        what: &str,
+        f: impl FnOnce(Arc<Harness>) + Send + 'static,
+    ) {
+        let h = self.clone();
+        match thread::Builder::new().name(name).spawn(move || f(h)) {
+            Ok(t) => self
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t),
+            Err(e) => error!("cannot start {what}: {e}"),
+        }
+    }
+
     /// Checks each engine's storage, formats it with `auto_format`, and starts the supervisors.
     pub fn start(self: &Arc<Self>, auto_format: bool) {
-        let h = self.clone();
-        match thread::Builder::new()
-            .name("group-update".into())
-            .spawn(move || h.push_group_map())
-        {
-            Ok(t) => self
-                .threads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(t),
-            Err(e) => error!("cannot start the group map pusher: {e}"),
-        }
-        let h = self.clone();
-        match thread::Builder::new()
-            .name("health".into())
-            .spawn(move || h.monitor())
-        {
-            Ok(t) => self
-                .threads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(t),
-            Err(e) => error!("cannot start the engine health monitor: {e}"),
-        }
+        self.spawn("group-update".into(), "the group map pusher", |h| {
+            h.push_group_map()
+        });
+        self.spawn("health".into(), "the engine health monitor", |h| {
+            h.monitor()
+        });
         for inst in &self.instances {
             let i = inst.index;
             info!("Checking DAOS I/O Engine instance {i} storage ...");
@@ -460,18 +460,12 @@ impl Harness {
                 }
                 inst.update(|s| s.formatted = true);
             }
-            let (h, inst) = (self.clone(), inst.clone());
-            match thread::Builder::new()
-                .name(format!("engine-{i}"))
-                .spawn(move || h.supervise(&inst))
-            {
-                Ok(t) => self
-                    .threads
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(t),
-                Err(e) => error!("instance {i}: cannot start its supervisor: {e}"),
-            }
+            let inst = inst.clone();
+            self.spawn(
+                format!("engine-{i}"),
+                &format!("the supervisor of instance {i}"),
+                move |h| h.supervise(&inst),
+            );
         }
     }
 

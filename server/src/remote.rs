@@ -4,8 +4,7 @@
 //! The receiving daos_server passes the call to its engine over dRPC, so both hosts apply the
 //! same checks and deadlines as for a local rank.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use daos_drpc::{Method, MgmtMethod, Module};
@@ -14,10 +13,11 @@ use daos_proto::rank::rank_svc_server::{RankSvc, RankSvcServer};
 use daos_proto::rank::{
     EngineCallReq, EngineCallResp, GroupMap, GroupMapResp, RankInfoReq, RankInfoResp,
 };
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Request, Response, Status};
 
 use crate::harness::{EngineCallError, Harness, POOL_CALL_TIMEOUT};
+use crate::membership::raft::net::Peers;
 use crate::security;
 
 /// What a rank offers pools.
@@ -40,8 +40,7 @@ pub const FORWARDED: &[MgmtMethod] = &[
 /// Calls to other hosts' daos_servers, from plain or blocking threads.
 pub struct Remote {
     rt: tokio::runtime::Runtime,
-    tls: Option<ClientTlsConfig>,
-    channels: Mutex<HashMap<String, Channel>>,
+    peers: Peers,
 }
 
 impl Remote {
@@ -51,33 +50,13 @@ impl Remote {
             .thread_name("remote")
             .enable_all()
             .build()?;
-        Ok(Remote {
-            rt,
-            tls,
-            channels: Mutex::new(HashMap::new()),
-        })
+        let peers = Peers::on_runtime(tls, rt.handle().clone());
+        Ok(Remote { rt, peers })
     }
 
     /// A channel to the daos_server at `addr` (connected on first use, kept).
     pub fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
-        }
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| format!("bad address {addr:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(3));
-        if let Some(tls) = &self.tls {
-            ep = ep
-                .tls_config(tls.clone())
-                .map_err(|e| format!("TLS setup for {addr}: {e}"))?;
-        }
-        // The channel's worker runs on this runtime, whoever asks for it.
-        let _in_runtime = self.rt.enter();
-        let ch = ep.connect_lazy();
-        map.insert(addr.into(), ch.clone());
-        Ok(ch)
+        self.peers.channel(addr)
     }
 
     fn run<T: Send + 'static>(
@@ -171,7 +150,7 @@ impl Remote {
 }
 
 fn stamp<T>(msg: T) -> Request<T> {
-    crate::membership::raft::net::Peers::stamp(msg)
+    Peers::stamp(msg)
 }
 
 /// `rank.RankSvc` for this host's engines.

@@ -52,14 +52,7 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         c.wait_log(i, "SCM format required on instance 0", 30);
     }
     let o = c.dmg(1, ALL, &["storage", "format"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}{}\n{}",
-        stdout(&o),
-        stderr(&o),
-        c.logs()
-    );
+    passed(&c, o);
     assert!(
         wait_until(Duration::from_secs(60), || joined(&c, 2, ALL, 3)),
         "ranks 0-2 joined: {:?}\n{}",
@@ -109,44 +102,14 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
             "768M",
         ],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}{}\n{}",
-        stdout(&o),
-        stderr(&o),
-        c.logs()
-    );
+    passed(&c, o);
     let q = pool_query(&c, 2, "tank");
     assert_eq!(q["total_targets"], 3, "{q}");
     assert_eq!(q["enabled_ranks"], "0-2", "{q}");
-    let o = c.run(
+    let o = bench_io(
+        &c,
         1,
-        "daos_bench",
-        &[
-            "io",
-            "-i",
-            "-l",
-            ALL,
-            "--pool",
-            "tank",
-            "--objects",
-            "300",
-            "--qd",
-            "8",
-            "--sizes",
-            "4k,64k",
-            "--runtime",
-            "1",
-        ],
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}{}\n{}",
-        stdout(&o),
-        stderr(&o),
-        c.logs()
+        &["--objects", "300", "--qd", "8", "--sizes", "4k,64k"],
     );
     // The client's pool map says which system map it was built from.
     assert!(
@@ -181,16 +144,10 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         "every target (one per host) holds data: {q}"
     );
     // Replicated objects: each update on all three hosts, fetched back and verified.
-    let o = c.run(
+    bench_io(
+        &c,
         2,
-        "daos_bench",
         &[
-            "io",
-            "-i",
-            "-l",
-            ALL,
-            "--pool",
-            "tank",
             "--oclass",
             "RP_3G1",
             "--objects",
@@ -199,17 +156,7 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
             "4",
             "--sizes",
             "4k",
-            "--runtime",
-            "1",
         ],
-    );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}{}\n{}",
-        stdout(&o),
-        stderr(&o),
-        c.logs()
     );
     // A value kept across the rest of the test.
     let input = c.path(1).join("value.bin");
@@ -316,14 +263,7 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
             rout.to_str().expect("utf8"),
         ],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}{}\n{}",
-        stdout(&o),
-        stderr(&o),
-        c.logs()
-    );
+    passed(&c, o);
     assert!(
         std::fs::read(&rout).expect("read back") == rdata,
         "the replicated value differs"
@@ -348,14 +288,7 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         "h2:10001,h3:10001",
         &["pool", "create", "after", "--scm-size", "128M"],
     );
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}{}\n{}",
-        stdout(&o),
-        stderr(&o),
-        c.logs()
-    );
+    passed(&c, o);
     c.start(1);
     c.wait_log(1, "rejoined the system as rank 0", 60);
     assert!(
@@ -533,6 +466,26 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         std::fs::read(&output).expect("read back") == data,
         "the value differs"
     );
+}
+
+/// `o`, after checking it succeeded (else its output and every host's log).
+fn passed(c: &Cluster, o: std::process::Output) -> std::process::Output {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        c.logs()
+    );
+    o
+}
+
+/// `daos_bench io -i -l h[1-3] --pool tank --runtime 1 EXTRA` from host `from`, succeeded.
+fn bench_io(c: &Cluster, from: usize, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["io", "-i", "-l", ALL, "--pool", "tank", "--runtime", "1"];
+    args.extend_from_slice(extra);
+    passed(c, c.run(from, "daos_bench", &args))
 }
 
 /// `dmg pool query -j` from host `from`.

@@ -30,6 +30,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Peers {
     tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
+    /// The runtime channels' workers run on (else the caller's).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Peers {
@@ -37,6 +39,15 @@ impl Peers {
         Peers {
             tls,
             channels: Mutex::new(HashMap::new()),
+            runtime: None,
+        }
+    }
+
+    /// Peers whose channels run on `runtime`, whichever thread asks for them.
+    pub fn on_runtime(tls: Option<ClientTlsConfig>, runtime: tokio::runtime::Handle) -> Peers {
+        Peers {
+            runtime: Some(runtime),
+            ..Peers::new(tls)
         }
     }
 
@@ -48,7 +59,7 @@ impl Peers {
         }
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| format!("bad replica address {addr:?}: {e}"))?
+            .map_err(|e| format!("bad address {addr:?}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
@@ -56,6 +67,7 @@ impl Peers {
                 .tls_config(tls.clone())
                 .map_err(|e| format!("TLS setup for {addr}: {e}"))?;
         }
+        let _in_runtime = self.runtime.as_ref().map(|h| h.enter());
         let ch = ep.connect_lazy();
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
