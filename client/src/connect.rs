@@ -64,7 +64,8 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
         .map_err(ConnectError::from_status)?
         .into_inner();
     let state = PoolServiceState::try_from(q.state).unwrap_or(PoolServiceState::Unknown);
-    if state != PoolServiceState::Ready {
+    // A degraded pool (ranks down) is still used: its replicas on the others serve.
+    if !matches!(state, PoolServiceState::Ready | PoolServiceState::Degraded) {
         return Err(ConnectError::NotReady {
             pool: pool.into(),
             state: state.as_str_name().into(),

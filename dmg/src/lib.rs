@@ -1021,14 +1021,23 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
     );
     text.push_str("Pool health info:\n");
     text.push_str(&format!("- Enabled ranks: {}\n", r.enabled_ranks));
+    if !r.disabled_ranks.is_empty() {
+        text.push_str(&format!("- Disabled ranks: {}\n", r.disabled_ranks));
+    }
     let rebuild = r.rebuild.unwrap_or_default();
     let rebuild_state = pool_rebuild_status::State::try_from(rebuild.state)
         .unwrap_or(pool_rebuild_status::State::Idle)
         .as_str_name()
         .to_lowercase();
     text.push_str(&format!(
-        "- Rebuild {rebuild_state}, {} objs, {} recs\n- Data redundancy: normal\n",
-        rebuild.objects, rebuild.records
+        "- Rebuild {rebuild_state}, {} objs, {} recs\n- Data redundancy: {}\n",
+        rebuild.objects,
+        rebuild.records,
+        if r.disabled_targets > 0 {
+            "degraded"
+        } else {
+            "normal"
+        }
     ));
     text.push_str(&format!(
         "Pool space info:\n- Target count:{}\n",
@@ -1050,7 +1059,7 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
     }
     let json = json!({
         "uuid": r.uuid, "label": r.label, "total_targets": r.total_targets, "disabled_targets": r.disabled_targets,
-        "svc_ldr": leader, "svc_reps": r.svc_reps, "version": r.version, "state": state, "enabled_ranks": r.enabled_ranks,
+        "svc_ldr": leader, "svc_reps": r.svc_reps, "version": r.version, "state": state, "enabled_ranks": r.enabled_ranks, "disabled_ranks": r.disabled_ranks,
         "rebuild": {"state": rebuild_state, "objects": rebuild.objects, "records": rebuild.records},
         "tier_stats": r.tier_stats.iter().map(|s| json!({"media_type": media_name(s.media_type).to_lowercase(), "total": s.total, "free": s.free, "min": s.min, "max": s.max, "mean": s.mean})).collect::<Vec<_>>(),
     });

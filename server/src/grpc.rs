@@ -1017,7 +1017,12 @@ impl MgmtSvc for Services {
             enabled_ranks: rank_set(&enabled),
             disabled_ranks: rank_set(&down),
             total_engines: rec.ranks.len() as u32,
-            state: service_state(rec.state) as i32,
+            // DAOS 2.6: a pool with targets out is Degraded (HEAD calls it TargetsExcluded).
+            state: if disabled > 0 && rec.state == crate::membership::PoolState::Ready {
+                PoolServiceState::Degraded as i32
+            } else {
+                service_state(rec.state) as i32
+            },
             svc_ldr: leader,
             svc_reps: rec.svc_ranks,
             ..Default::default()

@@ -244,6 +244,17 @@ fn three_hosts_one_format_a_leader_killed_and_its_host_back() {
         .members(3, "h2:10001,h3:10001")
         .expect("members after failover");
     assert_eq!(m.iter().map(|m| m.0).collect::<Vec<_>>(), [0, 1, 2]);
+    // The new leader knows the pool; its dead rank shows disabled and the pool degraded.
+    let q = pool_query(&c, 3, "tank");
+    assert_eq!(q["label"], "tank", "{q}");
+    assert_eq!(q["disabled_ranks"], "0", "{q}");
+    assert_eq!(q["disabled_targets"], 1, "{q}");
+    assert_eq!(q["state"], "Degraded", "{q}");
+    let text = stdout(&c.dmg(3, "h2:10001,h3:10001", &["pool", "query", "tank"]));
+    assert!(
+        text.contains("- Disabled ranks: 0") && text.contains("- Data redundancy: degraded"),
+        "{text}"
+    );
     // The replicated value reads back whole with its first host gone.
     let rout = c.path(2).join("replicated.out");
     let o = c.run(
