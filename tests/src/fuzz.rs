@@ -15,6 +15,7 @@ pub const TARGETS: &[Target] = &[
     ("drpc_frame", drpc_frame),
     ("config", config),
     ("mgmt_api", mgmt_api),
+    ("mgmt_peer", mgmt_peer),
 ];
 
 /// A message as a target receives it: header, then the body of its operation; a decoded
@@ -113,6 +114,46 @@ pub fn mgmt_api(data: &[u8]) {
         }
         _ => {
             let _ = mgmt::GetAttachInfoReq::decode(body);
+        }
+    }
+}
+
+/// What servers take from each other and from disk for the management service (first byte
+/// picks): a `raft.log` image, openraft's JSON messages on `raft.RaftSvc` as the receiving
+/// replica decodes them, a forwarded command, and the group map an engine checks.
+pub fn mgmt_peer(data: &[u8]) {
+    use daos_mgmt::raft::TypeConfig;
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    match which % 6 {
+        0 => {
+            if let Ok(good) = daos_mgmt::raft::log::scan(body) {
+                assert!(good <= body.len());
+            }
+        }
+        1 => {
+            let _ =
+                serde_json::from_slice::<openraft::raft::AppendEntriesRequest<TypeConfig>>(body);
+        }
+        2 => {
+            let _ = serde_json::from_slice::<openraft::raft::VoteRequest<u64>>(body);
+        }
+        3 => {
+            let _ =
+                serde_json::from_slice::<openraft::raft::InstallSnapshotRequest<TypeConfig>>(body);
+        }
+        4 => {
+            if let Ok(cmd) = serde_json::from_slice::<daos_mgmt::Command>(body) {
+                // A decoded command applies or is refused; it never panics the state.
+                let mut db = daos_mgmt::SystemDb::new("daos_server");
+                let _ = db.apply(&cmd);
+            }
+        }
+        _ => {
+            if let Ok(req) = daos_drpc::mgmt::GroupUpdateReq::decode(body) {
+                let _ = daos_engine::control::check_group_update(&req);
+            }
         }
     }
 }

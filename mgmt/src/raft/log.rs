@@ -120,6 +120,12 @@ fn parse(data: &[u8], path: &Path) -> Result<(Vec<Record>, usize), String> {
     Ok((out, at))
 }
 
+/// Checks a `raft.log` image as opening it would: the length of its good prefix, or why it is
+/// refused (for fuzzing and tools).
+pub fn scan(data: &[u8]) -> Result<usize, String> {
+    parse(data, Path::new("raft.log")).map(|(_, good)| good)
+}
+
 fn sync_dir(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(dir) => File::open(dir)?.sync_all(),
