@@ -280,6 +280,14 @@ mod tests {
         );
         assert_eq!(expand("a,b c\tb", 7).unwrap(), vec!["a:7", "b:7", "c:7"]);
         assert_eq!(expand("localhost", 10001).unwrap(), vec!["localhost:10001"]);
+        assert_eq!(
+            expand("127.100.1.[1-3]:10001", 1).unwrap(),
+            vec![
+                "127.100.1.1:10001",
+                "127.100.1.2:10001",
+                "127.100.1.3:10001"
+            ]
+        );
     }
 
     #[test]

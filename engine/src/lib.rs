@@ -61,6 +61,8 @@ pub enum EngineError {
     },
     #[error("fabric interface {0:?} not found or without an IPv4/IPv6 address (D_INTERFACE)")]
     Interface(String),
+    #[error("{0}")]
+    HostAddr(String),
     #[error(
         "no fabric port (D_PORT): set fabric_iface_port in the engine's section of daos_server.yml (e.g. 31416); targets listen on it + 1 + target index"
     )]
@@ -77,7 +79,7 @@ pub fn fabric_uri(env: &dyn Fn(&str) -> Option<String>) -> Result<String, Engine
     let provider = env("D_PROVIDER").unwrap_or_else(|| "ofi+tcp;ofi_rxm".into());
     let iface = env("D_INTERFACE").unwrap_or_else(|| "lo".into());
     let port = env("D_PORT").unwrap_or_else(|| "0".into());
-    let addr = interface_address(&iface).ok_or_else(|| EngineError::Interface(iface.clone()))?;
+    let addr = fabric_address(env, &iface)?;
     let host = match addr {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("[{a}]"),
@@ -92,7 +94,7 @@ pub fn target_endpoint(
 ) -> Result<target::Endpoint, EngineError> {
     let provider = env("D_PROVIDER").unwrap_or_else(|| "ofi+tcp;ofi_rxm".into());
     let iface = env("D_INTERFACE").unwrap_or_else(|| "lo".into());
-    let addr = interface_address(&iface).ok_or_else(|| EngineError::Interface(iface.clone()))?;
+    let addr = fabric_address(env, &iface)?;
     let port: u16 = env("D_PORT").and_then(|p| p.parse().ok()).unwrap_or(0);
     if port == 0 {
         return Err(EngineError::NoPort);
@@ -102,6 +104,20 @@ pub fn target_endpoint(
         node: addr.to_string(),
         port,
     })
+}
+
+/// The address the fabric endpoints bind: the host address daos_server passed
+/// ([`daos_hw::net::HOST_ADDR_ENV`], several hosts on one machine), else the interface's.
+fn fabric_address(
+    env: &dyn Fn(&str) -> Option<String>,
+    iface: &str,
+) -> Result<IpAddr, EngineError> {
+    if let Some(ip) = daos_hw::net::parse_host_addr(env(daos_hw::net::HOST_ADDR_ENV).as_deref())
+        .map_err(EngineError::HostAddr)?
+    {
+        return Ok(ip);
+    }
+    interface_address(iface).ok_or_else(|| EngineError::Interface(iface.to_string()))
 }
 
 /// First IPv4 (else IPv6) address of a network interface.
@@ -285,4 +301,37 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn endpoints_bind_the_host_address_when_one_is_set() {
+        let env = env_of(&[
+            ("D_INTERFACE", "lo"),
+            ("D_PORT", "31416"),
+            ("DAOS_RS_HOST_ADDR", "127.0.0.3"),
+        ]);
+        assert_eq!(
+            fabric_uri(&env).unwrap(),
+            "ofi+tcp;ofi_rxm://127.0.0.3:31416"
+        );
+        let e = target_endpoint(&env).unwrap();
+        assert_eq!((e.node.as_str(), e.port), ("127.0.0.3", 31416));
+        let env = env_of(&[("D_INTERFACE", "lo"), ("D_PORT", "31416")]);
+        assert_eq!(target_endpoint(&env).unwrap().node, "127.0.0.1");
+        let env = env_of(&[("D_PORT", "31416"), ("DAOS_RS_HOST_ADDR", "host2")]);
+        let e = fabric_uri(&env).unwrap_err().to_string();
+        assert!(e.contains("DAOS_RS_HOST_ADDR=\"host2\""), "{e}");
+    }
 }

@@ -112,3 +112,69 @@ fn live_addresses() -> Vec<(String, IpAddr)> {
     })
     .collect()
 }
+
+/// The environment variable naming the address this server's host is known by, for several
+/// hosts on one machine (each on its own loopback address, `127.0.0.2`, `127.0.0.3`, ...).
+/// Set, daos_server listens on that address only (not `0.0.0.0`), recognises itself among
+/// `mgmt_svc_replicas` by it alone, and its engines bind their fabric endpoints there.
+pub const HOST_ADDR_ENV: &str = "DAOS_RS_HOST_ADDR";
+
+/// [`HOST_ADDR_ENV`] parsed from `value` (`None` when unset or empty); the error names the
+/// variable, the value and the fix.
+pub fn parse_host_addr(value: Option<&str>) -> Result<Option<IpAddr>, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse::<IpAddr>().map(Some).map_err(|_| {
+            format!(
+                "{HOST_ADDR_ENV}={v:?} is not an IP address; set it to this host's address \
+                 (e.g. 127.0.0.2) or unset it"
+            )
+        }),
+    }
+}
+
+/// This process's [`HOST_ADDR_ENV`].
+pub fn host_addr() -> Result<Option<IpAddr>, String> {
+    parse_host_addr(std::env::var(HOST_ADDR_ENV).ok().as_deref())
+}
+
+/// Whether `ip` is an address of this host: the host address when one is set, else a
+/// loopback address or one of `ips` (the interfaces' addresses).
+pub fn is_host_ip(ip: IpAddr, host: Option<IpAddr>, ips: &[IpAddr]) -> bool {
+    match host {
+        Some(h) => ip == h,
+        None => ip.is_loopback() || ips.contains(&ip),
+    }
+}
+
+#[cfg(test)]
+mod host_addr_tests {
+    use super::*;
+
+    #[test]
+    fn host_addr_parses_or_names_the_variable() {
+        assert_eq!(parse_host_addr(None), Ok(None));
+        assert_eq!(parse_host_addr(Some(" ")), Ok(None));
+        assert_eq!(
+            parse_host_addr(Some("127.0.0.2")),
+            Ok(Some(IpAddr::from([127, 0, 0, 2])))
+        );
+        let e = parse_host_addr(Some("h2")).unwrap_err();
+        assert!(
+            e.contains("DAOS_RS_HOST_ADDR=\"h2\"") && e.contains("127.0.0.2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn with_a_host_address_only_it_is_local() {
+        let two = IpAddr::from([127, 0, 0, 2]);
+        let one = IpAddr::from([127, 0, 0, 1]);
+        assert!(is_host_ip(one, None, &[]));
+        assert!(is_host_ip(two, Some(two), &[]));
+        assert!(!is_host_ip(one, Some(two), &[one]));
+        let eth = IpAddr::from([10, 0, 0, 5]);
+        assert!(is_host_ip(eth, None, &[eth]));
+        assert!(!is_host_ip(eth, None, &[]));
+    }
+}

@@ -1162,15 +1162,18 @@ pub fn server_tls(s: &Server) -> Result<ServerTlsConfig, CmdError> {
 /// Where the control port listens: every interface with TLS; without it (insecure mode),
 /// only loopback, unless `mgmt_svc_replicas` names a host other than this one's loopback (a
 /// system spread over hosts must be reachable from them).
-fn listen_ip(config: &Server) -> [u8; 4] {
+fn listen_ip(config: &Server) -> std::net::IpAddr {
+    if let Some(ip) = daos_hw::net::host_addr().ok().flatten() {
+        return ip;
+    }
     let remote = config.mgmt_svc_replicas.iter().any(|r| {
         let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
         !(host == "localhost" || host.starts_with("127."))
     });
     if config.transport_config.allow_insecure && !remote {
-        [127, 0, 0, 1]
+        std::net::IpAddr::from([127, 0, 0, 1])
     } else {
-        [0, 0, 0, 0]
+        std::net::IpAddr::from([0, 0, 0, 0])
     }
 }
 

@@ -216,7 +216,10 @@ impl Harness {
                 })
             })
             .collect();
-        let control_addr = format!("{}:{}", crate::logging::hostname(), config.port);
+        let control_addr = match daos_hw::net::host_addr().ok().flatten() {
+            Some(ip) => std::net::SocketAddr::from((ip, config.port)).to_string(),
+            None => format!("{}:{}", crate::logging::hostname(), config.port),
+        };
         Arc::new(Harness {
             orphans: Mutex::new(Vec::new()),
             undo: Mutex::new(Vec::new()),
@@ -933,7 +936,10 @@ impl Harness {
         let e = &self.config.engines[i];
         let args = e.args(&self.config, i);
         let parent = |k: &str| std::env::var(k).ok();
-        let env = e.environment(&parent);
+        let mut env = e.environment(&parent);
+        if let Some(ip) = daos_hw::net::host_addr().ok().flatten() {
+            env.push((daos_hw::net::HOST_ADDR_ENV.into(), ip.to_string()));
+        }
         info!(
             "Starting I/O Engine instance {i}: {}",
             self.engine_bin.display()
@@ -1008,8 +1014,12 @@ impl Harness {
             rank: sb.validrank.then_some(sb.rank),
             uri: req.uri.clone(),
             nctxs: req.nctxs,
-            // As DAOS's daos_server: the MS takes the IP this call comes from.
-            addr: format!("0.0.0.0:{}", self.config.port),
+            // As DAOS's daos_server: the MS takes the IP this call comes from (unless this
+            // host has an address of its own on a shared machine).
+            addr: match daos_hw::net::host_addr().ok().flatten() {
+                Some(ip) => std::net::SocketAddr::from((ip, self.config.port)).to_string(),
+                None => format!("0.0.0.0:{}", self.config.port),
+            },
             fault_domain: sb.hostfaultdomain.clone(),
             incarnation: req.incarnation,
             idx: i as u32,
@@ -1072,7 +1082,11 @@ impl Harness {
     pub fn is_local(&self, addr: &str) -> bool {
         addr.parse::<std::net::SocketAddr>().is_ok_and(|a| {
             a.port() == self.config.port
-                && (a.ip().is_loopback() || crate::membership::raft::local_ips().contains(&a.ip()))
+                && daos_hw::net::is_host_ip(
+                    a.ip(),
+                    daos_hw::net::host_addr().ok().flatten(),
+                    &crate::membership::raft::local_ips(),
+                )
         }) || addr == self.control_addr
     }
 

@@ -228,12 +228,16 @@ pub fn raft_dir(s: &Server) -> Option<PathBuf> {
 pub fn effective_replicas(s: &Server) -> Vec<String> {
     let me = crate::logging::hostname();
     let port = s.port;
+    let pinned = daos_hw::net::host_addr().ok().flatten();
     let mut out: Vec<String> = s
         .mgmt_svc_replicas
         .iter()
         .map(|r| {
             let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
-            let local = host == "localhost" || host == me || host.starts_with("127.");
+            let local = match pinned {
+                Some(ip) => host.parse::<std::net::IpAddr>() == Ok(ip),
+                None => host == "localhost" || host == me || host.starts_with("127."),
+            };
             match r.rsplit_once(':') {
                 Some((h, _)) if local => format!("{h}:{port}"),
                 Some(_) => r.clone(),
@@ -253,6 +257,7 @@ pub fn ms_config(s: &Server) -> Result<MsConfig, CmdError> {
     let me = crate::membership::raft::local_replica(
         &replicas,
         s.port,
+        daos_hw::net::host_addr().ok().flatten(),
         &crate::membership::raft::local_ips(),
     );
     let tls = if s.transport_config.allow_insecure {
@@ -294,6 +299,8 @@ pub fn start(
     auto_format: bool,
 ) -> Result<Started, CmdError> {
     let loaded = load(source, overrides)?;
+    // A bad host address stops the start here, before anything listens.
+    daos_hw::net::host_addr().map_err(CmdError::new)?;
     let s = &loaded.server;
     let mask = if flags.debug {
         "DEBUG"

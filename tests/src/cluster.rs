@@ -1,6 +1,7 @@
 //! A DAOS system over several [`Hosts`]: one daos_server per host on port 10001 with one
 //! engine each, configs that read like real ones (`mgmt_svc_replicas: [h1:10001, ...]`),
-//! started, killed and restarted per host; `dmg` run from any host.
+//! started, killed and restarted per host; `dmg` run from any host. On loopback hosts (see
+//! [`crate::hosts`]) the configs name the hosts by address and the engines use `lo`.
 
 use std::path::PathBuf;
 use std::process::{Child, Output, Stdio};
@@ -20,9 +21,18 @@ impl Cluster {
     /// `count` hosts, the first `replicas` of them management-service replicas; insecure
     /// transport.
     pub fn new(count: usize, replicas: usize) -> Result<Cluster, String> {
-        let hosts = Hosts::new(count)?;
+        Cluster::on(Hosts::new(count)?, replicas)
+    }
+
+    /// As [`Cluster::new`] on `hosts`.
+    pub fn on(hosts: Hosts, replicas: usize) -> Result<Cluster, String> {
+        let count = hosts.count();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let list: Vec<String> = (1..=replicas).map(|i| format!("h{i}:10001")).collect();
+        let list: Vec<String> = (1..=replicas).map(|i| hosts.at(i)).collect();
+        let iface = match hosts.mode() {
+            crate::hosts::Mode::Namespaces => "eth0",
+            crate::hosts::Mode::Loopback => "lo",
+        };
         for i in 1..=count {
             let d = dir.path().join(format!("h{i}"));
             std::fs::create_dir_all(d.join("run")).map_err(|e| e.to_string())?;
@@ -31,7 +41,7 @@ impl Cluster {
                  socket_dir: {d}/run\ntransport_config:\n  allow_insecure: true\n\
                  disable_hugepages: true\ncontrol_log_file: {d}/daos_server.log\n\
                  fault_path: /rack0/h{i}\nengines:\n\
-                 - targets: 1\n  nr_xs_helpers: 0\n  first_core: 0\n  fabric_iface: eth0\n  \
+                 - targets: 1\n  nr_xs_helpers: 0\n  first_core: 0\n  fabric_iface: {iface}\n  \
                  fabric_iface_port: 31416\n  log_file: {d}/engine0.log\n  \
                  env_vars: [DAOS_TARGET_OVERSUBSCRIBE=1]\n  storage:\n  - class: ram\n    \
                  scm_mount: {d}/scm0\n    scm_size: 4\n  - class: file\n    \
@@ -47,6 +57,16 @@ impl Cluster {
             servers: (0..count).map(|_| None).collect(),
             count,
         })
+    }
+
+    /// Host `i` as a host list entry with the control port (`h1:10001`).
+    pub fn at(&self, i: usize) -> String {
+        self.hosts.at(i)
+    }
+
+    /// Every host as one host list (`h[1-3]:10001`).
+    pub fn all(&self) -> String {
+        self.hosts.list(1, self.count, 10001)
     }
 
     /// The data directory of host `i`.
@@ -72,6 +92,7 @@ impl Cluster {
             .stderr(out)
             .spawn()
             .expect("daos_server");
+        self.hosts.track(i, child.id());
         self.servers[i - 1] = Some(child);
     }
 

@@ -7,17 +7,37 @@
 //! daos_server as they would on a real host. A host can be killed (every process in it but
 //! the anchor: its storage stays, as disks survive a power cut), and its link cut and healed.
 //! Everything is removed when the [`Hosts`] value is dropped, also after a failed test.
-//! Needs root (CI is root); [`Hosts::new`] says why when it cannot.
+//! Needs root (CI is root).
+//!
+//! Without root (or with `DAOS_TEST_HOSTS=loopback`, or [`Hosts::loopback`]) the hosts are
+//! distinct loopback addresses instead (`127.<p>.<n>.1`, `.2`, ... per test process and
+//! instance): each host's processes get `DAOS_RS_HOST_ADDR` (daos_server listens and its
+//! engines bind there), names are the addresses themselves, a host is killed as its process
+//! groups, and links cannot be cut (the partition cases are skipped and say so).
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+/// How the hosts are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Network and mount namespaces on a bridge (root).
+    Namespaces,
+    /// Distinct loopback addresses, process groups (no root needed; no partitions).
+    Loopback,
+}
+
 /// The hosts of one test.
 pub struct Hosts {
+    mode: Mode,
     prefix: String,
     count: usize,
+    /// Loopback mode: the network part of the hosts' addresses (`127.a.b.`).
+    net: String,
     /// Per host, the process holding its mount namespace.
     anchors: std::sync::Mutex<Vec<std::process::Child>>,
+    /// Loopback mode: per host, the process groups started in it.
+    groups: std::sync::Mutex<Vec<Vec<i32>>>,
 }
 
 static INSTANCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -41,17 +61,53 @@ fn ip(args: &[&str]) -> Result<Output, String> {
 }
 
 impl Hosts {
-    /// `count` hosts `h1..hN` on one bridge.
+    /// `count` hosts `h1..hN` on one bridge as root (unless `DAOS_TEST_HOSTS=loopback`),
+    /// else on loopback addresses (printed, with what that mode cannot test).
     pub fn new(count: usize) -> Result<Hosts, String> {
+        let forced = std::env::var("DAOS_TEST_HOSTS").is_ok_and(|v| v == "loopback");
+        if forced || !crate::is_root() {
+            eprintln!(
+                "multi-host harness: hosts on loopback addresses ({}); link cuts (partition cases) are skipped",
+                if forced {
+                    "DAOS_TEST_HOSTS=loopback"
+                } else {
+                    "not root: no network namespaces"
+                }
+            );
+            return Ok(Hosts::loopback(count));
+        }
+        Hosts::namespaces(count)
+    }
+
+    fn blank(mode: Mode, count: usize) -> Hosts {
+        let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        Hosts {
+            mode,
+            prefix: format!("drs{pid}x{n}"),
+            count,
+            net: format!("127.{}.{}.", 100 + pid % 150, n % 250 + 1),
+            anchors: std::sync::Mutex::new(Vec::new()),
+            groups: std::sync::Mutex::new(vec![Vec::new(); count]),
+        }
+    }
+
+    /// `count` hosts on distinct loopback addresses of their own.
+    pub fn loopback(count: usize) -> Hosts {
+        Hosts::blank(Mode::Loopback, count)
+    }
+
+    /// How these hosts are made.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// `count` hosts `h1..hN` as network namespaces on one bridge (root).
+    pub fn namespaces(count: usize) -> Result<Hosts, String> {
         if !crate::is_root() {
             return Err("network namespaces need root".into());
         }
-        let n = INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let hosts = Hosts {
-            prefix: format!("drs{}x{n}", std::process::id()),
-            count,
-            anchors: std::sync::Mutex::new(Vec::new()),
-        };
+        let hosts = Hosts::blank(Mode::Namespaces, count);
         hosts.build()?;
         for i in 1..=count {
             let anchor = Command::new("ip")
@@ -92,7 +148,37 @@ impl Hosts {
 
     /// The address of host `i`.
     pub fn addr(&self, i: usize) -> String {
-        format!("10.250.0.{i}")
+        match self.mode {
+            Mode::Namespaces => format!("10.250.0.{i}"),
+            Mode::Loopback => format!("{}{i}", self.net),
+        }
+    }
+
+    /// The name of host `i` as configs and host lists write it: `h<i>`, or its address in
+    /// loopback mode (nothing resolves names there).
+    pub fn name(&self, i: usize) -> String {
+        match self.mode {
+            Mode::Namespaces => format!("h{i}"),
+            Mode::Loopback => self.addr(i),
+        }
+    }
+
+    /// Host `i` with the control port 10001, as `mgmt_svc_replicas` and `-l` name it.
+    pub fn at(&self, i: usize) -> String {
+        format!("{}:10001", self.name(i))
+    }
+
+    /// How many hosts.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Hosts `first..=last` as one host list with `port` (`h[1-3]:10001`).
+    pub fn list(&self, first: usize, last: usize, port: u16) -> String {
+        match self.mode {
+            Mode::Namespaces => format!("h[{first}-{last}]:{port}"),
+            Mode::Loopback => format!("{}[{first}-{last}]:{port}", self.net),
+        }
     }
 
     fn build(&self) -> Result<(), String> {
@@ -157,8 +243,15 @@ impl Hosts {
             .map(|c| c.id())
     }
 
-    /// A command to run inside host `i`: its network and mount namespaces.
+    /// A command to run inside host `i`: its network and mount namespaces (loopback mode:
+    /// its host address, in a process group of its own that [`Hosts::track`] can record).
     pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
+        if self.mode == Mode::Loopback {
+            use std::os::unix::process::CommandExt;
+            let mut c = Command::new(program);
+            c.env("DAOS_RS_HOST_ADDR", self.addr(i)).process_group(0);
+            return c;
+        }
         match self.anchor(i) {
             Some(pid) => {
                 let mut c = Command::new("nsenter");
@@ -181,6 +274,11 @@ impl Hosts {
         i: usize,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
+        if self.mode == Mode::Loopback {
+            return std::thread::spawn(f)
+                .join()
+                .map_err(|_| "the in-host thread panicked".to_string());
+        }
         let path = PathBuf::from("/var/run/netns").join(self.ns(i));
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -192,9 +290,38 @@ impl Hosts {
         .map_err(|_| "the in-host thread panicked".to_string())?
     }
 
+    /// Loopback mode: records that the process group `pid` (started by [`Hosts::command`])
+    /// belongs to host `i`, so [`Hosts::kill`] ends it with the host.
+    pub fn track(&self, i: usize, pid: u32) {
+        if let Some(g) = self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(i - 1)
+        {
+            g.push(pid as i32);
+        }
+    }
+
     /// Kills every process of host `i` at once (SIGKILL), as a power cut would; its storage
     /// (the anchor's mounts) stays.
     pub fn kill(&self, i: usize) {
+        if self.mode == Mode::Loopback {
+            let groups: Vec<i32> = self
+                .groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(i - 1)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            for g in groups {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(g),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return;
+        }
         let Ok(out) = ip(&["netns", "pids", &self.ns(i)]) else {
             return;
         };
@@ -212,8 +339,9 @@ impl Hosts {
         }
     }
 
-    /// Cuts host `i` off the bridge.
+    /// Cuts host `i` off the bridge (not in loopback mode: the error says so).
     pub fn cut(&self, i: usize) -> Result<(), String> {
+        self.bridged()?;
         ip(&[
             "-n",
             &self.bridge_ns(),
@@ -227,6 +355,7 @@ impl Hosts {
 
     /// Puts host `i` back on the bridge.
     pub fn heal(&self, i: usize) -> Result<(), String> {
+        self.bridged()?;
         ip(&[
             "-n",
             &self.bridge_ns(),
@@ -239,10 +368,24 @@ impl Hosts {
     }
 }
 
+impl Hosts {
+    fn bridged(&self) -> Result<(), String> {
+        match self.mode {
+            Mode::Namespaces => Ok(()),
+            Mode::Loopback => {
+                Err("hosts on loopback addresses share one network: no link to cut".into())
+            }
+        }
+    }
+}
+
 impl Drop for Hosts {
     fn drop(&mut self) {
         for i in 1..=self.count {
             self.kill(i);
+        }
+        if self.mode == Mode::Loopback {
+            return;
         }
         for mut a in std::mem::take(&mut *self.anchors.lock().unwrap_or_else(|p| p.into_inner())) {
             let _ = a.kill();

@@ -9,7 +9,7 @@ use daos_tests::*;
 
 #[test]
 fn hosts_reach_each_other_by_name_and_a_cut_or_killed_host_does_not_answer() {
-    let hosts = match Hosts::new(3) {
+    let hosts = match Hosts::namespaces(3) {
         Ok(h) => h,
         Err(e) => {
             eprintln!(

@@ -144,13 +144,17 @@ pub fn local_ips() -> Vec<IpAddr> {
     out
 }
 
-/// Which entry of `replicas` is this server (listening on `port` on one of `ips`).
-pub fn local_replica(replicas: &[String], port: u16, ips: &[IpAddr]) -> Option<usize> {
+/// Which entry of `replicas` is this server (listening on `port` on `host` when a host
+/// address is set, else on a loopback address or one of `ips`).
+pub fn local_replica(
+    replicas: &[String],
+    port: u16,
+    host: Option<IpAddr>,
+    ips: &[IpAddr],
+) -> Option<usize> {
     replicas.iter().position(|r| {
         r.to_socket_addrs()
-            .map(|mut a| {
-                a.any(|a| a.port() == port && (a.ip().is_loopback() || ips.contains(&a.ip())))
-            })
+            .map(|mut a| a.any(|a| a.port() == port && daos_hw::net::is_host_ip(a.ip(), host, ips)))
             .unwrap_or(false)
     })
 }
@@ -200,15 +204,17 @@ impl Inner {
             if resolved[i].is_empty() {
                 resolved[i] = r.to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
             }
-            let hit = resolved[i].iter().any(|a| {
-                a.port() == want.port()
-                    && (a.ip() == want.ip() || (a.ip().is_loopback() && want.ip().is_loopback()))
-            });
-            if hit {
-                return Some(i);
-            }
         }
-        None
+        // The same address first (hosts may be distinct loopback addresses of one machine),
+        // then any loopback address for a loopback replica (`localhost` vs `127.0.0.1`).
+        let exact = |a: &SocketAddr| a.port() == want.port() && a.ip() == want.ip();
+        let looped = |a: &SocketAddr| {
+            a.port() == want.port() && a.ip().is_loopback() && want.ip().is_loopback()
+        };
+        resolved
+            .iter()
+            .position(|r| r.iter().any(exact))
+            .or_else(|| resolved.iter().position(|r| r.iter().any(looped)))
     }
 
     async fn forward(&self, addr: &str, cmd: &Command) -> Result<Forwarded, CallError> {
