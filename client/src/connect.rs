@@ -3,7 +3,10 @@
 //! into a [`crate::PoolMap`]. Used by `daos` and `daos_bench io`.
 
 use daos_control::{Target, ms_client, status_text};
-use daos_proto::mgmt::{GetAttachInfoReq, PoolQueryReq, PoolServiceState};
+use daos_proto::mgmt::{
+    GetAttachInfoReq, PoolQueryReq, PoolQueryTargetReq, PoolServiceState, pool_query_target_info,
+    pool_rebuild_status,
+};
 
 use crate::{ClientError, PoolMap, RankUri};
 
@@ -98,15 +101,54 @@ pub async fn pool_map(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
             num_ctxs: r.num_ctxs,
         })
         .collect();
+    // The target states of ranks with targets out, or of every rank while a rebuild runs
+    // (reintegrated targets are up but not yet in).
+    let busy = q
+        .rebuild
+        .as_ref()
+        .is_some_and(|r| r.state == pool_rebuild_status::State::Busy as i32);
+    let mut states = Vec::new();
+    for &rank in if busy { &ranks } else { &down } {
+        let infos = c
+            .pool_query_target(PoolQueryTargetReq {
+                id: pool.into(),
+                rank,
+                ..Default::default()
+            })
+            .await
+            .map_err(ConnectError::from_status)?
+            .into_inner()
+            .infos;
+        states.push((rank, infos.iter().map(|i| target_state(i.state)).collect()));
+    }
     let version = u32::try_from(attach.data_version).unwrap_or(u32::MAX);
     PoolMap::new(uuid, &ranks, &engines)
-        .map(|m| m.with_version(version).with_down(&down))
+        .map(|m| {
+            m.with_version(version)
+                .with_down(&down)
+                .with_states(&states, q.version)
+        })
         .map_err(|source| ConnectError::Map {
             pool: pool.into(),
             ranks: ranks.clone(),
             engines: engines.len(),
             source: Box::new(source),
         })
+}
+
+/// A target state as `PoolQueryTarget` carries it (DAOS's numbering) in the pool map's terms.
+fn target_state(v: i32) -> daos_placement::TargetState {
+    use daos_placement::TargetState as S;
+    use pool_query_target_info::TargetState as W;
+    match W::try_from(v).unwrap_or(W::StateUnknown) {
+        W::DownOut => S::DownOut,
+        W::Down => S::Down,
+        W::Up => S::Up,
+        W::UpIn => S::UpIn,
+        W::New => S::New,
+        W::Drain => S::Drain,
+        W::StateUnknown => S::Unknown,
+    }
 }
 
 /// [`pool_map`] for blocking callers.

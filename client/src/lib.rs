@@ -13,6 +13,7 @@
 
 pub mod connect;
 pub mod kv;
+pub mod rebuild;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +106,9 @@ pub struct PoolMap {
     /// Ranks the management service reported down when the map was made: their replicas are
     /// read last (their shards stay where placement put them: nothing was rebuilt).
     pub down: Vec<u32>,
+    /// Some target waits for a rebuild (down, drain, or up after a reintegration): shards
+    /// placement moved onto other targets may not hold their data yet and are read last.
+    pub rebuilding: bool,
 }
 
 /// An engine as GetAttachInfo describes it.
@@ -178,7 +182,60 @@ impl PoolMap {
             targets,
             version: 0,
             down: Vec::new(),
+            rebuilding: false,
         })
+    }
+
+    /// The same map with the pool map's target states (per rank; ranks not given stay UPIN)
+    /// and its version.
+    pub fn with_states(
+        mut self,
+        states: &[(u32, Vec<daos_placement::TargetState>)],
+        version: u32,
+    ) -> PoolMap {
+        use daos_placement::TargetState::{Down, Drain, Up};
+        for node in &mut self.placement.nodes {
+            for r in &mut node.ranks {
+                if let Some((_, s)) = states.iter().find(|(rank, _)| *rank == r.rank) {
+                    for (t, state) in r.targets.iter_mut().zip(s) {
+                        *t = *state;
+                    }
+                }
+            }
+        }
+        self.placement.version = version.max(1);
+        self.rebuilding = self
+            .placement
+            .targets()
+            .any(|(_, s)| matches!(s, Down | Drain | Up));
+        self
+    }
+
+    /// [`Self::shards`] in the order a read tries them: while a rebuild is pending, shards
+    /// placement moved (their new target may not have the data yet) come last.
+    pub fn read_shards(&self, oid: Oid) -> Result<Vec<usize>, ClientError> {
+        if !self.rebuilding {
+            return self.shards(oid);
+        }
+        let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
+            return Ok(vec![self.place(oid)]);
+        };
+        let layout =
+            daos_placement::place(&self.placement, oid, class, daos_placement::RdLvl::Node)?;
+        let mut order: Vec<(bool, usize)> = layout
+            .shards
+            .iter()
+            .map(|s| {
+                let t = self
+                    .targets
+                    .iter()
+                    .position(|t| t.rank == s.target.rank && t.target == s.target.idx)
+                    .unwrap_or(0);
+                (s.remapped, t)
+            })
+            .collect();
+        order.sort_by_key(|(moved, _)| *moved);
+        Ok(order.into_iter().map(|(_, t)| t).collect())
     }
 
     /// The same map with `ranks` reported down.
@@ -741,7 +798,7 @@ impl Session {
         req: &Request<'_>,
         f: impl Fn(usize, &Reply<'_>) -> T,
     ) -> Result<T, ClientError> {
-        let shards = self.map.shards(oid)?;
+        let shards = self.map.read_shards(oid)?;
         self.call_any_of(shards, cont, req, f)
     }
 

@@ -1024,6 +1024,9 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
     if !r.disabled_ranks.is_empty() {
         text.push_str(&format!("- Disabled ranks: {}\n", r.disabled_ranks));
     }
+    if !r.dead_ranks.is_empty() {
+        text.push_str(&format!("- Dead ranks: {}\n", r.dead_ranks));
+    }
     let rebuild = r.rebuild.unwrap_or_default();
     let rebuild_state = pool_rebuild_status::State::try_from(rebuild.state)
         .unwrap_or(pool_rebuild_status::State::Idle)
@@ -1033,7 +1036,8 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
         "- Rebuild {rebuild_state}, {} objs, {} recs\n- Data redundancy: {}\n",
         rebuild.objects,
         rebuild.records,
-        if r.disabled_targets > 0 {
+        // Degraded: a rank that does not answer, or targets down and not yet rebuilt.
+        if !r.dead_ranks.is_empty() || (r.disabled_targets > 0 && rebuild_state == "busy") {
             "degraded"
         } else {
             "normal"
@@ -1192,6 +1196,154 @@ pub async fn pool_get_prop(t: &Target, id: &str, names: Vec<String>) -> Output {
     Output {
         text,
         json,
+        ok: true,
+        error: None,
+    }
+}
+
+/// What `dmg pool exclude|drain|reintegrate` does to each rank.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetsOp {
+    Exclude,
+    Drain,
+    Reintegrate,
+}
+
+/// `dmg pool exclude|drain|reintegrate <pool> --ranks R [--target-idx i,j]`: one request per
+/// rank, as DAOS's dmg; a `Pool Ranks Result Reason` table.
+pub async fn pool_targets(
+    t: &Target,
+    id: &str,
+    op: TargetsOp,
+    ranks: &[u32],
+    idx: &[u32],
+) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let mut rows = Vec::new();
+    let mut results = Vec::new();
+    let mut all_ok = true;
+    for &rank in ranks {
+        let r = match op {
+            TargetsOp::Exclude => c
+                .pool_exclude(PoolExcludeReq {
+                    id: id.into(),
+                    rank,
+                    targetidx: idx.to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().status),
+            TargetsOp::Drain => c
+                .pool_drain(PoolDrainReq {
+                    id: id.into(),
+                    rank,
+                    targetidx: idx.to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().status),
+            TargetsOp::Reintegrate => c
+                .pool_reintegrate(PoolReintReq {
+                    id: id.into(),
+                    rank,
+                    targetidx: idx.to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().status),
+        };
+        let (ok, reason) = match r {
+            Ok(0) => (true, "-".to_string()),
+            Ok(code) => (false, format!("DER({code})")),
+            Err(s) => (false, status_text(s)),
+        };
+        all_ok &= ok;
+        rows.push(vec![
+            id.to_string(),
+            rank.to_string(),
+            if ok { "OK" } else { "FAIL" }.to_string(),
+            reason.clone(),
+        ]);
+        results.push(json!({"rank": rank, "ok": ok, "reason": reason}));
+    }
+    Output {
+        text: render(&["Pool", "Ranks", "Result", "Reason"], &rows, ""),
+        json: json!({"id": id, "results": results}),
+        ok: all_ok,
+        error: (!all_ok).then(|| {
+            format!(
+                "pool {} failed on some ranks",
+                match op {
+                    TargetsOp::Exclude => "exclude",
+                    TargetsOp::Drain => "drain",
+                    TargetsOp::Reintegrate => "reintegrate",
+                }
+            )
+        }),
+    }
+}
+
+/// `dmg pool query-targets <pool> --rank R [--target-idx list]`.
+pub async fn pool_query_targets(t: &Target, id: &str, rank: u32, idx: &[u32]) -> Output {
+    use daos_proto::mgmt::pool_query_target_info::TargetState;
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let infos = match c
+        .pool_query_target(PoolQueryTargetReq {
+            id: id.into(),
+            rank,
+            targets: idx.to_vec(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().infos,
+        Err(s) => return failed(status_text(s)),
+    };
+    let chosen: Vec<u32> = if idx.is_empty() {
+        (0..infos.len() as u32).collect()
+    } else {
+        idx.to_vec()
+    };
+    let mut text = String::new();
+    let mut list = Vec::new();
+    for (i, info) in chosen.iter().zip(&infos) {
+        let state = match TargetState::try_from(info.state).unwrap_or(TargetState::StateUnknown) {
+            TargetState::DownOut => "down_out",
+            TargetState::Down => "down",
+            TargetState::Up => "up",
+            TargetState::UpIn => "up_in",
+            TargetState::New => "new",
+            TargetState::Drain => "drain",
+            TargetState::StateUnknown => "unknown",
+        };
+        text.push_str(&format!("Target: type unknown, state {state}\n"));
+        let mut tiers = Vec::new();
+        for (n, s) in info.space.iter().enumerate() {
+            let media = if s.media_type == StorageMediaType::Nvme as i32 {
+                "NVME"
+            } else {
+                "SCM"
+            };
+            text.push_str(&format!(
+                "- Storage tier {n} ({media}):\n  Total size: {}\n  Free: {}\n",
+                bytes_si(s.total),
+                bytes_si(s.free)
+            ));
+            tiers.push(
+                json!({"media_type": media.to_lowercase(), "total": s.total, "free": s.free}),
+            );
+        }
+        list.push(json!({"rank": rank, "target": i, "state": state, "space": tiers}));
+    }
+    Output {
+        text,
+        json: json!({"infos": list}),
         ok: true,
         error: None,
     }

@@ -122,6 +122,39 @@ enum PoolCmd {
         /// name:value[,name:value]
         properties: String,
     },
+    /// Take targets out of a pool (DOWN); their data is rebuilt elsewhere.
+    Exclude(TargetsArgs),
+    /// Move data off targets that keep serving meanwhile (DRAIN).
+    Drain(TargetsArgs),
+    /// Bring excluded targets back (UP, then UP_IN once rebuilt).
+    #[command(visible_alias = "reint")]
+    Reintegrate(TargetsArgs),
+    /// State and space of one rank's targets of a pool.
+    QueryTargets {
+        /// Pool label or UUID.
+        pool: String,
+        /// The engine rank.
+        #[arg(long)]
+        rank: u32,
+        /// Target indices, e.g. 0,2 (default: every target of the rank).
+        #[arg(long = "target-idx")]
+        target_idx: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct TargetsArgs {
+    /// Pool label or UUID.
+    pool: String,
+    /// Ranks, e.g. 1 or 0-2.
+    #[arg(long, visible_alias = "rank")]
+    ranks: String,
+    /// Target indices on each rank, e.g. 0,2 (default: all).
+    #[arg(long = "target-idx")]
+    target_idx: Option<String>,
+    /// Exclude even when data could be lost (accepted as DAOS's flag).
+    #[arg(short = 'f', long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -259,6 +292,12 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                 Some(PoolOp::Destroy(id, f, r)) => dmg::pool_destroy(&target, &id, f, r).await,
                 Some(PoolOp::GetProp(id, names)) => dmg::pool_get_prop(&target, &id, names).await,
                 Some(PoolOp::SetProp(id, props)) => dmg::pool_set_prop(&target, &id, props).await,
+                Some(PoolOp::Targets(id, op, ranks, idx)) => {
+                    dmg::pool_targets(&target, &id, op, &ranks, &idx).await
+                }
+                Some(PoolOp::QueryTargets(id, rank, idx)) => {
+                    dmg::pool_query_targets(&target, &id, rank, &idx).await
+                }
                 None => unreachable_version(),
             },
             Command::Network(NetworkCmd::Scan { provider }) => {
@@ -316,6 +355,17 @@ enum PoolOp {
     Destroy(String, bool, bool),
     GetProp(String, Vec<String>),
     SetProp(String, Vec<daos_proto::mgmt::PoolProperty>),
+    Targets(String, dmg::TargetsOp, Vec<u32>, Vec<u32>),
+    QueryTargets(String, u32, Vec<u32>),
+}
+
+/// `--target-idx 0,2` (none: every target).
+fn target_idx(v: Option<&str>) -> Result<Vec<u32>, String> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(s) => daos_control::hostlist::parse_ranks(s)
+            .map_err(|e| format!("--target-idx {s:?}: {e} (target indices, e.g. 0,2)")),
+    }
 }
 
 /// The most pool service replicas DAOS allows.
@@ -414,6 +464,30 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
         PoolCmd::SetProp { pool, properties } => {
             PoolOp::SetProp(pool.clone(), dmg::parse_props(properties)?)
         }
+        PoolCmd::Exclude(a) | PoolCmd::Drain(a) | PoolCmd::Reintegrate(a) => {
+            let op = match cmd {
+                PoolCmd::Exclude(_) => dmg::TargetsOp::Exclude,
+                PoolCmd::Drain(_) => dmg::TargetsOp::Drain,
+                _ => dmg::TargetsOp::Reintegrate,
+            };
+            let _ = a.force;
+            let ranks = daos_control::hostlist::parse_ranks(&a.ranks)
+                .map_err(|e| format!("--ranks {:?}: {e}", a.ranks))?;
+            if ranks.is_empty() {
+                return Err("--ranks: give at least one rank, e.g. --ranks 1".into());
+            }
+            PoolOp::Targets(
+                a.pool.clone(),
+                op,
+                ranks,
+                target_idx(a.target_idx.as_deref())?,
+            )
+        }
+        PoolCmd::QueryTargets {
+            pool,
+            rank,
+            target_idx: idx,
+        } => PoolOp::QueryTargets(pool.clone(), *rank, target_idx(idx.as_deref())?),
     })
 }
 

@@ -1088,6 +1088,52 @@ impl<S: Media, B: Media> Store<S, B> {
         }
     }
 
+    /// What `key` holds as of `epoch`: nothing, a single value's size, or where its array
+    /// extents end (a rebuild copies that much).
+    pub fn akey_size(&self, key: AkeyRef<'_>, epoch: u64) -> daos_wire::reply::AkeyShape {
+        use daos_wire::reply::AkeyShape;
+        let AkeyRef {
+            cont,
+            oid,
+            dkey,
+            akey,
+        } = key;
+        let Some(h) = self.history(cont, oid, dkey, akey) else {
+            return AkeyShape::None;
+        };
+        let floor = self.punched_at(cont, oid, dkey, epoch);
+        let live: Vec<&(u64, Value)> = h
+            .iter()
+            .filter(|(e, _)| *e <= epoch && *e > floor)
+            .collect();
+        let punch = live
+            .iter()
+            .filter(|(_, v)| matches!(v, Value::Punch))
+            .map(|(e, _)| *e)
+            .max()
+            .unwrap_or(0);
+        let newest = live
+            .iter()
+            .filter(|(e, _)| *e > punch)
+            .max_by_key(|(e, _)| *e);
+        match newest.map(|(_, v)| v) {
+            Some(Value::Single(loc)) => AkeyShape::Single(u64::from(loc.parts().1)),
+            Some(Value::Extent { .. }) => AkeyShape::Array(
+                live.iter()
+                    .filter(|(e, _)| *e > punch)
+                    .filter_map(|(_, v)| match v {
+                        Value::Extent { offset, loc } => {
+                            Some(offset.saturating_add(u64::from(loc.parts().1)))
+                        }
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0),
+            ),
+            _ => AkeyShape::None,
+        }
+    }
+
     /// `len` array bytes at `offset` as of `epoch`; never-written bytes read as zero.
     pub fn read_extent(
         &self,

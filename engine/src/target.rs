@@ -792,6 +792,15 @@ fn handle(
                 let later = keys.iter().map(Vec::as_slice).filter(|k| *k > after);
                 Keys::put(&mut w, later);
             }
+            Request::AkeySize { oid, dkey, akey } => {
+                let key = crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                };
+                store.akey_size(key, u64::MAX).put(&mut w);
+            }
             Request::ListAkeys { oid, dkey } => {
                 let keys = store.list_akeys(cont, oid, dkey);
                 Keys::put(&mut w, keys.iter().map(Vec::as_slice));

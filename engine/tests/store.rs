@@ -500,3 +500,36 @@ fn a_too_small_or_old_format_scm_part_is_refused_clearly() {
     assert!(matches!(err, StoreError::OldFormat), "{err}");
     assert!(err.to_string().contains("recreate the pool"), "{err}");
 }
+
+#[test]
+fn akey_size_says_what_a_rebuild_copies() {
+    use daos_wire::reply::AkeyShape;
+    let mut s = sim();
+    let single = AkeyRef {
+        cont: C,
+        oid: 1,
+        dkey: b"d",
+        akey: b"a",
+    };
+    assert_eq!(s.akey_size(single, u64::MAX), AkeyShape::None);
+    s.update(C, 1, b"d", b"a", b"hello").unwrap();
+    assert_eq!(s.akey_size(single, u64::MAX), AkeyShape::Single(5));
+    s.write_extent(C, 1, b"d", b"arr", 4096, &[7u8; 100])
+        .unwrap();
+    s.write_extent(C, 1, b"d", b"arr", 0, &[1u8; 10]).unwrap();
+    assert_eq!(s.akey_size(ARR, u64::MAX), AkeyShape::Array(4196));
+    s.punch(C, 1, Some(b"d"), Some(b"arr")).unwrap();
+    assert_eq!(s.akey_size(ARR, u64::MAX), AkeyShape::None, "punched");
+    s.write_extent(C, 1, b"d", b"arr", 0, &[2u8; 8]).unwrap();
+    assert_eq!(
+        s.akey_size(ARR, u64::MAX),
+        AkeyShape::Array(8),
+        "only after the punch"
+    );
+    s.punch(C, 1, Some(b"d"), None).unwrap();
+    assert_eq!(
+        s.akey_size(single, u64::MAX),
+        AkeyShape::None,
+        "dkey punched"
+    );
+}

@@ -81,6 +81,87 @@ pub struct PoolRecord {
     /// Properties set at create or later (name -> value), defaults not stored.
     pub props: std::collections::BTreeMap<String, String>,
     pub state: PoolState,
+    /// The pool map's target states and the rebuild they started.
+    #[serde(default)]
+    pub map: PoolTargets,
+}
+
+/// A pool's target states (DAOS's pool map) and its rebuild.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolTargets {
+    /// Pool map version: 1 at create (stored as 0 until the first change), +1 per change.
+    pub version: u32,
+    /// Per rank, its targets' states; a rank not listed has every target UPIN.
+    pub states: std::collections::BTreeMap<u32, Vec<daos_placement::TargetState>>,
+    pub rebuild: Rebuild,
+}
+
+impl PoolTargets {
+    /// The pool map version.
+    pub fn version(&self) -> u32 {
+        self.version.max(1)
+    }
+
+    /// The state of `rank`'s target `idx`.
+    pub fn state(&self, rank: u32, idx: u32) -> daos_placement::TargetState {
+        self.states
+            .get(&rank)
+            .and_then(|t| t.get(idx as usize).copied())
+            .unwrap_or(daos_placement::TargetState::UpIn)
+    }
+
+    /// Targets not serving (down, down_out), per rank.
+    pub fn disabled(&self) -> std::collections::BTreeMap<u32, u32> {
+        use daos_placement::TargetState::{Down, DownOut};
+        self.states
+            .iter()
+            .map(|(r, t)| {
+                (
+                    *r,
+                    t.iter().filter(|s| matches!(s, Down | DownOut)).count() as u32,
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Whether some target waits for a rebuild (down, drain, or up after reintegration).
+    pub fn needs_rebuild(&self) -> bool {
+        use daos_placement::TargetState::{Down, Drain, Up};
+        self.states
+            .values()
+            .flatten()
+            .any(|s| matches!(s, Down | Drain | Up))
+    }
+}
+
+/// DAOS's rebuild states (`dmg pool query`: `Rebuild idle|busy|done`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RebuildState {
+    #[default]
+    Idle,
+    Busy,
+    Done,
+}
+
+impl RebuildState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RebuildState::Idle => "idle",
+            RebuildState::Busy => "busy",
+            RebuildState::Done => "done",
+        }
+    }
+}
+
+/// A pool's latest rebuild: for which map version, how far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rebuild {
+    pub state: RebuildState,
+    /// The pool map version it rebuilds for.
+    pub version: u32,
+    pub objs: u64,
+    pub recs: u64,
 }
 
 /// A pool's life in the management service (stored and sent by these names).
@@ -179,6 +260,8 @@ pub trait ManagementService: Send + Sync {
     fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError>;
     fn pool_remove(&self, uuid: &str) -> Result<(), MsError>;
     fn pools(&self) -> Vec<PoolRecord>;
+    /// Commits any other command (pool map changes, rebuild progress).
+    fn apply(&self, cmd: Command) -> Result<Reply, MsError>;
     /// True when this server leads the management service (or is its only copy).
     fn is_leader(&self) -> bool {
         true
@@ -229,6 +312,7 @@ mod tests {
             nvme_per_rank: 0,
             props: Default::default(),
             state: PoolState::Ready,
+            map: Default::default(),
         }
     }
 
@@ -352,5 +436,86 @@ mod tests {
             db.apply(&Command::PoolRemove { uuid: "z".into() }),
             Err(Refusal::UnknownPool("z".into()))
         );
+    }
+
+    #[test]
+    fn target_states_follow_daos_and_a_rebuild_finishes_only_its_own_version() {
+        use daos_placement::{MapOp, TargetState as T};
+        let mut db = SystemDb::new("daos_server");
+        db.apply(&Command::PoolAdd(pool("p", vec![0, 1, 2])))
+            .unwrap();
+        let targets = |db: &SystemDb| db.pools[0].map.clone();
+        let change = |op, rank, idx: &[u32]| Command::PoolTargets {
+            uuid: "p".into(),
+            op,
+            rank,
+            idx: idx.to_vec(),
+            targets: 2,
+        };
+        assert_eq!(targets(&db).version(), 1);
+        db.apply(&change(MapOp::Exclude, 1, &[])).unwrap();
+        let m = targets(&db);
+        assert_eq!(
+            (m.version(), m.state(1, 0), m.state(1, 1)),
+            (2, T::Down, T::Down)
+        );
+        assert_eq!(m.state(0, 0), T::UpIn);
+        assert_eq!(m.rebuild.state, RebuildState::Busy);
+        assert_eq!(m.rebuild.version, 2);
+        assert!(m.needs_rebuild());
+        assert_eq!(m.disabled().get(&1), Some(&2));
+        // Refusals: a rank not in the pool, a bad target index, draining a down target is a
+        // no-op but reintegrating an up one is refused; none changes anything.
+        let before = db.clone();
+        for (cmd, words) in [
+            (
+                change(MapOp::Exclude, 7, &[]),
+                "rank 7 is not in the pool map",
+            ),
+            (change(MapOp::Drain, 0, &[5]), "rank 0 has no target 5"),
+            (
+                change(MapOp::Reint, 2, &[]),
+                "rank 2 is not excluded or drained",
+            ),
+        ] {
+            let e = db.apply(&cmd).expect_err("refused").to_string();
+            assert!(e.contains(words), "{e}");
+        }
+        assert_eq!(db, before);
+        // A rebuild report for an older version is stale; the current one finishes it.
+        let rebuilt = |version, done| Command::PoolRebuild {
+            uuid: "p".into(),
+            version,
+            objs: 5,
+            recs: 9,
+            done,
+        };
+        assert_eq!(
+            db.apply(&rebuilt(1, true)),
+            Err(Refusal::StaleRebuild {
+                version: 1,
+                current: 2
+            })
+        );
+        db.apply(&rebuilt(2, false)).unwrap();
+        assert_eq!(targets(&db).rebuild.state, RebuildState::Busy);
+        db.apply(&rebuilt(2, true)).unwrap();
+        let m = targets(&db);
+        assert_eq!((m.state(1, 0), m.version()), (T::DownOut, 3));
+        assert_eq!(
+            (m.rebuild.state, m.rebuild.objs, m.rebuild.recs),
+            (RebuildState::Done, 5, 9)
+        );
+        assert!(!m.needs_rebuild());
+        // Reintegrated: UP until its rebuild is done, then UPIN.
+        db.apply(&change(MapOp::Reint, 1, &[0])).unwrap();
+        let m = targets(&db);
+        assert_eq!(
+            (m.state(1, 0), m.state(1, 1), m.version()),
+            (T::Up, T::DownOut, 4)
+        );
+        assert!(m.needs_rebuild());
+        db.apply(&rebuilt(4, true)).unwrap();
+        assert_eq!(targets(&db).state(1, 0), T::UpIn);
     }
 }

@@ -24,6 +24,25 @@ pub enum Command {
     PoolRemove {
         uuid: String,
     },
+    /// Changes target states of one rank of a pool (`dmg pool exclude|drain|reintegrate`;
+    /// all its targets when `idx` is empty); a rebuild for the new map version starts.
+    PoolTargets {
+        uuid: String,
+        op: daos_placement::MapOp,
+        rank: u32,
+        idx: Vec<u32>,
+        /// Each target's count when the rank has no states yet (its engine's targets).
+        targets: u32,
+    },
+    /// A rebuild's progress for map version `version`; `done` finishes it (UP -> UPIN,
+    /// DOWN/DRAIN -> DOWNOUT). Refused when the map moved on (the rebuild starts over).
+    PoolRebuild {
+        uuid: String,
+        version: u32,
+        objs: u64,
+        recs: u64,
+        done: bool,
+    },
     /// Sets (or, with an empty value, deletes) a system attribute.
     SetAttr {
         key: String,
@@ -77,6 +96,10 @@ pub enum Refusal {
     LabelTaken(String),
     #[error("no pool {0:?} in the system")]
     UnknownPool(String),
+    #[error("{0}")]
+    Map(String),
+    #[error("rebuild of pool map version {version} is stale: the map is at version {current}")]
+    StaleRebuild { version: u32, current: u32 },
 }
 
 /// The system attribute holding the fabric provider of the first join (DAOS's
@@ -182,6 +205,88 @@ impl SystemDb {
                 }
                 Ok(Reply::Done)
             }
+            Command::PoolTargets {
+                uuid,
+                op,
+                rank,
+                idx,
+                targets,
+            } => {
+                let pool = self.pool_mut(uuid)?;
+                if !pool.ranks.contains(rank) {
+                    return Err(Refusal::Map(
+                        daos_placement::MapError::NoRank(*rank).to_string(),
+                    ));
+                }
+                let version = pool.map.version();
+                let states = pool.map.states.get(rank).cloned().unwrap_or_else(|| {
+                    vec![daos_placement::TargetState::UpIn; (*targets).max(1) as usize]
+                });
+                // The transitions are the placement crate's, on a one-rank map.
+                let mut one = daos_placement::PoolMap::new(&[("", *rank, states.len() as u32)]);
+                one.nodes[0].ranks[0].targets = states.clone();
+                one.apply(*op, *rank, idx)
+                    .map_err(|e| Refusal::Map(e.to_string()))?;
+                let next = one.nodes[0].ranks[0].targets.clone();
+                if next == states {
+                    return Ok(Reply::Done);
+                }
+                pool.map.states.insert(*rank, next);
+                pool.map.version = version + 1;
+                pool.map.rebuild = crate::Rebuild {
+                    state: crate::RebuildState::Busy,
+                    version: version + 1,
+                    objs: 0,
+                    recs: 0,
+                };
+                Ok(Reply::Done)
+            }
+            Command::PoolRebuild {
+                uuid,
+                version,
+                objs,
+                recs,
+                done,
+            } => {
+                let pool = self.pool_mut(uuid)?;
+                let current = pool.map.version();
+                if *version != current {
+                    return Err(Refusal::StaleRebuild {
+                        version: *version,
+                        current,
+                    });
+                }
+                pool.map.rebuild = crate::Rebuild {
+                    state: if *done {
+                        crate::RebuildState::Done
+                    } else {
+                        crate::RebuildState::Busy
+                    },
+                    version: *version,
+                    objs: *objs,
+                    recs: *recs,
+                };
+                if *done {
+                    let mut changed = false;
+                    for states in pool.map.states.values_mut() {
+                        for (i, s) in states.iter_mut().enumerate() {
+                            let target = daos_placement::TargetId {
+                                rank: 0,
+                                idx: i as u32,
+                            };
+                            let next = daos_placement::MapOp::FinishRebuild
+                                .transition(target, *s)
+                                .unwrap_or(*s);
+                            changed |= next != *s;
+                            *s = next;
+                        }
+                    }
+                    if changed {
+                        pool.map.version = current + 1;
+                    }
+                }
+                Ok(Reply::Done)
+            }
             Command::SetAttr { key, value } => {
                 if value.is_empty() {
                     self.attrs.remove(key);
@@ -191,6 +296,13 @@ impl SystemDb {
                 Ok(Reply::Done)
             }
         }
+    }
+
+    fn pool_mut(&mut self, uuid: &str) -> Result<&mut PoolRecord, Refusal> {
+        self.pools
+            .iter_mut()
+            .find(|p| p.uuid == uuid)
+            .ok_or_else(|| Refusal::UnknownPool(uuid.to_string()))
     }
 
     fn member_mut(&mut self, rank: u32) -> Result<&mut Member, Refusal> {

@@ -96,6 +96,7 @@ fn pool(n: u32) -> PoolRecord {
         nvme_per_rank: 0,
         props: Default::default(),
         state: PoolState::Ready,
+        map: Default::default(),
     }
 }
 

@@ -467,4 +467,40 @@ mod tests {
         assert_eq!(m.exclude(9), Err(crate::map::MapError::NoRank(9)));
         assert_eq!(m.version, v, "refusals change nothing");
     }
+
+    #[test]
+    fn some_targets_of_a_rank_change_and_bad_indices_change_nothing() {
+        use crate::map::{MapError, MapOp};
+        let mut m = map(3, 1, 4);
+        let at = |m: &PoolMap, idx| m.state(TargetId { rank: 2, idx }).expect("target");
+        m.apply(MapOp::Exclude, 2, &[1, 3]).expect("exclude two");
+        assert_eq!(
+            (0..4).map(|i| at(&m, i)).collect::<Vec<_>>(),
+            [
+                TargetState::UpIn,
+                TargetState::Down,
+                TargetState::UpIn,
+                TargetState::Down
+            ]
+        );
+        let v = m.version;
+        assert_eq!(
+            m.apply(MapOp::Drain, 2, &[0, 4]),
+            Err(MapError::NoTarget {
+                rank: 2,
+                idx: 4,
+                targets: 4
+            })
+        );
+        assert_eq!(
+            m.apply(MapOp::Reint, 2, &[0])
+                .expect_err("target 0 is up")
+                .to_string(),
+            "rank 2 is not excluded or drained: reintegrate only brings back ranks whose targets are down or down_out"
+        );
+        assert_eq!(m.version, v, "refusals change nothing");
+        m.apply(MapOp::Reint, 2, &[]).expect("reint the down ones");
+        assert_eq!(at(&m, 1), TargetState::Up);
+        assert_eq!(at(&m, 0), TargetState::UpIn);
+    }
 }

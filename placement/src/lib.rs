@@ -19,5 +19,5 @@ pub mod map;
 pub mod oclass;
 
 pub use layout::{Layout, PlacementError, Shard, place};
-pub use map::{PoolMap, RdLvl, TargetId, TargetState};
+pub use map::{MapError, MapOp, PoolMap, RdLvl, TargetId, TargetState};
 pub use oclass::{ObjectClass, OclassError, Redundancy};

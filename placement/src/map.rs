@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// DAOS's target states (`pool_map.h`; the names `dmg pool query-targets` prints).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TargetState {
     Unknown = 0,
     New = 1,
@@ -35,6 +35,51 @@ impl TargetState {
             self,
             TargetState::Up | TargetState::UpIn | TargetState::Drain
         )
+    }
+}
+
+/// A change of target states (DAOS's `pool_comp_state` transitions, `update_one_tgt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MapOp {
+    /// UP/UPIN/DRAIN -> DOWN (others unchanged).
+    Exclude,
+    /// UPIN -> DRAIN; NEW or UP are busy.
+    Drain,
+    /// DOWN/DOWNOUT -> UP; DRAIN or NEW are busy.
+    Reint,
+    /// UP -> UPIN, DOWN/DRAIN -> DOWNOUT (a rebuild finished).
+    FinishRebuild,
+}
+
+impl MapOp {
+    /// What `dmg` calls it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapOp::Exclude => "exclude",
+            MapOp::Drain => "drain",
+            MapOp::Reint => "reintegrate",
+            MapOp::FinishRebuild => "finish rebuild",
+        }
+    }
+
+    /// The state `op` takes target `target` from `s` to, or why it cannot.
+    pub fn transition(self, target: TargetId, s: TargetState) -> Result<TargetState, MapError> {
+        use TargetState::*;
+        let busy = |action| MapError::Busy {
+            target,
+            state: s,
+            action,
+        };
+        Ok(match (self, s) {
+            (MapOp::Exclude, Up | UpIn | Drain) => Down,
+            (MapOp::Drain, UpIn) => Drain,
+            (MapOp::Drain, New | Up) => return Err(busy("drained")),
+            (MapOp::Reint, Down | DownOut) => Up,
+            (MapOp::Reint, Drain | New) => return Err(busy("reintegrated")),
+            (MapOp::FinishRebuild, Up) => UpIn,
+            (MapOp::FinishRebuild, Down | Drain) => DownOut,
+            (_, other) => other,
+        })
     }
 }
 
@@ -97,6 +142,8 @@ pub enum MapError {
     NotExcluded { rank: u32 },
     #[error("rank {0} is already in the pool map")]
     Duplicate(u32),
+    #[error("rank {rank} has no target {idx} (it has {targets}: 0-{})", .targets.saturating_sub(1))]
+    NoTarget { rank: u32, idx: u32, targets: u32 },
 }
 
 /// The pool map.
@@ -200,25 +247,44 @@ impl PoolMap {
         out
     }
 
-    /// Applies `f` to every target of `rank` (all or nothing), then bumps the version.
-    fn change(
-        &mut self,
-        rank: u32,
-        f: impl Fn(TargetId, TargetState) -> Result<TargetState, MapError>,
-    ) -> Result<(), MapError> {
+    /// Applies `op` to the targets `idx` of `rank` (all of them when `idx` is empty), all or
+    /// nothing, then bumps the version. A reintegration of targets none of which is down or
+    /// down_out is refused.
+    pub fn apply(&mut self, op: MapOp, rank: u32, idx: &[u32]) -> Result<(), MapError> {
         let r = self.rank_mut(rank)?;
+        if let Some(bad) = idx.iter().find(|i| **i as usize >= r.targets.len()) {
+            return Err(MapError::NoTarget {
+                rank,
+                idx: *bad,
+                targets: r.targets.len() as u32,
+            });
+        }
+        let chosen = |i: usize| idx.is_empty() || idx.contains(&(i as u32));
+        if op == MapOp::Reint
+            && !r
+                .targets
+                .iter()
+                .enumerate()
+                .any(|(i, s)| chosen(i) && matches!(s, TargetState::Down | TargetState::DownOut))
+        {
+            return Err(MapError::NotExcluded { rank });
+        }
         let next: Vec<TargetState> = r
             .targets
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                f(
-                    TargetId {
-                        rank,
-                        idx: i as u32,
-                    },
-                    *s,
-                )
+                if chosen(i) {
+                    op.transition(
+                        TargetId {
+                            rank,
+                            idx: i as u32,
+                        },
+                        *s,
+                    )
+                } else {
+                    Ok(*s)
+                }
             })
             .collect::<Result<_, _>>()?;
         r.targets = next;
@@ -226,48 +292,19 @@ impl PoolMap {
         Ok(())
     }
 
-    /// DAOS's EXCLUDE: UP/UPIN -> DOWN (others unchanged).
+    /// DAOS's EXCLUDE of every target of `rank`.
     pub fn exclude(&mut self, rank: u32) -> Result<(), MapError> {
-        self.change(rank, |_, s| {
-            Ok(match s {
-                TargetState::Up | TargetState::UpIn | TargetState::Drain => TargetState::Down,
-                other => other,
-            })
-        })
+        self.apply(MapOp::Exclude, rank, &[])
     }
 
-    /// DAOS's DRAIN: UPIN -> DRAIN; NEW or UP are busy.
+    /// DAOS's DRAIN of every target of `rank`.
     pub fn drain(&mut self, rank: u32) -> Result<(), MapError> {
-        self.change(rank, |target, s| match s {
-            TargetState::UpIn => Ok(TargetState::Drain),
-            TargetState::New | TargetState::Up => Err(MapError::Busy {
-                target,
-                state: s,
-                action: "drained",
-            }),
-            other => Ok(other),
-        })
+        self.apply(MapOp::Drain, rank, &[])
     }
 
-    /// DAOS's REINT: DOWN/DOWNOUT -> UP; a rank with none of those is refused.
+    /// DAOS's REINT of every target of `rank`.
     pub fn reintegrate(&mut self, rank: u32) -> Result<(), MapError> {
-        let r = self.rank_mut(rank)?;
-        if !r
-            .targets
-            .iter()
-            .any(|s| matches!(s, TargetState::Down | TargetState::DownOut))
-        {
-            return Err(MapError::NotExcluded { rank });
-        }
-        self.change(rank, |target, s| match s {
-            TargetState::Down | TargetState::DownOut => Ok(TargetState::Up),
-            TargetState::Drain | TargetState::New => Err(MapError::Busy {
-                target,
-                state: s,
-                action: "reintegrated",
-            }),
-            other => Ok(other),
-        })
+        self.apply(MapOp::Reint, rank, &[])
     }
 
     /// DAOS's EXTEND: a new rank joins (its targets UP, placed after the existing ones).
@@ -282,12 +319,6 @@ impl PoolMap {
 
     /// DAOS's FINISH_REBUILD on `rank`: UP -> UPIN, DOWN/DRAIN -> DOWNOUT.
     pub fn finish_rebuild(&mut self, rank: u32) -> Result<(), MapError> {
-        self.change(rank, |_, s| {
-            Ok(match s {
-                TargetState::Up => TargetState::UpIn,
-                TargetState::Down | TargetState::Drain => TargetState::DownOut,
-                other => other,
-            })
-        })
+        self.apply(MapOp::FinishRebuild, rank, &[])
     }
 }

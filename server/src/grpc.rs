@@ -980,16 +980,36 @@ impl MgmtSvc for Services {
             .blocking(move |h| crate::pools::query(&h, &id))
             .await?
             .map_err(pool_status)?;
-        // A rank that does not answer counts its targets (as many as the others have) as
-        // disabled.
-        let up_ranks = rec.ranks.len().saturating_sub(down.len()).max(1);
-        let per_rank = targets.len() / up_ranks;
-        let disabled = (down.len() * per_rank) as u32;
+        // Disabled: the map's down and down_out targets, and every target of a rank that does
+        // not answer (as many as its engine has).
+        let members = self.harness()?.ms().members();
+        let per_rank = |r: u32| {
+            members
+                .iter()
+                .find(|m| m.rank == r)
+                .map_or(1, |m| m.fabric_contexts.saturating_sub(1).max(1))
+        };
+        let excluded = rec.map.disabled();
+        let mut total = 0u32;
+        let mut disabled = 0u32;
+        let mut disabled_ranks = Vec::new();
+        for &r in &rec.ranks {
+            total += per_rank(r);
+            let n = if down.contains(&r) {
+                per_rank(r)
+            } else {
+                excluded.get(&r).copied().unwrap_or(0)
+            };
+            if n > 0 {
+                disabled += n;
+                disabled_ranks.push(r);
+            }
+        }
         let enabled: Vec<u32> = rec
             .ranks
             .iter()
             .copied()
-            .filter(|r| !down.contains(r))
+            .filter(|r| !disabled_ranks.contains(r))
             .collect();
         let scm_free: Vec<u64> = targets.iter().map(|(_, t)| t.scm_free).collect();
         let nvme_free: Vec<u64> = targets.iter().map(|(_, t)| t.nvme_free).collect();
@@ -998,24 +1018,29 @@ impl MgmtSvc for Services {
         let mut nvme = pool_stats(&nvme_free, StorageMediaType::Nvme);
         nvme.total = targets.iter().map(|(_, t)| t.nvme_total).sum();
         let leader = rec.svc_ranks.first().copied().unwrap_or(0);
+        let rb = rec.map.rebuild;
         Ok(Response::new(PoolQueryResp {
             status: 0,
             uuid: rec.uuid,
             label: rec.label,
-            total_targets: targets.len() as u32 + disabled,
-            active_targets: targets.len() as u32,
+            total_targets: total,
+            active_targets: total.saturating_sub(disabled),
             disabled_targets: disabled,
             rebuild: Some(PoolRebuildStatus {
                 status: 0,
-                state: pool_rebuild_status::State::Idle as i32,
-                objects: 0,
-                records: 0,
+                state: match rb.state {
+                    daos_mgmt::RebuildState::Idle => pool_rebuild_status::State::Idle,
+                    daos_mgmt::RebuildState::Busy => pool_rebuild_status::State::Busy,
+                    daos_mgmt::RebuildState::Done => pool_rebuild_status::State::Done,
+                } as i32,
+                objects: rb.objs,
+                records: rb.recs,
             }),
             tier_stats: vec![scm, nvme],
-            version: 1,
+            version: rec.map.version(),
             leader,
             enabled_ranks: rank_set(&enabled),
-            disabled_ranks: rank_set(&down),
+            disabled_ranks: rank_set(&disabled_ranks),
             total_engines: rec.ranks.len() as u32,
             // DAOS 2.6: a pool with targets out is Degraded (HEAD calls it TargetsExcluded).
             state: if disabled > 0 && rec.state == crate::membership::PoolState::Ready {
@@ -1025,8 +1050,118 @@ impl MgmtSvc for Services {
             },
             svc_ldr: leader,
             svc_reps: rec.svc_ranks,
+            dead_ranks: rank_set(&down),
             ..Default::default()
         }))
+    }
+
+    async fn pool_exclude(
+        &self,
+        req: Request<PoolExcludeReq>,
+    ) -> Result<Response<PoolExcludeResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolExclude", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        self.blocking(move |h| {
+            crate::pools::change_targets(
+                &h,
+                &r.id,
+                daos_placement::MapOp::Exclude,
+                r.rank,
+                &r.targetidx,
+            )
+        })
+        .await?
+        .map_err(pool_status)?;
+        Ok(Response::new(PoolExcludeResp { status: 0 }))
+    }
+
+    async fn pool_drain(
+        &self,
+        req: Request<PoolDrainReq>,
+    ) -> Result<Response<PoolDrainResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolDrain", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        self.blocking(move |h| {
+            crate::pools::change_targets(
+                &h,
+                &r.id,
+                daos_placement::MapOp::Drain,
+                r.rank,
+                &r.targetidx,
+            )
+        })
+        .await?
+        .map_err(pool_status)?;
+        Ok(Response::new(PoolDrainResp { status: 0 }))
+    }
+
+    async fn pool_reintegrate(
+        &self,
+        req: Request<PoolReintReq>,
+    ) -> Result<Response<PoolReintResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolReintegrate", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        self.blocking(move |h| {
+            crate::pools::change_targets(
+                &h,
+                &r.id,
+                daos_placement::MapOp::Reint,
+                r.rank,
+                &r.targetidx,
+            )
+        })
+        .await?
+        .map_err(pool_status)?;
+        Ok(Response::new(PoolReintResp { status: 0 }))
+    }
+
+    async fn pool_query_target(
+        &self,
+        req: Request<PoolQueryTargetReq>,
+    ) -> Result<Response<PoolQueryTargetResp>, Status> {
+        use crate::rpc::mgmt::pool_query_target_info::{TargetState as W, TargetType};
+        use daos_placement::TargetState as S;
+        security::authorize(&req, "MgmtSvc.PoolQueryTarget", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        let found = self
+            .blocking(move |h| crate::pools::query_targets(&h, &r.id, r.rank, &r.targets))
+            .await?
+            .map_err(pool_status)?;
+        let infos = found
+            .into_iter()
+            .map(|(state, space)| {
+                let space = space.unwrap_or_default();
+                crate::rpc::mgmt::PoolQueryTargetInfo {
+                    r#type: TargetType::Unknown as i32,
+                    state: match state {
+                        S::DownOut => W::DownOut,
+                        S::Down => W::Down,
+                        S::Up => W::Up,
+                        S::UpIn => W::UpIn,
+                        S::New => W::New,
+                        S::Drain => W::Drain,
+                        S::Unknown => W::StateUnknown,
+                    } as i32,
+                    space: vec![
+                        crate::rpc::mgmt::StorageTargetUsage {
+                            total: space.scm_total,
+                            free: space.scm_free,
+                            media_type: StorageMediaType::Scm as i32,
+                        },
+                        crate::rpc::mgmt::StorageTargetUsage {
+                            total: space.nvme_total,
+                            free: space.nvme_free,
+                            media_type: StorageMediaType::Nvme as i32,
+                        },
+                    ],
+                }
+            })
+            .collect();
+        Ok(Response::new(PoolQueryTargetResp { status: 0, infos }))
     }
 
     async fn list_pools(
@@ -1045,7 +1180,7 @@ impl MgmtSvc for Services {
                 label: p.label,
                 svc_reps: p.svc_ranks,
                 state: p.state.name().into(),
-                rebuild_state: "idle".into(),
+                rebuild_state: p.map.rebuild.state.name().into(),
             })
             .collect();
         Ok(Response::new(ListPoolsResp {
@@ -1315,6 +1450,10 @@ const MGMT_SERVED: &[&str] = &[
     "ListPools",
     "PoolSetProp",
     "PoolGetProp",
+    "PoolExclude",
+    "PoolDrain",
+    "PoolReintegrate",
+    "PoolQueryTarget",
 ];
 
 /// A generated service that answers a method it does not implement (one DAOS defines, or any

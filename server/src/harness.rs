@@ -283,6 +283,11 @@ impl Harness {
         &self.instances
     }
 
+    /// Whether the harness is shutting down (background loops end).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     pub fn ms(&self) -> &Arc<dyn ManagementService> {
         &self.ms
     }
@@ -427,6 +432,11 @@ impl Harness {
         self.spawn("health".into(), "the engine health monitor", |h| {
             h.monitor()
         });
+        self.spawn(
+            "rebuild".into(),
+            "the rebuild driver",
+            crate::rebuild::driver,
+        );
         for inst in &self.instances {
             let i = inst.index;
             info!("Checking DAOS I/O Engine instance {i} storage ...");

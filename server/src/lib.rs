@@ -17,6 +17,7 @@ pub mod logging;
 pub mod netcheck;
 pub mod pools;
 pub mod prepare;
+pub mod rebuild;
 pub mod remote;
 pub mod rpc;
 pub mod scan;

@@ -475,6 +475,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         nvme_per_rank,
         props,
         state: PoolState::Creating,
+        map: Default::default(),
     };
     h.ms()
         .pool_add(rec.clone())
@@ -694,6 +695,113 @@ pub fn get_props(
         })
         .collect();
     Ok((rec, out))
+}
+
+/// The targets an engine of `rank` has (its fabric contexts but one), at least 1.
+pub fn rank_targets(h: &Harness, rank: u32) -> u32 {
+    h.ms()
+        .members()
+        .iter()
+        .find(|m| m.rank == rank)
+        .map_or(1, |m| m.fabric_contexts.saturating_sub(1).max(1))
+}
+
+/// `dmg pool exclude|drain|reintegrate`: changes the states of targets `idx` (all when empty)
+/// of `rank` in pool `id`'s map; a rebuild for the new map version starts.
+pub fn change_targets(
+    h: &Harness,
+    id: &str,
+    op: daos_placement::MapOp,
+    rank: u32,
+    idx: &[u32],
+) -> Result<PoolRecord, PoolSvcError> {
+    let rec = find(h, id)?;
+    if rec.state != PoolState::Ready {
+        return Err(PoolSvcError::new(
+            Failed,
+            format!(
+                "DER_BUSY(-1012): pool {} is {}; its targets change once it is Ready",
+                rec.label,
+                rec.state.name()
+            ),
+        ));
+    }
+    let cmd = daos_mgmt::Command::PoolTargets {
+        uuid: rec.uuid.clone(),
+        op,
+        rank,
+        idx: idx.to_vec(),
+        targets: rank_targets(h, rank),
+    };
+    h.ms().apply(cmd).map_err(|e| {
+        let text = e.to_string();
+        let der = if text.contains("DER_BUSY") {
+            "DER_BUSY(-1012): "
+        } else if text.contains("not in the pool map") || text.contains("has no target") {
+            "DER_NONEXIST(-1005): "
+        } else {
+            "DER_INVAL(-1003): "
+        };
+        PoolSvcError::new(BadRequest, format!("{der}{text}"))
+    })?;
+    let after = find(h, id)?;
+    info!(
+        "pool {}: {} of rank {rank} targets {idx:?}: pool map version {}",
+        after.label,
+        op.name(),
+        after.map.version()
+    );
+    Ok(after)
+}
+
+/// `dmg pool query-targets`: the state of targets `idx` (all when empty) of `rank` and
+/// their space (zero when the rank does not answer).
+pub fn query_targets(
+    h: &Harness,
+    id: &str,
+    rank: u32,
+    idx: &[u32],
+) -> Result<Vec<(daos_placement::TargetState, Option<TargetSpace>)>, PoolSvcError> {
+    let rec = find(h, id)?;
+    if !rec.ranks.contains(&rank) {
+        return Err(PoolSvcError::new(
+            NotFound,
+            format!(
+                "DER_NONEXIST(-1005): rank {rank} holds no target of pool {} (its ranks: {:?})",
+                rec.label, rec.ranks
+            ),
+        ));
+    }
+    let count = rank_targets(h, rank);
+    if let Some(bad) = idx.iter().find(|i| **i >= count) {
+        return Err(PoolSvcError::new(
+            BadRequest,
+            format!(
+                "DER_INVAL(-1003): rank {rank} has no target {bad} (it has {count}: 0-{})",
+                count - 1
+            ),
+        ));
+    }
+    let body = PoolQueryReq {
+        uuid: rec.uuid.clone(),
+    }
+    .encode_to_vec();
+    let spaces: Vec<TargetSpace> = h
+        .engine_call(rank, MgmtMethod::PoolQuery, &body)
+        .ok()
+        .and_then(|b| PoolQueryResp::decode(b.as_slice()).ok())
+        .filter(|q| q.status == 0)
+        .map(|q| q.targets)
+        .unwrap_or_default();
+    let chosen: Vec<u32> = if idx.is_empty() {
+        (0..count).collect()
+    } else {
+        idx.to_vec()
+    };
+    Ok(chosen
+        .into_iter()
+        .map(|i| (rec.map.state(rank, i), spaces.get(i as usize).cloned()))
+        .collect())
 }
 
 #[cfg(test)]

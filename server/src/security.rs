@@ -70,9 +70,12 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "MgmtSvc.SystemStart"
         | "MgmtSvc.SystemExclude" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
-        "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" => &[Admin, Agent],
+        "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" | "MgmtSvc.PoolQueryTarget" => &[Admin, Agent],
         "MgmtSvc.PoolCreate"
         | "MgmtSvc.PoolDestroy"
+        | "MgmtSvc.PoolExclude"
+        | "MgmtSvc.PoolDrain"
+        | "MgmtSvc.PoolReintegrate"
         | "MgmtSvc.PoolSetProp"
         | "MgmtSvc.PoolGetProp" => &[Admin],
         _ => &[],

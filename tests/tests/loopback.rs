@@ -4,6 +4,7 @@
 //! (`DAOS_RS_HOST_ADDR`) with its engines' fabric endpoints bound there. Links cannot be cut
 //! on one loopback network, so the partition case is skipped and says so.
 
+#[allow(dead_code)]
 mod scenarios;
 
 use daos_tests::cluster::Cluster;

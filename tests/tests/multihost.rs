@@ -4,6 +4,7 @@
 //! leader hosts killed and back, a fourth host joining, bad joins refused, a cut replica
 //! converging. The steps live in `scenarios/`; `loopback.rs` runs them on loopback hosts.
 
+#[allow(dead_code)]
 mod scenarios;
 
 use daos_tests::cluster::Cluster;

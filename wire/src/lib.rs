@@ -604,6 +604,9 @@ requests! { <'a>
     Swap = 19 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key, value: &'a [u8] => value },
     /// This target serves the header's container from now on (after its create).
     ContRegister = 20,
+    /// What an akey holds now (rebuild copies it): nothing, a single value of some size, or
+    /// an array up to some end ([`reply::AkeyShape`]).
+    AkeySize = 21 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key },
 }
 
 fn put_punch(w: &mut Writer<'_>, what: PunchWhat<'_>) {

@@ -34,6 +34,39 @@ impl Epoch {
     }
 }
 
+/// What an akey holds ([`crate::Request::AkeySize`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AkeyShape {
+    /// Nothing live.
+    None,
+    /// A single value of this many bytes.
+    Single(u64),
+    /// Array extents ending at this offset.
+    Array(u64),
+}
+
+impl AkeyShape {
+    pub fn put(&self, w: &mut Writer<'_>) {
+        let (kind, size) = match *self {
+            AkeyShape::None => (0, 0),
+            AkeyShape::Single(n) => (1, n),
+            AkeyShape::Array(n) => (2, n),
+        };
+        w.u8(kind).u64(size);
+    }
+    pub fn get(body: &[u8]) -> Result<AkeyShape, WireError> {
+        let mut r = Reader(body);
+        let kind = r.u8()?;
+        let size = r.u64()?;
+        Ok(match kind {
+            0 if size == 0 => AkeyShape::None,
+            1 => AkeyShape::Single(size),
+            2 => AkeyShape::Array(size),
+            _ => return Err(WireError::Body),
+        })
+    }
+}
+
 /// What a fetch found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fetched<'a> {

@@ -886,6 +886,10 @@ impl ManagementService for MsNode {
         warn_err("reading pools", self.db().map(|d| d.pools))
     }
 
+    fn apply(&self, cmd: Command) -> Result<Reply, MsError> {
+        self.write(cmd)
+    }
+
     fn is_leader(&self) -> bool {
         MsNode::is_leader(self)
     }

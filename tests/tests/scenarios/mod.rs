@@ -790,3 +790,239 @@ pub fn fourth_host(mut c: Cluster) {
         c.logs()
     );
 }
+
+/// Rebuild over three hosts (MS on h1): replicated values written, h3's rank excluded from
+/// the pool, its objects rebuilt onto the others (progress in `pool query`, targets down_out),
+/// then h2 and h3 killed and every value read back from h1 alone, which only holds what the
+/// rebuild copied there; both hosts back, the rank reintegrated and rebuilt (up_in), values
+/// intact. Bad requests are refused per rank with the reason, nothing changed.
+pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
+    let all = c.all();
+    let all = all.as_str();
+    let h1 = c.at(1);
+    c.start_all();
+    for i in 1..=3 {
+        c.wait_log(i, "SCM format required on instance 0", 30);
+    }
+    passed(&c, c.dmg(1, all, &["storage", "format"]));
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, 1, all, 3)),
+        "{:?}\n{}",
+        c.members(1, all),
+        c.logs()
+    );
+    let members = c.members(1, all).expect("members");
+    let rank_of = |i: usize| {
+        members
+            .iter()
+            .find(|m| m.1.starts_with(&format!("{}:", c.hosts.addr(i))))
+            .map(|m| m.0)
+            .expect("rank of host")
+    };
+    let (r2, r3) = (rank_of(2), rank_of(3));
+    passed(
+        &c,
+        c.dmg(
+            1,
+            all,
+            &[
+                "pool",
+                "create",
+                "tank",
+                "--scm-size",
+                "384M",
+                "--nvme-size",
+                "768M",
+            ],
+        ),
+    );
+    passed(
+        &c,
+        c.run(
+            1,
+            "daos",
+            &["-i", "-l", all, "container", "create", "tank", "c1"],
+        ),
+    );
+    // Values of two copies each (RP_2G1: two of the three hosts per object).
+    let dir = c.path(1);
+    let values: Vec<(String, Vec<u8>)> = (0..16u32)
+        .map(|k| {
+            let len = if k == 0 {
+                (3 << 20) + 11
+            } else {
+                5000 + k as usize * 333
+            };
+            let data: Vec<u8> = (0..len).map(|i| (i as u32 * 7 + k) as u8).collect();
+            (format!("key{k}"), data)
+        })
+        .collect();
+    for (key, data) in &values {
+        let f = dir.join(format!("{key}.in"));
+        std::fs::write(&f, data).expect("value");
+        passed(
+            &c,
+            c.run(
+                1,
+                "daos",
+                &[
+                    "-i",
+                    "-l",
+                    all,
+                    "object",
+                    "put",
+                    "--oclass",
+                    "RP_2G1",
+                    "tank",
+                    "c1",
+                    key,
+                    f.to_str().expect("utf8"),
+                ],
+            ),
+        );
+    }
+    let read_all = |c: &Cluster, hosts: &str, when: &str| {
+        for (key, data) in &values {
+            let f = dir.join(format!("{key}.out"));
+            let o = c.run(
+                1,
+                "daos",
+                &[
+                    "-i",
+                    "-l",
+                    hosts,
+                    "object",
+                    "get",
+                    "--oclass",
+                    "RP_2G1",
+                    "tank",
+                    "c1",
+                    key,
+                    f.to_str().expect("utf8"),
+                ],
+            );
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{when}: get {key}: {}{}\n{}\nrebuilds:\n{}",
+                stdout(&o),
+                stderr(&o),
+                c.logs(),
+                c.log(1)
+                    .lines()
+                    .filter(|l| l.contains("rb="))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            assert!(
+                std::fs::read(&f).expect("read back") == *data,
+                "{when}: {key} differs"
+            );
+        }
+    };
+
+    // Refusals, per rank, with the reason; nothing changes.
+    let o = c.dmg(1, all, &["pool", "exclude", "tank", "--ranks", "9"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("FAIL") && stdout(&o).contains("rank 9 is not in the pool map"),
+        "{}",
+        stdout(&o)
+    );
+    let r3s = r3.to_string();
+    let o = c.dmg(
+        1,
+        all,
+        &[
+            "pool",
+            "exclude",
+            "tank",
+            "--ranks",
+            &r3s,
+            "--target-idx",
+            "4",
+        ],
+    );
+    assert!(stdout(&o).contains("has no target 4"), "{}", stdout(&o));
+    let o = c.dmg(1, all, &["pool", "reintegrate", "tank", "--ranks", &r3s]);
+    assert!(stdout(&o).contains("is not excluded"), "{}", stdout(&o));
+    assert_eq!(pool_query(&c, 1, "tank")["version"], 1, "nothing changed");
+
+    // Exclude h3's rank: the pool map moves on, the rebuild copies its objects elsewhere.
+    let o = passed(
+        &c,
+        c.dmg(1, all, &["pool", "exclude", "tank", "--ranks", &r3s]),
+    );
+    assert!(
+        stdout(&o).contains("Result") && stdout(&o).contains("OK"),
+        "{}",
+        stdout(&o)
+    );
+    let mut q = pool_query(&c, 1, "tank");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            q = pool_query(&c, 1, "tank");
+            q["rebuild"]["state"] == "done"
+        }),
+        "rebuild done: {q}\n{}",
+        c.logs()
+    );
+    assert_eq!(q["version"], 3, "exclude, then the rebuild's finish: {q}");
+    assert_eq!(q["disabled_ranks"], r3s.as_str(), "{q}");
+    assert_eq!(q["disabled_targets"], 1, "{q}");
+    assert!(
+        q["rebuild"]["objects"].as_u64().unwrap_or(0) > 0,
+        "objects rebuilt: {q}"
+    );
+    assert!(q["rebuild"]["records"].as_u64().unwrap_or(0) > 0, "{q}");
+    let text = stdout(&c.dmg(1, all, &["pool", "query", "tank"]));
+    assert!(
+        text.contains("- Rebuild done, ") && text.contains("- Data redundancy: normal"),
+        "{text}"
+    );
+    let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r3s]));
+    assert!(t.contains("Target: type unknown, state down_out"), "{t}");
+    c.wait_log(1, "rebuild of pool", 5);
+
+    // h2 and h3 gone: every value reads back from h1 alone.
+    c.kill(3);
+    c.kill(2);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            c.members(1, &h1).is_ok_and(|m| {
+                m.iter()
+                    .filter(|m| m.0 == r2 || m.0 == r3)
+                    .all(|m| m.2 == "unresponsive")
+            })
+        }),
+        "h2, h3 unresponsive: {:?}",
+        c.members(1, &h1)
+    );
+    read_all(&c, &h1, "h1 alone after the rebuild");
+
+    // Both back; the rank reintegrated and rebuilt: up_in again, values intact.
+    c.start(2);
+    c.start(3);
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, 1, all, 3)),
+        "{:?}\n{}",
+        c.members(1, all),
+        c.logs()
+    );
+    passed(
+        &c,
+        c.dmg(1, all, &["pool", "reint", "tank", "--ranks", &r3s]),
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            q = pool_query(&c, 1, "tank");
+            q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
+        }),
+        "reintegration rebuilt: {q}\n{}",
+        c.logs()
+    );
+    assert_eq!(q["version"], 5, "{q}");
+    let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r3s]));
+    assert!(t.contains("state up_in"), "{t}");
+    read_all(&c, all, "after the reintegration");
+}

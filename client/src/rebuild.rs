@@ -1,0 +1,252 @@
+//! Rebuild: after targets leave a pool (exclude, drain) or come back (reintegrate), every
+//! replicated object gets its shards back where the pool map now places them, copied from a
+//! replica that holds them (DAOS's scan and pull, driven from one place).
+//!
+//! The scan lists each container's objects on every target that serves (up_in, drain, and
+//! ranks not reported down); an object whose id carries a redundant class is then checked on
+//! each target of its current layout: every akey the source holds and the target lacks or
+//! holds differently is copied (single values compared byte for byte, arrays by their
+//! extent's end). Objects without a class have one copy and nothing to rebuild from.
+//!
+//! Concurrent updates go to every shard of the current layout (the rebuilt target included),
+//! so a copy never loses them, with one window left: a single value updated between the
+//! copy's last check and its write keeps the copy's (older) value on the rebuilt target until
+//! the next update; arrays are written once by the key-value layer (a version per put), so it
+//! does not arise for them there. DAOS closes the window with epochs (a later issue).
+
+use daos_placement::TargetState;
+use daos_wire::{Request, reply};
+
+use crate::{ClientError, Oid, Session};
+
+/// What a rebuild pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Objects scanned.
+    pub scanned: u64,
+    /// Objects with at least one shard copied.
+    pub objs: u64,
+    /// Akeys (records) copied.
+    pub recs: u64,
+}
+
+/// How many times a single value is copied again when its source changed meanwhile.
+const COPY_ATTEMPTS: usize = 4;
+
+impl Session {
+    /// Whether target `t` can be read from for a rebuild: it serves (up_in or drain) and its
+    /// rank was not reported down.
+    fn serves(&self, t: usize) -> bool {
+        let target = &self.map.targets[t];
+        let state = self.map.placement.state(daos_placement::TargetId {
+            rank: target.rank,
+            idx: target.target,
+        });
+        matches!(state, Some(TargetState::UpIn | TargetState::Drain))
+            && !self.map.down.contains(&target.rank)
+            && !self.is_suspect(t)
+    }
+
+    /// Objects of `cont` on target `t`.
+    fn objects_on(&mut self, t: usize, cont: [u8; 16]) -> Result<Vec<Oid>, ClientError> {
+        let mut all = Vec::new();
+        let (mut after, mut from_start) = (0, true);
+        loop {
+            let body = self.call(t, cont, &Request::ListOids { after, from_start })?;
+            let (more, oids) = reply::Oids::get(&body).map_err(|_| self.bad(t, "object list"))?;
+            if let Some(last) = oids.last() {
+                after = *last;
+            }
+            all.extend(oids);
+            from_start = false;
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Dkeys of `oid` on target `t`, every page.
+    fn dkeys_on(
+        &mut self,
+        t: usize,
+        cont: [u8; 16],
+        oid: Oid,
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let after = all.last().cloned().unwrap_or_default();
+            let body = self.call(t, cont, &Request::ListDkeys { oid, after: &after })?;
+            let (more, keys) = reply::Keys::get(&body).map_err(|_| self.bad(t, "key list"))?;
+            all.extend(keys);
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    fn akeys_on(
+        &mut self,
+        t: usize,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+    ) -> Result<Vec<Vec<u8>>, ClientError> {
+        let body = self.call(t, cont, &Request::ListAkeys { oid, dkey })?;
+        let (_, keys) = reply::Keys::get(&body).map_err(|_| self.bad(t, "key list"))?;
+        Ok(keys)
+    }
+
+    fn shape_on(
+        &mut self,
+        t: usize,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+    ) -> Result<reply::AkeyShape, ClientError> {
+        let body = self.call(t, cont, &Request::AkeySize { oid, dkey, akey })?;
+        reply::AkeyShape::get(&body).map_err(|_| self.bad(t, "akey size"))
+    }
+
+    fn single_on(
+        &mut self,
+        t: usize,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        // A large value may come by RMA: the reply's value wherever it landed.
+        self.call_with(t, cont, &Request::Fetch { oid, dkey, akey }, |r| {
+            r.fetched().map(|v| v.map(<[u8]>::to_vec))
+        })?
+        .ok_or_else(|| self.bad(t, "fetch"))
+    }
+
+    /// Copies one akey from `src` to `dst` when `dst` lacks it or holds it differently;
+    /// whether it copied.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_akey(
+        &mut self,
+        src: usize,
+        dst: usize,
+        cont: [u8; 16],
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+    ) -> Result<bool, ClientError> {
+        match self.shape_on(src, cont, oid, dkey, akey)? {
+            reply::AkeyShape::None => Ok(false),
+            reply::AkeyShape::Single(_) => {
+                let mut copied = false;
+                for _ in 0..COPY_ATTEMPTS {
+                    let Some(v) = self.single_on(src, cont, oid, dkey, akey)? else {
+                        return Ok(copied);
+                    };
+                    if self.single_on(dst, cont, oid, dkey, akey)?.as_deref() == Some(&v[..]) {
+                        return Ok(copied);
+                    }
+                    self.call(
+                        dst,
+                        cont,
+                        &Request::Update {
+                            oid,
+                            dkey,
+                            akey,
+                            value: &v,
+                        },
+                    )?;
+                    copied = true;
+                }
+                Ok(copied)
+            }
+            reply::AkeyShape::Array(end) => {
+                if self.shape_on(dst, cont, oid, dkey, akey)? == reply::AkeyShape::Array(end) {
+                    return Ok(false);
+                }
+                let mut offset = 0u64;
+                while offset < end {
+                    let len = (end - offset).min(daos_wire::READ_MAX as u64) as u32;
+                    // Large reads may come by RMA: the reply's data wherever it landed.
+                    let data = self
+                        .call_with(
+                            src,
+                            cont,
+                            &Request::ReadExtent {
+                                oid,
+                                dkey,
+                                akey,
+                                offset,
+                                len,
+                            },
+                            |r| r.read_data().map(<[u8]>::to_vec),
+                        )?
+                        .ok_or_else(|| self.bad(src, "extent"))?;
+                    self.call(
+                        dst,
+                        cont,
+                        &Request::WriteExtent {
+                            oid,
+                            dkey,
+                            akey,
+                            offset,
+                            data: &data,
+                        },
+                    )?;
+                    offset += u64::from(len);
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// One rebuild pass over containers `conts`: `progress` hears after every object.
+    pub fn rebuild(
+        &mut self,
+        conts: &[[u8; 16]],
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Progress, ClientError> {
+        let mut done = Progress::default();
+        for &cont in conts {
+            // Every classed object and the serving targets that list it.
+            let mut found: std::collections::BTreeMap<Oid, Vec<usize>> = Default::default();
+            for t in 0..self.map.targets.len() {
+                if !self.serves(t) {
+                    continue;
+                }
+                for oid in self.objects_on(t, cont)? {
+                    if daos_placement::ObjectClass::of_oid(oid)
+                        .is_ok_and(|c| c.redun.group_size() > 1)
+                    {
+                        found.entry(oid).or_default().push(t);
+                    }
+                }
+            }
+            for (oid, sources) in found {
+                done.scanned += 1;
+                let Some(&src) = sources.first() else {
+                    continue;
+                };
+                let mut copied_any = false;
+                for dst in self.map.shards(oid)? {
+                    if dst == src || self.map.down.contains(&self.map.targets[dst].rank) {
+                        continue;
+                    }
+                    for dkey in self.dkeys_on(src, cont, oid)? {
+                        for akey in self.akeys_on(src, cont, oid, &dkey)? {
+                            if self.copy_akey(src, dst, cont, oid, &dkey, &akey)? {
+                                done.recs += 1;
+                                copied_any = true;
+                            }
+                        }
+                    }
+                }
+                if copied_any {
+                    done.objs += 1;
+                }
+                progress(done);
+            }
+        }
+        Ok(done)
+    }
+}

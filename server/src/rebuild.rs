@@ -1,0 +1,125 @@
+//! The rebuild driver: on the management service leader, a pool whose map changed (targets
+//! excluded, drained or reintegrated) is rebuilt for its new map version, off every request
+//! path, then its targets finish (UP -> UPIN, DOWN/DRAIN -> DOWNOUT). Progress is committed to
+//! the replicated pool record (`dmg pool query`: `Rebuild busy, N objs, N recs`); a map that
+//! changes meanwhile makes the next pass start over for the newer version; a new leader picks
+//! up a rebuild the old one left busy. The copying is the client library's
+//! ([`daos_client::Session::rebuild`]): this daemon is one more client of the targets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use daos_client::{PoolMap, RankUri, Session, SessionOpts};
+use daos_mgmt::{Command, MemberState, PoolRecord, PoolState, RebuildState};
+use tracing::{info, warn};
+
+use crate::harness::Harness;
+
+/// How often the leader looks for pools to rebuild.
+const PERIOD: Duration = Duration::from_secs(1);
+/// How often progress is committed while a pass runs.
+const REPORT: Duration = Duration::from_secs(1);
+
+/// The pool map a rebuild works on: every rank of the pool with its target states, ranks
+/// not joined reported down (never read from or written to).
+pub fn client_map(h: &Harness, pool: &PoolRecord) -> Result<PoolMap, String> {
+    let uuid = daos_wire::parse_uuid(&pool.uuid)
+        .ok_or_else(|| format!("bad pool UUID {:?}", pool.uuid))?;
+    let members = h.ms().members();
+    let engines: Vec<RankUri> = members
+        .iter()
+        .map(|m| RankUri {
+            rank: m.rank,
+            uri: m.fabric_uri.clone(),
+            num_ctxs: m.fabric_contexts,
+        })
+        .collect();
+    let down: Vec<u32> = members
+        .iter()
+        .filter(|m| pool.ranks.contains(&m.rank) && m.state != MemberState::Joined)
+        .map(|m| m.rank)
+        .collect();
+    let states: Vec<(u32, Vec<daos_placement::TargetState>)> = pool
+        .map
+        .states
+        .iter()
+        .map(|(r, s)| (*r, s.clone()))
+        .collect();
+    PoolMap::new(uuid, &pool.ranks, &engines)
+        .map(|m| m.with_down(&down).with_states(&states, pool.map.version()))
+        .map_err(|e| e.to_string())
+}
+
+/// Runs until the harness stops: rebuilds, on the leader, each pool that waits for one.
+pub fn driver(h: Arc<Harness>) {
+    while !h.is_stopping() {
+        std::thread::sleep(PERIOD);
+        if !h.ms().is_leader() {
+            continue;
+        }
+        for pool in h.ms().pools() {
+            let r = pool.map.rebuild;
+            if pool.state == PoolState::Ready
+                && r.state == RebuildState::Busy
+                && r.version == pool.map.version()
+            {
+                rebuild(&h, &pool);
+            }
+        }
+    }
+}
+
+/// One pass for `pool` at its current map version.
+fn rebuild(h: &Harness, pool: &PoolRecord) {
+    let version = pool.map.version();
+    let tag = format!("rb={}/{version}/Rebuild", pool.label);
+    info!("{tag}: rebuild of pool {} started", pool.uuid);
+    let started = Instant::now();
+    let commit = |p: daos_client::rebuild::Progress, done: bool| {
+        h.ms().apply(Command::PoolRebuild {
+            uuid: pool.uuid.clone(),
+            version,
+            objs: p.objs,
+            recs: p.recs,
+            done,
+        })
+    };
+    let result = client_map(h, pool).and_then(|map| {
+        let mut s =
+            Session::open(Arc::new(map), SessionOpts::default()).map_err(|e| e.to_string())?;
+        let conts: Vec<[u8; 16]> = s
+            .cont_list()
+            .map_err(|e| format!("listing containers: {e}"))?
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect();
+        let mut last = Instant::now();
+        let mut stale = None;
+        let p = s
+            .rebuild(&conts, |p| {
+                if last.elapsed() >= REPORT && stale.is_none() {
+                    last = Instant::now();
+                    if let Err(e) = commit(p, false) {
+                        stale = Some(e.to_string());
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        match stale {
+            Some(e) => Err(e),
+            None => Ok(p),
+        }
+    });
+    match result.map(|p| (p, commit(p, true))) {
+        Ok((p, Ok(_))) => info!(
+            "{tag}: rebuild of pool {} done in {} ms: {} objs, {} recs ({} scanned)",
+            pool.uuid,
+            started.elapsed().as_millis(),
+            p.objs,
+            p.recs,
+            p.scanned
+        ),
+        Ok((_, Err(e))) => warn!("{tag}: rebuild finished but not recorded ({e}); trying again"),
+        Err(e) => warn!("{tag}: rebuild pass failed ({e}); trying again"),
+    }
+}
