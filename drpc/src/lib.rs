@@ -25,6 +25,8 @@ pub mod socket;
 pub use daos_proto::drpc as proto;
 /// Payloads daos_server sends to the engine (`proto/mgmt_drpc.proto`).
 pub use daos_proto::mgmt_drpc as mgmt;
+/// Types shared with the management API; the RAS events engines send (`ClusterEvent`).
+pub use daos_proto::shared;
 /// Payloads the engine sends to daos_server (`proto/srv.proto`).
 pub use daos_proto::srv;
 

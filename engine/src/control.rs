@@ -145,6 +145,42 @@ impl Control {
         }
     }
 
+    /// Whether a stop was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.state.lock().map(|s| s.stopping).unwrap_or(true)
+    }
+
+    /// Test set-up: the engine has joined as `rank`.
+    #[cfg(test)]
+    pub fn set_up_for_test(&self, rank: u32) {
+        self.update(|s| {
+            s.rank = Some(rank);
+            s.set_up = true;
+        });
+    }
+
+    /// Test set-up: the group map holds `peers` (rank, incarnation, address).
+    #[cfg(test)]
+    pub fn set_group_for_test(&self, peers: &[(u32, u64, std::net::SocketAddr)]) {
+        self.update(|s| {
+            s.group = GroupMap {
+                version: 1,
+                peers: peers
+                    .iter()
+                    .map(|(r, i, a)| {
+                        (
+                            *r,
+                            Peer {
+                                uri: format!("ofi+tcp://{a}"),
+                                incarnation: *i,
+                            },
+                        )
+                    })
+                    .collect(),
+            };
+        });
+    }
+
     /// Waits until a stop is requested.
     pub fn wait_stop(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -14,6 +14,7 @@ pub mod coremap;
 pub mod pool;
 pub mod shard;
 pub mod store;
+pub mod swim;
 pub mod target;
 /// The client <-> target protocol (its own crate, shared with the client).
 pub use daos_wire as wire;
@@ -63,6 +64,8 @@ pub enum EngineError {
     Interface(String),
     #[error("{0}")]
     HostAddr(String),
+    #[error("SWIM: {0}; fix the variable in the engine's env_vars or unset it")]
+    Swim(String),
     #[error(
         "no fabric port (D_PORT): set fabric_iface_port in the engine's section of daos_server.yml (e.g. 31416); targets listen on it + 1 + target index"
     )]
@@ -279,6 +282,35 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
         });
     }
 
+    // SWIM among the engines, on this engine's own address (context 0: the base port).
+    let swim_config = swim::SwimConfig::from_env(&env).map_err(EngineError::Swim)?;
+    let swim_addr = std::net::SocketAddr::new(
+        endpoint
+            .node
+            .parse()
+            .map_err(|_| EngineError::Interface(endpoint.node.clone()))?,
+        endpoint.port,
+    );
+    {
+        let ctl = ctl.clone();
+        let server_sock = server_sock.clone();
+        let spawned = std::thread::Builder::new()
+            .name("swim".into())
+            .spawn(move || {
+                let mut sequence = 0u64;
+                let run = swim::run(ctl, swim_addr, incarnation, swim_config, |d| {
+                    sequence += 1;
+                    report_dead(&server_sock, sequence, d);
+                });
+                if let Err(e) = run {
+                    say!("WARNING: SWIM stopped: {e}; this engine does not detect dead peers");
+                }
+            });
+        if let Err(e) = spawned {
+            say!("WARNING: no SWIM thread ({e}); this engine does not detect dead peers");
+        }
+    }
+
     if let Some(rank) = ctl.wait_set_up() {
         let first_core = map.shards.first().map(|p| p.core).unwrap_or(0);
         say!(
@@ -301,6 +333,37 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
         }
     );
     Ok(())
+}
+
+/// Sends DAOS's RAS event `swim_rank_dead` for `d` to daos_server (dRPC ClusterEvent).
+fn report_dead(server_sock: &std::path::Path, sequence: u64, d: &swim::SwimId) {
+    use daos_drpc::shared::{ClusterEventReq, RasEvent};
+    let event = RasEvent {
+        id: 17,
+        msg: "SWIM marked rank as dead.".into(),
+        timestamp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_secs().to_string())
+            .unwrap_or_default(),
+        r#type: 1,
+        severity: 3,
+        hostname: hostname(),
+        rank: d.rank,
+        incarnation: d.incarnation,
+        ..Default::default()
+    };
+    let req = ClusterEventReq {
+        sequence,
+        event: Some(event),
+    };
+    let sent = daos_drpc::Client::connect(server_sock)
+        .and_then(|mut c| c.call(SrvMethod::ClusterEvent, &req.encode_to_vec()));
+    if let Err(e) = sent {
+        say!(
+            "WARNING: cannot report rank {} dead to daos_server: {e}",
+            d.rank
+        );
+    }
 }
 
 #[cfg(test)]

@@ -645,8 +645,8 @@ impl MgmtSvc for Services {
         }))
     }
 
-    /// A RAS event from an engine's daos_server: recorded in the control log and
-    /// acknowledged (acting on `swim_rank_dead` comes with failure detection).
+    /// A RAS event forwarded by another daos_server: `swim_rank_dead` excludes the rank
+    /// (see [`Harness::cluster_event`]); others are recorded in the control log.
     async fn cluster_event(
         &self,
         req: Request<crate::rpc::shared::ClusterEventReq>,
@@ -657,13 +657,10 @@ impl MgmtSvc for Services {
         let event = r
             .event
             .ok_or_else(|| Status::invalid_argument("ClusterEventReq.event is missing"))?;
-        warn!(
-            "RAS event {} from {} rank {}: {}",
-            event.id, event.hostname, event.rank, event.msg
-        );
+        let status = self.blocking(move |h| h.cluster_event(&event)).await?;
         Ok(Response::new(crate::rpc::shared::ClusterEventResp {
             sequence: r.sequence,
-            status: 0,
+            status,
         }))
     }
 
@@ -692,13 +689,18 @@ impl MgmtSvc for Services {
         security::authorize(&req, "MgmtSvc.GetAttachInfo", self.insecure)?;
         self.replica()?;
         let h = self.harness()?;
+        let all_ranks = req.get_ref().all_ranks;
         let rank_uris = h
             .ms()
             .members()
             .into_iter()
-            // The group map's members (DAOS: all but those awaiting a format or excluded), so
-            // clients place objects over every rank and fail over from one that is down.
+            // The group map's members (DAOS: all but those awaiting a format or excluded);
+            // with `all_ranks`, every member with a URI: a pool map names excluded ranks too,
+            // and clients place objects over all of them (their shards moved or read last).
             .filter(|m| {
+                if all_ranks {
+                    return !m.fabric_uri.is_empty();
+                }
                 !matches!(
                     m.state,
                     crate::membership::MemberState::AwaitFormat

@@ -304,7 +304,74 @@ impl Harness {
                 .map(|()| Vec::new())
                 .map_err(HandlerError::Failure)
         });
+        let h = self.clone();
+        r.method(SrvMethod::ClusterEvent, move |_, body| {
+            let req = daos_drpc::shared::ClusterEventReq::decode(body)?;
+            let status = match &req.event {
+                Some(e) => h.cluster_event(e),
+                None => daos_wire::der::INVAL,
+            };
+            Ok(daos_drpc::shared::ClusterEventResp {
+                sequence: req.sequence,
+                status,
+            }
+            .encode_to_vec())
+        });
         r
+    }
+
+    /// A RAS event from an engine (here, or forwarded by another daos_server): DAOS's
+    /// `swim_rank_dead` (17) excludes the rank from the system if the event names its current
+    /// incarnation (a stale one is ignored); others are logged. Returns a DER code.
+    pub fn cluster_event(&self, e: &daos_drpc::shared::RasEvent) -> i32 {
+        const SWIM_RANK_DEAD: u32 = 17;
+        if e.id != SWIM_RANK_DEAD {
+            warn!(
+                "RAS event {} from {} rank {}: {}",
+                e.id, e.hostname, e.rank, e.msg
+            );
+            return daos_wire::der::SUCCESS;
+        }
+        let Some(m) = self.ms.members().into_iter().find(|m| m.rank == e.rank) else {
+            return daos_wire::der::NONEXIST;
+        };
+        if m.incarnation != e.incarnation {
+            info!(
+                "swim_rank_dead for rank {} incarnation {} ignored: the member is at incarnation {}",
+                e.rank, e.incarnation, m.incarnation
+            );
+            return daos_wire::der::SUCCESS;
+        }
+        if !matches!(m.state, MemberState::Joined | MemberState::Unresponsive) {
+            return daos_wire::der::SUCCESS;
+        }
+        match self.ms.set_state(e.rank, MemberState::Excluded, &e.msg) {
+            Ok(()) => {
+                warn!(
+                    "rank {} excluded: {} (reported by {})",
+                    e.rank, e.msg, e.hostname
+                );
+                daos_wire::der::SUCCESS
+            }
+            Err(err) => {
+                warn!("cannot exclude rank {} after swim_rank_dead: {err}", e.rank);
+                daos_wire::der::TIMEDOUT
+            }
+        }
+    }
+
+    /// How long a rank stays excluded before pools exclude its targets (DAOS's
+    /// `CRT_EVENT_DELAY`, seconds, from the engines' env_vars or this process; default 10).
+    pub fn event_delay(&self) -> Duration {
+        let from_engines = self.config.engines.iter().find_map(|e| {
+            e.env_vars
+                .iter()
+                .find_map(|kv| kv.strip_prefix("CRT_EVENT_DELAY=").map(str::to_string))
+        });
+        from_engines
+            .or_else(|| std::env::var("CRT_EVENT_DELAY").ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(10), Duration::from_secs)
     }
 
     /// Destroys the shard a given-up create may have left on `rank` (the engine refuses the
@@ -396,6 +463,23 @@ impl Harness {
         let Some(m) = self.ms.members().into_iter().find(|m| m.rank == rank) else {
             return;
         };
+        if m.state == MemberState::Excluded {
+            // As DAOS's engine_self_terminated: an engine that learns it was excluded stops
+            // serving; restarted, it rejoins with a new incarnation (its pool targets stay
+            // out until reintegrated).
+            let pid = self.instances.iter().find_map(|inst| {
+                let s = inst.lock();
+                (s.rank == Some(rank)).then_some(s.pid).flatten()
+            });
+            if let Some(pid) = pid {
+                warn!(
+                    "rank {rank} was excluded ({}): its engine stops and restarts to rejoin",
+                    m.info
+                );
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            return;
+        }
         if m.state == MemberState::Unresponsive
             && m.info == crate::membership::raft::host_lost_info(&m.addr)
         {

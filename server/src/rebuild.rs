@@ -6,6 +6,7 @@
 //! up a rebuild the old one left busy. The copying is the client library's
 //! ([`daos_client::Session::rebuild`]): this daemon is one more client of the targets.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,13 +51,68 @@ pub fn client_map(h: &Harness, pool: &PoolRecord) -> Result<PoolMap, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Runs until the harness stops: rebuilds, on the leader, each pool that waits for one.
+/// Self-healing as DAOS's pool services do it: a rank excluded from the system (SWIM found
+/// it dead) for [`Harness::event_delay`] has its targets excluded from every pool that uses
+/// it, which starts their rebuild. `since` remembers when this leader first saw each rank
+/// excluded (rank, incarnation).
+fn self_heal(h: &Harness, since: &mut BTreeMap<(u32, u64), Instant>) {
+    let members = h.ms().members();
+    let excluded: Vec<(u32, u64)> = members
+        .iter()
+        .filter(|m| m.state == MemberState::Excluded)
+        .map(|m| (m.rank, m.incarnation))
+        .collect();
+    since.retain(|k, _| excluded.contains(k));
+    let delay = h.event_delay();
+    for key in excluded {
+        let first = *since.entry(key).or_insert_with(Instant::now);
+        if first.elapsed() < delay {
+            continue;
+        }
+        let rank = key.0;
+        for pool in h.ms().pools() {
+            use daos_placement::TargetState::{Down, DownOut};
+            if pool.state != PoolState::Ready || !pool.ranks.contains(&rank) {
+                continue;
+            }
+            let targets = crate::pools::rank_targets(h, rank);
+            let out = (0..targets).all(|i| matches!(pool.map.state(rank, i), Down | DownOut));
+            if out {
+                continue;
+            }
+            match crate::pools::change_targets(
+                h,
+                &pool.uuid,
+                daos_placement::MapOp::Exclude,
+                rank,
+                &[],
+            ) {
+                Ok(p) => warn!(
+                    "pool {}: rank {rank} dead for {} s: its targets are excluded (pool map version {}); rebuild starts",
+                    p.label,
+                    delay.as_secs(),
+                    p.map.version()
+                ),
+                Err(e) => warn!(
+                    "pool {}: cannot exclude dead rank {rank}: {}",
+                    pool.label, e.message
+                ),
+            }
+        }
+    }
+}
+
+/// Runs until the harness stops: on the leader, excludes dead ranks' targets from pools
+/// and rebuilds each pool that waits for a rebuild.
 pub fn driver(h: Arc<Harness>) {
+    let mut since = BTreeMap::new();
     while !h.is_stopping() {
         std::thread::sleep(PERIOD);
         if !h.ms().is_leader() {
+            since.clear();
             continue;
         }
+        self_heal(&h, &mut since);
         for pool in h.ms().pools() {
             let r = pool.map.rebuild;
             if pool.state == PoolState::Ready

@@ -26,6 +26,15 @@ impl Cluster {
 
     /// As [`Cluster::new`] on `hosts`.
     pub fn on(hosts: Hosts, replicas: usize) -> Result<Cluster, String> {
+        Cluster::on_with_env(hosts, replicas, &[])
+    }
+
+    /// As [`Cluster::on`], the engines also given `env` (`NAME=value` entries of `env_vars`).
+    pub fn on_with_env(hosts: Hosts, replicas: usize, env: &[&str]) -> Result<Cluster, String> {
+        let env_vars = std::iter::once("DAOS_TARGET_OVERSUBSCRIBE=1")
+            .chain(env.iter().copied())
+            .collect::<Vec<_>>()
+            .join(", ");
         let count = hosts.count();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let list: Vec<String> = (1..=replicas).map(|i| hosts.at(i)).collect();
@@ -43,7 +52,7 @@ impl Cluster {
                  fault_path: /rack0/h{i}\nengines:\n\
                  - targets: 1\n  nr_xs_helpers: 0\n  first_core: 0\n  fabric_iface: {iface}\n  \
                  fabric_iface_port: 31416\n  log_file: {d}/engine0.log\n  \
-                 env_vars: [DAOS_TARGET_OVERSUBSCRIBE=1]\n  storage:\n  - class: ram\n    \
+                 env_vars: [{env_vars}]\n  storage:\n  - class: ram\n    \
                  scm_mount: {d}/scm0\n    scm_size: 4\n  - class: file\n    \
                  bdev_list: [{d}/bdev0]\n    bdev_size: 1\n",
                 list = list.join(", "),

@@ -984,7 +984,8 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     assert!(t.contains("Target: type unknown, state down_out"), "{t}");
     c.wait_log(1, "rebuild of pool", 5);
 
-    // h2 and h3 gone: every value reads back from h1 alone.
+    // h2 and h3 gone: every value reads back from h1 alone. (SWIM soon declares both dead
+    // and the pool excludes h2's rank too; h1 holds whatever the first rebuild put there.)
     c.kill(3);
     c.kill(2);
     assert!(
@@ -992,15 +993,16 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
             c.members(1, &h1).is_ok_and(|m| {
                 m.iter()
                     .filter(|m| m.0 == r2 || m.0 == r3)
-                    .all(|m| m.2 == "unresponsive")
+                    .all(|m| m.2 == "unresponsive" || m.2 == "excluded")
             })
         }),
-        "h2, h3 unresponsive: {:?}",
+        "h2, h3 unresponsive or excluded: {:?}",
         c.members(1, &h1)
     );
     read_all(&c, &h1, "h1 alone after the rebuild");
 
-    // Both back; the rank reintegrated and rebuilt: up_in again, values intact.
+    // Both back and rejoined; every rank with targets out reintegrated and rebuilt: up_in
+    // again, values intact.
     c.start(2);
     c.start(3);
     assert!(
@@ -1009,9 +1011,22 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         c.members(1, all),
         c.logs()
     );
+    let out: Vec<String> = [r2, r3]
+        .iter()
+        .map(u32::to_string)
+        .filter(|r| {
+            stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", r]))
+                .contains("state down")
+        })
+        .collect();
+    assert!(out.contains(&r3s), "{out:?}");
     passed(
         &c,
-        c.dmg(1, all, &["pool", "reint", "tank", "--ranks", &r3s]),
+        c.dmg(
+            1,
+            all,
+            &["pool", "reint", "tank", "--ranks", &out.join(",")],
+        ),
     );
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -1021,8 +1036,66 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         "reintegration rebuilt: {q}\n{}",
         c.logs()
     );
-    assert_eq!(q["version"], 5, "{q}");
     let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r3s]));
     assert!(t.contains("state up_in"), "{t}");
     read_all(&c, all, "after the reintegration");
+
+    // Self-healing: h3 dies and nobody acts. SWIM among the engines finds its rank dead
+    // (SWIM_SUSPECT_TIMEOUT here 3 s), the management service excludes it, and after
+    // CRT_EVENT_DELAY (2 s here) the pool excludes its targets and rebuilds; then h2 dies too
+    // and h1 alone still has every value.
+    let v0 = q["version"].as_u64().expect("version");
+    c.kill(3);
+    let state_of = |c: &Cluster, rank: u32| {
+        c.members(1, &h1)
+            .ok()
+            .and_then(|m| m.into_iter().find(|m| m.0 == rank).map(|m| m.2))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || state_of(&c, r3).as_deref()
+            == Some("excluded")),
+        "SWIM excludes rank {r3}: {:?}\n{}",
+        c.members(1, &h1),
+        c.logs()
+    );
+    assert!(
+        c.log(1).contains("SWIM marked rank as dead."),
+        "the exclusion names SWIM\n{}",
+        c.logs()
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            q = pool_query(&c, 1, "tank");
+            q["version"].as_u64().unwrap_or(0) >= v0 + 2
+                && q["disabled_ranks"] == r3s.as_str()
+                && q["rebuild"]["state"] == "done"
+        }),
+        "the pool excluded rank {r3} by itself and rebuilt: {q}\n{}",
+        c.logs()
+    );
+    c.wait_log(
+        1,
+        &format!("rank {r3} dead for 2 s: its targets are excluded"),
+        5,
+    );
+    c.kill(2);
+    assert!(
+        wait_until(Duration::from_secs(30), || state_of(&c, r2)
+            .is_some_and(|s| s == "unresponsive" || s == "excluded")),
+        "h2 gone: {:?}",
+        c.members(1, &h1)
+    );
+    read_all(&c, &h1, "h1 alone after the self-healing rebuild");
+    // h3 back: its rank rejoins (same rank, Joined); its pool targets stay out until an
+    // admin reintegrates them.
+    c.start(3);
+    assert!(
+        wait_until(Duration::from_secs(60), || state_of(&c, r3).as_deref()
+            == Some("joined")),
+        "rank {r3} rejoins: {:?}\n{}",
+        c.members(1, &h1),
+        c.logs()
+    );
+    let t = stdout(&c.dmg(1, &h1, &["pool", "query-targets", "tank", "--rank", &r3s]));
+    assert!(t.contains("state down_out"), "{t}");
 }
