@@ -109,6 +109,9 @@ pub struct PoolMap {
     /// Some target waits for a rebuild (down, drain, or up after a reintegration): shards
     /// placement moved onto other targets may not hold their data yet and are read last.
     pub rebuilding: bool,
+    /// While targets drain: the map once they are out (draining targets as down), where
+    /// their shards are going.
+    pub drained: Option<daos_placement::PoolMap>,
 }
 
 /// An engine as GetAttachInfo describes it.
@@ -183,6 +186,7 @@ impl PoolMap {
             version: 0,
             down: Vec::new(),
             rebuilding: false,
+            drained: None,
         })
     }
 
@@ -208,6 +212,19 @@ impl PoolMap {
             .placement
             .targets()
             .any(|(_, s)| matches!(s, Down | Drain | Up));
+        self.drained = self.placement.targets().any(|(_, s)| s == Drain).then(|| {
+            let mut after = self.placement.clone();
+            for node in &mut after.nodes {
+                for r in &mut node.ranks {
+                    for t in &mut r.targets {
+                        if *t == Drain {
+                            *t = Down;
+                        }
+                    }
+                }
+            }
+            after
+        });
         self
     }
 
@@ -246,13 +263,31 @@ impl PoolMap {
 
     /// The targets (indices into `targets`) of `oid`'s shards, group by group: by its class
     /// and the jump map, groups on distinct nodes, when its id carries a class; else the one
-    /// target its id hashes to.
+    /// target its id hashes to. While targets drain, also the targets their shards move to
+    /// (an update goes to both, so the rebuild that empties them loses nothing).
     pub fn shards(&self, oid: Oid) -> Result<Vec<usize>, ClientError> {
         let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
             return Ok(vec![self.place(oid)]);
         };
-        let layout =
-            daos_placement::place(&self.placement, oid, class, daos_placement::RdLvl::Node)?;
+        let mut out = self.layout_on(&self.placement, oid, class)?;
+        if let Some(after) = &self.drained {
+            for t in self.layout_on(after, oid, class)? {
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `oid`'s shard targets on `map`.
+    fn layout_on(
+        &self,
+        map: &daos_placement::PoolMap,
+        oid: Oid,
+        class: daos_placement::ObjectClass,
+    ) -> Result<Vec<usize>, ClientError> {
+        let layout = daos_placement::place(map, oid, class, daos_placement::RdLvl::Node)?;
         Ok(layout
             .shards
             .iter()

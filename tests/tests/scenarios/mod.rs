@@ -846,43 +846,49 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     );
     // Values of two copies each (RP_2G1: two of the three hosts per object).
     let dir = c.path(1);
-    let values: Vec<(String, Vec<u8>)> = (0..16u32)
-        .map(|k| {
-            let len = if k == 0 {
-                (3 << 20) + 11
-            } else {
-                5000 + k as usize * 333
-            };
-            let data: Vec<u8> = (0..len).map(|i| (i as u32 * 7 + k) as u8).collect();
-            (format!("key{k}"), data)
-        })
-        .collect();
-    for (key, data) in &values {
-        let f = dir.join(format!("{key}.in"));
-        std::fs::write(&f, data).expect("value");
-        passed(
-            &c,
-            c.run(
-                1,
-                "daos",
-                &[
-                    "-i",
-                    "-l",
-                    all,
-                    "object",
-                    "put",
-                    "--oclass",
-                    "RP_2G1",
-                    "tank",
-                    "c1",
-                    key,
-                    f.to_str().expect("utf8"),
-                ],
-            ),
-        );
-    }
-    let read_all = |c: &Cluster, hosts: &str, when: &str| {
-        for (key, data) in &values {
+    let make = |first: u32, n: u32| -> Vec<(String, Vec<u8>)> {
+        (first..first + n)
+            .map(|k| {
+                let len = if k == 0 {
+                    (3 << 20) + 11
+                } else {
+                    5000 + k as usize * 333
+                };
+                let data: Vec<u8> = (0..len).map(|i| (i as u32 * 7 + k) as u8).collect();
+                (format!("key{k}"), data)
+            })
+            .collect()
+    };
+    let put_all = |c: &Cluster, values: &[(String, Vec<u8>)]| {
+        for (key, data) in values {
+            let f = dir.join(format!("{key}.in"));
+            std::fs::write(&f, data).expect("value");
+            passed(
+                c,
+                c.run(
+                    1,
+                    "daos",
+                    &[
+                        "-i",
+                        "-l",
+                        all,
+                        "object",
+                        "put",
+                        "--oclass",
+                        "RP_2G1",
+                        "tank",
+                        "c1",
+                        key,
+                        f.to_str().expect("utf8"),
+                    ],
+                ),
+            );
+        }
+    };
+    let values = make(0, 16);
+    put_all(&c, &values);
+    let read_in = |c: &Cluster, hosts: &str, when: &str, values: &[(String, Vec<u8>)]| {
+        for (key, data) in values {
             let f = dir.join(format!("{key}.out"));
             let o = c.run(
                 1,
@@ -920,6 +926,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
             );
         }
     };
+    let read_all = |c: &Cluster, hosts: &str, when: &str| read_in(c, hosts, when, &values);
 
     // Refusals, per rank, with the reason; nothing changes.
     let o = c.dmg(1, all, &["pool", "exclude", "tank", "--ranks", "9"]);
@@ -1039,6 +1046,73 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r3s]));
     assert!(t.contains("state up_in"), "{t}");
     read_all(&c, all, "after the reintegration");
+
+    // Drain h2's rank: it serves while its data moves away, then it is down_out; h2 and h3
+    // can then go and h1 alone has every value written since (the drain moved h2's copies
+    // of objects that were on h2 and h3 to h1; older values h1 kept from earlier rebuilds).
+    let fresh = make(100, 16);
+    put_all(&c, &fresh);
+    let r2s = r2.to_string();
+    passed(
+        &c,
+        c.dmg(1, all, &["pool", "drain", "tank", "--ranks", &r2s]),
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            q = pool_query(&c, 1, "tank");
+            q["rebuild"]["state"] == "done" && q["disabled_ranks"] == r2s.as_str()
+        }),
+        "drain rebuilt: {q}\n{}",
+        c.logs()
+    );
+    let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r2s]));
+    assert!(t.contains("state down_out"), "{t}");
+    c.kill(2);
+    c.kill(3);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            c.members(1, &h1).is_ok_and(|m| {
+                m.iter()
+                    .filter(|m| m.0 == r2 || m.0 == r3)
+                    .all(|m| m.2 == "unresponsive" || m.2 == "excluded")
+            })
+        }),
+        "h2, h3 gone: {:?}",
+        c.members(1, &h1)
+    );
+    read_in(&c, &h1, "h1 alone after the drain", &fresh);
+    c.start(2);
+    c.start(3);
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, 1, all, 3)),
+        "{:?}\n{}",
+        c.members(1, all),
+        c.logs()
+    );
+    let out: Vec<String> = [r2, r3]
+        .iter()
+        .map(u32::to_string)
+        .filter(|r| {
+            stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", r]))
+                .contains("state down")
+        })
+        .collect();
+    passed(
+        &c,
+        c.dmg(
+            1,
+            all,
+            &["pool", "reint", "tank", "--ranks", &out.join(",")],
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            q = pool_query(&c, 1, "tank");
+            q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
+        }),
+        "h2, h3 reintegrated: {q}\n{}",
+        c.logs()
+    );
 
     // Self-healing: h3 dies and nobody acts. SWIM among the engines finds its rank dead
     // (SWIM_SUSPECT_TIMEOUT here 3 s), the management service excludes it, and after
