@@ -13,6 +13,7 @@
 
 pub mod connect;
 pub mod kv;
+pub mod props;
 pub mod rebuild;
 
 use std::sync::Arc;
@@ -1106,9 +1107,12 @@ impl Session {
         }
         match reply::Created::get(&body) {
             Ok(reply::Created::Created) => {
-                // Every target serves it from now on (they refuse unknown containers).
+                // Every target serves it from now on (they refuse unknown containers); a
+                // target of a rank down now learns it when a rebuild writes to it.
                 for t in 0..self.map.targets.len() {
-                    self.call(t, uuid, &Request::ContRegister)?;
+                    if !self.map.down.contains(&self.map.targets[t].rank) {
+                        self.call(t, uuid, &Request::ContRegister)?;
+                    }
                 }
                 Ok(uuid)
             }
@@ -1153,6 +1157,34 @@ impl Session {
             ))),
             Err(_) => Err(self.bad(svc, "container reply")),
         }
+    }
+
+    /// Stores container `id`'s properties (`name:value;...`) on every service target.
+    pub fn cont_set_props(&mut self, id: &str, props: &str) -> Result<(), ClientError> {
+        let req = Request::ContSetProps {
+            id: id.as_bytes(),
+            props: props.as_bytes(),
+        };
+        for t in self.map.services() {
+            let body = self.call(t, [0; 16], &req)?;
+            if !matches!(reply::Found::get(&body), Ok(Some(_))) {
+                return Err(ClientError::NotFound(format!(
+                    "no container {id:?} in this pool (DER_NONEXIST)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Container `id`'s properties as stored (`name:value;...`), empty when none were set.
+    pub fn cont_props(&mut self, id: &str) -> Result<String, ClientError> {
+        let services = self.map.services();
+        let req = Request::ContGetProps { id: id.as_bytes() };
+        let (t, v) = self.call_any_of(services, [0; 16], &req, |t, r| {
+            (t, r.fetched().map(|v| v.map(<[u8]>::to_vec)))
+        })?;
+        let v = v.ok_or_else(|| self.bad(t, "container properties"))?;
+        String::from_utf8(v.unwrap_or_default()).map_err(|_| self.bad(t, "container properties"))
     }
 
     /// A container by label or UUID: (label, UUID).

@@ -208,6 +208,19 @@ impl Session {
     ) -> Result<Progress, ClientError> {
         let mut done = Progress::default();
         for &cont in conts {
+            // Every target that takes data serves the container (one that was down when it
+            // was created learns it now).
+            for t in 0..self.map.targets.len() {
+                let state = self.map.placement.state(daos_placement::TargetId {
+                    rank: self.map.targets[t].rank,
+                    idx: self.map.targets[t].target,
+                });
+                if state.is_some_and(TargetState::placeable)
+                    && !self.map.down.contains(&self.map.targets[t].rank)
+                {
+                    self.call(t, cont, &Request::ContRegister)?;
+                }
+            }
             // Every classed object and the serving targets that list it.
             let mut found: std::collections::BTreeMap<Oid, Vec<usize>> = Default::default();
             for t in 0..self.map.targets.len() {

@@ -69,6 +69,28 @@ struct BulkOp {
 /// The reserved container and object holding a pool's container table.
 const CONT_TABLE: (u128, u128) = (0, 0);
 const UUID_AKEY: &[u8] = b"uuid";
+/// The container table's akey of a container's properties.
+const PROPS_AKEY: &[u8] = b"props";
+
+/// A container table entry: label and UUID.
+type ContEntry = (Vec<u8>, [u8; 16]);
+
+/// The container table entry (label, UUID) of the container `id` names by label or UUID.
+fn find_container<S: crate::store::Media, B: crate::store::Media>(
+    store: &crate::store::Store<S, B>,
+    id: &[u8],
+) -> Result<Option<ContEntry>, StoreError> {
+    let (c, o) = CONT_TABLE;
+    for l in store.list_dkeys(c, o) {
+        if let Some(u) = store.fetch(c, o, &l, UUID_AKEY, u64::MAX)? {
+            let text = u.as_slice().try_into().map(wire::uuid_text);
+            if l == id || text.is_ok_and(|t| t.as_bytes() == id) {
+                return Ok(u.as_slice().try_into().ok().map(|u| (l, u)));
+            }
+        }
+    }
+    Ok(None)
+}
 
 /// How a target's endpoint is opened.
 #[derive(Clone, Debug)]
@@ -553,6 +575,8 @@ fn touches_container(r: &Request<'_>) -> bool {
             | Request::ContList
             | Request::ContQuery { .. }
             | Request::ContDestroy { .. }
+            | Request::ContSetProps { .. }
+            | Request::ContGetProps { .. }
             | Request::ContPunch
             | Request::ContRegister
     )
@@ -851,24 +875,32 @@ fn handle(
                 }
                 Containers::put(&mut w, &entries);
             }
-            Request::ContQuery { id } | Request::ContDestroy { id } => {
+            Request::ContQuery { id }
+            | Request::ContDestroy { id }
+            | Request::ContSetProps { id, .. } => {
                 let (c, o) = CONT_TABLE;
-                let mut found = None;
-                for l in store.list_dkeys(c, o) {
-                    if let Some(u) = store.fetch(c, o, &l, UUID_AKEY, u64::MAX)? {
-                        let text = u.as_slice().try_into().map(wire::uuid_text);
-                        if l == id || text.is_ok_and(|t| t.as_bytes() == id) {
-                            found = Some((l, u));
-                            break;
-                        }
+                let found = find_container(store, id)?;
+                match (&found, request) {
+                    (Some((l, _)), Request::ContDestroy { .. }) => {
+                        store.punch(c, o, Some(l), None)?;
                     }
-                }
-                let found: Option<(Vec<u8>, [u8; 16])> =
-                    found.and_then(|(l, u)| Some((l, u.as_slice().try_into().ok()?)));
-                if let (Some((l, _)), Request::ContDestroy { .. }) = (&found, request) {
-                    store.punch(c, o, Some(l), None)?;
+                    (Some((l, _)), Request::ContSetProps { props, .. }) => {
+                        store.update(c, o, l, PROPS_AKEY, props)?;
+                    }
+                    _ => {}
                 }
                 Found::put(&mut w, found.as_ref().map(|(l, u)| (l.as_slice(), *u)));
+            }
+            Request::ContGetProps { id } => {
+                let (c, o) = CONT_TABLE;
+                let props = match find_container(store, id)? {
+                    Some((l, _)) => store.fetch(c, o, &l, PROPS_AKEY, u64::MAX)?,
+                    None => None,
+                };
+                props
+                    .as_deref()
+                    .map_or(Fetched::None, Fetched::Inline)
+                    .put(&mut w);
             }
         }
         Ok(())

@@ -607,6 +607,11 @@ requests! { <'a>
     /// What an akey holds now (rebuild copies it): nothing, a single value of some size, or
     /// an array up to some end ([`reply::AkeyShape`]).
     AkeySize = 21 { oid: u128 => u128, dkey: &'a [u8] => key, akey: &'a [u8] => key },
+    /// Stores a container's properties (`rd_fac:1;rd_lvl:node;...`) in the container table;
+    /// answers [`reply::Found`] (the container, or none).
+    ContSetProps = 22 { id: &'a [u8] => key, props: &'a [u8] => value },
+    /// A container's properties as a fetch reply (none when unset or no such container).
+    ContGetProps = 23 { id: &'a [u8] => key },
 }
 
 fn put_punch(w: &mut Writer<'_>, what: PunchWhat<'_>) {
@@ -878,6 +883,16 @@ mod tests {
         round_trip(Request::ContDestroy { id: b"c1" });
         round_trip(Request::ContPunch);
         round_trip(Request::ContRegister);
+        round_trip(Request::AkeySize {
+            oid: 7,
+            dkey: b"d",
+            akey: b"a",
+        });
+        round_trip(Request::ContSetProps {
+            id: b"c1",
+            props: b"rd_fac:1;rd_lvl:node",
+        });
+        round_trip(Request::ContGetProps { id: b"c1" });
         let bulk = Bulk {
             key: 0xdead,
             offset: 1 << 20,

@@ -12,7 +12,9 @@
 //! | ListOids | [`Oids`]: u8 more, u32 count, u128 ids |
 //! | ContCreate | [`Created`]: u8 |
 //! | ContList | [`Containers`]: u32 count, (key label, uuid) pairs |
-//! | ContQuery, ContDestroy | [`Found`]: u8 found, then key label, uuid |
+//! | ContQuery, ContDestroy, ContSetProps | [`Found`]: u8 found, then key label, uuid |
+//! | ContGetProps | [`Fetched`] (the stored properties, or none) |
+//! | AkeySize | [`AkeyShape`]: u8 kind (0 none, 1 single, 2 array), u64 size or end |
 //! | Swap | u64 epoch, then [`Fetched`] (the value replaced) |
 //! | Ping, ContRegister | empty |
 
@@ -355,5 +357,33 @@ mod tests {
         let (more, got) = Keys::get(&buf[crate::HEADER_LEN..n]).expect("keys");
         assert!(more);
         assert_eq!(got.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod akey_shape_tests {
+    use super::*;
+
+    #[test]
+    fn akey_shapes_round_trip_and_bad_kinds_are_refused() {
+        for shape in [
+            AkeyShape::None,
+            AkeyShape::Single(5),
+            AkeyShape::Array(1 << 40),
+        ] {
+            let mut buf = [0u8; crate::HEADER_LEN + 9];
+            let mut w = Writer::body(&mut buf);
+            shape.put(&mut w);
+            assert_eq!(AkeyShape::get(&buf[crate::HEADER_LEN..]), Ok(shape));
+        }
+        assert_eq!(
+            AkeyShape::get(&[3, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::Body)
+        );
+        assert_eq!(
+            AkeyShape::get(&[0, 1, 0, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::Body)
+        );
+        assert!(AkeyShape::get(&[1, 0]).is_err(), "short");
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use daos_client::props::ContProps;
 use daos_client::{ClientError, Session, SessionOpts, kv, uuid_text};
 use daos_control::VERSION;
 use daos_control::exit::{CmdError, ExitCode, report};
@@ -35,7 +36,19 @@ enum Command {
 #[derive(Subcommand)]
 enum ContCmd {
     /// Create a container.
-    Create { pool: String, label: String },
+    Create {
+        pool: String,
+        label: String,
+        /// Properties: rd_fac:N (0-4 failures survived), rd_lvl:rank|node.
+        #[arg(long = "properties")]
+        properties: Option<String>,
+        /// Default object class of its objects (must survive rd_fac failures); default from
+        /// rd_fac (RP_<rd_fac+1>G1, or one copy with rd_fac 0).
+        #[arg(long)]
+        oclass: Option<String>,
+    },
+    /// A container's properties.
+    GetProp { pool: String, container: String },
     /// List the pool's containers.
     #[command(visible_alias = "ls")]
     List { pool: String },
@@ -92,11 +105,40 @@ fn open_container(s: &mut Session, id: &str) -> Result<[u8; 16], String> {
     s.cont_query(id).map(|(_, u)| u).map_err(err)
 }
 
+fn container_props(s: &mut Session, id: &str) -> Result<ContProps, String> {
+    let text = s.cont_props(id).map_err(err)?;
+    ContProps::decode(&text).map_err(|e| format!("container {id}: {e}"))
+}
+
+/// The class an object of container `id` opens with: `--oclass` or the container's default,
+/// checked against its `rd_fac`.
+fn class_in(
+    s: &mut Session,
+    id: &str,
+    oclass: &Option<String>,
+) -> Result<Option<daos_placement::ObjectClass>, String> {
+    let requested = object_class(oclass)?;
+    container_props(s, id)?
+        .class_for(requested)
+        .map_err(|e| format!("container {id}: {e}"))
+}
+
 fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, Value), String> {
     match cmd {
-        ContCmd::Create { label, .. } => {
+        ContCmd::Create {
+            label,
+            properties,
+            oclass,
+            ..
+        } => {
             daos_control::input::check_label_of("container", label)?;
+            // Checked before anything is created.
+            let props = ContProps::from_cli(properties.as_deref(), oclass.as_deref())?;
             let uuid = s.cont_create(label, new_uuid()?).map_err(err)?;
+            if props != ContProps::default() {
+                s.cont_set_props(&uuid_text(&uuid), &props.encode())
+                    .map_err(err)?;
+            }
             let u = uuid_text(&uuid);
             Ok((
                 format!(
@@ -133,6 +175,21 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
                 json!({"container_uuid": u, "container_label": l, "pool": pool, "objects": objects}),
             ))
         }
+        ContCmd::GetProp { container, .. } => {
+            let props = container_props(s, container)?;
+            let rows = props.rows();
+            let j: Vec<Value> = rows
+                .iter()
+                .map(|r| json!({"name": r[0], "value": r[1]}))
+                .collect();
+            Ok((
+                format!(
+                    "Properties for container {container}\n{}",
+                    daos_control::table::render(&["Name", "Value"], &rows, "")
+                ),
+                json!(j),
+            ))
+        }
         ContCmd::Destroy { container, .. } => {
             let u = uuid_text(&s.cont_destroy(container).map_err(err)?);
             Ok((
@@ -152,8 +209,8 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             oclass,
             ..
         } => {
-            let class = object_class(oclass)?;
             let cont = open_container(s, container)?;
+            let class = class_in(s, container, oclass)?;
             let data =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             kv::put_as(s, cont, key, class, &data, new_uuid()?)
@@ -174,8 +231,8 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             oclass,
             ..
         } => {
-            let class = object_class(oclass)?;
             let cont = open_container(s, container)?;
+            let class = class_in(s, container, oclass)?;
             let out = match kv::get_as(s, cont, key, class) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
@@ -229,6 +286,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
     let pool = match &cli.command {
         Command::Container(
             ContCmd::Create { pool, .. }
+            | ContCmd::GetProp { pool, .. }
             | ContCmd::List { pool }
             | ContCmd::Query { pool, .. }
             | ContCmd::Destroy { pool, .. },

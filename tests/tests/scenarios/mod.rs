@@ -844,6 +844,106 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
             &["-i", "-l", all, "container", "create", "tank", "c1"],
         ),
     );
+    // A container whose objects must survive a node: its default class is RP_2G1, a class
+    // with less redundancy is refused, and so are bad properties (nothing created).
+    let daos = |args: &[&str]| {
+        let mut a = vec!["-i", "-l", all];
+        a.extend_from_slice(args);
+        c.run(1, "daos", &a)
+    };
+    passed(
+        &c,
+        daos(&[
+            "container",
+            "create",
+            "tank",
+            "safe",
+            "--properties",
+            "rd_fac:1,rd_lvl:node",
+        ]),
+    );
+    let p = stdout(&passed(
+        &c,
+        daos(&["container", "get-prop", "tank", "safe"]),
+    ));
+    assert!(
+        p.contains("Redundancy Factor (rd_fac)") && p.contains("rd_fac1") && p.contains("node (2)"),
+        "{p}"
+    );
+    for (args, words) in [
+        (
+            vec![
+                "container",
+                "create",
+                "tank",
+                "weak",
+                "--properties",
+                "rd_fac:2",
+                "--oclass",
+                "RP_2G1",
+            ],
+            "DER_INVAL",
+        ),
+        (
+            vec![
+                "container",
+                "create",
+                "tank",
+                "weak",
+                "--properties",
+                "rd_fac:7",
+            ],
+            "use 0 to 4",
+        ),
+        (
+            vec![
+                "container",
+                "create",
+                "tank",
+                "weak",
+                "--properties",
+                "rd_lvl:rack",
+            ],
+            "use rank or node",
+        ),
+    ] {
+        let o = daos(&args);
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+        assert!(stderr(&o).contains(words), "{args:?}: {}", stderr(&o));
+    }
+    assert!(
+        !stdout(&daos(&["container", "list", "tank"])).contains("weak"),
+        "refused creates create nothing"
+    );
+    let safe_in = c.path(1).join("safe.in");
+    let safe_data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&safe_in, &safe_data).expect("value");
+    let o = daos(&[
+        "object",
+        "put",
+        "--oclass",
+        "S1",
+        "tank",
+        "safe",
+        "k",
+        safe_in.to_str().expect("utf8"),
+    ]);
+    assert!(
+        stderr(&o).contains("DER_INVAL") && stderr(&o).contains("S1"),
+        "{}",
+        stderr(&o)
+    );
+    passed(
+        &c,
+        daos(&[
+            "object",
+            "put",
+            "tank",
+            "safe",
+            "k",
+            safe_in.to_str().expect("utf8"),
+        ]),
+    );
     // Values of two copies each (RP_2G1: two of the three hosts per object).
     let dir = c.path(1);
     let make = |first: u32, n: u32| -> Vec<(String, Vec<u8>)> {
@@ -1007,6 +1107,25 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         c.members(1, &h1)
     );
     read_all(&c, &h1, "h1 alone after the rebuild");
+    // The rd_fac:1 container's value (its default class, no --oclass) too.
+    let safe_out = c.path(1).join("safe.out");
+    let o = c.run(
+        1,
+        "daos",
+        &[
+            "-i",
+            "-l",
+            &h1,
+            "object",
+            "get",
+            "tank",
+            "safe",
+            "k",
+            safe_out.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(std::fs::read(&safe_out).expect("read back") == safe_data);
 
     // Both back and rejoined; every rank with targets out reintegrated and rebuilt: up_in
     // again, values intact.
