@@ -194,7 +194,7 @@ fn read_pipelined(
     size: u64,
 ) -> Result<Vec<u8>, ClientError> {
     let mut last = None;
-    let mut shards = s.map.shards(oid)?;
+    let mut shards = s.map.read_shards(oid)?;
     shards.sort_by_key(|t| s.is_suspect(*t));
     for t in shards {
         match read_from(s, t, cont, oid, id, size) {

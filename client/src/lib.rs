@@ -240,6 +240,8 @@ impl PoolMap {
         };
         let layout =
             daos_placement::place(&self.placement, oid, class, daos_placement::RdLvl::Node)?;
+        // Moved shards, and shards on targets being filled (up: reintegrated or added), may
+        // not hold their data yet.
         let mut order: Vec<(bool, usize)> = layout
             .shards
             .iter()
@@ -249,7 +251,9 @@ impl PoolMap {
                     .iter()
                     .position(|t| t.rank == s.target.rank && t.target == s.target.idx)
                     .unwrap_or(0);
-                (s.remapped, t)
+                let filling =
+                    self.placement.state(s.target) == Some(daos_placement::TargetState::Up);
+                (s.remapped || filling, t)
             })
             .collect();
         order.sort_by_key(|(moved, _)| *moved);

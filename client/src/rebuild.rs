@@ -242,7 +242,17 @@ impl Session {
                 };
                 let mut copied_any = false;
                 for dst in self.map.shards(oid)? {
-                    if dst == src || self.map.down.contains(&self.map.targets[dst].rank) {
+                    // Not to itself, a rank reported down, or a target out of the map (a shard
+                    // placement found no healthy home for keeps pointing there).
+                    let out = !self
+                        .map
+                        .placement
+                        .state(daos_placement::TargetId {
+                            rank: self.map.targets[dst].rank,
+                            idx: self.map.targets[dst].target,
+                        })
+                        .is_some_and(TargetState::placeable);
+                    if dst == src || out || self.map.down.contains(&self.map.targets[dst].rank) {
                         continue;
                     }
                     for dkey in self.dkeys_on(src, cont, oid)? {

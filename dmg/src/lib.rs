@@ -1348,3 +1348,27 @@ pub async fn pool_query_targets(t: &Target, id: &str, rank: u32, idx: &[u32]) ->
         error: None,
     }
 }
+
+/// `dmg pool extend <pool> --ranks R`: DAOS's "Extend command succeeded" / "failed: ...".
+pub async fn pool_extend(t: &Target, id: &str, ranks: &[u32]) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    match c
+        .pool_extend(PoolExtendReq {
+            id: id.into(),
+            ranks: ranks.to_vec(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => Output {
+            text: "Extend command succeeded\n".into(),
+            json: json!({"id": id, "ranks": ranks}),
+            ok: true,
+            error: None,
+        },
+        Err(s) => failed(format!("Extend command failed: {}", status_text(s))),
+    }
+}

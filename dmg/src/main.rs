@@ -129,6 +129,14 @@ enum PoolCmd {
     /// Bring excluded targets back (UP, then UP_IN once rebuilt).
     #[command(visible_alias = "reint")]
     Reintegrate(TargetsArgs),
+    /// Add ranks to a pool; data moves onto them.
+    Extend {
+        /// Pool label or UUID.
+        pool: String,
+        /// Ranks to add, e.g. 3 or 3-4.
+        #[arg(long)]
+        ranks: String,
+    },
     /// State and space of one rank's targets of a pool.
     QueryTargets {
         /// Pool label or UUID.
@@ -295,6 +303,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                 Some(PoolOp::Targets(id, op, ranks, idx)) => {
                     dmg::pool_targets(&target, &id, op, &ranks, &idx).await
                 }
+                Some(PoolOp::Extend(id, ranks)) => dmg::pool_extend(&target, &id, &ranks).await,
                 Some(PoolOp::QueryTargets(id, rank, idx)) => {
                     dmg::pool_query_targets(&target, &id, rank, &idx).await
                 }
@@ -357,6 +366,7 @@ enum PoolOp {
     SetProp(String, Vec<daos_proto::mgmt::PoolProperty>),
     Targets(String, dmg::TargetsOp, Vec<u32>, Vec<u32>),
     QueryTargets(String, u32, Vec<u32>),
+    Extend(String, Vec<u32>),
 }
 
 /// `--target-idx 0,2` (none: every target).
@@ -482,6 +492,14 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
                 ranks,
                 target_idx(a.target_idx.as_deref())?,
             )
+        }
+        PoolCmd::Extend { pool, ranks } => {
+            let ranks = daos_control::hostlist::parse_ranks(ranks)
+                .map_err(|e| format!("--ranks {ranks:?}: {e}"))?;
+            if ranks.is_empty() {
+                return Err("--ranks: give at least one rank, e.g. --ranks 3".into());
+            }
+            PoolOp::Extend(pool.clone(), ranks)
         }
         PoolCmd::QueryTargets {
             pool,

@@ -34,6 +34,13 @@ pub enum Command {
         /// Each target's count when the rank has no states yet (its engine's targets).
         targets: u32,
     },
+    /// DAOS's EXTEND: `ranks` join pool `uuid` (their shards were created), their `targets`
+    /// each UP until the rebuild that moves data onto them finishes.
+    PoolExtend {
+        uuid: String,
+        ranks: Vec<u32>,
+        targets: u32,
+    },
     /// A rebuild's progress for map version `version`; `done` finishes it (UP -> UPIN,
     /// DOWN/DRAIN -> DOWNOUT). Refused when the map moved on (the rebuild starts over).
     PoolRebuild {
@@ -236,6 +243,37 @@ impl SystemDb {
                 pool.map.rebuild = crate::Rebuild {
                     state: crate::RebuildState::Busy,
                     version: version + 1,
+                    objs: 0,
+                    recs: 0,
+                };
+                Ok(Reply::Done)
+            }
+            Command::PoolExtend {
+                uuid,
+                ranks,
+                targets,
+            } => {
+                let pool = self.pool_mut(uuid)?;
+                if let Some(r) = ranks.iter().find(|r| pool.ranks.contains(r)) {
+                    return Err(Refusal::Map(
+                        daos_placement::MapError::Duplicate(*r).to_string(),
+                    ));
+                }
+                if ranks.is_empty() {
+                    return Ok(Reply::Done);
+                }
+                let version = pool.map.version() + 1;
+                for &r in ranks {
+                    pool.ranks.push(r);
+                    pool.map.states.insert(
+                        r,
+                        vec![daos_placement::TargetState::Up; (*targets).max(1) as usize],
+                    );
+                }
+                pool.map.version = version;
+                pool.map.rebuild = crate::Rebuild {
+                    state: crate::RebuildState::Busy,
+                    version,
                     objs: 0,
                     recs: 0,
                 };

@@ -1120,6 +1120,23 @@ impl MgmtSvc for Services {
         Ok(Response::new(PoolReintResp { status: 0 }))
     }
 
+    async fn pool_extend(
+        &self,
+        req: Request<PoolExtendReq>,
+    ) -> Result<Response<PoolExtendResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolExtend", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        let rec = self
+            .blocking(move |h| crate::pools::extend(&h, &r.id, &r.ranks))
+            .await?
+            .map_err(pool_status)?;
+        Ok(Response::new(PoolExtendResp {
+            status: 0,
+            tier_bytes: vec![rec.scm_per_rank, rec.nvme_per_rank],
+        }))
+    }
+
     async fn pool_query_target(
         &self,
         req: Request<PoolQueryTargetReq>,
@@ -1456,6 +1473,7 @@ const MGMT_SERVED: &[&str] = &[
     "PoolDrain",
     "PoolReintegrate",
     "PoolQueryTarget",
+    "PoolExtend",
 ];
 
 /// A generated service that answers a method it does not implement (one DAOS defines, or any

@@ -754,6 +754,89 @@ pub fn change_targets(
     Ok(after)
 }
 
+/// `dmg pool extend POOL --ranks R`: each rank (a joined member not in the pool yet) gets
+/// its shards, then joins the pool map (its targets UP) and a rebuild moves data onto them.
+/// A rank that cannot create its shard undoes the others; nothing changes.
+pub fn extend(h: &Harness, id: &str, ranks: &[u32]) -> Result<PoolRecord, PoolSvcError> {
+    let rec = find(h, id)?;
+    if rec.state != PoolState::Ready {
+        return Err(PoolSvcError::new(
+            Failed,
+            format!(
+                "DER_BUSY(-1012): pool {} is {}; it can be extended once it is Ready",
+                rec.label,
+                rec.state.name()
+            ),
+        ));
+    }
+    if ranks.is_empty() {
+        return Err(PoolSvcError::new(
+            BadRequest,
+            "DER_INVAL(-1003): no ranks to extend the pool with (--ranks)",
+        ));
+    }
+    let members = h.ms().members();
+    for &r in ranks {
+        if rec.ranks.contains(&r) {
+            return Err(PoolSvcError::new(
+                BadRequest,
+                format!(
+                    "DER_INVAL(-1003): rank {r} is already in pool {}",
+                    rec.label
+                ),
+            ));
+        }
+        if !members
+            .iter()
+            .any(|m| m.rank == r && m.state == MemberState::Joined)
+        {
+            return Err(PoolSvcError::new(
+                BadRequest,
+                format!("DER_NONEXIST(-1005): rank {r} is not a joined member of the system"),
+            ));
+        }
+    }
+    let body = PoolCreateReq {
+        uuid: rec.uuid.clone(),
+        scm_bytes: rec.scm_per_rank,
+        nvme_bytes: rec.nvme_per_rank,
+    }
+    .encode_to_vec();
+    let mut done = Vec::new();
+    for &r in ranks {
+        if let Err(e) = rank_op(h, r, MgmtMethod::PoolCreate, &body) {
+            for d in done.into_iter().chain([r]) {
+                h.undo_create(d, &rec.uuid);
+            }
+            return Err(PoolSvcError::new(
+                Failed,
+                format!("pool extend failed: {e}"),
+            ));
+        }
+        done.push(r);
+    }
+    let targets = ranks.iter().map(|r| rank_targets(h, *r)).max().unwrap_or(1);
+    h.ms()
+        .apply(daos_mgmt::Command::PoolExtend {
+            uuid: rec.uuid.clone(),
+            ranks: ranks.to_vec(),
+            targets,
+        })
+        .map_err(|e| {
+            for &d in ranks {
+                h.undo_create(d, &rec.uuid);
+            }
+            PoolSvcError::new(BadRequest, format!("DER_INVAL(-1003): {e}"))
+        })?;
+    let after = find(h, id)?;
+    info!(
+        "pool {}: extended with ranks {ranks:?}: pool map version {}",
+        after.label,
+        after.map.version()
+    );
+    Ok(after)
+}
+
 /// `dmg pool query-targets`: the state of targets `idx` (all when empty) of `rank` and
 /// their space (zero when the rank does not answer).
 pub fn query_targets(

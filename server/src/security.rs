@@ -76,6 +76,7 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "MgmtSvc.PoolExclude"
         | "MgmtSvc.PoolDrain"
         | "MgmtSvc.PoolReintegrate"
+        | "MgmtSvc.PoolExtend"
         | "MgmtSvc.PoolSetProp"
         | "MgmtSvc.PoolGetProp" => &[Admin],
         _ => &[],

@@ -819,7 +819,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
             .map(|m| m.0)
             .expect("rank of host")
     };
-    let (r2, r3) = (rank_of(2), rank_of(3));
+    let (r1, r2, r3) = (rank_of(1), rank_of(2), rank_of(3));
     passed(
         &c,
         c.dmg(
@@ -846,25 +846,28 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     );
     // A container whose objects must survive a node: its default class is RP_2G1, a class
     // with less redundancy is refused, and so are bad properties (nothing created).
-    let daos = |args: &[&str]| {
+    let daos = |c: &Cluster, args: &[&str]| {
         let mut a = vec!["-i", "-l", all];
         a.extend_from_slice(args);
         c.run(1, "daos", &a)
     };
     passed(
         &c,
-        daos(&[
-            "container",
-            "create",
-            "tank",
-            "safe",
-            "--properties",
-            "rd_fac:1,rd_lvl:node",
-        ]),
+        daos(
+            &c,
+            &[
+                "container",
+                "create",
+                "tank",
+                "safe",
+                "--properties",
+                "rd_fac:1,rd_lvl:node",
+            ],
+        ),
     );
     let p = stdout(&passed(
         &c,
-        daos(&["container", "get-prop", "tank", "safe"]),
+        daos(&c, &["container", "get-prop", "tank", "safe"]),
     ));
     assert!(
         p.contains("Redundancy Factor (rd_fac)") && p.contains("rd_fac1") && p.contains("node (2)"),
@@ -907,27 +910,30 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
             "use rank or node",
         ),
     ] {
-        let o = daos(&args);
+        let o = daos(&c, &args);
         assert_ne!(o.status.code(), Some(0), "{args:?}");
         assert!(stderr(&o).contains(words), "{args:?}: {}", stderr(&o));
     }
     assert!(
-        !stdout(&daos(&["container", "list", "tank"])).contains("weak"),
+        !stdout(&daos(&c, &["container", "list", "tank"])).contains("weak"),
         "refused creates create nothing"
     );
     let safe_in = c.path(1).join("safe.in");
     let safe_data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(&safe_in, &safe_data).expect("value");
-    let o = daos(&[
-        "object",
-        "put",
-        "--oclass",
-        "S1",
-        "tank",
-        "safe",
-        "k",
-        safe_in.to_str().expect("utf8"),
-    ]);
+    let o = daos(
+        &c,
+        &[
+            "object",
+            "put",
+            "--oclass",
+            "S1",
+            "tank",
+            "safe",
+            "k",
+            safe_in.to_str().expect("utf8"),
+        ],
+    );
     assert!(
         stderr(&o).contains("DER_INVAL") && stderr(&o).contains("S1"),
         "{}",
@@ -935,14 +941,17 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     );
     passed(
         &c,
-        daos(&[
-            "object",
-            "put",
-            "tank",
-            "safe",
-            "k",
-            safe_in.to_str().expect("utf8"),
-        ]),
+        daos(
+            &c,
+            &[
+                "object",
+                "put",
+                "tank",
+                "safe",
+                "k",
+                safe_in.to_str().expect("utf8"),
+            ],
+        ),
     );
     // Values of two copies each (RP_2G1: two of the three hosts per object).
     let dir = c.path(1);
@@ -1233,11 +1242,129 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         c.logs()
     );
 
+    // Extend: a pool on two ranks grows onto the third; data moves onto it (rebuild) and
+    // every value reads back. Bad extends are refused with the reason.
+    let r1s = r1.to_string();
+    passed(
+        &c,
+        c.dmg(
+            1,
+            all,
+            &[
+                "pool",
+                "create",
+                "grow",
+                "--ranks",
+                &format!("{r1s},{r2}"),
+                "--scm-size",
+                "256M",
+                "--nvme-size",
+                "512M",
+            ],
+        ),
+    );
+    passed(
+        &c,
+        daos(
+            &c,
+            &[
+                "container",
+                "create",
+                "grow",
+                "g1",
+                "--properties",
+                "rd_fac:1",
+            ],
+        ),
+    );
+    let grow: Vec<(String, Vec<u8>)> = make(200, 12);
+    for (key, data) in &grow {
+        let f = dir.join(format!("{key}.in"));
+        std::fs::write(&f, data).expect("value");
+        passed(
+            &c,
+            daos(
+                &c,
+                &[
+                    "object",
+                    "put",
+                    "grow",
+                    "g1",
+                    key,
+                    f.to_str().expect("utf8"),
+                ],
+            ),
+        );
+    }
+    for (args, words) in [
+        (
+            vec!["pool", "extend", "grow", "--ranks", r1s.as_str()],
+            "already in pool",
+        ),
+        (
+            vec!["pool", "extend", "grow", "--ranks", "9"],
+            "not a joined member",
+        ),
+    ] {
+        let o = c.dmg(1, all, &args);
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+        assert!(
+            stderr(&o).contains("Extend command failed") && stderr(&o).contains(words),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    let o = passed(
+        &c,
+        c.dmg(1, all, &["pool", "extend", "grow", "--ranks", &r3s]),
+    );
+    assert!(
+        stdout(&o).contains("Extend command succeeded"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            q = pool_query(&c, 1, "grow");
+            q["rebuild"]["state"] == "done" && q["total_targets"] == 3
+        }),
+        "extend rebuilt: {q}\n{}",
+        c.logs()
+    );
+    assert_eq!(q["disabled_targets"], 0, "{q}");
+    assert!(
+        q["rebuild"]["objects"].as_u64().unwrap_or(0) > 0,
+        "data moved: {q}"
+    );
+    let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "grow", "--rank", &r3s]));
+    assert!(t.contains("state up_in"), "{t}");
+    for (key, data) in &grow {
+        let f = dir.join(format!("{key}.out"));
+        let o = daos(
+            &c,
+            &[
+                "object",
+                "get",
+                "grow",
+                "g1",
+                key,
+                f.to_str().expect("utf8"),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            std::fs::read(&f).expect("read back") == *data,
+            "{key} differs"
+        );
+    }
+
     // Self-healing: h3 dies and nobody acts. SWIM among the engines finds its rank dead
     // (SWIM_SUSPECT_TIMEOUT here 3 s), the management service excludes it, and after
     // CRT_EVENT_DELAY (2 s here) the pool excludes its targets and rebuilds; then h2 dies too
     // and h1 alone still has every value.
-    let v0 = q["version"].as_u64().expect("version");
+    let v0 = pool_query(&c, 1, "tank")["version"]
+        .as_u64()
+        .expect("version");
     c.kill(3);
     let state_of = |c: &Cluster, rank: u32| {
         c.members(1, &h1)
@@ -1290,5 +1417,13 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         c.logs()
     );
     let t = stdout(&c.dmg(1, &h1, &["pool", "query-targets", "tank", "--rank", &r3s]));
-    assert!(t.contains("state down_out"), "{t}");
+    assert!(
+        t.contains("state down_out"),
+        "{t}\n{}",
+        c.log(1)
+            .lines()
+            .filter(|l| l.contains("rb=") || l.contains("excluded"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
