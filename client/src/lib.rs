@@ -378,11 +378,18 @@ pub struct SessionOpts {
 }
 
 impl Default for SessionOpts {
+    /// 16 in flight, 1 MiB values, and a deadline of `CRT_TIMEOUT` seconds (DAOS's client
+    /// variable; 10 when unset or not a number from 1 to 3600).
     fn default() -> SessionOpts {
+        let timeout = std::env::var("CRT_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|s| (1..=3600).contains(s))
+            .unwrap_or(10);
         SessionOpts {
             queue_depth: 16,
             max_value: 1 << 20,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(timeout),
         }
     }
 }

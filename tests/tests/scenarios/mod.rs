@@ -1427,3 +1427,340 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
             .join("\n")
     );
 }
+
+/// A small seeded generator (xorshift64*): the rounds replay from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What a writer did to one key: the last version acknowledged, and versions whose put failed
+/// after it (one of those may have reached some replicas).
+#[derive(Clone, Default)]
+struct KeyLog {
+    acked: Option<u32>,
+    failed: Vec<u32>,
+}
+
+/// The bytes version `v` of key `key` holds (deterministic, so a read is checked without
+/// keeping every value).
+fn version_bytes(key: &str, v: u32) -> Vec<u8> {
+    let mut x = v as u64
+        ^ key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+    let len = 1000 + (x % 40_000) as usize;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Four hosts (MS on three), an `RP_2G1` container (`rd_fac:1`, `rd_lvl:node`), two writers
+/// putting and acknowledging values all along. Each round kills one host: the writers stall
+/// and go on; SWIM reports the rank dead; the pool excludes it and rebuilds. Then a second
+/// host dies (never a second MS replica: the service needs its majority): every acknowledged
+/// value reads back intact. Both come back and are reintegrated: redundancy normal again.
+/// Stalls, time from kill to exclusion and rebuilds are printed.
+pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
+    let all = c.all();
+    let all = all.as_str();
+    let h1 = c.at(1);
+    c.start_all();
+    for i in 1..=4 {
+        c.wait_log(i, "SCM format required on instance 0", 30);
+    }
+    passed(&c, c.dmg(1, all, &["storage", "format"]));
+    let four = c.hosts.list(1, 4, 10001);
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, 1, &four, 4)),
+        "{:?}\n{}",
+        c.members(1, &four),
+        c.logs()
+    );
+    let rank_of: Vec<u32> = {
+        let members = c.members(1, &four).expect("members");
+        (0..=4)
+            .map(|i| {
+                if i == 0 {
+                    return u32::MAX;
+                }
+                members
+                    .iter()
+                    .find(|m| m.1.starts_with(&format!("{}:", c.hosts.addr(i))))
+                    .map(|m| m.0)
+                    .expect("rank of host")
+            })
+            .collect()
+    };
+    passed(
+        &c,
+        c.dmg(
+            1,
+            &four,
+            &[
+                "pool",
+                "create",
+                "tank",
+                "--scm-size",
+                "512M",
+                "--nvme-size",
+                "2G",
+            ],
+        ),
+    );
+    // Writers give up on a replica after 3 s (DAOS's CRT_TIMEOUT; default 10 here, 60 in
+    // DAOS) and try again with a fresh pool map.
+    let daos = |c: &Cluster, from: usize, args: &[&str]| {
+        c.hosts
+            .command(from, &bin("daos"))
+            .args(["-i", "-l", all])
+            .args(args)
+            .env("CRT_TIMEOUT", "3")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("daos")
+    };
+    passed(
+        &c,
+        daos(
+            &c,
+            1,
+            &[
+                "container",
+                "create",
+                "tank",
+                "c",
+                "--properties",
+                "rd_fac:1,rd_lvl:node",
+            ],
+        ),
+    );
+    eprintln!(
+        "writers_survive_host_kills: seed {seed} (SELFHEAL_SEED={seed} replays), {rounds} round(s)"
+    );
+    let mut rng = Rng(seed.max(1));
+    let dir = c.path(1);
+    for round in 1..=rounds {
+        // Victims: any host first; the second never a second MS replica (h1-h3).
+        let first = 1 + rng.below(4) as usize;
+        let second = loop {
+            let v = 1 + rng.below(4) as usize;
+            if v != first && (first == 4 || v == 4) {
+                break v;
+            }
+        };
+        // A host that keeps running and hosts the writers: not a victim.
+        let home = (1..=4)
+            .find(|i| *i != first && *i != second)
+            .expect("a host");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let logs: Vec<std::sync::Mutex<std::collections::BTreeMap<String, KeyLog>>> =
+            (0..2).map(|_| Default::default()).collect();
+        let stalls: std::sync::Mutex<Vec<Duration>> = Default::default();
+        let acks = std::sync::atomic::AtomicUsize::new(0);
+        let mut excluded_after = None;
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let (c, stop, logs, stalls, dir, acks) = (&c, &stop, &logs, &stalls, &dir, &acks);
+                s.spawn(move || {
+                    let mut v = 0u32;
+                    let mut last_ok = Instant::now();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        v += 1;
+                        let key = format!("r{round}w{w}k{}", v % 6);
+                        let f = dir.join(format!("{key}.{v}.in"));
+                        std::fs::write(&f, version_bytes(&key, v)).expect("value");
+                        let o = daos(
+                            c,
+                            home,
+                            &[
+                                "object",
+                                "put",
+                                "tank",
+                                "c",
+                                &key,
+                                f.to_str().expect("utf8"),
+                            ],
+                        );
+                        let _ = std::fs::remove_file(&f);
+                        let mut l = logs[w].lock().expect("log");
+                        let e = l.entry(key).or_default();
+                        if o.status.code() == Some(0) {
+                            acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            e.acked = Some(v);
+                            e.failed.clear();
+                            let gap = last_ok.elapsed();
+                            if gap > Duration::from_secs(1) {
+                                stalls.lock().expect("stalls").push(gap);
+                            }
+                            last_ok = Instant::now();
+                        } else {
+                            e.failed.push(v);
+                        }
+                    }
+                });
+            }
+            // Let the writers run, then kill the first host.
+            let acked = |n: usize| {
+                logs.iter()
+                    .map(|l| {
+                        l.lock()
+                            .expect("log")
+                            .values()
+                            .filter(|e| e.acked.is_some())
+                            .count()
+                    })
+                    .sum::<usize>()
+                    >= n
+            };
+            assert!(
+                wait_until(Duration::from_secs(60), || acked(6)),
+                "writers write"
+            );
+            let t = Instant::now();
+            // Every process of the host (its daos_server reaped after the writers stop).
+            c.hosts.kill(first);
+            let victim = rank_of[first];
+            let state = |c: &Cluster| {
+                c.members(home, all)
+                    .ok()
+                    .and_then(|m| m.into_iter().find(|m| m.0 == victim).map(|m| m.2))
+            };
+            assert!(
+                wait_until(Duration::from_secs(60), || state(&c).as_deref()
+                    == Some("excluded")),
+                "round {round}: SWIM excludes rank {victim}: {:?}\n{}",
+                c.members(home, all),
+                c.logs()
+            );
+            excluded_after = Some(t.elapsed());
+            let mut q = serde_json::Value::Null;
+            assert!(
+                wait_until(Duration::from_secs(90), || {
+                    let o = c.dmg(home, all, &["-j", "pool", "query", "tank"]);
+                    q = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                        .map(|v| v["response"].clone())
+                        .unwrap_or_default();
+                    q["rebuild"]["state"] == "done"
+                        && q["disabled_ranks"] == victim.to_string().as_str()
+                }),
+                "round {round}: rebuild after rank {victim}: {q}\n{}",
+                c.logs()
+            );
+            // Writers keep going after the rebuild.
+            let at_rebuild = acks.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                wait_until(Duration::from_secs(60), || acks
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    >= at_rebuild + 4),
+                "round {round}: writers go on after the rebuild\n{}",
+                c.logs()
+            );
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        c.kill(first);
+        // The second host dies: every acknowledged value reads back from the survivors.
+        c.kill(second);
+        let survivors: Vec<String> = (1..=4)
+            .filter(|i| *i != first && *i != second)
+            .map(|i| c.at(i))
+            .collect();
+        let survivors = survivors.join(",");
+        let (mut lost, mut torn, mut checked) = (0, 0, 0);
+        for l in &logs {
+            for (key, e) in l.lock().expect("log").iter() {
+                let Some(acked) = e.acked else { continue };
+                checked += 1;
+                let f = dir.join(format!("{key}.out"));
+                let mut a = vec!["-i", "-l", survivors.as_str()];
+                a.extend_from_slice(&[
+                    "object",
+                    "get",
+                    "tank",
+                    "c",
+                    key,
+                    f.to_str().expect("utf8"),
+                ]);
+                let o = c.run(home, "daos", &a);
+                if o.status.code() != Some(0) {
+                    eprintln!("round {round}: {key}: {}", stderr(&o));
+                    lost += 1;
+                    continue;
+                }
+                let got = std::fs::read(&f).expect("read back");
+                let ok = std::iter::once(acked)
+                    .chain(e.failed.iter().copied())
+                    .any(|v| version_bytes(key, v) == got);
+                if !ok {
+                    torn += 1;
+                }
+            }
+        }
+        let mut st = stalls.lock().expect("stalls").clone();
+        st.sort_unstable();
+        eprintln!(
+            "round {round}: killed h{first} (rank {}), then h{second}: {checked} acknowledged keys checked, {lost} lost, {torn} torn; kill to exclusion {} ms; writer stalls {:?} ms (max)",
+            rank_of[first],
+            excluded_after.map_or(0, |d| d.as_millis()),
+            st.last().map_or(0, |d| d.as_millis())
+        );
+        assert_eq!(
+            (lost, torn),
+            (0, 0),
+            "round {round}: every acknowledged update reads back intact\n{}",
+            c.logs()
+        );
+        // Both back, reintegrated: redundancy normal.
+        c.start(first);
+        c.start(second);
+        assert!(
+            wait_until(Duration::from_secs(90), || joined(&c, 1, &four, 4)),
+            "round {round}: {:?}\n{}",
+            c.members(1, &four),
+            c.logs()
+        );
+        let out: Vec<String> = [first, second]
+            .iter()
+            .map(|i| rank_of[*i].to_string())
+            .filter(|r| {
+                stdout(&c.dmg(1, &four, &["pool", "query-targets", "tank", "--rank", r]))
+                    .contains("state down")
+            })
+            .collect();
+        if !out.is_empty() {
+            passed(
+                &c,
+                c.dmg(
+                    1,
+                    &four,
+                    &["pool", "reint", "tank", "--ranks", &out.join(",")],
+                ),
+            );
+        }
+        let mut q = serde_json::Value::Null;
+        assert!(
+            wait_until(Duration::from_secs(90), || {
+                q = pool_query(&c, 1, "tank");
+                q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
+            }),
+            "round {round}: redundancy normal again: {q}\n{}",
+            c.logs()
+        );
+        let text = stdout(&c.dmg(1, &h1, &["pool", "query", "tank"]));
+        assert!(text.contains("- Data redundancy: normal"), "{text}");
+    }
+}
