@@ -52,6 +52,8 @@ struct InstanceState {
     /// The running engine stopped answering dRPC (stopped or hung): calls to it fail at
     /// once and its rank shows `Unresponsive` until it answers again.
     unresponsive: bool,
+    /// The running engine's incarnation (from its NotifyReady).
+    incarnation: u64,
 }
 
 /// The outcome of an admin operation on one rank.
@@ -467,9 +469,13 @@ impl Harness {
             // As DAOS's engine_self_terminated: an engine that learns it was excluded stops
             // serving; restarted, it rejoins with a new incarnation (its pool targets stay
             // out until reintegrated).
+            // Only the incarnation the service excluded: a copy of the state that lags behind
+            // a rejoin must not stop the engine that rejoined.
             let pid = self.instances.iter().find_map(|inst| {
                 let s = inst.lock();
-                (s.rank == Some(rank)).then_some(s.pid).flatten()
+                (s.rank == Some(rank) && s.incarnation == m.incarnation)
+                    .then_some(s.pid)
+                    .flatten()
             });
             if let Some(pid) = pid {
                 warn!(
@@ -1120,6 +1126,7 @@ impl Harness {
             bootstrap: false,
         };
         let resp = self.ms.join(&join).map_err(|e| e.to_string())?;
+        inst.update(|s| s.incarnation = req.incarnation);
         if !sb.validrank
             || sb.rank != resp.rank
             || sb.uri != req.uri
