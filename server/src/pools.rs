@@ -611,7 +611,20 @@ pub fn query(h: &Harness, id: &str) -> Result<Queried, PoolSvcError> {
     let mut targets = Vec::new();
     let mut down = Vec::new();
     let mut last = String::new();
+    // Ranks the system knows are not serving (excluded, unresponsive, stopped) are down
+    // without a call that would wait for a host that cannot answer.
+    let members = h.ms().members();
+    let serving = |r: u32| {
+        members
+            .iter()
+            .any(|m| m.rank == r && m.state == MemberState::Joined)
+    };
     for &r in &rec.ranks {
+        if !serving(r) {
+            last = format!("rank {r} is not joined");
+            down.push(r);
+            continue;
+        }
         let b = match h.engine_call(r, MgmtMethod::PoolQuery, &body) {
             Ok(b) => b,
             Err(e) => {
@@ -869,9 +882,14 @@ pub fn query_targets(
         uuid: rec.uuid.clone(),
     }
     .encode_to_vec();
-    let spaces: Vec<TargetSpace> = h
-        .engine_call(rank, MgmtMethod::PoolQuery, &body)
-        .ok()
+    let joined = h
+        .ms()
+        .members()
+        .iter()
+        .any(|m| m.rank == rank && m.state == MemberState::Joined);
+    let spaces: Vec<TargetSpace> = joined
+        .then(|| h.engine_call(rank, MgmtMethod::PoolQuery, &body).ok())
+        .flatten()
         .and_then(|b| PoolQueryResp::decode(b.as_slice()).ok())
         .filter(|q| q.status == 0)
         .map(|q| q.targets)

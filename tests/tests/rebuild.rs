@@ -9,7 +9,7 @@ use daos_tests::cluster::Cluster;
 
 #[test]
 fn an_excluded_rank_is_rebuilt_elsewhere_and_reintegrated() {
-    // Fast failure detection for the self-healing part: SWIM suspicion 3 s (DAOS: 20 s),
+    // Fast failure detection for the self-healing part: SWIM suspicion 6 s (DAOS: 20 s),
     // pool exclusion 2 s after (DAOS: 10 s).
     let hosts = match daos_tests::hosts::Hosts::new(3) {
         Ok(h) => h,
@@ -21,7 +21,7 @@ fn an_excluded_rank_is_rebuilt_elsewhere_and_reintegrated() {
     match Cluster::on_with_env(
         hosts,
         1,
-        &["SWIM_SUSPECT_TIMEOUT=3000", "CRT_EVENT_DELAY=2"],
+        &["SWIM_SUSPECT_TIMEOUT=6000", "CRT_EVENT_DELAY=2"],
     ) {
         Ok(c) => scenarios::exclude_rebuild_reintegrate(c),
         Err(e) => eprintln!("SKIPPED an_excluded_rank_is_rebuilt_elsewhere_and_reintegrated: {e}"),

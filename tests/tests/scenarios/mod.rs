@@ -1359,7 +1359,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     }
 
     // Self-healing: h3 dies and nobody acts. SWIM among the engines finds its rank dead
-    // (SWIM_SUSPECT_TIMEOUT here 3 s), the management service excludes it, and after
+    // (SWIM_SUSPECT_TIMEOUT here 6 s), the management service excludes it, and after
     // CRT_EVENT_DELAY (2 s here) the pool excludes its targets and rebuilds; then h2 dies too
     // and h1 alone still has every value.
     let v0 = pool_query(&c, 1, "tank")["version"]
