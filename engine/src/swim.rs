@@ -5,7 +5,8 @@
 //! engine's daos_server as DAOS's RAS event `swim_rank_dead` (dRPC ClusterEvent), which has the
 //! management service exclude it.
 //!
-//! Timing as DAOS's, from the same environment variables (milliseconds):
+//! Timing as DAOS's, from the same environment variables (milliseconds; foca's probe period is
+//! the whole probe, at least three ping timeouts, see [`SwimConfig`]):
 //! `SWIM_PROTOCOL_PERIOD_LEN` (1000), `SWIM_PING_TIMEOUT` (900), `SWIM_SUSPECT_TIMEOUT`
 //! (20000), and `SWIM_SUBGROUP_SIZE` (2 indirect probes).
 //!
@@ -118,7 +119,12 @@ impl SwimConfig {
         let mut f = foca::Config::new_lan(
             NonZeroU32::new(members.max(1) as u32).unwrap_or(NonZeroU32::MIN),
         );
-        f.probe_period = self.period;
+        // DAOS probes a new member each period and gives each probe its ping timeout, then
+        // twice that for the indirect pings. foca runs one probe per period, so its period is
+        // the whole probe (direct + indirect: 3 ping timeouts) and not shorter than DAOS's; a
+        // period barely longer than the ping timeout leaves the indirect probes no time and
+        // makes live members suspect on a busy machine.
+        f.probe_period = self.period.max(self.ping_timeout * 3);
         f.probe_rtt = self.ping_timeout;
         f.num_indirect_probes = NonZeroUsize::new(self.subgroup).unwrap_or(NonZeroUsize::MIN);
         f.suspect_to_down_after = self.suspect_timeout;

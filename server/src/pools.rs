@@ -614,16 +614,15 @@ pub fn query(h: &Harness, id: &str) -> Result<Queried, PoolSvcError> {
     // Ranks the system knows are not serving (excluded, unresponsive, stopped) are down
     // without a call that would wait for a host that cannot answer.
     let members = h.ms().members();
-    let serving = |r: u32| {
-        members
-            .iter()
-            .any(|m| m.rank == r && m.state == MemberState::Joined)
-    };
+    let state_of = |r: u32| members.iter().find(|m| m.rank == r).map(|m| m.state);
     for &r in &rec.ranks {
-        if !serving(r) {
-            last = format!("rank {r} is not joined");
-            down.push(r);
-            continue;
+        match state_of(r) {
+            Some(MemberState::Joined) | None => {}
+            Some(state) => {
+                last = format!("rank {r} is {}", state.name());
+                down.push(r);
+                continue;
+            }
         }
         let b = match h.engine_call(r, MgmtMethod::PoolQuery, &body) {
             Ok(b) => b,
