@@ -246,6 +246,22 @@ impl Services {
             .await
             .map_err(|e| Status::internal(format!("worker failed: {e}")))
     }
+
+    /// `dmg pool exclude|drain|reintegrate` on the leader: `op` on targets `idx` (all when
+    /// empty) of `rank` in pool `id`.
+    async fn change_targets(
+        &self,
+        op: daos_placement::MapOp,
+        id: String,
+        rank: u32,
+        idx: Vec<u32>,
+    ) -> Result<(), Status> {
+        self.leader()?;
+        self.blocking(move |h| crate::pools::change_targets(&h, &id, op, rank, &idx))
+            .await?
+            .map(|_| ())
+            .map_err(pool_status)
+    }
 }
 
 fn rank_results(outcomes: Vec<RankOutcome>, action: &str, addr: &str) -> Vec<RankResult> {
@@ -1062,19 +1078,9 @@ impl MgmtSvc for Services {
         req: Request<PoolExcludeReq>,
     ) -> Result<Response<PoolExcludeResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolExclude", self.insecure)?;
-        self.leader()?;
         let r = req.into_inner();
-        self.blocking(move |h| {
-            crate::pools::change_targets(
-                &h,
-                &r.id,
-                daos_placement::MapOp::Exclude,
-                r.rank,
-                &r.targetidx,
-            )
-        })
-        .await?
-        .map_err(pool_status)?;
+        self.change_targets(daos_placement::MapOp::Exclude, r.id, r.rank, r.targetidx)
+            .await?;
         Ok(Response::new(PoolExcludeResp { status: 0 }))
     }
 
@@ -1083,19 +1089,9 @@ impl MgmtSvc for Services {
         req: Request<PoolDrainReq>,
     ) -> Result<Response<PoolDrainResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolDrain", self.insecure)?;
-        self.leader()?;
         let r = req.into_inner();
-        self.blocking(move |h| {
-            crate::pools::change_targets(
-                &h,
-                &r.id,
-                daos_placement::MapOp::Drain,
-                r.rank,
-                &r.targetidx,
-            )
-        })
-        .await?
-        .map_err(pool_status)?;
+        self.change_targets(daos_placement::MapOp::Drain, r.id, r.rank, r.targetidx)
+            .await?;
         Ok(Response::new(PoolDrainResp { status: 0 }))
     }
 
@@ -1104,19 +1100,9 @@ impl MgmtSvc for Services {
         req: Request<PoolReintReq>,
     ) -> Result<Response<PoolReintResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolReintegrate", self.insecure)?;
-        self.leader()?;
         let r = req.into_inner();
-        self.blocking(move |h| {
-            crate::pools::change_targets(
-                &h,
-                &r.id,
-                daos_placement::MapOp::Reint,
-                r.rank,
-                &r.targetidx,
-            )
-        })
-        .await?
-        .map_err(pool_status)?;
+        self.change_targets(daos_placement::MapOp::Reint, r.id, r.rank, r.targetidx)
+            .await?;
         Ok(Response::new(PoolReintResp { status: 0 }))
     }
 
