@@ -296,13 +296,10 @@ pub async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Conn>, String> {
     let deadline = std::time::Instant::now() + LEADER_SEARCH;
     let mut backoff = Duration::from_millis(250);
     loop {
-        let mut hosts: Vec<String> = t.hosts.iter().take(5).cloned().collect();
+        let mut hosts = redirect::HostQueue::new(t.hosts.iter().take(5).cloned());
         let mut last: Option<String> = None;
         let mut answered = false;
-        let mut i = 0;
-        while i < hosts.len() && i < 16 {
-            let host = hosts[i].clone();
-            i += 1;
+        while let Some(host) = hosts.next_host() {
             let conn = match t.conn(&host).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -319,18 +316,14 @@ pub async fn ms_client(t: &Target) -> Result<MgmtSvcClient<Conn>, String> {
                         last = Some(format!("{host}: no management service leader elected yet"));
                     } else if leader == host {
                         return Ok(c);
-                    } else if !hosts[i..].contains(&leader) {
-                        hosts.insert(i, leader);
+                    } else {
+                        hosts.prefer(vec![leader]);
                     }
                 }
                 Err(s) => {
                     if let Some(r) = redirect::Redirect::from_status(&s) {
                         answered = true;
-                        for h in r.hosts().into_iter().rev() {
-                            if !hosts[i..].contains(&h) {
-                                hosts.insert(i, h);
-                            }
-                        }
+                        hosts.prefer(r.hosts());
                         last = Some(s.message().to_string());
                     } else if matches!(s.code(), tonic::Code::Unavailable) {
                         last.get_or_insert(status_text(s));

@@ -115,9 +115,71 @@ impl Redirect {
     }
 }
 
+/// The hosts a caller asks in turn while looking for the management service leader: each at
+/// most once per round, and the hosts a redirect names (the leader hint first) go ahead of
+/// the rest. Without the "at most once", two followers that both name each other among the
+/// replicas keep a caller bouncing between them and the leader is never asked.
+#[derive(Clone, Debug, Default)]
+pub struct HostQueue {
+    queue: std::collections::VecDeque<String>,
+    tried: Vec<String>,
+}
+
+impl HostQueue {
+    /// A round over `hosts` (duplicates and empty names dropped), in order.
+    pub fn new(hosts: impl IntoIterator<Item = String>) -> HostQueue {
+        let mut q = HostQueue::default();
+        for h in hosts {
+            if !h.is_empty() && !q.queue.contains(&h) {
+                q.queue.push_back(h);
+            }
+        }
+        q
+    }
+
+    /// The next host to ask, or None when every host was asked.
+    pub fn next_host(&mut self) -> Option<String> {
+        let h = self.queue.pop_front()?;
+        self.tried.push(h.clone());
+        Some(h)
+    }
+
+    /// Asks `hosts` next, in their order, skipping those already asked this round.
+    pub fn prefer(&mut self, hosts: Vec<String>) {
+        for h in hosts.into_iter().rev() {
+            if h.is_empty() || self.tried.contains(&h) {
+                continue;
+            }
+            self.queue.retain(|q| *q != h);
+            self.queue.push_front(h);
+        }
+    }
+
+    /// How many hosts were asked this round.
+    pub fn asked(&self) -> usize {
+        self.tried.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn followers_naming_each_other_do_not_hide_the_leader() {
+        let h = |s: &str| s.to_string();
+        let mut q = HostQueue::new(["h1", "h2", "h3", "h2"].map(h));
+        assert_eq!(q.next_host().as_deref(), Some("h1"));
+        // h1 says: try h3, or h2 or h3.
+        q.prefer(["h3", "h2", "h3"].map(h).to_vec());
+        assert_eq!(q.next_host().as_deref(), Some("h3"));
+        // h3 is a follower now too and names h1 (asked already) and h2.
+        q.prefer(["h1", "h2"].map(h).to_vec());
+        assert_eq!(q.next_host().as_deref(), Some("h2"));
+        q.prefer(["h1", "h3"].map(h).to_vec());
+        assert_eq!(q.next_host(), None, "each host at most once a round");
+        assert_eq!(q.asked(), 3);
+    }
 
     #[test]
     fn redirects_round_trip_through_a_status_with_daos_messages() {

@@ -162,9 +162,19 @@ impl Control {
     /// Test set-up: the group map holds `peers` (rank, incarnation, address).
     #[cfg(test)]
     pub fn set_group_for_test(&self, peers: &[(u32, u64, std::net::SocketAddr)]) {
+        self.set_group_version_for_test(1, peers);
+    }
+
+    /// Test set-up: group map `version` holds `peers` (rank, incarnation, address).
+    #[cfg(test)]
+    pub fn set_group_version_for_test(
+        &self,
+        version: u32,
+        peers: &[(u32, u64, std::net::SocketAddr)],
+    ) {
         self.update(|s| {
             s.group = GroupMap {
-                version: 1,
+                version,
                 peers: peers
                     .iter()
                     .map(|(r, i, a)| {

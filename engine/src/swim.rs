@@ -368,4 +368,84 @@ mod tests {
             t.join().expect("swim thread").expect("swim ran");
         }
     }
+    /// A dead peer restarted on the same address with a new incarnation (as daos_server
+    /// restarts an excluded engine) is taken back by the others and never reported dead
+    /// again while it runs: neither by the peers (which gossiped its old identity down) nor
+    /// by itself going silent.
+    #[test]
+    fn a_restarted_peer_is_not_declared_dead_again() {
+        let config = SwimConfig {
+            period: Duration::from_millis(100),
+            ping_timeout: Duration::from_millis(50),
+            suspect_timeout: Duration::from_millis(500),
+            subgroup: 2,
+        };
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|_| {
+                UdpSocket::bind("127.0.0.1:0")
+                    .and_then(|s| s.local_addr())
+                    .expect("free port")
+            })
+            .collect();
+        let mut peers: Vec<(u32, u64, SocketAddr)> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u32, 100 + i as u64, *a))
+            .collect();
+        let (tx, rx) = std::sync::mpsc::channel::<(u32, u32, u64)>();
+        let start = |rank: u32, inc: u64, version: u32, peers: &[(u32, u64, SocketAddr)]| {
+            let ctl = Control::new(Vec::new());
+            ctl.set_up_for_test(rank);
+            ctl.set_group_version_for_test(version, peers);
+            let tx = tx.clone();
+            let c = ctl.clone();
+            let addr = addrs[rank as usize];
+            let t = std::thread::spawn(move || {
+                run(c, addr, inc, config, |d| {
+                    let _ = tx.send((rank, d.rank, d.incarnation));
+                })
+            });
+            (ctl, t)
+        };
+        let mut engines: Vec<_> = (0..3)
+            .map(|r| start(r, 100 + u64::from(r), 1, &peers))
+            .collect();
+        // Rank 2 dies; both others report it.
+        let (ctl2, t2) = engines.pop().expect("rank 2");
+        ctl2.request_stop();
+        t2.join().expect("swim thread").expect("swim ran");
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < 2 && Instant::now() < deadline {
+            if let Ok(x) = rx.recv_timeout(Duration::from_millis(200)) {
+                seen.push(x);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, [(0, 2, 102), (1, 2, 102)]);
+        // It comes back as incarnation 200; the group map says so (version 2) everywhere.
+        peers[2].1 = 200;
+        for (c, _) in &engines {
+            c.set_group_version_for_test(2, &peers);
+        }
+        engines.push(start(2, 200, 2, &peers));
+        // Ten suspicion timeouts: long enough for a false death to be declared several times.
+        let until = Instant::now() + config.suspect_timeout * 10;
+        let mut false_deaths = Vec::new();
+        while Instant::now() < until {
+            if let Ok(x) = rx.recv_timeout(Duration::from_millis(100)) {
+                false_deaths.push(x);
+            }
+        }
+        assert!(
+            false_deaths.is_empty(),
+            "live members reported dead: {false_deaths:?}"
+        );
+        for (c, _) in &engines {
+            c.request_stop();
+        }
+        for (_, t) in engines {
+            t.join().expect("swim thread").expect("swim ran");
+        }
+    }
 }

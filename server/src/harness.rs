@@ -1087,6 +1087,7 @@ impl Harness {
             }
         }
         inst.update(|s| s.drpc_sock = Some(sock.clone()));
+        info!("DAOS I/O Engine instance {i} is ready; joining the system");
         let h = self.clone();
         thread::Builder::new()
             .name(format!("join-{i}"))

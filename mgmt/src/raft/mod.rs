@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use daos_control::redirect::Redirect;
+use daos_control::redirect::{HostQueue, Redirect};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft, ServerState};
 use serde::{Deserialize, Serialize};
@@ -246,14 +246,13 @@ impl Inner {
                 last = "no replica answered".into();
             }
             let mut last = last;
-            let mut i = 0;
-            while i < hosts.len() && i < 8 {
-                let addr = hosts[i].clone();
-                i += 1;
+            let mut hosts = HostQueue::new(hosts);
+            while let Some(addr) = hosts.next_host() {
                 match self.forward(&addr, &cmd).await {
                     Ok(Forwarded::Applied(o)) => return o.map_err(MsError::Refused),
-                    Ok(Forwarded::NotLeader { hint: Some(h) }) if !hosts[i..].contains(&h) => {
-                        hosts.insert(i, h);
+                    Ok(Forwarded::NotLeader { hint: Some(h) }) => {
+                        hosts.prefer(vec![h]);
+                        last = format!("{addr}: not the leader");
                     }
                     Ok(Forwarded::NotLeader { .. }) => last = format!("{addr}: not the leader"),
                     Ok(Forwarded::Failed(e)) => last = format!("{addr}: {e}"),
@@ -287,28 +286,25 @@ impl Inner {
             ..Default::default()
         };
         loop {
-            let mut hosts: Vec<String> = self
-                .leader_id()
-                .and_then(|l| self.addr_of(l))
-                .into_iter()
-                .chain(self.cfg.replicas.iter().cloned())
-                .collect();
-            let mut last = String::from("no replica answered");
-            let mut i = 0;
-            while i < hosts.len() && i < 8 {
-                let addr = hosts[i].clone();
-                i += 1;
+            let mut hosts = HostQueue::new(
+                self.leader_id()
+                    .and_then(|l| self.addr_of(l))
+                    .into_iter()
+                    .chain(self.cfg.replicas.iter().cloned()),
+            );
+            let mut tried: Vec<String> = Vec::new();
+            while let Some(addr) = hosts.next_host() {
                 let ch = match self.peers.channel(&addr) {
                     Ok(c) => c,
                     Err(e) => {
-                        last = e;
+                        tried.push(format!("{addr}: {e}"));
                         continue;
                     }
                 };
                 let mut client = MgmtSvcClient::new(ch);
                 let call = client.join(Peers::stamp(msg.clone()));
                 match tokio::time::timeout(CALL_TIMEOUT, call).await {
-                    Err(_) => last = format!("{addr}: no answer within {CALL_TIMEOUT:?}"),
+                    Err(_) => tried.push(format!("{addr}: no answer within {CALL_TIMEOUT:?}")),
                     Ok(Ok(resp)) => {
                         let r = resp.into_inner();
                         return Ok(JoinResponse {
@@ -319,12 +315,8 @@ impl Inner {
                     }
                     Ok(Err(s)) => {
                         if let Some(r) = Redirect::from_status(&s) {
-                            for h in r.hosts().into_iter().rev() {
-                                if !h.is_empty() && !hosts[i..].contains(&h) {
-                                    hosts.insert(i, h);
-                                }
-                            }
-                            last = format!("{addr}: {}", s.message());
+                            hosts.prefer(r.hosts());
+                            tried.push(format!("{addr}: {}", s.message()));
                         } else if matches!(
                             s.code(),
                             tonic::Code::Unavailable
@@ -333,7 +325,7 @@ impl Inner {
                         ) || s.message().contains("system is uninitialized")
                             || s.message().contains("unavailable")
                         {
-                            last = format!("{addr}: {}", s.message());
+                            tried.push(format!("{addr}: {}", s.message()));
                         } else {
                             return Err(MsError::Rejected(s.message().to_string()));
                         }
@@ -341,8 +333,13 @@ impl Inner {
                 }
             }
             if Instant::now() + backoff > deadline {
-                return Err(MsError::Unavailable(last));
+                return Err(MsError::Unavailable(tried.join("; ")));
             }
+            warn!(
+                "join of {} not answered yet ({}); retrying",
+                msg.uuid,
+                tried.join("; ")
+            );
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
