@@ -9,6 +9,7 @@
 pub mod alloc_count;
 pub mod fabric;
 pub mod io;
+pub mod rebuild;
 pub mod stats;
 pub mod storage;
 pub mod store_path;

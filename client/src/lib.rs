@@ -36,9 +36,16 @@ pub enum ClientError {
     #[error("fabric: {0}")]
     Fabric(#[from] EndpointError),
     #[error(
-        "rank {rank} target {target} did not answer within {ms} ms (engine down or restarting?)"
+        "rank {rank} target {target} did not answer {op:?} within {ms} ms (engine down or restarting?; pool map version {map_version}, target {state})"
     )]
-    Timeout { rank: u32, target: u32, ms: u128 },
+    Timeout {
+        rank: u32,
+        target: u32,
+        op: wire::Op,
+        ms: u128,
+        map_version: u32,
+        state: &'static str,
+    },
     #[error("rank {rank} target {target}: {message} ({name}({code}))")]
     Der {
         rank: u32,
@@ -756,7 +763,17 @@ impl Session {
                 Err(ClientError::Timeout {
                     rank: t.rank,
                     target: t.target,
+                    op: f.op,
                     ms: self.opts.timeout.as_millis(),
+                    map_version: self.map.placement.version,
+                    state: self
+                        .map
+                        .placement
+                        .state(daos_placement::TargetId {
+                            rank: t.rank,
+                            idx: t.target,
+                        })
+                        .map_or("unknown", |s| s.name()),
                 }),
             );
         }

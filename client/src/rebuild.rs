@@ -28,6 +28,40 @@ pub struct Progress {
     pub objs: u64,
     /// Akeys (records) copied.
     pub recs: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+}
+
+/// Paces a rebuild to at most a number of bytes a second, so the foreground keeps its share
+/// of the devices and the fabric: after each copy, [`Throttle::after`] says how long to wait
+/// for the average since the start to be back at the rate.
+#[derive(Clone, Debug)]
+pub struct Throttle {
+    rate: u64,
+    start: Option<std::time::Instant>,
+    sent: u64,
+}
+
+impl Throttle {
+    /// At most `bytes_per_sec` (0: no limit).
+    pub fn new(bytes_per_sec: u64) -> Throttle {
+        Throttle {
+            rate: bytes_per_sec,
+            start: None,
+            sent: 0,
+        }
+    }
+
+    /// The wait after `bytes` more were copied at `now`.
+    pub fn after(&mut self, now: std::time::Instant, bytes: u64) -> std::time::Duration {
+        if self.rate == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let start = *self.start.get_or_insert(now);
+        self.sent += bytes;
+        let due = std::time::Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+        due.saturating_sub(now.saturating_duration_since(start))
+    }
 }
 
 /// How many times a single value is copied again when its source changed meanwhile.
@@ -124,7 +158,7 @@ impl Session {
     }
 
     /// Copies one akey from `src` to `dst` when `dst` lacks it or holds it differently;
-    /// whether it copied.
+    /// the bytes it copied (0: nothing).
     #[allow(clippy::too_many_arguments)]
     fn copy_akey(
         &mut self,
@@ -134,11 +168,11 @@ impl Session {
         oid: Oid,
         dkey: &[u8],
         akey: &[u8],
-    ) -> Result<bool, ClientError> {
+    ) -> Result<u64, ClientError> {
         match self.shape_on(src, cont, oid, dkey, akey)? {
-            reply::AkeyShape::None => Ok(false),
+            reply::AkeyShape::None => Ok(0),
             reply::AkeyShape::Single(_) => {
-                let mut copied = false;
+                let mut copied = 0u64;
                 for _ in 0..COPY_ATTEMPTS {
                     let Some(v) = self.single_on(src, cont, oid, dkey, akey)? else {
                         return Ok(copied);
@@ -156,13 +190,13 @@ impl Session {
                             value: &v,
                         },
                     )?;
-                    copied = true;
+                    copied += v.len() as u64;
                 }
                 Ok(copied)
             }
             reply::AkeyShape::Array(end) => {
                 if self.shape_on(dst, cont, oid, dkey, akey)? == reply::AkeyShape::Array(end) {
-                    return Ok(false);
+                    return Ok(0);
                 }
                 let mut offset = 0u64;
                 while offset < end {
@@ -195,15 +229,17 @@ impl Session {
                     )?;
                     offset += u64::from(len);
                 }
-                Ok(true)
+                Ok(end)
             }
         }
     }
 
-    /// One rebuild pass over containers `conts`: `progress` hears after every object.
+    /// One rebuild pass over containers `conts`, paced by `throttle`: `progress` hears after
+    /// every object.
     pub fn rebuild(
         &mut self,
         conts: &[[u8; 16]],
+        throttle: &mut Throttle,
         mut progress: impl FnMut(Progress),
     ) -> Result<Progress, ClientError> {
         let mut done = Progress::default();
@@ -257,9 +293,12 @@ impl Session {
                     }
                     for dkey in self.dkeys_on(src, cont, oid)? {
                         for akey in self.akeys_on(src, cont, oid, &dkey)? {
-                            if self.copy_akey(src, dst, cont, oid, &dkey, &akey)? {
+                            let n = self.copy_akey(src, dst, cont, oid, &dkey, &akey)?;
+                            if n > 0 {
                                 done.recs += 1;
+                                done.bytes += n;
                                 copied_any = true;
+                                std::thread::sleep(throttle.after(std::time::Instant::now(), n));
                             }
                         }
                     }
@@ -271,5 +310,28 @@ impl Session {
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_throttle_keeps_the_average_at_its_rate() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(1_000_000);
+        // 1 MB at once: wait a second (from the start).
+        assert_eq!(t.after(t0, 1_000_000), Duration::from_secs(1));
+        // Half a second later another 0.5 MB: due at 1.5 s, so one more second.
+        assert_eq!(
+            t.after(t0 + Duration::from_millis(500), 500_000),
+            Duration::from_secs(1)
+        );
+        // Behind the rate: no wait.
+        assert_eq!(t.after(t0 + Duration::from_secs(10), 1), Duration::ZERO);
+        let mut free = Throttle::new(0);
+        assert_eq!(free.after(t0, u64::MAX / 2), Duration::ZERO);
     }
 }

@@ -30,6 +30,10 @@ use tracing::{error, info, warn};
 use crate::membership::{JoinRequest, ManagementService, MemberState, PoolState};
 use crate::storage::{self, FormatResult, StorageError};
 
+/// The rebuild's default pace, MB/s (`DAOS_RS_REBUILD_MBPS`): a quarter of a PCIe 3 NVMe
+/// drive's write bandwidth, so foreground I/O keeps most of a device.
+pub const REBUILD_MBPS: u64 = 512;
+
 /// Longest wait between restarts of a failing engine.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long an engine must run for its back-off to reset.
@@ -374,6 +378,29 @@ impl Harness {
             .or_else(|| std::env::var("CRT_EVENT_DELAY").ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(Duration::from_secs(10), Duration::from_secs)
+    }
+
+    /// The rebuild's pace in bytes a second: `DAOS_RS_REBUILD_MBPS` (MB/s; 0: no limit) from
+    /// the engines' env_vars or this process, default [`REBUILD_MBPS`].
+    pub fn rebuild_rate(&self) -> u64 {
+        let name = "DAOS_RS_REBUILD_MBPS=";
+        let from_engines = self.config.engines.iter().find_map(|e| {
+            e.env_vars
+                .iter()
+                .find_map(|kv| kv.strip_prefix(name).map(str::to_string))
+        });
+        let mbps = from_engines
+            .or_else(|| std::env::var("DAOS_RS_REBUILD_MBPS").ok())
+            .map_or(REBUILD_MBPS, |v| match v.trim().parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    warn!(
+                        "DAOS_RS_REBUILD_MBPS={v:?} is not a number of MB/s; using {REBUILD_MBPS}"
+                    );
+                    REBUILD_MBPS
+                }
+            });
+        mbps.saturating_mul(1_000_000)
     }
 
     /// Destroys the shard a given-up create may have left on `rank` (the engine refuses the

@@ -151,8 +151,9 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
             .collect();
         let mut last = Instant::now();
         let mut stale = None;
+        let mut throttle = daos_client::rebuild::Throttle::new(h.rebuild_rate());
         let p = s
-            .rebuild(&conts, |p| {
+            .rebuild(&conts, &mut throttle, |p| {
                 if last.elapsed() >= REPORT && stale.is_none() {
                     last = Instant::now();
                     if let Err(e) = commit(p, false) {
@@ -168,11 +169,12 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
     });
     match result.map(|p| (p, commit(p, true))) {
         Ok((p, Ok(_))) => info!(
-            "{tag}: rebuild of pool {} done in {} ms: {} objs, {} recs ({} scanned)",
+            "{tag}: rebuild of pool {} done in {} ms: {} objs, {} recs, {} bytes ({} scanned)",
             pool.uuid,
             started.elapsed().as_millis(),
             p.objs,
             p.recs,
+            p.bytes,
             p.scanned
         ),
         Ok((_, Err(e))) => warn!("{tag}: rebuild finished but not recorded ({e}); trying again"),

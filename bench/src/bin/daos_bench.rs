@@ -27,6 +27,162 @@ enum Cmd {
     Storage(StorageArgs),
     /// End-to-end I/O against a running system: update, then fetch and verify (daos_perf -R "U;p F;p").
     Io(IoArgs),
+    /// Rebuild under load against a running system: lose a rank, report time to exclusion,
+    /// rebuild MB/s against the device, and the foreground's IOPS and p99 meanwhile.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(clap::Args)]
+struct RebuildArgs {
+    /// Client config file (default /etc/daos/daos_control.yml if it exists).
+    #[arg(short = 'o', long = "config-path")]
+    config_path: Option<PathBuf>,
+    /// Management service hosts, e.g. wolf-[71-73]:10001 (several: the benchmark may kill one).
+    #[arg(short = 'l', long = "host-list")]
+    host_list: Option<String>,
+    /// Plaintext connection to the management service.
+    #[arg(short = 'i', long)]
+    insecure: bool,
+    /// Pool label or UUID.
+    #[arg(long)]
+    pool: String,
+    /// The rank to lose.
+    #[arg(long)]
+    rank: u32,
+    /// Shell command that kills every process of the rank's host (SWIM must find out);
+    /// without it the rank's targets are excluded with `dmg pool exclude`.
+    #[arg(long)]
+    kill: Option<String>,
+    /// Object class of the objects (replicated: the rebuild copies from the survivors).
+    #[arg(long, default_value = "RP_2G1")]
+    oclass: String,
+    /// Objects filled before the loss.
+    #[arg(long, default_value_t = 256)]
+    objects: u64,
+    /// Value size of each object (k, m suffixes; at most 1m).
+    #[arg(long, default_value = "64k")]
+    size: String,
+    /// Seconds of foreground before the loss (the baseline).
+    #[arg(long, default_value_t = 3.0)]
+    baseline: f64,
+    /// Seconds to wait for the exclusion and the rebuild.
+    #[arg(long, default_value_t = 180.0)]
+    timeout: f64,
+    /// File for the device reference (the engine's io_uring write path, 1 MiB blocks; on a
+    /// file system with O_DIRECT); default: a temporary file, removed afterwards.
+    #[arg(long = "ref-file")]
+    ref_file: Option<PathBuf>,
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
+    use daos_bench::rebuild;
+    let class =
+        daos_placement::ObjectClass::parse(&a.oclass).map_err(|e| format!("--oclass: {e}"))?;
+    if class.redun.group_size() < 2 {
+        return Err(format!(
+            "--oclass {}: has one copy per object, so a lost rank loses data and nothing rebuilds; use a replicated class (RP_2G1, RP_3G1)",
+            a.oclass
+        ));
+    }
+    let one = |name: &str, v: &str| match size(v) {
+        Ok(n) if (1..=1 << 20).contains(&n) => Ok(n),
+        _ => Err(format!("--{name} {v:?}: use 1 byte to 1m (e.g. 64k)")),
+    };
+    let value = one("size", &a.size)?;
+    if a.objects == 0 || a.objects > 1 << 20 {
+        return Err(format!("--objects {}: use 1 to 1048576", a.objects));
+    }
+    for (name, v) in [("baseline", a.baseline), ("timeout", a.timeout)] {
+        if !(v > 0.0 && v <= 3600.0) {
+            return Err(format!(
+                "--{name} {v}: use more than 0 and at most 3600 seconds"
+            ));
+        }
+    }
+    let control =
+        daos_control::load_control(a.config_path.as_deref()).map_err(|e| e.to_string())?;
+    let target = daos_control::Target::new(&control, a.host_list.as_deref(), a.insecure)
+        .map_err(|e| e.to_string())?;
+    // The reference first, before anything runs on the machine's cores.
+    let (path, temp) = match &a.ref_file {
+        Some(p) => (p.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("daos_bench_rebuild_{}.dat", std::process::id())),
+            true,
+        ),
+    };
+    let device = (|| -> Result<f64, String> {
+        let total = 256u64 << 20;
+        daos_bench::storage::prepare(&path, total)?;
+        let w = daos_bench::storage::Workload {
+            rw: daos_bench::storage::Rw::Write,
+            block: 1 << 20,
+        };
+        let r =
+            daos_bench::storage::run(&path, total, w, 8, std::time::Duration::from_secs(2), 1, 0)?;
+        Ok(r.ours.mb_per_sec)
+    })();
+    if temp {
+        let _ = std::fs::remove_file(&path);
+    }
+    let device = match device {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!(
+                "daos_bench rebuild: WARNING: no device reference ({}: {e}); use --ref-file on the storage's file system",
+                path.display()
+            );
+            None
+        }
+    };
+    let map = std::sync::Arc::new(
+        daos_client::connect::pool_map_blocking(&target, &a.pool).map_err(|e| e.to_string())?,
+    );
+    let mut admin = daos_client::Session::open(map.clone(), daos_client::SessionOpts::default())
+        .map_err(|e| format!("client session: {e}"))?;
+    let label = format!("daos_bench_rebuild_{}", std::process::id());
+    let uuid =
+        daos_client::parse_uuid(&daos_wire::new_uuid_text().map_err(|e| format!("UUID: {e}"))?)
+            .ok_or("UUID")?;
+    admin
+        .cont_create(&label, uuid)
+        .map_err(|e| format!("container {label}: {e}"))?;
+    drop(admin);
+    eprintln!(
+        "daos_bench rebuild: pool {}, {} objects of {} bytes ({}), then rank {} is lost",
+        a.pool, a.objects, value, a.oclass, a.rank
+    );
+    let p = rebuild::RebuildParams {
+        pool: a.pool.clone(),
+        cont: uuid,
+        class,
+        rank: a.rank,
+        loss: match a.kill {
+            Some(k) => rebuild::Loss::Kill(k),
+            None => rebuild::Loss::Exclude,
+        },
+        objects: a.objects,
+        size: value,
+        baseline: std::time::Duration::from_secs_f64(a.baseline),
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+    };
+    let r = rebuild::run(&target, map, &p, device)?;
+    print!("{}", rebuild::table(&r));
+    if let Some(j) = a.json {
+        let doc = serde_json::json!({
+            "benchmark": "rebuild",
+            "pool": a.pool,
+            "container": label,
+            "run": daos_bench::run_info(),
+            "result": r,
+        });
+        std::fs::write(&j, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", j.display()))?;
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -585,6 +741,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Fabric(a) => fabric_cmd(a),
         Cmd::Storage(a) => storage_cmd(a),
         Cmd::Io(a) => io_cmd(a),
+        Cmd::Rebuild(a) => rebuild_cmd(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
