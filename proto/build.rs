@@ -22,6 +22,7 @@ fn main() {
         "mgmt.proto",
         "raft.proto",
         "rank.proto",
+        "cont.proto",
         "google_rpc.proto",
     ]
     .map(|f| dir.join(f));

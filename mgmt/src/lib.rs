@@ -274,6 +274,26 @@ pub trait ManagementService: Send + Sync {
             .into_iter()
             .find(|p| p.label == id || p.uuid == id)
     }
+    /// This server's pool service replicas (their reads and writes are async: call them
+    /// from a runtime), if it can run any.
+    fn pool_services(&self) -> Option<std::sync::Arc<raft::pool::PoolServices>> {
+        None
+    }
+    /// Starts pool `uuid`'s service replica on the server at `addr` (this one when `local`).
+    fn pool_svc_start(
+        &self,
+        _addr: &str,
+        _local: bool,
+        _uuid: &str,
+        _members: &raft::pool::Members,
+    ) -> Result<(), MsError> {
+        Err(MsError::NotStarted)
+    }
+    /// Stops pool `uuid`'s service replica on the server at `addr` (this one when `local`)
+    /// and removes its log.
+    fn pool_svc_stop(&self, _addr: &str, _local: bool, _uuid: &str) -> Result<(), MsError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,25 @@ pub enum Command {
         key: String,
         value: String,
     },
+    /// A pool service's: a new container (label and UUID unique in the pool).
+    ContCreate(ContainerRecord),
+    /// A pool service's: container `id` (label or UUID) goes.
+    ContDestroy {
+        id: String,
+    },
+    /// A pool service's: container `id`'s properties (`name:value;...`).
+    ContSetProps {
+        id: String,
+        props: String,
+    },
+}
+
+/// A container in its pool service: UUID (text), label, properties (`name:value;...`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub uuid: String,
+    pub label: String,
+    pub props: String,
 }
 
 /// What an applied command answers.
@@ -63,6 +82,8 @@ pub enum Reply {
     Joined(JoinResponse),
     /// The pools that went with a removed member.
     Removed(Vec<PoolRecord>),
+    /// The container a container command made or changed (or removed).
+    Container(ContainerRecord),
     Done,
 }
 
@@ -107,6 +128,16 @@ pub enum Refusal {
     Map(String),
     #[error("rebuild of pool map version {version} is stale: the map is at version {current}")]
     StaleRebuild { version: u32, current: u32 },
+    #[error(
+        "DER_EXIST(-1004): container label {0:?} is already taken in this pool; choose another label"
+    )]
+    ContLabelTaken(String),
+    #[error("DER_EXIST(-1004): container UUID {0} is already in use in this pool")]
+    ContUuidTaken(String),
+    #[error(
+        "DER_NONEXIST(-1005): no container {0:?} in this pool; `daos container list` shows them"
+    )]
+    UnknownContainer(String),
 }
 
 /// The system attribute holding the fabric provider of the first join (DAOS's
@@ -126,6 +157,9 @@ pub struct SystemDb {
     pub attrs: std::collections::BTreeMap<String, String>,
     /// Commands applied (DAOS's DB version).
     pub version: u64,
+    /// In a pool service's state: the pool's containers.
+    #[serde(default)]
+    pub containers: Vec<ContainerRecord>,
 }
 
 /// The provider part of a fabric URI (`ofi+tcp://1.2.3.4:5` -> `ofi+tcp`).
@@ -333,7 +367,38 @@ impl SystemDb {
                 }
                 Ok(Reply::Done)
             }
+            Command::ContCreate(c) => {
+                if self.containers.iter().any(|x| x.uuid == c.uuid) {
+                    return Err(Refusal::ContUuidTaken(c.uuid.clone()));
+                }
+                if self.containers.iter().any(|x| x.label == c.label) {
+                    return Err(Refusal::ContLabelTaken(c.label.clone()));
+                }
+                self.containers.push(c.clone());
+                Ok(Reply::Container(c.clone()))
+            }
+            Command::ContDestroy { id } => {
+                let i = self.container_index(id)?;
+                Ok(Reply::Container(self.containers.remove(i)))
+            }
+            Command::ContSetProps { id, props } => {
+                let i = self.container_index(id)?;
+                self.containers[i].props = props.clone();
+                Ok(Reply::Container(self.containers[i].clone()))
+            }
         }
+    }
+
+    /// Container `id` (label or UUID, any case) of a pool service's state.
+    pub fn container(&self, id: &str) -> Option<&ContainerRecord> {
+        self.container_index(id).ok().map(|i| &self.containers[i])
+    }
+
+    fn container_index(&self, id: &str) -> Result<usize, Refusal> {
+        self.containers
+            .iter()
+            .position(|c| c.label == id || c.uuid.eq_ignore_ascii_case(id))
+            .ok_or_else(|| Refusal::UnknownContainer(id.to_string()))
     }
 
     fn pool_mut(&mut self, uuid: &str) -> Result<&mut PoolRecord, Refusal> {

@@ -28,6 +28,7 @@ impl Replica {
                 replicas: replicas.to_vec(),
                 me: Some(me),
                 dir: Some(dir.join(format!("r{me}/control_raft"))),
+                pool_dir: Some(dir.join(format!("r{me}/pool_svc"))),
                 tls: None,
                 timing: Timing {
                     heartbeat: Duration::from_millis(100),
@@ -271,5 +272,113 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
     }
     for r in nodes {
         r.expect("running").kill();
+    }
+}
+
+/// A pool service: a Raft group of its own among three servers, started from one of them;
+/// containers are created at its leader, a follower points at the leader, the leader dies,
+/// the other two elect one and every container is still there; a label is unique.
+#[test]
+fn a_pool_service_replicates_containers_and_survives_its_leader() {
+    use daos_mgmt::raft::pool::{Members, PoolSvcError};
+    use daos_mgmt::state::{Command, ContainerRecord, Reply};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let replicas: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").to_string())
+        .collect();
+    let mut nodes: Vec<Option<Replica>> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir.path())))
+        .collect();
+    let node =
+        |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
+    let uuid = "12345678-0000-0000-0000-000000000001";
+    // Server 0 starts every replica: its own, the others through their servers.
+    let n0 = node(&nodes, 0);
+    for (i, addr) in replicas.iter().enumerate() {
+        let m = Members {
+            replicas: replicas.clone(),
+            me: i,
+        };
+        n0.pool_svc_start(addr, i == 0, uuid, &m)
+            .expect("start a replica");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let leader = |nodes: &Vec<Option<Replica>>| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            for i in 0..3 {
+                if let Some(r) = &nodes[i] {
+                    let p = r.node.pool_services();
+                    if rt.block_on(p.read(uuid)).is_ok() {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no pool service leader");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let create = |nodes: &Vec<Option<Replica>>, i: usize, label: &str, n: u8| {
+        let c = ContainerRecord {
+            uuid: format!("{n:08x}-0000-0000-0000-000000000000"),
+            label: label.into(),
+            props: "rd_fac:1".into(),
+        };
+        rt.block_on(
+            node(nodes, i)
+                .pool_services()
+                .write(uuid, Command::ContCreate(c)),
+        )
+    };
+    let l = leader(&nodes);
+    assert!(matches!(
+        create(&nodes, l, "a", 1),
+        Ok(Reply::Container(c)) if c.label == "a"
+    ));
+    let e = create(&nodes, l, "a", 2).expect_err("label taken");
+    assert!(e.to_string().starts_with("DER_EXIST(-1004)"), "{e}");
+    // A follower names the leader.
+    let f = (0..3).find(|i| *i != l).expect("a follower");
+    match rt.block_on(node(&nodes, f).pool_services().read(uuid)) {
+        Err(PoolSvcError::NotLeader { hint, .. }) => assert!(
+            hint.is_empty() || hint == replicas[l],
+            "hint {hint} (leader {})",
+            replicas[l]
+        ),
+        other => panic!("a follower answered {other:?}"),
+    }
+    // The leader's server dies: the other two elect a leader; containers survive; a new one
+    // can be created.
+    nodes[l].take().expect("leader").kill();
+    let l2 = leader(&nodes);
+    assert_ne!(l2, l);
+    let db = rt
+        .block_on(node(&nodes, l2).pool_services().read(uuid))
+        .expect("read");
+    assert_eq!(
+        db.container("a").map(|c| c.props.as_str()),
+        Some("rd_fac:1")
+    );
+    assert!(
+        create(&nodes, l2, "b", 3).is_ok(),
+        "create after the failover"
+    );
+    // Stopped and removed everywhere (the pool is destroyed).
+    for i in 0..3 {
+        if nodes[i].is_some() {
+            node(&nodes, i)
+                .pool_svc_stop(&replicas[i], true, uuid)
+                .expect("stop");
+            assert!(!dir.path().join(format!("r{i}/pool_svc/{uuid}")).exists());
+        }
     }
 }

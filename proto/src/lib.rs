@@ -39,3 +39,7 @@ pub mod google_rpc {
 pub mod rank {
     include!(concat!(env!("OUT_DIR"), "/grpc/rank.rs"));
 }
+/// A pool's containers in its pool service (`cont.ContSvc`), daos-rs's own.
+pub mod cont {
+    include!(concat!(env!("OUT_DIR"), "/grpc/cont.rs"));
+}

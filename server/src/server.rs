@@ -279,6 +279,7 @@ pub fn ms_config(s: &Server) -> Result<MsConfig, CmdError> {
         replicas,
         me,
         dir: raft_dir(s),
+        pool_dir: raft_dir(s).and_then(|d| d.parent().map(|p| p.join("pool_svc"))),
         tls,
         timing: Timing::default(),
     })

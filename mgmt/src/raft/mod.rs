@@ -17,6 +17,7 @@
 
 pub mod log;
 pub mod net;
+pub mod pool;
 pub mod sm;
 pub mod svc;
 
@@ -85,6 +86,8 @@ pub struct MsConfig {
     pub me: Option<usize>,
     /// `control_raft/` of this replica.
     pub dir: Option<PathBuf>,
+    /// `pool_svc/`: this server's pool service replicas (none without storage).
+    pub pool_dir: Option<PathBuf>,
     /// Client TLS with the server certificate (None: insecure).
     pub tls: Option<ClientTlsConfig>,
     pub timing: Timing,
@@ -114,6 +117,7 @@ pub enum Forwarded {
 struct Inner {
     cfg: MsConfig,
     peers: Arc<Peers>,
+    pools: Arc<pool::PoolServices>,
     raft: RwLock<Option<Raft<TypeConfig>>>,
     state: RwLock<Option<Arc<RwLock<sm::Applied>>>>,
     /// Resolved addresses of each replica entry (empty until resolved).
@@ -507,8 +511,15 @@ impl MsNode {
             .enable_all()
             .build()
             .map_err(|e| MsError::Raft(format!("cannot start the runtime: {e}")))?;
+        let peers = Arc::new(Peers::new(cfg.tls.clone()));
+        let pools = Arc::new(pool::PoolServices::new(
+            cfg.pool_dir.clone(),
+            peers.clone(),
+            cfg.timing,
+        ));
         let inner = Arc::new(Inner {
-            peers: Arc::new(Peers::new(cfg.tls.clone())),
+            peers,
+            pools,
             cfg,
             raft: RwLock::new(None),
             state: RwLock::new(None),
@@ -584,6 +595,7 @@ impl MsNode {
         );
         let network = net::Network {
             peers: self.inner.peers.clone(),
+            group: String::new(),
         };
         let me_id = me as u64;
         let bootstrap_node = BasicNode {
@@ -745,6 +757,52 @@ impl MsNode {
         let inner = self.inner.clone();
         self.run(async move { serve(inner, method, data).await })
     }
+
+    /// Serves a `raft.RaftSvc` call for Raft group `group`: the management service (empty)
+    /// or a pool's service (its UUID), including starting and stopping pool replicas.
+    pub fn serve_group(
+        &self,
+        group: String,
+        method: Method,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        if group.is_empty() {
+            return self.serve(method, data);
+        }
+        let pools = self.inner.pools.clone();
+        self.run(async move {
+            let en = |r: Result<(), MsError>| {
+                serde_json::to_vec(&r.map_err(|e| e.to_string())).map_err(|e| e.to_string())
+            };
+            match method {
+                Method::Start => {
+                    let m: pool::Members =
+                        serde_json::from_slice(&data).map_err(|e| format!("Start: {e}"))?;
+                    en(pools.start(&group, m).await)
+                }
+                Method::Stop => {
+                    pools.stop(&group).await;
+                    en(Ok(()))
+                }
+                m => pools.serve(&group, m, &data).await,
+            }
+        })
+    }
+
+    /// This server's pool service replicas.
+    pub fn pool_services(&self) -> Arc<pool::PoolServices> {
+        self.inner.pools.clone()
+    }
+
+    /// Runs `f` with this server's pool service replicas on the node's runtime, blocking.
+    pub fn with_pools<T: Send + 'static, F, Fut>(&self, f: F) -> T
+    where
+        F: FnOnce(Arc<pool::PoolServices>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let fut = f(self.inner.pools.clone());
+        self.run(fut)
+    }
 }
 
 async fn serve(inner: Arc<Inner>, method: Method, data: Vec<u8>) -> Result<Vec<u8>, String> {
@@ -798,12 +856,15 @@ async fn serve(inner: Arc<Inner>, method: Method, data: Vec<u8>) -> Result<Vec<u
             en(&answer)
         }
         Method::Read => unreachable!("answered above"),
+        Method::Start | Method::Stop => {
+            Err("Start and Stop are for pool services (a pool UUID as the group)".into())
+        }
     }
 }
 
 impl MsNode {
-    /// Stops this replica's Raft node (it neither votes nor leads any more); reads still
-    /// answer from the state it had.
+    /// Stops this replica's Raft node (it neither votes nor leads any more) and this
+    /// server's pool service replicas; reads still answer from the state it had.
     pub fn shutdown(&self) {
         let raft = self
             .inner
@@ -814,6 +875,8 @@ impl MsNode {
         if let Some(raft) = raft {
             let _ = self.run(async move { raft.shutdown().await });
         }
+        let pools = self.inner.pools.clone();
+        self.run(async move { pools.shutdown().await });
     }
 }
 
@@ -895,5 +958,42 @@ impl ManagementService for MsNode {
         if let Err(e) = self.start_replica() {
             tracing::error!("management service: {e}");
         }
+        let pools = self.inner.pools.clone();
+        self.run(async move { pools.reopen().await });
+    }
+
+    fn pool_services(&self) -> Option<Arc<pool::PoolServices>> {
+        Some(self.inner.pools.clone())
+    }
+
+    fn pool_svc_start(
+        &self,
+        addr: &str,
+        local: bool,
+        uuid: &str,
+        members: &pool::Members,
+    ) -> Result<(), MsError> {
+        let pools = self.inner.pools.clone();
+        let (addr, uuid, members) = (addr.to_string(), uuid.to_string(), members.clone());
+        self.run(async move {
+            if local {
+                pools.start(&uuid, members).await
+            } else {
+                pools.start_remote(&addr, &uuid, &members).await
+            }
+        })
+    }
+
+    fn pool_svc_stop(&self, addr: &str, local: bool, uuid: &str) -> Result<(), MsError> {
+        let pools = self.inner.pools.clone();
+        let (addr, uuid) = (addr.to_string(), uuid.to_string());
+        self.run(async move {
+            if local {
+                pools.stop(&uuid).await;
+                Ok(())
+            } else {
+                pools.stop_remote(&addr, &uuid).await
+            }
+        })
     }
 }

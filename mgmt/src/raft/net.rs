@@ -89,10 +89,23 @@ impl Peers {
         req
     }
 
-    /// Calls a `raft.RaftSvc` method with a JSON payload and decodes the JSON answer.
+    /// Calls a `raft.RaftSvc` method of the management service with a JSON payload and
+    /// decodes the JSON answer.
     pub async fn call<Q: Serialize, A: DeserializeOwned>(
         &self,
         addr: &str,
+        method: Method,
+        msg: &Q,
+        timeout: Duration,
+    ) -> Result<A, CallError> {
+        self.call_group(addr, "", method, msg, timeout).await
+    }
+
+    /// [`Peers::call`] for Raft group `group` (a pool's UUID; empty: the management service).
+    pub async fn call_group<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        addr: &str,
+        group: &str,
         method: Method,
         msg: &Q,
         timeout: Duration,
@@ -102,7 +115,10 @@ impl Peers {
         let mut c = RaftSvcClient::new(ch)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        let req = Self::stamp(RaftMsg { data });
+        let req = Self::stamp(RaftMsg {
+            data,
+            group: group.to_string(),
+        });
         let fut = async {
             match method {
                 Method::AppendEntries => c.append_entries(req).await,
@@ -110,6 +126,8 @@ impl Peers {
                 Method::InstallSnapshot => c.install_snapshot(req).await,
                 Method::Propose => c.propose(req).await,
                 Method::Read => c.read(req).await,
+                Method::Start => c.start(req).await,
+                Method::Stop => c.stop(req).await,
             }
         };
         let resp = tokio::time::timeout(timeout, fut)
@@ -134,6 +152,10 @@ pub enum Method {
     InstallSnapshot,
     Propose,
     Read,
+    /// Start a pool service replica.
+    Start,
+    /// Stop a pool service replica and remove its log.
+    Stop,
 }
 
 /// Why a call to another server failed.
@@ -150,6 +172,8 @@ pub enum CallError {
 /// openraft's view of the transport: one [`Conn`] per peer.
 pub struct Network {
     pub peers: std::sync::Arc<Peers>,
+    /// The Raft group (empty: the management service; else a pool's UUID).
+    pub group: String,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -158,6 +182,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Conn {
         Conn {
             peers: self.peers.clone(),
+            group: self.group.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -167,6 +192,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// The transport to one peer.
 pub struct Conn {
     peers: std::sync::Arc<Peers>,
+    group: String,
     target: u64,
     addr: String,
 }
@@ -186,7 +212,7 @@ impl Conn {
     {
         let r: Result<Result<A, RaftError<u64, E>>, CallError> = self
             .peers
-            .call(&self.addr, method, msg, option.hard_ttl())
+            .call_group(&self.addr, &self.group, method, msg, option.hard_ttl())
             .await;
         match r {
             Ok(Ok(a)) => Ok(a),

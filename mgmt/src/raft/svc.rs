@@ -35,13 +35,17 @@ impl Service {
         name: &str,
     ) -> Result<Response<RaftMsg>, Status> {
         (self.check)(&req, name)?;
-        let data = req.into_inner().data;
+        let msg = req.into_inner();
         let node = self.node.clone();
-        let out = tokio::task::spawn_blocking(move || node.serve(method, data))
-            .await
-            .map_err(|e| Status::internal(format!("{name}: {e}")))?;
+        let out =
+            tokio::task::spawn_blocking(move || node.serve_group(msg.group, method, msg.data))
+                .await
+                .map_err(|e| Status::internal(format!("{name}: {e}")))?;
         match out {
-            Ok(data) => Ok(Response::new(RaftMsg { data })),
+            Ok(data) => Ok(Response::new(RaftMsg {
+                data,
+                group: String::new(),
+            })),
             Err(e) if e.starts_with("not a DAOS") || e.starts_with("system is uninitialized") => {
                 Err(Status::failed_precondition(e))
             }
@@ -68,5 +72,11 @@ impl RaftSvc for Service {
     }
     async fn read(&self, r: Request<RaftMsg>) -> Result<Response<RaftMsg>, Status> {
         self.call(r, Method::Read, "RaftSvc.Read").await
+    }
+    async fn start(&self, r: Request<RaftMsg>) -> Result<Response<RaftMsg>, Status> {
+        self.call(r, Method::Start, "RaftSvc.Start").await
+    }
+    async fn stop(&self, r: Request<RaftMsg>) -> Result<Response<RaftMsg>, Status> {
+        self.call(r, Method::Stop, "RaftSvc.Stop").await
     }
 }
