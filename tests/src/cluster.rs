@@ -199,6 +199,7 @@ impl Cluster {
                 let r = RaftSvcClient::new(ch)
                     .read(RaftMsg {
                         data: b"null".to_vec(),
+                        group: String::new(),
                     })
                     .await
                     .map_err(|s| s.message().to_string())?;

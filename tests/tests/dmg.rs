@@ -337,6 +337,7 @@ fn tls_server_rpcs(port: u16, certs: &Path, who: &str) -> Result<(), Vec<(tonic:
         if let Err(s) = RaftSvcClient::new(ch.clone())
             .read(RaftMsg {
                 data: b"null".to_vec(),
+                group: String::new(),
             })
             .await
         {

@@ -1746,8 +1746,22 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
                     q = serde_json::from_slice::<serde_json::Value>(&o.stdout)
                         .map(|v| v["response"].clone())
                         .unwrap_or_default();
+                    // Down_out: the pool excluded the victim's targets and that rebuild
+                    // finished (a rank that stops answering is reported disabled earlier).
                     q["rebuild"]["state"] == "done"
                         && q["disabled_ranks"] == victim.to_string().as_str()
+                        && stdout(&c.dmg(
+                            home,
+                            all,
+                            &[
+                                "pool",
+                                "query-targets",
+                                "tank",
+                                "--rank",
+                                &victim.to_string(),
+                            ],
+                        ))
+                        .contains("state down_out")
                 }),
                 "round {round}: rebuild after rank {victim}: {q}\n{}",
                 c.logs()
@@ -1930,11 +1944,19 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
             c.members(1, &h1),
             c.logs()
         );
+        // The pool excluded the rank's targets and its rebuild finished: they are down_out
+        // (the rank is reported disabled as soon as it stops answering, before that).
         let mut q = serde_json::Value::Null;
         assert!(
             wait_until(Duration::from_secs(90), || {
                 q = pool_query(&c, 1, "tank");
-                q["rebuild"]["state"] == "done" && q["disabled_ranks"] == r4.to_string().as_str()
+                q["rebuild"]["state"] == "done"
+                    && stdout(&c.dmg(
+                        1,
+                        &h1,
+                        &["pool", "query-targets", "tank", "--rank", &r4.to_string()],
+                    ))
+                    .contains("state down_out")
             }),
             "rebuild without the cut rank: {q}\n{}",
             c.logs()
