@@ -12,6 +12,7 @@
 //! [`ClientError::Timeout`] and a reply that comes later is dropped.
 
 pub mod connect;
+pub mod container;
 pub mod kv;
 pub mod props;
 pub mod rebuild;
@@ -1135,13 +1136,7 @@ impl Session {
         }
         match reply::Created::get(&body) {
             Ok(reply::Created::Created) => {
-                // Every target serves it from now on (they refuse unknown containers); a
-                // target of a rank down now learns it when a rebuild writes to it.
-                for t in 0..self.map.targets.len() {
-                    if !self.map.down.contains(&self.map.targets[t].rank) {
-                        self.call(t, uuid, &Request::ContRegister)?;
-                    }
-                }
+                self.register_everywhere(uuid)?;
                 Ok(uuid)
             }
             Ok(reply::Created::UuidTaken) => Err(ClientError::Exists(format!(
@@ -1153,6 +1148,26 @@ impl Session {
             ))),
             _ => Err(self.bad(svc, "container create reply")),
         }
+    }
+
+    /// Has every target serve container `uuid` from now on (they refuse unknown containers);
+    /// a target of a rank down now learns it when a rebuild writes to it.
+    pub fn register_everywhere(&mut self, uuid: [u8; 16]) -> Result<(), ClientError> {
+        for t in 0..self.map.targets.len() {
+            if !self.map.down.contains(&self.map.targets[t].rank) {
+                self.call(t, uuid, &Request::ContRegister)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Punches container `uuid`'s objects on every target (after its pool service removed
+    /// it).
+    pub fn punch_everywhere(&mut self, uuid: [u8; 16]) -> Result<(), ClientError> {
+        for t in 0..self.map.targets.len() {
+            self.call(t, uuid, &Request::ContPunch)?;
+        }
+        Ok(())
     }
 
     /// Containers of the pool: (label, UUID).
@@ -1224,9 +1239,7 @@ impl Session {
     /// target. Returns its UUID.
     pub fn cont_destroy(&mut self, id: &str) -> Result<[u8; 16], ClientError> {
         let (_, uuid) = self.cont_lookup(id, true)?;
-        for t in 0..self.map.targets.len() {
-            self.call(t, uuid, &Request::ContPunch)?;
-        }
+        self.punch_everywhere(uuid)?;
         Ok(uuid)
     }
 

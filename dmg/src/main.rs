@@ -432,7 +432,8 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
                     daos_control::hostlist::parse_ranks(r).map_err(|e| format!("--ranks: {e}"))?;
             }
             req.num_svc_reps = match nsvc {
-                None => 1,
+                // The server's default: 2 x svc_rf + 1, capped by the hosts.
+                None => 0,
                 Some(n @ 1..=MAX_SVC_REPS) => *n,
                 Some(n) => {
                     return Err(format!(

@@ -84,6 +84,10 @@ pub struct PoolRecord {
     /// The pool map's target states and the rebuild they started.
     #[serde(default)]
     pub map: PoolTargets,
+    /// The pool service's replicas: control addresses of the daos_servers of `svc_ranks`
+    /// (one per host), in the group's node order.
+    #[serde(default)]
+    pub svc_hosts: Vec<String>,
 }
 
 /// A pool's target states (DAOS's pool map) and its rebuild.
@@ -324,6 +328,7 @@ mod tests {
 
     fn pool(uuid: &str, ranks: Vec<u32>) -> PoolRecord {
         PoolRecord {
+            svc_hosts: Vec::new(),
             uuid: uuid.into(),
             label: uuid.into(),
             svc_ranks: ranks.clone(),

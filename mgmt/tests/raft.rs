@@ -89,6 +89,7 @@ fn wait(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 
 fn pool(n: u32) -> PoolRecord {
     PoolRecord {
+        svc_hosts: Vec::new(),
         uuid: format!("00000000-0000-0000-0000-{n:012}"),
         label: format!("pool{n}"),
         svc_ranks: vec![0],
@@ -315,12 +316,11 @@ fn a_pool_service_replicates_containers_and_survives_its_leader() {
     let leader = |nodes: &Vec<Option<Replica>>| {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            for i in 0..3 {
-                if let Some(r) = &nodes[i] {
-                    let p = r.node.pool_services();
-                    if rt.block_on(p.read(uuid)).is_ok() {
-                        return i;
-                    }
+            for (i, r) in nodes.iter().enumerate() {
+                if let Some(r) = r
+                    && rt.block_on(r.node.pool_services().read(uuid)).is_ok()
+                {
+                    return i;
                 }
             }
             assert!(Instant::now() < deadline, "no pool service leader");
@@ -373,8 +373,8 @@ fn a_pool_service_replicates_containers_and_survives_its_leader() {
         "create after the failover"
     );
     // Stopped and removed everywhere (the pool is destroyed).
-    for i in 0..3 {
-        if nodes[i].is_some() {
+    for (i, r) in nodes.iter().enumerate() {
+        if r.is_some() {
             node(&nodes, i)
                 .pool_svc_stop(&replicas[i], true, uuid)
                 .expect("stop");

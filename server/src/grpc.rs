@@ -952,11 +952,8 @@ impl MgmtSvc for Services {
             scm: r.tier_bytes.first().copied().filter(|b| *b > 0),
             nvme: r.tier_bytes.get(1).copied().filter(|b| *b > 0),
             ranks: r.ranks,
-            nsvc: if r.num_svc_reps == 0 {
-                1
-            } else {
-                r.num_svc_reps
-            },
+            // 0: DAOS's default (from svc_rf).
+            nsvc: r.num_svc_reps,
             props,
             uuid: (!r.uuid.is_empty()).then(|| r.uuid.clone()),
         };
@@ -1342,6 +1339,7 @@ pub fn serve(
         Arc::new(move |req, method| security::authorize(req, method, insecure));
     let raft = crate::membership::raft::svc::server(ms.clone(), raft_check);
     let rank = harness.clone().map(|h| crate::remote::server(h, insecure));
+    let cont = crate::cont::server(ms.clone(), insecure);
     let services = Services {
         config: Arc::new(config.clone()),
         harness,
@@ -1366,6 +1364,7 @@ pub fn serve(
         .add_service(Served::new(CtlSvcServer::new(services.clone()), CTL_SERVED))
         .add_service(Served::new(MgmtSvcServer::new(services), MGMT_SERVED))
         .add_service(raft)
+        .add_service(cont)
         .add_optional_service(rank);
     let thread = std::thread::Builder::new()
         .name("grpc-server".into())

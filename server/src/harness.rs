@@ -380,6 +380,14 @@ impl Harness {
             .map_or(Duration::from_secs(10), Duration::from_secs)
     }
 
+    /// The containers of `pool` (their UUIDs), from its pool service.
+    pub fn containers(
+        &self,
+        pool: &crate::membership::PoolRecord,
+    ) -> Result<Vec<[u8; 16]>, String> {
+        self.remote.containers(&pool.svc_hosts, &pool.uuid)
+    }
+
     /// The rebuild's pace in bytes a second: `DAOS_RS_REBUILD_MBPS` (MB/s; 0: no limit) from
     /// the engines' env_vars or this process, default [`REBUILD_MBPS`].
     pub fn rebuild_rate(&self) -> u64 {

@@ -465,11 +465,25 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
             ),
         ));
     }
-    let nsvc = req.nsvc.max(1) as usize;
+    // DAOS: `--nsvc`, else 2 x svc_rf + 1 (svc_rf default 2), capped by the ranks; here one
+    // replica per host (a pool service replica runs in the host's daos_server), so the
+    // service ranks are ranks of distinct hosts.
+    let nsvc = match req.nsvc {
+        0 => {
+            let rf: usize = props
+                .get("svc_rf")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2);
+            2 * rf + 1
+        }
+        n => n as usize,
+    };
+    let (svc_ranks, svc_hosts) = service_ranks(h, &ranks, nsvc);
     let mut rec = PoolRecord {
         uuid: uuid.clone(),
         label: req.label.clone(),
-        svc_ranks: ranks.iter().take(nsvc).copied().collect(),
+        svc_ranks,
+        svc_hosts,
         ranks: ranks.clone(),
         scm_per_rank,
         nvme_per_rank,
@@ -510,16 +524,79 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
             }
         }
     }
+    // The pool service: a replica on each service host, a majority at least.
+    let mut started = 0;
+    let mut failures = Vec::new();
+    for (i, addr) in rec.svc_hosts.iter().enumerate() {
+        let m = daos_mgmt::raft::pool::Members {
+            replicas: rec.svc_hosts.clone(),
+            me: i,
+        };
+        match h.ms().pool_svc_start(addr, h.is_local(addr), &uuid, &m) {
+            Ok(()) => started += 1,
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    if started * 2 <= rec.svc_hosts.len() {
+        warn!(
+            "pool {} ({uuid}): its service did not start ({}); undoing",
+            req.label,
+            failures.join("; ")
+        );
+        for addr in &rec.svc_hosts {
+            let _ = h.ms().pool_svc_stop(addr, h.is_local(addr), &uuid);
+        }
+        for &r in &ranks {
+            h.undo_create(r, &uuid);
+        }
+        let _ = h.ms().pool_remove(&uuid);
+        return Err(PoolSvcError::new(
+            Failed,
+            format!(
+                "pool create failed: its service started on {started} of {} hosts: {}",
+                rec.svc_hosts.len(),
+                failures.join("; ")
+            ),
+        ));
+    }
+    for f in &failures {
+        warn!(
+            "pool {} ({uuid}): a service replica did not start ({f}); the others serve",
+            req.label
+        );
+    }
     rec.state = PoolState::Ready;
     h.ms()
         .pool_update(rec.clone())
         .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
     info!(
-        "pool {} ({uuid}) created on ranks {}",
+        "pool {} ({uuid}) created on ranks {}; its service on ranks {} ({})",
         rec.label,
-        crate::hostlist::format_ranks(&rec.ranks)
+        crate::hostlist::format_ranks(&rec.ranks),
+        crate::hostlist::format_ranks(&rec.svc_ranks),
+        rec.svc_hosts.join(", ")
     );
     Ok(rec)
+}
+
+/// Up to `n` of `ranks` on distinct hosts (in rank order), and those hosts' control
+/// addresses: the pool service's replicas.
+fn service_ranks(h: &Harness, ranks: &[u32], n: usize) -> (Vec<u32>, Vec<String>) {
+    let members = h.ms().members();
+    let mut out = (Vec::new(), Vec::new());
+    for &r in ranks {
+        if out.0.len() >= n.max(1) {
+            break;
+        }
+        let Some(m) = members.iter().find(|m| m.rank == r) else {
+            continue;
+        };
+        if !out.1.contains(&m.addr) {
+            out.0.push(r);
+            out.1.push(m.addr.clone());
+        }
+    }
+    out
 }
 
 fn find(h: &Harness, id: &str) -> Result<PoolRecord, PoolSvcError> {
@@ -578,6 +655,16 @@ pub fn destroy(
                 failures.join("; ")
             ),
         ));
+    }
+    // Its service's replicas go too (one whose host is down keeps its log until removed by
+    // hand; it serves nothing: the pool is gone from the system).
+    for addr in &rec.svc_hosts {
+        if let Err(e) = h.ms().pool_svc_stop(addr, h.is_local(addr), &rec.uuid) {
+            warn!(
+                "pool {}: its service replica on {addr} was not removed: {e}",
+                rec.uuid
+            );
+        }
     }
     h.ms()
         .pool_remove(&rec.uuid)

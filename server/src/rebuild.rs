@@ -143,12 +143,9 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
     let result = client_map(h, pool).and_then(|map| {
         let mut s =
             Session::open(Arc::new(map), SessionOpts::default()).map_err(|e| e.to_string())?;
-        let conts: Vec<[u8; 16]> = s
-            .cont_list()
-            .map_err(|e| format!("listing containers: {e}"))?
-            .into_iter()
-            .map(|(_, u)| u)
-            .collect();
+        let conts = h
+            .containers(pool)
+            .map_err(|e| format!("listing containers: {e}"))?;
         let mut last = Instant::now();
         let mut stale = None;
         let mut throttle = daos_client::rebuild::Throttle::new(h.rebuild_rate());

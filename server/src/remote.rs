@@ -149,6 +149,63 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// The containers of pool `uuid` (their UUIDs), from its service's leader among `hosts`.
+    pub fn containers(&self, hosts: &[String], uuid: &str) -> Result<Vec<[u8; 16]>, String> {
+        use daos_control::redirect::{HostQueue, Redirect};
+        use daos_proto::cont::ContReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut last = String::from("the pool has no service hosts");
+        loop {
+            let mut q = HostQueue::new(hosts.iter().cloned());
+            while let Some(h) = q.next_host() {
+                let ch = match self.channel(&h) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                };
+                let req = ContReq {
+                    pool: uuid.to_string(),
+                    ..Default::default()
+                };
+                let answer = self.run(async move {
+                    let mut c = ContSvcClient::new(ch);
+                    tokio::time::timeout(Duration::from_secs(10), c.list(stamp(req))).await
+                });
+                match answer {
+                    Err(_) => last = format!("{h}: no answer within 10s"),
+                    Ok(Ok(r)) => {
+                        return r
+                            .into_inner()
+                            .containers
+                            .iter()
+                            .map(|c| {
+                                daos_wire::parse_uuid(&c.uuid)
+                                    .ok_or_else(|| format!("container UUID {:?}", c.uuid))
+                            })
+                            .collect();
+                    }
+                    Ok(Err(s)) => {
+                        if let Some(r) = Redirect::from_status(&s) {
+                            q.prefer(r.hosts());
+                        } else if s.code() != tonic::Code::Unavailable {
+                            return Err(format!("{h}: {}", s.message()));
+                        }
+                        last = format!("{h}: {}", s.message());
+                    }
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(last);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
 fn stamp<T>(msg: T) -> Request<T> {
     Peers::stamp(msg)
 }

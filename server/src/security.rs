@@ -62,6 +62,8 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "RaftSvc.InstallSnapshot"
         | "RaftSvc.Propose"
         | "RaftSvc.Read"
+        | "RaftSvc.Start"
+        | "RaftSvc.Stop"
         | "RankSvc.EngineCall"
         | "RankSvc.RankInfo"
         | "RankSvc.GroupUpdate" => &[Server],
@@ -71,6 +73,9 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "MgmtSvc.SystemExclude" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
         "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" | "MgmtSvc.PoolQueryTarget" => &[Admin, Agent],
+        // Containers, at their pool's service (the rebuild lists them from a server).
+        "ContSvc.Create" | "ContSvc.Destroy" | "ContSvc.Query" | "ContSvc.SetProps"
+        | "ContSvc.List" => &[Admin, Agent, Server],
         "MgmtSvc.PoolCreate"
         | "MgmtSvc.PoolDestroy"
         | "MgmtSvc.PoolExclude"

@@ -147,8 +147,11 @@ fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
     let uuid =
         daos_client::parse_uuid(&daos_wire::new_uuid_text().map_err(|e| format!("UUID: {e}"))?)
             .ok_or("UUID")?;
+    daos_client::container::Containers::new(&target, &a.pool)
+        .and_then(|c| c.create(&label, uuid, ""))
+        .map_err(|e| format!("container {label}: {e}"))?;
     admin
-        .cont_create(&label, uuid)
+        .register_everywhere(uuid)
         .map_err(|e| format!("container {label}: {e}"))?;
     drop(admin);
     eprintln!(
@@ -280,16 +283,21 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
     );
     let mut admin = daos_client::Session::open(map.clone(), daos_client::SessionOpts::default())
         .map_err(|e| format!("client session: {e}"))?;
+    let conts =
+        daos_client::container::Containers::new(&target, &a.pool).map_err(|e| e.to_string())?;
     let (cont, temp) = match &a.cont {
-        Some(c) => (admin.cont_query(c).map_err(|e| e.to_string())?.1, None),
+        Some(c) => (conts.query(c).map_err(|e| e.to_string())?.uuid, None),
         None => {
             let label = format!("daos_bench_{}", std::process::id());
             let uuid = daos_client::parse_uuid(
                 &daos_wire::new_uuid_text().map_err(|e| format!("UUID: {e}"))?,
             )
             .ok_or("UUID")?;
+            conts
+                .create(&label, uuid, "")
+                .map_err(|e| format!("container {label}: {e}"))?;
             admin
-                .cont_create(&label, uuid)
+                .register_everywhere(uuid)
                 .map_err(|e| format!("container {label}: {e}"))?;
             (uuid, Some(label))
         }
@@ -350,7 +358,10 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
         }
     }
     if let Some(label) = temp
-        && let Err(e) = admin.cont_destroy(&label)
+        && let Err(e) = conts
+            .destroy(&label)
+            .map_err(|e| e.to_string())
+            .and_then(|c| admin.punch_everywhere(c.uuid).map_err(|e| e.to_string()))
     {
         eprintln!("daos_bench io: could not destroy container {label}: {e}");
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use daos_client::container::{ContInfo, Containers};
 use daos_client::props::ContProps;
 use daos_client::{ClientError, Session, SessionOpts, kv, uuid_text};
 use daos_control::VERSION;
@@ -101,29 +102,31 @@ fn err(e: ClientError) -> String {
     e.to_string()
 }
 
-fn open_container(s: &mut Session, id: &str) -> Result<[u8; 16], String> {
-    s.cont_query(id).map(|(_, u)| u).map_err(err)
+fn container_props(info: &ContInfo) -> Result<ContProps, String> {
+    ContProps::decode(&info.props).map_err(|e| format!("container {}: {e}", info.label))
 }
 
-fn container_props(s: &mut Session, id: &str) -> Result<ContProps, String> {
-    let text = s.cont_props(id).map_err(err)?;
-    ContProps::decode(&text).map_err(|e| format!("container {id}: {e}"))
-}
-
-/// The class an object of container `id` opens with: `--oclass` or the container's default,
-/// checked against its `rd_fac`.
-fn class_in(
-    s: &mut Session,
+/// Opens container `id` at its pool service: its UUID and the class its objects open with
+/// (`--oclass` or the container's default, checked against its `rd_fac`).
+fn open_container(
+    c: &Containers,
     id: &str,
     oclass: &Option<String>,
-) -> Result<Option<daos_placement::ObjectClass>, String> {
+) -> Result<([u8; 16], Option<daos_placement::ObjectClass>), String> {
     let requested = object_class(oclass)?;
-    container_props(s, id)?
+    let info = c.query(id).map_err(|e| e.to_string())?;
+    let class = container_props(&info)?
         .class_for(requested)
-        .map_err(|e| format!("container {id}: {e}"))
+        .map_err(|e| format!("container {id}: {e}"))?;
+    Ok((info.uuid, class))
 }
 
-fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, Value), String> {
+fn cont_command(
+    s: &mut Session,
+    c: &Containers,
+    pool: &str,
+    cmd: &ContCmd,
+) -> Result<(String, Value), String> {
     match cmd {
         ContCmd::Create {
             label,
@@ -134,11 +137,11 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
             daos_control::input::check_label_of("container", label)?;
             // Checked before anything is created.
             let props = ContProps::from_cli(properties.as_deref(), oclass.as_deref())?;
-            let uuid = s.cont_create(label, new_uuid()?).map_err(err)?;
-            if props != ContProps::default() {
-                s.cont_set_props(&uuid_text(&uuid), &props.encode())
-                    .map_err(err)?;
-            }
+            let uuid = c
+                .create(label, new_uuid()?, &props.encode())
+                .map_err(|e| e.to_string())?
+                .uuid;
+            s.register_everywhere(uuid).map_err(err)?;
             let u = uuid_text(&uuid);
             Ok((
                 format!(
@@ -148,10 +151,10 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
             ))
         }
         ContCmd::List { .. } => {
-            let list = s.cont_list().map_err(err)?;
+            let list = c.list().map_err(|e| e.to_string())?;
             let rows: Vec<Vec<String>> = list
                 .iter()
-                .map(|(l, u)| vec![uuid_text(u), l.clone()])
+                .map(|i| vec![uuid_text(&i.uuid), i.label.clone()])
                 .collect();
             let text = if rows.is_empty() {
                 format!("No containers in pool {pool}\n")
@@ -160,12 +163,13 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
             };
             let j: Vec<Value> = list
                 .iter()
-                .map(|(l, u)| json!({"uuid": uuid_text(u), "label": l}))
+                .map(|i| json!({"uuid": uuid_text(&i.uuid), "label": i.label}))
                 .collect();
             Ok((text, json!(j)))
         }
         ContCmd::Query { container, .. } => {
-            let (l, u) = s.cont_query(container).map_err(err)?;
+            let i = c.query(container).map_err(|e| e.to_string())?;
+            let (l, u) = (i.label, i.uuid);
             let objects = s.list_objects(u).map_err(err)?.len();
             let u = uuid_text(&u);
             Ok((
@@ -176,7 +180,7 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
             ))
         }
         ContCmd::GetProp { container, .. } => {
-            let props = container_props(s, container)?;
+            let props = container_props(&c.query(container).map_err(|e| e.to_string())?)?;
             let rows = props.rows();
             let j: Vec<Value> = rows
                 .iter()
@@ -191,7 +195,9 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
             ))
         }
         ContCmd::Destroy { container, .. } => {
-            let u = uuid_text(&s.cont_destroy(container).map_err(err)?);
+            let uuid = c.destroy(container).map_err(|e| e.to_string())?.uuid;
+            s.punch_everywhere(uuid).map_err(err)?;
+            let u = uuid_text(&uuid);
             Ok((
                 format!("Successfully destroyed container {container} ({u})\n"),
                 json!({"container_uuid": u}),
@@ -200,7 +206,7 @@ fn cont_command(s: &mut Session, pool: &str, cmd: &ContCmd) -> Result<(String, V
     }
 }
 
-fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String> {
+fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String, Value), String> {
     match cmd {
         ObjCmd::Put {
             container,
@@ -209,8 +215,7 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             oclass,
             ..
         } => {
-            let cont = open_container(s, container)?;
-            let class = class_in(s, container, oclass)?;
+            let (cont, class) = open_container(c, container, oclass)?;
             let data =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             kv::put_as(s, cont, key, class, &data, new_uuid()?)
@@ -231,8 +236,7 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             oclass,
             ..
         } => {
-            let cont = open_container(s, container)?;
-            let class = class_in(s, container, oclass)?;
+            let (cont, class) = open_container(c, container, oclass)?;
             let out = match kv::get_as(s, cont, key, class) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
@@ -254,7 +258,7 @@ fn obj_command(s: &mut Session, cmd: &ObjCmd) -> Result<(String, Value), String>
             ))
         }
         ObjCmd::List { container, .. } => {
-            let cont = open_container(s, container)?;
+            let (cont, _) = open_container(c, container, &None)?;
             let mut rows = Vec::new();
             for oid in s.list_objects(cont).map_err(err)? {
                 if let Some(row) = kv::describe(s, cont, oid).map_err(err)? {
@@ -299,9 +303,10 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
         .map_err(|e| e.to_string())
         .and_then(|map| {
             let mut s = Session::open(Arc::new(map), SessionOpts::default()).map_err(err)?;
+            let c = Containers::new(&target, &pool).map_err(|e| e.to_string())?;
             match &cli.command {
-                Command::Container(c) => cont_command(&mut s, &pool, c),
-                Command::Object(o) => obj_command(&mut s, o),
+                Command::Container(cmd) => cont_command(&mut s, &c, &pool, cmd),
+                Command::Object(o) => obj_command(&mut s, &c, o),
             }
         });
     let out = match result {

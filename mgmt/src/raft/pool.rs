@@ -150,6 +150,10 @@ impl PoolServices {
                 warn!("pool {uuid} service: initialize: {e}");
             }
         }
+        // A sole voter need not wait an election timeout to lead.
+        if members.replicas.len() == 1 {
+            let _ = raft.trigger().elect().await;
+        }
         info!(
             "pool {uuid} service: replica {} of {} started ({})",
             members.me,

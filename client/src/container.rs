@@ -1,0 +1,221 @@
+//! A pool's containers through its pool service (`cont.ContSvc` on the control port of the
+//! daos_servers running the pool's service replicas): create, list, query (label or UUID),
+//! set properties, destroy. Any daos_server points the caller at the service's leader
+//! (DAOS's not-leader error with a hint and the replicas); a leader that dies is replaced by
+//! an election and the call goes on at the new one, within [`DEADLINE`].
+
+use std::time::{Duration, Instant};
+
+use daos_control::Target;
+use daos_control::redirect::{HostQueue, Redirect};
+use daos_proto::cont::cont_svc_client::ContSvcClient;
+use daos_proto::cont::{ContReq, Container};
+
+/// How long a container call looks for the pool service's leader (an election takes about
+/// two seconds).
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Why a container call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContError {
+    /// No such container or pool (DER_NONEXIST).
+    #[error("{0}")]
+    NotFound(String),
+    /// The label or UUID is taken (DER_EXIST).
+    #[error("{0}")]
+    Exists(String),
+    /// A bad label, UUID or request (DER_INVAL).
+    #[error("{0}")]
+    Invalid(String),
+    /// The pool service did not answer within the deadline (its words).
+    #[error("pool {pool}'s service did not answer: {last}")]
+    Unavailable { pool: String, last: String },
+    #[error("cannot start the client runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A container as its pool service keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContInfo {
+    pub uuid: [u8; 16],
+    pub label: String,
+    /// `name:value;...`
+    pub props: String,
+}
+
+impl ContInfo {
+    fn from_wire(c: Container) -> Result<ContInfo, ContError> {
+        let uuid = crate::parse_uuid(&c.uuid).ok_or_else(|| {
+            ContError::Invalid(format!(
+                "the pool service gave container {:?} a bad UUID {:?}",
+                c.label, c.uuid
+            ))
+        })?;
+        Ok(ContInfo {
+            uuid,
+            label: c.label,
+            props: c.props,
+        })
+    }
+}
+
+/// The containers of one pool.
+pub struct Containers<'a> {
+    target: &'a Target,
+    pool: String,
+    rt: tokio::runtime::Runtime,
+}
+
+enum Op {
+    Create,
+    Destroy,
+    Query,
+    SetProps,
+    List,
+}
+
+impl<'a> Containers<'a> {
+    /// The containers of pool `pool` (label or UUID), reached through `target`'s hosts.
+    pub fn new(target: &'a Target, pool: &str) -> Result<Containers<'a>, ContError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ContError::Runtime)?;
+        Ok(Containers {
+            target,
+            pool: pool.to_string(),
+            rt,
+        })
+    }
+
+    /// Calls the pool service's leader, following redirects, until answered or [`DEADLINE`].
+    async fn call(&self, op: Op, req: ContReq) -> Result<Vec<Container>, ContError> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut hosts = HostQueue::new(self.target.hosts.iter().cloned());
+            let mut last = String::from("no host to ask");
+            while let Some(h) = hosts.next_host() {
+                let conn = match self.target.conn(&h).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                };
+                let mut c = ContSvcClient::new(conn);
+                let r = req.clone();
+                let one = |a: tonic::Response<daos_proto::cont::ContResp>| {
+                    a.into_inner().container.into_iter().collect::<Vec<_>>()
+                };
+                let answer = match op {
+                    Op::Create => c.create(r).await.map(one),
+                    Op::Destroy => c.destroy(r).await.map(one),
+                    Op::Query => c.query(r).await.map(one),
+                    Op::SetProps => c.set_props(r).await.map(one),
+                    Op::List => c.list(r).await.map(|a| a.into_inner().containers),
+                };
+                match answer {
+                    Ok(c) => return Ok(c),
+                    Err(s) => match s.code() {
+                        tonic::Code::NotFound => {
+                            return Err(ContError::NotFound(s.message().into()));
+                        }
+                        tonic::Code::AlreadyExists => {
+                            return Err(ContError::Exists(s.message().into()));
+                        }
+                        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+                            return Err(ContError::Invalid(s.message().into()));
+                        }
+                        _ => {
+                            if let Some(r) = Redirect::from_status(&s) {
+                                hosts.prefer(r.hosts());
+                            }
+                            last = format!("{h}: {}", s.message());
+                        }
+                    },
+                }
+            }
+            if Instant::now() + backoff > deadline {
+                return Err(ContError::Unavailable {
+                    pool: self.pool.clone(),
+                    last,
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    fn one(&self, op: Op, req: ContReq) -> Result<ContInfo, ContError> {
+        let got = self.rt.block_on(self.call(op, req))?;
+        let c = got
+            .into_iter()
+            .next()
+            .ok_or_else(|| ContError::Unavailable {
+                pool: self.pool.clone(),
+                last: "an answer without its container".into(),
+            })?;
+        ContInfo::from_wire(c)
+    }
+
+    fn req(&self) -> ContReq {
+        ContReq {
+            pool: self.pool.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Creates container `label` with UUID `uuid` and properties `props`.
+    pub fn create(&self, label: &str, uuid: [u8; 16], props: &str) -> Result<ContInfo, ContError> {
+        self.one(
+            Op::Create,
+            ContReq {
+                label: label.into(),
+                uuid: crate::uuid_text(&uuid),
+                props: props.into(),
+                ..self.req()
+            },
+        )
+    }
+
+    /// Container `id` (label or UUID).
+    pub fn query(&self, id: &str) -> Result<ContInfo, ContError> {
+        self.one(
+            Op::Query,
+            ContReq {
+                id: id.into(),
+                ..self.req()
+            },
+        )
+    }
+
+    /// Replaces container `id`'s properties.
+    pub fn set_props(&self, id: &str, props: &str) -> Result<ContInfo, ContError> {
+        self.one(
+            Op::SetProps,
+            ContReq {
+                id: id.into(),
+                props: props.into(),
+                ..self.req()
+            },
+        )
+    }
+
+    /// Removes container `id` from the pool service; returns what it was.
+    pub fn destroy(&self, id: &str) -> Result<ContInfo, ContError> {
+        self.one(
+            Op::Destroy,
+            ContReq {
+                id: id.into(),
+                ..self.req()
+            },
+        )
+    }
+
+    /// Every container of the pool.
+    pub fn list(&self) -> Result<Vec<ContInfo>, ContError> {
+        let got = self.rt.block_on(self.call(Op::List, self.req()))?;
+        got.into_iter().map(ContInfo::from_wire).collect()
+    }
+}
