@@ -1151,14 +1151,25 @@ impl Session {
     }
 
     /// Has every target serve container `uuid` from now on (they refuse unknown containers);
-    /// a target of a rank down now learns it when a rebuild writes to it.
-    pub fn register_everywhere(&mut self, uuid: [u8; 16]) -> Result<(), ClientError> {
+    /// a target of a rank down, or one that does not answer (its rank died and is not
+    /// excluded yet), learns it when a rebuild writes to it. Returns those it skipped.
+    pub fn register_everywhere(&mut self, uuid: [u8; 16]) -> Result<Vec<(u32, u32)>, ClientError> {
+        let mut skipped = Vec::new();
         for t in 0..self.map.targets.len() {
-            if !self.map.down.contains(&self.map.targets[t].rank) {
-                self.call(t, uuid, &Request::ContRegister)?;
+            let (rank, idx) = (self.map.targets[t].rank, self.map.targets[t].target);
+            if self.map.down.contains(&rank) {
+                skipped.push((rank, idx));
+                continue;
+            }
+            match self.call(t, uuid, &Request::ContRegister) {
+                Ok(_) => {}
+                Err(ClientError::Timeout { .. } | ClientError::Fabric(_)) => {
+                    skipped.push((rank, idx));
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(skipped)
     }
 
     /// Punches container `uuid`'s objects on every target (after its pool service removed

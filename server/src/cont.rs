@@ -112,6 +112,26 @@ impl ContService {
     }
 }
 
+impl ContService {
+    /// Pool `pool`'s service state: from its leader; when it has none (a majority of its
+    /// replicas is gone), from this replica as applied (DAOS's clients keep reading a pool
+    /// whose service lost its majority through the handles they hold; ours reconnect for
+    /// each command, so they read the containers from a surviving replica).
+    async fn read(&self, pool: &str) -> Result<daos_mgmt::SystemDb, Status> {
+        let (uuid, hosts, svc) = self.route(pool).await?;
+        match svc.read(&uuid).await {
+            Ok(db) => Ok(db),
+            Err(PoolSvcError::NotLeader { hint, .. }) if hint.is_empty() => {
+                svc.read_any(&uuid).map_err(|e| status(&uuid, e, &hosts))
+            }
+            Err(PoolSvcError::Ms(MsError::Unavailable(_))) => {
+                svc.read_any(&uuid).map_err(|e| status(&uuid, e, &hosts))
+            }
+            Err(e) => Err(status(&uuid, e, &hosts)),
+        }
+    }
+}
+
 fn check_label(label: &str) -> Result<(), Status> {
     // DAOS's labels: 1 to 127 characters of letters, digits, '.', '_', ':' and '-', not
     // a UUID.
@@ -184,11 +204,7 @@ impl ContSvc for ContService {
     async fn query(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.Query", self.insecure)?;
         let r = req.into_inner();
-        let (uuid, hosts, svc) = self.route(&r.pool).await?;
-        let db = svc
-            .read(&uuid)
-            .await
-            .map_err(|e| status(&uuid, e, &hosts))?;
+        let db = self.read(&r.pool).await?;
         let c = db.container(&r.id).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
         })?;
@@ -200,11 +216,7 @@ impl ContSvc for ContService {
     async fn list(&self, req: Request<ContReq>) -> Result<Response<ContListResp>, Status> {
         security::authorize(&req, "ContSvc.List", self.insecure)?;
         let r = req.into_inner();
-        let (uuid, hosts, svc) = self.route(&r.pool).await?;
-        let db = svc
-            .read(&uuid)
-            .await
-            .map_err(|e| status(&uuid, e, &hosts))?;
+        let db = self.read(&r.pool).await?;
         Ok(Response::new(ContListResp {
             containers: db.containers.into_iter().map(to_wire).collect(),
         }))

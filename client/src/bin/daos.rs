@@ -141,7 +141,18 @@ fn cont_command(
                 .create(label, new_uuid()?, &props.encode())
                 .map_err(|e| e.to_string())?
                 .uuid;
-            s.register_everywhere(uuid).map_err(err)?;
+            let skipped = s.register_everywhere(uuid).map_err(err)?;
+            if !skipped.is_empty() {
+                eprintln!(
+                    "daos: note: {} target(s) did not answer (ranks {:?}); they learn the container when they are rebuilt",
+                    skipped.len(),
+                    {
+                        let mut r: Vec<u32> = skipped.iter().map(|(r, _)| *r).collect();
+                        r.dedup();
+                        r
+                    }
+                );
+            }
             let u = uuid_text(&uuid);
             Ok((
                 format!(

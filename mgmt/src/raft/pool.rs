@@ -26,6 +26,9 @@ use super::{Timing, TypeConfig, log, sm};
 use crate::MsError;
 use crate::state::{Command, Reply, SystemDb};
 
+/// How long a leader may take to confirm it still leads before a read.
+const READ_CONFIRM: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where a pool service's replicas are and which one this server runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Members {
@@ -160,6 +163,25 @@ impl PoolServices {
             members.replicas.len(),
             dir.display()
         );
+        // Say when this replica leads (DAOS's rdb logs its leadership too).
+        let mut metrics = raft.metrics();
+        let (group, me) = (uuid.to_string(), members.me);
+        tokio::spawn(async move {
+            let mut leading = false;
+            loop {
+                let (now, term) = {
+                    let m = metrics.borrow();
+                    (m.state == ServerState::Leader, m.current_term)
+                };
+                if now && !leading {
+                    info!("pool {group} service: replica {me} is the leader (term {term})");
+                }
+                leading = now;
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         self.groups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -307,11 +329,30 @@ impl PoolServices {
     /// it still leads, so a deposed leader answers nothing stale).
     pub async fn read(&self, uuid: &str) -> Result<SystemDb, PoolSvcError> {
         let r = self.leader_of(uuid)?;
-        if let Err(e) = r.raft.ensure_linearizable().await {
-            return Err(PoolSvcError::Ms(MsError::Unavailable(format!(
-                "pool {uuid} service: {e}"
-            ))));
+        let confirmed = tokio::time::timeout(READ_CONFIRM, r.raft.ensure_linearizable()).await;
+        match confirmed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(PoolSvcError::Ms(MsError::Unavailable(format!(
+                    "pool {uuid} service: {e}"
+                ))));
+            }
+            Err(_) => {
+                return Err(PoolSvcError::Ms(MsError::Unavailable(format!(
+                    "pool {uuid} service: leadership not confirmed within {READ_CONFIRM:?}"
+                ))));
+            }
         }
+        Ok(r.state.read().unwrap_or_else(|p| p.into_inner()).db.clone())
+    }
+
+    /// Pool `uuid`'s service state as this replica has applied it, leader or not: for reads
+    /// when the service has no leader (a majority of its replicas is gone). It may miss the
+    /// latest changes.
+    pub fn read_any(&self, uuid: &str) -> Result<SystemDb, PoolSvcError> {
+        let r = self
+            .get(uuid)
+            .ok_or_else(|| PoolSvcError::NoReplica(uuid.to_string()))?;
         Ok(r.state.read().unwrap_or_else(|p| p.into_inner()).db.clone())
     }
 

@@ -1519,6 +1519,120 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     assert_eq!(r["verified_after"], 48, "{r}");
 }
 
+/// Kills every process of the host whose replica leads pool `tank`'s service (the highest
+/// term any host logged), then creates a container and reads a value of an old one through
+/// the new leader; the host comes back and is reintegrated.
+fn pool_service_leader_killed(c: &mut Cluster, rank_of: &[u32], dir: &std::path::Path) {
+    let all = c.all();
+    let four = c.hosts.list(1, 4, 10001);
+    let uuid = pool_query(c, 1, "tank")["uuid"]
+        .as_str()
+        .expect("pool uuid")
+        .to_string();
+    let mark = format!("pool {uuid} service: replica ");
+    let term_on = |c: &Cluster, i: usize| -> Option<u64> {
+        c.log(i)
+            .lines()
+            .filter(|l| l.contains(&mark) && l.contains("is the leader"))
+            .filter_map(|l| {
+                l.rsplit("(term ")
+                    .next()?
+                    .trim_end_matches(')')
+                    .parse()
+                    .ok()
+            })
+            .max()
+    };
+    let daos = |c: &Cluster, args: &[&str]| {
+        c.hosts
+            .command(1, &bin("daos"))
+            .args(["-i", "-l", &all])
+            .args(args)
+            .env("CRT_TIMEOUT", "3")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("daos")
+    };
+    let f = dir.join("svc.in");
+    std::fs::write(&f, b"kept across the pool service's failover").expect("value");
+    let fs = f.to_str().expect("utf8");
+    passed(c, daos(c, &["object", "put", "tank", "c", "svc-key", fs]));
+    let (host, term) = (1..=4)
+        .filter_map(|i| term_on(c, i).map(|t| (i, t)))
+        .max_by_key(|(_, t)| *t)
+        .expect("a pool service leader logged its term");
+    let t = Instant::now();
+    c.kill(host);
+    passed(
+        c,
+        daos(c, &["container", "create", "tank", "after-failover"]),
+    );
+    let created = t.elapsed();
+    let list = stdout(&passed(c, daos(c, &["container", "list", "tank"])));
+    assert!(
+        list.contains("after-failover")
+            && list
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some("c")),
+        "{list}"
+    );
+    let out = dir.join("svc.out");
+    passed(
+        c,
+        daos(
+            c,
+            &[
+                "object",
+                "get",
+                "tank",
+                "c",
+                "svc-key",
+                out.to_str().expect("utf8"),
+            ],
+        ),
+    );
+    assert_eq!(
+        std::fs::read(&out).expect("read back"),
+        std::fs::read(&f).expect("value")
+    );
+    let newer = (1..=4)
+        .filter(|i| *i != host)
+        .filter_map(|i| term_on(c, i))
+        .max();
+    assert!(
+        newer.is_some_and(|n| n > term),
+        "another replica leads after the kill (terms: before {term}, after {newer:?})"
+    );
+    eprintln!(
+        "pool service leader on h{host} killed: container created through the new leader after {} ms",
+        created.as_millis()
+    );
+    // Back, reintegrated: redundancy normal.
+    c.start(host);
+    assert!(
+        wait_until(Duration::from_secs(90), || joined(c, 1, &four, 4)),
+        "h{host} rejoins: {:?}",
+        c.members(1, &four)
+    );
+    let r = rank_of[host].to_string();
+    if stdout(&c.dmg(1, &four, &["pool", "query-targets", "tank", "--rank", &r]))
+        .contains("state down")
+    {
+        passed(
+            c,
+            c.dmg(1, &four, &["pool", "reint", "tank", "--ranks", &r]),
+        );
+    }
+    let mut q = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            q = pool_query(c, 1, "tank");
+            q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
+        }),
+        "h{host} reintegrated: {q}"
+    );
+}
+
 /// A small seeded generator (xorshift64*): the rounds replay from the printed seed.
 struct Rng(u64);
 
@@ -1868,6 +1982,10 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
         let text = stdout(&c.dmg(1, &h1, &["pool", "query", "tank"]));
         assert!(text.contains("- Data redundancy: normal"), "{text}");
     }
+
+    // The pool service's leader dies with its host: the other replicas elect a leader;
+    // containers are created and opened meanwhile; every container survives.
+    pool_service_leader_killed(&mut c, &rank_of, &dir);
 
     // A partitioned rank (namespace hosts: h4's link cut) is excluded by SWIM and its
     // targets by the pool; values change meanwhile; healed, its engine restarts and rejoins
