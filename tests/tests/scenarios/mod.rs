@@ -2037,17 +2037,8 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
     for k in &keys {
         put(&c, k, 1);
     }
-    // Not in CI yet: a run (seed 1796213727120917372) found h4's engine answering nothing
-    // right after its round's reintegration, before any cut (see the session notes);
-    // `SELFHEAL_PARTITION=1` runs it.
-    let partition = std::env::var("SELFHEAL_PARTITION").is_ok_and(|v| v == "1");
-    if !partition {
-        eprintln!("SKIPPED the partition case: set SELFHEAL_PARTITION=1 (under investigation)");
-    } else if c.hosts.mode() == Mode::Namespaces {
-        let ph: usize = std::env::var("SELFHEAL_CUT_HOST")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4);
+    if c.hosts.mode() == Mode::Namespaces {
+        let ph = 4;
         let r4 = rank_of[ph];
         c.hosts.cut(ph).expect("cut");
         let state4 = |c: &Cluster| {
