@@ -1192,6 +1192,37 @@ impl MgmtSvc for Services {
         }))
     }
 
+    /// DAOS's `dmg cont list POOL` path: the pool's containers, from its pool service.
+    async fn list_containers(
+        &self,
+        req: Request<crate::rpc::mgmt::ListContReq>,
+    ) -> Result<Response<crate::rpc::mgmt::ListContResp>, Status> {
+        use crate::rpc::mgmt::{ListContResp, list_cont_resp::Cont};
+        security::authorize(&req, "MgmtSvc.ListContainers", self.insecure)?;
+        self.leader()?;
+        let id = req.into_inner().id;
+        let listed = self
+            .blocking(move |h| {
+                let p = h.ms().pool_find(&id).ok_or_else(|| {
+                    Status::not_found(format!(
+                        "DER_NONEXIST(-1005): no pool {id:?} in the system (see dmg pool list)"
+                    ))
+                })?;
+                h.containers(&p)
+                    .map_err(|e| Status::unavailable(format!("pool {}: {e}", p.label)))
+            })
+            .await??;
+        Ok(Response::new(ListContResp {
+            status: 0,
+            containers: listed
+                .iter()
+                .map(|u| Cont {
+                    uuid: daos_wire::uuid_text(u),
+                })
+                .collect(),
+        }))
+    }
+
     async fn pool_set_prop(
         &self,
         req: Request<PoolSetPropReq>,
@@ -1459,6 +1490,7 @@ const MGMT_SERVED: &[&str] = &[
     "PoolReintegrate",
     "PoolQueryTarget",
     "PoolExtend",
+    "ListContainers",
 ];
 
 /// A generated service that answers a method it does not implement (one DAOS defines, or any

@@ -72,7 +72,10 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "MgmtSvc.SystemStart"
         | "MgmtSvc.SystemExclude" => &[Admin],
         // Clients (through the agent's identity) resolve and list pools.
-        "MgmtSvc.PoolQuery" | "MgmtSvc.ListPools" | "MgmtSvc.PoolQueryTarget" => &[Admin, Agent],
+        "MgmtSvc.PoolQuery"
+        | "MgmtSvc.ListPools"
+        | "MgmtSvc.PoolQueryTarget"
+        | "MgmtSvc.ListContainers" => &[Admin, Agent],
         // Containers, at their pool's service (the rebuild lists them from a server).
         "ContSvc.Create" | "ContSvc.Destroy" | "ContSvc.Query" | "ContSvc.SetProps"
         | "ContSvc.List" => &[Admin, Agent, Server],

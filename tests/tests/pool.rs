@@ -43,6 +43,50 @@ fn pool_lifecycle_with_daos_output() {
         "shard files on the SCM mount"
     );
 
+    // Containers live in the pool's service (one replica here), listed by DAOS's
+    // ListContainers too.
+    let svc = sys.path().join("scm0/pool_svc").join(&uuid);
+    assert!(
+        svc.join("members.json").exists(),
+        "the pool service's replica"
+    );
+    let mut made = Vec::new();
+    for label in ["c1", "c2"] {
+        let o = ok(sys.daos(&["container", "create", "tank", label]));
+        let u = o
+            .split_whitespace()
+            .nth(3)
+            .expect("Successfully created container UUID")
+            .to_string();
+        made.push(u);
+    }
+    let port = sys.port;
+    let listed: Vec<String> = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async move {
+            use daos_proto::mgmt::{ListContReq, mgmt_svc_client::MgmtSvcClient};
+            let mut c = MgmtSvcClient::connect(format!("http://localhost:{port}"))
+                .await
+                .expect("connect");
+            c.list_containers(ListContReq {
+                id: "tank".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("ListContainers")
+            .into_inner()
+            .containers
+            .into_iter()
+            .map(|c| c.uuid)
+            .collect()
+        });
+    made.sort();
+    let mut listed = listed;
+    listed.sort();
+    assert_eq!(listed, made);
+
     let list = ok(sys.dmg(&["-i", "pool", "list"]));
     assert!(
         list.starts_with("Pool Size   State Used Imbalance Disabled UpgradeNeeded? \n"),
@@ -96,6 +140,7 @@ fn pool_lifecycle_with_daos_output() {
         "Pool-destroy command succeeded\n"
     );
     assert!(!shard.exists(), "destroy removed the shard");
+    assert!(!svc.exists(), "destroy removed the pool service's replica");
     assert_eq!(ok(sys.dmg(&["-i", "pool", "list"])), "No pools in system\n");
     sys.stop(&mut server);
 }
