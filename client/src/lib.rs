@@ -293,6 +293,41 @@ impl PoolMap {
         Ok(out)
     }
 
+    /// The targets a rebuild may have to fill for `oid`: shards placement moved off a failed
+    /// target, shards on targets being filled (up: reintegrated or added), and, while
+    /// targets drain, where their shards go. An object with none needs no work.
+    pub fn rebuild_targets(&self, oid: Oid) -> Result<Vec<usize>, ClientError> {
+        let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
+            return Ok(Vec::new());
+        };
+        let layout =
+            daos_placement::place(&self.placement, oid, class, daos_placement::RdLvl::Node)?;
+        let index = |t: daos_placement::TargetId| {
+            self.targets
+                .iter()
+                .position(|x| x.rank == t.rank && x.target == t.idx)
+        };
+        let mut out: Vec<usize> = layout
+            .shards
+            .iter()
+            .filter(|s| {
+                !s.lost
+                    && (s.remapped
+                        || self.placement.state(s.target) == Some(daos_placement::TargetState::Up))
+            })
+            .filter_map(|s| index(s.target))
+            .collect();
+        if let Some(after) = &self.drained {
+            let now = self.layout_on(&self.placement, oid, class)?;
+            for t in self.layout_on(after, oid, class)? {
+                if !now.contains(&t) && !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// `oid`'s shard targets on `map`.
     fn layout_on(
         &self,
@@ -1280,6 +1315,53 @@ mod tests {
                 num_ctxs: 3,
             },
         ]
+    }
+
+    /// A rebuild touches only what moved: with a rank's targets down, an object whose layout
+    /// used that rank gets its moved shard (on another rank) and nothing else; an object that
+    /// did not use it needs nothing; with the rank filling again (up), its shards are filled.
+    #[test]
+    fn rebuild_targets_are_the_moved_and_filling_shards() {
+        use daos_placement::{ObjectClass, TargetState};
+        let engines: Vec<RankUri> = (0..4)
+            .map(|r| RankUri {
+                rank: r,
+                uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
+                num_ctxs: 2,
+            })
+            .collect();
+        let base = PoolMap::new([2; 16], &[0, 1, 2, 3], &engines).unwrap();
+        let class = ObjectClass::parse("RP_2G1").unwrap();
+        let oids: Vec<Oid> = (0..64u128).map(|i| class.embed(i << 8 | 7)).collect();
+        let healthy = base.clone().with_states(&[], 2);
+        for &o in &oids {
+            assert!(healthy.rebuild_targets(o).unwrap().is_empty());
+        }
+        let down = base.clone().with_states(&[(1, vec![TargetState::Down])], 3);
+        let up = base.clone().with_states(&[(1, vec![TargetState::Up])], 4);
+        let (mut touched, mut untouched) = (0, 0);
+        for &o in &oids {
+            let before: Vec<u32> = healthy
+                .shards(o)
+                .unwrap()
+                .iter()
+                .map(|t| healthy.targets[*t].rank)
+                .collect();
+            let moved = down.rebuild_targets(o).unwrap();
+            if before.contains(&1) {
+                touched += 1;
+                assert_eq!(moved.len(), 1, "one shard moved for {o:#x}");
+                assert_ne!(down.targets[moved[0]].rank, 1);
+                // Back up: the shard on rank 1 is filled again.
+                let filling = up.rebuild_targets(o).unwrap();
+                assert_eq!(filling.len(), 1);
+                assert_eq!(up.targets[filling[0]].rank, 1);
+            } else {
+                untouched += 1;
+                assert!(moved.is_empty(), "{o:#x} did not use rank 1");
+            }
+        }
+        assert!(touched > 0 && untouched > 0, "{touched} {untouched}");
     }
 
     #[test]

@@ -277,7 +277,8 @@ impl Session {
                     continue;
                 };
                 let mut copied_any = false;
-                for dst in self.map.shards(oid)? {
+                // Only shards that moved or are being filled: the others kept their data.
+                for dst in self.map.rebuild_targets(oid)? {
                     // Not to itself, a rank reported down, or a target out of the map (a shard
                     // placement found no healthy home for keeps pointing there).
                     let out = !self
