@@ -137,6 +137,9 @@ fn two_engines_in_one_server_get_distinct_ranks_ports_and_cores() {
     let sys = System::new(2);
     let mut server = sys.start(&["--auto-format"]);
     sys.wait_log("the system as rank", 2, 40);
+    // Each engine says where it started once it is set up (its line may come after the
+    // server's).
+    sys.wait_log("started on rank", 2, 20);
     let (a, b) = (sys.superblock(0), sys.superblock(1));
     let mut ranks = vec![field(&a, "rank"), field(&b, "rank")];
     ranks.sort();
