@@ -257,6 +257,16 @@ pub fn run(
 mod tests {
     use super::*;
 
+    /// Timing ten times DAOS's pace, for tests.
+    fn fast() -> SwimConfig {
+        SwimConfig {
+            period: Duration::from_millis(100),
+            ping_timeout: Duration::from_millis(50),
+            suspect_timeout: Duration::from_millis(500),
+            subgroup: 2,
+        }
+    }
+
     #[test]
     fn timing_follows_daos_variables_and_bad_values_name_them() {
         let none = |_: &str| None;
@@ -309,12 +319,7 @@ mod tests {
     /// within the suspicion timeout; the live ones are never reported.
     #[test]
     fn a_silent_peer_is_declared_dead_by_the_others() {
-        let config = SwimConfig {
-            period: Duration::from_millis(100),
-            ping_timeout: Duration::from_millis(50),
-            suspect_timeout: Duration::from_millis(500),
-            subgroup: 2,
-        };
+        let config = fast();
         let ports: Vec<u16> = (0..3)
             .map(|_| {
                 UdpSocket::bind("127.0.0.1:0")
@@ -374,12 +379,7 @@ mod tests {
     /// by itself going silent.
     #[test]
     fn a_restarted_peer_is_not_declared_dead_again() {
-        let config = SwimConfig {
-            period: Duration::from_millis(100),
-            ping_timeout: Duration::from_millis(50),
-            suspect_timeout: Duration::from_millis(500),
-            subgroup: 2,
-        };
+        let config = fast();
         let addrs: Vec<SocketAddr> = (0..3)
             .map(|_| {
                 UdpSocket::bind("127.0.0.1:0")

@@ -117,6 +117,23 @@ fn join(addr: &str, uuid: u32) -> JoinRequest {
     }
 }
 
+/// Three servers on free loopback ports under `dir`: their addresses and their replicas.
+fn three_servers(dir: &std::path::Path) -> (Vec<String>, Vec<Option<Replica>>) {
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let replicas: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").to_string())
+        .collect();
+    let nodes = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir)))
+        .collect();
+    (replicas, nodes)
+}
+
 fn leader_of(nodes: &[Option<&Replica>]) -> Option<usize> {
     nodes
         .iter()
@@ -126,18 +143,7 @@ fn leader_of(nodes: &[Option<&Replica>]) -> Option<usize> {
 #[test]
 fn three_replicas_elect_replicate_fail_over_and_catch_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listeners: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let replicas: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").to_string())
-        .collect();
-    let mut nodes: Vec<Option<Replica>> = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir.path())))
-        .collect();
+    let (replicas, mut nodes) = three_servers(dir.path());
     let get =
         |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
     // Replica 0 bootstraps and leads; the others are not voters yet.
@@ -284,18 +290,7 @@ fn a_pool_service_replicates_containers_and_survives_its_leader() {
     use daos_mgmt::raft::pool::{Members, PoolSvcError};
     use daos_mgmt::state::{Command, ContainerRecord, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
-    let listeners: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let replicas: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").to_string())
-        .collect();
-    let mut nodes: Vec<Option<Replica>> = listeners
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| Some(Replica::start(i, l, &replicas, dir.path())))
-        .collect();
+    let (replicas, mut nodes) = three_servers(dir.path());
     let node =
         |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
     let uuid = "12345678-0000-0000-0000-000000000001";

@@ -32,12 +32,13 @@ enum Cmd {
     Rebuild(RebuildArgs),
 }
 
+/// The running system a benchmark uses: how to reach its management service, and the pool.
 #[derive(clap::Args)]
-struct RebuildArgs {
+struct SystemArgs {
     /// Client config file (default /etc/daos/daos_control.yml if it exists).
     #[arg(short = 'o', long = "config-path")]
     config_path: Option<PathBuf>,
-    /// Management service hosts, e.g. wolf-[71-73]:10001 (several: the benchmark may kill one).
+    /// Management service hosts, e.g. wolf-[71-73]:10001.
     #[arg(short = 'l', long = "host-list")]
     host_list: Option<String>,
     /// Plaintext connection to the management service.
@@ -46,6 +47,25 @@ struct RebuildArgs {
     /// Pool label or UUID.
     #[arg(long)]
     pool: String,
+}
+
+impl SystemArgs {
+    /// The management service's hosts, and the pool's map from it.
+    fn connect(&self) -> Result<(daos_control::Target, daos_client::PoolMap), String> {
+        let control =
+            daos_control::load_control(self.config_path.as_deref()).map_err(|e| e.to_string())?;
+        let target = daos_control::Target::new(&control, self.host_list.as_deref(), self.insecure)
+            .map_err(|e| e.to_string())?;
+        let map = daos_client::connect::pool_map_blocking(&target, &self.pool)
+            .map_err(|e| e.to_string())?;
+        Ok((target, map))
+    }
+}
+
+#[derive(clap::Args)]
+struct RebuildArgs {
+    #[command(flatten)]
+    sys: SystemArgs,
     /// The rank to lose.
     #[arg(long)]
     rank: u32,
@@ -102,10 +122,8 @@ fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
             ));
         }
     }
-    let control =
-        daos_control::load_control(a.config_path.as_deref()).map_err(|e| e.to_string())?;
-    let target = daos_control::Target::new(&control, a.host_list.as_deref(), a.insecure)
-        .map_err(|e| e.to_string())?;
+    let (target, map) = a.sys.connect()?;
+    let map = std::sync::Arc::new(map);
     // The reference first, before anything runs on the machine's cores.
     let (path, temp) = match &a.ref_file {
         Some(p) => (p.clone(), false),
@@ -138,16 +156,13 @@ fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
             None
         }
     };
-    let map = std::sync::Arc::new(
-        daos_client::connect::pool_map_blocking(&target, &a.pool).map_err(|e| e.to_string())?,
-    );
     let mut admin = daos_client::Session::open(map.clone(), daos_client::SessionOpts::default())
         .map_err(|e| format!("client session: {e}"))?;
     let label = format!("daos_bench_rebuild_{}", std::process::id());
     let uuid =
         daos_client::parse_uuid(&daos_wire::new_uuid_text().map_err(|e| format!("UUID: {e}"))?)
             .ok_or("UUID")?;
-    daos_client::container::Containers::new(&target, &a.pool)
+    daos_client::container::Containers::new(&target, &a.sys.pool)
         .and_then(|c| c.create(&label, uuid, ""))
         .map_err(|e| format!("container {label}: {e}"))?;
     admin
@@ -156,10 +171,10 @@ fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
     drop(admin);
     eprintln!(
         "daos_bench rebuild: pool {}, {} objects of {} bytes ({}), then rank {} is lost",
-        a.pool, a.objects, value, a.oclass, a.rank
+        a.sys.pool, a.objects, value, a.oclass, a.rank
     );
     let p = rebuild::RebuildParams {
-        pool: a.pool.clone(),
+        pool: a.sys.pool.clone(),
         cont: uuid,
         class,
         rank: a.rank,
@@ -177,7 +192,7 @@ fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
     if let Some(j) = a.json {
         let doc = serde_json::json!({
             "benchmark": "rebuild",
-            "pool": a.pool,
+            "pool": a.sys.pool,
             "container": label,
             "run": daos_bench::run_info(),
             "result": r,
@@ -190,18 +205,8 @@ fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
 
 #[derive(clap::Args)]
 struct IoArgs {
-    /// Client config file (default /etc/daos/daos_control.yml if it exists).
-    #[arg(short = 'o', long = "config-path")]
-    config_path: Option<PathBuf>,
-    /// Management service host, e.g. wolf-71:10001.
-    #[arg(short = 'l', long = "host-list")]
-    host_list: Option<String>,
-    /// Plaintext connection to the management service.
-    #[arg(short = 'i', long)]
-    insecure: bool,
-    /// Pool label or UUID.
-    #[arg(long)]
-    pool: String,
+    #[command(flatten)]
+    sys: SystemArgs,
     /// Container label or UUID; default: a new container, destroyed afterwards.
     #[arg(long)]
     cont: Option<String>,
@@ -274,17 +279,12 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
             )),
         })
         .collect::<Result<_, _>>()?;
-    let control =
-        daos_control::load_control(a.config_path.as_deref()).map_err(|e| e.to_string())?;
-    let target = daos_control::Target::new(&control, a.host_list.as_deref(), a.insecure)
-        .map_err(|e| e.to_string())?;
-    let map = std::sync::Arc::new(
-        daos_client::connect::pool_map_blocking(&target, &a.pool).map_err(|e| e.to_string())?,
-    );
+    let (target, map) = a.sys.connect()?;
+    let map = std::sync::Arc::new(map);
     let mut admin = daos_client::Session::open(map.clone(), daos_client::SessionOpts::default())
         .map_err(|e| format!("client session: {e}"))?;
     let conts =
-        daos_client::container::Containers::new(&target, &a.pool).map_err(|e| e.to_string())?;
+        daos_client::container::Containers::new(&target, &a.sys.pool).map_err(|e| e.to_string())?;
     let (cont, temp) = match &a.cont {
         Some(c) => (conts.query(c).map_err(|e| e.to_string())?.uuid, None),
         None => {
@@ -304,7 +304,7 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
     };
     eprintln!(
         "daos_bench io: pool {} ({} targets on {} ranks, system map version {}), {} thread(s) x qd {}, {} objects per thread",
-        a.pool,
+        a.sys.pool,
         map.targets.len(),
         {
             let mut r: Vec<u32> = map.targets.iter().map(|t| t.rank).collect();
@@ -378,7 +378,7 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
     if let Some(j) = a.json {
         let doc = serde_json::json!({
             "benchmark": "io",
-            "pool": a.pool,
+            "pool": a.sys.pool,
             "targets": map.targets.len(),
             "map_version": map.version,
             "oclass": a.oclass,

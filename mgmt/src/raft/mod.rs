@@ -75,6 +75,26 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// openraft's configuration of a group named `name` with this timing (snapshots every
+    /// 64 entries, 16 kept after one).
+    pub fn raft_config(&self, name: &str) -> Result<Arc<openraft::Config>, MsError> {
+        let config = openraft::Config {
+            cluster_name: name.to_string(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_min.as_millis() as u64,
+            election_timeout_max: self.election_max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(64),
+            max_in_snapshot_log_to_keep: 16,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map(Arc::new)
+            .map_err(|e| MsError::Raft(e.to_string()))
+    }
+}
+
 /// How a server takes part in the management service.
 #[derive(Clone, Debug)]
 pub struct MsConfig {
@@ -578,21 +598,7 @@ impl MsNode {
         let sm = sm::StateMachine::open(&dir, &cfg.system).map_err(storage)?;
         let fresh = log.is_empty();
         let shared = sm.shared();
-        let t = cfg.timing;
-        let config = openraft::Config {
-            cluster_name: cfg.system.clone(),
-            heartbeat_interval: t.heartbeat.as_millis() as u64,
-            election_timeout_min: t.election_min.as_millis() as u64,
-            election_timeout_max: t.election_max.as_millis() as u64,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(64),
-            max_in_snapshot_log_to_keep: 16,
-            ..Default::default()
-        };
-        let config = Arc::new(
-            config
-                .validate()
-                .map_err(|e| MsError::Raft(e.to_string()))?,
-        );
+        let config = cfg.timing.raft_config(&cfg.system)?;
         let network = net::Network {
             peers: self.inner.peers.clone(),
             group: String::new(),

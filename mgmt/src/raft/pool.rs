@@ -120,21 +120,7 @@ impl PoolServices {
         let sm = sm::StateMachine::open(&dir, uuid).map_err(storage)?;
         let fresh = log.is_empty();
         let state = sm.shared();
-        let t = self.timing;
-        let config = openraft::Config {
-            cluster_name: format!("pool-{uuid}"),
-            heartbeat_interval: t.heartbeat.as_millis() as u64,
-            election_timeout_min: t.election_min.as_millis() as u64,
-            election_timeout_max: t.election_max.as_millis() as u64,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(64),
-            max_in_snapshot_log_to_keep: 16,
-            ..Default::default()
-        };
-        let config = Arc::new(
-            config
-                .validate()
-                .map_err(|e| MsError::Raft(e.to_string()))?,
-        );
+        let config = self.timing.raft_config(&format!("pool-{uuid}"))?;
         let network = Network {
             peers: self.peers.clone(),
             group: uuid.to_string(),

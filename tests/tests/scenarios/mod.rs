@@ -1438,30 +1438,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         c.members(1, &h1)
     );
     // h2 may have come back before its targets were excluded.
-    let out: Vec<String> = [r2, r3]
-        .iter()
-        .map(|r| r.to_string())
-        .filter(|r| {
-            stdout(&c.dmg(1, &h1, &["pool", "query-targets", "tank", "--rank", r]))
-                .contains("state down")
-        })
-        .collect();
-    passed(
-        &c,
-        c.dmg(
-            1,
-            &h1,
-            &["pool", "reint", "tank", "--ranks", &out.join(",")],
-        ),
-    );
-    let mut q = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(90), || {
-            q = pool_query(&c, 1, "tank");
-            q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
-        }),
-        "all reintegrated: {q}"
-    );
+    reintegrate_down(&c, &h1, &[r2, r3], "all reintegrated");
     let dir3 = c.path(3).display().to_string();
     let (head, last) = dir3.split_at(dir3.len() - 1);
     let kill = format!("pkill -9 -f '{head}[{last}]/'");
@@ -1614,13 +1591,29 @@ fn pool_service_leader_killed(c: &mut Cluster, rank_of: &[u32], dir: &std::path:
         "h{host} rejoins: {:?}",
         c.members(1, &four)
     );
-    let r = rank_of[host].to_string();
-    if stdout(&c.dmg(1, &four, &["pool", "query-targets", "tank", "--rank", &r]))
-        .contains("state down")
-    {
+    reintegrate_down(c, &four, &[rank_of[host]], &format!("h{host} back"));
+}
+
+/// Reintegrates those of `ranks` whose targets are down in pool `tank` (asking host 1, which
+/// reaches the system through `hosts`), then waits until the pool has no disabled target and
+/// its rebuild is done.
+fn reintegrate_down(c: &Cluster, hosts: &str, ranks: &[u32], what: &str) {
+    let out: Vec<String> = ranks
+        .iter()
+        .map(|r| r.to_string())
+        .filter(|r| {
+            stdout(&c.dmg(1, hosts, &["pool", "query-targets", "tank", "--rank", r]))
+                .contains("state down")
+        })
+        .collect();
+    if !out.is_empty() {
         passed(
             c,
-            c.dmg(1, &four, &["pool", "reint", "tank", "--ranks", &r]),
+            c.dmg(
+                1,
+                hosts,
+                &["pool", "reint", "tank", "--ranks", &out.join(",")],
+            ),
         );
     }
     let mut q = serde_json::Value::Null;
@@ -1629,7 +1622,8 @@ fn pool_service_leader_killed(c: &mut Cluster, rank_of: &[u32], dir: &std::path:
             q = pool_query(c, 1, "tank");
             q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
         }),
-        "h{host} reintegrated: {q}"
+        "{what}: redundancy normal again: {q}\n{}",
+        c.logs()
     );
 }
 
@@ -1952,32 +1946,11 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
             c.members(1, &four),
             c.logs()
         );
-        let out: Vec<String> = [first, second]
-            .iter()
-            .map(|i| rank_of[*i].to_string())
-            .filter(|r| {
-                stdout(&c.dmg(1, &four, &["pool", "query-targets", "tank", "--rank", r]))
-                    .contains("state down")
-            })
-            .collect();
-        if !out.is_empty() {
-            passed(
-                &c,
-                c.dmg(
-                    1,
-                    &four,
-                    &["pool", "reint", "tank", "--ranks", &out.join(",")],
-                ),
-            );
-        }
-        let mut q = serde_json::Value::Null;
-        assert!(
-            wait_until(Duration::from_secs(90), || {
-                q = pool_query(&c, 1, "tank");
-                q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
-            }),
-            "round {round}: redundancy normal again: {q}\n{}",
-            c.logs()
+        reintegrate_down(
+            &c,
+            &four,
+            &[rank_of[first], rank_of[second]],
+            &format!("round {round}"),
         );
         let text = stdout(&c.dmg(1, &h1, &["pool", "query", "tank"]));
         assert!(text.contains("- Data redundancy: normal"), "{text}");
