@@ -25,6 +25,8 @@ use super::TypeConfig;
 /// Largest message either side of the Raft transport accepts.
 pub const MAX_MESSAGE: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connections to other servers' control ports, made lazily and kept.
 pub struct Peers {
@@ -61,7 +63,13 @@ impl Peers {
         let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| format!("bad address {addr:?}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A connection whose peer went silent (a cut link) is dropped within seconds and
+            // the next call connects afresh; without this, TCP's retransmission back-off kept
+            // a healed replica unreachable for tens of seconds.
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         if let Some(tls) = &self.tls {
             ep = ep
                 .tls_config(tls.clone())
