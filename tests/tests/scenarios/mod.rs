@@ -1598,27 +1598,17 @@ fn pool_service_leader_killed(c: &mut Cluster, rank_of: &[u32], dir: &std::path:
 /// reaches the system through `hosts`), then waits until the pool has no disabled target and
 /// its rebuild is done.
 fn reintegrate_down(c: &Cluster, hosts: &str, ranks: &[u32], what: &str) {
-    let out: Vec<String> = ranks
-        .iter()
-        .map(|r| r.to_string())
-        .filter(|r| {
-            stdout(&c.dmg(1, hosts, &["pool", "query-targets", "tank", "--rank", r]))
-                .contains("state down")
-        })
-        .collect();
-    if !out.is_empty() {
-        passed(
-            c,
-            c.dmg(
-                1,
-                hosts,
-                &["pool", "reint", "tank", "--ranks", &out.join(",")],
-            ),
-        );
-    }
+    // Asked again until done: a host just back may not answer the first query.
     let mut q = serde_json::Value::Null;
     assert!(
         wait_until(Duration::from_secs(90), || {
+            for r in ranks.iter().map(|r| r.to_string()) {
+                if stdout(&c.dmg(1, hosts, &["pool", "query-targets", "tank", "--rank", &r]))
+                    .contains("state down")
+                {
+                    let _ = c.dmg(1, hosts, &["pool", "reint", "tank", "--ranks", &r]);
+                }
+            }
             q = pool_query(c, 1, "tank");
             q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
         }),
