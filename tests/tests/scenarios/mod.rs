@@ -1609,7 +1609,12 @@ fn reintegrate_down(c: &Cluster, hosts: &str, ranks: &[u32], what: &str) {
                     let _ = c.dmg(1, hosts, &["pool", "reint", "tank", "--ranks", &r]);
                 }
             }
-            q = pool_query(c, 1, "tank");
+            // The management service may be electing a leader (a replica's host just came
+            // back): an error is asked again.
+            let o = c.dmg(1, hosts, &["-j", "pool", "query", "tank"]);
+            q = serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .map(|v| v["response"].clone())
+                .unwrap_or_default();
             q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
         }),
         "{what}: redundancy normal again: {q}\n{}",
