@@ -446,6 +446,15 @@ pub fn three_hosts(mut c: Cluster) {
     );
 }
 
+/// Pool `tank`'s query response asked from host `from` through `hosts`, or null when the
+/// call failed (for waits: the management service may be electing a leader).
+fn try_pool_query(c: &Cluster, from: usize, hosts: &str) -> serde_json::Value {
+    let o = c.dmg(from, hosts, &["-j", "pool", "query", "tank"]);
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .map(|v| v["response"].clone())
+        .unwrap_or_default()
+}
+
 /// `o`, after checking it succeeded (else its output and every host's log).
 fn passed(c: &Cluster, o: std::process::Output) -> std::process::Output {
     assert_eq!(
@@ -1457,14 +1466,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         .output()
         .expect("daos_bench");
     c.kill(3);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}{}\n{}",
-        stdout(&o),
-        stderr(&o),
-        c.logs()
-    );
+    let o = passed(&c, o);
     eprint!("{}", stdout(&o));
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("rebuild json");
@@ -1611,10 +1613,7 @@ fn reintegrate_down(c: &Cluster, hosts: &str, ranks: &[u32], what: &str) {
             }
             // The management service may be electing a leader (a replica's host just came
             // back): an error is asked again.
-            let o = c.dmg(1, hosts, &["-j", "pool", "query", "tank"]);
-            q = serde_json::from_slice::<serde_json::Value>(&o.stdout)
-                .map(|v| v["response"].clone())
-                .unwrap_or_default();
+            q = try_pool_query(c, 1, hosts);
             q["rebuild"]["state"] == "done" && q["disabled_targets"] == 0
         }),
         "{what}: redundancy normal again: {q}\n{}",
@@ -1845,10 +1844,7 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
             let mut q = serde_json::Value::Null;
             assert!(
                 wait_until(Duration::from_secs(90), || {
-                    let o = c.dmg(home, all, &["-j", "pool", "query", "tank"]);
-                    q = serde_json::from_slice::<serde_json::Value>(&o.stdout)
-                        .map(|v| v["response"].clone())
-                        .unwrap_or_default();
+                    q = try_pool_query(&c, home, all);
                     // Down_out: the pool excluded the victim's targets and that rebuild
                     // finished (a rank that stops answering is reported disabled earlier).
                     q["rebuild"]["state"] == "done"
