@@ -168,7 +168,10 @@ fn foreground(
     map: Arc<PoolMap>,
     phase: &AtomicU8,
 ) -> Result<Foreground, String> {
-    let mut s = Session::open(map, SessionOpts::default()).map_err(|e| e.to_string())?;
+    // A target that knows a newer map refuses with DER_STALE; the session refreshes itself.
+    let mut s = Session::open(map, SessionOpts::default())
+        .map_err(|e| e.to_string())?
+        .with_refresher(daos_client::connect::refresher(target, &p.pool));
     let mut out = Foreground {
         hist: [
             Histogram::default(),
@@ -189,11 +192,7 @@ fn foreground(
         }
         if ph == REBUILDING && seen != REBUILDING {
             // The pool map changed: take it (as a DAOS client told of a newer map version).
-            if let Ok(m) = daos_client::connect::pool_map_blocking(target, &p.pool)
-                && let Ok(n) = Session::open(Arc::new(m), SessionOpts::default())
-            {
-                s = n;
-            }
+            let _ = s.refresh_map(0);
         }
         seen = ph;
         let k = usize::from(ph);
@@ -222,11 +221,7 @@ fn foreground(
                 out.errors[k] += 1;
                 // Retry the same operation on the current map (an update's other replicas
                 // may have it: updates are idempotent).
-                if let Ok(m) = daos_client::connect::pool_map_blocking(target, &p.pool)
-                    && let Ok(n) = Session::open(Arc::new(m), SessionOpts::default())
-                {
-                    s = n;
-                }
+                let _ = s.refresh_map(0);
                 if i.is_multiple_of(2) {
                     // The fetch that follows reads what this update wrote.
                 } else {

@@ -151,6 +151,13 @@ fn target_state(v: i32) -> daos_placement::TargetState {
     }
 }
 
+/// A [`crate::Refresher`] for a session on pool `pool`: its current map, from the management
+/// service (for blocking callers, outside any async runtime).
+pub fn refresher(t: &Target, pool: &str) -> crate::Refresher {
+    let (t, pool) = (t.clone(), pool.to_string());
+    Box::new(move || pool_map_blocking(&t, &pool).map_err(|e| e.to_string()))
+}
+
 /// [`pool_map`] for blocking callers.
 pub fn pool_map_blocking(t: &Target, pool: &str) -> Result<PoolMap, ConnectError> {
     tokio::runtime::Builder::new_current_thread()

@@ -167,8 +167,10 @@ fn write_pipelined(
                 offset: (i * CHUNK) as u64,
                 data: chunk,
             };
+            // Every replica of a chunk at one epoch.
+            let epoch = s.next_epoch();
             for &t in &targets {
-                inflight.push(s.submit(t, cont, &req)?);
+                inflight.push(s.submit_at(t, cont, &req, epoch)?);
             }
         }
         s.poll(|tag, r| {

@@ -78,6 +78,20 @@ pub enum ClientError {
     /// The object's class cannot be placed on this pool.
     #[error("{0}")]
     Placement(#[from] daos_placement::PlacementError),
+    /// The target knows a newer pool map than the one the request was built on.
+    #[error(
+        "rank {rank} target {target}: stale pool map version {ours} (the target has {theirs}); refresh the pool map (DER_STALE({}))",
+        der::STALE
+    )]
+    Stale {
+        rank: u32,
+        target: u32,
+        ours: u32,
+        theirs: u32,
+    },
+    /// The session's map could not be refreshed.
+    #[error("cannot refresh the pool map: {0}")]
+    Refresh(String),
 }
 
 impl ClientError {
@@ -85,6 +99,7 @@ impl ClientError {
     pub fn der(&self) -> Option<i32> {
         match self {
             ClientError::Der { code, .. } => Some(*code),
+            ClientError::Stale { .. } => Some(der::STALE),
             _ => None,
         }
     }
@@ -388,6 +403,9 @@ pub struct Reply<'a> {
     /// For a fetch or read moved by RMA: the bytes the target wrote into this session's
     /// registered buffer.
     pub bulk: Option<&'a [u8]>,
+    /// The fetched value's epoch (a read: the newest extent's in the range), a change's
+    /// epoch, or else the target's clock.
+    pub epoch: u64,
 }
 
 impl Reply<'_> {
@@ -462,7 +480,17 @@ pub struct Session {
     bulk_free: Vec<usize>,
     /// Targets that did not answer lately: reads try the other replicas first.
     suspect: Vec<bool>,
+    /// Fetches the pool's current map when a target says this one is stale.
+    refresher: Option<Refresher>,
+    /// This session's hybrid logical clock: the newest epoch it chose or saw in a reply.
+    hlc: u64,
 }
+
+/// Fetches a pool's current map (e.g. [`connect::refresher`]).
+pub type Refresher = Box<dyn FnMut() -> Result<PoolMap, String> + Send>;
+
+/// Times an operation refused as stale is sent again on a refreshed map.
+const STALE_RETRIES: usize = 8;
 
 /// Room for keys and headers besides the value in every message.
 const MSG_OVERHEAD: usize = 8192;
@@ -527,7 +555,107 @@ impl Session {
             early: Vec::with_capacity(qd),
             bulk_free,
             suspect: down_targets,
+            refresher: None,
+            hlc: 0,
         })
+    }
+
+    /// A new epoch for a change: the physical clock, or just past the newest epoch this
+    /// session has chosen or seen if that is ahead (a hybrid logical clock). Every replica of
+    /// an update gets the same epoch, so concurrent updates of a key end alike everywhere.
+    pub fn next_epoch(&mut self) -> u64 {
+        self.hlc = (self.hlc + 1).max(wire::clock_ns());
+        self.hlc
+    }
+
+    /// Lets the session fetch a newer map itself when a target refuses a request as stale
+    /// (the blocking calls then send it again where the new map places the object).
+    pub fn set_refresher(&mut self, r: Refresher) {
+        self.refresher = Some(r);
+    }
+
+    /// The session with [`Self::set_refresher`].
+    pub fn with_refresher(mut self, r: Refresher) -> Session {
+        self.refresher = Some(r);
+        self
+    }
+
+    /// Uses `map` from now on: peers at unchanged addresses are kept, suspicion is cleared
+    /// but for ranks the new map reports down. Only with nothing in flight (operations name
+    /// their targets by index into the map).
+    pub fn set_map(&mut self, map: Arc<PoolMap>) -> Result<(), ClientError> {
+        if !self.inflight.is_empty() {
+            return Err(ClientError::QueueFull(self.inflight.len()));
+        }
+        let peers = map
+            .targets
+            .iter()
+            .map(|t| {
+                self.map
+                    .targets
+                    .iter()
+                    .position(|o| o.node == t.node && o.port == t.port)
+                    .and_then(|i| self.peers.get(i).copied().flatten())
+            })
+            .collect();
+        self.suspect = map
+            .targets
+            .iter()
+            .map(|t| map.down.contains(&t.rank))
+            .collect();
+        self.peers = peers;
+        self.map = map;
+        Ok(())
+    }
+
+    /// Fetches the current map (with the refresher) until it is at least version `min`, for
+    /// at most the session's timeout; then uses it.
+    pub fn refresh_map(&mut self, min: u32) -> Result<(), ClientError> {
+        let Some(mut fetch) = self.refresher.take() else {
+            return Err(ClientError::Refresh(
+                "this session has no way to fetch a newer map (no refresher)".into(),
+            ));
+        };
+        let deadline = Instant::now() + self.opts.timeout;
+        let mut pause = Duration::from_millis(20);
+        let result = loop {
+            match fetch() {
+                Ok(m) if m.placement.version >= min => break self.set_map(Arc::new(m)),
+                Ok(m) if Instant::now() >= deadline => {
+                    break Err(ClientError::Refresh(format!(
+                        "the management service still gives version {} (a target has {min})",
+                        m.placement.version
+                    )));
+                }
+                Err(e) if Instant::now() >= deadline => break Err(ClientError::Refresh(e)),
+                _ => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        };
+        self.refresher = Some(fetch);
+        result
+    }
+
+    /// Runs `op` and, while a target refuses it as stale and the session can refresh its
+    /// map, refreshes and runs it again.
+    fn fresh<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Session) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let mut tries = 0;
+        loop {
+            match op(self) {
+                Err(ClientError::Stale { theirs, .. })
+                    if self.refresher.is_some() && tries < STALE_RETRIES =>
+                {
+                    tries += 1;
+                    self.refresh_map(theirs)?;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Whether target `t` did not answer lately.
@@ -644,12 +772,25 @@ impl Session {
     }
 
     /// Sends `req` for container `cont` to `target` (an index into the map's targets, e.g.
-    /// from [`PoolMap::place`]); returns its tag. No allocation.
+    /// from [`PoolMap::place`]); returns its tag. A change gets the target's epoch. No
+    /// allocation.
     pub fn submit(
         &mut self,
         target: usize,
         cont: [u8; 16],
         req: &Request<'_>,
+    ) -> Result<u64, ClientError> {
+        self.submit_at(target, cont, req, 0)
+    }
+
+    /// [`Self::submit`] of a change at `epoch` (from [`Self::next_epoch`], the same for
+    /// every replica; 0: the target chooses).
+    pub fn submit_at(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+        epoch: u64,
     ) -> Result<u64, ClientError> {
         if self.inflight.len() >= self.opts.queue_depth {
             return Err(ClientError::QueueFull(self.opts.queue_depth));
@@ -683,7 +824,9 @@ impl Session {
         let peer = self.peer(target)?;
         let tag = self.next_tag;
         self.next_tag += 1;
-        let header = Header::request(req.op(), tag, self.map.uuid, cont, &self.name);
+        let header = Header::request(req.op(), tag, self.map.uuid, cont, &self.name)
+            .with_map_version(self.map.placement.version)
+            .with_epoch(epoch);
         loop {
             match self
                 .ep
@@ -729,6 +872,7 @@ impl Session {
             held,
             early,
             bulk_free,
+            hlc,
             ..
         } = self;
         for r in early.drain(..).chain(held.drain(..)) {
@@ -744,11 +888,22 @@ impl Session {
             let f = inflight.swap_remove(i);
             let t = &map.targets[f.target];
             finished += 1;
+            // HLC: the next epoch chosen here is past any the target has seen (but never
+            // a refusal's reading far ahead of this host's clock).
+            if h.status != der::HLC_SYNC {
+                *hlc = (*hlc).max(h.epoch);
+            }
             let result = match h.body(msg) {
                 Err(_) => Err(ClientError::BadReply {
                     rank: t.rank,
                     target: t.target,
                     what: "body shorter than its header says".into(),
+                }),
+                Ok(_) if h.status == der::STALE => Err(ClientError::Stale {
+                    rank: t.rank,
+                    target: t.target,
+                    ours: map.placement.version,
+                    theirs: h.map_version,
                 }),
                 Ok(body) if h.status != 0 => Err(ClientError::Der {
                     rank: t.rank,
@@ -773,6 +928,7 @@ impl Session {
                         tag: h.tag,
                         body,
                         bulk,
+                        epoch: h.epoch,
                     })
                 }
             };
@@ -835,7 +991,19 @@ impl Session {
         req: &Request<'_>,
         f: impl FnOnce(&Reply<'_>) -> T,
     ) -> Result<T, ClientError> {
-        let tag = self.submit(target, cont, req)?;
+        self.call_at(target, cont, req, 0, f)
+    }
+
+    /// [`Self::call_with`] of a change at `epoch` (0: the target chooses).
+    pub fn call_at<T>(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+        epoch: u64,
+        f: impl FnOnce(&Reply<'_>) -> T,
+    ) -> Result<T, ClientError> {
+        let tag = self.submit_at(target, cont, req, epoch)?;
         let mut f = Some(f);
         let mut out = None;
         while out.is_none() {
@@ -852,7 +1020,8 @@ impl Session {
 
     /// Sends `req` to every shard of `oid` at once and waits for every answer (a replicated
     /// update is acknowledged only when each replica has it durably); `f` reads each reply,
-    /// in shard order. The first failure is the answer, after all replies are in.
+    /// in shard order. The first failure is the answer, after all replies are in (a stale
+    /// map first: with a refresher, the update is sent again on the new map).
     fn call_all<T>(
         &mut self,
         cont: [u8; 16],
@@ -860,14 +1029,24 @@ impl Session {
         req: &Request<'_>,
         f: impl Fn(usize, &Reply<'_>) -> T,
     ) -> Result<Vec<T>, ClientError> {
+        // One epoch for every replica, and for every try.
+        let epoch = self.next_epoch();
+        self.fresh(|s| s.call_all_once(cont, oid, req, epoch, &f))
+    }
+
+    fn call_all_once<T>(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        req: &Request<'_>,
+        epoch: u64,
+        f: &impl Fn(usize, &Reply<'_>) -> T,
+    ) -> Result<Vec<T>, ClientError> {
         let shards = self.map.shards(oid)?;
-        if let [t] = shards[..] {
-            return self.call_with(t, cont, req, |r| f(t, r)).map(|v| vec![v]);
-        }
         let mut tags = Vec::with_capacity(shards.len());
         let mut failed = None;
         for &t in &shards {
-            match self.submit(t, cont, req) {
+            match self.submit_at(t, cont, req, epoch) {
                 Ok(tag) => tags.push(tag),
                 Err(e) => {
                     failed = Some(e);
@@ -886,6 +1065,13 @@ impl Session {
         if let Some(e) = failed {
             return Err(e);
         }
+        if let Some(i) = out
+            .iter()
+            .position(|r| matches!(r, Some(Err(ClientError::Stale { .. }))))
+            && let Some(Err(e)) = out.swap_remove(i)
+        {
+            return Err(e);
+        }
         out.into_iter().flatten().collect()
     }
 
@@ -898,8 +1084,10 @@ impl Session {
         req: &Request<'_>,
         f: impl Fn(usize, &Reply<'_>) -> T,
     ) -> Result<T, ClientError> {
-        let shards = self.map.read_shards(oid)?;
-        self.call_any_of(shards, cont, req, f)
+        self.fresh(|s| {
+            let shards = s.map.read_shards(oid)?;
+            s.call_any_of(shards, cont, req, &f)
+        })
     }
 
     /// [`Self::call_any`] over the targets `candidates`.

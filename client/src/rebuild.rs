@@ -149,10 +149,10 @@ impl Session {
         oid: Oid,
         dkey: &[u8],
         akey: &[u8],
-    ) -> Result<Option<Vec<u8>>, ClientError> {
+    ) -> Result<Option<(Vec<u8>, u64)>, ClientError> {
         // A large value may come by RMA: the reply's value wherever it landed.
         self.call_with(t, cont, &Request::Fetch { oid, dkey, akey }, |r| {
-            r.fetched().map(|v| v.map(<[u8]>::to_vec))
+            r.fetched().map(|v| v.map(|v| (v.to_vec(), r.epoch)))
         })?
         .ok_or_else(|| self.bad(t, "fetch"))
     }
@@ -174,13 +174,17 @@ impl Session {
             reply::AkeyShape::Single(_) => {
                 let mut copied = 0u64;
                 for _ in 0..COPY_ATTEMPTS {
-                    let Some(v) = self.single_on(src, cont, oid, dkey, akey)? else {
+                    let Some((v, epoch)) = self.single_on(src, cont, oid, dkey, akey)? else {
                         return Ok(copied);
                     };
-                    if self.single_on(dst, cont, oid, dkey, akey)?.as_deref() == Some(&v[..]) {
-                        return Ok(copied);
+                    match self.single_on(dst, cont, oid, dkey, akey)? {
+                        // Already there, or a newer update reached the new replica first.
+                        Some((d, e)) if d == v || e > epoch => return Ok(copied),
+                        _ => {}
                     }
-                    self.call(
+                    // At the value's own epoch: a client's update of the key in the
+                    // meantime (a later epoch) stays the newer one on every replica.
+                    self.call_at(
                         dst,
                         cont,
                         &Request::Update {
@@ -189,6 +193,8 @@ impl Session {
                             akey,
                             value: &v,
                         },
+                        epoch,
+                        |_| (),
                     )?;
                     copied += v.len() as u64;
                 }
@@ -202,7 +208,7 @@ impl Session {
                 while offset < end {
                     let len = (end - offset).min(daos_wire::READ_MAX as u64) as u32;
                     // Large reads may come by RMA: the reply's data wherever it landed.
-                    let data = self
+                    let (data, epoch) = self
                         .call_with(
                             src,
                             cont,
@@ -213,10 +219,16 @@ impl Session {
                                 offset,
                                 len,
                             },
-                            |r| r.read_data().map(<[u8]>::to_vec),
+                            |r| r.read_data().map(|d| (d.to_vec(), r.epoch)),
                         )?
                         .ok_or_else(|| self.bad(src, "extent"))?;
-                    self.call(
+                    // At the newest epoch of what it covers (older extents under it are
+                    // folded into it); a stretch with nothing written is not copied.
+                    if epoch == 0 {
+                        offset += u64::from(len);
+                        continue;
+                    }
+                    self.call_at(
                         dst,
                         cont,
                         &Request::WriteExtent {
@@ -226,6 +238,8 @@ impl Session {
                             offset,
                             data: &data,
                         },
+                        epoch,
+                        |_| (),
                     )?;
                     offset += u64::from(len);
                 }

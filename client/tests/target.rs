@@ -446,3 +446,97 @@ fn io_to_an_unknown_or_destroyed_container_is_refused() {
     }
     drop(f.shards);
 }
+
+#[test]
+fn a_request_on_an_older_pool_map_is_refused_and_the_session_refreshes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let f = fixture(2);
+    let mut s = Session::open(
+        f.map.clone(),
+        SessionOpts {
+            timeout: Duration::from_secs(1),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session");
+    assert_eq!(s.map().placement.version, 1);
+    let cont = s.cont_create("c", [5; 16]).expect("create");
+    s.update(cont, 1, b"d", b"a", b"v1")
+        .expect("no version pushed yet: served");
+    // The management service pushes version 7 (dRPC POOL_MAP_VERSIONS): requests built on
+    // version 1 are refused, updates and fetches alike, inline and bulk, naming both versions.
+    assert_eq!(f.pools.set_map_version(POOL, 7), Some(7));
+    for value in [&b"v2"[..], &[9u8; 40_000][..]] {
+        match s.update(cont, 1, b"d", b"a", value) {
+            Err(e @ ClientError::Stale { .. }) => {
+                let ClientError::Stale { ours, theirs, .. } = e else {
+                    unreachable!()
+                };
+                assert_eq!((ours, theirs), (1, 7));
+                assert_eq!(e.der(), Some(der::STALE));
+                assert!(
+                    e.to_string()
+                        .contains("stale pool map version 1 (the target has 7)")
+                );
+            }
+            other => panic!("expected DER_STALE, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        s.fetch(cont, 1, b"d", b"a"),
+        Err(ClientError::Stale { theirs: 7, .. })
+    ));
+    // A session with a refresher fetches the map again until it has the target's version
+    // (the first answer is still behind), then sends the update again.
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let (map, n) = ((*f.map).clone(), fetched.clone());
+    s.set_refresher(Box::new(move || {
+        let v = if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            5
+        } else {
+            7
+        };
+        Ok(map.clone().with_states(&[], v))
+    }));
+    s.update(cont, 1, b"d", b"a", b"v2")
+        .expect("sent again on version 7");
+    assert_eq!(s.map().placement.version, 7);
+    assert_eq!(fetched.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        s.fetch(cont, 1, b"d", b"a").expect("fetch"),
+        Some(b"v2".to_vec()),
+        "the refused updates wrote nothing; the retried one did"
+    );
+    // A map newer than the target's is served (the target may not have had the push yet).
+    let mut ahead = Session::open(
+        Arc::new((*f.map).clone().with_states(&[], 9)),
+        SessionOpts::default(),
+    )
+    .expect("session");
+    ahead
+        .update(cont, 2, b"d", b"a", b"x")
+        .expect("a newer map is served");
+    // A refresher that never catches up: the error says so, once the session's deadline passed.
+    let mut behind = Session::open(
+        f.map.clone(),
+        SessionOpts {
+            timeout: Duration::from_millis(300),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session");
+    let map = (*f.map).clone();
+    behind.set_refresher(Box::new(move || Ok(map.clone().with_states(&[], 5))));
+    let e = behind
+        .update(cont, 3, b"d", b"a", b"y")
+        .expect_err("never fresh enough");
+    assert!(
+        matches!(e, ClientError::Refresh(_))
+            && e.to_string()
+                .contains("still gives version 5 (a target has 7)"),
+        "{e}"
+    );
+    // Pings are never refused (a liveness probe carries no placement).
+    behind.ping_all().expect("ping");
+    drop(f.shards);
+}

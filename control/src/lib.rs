@@ -44,6 +44,7 @@ pub fn load_control(path: Option<&std::path::Path>) -> Result<Control, CmdError>
 }
 
 /// Where to connect and how.
+#[derive(Clone)]
 pub struct Target {
     pub hosts: Vec<String>,
     pub tls: Option<ClientTlsConfig>,

@@ -84,6 +84,8 @@ methods!(
         ChkStart = 242, ChkStop = 243, ChkQuery = 244, ChkProp = 245, ChkAct = 246,
         SetupClientTelem = 247, GroupStatusGet = 248, ChkSetPolicy = 249, PoolRebuildStart = 250,
         PoolRebuildStop = 251, PoolSelfHealEval = 252,
+        // daos-rs's own, at the end of the module's range (DAOS does this over CaRT IV).
+        PoolMapVersions = 299,
     }
 );
 

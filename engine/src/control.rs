@@ -383,6 +383,22 @@ impl Control {
             };
             Ok(resp.encode_to_vec())
         });
+        let p = pools.clone();
+        r.method(MgmtMethod::PoolMapVersions, move |_, body| {
+            let req = daos_drpc::mgmt::PoolMapVersionsReq::decode(body)?;
+            for pool in &req.pools {
+                if !crate::pool::valid_uuid(&pool.uuid) {
+                    eprintln!(
+                        "WARNING: pool map versions: PoolMapVersionsReq.pools.uuid {:?} is not a UUID; skipped",
+                        pool.uuid
+                    );
+                    continue;
+                }
+                // A pool this engine does not hold: nothing to do.
+                let _ = p.set_map_version(&pool.uuid, pool.version);
+            }
+            resp(der::SUCCESS)
+        });
         let c = ctl.clone();
         r.method(MgmtMethod::SetRank, move |_, body| c.set_rank(body));
         let c = ctl.clone();

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -349,6 +350,10 @@ pub struct PoolStore {
     /// Pools destroyed since start: a create of one of them that arrives late (its caller
     /// gave up and destroyed it) is refused. Taken with `pools` held.
     destroyed: Mutex<std::collections::HashSet<String>>,
+    /// The pool map version of each pool, as the management service last pushed it (0 until
+    /// then); targets keep a handle to their pools' and read it per request (one atomic
+    /// load). Entries exist only for pools this engine holds.
+    versions: Mutex<BTreeMap<String, Arc<AtomicU32>>>,
 }
 
 impl PoolStore {
@@ -399,7 +404,28 @@ impl PoolStore {
             devices,
             pools: Mutex::new(pools),
             destroyed: Mutex::new(std::collections::HashSet::new()),
+            versions: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<AtomicU32>>> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The map version cell of pool `uuid`, if this engine holds the pool.
+    pub fn map_version(&self, uuid: &str) -> Option<Arc<AtomicU32>> {
+        if !self.lock().contains_key(uuid) {
+            return None;
+        }
+        Some(self.versions().entry(uuid.to_string()).or_default().clone())
+    }
+
+    /// Raises pool `uuid`'s map version to `version` (versions never go back); returns the
+    /// version now in force, or `None` when this engine does not hold the pool.
+    pub fn set_map_version(&self, uuid: &str, version: u32) -> Option<u32> {
+        let cell = self.map_version(uuid)?;
+        let before = cell.fetch_max(version, Ordering::AcqRel);
+        Some(before.max(version))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ShardMeta>> {
@@ -675,6 +701,7 @@ impl PoolStore {
         if let Some(meta) = pools.remove(uuid) {
             self.release(&meta.regions);
         }
+        self.versions().remove(uuid);
         let _ = fs::remove_dir_all(&doomed);
         Ok(())
     }
@@ -791,6 +818,31 @@ mod tests {
         s.create(U2, 32 << 20, 48 << 20)
             .expect("destroy freed the space");
         assert!(matches!(s.destroy(U1), Err(PoolError::NotFound(_))));
+    }
+
+    #[test]
+    fn map_versions_only_move_forward_and_only_for_held_pools() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1, 64);
+        assert_eq!(s.set_map_version(U1, 3), None, "not held: ignored");
+        assert!(s.map_version(U1).is_none());
+        s.create(U1, 32 << 20, 0).unwrap();
+        let cell = s.map_version(U1).expect("held");
+        assert_eq!(cell.load(Ordering::Acquire), 0, "not known yet");
+        assert_eq!(s.set_map_version(U1, 5), Some(5));
+        assert_eq!(
+            s.set_map_version(U1, 4),
+            Some(5),
+            "an older push changes nothing"
+        );
+        assert_eq!(
+            cell.load(Ordering::Acquire),
+            5,
+            "targets see it through their handle"
+        );
+        s.destroy(U1).unwrap();
+        assert!(s.map_version(U1).is_none());
+        s.create(U1, 32 << 20, 0).unwrap_err(); // destroyed in this run: refused
     }
 
     #[test]

@@ -130,6 +130,18 @@ enum RecLoc<'a> {
     Bdev { offset: u64, len: u32, crc: u32 },
 }
 
+/// How two changes of an akey at the same epoch are ordered, the same on every replica: a
+/// punch first, then values by checksum and length (their content, not their arrival).
+fn tie_rank(v: &Value) -> (u8, u32, u32) {
+    match v {
+        Value::Punch => (0, 0, 0),
+        Value::Single(loc) | Value::Extent { loc, .. } => {
+            let (_, len, crc) = loc.parts();
+            (1, crc, len)
+        }
+    }
+}
+
 /// Versions of a single value kept per akey; older ones are aggregated away (reads at their
 /// epochs see nothing), which bounds the index and keeps updates from allocating.
 pub const VERSIONS_KEPT: usize = 2;
@@ -775,11 +787,20 @@ impl<S: Media, B: Media> Store<S, B> {
                 .iter()
                 .filter(|(_, v)| !matches!(v, Value::Extent { .. }))
                 .count();
+            // Updates may arrive out of epoch order (clients choose epochs): the oldest by
+            // epoch goes, and a value older than every kept one is not kept at all.
+            let oldest = hist
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, v))| !matches!(v, Value::Extent { .. }))
+                .min_by_key(|(_, (e, v))| (*e, tie_rank(v)))
+                .map(|(i, (e, v))| (i, *e, tie_rank(v)));
             if versions >= VERSIONS_KEPT
-                && let Some(i) = hist
-                    .iter()
-                    .position(|(_, v)| !matches!(v, Value::Extent { .. }))
+                && let Some((i, e, rank)) = oldest
             {
+                if (rec.epoch, tie_rank(&v)) < (e, rank) {
+                    return;
+                }
                 hist.remove(i);
             }
         }
@@ -841,9 +862,21 @@ impl<S: Media, B: Media> Store<S, B> {
         })
     }
 
+    /// The epoch of a change this store stamps itself: its hybrid logical clock (the
+    /// physical clock, or one more than the newest epoch it holds if that is ahead).
     fn next_epoch(&mut self) -> u64 {
-        self.epoch += 1;
+        self.epoch = (self.epoch + 1).max(daos_wire::clock_ns());
         self.epoch
+    }
+
+    /// `epoch` if a client chose one (non-zero; the clock follows it), else the next own.
+    fn epoch_for(&mut self, epoch: u64) -> u64 {
+        if epoch == 0 {
+            self.next_epoch()
+        } else {
+            self.epoch = self.epoch.max(epoch);
+            epoch
+        }
     }
 
     /// Stores a single value; returns its epoch once it is durable.
@@ -855,17 +888,27 @@ impl<S: Media, B: Media> Store<S, B> {
         akey: &[u8],
         value: &[u8],
     ) -> Result<u64, StoreError> {
-        self.store_value(
+        self.update_at(
             AkeyRef {
                 cont,
                 oid,
                 dkey,
                 akey,
             },
-            3,
-            0,
             value,
+            0,
         )
+    }
+
+    /// Stores a single value at `epoch` (0: the store's next); returns the epoch once the
+    /// value is durable. Of two values at one epoch, every replica reads the same one.
+    pub fn update_at(
+        &mut self,
+        key: AkeyRef<'_>,
+        value: &[u8],
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
+        self.store_value(key, 3, 0, value, epoch)
     }
 
     /// Writes array bytes at `offset` of an akey; returns the epoch once durable.
@@ -878,18 +921,29 @@ impl<S: Media, B: Media> Store<S, B> {
         offset: u64,
         data: &[u8],
     ) -> Result<u64, StoreError> {
-        extent_end(offset, data.len())?;
-        self.store_value(
+        self.write_extent_at(
             AkeyRef {
                 cont,
                 oid,
                 dkey,
                 akey,
             },
-            4,
             offset,
             data,
+            0,
         )
+    }
+
+    /// [`Self::write_extent`] at `epoch` (0: the store's next).
+    pub fn write_extent_at(
+        &mut self,
+        key: AkeyRef<'_>,
+        offset: u64,
+        data: &[u8],
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
+        extent_end(offset, data.len())?;
+        self.store_value(key, 4, offset, data, epoch)
     }
 
     /// A single value (`kind` 3) or an extent (4): room, the value on its medium, then the
@@ -900,6 +954,7 @@ impl<S: Media, B: Media> Store<S, B> {
         kind: u8,
         offset: u64,
         data: &[u8],
+        epoch: u64,
     ) -> Result<u64, StoreError> {
         let AkeyRef {
             cont,
@@ -913,7 +968,7 @@ impl<S: Media, B: Media> Store<S, B> {
             true,
         )?;
         let loc = self.locate(data)?;
-        let epoch = self.next_epoch();
+        let epoch = self.epoch_for(epoch);
         self.append(Rec {
             epoch,
             cont,
@@ -934,11 +989,23 @@ impl<S: Media, B: Media> Store<S, B> {
         dkey: Option<&[u8]>,
         akey: Option<&[u8]>,
     ) -> Result<u64, StoreError> {
+        self.punch_at(cont, oid, dkey, akey, 0)
+    }
+
+    /// [`Self::punch`] at `epoch` (0: the store's next).
+    pub fn punch_at(
+        &mut self,
+        cont: Cont,
+        oid: Oid,
+        dkey: Option<&[u8]>,
+        akey: Option<&[u8]>,
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
         let keys = dkey.map_or(0, <[u8]>::len) + akey.map_or(0, <[u8]>::len);
         self.ensure_room((HEADER + 80 + keys) as u64, 0, false)?;
         // What this punch hides can go at the next compaction.
         self.stuck = false;
-        let epoch = self.next_epoch();
+        let epoch = self.epoch_for(epoch);
         let kind = match (dkey, akey) {
             (None, _) => 0,
             (Some(_), None) => 1,
@@ -1014,7 +1081,29 @@ impl<S: Media, B: Media> Store<S, B> {
             .get(akey)
     }
 
-    /// Where the single value of an akey as of `epoch` is, if there is one.
+    /// Where the single value of an akey as of `epoch` is, if there is one, and its epoch.
+    fn latest_single_at(
+        &self,
+        cont: Cont,
+        oid: Oid,
+        dkey: &[u8],
+        akey: &[u8],
+        epoch: u64,
+    ) -> Option<(u64, Loc)> {
+        let floor = self.punched_at(cont, oid, dkey, epoch);
+        let h = self.history(cont, oid, dkey, akey)?;
+        let latest = h
+            .iter()
+            .filter(|(e, v)| {
+                *e <= epoch && *e > floor && matches!(v, Value::Single(_) | Value::Punch)
+            })
+            .max_by_key(|(e, v)| (*e, tie_rank(v)));
+        match latest {
+            Some((e, Value::Single(loc))) => Some((*e, *loc)),
+            _ => None,
+        }
+    }
+
     fn latest_single(
         &self,
         cont: Cont,
@@ -1023,17 +1112,40 @@ impl<S: Media, B: Media> Store<S, B> {
         akey: &[u8],
         epoch: u64,
     ) -> Option<Loc> {
-        let floor = self.punched_at(cont, oid, dkey, epoch);
-        let h = self.history(cont, oid, dkey, akey)?;
-        let latest = h
-            .iter()
-            .filter(|(e, v)| {
-                *e <= epoch && *e > floor && matches!(v, Value::Single(_) | Value::Punch)
-            })
-            .max_by_key(|(e, _)| *e);
-        match latest {
-            Some((_, Value::Single(loc))) => Some(*loc),
-            _ => None,
+        self.latest_single_at(cont, oid, dkey, akey, epoch)
+            .map(|(_, l)| l)
+    }
+
+    /// The epoch of what a fetch of `key` as of `epoch` reads: its single value's, or the
+    /// newest extent's among those overlapping `range` (`None`: any); 0 when nothing.
+    pub fn value_epoch(&self, key: AkeyRef<'_>, epoch: u64, range: Option<(u64, u64)>) -> u64 {
+        let AkeyRef {
+            cont,
+            oid,
+            dkey,
+            akey,
+        } = key;
+        match range {
+            None => self
+                .latest_single_at(cont, oid, dkey, akey, epoch)
+                .map_or(0, |(e, _)| e),
+            Some((offset, end)) => {
+                let floor = self.punched_at(cont, oid, dkey, epoch);
+                self.history(cont, oid, dkey, akey).map_or(0, |h| {
+                    h.iter()
+                        .filter(|(e, _)| *e <= epoch && *e > floor)
+                        .filter(|(_, v)| match v {
+                            Value::Extent { offset: eo, loc } => {
+                                let eend = eo.saturating_add(u64::from(loc.parts().1));
+                                *eo < end && eend > offset
+                            }
+                            _ => false,
+                        })
+                        .map(|(e, _)| *e)
+                        .max()
+                        .unwrap_or(0)
+                })
+            }
         }
     }
 
@@ -1178,7 +1290,8 @@ impl<S: Media, B: Media> Store<S, B> {
                 _ => None,
             })
             .collect();
-        extents.sort_by_key(|(e, _, _)| *e);
+        // Epoch order (ties by content, as on every replica).
+        extents.sort_by_key(|(e, _, loc)| (*e, loc.parts().2, loc.parts().1));
         for (_, eo, loc) in extents {
             let data = self.bytes(loc)?;
             let (start, stop) = (

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
@@ -122,6 +123,9 @@ pub struct TargetService {
     last_error: Option<Instant>,
     /// Bulk requests by bulk slot; free slots are `None`.
     bulk: Vec<Option<BulkOp>>,
+    /// Each pool's map version cell (shared with the engine's [`PoolStore`]), taken on the
+    /// pool's first request here; only pools the engine holds.
+    versions: HashMap<[u8; 16], Arc<AtomicU32>>,
 }
 
 impl TargetService {
@@ -165,7 +169,24 @@ impl TargetService {
             checked: Instant::now(),
             last_error: None,
             bulk: (0..BULK_SLOTS).map(|_| None).collect(),
+            versions: HashMap::new(),
         })
+    }
+
+    /// The pool map version this target knows for `pool` (0: none pushed yet, or a pool the
+    /// engine does not hold). One map lookup and an atomic load once the pool was seen.
+    fn map_version(&mut self, pool: &[u8; 16]) -> u32 {
+        if let Some(v) = self.versions.get(pool) {
+            return v.load(Ordering::Acquire);
+        }
+        match self.pools.map_version(&wire::uuid_text(pool)) {
+            Some(cell) => {
+                let v = cell.load(Ordering::Acquire);
+                self.versions.insert(*pool, cell);
+                v
+            }
+            None => 0,
+        }
     }
 
     /// Closes the pool's store (before the pool is destroyed).
@@ -173,6 +194,7 @@ impl TargetService {
         if let Some(u) = wire::parse_uuid(uuid) {
             self.stores.remove(&u);
             self.damaged.remove(&u);
+            self.versions.remove(&u);
         }
     }
 
@@ -247,12 +269,35 @@ impl TargetService {
                     continue;
                 }
             };
-            if header.version == wire::VERSION && is_bulk(header.op) {
+            // A request built on an older pool map than this target knows (DAOS's DER_STALE):
+            // refused with the target's version; the client refreshes and sends again.
+            let current = self.map_version(&header.pool);
+            let stale = header.version == wire::VERSION
+                && header.map_version != 0
+                && header.map_version < current
+                && header.op != wire::Op::Ping as u16;
+            // An epoch too far ahead of this target's clock (DAOS's HLC epsilon check).
+            let now = if header.epoch != 0 {
+                wire::clock_ns()
+            } else {
+                0
+            };
+            let ahead = header.version == wire::VERSION
+                && header.epoch > now.saturating_add(wire::HLC_EPSILON_NS);
+            let refusal = if stale {
+                Some((der::STALE, STALE_TEXT, header.with_map_version(current)))
+            } else if ahead {
+                Some((der::HLC_SYNC, HLC_TEXT, header.with_epoch(now)))
+            } else {
+                None
+            };
+            if header.version == wire::VERSION && is_bulk(header.op) && refusal.is_none() {
                 let Some(slot) = self.bulk.iter().position(Option::is_none) else {
                     break; // every bulk slot busy: back-pressure
                 };
                 self.waiting.pop_front();
-                let stage = self.start_bulk(&header, r, slot);
+                let mut header = header;
+                let stage = self.start_bulk(&mut header, r, slot);
                 self.bulk[slot] = Some(BulkOp {
                     recv: r,
                     peer,
@@ -271,7 +316,11 @@ impl TargetService {
                 ..
             } = self;
             let sent = ep.reply(r, peer, |req, resp| {
-                handle(*index, pools, stores, damaged, &header, req, resp)
+                if let Some((code, text, h)) = refusal {
+                    wire::encode_error(resp, &h, code, text)
+                } else {
+                    handle(*index, pools, stores, damaged, &header, req, resp)
+                }
             });
             match sent {
                 Ok(()) => {
@@ -290,7 +339,8 @@ impl TargetService {
 
     /// Begins a bulk request in `slot`: an update reads the client's buffer; a fetch reads
     /// the store into the slot and writes it to the client's buffer.
-    fn start_bulk(&mut self, h: &Header, r: Received, slot: usize) -> Stage {
+    /// A fetch's reply carries the fetched value's epoch (set in `h`).
+    fn start_bulk(&mut self, h: &mut Header, r: Received, slot: usize) -> Stage {
         if !self.ep.has_rma() {
             return Stage::Answer(Outcome::Failed(
                 der::PROTO,
@@ -355,6 +405,7 @@ impl TargetService {
                     dkey,
                     akey,
                 };
+                h.epoch = store.value_epoch(key, u64::MAX, None);
                 store.fetch_with(key, u64::MAX, |v| {
                     v.map(|v| {
                         if v.len() <= (b.len as usize).min(slot_buf.len()) {
@@ -379,6 +430,8 @@ impl TargetService {
                     dkey,
                     akey,
                 };
+                let end = offset.saturating_add(u64::from(bulk.len));
+                h.epoch = store.value_epoch(key, u64::MAX, Some((offset, end)));
                 store
                     .read_extent(key, offset, bulk.len as usize, u64::MAX)
                     .map(|v| {
@@ -502,12 +555,15 @@ impl TargetService {
                 dkey,
                 akey,
                 bulk,
-            } => store.update(
-                cont,
-                oid,
-                dkey,
-                akey,
+            } => store.update_at(
+                crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                },
                 &ep.bulk_buf(slot)[..bulk.len as usize],
+                h.epoch,
             ),
             Request::WriteExtentBulk {
                 oid,
@@ -515,13 +571,16 @@ impl TargetService {
                 akey,
                 offset,
                 bulk,
-            } => store.write_extent(
-                cont,
-                oid,
-                dkey,
-                akey,
+            } => store.write_extent_at(
+                crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                },
                 offset,
                 &ep.bulk_buf(slot)[..bulk.len as usize],
+                h.epoch,
             ),
             _ => return Outcome::Failed(der::INVAL, "not an update".into()),
         };
@@ -641,7 +700,10 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
     let mut w = Writer::body(resp);
     match *outcome {
         Outcome::Failed(code, ref text) => return wire::encode_error(resp, h, code, text),
-        Outcome::Epoch(e) => Epoch::put(&mut w, e),
+        Outcome::Epoch(e) => {
+            reply.epoch = e;
+            Epoch::put(&mut w, e)
+        }
         Outcome::Fetched(n) if h.op == wire::Op::FetchBulk as u16 => {
             if n == u32::MAX {
                 Fetched::None.put(&mut w);
@@ -653,6 +715,12 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
     }
     w.finish(reply).unwrap_or(0)
 }
+
+/// The message of a [`der::STALE`] refusal (the reply header carries the target's version).
+const STALE_TEXT: &str = "stale pool map version: this target knows a newer map of the pool (its version is in the reply); refresh the pool map and send again";
+
+/// The message of a [`der::HLC_SYNC`] refusal (the reply header carries the target's clock).
+const HLC_TEXT: &str = "the request's epoch is more than 1 s ahead of this target's clock (its reading is in the reply); synchronise the hosts' clocks (NTP)";
 
 /// How often a target checks that its stores' files are still there.
 const FILE_CHECK: Duration = Duration::from_millis(50);
@@ -736,6 +804,8 @@ fn handle(
     if touches_container(&request) && !store.has_container(cont) {
         return store_error(h, resp, &StoreError::NoContainer(wire::uuid_text(&h.cont)));
     }
+    // The target's clock, unless the operation names an epoch of its own (HLC sync).
+    reply.epoch = store.epoch();
     let mut w = Writer::body(resp);
     let done: Result<(), StoreError> = (|| {
         match request {
@@ -747,7 +817,14 @@ fn handle(
                 akey,
                 value,
             } => {
-                let e = store.update(cont, oid, dkey, akey, value)?;
+                let key = crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                };
+                let e = store.update_at(key, value, h.epoch)?;
+                reply.epoch = e;
                 Epoch::put(&mut w, e);
             }
             Request::WriteExtent {
@@ -757,7 +834,14 @@ fn handle(
                 offset,
                 data,
             } => {
-                let e = store.write_extent(cont, oid, dkey, akey, offset, data)?;
+                let key = crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                };
+                let e = store.write_extent_at(key, offset, data, h.epoch)?;
+                reply.epoch = e;
                 Epoch::put(&mut w, e);
             }
             Request::Swap {
@@ -772,7 +856,14 @@ fn handle(
                 // One target handles one request at a time: nothing comes between the
                 // fetch and the update.
                 let old = store.fetch(cont, oid, dkey, akey, u64::MAX)?;
-                let e = store.update(cont, oid, dkey, akey, value)?;
+                let key = crate::store::AkeyRef {
+                    cont,
+                    oid,
+                    dkey,
+                    akey,
+                };
+                let e = store.update_at(key, value, h.epoch)?;
+                reply.epoch = e;
                 Swapped::put(&mut w, e, old.as_deref());
             }
             Request::Fetch { oid, dkey, akey } => {
@@ -782,6 +873,7 @@ fn handle(
                     dkey,
                     akey,
                 };
+                reply.epoch = store.value_epoch(key, u64::MAX, None);
                 // Straight from the store's buffer into the reply.
                 store.fetch_with(key, u64::MAX, |v| {
                     v.map_or(Fetched::None, Fetched::Inline).put(&mut w)
@@ -800,15 +892,20 @@ fn handle(
                     dkey,
                     akey,
                 };
+                let end = offset.saturating_add(u64::from(len));
+                reply.epoch = store.value_epoch(key, u64::MAX, Some((offset, end)));
                 let v = store.read_extent(key, offset, len as usize, u64::MAX)?;
                 Data::put_inline(&mut w, &v);
             }
             Request::Punch { oid, what } => {
                 let e = match what {
-                    PunchWhat::Object => store.punch(cont, oid, None, None)?,
-                    PunchWhat::Dkey(d) => store.punch(cont, oid, Some(d), None)?,
-                    PunchWhat::Akey(d, a) => store.punch(cont, oid, Some(d), Some(a))?,
+                    PunchWhat::Object => store.punch_at(cont, oid, None, None, h.epoch)?,
+                    PunchWhat::Dkey(d) => store.punch_at(cont, oid, Some(d), None, h.epoch)?,
+                    PunchWhat::Akey(d, a) => {
+                        store.punch_at(cont, oid, Some(d), Some(a), h.epoch)?
+                    }
                 };
+                reply.epoch = e;
                 Epoch::put(&mut w, e);
             }
             Request::ListDkeys { oid, after } => {

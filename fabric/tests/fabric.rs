@@ -5,11 +5,20 @@ use std::time::{Duration, Instant};
 
 use daos_fabric::{EndpointError, RdmEndpoint};
 
+/// A port that was free a moment ago, below the kernel's ephemeral range (32768 and up), so no
+/// outgoing connection takes it before the endpoint binds it; distinct per call in this process.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    for _ in 0..1000 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (31600 + (pid.wrapping_mul(7919) + k * 8) % 1100) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 31600 and 32700");
 }
 
 /// Sends, polling both sides while the provider asks to retry (connection set-up).

@@ -781,25 +781,73 @@ impl Harness {
                     daos_wire::der::name(status)
                 ));
             }
+            if !map.pools.is_empty() {
+                let body = daos_drpc::mgmt::PoolMapVersionsReq {
+                    pools: map
+                        .pools
+                        .iter()
+                        .map(|p| daos_drpc::mgmt::pool_map_versions_req::Pool {
+                            uuid: p.uuid.clone(),
+                            version: p.version,
+                        })
+                        .collect(),
+                }
+                .encode_to_vec();
+                let status = self
+                    .local_engine_call(rank, MgmtMethod::PoolMapVersions, &body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| der_status(&b))?;
+                if status != 0 {
+                    return Err(format!(
+                        "rank {rank} refused the pool map versions: {}({status})",
+                        daos_wire::der::name(status)
+                    ));
+                }
+            }
             done.push(rank);
         }
         Ok(done)
     }
 
     /// On the management service leader: pushes the group map (members but those awaiting a
-    /// format or excluded, with their URIs and incarnations) to every host whose engines do
-    /// not have the current version yet, every [`GROUP_UPDATE_PERIOD`] (DAOS's 500 ms lazy
-    /// tick), retrying hosts that did not take it.
+    /// format or excluded, with their URIs and incarnations) and every pool's map version to
+    /// every host whose engines do not have them yet, every [`GROUP_UPDATE_PERIOD`] (DAOS's
+    /// 500 ms lazy tick), retrying hosts that did not take it.
     fn push_group_map(&self) {
-        let mut sent: BTreeMap<String, u32> = BTreeMap::new();
+        let mut sent = BTreeMap::new();
         while !self.stopping.load(Ordering::Acquire) {
             thread::sleep(GROUP_UPDATE_PERIOD);
             if !self.ms.is_leader() {
                 sent.clear();
                 continue;
             }
+            self.push_maps(&mut sent);
+        }
+    }
+
+    /// Pushes the current group map and pool map versions, now, to every live host (a
+    /// rebuild does this before it scans: clients still on the old map are then refused by
+    /// every target, rather than writing where the rebuild has already been). Returns the
+    /// hosts that did not take them.
+    pub fn push_maps_now(&self) -> Vec<String> {
+        self.push_maps(&mut BTreeMap::new())
+    }
+
+    /// One push to every live host whose last push (in `sent`) differs from now.
+    fn push_maps(&self, sent: &mut BTreeMap<String, daos_proto::rank::GroupMap>) -> Vec<String> {
+        let mut failed = Vec::new();
+        {
             let members = self.ms.members();
             let version = self.ms.map_version();
+            let pools = self
+                .ms
+                .pools()
+                .into_iter()
+                .map(|p| daos_proto::rank::PoolVersion {
+                    version: p.map.version(),
+                    uuid: p.uuid,
+                })
+                .collect();
             let map = daos_proto::rank::GroupMap {
                 map_version: version,
                 engines: members
@@ -818,6 +866,7 @@ impl Harness {
                         incarnation: m.incarnation,
                     })
                     .collect(),
+                pools,
             };
             let mut hosts: BTreeMap<String, bool> = BTreeMap::new();
             for m in &members {
@@ -825,7 +874,7 @@ impl Harness {
                 *hosts.entry(m.addr.clone()).or_default() |= live;
             }
             for (addr, live) in hosts {
-                if !live || sent.get(&addr) == Some(&version) {
+                if !live || sent.get(&addr) == Some(&map) {
                     continue;
                 }
                 let r = if self.is_local(&addr) {
@@ -835,12 +884,16 @@ impl Harness {
                 };
                 match r {
                     Ok(_) => {
-                        sent.insert(addr, version);
+                        sent.insert(addr, map.clone());
                     }
-                    Err(e) => warn!("group map version {version} to {addr}: {e}; retried"),
+                    Err(e) => {
+                        warn!("group map version {version} to {addr}: {e}; retried");
+                        failed.push(addr);
+                    }
                 }
             }
         }
+        failed
     }
 
     /// Calls to other hosts' daos_servers.

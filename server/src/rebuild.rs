@@ -140,6 +140,14 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
             done,
         })
     };
+    // Every live engine learns the new version first: a client still on the old map is
+    // then refused (DER_STALE) instead of writing behind the scan.
+    let missed = h.push_maps_now();
+    if !missed.is_empty() {
+        warn!(
+            "{tag}: hosts {missed:?} did not take pool map version {version}; they are pushed again"
+        );
+    }
     let result = client_map(h, pool).and_then(|map| {
         let mut s =
             Session::open(Arc::new(map), SessionOpts::default()).map_err(|e| e.to_string())?;

@@ -268,7 +268,8 @@ impl Hosts {
     }
 
     /// Runs `f` on a thread inside host `i`'s network namespace (sockets it opens are that
-    /// host's; names do not resolve there, use [`Hosts::addr`]).
+    /// host's) and, when the host has its anchor process, its mount namespace too (so the
+    /// hosts' names resolve as there, through its `/etc/hosts`).
     pub fn in_host<T: Send + 'static>(
         &self,
         i: usize,
@@ -280,10 +281,22 @@ impl Hosts {
                 .map_err(|_| "the in-host thread panicked".to_string());
         }
         let path = PathBuf::from("/var/run/netns").join(self.ns(i));
+        let anchor = self.anchor(i);
         std::thread::spawn(move || {
+            use nix::sched::CloneFlags;
             let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)
                 .map_err(|e| format!("setns {}: {e}", path.display()))?;
+            if let Some(pid) = anchor {
+                // A thread joins another mount namespace only with its own filesystem
+                // attributes (setns(2)).
+                nix::sched::unshare(CloneFlags::CLONE_FS)
+                    .map_err(|e| format!("unshare CLONE_FS: {e}"))?;
+                let mnt = format!("/proc/{pid}/ns/mnt");
+                let ns = std::fs::File::open(&mnt).map_err(|e| format!("{mnt}: {e}"))?;
+                nix::sched::setns(ns, CloneFlags::CLONE_NEWNS)
+                    .map_err(|e| format!("setns {mnt}: {e}"))?;
+            }
             Ok(f())
         })
         .join()

@@ -37,11 +37,11 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Taken below the kernel's ephemeral range (see [`free_port_range`]): a port the kernel handed
+/// out as ephemeral can be taken again by any outgoing connection before the server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_port_range(1)
 }
 
 /// A base port `p` such that `p..p+n` were free a moment ago, below the kernel's ephemeral

@@ -1,6 +1,6 @@
 //! The client ↔ target protocol: what travels in one fabric message.
 //!
-//! Every message starts with a fixed 104-byte little-endian header; the body that follows has
+//! Every message starts with a fixed 112-byte little-endian header; the body that follows has
 //! a fixed layout per operation (lengths before bytes). Encoding writes into a caller's buffer
 //! (the fabric endpoint's own send buffer) and decoding borrows from the receive buffer, so
 //! neither allocates.
@@ -9,8 +9,21 @@
 //!  0 magic u32 "DRS\x01"   4 version u16   6 op u16   8 tag u64 (echoed in the reply)
 //! 16 status i32 (replies: 0 or a DER code)   20 body length u32
 //! 24 pool uuid [16]   40 container uuid [16]   56 reply-address length u8
-//! 57 reply address [40] (the client's fabric name)   97..104 zero
+//! 57 reply address [40] (the client's fabric name)   97..100 zero
+//! 100 pool map version u32 (requests: the client's; replies: the target's; 0 = not known)
+//! 104 epoch u64: requests that change data carry the epoch the client chose (the same on
+//!     every replica, so concurrent updates of a key end alike everywhere; 0 = the target
+//!     chooses); replies carry the epoch of the value fetched, else the target's clock
 //! ```
+//!
+//! Epochs are hybrid logical clock readings (nanoseconds since 1970, never going back on
+//! one side, raised by every epoch seen from the other side), as DAOS's HLC. A target refuses
+//! an epoch more than [`HLC_EPSILON_NS`] ahead of its own clock with `DER_HLC_SYNC`.
+//!
+//! A target that knows a newer map of the pool than the request's refuses it with
+//! [`der::STALE`] and its own version in the header (DAOS's `DER_STALE` check in
+//! `obj_ioc_init`): the client refreshes its map and sends again to where the new map places
+//! the object.
 //!
 //! Compatibility: `magic` and `version` keep their place in every version. A target that gets
 //! another version answers with status [`der::PROTO`] and its own version in the header, and
@@ -19,9 +32,21 @@
 /// First four bytes of every message.
 pub const MAGIC: u32 = 0x0153_5244;
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Bytes of the fixed header.
-pub const HEADER_LEN: usize = 104;
+pub const HEADER_LEN: usize = 112;
+/// Bytes of version 1's header (no epoch): still read, to answer such a client `DER_PROTO`.
+const V1_HEADER_LEN: usize = 104;
+/// How far a request's epoch may be ahead of the target's clock (DAOS's HLC epsilon, 1 s).
+pub const HLC_EPSILON_NS: u64 = 1_000_000_000;
+
+/// This host's physical clock for epochs: nanoseconds since 1970 (0 if the clock is set
+/// before it).
+pub fn clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
 /// Largest reply address (a fabric endpoint name).
 pub const ADDR_MAX: usize = 40;
 /// Largest dkey or akey.
@@ -96,7 +121,9 @@ pub mod der {
         Trunc TRUNC = -1016 "DER_TRUNC",
         Overflow OVERFLOW = -1017 "DER_OVERFLOW",
         Grpver GRPVER = -1036 "DER_GRPVER",
+        HlcSync HLC_SYNC = -1037 "DER_HLC_SYNC",
         Io IO = -2001 "DER_IO",
+        Stale STALE = -2007 "DER_STALE",
         Key2big KEY2BIG = -2012 "DER_KEY2BIG",
         Rec2big REC2BIG = -2013 "DER_REC2BIG",
         Csum CSUM = -2021 "DER_CSUM",
@@ -167,6 +194,12 @@ pub struct Header {
     pub cont: [u8; 16],
     pub addr_len: u8,
     pub addr: [u8; ADDR_MAX],
+    /// The pool map version the request was built on, or the target's in a reply; 0 when
+    /// not known (never refused as stale).
+    pub map_version: u32,
+    /// A change's epoch chosen by the client (0: the target chooses), or in a reply the
+    /// fetched value's epoch or the target's clock.
+    pub epoch: u64,
 }
 
 impl Header {
@@ -185,7 +218,21 @@ impl Header {
             cont,
             addr_len: n as u8,
             addr: a,
+            map_version: 0,
+            epoch: 0,
         }
+    }
+
+    /// This header with epoch `e`.
+    pub fn with_epoch(mut self, e: u64) -> Header {
+        self.epoch = e;
+        self
+    }
+
+    /// This header with pool map version `v`.
+    pub fn with_map_version(mut self, v: u32) -> Header {
+        self.map_version = v;
+        self
     }
 
     /// The reply address the client put in its request.
@@ -208,12 +255,15 @@ impl Header {
         b[40..56].copy_from_slice(&self.cont);
         b[56] = self.addr_len;
         b[57..57 + ADDR_MAX].copy_from_slice(&self.addr);
+        b[100..104].copy_from_slice(&self.map_version.to_le_bytes());
+        b[104..112].copy_from_slice(&self.epoch.to_le_bytes());
         Ok(())
     }
 
-    /// Reads a header without judging its version (so either side can report a mismatch).
+    /// Reads a header without judging its version (so either side can report a mismatch;
+    /// version 1's 104-byte header is read too, its epoch as 0).
     pub fn read(buf: &[u8]) -> Result<Header, WireError> {
-        if buf.len() < HEADER_LEN {
+        if buf.len() < V1_HEADER_LEN {
             return Err(WireError::Short(buf.len()));
         }
         let u16_at = |i: usize| u16::from_le_bytes([buf[i], buf[i + 1]]);
@@ -238,6 +288,11 @@ impl Header {
             cont,
             addr_len: buf[56],
             addr,
+            map_version: u32_at(100),
+            epoch: buf
+                .get(104..112)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes),
         })
     }
 
@@ -813,10 +868,18 @@ mod tests {
 
     fn round_trip(req: Request<'_>) {
         let mut buf = vec![0u8; 4096];
-        let h = Header::request(req.op(), 42, [1; 16], [2; 16], b"peer-name");
+        let h = Header::request(req.op(), 42, [1; 16], [2; 16], b"peer-name")
+            .with_map_version(7)
+            .with_epoch(1 << 60);
         let n = encode_request(&mut buf, h, &req).unwrap();
         let got = Header::read(&buf[..n]).unwrap();
         assert_eq!(got.tag, 42);
+        assert_eq!((got.map_version, got.epoch), (7, 1 << 60));
+        // An error reply keeps the header's fields; a target puts its own version in.
+        let mut err = vec![0u8; 512];
+        let k = encode_error(&mut err, &got.with_map_version(9), der::STALE, "stale");
+        let e = Header::read(&err[..k]).unwrap();
+        assert_eq!((e.status, e.map_version, e.tag), (der::STALE, 9, 42));
         assert_eq!(got.reply_addr(), b"peer-name");
         assert_eq!(got.pool, [1; 16]);
         let body = got.body(&buf[..n]).unwrap();

@@ -313,7 +313,9 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
     let result = daos_client::connect::pool_map_blocking(&target, &pool)
         .map_err(|e| e.to_string())
         .and_then(|map| {
-            let mut s = Session::open(Arc::new(map), SessionOpts::default()).map_err(err)?;
+            let mut s = Session::open(Arc::new(map), SessionOpts::default())
+                .map_err(err)?
+                .with_refresher(daos_client::connect::refresher(&target, &pool));
             let c = Containers::new(&target, &pool).map_err(|e| e.to_string())?;
             match &cli.command {
                 Command::Container(cmd) => cont_command(&mut s, &c, &pool, cmd),

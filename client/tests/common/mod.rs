@@ -18,19 +18,26 @@ pub struct Fixture {
     pub _dir: tempfile::TempDir,
     pub shards: Vec<Shard>,
     pub map: Arc<PoolMap>,
+    /// The engine's pools (what daos_server's dRPC calls act on).
+    pub pools: Arc<PoolStore>,
 }
 
+/// A base port `p` such that `p..p+n` were free a moment ago, below the kernel's ephemeral
+/// range (32768 and up: an outgoing connection can take an ephemeral port before a target
+/// binds it), distinct for each call in this process.
 pub fn free_base(n: u16) -> u16 {
-    for _ in 0..200 {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        if p < 65000 && (p..p + n).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    assert!(n <= 16, "ranges are 16 ports apart");
+    let pid = std::process::id();
+    for _ in 0..1000 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = (10000 + (pid.wrapping_mul(7919) / 16 + k) % 600 * 16) as u16;
+        if (p..p + n).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
             return p;
         }
     }
-    panic!("no free ports");
+    panic!("no free ports between 10000 and 19600");
 }
 
 pub fn fixture(targets: u32) -> Fixture {
@@ -84,6 +91,7 @@ pub fn fixture(targets: u32) -> Fixture {
         _dir: dir,
         shards,
         map: Arc::new(map),
+        pools,
     }
 }
 

@@ -446,6 +446,21 @@ pub fn three_hosts(mut c: Cluster) {
     );
 }
 
+/// The UUID of container `label` of pool `tank` (`daos container query`, from host 1).
+fn cont_uuid(c: &Cluster, all: &str, label: &str) -> [u8; 16] {
+    let o = passed(
+        c,
+        c.run(
+            1,
+            "daos",
+            &["-i", "-l", all, "-j", "container", "query", "tank", label],
+        ),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let text = v["response"]["container_uuid"].as_str().unwrap_or_default();
+    daos_client::parse_uuid(text).unwrap_or_else(|| panic!("container UUID in {v}"))
+}
+
 /// Pool `tank`'s query response asked from host `from` through `hosts`, or null when the
 /// call failed (for waits: the management service may be electing a leader).
 fn try_pool_query(c: &Cluster, from: usize, hosts: &str) -> serde_json::Value {
@@ -509,6 +524,134 @@ where
             })
         })
         .expect("in host")
+}
+
+/// From host 1, a client whose map of pool `tank` is older than `version` (the pool's
+/// current one, which the management service leader pushed to every engine): a surviving
+/// target refuses its update with DER_STALE and its own version; with a refresher the
+/// session fetches the map again and the update goes through on the new placement.
+fn stale_map_refused_then_refreshed(c: &Cluster, all: &str, cont: [u8; 16], version: u32) {
+    use daos_client::{ClientError, Session, SessionOpts, connect};
+    let all = all.to_string();
+    let outcome = c
+        .hosts
+        .in_host(1, move || -> Result<(), String> {
+            let control = daos_config::control::Control::default();
+            let target =
+                daos_control::Target::new(&control, Some(&all), true).map_err(|e| e.message)?;
+            let mut old = connect::pool_map_blocking(&target, "tank").map_err(|e| e.to_string())?;
+            if old.placement.version != version {
+                return Err(format!("the pool is at version {}", old.placement.version));
+            }
+            old.placement.version = 1;
+            let mut s = Session::open(std::sync::Arc::new(old), SessionOpts::default())
+                .map_err(|e| e.to_string())?;
+            // The engines learn the version from the leader's push (every 500 ms at most).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let refused = loop {
+                match s.update(cont, 77, b"d", b"a", b"fresh") {
+                    Err(ClientError::Stale { ours, theirs, .. }) => break (ours, theirs),
+                    r if Instant::now() > deadline => {
+                        return Err(format!("not refused as stale: {r:?}"));
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(100)),
+                }
+            };
+            if refused != (1, version) {
+                return Err(format!("refused with versions {refused:?}"));
+            }
+            s.set_refresher(connect::refresher(&target, "tank"));
+            s.update(cont, 77, b"d", b"a", b"fresh")
+                .map_err(|e| format!("after a refresh: {e}"))?;
+            if s.map().placement.version != version {
+                return Err(format!("refreshed to {}", s.map().placement.version));
+            }
+            match s.fetch(cont, 77, b"d", b"a") {
+                Ok(Some(v)) if v == b"fresh" => Ok(()),
+                r => Err(format!("read back: {r:?}")),
+            }
+        })
+        .expect("in host 1");
+    assert_eq!(outcome, Ok(()), "stale map\n{}", c.logs());
+}
+
+/// From host 1, two clients update the same RP_2G1 keys of container `safe` at the same
+/// moments, round after round; then every replica of every key holds the same value (the
+/// clients choose one epoch per update for all replicas; a target orders by epoch, not by
+/// arrival).
+fn concurrent_updates_converge(c: &Cluster, all: &str, cont: [u8; 16]) {
+    use daos_client::{Session, SessionOpts, connect, kv::key_oid_in};
+    use std::sync::{Arc, Barrier};
+    let all = all.to_string();
+    let outcome = c
+        .hosts
+        .in_host(1, move || -> Result<usize, String> {
+            let control = daos_config::control::Control::default();
+            let target =
+                daos_control::Target::new(&control, Some(&all), true).map_err(|e| e.message)?;
+            let map =
+                Arc::new(connect::pool_map_blocking(&target, "tank").map_err(|e| e.to_string())?);
+            let class = daos_placement::ObjectClass::parse("RP_2G1").map_err(|e| e.to_string())?;
+            let keys: Arc<Vec<u128>> = Arc::new(
+                (0..8)
+                    .map(|k| key_oid_in(&format!("race{k}"), Some(class)))
+                    .collect(),
+            );
+            let barrier = Arc::new(Barrier::new(2));
+            let writers: Vec<_> = (0..2u8)
+                .map(|w| {
+                    let (map, keys, barrier) = (map.clone(), keys.clone(), barrier.clone());
+                    std::thread::spawn(move || -> Result<(), String> {
+                        let mut s = Session::open(map, SessionOpts::default())
+                            .map_err(|e| e.to_string())?;
+                        for round in 0..60u8 {
+                            barrier.wait();
+                            for oid in keys.iter() {
+                                let mut v = [w; 64];
+                                v[1] = round;
+                                s.update(cont, *oid, b"d", b"a", &v)
+                                    .map_err(|e| format!("writer {w}: {e}"))?;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().map_err(|_| "a writer panicked".to_string())??;
+            }
+            let mut s = Session::open(map, SessionOpts::default()).map_err(|e| e.to_string())?;
+            let mut replicas = 0;
+            for oid in keys.iter() {
+                let shards = s.map().shards(*oid).map_err(|e| e.to_string())?;
+                let mut values = Vec::new();
+                for t in shards {
+                    let req = daos_wire::Request::Fetch {
+                        oid: *oid,
+                        dkey: b"d",
+                        akey: b"a",
+                    };
+                    let v = s
+                        .call_with(t, cont, &req, |r| {
+                            r.fetched().map(|v| v.map(<[u8]>::to_vec))
+                        })
+                        .map_err(|e| e.to_string())?;
+                    values.push(v);
+                    replicas += 1;
+                }
+                if values.len() != 2 || values.iter().any(|v| *v != values[0]) {
+                    return Err(format!("object {oid:#x}: replicas hold {values:?}"));
+                }
+            }
+            Ok(replicas)
+        })
+        .expect("in host 1");
+    assert_eq!(
+        outcome,
+        Ok(16),
+        "replicas of concurrently updated keys\n{}",
+        c.logs()
+    );
 }
 
 /// A fourth (non-replica) host joins as rank 3 and serves I/O; bad joins are refused;
@@ -1108,6 +1251,8 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r3s]));
     assert!(t.contains("Target: type unknown, state down_out"), "{t}");
     c.wait_log(1, "rebuild of pool", 5);
+    stale_map_refused_then_refreshed(&c, all, cont_uuid(&c, all, "c1"), 3);
+    concurrent_updates_converge(&c, all, cont_uuid(&c, all, "safe"));
 
     // h2 and h3 gone: every value reads back from h1 alone. (SWIM soon declares both dead
     // and the pool excludes h2's rank too; h1 holds whatever the first rebuild put there.)
