@@ -343,6 +343,15 @@ impl PoolMap {
         Ok(out)
     }
 
+    /// The targets of `oid`'s shards once the moves under way are done: where draining
+    /// targets' shards go, else the layout now (targets being filled included).
+    pub fn final_layout(&self, oid: Oid) -> Result<Vec<usize>, ClientError> {
+        let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
+            return Ok(vec![self.place(oid)]);
+        };
+        self.layout_on(self.drained.as_ref().unwrap_or(&self.placement), oid, class)
+    }
+
     /// `oid`'s shard targets on `map`.
     fn layout_on(
         &self,

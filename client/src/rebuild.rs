@@ -30,6 +30,8 @@ pub struct Progress {
     pub recs: u64,
     /// Bytes copied.
     pub bytes: u64,
+    /// Copies dropped from targets the object's layout no longer names (reclaim).
+    pub reclaimed: u64,
 }
 
 /// Paces a rebuild to at most a number of bytes a second, so the foreground keeps its share
@@ -63,6 +65,9 @@ impl Throttle {
         due.saturating_sub(now.saturating_duration_since(start))
     }
 }
+
+/// Sessions copying objects at once in a rebuild pass.
+pub const REBUILD_WORKERS: usize = 4;
 
 /// How many times a single value is copied again when its source changed meanwhile.
 const COPY_ATTEMPTS: usize = 4;
@@ -249,7 +254,9 @@ impl Session {
     }
 
     /// One rebuild pass over containers `conts`, paced by `throttle`: `progress` hears after
-    /// every object.
+    /// every object this thread copies. The objects are copied by [`REBUILD_WORKERS`]
+    /// sessions at once (this one and more on their own threads, taking objects from one
+    /// list), so round trips overlap.
     pub fn rebuild(
         &mut self,
         conts: &[[u8; 16]],
@@ -285,46 +292,149 @@ impl Session {
                     }
                 }
             }
-            for (oid, sources) in found {
-                done.scanned += 1;
-                let Some(&src) = sources.first() else {
-                    continue;
-                };
-                let mut copied_any = false;
-                // Only shards that moved or are being filled: the others kept their data.
-                for dst in self.map.rebuild_targets(oid)? {
-                    // Not to itself, a rank reported down, or a target out of the map (a shard
-                    // placement found no healthy home for keeps pointing there).
-                    let out = !self
-                        .map
-                        .placement
-                        .state(daos_placement::TargetId {
-                            rank: self.map.targets[dst].rank,
-                            idx: self.map.targets[dst].target,
-                        })
-                        .is_some_and(TargetState::placeable);
-                    if dst == src || out || self.map.down.contains(&self.map.targets[dst].rank) {
-                        continue;
-                    }
-                    for dkey in self.dkeys_on(src, cont, oid)? {
-                        for akey in self.akeys_on(src, cont, oid, &dkey)? {
-                            let n = self.copy_akey(src, dst, cont, oid, &dkey, &akey)?;
-                            if n > 0 {
-                                done.recs += 1;
-                                done.bytes += n;
-                                copied_any = true;
-                                std::thread::sleep(throttle.after(std::time::Instant::now(), n));
-                            }
-                        }
-                    }
-                }
-                if copied_any {
-                    done.objs += 1;
-                }
-                progress(done);
-            }
+            let work: Vec<(Oid, usize)> = found
+                .into_iter()
+                .filter_map(|(oid, sources)| sources.first().map(|src| (oid, *src)))
+                .collect();
+            self.copy_all(cont, &work, throttle, &mut done, &mut progress)?;
+        }
+        // Every object is where the map puts it: copies left where it no longer does (a
+        // reintegrated or new target took the shard back, a drained target) are dropped.
+        for &cont in conts {
+            self.reclaim(cont, &mut done)?;
+            progress(done);
         }
         Ok(done)
+    }
+
+    /// Copies every object of `work` (object, a target to copy from) with up to
+    /// [`REBUILD_WORKERS`] sessions at once; the first error stops the others.
+    fn copy_all(
+        &mut self,
+        cont: [u8; 16],
+        work: &[(Oid, usize)],
+        throttle: &mut Throttle,
+        done: &mut Progress,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<(), ClientError> {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let shared = Mutex::new((*done, throttle));
+        let first_error: Mutex<Option<ClientError>> = Mutex::new(None);
+        let lock = |m: &'_ Mutex<(Progress, &mut Throttle)>| {
+            // A worker that panicked holding it leaves counts that are still counts.
+            m.lock().unwrap_or_else(|p| p.into_inner()).0
+        };
+        // One worker's loop: take the next object, copy it, account for it.
+        let run = |s: &mut Session, report: &mut dyn FnMut(Progress)| {
+            while !failed.load(Ordering::Acquire) {
+                let i = next.fetch_add(1, Ordering::AcqRel);
+                let Some(&(oid, src)) = work.get(i) else {
+                    return;
+                };
+                match s.copy_object(cont, oid, src, &shared) {
+                    Ok(()) => report(lock(&shared)),
+                    Err(e) => {
+                        failed.store(true, Ordering::Release);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        return;
+                    }
+                }
+            }
+        };
+        let workers = REBUILD_WORKERS.min(work.len()).max(1);
+        let (map, opts) = (self.map.clone(), self.opts);
+        std::thread::scope(|scope| {
+            for _ in 1..workers {
+                let (map, run) = (map.clone(), &run);
+                scope.spawn(move || match Session::open(map, opts) {
+                    // Objects it would have taken go to the others.
+                    Err(_) => {}
+                    Ok(mut s) => run(&mut s, &mut |_| {}),
+                });
+            }
+            run(self, progress);
+        });
+        *done = lock(&shared);
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies object `oid` from target `src` to each target that must now hold a shard of
+    /// it and lacks it, paced by the shared throttle; counts into the shared progress.
+    fn copy_object(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        src: usize,
+        shared: &std::sync::Mutex<(Progress, &mut Throttle)>,
+    ) -> Result<(), ClientError> {
+        let (mut recs, mut bytes) = (0u64, 0u64);
+        // Only shards that moved or are being filled: the others kept their data.
+        for dst in self.map.rebuild_targets(oid)? {
+            // Not to itself, a rank reported down, or a target out of the map (a shard
+            // placement found no healthy home for keeps pointing there).
+            let out = !self
+                .map
+                .placement
+                .state(daos_placement::TargetId {
+                    rank: self.map.targets[dst].rank,
+                    idx: self.map.targets[dst].target,
+                })
+                .is_some_and(TargetState::placeable);
+            if dst == src || out || self.map.down.contains(&self.map.targets[dst].rank) {
+                continue;
+            }
+            for dkey in self.dkeys_on(src, cont, oid)? {
+                for akey in self.akeys_on(src, cont, oid, &dkey)? {
+                    let n = self.copy_akey(src, dst, cont, oid, &dkey, &akey)?;
+                    if n > 0 {
+                        recs += 1;
+                        bytes += n;
+                        let wait = {
+                            let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+                            g.1.after(std::time::Instant::now(), n)
+                        };
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+        }
+        let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.scanned += 1;
+        g.0.recs += recs;
+        g.0.bytes += bytes;
+        if recs > 0 {
+            g.0.objs += 1;
+        }
+        Ok(())
+    }
+
+    /// DAOS's reclaim, once every copy of a pass is made: each serving target forgets its
+    /// copy of a replicated object whose layout (once the pass's moves are done) does not
+    /// name that target.
+    fn reclaim(&mut self, cont: [u8; 16], done: &mut Progress) -> Result<(), ClientError> {
+        for t in 0..self.map.targets.len() {
+            if !self.serves(t) {
+                continue;
+            }
+            for oid in self.objects_on(t, cont)? {
+                let replicated = daos_placement::ObjectClass::of_oid(oid)
+                    .is_ok_and(|c| c.redun.group_size() > 1);
+                if replicated && !self.map.final_layout(oid)?.contains(&t) {
+                    self.call(t, cont, &Request::Reclaim { oid })?;
+                    done.reclaimed += 1;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

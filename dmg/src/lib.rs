@@ -7,7 +7,7 @@
 pub use daos_control::{Output, load_control, print};
 
 use daos_control::hostlist;
-use daos_control::table::{bytes_iec, bytes_si, member_state, render};
+use daos_control::table::{bytes_si, member_state, render};
 use std::collections::BTreeMap;
 
 use daos_control::{Target, errors_table, failed, fan_out, group, ms_client, split, status_text};
@@ -137,7 +137,13 @@ fn count(n: usize, one: &str, many: &str) -> String {
 pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
     let results = fan_out(t, |ch| async move {
         CtlSvcClient::new(ch)
-            .storage_scan(StorageScanReq {})
+            .storage_scan(StorageScanReq {
+                nvme: Some(ScanNvmeReq {
+                    basic: !verbose,
+                    ..Default::default()
+                }),
+                scm: Some(ScanScmReq { usage: false }),
+            })
             .await
             .map(|r| r.into_inner())
     })
@@ -154,30 +160,30 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
                 continue;
             }
         };
-        let scm_bytes: u64 = resp.namespaces.iter().map(|n| n.size).sum();
-        let nvme_bytes: u64 = resp.controllers.iter().map(|c| c.capacity).sum();
+        let (namespaces, ctrlrs) = scan_parts(resp);
+        let scm_bytes: u64 = namespaces.iter().map(|n| n.size).sum();
+        let nvme_bytes: u64 = ctrlrs.iter().map(ctrlr_capacity).sum();
         summary.push((
             host.clone(),
             (
                 format!(
                     "{} ({})",
                     bytes_si(scm_bytes),
-                    count(resp.namespaces.len(), "namespace", "namespaces")
+                    count(namespaces.len(), "namespace", "namespaces")
                 ),
                 format!(
                     "{} ({})",
                     bytes_si(nvme_bytes),
-                    count(resp.controllers.len(), "controller", "controllers")
+                    count(ctrlrs.len(), "controller", "controllers")
                 ),
             ),
         ));
         if verbose {
             let mut text = String::new();
-            if resp.namespaces.is_empty() {
+            if namespaces.is_empty() {
                 text.push_str("\tNo SCM namespaces found\n");
             } else {
-                let rows: Vec<Vec<String>> = resp
-                    .namespaces
+                let rows: Vec<Vec<String>> = namespaces
                     .iter()
                     .map(|n| {
                         vec![
@@ -194,24 +200,18 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
                 ));
             }
             text.push('\n');
-            if resp.controllers.is_empty() {
+            if ctrlrs.is_empty() {
                 text.push_str("\tNo NVMe controllers found\n");
             } else {
-                let rows: Vec<Vec<String>> = resp
-                    .controllers
+                let rows: Vec<Vec<String>> = ctrlrs
                     .iter()
                     .map(|c| {
-                        let model = if c.model.is_empty() {
-                            format!("({})", c.driver)
-                        } else {
-                            c.model.clone()
-                        };
                         vec![
                             c.pci_addr.clone(),
-                            model,
+                            c.model.clone(),
                             c.fw_rev.clone(),
                             c.socket_id.to_string(),
-                            bytes_si(c.capacity),
+                            bytes_si(ctrlr_capacity(c)),
                         ]
                     })
                     .collect();
@@ -221,48 +221,11 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
                     "",
                 ));
             }
-            text.push('\n');
-            let mut rows: Vec<Vec<String>> = resp
-                .scm
-                .iter()
-                .map(|m| {
-                    vec![
-                        m.instance_idx.to_string(),
-                        m.class.clone(),
-                        m.mntpoint.clone(),
-                        bytes_iec(m.size_bytes),
-                        if m.formatted {
-                            "yes".into()
-                        } else {
-                            "no".into()
-                        },
-                    ]
-                })
-                .collect();
-            rows.extend(resp.bdevs.iter().map(|b| {
-                vec![
-                    b.instance_idx.to_string(),
-                    b.class.clone(),
-                    b.device.clone(),
-                    bytes_si(b.size_bytes),
-                    String::new(),
-                ]
-            }));
-            if !rows.is_empty() {
-                text.push_str("Configured storage:\n");
-                text.push_str(&render(
-                    &["Engine", "Class", "Device/Mount", "Size", "Formatted"],
-                    &rows,
-                    "  ",
-                ));
-            }
             details.push((host.clone(), text));
         }
         json_hosts.insert(host.clone(), json!({
-            "scm_namespaces": resp.namespaces.iter().map(|n| json!({"blockdev": n.blockdev, "numa_node": n.numa_node, "size": n.size, "mode": n.mode})).collect::<Vec<_>>(),
-            "nvme_controllers": resp.controllers.iter().map(|c| json!({"pci_addr": c.pci_addr, "model": c.model, "fw_rev": c.fw_rev, "socket_id": c.socket_id, "capacity": c.capacity, "driver": c.driver})).collect::<Vec<_>>(),
-            "configured_scm": resp.scm.iter().map(|m| json!({"class": m.class, "mntpoint": m.mntpoint, "size_bytes": m.size_bytes, "formatted": m.formatted, "instance": m.instance_idx})).collect::<Vec<_>>(),
-            "configured_bdevs": resp.bdevs.iter().map(|b| json!({"class": b.class, "device": b.device, "size_bytes": b.size_bytes, "instance": b.instance_idx})).collect::<Vec<_>>(),
+            "scm_namespaces": namespaces.iter().map(|n| json!({"blockdev": n.blockdev, "dev": n.dev, "numa_node": n.numa_node, "size": n.size})).collect::<Vec<_>>(),
+            "nvme_controllers": ctrlrs.iter().map(|c| json!({"pci_addr": c.pci_addr, "model": c.model, "serial": c.serial, "fw_rev": c.fw_rev, "socket_id": c.socket_id, "capacity": ctrlr_capacity(c)})).collect::<Vec<_>>(),
         }));
     }
     let mut text = errors_table(&errors);
@@ -286,6 +249,117 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
         ok,
         error: (!ok).then(|| format!("{} host(s) failed", errors.len())),
     }
+}
+
+/// A scan's SCM namespaces and NVMe controllers (empty when a part is missing).
+fn scan_parts(resp: &StorageScanResp) -> (&[ScmNamespace], &[NvmeController]) {
+    (
+        resp.scm.as_ref().map_or(&[][..], |s| &s.namespaces[..]),
+        resp.nvme.as_ref().map_or(&[][..], |n| &n.ctrlrs[..]),
+    )
+}
+
+/// A controller's capacity: its namespaces' sizes.
+fn ctrlr_capacity(c: &NvmeController) -> u64 {
+    c.namespaces.iter().map(|n| n.size).sum()
+}
+
+/// DAOS's `dmg storage query usage`: per host, SCM and NVMe total, free and used (the
+/// mounts and blobstores of the running engines).
+pub async fn storage_query_usage(t: &Target) -> Output {
+    let results = fan_out(t, |ch| async move {
+        CtlSvcClient::new(ch)
+            .storage_scan(StorageScanReq {
+                nvme: Some(ScanNvmeReq {
+                    meta: true,
+                    ..Default::default()
+                }),
+                scm: Some(ScanScmReq { usage: true }),
+            })
+            .await
+            .map(|r| r.into_inner())
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut rows = Vec::new();
+    let mut json_hosts = serde_json::Map::new();
+    for (host, r) in &results {
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(e) => {
+                errors.push((host.clone(), e.clone()));
+                continue;
+            }
+        };
+        let (namespaces, ctrlrs) = scan_parts(resp);
+        let mounts = namespaces.iter().filter_map(|n| n.mount.as_ref());
+        let (scm_total, scm_free) =
+            mounts.fold((0, 0), |(t, f), m| (t + m.total_bytes, f + m.avail_bytes));
+        let devs = ctrlrs.iter().flat_map(|c| c.smd_devices.iter());
+        let (nvme_total, nvme_free) =
+            devs.fold((0, 0), |(t, f), d| (t + d.total_bytes, f + d.avail_bytes));
+        rows.push((
+            host.clone(),
+            vec![
+                bytes_si(scm_total),
+                bytes_si(scm_free),
+                percent_used(scm_total, scm_free),
+                bytes_si(nvme_total),
+                bytes_si(nvme_free),
+                percent_used(nvme_total, nvme_free),
+            ],
+        ));
+        json_hosts.insert(
+            host.clone(),
+            json!({
+                "scm_total": scm_total, "scm_free": scm_free,
+                "nvme_total": nvme_total, "nvme_free": nvme_free,
+                "scm_mounts": namespaces.iter().filter_map(|n| n.mount.as_ref()).map(|m| json!({"path": m.path, "class": m.class, "rank": m.rank, "total_bytes": m.total_bytes, "avail_bytes": m.avail_bytes})).collect::<Vec<_>>(),
+                "smd_devices": ctrlrs.iter().flat_map(|c| c.smd_devices.iter().map(move |d| json!({"device": c.pci_addr, "rank": d.rank, "tgt_ids": d.tgt_ids, "total_bytes": d.total_bytes, "avail_bytes": d.avail_bytes}))).collect::<Vec<_>>(),
+            }),
+        );
+    }
+    let mut text = errors_table(&errors);
+    let table: Vec<Vec<String>> = group(&rows)
+        .into_iter()
+        .map(|(h, mut r)| {
+            r.insert(0, h);
+            r
+        })
+        .collect();
+    if !table.is_empty() {
+        text.push_str(&render(
+            &[
+                "Hosts",
+                "SCM-Total",
+                "SCM-Free",
+                "SCM-Used",
+                "NVMe-Total",
+                "NVMe-Free",
+                "NVMe-Used",
+            ],
+            &table,
+            "",
+        ));
+    }
+    let ok = errors.is_empty();
+    Output {
+        text,
+        json: json!({"host_results": json_hosts}),
+        ok,
+        error: (!ok).then(|| format!("{} host(s) failed", errors.len())),
+    }
+}
+
+/// DAOS's usage column: `75 %`, or `N/A` without a total.
+fn percent_used(total: u64, free: u64) -> String {
+    if total == 0 {
+        return "N/A".into();
+    }
+    format!(
+        "{} %",
+        (total.saturating_sub(free) as f64 * 100.0 / total as f64).round()
+    )
 }
 
 /// `dmg network check [-p PROVIDER] [--sizes S] [-I N]`: the fabric check from the second host

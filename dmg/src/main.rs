@@ -52,12 +52,23 @@ enum StorageCmd {
         #[command(flatten)]
         flags: daos_control::cli::PrepareFlags,
     },
-    /// PMem and NVMe hardware of the servers (verbose: per device, and the configured storage).
+    /// PMem and NVMe hardware of the servers (verbose: per device).
     Scan {
         /// Per-device tables.
         #[arg(short = 'v', long)]
         verbose: bool,
     },
+    /// What the servers' running engines use (DAOS's `storage query`).
+    Query {
+        #[command(subcommand)]
+        what: StorageQueryCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorageQueryCmd {
+    /// SCM and NVMe total, free and used per host.
+    Usage,
 }
 
 #[derive(Subcommand)]
@@ -290,6 +301,9 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             Command::Storage(StorageCmd::Scan { verbose, .. }) => {
                 dmg::storage_scan(&target, *verbose).await
             }
+            Command::Storage(StorageCmd::Query {
+                what: StorageQueryCmd::Usage,
+            }) => dmg::storage_query_usage(&target).await,
             Command::Storage(StorageCmd::Prepare { flags }) => {
                 dmg::storage_prepare(&target, flags.request()).await
             }

@@ -378,7 +378,7 @@ impl<'a> Rec<'a> {
             }
             _ => return None,
         };
-        (kind <= 4).then_some(Rec {
+        (kind <= 5).then_some(Rec {
             epoch,
             cont,
             oid,
@@ -752,6 +752,12 @@ impl<S: Media, B: Media> Store<S, B> {
     fn apply(&mut self, rec: Rec<'_>, at: u64) {
         let loc = rec.index_loc(at);
         let objects = &mut self.index.objects;
+        if rec.kind == 5 {
+            // Reclaimed: every earlier record of the object is forgotten (compaction then
+            // drops them); later ones (a new copy) count again.
+            objects.remove(&(rec.cont, rec.oid));
+            return;
+        }
         let obj = match objects.get_mut(&(rec.cont, rec.oid)) {
             Some(o) => o,
             None => objects.entry((rec.cont, rec.oid)).or_default(),
@@ -760,6 +766,7 @@ impl<S: Media, B: Media> Store<S, B> {
             obj.0.push(rec.epoch);
             return;
         }
+
         let dk = match obj.1.get_mut(rec.dkey) {
             Some(d) => d,
             None => obj.1.entry(rec.dkey.to_vec()).or_default(),
@@ -1018,6 +1025,29 @@ impl<S: Media, B: Media> Store<S, B> {
             kind,
             dkey: dkey.unwrap_or_default(),
             akey: akey.unwrap_or_default(),
+            offset: 0,
+            loc: None,
+        })
+    }
+
+    /// Forgets this store's copy of an object: every record of it so far, whatever their
+    /// epochs (a reclaim once the object's shard lives on another target). Durable like a
+    /// punch; returns its epoch, or 0 when the store held nothing of the object.
+    pub fn reclaim(&mut self, cont: Cont, oid: Oid) -> Result<u64, StoreError> {
+        if !self.index.objects.contains_key(&(cont, oid)) {
+            return Ok(0);
+        }
+        self.ensure_room((HEADER + 80) as u64, 0, false)?;
+        // What it held can go at the next compaction.
+        self.stuck = false;
+        let epoch = self.next_epoch();
+        self.append(Rec {
+            epoch,
+            cont,
+            oid,
+            kind: 5,
+            dkey: &[],
+            akey: &[],
             offset: 0,
             loc: None,
         })

@@ -936,6 +936,10 @@ fn handle(
                 let n = store.punch_container(cont)?;
                 Epoch::put(&mut w, n as u64);
             }
+            Request::Reclaim { oid } => {
+                let e = store.reclaim(cont, oid)?;
+                Epoch::put(&mut w, e);
+            }
             // Bulk requests never get here (see `TargetService::poll`).
             Request::UpdateBulk { .. }
             | Request::WriteExtentBulk { .. }

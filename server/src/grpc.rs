@@ -298,6 +298,147 @@ fn cmd_status(e: CmdError) -> Status {
     Status::failed_precondition(e.to_string())
 }
 
+/// An engine's bdev: device name, class, and its blobstore as DAOS reports it.
+type EngineBdev = (String, String, SmdDevice);
+
+/// What each running engine of this host uses: its SCM mount (a PMem namespace's blockdev,
+/// or DAOS's `ramdisk` for a RAM tier, with the mount's usage and the rank) and its bdevs (a
+/// device each, with what the engine's pools left free).
+fn storage_usage(h: &Harness) -> (Vec<(String, ScmNamespace)>, Vec<EngineBdev>) {
+    let mut mounts = Vec::new();
+    let mut smd = Vec::new();
+    for inst in h.instances() {
+        let Some(rank) = inst.rank() else { continue };
+        let Some(e) = h.engine_of(rank) else { continue };
+        let (scm_total, nvme_total) = crate::pools::local_capacity(e);
+        let (scm_free, nvme_free) =
+            crate::pools::rank_free(h, rank).unwrap_or((scm_total, nvme_total));
+        if let Some(t) = e.scm() {
+            let path = t.scm_mount.clone().unwrap_or_default();
+            let class = t.class.as_str().to_string();
+            let mount = scm_namespace::Mount {
+                path: path.display().to_string(),
+                total_bytes: scm_total,
+                avail_bytes: scm_free,
+                device_list: t.scm_list.clone(),
+                class: class.clone(),
+                rank,
+                usable_bytes: scm_free,
+            };
+            let blockdev = if t.class == TierClass::Ram {
+                "ramdisk".to_string()
+            } else {
+                t.scm_list
+                    .first()
+                    .map(|d| d.trim_start_matches("/dev/").to_string())
+                    .unwrap_or_default()
+            };
+            mounts.push((
+                blockdev.clone(),
+                ScmNamespace {
+                    blockdev,
+                    size: scm_total,
+                    mount: Some(mount),
+                    ..Default::default()
+                },
+            ));
+        }
+        let devices: Vec<(String, String)> = e
+            .bdevs()
+            .flat_map(|t| {
+                let names: Vec<String> = if t.class == TierClass::Malloc {
+                    (0..t.bdev_number.unwrap_or(0))
+                        .map(|n| format!("malloc{n}"))
+                        .collect()
+                } else {
+                    t.bdev_list.clone()
+                };
+                names
+                    .into_iter()
+                    .map(move |n| (n, t.class.as_str().to_string()))
+            })
+            .collect();
+        let n = devices.len().max(1) as u64;
+        for (device, class) in devices {
+            smd.push((
+                device,
+                class,
+                SmdDevice {
+                    tgt_ids: (0..e.targets as i32).collect(),
+                    total_bytes: nvme_total / n,
+                    avail_bytes: nvme_free / n,
+                    usable_bytes: nvme_free / n,
+                    rank,
+                    ..Default::default()
+                },
+            ));
+        }
+    }
+    (mounts, smd)
+}
+
+/// The scan's namespaces with the engines' mounts filled in (a PMem namespace by blockdev;
+/// RAM tiers as DAOS's `ramdisk` namespaces of their own). DAOS answers usage with the
+/// mounted namespaces only.
+fn merge_mounts(
+    scanned: Vec<ScmNamespace>,
+    mounts: Vec<(String, ScmNamespace)>,
+) -> Vec<ScmNamespace> {
+    mounts
+        .into_iter()
+        .map(|(blockdev, m)| {
+            match scanned
+                .iter()
+                .find(|n| n.blockdev == blockdev && blockdev != "ramdisk")
+            {
+                Some(n) => ScmNamespace {
+                    mount: m.mount,
+                    ..n.clone()
+                },
+                None => m,
+            }
+        })
+        .collect()
+}
+
+/// Each engine bdev as its controller's blobstore (SMD device): an NVMe controller found by
+/// the scan by PCI address, else (file, kdev, malloc) a controller entry named by the device.
+fn merge_smd(ctrlrs: &mut Vec<NvmeController>, smd: Vec<EngineBdev>) {
+    for (device, class, dev) in smd {
+        match ctrlrs.iter_mut().find(|c| c.pci_addr == device) {
+            Some(c) => c.smd_devices.push(dev),
+            None => ctrlrs.push(NvmeController {
+                pci_addr: device,
+                model: format!("({class})"),
+                dev_state: 1, // NORMAL
+                smd_devices: vec![dev],
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// `/proc/meminfo` as DAOS's MemInfo (zeros for what it lacks).
+fn mem_info() -> MemInfo {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    MemInfo {
+        hugepages_total: kb("HugePages_Total"),
+        hugepages_free: kb("HugePages_Free"),
+        hugepages_reserved: kb("HugePages_Rsvd"),
+        hugepages_surplus: kb("HugePages_Surp"),
+        hugepage_size_kb: kb("Hugepagesize") as u32,
+        mem_total_kb: kb("MemTotal"),
+        mem_free_kb: kb("MemFree"),
+        mem_available_kb: kb("MemAvailable"),
+    }
+}
+
 /// Requested ranks (all of `all` when empty) and the requested ones that are not members.
 fn select(ranks: &str, all: &[u32]) -> Result<(Vec<u32>, Vec<u32>), Status> {
     let wanted = hostlist::parse_ranks(ranks)
@@ -316,39 +457,9 @@ impl CtlSvc for Services {
         req: Request<StorageScanReq>,
     ) -> Result<Response<StorageScanResp>, Status> {
         security::authorize(&req, "CtlSvc.StorageScan", self.insecure)?;
-        let mut resp = StorageScanResp::default();
-        for (i, e) in self.config.engines.iter().enumerate() {
-            for t in &e.storage {
-                if t.class.is_scm() {
-                    let mount = t.scm_mount.clone().unwrap_or_default();
-                    resp.scm.push(ScmMount {
-                        class: t.class.as_str().into(),
-                        mntpoint: mount.display().to_string(),
-                        size_bytes: t.scm_size.unwrap_or(0) << 30,
-                        formatted: mount.join(crate::storage::SUPERBLOCK_NAME).exists(),
-                        instance_idx: i as u32,
-                        devices: t.scm_list.clone(),
-                    });
-                    continue;
-                }
-                let size = t.bdev_size.unwrap_or(0) * 1_000_000_000;
-                let devices: Vec<String> = if t.class == TierClass::Malloc {
-                    (0..t.bdev_number.unwrap_or(0))
-                        .map(|n| format!("malloc{n}"))
-                        .collect()
-                } else {
-                    t.bdev_list.clone()
-                };
-                for d in devices {
-                    resp.bdevs.push(Bdev {
-                        class: t.class.as_str().into(),
-                        device: d,
-                        size_bytes: size,
-                        instance_idx: i as u32,
-                    });
-                }
-            }
-        }
+        let req = req.into_inner();
+        let usage = req.scm.as_ref().is_some_and(|s| s.usage);
+        let meta = req.nvme.as_ref().is_some_and(|n| n.meta);
         let root = crate::scan::sys_root();
         let (ns, ctrls) = tokio::task::spawn_blocking(move || {
             (daos_hw::pmem::scan(&root), daos_hw::nvme::scan(&root))
@@ -357,27 +468,72 @@ impl CtlSvc for Services {
         .map_err(|e| Status::internal(format!("worker failed: {e}")))?;
         let ns = ns.map_err(|e| Status::internal(format!("storage scan: {e}")))?;
         let ctrls = ctrls.map_err(|e| Status::internal(format!("storage scan: {e}")))?;
-        resp.namespaces = ns
-            .into_iter()
-            .map(|n| PmemNamespace {
-                blockdev: n.blockdev.unwrap_or(n.name),
-                numa_node: n.numa_node.unwrap_or(0),
-                size: n.size_bytes,
-                mode: n.mode,
-            })
-            .collect();
-        resp.controllers = ctrls
-            .into_iter()
-            .map(|c| NvmeController {
-                capacity: c.capacity_bytes(),
-                pci_addr: c.pci_addr,
-                model: c.model,
-                fw_rev: c.firmware,
-                socket_id: c.numa_node.unwrap_or(0),
-                driver: c.driver.unwrap_or_default(),
-            })
-            .collect();
-        Ok(Response::new(resp))
+        let mut scm = ScanScmResp {
+            modules: Vec::new(),
+            namespaces: ns
+                .into_iter()
+                .map(|n| ScmNamespace {
+                    blockdev: n.blockdev.unwrap_or_else(|| n.name.clone()),
+                    dev: n.name,
+                    numa_node: n.numa_node.unwrap_or(0),
+                    size: n.size_bytes,
+                    ..Default::default()
+                })
+                .collect(),
+            state: Some(ResponseState::default()),
+        };
+        let mut nvme = ScanNvmeResp {
+            ctrlrs: ctrls
+                .into_iter()
+                .map(|c| NvmeController {
+                    namespaces: c
+                        .namespaces
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| nvme_controller::Namespace {
+                            id: i as u32 + 1,
+                            size: n.size_bytes,
+                            ctrlr_pci_addr: c.pci_addr.clone(),
+                        })
+                        .collect(),
+                    model: c.model,
+                    serial: c.serial,
+                    pci_addr: c.pci_addr,
+                    fw_rev: c.firmware,
+                    socket_id: c.numa_node.map_or(0, |n| n as i32),
+                    dev_state: 1, // NORMAL
+                    pci_dev_type: "pci".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            state: Some(ResponseState::default()),
+        };
+        if usage || meta {
+            let h = self
+                .harness
+                .clone()
+                .ok_or_else(|| Status::failed_precondition("this server runs no engines"))?;
+            let (mounts, smd) = tokio::task::spawn_blocking(move || storage_usage(&h))
+                .await
+                .map_err(|e| Status::internal(format!("worker failed: {e}")))?;
+            if usage {
+                // DAOS: usage comes from running engines only, and none is an error.
+                if mounts.is_empty() {
+                    return Err(Status::failed_precondition(
+                        "no scm details found: no engine of this host is running (dmg system start)",
+                    ));
+                }
+                scm.namespaces = merge_mounts(scm.namespaces, mounts);
+            }
+            if meta {
+                merge_smd(&mut nvme.ctrlrs, smd);
+            }
+        }
+        Ok(Response::new(StorageScanResp {
+            nvme: Some(nvme),
+            scm: Some(scm),
+            mem_info: Some(mem_info()),
+        }))
     }
 
     async fn fabric_check_serve(

@@ -174,13 +174,14 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
     });
     match result.map(|p| (p, commit(p, true))) {
         Ok((p, Ok(_))) => info!(
-            "{tag}: rebuild of pool {} done in {} ms: {} objs, {} recs, {} bytes ({} scanned)",
+            "{tag}: rebuild of pool {} done in {} ms: {} objs, {} recs, {} bytes ({} scanned, {} copies reclaimed)",
             pool.uuid,
             started.elapsed().as_millis(),
             p.objs,
             p.recs,
             p.bytes,
-            p.scanned
+            p.scanned,
+            p.reclaimed
         ),
         Ok((_, Err(e))) => warn!("{tag}: rebuild finished but not recorded ({e}); trying again"),
         Err(e) => warn!("{tag}: rebuild pass failed ({e}); trying again"),

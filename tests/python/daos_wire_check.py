@@ -145,6 +145,59 @@ def build():
     return out
 
 
+def build_ctl():
+    """DAOS's ctl StorageScan messages (storage.proto, storage_scm.proto, storage_nvme.proto,
+    smd.proto, common.proto), the fields daos-rs fills."""
+    fd = descriptor_pb2.FileDescriptorProto(name="daos_ctl_check.proto", package="ctl",
+                                            syntax="proto3")
+    message(fd, "ResponseState", [("status", 1, "int32", 0), ("error", 2, "string", 0),
+                                  ("info", 3, "string", 0)])
+    message(fd, "ScanNvmeReq", [("Health", 1, "bool", 0), ("Meta", 2, "bool", 0),
+                                ("Basic", 3, "bool", 0), ("MetaSize", 4, "uint64", 0),
+                                ("RdbSize", 5, "uint64", 0), ("LinkStats", 6, "bool", 0)])
+    message(fd, "ScanScmReq", [("usage", 1, "bool", 0)])
+    message(fd, "StorageScanReq", [("nvme", 1, ".ctl.ScanNvmeReq", 0),
+                                   ("scm", 2, ".ctl.ScanScmReq", 0)])
+    mount = descriptor_pb2.DescriptorProto(name="Mount")
+    for n, num, t, rep in [("path", 1, F.TYPE_STRING, False), ("total_bytes", 2, F.TYPE_UINT64, False),
+                           ("avail_bytes", 3, F.TYPE_UINT64, False),
+                           ("device_list", 4, F.TYPE_STRING, True), ("class", 5, F.TYPE_STRING, False),
+                           ("rank", 6, F.TYPE_UINT32, False), ("usable_bytes", 7, F.TYPE_UINT64, False)]:
+        mount.field.add(name=n, number=num, type=t,
+                        label=F.LABEL_REPEATED if rep else F.LABEL_OPTIONAL)
+    message(fd, "ScmNamespace", [("uuid", 1, "string", 0), ("blockdev", 2, "string", 0),
+                                 ("dev", 3, "string", 0), ("numa_node", 4, "uint32", 0),
+                                 ("size", 5, "uint64", 0),
+                                 ("mount", 6, ".ctl.ScmNamespace.Mount", 0)], nested=[mount])
+    message(fd, "ScanScmResp", [("namespaces", 2, ".ctl.ScmNamespace", 1),
+                                ("state", 3, ".ctl.ResponseState", 0)])
+    message(fd, "SmdDevice", [("uuid", 1, "string", 0), ("tgt_ids", 2, "int32", 1),
+                              ("total_bytes", 6, "uint64", 0), ("avail_bytes", 7, "uint64", 0),
+                              ("rank", 9, "uint32", 0), ("usable_bytes", 15, "uint64", 0)])
+    message(fd, "NvmeController", [("model", 1, "string", 0), ("serial", 2, "string", 0),
+                                   ("pci_addr", 3, "string", 0), ("fw_rev", 4, "string", 0),
+                                   ("socket_id", 5, "int32", 0),
+                                   ("smd_devices", 8, ".ctl.SmdDevice", 1),
+                                   ("dev_state", 9, "int32", 0)])
+    message(fd, "ScanNvmeResp", [("ctrlrs", 1, ".ctl.NvmeController", 1),
+                                 ("state", 2, ".ctl.ResponseState", 0)])
+    message(fd, "MemInfo", [("hugepages_total", 1, "uint64", 0), ("mem_total_kb", 6, "uint64", 0),
+                            ("mem_available_kb", 8, "uint64", 0)])
+    message(fd, "StorageScanResp", [("nvme", 1, ".ctl.ScanNvmeResp", 0),
+                                    ("scm", 2, ".ctl.ScanScmResp", 0),
+                                    ("mem_info", 3, ".ctl.MemInfo", 0)])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    out = {}
+    for m in fd.message_type:
+        desc = pool.FindMessageTypeByName("ctl." + m.name)
+        try:
+            out[m.name] = message_factory.GetMessageClass(desc)
+        except AttributeError:
+            out[m.name] = message_factory.MessageFactory(pool).GetPrototype(desc)
+    return out
+
+
 def main():
     target = sys.argv[1]
     M = build()
@@ -219,6 +272,21 @@ def main():
     dr = call("PoolDestroy", M["PoolDestroyReq"](sys="daos_server", id="pywire"),
               "PoolDestroyResp")
     check("PoolDestroy", dr.status == 0, str(dr))
+    C = build_ctl()
+    scan = ch.unary_unary("/ctl.CtlSvc/StorageScan", request_serializer=lambda m: m.SerializeToString(),
+                          response_deserializer=C["StorageScanResp"].FromString)
+    ss = scan(C["StorageScanReq"](nvme=C["ScanNvmeReq"](Meta=True), scm=C["ScanScmReq"](usage=True)),
+              metadata=md, timeout=60)
+    ns = [n for n in ss.scm.namespaces if n.blockdev == "ramdisk"]
+    check("StorageScan with usage: the RAM tier as DAOS's ramdisk namespace, mounted, rank 0",
+          len(ns) == 1 and getattr(ns[0].mount, "class") == "ram"
+          and ns[0].mount.rank == 0 and ns[0].mount.total_bytes >= ns[0].mount.avail_bytes > 0
+          and ns[0].mount.path != "", str(ss.scm))
+    devs = [d for c in ss.nvme.ctrlrs for d in c.smd_devices]
+    check("StorageScan with meta: each engine bdev a blobstore of rank 0 with its targets",
+          len(devs) >= 1 and all(d.rank == 0 and len(d.tgt_ids) >= 1
+                                 and d.total_bytes >= d.avail_bytes for d in devs)
+          and ss.mem_info.mem_total_kb > 0, str(ss.nvme))
     print("all checks passed")
 
 

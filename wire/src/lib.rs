@@ -667,6 +667,9 @@ requests! { <'a>
     ContSetProps = 22 { id: &'a [u8] => key, props: &'a [u8] => value },
     /// A container's properties as a fetch reply (none when unset or no such container).
     ContGetProps = 23 { id: &'a [u8] => key },
+    /// Forgets this target's copy of an object, every epoch of it (DAOS's reclaim after a
+    /// reintegration or extension moved the object's shard elsewhere): answers the epoch.
+    Reclaim = 24 { oid: u128 => u128 },
 }
 
 fn put_punch(w: &mut Writer<'_>, what: PunchWhat<'_>) {
@@ -946,6 +949,7 @@ mod tests {
         round_trip(Request::ContDestroy { id: b"c1" });
         round_trip(Request::ContPunch);
         round_trip(Request::ContRegister);
+        round_trip(Request::Reclaim { oid: 1 << 100 });
         round_trip(Request::AkeySize {
             oid: 7,
             dkey: b"d",

@@ -446,6 +446,60 @@ pub fn three_hosts(mut c: Cluster) {
     );
 }
 
+/// From host 1: how many copies of replicated objects of pool `tank`'s containers `conts`
+/// lie on targets their layout does not name (an error names what could not be listed; at
+/// least one replicated object must exist).
+fn copies_outside_layout(c: &Cluster, all: &str, conts: &[[u8; 16]]) -> Result<usize, String> {
+    use daos_client::{Session, SessionOpts, connect};
+    let (all, conts) = (all.to_string(), conts.to_vec());
+    c.hosts
+        .in_host(1, move || -> Result<usize, String> {
+            let control = daos_config::control::Control::default();
+            let target =
+                daos_control::Target::new(&control, Some(&all), true).map_err(|e| e.message)?;
+            let map = connect::pool_map_blocking(&target, "tank").map_err(|e| e.to_string())?;
+            let mut s = Session::open(std::sync::Arc::new(map), SessionOpts::default())
+                .map_err(|e| e.to_string())?;
+            let (mut outside, mut replicated) = (0, 0);
+            for cont in conts {
+                for t in 0..s.map().targets.len() {
+                    let req = daos_wire::Request::ListOids {
+                        after: 0,
+                        from_start: true,
+                    };
+                    let body = s.call(t, cont, &req).map_err(|e| e.to_string())?;
+                    let (more, oids) = daos_wire::reply::Oids::get(&body)
+                        .map_err(|e| format!("object list: {e:?}"))?;
+                    if more {
+                        return Err("more objects than one list holds".into());
+                    }
+                    for oid in oids {
+                        let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
+                            continue;
+                        };
+                        if class.redun.group_size() < 2 {
+                            continue;
+                        }
+                        replicated += 1;
+                        if !s
+                            .map()
+                            .final_layout(oid)
+                            .map_err(|e| e.to_string())?
+                            .contains(&t)
+                        {
+                            outside += 1;
+                        }
+                    }
+                }
+            }
+            if replicated == 0 {
+                return Err("no replicated object found".into());
+            }
+            Ok(outside)
+        })
+        .expect("in host 1")
+}
+
 /// The UUID of container `label` of pool `tank` (`daos container query`, from host 1).
 fn cont_uuid(c: &Cluster, all: &str, label: &str) -> [u8; 16] {
     let o = passed(
@@ -1328,6 +1382,12 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r3s]));
     assert!(t.contains("state up_in"), "{t}");
     read_all(&c, all, "after the reintegration");
+    // Reclaimed: the copies the exclusion's rebuild made elsewhere are gone again; every
+    // replicated object is on exactly its layout's targets.
+    let conts = [cont_uuid(&c, all, "c1"), cont_uuid(&c, all, "safe")];
+    let copies = copies_outside_layout(&c, all, &conts);
+    assert_eq!(copies, Ok(0), "copies outside their layout\n{}", c.logs());
+    c.wait_log(1, "copies reclaimed", 5);
 
     // Drain h2's rank: it serves while its data moves away, then it is down_out; h2 and h3
     // can then go and h1 alone has every value written since (the drain moved h2's copies
