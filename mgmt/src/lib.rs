@@ -464,6 +464,51 @@ mod tests {
     }
 
     #[test]
+    fn a_mirrored_map_replaces_an_older_one_only() {
+        use daos_placement::MapOp;
+        // The pool service's copy moves on; the management service's record follows it.
+        let mut svc = SystemDb::new("daos_server");
+        let mut ms = SystemDb::new("daos_server");
+        svc.apply(&Command::PoolAdd(pool("p", vec![0, 1]))).unwrap();
+        ms.apply(&Command::PoolAdd(pool("p", vec![0, 1]))).unwrap();
+        let old = svc.pools[0].map.clone();
+        svc.apply(&Command::PoolTargets {
+            uuid: "p".into(),
+            op: MapOp::Exclude,
+            rank: 1,
+            idx: vec![],
+            targets: 1,
+        })
+        .unwrap();
+        svc.apply(&Command::PoolExtend {
+            uuid: "p".into(),
+            ranks: vec![2],
+            targets: 1,
+        })
+        .unwrap();
+        let mirror = |map: &PoolTargets, ranks: Vec<u32>| Command::PoolMirror {
+            uuid: "p".into(),
+            ranks,
+            map: map.clone(),
+        };
+        ms.apply(&mirror(&svc.pools[0].map, svc.pools[0].ranks.clone()))
+            .unwrap();
+        assert_eq!(ms.pools[0].map, svc.pools[0].map);
+        assert_eq!(ms.pools[0].ranks, vec![0, 1, 2]);
+        // A late copy of an older map changes nothing.
+        ms.apply(&mirror(&old, vec![0, 1])).unwrap();
+        assert_eq!(ms.pools[0].map.version(), 3);
+        assert_eq!(
+            ms.apply(&Command::PoolMirror {
+                uuid: "nope".into(),
+                ranks: vec![],
+                map: old,
+            }),
+            Err(Refusal::UnknownPool("nope".into()))
+        );
+    }
+
+    #[test]
     fn target_states_follow_daos_and_a_rebuild_finishes_only_its_own_version() {
         use daos_placement::{MapOp, TargetState as T};
         let mut db = SystemDb::new("daos_server");

@@ -41,6 +41,14 @@ pub enum Command {
         ranks: Vec<u32>,
         targets: u32,
     },
+    /// The pool map as the pool's service holds it (its authority), copied into this record
+    /// (the management service's view, read by pool query and the rebuild driver); an older
+    /// map than the record's changes nothing.
+    PoolMirror {
+        uuid: String,
+        ranks: Vec<u32>,
+        map: crate::PoolTargets,
+    },
     /// A rebuild's progress for map version `version`; `done` finishes it (UP -> UPIN,
     /// DOWN/DRAIN -> DOWNOUT). Refused when the map moved on (the rebuild starts over).
     PoolRebuild {
@@ -311,6 +319,18 @@ impl SystemDb {
                     objs: 0,
                     recs: 0,
                 };
+                Ok(Reply::Done)
+            }
+            Command::PoolMirror { uuid, ranks, map } => {
+                let pool = self.pool_mut(uuid)?;
+                if map.version() >= pool.map.version() {
+                    pool.map = map.clone();
+                    for r in ranks {
+                        if !pool.ranks.contains(r) {
+                            pool.ranks.push(*r);
+                        }
+                    }
+                }
                 Ok(Reply::Done)
             }
             Command::PoolRebuild {

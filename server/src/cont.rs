@@ -10,7 +10,7 @@ use daos_mgmt::raft::pool::{PoolServices, PoolSvcError};
 use daos_mgmt::state::{Command, ContainerRecord, Reply};
 use daos_mgmt::{ManagementService, MsError, Refusal};
 use daos_proto::cont::cont_svc_server::{ContSvc, ContSvcServer};
-use daos_proto::cont::{ContListResp, ContReq, ContResp, Container};
+use daos_proto::cont::{ContListResp, ContReq, ContResp, Container, MapReq, MapResp};
 use tonic::{Request, Response, Status};
 
 use crate::security;
@@ -98,6 +98,29 @@ impl ContService {
             .pool_services()
             .ok_or_else(|| Status::unavailable("this server runs no pool services"))?;
         Ok((p.uuid, p.svc_hosts, svc))
+    }
+
+    /// The pool's record as its service's leader holds it (not found: the service holds no
+    /// map of it yet).
+    async fn map_record(
+        &self,
+        uuid: &str,
+        hosts: &[String],
+        svc: &PoolServices,
+    ) -> Result<Response<MapResp>, Status> {
+        let db = svc.read(uuid).await.map_err(|e| status(uuid, e, hosts))?;
+        let rec = db
+            .pools
+            .into_iter()
+            .find(|p| p.uuid == uuid)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "DER_NONEXIST(-1005): pool {uuid}'s service holds no pool map yet"
+                ))
+            })?;
+        let record =
+            serde_json::to_vec(&rec).map_err(|e| Status::internal(format!("pool record: {e}")))?;
+        Ok(Response::new(MapResp { record }))
     }
 
     async fn write(&self, pool: &str, cmd: Command) -> Result<ContainerRecord, Status> {
@@ -211,6 +234,51 @@ impl ContSvc for ContService {
         Ok(Response::new(ContResp {
             container: Some(to_wire(c)),
         }))
+    }
+
+    async fn map_change(&self, req: Request<MapReq>) -> Result<Response<MapResp>, Status> {
+        security::authorize(&req, "ContSvc.MapChange", self.insecure)?;
+        let r = req.into_inner();
+        let cmd: Command = serde_json::from_slice(&r.command).map_err(|e| {
+            Status::invalid_argument(format!("MapReq.command is not a pool map command: {e}"))
+        })?;
+        if !matches!(
+            cmd,
+            Command::PoolTargets { .. } | Command::PoolExtend { .. } | Command::PoolRebuild { .. }
+        ) {
+            return Err(Status::invalid_argument(
+                "MapReq.command: only PoolTargets, PoolExtend and PoolRebuild change a pool map",
+            ));
+        }
+        let (uuid, hosts, svc) = self.route(&r.pool).await?;
+        // A service that does not hold the pool's record yet (created before the map moved
+        // into it) takes the management service's first.
+        let db = svc
+            .read(&uuid)
+            .await
+            .map_err(|e| status(&uuid, e, &hosts))?;
+        if db.pools.iter().all(|p| p.uuid != uuid) {
+            let ms = self.ms.clone();
+            let key = uuid.clone();
+            let rec = tokio::task::spawn_blocking(move || ms.pool_find(&key))
+                .await
+                .map_err(|e| Status::internal(format!("pool lookup: {e}")))?
+                .ok_or_else(|| Status::not_found(format!("DER_NONEXIST(-1005): pool {uuid}")))?;
+            svc.write(&uuid, Command::PoolAdd(rec))
+                .await
+                .map_err(|e| status(&uuid, e, &hosts))?;
+        }
+        svc.write(&uuid, cmd)
+            .await
+            .map_err(|e| status(&uuid, e, &hosts))?;
+        self.map_record(&uuid, &hosts, &svc).await
+    }
+
+    async fn map_query(&self, req: Request<ContReq>) -> Result<Response<MapResp>, Status> {
+        security::authorize(&req, "ContSvc.MapQuery", self.insecure)?;
+        let r = req.into_inner();
+        let (uuid, hosts, svc) = self.route(&r.pool).await?;
+        self.map_record(&uuid, &hosts, &svc).await
     }
 
     async fn list(&self, req: Request<ContReq>) -> Result<Response<ContListResp>, Status> {

@@ -805,6 +805,31 @@ pub fn rank_targets(h: &Harness, rank: u32) -> u32 {
         .map_or(1, |m| m.fabric_contexts.saturating_sub(1).max(1))
 }
 
+/// Applies a pool map command where the map lives: in the pool's service (at its leader,
+/// through `cont.ContSvc/MapChange`), then copies the service's map into the management
+/// service's record (what `pool query` and the rebuild driver read). A pool created without a
+/// service keeps its map in the management service.
+pub fn apply_map(h: &Harness, rec: &PoolRecord, cmd: daos_mgmt::Command) -> Result<(), String> {
+    if rec.svc_hosts.is_empty() {
+        return h.ms().apply(cmd).map(|_| ()).map_err(|e| e.to_string());
+    }
+    let after = h.remote().map_change(&rec.svc_hosts, &rec.uuid, &cmd)?;
+    mirror_map(h, after)
+}
+
+/// Copies a pool service's map into the management service's record of the pool (an older
+/// map than the record's changes nothing).
+pub fn mirror_map(h: &Harness, from_service: PoolRecord) -> Result<(), String> {
+    h.ms()
+        .apply(daos_mgmt::Command::PoolMirror {
+            uuid: from_service.uuid,
+            ranks: from_service.ranks,
+            map: from_service.map,
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// `dmg pool exclude|drain|reintegrate`: changes the states of targets `idx` (all when empty)
 /// of `rank` in pool `id`'s map; a rebuild for the new map version starts.
 pub fn change_targets(
@@ -832,8 +857,7 @@ pub fn change_targets(
         idx: idx.to_vec(),
         targets: rank_targets(h, rank),
     };
-    h.ms().apply(cmd).map_err(|e| {
-        let text = e.to_string();
+    apply_map(h, &rec, cmd).map_err(|text| {
         let der = if text.contains("DER_BUSY") {
             "DER_BUSY(-1012): "
         } else if text.contains("not in the pool map") || text.contains("has no target") {
@@ -915,18 +939,21 @@ pub fn extend(h: &Harness, id: &str, ranks: &[u32]) -> Result<PoolRecord, PoolSv
         done.push(r);
     }
     let targets = ranks.iter().map(|r| rank_targets(h, *r)).max().unwrap_or(1);
-    h.ms()
-        .apply(daos_mgmt::Command::PoolExtend {
+    apply_map(
+        h,
+        &rec,
+        daos_mgmt::Command::PoolExtend {
             uuid: rec.uuid.clone(),
             ranks: ranks.to_vec(),
             targets,
-        })
-        .map_err(|e| {
-            for &d in ranks {
-                h.undo_create(d, &rec.uuid);
-            }
-            PoolSvcError::new(BadRequest, format!("DER_INVAL(-1003): {e}"))
-        })?;
+        },
+    )
+    .map_err(|e| {
+        for &d in ranks {
+            h.undo_create(d, &rec.uuid);
+        }
+        PoolSvcError::new(BadRequest, format!("DER_INVAL(-1003): {e}"))
+    })?;
     let after = find(h, id)?;
     info!(
         "pool {}: extended with ranks {ranks:?}: pool map version {}",

@@ -106,11 +106,16 @@ fn self_heal(h: &Harness, since: &mut BTreeMap<(u32, u64), Instant>) {
 /// and rebuilds each pool that waits for a rebuild.
 pub fn driver(h: Arc<Harness>) {
     let mut since = BTreeMap::new();
+    let mut synced = Instant::now();
     while !h.is_stopping() {
         std::thread::sleep(PERIOD);
         if !h.ms().is_leader() {
             since.clear();
             continue;
+        }
+        if synced.elapsed() >= SYNC {
+            synced = Instant::now();
+            sync_maps(&h);
         }
         self_heal(&h, &mut since);
         for pool in h.ms().pools() {
@@ -125,6 +130,34 @@ pub fn driver(h: Arc<Harness>) {
     }
 }
 
+/// How often the leader copies each pool service's map into its records.
+const SYNC: Duration = Duration::from_secs(5);
+
+/// Copies each pool service's map into the management service's records where they differ
+/// (a change whose copy was lost with a leader, or made while this one was not leading).
+fn sync_maps(h: &Harness) {
+    for pool in h.ms().pools() {
+        if pool.svc_hosts.is_empty() || pool.state != PoolState::Ready {
+            continue;
+        }
+        match h.remote().map_query(&pool.svc_hosts, &pool.uuid) {
+            Ok(rec) if rec.map != pool.map && rec.map.version() >= pool.map.version() => {
+                info!(
+                    "pool {}: map version {} from its service (was {})",
+                    pool.label,
+                    rec.map.version(),
+                    pool.map.version()
+                );
+                if let Err(e) = crate::pools::mirror_map(h, rec) {
+                    warn!("pool {}: cannot record its service's map: {e}", pool.label);
+                }
+            }
+            // Not held there yet (no change since the pool was created), or unreachable.
+            _ => {}
+        }
+    }
+}
+
 /// One pass for `pool` at its current map version.
 fn rebuild(h: &Harness, pool: &PoolRecord) {
     let version = pool.map.version();
@@ -132,13 +165,17 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
     info!("{tag}: rebuild of pool {} started", pool.uuid);
     let started = Instant::now();
     let commit = |p: daos_client::rebuild::Progress, done: bool| {
-        h.ms().apply(Command::PoolRebuild {
-            uuid: pool.uuid.clone(),
-            version,
-            objs: p.objs,
-            recs: p.recs,
-            done,
-        })
+        crate::pools::apply_map(
+            h,
+            pool,
+            Command::PoolRebuild {
+                uuid: pool.uuid.clone(),
+                version,
+                objs: p.objs,
+                recs: p.recs,
+                done,
+            },
+        )
     };
     // Every live engine learns the new version first: a client still on the old map is
     // then refused (DER_STALE) instead of writing behind the scan.

@@ -150,12 +150,22 @@ impl Remote {
 }
 
 impl Remote {
-    /// The containers of pool `uuid` (their UUIDs), from its service's leader among `hosts`.
-    pub fn containers(&self, hosts: &[String], uuid: &str) -> Result<Vec<[u8; 16]>, String> {
+    /// Calls `f` on the leader of a pool service whose replicas are `hosts`: each host at most
+    /// once a round (the leader a redirect names first), rounds until `patience` has passed
+    /// while the service answers unavailable or not at all.
+    fn pool_svc_call<T, F, Fut>(
+        &self,
+        hosts: &[String],
+        patience: Duration,
+        f: F,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: Fn(tonic::transport::Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
+    {
         use daos_control::redirect::{HostQueue, Redirect};
-        use daos_proto::cont::ContReq;
-        use daos_proto::cont::cont_svc_client::ContSvcClient;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + patience;
         let mut last = String::from("the pool has no service hosts");
         loop {
             let mut q = HostQueue::new(hosts.iter().cloned());
@@ -167,27 +177,12 @@ impl Remote {
                         continue;
                     }
                 };
-                let req = ContReq {
-                    pool: uuid.to_string(),
-                    ..Default::default()
-                };
-                let answer = self.run(async move {
-                    let mut c = ContSvcClient::new(ch);
-                    tokio::time::timeout(Duration::from_secs(10), c.list(stamp(req))).await
-                });
+                let call = f(ch);
+                let wait = patience.min(Duration::from_secs(10));
+                let answer = self.run(async move { tokio::time::timeout(wait, call).await });
                 match answer {
-                    Err(_) => last = format!("{h}: no answer within 10s"),
-                    Ok(Ok(r)) => {
-                        return r
-                            .into_inner()
-                            .containers
-                            .iter()
-                            .map(|c| {
-                                daos_wire::parse_uuid(&c.uuid)
-                                    .ok_or_else(|| format!("container UUID {:?}", c.uuid))
-                            })
-                            .collect();
-                    }
+                    Err(_) => last = format!("{h}: no answer within {wait:?}"),
+                    Ok(Ok(r)) => return Ok(r.into_inner()),
                     Ok(Err(s)) => {
                         if let Some(r) = Redirect::from_status(&s) {
                             q.prefer(r.hosts());
@@ -203,6 +198,65 @@ impl Remote {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// The containers of pool `uuid` (their UUIDs), from its service's leader among `hosts`.
+    pub fn containers(&self, hosts: &[String], uuid: &str) -> Result<Vec<[u8; 16]>, String> {
+        use daos_proto::cont::ContReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let pool = uuid.to_string();
+        let list = self.pool_svc_call(hosts, Duration::from_secs(30), move |ch| {
+            let req = ContReq {
+                pool: pool.clone(),
+                ..Default::default()
+            };
+            async move { ContSvcClient::new(ch).list(stamp(req)).await }
+        })?;
+        list.containers
+            .iter()
+            .map(|c| {
+                daos_wire::parse_uuid(&c.uuid).ok_or_else(|| format!("container UUID {:?}", c.uuid))
+            })
+            .collect()
+    }
+
+    /// Has the leader of pool `uuid`'s service (among `hosts`) apply a pool map command;
+    /// returns the pool's record as the service holds it after.
+    pub fn map_change(
+        &self,
+        hosts: &[String],
+        uuid: &str,
+        cmd: &daos_mgmt::Command,
+    ) -> Result<daos_mgmt::PoolRecord, String> {
+        use daos_proto::cont::MapReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let command = serde_json::to_vec(cmd).map_err(|e| format!("pool map command: {e}"))?;
+        let pool = uuid.to_string();
+        let resp = self.pool_svc_call(hosts, Duration::from_secs(15), move |ch| {
+            let req = MapReq {
+                pool: pool.clone(),
+                command: command.clone(),
+            };
+            async move { ContSvcClient::new(ch).map_change(stamp(req)).await }
+        })?;
+        serde_json::from_slice(&resp.record)
+            .map_err(|e| format!("pool {uuid}'s service sent a bad pool record: {e}"))
+    }
+
+    /// Pool `uuid`'s record as its service's leader (among `hosts`) holds it.
+    pub fn map_query(&self, hosts: &[String], uuid: &str) -> Result<daos_mgmt::PoolRecord, String> {
+        use daos_proto::cont::ContReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let pool = uuid.to_string();
+        let resp = self.pool_svc_call(hosts, Duration::from_secs(3), move |ch| {
+            let req = ContReq {
+                pool: pool.clone(),
+                ..Default::default()
+            };
+            async move { ContSvcClient::new(ch).map_query(stamp(req)).await }
+        })?;
+        serde_json::from_slice(&resp.record)
+            .map_err(|e| format!("pool {uuid}'s service sent a bad pool record: {e}"))
     }
 }
 

@@ -58,6 +58,8 @@ pub fn allowed(method: &str, c: Component) -> bool {
         "MgmtSvc.Join" | "MgmtSvc.ClusterEvent" => &[Server],
         // The management service's replicas among themselves.
         "RaftSvc.AppendEntries"
+        | "ContSvc.MapChange"
+        | "ContSvc.MapQuery"
         | "RaftSvc.Vote"
         | "RaftSvc.InstallSnapshot"
         | "RaftSvc.Propose"

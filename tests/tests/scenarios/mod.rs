@@ -500,6 +500,55 @@ fn copies_outside_layout(c: &Cluster, all: &str, conts: &[[u8; 16]]) -> Result<u
         .expect("in host 1")
 }
 
+/// Pool `uuid`'s record as its pool service's leader holds it (`cont.ContSvc/MapQuery`, asked
+/// from host 1 of the service replicas among `all`, following not-leader redirects).
+fn pool_service_map(c: &Cluster, all: &str, uuid: &str) -> serde_json::Value {
+    use daos_proto::cont::ContReq;
+    use daos_proto::cont::cont_svc_client::ContSvcClient;
+    let hosts = daos_control::hostlist::expand(all, 10001).expect("host list");
+    let uuid = uuid.to_string();
+    c.hosts
+        .in_host(1, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut last = String::new();
+                for _ in 0..3 {
+                    for h in &hosts {
+                        let ch = match tonic::transport::Channel::from_shared(format!("http://{h}"))
+                            .expect("uri")
+                            .connect()
+                            .await
+                        {
+                            Ok(ch) => ch,
+                            Err(e) => {
+                                last = format!("{h}: {e}");
+                                continue;
+                            }
+                        };
+                        let req = ContReq {
+                            pool: uuid.clone(),
+                            ..Default::default()
+                        };
+                        match ContSvcClient::new(ch).map_query(req).await {
+                            Ok(r) => {
+                                return serde_json::from_slice::<serde_json::Value>(
+                                    &r.into_inner().record,
+                                )
+                                .expect("record");
+                            }
+                            Err(s) => last = format!("{h}: {}", s.message()),
+                        }
+                    }
+                }
+                panic!("no pool service leader answered MapQuery: {last}");
+            })
+        })
+        .expect("in host 1")
+}
+
 /// The UUID of container `label` of pool `tank` (`daos container query`, from host 1).
 fn cont_uuid(c: &Cluster, all: &str, label: &str) -> [u8; 16] {
     let o = passed(
@@ -1305,6 +1354,10 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     let t = stdout(&c.dmg(1, all, &["pool", "query-targets", "tank", "--rank", &r3s]));
     assert!(t.contains("Target: type unknown, state down_out"), "{t}");
     c.wait_log(1, "rebuild of pool", 5);
+    // The map lives in the pool's service: its leader holds version 3, rank 3's targets out.
+    let rec = pool_service_map(&c, all, q["uuid"].as_str().unwrap_or_default());
+    assert_eq!(rec["map"]["version"], 3, "{rec}");
+    assert_eq!(rec["map"]["states"][r3s.as_str()][0], "DownOut", "{rec}");
     stale_map_refused_then_refreshed(&c, all, cont_uuid(&c, all, "c1"), 3);
     concurrent_updates_converge(&c, all, cont_uuid(&c, all, "safe"));
 
