@@ -38,8 +38,18 @@ pub fn key_oid(key: &str) -> Oid {
 
 /// The object of a key stored with object class `class` (none: the plain hash, one target).
 pub fn key_oid_in(key: &str, class: Option<daos_placement::ObjectClass>) -> Oid {
+    key_oid_at(key, class, daos_placement::RdLvl::Node)
+}
+
+/// [`key_oid_in`] for shards on distinct fault domains of level `lvl` (the container's
+/// `rd_lvl`).
+pub fn key_oid_at(
+    key: &str,
+    class: Option<daos_placement::ObjectClass>,
+    lvl: daos_placement::RdLvl,
+) -> Oid {
     let h = key_oid(key);
-    class.map_or(h, |c| c.embed(h))
+    class.map_or(h, |c| c.embed_at(h, lvl))
 }
 
 /// A key's current version: the akey of its bytes under [`DATA`], and its size.
@@ -112,7 +122,20 @@ pub fn put_as(
     data: &[u8],
     id: [u8; 16],
 ) -> Result<(), ClientError> {
-    let oid = key_oid_in(key, class);
+    put_at(s, cont, key, class, daos_placement::RdLvl::Node, data, id)
+}
+
+/// [`put_as`] with the container's fault-domain level `lvl` (`rd_lvl`).
+pub fn put_at(
+    s: &mut Session,
+    cont: [u8; 16],
+    key: &str,
+    class: Option<daos_placement::ObjectClass>,
+    lvl: daos_placement::RdLvl,
+    data: &[u8],
+    id: [u8; 16],
+) -> Result<(), ClientError> {
+    let oid = key_oid_at(key, class, lvl);
     let version = Version {
         id,
         size: data.len() as u64,
@@ -282,7 +305,18 @@ pub fn get_as(
     key: &str,
     class: Option<daos_placement::ObjectClass>,
 ) -> Result<Option<Vec<u8>>, ClientError> {
-    let oid = key_oid_in(key, class);
+    get_at(s, cont, key, class, daos_placement::RdLvl::Node)
+}
+
+/// [`get_as`] with the container's fault-domain level `lvl` (`rd_lvl`).
+pub fn get_at(
+    s: &mut Session,
+    cont: [u8; 16],
+    key: &str,
+    class: Option<daos_placement::ObjectClass>,
+    lvl: daos_placement::RdLvl,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    let oid = key_oid_at(key, class, lvl);
     for _ in 0..GET_ATTEMPTS {
         let Some((id, size)) = current(s, cont, oid)? else {
             return Ok(None);

@@ -262,7 +262,7 @@ impl PoolMap {
             return Ok(vec![self.place(oid)]);
         };
         let layout =
-            daos_placement::place(&self.placement, oid, class, daos_placement::RdLvl::Node)?;
+            daos_placement::place(&self.placement, oid, class, daos_placement::rd_lvl_of(oid))?;
         // Moved shards, and shards on targets being filled (up: reintegrated or added), may
         // not hold their data yet.
         let mut order: Vec<(bool, usize)> = layout
@@ -316,7 +316,7 @@ impl PoolMap {
             return Ok(Vec::new());
         };
         let layout =
-            daos_placement::place(&self.placement, oid, class, daos_placement::RdLvl::Node)?;
+            daos_placement::place(&self.placement, oid, class, daos_placement::rd_lvl_of(oid))?;
         let index = |t: daos_placement::TargetId| {
             self.targets
                 .iter()
@@ -359,7 +359,7 @@ impl PoolMap {
         oid: Oid,
         class: daos_placement::ObjectClass,
     ) -> Result<Vec<usize>, ClientError> {
-        let layout = daos_placement::place(map, oid, class, daos_placement::RdLvl::Node)?;
+        let layout = daos_placement::place(map, oid, class, daos_placement::rd_lvl_of(oid))?;
         Ok(layout
             .shards
             .iter()

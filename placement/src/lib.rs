@@ -20,4 +20,4 @@ pub mod oclass;
 
 pub use layout::{Layout, PlacementError, Shard, place};
 pub use map::{MapError, MapOp, PoolMap, RdLvl, TargetId, TargetState};
-pub use oclass::{ObjectClass, OclassError, Redundancy};
+pub use oclass::{ObjectClass, OclassError, Redundancy, rd_lvl_of};

@@ -6,12 +6,28 @@
 //! (as many groups as fit); an object id carries it in its high 64 bits as
 //! `[type 8 | redun 8 | grp_nr 16 | user 32]`. The top bit of the type byte marks an id that
 //! carries a class ([`CLASSED`]): ids made before classes existed (plain hashes) are placed as
-//! they always were.
+//! they always were. The next bit ([`RANK_LEVEL`], daos-rs's own) records the container's
+//! `rd_lvl`: set, a group's shards need distinct ranks only; clear, distinct nodes. Every
+//! client and the rebuild then place the object alike without reading container properties.
 
 use std::fmt;
 
 /// The bit of an object id's type byte saying its class bits are set (by [`ObjectClass::embed`]).
 pub const CLASSED: u8 = 0x80;
+
+/// The bit of a classed id's type byte saying its fault domain is the rank (`rd_lvl:rank`).
+pub const RANK_LEVEL: u8 = 0x40;
+
+/// The fault-domain level an object id's shards are placed at: rank when it carries
+/// [`RANK_LEVEL`], else node (also for ids without a class).
+pub fn rd_lvl_of(oid: u128) -> crate::RdLvl {
+    let ty = (oid >> 120) as u8;
+    if ty & CLASSED != 0 && ty & RANK_LEVEL != 0 {
+        crate::RdLvl::Rank
+    } else {
+        crate::RdLvl::Node
+    }
+}
 
 /// `grp_nr` meaning "as many groups as the pool holds" (`GX`).
 pub const GRP_MAX: u16 = 65535;
@@ -221,11 +237,22 @@ impl ObjectClass {
     }
 
     /// Puts the class in an object id's high bits (class and group count, the type byte
-    /// marked [`CLASSED`]; its low 7 type bits and the user's 32 bits kept).
+    /// marked [`CLASSED`]; its low 6 type bits and the user's 32 bits kept), for shards on
+    /// distinct nodes.
     pub fn embed(self, oid: u128) -> u128 {
+        self.embed_at(oid, crate::RdLvl::Node)
+    }
+
+    /// [`Self::embed`] for shards on distinct fault domains of level `lvl` (the container's
+    /// `rd_lvl`; [`RANK_LEVEL`] for rank).
+    pub fn embed_at(self, oid: u128, lvl: crate::RdLvl) -> u128 {
         let hi = (oid >> 64) as u64;
         let user = hi & 0xffff_ffff;
-        let ty = (hi & 0x7f00_0000_0000_0000) | u64::from(CLASSED) << 56;
+        let level = match lvl {
+            crate::RdLvl::Rank => u64::from(RANK_LEVEL) << 56,
+            crate::RdLvl::Node => 0,
+        };
+        let ty = (hi & 0x3f00_0000_0000_0000) | u64::from(CLASSED) << 56 | level;
         let class = u64::from(self.redun.code()) << 48 | u64::from(self.grp_nr) << 32;
         let hi = ty | class | user;
         (u128::from(hi) << 64) | (oid & u128::from(u64::MAX))
@@ -341,6 +368,23 @@ mod tests {
         }
         assert!(ObjectClass::from_id(0x0700_0001).is_err());
         assert!(ObjectClass::from_id(0x0800_0000).is_err());
+    }
+
+    #[test]
+    fn an_id_carries_its_fault_domain_level() {
+        use crate::RdLvl;
+        let rp2 = ObjectClass::rp(2, 1);
+        // Whatever the hash's type bits, the level is what embed_at put there.
+        for hash in [0u128, u128::MAX, 0x40 << 120, 0x1234_5678u128 << 64 | 99] {
+            let node = rp2.embed(hash);
+            let rank = rp2.embed_at(hash, RdLvl::Rank);
+            assert_eq!(rd_lvl_of(node), RdLvl::Node, "{hash:#x}");
+            assert_eq!(rd_lvl_of(rank), RdLvl::Rank, "{hash:#x}");
+            assert_eq!(ObjectClass::of_oid(rank), Ok(rp2));
+            assert_eq!(rank as u64, hash as u64, "the low 64 bits stay");
+        }
+        // An id without a class is placed at node level.
+        assert_eq!(rd_lvl_of(0x40 << 120), RdLvl::Node);
     }
 
     #[test]

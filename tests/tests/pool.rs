@@ -430,3 +430,77 @@ fn a_stopped_engine_is_shown_unresponsive_and_a_create_given_up_on_it_is_undone(
     ok(sys.dmg(&["-i", "pool", "create", "lost", "--scm-size", "64M"]));
     sys.stop(&mut server);
 }
+
+/// One host, two engines: a container with `rd_lvl:rank` spreads a group's replicas over the
+/// two ranks (the value reads back with either rank stopped); with `rd_lvl:node` (one node)
+/// RP_2G1 cannot be placed and the put says why.
+#[test]
+fn rd_lvl_rank_spreads_replicas_over_the_ranks_of_one_host() {
+    let (sys, mut server) = started(2);
+    sys.create_pool("tank", "256M", None);
+    let data = sys.path().join("v.in");
+    std::fs::write(&data, b"a value on two ranks").expect("value");
+    let daos = |args: &[&str]| sys.daos(args);
+    let ok = |o: std::process::Output| {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    ok(daos(&[
+        "container",
+        "create",
+        "tank",
+        "byrank",
+        "--properties",
+        "rd_fac:1,rd_lvl:rank",
+    ]));
+    ok(daos(&[
+        "container",
+        "create",
+        "tank",
+        "bynode",
+        "--properties",
+        "rd_fac:1,rd_lvl:node",
+    ]));
+    let d = data.to_str().expect("utf8");
+    ok(daos(&["object", "put", "tank", "byrank", "k", d]));
+    let o = daos(&["object", "put", "tank", "bynode", "k", d]);
+    assert_ne!(o.status.code(), Some(0));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("needs 2 fault domains at rd_lvl node") && text.contains("rd_lvl rank"),
+        "{text}"
+    );
+    // Each rank alone serves the value: a replica on each.
+    let out = sys.path().join("v.out");
+    let o = out.to_str().expect("utf8");
+    for rank in ["0", "1"] {
+        ok(sys.dmg(&["-i", "system", "stop", "-r", rank, "--force"]));
+        ok(daos(&["object", "get", "tank", "byrank", "k", o]));
+        assert_eq!(
+            std::fs::read(&out).expect("read back"),
+            b"a value on two ranks",
+            "with rank {rank} stopped"
+        );
+        ok(sys.dmg(&["-i", "system", "start", "-r", rank]));
+        assert!(
+            wait_until(std::time::Duration::from_secs(30), || {
+                String::from_utf8_lossy(&sys.dmg(&["-i", "-j", "system", "query"]).stdout)
+                    .matches("\"joined\"")
+                    .count()
+                    == 2
+            }),
+            "rank {rank} back"
+        );
+    }
+    sys.stop(&mut server);
+}

@@ -108,18 +108,29 @@ fn container_props(info: &ContInfo) -> Result<ContProps, String> {
 
 /// Opens container `id` at its pool service: its UUID and the class its objects open with
 /// (`--oclass` or the container's default, checked against its `rd_fac`).
+/// Opens container `id` at its pool service: its UUID, the class its objects open with
+/// (`--oclass` or the container's default, checked against its `rd_fac`) and the fault-domain
+/// level their shards are spread at (its `rd_lvl`).
 fn open_container(
     c: &Containers,
     id: &str,
     oclass: &Option<String>,
-) -> Result<([u8; 16], Option<daos_placement::ObjectClass>), String> {
+) -> Result<OpenContainer, String> {
     let requested = object_class(oclass)?;
     let info = c.query(id).map_err(|e| e.to_string())?;
-    let class = container_props(&info)?
+    let props = container_props(&info)?;
+    let class = props
         .class_for(requested)
         .map_err(|e| format!("container {id}: {e}"))?;
-    Ok((info.uuid, class))
+    Ok((info.uuid, class, props.rd_lvl))
 }
+
+/// An open container: UUID, object class, `rd_lvl`.
+type OpenContainer = (
+    [u8; 16],
+    Option<daos_placement::ObjectClass>,
+    daos_placement::RdLvl,
+);
 
 fn cont_command(
     s: &mut Session,
@@ -226,10 +237,10 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
             oclass,
             ..
         } => {
-            let (cont, class) = open_container(c, container, oclass)?;
+            let (cont, class, lvl) = open_container(c, container, oclass)?;
             let data =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            kv::put_as(s, cont, key, class, &data, new_uuid()?)
+            kv::put_at(s, cont, key, class, lvl, &data, new_uuid()?)
                 .map_err(|e| format!("{e}; the previous value of {key:?} is unchanged"))?;
             Ok((
                 format!(
@@ -247,8 +258,8 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
             oclass,
             ..
         } => {
-            let (cont, class) = open_container(c, container, oclass)?;
-            let out = match kv::get_as(s, cont, key, class) {
+            let (cont, class, lvl) = open_container(c, container, oclass)?;
+            let out = match kv::get_at(s, cont, key, class, lvl) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
                     return Err(format!(
@@ -269,7 +280,7 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
             ))
         }
         ObjCmd::List { container, .. } => {
-            let (cont, _) = open_container(c, container, &None)?;
+            let (cont, _, _) = open_container(c, container, &None)?;
             let mut rows = Vec::new();
             for oid in s.list_objects(cont).map_err(err)? {
                 if let Some(row) = kv::describe(s, cont, oid).map_err(err)? {
