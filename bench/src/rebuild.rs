@@ -74,6 +74,8 @@ pub struct RebuildReport {
     /// Foreground from the exclusion to the end of the rebuild.
     pub foreground_rebuilding: Numbers,
     pub foreground_errors: u64,
+    /// The first foreground error of each phase after the loss (why operations failed).
+    pub first_errors: Vec<String>,
     pub p99_rebuilding_to_before: Option<f64>,
     /// Every filled object read back and verified after the rebuild.
     pub verified_after: u64,
@@ -160,6 +162,7 @@ struct Foreground {
     ops: [u64; 3],
     bytes: [u64; 3],
     errors: [u64; 3],
+    first_error: [Option<String>; 3],
 }
 
 fn foreground(
@@ -181,6 +184,7 @@ fn foreground(
         ops: [0; 3],
         bytes: [0; 3],
         errors: [0; 3],
+        first_error: [None, None, None],
     };
     let mut value = vec![0u8; p.size];
     let mut i = 0u64;
@@ -217,11 +221,17 @@ fn foreground(
                 out.bytes[k] += p.size as u64;
                 i += 1;
             }
-            Err(_) => {
+            Err(e) => {
                 out.errors[k] += 1;
+                out.first_error[k].get_or_insert_with(|| e.to_string());
                 // Retry the same operation on the current map (an update's other replicas
-                // may have it: updates are idempotent).
-                let _ = s.refresh_map(0);
+                // may have it: updates are idempotent), with a fresh session: one whose
+                // operations timed out has its bulk slots and send buffers tied up.
+                if let Ok(m) = daos_client::connect::pool_map_blocking(target, &p.pool)
+                    && let Ok(n) = Session::open(Arc::new(m), SessionOpts::default())
+                {
+                    s = n.with_refresher(daos_client::connect::refresher(target, &p.pool));
+                }
                 if i.is_multiple_of(2) {
                     // The fetch that follows reads what this update wrote.
                 } else {
@@ -419,6 +429,13 @@ pub fn run(
             foreground_detecting: detect_n,
             foreground_rebuilding: rebuild_n,
             foreground_errors: fg.errors[1] + fg.errors[2],
+            first_errors: [
+                ("until excluded", &fg.first_error[1]),
+                ("during the rebuild", &fg.first_error[2]),
+            ]
+            .into_iter()
+            .filter_map(|(phase, e)| e.as_ref().map(|e| format!("{phase}: {e}")))
+            .collect(),
             verified_after: p.objects,
         })
     })
@@ -469,5 +486,8 @@ pub fn table(r: &RebuildReport) -> String {
         r.foreground_errors,
         r.verified_after
     ));
+    for e in &r.first_errors {
+        out.push_str(&format!("first foreground error {e}\n"));
+    }
     out
 }

@@ -70,7 +70,7 @@ pub async fn storage_format(t: &Target, force: bool, verbose: bool) -> Output {
                 counts.push((host.clone(), (scm, nvme)));
                 json_hosts.insert(host.clone(), json!({
                     "scm": resp.mrets.iter().map(|m| json!({"mntpoint": m.mntpoint, "instance": m.instanceidx, "status": m.state.as_ref().map(|s| s.status), "error": m.state.as_ref().map(|s| s.error.clone())})).collect::<Vec<_>>(),
-                    "nvme": resp.crets.iter().map(|c| json!({"device": c.pci_addr, "instance": c.instance_idx})).collect::<Vec<_>>(),
+                    "nvme": resp.crets.iter().map(|c| json!({"device": c.pci_addr, "role_bits": c.role_bits})).collect::<Vec<_>>(),
                 }));
                 if verbose {
                     let rows: Vec<Vec<String>> = resp

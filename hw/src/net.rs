@@ -25,6 +25,16 @@ impl NetClass {
         }
     }
 
+    /// The ARPHRD value (DAOS's `netdevclass`).
+    pub fn arphrd(self) -> u32 {
+        match self {
+            NetClass::Ether => 1,
+            NetClass::Infiniband => 32,
+            NetClass::Loopback => 772,
+            NetClass::Other(n) => n,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             NetClass::Ether => "ether",

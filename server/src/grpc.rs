@@ -599,10 +599,13 @@ impl CtlSvc for Services {
         Ok(Response::new(NetworkScanResp {
             interfaces: entries
                 .into_iter()
-                .map(|e| FabricInterface {
+                .enumerate()
+                .map(|(i, e)| FabricInterface {
                     provider: e.provider,
                     device: e.fabric_iface,
                     numanode: e.pinned_numa_node,
+                    priority: i as u32,
+                    netdevclass: e.net_dev_class,
                 })
                 .collect(),
             numacount: numa as i32,
@@ -697,7 +700,7 @@ impl CtlSvc for Services {
                         resp.crets.push(NvmeControllerResult {
                             pci_addr: b,
                             state: Some(state.clone()),
-                            instance_idx: i as u32,
+                            role_bits: 0,
                         });
                     }
                 }

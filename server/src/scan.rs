@@ -122,6 +122,9 @@ pub struct FabricEntry {
     pub fabric_iface: String,
     pub provider: String,
     pub pinned_numa_node: u32,
+    /// The interface's ARPHRD type (DAOS's `netdevclass`: 1 Ethernet, 32 InfiniBand).
+    #[serde(skip)]
+    pub net_dev_class: u32,
 }
 
 /// The network interface behind a libfabric domain: itself, or for RDMA devices the
@@ -154,15 +157,13 @@ pub fn fabric_scan(root: &SysRoot, provider: Option<&str>) -> Result<Vec<FabricE
         let Some(iface) = iface_of(root, &info.domain, &ifaces) else {
             continue;
         };
-        let numa = ifaces
-            .iter()
-            .find(|i| i.name == iface)
-            .and_then(|i| i.numa_node)
-            .unwrap_or(0);
+        let found = ifaces.iter().find(|i| i.name == iface);
+        let numa = found.and_then(|i| i.numa_node).unwrap_or(0);
         let entry = FabricEntry {
             fabric_iface: iface,
             provider: info.provider,
             pinned_numa_node: numa,
+            net_dev_class: found.map_or(0, |i| i.class.arphrd()),
         };
         if !out.contains(&entry) {
             out.push(entry);

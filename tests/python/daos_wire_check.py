@@ -183,6 +183,14 @@ def build_ctl():
                                  ("state", 2, ".ctl.ResponseState", 0)])
     message(fd, "MemInfo", [("hugepages_total", 1, "uint64", 0), ("mem_total_kb", 6, "uint64", 0),
                             ("mem_available_kb", 8, "uint64", 0)])
+    message(fd, "NetworkScanReq", [("provider", 1, "string", 0),
+                                   ("excludeinterfaces", 2, "string", 0)])
+    message(fd, "FabricInterface", [("provider", 1, "string", 0), ("device", 2, "string", 0),
+                                    ("numanode", 3, "uint32", 0), ("priority", 4, "uint32", 0),
+                                    ("netdevclass", 5, "uint32", 0)])
+    message(fd, "NetworkScanResp", [("interfaces", 1, ".ctl.FabricInterface", 1),
+                                    ("numacount", 2, "int32", 0),
+                                    ("corespernuma", 3, "int32", 0)])
     message(fd, "StorageScanResp", [("nvme", 1, ".ctl.ScanNvmeResp", 0),
                                     ("scm", 2, ".ctl.ScanScmResp", 0),
                                     ("mem_info", 3, ".ctl.MemInfo", 0)])
@@ -287,6 +295,14 @@ def main():
           len(devs) >= 1 and all(d.rank == 0 and len(d.tgt_ids) >= 1
                                  and d.total_bytes >= d.avail_bytes for d in devs)
           and ss.mem_info.mem_total_kb > 0, str(ss.nvme))
+    net = ch.unary_unary("/ctl.CtlSvc/NetworkScan", request_serializer=lambda m: m.SerializeToString(),
+                         response_deserializer=C["NetworkScanResp"].FromString)
+    ns = net(C["NetworkScanReq"](provider="all"), metadata=md, timeout=60)
+    lo = [i for i in ns.interfaces if i.device == "lo"]
+    check("NetworkScan: lo as a loopback (ARPHRD 772) interface, priorities in order, NUMA counts",
+          len(lo) >= 1 and all(i.netdevclass == 772 for i in lo)
+          and [i.priority for i in ns.interfaces] == list(range(len(ns.interfaces)))
+          and ns.numacount >= 1 and ns.corespernuma >= 1, str(ns))
     print("all checks passed")
 
 

@@ -1714,12 +1714,14 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         .hosts
         .command(1, &bin("daos_bench"))
         .args(["rebuild", "-i", "-l", &h1, "--pool", "tank", "--rank", &r3s])
-        .args(["--kill", &kill, "--objects", "48", "--size", "16k"])
+        .args(["--kill", &kill, "--objects", "400", "--size", "64k"])
         .args(["--baseline", "2", "--timeout", "120", "--ref-file"])
         .arg(c.path(1).join("device.ref"))
         .arg("--json")
         .arg(&json)
-        .env("CRT_TIMEOUT", "3")
+        // A replica on the killed host costs an operation this deadline; short, so the
+        // foreground measures the rebuild rather than one wait.
+        .env("CRT_TIMEOUT", "1")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("daos_bench");
@@ -1731,7 +1733,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     let r = &v["result"];
     let f = |k: &str| r[k].as_f64().unwrap_or(-1.0);
     // SWIM (6 s suspicion) declared the rank dead, the pool excluded it 2 s later, and the
-    // rebuild copied the lost replicas (some of 48 objects had one on h3) at a rate > 0.
+    // rebuild copied the lost replicas (some of 400 objects had one on h3) at a rate > 0.
     assert!(f("kill_to_rank_excluded_ms") > 1000.0, "{r}");
     assert!(
         f("loss_to_pool_exclusion_ms") >= f("kill_to_rank_excluded_ms"),
@@ -1753,7 +1755,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
         r["foreground_rebuilding"]["p99_us"].as_f64().is_some(),
         "{r}"
     );
-    assert_eq!(r["verified_after"], 48, "{r}");
+    assert_eq!(r["verified_after"], 400, "{r}");
 }
 
 /// Kills every process of the host whose replica leads pool `tank`'s service (the highest
