@@ -540,3 +540,64 @@ fn a_request_on_an_older_pool_map_is_refused_and_the_session_refreshes() {
     behind.ping_all().expect("ping");
     drop(f.shards);
 }
+
+#[test]
+fn an_epoch_far_ahead_of_the_target_clock_is_refused() {
+    use daos_engine::wire::Request;
+    let f = fixture(1);
+    let mut s = session(&f);
+    let cont = s.cont_create("c", [8; 16]).expect("create");
+    let req = Request::Update {
+        oid: 3,
+        dkey: b"d",
+        akey: b"a",
+        value: b"from the future",
+    };
+    // An hour ahead: DER_HLC_SYNC, nothing written.
+    let ahead = daos_wire::clock_ns() + 3_600_000_000_000;
+    let e = s
+        .call_at(0, cont, &req, ahead, |_| ())
+        .expect_err("refused");
+    assert_eq!(e.der(), Some(der::HLC_SYNC), "{e}");
+    assert!(
+        e.to_string().contains("ahead of this target's clock"),
+        "{e}"
+    );
+    assert_eq!(s.fetch(cont, 3, b"d", b"a").expect("fetch"), None);
+    // The session's clock did not jump to the refusal's reading: its next update is served.
+    s.update(cont, 3, b"d", b"a", b"now").expect("update");
+    // An epoch within the clock's reach is taken as given, and a later one wins.
+    let now = daos_wire::clock_ns();
+    s.call_at(
+        0,
+        cont,
+        &Request::Update {
+            oid: 4,
+            dkey: b"d",
+            akey: b"a",
+            value: b"newer",
+        },
+        now + 1_000,
+        |_| (),
+    )
+    .expect("at a chosen epoch");
+    s.call_at(
+        0,
+        cont,
+        &Request::Update {
+            oid: 4,
+            dkey: b"d",
+            akey: b"a",
+            value: b"older",
+        },
+        now,
+        |_| (),
+    )
+    .expect("an older epoch, arriving later");
+    assert_eq!(
+        s.fetch(cont, 4, b"d", b"a").expect("fetch"),
+        Some(b"newer".to_vec()),
+        "the newest epoch wins, not the last arrival"
+    );
+    drop(f.shards);
+}
