@@ -268,5 +268,9 @@ impl Drop for Cluster {
         for i in 1..=self.count {
             self.kill(i);
         }
+        // Loopback hosts share this mount namespace: the tmpfs SCM their servers mounted
+        // (as root) goes before the directory does. (Namespace hosts' mounts live in their
+        // anchors' mount namespaces and go with them.)
+        drop(crate::MountGuard(self.dir.path().to_path_buf()));
     }
 }
