@@ -372,7 +372,15 @@ impl Inner {
     /// The system state from a replica (for servers that are none).
     async fn read_remote(self: Arc<Self>) -> Result<SystemDb, MsError> {
         let mut last = String::from("no replica configured");
-        for addr in &self.cfg.replicas {
+        // The leader first: a follower may not have applied the latest commits yet.
+        let mut hosts = HostQueue::new(
+            self.leader_id()
+                .and_then(|l| self.addr_of(l))
+                .into_iter()
+                .chain(self.cfg.replicas.iter().cloned()),
+        );
+        while let Some(addr) = hosts.next_host() {
+            let addr = &addr;
             match self
                 .peers
                 .call::<(), Result<SystemDb, String>>(addr, Method::Read, &(), CALL_TIMEOUT)
@@ -950,6 +958,20 @@ impl ManagementService for MsNode {
 
     fn pools(&self) -> Vec<PoolRecord> {
         warn_err("reading pools", self.db().map(|d| d.pools))
+    }
+
+    fn pool_find(&self, id: &str) -> Option<PoolRecord> {
+        let hit = |db: SystemDb| db.pools.into_iter().find(|p| p.label == id || p.uuid == id);
+        let local = self.db().ok().and_then(hit);
+        if local.is_some() || self.is_leader() {
+            return local;
+        }
+        // A follower may not have applied a pool the leader just committed (a client that
+        // created a pool through the leader and uses it through this server at once): ask
+        // the leader before saying there is no such pool.
+        self.run(self.inner.clone().read_remote())
+            .ok()
+            .and_then(hit)
     }
 
     fn apply(&self, cmd: Command) -> Result<Reply, MsError> {
