@@ -15,7 +15,7 @@ fn fail(e: std::io::Error) -> ! {
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
-    let drpc = ["drpc.proto", "srv.proto", "mgmt_drpc.proto"].map(|f| dir.join(f));
+    let drpc = ["drpc.proto", "srv.proto", "mgmt_drpc.proto", "auth.proto"].map(|f| dir.join(f));
     let grpc = [
         "shared.proto",
         "ctl.proto",

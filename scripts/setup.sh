@@ -9,7 +9,8 @@ set -euo pipefail
 # fi_pingpong; libhwloc-dev + libudev-dev: the hwloc topology (hwlocality); ipmctl + ndctl:
 # PMem modules and namespaces (storage scan, storage prepare); libpmem-dev: SCM files of targets.
 # fio: the storage benchmark's same-run reference (daos_bench storage --compare-fio).
-PACKAGES=(iproute2 protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin libhwloc-dev libudev-dev ipmctl ndctl libpmem-dev fio python3 python3-grpcio python3-protobuf)
+# openssl: RSA keys as DAOS's gen_certificates.sh makes them (the RSA-PSS credential test).
+PACKAGES=(iproute2 protobuf-compiler pkg-config libfabric-dev libclang-dev libfabric-bin libhwloc-dev libudev-dev ipmctl ndctl libpmem-dev fio openssl python3 python3-grpcio python3-protobuf)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

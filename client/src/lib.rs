@@ -11,6 +11,7 @@
 //! Every operation has a deadline; an engine that does not answer in time gives
 //! [`ClientError::Timeout`] and a reply that comes later is dropped.
 
+pub mod agent;
 pub mod connect;
 pub mod container;
 pub mod kv;

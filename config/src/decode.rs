@@ -67,6 +67,13 @@ pub struct MapView<'n> {
     display: String,
 }
 
+impl MapView<'_> {
+    /// The mapping's keys, in file order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.name.as_str())
+    }
+}
+
 fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_string()

@@ -16,6 +16,7 @@
 //! Limits: pure, no I/O but reading the file; no hardware checks (an interface or PCI address
 //! that is well formed but absent is found at start by `hw/`).
 
+pub mod agent;
 pub mod control;
 pub mod decode;
 pub mod default;

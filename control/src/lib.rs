@@ -8,6 +8,7 @@ pub mod exit;
 pub mod hostlist;
 pub mod input;
 pub mod interop;
+pub mod logging;
 pub mod props;
 pub mod redirect;
 pub mod table;
@@ -48,6 +49,9 @@ pub fn load_control(path: Option<&std::path::Path>) -> Result<Control, CmdError>
 pub struct Target {
     pub hosts: Vec<String>,
     pub tls: Option<ClientTlsConfig>,
+    /// The component this tool's calls say they come from (`admin`, `agent`); the server
+    /// takes the certificate's name over it in secure mode.
+    pub component: &'static str,
 }
 
 /// A connection to a host's management API whose every call carries this tool's component
@@ -118,7 +122,11 @@ impl Target {
                     .domain_name("server"),
             )
         };
-        Ok(Target { hosts, tls })
+        Ok(Target {
+            hosts,
+            tls,
+            component: "admin",
+        })
     }
 
     pub async fn channel(&self, host: &str) -> Result<Channel, String> {
@@ -143,12 +151,41 @@ impl Target {
         })
     }
 
-    /// A connection to `host` whose calls say they come from an admin tool.
+    /// daos_agent's view of the management service: `hosts` with the agent's certificate
+    /// (`transport_config` of daos_agent.yml), or plaintext when `insecure`.
+    pub fn for_agent(
+        hosts: Vec<String>,
+        t: &daos_config::control::ClientTransport,
+        insecure: bool,
+    ) -> Result<Target, CmdError> {
+        let tls = if insecure || t.allow_insecure {
+            None
+        } else {
+            let ca = read_pem(&t.ca_cert, "CA certificate", None)?;
+            let cert = read_pem(&t.cert, "agent certificate", None)?;
+            let key = read_pem(&t.key, "agent key", Some(0o400))?;
+            Some(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca))
+                    .identity(Identity::from_pem(cert, key))
+                    .domain_name("server"),
+            )
+        };
+        Ok(Target {
+            hosts,
+            tls,
+            component: "agent",
+        })
+    }
+
+    /// A connection to `host` whose calls say which component they come from.
     pub async fn conn(&self, host: &str) -> Result<Conn, String> {
         let ch = self.channel(host).await?;
         Ok(tonic::service::interceptor::InterceptedService::new(
             ch,
-            Stamp { component: "admin" },
+            Stamp {
+                component: self.component,
+            },
         ))
     }
 
@@ -434,6 +471,7 @@ mod tests {
         let target = Target {
             hosts: hosts.clone(),
             tls: None,
+            component: "admin",
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -854,6 +854,7 @@ pub async fn leader_query(t: &Target) -> Output {
             let probe = Target {
                 hosts: r.replicas.clone(),
                 tls: t.tls.clone(),
+                component: t.component,
             };
             let answers = daos_control::fan_out_within(
                 &probe,

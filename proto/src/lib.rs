@@ -18,6 +18,10 @@ pub mod srv {
 pub mod mgmt_drpc {
     include!(concat!(env!("OUT_DIR"), "/drpc/mgmt.rs"));
 }
+/// Client credentials (DAOS's `auth` package), carried over dRPC.
+pub mod auth {
+    include!(concat!(env!("OUT_DIR"), "/drpc/auth.rs"));
+}
 pub mod shared {
     include!(concat!(env!("OUT_DIR"), "/grpc/shared.rs"));
 }

@@ -298,6 +298,17 @@ impl Harness {
         &self.ms
     }
 
+    /// How client credentials are checked: against `transport_config.client_cert_dir`, or
+    /// (insecure) by their digest.
+    pub fn verify_mode(&self) -> daos_auth::Verify {
+        let t = &self.config.transport_config;
+        if t.allow_insecure {
+            daos_auth::Verify::Digest
+        } else {
+            daos_auth::Verify::CertDir(t.client_cert_dir.clone())
+        }
+    }
+
     /// The dRPC methods daos_server serves to its engines.
     pub fn registry(self: &Arc<Self>) -> Registry {
         let mut r = Registry::new();
@@ -309,6 +320,33 @@ impl Harness {
             h.notify_ready(req)
                 .map(|()| Vec::new())
                 .map_err(HandlerError::Failure)
+        });
+        let how = self.verify_mode();
+        r.method(daos_drpc::SecMethod::ValidateCreds, move |_, body| {
+            use daos_proto::auth::{ValidateCredReq, ValidateCredResp};
+            let req = ValidateCredReq::decode(body)?;
+            let resp = match req
+                .cred
+                .as_ref()
+                .map(|c| daos_auth::cred::validate(c, &how))
+            {
+                Some(Ok((token, _))) => ValidateCredResp {
+                    status: 0,
+                    token: Some(token),
+                },
+                Some(Err(e)) => {
+                    tracing::warn!("credential refused: {e}");
+                    ValidateCredResp {
+                        status: e.der(),
+                        token: None,
+                    }
+                }
+                None => ValidateCredResp {
+                    status: daos_auth::DER_INVAL,
+                    token: None,
+                },
+            };
+            Ok(resp.encode_to_vec())
         });
         let h = self.clone();
         r.method(SrvMethod::ClusterEvent, move |_, body| {

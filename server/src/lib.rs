@@ -14,7 +14,7 @@ pub mod generate;
 pub mod grpc;
 pub mod harness;
 pub mod listener;
-pub mod logging;
+pub use daos_control::logging;
 pub mod netcheck;
 pub mod pools;
 pub mod prepare;

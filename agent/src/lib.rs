@@ -1,0 +1,390 @@
+//! daos_agent: the daemon of a client node (DAOS_DISTRIBUTED §6). It serves client processes
+//! over dRPC on `<runtime_dir>/daos_agent.sock`:
+//!
+//! - SEC_AGENT 101 RequestCredentials: an AUTH_SYS credential for the caller's uid/gid, which
+//!   the kernel gives for the socket (SO_PEERCRED), never the request; signed with the agent's
+//!   key (insecure: its digest).
+//! - MGMT 206 GetAttachInfo: the engines' fabric URIs, fetched from the management service
+//!   with the agent's certificate and cached (`cache_expiration`, `disable_caching`).
+//! - MGMT 235/236 NotifyPoolConnect/Disconnect and 233 NotifyExit: the pool handles each
+//!   process holds, so those left behind by a process that exits are known.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use daos_auth::cred::{self, Names, Signer};
+use daos_config::agent::Agent;
+use daos_control::Target;
+use daos_drpc::ids::SecAgentMethod;
+use daos_drpc::server::{CallContext, HandlerError, Registry};
+use daos_drpc::{MgmtMethod, Module};
+use daos_proto::auth::GetCredResp;
+use daos_proto::mgmt::{GetAttachInfoReq, GetAttachInfoResp, PoolMonitorReq};
+use prost::Message;
+use tracing::{debug, info, warn};
+
+/// DAOS's error numbers the agent answers with.
+pub const DER_MISC: i32 = -1025;
+pub const DER_AGENT_COMM: i32 = -2034;
+
+/// Why the agent could not start or a subcommand failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Auth(#[from] daos_auth::AuthError),
+    #[error("{0}")]
+    Service(String),
+    #[error("cannot serve dRPC: {0}")]
+    Drpc(#[from] daos_drpc::server::ServerError),
+}
+
+/// An encoded credential response and when it was signed.
+type Signed = (Instant, Vec<u8>);
+
+/// What the agent holds while it runs.
+pub struct AgentState {
+    pub cfg: Agent,
+    signer: Signer,
+    target: Target,
+    rt: tokio::runtime::Runtime,
+    machine: String,
+    /// The last attach info from the management service (all ranks) and when it came.
+    attach: Mutex<Option<(Instant, GetAttachInfoResp)>>,
+    /// Signed credentials per (uid, gid), reused for `credential_config.cache_expiration`.
+    creds: Mutex<HashMap<(u32, u32), Signed>>,
+    /// Pool handles per client pid.
+    handles: Mutex<HashMap<i32, Vec<PoolMonitorReq>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AgentState {
+    /// Loads the signing key and prepares the management-service client.
+    pub fn new(cfg: Agent, insecure: bool) -> Result<AgentState, AgentError> {
+        let insecure = insecure || cfg.transport_config.allow_insecure;
+        let signer = if insecure {
+            Signer::Digest
+        } else {
+            Signer::from_key_file(&cfg.transport_config.key)?
+        };
+        let target = Target::for_agent(cfg.access_point_addrs(), &cfg.transport_config, insecure)
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|source| AgentError::Io {
+                what: "cannot start the agent's runtime".into(),
+                source,
+            })?;
+        Ok(AgentState {
+            cfg,
+            signer,
+            target,
+            rt,
+            machine: cred::machine_name(),
+            attach: Mutex::new(None),
+            creds: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The names a uid/gid pair goes by: `client_user_map` first, then the local databases,
+    /// then the map's `default` entry.
+    fn names(&self, uid: u32, gid: u32) -> Result<Names, daos_auth::AuthError> {
+        let map = &self.cfg.credential_config.client_user_map;
+        let mapped = |m: &daos_config::agent::MappedUser| Names {
+            user: m.user.clone(),
+            group: if m.group.is_empty() {
+                m.user.clone()
+            } else {
+                m.group.clone()
+            },
+            groups: m.groups.clone(),
+        };
+        if let Some(m) = map.get(&uid.to_string()) {
+            return Ok(mapped(m));
+        }
+        match cred::identity(uid, gid) {
+            Ok(n) => Ok(n),
+            Err(e) => map.get("default").map(mapped).ok_or(e),
+        }
+    }
+
+    /// An encoded `GetCredResp` for the caller.
+    pub fn credential(&self, uid: u32, gid: u32) -> Vec<u8> {
+        let ttl = self.cfg.credential_config.cache_expiration;
+        if ttl > Duration::ZERO
+            && let Some((at, body)) = lock(&self.creds).get(&(uid, gid))
+            && at.elapsed() < ttl
+        {
+            return body.clone();
+        }
+        let resp = match self
+            .names(uid, gid)
+            .and_then(|n| cred::credential(&n, &self.machine, &self.signer))
+        {
+            Ok(c) => GetCredResp {
+                status: 0,
+                cred: Some(c),
+            },
+            Err(e) => {
+                warn!("credential for uid {uid} gid {gid}: {e}");
+                GetCredResp {
+                    status: e.der(),
+                    cred: None,
+                }
+            }
+        };
+        let body = resp.encode_to_vec();
+        if ttl > Duration::ZERO && resp.status == 0 {
+            lock(&self.creds).insert((uid, gid), (Instant::now(), body.clone()));
+        }
+        body
+    }
+
+    /// The attach info of every rank, from the cache or the management service.
+    pub fn attach_info(&self) -> Result<GetAttachInfoResp, String> {
+        let cache = !self.cfg.disable_caching;
+        if cache && let Some((at, resp)) = lock(&self.attach).as_ref() {
+            let exp = self.cfg.cache_expiration;
+            if exp == Duration::ZERO || at.elapsed() < exp {
+                return Ok(resp.clone());
+            }
+        }
+        let target = self.target.clone();
+        let resp = self.rt.block_on(async move {
+            let mut c = daos_control::ms_client(&target).await?;
+            c.get_attach_info(GetAttachInfoReq {
+                all_ranks: true,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(daos_control::status_text)
+        })?;
+        debug!(
+            "attach info: {} ranks, map version {}",
+            resp.rank_uris.len(),
+            resp.data_version
+        );
+        if cache {
+            *lock(&self.attach) = Some((Instant::now(), resp.clone()));
+        }
+        Ok(resp)
+    }
+
+    /// Forgets the cached attach info (SIGUSR2).
+    pub fn refresh(&self) {
+        *lock(&self.attach) = None;
+        lock(&self.creds).clear();
+    }
+
+    /// The fabric interface for a client on `numa` from `fabric_ifaces`, if configured.
+    fn iface_for(&self, numa: Option<u32>, pid: i32) -> Option<(String, String)> {
+        let allowed = |i: &str| {
+            (self.cfg.include_fabric_ifaces.is_empty()
+                || self.cfg.include_fabric_ifaces.iter().any(|x| x == i))
+                && !self.cfg.exclude_fabric_ifaces.iter().any(|x| x == i)
+        };
+        let mut all: Vec<&daos_config::agent::NumaFabric> = self.cfg.fabric_ifaces.iter().collect();
+        // The client's NUMA node first, then the others.
+        all.sort_by_key(|n| Some(n.numa_node) != numa);
+        let devices: Vec<_> = all
+            .first()
+            .map(|n| n.devices.iter().filter(|d| allowed(&d.iface)).collect())
+            .unwrap_or_default();
+        if devices.is_empty() {
+            return None;
+        }
+        let d = devices[pid.unsigned_abs() as usize % devices.len()];
+        Some((d.iface.clone(), d.domain.clone()))
+    }
+
+    /// An encoded `GetAttachInfoResp` for a request from `pid`.
+    pub fn attach_info_for(&self, req: &GetAttachInfoReq, pid: Option<i32>) -> Vec<u8> {
+        let mut resp = match self.attach_info() {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("GetAttachInfo: {e}");
+                return GetAttachInfoResp {
+                    status: DER_AGENT_COMM,
+                    ..Default::default()
+                }
+                .encode_to_vec();
+            }
+        };
+        if !req.all_ranks {
+            let ms = resp.ms_ranks.clone();
+            resp.rank_uris.retain(|u| ms.contains(&u.rank));
+        }
+        if resp.sys.is_empty() {
+            resp.sys = self.cfg.name.clone();
+        }
+        let numa = pid.and_then(numa_of_pid);
+        if let (Some((iface, domain)), Some(hint)) = (
+            self.iface_for(numa, pid.unwrap_or(0)),
+            resp.client_net_hint.as_mut(),
+        ) {
+            hint.interface = iface;
+            hint.domain = domain;
+        }
+        if !req.interface.is_empty()
+            && let Some(h) = resp.client_net_hint.as_mut()
+        {
+            h.interface = req.interface.clone();
+            h.domain = if req.domain.is_empty() {
+                req.interface.clone()
+            } else {
+                req.domain.clone()
+            };
+        }
+        resp.encode_to_vec()
+    }
+
+    fn pool_connect(&self, pid: i32, req: PoolMonitorReq) {
+        debug!(
+            "process {pid} connected to pool {} (handle {})",
+            req.pool_uuid, req.pool_handle_uuid
+        );
+        lock(&self.handles).entry(pid).or_default().push(req);
+    }
+
+    fn pool_disconnect(&self, pid: i32, req: &PoolMonitorReq) {
+        let mut h = lock(&self.handles);
+        if let Some(list) = h.get_mut(&pid) {
+            list.retain(|x| x.pool_handle_uuid != req.pool_handle_uuid);
+            if list.is_empty() {
+                h.remove(&pid);
+            }
+        }
+    }
+
+    /// A process exits: the pool handles it still holds (its leak).
+    pub fn process_exit(&self, pid: i32) -> Vec<PoolMonitorReq> {
+        let left = lock(&self.handles).remove(&pid).unwrap_or_default();
+        if !left.is_empty() {
+            info!(
+                "process {pid} exited holding {} pool handle(s){}",
+                left.len(),
+                if self.cfg.disable_auto_evict {
+                    " (disable_auto_evict: left connected)"
+                } else {
+                    ""
+                }
+            );
+        }
+        left
+    }
+
+    /// Pool handles held now, per pid.
+    pub fn handles(&self) -> HashMap<i32, usize> {
+        lock(&self.handles)
+            .iter()
+            .map(|(p, l)| (*p, l.len()))
+            .collect()
+    }
+}
+
+/// The NUMA node a process runs on (its last CPU's node), from `/proc` and `/sys`.
+fn numa_of_pid(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    // `processor` is field 39 of stat; `rest` starts at field 3.
+    let cpu: u32 = rest.split_whitespace().nth(39 - 3)?.parse().ok()?;
+    let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}")).ok()?;
+    dir.filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("node")?
+                .parse::<u32>()
+                .ok()
+        })
+        .next()
+}
+
+fn peer_of(ctx: &CallContext) -> Result<daos_drpc::socket::Peer, HandlerError> {
+    ctx.peer.ok_or_else(|| {
+        HandlerError::Failure("the caller's credentials are unknown (no SO_PEERCRED)".into())
+    })
+}
+
+/// The agent's dRPC modules.
+pub fn registry(state: Arc<AgentState>) -> Registry {
+    let mut r = Registry::new();
+    r.module(Module::SecAgent).module(Module::Mgmt);
+    let s = state.clone();
+    r.method(SecAgentMethod::RequestCreds, move |ctx, _body| {
+        let p = peer_of(ctx)?;
+        Ok(s.credential(p.uid, p.gid))
+    });
+    let s = state.clone();
+    r.method(MgmtMethod::GetAttachInfo, move |ctx, body| {
+        let req = GetAttachInfoReq::decode(body)?;
+        Ok(s.attach_info_for(&req, ctx.peer.map(|p| p.pid)))
+    });
+    let s = state.clone();
+    r.method(MgmtMethod::NotifyPoolConnect, move |ctx, body| {
+        let req = PoolMonitorReq::decode(body)?;
+        s.pool_connect(peer_of(ctx)?.pid, req);
+        Ok(Vec::new())
+    });
+    let s = state.clone();
+    r.method(MgmtMethod::NotifyPoolDisconnect, move |ctx, body| {
+        let req = PoolMonitorReq::decode(body)?;
+        s.pool_disconnect(peer_of(ctx)?.pid, &req);
+        Ok(Vec::new())
+    });
+    let s = state;
+    r.method(MgmtMethod::NotifyExit, move |ctx, _body| {
+        s.process_exit(peer_of(ctx)?.pid);
+        Ok(Vec::new())
+    });
+    r
+}
+
+/// DAOS's CaRT attach-info text (`dump-attachinfo`): system name, rank count, then
+/// `rank uri` lines.
+pub fn attach_info_text(resp: &GetAttachInfoResp, sys: &str) -> String {
+    let mut s = format!(
+        "name {}\nsize {}\nall\n",
+        if resp.sys.is_empty() { sys } else { &resp.sys },
+        resp.rank_uris.len()
+    );
+    let mut uris = resp.rank_uris.clone();
+    uris.sort_by_key(|u| u.rank);
+    for u in uris {
+        s.push_str(&format!("{} {}\n", u.rank, u.uri));
+    }
+    s
+}
+
+/// The socket path, creating the runtime directory if missing (DAOS's agent does; systemd's
+/// RuntimeDirectory=daos_agent does too).
+pub fn prepare_runtime_dir(cfg: &Agent) -> Result<PathBuf, AgentError> {
+    let dir = &cfg.runtime_dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|source| AgentError::Io {
+            what: format!(
+                "cannot create runtime_dir {} (set runtime_dir or -s to a writable directory)",
+                dir.display()
+            ),
+            source,
+        })?;
+    }
+    Ok(cfg.socket())
+}

@@ -1,0 +1,506 @@
+//! DAOS access control lists: entries in DAOS's short form `TYPE:FLAGS:PRINCIPAL:PERMS`
+//! (`A::OWNER@:rw`, `A:G:GROUP@:r`, `A::EVERYONE@:r`, `A::alice@:rw`, `A:G:readers@:r`), the
+//! owner user and group of a pool or container, and the permissions a principal gets.
+
+use crate::AuthError;
+use crate::cred::Identity;
+
+/// DAOS's permission bits (the letters of an entry's last field).
+pub mod perm {
+    pub const READ: u16 = 1 << 0; // r
+    pub const WRITE: u16 = 1 << 1; // w
+    pub const CREATE_CONT: u16 = 1 << 2; // c
+    pub const DEL_CONT: u16 = 1 << 3; // d
+    pub const GET_PROP: u16 = 1 << 4; // t
+    pub const SET_PROP: u16 = 1 << 5; // T
+    pub const GET_ACL: u16 = 1 << 6; // a
+    pub const SET_ACL: u16 = 1 << 7; // A
+    pub const SET_OWNER: u16 = 1 << 8; // o
+}
+
+const LETTERS: [(char, u16); 9] = [
+    ('r', perm::READ),
+    ('w', perm::WRITE),
+    ('c', perm::CREATE_CONT),
+    ('d', perm::DEL_CONT),
+    ('t', perm::GET_PROP),
+    ('T', perm::SET_PROP),
+    ('a', perm::GET_ACL),
+    ('A', perm::SET_ACL),
+    ('o', perm::SET_OWNER),
+];
+
+/// What an ACL protects: the letters allowed differ (DAOS: pools have no `o`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    Pool,
+    Container,
+}
+
+impl Object {
+    fn allowed(self) -> u16 {
+        match self {
+            // Every letter but `o`.
+            Object::Pool => 0xff,
+            Object::Container => {
+                perm::READ
+                    | perm::WRITE
+                    | perm::DEL_CONT
+                    | perm::GET_PROP
+                    | perm::SET_PROP
+                    | perm::GET_ACL
+                    | perm::SET_ACL
+                    | perm::SET_OWNER
+            }
+        }
+    }
+
+    fn letters(self) -> String {
+        LETTERS
+            .iter()
+            .filter(|(_, b)| self.allowed() & b != 0)
+            .map(|(c, _)| *c)
+            .collect()
+    }
+}
+
+/// Whom an entry is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Principal {
+    Owner,
+    User(String),
+    OwnerGroup,
+    Group(String),
+    Everyone,
+}
+
+impl Principal {
+    /// The principal as an entry names it (`OWNER@`, `alice@`, ...), and whether it needs the
+    /// group flag.
+    fn text(&self) -> (String, bool) {
+        match self {
+            Principal::Owner => ("OWNER@".into(), false),
+            Principal::User(n) => (format!("{n}@"), false),
+            Principal::OwnerGroup => ("GROUP@".into(), true),
+            Principal::Group(n) => (format!("{n}@"), true),
+            Principal::Everyone => ("EVERYONE@".into(), false),
+        }
+    }
+
+    /// Parses `dmg pool delete-acl -p` principals: `OWNER@`, `GROUP@`, `EVERYONE@`,
+    /// `u:name@`, `g:name@` (DAOS's forms).
+    pub fn parse(text: &str) -> Result<Principal, AuthError> {
+        let bad = || {
+            AuthError::Acl(format!(
+                "principal {text:?} is not OWNER@, GROUP@, EVERYONE@, u:name@ or g:name@"
+            ))
+        };
+        match text {
+            "OWNER@" => return Ok(Principal::Owner),
+            "GROUP@" => return Ok(Principal::OwnerGroup),
+            "EVERYONE@" => return Ok(Principal::Everyone),
+            _ => {}
+        }
+        let (kind, name) = text.split_once(':').ok_or_else(bad)?;
+        let name = name.strip_suffix('@').ok_or_else(bad)?;
+        check_name(name).map_err(|_| bad())?;
+        match kind {
+            "u" => Ok(Principal::User(name.into())),
+            "g" => Ok(Principal::Group(name.into())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), AuthError> {
+    if name.is_empty()
+        || name.len() > 255
+        || name.contains(['@', ':', ' ', '\t', '\n'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(AuthError::Acl(format!(
+            "{name:?} is not a user or group name"
+        )));
+    }
+    Ok(())
+}
+
+/// One allow entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ace {
+    pub principal: Principal,
+    pub perms: u16,
+}
+
+impl Ace {
+    /// Parses an entry of DAOS's short form for an `object`'s ACL.
+    pub fn parse(text: &str, object: Object) -> Result<Ace, AuthError> {
+        let text = text.trim();
+        let fields: Vec<&str> = text.split(':').collect();
+        let bad = |why: String| AuthError::Acl(format!("ACE {text:?}: {why}"));
+        if fields.len() != 4 {
+            return Err(bad(
+                "expected TYPE:FLAGS:PRINCIPAL:PERMISSIONS, e.g. A::OWNER@:rw or A:G:GROUP@:r"
+                    .into(),
+            ));
+        }
+        let (kind, flags, who, letters) = (fields[0], fields[1], fields[2], fields[3]);
+        match kind {
+            "A" => {}
+            "L" | "U" => {
+                return Err(bad(format!(
+                    "type {kind} (audit/alarm) is not supported; use A (allow)"
+                )));
+            }
+            _ => return Err(bad(format!("type {kind:?} is not A (allow)"))),
+        }
+        let mut group = false;
+        for f in flags.chars() {
+            match f {
+                'G' => group = true,
+                'S' | 'F' | 'P' => {
+                    return Err(bad(format!(
+                        "flag {f} is for audit/alarm entries; only G (group) applies to A"
+                    )));
+                }
+                _ => return Err(bad(format!("flag {f:?} is not G"))),
+            }
+        }
+        let principal = match who {
+            "OWNER@" | "EVERYONE@" if group => {
+                return Err(bad(format!("{who} takes no G flag")));
+            }
+            "GROUP@" if !group => {
+                return Err(bad("GROUP@ needs the G flag (A:G:GROUP@:..)".into()));
+            }
+            "OWNER@" => Principal::Owner,
+            "EVERYONE@" => Principal::Everyone,
+            "GROUP@" => Principal::OwnerGroup,
+            name => {
+                let n = name
+                    .strip_suffix('@')
+                    .ok_or_else(|| bad(format!("principal {name:?} must end in @")))?;
+                check_name(n).map_err(|e| bad(e.to_string()))?;
+                if group {
+                    Principal::Group(n.into())
+                } else {
+                    Principal::User(n.into())
+                }
+            }
+        };
+        let mut perms = 0;
+        for c in letters.chars() {
+            let bit = LETTERS
+                .iter()
+                .find(|(l, _)| *l == c)
+                .map(|(_, b)| *b)
+                .filter(|b| object.allowed() & b != 0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "permission {c:?} is not one of {} for a {}",
+                        object.letters(),
+                        match object {
+                            Object::Pool => "pool",
+                            Object::Container => "container",
+                        }
+                    ))
+                })?;
+            perms |= bit;
+        }
+        if perms == 0 {
+            return Err(bad(format!(
+                "no permissions (use some of {})",
+                object.letters()
+            )));
+        }
+        Ok(Ace { principal, perms })
+    }
+}
+
+impl std::fmt::Display for Ace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (who, group) = self.principal.text();
+        let letters: String = LETTERS
+            .iter()
+            .filter(|(_, b)| self.perms & b != 0)
+            .map(|(c, _)| *c)
+            .collect();
+        write!(f, "A:{}:{who}:{letters}", if group { "G" } else { "" })
+    }
+}
+
+/// An object's owner and its entries (at most one per principal, in DAOS's order: owner,
+/// users, owner group, groups, everyone).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Acl {
+    pub entries: Vec<Ace>,
+}
+
+impl Acl {
+    /// Parses entries (an ACL file's lines: blanks and `#` comments skipped); a principal
+    /// named twice is an error.
+    pub fn parse<'a>(
+        lines: impl IntoIterator<Item = &'a str>,
+        object: Object,
+    ) -> Result<Acl, AuthError> {
+        let mut acl = Acl::default();
+        for line in lines {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let ace = Ace::parse(l, object)?;
+            if acl.entries.iter().any(|e| e.principal == ace.principal) {
+                return Err(AuthError::Acl(format!(
+                    "ACE {l:?}: its principal has an entry already (one entry per principal)"
+                )));
+            }
+            acl.entries.push(ace);
+        }
+        acl.entries.sort_by(|a, b| a.principal.cmp(&b.principal));
+        Ok(acl)
+    }
+
+    /// DAOS's default pool ACL: the owner and the owner group may connect read-write.
+    pub fn default_pool() -> Acl {
+        Acl {
+            entries: vec![
+                Ace {
+                    principal: Principal::Owner,
+                    perms: perm::READ | perm::WRITE,
+                },
+                Ace {
+                    principal: Principal::OwnerGroup,
+                    perms: perm::READ | perm::WRITE,
+                },
+            ],
+        }
+    }
+
+    /// DAOS's default container ACL.
+    pub fn default_container() -> Acl {
+        Acl {
+            entries: vec![
+                Ace {
+                    principal: Principal::Owner,
+                    perms: Object::Container.allowed(),
+                },
+                Ace {
+                    principal: Principal::OwnerGroup,
+                    perms: perm::READ | perm::WRITE | perm::GET_PROP | perm::SET_PROP,
+                },
+            ],
+        }
+    }
+
+    /// The entries as DAOS's short strings.
+    pub fn strings(&self) -> Vec<String> {
+        self.entries.iter().map(Ace::to_string).collect()
+    }
+
+    /// Adds or replaces entries (`update-acl`).
+    pub fn update(&mut self, other: &Acl) {
+        for e in &other.entries {
+            match self.entries.iter_mut().find(|x| x.principal == e.principal) {
+                Some(x) => x.perms = e.perms,
+                None => self.entries.push(e.clone()),
+            }
+        }
+        self.entries.sort_by(|a, b| a.principal.cmp(&b.principal));
+    }
+
+    /// Removes the entry of `p` (`delete-acl`); false when there was none.
+    pub fn delete(&mut self, p: &Principal) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.principal != *p);
+        self.entries.len() != before
+    }
+
+    fn of(&self, p: &Principal) -> Option<u16> {
+        self.entries
+            .iter()
+            .find(|e| e.principal == *p)
+            .map(|e| e.perms)
+    }
+
+    /// The permissions `who` gets on an object owned by `owner` / `owner_group` (all
+    /// `name@`), as DAOS decides: the owner's entry for the owner; else a named user's entry;
+    /// else the union of the entries of every group the caller is in (owner group and named
+    /// groups), if any matched; else everyone's; else none.
+    pub fn perms(&self, who: &Identity, owner: &str, owner_group: &str) -> u16 {
+        if who.user == owner
+            && let Some(p) = self.of(&Principal::Owner)
+        {
+            return p;
+        }
+        let bare = |n: &str| n.strip_suffix('@').unwrap_or(n).to_string();
+        if let Some(p) = self.of(&Principal::User(bare(&who.user))) {
+            return p;
+        }
+        let mut found = false;
+        let mut union = 0;
+        for g in std::iter::once(&who.group).chain(&who.groups) {
+            if g == owner_group
+                && let Some(p) = self.of(&Principal::OwnerGroup)
+            {
+                found = true;
+                union |= p;
+            }
+            if let Some(p) = self.of(&Principal::Group(bare(g))) {
+                found = true;
+                union |= p;
+            }
+        }
+        if found {
+            return union;
+        }
+        self.of(&Principal::Everyone).unwrap_or(0)
+    }
+}
+
+/// DAOS's `dmg pool get-acl` text.
+pub fn format(acl_strings: &[String], owner: &str, owner_group: &str) -> String {
+    let mut s = String::new();
+    if !owner.is_empty() {
+        s.push_str(&format!("# Owner: {owner}\n"));
+    }
+    if !owner_group.is_empty() {
+        s.push_str(&format!("# Owner Group: {owner_group}\n"));
+    }
+    s.push_str("# Entries:\n");
+    if acl_strings.is_empty() {
+        s.push_str("#   None\n");
+    }
+    for e in acl_strings {
+        s.push_str(e);
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(user: &str, group: &str, groups: &[&str]) -> Identity {
+        Identity {
+            user: format!("{user}@"),
+            group: format!("{group}@"),
+            groups: groups.iter().map(|g| format!("{g}@")).collect(),
+            machine: "m".into(),
+        }
+    }
+
+    #[test]
+    fn parses_and_prints_daos_short_form() {
+        let acl = Acl::parse(
+            [
+                "# a comment",
+                "A::EVERYONE@:r",
+                "A:G:readers@:rt",
+                "",
+                "A::OWNER@:rwcdtTaA",
+                "A::alice@:rw",
+                "A:G:GROUP@:rw",
+            ],
+            Object::Pool,
+        )
+        .unwrap();
+        assert_eq!(
+            acl.strings(),
+            [
+                "A::OWNER@:rwcdtTaA",
+                "A::alice@:rw",
+                "A:G:GROUP@:rw",
+                "A:G:readers@:rt",
+                "A::EVERYONE@:r"
+            ]
+        );
+        assert_eq!(
+            Acl::default_pool().strings(),
+            ["A::OWNER@:rw", "A:G:GROUP@:rw"]
+        );
+        assert_eq!(
+            Acl::default_container().strings(),
+            ["A::OWNER@:rwdtTaAo", "A:G:GROUP@:rwtT"]
+        );
+    }
+
+    #[test]
+    fn bad_entries_say_why() {
+        let e = |t: &str, o| Ace::parse(t, o).unwrap_err().to_string();
+        assert!(e("A::OWNER@", Object::Pool).contains("TYPE:FLAGS:PRINCIPAL"));
+        assert!(e("X::OWNER@:r", Object::Pool).contains("not A"));
+        assert!(e("L:S:OWNER@:r", Object::Pool).contains("audit"));
+        assert!(e("A::GROUP@:r", Object::Pool).contains("needs the G flag"));
+        assert!(e("A:G:OWNER@:r", Object::Pool).contains("takes no G"));
+        assert!(e("A::bob:r", Object::Pool).contains("must end in @"));
+        assert!(e("A::OWNER@:o", Object::Pool).contains("not one of rwcdtTaA for a pool"));
+        assert!(e("A::OWNER@:c", Object::Container).contains("container"));
+        assert!(e("A::OWNER@:", Object::Pool).contains("no permissions"));
+        assert!(
+            Acl::parse(["A::bob@:r", "A::bob@:w"], Object::Pool)
+                .unwrap_err()
+                .to_string()
+                .contains("one entry per principal")
+        );
+    }
+
+    #[test]
+    fn permissions_follow_daos_precedence() {
+        let acl = Acl::parse(
+            [
+                "A::OWNER@:rw",
+                "A::bob@:r",
+                "A:G:GROUP@:w",
+                "A:G:readers@:r",
+                "A::EVERYONE@:t",
+            ],
+            Object::Pool,
+        )
+        .unwrap();
+        let rw = perm::READ | perm::WRITE;
+        assert_eq!(acl.perms(&who("root", "root", &[]), "root@", "root@"), rw);
+        // A named user entry beats group entries.
+        assert_eq!(
+            acl.perms(&who("bob", "root", &["readers"]), "root@", "root@"),
+            perm::READ
+        );
+        // Groups add up.
+        assert_eq!(
+            acl.perms(&who("carol", "root", &["readers"]), "root@", "root@"),
+            rw
+        );
+        assert_eq!(
+            acl.perms(&who("dave", "staff", &[]), "root@", "root@"),
+            perm::GET_PROP
+        );
+        let strict = Acl::parse(["A::OWNER@:rw"], Object::Pool).unwrap();
+        assert_eq!(
+            strict.perms(&who("dave", "staff", &[]), "root@", "root@"),
+            0
+        );
+    }
+
+    #[test]
+    fn update_and_delete() {
+        let mut acl = Acl::default_pool();
+        acl.update(&Acl::parse(["A::OWNER@:r", "A::EVERYONE@:r"], Object::Pool).unwrap());
+        assert_eq!(
+            acl.strings(),
+            ["A::OWNER@:r", "A:G:GROUP@:rw", "A::EVERYONE@:r"]
+        );
+        assert!(acl.delete(&Principal::parse("EVERYONE@").unwrap()));
+        assert!(!acl.delete(&Principal::parse("u:nobody@").unwrap()));
+        assert!(Principal::parse("x:nobody@").is_err());
+        assert_eq!(
+            Principal::parse("g:readers@").unwrap(),
+            Principal::Group("readers".into())
+        );
+        assert_eq!(
+            format(&acl.strings(), "root@", "root@"),
+            "# Owner: root@\n# Owner Group: root@\n# Entries:\nA::OWNER@:r\nA:G:GROUP@:rw\n"
+        );
+        assert_eq!(format(&[], "", ""), "# Entries:\n#   None\n");
+    }
+}
