@@ -358,8 +358,40 @@ impl Acl {
     }
 }
 
-/// DAOS's `dmg pool get-acl` text.
-pub fn format(acl_strings: &[String], owner: &str, owner_group: &str) -> String {
+/// DAOS's long form of an entry (`get-acl --verbose`).
+pub fn verbose_ace(ace: &str) -> String {
+    let f: Vec<&str> = ace.split(':').collect();
+    if f.len() != 4 {
+        return "invalid ACE".into();
+    }
+    let kind = if f[0] == "A" { "Allow" } else { f[0] };
+    let flags = if f[1] == "G" { "Group" } else { f[1] };
+    let who = match f[2] {
+        "OWNER@" => "Owner",
+        "GROUP@" => "Owner-Group",
+        "EVERYONE@" => "Everyone",
+        other => other,
+    };
+    let perms: Vec<&str> = f[3]
+        .chars()
+        .map(|c| match c {
+            'r' => "Read",
+            'w' => "Write",
+            'c' => "Create-Container",
+            'd' => "Delete-Container",
+            't' => "Get-Prop",
+            'T' => "Set-Prop",
+            'a' => "Get-ACL",
+            'A' => "Set-ACL",
+            'o' => "Set-Owner",
+            _ => "?",
+        })
+        .collect();
+    format!("{kind}:{flags}:{who}:{}", perms.join("/"))
+}
+
+/// DAOS's `dmg pool get-acl` text (with `verbose`, each entry's long form above it).
+pub fn format(entries: &[String], owner: &str, owner_group: &str, verbose: bool) -> String {
     let mut s = String::new();
     if !owner.is_empty() {
         s.push_str(&format!("# Owner: {owner}\n"));
@@ -368,10 +400,13 @@ pub fn format(acl_strings: &[String], owner: &str, owner_group: &str) -> String 
         s.push_str(&format!("# Owner Group: {owner_group}\n"));
     }
     s.push_str("# Entries:\n");
-    if acl_strings.is_empty() {
+    if entries.is_empty() {
         s.push_str("#   None\n");
     }
-    for e in acl_strings {
+    for e in entries {
+        if verbose {
+            s.push_str(&format!("# {}\n", verbose_ace(e)));
+        }
         s.push_str(e);
         s.push('\n');
     }
@@ -498,9 +533,13 @@ mod tests {
             Principal::Group("readers".into())
         );
         assert_eq!(
-            format(&acl.strings(), "root@", "root@"),
+            format(&acl.strings(), "root@", "root@", false),
             "# Owner: root@\n# Owner Group: root@\n# Entries:\nA::OWNER@:r\nA:G:GROUP@:rw\n"
         );
-        assert_eq!(format(&[], "", ""), "# Entries:\n#   None\n");
+        assert_eq!(format(&[], "", "", false), "# Entries:\n#   None\n");
+        assert_eq!(
+            format(&["A:G:GROUP@:rw".to_string()], "", "", true),
+            "# Entries:\n# Allow:Group:Owner-Group:Read/Write\nA:G:GROUP@:rw\n"
+        );
     }
 }

@@ -1447,3 +1447,99 @@ pub async fn pool_extend(t: &Target, id: &str, ranks: &[u32]) -> Output {
         Err(s) => failed(format!("Extend command failed: {}", status_text(s))),
     }
 }
+
+/// A pool ACL command.
+pub enum AclOp {
+    Get {
+        outfile: Option<std::path::PathBuf>,
+        verbose: bool,
+    },
+    Overwrite(Vec<String>),
+    Update(Vec<String>),
+    Delete(String),
+}
+
+/// The entries of an ACL file: one per line, blank lines and `#` comments skipped (DAOS's
+/// format); a file without entries is an error.
+pub fn read_acl_file(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("opening ACL file {}: {e}", path.display()))?;
+    let entries: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if entries.is_empty() {
+        return Err(format!("ACL file '{}' contains no entries", path.display()));
+    }
+    Ok(entries)
+}
+
+/// `dmg pool get-acl|overwrite-acl|update-acl|delete-acl`: the pool's ACL afterwards, as DAOS
+/// prints it.
+pub async fn pool_acl(t: &Target, id: &str, op: AclOp) -> Output {
+    use daos_proto::mgmt::{DeleteAclReq, GetAclReq, ModifyAclReq};
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let (mut outfile, mut verbose) = (None, false);
+    let r = match op {
+        AclOp::Get {
+            outfile: o,
+            verbose: v,
+        } => {
+            (outfile, verbose) = (o, v);
+            c.pool_get_acl(GetAclReq {
+                id: id.into(),
+                ..Default::default()
+            })
+            .await
+        }
+        AclOp::Overwrite(entries) => {
+            c.pool_overwrite_acl(ModifyAclReq {
+                id: id.into(),
+                entries,
+                ..Default::default()
+            })
+            .await
+        }
+        AclOp::Update(entries) => {
+            c.pool_update_acl(ModifyAclReq {
+                id: id.into(),
+                entries,
+                ..Default::default()
+            })
+            .await
+        }
+        AclOp::Delete(principal) => {
+            c.pool_delete_acl(DeleteAclReq {
+                id: id.into(),
+                principal,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let acl = match r {
+        Ok(r) => r.into_inner().acl.unwrap_or_default(),
+        Err(s) => return failed(status_text(s)),
+    };
+    let text = daos_auth::acl::format(&acl.entries, &acl.owner_user, &acl.owner_group, verbose);
+    if let Some(f) = outfile
+        && let Err(e) = std::fs::write(&f, &text)
+    {
+        return failed(format!("cannot write {}: {e}", f.display()));
+    }
+    Output {
+        text,
+        json: serde_json::json!({
+            "entries": acl.entries,
+            "owner_user": acl.owner_user,
+            "owner_group": acl.owner_group,
+        }),
+        ok: true,
+        error: None,
+    }
+}

@@ -95,6 +95,54 @@ enum PoolCmd {
         /// Properties: name:value[,name:value].
         #[arg(short = 'P', long = "properties")]
         properties: Option<String>,
+        /// Owner user (default: the daos_server's user).
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// Owner group (default: the daos_server's group).
+        #[arg(short = 'g', long)]
+        group: Option<String>,
+        /// File of ACL entries, one per line (default: A::OWNER@:rw and A:G:GROUP@:rw).
+        #[arg(short = 'a', long = "acl-file")]
+        acl_file: Option<std::path::PathBuf>,
+    },
+    /// Show a pool's ACL.
+    GetAcl {
+        /// Pool label or UUID.
+        pool: String,
+        /// Write the ACL to this file too (DAOS's `-o` is dmg's config path here).
+        #[arg(long)]
+        outfile: Option<std::path::PathBuf>,
+        /// Overwrite the output file if it exists.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Describe each entry.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
+    /// Replace a pool's ACL with the entries of a file.
+    OverwriteAcl {
+        /// Pool label or UUID.
+        pool: String,
+        #[arg(short = 'a', long = "acl-file")]
+        acl_file: std::path::PathBuf,
+    },
+    /// Add entries to a pool's ACL (or change those of their principals).
+    UpdateAcl {
+        /// Pool label or UUID.
+        pool: String,
+        #[arg(short = 'a', long = "acl-file")]
+        acl_file: Option<std::path::PathBuf>,
+        /// One entry, e.g. A::bob@:rw.
+        #[arg(short = 'e', long)]
+        entry: Option<String>,
+    },
+    /// Remove a principal's entry from a pool's ACL.
+    DeleteAcl {
+        /// Pool label or UUID.
+        pool: String,
+        /// OWNER@, GROUP@, EVERYONE@, u:name@ or g:name@.
+        #[arg(short = 'p', long)]
+        principal: String,
     },
     /// List pools.
     #[command(visible_alias = "ls")]
@@ -318,6 +366,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                     dmg::pool_targets(&target, &id, op, &ranks, &idx).await
                 }
                 Some(PoolOp::Extend(id, ranks)) => dmg::pool_extend(&target, &id, &ranks).await,
+                Some(PoolOp::Acl(id, op)) => dmg::pool_acl(&target, &id, op).await,
                 Some(PoolOp::QueryTargets(id, rank, idx)) => {
                     dmg::pool_query_targets(&target, &id, rank, &idx).await
                 }
@@ -381,6 +430,7 @@ enum PoolOp {
     Targets(String, dmg::TargetsOp, Vec<u32>, Vec<u32>),
     QueryTargets(String, u32, Vec<u32>),
     Extend(String, Vec<u32>),
+    Acl(String, dmg::AclOp),
 }
 
 /// `--target-idx 0,2` (none: every target).
@@ -412,8 +462,16 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
             ranks,
             nsvc,
             properties,
+            user,
+            group,
+            acl_file,
         } => {
             let mut req = PoolCreateReq::default();
+            req.user = user.clone().unwrap_or_default();
+            req.usergroup = group.clone().unwrap_or_default();
+            if let Some(f) = acl_file {
+                req.acl = dmg::read_acl_file(f)?;
+            }
             match (size, scm_size) {
                 (Some(_), Some(_)) | (Some(_), None)
                     if nvme_size.is_some() || scm_size.is_some() =>
@@ -470,6 +528,48 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
             req.properties
                 .push(daos_control::props::encode("label", label)?);
             PoolOp::Create(req)
+        }
+        PoolCmd::GetAcl {
+            pool,
+            outfile,
+            force,
+            verbose,
+        } => {
+            if let Some(f) = outfile
+                && f.exists()
+                && !*force
+            {
+                return Err(format!(
+                    "--outfile {} exists; give -f/--force to overwrite it",
+                    f.display()
+                ));
+            }
+            PoolOp::Acl(
+                pool.clone(),
+                dmg::AclOp::Get {
+                    outfile: outfile.clone(),
+                    verbose: *verbose,
+                },
+            )
+        }
+        PoolCmd::OverwriteAcl { pool, acl_file } => PoolOp::Acl(
+            pool.clone(),
+            dmg::AclOp::Overwrite(dmg::read_acl_file(acl_file)?),
+        ),
+        PoolCmd::UpdateAcl {
+            pool,
+            acl_file,
+            entry,
+        } => {
+            let entries = match (acl_file, entry) {
+                (Some(f), None) => dmg::read_acl_file(f)?,
+                (None, Some(e)) => vec![e.clone()],
+                _ => return Err("give either --acl-file or --entry".into()),
+            };
+            PoolOp::Acl(pool.clone(), dmg::AclOp::Update(entries))
+        }
+        PoolCmd::DeleteAcl { pool, principal } => {
+            PoolOp::Acl(pool.clone(), dmg::AclOp::Delete(principal.clone()))
         }
         PoolCmd::List { verbose } => PoolOp::List(*verbose),
         PoolCmd::Query { pool } => PoolOp::Query(pool.clone()),

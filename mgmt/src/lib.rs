@@ -88,6 +88,13 @@ pub struct PoolRecord {
     /// (one per host), in the group's node order.
     #[serde(default)]
     pub svc_hosts: Vec<String>,
+    /// Owner user and group (principals, `name@`) and ACL entries (DAOS's short form).
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub owner_group: String,
+    #[serde(default)]
+    pub acl: Vec<String>,
 }
 
 /// A pool's target states (DAOS's pool map) and its rebuild.

@@ -247,6 +247,19 @@ impl Services {
             .map_err(|e| Status::internal(format!("worker failed: {e}")))
     }
 
+    /// A pool ACL change on the leader; the ACL after it.
+    async fn acl_change(
+        &self,
+        id: String,
+        change: crate::pools::AclChange,
+    ) -> Result<Response<crate::rpc::mgmt::AclResp>, Status> {
+        let r = self
+            .blocking(move |h| crate::pools::acl_change(&h, &id, change))
+            .await?
+            .map_err(pool_status)?;
+        Ok(acl_resp(r))
+    }
+
     /// `dmg pool exclude|drain|reintegrate` on the leader: `op` on targets `idx` (all when
     /// empty) of `rank` in pool `id`.
     async fn change_targets(
@@ -1115,6 +1128,9 @@ impl MgmtSvc for Services {
             nsvc: r.num_svc_reps,
             props,
             uuid: (!r.uuid.is_empty()).then(|| r.uuid.clone()),
+            owner: r.user,
+            owner_group: r.usergroup,
+            acl: r.acl,
         };
         let rec = self
             .blocking(move |h| crate::pools::create(&h, &creq))
@@ -1128,6 +1144,53 @@ impl MgmtSvc for Services {
             tier_bytes: vec![rec.scm_per_rank, rec.nvme_per_rank],
             uuid: rec.uuid,
         }))
+    }
+
+    async fn pool_get_acl(
+        &self,
+        req: Request<crate::rpc::mgmt::GetAclReq>,
+    ) -> Result<Response<crate::rpc::mgmt::AclResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolGetACL", self.insecure)?;
+        self.leader()?;
+        let id = req.into_inner().id;
+        let r = self
+            .blocking(move |h| crate::pools::acl_get(&h, &id))
+            .await?
+            .map_err(pool_status)?;
+        Ok(acl_resp(r))
+    }
+
+    async fn pool_overwrite_acl(
+        &self,
+        req: Request<crate::rpc::mgmt::ModifyAclReq>,
+    ) -> Result<Response<crate::rpc::mgmt::AclResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolOverwriteACL", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        self.acl_change(r.id, crate::pools::AclChange::Overwrite(r.entries))
+            .await
+    }
+
+    async fn pool_update_acl(
+        &self,
+        req: Request<crate::rpc::mgmt::ModifyAclReq>,
+    ) -> Result<Response<crate::rpc::mgmt::AclResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolUpdateACL", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        self.acl_change(r.id, crate::pools::AclChange::Update(r.entries))
+            .await
+    }
+
+    async fn pool_delete_acl(
+        &self,
+        req: Request<crate::rpc::mgmt::DeleteAclReq>,
+    ) -> Result<Response<crate::rpc::mgmt::AclResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolDeleteACL", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        self.acl_change(r.id, crate::pools::AclChange::Delete(r.principal))
+            .await
     }
 
     async fn pool_destroy(
@@ -1650,6 +1713,10 @@ const MGMT_SERVED: &[&str] = &[
     "PoolQueryTarget",
     "PoolExtend",
     "ListContainers",
+    "PoolGetACL",
+    "PoolOverwriteACL",
+    "PoolUpdateACL",
+    "PoolDeleteACL",
 ];
 
 /// A generated service that answers a method it does not implement (one DAOS defines, or any
@@ -1720,6 +1787,20 @@ fn command_words(method: &str) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
+}
+
+/// An ACL as DAOS's `ACLResp`.
+fn acl_resp(
+    (owner, group, entries): (String, String, Vec<String>),
+) -> Response<crate::rpc::mgmt::AclResp> {
+    Response::new(crate::rpc::mgmt::AclResp {
+        status: 0,
+        acl: Some(crate::rpc::mgmt::AccessControlList {
+            entries,
+            owner_user: owner,
+            owner_group: group,
+        }),
+    })
 }
 
 /// A pool-service error as a gRPC status.

@@ -195,6 +195,11 @@ pub struct CreateRequest {
     pub props: Vec<(String, String)>,
     /// The UUID the client chose (DAOS's dmg makes one), else a new one.
     pub uuid: Option<String>,
+    /// Owner user and group (`name` or `name@`); empty: this daos_server's user and group.
+    pub owner: String,
+    pub owner_group: String,
+    /// ACL entries (DAOS's short form); empty: DAOS's default pool ACL.
+    pub acl: Vec<String>,
 }
 
 /// (SCM, NVMe) bytes an engine of this host offers in all.
@@ -478,8 +483,12 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         }
         n => n as usize,
     };
+    let (owner, owner_group, acl) = ownership(req)?;
     let (svc_ranks, svc_hosts) = service_ranks(h, &ranks, nsvc);
     let mut rec = PoolRecord {
+        owner,
+        owner_group,
+        acl,
         uuid: uuid.clone(),
         label: req.label.clone(),
         svc_ranks,
@@ -597,6 +606,121 @@ fn service_ranks(h: &Harness, ranks: &[u32], n: usize) -> (Vec<u32>, Vec<String>
         }
     }
     out
+}
+
+/// A principal from a name given with or without DAOS's `@`.
+fn principal_name(name: &str, what: &str) -> Result<String, PoolSvcError> {
+    let bare = name.strip_suffix('@').unwrap_or(name);
+    if bare.is_empty() || bare.contains(['@', ':', ' ', '\t', '\n']) || bare.len() > 255 {
+        return Err(PoolSvcError::new(
+            BadRequest,
+            format!("DER_INVAL(-1003): {what} {name:?} is not a user or group name"),
+        ));
+    }
+    Ok(format!("{bare}@"))
+}
+
+/// The owner, owner group and ACL a new pool gets: as asked (checked), else this daos_server's
+/// user and group and DAOS's default ACL.
+fn ownership(req: &CreateRequest) -> Result<(String, String, Vec<String>), PoolSvcError> {
+    let me = daos_auth::cred::identity(
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
+    .unwrap_or_else(|_| daos_auth::Names {
+        user: "root".into(),
+        group: "root".into(),
+        groups: Vec::new(),
+    });
+    let owner = if req.owner.is_empty() {
+        format!("{}@", me.user)
+    } else {
+        principal_name(&req.owner, "owner user (-u)")?
+    };
+    let group = if req.owner_group.is_empty() {
+        format!("{}@", me.group)
+    } else {
+        principal_name(&req.owner_group, "owner group (-g)")?
+    };
+    let acl = if req.acl.is_empty() {
+        daos_auth::Acl::default_pool()
+    } else {
+        parse_acl(&req.acl)?
+    };
+    Ok((owner, group, acl.strings()))
+}
+
+fn parse_acl(entries: &[String]) -> Result<daos_auth::Acl, PoolSvcError> {
+    daos_auth::Acl::parse(entries.iter().map(String::as_str), daos_auth::Object::Pool)
+        .map_err(|e| PoolSvcError::new(BadRequest, format!("DER_INVAL(-1003): {e}")))
+}
+
+/// How an ACL changes.
+pub enum AclChange {
+    /// The entries replace the ACL.
+    Overwrite(Vec<String>),
+    /// The entries are added, or replace those of their principals.
+    Update(Vec<String>),
+    /// The principal's entry goes.
+    Delete(String),
+}
+
+/// A pool's owner, owner group and ACL entries.
+pub fn acl_get(h: &Harness, id: &str) -> Result<(String, String, Vec<String>), PoolSvcError> {
+    let p = find(h, id)?;
+    Ok((p.owner, p.owner_group, stored_acl(&p.acl)))
+}
+
+/// A pool's entries; a pool created before ACLs existed has DAOS's default.
+fn stored_acl(acl: &[String]) -> Vec<String> {
+    if acl.is_empty() {
+        daos_auth::Acl::default_pool().strings()
+    } else {
+        acl.to_vec()
+    }
+}
+
+/// Changes a pool's ACL (a management-service write); the new owners and entries. A bad entry
+/// or principal changes nothing.
+pub fn acl_change(
+    h: &Harness,
+    id: &str,
+    change: AclChange,
+) -> Result<(String, String, Vec<String>), PoolSvcError> {
+    let mut p = find(h, id)?;
+    let mut acl = parse_acl(&stored_acl(&p.acl))?;
+    match change {
+        AclChange::Overwrite(e) => {
+            acl = parse_acl(&e)?;
+        }
+        AclChange::Update(e) => {
+            if e.is_empty() {
+                return Err(PoolSvcError::new(
+                    BadRequest,
+                    "DER_INVAL(-1003): no ACL entries to add (give --acl-file or --entry)",
+                ));
+            }
+            acl.update(&parse_acl(&e)?);
+        }
+        AclChange::Delete(who) => {
+            let principal = daos_auth::Principal::parse(&who)
+                .map_err(|e| PoolSvcError::new(BadRequest, format!("DER_INVAL(-1003): {e}")))?;
+            if !acl.delete(&principal) {
+                return Err(PoolSvcError::new(
+                    NotFound,
+                    format!(
+                        "DER_NONEXIST(-1005): pool {} has no ACL entry for {who}",
+                        p.label
+                    ),
+                ));
+            }
+        }
+    }
+    p.acl = acl.strings();
+    h.ms()
+        .pool_update(p.clone())
+        .map_err(|e| PoolSvcError::new(Failed, format!("pool {}: {e}", p.label)))?;
+    Ok((p.owner, p.owner_group, p.acl))
 }
 
 fn find(h: &Harness, id: &str) -> Result<PoolRecord, PoolSvcError> {

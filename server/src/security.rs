@@ -82,6 +82,10 @@ pub fn allowed(method: &str, c: Component) -> bool {
         "ContSvc.Create" | "ContSvc.Destroy" | "ContSvc.Query" | "ContSvc.SetProps"
         | "ContSvc.List" => &[Admin, Agent, Server],
         "MgmtSvc.PoolCreate"
+        | "MgmtSvc.PoolGetACL"
+        | "MgmtSvc.PoolOverwriteACL"
+        | "MgmtSvc.PoolUpdateACL"
+        | "MgmtSvc.PoolDeleteACL"
         | "MgmtSvc.PoolDestroy"
         | "MgmtSvc.PoolExclude"
         | "MgmtSvc.PoolDrain"

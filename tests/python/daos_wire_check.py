@@ -133,6 +133,16 @@ def build():
                                    ("force", 3, "bool", 0), ("svc_ranks", 4, "uint32", 1),
                                    ("recursive", 5, "bool", 0)])
     message(fd, "PoolDestroyResp", [("status", 1, "int32", 0)])
+    # acl.proto
+    message(fd, "AccessControlList", [("entries", 1, "string", 1), ("owner_user", 2, "string", 0),
+                                      ("owner_group", 3, "string", 0)])
+    message(fd, "ACLResp", [("status", 1, "int32", 0), ("acl", 2, ".mgmt.AccessControlList", 0)])
+    message(fd, "GetACLReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
+                              ("svc_ranks", 3, "uint32", 1)])
+    message(fd, "ModifyACLReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
+                                 ("entries", 3, "string", 1), ("svc_ranks", 4, "uint32", 1)])
+    message(fd, "DeleteACLReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
+                                 ("principal", 3, "string", 0), ("svc_ranks", 4, "uint32", 1)])
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
     out = {}
@@ -239,7 +249,8 @@ def main():
     P = M["PoolProperty"]
     cr = call("PoolCreate", M["PoolCreateReq"](
         uuid="7f3c2a44-1b2d-4e5f-8a6b-9c0d1e2f3a4b", sys="daos_server", numsvcreps=1,
-        tierbytes=[64 << 20, 0],
+        tierbytes=[64 << 20, 0], user="alice@", usergroup="staff@",
+        acl=["A::OWNER@:rw", "A:G:readers@:r"],
         properties=[P(number=1, strval="pywire"), P(number=5, numval=4)]), "PoolCreateResp")
     check("PoolCreate with DAOS-numbered properties",
           cr.status == 0 and list(cr.tgt_ranks) == [0] and cr.tier_bytes[0] >= (64 << 20) - 4096,
@@ -265,6 +276,20 @@ def main():
           and pq.tier_stats[0].total >= pq.tier_stats[0].free > 0
           and pq.state == 1 and pq.enabled_ranks == "0" and pq.rebuild.state == 0
           and pq.svc_ldr == 0 and list(pq.svc_reps) == [0] and pq.label == "pywire", str(pq))
+    ga = call("PoolGetACL", M["GetACLReq"](sys="daos_server", id="pywire"), "ACLResp")
+    check("PoolGetACL: the owners and entries given at create",
+          ga.status == 0 and ga.acl.owner_user == "alice@" and ga.acl.owner_group == "staff@"
+          and list(ga.acl.entries) == ["A::OWNER@:rw", "A:G:readers@:r"], str(ga))
+    ua = call("PoolUpdateACL", M["ModifyACLReq"](sys="daos_server", id="pywire",
+                                                 entries=["A::EVERYONE@:r"]), "ACLResp")
+    check("PoolUpdateACL adds an entry", list(ua.acl.entries)[-1] == "A::EVERYONE@:r", str(ua))
+    da = call("PoolDeleteACL", M["DeleteACLReq"](sys="daos_server", id="pywire",
+                                                 principal="g:readers@"), "ACLResp")
+    check("PoolDeleteACL removes one", list(da.acl.entries) == ["A::OWNER@:rw", "A::EVERYONE@:r"],
+          str(da))
+    oa = call("PoolOverwriteACL", M["ModifyACLReq"](sys="daos_server", id="pywire",
+                                                    entries=["A::OWNER@:r"]), "ACLResp")
+    check("PoolOverwriteACL replaces them", list(oa.acl.entries) == ["A::OWNER@:r"], str(oa))
     lp = call("ListPools", M["ListPoolsReq"](sys="daos_server"), "ListPoolsResp")
     check("ListPools: status, pools with label, UUID, state",
           lp.status == 0 and len(lp.pools) == 1 and lp.pools[0].label == "pywire"

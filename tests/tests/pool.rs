@@ -504,3 +504,127 @@ fn rd_lvl_rank_spreads_replicas_over_the_ranks_of_one_host() {
     }
     sys.stop(&mut server);
 }
+
+#[test]
+fn pool_acl_is_set_at_create_and_changed_by_dmg() {
+    let (sys, _server) = started(1);
+    let acl = sys.path().join("acl.txt");
+    std::fs::write(&acl, "# readers\nA::OWNER@:rw\n\nA:G:readers@:r\n").expect("acl");
+    ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "tank",
+        "--scm-size",
+        "256M",
+        "-u",
+        "alice",
+        "-g",
+        "staff@",
+        "-a",
+        acl.to_str().expect("utf8"),
+    ]));
+    assert_eq!(
+        ok(sys.dmg(&["-i", "pool", "get-acl", "tank"])),
+        "# Owner: alice@\n# Owner Group: staff@\n# Entries:\nA::OWNER@:rw\nA:G:readers@:r\n"
+    );
+    // Update adds and replaces per principal; delete removes one; both print the result.
+    let after = ok(sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::bob@:r"]));
+    assert!(
+        after.ends_with("A::OWNER@:rw\nA::bob@:r\nA:G:readers@:r\n"),
+        "{after}"
+    );
+    ok(sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::bob@:rw"]));
+    let after = ok(sys.dmg(&["-i", "pool", "delete-acl", "tank", "-p", "g:readers@"]));
+    assert!(
+        after.ends_with("# Entries:\nA::OWNER@:rw\nA::bob@:rw\n"),
+        "{after}"
+    );
+    let v = ok(sys.dmg(&["-i", "pool", "get-acl", "tank", "--verbose"]));
+    assert!(v.contains("# Allow::bob@:Read/Write\nA::bob@:rw\n"), "{v}");
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(sys.dmg(&["-i", "-j", "pool", "get-acl", "tank"]))).expect("json");
+    assert_eq!(j["response"]["owner_user"], "alice@", "{j}");
+
+    // Bad input: a clear error, nothing changed.
+    let before = ok(sys.dmg(&["-i", "pool", "get-acl", "tank"]));
+    fails(
+        sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::bob@:rwz"]),
+        "permission 'z' is not one of rwcdtTaA for a pool",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "delete-acl", "tank", "-p", "bob"]),
+        "is not OWNER@, GROUP@, EVERYONE@, u:name@ or g:name@",
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "delete-acl", "tank", "-p", "u:carol@"]),
+        "no ACL entry for u:carol@",
+    );
+    std::fs::write(&acl, "# nothing\n").expect("acl");
+    usage(
+        sys.dmg(&[
+            "-i",
+            "pool",
+            "overwrite-acl",
+            "tank",
+            "-a",
+            acl.to_str().expect("utf8"),
+        ]),
+        "contains no entries",
+    );
+    assert_eq!(ok(sys.dmg(&["-i", "pool", "get-acl", "tank"])), before);
+    fails(
+        sys.dmg(&[
+            "-i",
+            "pool",
+            "create",
+            "t2",
+            "--scm-size",
+            "256M",
+            "-u",
+            "a b",
+        ]),
+        "is not a user or group name",
+    );
+    std::fs::write(&acl, "A::OWNER@:rw\nA::OWNER@:r\n").expect("acl");
+    fails(
+        sys.dmg(&[
+            "-i",
+            "pool",
+            "create",
+            "t2",
+            "--scm-size",
+            "256M",
+            "-a",
+            acl.to_str().expect("utf8"),
+        ]),
+        "one entry per principal",
+    );
+    assert!(!ok(sys.dmg(&["-i", "pool", "list"])).contains("t2"));
+
+    // Overwrite, and a pool created without ACL flags gets DAOS's defaults and this
+    // server's user as owner.
+    std::fs::write(&acl, "A::EVERYONE@:r\n").expect("acl");
+    let o = ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "overwrite-acl",
+        "tank",
+        "-a",
+        acl.to_str().expect("utf8"),
+    ]));
+    assert!(o.ends_with("# Entries:\nA::EVERYONE@:r\n"), "{o}");
+    ok(sys.dmg(&["-i", "pool", "create", "plain", "--scm-size", "256M"]));
+    let me = daos_auth::cred::identity(
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    )
+    .expect("names");
+    assert_eq!(
+        ok(sys.dmg(&["-i", "pool", "get-acl", "plain"])),
+        format!(
+            "# Owner: {}@\n# Owner Group: {}@\n# Entries:\nA::OWNER@:rw\nA:G:GROUP@:rw\n",
+            me.user, me.group
+        )
+    );
+}
