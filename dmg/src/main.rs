@@ -466,9 +466,11 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
             group,
             acl_file,
         } => {
-            let mut req = PoolCreateReq::default();
-            req.user = user.clone().unwrap_or_default();
-            req.usergroup = group.clone().unwrap_or_default();
+            let mut req = PoolCreateReq {
+                user: user.clone().unwrap_or_default(),
+                usergroup: group.clone().unwrap_or_default(),
+                ..Default::default()
+            };
             if let Some(f) = acl_file {
                 req.acl = dmg::read_acl_file(f)?;
             }
