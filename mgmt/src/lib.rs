@@ -345,6 +345,9 @@ mod tests {
             props: Default::default(),
             state: PoolState::Ready,
             map: Default::default(),
+            owner: String::new(),
+            owner_group: String::new(),
+            acl: Vec::new(),
         }
     }
 

@@ -99,6 +99,9 @@ fn pool(n: u32) -> PoolRecord {
         props: Default::default(),
         state: PoolState::Ready,
         map: Default::default(),
+        owner: "root@".into(),
+        owner_group: "root@".into(),
+        acl: Vec::new(),
     }
 }
 
