@@ -494,6 +494,9 @@ pub struct Session {
     refresher: Option<Refresher>,
     /// This session's hybrid logical clock: the newest epoch it chose or saw in a reply.
     hlc: u64,
+    /// The pool handle every request carries (pool connect), and container handles.
+    handle: u64,
+    cont_handles: Vec<([u8; 16], u64)>,
 }
 
 /// Fetches a pool's current map (e.g. [`connect::refresher`]).
@@ -567,6 +570,8 @@ impl Session {
             suspect: down_targets,
             refresher: None,
             hlc: 0,
+            handle: 0,
+            cont_handles: Vec::new(),
         })
     }
 
@@ -576,6 +581,26 @@ impl Session {
     pub fn next_epoch(&mut self) -> u64 {
         self.hlc = (self.hlc + 1).max(wire::clock_ns());
         self.hlc
+    }
+
+    /// The pool handle (from pool connect) every request carries from now on.
+    pub fn set_handle(&mut self, handle: u64) {
+        self.handle = handle;
+    }
+
+    /// The container handle (from container open) requests on `cont` carry.
+    pub fn set_cont_handle(&mut self, cont: [u8; 16], handle: u64) {
+        match self.cont_handles.iter_mut().find(|(c, _)| *c == cont) {
+            Some(e) => e.1 = handle,
+            None => self.cont_handles.push((cont, handle)),
+        }
+    }
+
+    fn cont_handle(&self, cont: &[u8; 16]) -> u64 {
+        self.cont_handles
+            .iter()
+            .find(|(c, _)| c == cont)
+            .map_or(0, |e| e.1)
     }
 
     /// Lets the session fetch a newer map itself when a target refuses a request as stale
@@ -836,7 +861,8 @@ impl Session {
         self.next_tag += 1;
         let header = Header::request(req.op(), tag, self.map.uuid, cont, &self.name)
             .with_map_version(self.map.placement.version)
-            .with_epoch(epoch);
+            .with_epoch(epoch)
+            .with_handles(self.handle, self.cont_handle(&cont));
         loop {
             match self
                 .ep

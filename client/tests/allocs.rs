@@ -77,6 +77,16 @@ fn warm_updates_and_fetches_allocate_nothing() {
     .expect("session");
     CountingAlloc::mark_installed();
     let cont = s.cont_create("allocs", [4; 16]).expect("container");
+    // Targets check the session's handles on every request (as after a pool connect and a
+    // container open).
+    use daos_engine::handles::{READ, WRITE};
+    let t = f.pools.handles(POOL).expect("held pool");
+    t.insert(0x5eed, READ | WRITE, 0, None).expect("room");
+    t.insert(0xc0de, READ | WRITE, 0x5eed, Some(&cont))
+        .expect("room");
+    t.arm();
+    s.set_handle(0x5eed);
+    s.set_cont_handle(cont, 0xc0de);
     let value = vec![0x5au8; 4096];
     // Warm up: every object's index entry exists and has its full version history, every
     // buffer has grown to its working size.

@@ -199,9 +199,21 @@ impl Raw {
         cont: [u8; 16],
         body: impl FnOnce(&mut daos_engine::wire::Writer<'_>),
     ) -> (i32, String) {
+        self.call_with(f, op, cont, 0, body)
+    }
+
+    /// Like [`Raw::call`], under pool handle `handle`.
+    fn call_with(
+        &mut self,
+        f: &Fixture,
+        op: daos_engine::wire::Op,
+        cont: [u8; 16],
+        handle: u64,
+        body: impl FnOnce(&mut daos_engine::wire::Writer<'_>),
+    ) -> (i32, String) {
         use daos_engine::wire::{self, Header, Writer};
         let mut buf = vec![0u8; 4096];
-        let h = Header::request(op, 5, f.map.uuid, cont, &self.me);
+        let h = Header::request(op, 5, f.map.uuid, cont, &self.me).with_handles(handle, 0);
         let mut w = Writer::body(&mut buf);
         body(&mut w);
         let n = w.finish(h).expect("encode");
@@ -598,6 +610,61 @@ fn an_epoch_far_ahead_of_the_target_clock_is_refused() {
         s.fetch(cont, 4, b"d", b"a").expect("fetch"),
         Some(b"newer".to_vec()),
         "the newest epoch wins, not the last arrival"
+    );
+    drop(f.shards);
+}
+
+#[test]
+fn requests_need_a_handle_the_target_was_told_of_with_the_rights_they_use() {
+    use daos_engine::handles::{READ, WRITE};
+    use daos_engine::wire::Op;
+    let f = fixture(1);
+    let mut s = session(&f);
+    let cont = s.cont_create("c", [6; 16]).expect("container");
+    s.update(cont, 1, b"d", b"a", b"v1")
+        .expect("no handles pushed yet: served");
+    // The pool service pushes two handles (dRPC POOL_HANDLES) and arms the checks.
+    let t = f.pools.handles(POOL).expect("held pool");
+    t.insert(0xabc, READ | WRITE, 0, None).expect("room");
+    t.insert(0xdef, READ, 0, None).expect("room");
+    t.arm();
+    let e = s.update(cont, 1, b"d", b"a", b"v2").expect_err("no handle");
+    assert_eq!(e.der(), Some(der::NO_HDL), "{e}");
+    assert!(e.to_string().contains("connect to the pool again"), "{e}");
+    // A made-up handle on a raw fabric request: refused at once.
+    let mut raw = Raw::open(&f);
+    let (code, text) = raw.call_with(&f, Op::Fetch, cont, 0x1234_5678, |w| {
+        w.u128(1).key(b"d").key(b"a");
+    });
+    assert_eq!(code, der::NO_HDL, "{text}");
+    // Read-write and read-only handles; bulk values too.
+    s.set_handle(0xabc);
+    s.update(cont, 1, b"d", b"a", b"v2").expect("read-write");
+    s.update(cont, 2, b"d", b"a", &[7u8; 40_000])
+        .expect("bulk, read-write");
+    let mut ro = session(&f);
+    ro.set_handle(0xdef);
+    assert_eq!(
+        ro.fetch(cont, 1, b"d", b"a").expect("read-only reads"),
+        Some(b"v2".to_vec())
+    );
+    for e in [
+        ro.update(cont, 1, b"d", b"a", b"v3").expect_err("inline"),
+        ro.update(cont, 3, b"d", b"a", &[1u8; 40_000])
+            .expect_err("bulk"),
+        ro.punch(cont, 1, PunchWhat::Object).expect_err("punch"),
+    ] {
+        assert_eq!(e.der(), Some(der::NO_PERM), "{e}");
+    }
+    // Evicted: the next request of that handle fails; the target keeps serving the other.
+    assert_eq!(t.revoke(0xabc), 1);
+    let e = s.fetch(cont, 1, b"d", b"a").expect_err("evicted");
+    assert_eq!(e.der(), Some(der::NO_HDL), "{e}");
+    assert_eq!(
+        ro.fetch(cont, 2, b"d", b"a")
+            .expect("still served")
+            .map(|v| v.len()),
+        Some(40_000)
     );
     drop(f.shards);
 }

@@ -384,6 +384,17 @@ impl Control {
             Ok(resp.encode_to_vec())
         });
         let p = pools.clone();
+        r.method(MgmtMethod::PoolHandles, move |_, body| {
+            let req = daos_drpc::mgmt::PoolHandlesReq::decode(body)?;
+            match apply_handles(&p, &req) {
+                Ok(()) => resp(der::SUCCESS),
+                Err((code, why)) => {
+                    eprintln!("WARNING: pool handles: {why}");
+                    resp(code)
+                }
+            }
+        });
+        let p = pools.clone();
         r.method(MgmtMethod::PoolMapVersions, move |_, body| {
             let req = daos_drpc::mgmt::PoolMapVersionsReq::decode(body)?;
             for pool in &req.pools {
@@ -468,5 +479,154 @@ mod tests {
         assert!(c.group_update(&[0xff, 0xff, 0xff]).is_err(), "undecodable");
         assert_eq!(status(c.group_update(&update(4, &two[1..]))), der::SUCCESS);
         assert_eq!(c.group().peers.keys().copied().collect::<Vec<_>>(), [1]);
+    }
+}
+
+/// Applies a `PoolHandlesReq` to the pool's table; a bad field changes nothing.
+fn apply_handles(
+    pools: &crate::pool::PoolStore,
+    req: &daos_drpc::mgmt::PoolHandlesReq,
+) -> Result<(), (i32, String)> {
+    if !crate::pool::valid_uuid(&req.uuid) {
+        return Err((
+            der::INVAL,
+            format!("PoolHandlesReq.uuid {:?} is not a UUID", req.uuid),
+        ));
+    }
+    let mut conts = Vec::with_capacity(req.add.len());
+    for h in &req.add {
+        if h.cookie == 0 || h.cookie == u64::MAX {
+            return Err((
+                der::INVAL,
+                format!("PoolHandlesReq.add.cookie {} is reserved", h.cookie),
+            ));
+        }
+        if h.rights > 0xffff {
+            return Err((
+                der::INVAL,
+                format!(
+                    "PoolHandlesReq.add.rights {:#x} is beyond 16 bits",
+                    h.rights
+                ),
+            ));
+        }
+        let cont = if h.cont.is_empty() {
+            None
+        } else {
+            Some(daos_wire::parse_uuid(&h.cont).ok_or_else(|| {
+                (
+                    der::INVAL,
+                    format!("PoolHandlesReq.add.cont {:?} is not a UUID", h.cont),
+                )
+            })?)
+        };
+        if cont.is_some() != (h.parent != 0) {
+            return Err((
+                der::INVAL,
+                "PoolHandlesReq.add: a container handle needs both parent and cont".into(),
+            ));
+        }
+        conts.push(cont);
+    }
+    // A pool this engine does not hold: nothing to check here.
+    let Some(t) = pools.handles(&req.uuid) else {
+        return Ok(());
+    };
+    if req.replace {
+        t.clear();
+    }
+    for c in &req.revoke {
+        t.revoke(*c);
+    }
+    for (h, cont) in req.add.iter().zip(&conts) {
+        t.insert(h.cookie, h.rights as u16, h.parent, cont.as_ref())
+            .map_err(|e| (der::NOSPACE, format!("pool {}: {e}", req.uuid)))?;
+    }
+    if req.arm {
+        t.arm();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+    use daos_drpc::mgmt::PoolHandlesReq;
+    use daos_drpc::mgmt::pool_handles_req::Handle;
+
+    const U: &str = "11111111-2222-4333-8444-555555555555";
+
+    fn h(cookie: u64, rights: u32, parent: u64, cont: &str) -> Handle {
+        Handle {
+            cookie,
+            rights,
+            parent,
+            cont: cont.into(),
+        }
+    }
+
+    #[test]
+    fn pushed_handles_are_checked_field_by_field_and_bad_pushes_change_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pools = crate::pool::tests::store(dir.path(), 1, 64);
+        pools.create(U, 32 << 20, 0).expect("pool");
+        let push = |req: PoolHandlesReq| apply_handles(&pools, &req);
+        let c = "aaaaaaaa-2222-4333-8444-555555555555";
+        for (bad, field) in [
+            (h(0, 1, 0, ""), "cookie 0 is reserved"),
+            (h(u64::MAX, 1, 0, ""), "is reserved"),
+            (h(5, 1 << 20, 0, ""), "rights 0x100000"),
+            (h(5, 1, 0, "nope"), "cont \"nope\" is not a UUID"),
+            (h(5, 1, 7, ""), "needs both parent and cont"),
+        ] {
+            let e = push(PoolHandlesReq {
+                uuid: U.into(),
+                add: vec![h(9, 3, 0, ""), bad],
+                arm: true,
+                ..Default::default()
+            })
+            .expect_err("refused");
+            assert_eq!(e.0, der::INVAL);
+            assert!(e.1.contains(field), "{}", e.1);
+        }
+        let t = pools.handles(U).expect("held");
+        assert!(t.is_empty() && !t.armed(), "nothing applied");
+        assert!(
+            push(PoolHandlesReq {
+                uuid: "x".into(),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        push(PoolHandlesReq {
+            uuid: U.into(),
+            add: vec![h(9, 3, 0, ""), h(10, 1, 9, c)],
+            arm: true,
+            ..Default::default()
+        })
+        .expect("applied");
+        assert!(t.armed() && t.len() == 2);
+        push(PoolHandlesReq {
+            uuid: U.into(),
+            revoke: vec![9],
+            ..Default::default()
+        })
+        .expect("revoked");
+        assert!(t.is_empty(), "a pool handle takes its container handles");
+        push(PoolHandlesReq {
+            uuid: U.into(),
+            add: vec![h(11, 1, 0, "")],
+            replace: true,
+            ..Default::default()
+        })
+        .expect("replaced");
+        assert_eq!(t.lookup(11), Some((1, 0, 0)));
+        // A pool this engine does not hold: accepted, nothing kept.
+        push(PoolHandlesReq {
+            uuid: "99999999-2222-4333-8444-555555555555".into(),
+            add: vec![h(12, 1, 0, "")],
+            ..Default::default()
+        })
+        .expect("ignored");
     }
 }

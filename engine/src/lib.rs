@@ -11,6 +11,7 @@ pub mod args;
 pub mod bdev;
 pub mod control;
 pub mod coremap;
+pub mod handles;
 pub mod pool;
 pub mod shard;
 pub mod store;

@@ -354,6 +354,8 @@ pub struct PoolStore {
     /// then); targets keep a handle to their pools' and read it per request (one atomic
     /// load). Entries exist only for pools this engine holds.
     versions: Mutex<BTreeMap<String, Arc<AtomicU32>>>,
+    /// Per pool, the handles its targets accept (pushed by the pool service).
+    handles: Mutex<BTreeMap<String, Arc<crate::handles::HandleTable>>>,
 }
 
 impl PoolStore {
@@ -405,6 +407,7 @@ impl PoolStore {
             pools: Mutex::new(pools),
             destroyed: Mutex::new(std::collections::HashSet::new()),
             versions: Mutex::new(BTreeMap::new()),
+            handles: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -418,6 +421,21 @@ impl PoolStore {
             return None;
         }
         Some(self.versions().entry(uuid.to_string()).or_default().clone())
+    }
+
+    /// The handle table of pool `uuid`, if this engine holds the pool.
+    pub fn handles(&self, uuid: &str) -> Option<Arc<crate::handles::HandleTable>> {
+        if !self.lock().contains_key(uuid) {
+            return None;
+        }
+        Some(
+            self.handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(uuid.to_string())
+                .or_default()
+                .clone(),
+        )
     }
 
     /// Raises pool `uuid`'s map version to `version` (versions never go back); returns the
@@ -766,13 +784,13 @@ impl PoolStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const U1: &str = "11111111-2222-4333-8444-555555555555";
     const U2: &str = "21111111-2222-4333-8444-555555555555";
 
-    fn store(dir: &Path, targets: u32, bdev_mb: u64) -> PoolStore {
+    pub(crate) fn store(dir: &Path, targets: u32, bdev_mb: u64) -> PoolStore {
         let bdev = dir.join("bdev0");
         fs::File::create(&bdev)
             .unwrap()

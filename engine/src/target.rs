@@ -126,6 +126,8 @@ pub struct TargetService {
     /// Each pool's map version cell (shared with the engine's [`PoolStore`]), taken on the
     /// pool's first request here; only pools the engine holds.
     versions: HashMap<[u8; 16], Arc<AtomicU32>>,
+    /// Each pool's handle table (shared with the [`PoolStore`]), taken likewise.
+    handles: HashMap<[u8; 16], Arc<crate::handles::HandleTable>>,
 }
 
 impl TargetService {
@@ -170,7 +172,25 @@ impl TargetService {
             last_error: None,
             bulk: (0..BULK_SLOTS).map(|_| None).collect(),
             versions: HashMap::new(),
+            handles: HashMap::new(),
         })
+    }
+
+    /// Whether the request's handles allow its operation (always, for a pool whose table
+    /// was never armed, or that this engine does not hold).
+    fn admitted(&mut self, header: &Header) -> Result<(), crate::handles::Refusal> {
+        let need = rights_needed(header.op);
+        if need == 0 {
+            return Ok(());
+        }
+        let table = match self.handles.get(&header.pool) {
+            Some(t) => t,
+            None => match self.pools.handles(&wire::uuid_text(&header.pool)) {
+                Some(t) => self.handles.entry(header.pool).or_insert(t),
+                None => return Ok(()),
+            },
+        };
+        table.check(header.handle, header.cont_handle, &header.cont, need)
     }
 
     /// The pool map version this target knows for `pool` (0: none pushed yet, or a pool the
@@ -195,6 +215,7 @@ impl TargetService {
             self.stores.remove(&u);
             self.damaged.remove(&u);
             self.versions.remove(&u);
+            self.handles.remove(&u);
         }
     }
 
@@ -284,7 +305,17 @@ impl TargetService {
             };
             let ahead = header.version == wire::VERSION
                 && header.epoch > now.saturating_add(wire::HLC_EPSILON_NS);
-            let refusal = if stale {
+            let admitted = if header.version == wire::VERSION {
+                self.admitted(&header)
+            } else {
+                Ok(())
+            };
+            let refusal = if let Err(r) = admitted {
+                Some(match r {
+                    crate::handles::Refusal::NoHandle => (der::NO_HDL, NO_HDL_TEXT, header),
+                    crate::handles::Refusal::NoPerm => (der::NO_PERM, NO_PERM_TEXT, header),
+                })
+            } else if stale {
                 Some((der::STALE, STALE_TEXT, header.with_map_version(current)))
             } else if ahead {
                 Some((der::HLC_SYNC, HLC_TEXT, header.with_epoch(now)))
@@ -717,6 +748,23 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
 }
 
 /// The message of a [`der::STALE`] refusal (the reply header carries the target's version).
+const NO_HDL_TEXT: &str = "no such pool or container handle here (never connected, disconnected or evicted); connect to the pool again";
+const NO_PERM_TEXT: &str = "the handle's rights do not allow this operation (a read-only connection or container open); connect with write access if the ACL allows it";
+
+/// The handle rights an operation needs (0: none, not checked).
+fn rights_needed(op: u16) -> u16 {
+    use crate::handles::{READ, WRITE};
+    use wire::Op::*;
+    match wire::Op::from_u16(op) {
+        None | Some(Ping) => 0,
+        Some(
+            Fetch | ReadExtent | ListDkeys | ListAkeys | ListOids | FetchBulk | ReadExtentBulk
+            | AkeySize | ContQuery | ContGetProps,
+        ) => READ,
+        Some(_) => WRITE,
+    }
+}
+
 const STALE_TEXT: &str = "stale pool map version: this target knows a newer map of the pool (its version is in the reply); refresh the pool map and send again";
 
 /// The message of a [`der::HLC_SYNC`] refusal (the reply header carries the target's clock).

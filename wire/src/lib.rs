@@ -1,6 +1,6 @@
 //! The client ↔ target protocol: what travels in one fabric message.
 //!
-//! Every message starts with a fixed 112-byte little-endian header; the body that follows has
+//! Every message starts with a fixed 128-byte little-endian header; the body that follows has
 //! a fixed layout per operation (lengths before bytes). Encoding writes into a caller's buffer
 //! (the fabric endpoint's own send buffer) and decoding borrows from the receive buffer, so
 //! neither allocates.
@@ -14,6 +14,8 @@
 //! 104 epoch u64: requests that change data carry the epoch the client chose (the same on
 //!     every replica, so concurrent updates of a key end alike everywhere; 0 = the target
 //!     chooses); replies carry the epoch of the value fetched, else the target's clock
+//! 112 pool handle u64 (from pool connect; a target refuses requests without a handle it was
+//!     told of, DER_NO_HDL, or beyond its rights, DER_NO_PERM)   120 container handle u64
 //! ```
 //!
 //! Epochs are hybrid logical clock readings (nanoseconds since 1970, never going back on
@@ -32,9 +34,9 @@
 /// First four bytes of every message.
 pub const MAGIC: u32 = 0x0153_5244;
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Bytes of the fixed header.
-pub const HEADER_LEN: usize = 112;
+pub const HEADER_LEN: usize = 128;
 /// Bytes of version 1's header (no epoch): still read, to answer such a client `DER_PROTO`.
 const V1_HEADER_LEN: usize = 104;
 /// How far a request's epoch may be ahead of the target's clock (DAOS's HLC epsilon, 1 s).
@@ -109,6 +111,8 @@ pub mod der {
 
     codes! {
         Success SUCCESS = 0 "DER_SUCCESS",
+        NoPerm NO_PERM = -1001 "DER_NO_PERM",
+        NoHdl NO_HDL = -1002 "DER_NO_HDL",
         Inval INVAL = -1003 "DER_INVAL",
         Exist EXIST = -1004 "DER_EXIST",
         Nonexist NONEXIST = -1005 "DER_NONEXIST",
@@ -200,6 +204,10 @@ pub struct Header {
     /// A change's epoch chosen by the client (0: the target chooses), or in a reply the
     /// fetched value's epoch or the target's clock.
     pub epoch: u64,
+    /// The pool handle the request is made under (from pool connect; 0: none).
+    pub handle: u64,
+    /// The container handle (from container open; 0: none).
+    pub cont_handle: u64,
 }
 
 impl Header {
@@ -220,7 +228,16 @@ impl Header {
             addr: a,
             map_version: 0,
             epoch: 0,
+            handle: 0,
+            cont_handle: 0,
         }
+    }
+
+    /// This header with pool handle `pool` and container handle `cont`.
+    pub fn with_handles(mut self, pool: u64, cont: u64) -> Header {
+        self.handle = pool;
+        self.cont_handle = cont;
+        self
     }
 
     /// This header with epoch `e`.
@@ -257,17 +274,25 @@ impl Header {
         b[57..57 + ADDR_MAX].copy_from_slice(&self.addr);
         b[100..104].copy_from_slice(&self.map_version.to_le_bytes());
         b[104..112].copy_from_slice(&self.epoch.to_le_bytes());
+        b[112..120].copy_from_slice(&self.handle.to_le_bytes());
+        b[120..128].copy_from_slice(&self.cont_handle.to_le_bytes());
         Ok(())
     }
 
     /// Reads a header without judging its version (so either side can report a mismatch;
-    /// version 1's 104-byte header is read too, its epoch as 0).
+    /// older, shorter headers are read too, the fields they lack as 0).
     pub fn read(buf: &[u8]) -> Result<Header, WireError> {
         if buf.len() < V1_HEADER_LEN {
             return Err(WireError::Short(buf.len()));
         }
         let u16_at = |i: usize| u16::from_le_bytes([buf[i], buf[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        // Fields an older (shorter) header does not have read as 0.
+        let u64_at = |i: usize| {
+            buf.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
         let magic = u32_at(0);
         if magic != MAGIC {
             return Err(WireError::Magic(magic));
@@ -289,10 +314,9 @@ impl Header {
             addr_len: buf[56],
             addr,
             map_version: u32_at(100),
-            epoch: buf
-                .get(104..112)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_le_bytes),
+            epoch: u64_at(104),
+            handle: u64_at(112),
+            cont_handle: u64_at(120),
         })
     }
 
@@ -873,11 +897,13 @@ mod tests {
         let mut buf = vec![0u8; 4096];
         let h = Header::request(req.op(), 42, [1; 16], [2; 16], b"peer-name")
             .with_map_version(7)
-            .with_epoch(1 << 60);
+            .with_epoch(1 << 60)
+            .with_handles(u64::MAX - 1, 1 << 33);
         let n = encode_request(&mut buf, h, &req).unwrap();
         let got = Header::read(&buf[..n]).unwrap();
         assert_eq!(got.tag, 42);
         assert_eq!((got.map_version, got.epoch), (7, 1 << 60));
+        assert_eq!((got.handle, got.cont_handle), (u64::MAX - 1, 1 << 33));
         // An error reply keeps the header's fields; a target puts its own version in.
         let mut err = vec![0u8; 512];
         let k = encode_error(&mut err, &got.with_map_version(9), der::STALE, "stale");
