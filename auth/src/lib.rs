@@ -54,3 +54,19 @@ impl AuthError {
         }
     }
 }
+
+/// A new random handle cookie (never 0 or `u64::MAX`, which targets reserve).
+pub fn random_cookie() -> u64 {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    loop {
+        let mut b = [0u8; 8];
+        if rng.fill(&mut b).is_err() {
+            continue;
+        }
+        let c = u64::from_le_bytes(b);
+        if c != 0 && c != u64::MAX {
+            return c;
+        }
+    }
+}

@@ -35,6 +35,9 @@ pub enum ConnectError {
     },
     #[error("cannot start the client runtime: {0}")]
     Runtime(std::io::Error),
+    /// The pool's ACL or the credential check refused the connect (DER_NO_PERM).
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl ConnectError {
@@ -165,4 +168,34 @@ pub fn pool_map_blocking(t: &Target, pool: &str) -> Result<PoolMap, ConnectError
         .build()
         .map_err(ConnectError::Runtime)?
         .block_on(pool_map(t, pool))
+}
+
+/// The pool's map with a pool handle: the caller's credential from daos_agent (its socket from
+/// `DAOS_AGENT_DRPC_DIR` or DAOS's default), checked by the pool's service against the pool's
+/// ACL for `flags` ([`crate::container::FLAG_RO`] or [`crate::container::FLAG_RW`]). Without
+/// an agent socket the map comes without a handle: only pools nobody connected to yet serve
+/// such requests.
+pub fn connect_blocking(t: &Target, pool: &str, flags: u32) -> Result<PoolMap, ConnectError> {
+    let socket = crate::agent::socket_path();
+    let map = pool_map_blocking(t, pool)?;
+    if !socket.exists() {
+        return Ok(map);
+    }
+    let mut agent = crate::agent::Agent::connect_at(&socket)
+        .map_err(|e| ConnectError::Service(e.to_string()))?;
+    let cred = agent
+        .credential()
+        .map_err(|e| ConnectError::Service(e.to_string()))?;
+    let c = crate::container::Containers::new(t, pool)
+        .map_err(|e| ConnectError::Service(e.to_string()))?;
+    let h = c
+        .connect(prost::Message::encode_to_vec(&cred), flags)
+        .map_err(|e| match e {
+            crate::container::ContError::NotFound(m) => ConnectError::NoPool(m),
+            crate::container::ContError::NoPerm(m) => ConnectError::Denied(m),
+            other => ConnectError::Service(other.to_string()),
+        })?;
+    // The agent tracks the handle for the process (evicted if it exits without closing).
+    let _ = agent.notify_pool(true, &h.uuid, &format!("{:016x}", h.cookie));
+    Ok(map.with_handle(h.cookie))
 }

@@ -30,8 +30,26 @@ pub enum ContError {
     /// The pool service did not answer within the deadline (its words).
     #[error("pool {pool}'s service did not answer: {last}")]
     Unavailable { pool: String, last: String },
+    /// The credential or the ACL refused (DER_NO_PERM, DER_NO_HDL).
+    #[error("{0}")]
+    NoPerm(String),
     #[error("cannot start the client runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// DAOS's pool connect / container open flags.
+pub const FLAG_RO: u32 = 1;
+pub const FLAG_RW: u32 = 2;
+
+/// A pool or container handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handle {
+    /// What every request under it carries.
+    pub cookie: u64,
+    /// 1 read, 2 write.
+    pub rights: u32,
+    /// The pool's or container's UUID.
+    pub uuid: String,
 }
 
 /// A container as its pool service keeps it.
@@ -66,6 +84,7 @@ pub struct Containers<'a> {
     rt: tokio::runtime::Runtime,
 }
 
+#[derive(Clone, Copy)]
 enum Op {
     Create,
     Destroy,
@@ -89,7 +108,11 @@ impl<'a> Containers<'a> {
     }
 
     /// Calls the pool service's leader, following redirects, until answered or [`DEADLINE`].
-    async fn call(&self, op: Op, req: ContReq) -> Result<Vec<Container>, ContError> {
+    async fn leader_call<T, F, Fut>(&self, f: F) -> Result<T, ContError>
+    where
+        F: Fn(ContSvcClient<daos_control::Conn>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
         let deadline = Instant::now() + DEADLINE;
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -103,19 +126,7 @@ impl<'a> Containers<'a> {
                         continue;
                     }
                 };
-                let mut c = ContSvcClient::new(conn);
-                let r = req.clone();
-                let one = |a: tonic::Response<daos_proto::cont::ContResp>| {
-                    a.into_inner().container.into_iter().collect::<Vec<_>>()
-                };
-                let answer = match op {
-                    Op::Create => c.create(r).await.map(one),
-                    Op::Destroy => c.destroy(r).await.map(one),
-                    Op::Query => c.query(r).await.map(one),
-                    Op::SetProps => c.set_props(r).await.map(one),
-                    Op::List => c.list(r).await.map(|a| a.into_inner().containers),
-                };
-                match answer {
+                match f(ContSvcClient::new(conn)).await {
                     Ok(c) => return Ok(c),
                     Err(s) => match s.code() {
                         tonic::Code::NotFound => {
@@ -126,6 +137,9 @@ impl<'a> Containers<'a> {
                         }
                         tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
                             return Err(ContError::Invalid(s.message().into()));
+                        }
+                        tonic::Code::PermissionDenied => {
+                            return Err(ContError::NoPerm(s.message().into()));
                         }
                         _ => {
                             if let Some(r) = Redirect::from_status(&s) {
@@ -145,6 +159,90 @@ impl<'a> Containers<'a> {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
+    }
+
+    async fn call(&self, op: Op, req: ContReq) -> Result<Vec<Container>, ContError> {
+        let one = |a: tonic::Response<daos_proto::cont::ContResp>| {
+            a.into_inner().container.into_iter().collect::<Vec<_>>()
+        };
+        self.leader_call(|mut c| {
+            let r = req.clone();
+            async move {
+                match op {
+                    Op::Create => c.create(r).await.map(one),
+                    Op::Destroy => c.destroy(r).await.map(one),
+                    Op::Query => c.query(r).await.map(one),
+                    Op::SetProps => c.set_props(r).await.map(one),
+                    Op::List => c.list(r).await.map(|a| a.into_inner().containers),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Pool connect with `cred` (an encoded credential from daos_agent) for `flags`
+    /// ([`FLAG_RO`] or [`FLAG_RW`]): the pool handle.
+    pub fn connect(&self, cred: Vec<u8>, flags: u32) -> Result<Handle, ContError> {
+        let req = daos_proto::cont::ConnectReq {
+            pool: self.pool.clone(),
+            cred,
+            flags,
+        };
+        let r = self.rt.block_on(self.leader_call(|mut c| {
+            let r = req.clone();
+            async move { c.pool_connect(r).await.map(|a| a.into_inner()) }
+        }))?;
+        Ok(Handle {
+            cookie: r.handle,
+            rights: r.rights,
+            uuid: r.uuid,
+        })
+    }
+
+    /// Opens container `cont` under pool handle `handle`: the container handle.
+    pub fn open(&self, handle: u64, cont: &str, flags: u32) -> Result<Handle, ContError> {
+        let req = daos_proto::cont::HandleReq {
+            pool: self.pool.clone(),
+            handle,
+            cont: cont.into(),
+            flags,
+            ..Default::default()
+        };
+        let r = self.rt.block_on(self.leader_call(|mut c| {
+            let r = req.clone();
+            async move { c.open(r).await.map(|a| a.into_inner()) }
+        }))?;
+        Ok(Handle {
+            cookie: r.handle,
+            rights: r.rights,
+            uuid: r.uuid,
+        })
+    }
+
+    /// Closes pool handle `handle` (and its container handles).
+    pub fn disconnect(&self, handle: u64) -> Result<(), ContError> {
+        let req = daos_proto::cont::HandleReq {
+            pool: self.pool.clone(),
+            handle,
+            ..Default::default()
+        };
+        self.rt.block_on(self.leader_call(|mut c| {
+            let r = req.clone();
+            async move { c.disconnect(r).await.map(|_| ()) }
+        }))
+    }
+
+    /// Evicts `handles` (none: every handle of the pool); how many closed.
+    pub fn evict(&self, handles: Vec<u64>) -> Result<u32, ContError> {
+        let req = daos_proto::cont::HandleReq {
+            pool: self.pool.clone(),
+            handles,
+            ..Default::default()
+        };
+        self.rt.block_on(self.leader_call(|mut c| {
+            let r = req.clone();
+            async move { c.evict(r).await.map(|a| a.into_inner().count) }
+        }))
     }
 
     fn one(&self, op: Op, req: ContReq) -> Result<ContInfo, ContError> {

@@ -137,6 +137,8 @@ pub struct PoolMap {
     /// While targets drain: the map once they are out (draining targets as down), where
     /// their shards are going.
     pub drained: Option<daos_placement::PoolMap>,
+    /// The pool handle (pool connect) sessions on this map send; 0: none.
+    pub handle: u64,
 }
 
 /// An engine as GetAttachInfo describes it.
@@ -212,7 +214,14 @@ impl PoolMap {
             down: Vec::new(),
             rebuilding: false,
             drained: None,
+            handle: 0,
         })
+    }
+
+    /// The same map with pool handle `handle` (sessions opened on it send it).
+    pub fn with_handle(mut self, handle: u64) -> PoolMap {
+        self.handle = handle;
+        self
     }
 
     /// The same map with the pool map's target states (per rank; ranks not given stay UPIN)
@@ -511,6 +520,7 @@ const MSG_OVERHEAD: usize = 8192;
 impl Session {
     /// Opens an endpoint for the pool.
     pub fn open(map: Arc<PoolMap>, opts: SessionOpts) -> Result<Session, ClientError> {
+        let handle = map.handle;
         let qd = opts.queue_depth.max(1);
         // With RMA, values above BULK_THRESHOLD move between registered buffers and messages
         // stay small; without it, messages carry whole values.
@@ -570,7 +580,7 @@ impl Session {
             suspect: down_targets,
             refresher: None,
             hlc: 0,
-            handle: 0,
+            handle,
             cont_handles: Vec::new(),
         })
     }
@@ -621,6 +631,9 @@ impl Session {
     pub fn set_map(&mut self, map: Arc<PoolMap>) -> Result<(), ClientError> {
         if !self.inflight.is_empty() {
             return Err(ClientError::QueueFull(self.inflight.len()));
+        }
+        if map.handle != 0 {
+            self.handle = map.handle;
         }
         let peers = map
             .targets

@@ -74,6 +74,30 @@ pub enum Command {
         id: String,
         props: String,
     },
+    /// A pool service's: a pool handle (pool connect) or a container handle (container open,
+    /// under its pool handle `parent`).
+    HandleOpen(HandleRecord),
+    /// A pool service's: handles `cookies` (or, with `all`, every handle) close, with the
+    /// container handles under them (disconnect, evict). Answers the cookies removed.
+    HandleClose {
+        cookies: Vec<u64>,
+        all: bool,
+    },
+}
+
+/// An open pool or container handle in its pool service: the cookie every request carries,
+/// the rights it grants (1 read, 2 write), who opened it, and for a container handle its
+/// container and pool handle.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandleRecord {
+    pub cookie: u64,
+    pub rights: u32,
+    pub user: String,
+    pub machine: String,
+    /// The container's UUID (container handles).
+    pub cont: String,
+    /// The pool handle a container handle was opened under (0: a pool handle).
+    pub parent: u64,
 }
 
 /// A container in its pool service: UUID (text), label, properties (`name:value;...`).
@@ -92,6 +116,8 @@ pub enum Reply {
     Removed(Vec<PoolRecord>),
     /// The container a container command made or changed (or removed).
     Container(ContainerRecord),
+    /// The handles a command closed.
+    Handles(Vec<u64>),
     Done,
 }
 
@@ -146,6 +172,10 @@ pub enum Refusal {
         "DER_NONEXIST(-1005): no container {0:?} in this pool; `daos container list` shows them"
     )]
     UnknownContainer(String),
+    #[error(
+        "DER_NO_HDL(-1002): no pool handle {0:#x} open in this pool (disconnected or evicted); connect again"
+    )]
+    UnknownHandle(u64),
 }
 
 /// The system attribute holding the fabric provider of the first join (DAOS's
@@ -168,6 +198,9 @@ pub struct SystemDb {
     /// In a pool service's state: the pool's containers.
     #[serde(default)]
     pub containers: Vec<ContainerRecord>,
+    /// In a pool service's state: its open pool and container handles.
+    #[serde(default)]
+    pub handles: Vec<HandleRecord>,
 }
 
 /// The provider part of a fabric URI (`ofi+tcp://1.2.3.4:5` -> `ofi+tcp`).
@@ -405,6 +438,31 @@ impl SystemDb {
                 let i = self.container_index(id)?;
                 self.containers[i].props = props.clone();
                 Ok(Reply::Container(self.containers[i].clone()))
+            }
+            Command::HandleOpen(h) => {
+                if h.parent != 0
+                    && !self
+                        .handles
+                        .iter()
+                        .any(|x| x.cookie == h.parent && x.parent == 0)
+                {
+                    return Err(Refusal::UnknownHandle(h.parent));
+                }
+                if !self.handles.iter().any(|x| x.cookie == h.cookie) {
+                    self.handles.push(h.clone());
+                }
+                Ok(Reply::Done)
+            }
+            Command::HandleClose { cookies, all } => {
+                let mut gone = Vec::new();
+                self.handles.retain(|x| {
+                    let closes = *all || cookies.contains(&x.cookie) || cookies.contains(&x.parent);
+                    if closes {
+                        gone.push(x.cookie);
+                    }
+                    !closes
+                });
+                Ok(Reply::Handles(gone))
             }
         }
     }

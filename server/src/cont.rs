@@ -20,11 +20,70 @@ use crate::security;
 pub struct ContService {
     ms: Arc<dyn ManagementService>,
     insecure: bool,
+    /// This server's engines and peers (handles are pushed to the pool's engines).
+    harness: Option<Arc<crate::harness::Harness>>,
+    /// How client credentials are checked.
+    verify: daos_auth::Verify,
 }
 
 /// A tonic server of `cont.ContSvc`.
-pub fn server(ms: Arc<dyn ManagementService>, insecure: bool) -> ContSvcServer<ContService> {
-    ContSvcServer::new(ContService { ms, insecure })
+pub fn server(
+    ms: Arc<dyn ManagementService>,
+    insecure: bool,
+    harness: Option<Arc<crate::harness::Harness>>,
+    verify: daos_auth::Verify,
+) -> ContSvcServer<ContService> {
+    ContSvcServer::new(ContService {
+        ms,
+        insecure,
+        harness,
+        verify,
+    })
+}
+
+/// DAOS's pool connect flags and container open flags.
+pub const FLAG_RO: u32 = 1;
+pub const FLAG_RW: u32 = 2;
+
+/// The handle rights (1 read, 2 write) access flags ask for.
+fn wanted(flags: u32, what: &str) -> Result<u32, Status> {
+    match flags {
+        FLAG_RO => Ok(1),
+        FLAG_RW => Ok(3),
+        other => Err(Status::invalid_argument(format!(
+            "DER_INVAL(-1003): {what} flags {other:#x}: give RO (1) or RW (2)"
+        ))),
+    }
+}
+
+/// Pushes a change of pool `uuid`'s handles to the engines of its ranks (those not answering
+/// get the full list when the pool service resyncs them). Blocking.
+fn push_handles(
+    h: &crate::harness::Harness,
+    ranks: &[u32],
+    req: &daos_drpc::mgmt::PoolHandlesReq,
+) -> Vec<String> {
+    use prost::Message;
+    let body = req.encode_to_vec();
+    let mut failed = Vec::new();
+    for &r in ranks {
+        match h.engine_call(r, daos_drpc::MgmtMethod::PoolHandles, &body) {
+            Ok(b) => match daos_drpc::mgmt::DaosResp::decode(b.as_slice()) {
+                Ok(d) if d.status == 0 => {}
+                Ok(d) => failed.push(format!("rank {r}: status {}", d.status)),
+                Err(e) => failed.push(format!("rank {r}: {e}")),
+            },
+            Err(e) => failed.push(format!("rank {r}: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        tracing::warn!(
+            "pool {}: handles not pushed to {} (they get them at the next resync)",
+            req.uuid,
+            failed.join("; ")
+        );
+    }
+    failed
 }
 
 fn to_wire(c: ContainerRecord) -> Container {
@@ -155,6 +214,100 @@ impl ContService {
     }
 }
 
+impl ContService {
+    /// Commits a handle command at the pool's service leader; the handles it closed.
+    async fn handle_write(&self, pool: &str, cmd: Command) -> Result<(String, Vec<u64>), Status> {
+        let (uuid, hosts, svc) = self.route(pool).await?;
+        match svc.write(&uuid, cmd).await {
+            Ok(Reply::Handles(h)) => Ok((uuid, h)),
+            Ok(_) => Ok((uuid, Vec::new())),
+            Err(e) => Err(status(&uuid, e, &hosts)),
+        }
+    }
+
+    /// Pushes `req` to the pool's engines (off the async runtime).
+    async fn push(&self, req: daos_drpc::mgmt::PoolHandlesReq) {
+        let Some(h) = self.harness.clone() else {
+            return;
+        };
+        let ranks = self
+            .ms
+            .pool_find(&req.uuid)
+            .map(|p| p.ranks)
+            .unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || push_handles(&h, &ranks, &req)).await;
+    }
+
+    /// A handle for a peer daos_server's own I/O, outside the pool's ACL.
+    async fn system_connect(
+        &self,
+        allowed: &Result<(), Status>,
+        uuid: String,
+        want: u32,
+    ) -> Result<Response<daos_proto::cont::ConnectResp>, Status> {
+        if let Err(e) = allowed {
+            return Err(Status::permission_denied(format!(
+                "DER_NO_PERM(-1001): pool connect without a credential: {} (clients get theirs from daos_agent)",
+                e.message()
+            )));
+        }
+        let cookie = daos_auth::random_cookie();
+        self.handle_write(
+            &uuid,
+            Command::HandleOpen(daos_mgmt::state::HandleRecord {
+                cookie,
+                rights: want,
+                user: "daos_server@".into(),
+                machine: daos_auth::cred::machine_name(),
+                cont: String::new(),
+                parent: 0,
+            }),
+        )
+        .await?;
+        self.push(daos_drpc::mgmt::PoolHandlesReq {
+            uuid: uuid.clone(),
+            add: vec![daos_drpc::mgmt::pool_handles_req::Handle {
+                cookie,
+                rights: want,
+                parent: 0,
+                cont: String::new(),
+            }],
+            // A server's own handle does not turn the checks on (clients without an agent keep
+            // using pools nobody connected to).
+            arm: false,
+            ..Default::default()
+        })
+        .await;
+        Ok(Response::new(daos_proto::cont::ConnectResp {
+            handle: cookie,
+            rights: want,
+            uuid,
+        }))
+    }
+
+    /// Closes handles (disconnect or evict) and takes them from the engines.
+    async fn close(
+        &self,
+        pool: &str,
+        cookies: Vec<u64>,
+        all: bool,
+    ) -> Result<Response<daos_proto::cont::CloseResp>, Status> {
+        let (uuid, gone) = self
+            .handle_write(pool, Command::HandleClose { cookies, all })
+            .await?;
+        let count = gone.len() as u32;
+        if !gone.is_empty() {
+            self.push(daos_drpc::mgmt::PoolHandlesReq {
+                uuid,
+                revoke: gone,
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(Response::new(daos_proto::cont::CloseResp { count }))
+    }
+}
+
 fn check_label(label: &str) -> Result<(), Status> {
     // DAOS's labels: 1 to 127 characters of letters, digits, '.', '_', ':' and '-', not
     // a UUID.
@@ -234,6 +387,183 @@ impl ContSvc for ContService {
         Ok(Response::new(ContResp {
             container: Some(to_wire(c)),
         }))
+    }
+
+    async fn pool_connect(
+        &self,
+        req: Request<daos_proto::cont::ConnectReq>,
+    ) -> Result<Response<daos_proto::cont::ConnectResp>, Status> {
+        use daos_mgmt::state::HandleRecord;
+        security::authorize(&req, "ContSvc.PoolConnect", self.insecure)?;
+        // Whether the caller may connect without a credential (a peer daos_server).
+        let req_meta = security::authorize(&req, "ContSvc.SystemConnect", self.insecure);
+        let r = req.into_inner();
+        let want = wanted(r.flags, "pool connect")?;
+        let (uuid, _, _) = self.route(&r.pool).await?;
+        if r.cred.is_empty() {
+            // A daos_server's own I/O (rebuild): its certificate is its credential.
+            return self.system_connect(&req_meta, uuid, want).await;
+        }
+        let (_, who) = daos_auth::cred::validate_bytes(&r.cred, &self.verify).map_err(|e| {
+            let text = format!(
+                "{}({}): pool connect: {e}",
+                daos_wire::der::name(e.der()),
+                e.der()
+            );
+            tracing::warn!("pool {uuid}: {text}");
+            Status::permission_denied(text)
+        })?;
+        let rec = self
+            .ms
+            .pool_find(&uuid)
+            .ok_or_else(|| Status::not_found(format!("DER_NONEXIST(-1005): no pool {uuid}")))?;
+        let acl_lines: Vec<String> = if rec.acl.is_empty() {
+            daos_auth::Acl::default_pool().strings()
+        } else {
+            rec.acl.clone()
+        };
+        let acl = daos_auth::Acl::parse(
+            acl_lines.iter().map(String::as_str),
+            daos_auth::Object::Pool,
+        )
+        .map_err(|e| {
+            Status::internal(format!("pool {}: its ACL does not parse: {e}", rec.label))
+        })?;
+        let perms = u32::from(acl.perms(&who, &rec.owner, &rec.owner_group));
+        if perms & want != want {
+            let text = format!(
+                "DER_NO_PERM(-1001): {} may not connect to pool {} {} (its ACL grants {}; see dmg pool get-acl)",
+                who.user,
+                rec.label,
+                if want & 2 != 0 {
+                    "read-write"
+                } else {
+                    "read-only"
+                },
+                match perms & 3 {
+                    3 => "rw",
+                    1 => "r",
+                    2 => "w",
+                    _ => "nothing",
+                }
+            );
+            tracing::warn!("pool {uuid}: {text}");
+            return Err(Status::permission_denied(text));
+        }
+        let cookie = daos_auth::random_cookie();
+        self.handle_write(
+            &uuid,
+            Command::HandleOpen(HandleRecord {
+                cookie,
+                rights: want,
+                user: who.user.clone(),
+                machine: who.machine.clone(),
+                cont: String::new(),
+                parent: 0,
+            }),
+        )
+        .await?;
+        self.push(daos_drpc::mgmt::PoolHandlesReq {
+            uuid: uuid.clone(),
+            add: vec![daos_drpc::mgmt::pool_handles_req::Handle {
+                cookie,
+                rights: want,
+                parent: 0,
+                cont: String::new(),
+            }],
+            arm: true,
+            ..Default::default()
+        })
+        .await;
+        tracing::debug!("pool {uuid}: {} connected ({want:#x})", who.user);
+        Ok(Response::new(daos_proto::cont::ConnectResp {
+            handle: cookie,
+            rights: want,
+            uuid,
+        }))
+    }
+
+    async fn open(
+        &self,
+        req: Request<daos_proto::cont::HandleReq>,
+    ) -> Result<Response<daos_proto::cont::OpenResp>, Status> {
+        use daos_mgmt::state::HandleRecord;
+        security::authorize(&req, "ContSvc.Open", self.insecure)?;
+        let r = req.into_inner();
+        let want = wanted(r.flags, "container open")?;
+        let db = self.read(&r.pool).await?;
+        let parent = db
+            .handles
+            .iter()
+            .find(|h| h.cookie == r.handle && h.parent == 0)
+            .cloned()
+            .ok_or_else(|| {
+                Status::permission_denied(Refusal::UnknownHandle(r.handle).to_string())
+            })?;
+        let c = db.container(&r.cont).cloned().ok_or_else(|| {
+            Status::not_found(Refusal::UnknownContainer(r.cont.clone()).to_string())
+        })?;
+        if parent.rights & want != want {
+            return Err(Status::permission_denied(format!(
+                "DER_NO_PERM(-1001): container {} cannot be opened read-write under a read-only pool connection",
+                c.label
+            )));
+        }
+        let cookie = daos_auth::random_cookie();
+        let (uuid, _) = self
+            .handle_write(
+                &r.pool,
+                Command::HandleOpen(HandleRecord {
+                    cookie,
+                    rights: want,
+                    user: parent.user,
+                    machine: parent.machine,
+                    cont: c.uuid.clone(),
+                    parent: r.handle,
+                }),
+            )
+            .await?;
+        self.push(daos_drpc::mgmt::PoolHandlesReq {
+            uuid,
+            add: vec![daos_drpc::mgmt::pool_handles_req::Handle {
+                cookie,
+                rights: want,
+                parent: r.handle,
+                cont: c.uuid.clone(),
+            }],
+            arm: true,
+            ..Default::default()
+        })
+        .await;
+        Ok(Response::new(daos_proto::cont::OpenResp {
+            handle: cookie,
+            uuid: c.uuid,
+            rights: want,
+        }))
+    }
+
+    async fn disconnect(
+        &self,
+        req: Request<daos_proto::cont::HandleReq>,
+    ) -> Result<Response<daos_proto::cont::CloseResp>, Status> {
+        security::authorize(&req, "ContSvc.Disconnect", self.insecure)?;
+        let r = req.into_inner();
+        if r.handle == 0 {
+            return Err(Status::invalid_argument(
+                "DER_INVAL(-1003): HandleReq.handle is 0: name the handle to close",
+            ));
+        }
+        self.close(&r.pool, vec![r.handle], false).await
+    }
+
+    async fn evict(
+        &self,
+        req: Request<daos_proto::cont::HandleReq>,
+    ) -> Result<Response<daos_proto::cont::CloseResp>, Status> {
+        security::authorize(&req, "ContSvc.Evict", self.insecure)?;
+        let r = req.into_inner();
+        let all = r.handles.is_empty();
+        self.close(&r.pool, r.handles, all).await
     }
 
     async fn map_change(&self, req: Request<MapReq>) -> Result<Response<MapResp>, Status> {

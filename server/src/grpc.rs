@@ -1592,7 +1592,12 @@ pub fn serve(
         Arc::new(move |req, method| security::authorize(req, method, insecure));
     let raft = crate::membership::raft::svc::server(ms.clone(), raft_check);
     let rank = harness.clone().map(|h| crate::remote::server(h, insecure));
-    let cont = crate::cont::server(ms.clone(), insecure);
+    let verify = if insecure {
+        daos_auth::Verify::Digest
+    } else {
+        daos_auth::Verify::CertDir(config.transport_config.client_cert_dir.clone())
+    };
+    let cont = crate::cont::server(ms.clone(), insecure, harness.clone(), verify);
     let services = Services {
         config: Arc::new(config.clone()),
         harness,

@@ -185,9 +185,17 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
             "{tag}: hosts {missed:?} did not take pool map version {version}; they are pushed again"
         );
     }
+    // Targets take requests only under a pool handle: this pass's own.
+    let handle = match h.remote().system_connect(&pool.svc_hosts, &pool.uuid) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("{tag}: no pool handle for the rebuild ({e}); trying again");
+            return;
+        }
+    };
     let result = client_map(h, pool).and_then(|map| {
-        let mut s =
-            Session::open(Arc::new(map), SessionOpts::default()).map_err(|e| e.to_string())?;
+        let mut s = Session::open(Arc::new(map.with_handle(handle)), SessionOpts::default())
+            .map_err(|e| e.to_string())?;
         let conts = h
             .containers(pool)
             .map_err(|e| format!("listing containers: {e}"))?;
@@ -209,6 +217,12 @@ fn rebuild(h: &Harness, pool: &PoolRecord) {
             None => Ok(p),
         }
     });
+    if let Err(e) = h
+        .remote()
+        .system_disconnect(&pool.svc_hosts, &pool.uuid, handle)
+    {
+        warn!("{tag}: closing the rebuild's pool handle: {e}");
+    }
     match result.map(|p| (p, commit(p, true))) {
         Ok((p, Ok(_))) => info!(
             "{tag}: rebuild of pool {} done in {} ms: {} objs, {} recs, {} bytes ({} scanned, {} copies reclaimed)",

@@ -220,6 +220,44 @@ impl Remote {
             .collect()
     }
 
+    /// A read-write pool handle for this daos_server's own I/O (rebuild), from pool `uuid`'s
+    /// service among `hosts` (no credential: the service takes the server's certificate).
+    pub fn system_connect(&self, hosts: &[String], uuid: &str) -> Result<u64, String> {
+        use daos_proto::cont::ConnectReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let pool = uuid.to_string();
+        let r = self.pool_svc_call(hosts, Duration::from_secs(30), move |ch| {
+            let req = ConnectReq {
+                pool: pool.clone(),
+                cred: Vec::new(),
+                flags: crate::cont::FLAG_RW,
+            };
+            async move { ContSvcClient::new(ch).pool_connect(stamp(req)).await }
+        })?;
+        Ok(r.handle)
+    }
+
+    /// Closes a handle [`Self::system_connect`] gave.
+    pub fn system_disconnect(
+        &self,
+        hosts: &[String],
+        uuid: &str,
+        handle: u64,
+    ) -> Result<(), String> {
+        use daos_proto::cont::HandleReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let pool = uuid.to_string();
+        self.pool_svc_call(hosts, Duration::from_secs(15), move |ch| {
+            let req = HandleReq {
+                pool: pool.clone(),
+                handle,
+                ..Default::default()
+            };
+            async move { ContSvcClient::new(ch).disconnect(stamp(req)).await }
+        })
+        .map(|_| ())
+    }
+
     /// Has the leader of pool `uuid`'s service (among `hosts`) apply a pool map command;
     /// returns the pool's record as the service holds it after.
     pub fn map_change(

@@ -66,6 +66,7 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "RaftSvc.Read"
         | "RaftSvc.Start"
         | "RaftSvc.Stop"
+        | "ContSvc.SystemConnect"
         | "RankSvc.EngineCall"
         | "RankSvc.RankInfo"
         | "RankSvc.GroupUpdate" => &[Server],
@@ -79,8 +80,17 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "MgmtSvc.PoolQueryTarget"
         | "MgmtSvc.ListContainers" => &[Admin, Agent],
         // Containers, at their pool's service (the rebuild lists them from a server).
-        "ContSvc.Create" | "ContSvc.Destroy" | "ContSvc.Query" | "ContSvc.SetProps"
-        | "ContSvc.List" => &[Admin, Agent, Server],
+        "ContSvc.Create"
+        | "ContSvc.Destroy"
+        | "ContSvc.Query"
+        | "ContSvc.SetProps"
+        | "ContSvc.List"
+        | "ContSvc.PoolConnect"
+        | "ContSvc.Open"
+        | "ContSvc.Disconnect" => &[Admin, Agent, Server],
+        // Evicting other users' handles: admins (dmg pool evict), and the agent for the
+        // handles a process left when it exited.
+        "ContSvc.Evict" => &[Admin, Agent, Server],
         "MgmtSvc.PoolCreate"
         | "MgmtSvc.PoolGetACL"
         | "MgmtSvc.PoolOverwriteACL"

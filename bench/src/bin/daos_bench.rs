@@ -56,8 +56,12 @@ impl SystemArgs {
             daos_control::load_control(self.config_path.as_deref()).map_err(|e| e.to_string())?;
         let target = daos_control::Target::new(&control, self.host_list.as_deref(), self.insecure)
             .map_err(|e| e.to_string())?;
-        let map = daos_client::connect::pool_map_blocking(&target, &self.pool)
-            .map_err(|e| e.to_string())?;
+        let map = daos_client::connect::connect_blocking(
+            &target,
+            &self.pool,
+            daos_client::container::FLAG_RW,
+        )
+        .map_err(|e| e.to_string())?;
         Ok((target, map))
     }
 }

@@ -112,12 +112,22 @@ fn container_props(info: &ContInfo) -> Result<ContProps, String> {
 /// (`--oclass` or the container's default, checked against its `rd_fac`) and the fault-domain
 /// level their shards are spread at (its `rd_lvl`).
 fn open_container(
+    s: &mut Session,
     c: &Containers,
     id: &str,
     oclass: &Option<String>,
+    flags: u32,
 ) -> Result<OpenContainer, String> {
     let requested = object_class(oclass)?;
     let info = c.query(id).map_err(|e| e.to_string())?;
+    // Under a pool handle, a container handle (DAOS's container open).
+    let pool_handle = s.map().handle;
+    if pool_handle != 0 {
+        let h = c
+            .open(pool_handle, &daos_client::uuid_text(&info.uuid), flags)
+            .map_err(|e| e.to_string())?;
+        s.set_cont_handle(info.uuid, h.cookie);
+    }
     let props = container_props(&info)?;
     let class = props
         .class_for(requested)
@@ -237,7 +247,8 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
             oclass,
             ..
         } => {
-            let (cont, class, lvl) = open_container(c, container, oclass)?;
+            let (cont, class, lvl) =
+                open_container(s, c, container, oclass, daos_client::container::FLAG_RW)?;
             let data =
                 std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             kv::put_at(s, cont, key, class, lvl, &data, new_uuid()?)
@@ -258,7 +269,8 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
             oclass,
             ..
         } => {
-            let (cont, class, lvl) = open_container(c, container, oclass)?;
+            let (cont, class, lvl) =
+                open_container(s, c, container, oclass, daos_client::container::FLAG_RO)?;
             let out = match kv::get_at(s, cont, key, class, lvl) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
@@ -280,7 +292,8 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
             ))
         }
         ObjCmd::List { container, .. } => {
-            let (cont, _, _) = open_container(c, container, &None)?;
+            let (cont, _, _) =
+                open_container(s, c, container, &None, daos_client::container::FLAG_RO)?;
             let mut rows = Vec::new();
             for oid in s.list_objects(cont).map_err(err)? {
                 if let Some(row) = kv::describe(s, cont, oid).map_err(err)? {
@@ -321,7 +334,16 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             ObjCmd::Put { pool, .. } | ObjCmd::Get { pool, .. } | ObjCmd::List { pool, .. },
         ) => pool.clone(),
     };
-    let result = daos_client::connect::pool_map_blocking(&target, &pool)
+    // Reads connect read-only (a principal the pool's ACL lets only read can use them).
+    use daos_client::container::{FLAG_RO, FLAG_RW};
+    let flags = match &cli.command {
+        Command::Container(
+            ContCmd::GetProp { .. } | ContCmd::List { .. } | ContCmd::Query { .. },
+        )
+        | Command::Object(ObjCmd::Get { .. } | ObjCmd::List { .. }) => FLAG_RO,
+        _ => FLAG_RW,
+    };
+    let result = daos_client::connect::connect_blocking(&target, &pool, flags)
         .map_err(|e| e.to_string())
         .and_then(|map| {
             let mut s = Session::open(Arc::new(map), SessionOpts::default())
