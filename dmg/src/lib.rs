@@ -1543,3 +1543,29 @@ pub async fn pool_acl(t: &Target, id: &str, op: AclOp) -> Output {
         error: None,
     }
 }
+
+/// `dmg pool evict POOL`: DAOS's "Pool-evict command succeeded".
+pub async fn pool_evict(t: &Target, id: &str) -> Output {
+    let mut c = match ms_client(t).await {
+        Ok(c) => c,
+        Err(e) => return failed(format!("Pool-evict command failed: {e}")),
+    };
+    match c
+        .pool_evict(daos_proto::mgmt::PoolEvictReq {
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => {
+            let r = r.into_inner();
+            Output {
+                text: "Pool-evict command succeeded\n".into(),
+                json: serde_json::json!({"count": r.count}),
+                ok: true,
+                error: None,
+            }
+        }
+        Err(s) => failed(format!("Pool-evict command failed: {}", status_text(s))),
+    }
+}

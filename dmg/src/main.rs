@@ -105,6 +105,11 @@ enum PoolCmd {
         #[arg(short = 'a', long = "acl-file")]
         acl_file: Option<std::path::PathBuf>,
     },
+    /// Evict all pool connections to a pool: their next I/O fails until they connect again.
+    Evict {
+        /// Pool label or UUID.
+        pool: String,
+    },
     /// Show a pool's ACL.
     GetAcl {
         /// Pool label or UUID.
@@ -367,6 +372,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                 }
                 Some(PoolOp::Extend(id, ranks)) => dmg::pool_extend(&target, &id, &ranks).await,
                 Some(PoolOp::Acl(id, op)) => dmg::pool_acl(&target, &id, op).await,
+                Some(PoolOp::Evict(id)) => dmg::pool_evict(&target, &id).await,
                 Some(PoolOp::QueryTargets(id, rank, idx)) => {
                     dmg::pool_query_targets(&target, &id, rank, &idx).await
                 }
@@ -431,6 +437,7 @@ enum PoolOp {
     QueryTargets(String, u32, Vec<u32>),
     Extend(String, Vec<u32>),
     Acl(String, dmg::AclOp),
+    Evict(String),
 }
 
 /// `--target-idx 0,2` (none: every target).
@@ -570,6 +577,7 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
             };
             PoolOp::Acl(pool.clone(), dmg::AclOp::Update(entries))
         }
+        PoolCmd::Evict { pool } => PoolOp::Evict(pool.clone()),
         PoolCmd::DeleteAcl { pool, principal } => {
             PoolOp::Acl(pool.clone(), dmg::AclOp::Delete(principal.clone()))
         }

@@ -1146,6 +1146,46 @@ impl MgmtSvc for Services {
         }))
     }
 
+    async fn pool_evict(
+        &self,
+        req: Request<crate::rpc::mgmt::PoolEvictReq>,
+    ) -> Result<Response<crate::rpc::mgmt::PoolEvictResp>, Status> {
+        security::authorize(&req, "MgmtSvc.PoolEvict", self.insecure)?;
+        self.leader()?;
+        let r = req.into_inner();
+        if !r.machine.is_empty() || r.destroy {
+            return Err(Status::unimplemented(
+                "MgmtSvc.PoolEvict by machine or as part of a destroy is not implemented by this daos_server; evict all handles or name them",
+            ));
+        }
+        let mut handles = Vec::new();
+        for h in &r.handles {
+            let c = u64::from_str_radix(h.trim_start_matches("0x"), 16).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "DER_INVAL(-1003): PoolEvictReq.handles {h:?} is not a handle (16 hex digits)"
+                ))
+            })?;
+            handles.push(c);
+        }
+        let id = r.id;
+        let count = self
+            .blocking(move |h| {
+                let p = h.ms().pool_find(&id).ok_or_else(|| {
+                    Status::not_found(format!(
+                        "DER_NONEXIST(-1005): no pool {id:?} in the system (see dmg pool list)"
+                    ))
+                })?;
+                h.remote()
+                    .pool_evict(&p.svc_hosts, &p.uuid, handles)
+                    .map_err(|e| Status::unavailable(format!("pool {}: {e}", p.label)))
+            })
+            .await??;
+        Ok(Response::new(crate::rpc::mgmt::PoolEvictResp {
+            status: 0,
+            count: count as i32,
+        }))
+    }
+
     async fn pool_get_acl(
         &self,
         req: Request<crate::rpc::mgmt::GetAclReq>,
@@ -1718,6 +1758,7 @@ const MGMT_SERVED: &[&str] = &[
     "PoolQueryTarget",
     "PoolExtend",
     "ListContainers",
+    "PoolEvict",
     "PoolGetACL",
     "PoolOverwriteACL",
     "PoolUpdateACL",

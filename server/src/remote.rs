@@ -237,6 +237,28 @@ impl Remote {
         Ok(r.handle)
     }
 
+    /// Evicts pool `uuid`'s `handles` (none: all) at its service among `hosts`; how many
+    /// closed.
+    pub fn pool_evict(
+        &self,
+        hosts: &[String],
+        uuid: &str,
+        handles: Vec<u64>,
+    ) -> Result<u32, String> {
+        use daos_proto::cont::HandleReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let pool = uuid.to_string();
+        let r = self.pool_svc_call(hosts, Duration::from_secs(30), move |ch| {
+            let req = HandleReq {
+                pool: pool.clone(),
+                handles: handles.clone(),
+                ..Default::default()
+            };
+            async move { ContSvcClient::new(ch).evict(stamp(req)).await }
+        })?;
+        Ok(r.count)
+    }
+
     /// Closes a handle [`Self::system_connect`] gave.
     pub fn system_disconnect(
         &self,

@@ -78,7 +78,8 @@ pub fn allowed(method: &str, c: Component) -> bool {
         "MgmtSvc.PoolQuery"
         | "MgmtSvc.ListPools"
         | "MgmtSvc.PoolQueryTarget"
-        | "MgmtSvc.ListContainers" => &[Admin, Agent],
+        | "MgmtSvc.ListContainers"
+        | "MgmtSvc.PoolEvict" => &[Admin, Agent],
         // Containers, at their pool's service (the rebuild lists them from a server).
         "ContSvc.Create"
         | "ContSvc.Destroy"

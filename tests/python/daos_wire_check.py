@@ -133,6 +133,11 @@ def build():
                                    ("force", 3, "bool", 0), ("svc_ranks", 4, "uint32", 1),
                                    ("recursive", 5, "bool", 0)])
     message(fd, "PoolDestroyResp", [("status", 1, "int32", 0)])
+    message(fd, "PoolEvictReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
+                                 ("svc_ranks", 3, "uint32", 1), ("handles", 4, "string", 1),
+                                 ("destroy", 5, "bool", 0), ("force_destroy", 6, "bool", 0),
+                                 ("machine", 7, "string", 0)])
+    message(fd, "PoolEvictResp", [("status", 1, "int32", 0), ("count", 2, "int32", 0)])
     # acl.proto
     message(fd, "AccessControlList", [("entries", 1, "string", 1), ("owner_user", 2, "string", 0),
                                       ("owner_group", 3, "string", 0)])
@@ -295,12 +300,15 @@ def main():
           lp.status == 0 and len(lp.pools) == 1 and lp.pools[0].label == "pywire"
           and lp.pools[0].uuid == "7f3c2a44-1b2d-4e5f-8a6b-9c0d1e2f3a4b"
           and lp.pools[0].state == "Ready" and lp.data_version > 0, str(lp))
+    ev = call("PoolEvict", M["PoolEvictReq"](sys="daos_server", id="pywire"), "PoolEvictResp")
+    check("PoolEvict with no connections: status 0, count 0", ev.status == 0 and ev.count == 0,
+          str(ev))
     try:
-        call("PoolEvict", M["PoolDestroyReq"](sys="daos_server", id="pywire"), "PoolDestroyResp")
-        check("PoolEvict answers Unimplemented", False, "it answered")
+        call("PoolUpgrade", M["PoolDestroyReq"](sys="daos_server", id="pywire"), "PoolDestroyResp")
+        check("PoolUpgrade answers Unimplemented", False, "it answered")
     except grpc.RpcError as e:
-        check("PoolEvict answers Unimplemented naming it",
-              e.code() == grpc.StatusCode.UNIMPLEMENTED and "PoolEvict" in e.details(),
+        check("PoolUpgrade answers Unimplemented naming it",
+              e.code() == grpc.StatusCode.UNIMPLEMENTED and "PoolUpgrade" in e.details(),
               f"{e.code()} {e.details()}")
     dr = call("PoolDestroy", M["PoolDestroyReq"](sys="daos_server", id="pywire"),
               "PoolDestroyResp")

@@ -308,3 +308,145 @@ fn signed_credentials_are_validated_by_the_server_and_attach_info_is_cached() {
     let cached = a.agent().attach_info(true).expect("cached attach info");
     assert_eq!(cached.rank_uris.len(), 1);
 }
+
+/// Runs `daos -i -l localhost:PORT args` with the agent at `agent_dir`, as `uid` (root: this
+/// process's).
+fn daos_as(
+    sys: &System,
+    agent_dir: &Path,
+    uid: Option<u32>,
+    args: &[&str],
+) -> std::process::Output {
+    let host = format!("localhost:{}", sys.port);
+    let mut cmd = std::process::Command::new(bin("daos"));
+    cmd.args(["-i", "-l", &host])
+        .args(args)
+        .env("DAOS_AGENT_DRPC_DIR", agent_dir)
+        .stdin(std::process::Stdio::null());
+    if let Some(u) = uid {
+        cmd.uid(u).gid(u);
+    }
+    cmd.output().expect("daos")
+}
+
+#[test]
+fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
+    if !is_root() {
+        eprintln!("SKIPPED pool_acls...: daos_server's tmpfs SCM and running as nobody need root");
+        return;
+    }
+    let sys = System::new(1);
+    let _server = sys.start_joined();
+    let a = AgentDir::new(sys.port, "transport_config:\n  allow_insecure: true\n");
+    let _agent = a.start(&[]);
+    let run_dir = a.dir.path().join("run");
+    let files = a.dir.path().join("files");
+    std::fs::create_dir(&files).expect("mkdir");
+    std::fs::set_permissions(&files, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let f = |n: &str| files.join(n).display().to_string();
+    std::fs::write(f("in"), b"secret value").expect("write");
+    ok(sys.dmg(&["-i", "pool", "create", "tank", "--scm-size", "256M"]));
+
+    // The owner (root, DAOS's default ACL: A::OWNER@:rw) connects through the agent.
+    let me = |args: &[&str]| daos_as(&sys, &run_dir, None, args);
+    ok(me(&["container", "create", "tank", "c1"]));
+    ok(me(&["object", "put", "tank", "c1", "k", &f("in")]));
+    ok(me(&["object", "get", "tank", "c1", "k", &f("out")]));
+    assert_eq!(std::fs::read(f("out")).expect("read"), b"secret value");
+    assert!(
+        sys.log().contains("pool") && !sys.log().contains("credential refused"),
+        "{}",
+        sys.log()
+    );
+
+    // Without a handle (no agent): the pool's targets refuse the request.
+    let empty = a.dir.path().join("no-agent");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let o = daos_as(
+        &sys,
+        &empty,
+        None,
+        &["object", "get", "tank", "c1", "k", &f("x")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("DER_NO_HDL"), "{}", stderr(&o));
+
+    // nobody is not in the ACL: refused at connect, nothing read.
+    let nobody = |args: &[&str]| daos_as(&sys, &run_dir, Some(65534), args);
+    let o = nobody(&["object", "get", "tank", "c1", "k", &f("nobody")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("DER_NO_PERM(-1001): nobody@ may not connect to pool tank read-only"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!files.join("nobody").exists());
+    // A read-only principal: fetches, cannot update.
+    ok(sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::nobody@:r"]));
+    ok(nobody(&["object", "get", "tank", "c1", "k", &f("nobody")]));
+    assert_eq!(std::fs::read(f("nobody")).expect("read"), b"secret value");
+    let o = nobody(&["object", "put", "tank", "c1", "k", &f("in")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("may not connect to pool tank read-write"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A connected client (in this process) loses its handle to dmg pool evict.
+    let control = daos_control::load_control(None).expect("control");
+    let target =
+        daos_control::Target::new(&control, Some(&format!("localhost:{}", sys.port)), true)
+            .expect("target");
+    let cred = a.agent().credential().expect("credential");
+    let conts = daos_client::container::Containers::new(&target, "tank").expect("containers");
+    let h = conts
+        .connect(
+            prost::Message::encode_to_vec(&cred),
+            daos_client::container::FLAG_RW,
+        )
+        .expect("connect");
+    let map = daos_client::connect::pool_map_blocking(&target, "tank")
+        .expect("map")
+        .with_handle(h.cookie);
+    let mut s =
+        daos_client::Session::open(std::sync::Arc::new(map), Default::default()).expect("session");
+    let c1 = conts.query("c1").expect("c1");
+    let ch = conts
+        .open(
+            h.cookie,
+            &daos_client::uuid_text(&c1.uuid),
+            daos_client::container::FLAG_RW,
+        )
+        .expect("open");
+    s.set_cont_handle(c1.uuid, ch.cookie);
+    s.update(c1.uuid, 7, b"d", b"a", b"before")
+        .expect("connected: served");
+    // A container handle of another container is refused.
+    assert!(
+        conts
+            .open(h.cookie, "nope", daos_client::container::FLAG_RW)
+            .is_err(),
+        "no such container"
+    );
+    assert_eq!(
+        ok(sys.dmg(&["-i", "pool", "evict", "tank"])),
+        "Pool-evict command succeeded\n"
+    );
+    let e = s
+        .update(c1.uuid, 7, b"d", b"a", b"after")
+        .expect_err("evicted");
+    assert_eq!(e.der(), Some(daos_wire::der::NO_HDL), "{e}");
+    // Connecting again works; the value is the one written before the eviction.
+    ok(me(&["object", "get", "tank", "c1", "k", &f("again")]));
+    assert_eq!(std::fs::read(f("again")).expect("read"), b"secret value");
+    let o = conts.open(
+        h.cookie,
+        &daos_client::uuid_text(&c1.uuid),
+        daos_client::container::FLAG_RO,
+    );
+    assert!(
+        matches!(o, Err(daos_client::container::ContError::NoPerm(ref m)) if m.contains("DER_NO_HDL")),
+        "an evicted pool handle opens nothing: {o:?}"
+    );
+}
