@@ -2,9 +2,10 @@
 # The main job: installs what is needed, builds daos-rs, and runs a single-node system on the
 # embedded default config (emulated storage under $DAOS_DATA_DIR, default ./daos-demo), the way
 # the DAOS deployment guide does it: daos_server start -> maintenance mode -> dmg storage format
-# -> the engine starts and joins -> dmg system query -v -> dmg pool create/query -> daos
-# container create -> object put/get of a file over the fabric, compared byte for byte -> daos_bench io
-# -> clean stop.
+# -> the engine starts and joins -> dmg system query -v -> dmg pool create/query/get-acl ->
+# daos_agent start (clients' credentials; pool connect checks the pool's ACL) -> daos container
+# create -> object put/get of a file over the fabric, compared byte for byte -> daos_bench io ->
+# clean stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -57,6 +58,26 @@ echo "== dmg pool list / query"
 "${DMG[@]}" pool list
 "${DMG[@]}" pool query demo
 
+echo "== dmg pool get-acl demo"
+"${DMG[@]}" pool get-acl demo
+
+AGENT_DIR="$DAOS_DATA_DIR/agent"
+mkdir -p "$AGENT_DIR"
+printf '%s\n' "name: daos_server" "access_points: ['localhost:$PORT']" "runtime_dir: $AGENT_DIR" \
+  "log_file: $AGENT_DIR/daos_agent.log" "transport_config:" "  allow_insecure: true" \
+  >"$AGENT_DIR/daos_agent.yml"
+echo "== daos_agent -o $AGENT_DIR/daos_agent.yml   (socket: $AGENT_DIR/daos_agent.sock)"
+"$BIN/daos_agent" -o "$AGENT_DIR/daos_agent.yml" >"$AGENT_DIR/daos_agent.out" 2>&1 &
+AGENT_PID=$!
+trap 'kill -TERM $PID $AGENT_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -S "$AGENT_DIR/daos_agent.sock" ] && break; sleep 0.1; done
+if ! [ -S "$AGENT_DIR/daos_agent.sock" ]; then
+  cat "$AGENT_DIR/daos_agent.out"; echo "demo: daos_agent did not start" >&2; exit 1
+fi
+export DAOS_AGENT_DRPC_DIR="$AGENT_DIR"
+echo "== daos_agent dump-attachinfo"
+"$BIN/daos_agent" -o "$AGENT_DIR/daos_agent.yml" dump-attachinfo
+
 DAOS=("$BIN/daos" -i -l "localhost:$PORT")
 echo "== daos container create demo c1"
 "${DAOS[@]}" container create demo c1
@@ -83,7 +104,11 @@ echo "   (results also in $DAOS_DATA_DIR/io.json)"
 echo "== control log"
 cat "$LOG"
 
-echo "== stopping daos_server (SIGTERM)"
+echo "== daos_agent log"
+cat "$AGENT_DIR/daos_agent.log"
+echo "== stopping daos_agent and daos_server (SIGTERM)"
+kill -TERM $AGENT_PID
+wait $AGENT_PID
 kill -TERM $PID
 wait $PID
 trap - EXIT

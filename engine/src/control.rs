@@ -543,7 +543,9 @@ fn apply_handles(
             .map_err(|e| (der::NOSPACE, format!("pool {}: {e}", req.uuid)))?;
     }
     if req.arm {
-        t.arm();
+        pools
+            .arm_handles(&req.uuid)
+            .map_err(|e| (der::IO, format!("pool {}: {e}", req.uuid)))?;
     }
     Ok(())
 }
@@ -628,5 +630,11 @@ mod handle_tests {
             ..Default::default()
         })
         .expect("ignored");
+        // After a restart the pool checks at once, with no handle until they are pushed again.
+        drop(t);
+        drop(pools);
+        let again = crate::pool::tests::store(dir.path(), 1, 64);
+        let t = again.handles(U).expect("held");
+        assert!(t.armed() && t.is_empty(), "restarted armed and empty");
     }
 }

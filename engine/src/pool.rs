@@ -341,6 +341,9 @@ fn align_up(v: u64) -> u64 {
 }
 
 /// The pools of one engine.
+/// The marker of a pool whose targets check handles (see [`PoolStore::arm_handles`]).
+const ARMED: &str = "handles.armed";
+
 pub struct PoolStore {
     dir: PathBuf,
     scm_capacity: u64,
@@ -423,19 +426,36 @@ impl PoolStore {
         Some(self.versions().entry(uuid.to_string()).or_default().clone())
     }
 
-    /// The handle table of pool `uuid`, if this engine holds the pool.
+    /// The handle table of pool `uuid`, if this engine holds the pool. A pool whose checks
+    /// were turned on before (a marker beside its shards) starts checking at once after a
+    /// restart, with no handles until the pool service pushes them again.
     pub fn handles(&self, uuid: &str) -> Option<Arc<crate::handles::HandleTable>> {
         if !self.lock().contains_key(uuid) {
             return None;
         }
-        Some(
-            self.handles
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(uuid.to_string())
-                .or_default()
-                .clone(),
-        )
+        let mut tables = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        let t = tables.entry(uuid.to_string()).or_insert_with(|| {
+            let t = crate::handles::HandleTable::default();
+            if self.dir.join(uuid).join(ARMED).exists() {
+                t.arm();
+            }
+            Arc::new(t)
+        });
+        Some(t.clone())
+    }
+
+    /// Turns pool `uuid`'s handle checks on, for good (kept across restarts).
+    pub fn arm_handles(&self, uuid: &str) -> Result<(), PoolError> {
+        let Some(t) = self.handles(uuid) else {
+            return Ok(());
+        };
+        if !t.armed() {
+            let path = self.dir.join(uuid).join(ARMED);
+            fs::write(&path, b"pool handles are checked\n")
+                .map_err(io_err("cannot write the handle-check marker", &path))?;
+            t.arm();
+        }
+        Ok(())
     }
 
     /// Raises pool `uuid`'s map version to `version` (versions never go back); returns the

@@ -58,7 +58,7 @@ fn wanted(flags: u32, what: &str) -> Result<u32, Status> {
 
 /// Pushes a change of pool `uuid`'s handles to the engines of its ranks (those not answering
 /// get the full list when the pool service resyncs them). Blocking.
-fn push_handles(
+pub(crate) fn push_handles(
     h: &crate::harness::Harness,
     ranks: &[u32],
     req: &daos_drpc::mgmt::PoolHandlesReq,
@@ -554,6 +554,29 @@ impl ContSvc for ContService {
             ));
         }
         self.close(&r.pool, vec![r.handle], false).await
+    }
+
+    async fn handles(
+        &self,
+        req: Request<ContReq>,
+    ) -> Result<Response<daos_proto::cont::HandlesResp>, Status> {
+        security::authorize(&req, "ContSvc.Handles", self.insecure)?;
+        let r = req.into_inner();
+        let db = self.read(&r.pool).await?;
+        Ok(Response::new(daos_proto::cont::HandlesResp {
+            handles: db
+                .handles
+                .into_iter()
+                .map(|h| daos_proto::cont::HandleInfo {
+                    cookie: h.cookie,
+                    rights: h.rights,
+                    parent: h.parent,
+                    cont: h.cont,
+                    user: h.user,
+                    machine: h.machine,
+                })
+                .collect(),
+        }))
     }
 
     async fn evict(

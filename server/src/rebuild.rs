@@ -116,6 +116,7 @@ pub fn driver(h: Arc<Harness>) {
         if synced.elapsed() >= SYNC {
             synced = Instant::now();
             sync_maps(&h);
+            sync_handles(&h);
         }
         self_heal(&h, &mut since);
         for pool in h.ms().pools() {
@@ -155,6 +156,49 @@ fn sync_maps(h: &Harness) {
             // Not held there yet (no change since the pool was created), or unreachable.
             _ => {}
         }
+    }
+}
+
+/// Pushes each pool's open handles to its engines again (idempotent): an engine that
+/// restarted checks handles from its first request (a marker kept with the pool's shards) and
+/// learns them here.
+fn sync_handles(h: &Harness) {
+    for pool in h.ms().pools() {
+        if pool.svc_hosts.is_empty() || pool.state != PoolState::Ready {
+            continue;
+        }
+        let Ok(list) = h.remote().list_handles(&pool.svc_hosts, &pool.uuid) else {
+            continue;
+        };
+        if list.is_empty() {
+            continue;
+        }
+        let req = daos_drpc::mgmt::PoolHandlesReq {
+            uuid: pool.uuid.clone(),
+            add: list
+                .into_iter()
+                .map(|x| daos_drpc::mgmt::pool_handles_req::Handle {
+                    cookie: x.cookie,
+                    rights: x.rights,
+                    parent: x.parent,
+                    cont: x.cont,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        // Ranks that run (the others get them when they are back).
+        let members = h.ms().members();
+        let live: Vec<u32> = pool
+            .ranks
+            .iter()
+            .copied()
+            .filter(|r| {
+                members
+                    .iter()
+                    .any(|m| m.rank == *r && m.state == crate::membership::MemberState::Joined)
+            })
+            .collect();
+        crate::cont::push_handles(h, &live, &req);
     }
 }
 

@@ -259,6 +259,25 @@ impl Remote {
         Ok(r.count)
     }
 
+    /// Pool `uuid`'s open handles, from its service among `hosts`.
+    pub fn list_handles(
+        &self,
+        hosts: &[String],
+        uuid: &str,
+    ) -> Result<Vec<daos_proto::cont::HandleInfo>, String> {
+        use daos_proto::cont::ContReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let pool = uuid.to_string();
+        let r = self.pool_svc_call(hosts, Duration::from_secs(10), move |ch| {
+            let req = ContReq {
+                pool: pool.clone(),
+                ..Default::default()
+            };
+            async move { ContSvcClient::new(ch).handles(stamp(req)).await }
+        })?;
+        Ok(r.handles)
+    }
+
     /// Closes a handle [`Self::system_connect`] gave.
     pub fn system_disconnect(
         &self,

@@ -67,6 +67,7 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "RaftSvc.Start"
         | "RaftSvc.Stop"
         | "ContSvc.SystemConnect"
+        | "ContSvc.Handles"
         | "RankSvc.EngineCall"
         | "RankSvc.RankInfo"
         | "RankSvc.GroupUpdate" => &[Server],

@@ -336,7 +336,7 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
         return;
     }
     let sys = System::new(1);
-    let _server = sys.start_joined();
+    let mut server = sys.start_joined();
     let a = AgentDir::new(sys.port, "transport_config:\n  allow_insecure: true\n");
     let _agent = a.start(&[]);
     let run_dir = a.dir.path().join("run");
@@ -448,5 +448,40 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
     assert!(
         matches!(o, Err(daos_client::container::ContError::NoPerm(ref m)) if m.contains("DER_NO_HDL")),
         "an evicted pool handle opens nothing: {o:?}"
+    );
+
+    // A restarted engine checks handles from its first request, and learns the open ones
+    // again from the management service.
+    let h2 = conts
+        .connect(
+            prost::Message::encode_to_vec(&cred),
+            daos_client::container::FLAG_RW,
+        )
+        .expect("connect again");
+    sys.stop(&mut server);
+    let _server = sys.start(&[]);
+    sys.wait_log("joined the system as rank", 2, 60);
+    let o = daos_as(
+        &sys,
+        &empty,
+        None,
+        &["object", "get", "tank", "c1", "k", &f("x")],
+    );
+    assert!(stderr(&o).contains("DER_NO_HDL"), "{}", stderr(&o));
+    let map = daos_client::connect::pool_map_blocking(&target, "tank")
+        .expect("map")
+        .with_handle(h2.cookie);
+    let mut s =
+        daos_client::Session::open(std::sync::Arc::new(map), Default::default()).expect("session");
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .fetch(c1.uuid, 7, b"d", b"a")
+            .is_ok()),
+        "the open handle was pushed to the restarted engine; log:\n{}",
+        sys.log()
+    );
+    assert_eq!(
+        s.fetch(c1.uuid, 7, b"d", b"a").expect("fetch"),
+        Some(b"before".to_vec())
     );
 }

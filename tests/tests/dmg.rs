@@ -744,8 +744,8 @@ fn a_daos_rpc_this_server_does_not_implement_is_unimplemented_by_name() {
     };
     for (path, words) in [
         (
-            "/mgmt.MgmtSvc/PoolEvict",
-            "MgmtSvc.PoolEvict (dmg pool evict)",
+            "/mgmt.MgmtSvc/PoolUpgrade",
+            "MgmtSvc.PoolUpgrade (dmg pool upgrade)",
         ),
         (
             "/mgmt.MgmtSvc/SystemDrain",
