@@ -207,12 +207,7 @@ impl Ace {
                 })?;
             perms |= bit;
         }
-        if perms == 0 {
-            return Err(bad(format!(
-                "no permissions (use some of {})",
-                object.letters()
-            )));
-        }
+        // No letters: DAOS's way to deny a user everything.
         Ok(Ace { principal, perms })
     }
 }
@@ -358,6 +353,23 @@ impl Acl {
     }
 }
 
+/// The entries of an ACL file: one per line, blank lines and `#` comments skipped (DAOS's
+/// format); a file without entries is an error.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("opening ACL file {}: {e}", path.display()))?;
+    let entries: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    if entries.is_empty() {
+        return Err(format!("ACL file '{}' contains no entries", path.display()));
+    }
+    Ok(entries)
+}
+
 /// DAOS's long form of an entry (`get-acl --verbose`).
 pub fn verbose_ace(ace: &str) -> String {
     let f: Vec<&str> = ace.split(':').collect();
@@ -472,7 +484,9 @@ mod tests {
         assert!(e("A::bob:r", Object::Pool).contains("must end in @"));
         assert!(e("A::OWNER@:o", Object::Pool).contains("not one of rwcdtTaA for a pool"));
         assert!(e("A::OWNER@:c", Object::Container).contains("container"));
-        assert!(e("A::OWNER@:", Object::Pool).contains("no permissions"));
+        // An entry without permissions denies (DAOS: `A::daos_user@:`).
+        let deny = Ace::parse("A::bob@:", Object::Pool).expect("deny entry");
+        assert_eq!((deny.perms, deny.to_string()), (0, "A::bob@:".to_string()));
         assert!(
             Acl::parse(["A::bob@:r", "A::bob@:w"], Object::Pool)
                 .unwrap_err()
@@ -518,6 +532,17 @@ mod tests {
     }
 
     #[test]
+    fn pool_connects_follow_daos_aliases() {
+        use perm::*;
+        assert!(pool_connect_allowed(READ, false));
+        assert!(pool_connect_allowed(GET_PROP, false), "t is enough to connect");
+        assert!(!pool_connect_allowed(READ, true));
+        assert!(pool_connect_allowed(GET_PROP | CREATE_CONT, true), "c counts as write");
+        assert!(!pool_connect_allowed(WRITE, true), "write-only is refused");
+        assert!(!pool_connect_allowed(0, false));
+    }
+
+    #[test]
     fn update_and_delete() {
         let mut acl = Acl::default_pool();
         acl.update(&Acl::parse(["A::OWNER@:r", "A::EVERYONE@:r"], Object::Pool).unwrap());
@@ -542,4 +567,12 @@ mod tests {
             "# Entries:\n# Allow:Group:Owner-Group:Read/Write\nA:G:GROUP@:rw\n"
         );
     }
+}
+
+/// Whether pool permissions `p` allow a connection: read-only needs read (`r`, or `t` it
+/// aliases); read-write also needs write (`w`, or `c`/`d` it aliases), as DAOS decides.
+pub fn pool_connect_allowed(p: u16, read_write: bool) -> bool {
+    let read = p & (perm::READ | perm::GET_PROP) != 0;
+    let write = p & (perm::WRITE | perm::CREATE_CONT | perm::DEL_CONT) != 0;
+    read && (!read_write || write)
 }

@@ -41,6 +41,15 @@ pub enum ContError {
 pub const FLAG_RO: u32 = 1;
 pub const FLAG_RW: u32 = 2;
 
+/// A container ACL operation.
+pub enum AclOp {
+    Get,
+    Overwrite(Vec<String>),
+    Update(Vec<String>),
+    Delete(String),
+    SetOwner { user: String, group: String },
+}
+
 /// A pool or container handle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handle {
@@ -59,6 +68,10 @@ pub struct ContInfo {
     pub label: String,
     /// `name:value;...`
     pub props: String,
+    /// Owner user and group (`name@`; empty for containers made before ACLs) and ACL entries.
+    pub owner: String,
+    pub group: String,
+    pub acl: Vec<String>,
 }
 
 impl ContInfo {
@@ -73,6 +86,9 @@ impl ContInfo {
             uuid,
             label: c.label,
             props: c.props,
+            owner: c.owner,
+            group: c.group,
+            acl: c.acl,
         })
     }
 }
@@ -82,6 +98,8 @@ pub struct Containers<'a> {
     target: &'a Target,
     pool: String,
     rt: tokio::runtime::Runtime,
+    /// The caller's pool handle: its identity for the pool's and containers' ACLs.
+    handle: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -104,7 +122,14 @@ impl<'a> Containers<'a> {
             target,
             pool: pool.to_string(),
             rt,
+            handle: 0,
         })
+    }
+
+    /// Calls from now on are made under pool handle `handle` (ACLs are checked against its
+    /// holder).
+    pub fn set_handle(&mut self, handle: u64) {
+        self.handle = handle;
     }
 
     /// Calls the pool service's leader, following redirects, until answered or [`DEADLINE`].
@@ -260,8 +285,61 @@ impl<'a> Containers<'a> {
     fn req(&self) -> ContReq {
         ContReq {
             pool: self.pool.clone(),
+            handle: self.handle,
             ..Default::default()
         }
+    }
+
+    /// Creates container `label` with its owner (empty: the handle's holder) and ACL entries
+    /// (empty: DAOS's default container ACL).
+    pub fn create_with_acl(
+        &self,
+        label: &str,
+        uuid: [u8; 16],
+        props: &str,
+        acl: Vec<String>,
+        owner: &str,
+        group: &str,
+    ) -> Result<ContInfo, ContError> {
+        self.one(
+            Op::Create,
+            ContReq {
+                label: label.into(),
+                uuid: crate::uuid_text(&uuid),
+                props: props.into(),
+                acl,
+                owner: owner.into(),
+                group: group.into(),
+                ..self.req()
+            },
+        )
+    }
+
+    /// A container ACL operation (`daos container get-acl|overwrite-acl|update-acl|
+    /// delete-acl|set-owner`); the container afterwards.
+    pub fn acl(&self, id: &str, op: AclOp) -> Result<ContInfo, ContError> {
+        let mut req = daos_proto::cont::ContAclReq {
+            pool: self.pool.clone(),
+            id: id.into(),
+            handle: self.handle,
+            ..Default::default()
+        };
+        match op {
+            AclOp::Get => req.op = 0,
+            AclOp::Overwrite(e) => (req.op, req.entries) = (1, e),
+            AclOp::Update(e) => (req.op, req.entries) = (2, e),
+            AclOp::Delete(p) => (req.op, req.principal) = (3, p),
+            AclOp::SetOwner { user, group } => (req.op, req.owner, req.group) = (4, user, group),
+        }
+        let c = self.rt.block_on(self.leader_call(|mut c| {
+            let r = req.clone();
+            async move { c.acl(r).await.map(|a| a.into_inner().container) }
+        }))?;
+        let c = c.ok_or_else(|| ContError::Unavailable {
+            pool: self.pool.clone(),
+            last: "an answer without its container".into(),
+        })?;
+        ContInfo::from_wire(c)
     }
 
     /// Creates container `label` with UUID `uuid` and properties `props`.

@@ -1459,21 +1459,9 @@ pub enum AclOp {
     Delete(String),
 }
 
-/// The entries of an ACL file: one per line, blank lines and `#` comments skipped (DAOS's
-/// format); a file without entries is an error.
+/// The entries of an ACL file (see [`daos_auth::acl::read_file`]).
 pub fn read_acl_file(path: &std::path::Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("opening ACL file {}: {e}", path.display()))?;
-    let entries: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
-    if entries.is_empty() {
-        return Err(format!("ACL file '{}' contains no entries", path.display()));
-    }
-    Ok(entries)
+    daos_auth::acl::read_file(path)
 }
 
 /// `dmg pool get-acl|overwrite-acl|update-acl|delete-acl`: the pool's ACL afterwards, as DAOS

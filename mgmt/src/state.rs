@@ -74,6 +74,13 @@ pub enum Command {
         id: String,
         props: String,
     },
+    /// A pool service's: container `id`'s owner, owner group and ACL (each when given).
+    ContAcl {
+        id: String,
+        owner: Option<String>,
+        owner_group: Option<String>,
+        acl: Option<Vec<String>>,
+    },
     /// A pool service's: a pool handle (pool connect) or a container handle (container open,
     /// under its pool handle `parent`).
     HandleOpen(HandleRecord),
@@ -98,6 +105,11 @@ pub struct HandleRecord {
     pub cont: String,
     /// The pool handle a container handle was opened under (0: a pool handle).
     pub parent: u64,
+    /// The holder's primary group and other groups (`name@`), for container ACL checks.
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// A container in its pool service: UUID (text), label, properties (`name:value;...`).
@@ -106,6 +118,14 @@ pub struct ContainerRecord {
     pub uuid: String,
     pub label: String,
     pub props: String,
+    /// Owner user and group (`name@`) and ACL entries (DAOS's short form); empty for
+    /// containers made before ACLs (DAOS's default container ACL applies).
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub owner_group: String,
+    #[serde(default)]
+    pub acl: Vec<String>,
 }
 
 /// What an applied command answers.
@@ -438,6 +458,25 @@ impl SystemDb {
                 let i = self.container_index(id)?;
                 self.containers[i].props = props.clone();
                 Ok(Reply::Container(self.containers[i].clone()))
+            }
+            Command::ContAcl {
+                id,
+                owner,
+                owner_group,
+                acl,
+            } => {
+                let i = self.container_index(id)?;
+                let c = &mut self.containers[i];
+                if let Some(o) = owner {
+                    c.owner = o.clone();
+                }
+                if let Some(g) = owner_group {
+                    c.owner_group = g.clone();
+                }
+                if let Some(a) = acl {
+                    c.acl = a.clone();
+                }
+                Ok(Reply::Container(c.clone()))
             }
             Command::HandleOpen(h) => {
                 if h.parent != 0

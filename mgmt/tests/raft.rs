@@ -330,6 +330,7 @@ fn a_pool_service_replicates_containers_and_survives_its_leader() {
             uuid: format!("{n:08x}-0000-0000-0000-000000000000"),
             label: label.into(),
             props: "rd_fac:1".into(),
+            ..Default::default()
         };
         rt.block_on(
             node(nodes, i)

@@ -91,7 +91,64 @@ fn to_wire(c: ContainerRecord) -> Container {
         uuid: c.uuid,
         label: c.label,
         props: c.props,
+        owner: c.owner,
+        group: c.owner_group,
+        acl: c.acl,
     }
+}
+
+/// The identity of pool handle `handle` in the pool service's state (`None` for 0: an admin
+/// tool or a daos_server, which container ACLs do not restrict).
+fn holder(db: &daos_mgmt::SystemDb, handle: u64) -> Result<Option<daos_auth::Identity>, Status> {
+    if handle == 0 {
+        return Ok(None);
+    }
+    let h = db
+        .handles
+        .iter()
+        .find(|h| h.cookie == handle && h.parent == 0)
+        .ok_or_else(|| Status::permission_denied(Refusal::UnknownHandle(handle).to_string()))?;
+    Ok(Some(daos_auth::Identity {
+        user: h.user.clone(),
+        group: h.group.clone(),
+        groups: h.groups.clone(),
+        machine: h.machine.clone(),
+    }))
+}
+
+/// What `who` may do with container `c` (DAOS's container ACL); a container made before
+/// ACLs had none: its pool's rights decide (read, write).
+fn cont_perms(c: &ContainerRecord, who: &daos_auth::Identity, pool_rights: u16) -> u16 {
+    use daos_auth::perm;
+    if c.owner.is_empty() {
+        let mut p = 0;
+        if pool_rights & perm::READ != 0 {
+            p |= perm::READ | perm::GET_PROP | perm::GET_ACL;
+        }
+        if pool_rights & perm::WRITE != 0 {
+            p |= perm::WRITE | perm::SET_PROP | perm::DEL_CONT;
+        }
+        return p;
+    }
+    let lines = if c.acl.is_empty() {
+        daos_auth::Acl::default_container().strings()
+    } else {
+        c.acl.clone()
+    };
+    daos_auth::Acl::parse(
+        lines.iter().map(String::as_str),
+        daos_auth::Object::Container,
+    )
+    .map(|a| a.perms(who, &c.owner, &c.owner_group))
+    .unwrap_or(0)
+}
+
+/// A refusal naming who, what and where.
+fn no_perm(who: &daos_auth::Identity, what: &str, on: &str) -> Status {
+    Status::permission_denied(format!(
+        "DER_NO_PERM(-1001): {} may not {what} {on} (see its ACL)",
+        who.user
+    ))
 }
 
 /// A redirect to a pool service's leader, in DAOS's annotated form with the pool's words.
@@ -238,6 +295,21 @@ impl ContService {
         let _ = tokio::task::spawn_blocking(move || push_handles(&h, &ranks, &req)).await;
     }
 
+    /// What `who` may do with pool `uuid` (its ACL in the management service's record).
+    fn pool_perms(&self, uuid: &str, who: &daos_auth::Identity) -> u16 {
+        let Some(rec) = self.ms.pool_find(uuid) else {
+            return 0;
+        };
+        let lines = if rec.acl.is_empty() {
+            daos_auth::Acl::default_pool().strings()
+        } else {
+            rec.acl
+        };
+        daos_auth::Acl::parse(lines.iter().map(String::as_str), daos_auth::Object::Pool)
+            .map(|a| a.perms(who, &rec.owner, &rec.owner_group))
+            .unwrap_or(0)
+    }
+
     /// A handle for a peer daos_server's own I/O, outside the pool's ACL.
     async fn system_connect(
         &self,
@@ -261,6 +333,7 @@ impl ContService {
                 machine: daos_auth::cred::machine_name(),
                 cont: String::new(),
                 parent: 0,
+                ..Default::default()
             }),
         )
         .await?;
@@ -338,10 +411,58 @@ impl ContSvc for ContService {
                 r.uuid
             ))
         })?;
+        let acl = if r.acl.is_empty() {
+            Vec::new()
+        } else {
+            daos_auth::Acl::parse(
+                r.acl.iter().map(String::as_str),
+                daos_auth::Object::Container,
+            )
+            .map_err(|e| Status::invalid_argument(format!("DER_INVAL(-1003): {e}")))?
+            .strings()
+        };
+        let principal = |n: &str| {
+            if n.is_empty() || n.ends_with('@') {
+                n.to_string()
+            } else {
+                format!("{n}@")
+            }
+        };
+        let (mut owner, mut group) = (principal(&r.owner), principal(&r.group));
+        if r.handle != 0 {
+            // The caller's identity: the pool's ACL must let it create containers.
+            let db = self.read(&r.pool).await?;
+            if let Some(who) = holder(&db, r.handle)? {
+                let (uuid, _, _) = self.route(&r.pool).await?;
+                let p = self.pool_perms(&uuid, &who);
+                use daos_auth::perm;
+                if p & (perm::CREATE_CONT | perm::WRITE) == 0 {
+                    return Err(no_perm(
+                        &who,
+                        "create containers in",
+                        &format!("pool {}", r.pool),
+                    ));
+                }
+                if owner.is_empty() {
+                    owner = who.user.clone();
+                }
+                if group.is_empty() {
+                    group = who.group.clone();
+                }
+            }
+        }
+        if owner.is_empty() && !acl.is_empty() {
+            return Err(Status::invalid_argument(
+                "DER_INVAL(-1003): a container ACL needs an owner: create it connected (through daos_agent) or give --user",
+            ));
+        }
         let c = ContainerRecord {
             uuid: daos_wire::uuid_text(&uuid),
             label: r.label,
             props: r.props,
+            owner,
+            owner_group: group,
+            acl,
         };
         let c = self.write(&r.pool, Command::ContCreate(c)).await?;
         Ok(Response::new(ContResp {
@@ -352,6 +473,22 @@ impl ContSvc for ContService {
     async fn destroy(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.Destroy", self.insecure)?;
         let r = req.into_inner();
+        if r.handle != 0 {
+            let db = self.read(&r.pool).await?;
+            if let Some(who) = holder(&db, r.handle)? {
+                let c = db.container(&r.id).cloned().ok_or_else(|| {
+                    Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
+                })?;
+                let (uuid, _, _) = self.route(&r.pool).await?;
+                let pool = self.pool_perms(&uuid, &who);
+                use daos_auth::perm;
+                let by_pool = pool & (perm::DEL_CONT | perm::WRITE) != 0;
+                let by_cont = cont_perms(&c, &who, pool) & perm::DEL_CONT != 0;
+                if !by_pool && !by_cont {
+                    return Err(no_perm(&who, "destroy", &format!("container {}", c.label)));
+                }
+            }
+        }
         let c = self
             .write(&r.pool, Command::ContDestroy { id: r.id })
             .await?;
@@ -429,8 +566,8 @@ impl ContSvc for ContService {
         .map_err(|e| {
             Status::internal(format!("pool {}: its ACL does not parse: {e}", rec.label))
         })?;
-        let perms = u32::from(acl.perms(&who, &rec.owner, &rec.owner_group));
-        if perms & want != want {
+        let perms = acl.perms(&who, &rec.owner, &rec.owner_group);
+        if !daos_auth::acl::pool_connect_allowed(perms, want & 2 != 0) {
             let text = format!(
                 "DER_NO_PERM(-1001): {} may not connect to pool {} {} (its ACL grants {}; see dmg pool get-acl)",
                 who.user,
@@ -440,11 +577,18 @@ impl ContSvc for ContService {
                 } else {
                     "read-only"
                 },
-                match perms & 3 {
-                    3 => "rw",
-                    1 => "r",
-                    2 => "w",
-                    _ => "nothing",
+                {
+                    let e = daos_auth::Ace {
+                        principal: daos_auth::Principal::Everyone,
+                        perms,
+                    }
+                    .to_string();
+                    let letters = e.rsplit(':').next().unwrap_or_default().to_string();
+                    if letters.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        letters
+                    }
                 }
             );
             tracing::warn!("pool {uuid}: {text}");
@@ -460,6 +604,8 @@ impl ContSvc for ContService {
                 machine: who.machine.clone(),
                 cont: String::new(),
                 parent: 0,
+                group: who.group.clone(),
+                groups: who.groups.clone(),
             }),
         )
         .await?;
@@ -509,6 +655,20 @@ impl ContSvc for ContService {
                 c.label
             )));
         }
+        if let Some(who) = holder(&db, r.handle)? {
+            let p = cont_perms(&c, &who, parent.rights as u16);
+            if u32::from(p) & want != want {
+                return Err(no_perm(
+                    &who,
+                    if want & 2 != 0 {
+                        "open read-write"
+                    } else {
+                        "open"
+                    },
+                    &format!("container {}", c.label),
+                ));
+            }
+        }
         let cookie = daos_auth::random_cookie();
         let (uuid, _) = self
             .handle_write(
@@ -516,10 +676,12 @@ impl ContSvc for ContService {
                 Command::HandleOpen(HandleRecord {
                     cookie,
                     rights: want,
-                    user: parent.user,
-                    machine: parent.machine,
+                    user: parent.user.clone(),
+                    machine: parent.machine.clone(),
                     cont: c.uuid.clone(),
                     parent: r.handle,
+                    group: parent.group.clone(),
+                    groups: parent.groups.clone(),
                 }),
             )
             .await?;
@@ -576,6 +738,105 @@ impl ContSvc for ContService {
                     machine: h.machine,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn acl(
+        &self,
+        req: Request<daos_proto::cont::ContAclReq>,
+    ) -> Result<Response<ContResp>, Status> {
+        use daos_auth::perm;
+        security::authorize(&req, "ContSvc.Acl", self.insecure)?;
+        let r = req.into_inner();
+        let db = self.read(&r.pool).await?;
+        let c = db.container(&r.id).cloned().ok_or_else(|| {
+            Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
+        })?;
+        let (need, what) = match r.op {
+            0 => (perm::GET_ACL, "read the ACL of"),
+            1..=3 => (perm::SET_ACL, "change the ACL of"),
+            4 => (perm::SET_OWNER, "change the owner of"),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "DER_INVAL(-1003): ContAclReq.op {other}: 0 get, 1 overwrite, 2 update, 3 delete, 4 set-owner"
+                )));
+            }
+        };
+        if let Some(who) = holder(&db, r.handle)? {
+            let (uuid, _, _) = self.route(&r.pool).await?;
+            let pool = self.pool_perms(&uuid, &who);
+            if cont_perms(&c, &who, pool) & need == 0 {
+                return Err(no_perm(&who, what, &format!("container {}", c.label)));
+            }
+        }
+        if r.op == 0 {
+            return Ok(Response::new(ContResp {
+                container: Some(to_wire(c)),
+            }));
+        }
+        let bad =
+            |e: daos_auth::AuthError| Status::invalid_argument(format!("DER_INVAL(-1003): {e}"));
+        let parse = |lines: &[String]| {
+            daos_auth::Acl::parse(
+                lines.iter().map(String::as_str),
+                daos_auth::Object::Container,
+            )
+            .map_err(bad)
+        };
+        let current = if c.acl.is_empty() {
+            daos_auth::Acl::default_container()
+        } else {
+            parse(&c.acl)?
+        };
+        let principal = |n: &str| {
+            if n.is_empty() {
+                None
+            } else if n.ends_with('@') {
+                Some(n.to_string())
+            } else {
+                Some(format!("{n}@"))
+            }
+        };
+        let (acl, owner, group) = match r.op {
+            1 => (Some(parse(&r.entries)?.strings()), None, None),
+            2 => {
+                let mut a = current;
+                a.update(&parse(&r.entries)?);
+                (Some(a.strings()), None, None)
+            }
+            3 => {
+                let mut a = current;
+                let p = daos_auth::Principal::parse(&r.principal).map_err(bad)?;
+                if !a.delete(&p) {
+                    return Err(Status::not_found(format!(
+                        "DER_NONEXIST(-1005): container {} has no ACL entry for {}",
+                        c.label, r.principal
+                    )));
+                }
+                (Some(a.strings()), None, None)
+            }
+            _ => {
+                if r.owner.is_empty() && r.group.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "DER_INVAL(-1003): give --user and/or --group",
+                    ));
+                }
+                (None, principal(&r.owner), principal(&r.group))
+            }
+        };
+        let c = self
+            .write(
+                &r.pool,
+                Command::ContAcl {
+                    id: c.uuid.clone(),
+                    owner,
+                    owner_group: group,
+                    acl,
+                },
+            )
+            .await?;
+        Ok(Response::new(ContResp {
+            container: Some(to_wire(c)),
         }))
     }
 

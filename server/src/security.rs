@@ -89,7 +89,8 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "ContSvc.List"
         | "ContSvc.PoolConnect"
         | "ContSvc.Open"
-        | "ContSvc.Disconnect" => &[Admin, Agent, Server],
+        | "ContSvc.Disconnect"
+        | "ContSvc.Acl" => &[Admin, Agent, Server],
         // Evicting other users' handles: admins (dmg pool evict), and the agent for the
         // handles a process left when it exited.
         "ContSvc.Evict" => &[Admin, Agent, Server],

@@ -485,3 +485,152 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
         Some(b"before".to_vec())
     );
 }
+
+#[test]
+fn container_acls_decide_who_opens_reads_writes_and_administers() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED container_acls...: daos_server's tmpfs SCM and running as nobody need root"
+        );
+        return;
+    }
+    let sys = System::new(1);
+    let _server = sys.start_joined();
+    let a = AgentDir::new(sys.port, "transport_config:\n  allow_insecure: true\n");
+    let _agent = a.start(&[]);
+    let run_dir = a.dir.path().join("run");
+    let files = a.dir.path().join("files");
+    std::fs::create_dir(&files).expect("mkdir");
+    std::fs::set_permissions(&files, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let f = |n: &str| files.join(n).display().to_string();
+    std::fs::write(f("in"), b"v1").expect("write");
+    std::fs::write(f("acl"), "A::OWNER@:rwdtTaAo\nA::nobody@:r\n").expect("write");
+    ok(sys.dmg(&["-i", "pool", "create", "tank", "--scm-size", "256M"]));
+    // nobody may connect read-write and create containers (a pool's `w`).
+    ok(sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::nobody@:rw"]));
+    let me = |args: &[&str]| daos_as(&sys, &run_dir, None, args);
+    let nobody = |args: &[&str]| daos_as(&sys, &run_dir, Some(65534), args);
+    let (root, _) = names_of(
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+
+    ok(me(&[
+        "container",
+        "create",
+        "tank",
+        "mine",
+        "--acl-file",
+        &f("acl"),
+    ]));
+    let acl = ok(me(&["container", "get-acl", "tank", "mine"]));
+    assert!(
+        acl.starts_with(&format!("# Owner: {root}\n"))
+            && acl.ends_with("# Entries:\nA::OWNER@:rwdtTaAo\nA::nobody@:r\n"),
+        "{acl}"
+    );
+    ok(me(&["object", "put", "tank", "mine", "k", &f("in")]));
+
+    // Read-only for nobody: reads, cannot write, cannot read the ACL.
+    ok(nobody(&["object", "get", "tank", "mine", "k", &f("got")]));
+    assert_eq!(std::fs::read(f("got")).expect("read"), b"v1");
+    let refused = |o: std::process::Output, what: &str| {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("DER_NO_PERM(-1001): nobody@ may not {what}")),
+            "{}",
+            stderr(&o)
+        );
+    };
+    refused(
+        nobody(&["object", "put", "tank", "mine", "k", &f("in")]),
+        "open read-write container mine",
+    );
+    refused(
+        nobody(&["container", "get-acl", "tank", "mine"]),
+        "read the ACL of container mine",
+    );
+
+    // The owner grants more; then takes it away.
+    ok(me(&[
+        "container",
+        "update-acl",
+        "tank",
+        "mine",
+        "--entry",
+        "A::nobody@:rwa",
+    ]));
+    ok(nobody(&["object", "put", "tank", "mine", "k2", &f("in")]));
+    assert!(
+        ok(nobody(&[
+            "container",
+            "get-acl",
+            "tank",
+            "mine",
+            "--verbose"
+        ]))
+        .contains("# Allow::nobody@:Read/Write/Get-ACL\nA::nobody@:rwa\n")
+    );
+    refused(
+        nobody(&[
+            "container",
+            "update-acl",
+            "tank",
+            "mine",
+            "--entry",
+            "A::nobody@:rwaA",
+        ]),
+        "change the ACL of container mine",
+    );
+    ok(me(&[
+        "container",
+        "delete-acl",
+        "tank",
+        "mine",
+        "--principal",
+        "u:nobody@",
+    ]));
+    refused(
+        nobody(&["object", "get", "tank", "mine", "k", &f("got2")]),
+        "open container mine",
+    );
+    // Bad entries change nothing.
+    let o = me(&[
+        "container",
+        "update-acl",
+        "tank",
+        "mine",
+        "--entry",
+        "A::x@:c",
+    ]);
+    assert!(
+        stderr(&o).contains("permission 'c' is not one of"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Destroying needs the pool's `d` (or `w`, which includes it) or the container's `d`.
+    ok(sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::nobody@:r"]));
+    // (with only `r` on the pool, nobody cannot even connect read-write to destroy)
+    refused(
+        nobody(&["container", "destroy", "tank", "mine"]),
+        "connect to pool tank read-write",
+    );
+    ok(sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::nobody@:rw"]));
+
+    // A container nobody creates is nobody's; the owner can hand one over.
+    ok(nobody(&["container", "create", "tank", "theirs"]));
+    assert!(
+        ok(nobody(&["container", "get-acl", "tank", "theirs"])).starts_with("# Owner: nobody@\n")
+    );
+    ok(me(&[
+        "container",
+        "set-owner",
+        "tank",
+        "mine",
+        "--user",
+        "nobody",
+    ]));
+    ok(nobody(&["object", "get", "tank", "mine", "k", &f("got3")]));
+    ok(nobody(&["container", "destroy", "tank", "theirs"]));
+}

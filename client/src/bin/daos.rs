@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use daos_client::container::{ContInfo, Containers};
+use daos_client::container::{AclOp, ContInfo, Containers};
 use daos_client::props::ContProps;
 use daos_client::{ClientError, Session, SessionOpts, kv, uuid_text};
 use daos_control::VERSION;
@@ -47,6 +47,60 @@ enum ContCmd {
         /// rd_fac (RP_<rd_fac+1>G1, or one copy with rd_fac 0).
         #[arg(long)]
         oclass: Option<String>,
+        /// File of ACL entries, one per line (default: A::OWNER@:rwdtTaAo, A:G:GROUP@:rwtT).
+        #[arg(long = "acl-file")]
+        acl_file: Option<PathBuf>,
+        /// Owner user (default: the caller).
+        #[arg(long)]
+        user: Option<String>,
+        /// Owner group (default: the caller's group).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Show a container's ACL.
+    GetAcl {
+        pool: String,
+        container: String,
+        /// Describe each entry.
+        #[arg(long)]
+        verbose: bool,
+        /// Write the ACL to this file too.
+        #[arg(long)]
+        outfile: Option<PathBuf>,
+    },
+    /// Replace a container's ACL with the entries of a file.
+    OverwriteAcl {
+        pool: String,
+        container: String,
+        #[arg(long = "acl-file")]
+        acl_file: PathBuf,
+    },
+    /// Add entries to a container's ACL (or change those of their principals).
+    UpdateAcl {
+        pool: String,
+        container: String,
+        #[arg(long = "acl-file")]
+        acl_file: Option<PathBuf>,
+        /// One entry, e.g. A::bob@:r.
+        #[arg(long)]
+        entry: Option<String>,
+    },
+    /// Remove a principal's entry from a container's ACL.
+    DeleteAcl {
+        pool: String,
+        container: String,
+        /// OWNER@, GROUP@, EVERYONE@, u:name@ or g:name@.
+        #[arg(long)]
+        principal: String,
+    },
+    /// Change a container's owner user and/or group.
+    SetOwner {
+        pool: String,
+        container: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
     },
     /// A container's properties.
     GetProp { pool: String, container: String },
@@ -142,6 +196,27 @@ type OpenContainer = (
     daos_placement::RdLvl,
 );
 
+/// A container's ACL as DAOS prints it (and, with `outfile`, written there too).
+fn acl_out(
+    i: ContInfo,
+    verbose: bool,
+    outfile: Option<&std::path::Path>,
+) -> Result<(String, Value), String> {
+    let entries = if i.acl.is_empty() && !i.owner.is_empty() {
+        daos_auth::Acl::default_container().strings()
+    } else {
+        i.acl.clone()
+    };
+    let text = daos_auth::acl::format(&entries, &i.owner, &i.group, verbose);
+    if let Some(f) = outfile {
+        std::fs::write(f, &text).map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+    }
+    Ok((
+        text,
+        json!({"entries": entries, "owner_user": i.owner, "owner_group": i.group}),
+    ))
+}
+
 fn cont_command(
     s: &mut Session,
     c: &Containers,
@@ -153,13 +228,27 @@ fn cont_command(
             label,
             properties,
             oclass,
+            acl_file,
+            user,
+            group,
             ..
         } => {
             daos_control::input::check_label_of("container", label)?;
             // Checked before anything is created.
             let props = ContProps::from_cli(properties.as_deref(), oclass.as_deref())?;
+            let acl = match acl_file {
+                Some(f) => daos_auth::acl::read_file(f)?,
+                None => Vec::new(),
+            };
             let uuid = c
-                .create(label, new_uuid()?, &props.encode())
+                .create_with_acl(
+                    label,
+                    new_uuid()?,
+                    &props.encode(),
+                    acl,
+                    user.as_deref().unwrap_or(""),
+                    group.as_deref().unwrap_or(""),
+                )
                 .map_err(|e| e.to_string())?
                 .uuid;
             let skipped = s.register_everywhere(uuid).map_err(err)?;
@@ -224,6 +313,77 @@ fn cont_command(
                     daos_control::table::render(&["Name", "Value"], &rows, "")
                 ),
                 json!(j),
+            ))
+        }
+        ContCmd::GetAcl {
+            container,
+            verbose,
+            outfile,
+            ..
+        } => acl_out(
+            c.acl(container, AclOp::Get).map_err(|e| e.to_string())?,
+            *verbose,
+            outfile.as_deref(),
+        ),
+        ContCmd::OverwriteAcl {
+            container,
+            acl_file,
+            ..
+        } => {
+            let e = daos_auth::acl::read_file(acl_file)?;
+            acl_out(
+                c.acl(container, AclOp::Overwrite(e))
+                    .map_err(|e| e.to_string())?,
+                false,
+                None,
+            )
+        }
+        ContCmd::UpdateAcl {
+            container,
+            acl_file,
+            entry,
+            ..
+        } => {
+            let e = match (acl_file, entry) {
+                (Some(f), None) => daos_auth::acl::read_file(f)?,
+                (None, Some(e)) => vec![e.clone()],
+                _ => return Err("give either --acl-file or --entry".into()),
+            };
+            acl_out(
+                c.acl(container, AclOp::Update(e))
+                    .map_err(|e| e.to_string())?,
+                false,
+                None,
+            )
+        }
+        ContCmd::DeleteAcl {
+            container,
+            principal,
+            ..
+        } => acl_out(
+            c.acl(container, AclOp::Delete(principal.clone()))
+                .map_err(|e| e.to_string())?,
+            false,
+            None,
+        ),
+        ContCmd::SetOwner {
+            container,
+            user,
+            group,
+            ..
+        } => {
+            let i = c
+                .acl(
+                    container,
+                    AclOp::SetOwner {
+                        user: user.clone().unwrap_or_default(),
+                        group: group.clone().unwrap_or_default(),
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            Ok((
+                format!("Successfully set owner of container {container}\n"),
+                json!({"owner_user": i.owner, "owner_group": i.group}),
             ))
         }
         ContCmd::Destroy { container, .. } => {
@@ -328,7 +488,12 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             | ContCmd::GetProp { pool, .. }
             | ContCmd::List { pool }
             | ContCmd::Query { pool, .. }
-            | ContCmd::Destroy { pool, .. },
+            | ContCmd::Destroy { pool, .. }
+            | ContCmd::GetAcl { pool, .. }
+            | ContCmd::OverwriteAcl { pool, .. }
+            | ContCmd::UpdateAcl { pool, .. }
+            | ContCmd::DeleteAcl { pool, .. }
+            | ContCmd::SetOwner { pool, .. },
         )
         | Command::Object(
             ObjCmd::Put { pool, .. } | ObjCmd::Get { pool, .. } | ObjCmd::List { pool, .. },
@@ -338,7 +503,10 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
     use daos_client::container::{FLAG_RO, FLAG_RW};
     let flags = match &cli.command {
         Command::Container(
-            ContCmd::GetProp { .. } | ContCmd::List { .. } | ContCmd::Query { .. },
+            ContCmd::GetProp { .. }
+            | ContCmd::List { .. }
+            | ContCmd::Query { .. }
+            | ContCmd::GetAcl { .. },
         )
         | Command::Object(ObjCmd::Get { .. } | ObjCmd::List { .. }) => FLAG_RO,
         _ => FLAG_RW,
@@ -349,7 +517,9 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             let mut s = Session::open(Arc::new(map), SessionOpts::default())
                 .map_err(err)?
                 .with_refresher(daos_client::connect::refresher(&target, &pool));
-            let c = Containers::new(&target, &pool).map_err(|e| e.to_string())?;
+            let mut c = Containers::new(&target, &pool).map_err(|e| e.to_string())?;
+            // The pool handle stands for the caller in the containers' ACL checks.
+            c.set_handle(s.map().handle);
             match &cli.command {
                 Command::Container(cmd) => cont_command(&mut s, &c, &pool, cmd),
                 Command::Object(o) => obj_command(&mut s, &c, o),
