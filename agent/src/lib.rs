@@ -8,6 +8,8 @@
 //!   with the agent's certificate and cached (`cache_expiration`, `disable_caching`).
 //! - MGMT 235/236 NotifyPoolConnect/Disconnect and 233 NotifyExit: the pool handles each
 //!   process holds, so those left behind by a process that exits are known.
+//! - MGMT 297 (daos-rs's own): a client process's management-API call (pool query, pool
+//!   connect, containers), made with the agent's certificate: client processes need none.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -254,6 +256,43 @@ impl AgentState {
         resp.encode_to_vec()
     }
 
+    /// Makes a client process's management-API call with the agent's certificate.
+    pub fn forward(&self, req: daos_proto::mgmt::ForwardReq) -> daos_proto::mgmt::ForwardResp {
+        use daos_proto::mgmt::ForwardResp;
+        let target = self.target.clone();
+        let r = self.rt.block_on(async move {
+            // No host named: the first access point that answers.
+            let hosts = if req.host.is_empty() || req.host == daos_control::forward::AGENT_CHOOSES {
+                target.hosts.clone()
+            } else {
+                vec![req.host.clone()]
+            };
+            let mut last = tonic::Status::unavailable("no access point configured");
+            for h in &hosts {
+                match target.channel(h).await {
+                    Ok(ch) => {
+                        return daos_control::forward::call_raw(ch, &req.path, req.body).await;
+                    }
+                    Err(e) => last = tonic::Status::unavailable(e),
+                }
+            }
+            Err(last)
+        });
+        match r {
+            Ok(body) => ForwardResp {
+                code: 0,
+                body,
+                ..Default::default()
+            },
+            Err(s) => ForwardResp {
+                code: s.code() as i32,
+                message: s.message().to_string(),
+                details: s.details().to_vec(),
+                body: Vec::new(),
+            },
+        }
+    }
+
     fn pool_connect(&self, pid: i32, req: PoolMonitorReq) {
         debug!(
             "process {pid} connected to pool {} (handle {})",
@@ -336,6 +375,11 @@ pub fn registry(state: Arc<AgentState>) -> Registry {
     r.method(MgmtMethod::GetAttachInfo, move |ctx, body| {
         let req = GetAttachInfoReq::decode(body)?;
         Ok(s.attach_info_for(&req, ctx.peer.map(|p| p.pid)))
+    });
+    let s = state.clone();
+    r.method(MgmtMethod::AgentForward, move |_ctx, body| {
+        let req = daos_proto::mgmt::ForwardReq::decode(body)?;
+        Ok(s.forward(req).encode_to_vec())
     });
     let s = state.clone();
     r.method(MgmtMethod::NotifyPoolConnect, move |ctx, body| {

@@ -535,9 +535,15 @@ mod tests {
     fn pool_connects_follow_daos_aliases() {
         use perm::*;
         assert!(pool_connect_allowed(READ, false));
-        assert!(pool_connect_allowed(GET_PROP, false), "t is enough to connect");
+        assert!(
+            pool_connect_allowed(GET_PROP, false),
+            "t is enough to connect"
+        );
         assert!(!pool_connect_allowed(READ, true));
-        assert!(pool_connect_allowed(GET_PROP | CREATE_CONT, true), "c counts as write");
+        assert!(
+            pool_connect_allowed(GET_PROP | CREATE_CONT, true),
+            "c counts as write"
+        );
         assert!(!pool_connect_allowed(WRITE, true), "write-only is refused");
         assert!(!pool_connect_allowed(0, false));
     }

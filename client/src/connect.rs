@@ -199,3 +199,28 @@ pub fn connect_blocking(t: &Target, pool: &str, flags: u32) -> Result<PoolMap, C
     let _ = agent.notify_pool(true, &h.uuid, &format!("{:016x}", h.cookie));
     Ok(map.with_handle(h.cookie))
 }
+
+/// Where a client process sends its management-API calls: through daos_agent when its socket
+/// is there (no certificate needed; `-l` hosts if given, else the agent's access points),
+/// else as an admin tool with daos_control.yml (`-o`) and its certificate.
+pub fn client_target(
+    config_path: Option<&std::path::Path>,
+    host_list: Option<&str>,
+    insecure: bool,
+) -> Result<Target, daos_control::exit::CmdError> {
+    let socket = crate::agent::socket_path();
+    if config_path.is_none() && socket.exists() {
+        let hosts = match host_list {
+            Some(l) => {
+                daos_control::hostlist::expand(l, daos_config::DEFAULT_PORT).map_err(|e| {
+                    daos_control::exit::CmdError::new(format!("-l/--host-list {l:?}: {e}"))
+                })?
+            }
+            // The agent picks one of its access points.
+            None => vec![daos_control::forward::AGENT_CHOOSES.to_string()],
+        };
+        return Ok(Target::via_agent(hosts, socket));
+    }
+    let control = daos_control::load_control(config_path)?;
+    Target::new(&control, host_list, insecure)
+}

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod exit;
+pub mod forward;
 pub mod hostlist;
 pub mod input;
 pub mod interop;
@@ -52,11 +53,14 @@ pub struct Target {
     /// The component this tool's calls say they come from (`admin`, `agent`); the server
     /// takes the certificate's name over it in secure mode.
     pub component: &'static str,
+    /// Calls go through the daos_agent at this socket (client processes) instead of
+    /// connecting with a certificate of their own.
+    pub agent: Option<std::path::PathBuf>,
 }
 
 /// A connection to a host's management API whose every call carries this tool's component
 /// and DAOS version ([`interop`]).
-pub type Conn = tonic::service::interceptor::InterceptedService<Channel, Stamp>;
+pub type Conn = tonic::service::interceptor::InterceptedService<forward::Transport, Stamp>;
 
 /// Adds `x-daos-component` / `x-daos-version` to each call.
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +130,7 @@ impl Target {
             hosts,
             tls,
             component: "admin",
+            agent: None,
         })
     }
 
@@ -175,14 +180,31 @@ impl Target {
             hosts,
             tls,
             component: "agent",
+            agent: None,
         })
+    }
+
+    /// A client process's view: `hosts` reached through the daos_agent at `socket`.
+    pub fn via_agent(hosts: Vec<String>, socket: std::path::PathBuf) -> Target {
+        Target {
+            hosts,
+            tls: None,
+            component: "agent",
+            agent: Some(socket),
+        }
     }
 
     /// A connection to `host` whose calls say which component they come from.
     pub async fn conn(&self, host: &str) -> Result<Conn, String> {
-        let ch = self.channel(host).await?;
+        let transport = match &self.agent {
+            Some(socket) => forward::Transport::Agent(forward::AgentTransport {
+                socket: socket.clone(),
+                host: host.to_string(),
+            }),
+            None => forward::Transport::Direct(self.channel(host).await?),
+        };
         Ok(tonic::service::interceptor::InterceptedService::new(
-            ch,
+            transport,
             Stamp {
                 component: self.component,
             },
@@ -472,6 +494,7 @@ mod tests {
             hosts: hosts.clone(),
             tls: None,
             component: "admin",
+            agent: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

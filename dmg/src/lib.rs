@@ -855,6 +855,7 @@ pub async fn leader_query(t: &Target) -> Output {
                 hosts: r.replicas.clone(),
                 tls: t.tls.clone(),
                 component: t.component,
+                agent: t.agent.clone(),
             };
             let answers = daos_control::fan_out_within(
                 &probe,

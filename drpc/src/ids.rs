@@ -85,7 +85,7 @@ methods!(
         SetupClientTelem = 247, GroupStatusGet = 248, ChkSetPolicy = 249, PoolRebuildStart = 250,
         PoolRebuildStop = 251, PoolSelfHealEval = 252,
         // daos-rs's own, at the end of the module's range (DAOS does this over CaRT IV).
-        PoolHandles = 298, PoolMapVersions = 299,
+        AgentForward = 297, PoolHandles = 298, PoolMapVersions = 299,
     }
 );
 

@@ -304,6 +304,67 @@ fn signed_credentials_are_validated_by_the_server_and_attach_info_is_cached() {
         &[],
     ));
     assert_eq!(dump, format!("name daos_server\nsize 1\nall\n0 {uri}\n"));
+
+    // A client process with no certificate of its own: daos goes through the agent (its
+    // certificate), connects with its signed credential, and does I/O.
+    let admin = certs_dir.path().join("admin.yml");
+    std::fs::write(
+        &admin,
+        format!(
+            "name: daos_server\nport: {}\nhostlist: [localhost]\ntransport_config:\n  \
+             allow_insecure: false\n  ca_cert: {c}/daosCA.crt\n  cert: {c}/admin.crt\n  \
+             key: {c}/admin.key\n",
+            sys.port
+        ),
+    )
+    .expect("admin config");
+    ok(run(
+        "dmg",
+        &[
+            "-o",
+            admin.to_str().expect("utf8"),
+            "pool",
+            "create",
+            "tank",
+            "--scm-size",
+            "256M",
+        ],
+        &[],
+    ));
+    let data = certs_dir.path().join("data");
+    std::fs::write(&data, b"through the agent").expect("write");
+    let run_dir = a.dir.path().join("run");
+    let daos = |args: &[&str]| {
+        let out = std::process::Command::new(bin("daos"))
+            .args(args)
+            .env("DAOS_AGENT_DRPC_DIR", &run_dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("daos");
+        assert!(out.status.success(), "daos {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    daos(&["container", "create", "tank", "c1"]);
+    daos(&[
+        "object",
+        "put",
+        "tank",
+        "c1",
+        "k",
+        data.to_str().expect("utf8"),
+    ]);
+    let back = certs_dir.path().join("back");
+    daos(&[
+        "object",
+        "get",
+        "tank",
+        "c1",
+        "k",
+        back.to_str().expect("utf8"),
+    ]);
+    assert_eq!(std::fs::read(&back).expect("read"), b"through the agent");
+    assert!(daos(&["container", "list", "tank"]).contains("c1"));
+
     sys.stop(&mut server);
     let cached = a.agent().attach_info(true).expect("cached attach info");
     assert_eq!(cached.rank_uris.len(), 1);
@@ -381,8 +442,17 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
         stderr(&o)
     );
     assert!(!files.join("nobody").exists());
-    // A read-only principal: fetches, cannot update.
+    // A read-only principal: fetches (the pool's and the container's ACL let it read), cannot
+    // update.
     ok(sys.dmg(&["-i", "pool", "update-acl", "tank", "-e", "A::nobody@:r"]));
+    ok(me(&[
+        "container",
+        "update-acl",
+        "tank",
+        "c1",
+        "--entry",
+        "A::nobody@:r",
+    ]));
     ok(nobody(&["object", "get", "tank", "c1", "k", &f("nobody")]));
     assert_eq!(std::fs::read(f("nobody")).expect("read"), b"secret value");
     let o = nobody(&["object", "put", "tank", "c1", "k", &f("in")]);

@@ -52,10 +52,12 @@ struct SystemArgs {
 impl SystemArgs {
     /// The management service's hosts, and the pool's map from it.
     fn connect(&self) -> Result<(daos_control::Target, daos_client::PoolMap), String> {
-        let control =
-            daos_control::load_control(self.config_path.as_deref()).map_err(|e| e.to_string())?;
-        let target = daos_control::Target::new(&control, self.host_list.as_deref(), self.insecure)
-            .map_err(|e| e.to_string())?;
+        let target = daos_client::connect::client_target(
+            self.config_path.as_deref(),
+            self.host_list.as_deref(),
+            self.insecure,
+        )
+        .map_err(|e| e.to_string())?;
         let map = daos_client::connect::connect_blocking(
             &target,
             &self.pool,

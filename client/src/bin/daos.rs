@@ -12,7 +12,7 @@ use daos_client::props::ContProps;
 use daos_client::{ClientError, Session, SessionOpts, kv, uuid_text};
 use daos_control::VERSION;
 use daos_control::exit::{CmdError, ExitCode, report};
-use daos_control::{self as dmg, Target};
+use daos_control::{self as dmg};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -480,8 +480,11 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CmdError> {
-    let control = dmg::load_control(cli.flags.config_path.as_deref())?;
-    let target = Target::new(&control, cli.flags.host_list.as_deref(), cli.flags.insecure)?;
+    let target = daos_client::connect::client_target(
+        cli.flags.config_path.as_deref(),
+        cli.flags.host_list.as_deref(),
+        cli.flags.insecure,
+    )?;
     let pool = match &cli.command {
         Command::Container(
             ContCmd::Create { pool, .. }
