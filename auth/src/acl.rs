@@ -425,6 +425,14 @@ pub fn format(entries: &[String], owner: &str, owner_group: &str, verbose: bool)
     s
 }
 
+/// Whether pool permissions `p` allow a connection: read-only needs read (`r`, or `t` it
+/// aliases); read-write also needs write (`w`, or `c`/`d` it aliases), as DAOS decides.
+pub fn pool_connect_allowed(p: u16, read_write: bool) -> bool {
+    let read = p & (perm::READ | perm::GET_PROP) != 0;
+    let write = p & (perm::WRITE | perm::CREATE_CONT | perm::DEL_CONT) != 0;
+    read && (!read_write || write)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,12 +581,4 @@ mod tests {
             "# Entries:\n# Allow:Group:Owner-Group:Read/Write\nA:G:GROUP@:rw\n"
         );
     }
-}
-
-/// Whether pool permissions `p` allow a connection: read-only needs read (`r`, or `t` it
-/// aliases); read-write also needs write (`w`, or `c`/`d` it aliases), as DAOS decides.
-pub fn pool_connect_allowed(p: u16, read_write: bool) -> bool {
-    let read = p & (perm::READ | perm::GET_PROP) != 0;
-    let write = p & (perm::WRITE | perm::CREATE_CONT | perm::DEL_CONT) != 0;
-    read && (!read_write || write)
 }
