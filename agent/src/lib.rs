@@ -311,21 +311,67 @@ impl AgentState {
         }
     }
 
-    /// A process exits: the pool handles it still holds (its leak).
+    /// A process exits: the pool handles it still holds (its leak) are evicted, unless
+    /// `disable_auto_evict`; returns them.
     pub fn process_exit(&self, pid: i32) -> Vec<PoolMonitorReq> {
         let left = lock(&self.handles).remove(&pid).unwrap_or_default();
-        if !left.is_empty() {
-            info!(
-                "process {pid} exited holding {} pool handle(s){}",
-                left.len(),
-                if self.cfg.disable_auto_evict {
-                    " (disable_auto_evict: left connected)"
-                } else {
-                    ""
+        if left.is_empty() {
+            return left;
+        }
+        info!(
+            "process {pid} exited holding {} pool handle(s){}",
+            left.len(),
+            if self.cfg.disable_auto_evict {
+                " (disable_auto_evict: left connected)"
+            } else {
+                "; evicting them"
+            }
+        );
+        if !self.cfg.disable_auto_evict {
+            for h in &left {
+                if let Err(e) = self.evict(&h.pool_uuid, &h.pool_handle_uuid) {
+                    warn!(
+                        "evicting handle {} of pool {}: {e}",
+                        h.pool_handle_uuid, h.pool_uuid
+                    );
                 }
-            );
+            }
         }
         left
+    }
+
+    /// Evicts one pool handle (DAOS's PoolEvict with the handle) at the management service.
+    fn evict(&self, pool: &str, handle: &str) -> Result<(), String> {
+        let target = self.target.clone();
+        let (pool, handle) = (pool.to_string(), handle.to_string());
+        self.rt.block_on(async move {
+            let mut c = daos_control::ms_client(&target).await?;
+            c.pool_evict(daos_proto::mgmt::PoolEvictReq {
+                id: pool,
+                handles: vec![handle],
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(daos_control::status_text)
+        })
+    }
+
+    /// Processes holding handles that are gone without telling (killed): their handles are
+    /// evicted as at [`Self::process_exit`].
+    pub fn reap(&self) -> usize {
+        let pids: Vec<i32> = lock(&self.handles).keys().copied().collect();
+        let mut n = 0;
+        for pid in pids {
+            let gone = matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Err(nix::errno::Errno::ESRCH)
+            );
+            if gone {
+                n += self.process_exit(pid).len();
+            }
+        }
+        n
     }
 
     /// Pool handles held now, per pid.

@@ -224,3 +224,18 @@ pub fn client_target(
     let control = daos_control::load_control(config_path)?;
     Target::new(&control, host_list, insecure)
 }
+
+/// Closes pool handle `handle` (from [`connect_blocking`]) and tells the agent; 0 does
+/// nothing. Errors are reported, not fatal: the agent evicts what a process leaves behind.
+pub fn disconnect_blocking(t: &Target, pool: &str, handle: u64) -> Result<(), String> {
+    if handle == 0 {
+        return Ok(());
+    }
+    let c = crate::container::Containers::new(t, pool).map_err(|e| e.to_string())?;
+    c.disconnect(handle).map_err(|e| e.to_string())?;
+    if let Ok(mut agent) = crate::agent::Agent::connect_at(&crate::agent::socket_path()) {
+        // The agent matches the handle; the pool is named as the caller knows it.
+        let _ = agent.notify_pool(false, pool, &format!("{handle:016x}"));
+    }
+    Ok(())
+}

@@ -115,6 +115,38 @@ fn helper_prints_the_credential_it_gets() {
     println!("USER={} GROUP={}", s.user, s.group);
 }
 
+/// The other helper: connects to pool `DAOS_TEST_POOL` at `DAOS_TEST_HOST` through the agent
+/// in `DAOS_AGENT_DRPC_DIR` and exits without disconnecting (a killed client's leak).
+#[test]
+#[ignore = "run by the agent tests as a client that exits holding a pool handle"]
+fn helper_connects_and_exits_without_disconnecting() {
+    let host = std::env::var("DAOS_TEST_HOST").expect("run by the agent tests");
+    let pool = std::env::var("DAOS_TEST_POOL").expect("run by the agent tests");
+    let target = daos_client::connect::client_target(None, Some(&host), true).expect("target");
+    let map =
+        daos_client::connect::connect_blocking(&target, &pool, daos_client::container::FLAG_RO)
+            .expect("connect");
+    assert_ne!(map.handle, 0, "connected through the agent");
+    println!("CONNECTED {:016x}", map.handle);
+}
+
+/// Pool `pool`'s open handles, asked of its service (insecure system).
+fn open_handles(sys: &System, pool: &str) -> usize {
+    let pool = pool.to_string();
+    with_channel(sys.port, move |ch| async move {
+        daos_proto::cont::cont_svc_client::ContSvcClient::new(ch)
+            .handles(daos_proto::cont::ContReq {
+                pool,
+                ..Default::default()
+            })
+            .await
+            .expect("handles")
+            .into_inner()
+            .handles
+            .len()
+    })
+}
+
 #[test]
 fn insecure_agent_serves_credentials_of_the_caller_to_many_clients_and_restarts() {
     let _ = ok(run("daos_agent", &["version"], &[]));
@@ -418,6 +450,40 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
         sys.log().contains("pool") && !sys.log().contains("credential refused"),
         "{}",
         sys.log()
+    );
+
+    // Every daos command closed its pool handle on the way out.
+    assert_eq!(open_handles(&sys, "tank"), 0);
+    // A client that exits without closing its handle: the agent evicts it.
+    let exe = std::env::current_exe().expect("exe");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_connects_and_exits_without_disconnecting",
+            "--nocapture",
+        ])
+        .env("DAOS_AGENT_DRPC_DIR", &run_dir)
+        .env("DAOS_TEST_HOST", format!("localhost:{}", sys.port))
+        .env("DAOS_TEST_POOL", "tank")
+        .output()
+        .expect("helper");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("CONNECTED"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || open_handles(&sys, "tank") == 0),
+        "the exited client's handle was not evicted; agent log:\n{}",
+        a.log()
+    );
+    assert!(
+        a.log()
+            .contains("exited holding 1 pool handle(s); evicting them"),
+        "{}",
+        a.log()
     );
 
     // Without a handle (no agent): the pool's targets refuse the request.

@@ -152,6 +152,22 @@ fn start(cli: &Cli, cfg: Agent) -> Result<(), AgentError> {
         socket.display(),
         if insecure { ", insecure" } else { "" }
     );
+    // Handles of processes killed without NotifyExit are evicted within REAP.
+    {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("reaper".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(REAP);
+                    state.reap();
+                }
+            })
+            .map_err(|source| AgentError::Io {
+                what: "cannot start the reaper thread".into(),
+                source,
+            })?;
+    }
     loop {
         match set.wait() {
             Ok(Signal::SIGUSR2) => {
@@ -168,6 +184,9 @@ fn start(cli: &Cli, cfg: Agent) -> Result<(), AgentError> {
     server.stop();
     Ok(())
 }
+
+/// How often the agent looks for dead processes that held pool handles.
+const REAP: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn dump_attachinfo(cfg: Agent, output: Option<&Path>) -> Result<(), AgentError> {
     let insecure = cfg.transport_config.allow_insecure;

@@ -522,11 +522,17 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                 .with_refresher(daos_client::connect::refresher(&target, &pool));
             let mut c = Containers::new(&target, &pool).map_err(|e| e.to_string())?;
             // The pool handle stands for the caller in the containers' ACL checks.
-            c.set_handle(s.map().handle);
-            match &cli.command {
+            let handle = s.map().handle;
+            c.set_handle(handle);
+            let out = match &cli.command {
                 Command::Container(cmd) => cont_command(&mut s, &c, &pool, cmd),
                 Command::Object(o) => obj_command(&mut s, &c, o),
+            };
+            // The pool handle is closed on the way out (the agent would evict it otherwise).
+            if let Err(e) = daos_client::connect::disconnect_blocking(&target, &pool, handle) {
+                eprintln!("daos: note: closing the pool connection: {e}");
             }
+            out
         });
     let out = match result {
         Ok((text, json)) => dmg::Output {
