@@ -16,6 +16,7 @@ pub const TARGETS: &[Target] = &[
     ("config", config),
     ("mgmt_api", mgmt_api),
     ("mgmt_peer", mgmt_peer),
+    ("auth", auth),
 ];
 
 /// A message as a target receives it: header, then the body of its operation; a decoded
@@ -67,6 +68,47 @@ pub fn config(data: &[u8]) {
     };
     let _ = daos_config::load_str(text, "fuzz.yml", &daos_config::Overrides::default());
     let _ = daos_config::control::load_str(text, "fuzz.yml");
+    let _ = daos_config::agent::load_str(text, "fuzz.yml");
+}
+
+/// What clients hand the servers and the agent about who they are and what they may do (first
+/// byte picks): an encoded credential validated (insecure digest), ACL entries of a pool or a
+/// container, a principal, an agent's credential answer, a forwarded call, a handle push.
+pub fn auth(data: &[u8]) {
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    let text = std::str::from_utf8(rest).unwrap_or("");
+    match kind % 6 {
+        0 => {
+            if let Ok((_, id)) = daos_auth::cred::validate_bytes(rest, &daos_auth::Verify::Digest) {
+                assert!(id.user.ends_with('@') && id.group.ends_with('@'), "{id:?}");
+            }
+        }
+        1 | 2 => {
+            let object = if kind % 6 == 1 {
+                daos_auth::Object::Pool
+            } else {
+                daos_auth::Object::Container
+            };
+            if let Ok(acl) = daos_auth::Acl::parse(text.lines(), object) {
+                // What it prints parses back to the same ACL.
+                let again = daos_auth::Acl::parse(acl.strings().iter().map(String::as_str), object)
+                    .unwrap_or_else(|e| panic!("{acl:?} does not parse back: {e}"));
+                assert_eq!(again, acl);
+            }
+        }
+        3 => {
+            let _ = daos_auth::Principal::parse(text);
+        }
+        4 => {
+            let _ = daos_proto::auth::GetCredResp::decode(rest);
+            let _ = daos_proto::mgmt::ForwardReq::decode(rest);
+        }
+        _ => {
+            let _ = daos_drpc::mgmt::PoolHandlesReq::decode(rest);
+        }
+    }
 }
 
 /// Management API requests as daos_server decodes them (first byte picks the message), with
