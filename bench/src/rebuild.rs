@@ -227,9 +227,10 @@ fn foreground(
                 // Retry the same operation on the current map (an update's other replicas
                 // may have it: updates are idempotent), with a fresh session: one whose
                 // operations timed out has its bulk slots and send buffers tied up.
-                if let Ok(m) = daos_client::connect::connect_blocking(
+                if let Ok(m) = daos_client::connect::connect_cont_blocking(
                     target,
                     &p.pool,
+                    p.cont,
                     daos_client::container::FLAG_RW,
                 ) && let Ok(n) = Session::open(Arc::new(m), SessionOpts::default())
                 {
@@ -395,12 +396,12 @@ pub fn run(
         let detect_n = numbers(&fg.hist[1], fg.ops[1], fg.bytes[1], detect_secs);
         let rebuild_n = numbers(&fg.hist[2], fg.ops[2], fg.bytes[2], rebuild.as_secs_f64());
         // Everything filled reads back, from the survivors.
-        let now_map = daos_client::connect::connect_blocking(
+        let now_map = daos_client::connect::connect_cont_blocking(
             target,
             &p.pool,
+            p.cont,
             daos_client::container::FLAG_RW,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let mut s =
             Session::open(Arc::new(now_map), SessionOpts::default()).map_err(|e| e.to_string())?;
         let mut want = vec![0u8; p.size];

@@ -239,3 +239,34 @@ pub fn disconnect_blocking(t: &Target, pool: &str, handle: u64) -> Result<(), St
     }
     Ok(())
 }
+
+/// `map` with a handle of container `cont` opened under its pool handle (nothing to do
+/// without one): sessions on it may then read (`FLAG_RO`) or also change (`FLAG_RW`) the
+/// container's data.
+pub fn open_container_blocking(
+    t: &Target,
+    pool: &str,
+    map: PoolMap,
+    cont: [u8; 16],
+    flags: u32,
+) -> Result<PoolMap, String> {
+    if map.handle == 0 {
+        return Ok(map);
+    }
+    let c = crate::container::Containers::new(t, pool).map_err(|e| e.to_string())?;
+    let h = c
+        .open(map.handle, &crate::uuid_text(&cont), flags)
+        .map_err(|e| e.to_string())?;
+    Ok(map.with_cont_handle(cont, h.cookie))
+}
+
+/// [`connect_blocking`], then [`open_container_blocking`].
+pub fn connect_cont_blocking(
+    t: &Target,
+    pool: &str,
+    cont: [u8; 16],
+    flags: u32,
+) -> Result<PoolMap, String> {
+    let map = connect_blocking(t, pool, flags).map_err(|e| e.to_string())?;
+    open_container_blocking(t, pool, map, cont, flags)
+}

@@ -139,6 +139,9 @@ pub struct PoolMap {
     pub drained: Option<daos_placement::PoolMap>,
     /// The pool handle (pool connect) sessions on this map send; 0: none.
     pub handle: u64,
+    /// Container handles (container open) sessions on this map send with each container's
+    /// requests.
+    pub cont_handles: Vec<([u8; 16], u64)>,
 }
 
 /// An engine as GetAttachInfo describes it.
@@ -215,7 +218,15 @@ impl PoolMap {
             rebuilding: false,
             drained: None,
             handle: 0,
+            cont_handles: Vec::new(),
         })
+    }
+
+    /// The same map with container `cont`'s handle (sessions opened on it send it).
+    pub fn with_cont_handle(mut self, cont: [u8; 16], handle: u64) -> PoolMap {
+        self.cont_handles.retain(|(c, _)| *c != cont);
+        self.cont_handles.push((cont, handle));
+        self
     }
 
     /// The same map with pool handle `handle` (sessions opened on it send it).
@@ -521,6 +532,7 @@ impl Session {
     /// Opens an endpoint for the pool.
     pub fn open(map: Arc<PoolMap>, opts: SessionOpts) -> Result<Session, ClientError> {
         let handle = map.handle;
+        let cont_handles = map.cont_handles.clone();
         let qd = opts.queue_depth.max(1);
         // With RMA, values above BULK_THRESHOLD move between registered buffers and messages
         // stay small; without it, messages carry whole values.
@@ -581,7 +593,7 @@ impl Session {
             refresher: None,
             hlc: 0,
             handle,
-            cont_handles: Vec::new(),
+            cont_handles,
         })
     }
 
@@ -634,6 +646,9 @@ impl Session {
         }
         if map.handle != 0 {
             self.handle = map.handle;
+        }
+        for (c, h) in &map.cont_handles {
+            self.set_cont_handle(*c, *h);
         }
         let peers = map
             .targets

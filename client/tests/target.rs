@@ -626,7 +626,11 @@ fn requests_need_a_handle_the_target_was_told_of_with_the_rights_they_use() {
     // The pool service pushes two handles (dRPC POOL_HANDLES) and arms the checks.
     let t = f.pools.handles(POOL).expect("held pool");
     t.insert(0xabc, READ | WRITE, 0, None).expect("room");
-    t.insert(0xdef, READ, 0, None).expect("room");
+    t.insert(0xdef, READ | WRITE, 0, None).expect("room");
+    // Container handles: read-write under the first, read-only under the second.
+    t.insert(0xabd, READ | WRITE, 0xabc, Some(&cont))
+        .expect("room");
+    t.insert(0xdee, READ, 0xdef, Some(&cont)).expect("room");
     t.arm();
     let e = s.update(cont, 1, b"d", b"a", b"v2").expect_err("no handle");
     assert_eq!(e.der(), Some(der::NO_HDL), "{e}");
@@ -637,13 +641,20 @@ fn requests_need_a_handle_the_target_was_told_of_with_the_rights_they_use() {
         w.u128(1).key(b"d").key(b"a");
     });
     assert_eq!(code, der::NO_HDL, "{text}");
-    // Read-write and read-only handles; bulk values too.
+    // A pool handle alone does not reach a container's data.
     s.set_handle(0xabc);
+    let e = s
+        .update(cont, 1, b"d", b"a", b"v2")
+        .expect_err("no container handle");
+    assert_eq!(e.der(), Some(der::NO_HDL), "{e}");
+    // Read-write and read-only container handles; bulk values too.
+    s.set_cont_handle(cont, 0xabd);
     s.update(cont, 1, b"d", b"a", b"v2").expect("read-write");
     s.update(cont, 2, b"d", b"a", &[7u8; 40_000])
         .expect("bulk, read-write");
     let mut ro = session(&f);
     ro.set_handle(0xdef);
+    ro.set_cont_handle(cont, 0xdee);
     assert_eq!(
         ro.fetch(cont, 1, b"d", b"a").expect("read-only reads"),
         Some(b"v2".to_vec())
@@ -657,7 +668,7 @@ fn requests_need_a_handle_the_target_was_told_of_with_the_rights_they_use() {
         assert_eq!(e.der(), Some(der::NO_PERM), "{e}");
     }
     // Evicted: the next request of that handle fails; the target keeps serving the other.
-    assert_eq!(t.revoke(0xabc), 1);
+    assert_eq!(t.revoke(0xabc), 2, "with its container handle");
     let e = s.fetch(cont, 1, b"d", b"a").expect_err("evicted");
     assert_eq!(e.der(), Some(der::NO_HDL), "{e}");
     assert_eq!(

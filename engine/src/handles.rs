@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Rights a handle carries (the same bits as DAOS's ACL permissions `r` and `w`).
 pub const READ: u16 = 1;
 pub const WRITE: u16 = 2;
+/// A pool handle that reaches every container without opening it (a daos_server's own: the
+/// rebuild); a client's pool handle needs a container handle for a container's data.
+pub const ANY_CONT: u16 = 0x100;
 
 /// Handles one pool's table holds at most.
 pub const CAPACITY: usize = 4096;
@@ -196,13 +199,15 @@ impl HandleTable {
     }
 
     /// Whether a request under pool handle `pool`, container handle `cont_hdl` (0: none) on
-    /// container `cont` may do what needs `need` rights.
+    /// container `cont` may do what needs `need` rights; `data`: it reads or changes the
+    /// container's data, which takes a container handle (or an [`ANY_CONT`] pool handle).
     pub fn check(
         &self,
         pool: u64,
         cont_hdl: u64,
         cont: &[u8; 16],
         need: u16,
+        data: bool,
     ) -> Result<(), Refusal> {
         if !self.armed() {
             return Ok(());
@@ -210,6 +215,9 @@ impl HandleTable {
         let (mut rights, parent, _) = self.lookup(pool).ok_or(Refusal::NoHandle)?;
         if parent != 0 {
             // A container handle where the pool handle belongs.
+            return Err(Refusal::NoHandle);
+        }
+        if cont_hdl == 0 && data && rights & ANY_CONT == 0 {
             return Err(Refusal::NoHandle);
         }
         if cont_hdl != 0 {
@@ -233,13 +241,24 @@ mod tests {
     #[test]
     fn unarmed_tables_check_nothing_armed_ones_everything() {
         let t = HandleTable::default();
-        assert_eq!(t.check(0, 0, &[0; 16], WRITE), Ok(()));
+        assert_eq!(t.check(0, 0, &[0; 16], WRITE, true), Ok(()));
         t.arm();
-        assert_eq!(t.check(0, 0, &[0; 16], READ), Err(Refusal::NoHandle));
+        assert_eq!(t.check(0, 0, &[0; 16], READ, true), Err(Refusal::NoHandle));
         t.insert(77, READ, 0, None).expect("room");
-        assert_eq!(t.check(77, 0, &[0; 16], READ), Ok(()));
-        assert_eq!(t.check(77, 0, &[0; 16], WRITE), Err(Refusal::NoPerm));
-        assert_eq!(t.check(78, 0, &[0; 16], READ), Err(Refusal::NoHandle));
+        assert_eq!(t.check(77, 0, &[0; 16], READ, false), Ok(()));
+        // A container's data needs a container handle.
+        assert_eq!(t.check(77, 0, &[0; 16], READ, true), Err(Refusal::NoHandle));
+        assert_eq!(t.check(77, 0, &[0; 16], WRITE, false), Err(Refusal::NoPerm));
+        assert_eq!(
+            t.check(78, 0, &[0; 16], READ, false),
+            Err(Refusal::NoHandle)
+        );
+        t.insert(79, READ | ANY_CONT, 0, None).expect("room");
+        assert_eq!(
+            t.check(79, 0, &[0; 16], READ, true),
+            Ok(()),
+            "a server's handle"
+        );
     }
 
     #[test]
@@ -250,28 +269,32 @@ mod tests {
         t.insert(10, READ | WRITE, 0, None).expect("room");
         t.insert(11, READ, 10, Some(&c1)).expect("room");
         t.insert(20, READ | WRITE, 0, None).expect("room");
-        assert_eq!(t.check(10, 11, &c1, READ), Ok(()));
+        assert_eq!(t.check(10, 11, &c1, READ, true), Ok(()));
         // The container handle's rights narrow the pool handle's.
-        assert_eq!(t.check(10, 11, &c1, WRITE), Err(Refusal::NoPerm));
+        assert_eq!(t.check(10, 11, &c1, WRITE, true), Err(Refusal::NoPerm));
         assert_eq!(
-            t.check(10, 11, &c2, READ),
+            t.check(10, 11, &c2, READ, true),
             Err(Refusal::NoHandle),
             "other container"
         );
         assert_eq!(
-            t.check(20, 11, &c1, READ),
+            t.check(20, 11, &c1, READ, true),
             Err(Refusal::NoHandle),
             "other pool handle"
         );
         assert_eq!(
-            t.check(11, 0, &c1, READ),
+            t.check(11, 0, &c1, READ, true),
             Err(Refusal::NoHandle),
             "not a pool handle"
         );
         // Evicting the pool handle takes its container handles.
         assert_eq!(t.revoke(10), 2);
-        assert_eq!(t.check(10, 11, &c1, READ), Err(Refusal::NoHandle));
-        assert_eq!(t.check(20, 0, &c1, WRITE), Ok(()));
+        assert_eq!(t.check(10, 11, &c1, READ, true), Err(Refusal::NoHandle));
+        assert_eq!(
+            t.check(20, 0, &c1, WRITE, false),
+            Ok(()),
+            "container management"
+        );
         assert_eq!(t.len(), 1);
     }
 

@@ -179,7 +179,7 @@ impl TargetService {
     /// Whether the request's handles allow its operation (always, for a pool whose table
     /// was never armed, or that this engine does not hold).
     fn admitted(&mut self, header: &Header) -> Result<(), crate::handles::Refusal> {
-        let need = rights_needed(header.op);
+        let (need, data) = rights_needed(header.op);
         if need == 0 {
             return Ok(());
         }
@@ -190,7 +190,7 @@ impl TargetService {
                 None => return Ok(()),
             },
         };
-        table.check(header.handle, header.cont_handle, &header.cont, need)
+        table.check(header.handle, header.cont_handle, &header.cont, need, data)
     }
 
     /// The pool map version this target knows for `pool` (0: none pushed yet, or a pool the
@@ -751,17 +751,22 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
 const NO_HDL_TEXT: &str = "no such pool or container handle here (never connected, disconnected or evicted); connect to the pool again";
 const NO_PERM_TEXT: &str = "the handle's rights do not allow this operation (a read-only connection or container open); connect with write access if the ACL allows it";
 
-/// The handle rights an operation needs (0: none, not checked).
-fn rights_needed(op: u16) -> u16 {
+/// The handle rights an operation needs (0: none, not checked), and whether it touches a
+/// container's data (then it takes a container handle). Container management (create,
+/// register, punch, destroy, properties) takes a pool handle: DAOS's pool `w` includes
+/// creating and deleting any container.
+fn rights_needed(op: u16) -> (u16, bool) {
     use crate::handles::{READ, WRITE};
     use wire::Op::*;
     match wire::Op::from_u16(op) {
-        None | Some(Ping) => 0,
+        None | Some(Ping) => (0, false),
+        Some(ContQuery | ContGetProps | ContList) => (READ, false),
+        Some(ContCreate | ContRegister | ContDestroy | ContPunch | ContSetProps) => (WRITE, false),
         Some(
             Fetch | ReadExtent | ListDkeys | ListAkeys | ListOids | FetchBulk | ReadExtentBulk
-            | AkeySize | ContQuery | ContGetProps,
-        ) => READ,
-        Some(_) => WRITE,
+            | AkeySize,
+        ) => (READ, true),
+        Some(_) => (WRITE, true),
     }
 }
 

@@ -41,6 +41,10 @@ pub fn server(
     })
 }
 
+/// The right of a daos_server's own pool handle to reach every container (the engines'
+/// `handles::ANY_CONT`).
+const ANY_CONT: u32 = 0x100;
+
 /// DAOS's pool connect flags and container open flags.
 pub const FLAG_RO: u32 = 1;
 pub const FLAG_RW: u32 = 2;
@@ -323,6 +327,8 @@ impl ContService {
                 e.message()
             )));
         }
+        // Its I/O reaches every container (the rebuild copies all of them).
+        let want = want | ANY_CONT;
         let cookie = daos_auth::random_cookie();
         self.handle_write(
             &uuid,

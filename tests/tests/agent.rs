@@ -594,6 +594,13 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
             daos_client::container::FLAG_RW,
         )
         .expect("connect again");
+    let ch2 = conts
+        .open(
+            h2.cookie,
+            &daos_client::uuid_text(&c1.uuid),
+            daos_client::container::FLAG_RO,
+        )
+        .expect("open under the new handle");
     sys.stop(&mut server);
     let _server = sys.start(&[]);
     sys.wait_log("joined the system as rank", 2, 60);
@@ -606,7 +613,8 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
     assert!(stderr(&o).contains("DER_NO_HDL"), "{}", stderr(&o));
     let map = daos_client::connect::pool_map_blocking(&target, "tank")
         .expect("map")
-        .with_handle(h2.cookie);
+        .with_handle(h2.cookie)
+        .with_cont_handle(c1.uuid, ch2.cookie);
     let mut s =
         daos_client::Session::open(std::sync::Arc::new(map), Default::default()).expect("session");
     assert!(

@@ -175,6 +175,14 @@ fn rebuild_cmd(a: RebuildArgs) -> Result<(), String> {
         .register_everywhere(uuid)
         .map_err(|e| format!("container {label}: {e}"))?;
     drop(admin);
+    // Sessions read and write the container under a container handle.
+    let map = std::sync::Arc::new(daos_client::connect::open_container_blocking(
+        &target,
+        &a.sys.pool,
+        (*map).clone(),
+        uuid,
+        daos_client::container::FLAG_RW,
+    )?);
     eprintln!(
         "daos_bench rebuild: pool {}, {} objects of {} bytes ({}), then rank {} is lost",
         a.sys.pool, a.objects, value, a.oclass, a.rank
@@ -308,6 +316,13 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
             (uuid, Some(label))
         }
     };
+    let map = std::sync::Arc::new(daos_client::connect::open_container_blocking(
+        &target,
+        &a.sys.pool,
+        (*map).clone(),
+        cont,
+        daos_client::container::FLAG_RW,
+    )?);
     eprintln!(
         "daos_bench io: pool {} ({} targets on {} ranks, system map version {}), {} thread(s) x qd {}, {} objects per thread",
         a.sys.pool,

@@ -290,6 +290,18 @@ fn cont_command(
         }
         ContCmd::Query { container, .. } => {
             let i = c.query(container).map_err(|e| e.to_string())?;
+            // Counting its objects reads the container: under a container handle.
+            let pool_handle = s.map().handle;
+            if pool_handle != 0 {
+                let h = c
+                    .open(
+                        pool_handle,
+                        &uuid_text(&i.uuid),
+                        daos_client::container::FLAG_RO,
+                    )
+                    .map_err(|e| e.to_string())?;
+                s.set_cont_handle(i.uuid, h.cookie);
+            }
             let (l, u) = (i.label, i.uuid);
             let objects = s.list_objects(u).map_err(err)?.len();
             let u = uuid_text(&u);
