@@ -517,6 +517,9 @@ pub struct Session {
     /// The pool handle every request carries (pool connect), and container handles.
     handle: u64,
     cont_handles: Vec<([u8; 16], u64)>,
+    /// Bulk slots of operations that timed out, by tag: a target may still move data into
+    /// or out of them, so each comes back only with its operation's late reply.
+    orphans: Vec<(u64, usize)>,
 }
 
 /// Fetches a pool's current map (e.g. [`connect::refresher`]).
@@ -594,6 +597,7 @@ impl Session {
             hlc: 0,
             handle,
             cont_handles,
+            orphans: Vec::new(),
         })
     }
 
@@ -891,12 +895,18 @@ impl Session {
             .with_map_version(self.map.placement.version)
             .with_epoch(epoch)
             .with_handles(self.handle, self.cont_handle(&cont));
+        // A send waits for a free send buffer at most the operation's deadline (a peer that
+        // died with every buffer in flight must not hold the caller forever).
+        let deadline = Instant::now() + self.opts.timeout;
         loop {
             match self
                 .ep
                 .send_with(peer, |buf| encode_request(buf, header, req).unwrap_or(0))
             {
                 Ok(()) => break,
+                Err(EndpointError::Busy(_)) if Instant::now() >= deadline => {
+                    return Err(self.timeout_error(target, req.op()));
+                }
                 // Send buffers still in flight: their completions free them.
                 Err(EndpointError::Busy(_)) => {
                     self.ep.poll_held(&mut self.held)?;
@@ -937,6 +947,7 @@ impl Session {
             early,
             bulk_free,
             hlc,
+            orphans,
             ..
         } = self;
         for r in early.drain(..).chain(held.drain(..)) {
@@ -946,8 +957,13 @@ impl Session {
                 continue;
             };
             let Some(i) = inflight.iter().position(|f| f.tag == h.tag) else {
+                // A late reply to an operation that timed out: the target is done with its
+                // bulk slot.
+                if let Some(j) = orphans.iter().position(|o| o.0 == h.tag) {
+                    bulk_free.push(orphans.swap_remove(j).1);
+                }
                 let _ = ep.release(r);
-                continue; // late reply to an operation that timed out
+                continue;
             };
             let f = inflight.swap_remove(i);
             let t = &map.targets[f.target];
@@ -1011,29 +1027,39 @@ impl Session {
         let now = Instant::now();
         while let Some(i) = self.inflight.iter().position(|f| f.deadline <= now) {
             let f = self.inflight.swap_remove(i);
-            let t = &self.map.targets[f.target];
             finished += 1;
-            // A late RMA into this slot cannot be ruled out, so the slot is not reused.
-            done(
-                f.tag,
-                Err(ClientError::Timeout {
-                    rank: t.rank,
-                    target: t.target,
-                    op: f.op,
-                    ms: self.opts.timeout.as_millis(),
-                    map_version: self.map.placement.version,
-                    state: self
-                        .map
-                        .placement
-                        .state(daos_placement::TargetId {
-                            rank: t.rank,
-                            idx: t.target,
-                        })
-                        .map_or("unknown", |s| s.name()),
-                }),
-            );
+            // A late RMA into this slot cannot be ruled out: it waits for the late reply.
+            if let Some(k) = f.bulk {
+                self.orphans.push((f.tag, k));
+            }
+            done(f.tag, Err(self.timeout_error(f.target, f.op)));
         }
         Ok(finished)
+    }
+
+    /// Bulk slots ready for operations now (the others are in flight or wait for a late
+    /// reply).
+    pub fn bulk_slots_free(&self) -> usize {
+        self.bulk_free.len()
+    }
+
+    fn timeout_error(&self, target: usize, op: wire::Op) -> ClientError {
+        let t = &self.map.targets[target];
+        ClientError::Timeout {
+            rank: t.rank,
+            target: t.target,
+            op,
+            ms: self.opts.timeout.as_millis(),
+            map_version: self.map.placement.version,
+            state: self
+                .map
+                .placement
+                .state(daos_placement::TargetId {
+                    rank: t.rank,
+                    idx: t.target,
+                })
+                .map_or("unknown", |s| s.name()),
+        }
     }
 
     /// Sends one request and waits for its reply; returns the body. Only with nothing else in

@@ -679,3 +679,78 @@ fn requests_need_a_handle_the_target_was_told_of_with_the_rights_they_use() {
     );
     drop(f.shards);
 }
+
+#[test]
+fn bulk_slots_of_timed_out_operations_come_back_with_their_late_replies() {
+    use daos_engine::wire::{self, Header};
+    let f = fixture(1);
+    // A stand-in target that takes requests and answers only when the test says.
+    let port = free_base(1);
+    let mut fake = daos_fabric::RdmEndpoint::open(
+        "tcp;ofi_rxm",
+        Some("127.0.0.1"),
+        Some(&port.to_string()),
+        1 << 17,
+        8,
+        8,
+    )
+    .expect("fake target");
+    let mut map = (*f.map).clone();
+    map.targets[0].node = "127.0.0.1".into();
+    map.targets[0].port = port;
+    let mut s = Session::open(
+        Arc::new(map),
+        SessionOpts {
+            queue_depth: 2,
+            max_value: 64 << 10,
+            timeout: Duration::from_millis(300),
+        },
+    )
+    .expect("session");
+    let slots = s.bulk_slots_free();
+    assert!(slots >= 1, "a session with RMA has bulk slots");
+    // Every bulk slot goes to an update the target does not answer in time.
+    let value = vec![7u8; 40_000];
+    for oid in 0..slots as u128 {
+        let e = s
+            .update([1; 16], oid, b"d", b"a", &value)
+            .expect_err("no answer in time");
+        assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+    }
+    assert_eq!(s.bulk_slots_free(), 0, "held until their late replies");
+    // The target answers them late: their slots come back.
+    let mut held = Vec::new();
+    let mut answered = 0;
+    let mut buf = vec![0u8; 4096];
+    let ok = wait_until(Duration::from_secs(10), || {
+        let _ = fake.poll_held(&mut held);
+        for r in held.drain(..) {
+            let h = Header::read(fake.message(r)).expect("a request");
+            assert_eq!(h.op, wire::Op::UpdateBulk as u16, "values went by RMA");
+            let peer = fake.insert_peer(h.reply_addr()).expect("peer");
+            let n = wire::encode_error(&mut buf, &h, der::BUSY, "late");
+            let _ = fake.send(peer, &buf[..n]);
+            let _ = fake.release(r);
+            answered += 1;
+        }
+        let _ = s.poll(|_, _| {});
+        s.bulk_slots_free() == slots
+    });
+    assert!(
+        ok,
+        "{answered} late replies; {} slots free",
+        s.bulk_slots_free()
+    );
+    drop(f.shards);
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
