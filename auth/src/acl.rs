@@ -256,6 +256,18 @@ impl Acl {
         Ok(acl)
     }
 
+    /// An object's ACL as stored: its entries, or DAOS's default for the object when none
+    /// were ever set.
+    pub fn stored(entries: &[String], object: Object) -> Result<Acl, AuthError> {
+        if entries.is_empty() {
+            return Ok(match object {
+                Object::Pool => Acl::default_pool(),
+                Object::Container => Acl::default_container(),
+            });
+        }
+        Acl::parse(entries.iter().map(String::as_str), object)
+    }
+
     /// DAOS's default pool ACL: the owner and the owner group may connect read-write.
     pub fn default_pool() -> Acl {
         Acl {

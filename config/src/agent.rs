@@ -162,7 +162,6 @@ const KEYS: &[&str] = &[
     "telemetry_enabled_procs",
     "telemetry_disabled_procs",
 ];
-const TRANSPORT_KEYS: &[&str] = &["allow_insecure", "ca_cert", "cert", "key"];
 const CREDENTIAL_KEYS: &[&str] = &["cache_expiration", "client_user_map"];
 const USER_KEYS: &[&str] = &["user", "group", "groups"];
 const LOG_MASKS: &[&str] = &["trace", "debug", "info", "notice", "warn", "error"];
@@ -219,22 +218,6 @@ fn duration(d: &mut Decoder, v: &mut MapView<'_>, key: &str) -> Option<Duration>
             None
         }
     }
-}
-
-fn transport(d: &mut Decoder, mut t: MapView<'_>, out: &mut ClientTransport) {
-    if let Some(x) = d.boolean(&mut t, "allow_insecure") {
-        out.allow_insecure = x;
-    }
-    if let Some(x) = d.path(&mut t, "ca_cert") {
-        out.ca_cert = x;
-    }
-    if let Some(x) = d.path(&mut t, "cert") {
-        out.cert = x;
-    }
-    if let Some(x) = d.path(&mut t, "key") {
-        out.key = x;
-    }
-    d.finish(t, TRANSPORT_KEYS);
 }
 
 fn credentials(d: &mut Decoder, mut v: MapView<'_>, out: &mut CredentialConfig) {
@@ -324,20 +307,7 @@ fn fabric(d: &mut Decoder, v: &mut MapView<'_>) -> Vec<NumaFabric> {
 /// Reads `daos_agent.yml` text; `name` is used in messages.
 pub fn load_str(text: &str, name: impl AsRef<Path>) -> Result<Agent, ConfigErrors> {
     let name = name.as_ref();
-    let root = crate::yaml::parse(text).map_err(|e| {
-        ConfigErrors::new(
-            name,
-            vec![
-                ConfigError::new(
-                    ErrorKind::Syntax,
-                    "",
-                    format!("not valid YAML: {}", e.message),
-                )
-                .fix("fix the YAML syntax at this position")
-                .at(crate::Origin::File(e.mark)),
-            ],
-        )
-    })?;
+    let root = crate::control::parse_yaml(text, name)?;
     let mut d = Decoder::default();
     let mut a = Agent::default();
     if let Some(mut v) = d.view(&root, "", "") {
@@ -377,7 +347,7 @@ pub fn load_str(text: &str, name: impl AsRef<Path>) -> Result<Agent, ConfigError
             credentials(&mut d, c, &mut a.credential_config);
         }
         if let Some(t) = d.sub(&mut v, "transport_config") {
-            transport(&mut d, t, &mut a.transport_config);
+            crate::control::transport(&mut d, t, &mut a.transport_config);
         }
         if let Some(x) = d.boolean(&mut v, "disable_caching") {
             a.disable_caching = x;

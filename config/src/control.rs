@@ -57,7 +57,27 @@ impl Default for Control {
 const KEYS: &[&str] = &["name", "port", "hostlist", "transport_config"];
 const TRANSPORT_KEYS: &[&str] = &["allow_insecure", "ca_cert", "cert", "key"];
 
-fn transport(d: &mut Decoder, mut t: MapView<'_>, out: &mut ClientTransport) {
+/// Parses YAML text of a client-side config (`daos_control.yml`, `daos_agent.yml`), a syntax
+/// error given with its position.
+pub(crate) fn parse_yaml(text: &str, name: &Path) -> Result<crate::yaml::Node, ConfigErrors> {
+    crate::yaml::parse(text).map_err(|e| {
+        ConfigErrors::new(
+            name,
+            vec![
+                ConfigError::new(
+                    ErrorKind::Syntax,
+                    "",
+                    format!("not valid YAML: {}", e.message),
+                )
+                .fix("fix the YAML syntax at this position")
+                .at(crate::Origin::File(e.mark)),
+            ],
+        )
+    })
+}
+
+/// `transport_config` of a client-side config.
+pub(crate) fn transport(d: &mut Decoder, mut t: MapView<'_>, out: &mut ClientTransport) {
     if let Some(x) = d.boolean(&mut t, "allow_insecure") {
         out.allow_insecure = x;
     }
@@ -76,20 +96,7 @@ fn transport(d: &mut Decoder, mut t: MapView<'_>, out: &mut ClientTransport) {
 /// Reads `daos_control.yml` text; `name` is used in messages.
 pub fn load_str(text: &str, name: impl AsRef<Path>) -> Result<Control, ConfigErrors> {
     let name = name.as_ref();
-    let root = crate::yaml::parse(text).map_err(|e| {
-        ConfigErrors::new(
-            name,
-            vec![
-                ConfigError::new(
-                    ErrorKind::Syntax,
-                    "",
-                    format!("not valid YAML: {}", e.message),
-                )
-                .fix("fix the YAML syntax at this position")
-                .at(crate::Origin::File(e.mark)),
-            ],
-        )
-    })?;
+    let root = parse_yaml(text, name)?;
     let mut d = Decoder::default();
     let mut c = Control::default();
     if let Some(mut v) = d.view(&root, "", "") {

@@ -45,6 +45,22 @@ pub fn load_control(path: Option<&std::path::Path>) -> Result<Control, CmdError>
     }
 }
 
+/// TLS with `t`'s CA and the `who` certificate (its key no more open than `key_mode`),
+/// verifying the server's certificate name `server` as DAOS does.
+fn client_tls(
+    t: &daos_config::control::ClientTransport,
+    who: &str,
+    key_mode: u32,
+) -> Result<ClientTlsConfig, CmdError> {
+    let ca = read_pem(&t.ca_cert, "CA certificate", None)?;
+    let cert = read_pem(&t.cert, &format!("{who} certificate"), None)?;
+    let key = read_pem(&t.key, &format!("{who} key"), Some(key_mode))?;
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name("server"))
+}
+
 /// Where to connect and how.
 #[derive(Clone)]
 pub struct Target {
@@ -115,16 +131,7 @@ impl Target {
         let tls = if insecure || control.transport_config.allow_insecure {
             None
         } else {
-            let t = &control.transport_config;
-            let ca = read_pem(&t.ca_cert, "CA certificate", None)?;
-            let cert = read_pem(&t.cert, "admin certificate", None)?;
-            let key = read_pem(&t.key, "admin key", Some(0o440))?;
-            Some(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(ca))
-                    .identity(Identity::from_pem(cert, key))
-                    .domain_name("server"),
-            )
+            Some(client_tls(&control.transport_config, "admin", 0o440)?)
         };
         Ok(Target {
             hosts,
@@ -166,15 +173,7 @@ impl Target {
         let tls = if insecure || t.allow_insecure {
             None
         } else {
-            let ca = read_pem(&t.ca_cert, "CA certificate", None)?;
-            let cert = read_pem(&t.cert, "agent certificate", None)?;
-            let key = read_pem(&t.key, "agent key", Some(0o400))?;
-            Some(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(ca))
-                    .identity(Identity::from_pem(cert, key))
-                    .domain_name("server"),
-            )
+            Some(client_tls(t, "agent", 0o400)?)
         };
         Ok(Target {
             hosts,

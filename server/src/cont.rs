@@ -134,17 +134,9 @@ fn cont_perms(c: &ContainerRecord, who: &daos_auth::Identity, pool_rights: u16) 
         }
         return p;
     }
-    let lines = if c.acl.is_empty() {
-        daos_auth::Acl::default_container().strings()
-    } else {
-        c.acl.clone()
-    };
-    daos_auth::Acl::parse(
-        lines.iter().map(String::as_str),
-        daos_auth::Object::Container,
-    )
-    .map(|a| a.perms(who, &c.owner, &c.owner_group))
-    .unwrap_or(0)
+    daos_auth::Acl::stored(&c.acl, daos_auth::Object::Container)
+        .map(|a| a.perms(who, &c.owner, &c.owner_group))
+        .unwrap_or(0)
 }
 
 /// A refusal naming who, what and where.
@@ -304,12 +296,7 @@ impl ContService {
         let Some(rec) = self.ms.pool_find(uuid) else {
             return 0;
         };
-        let lines = if rec.acl.is_empty() {
-            daos_auth::Acl::default_pool().strings()
-        } else {
-            rec.acl
-        };
-        daos_auth::Acl::parse(lines.iter().map(String::as_str), daos_auth::Object::Pool)
+        daos_auth::Acl::stored(&rec.acl, daos_auth::Object::Pool)
             .map(|a| a.perms(who, &rec.owner, &rec.owner_group))
             .unwrap_or(0)
     }
@@ -560,16 +547,7 @@ impl ContSvc for ContService {
             .ms
             .pool_find(&uuid)
             .ok_or_else(|| Status::not_found(format!("DER_NONEXIST(-1005): no pool {uuid}")))?;
-        let acl_lines: Vec<String> = if rec.acl.is_empty() {
-            daos_auth::Acl::default_pool().strings()
-        } else {
-            rec.acl.clone()
-        };
-        let acl = daos_auth::Acl::parse(
-            acl_lines.iter().map(String::as_str),
-            daos_auth::Object::Pool,
-        )
-        .map_err(|e| {
+        let acl = daos_auth::Acl::stored(&rec.acl, daos_auth::Object::Pool).map_err(|e| {
             Status::internal(format!("pool {}: its ACL does not parse: {e}", rec.label))
         })?;
         let perms = acl.perms(&who, &rec.owner, &rec.owner_group);
@@ -789,11 +767,7 @@ impl ContSvc for ContService {
             )
             .map_err(bad)
         };
-        let current = if c.acl.is_empty() {
-            daos_auth::Acl::default_container()
-        } else {
-            parse(&c.acl)?
-        };
+        let current = daos_auth::Acl::stored(&c.acl, daos_auth::Object::Container).map_err(bad)?;
         let principal = |n: &str| {
             if n.is_empty() {
                 None

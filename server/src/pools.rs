@@ -673,11 +673,9 @@ pub fn acl_get(h: &Harness, id: &str) -> Result<(String, String, Vec<String>), P
 
 /// A pool's entries; a pool created before ACLs existed has DAOS's default.
 fn stored_acl(acl: &[String]) -> Vec<String> {
-    if acl.is_empty() {
-        daos_auth::Acl::default_pool().strings()
-    } else {
-        acl.to_vec()
-    }
+    daos_auth::Acl::stored(acl, daos_auth::Object::Pool)
+        .map(|a| a.strings())
+        .unwrap_or_else(|_| acl.to_vec())
 }
 
 /// Changes a pool's ACL (a management-service write); the new owners and entries. A bad entry
