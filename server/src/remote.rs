@@ -30,11 +30,13 @@ pub struct RankInfo {
     pub scm_avail: u64,
 }
 
-/// The pool methods a remote caller may pass to an engine.
+/// The pool methods a remote caller may pass to an engine (the pool service pushes the pool
+/// handles of every rank of the pool, on whichever host).
 pub const FORWARDED: &[MgmtMethod] = &[
     MgmtMethod::PoolCreate,
     MgmtMethod::PoolDestroy,
     MgmtMethod::PoolQuery,
+    MgmtMethod::PoolHandles,
 ];
 
 /// Calls to other hosts' daos_servers, from plain or blocking threads.
@@ -377,7 +379,7 @@ impl RankSvc for Service {
             .filter(|m| FORWARDED.contains(m))
             .ok_or_else(|| {
                 Status::permission_denied(format!(
-                    "EngineCallReq: dRPC module {} method {} is not one a remote caller may use (pool create, destroy, query)",
+                    "EngineCallReq: dRPC module {} method {} is not one a remote caller may use (pool create, destroy, query, handles)",
                     r.module, r.method
                 ))
             })?;
