@@ -278,6 +278,31 @@ impl ContService {
         }
     }
 
+    /// Records handle `h` in pool `pool`'s service and pushes it to the pool's engines (`arm`:
+    /// turning their checks on).
+    async fn record_and_push(
+        &self,
+        pool: &str,
+        h: daos_mgmt::state::HandleRecord,
+        arm: bool,
+    ) -> Result<(), Status> {
+        let add = daos_drpc::mgmt::pool_handles_req::Handle {
+            cookie: h.cookie,
+            rights: h.rights,
+            parent: h.parent,
+            cont: h.cont.clone(),
+        };
+        let (uuid, _) = self.handle_write(pool, Command::HandleOpen(h)).await?;
+        self.push(daos_drpc::mgmt::PoolHandlesReq {
+            uuid,
+            add: vec![add],
+            arm,
+            ..Default::default()
+        })
+        .await;
+        Ok(())
+    }
+
     /// Pushes `req` to the pool's engines (off the async runtime).
     async fn push(&self, req: daos_drpc::mgmt::PoolHandlesReq) {
         let Some(h) = self.harness.clone() else {
@@ -317,33 +342,20 @@ impl ContService {
         // Its I/O reaches every container (the rebuild copies all of them).
         let want = want | ANY_CONT;
         let cookie = daos_auth::random_cookie();
-        self.handle_write(
+        // A server's own handle does not turn the checks on (clients without an agent keep
+        // using pools nobody connected to).
+        self.record_and_push(
             &uuid,
-            Command::HandleOpen(daos_mgmt::state::HandleRecord {
+            daos_mgmt::state::HandleRecord {
                 cookie,
                 rights: want,
                 user: "daos_server@".into(),
                 machine: daos_auth::cred::machine_name(),
-                cont: String::new(),
-                parent: 0,
                 ..Default::default()
-            }),
+            },
+            false,
         )
         .await?;
-        self.push(daos_drpc::mgmt::PoolHandlesReq {
-            uuid: uuid.clone(),
-            add: vec![daos_drpc::mgmt::pool_handles_req::Handle {
-                cookie,
-                rights: want,
-                parent: 0,
-                cont: String::new(),
-            }],
-            // A server's own handle does not turn the checks on (clients without an agent keep
-            // using pools nobody connected to).
-            arm: false,
-            ..Default::default()
-        })
-        .await;
         Ok(Response::new(daos_proto::cont::ConnectResp {
             handle: cookie,
             rights: want,
@@ -579,9 +591,9 @@ impl ContSvc for ContService {
             return Err(Status::permission_denied(text));
         }
         let cookie = daos_auth::random_cookie();
-        self.handle_write(
+        self.record_and_push(
             &uuid,
-            Command::HandleOpen(HandleRecord {
+            HandleRecord {
                 cookie,
                 rights: want,
                 user: who.user.clone(),
@@ -590,21 +602,10 @@ impl ContSvc for ContService {
                 parent: 0,
                 group: who.group.clone(),
                 groups: who.groups.clone(),
-            }),
+            },
+            true,
         )
         .await?;
-        self.push(daos_drpc::mgmt::PoolHandlesReq {
-            uuid: uuid.clone(),
-            add: vec![daos_drpc::mgmt::pool_handles_req::Handle {
-                cookie,
-                rights: want,
-                parent: 0,
-                cont: String::new(),
-            }],
-            arm: true,
-            ..Default::default()
-        })
-        .await;
         tracing::debug!("pool {uuid}: {} connected ({want:#x})", who.user);
         Ok(Response::new(daos_proto::cont::ConnectResp {
             handle: cookie,
@@ -654,33 +655,21 @@ impl ContSvc for ContService {
             }
         }
         let cookie = daos_auth::random_cookie();
-        let (uuid, _) = self
-            .handle_write(
-                &r.pool,
-                Command::HandleOpen(HandleRecord {
-                    cookie,
-                    rights: want,
-                    user: parent.user.clone(),
-                    machine: parent.machine.clone(),
-                    cont: c.uuid.clone(),
-                    parent: r.handle,
-                    group: parent.group.clone(),
-                    groups: parent.groups.clone(),
-                }),
-            )
-            .await?;
-        self.push(daos_drpc::mgmt::PoolHandlesReq {
-            uuid,
-            add: vec![daos_drpc::mgmt::pool_handles_req::Handle {
+        self.record_and_push(
+            &r.pool,
+            HandleRecord {
                 cookie,
                 rights: want,
-                parent: r.handle,
+                user: parent.user.clone(),
+                machine: parent.machine.clone(),
                 cont: c.uuid.clone(),
-            }],
-            arm: true,
-            ..Default::default()
-        })
-        .await;
+                parent: r.handle,
+                group: parent.group.clone(),
+                groups: parent.groups.clone(),
+            },
+            true,
+        )
+        .await?;
         Ok(Response::new(daos_proto::cont::OpenResp {
             handle: cookie,
             uuid: c.uuid,
