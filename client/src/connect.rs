@@ -173,13 +173,20 @@ pub fn pool_map_blocking(t: &Target, pool: &str) -> Result<PoolMap, ConnectError
 /// The pool's map with a pool handle: the caller's credential from daos_agent (its socket from
 /// `DAOS_AGENT_DRPC_DIR` or DAOS's default), checked by the pool's service against the pool's
 /// ACL for `flags` ([`crate::container::FLAG_RO`] or [`crate::container::FLAG_RW`]). Without
-/// an agent socket the map comes without a handle: only pools nobody connected to yet serve
-/// such requests.
+/// an agent socket, an admin tool's handle (see the code) or none.
 pub fn connect_blocking(t: &Target, pool: &str, flags: u32) -> Result<PoolMap, ConnectError> {
     let socket = crate::agent::socket_path();
     let map = pool_map_blocking(t, pool)?;
     if !socket.exists() {
-        return Ok(map);
+        // No agent: an admin tool (daos_control.yml's admin certificate, or an insecure
+        // system) gets a pool handle without a credential; anyone else gets none and the
+        // targets refuse its requests (DER_NO_HDL).
+        let c = crate::container::Containers::new(t, pool)
+            .map_err(|e| ConnectError::Service(e.to_string()))?;
+        return Ok(match c.connect(Vec::new(), flags) {
+            Ok(h) => map.with_handle(h.cookie),
+            Err(_) => map,
+        });
     }
     let mut agent = crate::agent::Agent::connect_at(&socket)
         .map_err(|e| ConnectError::Service(e.to_string()))?;

@@ -139,7 +139,7 @@ pub struct Harness {
     instances: Vec<Arc<Instance>>,
     ms: Arc<dyn ManagementService>,
     /// Calls to ranks of other hosts.
-    remote: crate::remote::Remote,
+    remote: Arc<crate::remote::Remote>,
     engine_bin: PathBuf,
     control_addr: String,
     stopping: AtomicBool,
@@ -232,7 +232,7 @@ impl Harness {
             config,
             instances,
             ms,
-            remote,
+            remote: Arc::new(remote),
             engine_bin,
             control_addr,
             stopping: AtomicBool::new(false),
@@ -1297,6 +1297,7 @@ impl Harness {
             s.rank = Some(resp.rank);
             s.joined = true;
         });
+        self.push_handles_to(resp.rank, sock);
         info!(
             "DAOS I/O Engine instance {i} {} the system as rank {}",
             if resp.rejoined { "rejoined" } else { "joined" },
@@ -1304,6 +1305,52 @@ impl Harness {
         );
         self.roll_back_orphans();
         Ok(())
+    }
+
+    /// Pushes the open handles of every pool on `rank` to its engine (just joined: after a
+    /// restart it checks handles with none), off the join's thread.
+    fn push_handles_to(&self, rank: u32, sock: &Path) {
+        let pools: Vec<_> = self
+            .ms
+            .pools()
+            .into_iter()
+            .filter(|p| p.ranks.contains(&rank) && !p.svc_hosts.is_empty())
+            .collect();
+        if pools.is_empty() {
+            return;
+        }
+        let (remote, sock) = (self.remote.clone(), sock.to_path_buf());
+        let spawned = std::thread::Builder::new()
+            .name("handles".into())
+            .spawn(move || {
+                for p in pools {
+                    let Ok(list) = remote.list_handles(&p.svc_hosts, &p.uuid) else {
+                        continue;
+                    };
+                    let req = daos_drpc::mgmt::PoolHandlesReq {
+                        uuid: p.uuid.clone(),
+                        arm: true,
+                        add: list
+                            .into_iter()
+                            .map(|x| daos_drpc::mgmt::pool_handles_req::Handle {
+                                cookie: x.cookie,
+                                rights: x.rights,
+                                parent: x.parent,
+                                cont: x.cont,
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    let sent = Client::connect(&sock)
+                        .and_then(|mut c| c.call(MgmtMethod::PoolHandles, &req.encode_to_vec()));
+                    if let Err(e) = sent {
+                        warn!("pool {}: handles not pushed to rank {rank}: {e}", p.uuid);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot push pool handles to rank {rank}: {e}");
+        }
     }
 
     /// True when a member's control address (`ip:port`) is this daos_server.

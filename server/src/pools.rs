@@ -574,6 +574,8 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
             req.label
         );
     }
+    // From now on the pool's targets take requests only under a pool handle (pool connect).
+    arm_handles(h, &uuid, &rec.ranks);
     rec.state = PoolState::Ready;
     h.ms()
         .pool_update(rec.clone())
@@ -586,6 +588,22 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         rec.svc_hosts.join(", ")
     );
     Ok(rec)
+}
+
+/// Turns handle checks on for pool `uuid` on the engines of `ranks` (a rank that misses it
+/// gets it from the management service leader's next handle push).
+pub fn arm_handles(h: &Harness, uuid: &str, ranks: &[u32]) {
+    let body = daos_drpc::mgmt::PoolHandlesReq {
+        uuid: uuid.to_string(),
+        arm: true,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    for &r in ranks {
+        if let Err(e) = h.engine_call(r, MgmtMethod::PoolHandles, &body) {
+            warn!("pool {uuid}: handle checks not turned on for rank {r} yet: {e}");
+        }
+    }
 }
 
 /// Up to `n` of `ranks` on distinct hosts (in rank order), and those hosts' control

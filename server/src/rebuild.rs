@@ -159,9 +159,9 @@ fn sync_maps(h: &Harness) {
     }
 }
 
-/// Pushes each pool's open handles to its engines again (idempotent): an engine that
-/// restarted checks handles from its first request (a marker kept with the pool's shards) and
-/// learns them here.
+/// Pushes each pool's open handles to its engines again (idempotent), with the checks on: an
+/// engine that restarted checks handles from its first request (a marker kept with the
+/// pool's shards), is pushed them as it joins, and here again.
 fn sync_handles(h: &Harness) {
     for pool in h.ms().pools() {
         if pool.svc_hosts.is_empty() || pool.state != PoolState::Ready {
@@ -170,10 +170,10 @@ fn sync_handles(h: &Harness) {
         let Ok(list) = h.remote().list_handles(&pool.svc_hosts, &pool.uuid) else {
             continue;
         };
-        if list.is_empty() {
-            continue;
-        }
+        // Checks on (a pool created before they were, a rank that missed it), and the open
+        // handles again.
         let req = daos_drpc::mgmt::PoolHandlesReq {
+            arm: true,
             uuid: pool.uuid.clone(),
             add: list
                 .into_iter()

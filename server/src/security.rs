@@ -66,7 +66,6 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "RaftSvc.Read"
         | "RaftSvc.Start"
         | "RaftSvc.Stop"
-        | "ContSvc.SystemConnect"
         | "ContSvc.Handles"
         | "RankSvc.EngineCall"
         | "RankSvc.RankInfo"
@@ -91,6 +90,9 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "ContSvc.Open"
         | "ContSvc.Disconnect"
         | "ContSvc.Acl" => &[Admin, Agent, Server],
+        // A pool handle without a credential, beyond the pool's ACL: daos_servers (the
+        // rebuild) and admin tools (DAOS's admins may do anything to a pool).
+        "ContSvc.SystemConnect" => &[Admin, Server],
         // Evicting other users' handles: admins (dmg pool evict), and the agent for the
         // handles a process left when it exited.
         "ContSvc.Evict" => &[Admin, Agent, Server],

@@ -326,13 +326,16 @@ impl System {
         run("daos", &all, &[])
     }
 
-    /// A client's map of pool `pool` (insecure), from the management service.
+    /// A client's map of pool `pool` (insecure), from the management service, with a pool
+    /// handle.
     pub fn pool_map(&self, pool: &str) -> daos_client::PoolMap {
         let control = daos_control::load_control(None).expect("control config");
         let target =
             daos_control::Target::new(&control, Some(&format!("localhost:{}", self.port)), true)
                 .expect("target");
-        daos_client::connect::pool_map_blocking(&target, pool).expect("pool map")
+        // An admin tool's pool handle (insecure system, no agent): the targets serve it.
+        daos_client::connect::connect_blocking(&target, pool, daos_client::container::FLAG_RW)
+            .expect("pool map")
     }
 
     /// Runs dmg against this system with `-l localhost:<port>` and `args`.

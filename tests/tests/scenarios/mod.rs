@@ -457,7 +457,8 @@ fn copies_outside_layout(c: &Cluster, all: &str, conts: &[[u8; 16]]) -> Result<u
             let control = daos_config::control::Control::default();
             let target =
                 daos_control::Target::new(&control, Some(&all), true).map_err(|e| e.message)?;
-            let map = connect::pool_map_blocking(&target, "tank").map_err(|e| e.to_string())?;
+            let map = connect::connect_blocking(&target, "tank", daos_client::container::FLAG_RW)
+                .map_err(|e| e.to_string())?;
             let mut s = Session::open(std::sync::Arc::new(map), SessionOpts::default())
                 .map_err(|e| e.to_string())?;
             let (mut outside, mut replicated) = (0, 0);
@@ -642,7 +643,9 @@ fn stale_map_refused_then_refreshed(c: &Cluster, all: &str, cont: [u8; 16], vers
             let control = daos_config::control::Control::default();
             let target =
                 daos_control::Target::new(&control, Some(&all), true).map_err(|e| e.message)?;
-            let mut old = connect::pool_map_blocking(&target, "tank").map_err(|e| e.to_string())?;
+            let mut old =
+                connect::connect_blocking(&target, "tank", daos_client::container::FLAG_RW)
+                    .map_err(|e| e.to_string())?;
             if old.placement.version != version {
                 return Err(format!("the pool is at version {}", old.placement.version));
             }
@@ -692,8 +695,10 @@ fn concurrent_updates_converge(c: &Cluster, all: &str, cont: [u8; 16]) {
             let control = daos_config::control::Control::default();
             let target =
                 daos_control::Target::new(&control, Some(&all), true).map_err(|e| e.message)?;
-            let map =
-                Arc::new(connect::pool_map_blocking(&target, "tank").map_err(|e| e.to_string())?);
+            let map = Arc::new(
+                connect::connect_blocking(&target, "tank", daos_client::container::FLAG_RW)
+                    .map_err(|e| e.to_string())?,
+            );
             let class = daos_placement::ObjectClass::parse("RP_2G1").map_err(|e| e.to_string())?;
             let keys: Arc<Vec<u128>> = Arc::new(
                 (0..8)
