@@ -62,6 +62,28 @@ fn wanted(flags: u32, what: &str) -> Result<u32, Status> {
 
 /// Pushes a change of pool `uuid`'s handles to the engines of its ranks (those not answering
 /// get the full list when the pool service resyncs them). Blocking.
+/// A push of pool `uuid`'s open handles `list` (from [`crate::remote::Remote::list_handles`])
+/// that also turns the checks on.
+pub(crate) fn resync_req(
+    uuid: &str,
+    list: Vec<daos_proto::cont::HandleInfo>,
+) -> daos_drpc::mgmt::PoolHandlesReq {
+    daos_drpc::mgmt::PoolHandlesReq {
+        uuid: uuid.to_string(),
+        arm: true,
+        add: list
+            .into_iter()
+            .map(|x| daos_drpc::mgmt::pool_handles_req::Handle {
+                cookie: x.cookie,
+                rights: x.rights,
+                parent: x.parent,
+                cont: x.cont,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn push_handles(
     h: &crate::harness::Harness,
     ranks: &[u32],

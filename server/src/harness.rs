@@ -1327,20 +1327,7 @@ impl Harness {
                     let Ok(list) = remote.list_handles(&p.svc_hosts, &p.uuid) else {
                         continue;
                     };
-                    let req = daos_drpc::mgmt::PoolHandlesReq {
-                        uuid: p.uuid.clone(),
-                        arm: true,
-                        add: list
-                            .into_iter()
-                            .map(|x| daos_drpc::mgmt::pool_handles_req::Handle {
-                                cookie: x.cookie,
-                                rights: x.rights,
-                                parent: x.parent,
-                                cont: x.cont,
-                            })
-                            .collect(),
-                        ..Default::default()
-                    };
+                    let req = crate::cont::resync_req(&p.uuid, list);
                     let sent = Client::connect(&sock)
                         .and_then(|mut c| c.call(MgmtMethod::PoolHandles, &req.encode_to_vec()));
                     if let Err(e) = sent {

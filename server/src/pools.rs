@@ -1078,6 +1078,12 @@ pub fn extend(h: &Harness, id: &str, ranks: &[u32]) -> Result<PoolRecord, PoolSv
         }
         done.push(r);
     }
+    // The new ranks check handles too, knowing those open now.
+    let open = h
+        .remote()
+        .list_handles(&rec.svc_hosts, &rec.uuid)
+        .unwrap_or_default();
+    crate::cont::push_handles(h, ranks, &crate::cont::resync_req(&rec.uuid, open));
     let targets = ranks.iter().map(|r| rank_targets(h, *r)).max().unwrap_or(1);
     apply_map(
         h,

@@ -172,20 +172,7 @@ fn sync_handles(h: &Harness) {
         };
         // Checks on (a pool created before they were, a rank that missed it), and the open
         // handles again.
-        let req = daos_drpc::mgmt::PoolHandlesReq {
-            arm: true,
-            uuid: pool.uuid.clone(),
-            add: list
-                .into_iter()
-                .map(|x| daos_drpc::mgmt::pool_handles_req::Handle {
-                    cookie: x.cookie,
-                    rights: x.rights,
-                    parent: x.parent,
-                    cont: x.cont,
-                })
-                .collect(),
-            ..Default::default()
-        };
+        let req = crate::cont::resync_req(&pool.uuid, list);
         // Ranks that run (the others get them when they are back).
         let members = h.ms().members();
         let live: Vec<u32> = pool
