@@ -149,7 +149,21 @@ fn open_handles(sys: &System, pool: &str) -> usize {
 
 #[test]
 fn insecure_agent_serves_credentials_of_the_caller_to_many_clients_and_restarts() {
-    let _ = ok(run("daos_agent", &["version"], &[]));
+    assert!(ok(run("daos_agent", &["version"], &[])).starts_with("daos_agent version "));
+    // This node's interfaces with their providers, as a table and as JSON; the topology.
+    assert!(ok(run("daos_agent", &["net-scan"], &[])).starts_with("Interface"));
+    let j: serde_json::Value = serde_json::from_str(&ok(run(
+        "daos_agent",
+        &["-j", "net-scan", "-p", "all"],
+        &[],
+    )))
+    .expect("net-scan JSON");
+    assert!(
+        j.as_array()
+            .is_some_and(|a| a.iter().any(|i| i["interface"] == "lo")),
+        "{j}"
+    );
+    assert!(!ok(run("daos_agent", &["dump-topology"], &[])).is_empty());
     // No daos_server at this port: credentials still work, attach info says why not.
     let dead = free_port();
     let a = AgentDir::new(dead, "transport_config:\n  allow_insecure: true\n");
