@@ -525,6 +525,10 @@ pub struct Session {
 /// Fetches a pool's current map (e.g. [`connect::refresher`]).
 pub type Refresher = Box<dyn FnMut() -> Result<PoolMap, String> + Send>;
 
+/// How long a blocking call keeps asking a target that does not know its handle (longer than
+/// the management service's 5 s handle resync).
+const NO_HDL_PATIENCE: Duration = Duration::from_secs(8);
+
 /// Times an operation refused as stale is sent again on a refreshed map.
 const STALE_RETRIES: usize = 8;
 
@@ -706,12 +710,15 @@ impl Session {
     }
 
     /// Runs `op` and, while a target refuses it as stale and the session can refresh its
-    /// map, refreshes and runs it again.
+    /// map, refreshes and runs it again. A target that does not know the session's handle
+    /// yet (an engine that just restarted learns the open handles within seconds) is asked
+    /// again for [`NO_HDL_PATIENCE`]; an evicted handle fails after that.
     fn fresh<T>(
         &mut self,
         mut op: impl FnMut(&mut Session) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let mut tries = 0;
+        let started = Instant::now();
         loop {
             match op(self) {
                 Err(ClientError::Stale { theirs, .. })
@@ -719,6 +726,13 @@ impl Session {
                 {
                     tries += 1;
                     self.refresh_map(theirs)?;
+                }
+                Err(e)
+                    if e.der() == Some(der::NO_HDL)
+                        && self.handle != 0
+                        && started.elapsed() < NO_HDL_PATIENCE =>
+                {
+                    std::thread::sleep(Duration::from_millis(250));
                 }
                 r => return r,
             }

@@ -91,15 +91,29 @@ pub(crate) fn push_handles(
 ) -> Vec<String> {
     use prost::Message;
     let body = req.encode_to_vec();
+    let one = |r: u32| -> Result<(), String> {
+        let b = h
+            .engine_call(r, daos_drpc::MgmtMethod::PoolHandles, &body)
+            .map_err(|e| e.to_string())?;
+        match daos_drpc::mgmt::DaosResp::decode(b.as_slice()) {
+            Ok(d) if d.status == 0 => Ok(()),
+            Ok(d) => Err(format!("status {}", d.status)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
     let mut failed = Vec::new();
     for &r in ranks {
-        match h.engine_call(r, daos_drpc::MgmtMethod::PoolHandles, &body) {
-            Ok(b) => match daos_drpc::mgmt::DaosResp::decode(b.as_slice()) {
-                Ok(d) if d.status == 0 => {}
-                Ok(d) => failed.push(format!("rank {r}: status {}", d.status)),
-                Err(e) => failed.push(format!("rank {r}: {e}")),
-            },
-            Err(e) => failed.push(format!("rank {r}: {e}")),
+        // An engine in the middle of a restart gets a few more chances.
+        let mut last = one(r);
+        for _ in 0..3 {
+            if last.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            last = one(r);
+        }
+        if let Err(e) = last {
+            failed.push(format!("rank {r}: {e}"));
         }
     }
     if !failed.is_empty() {
@@ -334,11 +348,20 @@ impl ContService {
         let Some(h) = self.harness.clone() else {
             return;
         };
-        let ranks = self
+        // Ranks that run: the others are pushed the open handles as they join.
+        let members = self.ms.members();
+        let ranks: Vec<u32> = self
             .ms
             .pool_find(&req.uuid)
             .map(|p| p.ranks)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| {
+                members.iter().any(|m| {
+                    m.rank == *r && m.state == daos_mgmt::MemberState::Joined
+                })
+            })
+            .collect();
         let _ = tokio::task::spawn_blocking(move || push_handles(&h, &ranks, &req)).await;
     }
 

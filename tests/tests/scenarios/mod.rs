@@ -425,7 +425,7 @@ pub fn three_hosts(mut c: Cluster) {
     );
     assert!(joined(&c, 1, all, 3), "{:?}", c.members(1, all));
     let output = c.path(1).join("out.bin");
-    ok(c.run(
+    passed(&c, c.run(
         2,
         "daos",
         &[
