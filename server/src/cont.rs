@@ -60,8 +60,6 @@ fn wanted(flags: u32, what: &str) -> Result<u32, Status> {
     }
 }
 
-/// Pushes a change of pool `uuid`'s handles to the engines of its ranks (those not answering
-/// get the full list when the pool service resyncs them). Blocking.
 /// A push of pool `uuid`'s open handles `list` (from [`crate::remote::Remote::list_handles`])
 /// that also turns the checks on.
 pub(crate) fn resync_req(
@@ -84,6 +82,8 @@ pub(crate) fn resync_req(
     }
 }
 
+/// Pushes a change of pool `uuid`'s handles to the engines of its ranks (those not answering
+/// get the full list when the pool service resyncs them). Blocking.
 pub(crate) fn push_handles(
     h: &crate::harness::Harness,
     ranks: &[u32],
@@ -357,9 +357,9 @@ impl ContService {
             .unwrap_or_default()
             .into_iter()
             .filter(|r| {
-                members.iter().any(|m| {
-                    m.rank == *r && m.state == daos_mgmt::MemberState::Joined
-                })
+                members
+                    .iter()
+                    .any(|m| m.rank == *r && m.state == daos_mgmt::MemberState::Joined)
             })
             .collect();
         let _ = tokio::task::spawn_blocking(move || push_handles(&h, &ranks, &req)).await;

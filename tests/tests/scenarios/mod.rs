@@ -425,21 +425,24 @@ pub fn three_hosts(mut c: Cluster) {
     );
     assert!(joined(&c, 1, all, 3), "{:?}", c.members(1, all));
     let output = c.path(1).join("out.bin");
-    passed(&c, c.run(
-        2,
-        "daos",
-        &[
-            "-i",
-            "-l",
-            all,
-            "object",
-            "get",
-            "tank",
-            "c1",
-            "kept",
-            output.to_str().expect("utf8"),
-        ],
-    ));
+    passed(
+        &c,
+        c.run(
+            2,
+            "daos",
+            &[
+                "-i",
+                "-l",
+                all,
+                "object",
+                "get",
+                "tank",
+                "c1",
+                "kept",
+                output.to_str().expect("utf8"),
+            ],
+        ),
+    );
     assert!(
         std::fs::read(&output).expect("read back") == data,
         "the value differs"
