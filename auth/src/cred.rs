@@ -365,20 +365,38 @@ pub fn verify_with_cert(pem: &[u8], data: &[u8], sig: &[u8]) -> Result<(), AuthE
     let spki = cert.public_key();
     let key = spki.subject_public_key.data.as_ref();
     let alg = spki.algorithm.algorithm.to_id_string();
-    let verifier: &dyn signature::VerificationAlgorithm = match alg.as_str() {
-        // rsaEncryption
-        "1.2.840.113549.1.1.1" => &signature::RSA_PSS_2048_8192_SHA512,
+    let bad = || AuthError::BadSignature("the credential's signature does not verify".into());
+    match alg.as_str() {
+        // rsaEncryption: RSA-PSS with SHA-512, the salt length read from the signature (DAOS's
+        // Go agent signs with the longest salt the key allows, ours with the hash's length).
+        "1.2.840.113549.1.1.1" => verify_rsa_pss(key, data, sig).map_err(|_| bad()),
         // id-ecPublicKey (P-256 only)
-        "1.2.840.10045.2.1" => &signature::ECDSA_P256_SHA256_ASN1,
-        other => {
-            return Err(AuthError::BadCert(format!(
-                "certificate key algorithm {other} is not supported (RSA or ECDSA P-256)"
-            )));
+        "1.2.840.10045.2.1" => {
+            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, key)
+                .verify(data, sig)
+                .map_err(|_| bad())
         }
-    };
-    signature::UnparsedPublicKey::new(verifier, key)
-        .verify(data, sig)
-        .map_err(|_| AuthError::BadSignature("the credential's signature does not verify".into()))
+        other => Err(AuthError::BadCert(format!(
+            "certificate key algorithm {other} is not supported (RSA or ECDSA P-256)"
+        ))),
+    }
+}
+
+/// RSA-PSS/SHA-512 verification of `sig` over `data` with the PKCS#1 public key `key`, any
+/// salt length (RFC 8017 9.1.2 recovers it).
+fn verify_rsa_pss(key: &[u8], data: &[u8], sig: &[u8]) -> Result<(), ()> {
+    use rsa::pkcs1::DecodeRsaPublicKey as _;
+    use rsa::signature::Verifier as _;
+    let key = rsa::PublicKey::from_pkcs1_der(key).map_err(|_| ())?;
+    // ring's bounds for RSA keys: 2048 to 8192 bits.
+    let bits = rsa::traits::PublicKeyParts::n(&key).bit_width();
+    if !(2048..=8192).contains(&bits) {
+        return Err(());
+    }
+    let sig = rsa::pss::Signature::try_from(sig).map_err(|_| ())?;
+    rsa::pss::VerifyingKey::<rsa::sha2::Sha512>::new_with_auto_salt_len(key)
+        .verify(data, &sig)
+        .map_err(|_| ())
 }
 
 #[cfg(test)]
@@ -507,6 +525,32 @@ mod tests {
         let cred = credential(&names(), "m", &signer).expect("sign");
         assert_eq!(cred.verifier.as_ref().map(|v| v.data.len()), Some(384));
         validate(&cred, &Verify::CertDir(dir.path().into())).expect("valid");
+
+        // DAOS's Go agent signs with the longest salt the key allows (rsa.SignPSS with nil
+        // options); such a signature verifies too, and a changed byte of the data does not.
+        let data = dir.path().join("data");
+        std::fs::write(&data, b"a token as DAOS's agent signs it").expect("write");
+        let sig = dir.path().join("sig");
+        let signed = std::process::Command::new("openssl")
+            .args(["dgst", "-sha512", "-sigopt", "rsa_padding_mode:pss"])
+            .args(["-sigopt", "rsa_pss_saltlen:max", "-sign"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&sig)
+            .arg(&data)
+            .output()
+            .expect("openssl");
+        assert!(signed.status.success(), "{signed:?}");
+        let (pem, sig) = (
+            std::fs::read(&crt).expect("crt"),
+            std::fs::read(&sig).expect("sig"),
+        );
+        verify_with_cert(&pem, b"a token as DAOS's agent signs it", &sig).expect("max salt");
+        let err = verify_with_cert(&pem, b"a token as DAOS's agent signs iT", &sig).unwrap_err();
+        assert_eq!(err.der(), crate::DER_NO_PERM, "{err}");
+        let mut bent = sig.clone();
+        bent[7] ^= 1;
+        verify_with_cert(&pem, b"a token as DAOS's agent signs it", &bent).unwrap_err();
     }
 
     #[test]
