@@ -40,3 +40,14 @@ fn a_fourth_host_joins_bad_joins_are_refused_and_a_cut_replica_converges() {
         scenarios::fourth_host(c);
     }
 }
+
+#[test]
+fn agents_on_two_hosts_connect_and_an_eviction_reaches_every_host() {
+    if let Some(c) = cluster(
+        "agents_on_two_hosts_connect_and_an_eviction_reaches_every_host",
+        3,
+        3,
+    ) {
+        scenarios::agents_on_hosts(c);
+    }
+}

@@ -2436,3 +2436,230 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
     }
     eprintln!("RP_3G1 phase done after {} ms", phase.elapsed().as_millis());
 }
+
+/// `daos -i -l HOSTS args` inside host `from` with the agent whose socket is in `agent_run`.
+fn daos_via_agent(
+    c: &Cluster,
+    from: usize,
+    agent_run: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    c.hosts
+        .command(from, &bin("daos"))
+        .args(["-i", "-l", &c.at(from)])
+        .args(args)
+        .env("DAOS_AGENT_DRPC_DIR", agent_run)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("daos")
+}
+
+/// A daos_agent on hosts 2 and 3, each asking its own host's daos_server: clients connect
+/// through them, their handles reach the engines of every host (a replicated value written
+/// from one host, read from another), and `dmg pool evict` from the first host takes a
+/// connected client's handle away on every host's targets.
+pub fn agents_on_hosts(mut c: Cluster) {
+    let all = c.all();
+    let all = all.as_str();
+    c.start_all();
+    for i in 1..=3 {
+        c.wait_log(i, "SCM format required on instance 0", 30);
+    }
+    passed(&c, c.dmg(1, all, &["storage", "format"]));
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, 1, all, 3)),
+        "ranks 0-2 joined: {:?}\n{}",
+        c.members(1, all),
+        c.logs()
+    );
+    passed(
+        &c,
+        c.dmg(
+            1,
+            all,
+            &[
+                "pool",
+                "create",
+                "tank",
+                "--scm-size",
+                "256M",
+                "--nvme-size",
+                "512M",
+            ],
+        ),
+    );
+    let (mut runs, mut agents) = (Vec::new(), Vec::new());
+    for i in 2..=3 {
+        let d = c.path(i).join("agent");
+        let run = d.join("run");
+        std::fs::create_dir_all(&run).expect("agent dir");
+        let config = d.join("daos_agent.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "name: daos_server\naccess_points: ['{}']\nruntime_dir: {}\n\
+                 log_file: {}/daos_agent.log\ntransport_config:\n  allow_insecure: true\n",
+                c.at(i),
+                run.display(),
+                d.display()
+            ),
+        )
+        .expect("agent config");
+        let child = c
+            .hosts
+            .command(i, &bin("daos_agent"))
+            .arg("-o")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("daos_agent");
+        c.hosts.track(i, child.id());
+        agents.push(child);
+        let sock = run.join("daos_agent.sock");
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                daos_client::agent::Agent::connect_at(&sock).is_ok()
+            }),
+            "h{i}'s daos_agent did not listen; log:\n{}",
+            std::fs::read_to_string(d.join("daos_agent.log")).unwrap_or_default()
+        );
+        runs.push(run);
+    }
+    let (run2, run3) = (runs[0].clone(), runs[1].clone());
+
+    // A container and a value replicated on every host, through h3's agent; read back
+    // through h2's.
+    let value = c.path(3).join("agent-value.bin");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(&value, &data).expect("value");
+    passed(
+        &c,
+        daos_via_agent(&c, 3, &run3, &["container", "create", "tank", "c1"]),
+    );
+    let v = value.to_str().expect("utf8");
+    passed(
+        &c,
+        daos_via_agent(
+            &c,
+            3,
+            &run3,
+            &["object", "put", "--oclass", "RP_3G1", "tank", "c1", "k", v],
+        ),
+    );
+    let out = c.path(2).join("agent-value.out");
+    let o = out.to_str().expect("utf8");
+    passed(
+        &c,
+        daos_via_agent(
+            &c,
+            2,
+            &run2,
+            &["object", "get", "--oclass", "RP_3G1", "tank", "c1", "k", o],
+        ),
+    );
+    assert!(
+        std::fs::read(&out).expect("read back") == data,
+        "the value differs"
+    );
+
+    // A client on h3 stays connected: one object on each host's target, written under its
+    // handles; evicted from h1, each of them refuses the next update (DER_NO_HDL).
+    let (to_client, connected) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (evicted, from_main) = std::sync::mpsc::channel::<()>();
+    let h3 = c.at(3);
+    let sock = run3.join("daos_agent.sock");
+    let client = std::thread::scope(|s| {
+        let hosts = &c.hosts;
+        let client = s.spawn(move || {
+            hosts.in_host(3, move || -> Result<Vec<(usize, String)>, String> {
+                use daos_client::container::{Containers, FLAG_RW};
+                let fail = |e: String| {
+                    let _ = to_client.send(Err(e.clone()));
+                    e
+                };
+                let control = daos_control::load_control(None).map_err(|e| fail(e.to_string()))?;
+                let target = daos_control::Target::new(&control, Some(&h3), true)
+                    .map_err(|e| fail(e.to_string()))?;
+                let cred = daos_client::agent::Agent::connect_at(&sock)
+                    .and_then(|mut a| a.credential())
+                    .map_err(|e| fail(e.to_string()))?;
+                let conts = Containers::new(&target, "tank").map_err(|e| fail(e.to_string()))?;
+                let h = conts
+                    .connect(prost::Message::encode_to_vec(&cred), FLAG_RW)
+                    .map_err(|e| fail(format!("connect: {e}")))?;
+                let c1 = conts.query("c1").map_err(|e| fail(e.to_string()))?;
+                let ch = conts
+                    .open(h.cookie, &daos_client::uuid_text(&c1.uuid), FLAG_RW)
+                    .map_err(|e| fail(format!("open: {e}")))?;
+                let map = daos_client::connect::pool_map_blocking(&target, "tank")
+                    .map_err(|e| fail(e.to_string()))?
+                    .with_handle(h.cookie)
+                    .with_cont_handle(c1.uuid, ch.cookie);
+                // An object id per target (one target per host).
+                let mut oids: Vec<Option<u128>> = vec![None; map.targets.len()];
+                for oid in 1..10_000u128 {
+                    let t = map.place(oid);
+                    oids[t].get_or_insert(oid);
+                }
+                let oids: Vec<(usize, u128)> = oids
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(t, o)| o.map(|o| (t, o)))
+                    .collect();
+                let mut s =
+                    daos_client::Session::open(std::sync::Arc::new(map), Default::default())
+                        .map_err(|e| fail(e.to_string()))?;
+                for &(t, oid) in &oids {
+                    s.update(c1.uuid, oid, b"d", b"a", b"connected")
+                        .map_err(|e| fail(format!("target {t}: {e}")))?;
+                }
+                let _ = to_client.send(Ok(()));
+                let _ = from_main.recv();
+                Ok(oids
+                    .iter()
+                    .map(|&(t, oid)| {
+                        let r = s.update(c1.uuid, oid, b"d", b"a", b"evicted");
+                        (t, format!("{:?}", r.map_err(|e| e.der())))
+                    })
+                    .collect())
+            })
+        });
+        let up = connected
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| Err(format!("the client never said: {e}")));
+        if let Err(e) = up {
+            let _ = evicted.send(());
+            panic!("the connected client failed: {e}\n{}", c.logs());
+        }
+        passed(&c, c.dmg(1, all, &["pool", "evict", "tank"]));
+        let _ = evicted.send(());
+        client.join().expect("client thread")
+    });
+    let after = client
+        .expect("in host")
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    assert_eq!(after.len(), 3, "one object per host's target: {after:?}");
+    for (t, r) in &after {
+        assert_eq!(
+            r,
+            &format!("Err(Some({}))", daos_wire::der::NO_HDL),
+            "target {t} still served the evicted handle: {after:?}"
+        );
+    }
+    // A new connect through the agent works again.
+    passed(
+        &c,
+        daos_via_agent(
+            &c,
+            2,
+            &run2,
+            &["object", "get", "--oclass", "RP_3G1", "tank", "c1", "k", o],
+        ),
+    );
+    for mut a in agents {
+        let _ = a.kill();
+        let _ = a.wait();
+    }
+}
