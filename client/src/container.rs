@@ -378,12 +378,15 @@ impl<'a> Containers<'a> {
         )
     }
 
-    /// Removes container `id` from the pool service; returns what it was.
-    pub fn destroy(&self, id: &str) -> Result<ContInfo, ContError> {
+    /// Removes container `id` from the pool service; returns what it was. While the
+    /// container is open the service refuses (DER_BUSY) unless `force`, which evicts its
+    /// handles (DAOS's `daos container destroy --force`).
+    pub fn destroy(&self, id: &str, force: bool) -> Result<ContInfo, ContError> {
         self.one(
             Op::Destroy,
             ContReq {
                 id: id.into(),
+                force,
                 ..self.req()
             },
         )

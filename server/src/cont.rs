@@ -543,9 +543,31 @@ impl ContSvc for ContService {
                 }
             }
         }
+        // DAOS's rule: an open container is destroyed only by force, which evicts its
+        // handles.
+        let db = self.read(&r.pool).await?;
+        let open: Vec<u64> = match db.container(&r.id) {
+            Some(c) => db
+                .handles
+                .iter()
+                .filter(|h| h.parent != 0 && h.cont == c.uuid)
+                .map(|h| h.cookie)
+                .collect(),
+            None => Vec::new(),
+        };
+        if !open.is_empty() && !r.force {
+            return Err(Status::failed_precondition(format!(
+                "DER_BUSY(-1012): container {} has {} open handle(s); close them first or destroy with --force (which evicts them)",
+                r.id,
+                open.len()
+            )));
+        }
         let c = self
             .write(&r.pool, Command::ContDestroy { id: r.id })
             .await?;
+        if !open.is_empty() {
+            self.close(&r.pool, open, false).await?;
+        }
         Ok(Response::new(ContResp {
             container: Some(to_wire(c)),
         }))

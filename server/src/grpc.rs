@@ -1153,10 +1153,18 @@ impl MgmtSvc for Services {
         security::authorize(&req, "MgmtSvc.PoolEvict", self.insecure)?;
         self.leader()?;
         let r = req.into_inner();
-        if !r.machine.is_empty() || r.destroy {
-            return Err(Status::unimplemented(
-                "MgmtSvc.PoolEvict by machine or as part of a destroy is not implemented by this daos_server; evict all handles or name them",
-            ));
+        if r.destroy {
+            // DAOS's dmg asks this before a destroy: refused while handles are open unless
+            // forced.
+            let (id, force) = (r.id.clone(), r.force_destroy);
+            let count = self
+                .blocking(move |h| crate::pools::evict_for_destroy(&h, &id, force))
+                .await?
+                .map_err(pool_status)?;
+            return Ok(Response::new(crate::rpc::mgmt::PoolEvictResp {
+                status: 0,
+                count: count as i32,
+            }));
         }
         let mut handles = Vec::new();
         for h in &r.handles {
@@ -1168,8 +1176,16 @@ impl MgmtSvc for Services {
             handles.push(c);
         }
         let id = r.id;
+        let machine = r.machine;
         let count = self
             .blocking(move |h| {
+                if !machine.is_empty() {
+                    handles =
+                        crate::pools::handles_of_machine(&h, &id, &machine).map_err(pool_status)?;
+                    if handles.is_empty() {
+                        return Ok(0);
+                    }
+                }
                 let p = h.ms().pool_find(&id).ok_or_else(|| {
                     Status::not_found(format!(
                         "DER_NONEXIST(-1005): no pool {id:?} in the system (see dmg pool list)"
@@ -1240,9 +1256,12 @@ impl MgmtSvc for Services {
         security::authorize(&req, "MgmtSvc.PoolDestroy", self.insecure)?;
         self.leader()?;
         let r = req.into_inner();
-        self.blocking(move |h| crate::pools::destroy(&h, &r.id, r.force, r.recursive))
-            .await?
-            .map_err(pool_status)?;
+        self.blocking(move |h| {
+            crate::pools::evict_for_destroy(&h, &r.id, r.force)?;
+            crate::pools::destroy(&h, &r.id, r.force, r.recursive)
+        })
+        .await?
+        .map_err(pool_status)?;
         Ok(Response::new(PoolDestroyResp { status: 0 }))
     }
 

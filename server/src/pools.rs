@@ -749,6 +749,55 @@ fn find(h: &Harness, id: &str) -> Result<PoolRecord, PoolSvcError> {
 }
 
 /// Destroys a pool (by label or UUID).
+/// Before a pool is destroyed (DAOS's evict-on-destroy): while clients hold handles to pool
+/// `id` it is refused with DER_BUSY unless `force`, which evicts them; returns how many were
+/// evicted. A pool service that cannot be asked does not hold the destroy up.
+pub fn evict_for_destroy(h: &Harness, id: &str, force: bool) -> Result<u32, PoolSvcError> {
+    let rec = find(h, id)?;
+    let open = match h.remote().list_handles(&rec.svc_hosts, &rec.uuid) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("pool {}: its open handles are unknown ({e})", rec.uuid);
+            return Ok(0);
+        }
+    };
+    // Pool handles of clients (a daos_server's own, for a rebuild pass, do not count).
+    let clients = open
+        .iter()
+        .filter(|x| x.parent == 0 && x.user != "daos_server@")
+        .count();
+    if clients > 0 && !force {
+        return Err(PoolSvcError::new(
+            Failed,
+            format!(
+                "DER_BUSY(-1012): pool {} has {clients} open handle(s); disconnect the clients (dmg pool evict) or destroy with --force",
+                rec.label
+            ),
+        ));
+    }
+    if open.is_empty() {
+        return Ok(0);
+    }
+    h.remote()
+        .pool_evict(&rec.svc_hosts, &rec.uuid, Vec::new())
+        .map_err(|e| PoolSvcError::new(Failed, format!("pool {}: eviction failed: {e}", rec.label)))
+}
+
+/// Pool `id`'s handles held by processes of host `machine` (DAOS's `dmg pool evict
+/// --machine`).
+pub fn handles_of_machine(h: &Harness, id: &str, machine: &str) -> Result<Vec<u64>, PoolSvcError> {
+    let rec = find(h, id)?;
+    let open = h
+        .remote()
+        .list_handles(&rec.svc_hosts, &rec.uuid)
+        .map_err(|e| PoolSvcError::new(Failed, format!("pool {}: {e}", rec.label)))?;
+    Ok(open
+        .into_iter()
+        .filter(|x| x.parent == 0 && x.machine == machine)
+        .map(|x| x.cookie)
+        .collect())
+}
+
 pub fn destroy(
     h: &Harness,
     id: &str,

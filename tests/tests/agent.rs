@@ -654,6 +654,45 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
         s.fetch(c1.uuid, 7, b"d", b"a").expect("fetch"),
         Some(b"before".to_vec())
     );
+
+    // A pool with a client connected is not destroyed without --force (DER_BUSY).
+    fails(
+        sys.dmg(&["-i", "pool", "destroy", "tank"]),
+        "DER_BUSY(-1012): pool tank has 1 open handle(s)",
+    );
+    assert_eq!(open_handles(&sys, "tank"), 2, "the refusal changed nothing");
+    // DAOS's evict by machine: another machine's name evicts nothing, this one's the client.
+    let evict = |machine: &str| {
+        let machine = machine.to_string();
+        with_channel(sys.port, move |ch| async move {
+            use daos_proto::mgmt::{PoolEvictReq, mgmt_svc_client::MgmtSvcClient};
+            MgmtSvcClient::new(ch)
+                .pool_evict(PoolEvictReq {
+                    id: "tank".into(),
+                    machine,
+                    ..Default::default()
+                })
+                .await
+                .expect("evict")
+                .into_inner()
+                .count
+        })
+    };
+    assert_eq!(evict("elsewhere"), 0);
+    assert_eq!(open_handles(&sys, "tank"), 2);
+    assert!(evict(&daos_auth::cred::machine_name()) >= 1);
+    assert_eq!(open_handles(&sys, "tank"), 0);
+    let e = s.fetch(c1.uuid, 7, b"d", b"a").expect_err("evicted");
+    assert_eq!(e.der(), Some(daos_wire::der::NO_HDL), "{e}");
+    // Connected again: --force evicts and destroys.
+    conts
+        .connect(
+            prost::Message::encode_to_vec(&cred),
+            daos_client::container::FLAG_RO,
+        )
+        .expect("connect");
+    ok(sys.dmg(&["-i", "pool", "destroy", "--force", "tank"]));
+    fails(sys.dmg(&["-i", "pool", "query", "tank"]), "tank");
 }
 
 #[test]
@@ -803,4 +842,49 @@ fn container_acls_decide_who_opens_reads_writes_and_administers() {
     ]));
     ok(nobody(&["object", "get", "tank", "mine", "k", &f("got3")]));
     ok(nobody(&["container", "destroy", "tank", "theirs"]));
+
+    // An open container is destroyed only by force, which evicts its handles: a client with
+    // it open (in this process, through the agent) loses it.
+    ok(me(&["container", "create", "tank", "busy"]));
+    let control = daos_control::load_control(None).expect("control");
+    let target =
+        daos_control::Target::new(&control, Some(&format!("localhost:{}", sys.port)), true)
+            .expect("target");
+    let cred = a.agent().credential().expect("credential");
+    let conts = daos_client::container::Containers::new(&target, "tank").expect("containers");
+    let h = conts
+        .connect(
+            prost::Message::encode_to_vec(&cred),
+            daos_client::container::FLAG_RO,
+        )
+        .expect("connect");
+    let mine = conts.query("busy").expect("mine");
+    let ch = conts
+        .open(
+            h.cookie,
+            &daos_client::uuid_text(&mine.uuid),
+            daos_client::container::FLAG_RO,
+        )
+        .expect("open");
+    let map = daos_client::connect::pool_map_blocking(&target, "tank")
+        .expect("map")
+        .with_handle(h.cookie)
+        .with_cont_handle(mine.uuid, ch.cookie);
+    let mut s =
+        daos_client::Session::open(std::sync::Arc::new(map), Default::default()).expect("session");
+    s.fetch(mine.uuid, 7, b"d", b"a").expect("open: served");
+    let o = me(&["container", "destroy", "tank", "busy"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "DER_BUSY(-1012): container busy has 1 open handle(s); close them first or destroy with --force"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(open_handles(&sys, "tank"), 2, "the refusal changed nothing");
+    ok(me(&["container", "destroy", "--force", "tank", "busy"]));
+    let e = s.fetch(mine.uuid, 7, b"d", b"a").expect_err("evicted");
+    assert_eq!(e.der(), Some(daos_wire::der::NO_HDL), "{e}");
+    assert_eq!(open_handles(&sys, "tank"), 1, "the pool handle stays");
 }

@@ -380,7 +380,7 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
     }
     if let Some(label) = temp
         && let Err(e) = conts
-            .destroy(&label)
+            .destroy(&label, false)
             .map_err(|e| e.to_string())
             .and_then(|c| admin.punch_everywhere(c.uuid).map_err(|e| e.to_string()))
     {

@@ -110,7 +110,13 @@ enum ContCmd {
     /// A container's UUID and label.
     Query { pool: String, container: String },
     /// Destroy a container and its objects.
-    Destroy { pool: String, container: String },
+    Destroy {
+        pool: String,
+        container: String,
+        /// Destroy it even while it is open (its handles are evicted).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -398,8 +404,13 @@ fn cont_command(
                 json!({"owner_user": i.owner, "owner_group": i.group}),
             ))
         }
-        ContCmd::Destroy { container, .. } => {
-            let uuid = c.destroy(container).map_err(|e| e.to_string())?.uuid;
+        ContCmd::Destroy {
+            container, force, ..
+        } => {
+            let uuid = c
+                .destroy(container, *force)
+                .map_err(|e| e.to_string())?
+                .uuid;
             s.punch_everywhere(uuid).map_err(err)?;
             let u = uuid_text(&uuid);
             Ok((
