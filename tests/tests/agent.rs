@@ -195,6 +195,20 @@ fn insecure_agent_serves_credentials_of_the_caller_to_many_clients_and_restarts(
             credential_as(65534, 65534, &a.socket()),
             format!("USER={nuser} GROUP={ngroup}")
         );
+        // credential_config.client_user_map names a uid as the config says; others keep
+        // their local names.
+        let m = AgentDir::new(
+            dead,
+            "transport_config:\n  allow_insecure: true\ncredential_config:\n  \
+             client_user_map:\n    65534:\n      user: mapped\n      group: staff\n",
+        );
+        let _mapped = m.start(&[]);
+        assert_eq!(
+            credential_as(65534, 65534, &m.socket()),
+            "USER=mapped@ GROUP=staff@"
+        );
+        let c = m.agent().credential().expect("credential");
+        assert_eq!(sys(&c).user, user);
     } else {
         eprintln!("SKIPPED part: running a client as another user needs root");
     }
