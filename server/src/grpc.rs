@@ -752,6 +752,29 @@ impl CtlSvc for Services {
         }))
     }
 
+    async fn reset_format_ranks(
+        &self,
+        req: Request<RanksReq>,
+    ) -> Result<Response<RanksResp>, Status> {
+        security::authorize(&req, "CtlSvc.ResetFormatRanks", self.insecure)?;
+        let ranks = req.into_inner().ranks;
+        if ranks.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "RanksReq.ranks is empty: no ranks specified in request (name the ranks whose format to reset)",
+            ));
+        }
+        let out = self
+            .blocking(move |h| {
+                let (present, _) = select(&ranks, &h.local_ranks())?;
+                h.reset_format_ranks(&present)
+                    .map_err(Status::failed_precondition)
+            })
+            .await??;
+        Ok(Response::new(RanksResp {
+            results: rank_results(out, "reset format", ""),
+        }))
+    }
+
     async fn start_ranks(&self, req: Request<RanksReq>) -> Result<Response<RanksResp>, Status> {
         security::authorize(&req, "CtlSvc.StartRanks", self.insecure)?;
         let ranks = req.into_inner().ranks;
@@ -1753,6 +1776,7 @@ const CTL_SERVED: &[&str] = &[
     "PrepShutdownRanks",
     "StopRanks",
     "StartRanks",
+    "ResetFormatRanks",
 ];
 
 /// `mgmt.MgmtSvc` methods this server implements.

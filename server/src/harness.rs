@@ -1047,6 +1047,49 @@ impl Harness {
             .collect()
     }
 
+    /// Resets the storage format of the engines of `ranks` (DAOS's ResetFormatRanks, what
+    /// `dmg system erase` asks of each host): each must be stopped; its superblock goes and
+    /// it waits for `dmg storage format`. Refused, with nothing changed, while any runs.
+    pub fn reset_format_ranks(&self, ranks: &[u32]) -> Result<Vec<RankOutcome>, String> {
+        let chosen: Vec<(u32, &Arc<Instance>)> = ranks
+            .iter()
+            .filter_map(|&r| self.by_rank(r).map(|i| (r, i)))
+            .collect();
+        if let Some((rank, _)) = chosen.iter().find(|(_, i)| i.lock().pid.is_some()) {
+            return Err(format!(
+                "reset format not supported when rank {rank} is running; retry reset format operation after stopping rank {rank} (dmg system stop)"
+            ));
+        }
+        Ok(chosen
+            .into_iter()
+            .map(|(rank, inst)| {
+                let removed = match storage::superblock_path(&self.config.engines[inst.index]) {
+                    Some(p) => match std::fs::remove_file(&p) {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        Err(e) => Err(format!("cannot remove {}: {e}", p.display())),
+                    },
+                    None => Err("the engine has no SCM tier".to_string()),
+                };
+                if removed.is_ok() {
+                    // Released from any stop: it waits for a format, as a new engine would.
+                    inst.update(|s| {
+                        s.formatted = false;
+                        s.held = false;
+                    });
+                    info!("SCM format required on instance {}", inst.index);
+                    let _ = self.ms.set_state(
+                        rank,
+                        MemberState::AwaitFormat,
+                        "storage format reset by the administrator",
+                    );
+                }
+                let msg = removed.as_ref().err().cloned().unwrap_or_default();
+                RankOutcome::of(rank, removed.is_ok(), MemberState::AwaitFormat, || msg)
+            })
+            .collect())
+    }
+
     /// Starts the held engines of `ranks` and waits for them to join.
     pub fn start_ranks(&self, ranks: &[u32], timeout: Duration) -> Vec<RankOutcome> {
         let chosen: Vec<(u32, &Arc<Instance>)> = ranks

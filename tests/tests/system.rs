@@ -245,3 +245,56 @@ fn data_files_are_private_and_an_insecure_server_listens_on_loopback_only() {
     );
     sys.stop(&mut server);
 }
+
+/// DAOS's ResetFormatRanks (what `dmg system erase` asks of each host) on `ranks`.
+fn reset_format(
+    sys: &System,
+    ranks: &str,
+) -> Result<Vec<daos_proto::shared::RankResult>, tonic::Status> {
+    let ranks = ranks.to_string();
+    with_channel(sys.port, move |ch| async move {
+        use daos_proto::ctl::{RanksReq, ctl_svc_client::CtlSvcClient};
+        CtlSvcClient::new(ch)
+            .reset_format_ranks(RanksReq {
+                ranks,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().results)
+    })
+}
+
+#[test]
+fn a_stopped_rank_has_its_format_reset_and_waits_for_a_format() {
+    let sys = System::new(1);
+    let mut server = sys.start(&["--auto-format"]);
+    sys.wait_log("joined the system as rank 0", 1, 30);
+    // A running rank is refused, nothing changed.
+    let e = reset_format(&sys, "0").expect_err("running");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message()
+            .contains("reset format not supported when rank 0 is running"),
+        "{e:?}"
+    );
+    assert!(!sys.superblock(0).is_empty());
+    let e = reset_format(&sys, "").expect_err("no ranks");
+    assert!(e.message().contains("no ranks specified"), "{e:?}");
+
+    ok(sys.dmg(&["-i", "system", "stop"]));
+    let results = reset_format(&sys, "0").expect("stopped");
+    assert_eq!(results.len(), 1, "{results:?}");
+    let r = &results[0];
+    assert_eq!(
+        (r.rank, r.action.as_str(), r.errored, r.state.as_str()),
+        (0, "reset format", false, "awaitformat"),
+        "{r:?}"
+    );
+    assert!(sys.superblock(0).is_empty(), "the superblock is gone");
+    sys.wait_log("SCM format required on instance 0", 1, 10);
+    // A format brings the engine back.
+    ok(sys.dmg(&["-i", "storage", "format"]));
+    sys.wait_log("joined the system as rank", 2, 30);
+    assert!(!sys.superblock(0).is_empty());
+    sys.stop(&mut server);
+}
