@@ -22,6 +22,7 @@ pub mod decode;
 pub mod default;
 pub mod engine_env;
 pub mod error;
+pub mod logmask;
 pub mod model;
 pub mod overrides;
 pub mod validate;

@@ -104,16 +104,6 @@ pub fn parse_busid_range(s: &str) -> Option<(u8, u8)> {
     (a <= b).then_some((a, b))
 }
 
-fn valid_log_mask(mask: &str) -> bool {
-    !mask.is_empty()
-        && mask.split(',').all(|part| {
-            let level = part.split_once('=').map_or(part, |(subsys, level)| {
-                if subsys.trim().is_empty() { "" } else { level }
-            });
-            ENGINE_LOG_LEVELS.contains(&level.trim().to_ascii_uppercase().as_str())
-        })
-}
-
 fn valid_provider(p: &str) -> bool {
     let Some(name) = p.strip_prefix("ofi+").or_else(|| p.strip_prefix("ucx+")) else {
         return false;
@@ -435,8 +425,8 @@ fn engine(r: &mut Rules<'_>, s: &Server, i: usize, e: &Engine) {
     {
         r.bad(&format!("{p}.provider"), &e.provider, format!("engine provider differs from the system provider {top:?} (multi-provider is not enabled)"), "remove the engine's provider or make it equal to the top-level provider");
     }
-    if !valid_log_mask(&e.log_mask) {
-        r.bad(&format!("{p}.log_mask"), &e.log_mask, "not a valid log mask", format!("use a level ({}) optionally followed by subsystem=LEVEL pairs, e.g. ERR,mgmt=DEBUG", ENGINE_LOG_LEVELS.join(", ")));
+    if let Err(why) = crate::logmask::LogMask::parse(&e.log_mask) {
+        r.bad(&format!("{p}.log_mask"), &e.log_mask, format!("not a valid log mask: {why}"), format!("use a level ({}) optionally followed by subsystem=LEVEL pairs, e.g. ERR,mgmt=DEBUG", ENGINE_LOG_LEVELS.join(", ")));
     }
     for (k, kv) in e.env_vars.iter().enumerate() {
         if kv.split_once('=').is_none_or(|(key, _)| key.is_empty()) {
@@ -959,13 +949,14 @@ mod tests {
 
     #[test]
     fn log_masks() {
-        assert!(valid_log_mask("ERR"));
-        assert!(valid_log_mask("info"));
-        assert!(valid_log_mask("ERR,mgmt=DEBUG"));
-        assert!(valid_log_mask("DEBUG,RPC=ERR,MEM=ERR"));
-        assert!(!valid_log_mask("LOUD"));
-        assert!(!valid_log_mask("ERR,=DEBUG"));
-        assert!(!valid_log_mask(""));
+        let ok = |m: &str| crate::logmask::LogMask::parse(m).is_ok();
+        assert!(ok("ERR"));
+        assert!(ok("info"));
+        assert!(ok("ERR,mgmt=DEBUG"));
+        assert!(ok("DEBUG,RPC=ERR,MEM=ERR"));
+        assert!(!ok("LOUD"));
+        assert!(!ok("ERR,=DEBUG"));
+        assert!(!ok(""));
     }
 
     #[test]

@@ -1558,3 +1558,89 @@ pub async fn pool_evict(t: &Target, id: &str) -> Output {
         Err(s) => failed(format!("Pool-evict command failed: {}", status_text(s))),
     }
 }
+
+/// Checks `dmg server set-logmasks` flags as DAOS's dmg does before sending: a flag left out
+/// asks each engine's config value (`reset_*`).
+pub fn log_masks_req(
+    masks: Option<&str>,
+    streams: Option<&str>,
+    subsystems: Option<&str>,
+) -> Result<SetLogMasksReq, String> {
+    use daos_config::logmask;
+    if let Some(m) = masks {
+        logmask::LogMask::parse(m).map_err(|e| format!("-m/--masks: {e}"))?;
+    }
+    if let Some(d) = streams {
+        logmask::validate_streams(d).map_err(|e| format!("-d/--streams: {e}"))?;
+    }
+    if let Some(s) = subsystems {
+        logmask::validate_subsystems(s).map_err(|e| format!("-s/--subsystems: {e}"))?;
+    }
+    Ok(SetLogMasksReq {
+        masks: masks.unwrap_or_default().into(),
+        streams: streams.unwrap_or_default().into(),
+        subsystems: subsystems.unwrap_or_default().into(),
+        reset_masks: masks.is_none(),
+        reset_streams: streams.is_none(),
+        reset_subsystems: subsystems.is_none(),
+        ..Default::default()
+    })
+}
+
+/// `dmg server set-logmasks`: every host sets its running engines' log masks.
+pub async fn server_set_log_masks(t: &Target, req: SetLogMasksReq) -> Output {
+    let results = fan_out(t, |ch| {
+        let req = req.clone();
+        async move {
+            CtlSvcClient::new(ch)
+                .set_engine_log_masks(req)
+                .await
+                .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut updated = Vec::new();
+    let mut json_hosts = serde_json::Map::new();
+    for (host, r) in &results {
+        match r {
+            Err(e) => errors.push((host.clone(), e.clone())),
+            Ok(resp) if resp.errors.iter().any(|e| !e.is_empty()) => {
+                // DAOS's form: every engine of the host, "updated" or why not.
+                let each: Vec<String> = resp
+                    .errors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        format!("engine-{i}: {}", if e.is_empty() { "updated" } else { e })
+                    })
+                    .collect();
+                errors.push((host.clone(), each.join(", ")));
+            }
+            Ok(_) => updated.push(host.clone()),
+        }
+        if let Ok(resp) = r {
+            json_hosts.insert(host.clone(), json!({"errors": resp.errors}));
+        }
+    }
+    let mut text = errors_table(&errors);
+    if !updated.is_empty() {
+        text.push_str(&format!(
+            "Engine log-masks updated successfully on the following {}: {}\n",
+            if updated.len() == 1 { "host" } else { "hosts" },
+            hostlist::compress(&updated)
+        ));
+    }
+    let ok = errors.is_empty();
+    Output {
+        text,
+        json: json!({"host_results": json_hosts}),
+        ok,
+        error: (!ok).then(|| {
+            format!(
+                "set engine log level failed: {} host(s) failed",
+                errors.len()
+            )
+        }),
+    }
+}

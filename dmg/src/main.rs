@@ -32,6 +32,9 @@ enum Command {
     /// Server configs.
     #[command(subcommand, visible_alias = "cfg")]
     Config(ConfigCmd),
+    /// The servers' running engines.
+    #[command(subcommand)]
+    Server(ServerCmd),
     /// Print the version.
     Version,
 }
@@ -253,6 +256,24 @@ enum NetworkCmd {
 }
 
 #[derive(Subcommand)]
+enum ServerCmd {
+    /// Set the running engines' log masks (each flag left out: the engine's config value).
+    #[command(name = "set-logmasks", visible_alias = "slm")]
+    SetLogMasks {
+        /// D_LOG_MASK form: a level (FATAL, CRIT, ERR, WARN, NOTE, INFO, DEBUG), then
+        /// SUBSYSTEM=LEVEL entries, e.g. ERR,mgmt=DEBUG.
+        #[arg(short = 'm', long)]
+        masks: Option<String>,
+        /// DD_MASK form: debug streams to enable (md,pl,mgmt,...; empty: all).
+        #[arg(short = 'd', long)]
+        streams: Option<String>,
+        /// DD_SUBSYS form: the subsystems that log below ERR (empty: all).
+        #[arg(short = 's', long)]
+        subsystems: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCmd {
     /// A daos_server.yml generated from the hosts' hardware (they must be alike).
     #[command(visible_alias = "gen")]
@@ -336,6 +357,21 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
         })?),
         _ => None,
     };
+    let log_masks = match &cli.command {
+        Command::Server(ServerCmd::SetLogMasks {
+            masks,
+            streams,
+            subsystems,
+        }) => Some(
+            dmg::log_masks_req(masks.as_deref(), streams.as_deref(), subsystems.as_deref())
+                .map_err(|e| CmdError {
+                    message: format!("set engine log level failed: {e}"),
+                    fix: None,
+                    code: ExitCode::Usage,
+                })?,
+        ),
+        _ => None,
+    };
     let control = dmg::load_control(cli.flags.config_path.as_deref())?;
     if let Some(PoolOp::Create(req)) = pool_op.as_mut() {
         // The system this pool is meant for (the control config's name), as DAOS's dmg.
@@ -393,6 +429,11 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
                     *iterations,
                 )
                 .await
+            }
+            Command::Server(ServerCmd::SetLogMasks { .. }) => {
+                let mut req = log_masks.unwrap_or_default();
+                req.sys = control.name.clone();
+                dmg::server_set_log_masks(&target, req).await
             }
             Command::Config(ConfigCmd::Generate { flags }) => {
                 dmg::config_generate(&target, flags.request()).await

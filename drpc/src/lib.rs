@@ -21,6 +21,8 @@ pub mod ids;
 pub mod server;
 pub mod socket;
 
+/// The SetLogMasks payload: DAOS sends the management API's message to engines as it is.
+pub use daos_proto::ctl::{SetLogMasksReq, SetLogMasksResp};
 /// The `Call`/`Response` envelope (`proto/drpc.proto`).
 pub use daos_proto::drpc as proto;
 /// Payloads daos_server sends to the engine (`proto/mgmt_drpc.proto`).

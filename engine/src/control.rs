@@ -5,6 +5,9 @@
 //! SetRank is idempotent for the same rank (a retried join must not fail the engine, DAOS
 //! issue 13621) and refuses a different one.
 
+use crate::dlog;
+use crate::log::Subsys;
+use daos_config::logmask::Level;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -218,7 +221,11 @@ impl Control {
                         ts.nvme_free = ts.nvme_total.saturating_sub(nvme);
                     }
                 }
-                Some(Err(e)) => eprintln!("WARNING: target {t}: pool {uuid} space: {e}"),
+                Some(Err(e)) => dlog!(
+                    Subsys::Pool,
+                    Level::Warn,
+                    "target {t}: pool {uuid} space: {e}"
+                ),
                 None => {}
             }
         }
@@ -229,7 +236,12 @@ impl Control {
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner());
         for s in shards.iter() {
             if !s.close_pool(uuid, Duration::from_secs(10)) {
-                eprintln!("WARNING: shard {} did not close pool {uuid}", s.index);
+                dlog!(
+                    Subsys::Pool,
+                    Level::Warn,
+                    "shard {} did not close pool {uuid}",
+                    s.index
+                );
             }
         }
     }
@@ -290,7 +302,7 @@ impl Control {
         let map = match check_group_update(&req) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("WARNING: group update refused: {e}");
+                dlog!(Subsys::Mgmt, Level::Err, "group update refused: {e}");
                 return resp(der::INVAL);
             }
         };
@@ -313,8 +325,10 @@ impl Control {
                 ranks.join(",")
             );
         } else if status == der::GRPVER {
-            eprintln!(
-                "WARNING: group update to version {} refused: this engine has version {}",
+            dlog!(
+                Subsys::Mgmt,
+                Level::Warn,
+                "group update to version {} refused: this engine has version {}",
                 map.version,
                 self.group().version
             );
@@ -342,6 +356,7 @@ impl Control {
         let p = pools.clone();
         r.method(MgmtMethod::PoolCreate, move |_, body| {
             let req = PoolCreateReq::decode(body)?;
+            dlog!(Subsys::Mgmt, Level::Debug, "dRPC PoolCreate {}", req.uuid);
             let resp = op_resp(p.create(&req.uuid, req.scm_bytes, req.nvme_bytes));
             Ok(resp.encode_to_vec())
         });
@@ -349,6 +364,7 @@ impl Control {
         let c = ctl.clone();
         r.method(MgmtMethod::PoolDestroy, move |_, body| {
             let req = PoolDestroyReq::decode(body)?;
+            dlog!(Subsys::Mgmt, Level::Debug, "dRPC PoolDestroy {}", req.uuid);
             c.close_pool(&req.uuid);
             let resp = op_resp(p.destroy(&req.uuid));
             Ok(resp.encode_to_vec())
@@ -357,6 +373,7 @@ impl Control {
         let c = ctl.clone();
         r.method(MgmtMethod::PoolQuery, move |_, body| {
             let req = PoolQueryReq::decode(body)?;
+            dlog!(Subsys::Mgmt, Level::Debug, "dRPC PoolQuery {}", req.uuid);
             let resp = match p.query(&req.uuid) {
                 Ok(mut targets) => {
                     c.account(&req.uuid, &mut targets);
@@ -389,7 +406,7 @@ impl Control {
             match apply_handles(&p, &req) {
                 Ok(()) => resp(der::SUCCESS),
                 Err((code, why)) => {
-                    eprintln!("WARNING: pool handles: {why}");
+                    dlog!(Subsys::Mgmt, Level::Err, "pool handles: {why}");
                     resp(code)
                 }
             }
@@ -399,8 +416,10 @@ impl Control {
             let req = daos_drpc::mgmt::PoolMapVersionsReq::decode(body)?;
             for pool in &req.pools {
                 if !crate::pool::valid_uuid(&pool.uuid) {
-                    eprintln!(
-                        "WARNING: pool map versions: PoolMapVersionsReq.pools.uuid {:?} is not a UUID; skipped",
+                    dlog!(
+                        Subsys::Mgmt,
+                        Level::Warn,
+                        "pool map versions: PoolMapVersionsReq.pools.uuid {:?} is not a UUID; skipped",
                         pool.uuid
                     );
                     continue;
@@ -422,6 +441,31 @@ impl Control {
         r.method(MgmtMethod::PingRank, move |_, body| c.ping_rank(body));
         let c = ctl.clone();
         r.method(MgmtMethod::GroupUpdate, move |_, body| c.group_update(body));
+        r.method(MgmtMethod::SetLogMasks, move |_, body| {
+            let req = daos_drpc::SetLogMasksReq::decode(body)?;
+            let status = match crate::log::merged(&req.masks, &req.streams, &req.subsystems) {
+                Ok(mask) => {
+                    crate::log::set(&mask);
+                    // Always said (daos_server's log shows what the engine now logs).
+                    use std::io::Write as _;
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "log masks set to {mask} (debug streams {:?})",
+                        req.streams
+                    );
+                    der::SUCCESS
+                }
+                Err(why) => {
+                    dlog!(Subsys::Mgmt, Level::Err, "set log masks refused: {why}");
+                    der::INVAL
+                }
+            };
+            Ok(daos_drpc::SetLogMasksResp {
+                status,
+                errors: Vec::new(),
+            }
+            .encode_to_vec())
+        });
         r
     }
 }

@@ -12,6 +12,7 @@ pub mod bdev;
 pub mod control;
 pub mod coremap;
 pub mod handles;
+pub mod log;
 pub mod pool;
 pub mod shard;
 pub mod store;
@@ -177,6 +178,9 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
     {
         // The parent died before the death signal was armed.
         return Ok(());
+    }
+    if let Err(e) = log::init_from_env() {
+        eprintln!("ERROR: {e}");
     }
     let topo = daos_hw::CpuTopology::read(&daos_hw::SysRoot::default())?;
     let cores = match args.pinned_numa_node {

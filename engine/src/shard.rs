@@ -246,7 +246,11 @@ fn run(
             None => idle,
         };
         if let Err(e) = reactor.wait(wait) {
-            eprintln!("ERROR: shard reactor: {e}; the shard stops");
+            crate::dlog!(
+                crate::log::Subsys::Server,
+                daos_config::logmask::Level::Err,
+                "shard reactor: {e}; the shard stops"
+            );
             return;
         }
     }

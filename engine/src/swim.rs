@@ -188,7 +188,12 @@ pub fn run(
                 .collect();
             let _ = foca.set_config(config.foca(members.len() + 1));
             if let Err(e) = foca.apply_many(members.into_iter(), false, &mut rt) {
-                eprintln!("WARNING: SWIM: group map {}: {e}", group.version);
+                crate::dlog!(
+                    crate::log::Subsys::Swim,
+                    daos_config::logmask::Level::Err,
+                    "SWIM: group map {}: {e}",
+                    group.version
+                );
             }
             known = group;
         }
@@ -204,7 +209,11 @@ pub fn run(
             && let Err(e) = foca.handle_data(&buf[..n], &mut rt)
         {
             // A malformed or foreign datagram changes nothing.
-            eprintln!("WARNING: SWIM: datagram refused: {e}");
+            crate::dlog!(
+                crate::log::Subsys::Swim,
+                daos_config::logmask::Level::Warn,
+                "SWIM: datagram refused: {e}"
+            );
         }
         let now = Instant::now();
         while let Some(Reverse((at, s))) = timers.peek().copied() {
@@ -215,7 +224,11 @@ pub fn run(
             if let Some(t) = pending.remove(&s)
                 && let Err(e) = foca.handle_timer(t, &mut rt)
             {
-                eprintln!("WARNING: SWIM: timer: {e}");
+                crate::dlog!(
+                    crate::log::Subsys::Swim,
+                    daos_config::logmask::Level::Err,
+                    "SWIM: timer: {e}"
+                );
             }
         }
         // What foca asked for: datagrams, timers, news.

@@ -775,6 +775,19 @@ impl CtlSvc for Services {
         }))
     }
 
+    async fn set_engine_log_masks(
+        &self,
+        req: Request<daos_proto::ctl::SetLogMasksReq>,
+    ) -> Result<Response<daos_proto::ctl::SetLogMasksResp>, Status> {
+        security::authorize(&req, "CtlSvc.SetEngineLogMasks", self.insecure)?;
+        let r = req.into_inner();
+        let errors = self.blocking(move |h| h.set_log_masks(&r)).await?;
+        Ok(Response::new(daos_proto::ctl::SetLogMasksResp {
+            status: 0,
+            errors,
+        }))
+    }
+
     async fn start_ranks(&self, req: Request<RanksReq>) -> Result<Response<RanksResp>, Status> {
         security::authorize(&req, "CtlSvc.StartRanks", self.insecure)?;
         let ranks = req.into_inner().ranks;
@@ -1777,6 +1790,7 @@ const CTL_SERVED: &[&str] = &[
     "StopRanks",
     "StartRanks",
     "ResetFormatRanks",
+    "SetEngineLogMasks",
 ];
 
 /// `mgmt.MgmtSvc` methods this server implements.

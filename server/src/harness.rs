@@ -1090,6 +1090,78 @@ impl Harness {
             .collect())
     }
 
+    /// Sets the log masks of this host's engines (DAOS's SetEngineLogMasks): per engine, in
+    /// order, "" when set or why not. `reset_*` take the engine's `log_mask` and the `DD_MASK`
+    /// / `DD_SUBSYS` of its `env_vars`; subsystems are merged into the masks (DAOS's rules).
+    pub fn set_log_masks(&self, req: &daos_drpc::SetLogMasksReq) -> Vec<String> {
+        self.instances
+            .iter()
+            .map(|inst| {
+                let e = &self.config.engines[inst.index];
+                let env = |key: &str| {
+                    e.env_vars
+                        .iter()
+                        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let (masks, from) = if req.reset_masks {
+                    (e.log_mask.clone(), "config")
+                } else {
+                    (req.masks.clone(), "request")
+                };
+                if masks.is_empty() {
+                    return format!("empty log masks in {from}");
+                }
+                let streams = if req.reset_streams {
+                    env("DD_MASK")
+                } else {
+                    req.streams.clone()
+                };
+                let subsystems = if req.reset_subsystems {
+                    env("DD_SUBSYS")
+                } else {
+                    req.subsystems.clone()
+                };
+                use daos_config::logmask;
+                let checked = logmask::validate_streams(&streams)
+                    .and(logmask::validate_subsystems(&subsystems))
+                    .and(logmask::LogMask::parse(&masks));
+                let mask = match checked {
+                    Ok(m) => m.with_subsystems(&subsystems),
+                    Err(why) => return why,
+                };
+                let Some(sock) = inst.lock().drpc_sock.clone() else {
+                    return "engine is not running".into();
+                };
+                let body = daos_drpc::SetLogMasksReq {
+                    sys: req.sys.clone(),
+                    masks: mask.to_string(),
+                    streams,
+                    ..Default::default()
+                }
+                .encode_to_vec();
+                let answer = Client::connect(&sock)
+                    .and_then(|mut c| {
+                        c.set_timeout(POOL_CALL_TIMEOUT)?;
+                        c.call(MgmtMethod::SetLogMasks, &body)
+                    })
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        daos_drpc::SetLogMasksResp::decode(b.as_slice()).map_err(|e| e.to_string())
+                    });
+                match answer {
+                    Ok(r) if r.status == 0 => {
+                        info!("engine {}: log masks set to {mask}", inst.index);
+                        String::new()
+                    }
+                    Ok(r) => format!("{}({})", daos_wire::der::name(r.status), r.status),
+                    Err(e) => e,
+                }
+            })
+            .collect()
+    }
+
     /// Starts the held engines of `ranks` and waits for them to join.
     pub fn start_ranks(&self, ranks: &[u32], timeout: Duration) -> Vec<RankOutcome> {
         let chosen: Vec<(u32, &Arc<Instance>)> = ranks

@@ -198,6 +198,19 @@ def build_ctl():
                                  ("state", 2, ".ctl.ResponseState", 0)])
     message(fd, "MemInfo", [("hugepages_total", 1, "uint64", 0), ("mem_total_kb", 6, "uint64", 0),
                             ("mem_available_kb", 8, "uint64", 0)])
+    # ranks.proto and shared/ranks.proto (the RankResult kept in this package: only field
+    # numbers travel), server.proto's SetLogMasks messages.
+    message(fd, "RanksReq", [("force", 3, "bool", 0), ("ranks", 4, "string", 0),
+                             ("check_mode", 5, "bool", 0)])
+    message(fd, "RankResult", [("rank", 1, "uint32", 0), ("action", 2, "string", 0),
+                               ("errored", 3, "bool", 0), ("msg", 4, "string", 0),
+                               ("state", 5, "string", 0), ("addr", 6, "string", 0)])
+    message(fd, "RanksResp", [("results", 1, ".ctl.RankResult", 1)])
+    message(fd, "SetLogMasksReq", [("sys", 1, "string", 0), ("masks", 2, "string", 0),
+                                   ("streams", 3, "string", 0), ("subsystems", 4, "string", 0),
+                                   ("reset_masks", 5, "bool", 0), ("reset_streams", 6, "bool", 0),
+                                   ("reset_subsystems", 7, "bool", 0)])
+    message(fd, "SetLogMasksResp", [("status", 1, "int32", 0), ("errors", 2, "string", 1)])
     message(fd, "NetworkScanReq", [("provider", 1, "string", 0),
                                    ("excludeinterfaces", 2, "string", 0)])
     message(fd, "FabricInterface", [("provider", 1, "string", 0), ("device", 2, "string", 0),
@@ -336,6 +349,27 @@ def main():
           len(lo) >= 1 and all(i.netdevclass == 772 for i in lo)
           and [i.priority for i in ns.interfaces] == list(range(len(ns.interfaces)))
           and ns.numacount >= 1 and ns.corespernuma >= 1, str(ns))
+    reset = ch.unary_unary("/ctl.CtlSvc/ResetFormatRanks",
+                           request_serializer=lambda m: m.SerializeToString(),
+                           response_deserializer=C["RanksResp"].FromString)
+    try:
+        reset(C["RanksReq"](ranks="0"), metadata=md, timeout=60)
+        check("ResetFormatRanks refuses a running rank", False, "it answered")
+    except grpc.RpcError as e:
+        check("ResetFormatRanks refuses a running rank with DAOS's words",
+              e.code() == grpc.StatusCode.FAILED_PRECONDITION
+              and "reset format not supported when rank 0 is running" in e.details(),
+              f"{e.code()} {e.details()}")
+    slm = ch.unary_unary("/ctl.CtlSvc/SetEngineLogMasks",
+                         request_serializer=lambda m: m.SerializeToString(),
+                         response_deserializer=C["SetLogMasksResp"].FromString)
+    lm = slm(C["SetLogMasksReq"](sys="daos_server", masks="INFO,mgmt=DEBUG", reset_streams=True,
+                                 reset_subsystems=True), metadata=md, timeout=60)
+    check("SetEngineLogMasks: one engine, set", lm.status == 0 and list(lm.errors) == [""],
+          str(lm))
+    lm = slm(C["SetLogMasksReq"](sys="daos_server", reset_masks=True, reset_streams=True,
+                                 reset_subsystems=True), metadata=md, timeout=60)
+    check("SetEngineLogMasks: reset to the config", list(lm.errors) == [""], str(lm))
     print("all checks passed")
 
 

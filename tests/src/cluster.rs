@@ -51,7 +51,7 @@ impl Cluster {
                  disable_hugepages: true\ncontrol_log_file: {d}/daos_server.log\n\
                  fault_path: /rack0/h{i}\nengines:\n\
                  - targets: 1\n  nr_xs_helpers: 0\n  first_core: 0\n  fabric_iface: {iface}\n  \
-                 fabric_iface_port: 31416\n  log_file: {d}/engine0.log\n  \
+                 fabric_iface_port: 31416\n  log_file: {d}/engine0.log\n  log_mask: WARN\n  \
                  env_vars: [{env_vars}]\n  storage:\n  - class: ram\n    \
                  scm_mount: {d}/scm0\n    scm_size: 4\n  - class: file\n    \
                  bdev_list: [{d}/bdev0]\n    bdev_size: 1\n",
