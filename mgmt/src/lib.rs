@@ -95,6 +95,10 @@ pub struct PoolRecord {
     pub owner_group: String,
     #[serde(default)]
     pub acl: Vec<String>,
+    /// The handle admin tools and daos_servers use (read, write, every container), known to
+    /// the pool's engines from its create on; 0 for a pool made before it existed.
+    #[serde(default)]
+    pub system_handle: u64,
 }
 
 /// A pool's target states (DAOS's pool map) and its rebuild.
@@ -348,6 +352,7 @@ mod tests {
             owner: String::new(),
             owner_group: String::new(),
             acl: Vec::new(),
+            system_handle: 0,
         }
     }
 

@@ -102,6 +102,7 @@ fn pool(n: u32) -> PoolRecord {
         owner: "root@".into(),
         owner_group: "root@".into(),
         acl: Vec::new(),
+        system_handle: 0x5eed + u64::from(n),
     }
 }
 

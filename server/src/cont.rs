@@ -45,6 +45,9 @@ pub fn server(
 /// `handles::ANY_CONT`).
 const ANY_CONT: u32 = 0x100;
 
+/// The rights of a pool's system handle: read, write, every container.
+pub(crate) const SYSTEM_RIGHTS: u32 = 1 | 2 | ANY_CONT;
+
 /// DAOS's pool connect flags and container open flags.
 pub const FLAG_RO: u32 = 1;
 pub const FLAG_RW: u32 = 2;
@@ -62,21 +65,29 @@ fn wanted(flags: u32, what: &str) -> Result<u32, Status> {
 
 /// A push of pool `uuid`'s open handles `list` (from [`crate::remote::Remote::list_handles`])
 /// that also turns the checks on.
+/// `system` is the pool's system handle (0: none).
 pub(crate) fn resync_req(
     uuid: &str,
     list: Vec<daos_proto::cont::HandleInfo>,
+    system: u64,
 ) -> daos_drpc::mgmt::PoolHandlesReq {
+    use daos_drpc::mgmt::pool_handles_req::Handle;
     daos_drpc::mgmt::PoolHandlesReq {
         uuid: uuid.to_string(),
         arm: true,
         add: list
             .into_iter()
-            .map(|x| daos_drpc::mgmt::pool_handles_req::Handle {
+            .map(|x| Handle {
                 cookie: x.cookie,
                 rights: x.rights,
                 parent: x.parent,
                 cont: x.cont,
             })
+            .chain((system != 0).then(|| Handle {
+                cookie: system,
+                rights: SYSTEM_RIGHTS,
+                ..Default::default()
+            }))
             .collect(),
         ..Default::default()
     }
@@ -365,6 +376,28 @@ impl ContService {
         let _ = tokio::task::spawn_blocking(move || push_handles(&h, &ranks, &req)).await;
     }
 
+    /// Pool `id`'s system handle (0: none, a pool made before they existed): the handle
+    /// admin tools and daos_servers use, known to the pool's engines from its create on and
+    /// handed out without a write to the pool service (so it serves while that service has no
+    /// majority).
+    async fn system_handle(&self, id: &str) -> u64 {
+        let ms = self.ms.clone();
+        let key = id.to_string();
+        tokio::task::spawn_blocking(move || ms.pool_find(&key).map_or(0, |p| p.system_handle))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// `handle` as the identity of a caller: 0 (an admin tool or a daos_server, which no ACL
+    /// restricts) for pool `id`'s system handle.
+    async fn caller(&self, id: &str, handle: u64) -> u64 {
+        if handle != 0 && handle == self.system_handle(id).await {
+            0
+        } else {
+            handle
+        }
+    }
+
     /// What `who` may do with pool `uuid` (its ACL in the management service's record).
     fn pool_perms(&self, uuid: &str, who: &daos_auth::Identity) -> u16 {
         let Some(rec) = self.ms.pool_find(uuid) else {
@@ -390,6 +423,14 @@ impl ContService {
         }
         // Its I/O reaches every container (the rebuild copies all of them).
         let want = want | ANY_CONT;
+        let sys = self.system_handle(&uuid).await;
+        if sys != 0 {
+            return Ok(Response::new(daos_proto::cont::ConnectResp {
+                handle: sys,
+                rights: SYSTEM_RIGHTS,
+                uuid,
+            }));
+        }
         let cookie = daos_auth::random_cookie();
         // A server's own handle does not turn the checks on (clients without an agent keep
         // using pools nobody connected to).
@@ -457,7 +498,8 @@ fn check_label(label: &str) -> Result<(), Status> {
 impl ContSvc for ContService {
     async fn create(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.Create", self.insecure)?;
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        r.handle = self.caller(&r.pool, r.handle).await;
         check_label(&r.label)?;
         let uuid = daos_wire::parse_uuid(&r.uuid).ok_or_else(|| {
             Status::invalid_argument(format!(
@@ -526,7 +568,8 @@ impl ContSvc for ContService {
 
     async fn destroy(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.Destroy", self.insecure)?;
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        r.handle = self.caller(&r.pool, r.handle).await;
         if r.handle != 0 {
             let db = self.read(&r.pool).await?;
             if let Some(who) = holder(&db, r.handle)? {
@@ -694,6 +737,17 @@ impl ContSvc for ContService {
         let r = req.into_inner();
         let want = wanted(r.flags, "container open")?;
         let db = self.read(&r.pool).await?;
+        if r.handle != 0 && r.handle == self.system_handle(&r.pool).await {
+            // The system handle reaches every container: no container handle needed (0).
+            let c = db.container(&r.cont).ok_or_else(|| {
+                Status::not_found(Refusal::UnknownContainer(r.cont.clone()).to_string())
+            })?;
+            return Ok(Response::new(daos_proto::cont::OpenResp {
+                handle: 0,
+                uuid: c.uuid.clone(),
+                rights: want,
+            }));
+        }
         let parent = db
             .handles
             .iter()
@@ -759,6 +813,10 @@ impl ContSvc for ContService {
                 "DER_INVAL(-1003): HandleReq.handle is 0: name the handle to close",
             ));
         }
+        if r.handle == self.system_handle(&r.pool).await {
+            // Not a client's: nothing to close.
+            return Ok(Response::new(daos_proto::cont::CloseResp { count: 0 }));
+        }
         self.close(&r.pool, vec![r.handle], false).await
     }
 
@@ -791,7 +849,8 @@ impl ContSvc for ContService {
     ) -> Result<Response<ContResp>, Status> {
         use daos_auth::perm;
         security::authorize(&req, "ContSvc.Acl", self.insecure)?;
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        r.handle = self.caller(&r.pool, r.handle).await;
         let db = self.read(&r.pool).await?;
         let c = db.container(&r.id).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
@@ -885,8 +944,14 @@ impl ContSvc for ContService {
         req: Request<daos_proto::cont::HandleReq>,
     ) -> Result<Response<daos_proto::cont::CloseResp>, Status> {
         security::authorize(&req, "ContSvc.Evict", self.insecure)?;
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        // The system handle is no client's: never evicted.
         let all = r.handles.is_empty();
+        let sys = self.system_handle(&r.pool).await;
+        r.handles.retain(|h| *h != sys);
+        if !all && r.handles.is_empty() {
+            return Ok(Response::new(daos_proto::cont::CloseResp { count: 0 }));
+        }
         self.close(&r.pool, r.handles, all).await
     }
 

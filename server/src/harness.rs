@@ -1439,10 +1439,11 @@ impl Harness {
             .name("handles".into())
             .spawn(move || {
                 for p in pools {
-                    let Ok(list) = remote.list_handles(&p.svc_hosts, &p.uuid) else {
-                        continue;
-                    };
-                    let req = crate::cont::resync_req(&p.uuid, list);
+                    // Without its pool service (no majority), the system handle at least.
+                    let list = remote
+                        .list_handles(&p.svc_hosts, &p.uuid)
+                        .unwrap_or_default();
+                    let req = crate::cont::resync_req(&p.uuid, list, p.system_handle);
                     let sent = Client::connect(&sock)
                         .and_then(|mut c| c.call(MgmtMethod::PoolHandles, &req.encode_to_vec()));
                     if let Err(e) = sent {

@@ -499,6 +499,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         props,
         state: PoolState::Creating,
         map: Default::default(),
+        system_handle: daos_auth::random_cookie(),
     };
     h.ms()
         .pool_add(rec.clone())
@@ -575,7 +576,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         );
     }
     // From now on the pool's targets take requests only under a pool handle (pool connect).
-    arm_handles(h, &uuid, &rec.ranks);
+    arm_handles(h, &uuid, rec.system_handle, &rec.ranks);
     rec.state = PoolState::Ready;
     h.ms()
         .pool_update(rec.clone())
@@ -590,15 +591,10 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     Ok(rec)
 }
 
-/// Turns handle checks on for pool `uuid` on the engines of `ranks` (a rank that misses it
-/// gets it from the management service leader's next handle push).
-pub fn arm_handles(h: &Harness, uuid: &str, ranks: &[u32]) {
-    let body = daos_drpc::mgmt::PoolHandlesReq {
-        uuid: uuid.to_string(),
-        arm: true,
-        ..Default::default()
-    }
-    .encode_to_vec();
+/// Turns handle checks on for pool `uuid` on the engines of `ranks`, with its system handle
+/// (a rank that misses it gets both from the management service leader's next handle push).
+pub fn arm_handles(h: &Harness, uuid: &str, system: u64, ranks: &[u32]) {
+    let body = crate::cont::resync_req(uuid, Vec::new(), system).encode_to_vec();
     for &r in ranks {
         if let Err(e) = h.engine_call(r, MgmtMethod::PoolHandles, &body) {
             warn!("pool {uuid}: handle checks not turned on for rank {r} yet: {e}");
@@ -1132,7 +1128,11 @@ pub fn extend(h: &Harness, id: &str, ranks: &[u32]) -> Result<PoolRecord, PoolSv
         .remote()
         .list_handles(&rec.svc_hosts, &rec.uuid)
         .unwrap_or_default();
-    crate::cont::push_handles(h, ranks, &crate::cont::resync_req(&rec.uuid, open));
+    crate::cont::push_handles(
+        h,
+        ranks,
+        &crate::cont::resync_req(&rec.uuid, open, rec.system_handle),
+    );
     let targets = ranks.iter().map(|r| rank_targets(h, *r)).max().unwrap_or(1);
     apply_map(
         h,

@@ -167,12 +167,14 @@ fn sync_handles(h: &Harness) {
         if pool.svc_hosts.is_empty() || pool.state != PoolState::Ready {
             continue;
         }
-        let Ok(list) = h.remote().list_handles(&pool.svc_hosts, &pool.uuid) else {
-            continue;
-        };
+        // Without its pool service (no majority), the system handle at least.
+        let list = h
+            .remote()
+            .list_handles(&pool.svc_hosts, &pool.uuid)
+            .unwrap_or_default();
         // Checks on (a pool created before they were, a rank that missed it), and the open
         // handles again.
-        let req = crate::cont::resync_req(&pool.uuid, list);
+        let req = crate::cont::resync_req(&pool.uuid, list, pool.system_handle);
         // Ranks that run (the others get them when they are back).
         let members = h.ms().members();
         let live: Vec<u32> = pool
