@@ -1644,3 +1644,43 @@ pub async fn server_set_log_masks(t: &Target, req: SetLogMasksReq) -> Output {
         }),
     }
 }
+
+/// `--tier-ratio 6,94` (percentages; one value: NVMe takes the rest) as the fractions DAOS's
+/// PoolCreateReq carries.
+pub fn parse_tier_ratio(text: &str) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let v: f64 = part
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .map_err(|_| format!("--tier-ratio {text:?}: {part:?} is not a percentage"))?;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(format!(
+                "--tier-ratio {text:?}: storage tier ratio must be a value between 0-100"
+            ));
+        }
+        out.push((v * 100.0).round() / 10000.0);
+    }
+    if out.len() == 1 && out[0] < 1.0 {
+        out.push(1.0 - out[0]);
+    }
+    if out.len() != 2 {
+        return Err(format!(
+            "--tier-ratio {text:?}: give the SCM and NVMe percentages, e.g. 6,94"
+        ));
+    }
+    let sum: f64 = out.iter().sum();
+    if (sum - 1.0).abs() > 0.01 {
+        return Err(format!(
+            "--tier-ratio {text:?}: storage tier ratios must add up to 100 (got {})",
+            sum * 100.0
+        ));
+    }
+    if out[0] <= 0.0 {
+        return Err(format!(
+            "--tier-ratio {text:?}: the SCM tier needs a share above 0"
+        ));
+    }
+    Ok(out)
+}

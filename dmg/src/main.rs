@@ -80,13 +80,21 @@ enum PoolCmd {
     Create {
         /// Pool label (unique; letters, digits, _ . : -).
         label: String,
-        /// Total size (e.g. 10G, 1.5T) split 6/94 between SCM and NVMe, or N% of the free space.
+        /// Total size (e.g. 10G, 1.5T) split by --tier-ratio over the ranks, or N% of the
+        /// free space.
         #[arg(short = 'z', long)]
         size: Option<String>,
-        /// SCM size of the whole pool.
+        /// Percentage of the --size for SCM and NVMe (default 6,94; one value: NVMe takes
+        /// the rest).
+        #[arg(short = 't', long = "tier-ratio")]
+        tier_ratio: Option<String>,
+        /// Number of ranks to use with --size (default: all joined ranks).
+        #[arg(short = 'k', long = "nranks")]
+        nranks: Option<u32>,
+        /// Per-engine SCM allocation (each rank of the pool gets this much).
         #[arg(short = 's', long = "scm-size")]
         scm_size: Option<String>,
-        /// NVMe size of the whole pool.
+        /// Per-engine NVMe allocation.
         #[arg(short = 'n', long = "nvme-size")]
         nvme_size: Option<String>,
         /// Ranks to use (e.g. 0-3,7; default: all joined ranks).
@@ -505,6 +513,8 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
         PoolCmd::Create {
             label,
             size,
+            tier_ratio,
+            nranks,
             scm_size,
             nvme_size,
             ranks,
@@ -529,9 +539,30 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
                     return Err("--size cannot be combined with --scm-size/--nvme-size".into());
                 }
                 (Some(z), _) => match parse_size(z).map_err(|e| format!("--size: {e}"))? {
-                    Size::Bytes(b) => req.total_bytes = b,
-                    Size::Percent(p) => req.size_percent = p as u32,
+                    Size::Bytes(b) => {
+                        req.total_bytes = b;
+                        req.tier_ratio = match tier_ratio {
+                            Some(t) => dmg::parse_tier_ratio(t)?,
+                            None => vec![0.06, 0.94],
+                        };
+                        req.num_ranks = nranks.unwrap_or(0);
+                    }
+                    Size::Percent(p) => {
+                        if tier_ratio.is_some() {
+                            return Err("--size N% cannot be combined with --tier-ratio".into());
+                        }
+                        if nranks.is_some() {
+                            return Err("--size N% cannot be combined with --nranks".into());
+                        }
+                        req.size_percent = p as u32
+                    }
                 },
+                (None, Some(_)) if tier_ratio.is_some() => {
+                    return Err("--tier-ratio cannot be combined with --scm-size".into());
+                }
+                (None, Some(_)) if nranks.is_some() => {
+                    return Err("--nranks cannot be combined with --scm-size".into());
+                }
                 (None, Some(s)) => {
                     req.tier_bytes = vec![
                         bytes("--scm-size", s)?,
@@ -550,6 +581,9 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
                 }
             }
             if let Some(r) = ranks {
+                if nranks.is_some() {
+                    return Err("--nranks cannot be combined with --ranks".into());
+                }
                 req.ranks =
                     daos_control::hostlist::parse_ranks(r).map_err(|e| format!("--ranks: {e}"))?;
             }

@@ -1154,11 +1154,44 @@ impl MgmtSvc for Services {
         } else {
             (r.total_bytes > 0).then_some(crate::pools::Size::Bytes(r.total_bytes))
         };
+        let tier_ratio = match r.tier_ratio.as_slice() {
+            [] => None,
+            &[s, n]
+                if (0.0..=1.0).contains(&s)
+                    && (0.0..=1.0).contains(&n)
+                    && s > 0.0
+                    && s + n <= 1.0 + 1e-9 =>
+            {
+                Some((s, n))
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "PoolCreateReq.tier_ratio {other:?}: give the SCM and NVMe fractions of total_bytes (e.g. 0.06, 0.94), SCM above 0, together at most 1"
+                )));
+            }
+        };
+        if tier_ratio.is_some() && r.total_bytes == 0 {
+            return Err(Status::invalid_argument(
+                "PoolCreateReq.tier_ratio without total_bytes: give the pool's total size to split",
+            ));
+        }
+        if !r.tier_bytes.is_empty() && (r.total_bytes > 0 || tier_ratio.is_some()) {
+            return Err(Status::invalid_argument(
+                "PoolCreateReq: give tier_bytes (per rank) or total_bytes with tier_ratio, not both",
+            ));
+        }
+        if r.num_ranks > 0 && !r.ranks.is_empty() {
+            return Err(Status::invalid_argument(
+                "PoolCreateReq: give ranks or num_ranks, not both",
+            ));
+        }
         let creq = crate::pools::CreateRequest {
             label,
             total,
             scm: r.tier_bytes.first().copied().filter(|b| *b > 0),
             nvme: r.tier_bytes.get(1).copied().filter(|b| *b > 0),
+            tier_ratio,
+            num_ranks: r.num_ranks,
             ranks: r.ranks,
             // 0: DAOS's default (from svc_rf).
             nsvc: r.num_svc_reps,

@@ -187,10 +187,16 @@ pub fn check_prop(name: &str, value: &str) -> Result<String, String> {
 #[derive(Clone, Debug, Default)]
 pub struct CreateRequest {
     pub label: String,
+    /// The whole pool (`--size`), split by `tier_ratio` over its ranks.
     pub total: Option<Size>,
+    /// Per rank (DAOS's per-engine `--scm-size` / `--nvme-size`).
     pub scm: Option<u64>,
     pub nvme: Option<u64>,
+    /// Fractions of `total` for SCM and NVMe (default DAOS's 0.06, 0.94).
+    pub tier_ratio: Option<(f64, f64)>,
     pub ranks: Vec<u32>,
+    /// Without `ranks`: how many of the joined ranks to use (0: all).
+    pub num_ranks: u32,
     pub nsvc: u32,
     pub props: Vec<(String, String)>,
     /// The UUID the client chose (DAOS's dmg makes one), else a new one.
@@ -338,10 +344,22 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         .filter(|m| m.state == MemberState::Joined)
         .map(|m| m.rank)
         .collect();
-    let ranks: Vec<u32> = if req.ranks.is_empty() {
-        joined.clone()
-    } else {
+    let ranks: Vec<u32> = if !req.ranks.is_empty() {
         req.ranks.clone()
+    } else if req.num_ranks > 0 {
+        if req.num_ranks as usize > joined.len() {
+            return Err(PoolSvcError::new(
+                BadRequest,
+                format!(
+                    "pool request contains invalid number of ranks (requested: {}, available: {}); retry the request with a valid number of ranks",
+                    req.num_ranks,
+                    joined.len()
+                ),
+            ));
+        }
+        spread_ranks(h, &joined, req.num_ranks as usize)
+    } else {
+        joined.clone()
     };
     if ranks.is_empty() {
         return Err(PoolSvcError::new(
@@ -385,17 +403,31 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
             (scm, nvme)
         }
         (Some(Size::Bytes(total)), None, None) => {
-            let per = total / nranks;
-            if has_nvme {
-                (
-                    per * DEFAULT_SCM_PERCENT / 100,
-                    per - per * DEFAULT_SCM_PERCENT / 100,
-                )
-            } else {
-                (per, 0)
-            }
+            // DAOS: without NVMe, all of it on SCM.
+            let (s, n) = match req.tier_ratio {
+                _ if !has_nvme => (1.0, 0.0),
+                Some(r) => r,
+                None => (
+                    DEFAULT_SCM_PERCENT as f64 / 100.0,
+                    (100 - DEFAULT_SCM_PERCENT) as f64 / 100.0,
+                ),
+            };
+            let tier = |f: f64| (total as f64 * f) as u64 / nranks;
+            (tier(s), tier(n))
         }
-        (None, Some(scm), nvme) => (scm / nranks, nvme.unwrap_or(0) / nranks),
+        (None, Some(scm), nvme) => {
+            let nvme = nvme.unwrap_or(0);
+            if nvme > 0 && !has_nvme {
+                return Err(PoolSvcError::new(
+                    BadRequest,
+                    format!(
+                        "{} NVMe requested for pool but config has zero bdevs; leave --nvme-size out",
+                        crate::table::bytes_si(nvme)
+                    ),
+                ));
+            }
+            (scm, nvme)
+        }
         (None, None, _) => {
             return Err(PoolSvcError::new(
                 BadRequest,
@@ -600,6 +632,41 @@ pub fn arm_handles(h: &Harness, uuid: &str, system: u64, ranks: &[u32]) {
             warn!("pool {uuid}: handle checks not turned on for rank {r} yet: {e}");
         }
     }
+}
+
+/// `n` of the joined ranks `joined` for a pool (DAOS's `--nranks`): one per host in turn, so
+/// the pool spans as many hosts as it can.
+fn spread_ranks(h: &Harness, joined: &[u32], n: usize) -> Vec<u32> {
+    let members = h.ms().members();
+    let host = |r: u32| {
+        members
+            .iter()
+            .find(|m| m.rank == r)
+            .map(|m| m.addr.clone())
+            .unwrap_or_default()
+    };
+    let mut by_host: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for &r in joined {
+        by_host.entry(host(r)).or_default().push(r);
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut round = 0;
+    while out.len() < n {
+        let before = out.len();
+        for rs in by_host.values() {
+            if let Some(&r) = rs.get(round)
+                && out.len() < n
+            {
+                out.push(r);
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+        round += 1;
+    }
+    out.sort_unstable();
+    out
 }
 
 /// Up to `n` of `ranks` on distinct hosts (in rank order), and those hosts' control

@@ -326,6 +326,18 @@ def main():
     dr = call("PoolDestroy", M["PoolDestroyReq"](sys="daos_server", id="pywire"),
               "PoolDestroyResp")
     check("PoolDestroy", dr.status == 0, str(dr))
+    # DAOS's dmg --size: the total split by the tier ratio over numranks ranks.
+    auto = call("PoolCreate", M["PoolCreateReq"](
+        uuid="0b7d6a1e-2c3f-4d5e-9f80-1a2b3c4d5e6f", sys="daos_server", totalbytes=500 << 20,
+        tierratio=[0.1, 0.9], numranks=1,
+        properties=[P(number=1, strval="pyauto")]), "PoolCreateResp")
+    check("PoolCreate with totalbytes, tierratio and numranks: tier bytes per rank",
+          auto.status == 0 and list(auto.tgt_ranks) == [0]
+          and abs(auto.tier_bytes[0] - (50 << 20)) <= (1 << 20)
+          and abs(auto.tier_bytes[1] - (450 << 20)) <= (2 << 20), str(auto))
+    dr = call("PoolDestroy", M["PoolDestroyReq"](sys="daos_server", id="pyauto"),
+              "PoolDestroyResp")
+    check("PoolDestroy of it", dr.status == 0, str(dr))
     C = build_ctl()
     scan = ch.unary_unary("/ctl.CtlSvc/StorageScan", request_serializer=lambda m: m.SerializeToString(),
                           response_deserializer=C["StorageScanResp"].FromString)

@@ -322,6 +322,45 @@ fn a_pool_over_two_engines() {
     );
     ok(sys.dmg(&["-i", "pool", "destroy", "wide"]));
     assert!(!Path::new(&sys.path().join(format!("scm1/pools/{uuid}"))).exists());
+
+    // DAOS's sizes: --scm-size/--nvme-size per engine; --size split by --tier-ratio over
+    // --nranks ranks.
+    let text = ok(sys.dmg(&[
+        "-i",
+        "pool",
+        "create",
+        "per",
+        "--scm-size",
+        "64M",
+        "--nvme-size",
+        "128M",
+    ]));
+    assert!(
+        text.contains("  Storage tier 0 (SCM) : 128.0 MB (64.0 MB / rank)\n")
+            && text.contains("  Storage tier 1 (NVMe): 256.0 MB (128.0 MB / rank)\n"),
+        "{text}"
+    );
+    let text = ok(sys.dmg(&[
+        "-i", "pool", "create", "one", "--size", "500M", "-t", "10", "--nranks", "1",
+    ]));
+    assert!(
+        text.starts_with("Pool created with 10.00%,90.00% storage tier ratio\n")
+            && text.contains("  Storage Ranks        : 0\n")
+            && text.contains("  Storage tier 0 (SCM) : 50.0 MB (50.0 MB / rank)\n"),
+        "{text}"
+    );
+    fails(
+        sys.dmg(&["-i", "pool", "create", "three", "--size", "1G", "-k", "3"]),
+        "pool request contains invalid number of ranks (requested: 3, available: 2)",
+    );
+    usage(
+        sys.dmg(&["-i", "pool", "create", "x", "--size", "1G", "-t", "50,60"]),
+        "storage tier ratios must add up to 100",
+    );
+    usage(
+        sys.dmg(&["-i", "pool", "create", "x", "--scm-size", "1G", "-k", "1"]),
+        "--nranks cannot be combined with --scm-size",
+    );
     sys.stop(&mut server);
 }
 
