@@ -450,6 +450,54 @@ fn daos_as(
     cmd.output().expect("daos")
 }
 
+/// An insecure management-API target at `sys`.
+fn local_target(sys: &System) -> daos_control::Target {
+    let control = daos_control::load_control(None).expect("control");
+    daos_control::Target::new(&control, Some(&format!("localhost:{}", sys.port)), true)
+        .expect("target")
+}
+
+/// A client in this process, connected through agent `a` to pool `pool` with container `cont`
+/// open (`flags` for both).
+struct Connected<'t> {
+    cred: Credential,
+    conts: daos_client::container::Containers<'t>,
+    handle: u64,
+    cont: daos_client::container::ContInfo,
+    session: daos_client::Session,
+}
+
+fn connect_here<'t>(
+    target: &'t daos_control::Target,
+    a: &AgentDir,
+    pool: &str,
+    cont: &str,
+    flags: u32,
+) -> Connected<'t> {
+    let cred = a.agent().credential().expect("credential");
+    let conts = daos_client::container::Containers::new(target, pool).expect("containers");
+    let h = conts
+        .connect(prost::Message::encode_to_vec(&cred), flags)
+        .expect("connect");
+    let info = conts.query(cont).expect("container");
+    let ch = conts
+        .open(h.cookie, &daos_client::uuid_text(&info.uuid), flags)
+        .expect("open");
+    let map = daos_client::connect::pool_map_blocking(target, pool)
+        .expect("map")
+        .with_handle(h.cookie)
+        .with_cont_handle(info.uuid, ch.cookie);
+    let session =
+        daos_client::Session::open(std::sync::Arc::new(map), Default::default()).expect("session");
+    Connected {
+        cred,
+        conts,
+        handle: h.cookie,
+        cont: info,
+        session,
+    }
+}
+
 #[test]
 fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
     if !is_root() {
@@ -525,10 +573,7 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
         &["object", "get", "tank", "c1", "k", &f("admin")],
     ));
     // A client with no handle at all: the pool's targets refuse it (checks on since create).
-    let control = daos_control::load_control(None).expect("control");
-    let target =
-        daos_control::Target::new(&control, Some(&format!("localhost:{}", sys.port)), true)
-            .expect("target");
+    let target = local_target(&sys);
     let c1 = daos_client::container::Containers::new(&target, "tank")
         .expect("containers")
         .query("c1")
@@ -571,38 +616,19 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
     );
 
     // A connected client (in this process) loses its handle to dmg pool evict.
-    let control = daos_control::load_control(None).expect("control");
-    let target =
-        daos_control::Target::new(&control, Some(&format!("localhost:{}", sys.port)), true)
-            .expect("target");
-    let cred = a.agent().credential().expect("credential");
-    let conts = daos_client::container::Containers::new(&target, "tank").expect("containers");
-    let h = conts
-        .connect(
-            prost::Message::encode_to_vec(&cred),
-            daos_client::container::FLAG_RW,
-        )
-        .expect("connect");
-    let map = daos_client::connect::pool_map_blocking(&target, "tank")
-        .expect("map")
-        .with_handle(h.cookie);
-    let mut s =
-        daos_client::Session::open(std::sync::Arc::new(map), Default::default()).expect("session");
-    let c1 = conts.query("c1").expect("c1");
-    let ch = conts
-        .open(
-            h.cookie,
-            &daos_client::uuid_text(&c1.uuid),
-            daos_client::container::FLAG_RW,
-        )
-        .expect("open");
-    s.set_cont_handle(c1.uuid, ch.cookie);
+    let Connected {
+        cred,
+        conts,
+        handle,
+        cont: c1,
+        session: mut s,
+    } = connect_here(&target, &a, "tank", "c1", daos_client::container::FLAG_RW);
     s.update(c1.uuid, 7, b"d", b"a", b"before")
         .expect("connected: served");
     // A container handle of another container is refused.
     assert!(
         conts
-            .open(h.cookie, "nope", daos_client::container::FLAG_RW)
+            .open(handle, "nope", daos_client::container::FLAG_RW)
             .is_err(),
         "no such container"
     );
@@ -618,7 +644,7 @@ fn pool_acls_decide_who_connects_and_evicted_clients_lose_their_handles() {
     ok(me(&["object", "get", "tank", "c1", "k", &f("again")]));
     assert_eq!(std::fs::read(f("again")).expect("read"), b"secret value");
     let o = conts.open(
-        h.cookie,
+        handle,
         &daos_client::uuid_text(&c1.uuid),
         daos_client::container::FLAG_RO,
     );
@@ -860,32 +886,12 @@ fn container_acls_decide_who_opens_reads_writes_and_administers() {
     // An open container is destroyed only by force, which evicts its handles: a client with
     // it open (in this process, through the agent) loses it.
     ok(me(&["container", "create", "tank", "busy"]));
-    let control = daos_control::load_control(None).expect("control");
-    let target =
-        daos_control::Target::new(&control, Some(&format!("localhost:{}", sys.port)), true)
-            .expect("target");
-    let cred = a.agent().credential().expect("credential");
-    let conts = daos_client::container::Containers::new(&target, "tank").expect("containers");
-    let h = conts
-        .connect(
-            prost::Message::encode_to_vec(&cred),
-            daos_client::container::FLAG_RO,
-        )
-        .expect("connect");
-    let mine = conts.query("busy").expect("mine");
-    let ch = conts
-        .open(
-            h.cookie,
-            &daos_client::uuid_text(&mine.uuid),
-            daos_client::container::FLAG_RO,
-        )
-        .expect("open");
-    let map = daos_client::connect::pool_map_blocking(&target, "tank")
-        .expect("map")
-        .with_handle(h.cookie)
-        .with_cont_handle(mine.uuid, ch.cookie);
-    let mut s =
-        daos_client::Session::open(std::sync::Arc::new(map), Default::default()).expect("session");
+    let target = local_target(&sys);
+    let Connected {
+        cont: mine,
+        session: mut s,
+        ..
+    } = connect_here(&target, &a, "tank", "busy", daos_client::container::FLAG_RO);
     s.fetch(mine.uuid, 7, b"d", b"a").expect("open: served");
     let o = me(&["container", "destroy", "tank", "busy"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -26,6 +26,22 @@ fn joined(c: &Cluster, from: usize, hosts: &str, n: usize) -> bool {
         .is_ok_and(|m| m.len() == n && m.iter().all(|(_, _, s)| s == "joined"))
 }
 
+/// Starts every host's daos_server, formats all `n` of them with one dmg from the first
+/// (`hosts`: the host list dmg is given) and waits for their ranks to join.
+fn start_formatted(c: &mut Cluster, hosts: &str, n: usize) {
+    c.start_all();
+    for i in 1..=n {
+        c.wait_log(i, "SCM format required on instance 0", 30);
+    }
+    passed(c, c.dmg(1, hosts, &["storage", "format"]));
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(c, 1, hosts, n)),
+        "{:?}\n{}",
+        c.members(1, hosts),
+        c.logs()
+    );
+}
+
 /// Three hosts, the MS on all: one format, ranks 0-2, a pool and I/O on every host, the
 /// leader's host killed ten times, every server stopped and restarted, system stop/start.
 pub fn three_hosts(mut c: Cluster) {
@@ -1063,17 +1079,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
     let all = c.all();
     let all = all.as_str();
     let h1 = c.at(1);
-    c.start_all();
-    for i in 1..=3 {
-        c.wait_log(i, "SCM format required on instance 0", 30);
-    }
-    passed(&c, c.dmg(1, all, &["storage", "format"]));
-    assert!(
-        wait_until(Duration::from_secs(60), || joined(&c, 1, all, 3)),
-        "{:?}\n{}",
-        c.members(1, all),
-        c.logs()
-    );
+    start_formatted(&mut c, all, 3);
     let members = c.members(1, all).expect("members");
     let rank_of = |i: usize| {
         members
@@ -1940,18 +1946,9 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
     let all = c.all();
     let all = all.as_str();
     let h1 = c.at(1);
-    c.start_all();
-    for i in 1..=4 {
-        c.wait_log(i, "SCM format required on instance 0", 30);
-    }
-    passed(&c, c.dmg(1, all, &["storage", "format"]));
+    // (`all` is the four hosts.)
     let four = c.hosts.list(1, 4, 10001);
-    assert!(
-        wait_until(Duration::from_secs(60), || joined(&c, 1, &four, 4)),
-        "{:?}\n{}",
-        c.members(1, &four),
-        c.logs()
-    );
+    start_formatted(&mut c, &four, 4);
     let rank_of: Vec<u32> = {
         let members = c.members(1, &four).expect("members");
         (0..=4)
@@ -2461,17 +2458,7 @@ fn daos_via_agent(
 pub fn agents_on_hosts(mut c: Cluster) {
     let all = c.all();
     let all = all.as_str();
-    c.start_all();
-    for i in 1..=3 {
-        c.wait_log(i, "SCM format required on instance 0", 30);
-    }
-    passed(&c, c.dmg(1, all, &["storage", "format"]));
-    assert!(
-        wait_until(Duration::from_secs(60), || joined(&c, 1, all, 3)),
-        "ranks 0-2 joined: {:?}\n{}",
-        c.members(1, all),
-        c.logs()
-    );
+    start_formatted(&mut c, all, 3);
     passed(
         &c,
         c.dmg(
