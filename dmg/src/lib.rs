@@ -1072,7 +1072,7 @@ pub async fn pool_list(t: &Target, verbose: bool) -> Output {
 }
 
 /// `dmg pool query <pool>`.
-pub async fn pool_query(t: &Target, id: &str) -> Output {
+pub async fn pool_query(t: &Target, id: &str, mask: u64) -> Output {
     let mut c = match ms_client(t).await {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -1080,6 +1080,7 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
     let r = match c
         .pool_query(PoolQueryReq {
             id: id.into(),
+            query_mask: mask,
             ..Default::default()
         })
         .await
@@ -1096,7 +1097,9 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
         r.uuid, r.total_targets, r.disabled_targets, r.version
     );
     text.push_str("Pool health info:\n");
-    text.push_str(&format!("- Enabled ranks: {}\n", r.enabled_ranks));
+    if !r.enabled_ranks.is_empty() {
+        text.push_str(&format!("- Enabled ranks: {}\n", r.enabled_ranks));
+    }
     if !r.disabled_ranks.is_empty() {
         text.push_str(&format!("- Disabled ranks: {}\n", r.disabled_ranks));
     }
@@ -1119,10 +1122,12 @@ pub async fn pool_query(t: &Target, id: &str) -> Output {
             "normal"
         }
     ));
-    text.push_str(&format!(
-        "Pool space info:\n- Target count:{}\n",
-        r.total_targets
-    ));
+    if r.query_mask & DPI_SPACE != 0 && !r.tier_stats.is_empty() {
+        text.push_str(&format!(
+            "Pool space info:\n- Target count:{}\n",
+            r.total_targets
+        ));
+    }
     for (i, s) in r.tier_stats.iter().enumerate() {
         text.push_str(&format!(
             "- Storage tier {i} ({}):\n  Total size: {}\n",
@@ -1683,4 +1688,25 @@ pub fn parse_tier_ratio(text: &str) -> Result<Vec<f64>, String> {
         ));
     }
     Ok(out)
+}
+
+/// DAOS's pool query bits (`daos_pool.h`): space, rebuild status, enabled, disabled and dead
+/// engines.
+pub const DPI_SPACE: u64 = 1;
+pub const DPI_REBUILD_STATUS: u64 = 1 << 1;
+pub const DPI_ENGINES_ENABLED: u64 = 1 << 2;
+pub const DPI_ENGINES_DISABLED: u64 = 1 << 3;
+pub const DPI_ENGINES_DEAD: u64 = 1 << 4;
+
+/// The mask `dmg pool query` sends: DAOS 2.8's default (everything but the enabled engines;
+/// the disabled ones included), `-e` adds the enabled engines, `-t` leaves the space out.
+pub fn query_mask(show_enabled: bool, health_only: bool) -> u64 {
+    let mut mask = !DPI_ENGINES_ENABLED;
+    if show_enabled {
+        mask |= DPI_ENGINES_ENABLED;
+    }
+    if health_only {
+        mask &= !DPI_SPACE;
+    }
+    mask
 }

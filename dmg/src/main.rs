@@ -171,6 +171,15 @@ enum PoolCmd {
     Query {
         /// Pool label or UUID.
         pool: String,
+        /// Show the enabled ranks too.
+        #[arg(short = 'e', long = "show-enabled")]
+        show_enabled: bool,
+        /// Show the disabled ranks (the default; DAOS 2.6's flag).
+        #[arg(short = 'b', long = "show-disabled")]
+        show_disabled: bool,
+        /// Only the pool's health (no space query).
+        #[arg(short = 't', long = "health-only")]
+        health_only: bool,
     },
     /// Destroy a pool and free its space.
     Destroy {
@@ -407,7 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
             Command::Pool(_) => match pool_op {
                 Some(PoolOp::Create(req)) => dmg::pool_create(&target, req).await,
                 Some(PoolOp::List(v)) => dmg::pool_list(&target, v).await,
-                Some(PoolOp::Query(id)) => dmg::pool_query(&target, &id).await,
+                Some(PoolOp::Query(id, mask)) => dmg::pool_query(&target, &id, mask).await,
                 Some(PoolOp::Destroy(id, f, r)) => dmg::pool_destroy(&target, &id, f, r).await,
                 Some(PoolOp::GetProp(id, names)) => dmg::pool_get_prop(&target, &id, names).await,
                 Some(PoolOp::SetProp(id, props)) => dmg::pool_set_prop(&target, &id, props).await,
@@ -478,7 +487,7 @@ fn run(cli: Cli) -> Result<ExitCode, CmdError> {
 enum PoolOp {
     Create(daos_proto::mgmt::PoolCreateReq),
     List(bool),
-    Query(String),
+    Query(String, u64),
     Destroy(String, bool, bool),
     GetProp(String, Vec<String>),
     SetProp(String, Vec<daos_proto::mgmt::PoolProperty>),
@@ -657,7 +666,12 @@ fn pool_command(cmd: &PoolCmd) -> Result<PoolOp, String> {
             PoolOp::Acl(pool.clone(), dmg::AclOp::Delete(principal.clone()))
         }
         PoolCmd::List { verbose } => PoolOp::List(*verbose),
-        PoolCmd::Query { pool } => PoolOp::Query(pool.clone()),
+        PoolCmd::Query {
+            pool,
+            show_enabled,
+            health_only,
+            ..
+        } => PoolOp::Query(pool.clone(), dmg::query_mask(*show_enabled, *health_only)),
         PoolCmd::Destroy {
             pool,
             force,

@@ -1340,7 +1340,19 @@ impl MgmtSvc for Services {
     ) -> Result<Response<PoolQueryResp>, Status> {
         security::authorize(&req, "MgmtSvc.PoolQuery", self.insecure)?;
         self.leader()?;
-        let id = req.into_inner().id;
+        let r = req.into_inner();
+        // DAOS's query bits (`DPI_*`); 0 (daos-rs clients): everything.
+        const SPACE: u64 = 1;
+        const REBUILD: u64 = 1 << 1;
+        const ENABLED: u64 = 1 << 2;
+        const DISABLED: u64 = 1 << 3;
+        const DEAD: u64 = 1 << 4;
+        let mask = if r.query_mask == 0 {
+            SPACE | REBUILD | ENABLED | DISABLED | DEAD
+        } else {
+            r.query_mask
+        };
+        let id = r.id;
         let (rec, targets, down) = self
             .blocking(move |h| crate::pools::query(&h, &id))
             .await?
@@ -1391,7 +1403,7 @@ impl MgmtSvc for Services {
             total_targets: total,
             active_targets: total.saturating_sub(disabled),
             disabled_targets: disabled,
-            rebuild: Some(PoolRebuildStatus {
+            rebuild: (mask & REBUILD != 0).then_some(PoolRebuildStatus {
                 status: 0,
                 state: match rb.state {
                     daos_mgmt::RebuildState::Idle => pool_rebuild_status::State::Idle,
@@ -1401,11 +1413,24 @@ impl MgmtSvc for Services {
                 objects: rb.objs,
                 records: rb.recs,
             }),
-            tier_stats: vec![scm, nvme],
+            tier_stats: if mask & SPACE != 0 {
+                vec![scm, nvme]
+            } else {
+                Vec::new()
+            },
             version: rec.map.version(),
             leader,
-            enabled_ranks: rank_set(&enabled),
-            disabled_ranks: rank_set(&disabled_ranks),
+            enabled_ranks: if mask & ENABLED != 0 {
+                rank_set(&enabled)
+            } else {
+                String::new()
+            },
+            disabled_ranks: if mask & DISABLED != 0 {
+                rank_set(&disabled_ranks)
+            } else {
+                String::new()
+            },
+            query_mask: mask,
             total_engines: rec.ranks.len() as u32,
             // DAOS 2.6: a pool with targets out is Degraded (HEAD calls it TargetsExcluded).
             state: if disabled > 0 && rec.state == crate::membership::PoolState::Ready {
@@ -1415,7 +1440,11 @@ impl MgmtSvc for Services {
             },
             svc_ldr: leader,
             svc_reps: rec.svc_ranks,
-            dead_ranks: rank_set(&down),
+            dead_ranks: if mask & DEAD != 0 {
+                rank_set(&down)
+            } else {
+                String::new()
+            },
             ..Default::default()
         }))
     }

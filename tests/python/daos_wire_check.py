@@ -117,8 +117,10 @@ def build():
                                   ("enabled_ranks", 12, "string", 0),
                                   ("disabled_ranks", 13, "string", 0),
                                   ("total_engines", 14, "uint32", 0),
+                                  ("pool_layout_ver", 15, "uint32", 0),
+                                  ("upgrade_layout_ver", 16, "uint32", 0),
                                   ("state", 17, "uint32", 0), ("svc_ldr", 18, "uint32", 0),
-                                  ("svc_reps", 19, "uint32", 1)])
+                                  ("svc_reps", 19, "uint32", 1), ("query_mask", 20, "uint64", 0)])
     message(fd, "ListPoolsReq", [("sys", 1, "string", 0)])
     pool_entry = descriptor_pb2.DescriptorProto(name="Pool")
     for n, num, t, rep in [("uuid", 1, F.TYPE_STRING, False), ("label", 2, F.TYPE_STRING, False),
@@ -294,6 +296,22 @@ def main():
           and pq.tier_stats[0].total >= pq.tier_stats[0].free > 0
           and pq.state == 1 and pq.enabled_ranks == "0" and pq.rebuild.state == 0
           and pq.svc_ldr == 0 and list(pq.svc_reps) == [0] and pq.label == "pywire", str(pq))
+    # DAOS 2.6 dmg's default mask (all but the engines lists): the mask comes back, the space
+    # is there (dmg prints it only when the mask says so), no rank lists; health only: no
+    # space.
+    default = ((1 << 64) - 1) & ~((1 << 2) | (1 << 3) | (1 << 4))
+    pq = call("PoolQuery", M["PoolQueryReq"](sys="daos_server", id="pywire", query_mask=default),
+              "PoolQueryResp")
+    check("PoolQuery with DAOS's default mask: mask echoed, space, no rank lists, layout alike",
+          pq.query_mask == default and len(pq.tier_stats) == 2 and pq.enabled_ranks == ""
+          and pq.disabled_ranks == "" and pq.rebuild.state == 0
+          and pq.pool_layout_ver == pq.upgrade_layout_ver, str(pq))
+    health = default & ~1
+    pq = call("PoolQuery", M["PoolQueryReq"](sys="daos_server", id="pywire", query_mask=health | 4),
+              "PoolQueryResp")
+    check("PoolQuery health-only with enabled engines: no space, enabled ranks",
+          pq.query_mask == health | 4 and len(pq.tier_stats) == 0 and pq.enabled_ranks == "0",
+          str(pq))
     ga = call("PoolGetACL", M["GetACLReq"](sys="daos_server", id="pywire"), "ACLResp")
     check("PoolGetACL: the owners and entries given at create",
           ga.status == 0 and ga.acl.owner_user == "alice@" and ga.acl.owner_group == "staff@"

@@ -315,7 +315,7 @@ fn a_pool_over_two_engines() {
             "engine {i} has its shard"
         );
     }
-    let q = ok(sys.dmg(&["-i", "pool", "query", "wide"]));
+    let q = ok(sys.dmg(&["-i", "pool", "query", "wide", "--show-enabled"]));
     assert!(
         q.contains("ntarget=2") && q.contains("- Enabled ranks: 0-1"),
         "{q}"

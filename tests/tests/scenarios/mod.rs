@@ -616,7 +616,7 @@ fn bench_io(c: &Cluster, from: usize, extra: &[&str]) -> std::process::Output {
 
 /// `dmg pool query -j` from host `from`.
 fn pool_query(c: &Cluster, from: usize, pool: &str) -> serde_json::Value {
-    let o = c.dmg(from, &c.all(), &["-j", "pool", "query", pool]);
+    let o = c.dmg(from, &c.all(), &["-j", "pool", "query", "-e", pool]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&o), stderr(&o)));
     assert_eq!(v["status"], 0, "{v}");
