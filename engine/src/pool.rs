@@ -451,7 +451,16 @@ impl PoolStore {
         };
         if !t.armed() {
             let path = self.dir.join(uuid).join(ARMED);
-            fs::write(&path, b"pool handles are checked\n")
+            // Private, as every file of a pool's (0600).
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(b"pool handles are checked\n"))
                 .map_err(io_err("cannot write the handle-check marker", &path))?;
             t.arm();
         }
