@@ -52,9 +52,9 @@ fn objects_on_two_engines_verified_punched_listed_and_kept_across_a_restart() {
         "create",
         "tank",
         "--scm-size",
-        "512M",
+        "256M",
         "--nvme-size",
-        "1G",
+        "512M",
     ]));
     let text = ok(sys.daos(&["container", "create", "tank", "c1"]));
     assert!(
