@@ -102,6 +102,77 @@ pub const DEFS: &[Def] = &[
         kind: Kind::Enum(&[("data_sync", 0), ("no_data_sync", 1)]),
         description: "Reintegration mode",
     },
+    Def {
+        name: "svc_list",
+        number: 8,
+        kind: Kind::Str,
+        description: "Pool service replica list",
+    },
+    Def {
+        name: "data_thresh",
+        number: 10,
+        kind: Kind::Num,
+        description: "Data bdev threshold size",
+    },
+    Def {
+        name: "rd_fac",
+        number: 11,
+        kind: Kind::Num,
+        description: "Pool redundancy factor",
+    },
+    Def {
+        name: "global_version",
+        number: 14,
+        kind: Kind::Num,
+        description: "Global Version",
+    },
+    Def {
+        name: "upgrade_status",
+        number: 15,
+        kind: Kind::Enum(&[
+            ("not started", 0),
+            ("in progress", 1),
+            ("completed", 2),
+            ("failed", 3),
+        ]),
+        description: "Upgrade Status",
+    },
+    Def {
+        name: "scrub_freq",
+        number: 17,
+        kind: Kind::Num,
+        description: "Checksum scrubbing frequency",
+    },
+    Def {
+        name: "scrub_thresh",
+        number: 18,
+        kind: Kind::Num,
+        description: "Checksum scrubbing threshold",
+    },
+    Def {
+        name: "perf_domain",
+        number: 21,
+        kind: Kind::Enum(&[("root", 255), ("group", 3)]),
+        description: "Pool performance domain",
+    },
+    Def {
+        name: "checkpoint_thresh",
+        number: 24,
+        kind: Kind::Num,
+        description: "WAL checkpoint threshold, in percentage",
+    },
+    Def {
+        name: "svc_ops_enabled",
+        number: 26,
+        kind: Kind::Num,
+        description: "Metadata duplicate operations detection enabled",
+    },
+    Def {
+        name: "svc_ops_entry_age",
+        number: 27,
+        kind: Kind::Num,
+        description: "Metadata duplicate operations KVS max entry age, in seconds",
+    },
 ];
 
 /// A property by name.
@@ -142,7 +213,12 @@ pub fn encode(name: &str, value: &str) -> Result<PoolProperty, String> {
         ),
         Kind::Bits(names) => {
             let mut bits = 0;
-            for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            // DAOS writes `exclude;rebuild` (and `none`); a comma list is taken too.
+            for part in value
+                .split([',', ';'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && *p != "none")
+            {
                 bits |= names
                     .iter()
                     .find(|(n, _)| *n == part)
@@ -183,12 +259,16 @@ pub fn decode(p: &PoolProperty) -> Result<(&'static Def, String), String> {
             if n & !names.iter().fold(0, |a, (_, v)| a | v) != 0 {
                 return Err(format!("{}: bits {n:#x} include unknown ones", d.name));
             }
-            names
-                .iter()
-                .filter(|(_, v)| n & v != 0)
-                .map(|(name, _)| *name)
-                .collect::<Vec<_>>()
-                .join(",")
+            if *n == 0 {
+                "none".to_string()
+            } else {
+                names
+                    .iter()
+                    .filter(|(_, v)| n & v != 0)
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(";")
+            }
         }
         (Some(Value::Strval(s)), _) => {
             return Err(format!(
@@ -203,6 +283,17 @@ pub fn decode(p: &PoolProperty) -> Result<(&'static Def, String), String> {
     Ok((d, text))
 }
 
+/// A value as DAOS's dmg shows it (`64 KiB`, `0%`); `value` is [`decode`]'s text.
+pub fn display(d: &Def, value: &str) -> String {
+    match d.name {
+        "ec_cell_sz" | "data_thresh" => value
+            .parse::<u64>()
+            .map_or_else(|_| value.to_string(), crate::table::bytes_iec),
+        "space_rb" => format!("{value}%"),
+        _ => value.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +303,8 @@ mod tests {
         for (name, value) in [
             ("label", "tank"),
             ("reclaim", "time"),
-            ("self_heal", "exclude,rebuild"),
+            ("self_heal", "exclude;rebuild"),
+            ("self_heal", "none"),
             ("space_rb", "5"),
             ("scrub", "timed"),
             ("svc_rf", "2"),

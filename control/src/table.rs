@@ -34,25 +34,28 @@ pub fn render(titles: &[&str], rows: &[Vec<String>], indent: &str) -> String {
 
 /// Bytes in decimal units, as dmg prints device sizes: `16 GB`, `1.5 TB`.
 pub fn bytes_si(n: u64) -> String {
-    human(n as f64, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"])
+    human(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"])
 }
 
 /// Bytes in binary units: `4.0 GiB`.
 pub fn bytes_iec(n: u64) -> String {
-    human(n as f64, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"])
+    human(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"])
 }
 
-fn human(mut v: f64, base: f64, units: &[&str]) -> String {
-    let mut u = 0;
-    // A value that rounds to `base` at one decimal reads as 1.0 of the next unit.
-    while (v >= base || (u > 0 && (v * 10.0).round() >= base * 10.0)) && u + 1 < units.len() {
-        v /= base;
-        u += 1;
+/// As DAOS's tools print sizes (go-humanize): one decimal below 10 of a unit (`1.0 GB`,
+/// `6.4 TB`), none from 10 on (`60 MB`, `940 MB`); the unit is the largest not above the
+/// value, so rounding may show `1000 MB`.
+fn human(n: u64, base: f64, units: &[&str]) -> String {
+    if n < 10 {
+        return format!("{n} B");
     }
-    if u == 0 {
-        format!("{v} {}", units[0])
+    let e = ((n as f64).ln() / base.ln()).floor();
+    let unit = units[(e as usize).min(units.len() - 1)];
+    let v = (n as f64 / base.powf(e) * 10.0 + 0.5).floor() / 10.0;
+    if v < 10.0 {
+        format!("{v:.1} {unit}")
     } else {
-        format!("{v:.1} {}", units[u])
+        format!("{v:.0} {unit}")
     }
 }
 
@@ -104,15 +107,18 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(bytes_si(16_000_000_000), "16.0 GB");
+        // go-humanize's Bytes and IBytes, which DAOS's tools print with.
+        assert_eq!(bytes_si(16_000_000_000), "16 GB");
+        assert_eq!(bytes_si(6_400_000_000_000), "6.4 TB");
+        assert_eq!(bytes_si(60_000_000), "60 MB");
+        assert_eq!(bytes_si(1_000_000_000), "1.0 GB");
         assert_eq!(bytes_iec(4 << 30), "4.0 GiB");
+        assert_eq!(bytes_iec(65536), "64 KiB");
+        assert_eq!(bytes_iec(4096), "4.0 KiB");
         assert_eq!(bytes_si(0), "0 B");
-        assert_eq!(
-            bytes_si(999_990_000),
-            "1.0 GB",
-            "rounds up into the next unit"
-        );
-        assert_eq!(bytes_si(999_900_000), "999.9 MB");
+        assert_eq!(bytes_si(9), "9 B");
+        assert_eq!(bytes_si(999_990_000), "1000 MB");
+        assert_eq!(bytes_si(999_900_000), "1000 MB");
         assert_eq!(bytes_si(999), "999 B");
     }
 

@@ -161,16 +161,26 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
             }
         };
         let (namespaces, ctrlrs) = scan_parts(resp);
-        let scm_bytes: u64 = namespaces.iter().map(|n| n.size).sum();
+        let modules = resp.scm.as_ref().map_or(&[][..], |s| &s.modules[..]);
         let nvme_bytes: u64 = ctrlrs.iter().map(ctrlr_capacity).sum();
+        // DAOS: the namespaces when there are any, else the modules.
+        let scm_summary = if namespaces.is_empty() {
+            format!(
+                "{} ({})",
+                bytes_si(modules.iter().map(|m| m.capacity).sum()),
+                count(modules.len(), "module", "modules")
+            )
+        } else {
+            format!(
+                "{} ({})",
+                bytes_si(namespaces.iter().map(|n| n.size).sum()),
+                count(namespaces.len(), "namespace", "namespaces")
+            )
+        };
         summary.push((
             host.clone(),
             (
-                format!(
-                    "{} ({})",
-                    bytes_si(scm_bytes),
-                    count(namespaces.len(), "namespace", "namespaces")
-                ),
+                scm_summary,
                 format!(
                     "{} ({})",
                     bytes_si(nvme_bytes),
@@ -179,9 +189,44 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
             ),
         ));
         if verbose {
-            let mut text = String::new();
-            if namespaces.is_empty() {
-                text.push_str("\tNo SCM namespaces found\n");
+            let mut text = format!(
+                "HugePage Size: {} KB\n\n",
+                resp.mem_info.as_ref().map_or(0, |m| m.hugepage_size_kb)
+            );
+            if namespaces.is_empty() && modules.is_empty() {
+                text.push_str("  No SCM modules found\n");
+            } else if namespaces.is_empty() {
+                let rows: Vec<Vec<String>> = modules
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.physicalid.to_string(),
+                            m.socketid.to_string(),
+                            m.controllerid.to_string(),
+                            m.channelid.to_string(),
+                            m.channelposition.to_string(),
+                            daos_control::table::bytes_iec(m.capacity),
+                            m.uid.clone(),
+                            m.part_number.clone(),
+                            String::new(),
+                        ]
+                    })
+                    .collect();
+                text.push_str(&render(
+                    &[
+                        "SCM Module",
+                        "Socket",
+                        "Memory Ctrlr",
+                        "Channel",
+                        "Channel Slot",
+                        "Capacity",
+                        "UID",
+                        "Part Number",
+                        "Health",
+                    ],
+                    &rows,
+                    "",
+                ));
             } else {
                 let rows: Vec<Vec<String>> = namespaces
                     .iter()
@@ -193,34 +238,48 @@ pub async fn storage_scan(t: &Target, verbose: bool) -> Output {
                         ]
                     })
                     .collect();
-                text.push_str(&render(
-                    &["SCM Namespace", "Socket ID", "Capacity"],
-                    &rows,
-                    "",
-                ));
+                text.push_str(&render(&["SCM Namespace", "Socket", "Capacity"], &rows, ""));
             }
             text.push('\n');
             if ctrlrs.is_empty() {
-                text.push_str("\tNo NVMe controllers found\n");
+                text.push_str("  No NVMe devices found\n");
             } else {
                 let rows: Vec<Vec<String>> = ctrlrs
                     .iter()
                     .map(|c| {
+                        // DAOS: the first SMD device's roles and rank.
+                        let (roles, rank) = c
+                            .smd_devices
+                            .first()
+                            .map_or(("NA".to_string(), "None".to_string()), |d| {
+                                (bdev_roles(d.role_bits), d.rank.to_string())
+                            });
                         vec![
                             c.pci_addr.clone(),
                             c.model.clone(),
                             c.fw_rev.clone(),
                             c.socket_id.to_string(),
                             bytes_si(ctrlr_capacity(c)),
+                            roles,
+                            rank,
                         ]
                     })
                     .collect();
                 text.push_str(&render(
-                    &["NVMe PCI", "Model", "FW Revision", "Socket ID", "Capacity"],
+                    &[
+                        "NVMe PCI",
+                        "Model",
+                        "FW Revision",
+                        "Socket",
+                        "Capacity",
+                        "Role(s)",
+                        "Rank",
+                    ],
                     &rows,
                     "",
                 ));
             }
+            text.push('\n');
             details.push((host.clone(), text));
         }
         json_hosts.insert(host.clone(), json!({
@@ -257,6 +316,20 @@ fn scan_parts(resp: &StorageScanResp) -> (&[ScmNamespace], &[NvmeController]) {
         resp.scm.as_ref().map_or(&[][..], |s| &s.namespaces[..]),
         resp.nvme.as_ref().map_or(&[][..], |n| &n.ctrlrs[..]),
     )
+}
+
+/// DAOS's names of a bdev's role bits (`data`, `meta`, `wal`), or `NA`.
+fn bdev_roles(bits: u32) -> String {
+    let names: Vec<&str> = [(1, "data"), (2, "meta"), (4, "wal")]
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if names.is_empty() {
+        "NA".into()
+    } else {
+        names.join(",")
+    }
 }
 
 /// A controller's capacity: its namespaces' sizes.
@@ -351,15 +424,14 @@ pub async fn storage_query_usage(t: &Target) -> Output {
     }
 }
 
-/// DAOS's usage column: `75 %`, or `N/A` without a total.
+/// DAOS's usage column: `75 %` (truncated, as DAOS's `PercentageString`), or `N/A` without a
+/// total.
 fn percent_used(total: u64, free: u64) -> String {
     if total == 0 {
         return "N/A".into();
     }
-    format!(
-        "{} %",
-        (total.saturating_sub(free) as f64 * 100.0 / total as f64).round()
-    )
+    let used = total.saturating_sub(free);
+    format!("{} %", (used as f64 / total as f64 * 100.0) as u64)
 }
 
 /// `dmg network check [-p PROVIDER] [--sizes S] [-I N]`: the fabric check from the second host
@@ -608,16 +680,18 @@ impl Which {
 fn unknown(absent_ranks: &str, absent_hosts: &str) -> String {
     let mut text = String::new();
     if !absent_ranks.is_empty() {
+        let n = rank_list_text(absent_ranks);
         text.push_str(&format!(
-            "\nUnknown {} ranks: {}\n",
-            rank_list_text(absent_ranks),
+            "\nUnknown {n} {}: {}\n",
+            if n == 1 { "rank" } else { "ranks" },
             absent_ranks.trim_matches(['[', ']'])
         ));
     }
     if !absent_hosts.is_empty() {
+        let n = absent_hosts.split(',').count();
         text.push_str(&format!(
-            "\nUnknown {} hosts: {}\n",
-            absent_hosts.split(',').count(),
+            "\nUnknown {n} {}: {}\n",
+            if n == 1 { "host" } else { "hosts" },
             absent_hosts
         ));
     }
@@ -644,7 +718,7 @@ pub async fn system_query(t: &Target, which: &Which, verbose: bool) -> Output {
     };
     let mut text = String::new();
     if resp.members.is_empty() {
-        text.push_str("Query matches no members of the system\n");
+        text.push_str("Query matches no ranks in system\n");
     } else if verbose {
         let rows: Vec<Vec<String>> = resp
             .members
@@ -672,6 +746,8 @@ pub async fn system_query(t: &Target, which: &Which, verbose: bool) -> Output {
             &rows,
             "",
         ));
+        // DAOS's dmg ends its tables with a blank line.
+        text.push('\n');
     } else {
         let mut by_state: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for m in &resp.members {
@@ -685,6 +761,7 @@ pub async fn system_query(t: &Target, which: &Which, verbose: bool) -> Output {
             .map(|(s, r)| vec![hostlist::format_ranks(&r), s])
             .collect();
         text.push_str(&render(&["Rank", "State"], &rows, ""));
+        text.push('\n');
     }
     let absent = !resp.absentranks.is_empty() || !resp.absenthosts.is_empty();
     text.push_str(&unknown(&resp.absentranks, &resp.absenthosts));
@@ -736,7 +813,8 @@ fn rank_results(results: &[RankResult], absent: &str, absent_hosts: &str) -> Out
     let mut text = if rows.is_empty() {
         "No ranks matched\n".to_string()
     } else {
-        render(&["Rank", "Operation", "Result"], &rows, "")
+        // DAOS's dmg ends the table with a blank line.
+        render(&["Rank", "Operation", "Result"], &rows, "") + "\n"
     };
     text.push_str(&unknown(absent, absent_hosts));
     let failed_ranks: Vec<u32> = results
@@ -877,11 +955,8 @@ pub async fn leader_query(t: &Target) -> Output {
                 "Current Leader: {}\n   Replica Set: {}\n  Unresponsive Replicas: {}\n",
                 r.current_leader,
                 r.replicas.join(", "),
-                if r.down_replicas.is_empty() {
-                    "None".to_string()
-                } else {
-                    r.down_replicas.join(", ")
-                }
+                // As DAOS's dmg: the list, empty when none.
+                r.down_replicas.join(", ")
             );
             Output {
                 text,
@@ -986,8 +1061,7 @@ pub async fn pool_list(t: &Target, verbose: bool) -> Output {
             .map_or((0, 0), |q| (q.total_targets, q.disabled_targets));
         rows_data.push((p, scm, nvme, targets, disabled));
     }
-    let pct = |used: u64, total: u64| format!("{}%", (used * 100).checked_div(total).unwrap_or(0));
-    let text = if pools.is_empty() {
+    let mut text = if pools.is_empty() {
         "No pools in system\n".to_string()
     } else if verbose {
         let rows: Vec<Vec<String>> = rows_data
@@ -1030,34 +1104,38 @@ pub async fn pool_list(t: &Target, verbose: bool) -> Output {
             "",
         )
     } else {
+        // DAOS's columns: the largest non-empty tier's size, the most used tier's use (no
+        // UpgradeNeeded? column: every pool here is at the current layout).
         let rows: Vec<Vec<String>> = rows_data
             .iter()
             .map(|(p, scm, nvme, targets, disabled)| {
+                let size = if nvme.0 > 0 { nvme.0 } else { scm.0 };
+                let used = [scm, nvme]
+                    .iter()
+                    .filter(|t| t.0 > 0)
+                    .map(|t| t.1 * 100 / t.0)
+                    .max()
+                    .unwrap_or(0);
                 vec![
                     p.label.clone(),
-                    bytes_si(scm.0 + nvme.0),
+                    bytes_si(size),
                     p.state.clone(),
-                    pct(scm.1 + nvme.1, scm.0 + nvme.0),
+                    format!("{used}%"),
                     "0%".into(),
                     format!("{disabled}/{targets}"),
-                    "None".into(),
                 ]
             })
             .collect();
         render(
-            &[
-                "Pool",
-                "Size",
-                "State",
-                "Used",
-                "Imbalance",
-                "Disabled",
-                "UpgradeNeeded?",
-            ],
+            &["Pool", "Size", "State", "Used", "Imbalance", "Disabled"],
             &rows,
             "",
         )
     };
+    if !pools.is_empty() {
+        // DAOS's dmg ends the table with a blank line.
+        text.push('\n');
+    }
     let json = json!({"pools": rows_data.iter().map(|(p, scm, nvme, targets, disabled)| json!({
         "uuid": p.uuid, "label": p.label, "svc_reps": p.svc_reps, "state": p.state,
         "rebuild_state": p.rebuild_state, "total_targets": targets, "disabled_targets": disabled,
@@ -1264,9 +1342,17 @@ pub async fn pool_get_prop(t: &Target, id: &str, names: Vec<String>) -> Output {
         Ok(p) => p,
         Err(e) => return failed(format!("bad property in the answer: {e}")),
     };
+    // DAOS's order: by name.
+    let mut props = props;
+    props.sort_by_key(|(d, _)| d.name);
     let rows: Vec<Vec<String>> = props
         .iter()
-        .map(|(d, v)| vec![format!("{} ({})", d.description, d.name), v.clone()])
+        .map(|(d, v)| {
+            vec![
+                format!("{} ({})", d.description, d.name),
+                daos_control::props::display(d, v),
+            ]
+        })
         .collect();
     let text = format!(
         "Pool {} properties:\n{}",
@@ -1406,11 +1492,7 @@ pub async fn pool_query_targets(t: &Target, id: &str, rank: u32, idx: &[u32]) ->
         text.push_str(&format!("Target: type unknown, state {state}\n"));
         let mut tiers = Vec::new();
         for (n, s) in info.space.iter().enumerate() {
-            let media = if s.media_type == StorageMediaType::Nvme as i32 {
-                "NVME"
-            } else {
-                "SCM"
-            };
+            let media = media_name(s.media_type);
             text.push_str(&format!(
                 "- Storage tier {n} ({media}):\n  Total size: {}\n  Free: {}\n",
                 bytes_si(s.total),
@@ -1479,6 +1561,13 @@ pub async fn pool_acl(t: &Target, id: &str, op: AclOp) -> Output {
         Err(e) => return failed(e),
     };
     let (mut outfile, mut verbose) = (None, false);
+    // DAOS's dmg says which change succeeded before the ACL.
+    let done = match &op {
+        AclOp::Get { .. } => None,
+        AclOp::Overwrite(_) => Some("overwrite"),
+        AclOp::Update(_) => Some("update"),
+        AclOp::Delete(_) => Some("delete"),
+    };
     let r = match op {
         AclOp::Get {
             outfile: o,
@@ -1526,6 +1615,10 @@ pub async fn pool_acl(t: &Target, id: &str, op: AclOp) -> Output {
     {
         return failed(format!("cannot write {}: {e}", f.display()));
     }
+    let text = match done {
+        Some(what) => format!("Pool-{what}-ACL command succeeded, ID: {id}\n{text}"),
+        None => text,
+    };
     Output {
         text,
         json: serde_json::json!({
@@ -1630,10 +1723,27 @@ pub async fn server_set_log_masks(t: &Target, req: SetLogMasksReq) -> Output {
     }
     let mut text = errors_table(&errors);
     if !updated.is_empty() {
+        // DAOS prints this host set with its ports.
+        let mut by_port: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for h in &updated {
+            let (name, port) = h.rsplit_once(':').unwrap_or((h, ""));
+            by_port.entry(port).or_default().push(name);
+        }
+        let set: Vec<String> = by_port
+            .into_iter()
+            .map(|(port, names)| {
+                let names = hostlist::compress(&names);
+                if port.is_empty() {
+                    names
+                } else {
+                    format!("{names}:{port}")
+                }
+            })
+            .collect();
         text.push_str(&format!(
             "Engine log-masks updated successfully on the following {}: {}\n",
             if updated.len() == 1 { "host" } else { "hosts" },
-            hostlist::compress(&updated)
+            set.join(",")
         ));
     }
     let ok = errors.is_empty();

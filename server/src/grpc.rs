@@ -1133,7 +1133,7 @@ impl MgmtSvc for Services {
         security::authorize(&req, "MgmtSvc.PoolCreate", self.insecure)?;
         self.leader()?;
         let r = req.into_inner();
-        if !r.sys.is_empty() && r.sys != self.config.name {
+        if !r.sys.is_empty() && !same_system(&r.sys, &self.config.name) {
             return Err(Status::invalid_argument(format!(
                 "pool create for system {:?} sent to system {:?}; check the host list and the system name",
                 r.sys, self.config.name
@@ -2042,5 +2042,35 @@ mod tests {
         assert_eq!(c, cs, "CtlSvc");
         assert_eq!(m, ms, "MgmtSvc");
         assert_eq!(command_words("PoolQueryTarget"), "pool query target");
+    }
+}
+
+/// Whether a request's `sys` names system `name`: DAOS's tools send `<name>-<their version>`
+/// (`daos_server-2.6.5`), daos-rs's the name alone.
+fn same_system(sys: &str, name: &str) -> bool {
+    sys == name
+        || sys
+            .strip_prefix(name)
+            .and_then(|v| v.strip_prefix('-'))
+            .is_some_and(|v| {
+                !v.is_empty()
+                    && v.split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+}
+
+#[cfg(test)]
+mod system_name_tests {
+    use super::same_system;
+
+    #[test]
+    fn daos_tools_append_their_version() {
+        assert!(same_system("daos_server", "daos_server"));
+        assert!(same_system("daos_server-2.6.5", "daos_server"));
+        assert!(same_system("daos_server-2", "daos_server"));
+        assert!(!same_system("daos_server-x", "daos_server"));
+        assert!(!same_system("daos_server-", "daos_server"));
+        assert!(!same_system("other-2.6.5", "daos_server"));
+        assert!(!same_system("daos_server2", "daos_server"));
     }
 }

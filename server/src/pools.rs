@@ -146,15 +146,20 @@ pub const PROPS: &[PropDef] = &[
     PropDef {
         name: "self_heal",
         description: "Self-healing policy",
-        default: "exclude,rebuild",
+        default: "exclude;rebuild",
         check: |v| {
-            if !v.is_empty()
-                && v.split(',')
-                    .all(|p| ["exclude", "rebuild", "delay_rebuild"].contains(&p))
-            {
+            // DAOS's form: `exclude;rebuild`, `none`; a comma list is taken too.
+            let parts: Vec<&str> = v.split([',', ';']).map(str::trim).collect();
+            if v == "none" {
                 Ok(v.to_string())
+            } else if !v.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| ["exclude", "rebuild", "delay_rebuild"].contains(p))
+            {
+                Ok(parts.join(";"))
             } else {
-                Err("expected a comma list of exclude, rebuild, delay_rebuild".into())
+                Err("expected none, or exclude, rebuild, delay_rebuild joined by ';'".into())
             }
         },
     },
@@ -170,7 +175,81 @@ pub const PROPS: &[PropDef] = &[
         default: "2",
         check: |v| range(v, 0, 4),
     },
+    PropDef {
+        name: "checkpoint_thresh",
+        description: "WAL checkpoint threshold, in percentage",
+        default: "50",
+        check: |v| range(v, 0, 75),
+    },
+    PropDef {
+        name: "data_thresh",
+        description: "Data bdev threshold size",
+        default: "4096",
+        check: |v| match daos_control::input::parse_size(v) {
+            Ok(daos_control::input::Size::Bytes(b)) if b <= u64::from(u32::MAX) => {
+                Ok(b.to_string())
+            }
+            _ => Err("expected a size up to 4 GiB (e.g. 4096, 64k)".into()),
+        },
+    },
+    PropDef {
+        name: "global_version",
+        description: "Global Version",
+        default: DAOS_POOL_GLOBAL_VERSION,
+        check: |_| Err("the global version is set by the pool, not by a request".into()),
+    },
+    PropDef {
+        name: "perf_domain",
+        description: "Pool performance domain",
+        default: "root",
+        check: |v| one_of(v, &["root", "group"]),
+    },
+    PropDef {
+        name: "rd_fac",
+        description: "Pool redundancy factor",
+        default: "0",
+        check: |v| range(v, 0, 4),
+    },
+    PropDef {
+        name: "scrub_freq",
+        description: "Checksum scrubbing frequency",
+        default: "604800",
+        check: |v| range(v, 0, u64::from(u32::MAX)),
+    },
+    PropDef {
+        name: "scrub_thresh",
+        description: "Checksum scrubbing threshold",
+        default: "0",
+        check: |v| range(v, 0, u64::from(u32::MAX)),
+    },
+    PropDef {
+        name: "svc_list",
+        description: "Pool service replica list",
+        default: "",
+        check: |_| Err("cannot set pool service replica list".into()),
+    },
+    PropDef {
+        name: "svc_ops_enabled",
+        description: "Metadata duplicate operations detection enabled",
+        default: "1",
+        check: |v| range(v, 0, 1),
+    },
+    PropDef {
+        name: "svc_ops_entry_age",
+        description: "Metadata duplicate operations KVS max entry age, in seconds",
+        default: "300",
+        check: |v| range(v, 60, 600),
+    },
+    PropDef {
+        name: "upgrade_status",
+        description: "Upgrade Status",
+        default: "not started",
+        check: |_| Err("the upgrade status is set by the pool, not by a request".into()),
+    },
 ];
+
+/// DAOS 2.6's pool global version (`DAOS_POOL_GLOBAL_VERSION`): this server's pools are at it.
+const DAOS_POOL_GLOBAL_VERSION: &str = "3";
 
 /// Validates `name` = `value`, returning the normalized value.
 pub fn check_prop(name: &str, value: &str) -> Result<String, String> {
@@ -1036,6 +1115,8 @@ pub fn get_props(
         .map(|d| {
             let v = if d.name == "label" {
                 rec.label.clone()
+            } else if d.name == "svc_list" {
+                format!("[{}]", crate::hostlist::format_ranks(&rec.svc_ranks))
             } else {
                 rec.props
                     .get(d.name)

@@ -495,7 +495,7 @@ fn storage_scan_lists_pmem_and_nvme_of_a_storage_node() {
         "{t}"
     );
     assert!(
-        t.contains("0000:81:00.0 INTEL SSDPED1K750GA E2010325    0         750.0 GB"),
+        t.contains("0000:81:00.0 INTEL SSDPED1K750GA E2010325    0         750 GB  "),
         "{t}"
     );
     assert!(t.contains("0000:da:00.0 (vfio-pci)"), "{t}");

@@ -41,13 +41,13 @@ fn format_then_query_stop_start_over_grpc() {
         out(&scan)
     );
     assert!(
-        out(&scan).contains("namespace") && out(&scan).contains("controller"),
+        out(&scan).contains("(0 modules)") && out(&scan).contains("controller"),
         "{}",
         out(&scan)
     );
     let scan_v = sys.dmg(&["-i", "storage", "scan", "-v"]);
     assert!(
-        out(&scan_v).contains("No SCM namespaces found") || out(&scan_v).contains("SCM Namespace"),
+        out(&scan_v).contains("  No SCM modules found") || out(&scan_v).contains("SCM Namespace"),
         "{}",
         out(&scan_v)
     );
@@ -68,7 +68,7 @@ fn format_then_query_stop_start_over_grpc() {
     sys.wait_log("joined the system as rank 0", 1, 30);
 
     let q = sys.dmg(&["-i", "system", "query"]);
-    assert_eq!(out(&q), "Rank State  \n---- -----  \n0    Joined \n");
+    assert_eq!(out(&q), "Rank State  \n---- -----  \n0    Joined \n\n");
     // DAOS's storage query usage: the RAM SCM and the file bdev of rank 0.
     let usage = sys.dmg(&["-i", "storage", "query", "usage"]);
     assert_eq!(usage.status.code(), Some(0), "{}", err(&usage));
@@ -103,7 +103,7 @@ fn format_then_query_stop_start_over_grpc() {
     assert_eq!(stop.status.code(), Some(0), "{}", err(&stop));
     assert_eq!(
         out(&stop),
-        "Rank Operation Result \n---- --------- ------ \n0    stop      OK     \n"
+        "Rank Operation Result \n---- --------- ------ \n0    stop      OK     \n\n"
     );
     let q = sys.dmg(&["-i", "system", "query"]);
     assert!(
@@ -153,7 +153,7 @@ fn bad_input_gives_clear_errors_and_exit_codes() {
     assert!(out(&q).contains("Unknown 2 ranks: 1-2"), "{}", out(&q));
     let s = sys.dmg(&["-i", "system", "stop", "-r", "7"]);
     assert_eq!(s.status.code(), Some(1));
-    assert!(out(&s).contains("Unknown 1 ranks: 7"), "{}", out(&s));
+    assert!(out(&s).contains("Unknown 1 rank: 7"), "{}", out(&s));
     assert!(
         out(&sys.dmg(&["-i", "system", "query"])).contains("Joined"),
         "rank 0 untouched"
@@ -444,11 +444,12 @@ fn remote_hardware_commands_on_a_two_socket_node() {
     );
     let v = out(&sys.dmg(&["-i", "storage", "scan", "-v"]));
     assert!(
-        v.starts_with("---------\nlocalhost\n---------\nSCM Namespace Socket ID Capacity \n"),
+        v.starts_with("---------\nlocalhost\n---------\nHugePage Size: ")
+            && v.contains(" KB\n\nSCM Namespace Socket Capacity \n"),
         "{v}"
     );
     assert!(
-        v.contains("0000:87:00.0 INTEL SSDPEDMD016T4 E2010325    0         1.6 TB"),
+        v.contains("0000:87:00.0 INTEL SSDPEDMD016T4 E2010325    0      1.6 TB   NA      None"),
         "{v}"
     );
 
@@ -1002,7 +1003,10 @@ fn server_set_logmasks_changes_what_running_engines_log() {
 
     assert_eq!(
         ok(sys.dmg(&["-i", "server", "set-logmasks", "-m", "DEBUG"])),
-        "Engine log-masks updated successfully on the following host: localhost\n"
+        format!(
+            "Engine log-masks updated successfully on the following host: localhost:{}\n",
+            sys.port
+        )
     );
     sys.wait_log("log masks set to DBUG", 1, 10);
     sys.create_pool("b", "64M", None);

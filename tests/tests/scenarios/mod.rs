@@ -974,7 +974,7 @@ pub fn fourth_host(mut c: Cluster) {
     );
     assert_ne!(o.status.code(), Some(0));
     assert!(
-        stdout(&o).contains("Unknown 1 hosts: nosuchhost"),
+        stdout(&o).contains("Unknown 1 host: nosuchhost"),
         "{}",
         stdout(&o)
     );
