@@ -122,6 +122,37 @@ def build():
                                   ("state", 17, "uint32", 0), ("svc_ldr", 18, "uint32", 0),
                                   ("svc_reps", 19, "uint32", 1), ("query_mask", 20, "uint64", 0)])
     message(fd, "ListPoolsReq", [("sys", 1, "string", 0)])
+    # pool.proto's PoolQueryTarget and ListCont, system.proto's SystemStop/Start (RankResult
+    # of shared/ranks.proto kept in this package: only field numbers travel).
+    message(fd, "PoolQueryTargetReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
+                                       ("rank", 3, "uint32", 0), ("targets", 4, "uint32", 1),
+                                       ("svc_ranks", 5, "uint32", 1)])
+    message(fd, "StorageTargetUsage", [("total", 1, "uint64", 0), ("free", 2, "uint64", 0),
+                                       ("media_type", 3, "uint32", 0)])
+    message(fd, "PoolQueryTargetInfo", [("type", 1, "uint32", 0), ("state", 2, "uint32", 0),
+                                        ("space", 3, ".mgmt.StorageTargetUsage", 1)])
+    message(fd, "PoolQueryTargetResp", [("status", 1, "int32", 0),
+                                        ("infos", 2, ".mgmt.PoolQueryTargetInfo", 1)])
+    message(fd, "ListContReq", [("sys", 1, "string", 0), ("id", 2, "string", 0),
+                                ("svc_ranks", 3, "uint32", 1)])
+    cont = descriptor_pb2.DescriptorProto(name="Cont")
+    cont.field.add(name="uuid", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    message(fd, "ListContResp", [("status", 1, "int32", 0),
+                                 ("containers", 2, ".mgmt.ListContResp.Cont", 1)], nested=[cont])
+    message(fd, "RankResult", [("rank", 1, "uint32", 0), ("action", 2, "string", 0),
+                               ("errored", 3, "bool", 0), ("msg", 4, "string", 0),
+                               ("state", 5, "string", 0), ("addr", 6, "string", 0)])
+    message(fd, "SystemStopReq", [("sys", 1, "string", 0), ("prep", 2, "bool", 0),
+                                  ("kill", 3, "bool", 0), ("force", 4, "bool", 0),
+                                  ("ranks", 5, "string", 0), ("hosts", 6, "string", 0)])
+    message(fd, "SystemStopResp", [("results", 1, ".mgmt.RankResult", 1),
+                                   ("absentranks", 2, "string", 0),
+                                   ("absenthosts", 3, "string", 0)])
+    message(fd, "SystemStartReq", [("sys", 1, "string", 0), ("ranks", 2, "string", 0),
+                                   ("hosts", 3, "string", 0)])
+    message(fd, "SystemStartResp", [("results", 1, ".mgmt.RankResult", 1),
+                                    ("absentranks", 2, "string", 0),
+                                    ("absenthosts", 3, "string", 0)])
     pool_entry = descriptor_pb2.DescriptorProto(name="Pool")
     for n, num, t, rep in [("uuid", 1, F.TYPE_STRING, False), ("label", 2, F.TYPE_STRING, False),
                            ("svc_reps", 3, F.TYPE_UINT32, True), ("state", 4, F.TYPE_STRING, False),
@@ -331,6 +362,15 @@ def main():
           lp.status == 0 and len(lp.pools) == 1 and lp.pools[0].label == "pywire"
           and lp.pools[0].uuid == "7f3c2a44-1b2d-4e5f-8a6b-9c0d1e2f3a4b"
           and lp.pools[0].state == "Ready" and lp.data_version > 0, str(lp))
+    qt = call("PoolQueryTarget", M["PoolQueryTargetReq"](sys="daos_server", id="pywire", rank=0,
+                                                          targets=[0]), "PoolQueryTargetResp")
+    check("PoolQueryTarget: rank 0 target 0 UP_IN(4) with SCM and NVMe usage",
+          qt.status == 0 and len(qt.infos) == 1 and qt.infos[0].state == 4
+          and [s.media_type for s in qt.infos[0].space] == [0, 1]
+          and qt.infos[0].space[0].total >= qt.infos[0].space[0].free > 0, str(qt))
+    lc = call("ListContainers", M["ListContReq"](sys="daos_server", id="pywire"), "ListContResp")
+    check("ListContainers: status 0, none yet", lc.status == 0 and len(lc.containers) == 0,
+          str(lc))
     ev = call("PoolEvict", M["PoolEvictReq"](sys="daos_server", id="pywire"), "PoolEvictResp")
     check("PoolEvict with no connections: status 0, count 0", ev.status == 0 and ev.count == 0,
           str(ev))
@@ -400,6 +440,14 @@ def main():
     lm = slm(C["SetLogMasksReq"](sys="daos_server", reset_masks=True, reset_streams=True,
                                  reset_subsystems=True), metadata=md, timeout=60)
     check("SetEngineLogMasks: reset to the config", list(lm.errors) == [""], str(lm))
+    # Last: the system stopped and started again (DAOS's lower-case member states).
+    st = call("SystemStop", M["SystemStopReq"](sys="daos_server", prep=True, kill=True),
+              "SystemStopResp")
+    check("SystemStop: rank 0 stopped",
+          [(r.rank, r.errored, r.state) for r in st.results] == [(0, False, "stopped")], str(st))
+    sa = call("SystemStart", M["SystemStartReq"](sys="daos_server"), "SystemStartResp")
+    check("SystemStart: rank 0 started", len(sa.results) == 1 and not sa.results[0].errored
+          and sa.results[0].action == "start", str(sa))
     print("all checks passed")
 
 
