@@ -230,7 +230,11 @@ fn pool_errors_are_clear_and_leave_nothing_behind() {
         "write name:value",
     );
     let list = ok(sys.dmg(&["-i", "pool", "list"]));
-    assert_eq!(list.lines().count(), 4, "only tank (and DAOS's blank line):\n{list}");
+    assert_eq!(
+        list.lines().count(),
+        4,
+        "only tank (and DAOS's blank line):\n{list}"
+    );
     let pools = std::fs::read_dir(sys.path().join("scm0/pools"))
         .expect("pools dir")
         .count();

@@ -42,6 +42,27 @@ fn start_formatted(c: &mut Cluster, hosts: &str, n: usize) {
     );
 }
 
+/// Pool `tank` over every rank (128 MB SCM and 256 MB NVMe per rank), created from host
+/// `from` through `hosts`.
+fn create_tank(c: &Cluster, from: usize, hosts: &str) {
+    passed(
+        c,
+        c.dmg(
+            from,
+            hosts,
+            &[
+                "pool",
+                "create",
+                "tank",
+                "--scm-size",
+                "128M",
+                "--nvme-size",
+                "256M",
+            ],
+        ),
+    );
+}
+
 /// Three hosts, the MS on all: one format, ranks 0-2, a pool and I/O on every host, the
 /// leader's host killed ten times, every server stopped and restarted, system stop/start.
 pub fn three_hosts(mut c: Cluster) {
@@ -94,20 +115,7 @@ pub fn three_hosts(mut c: Cluster) {
 
     // A pool over the three ranks, created from a follower's host; I/O from h1 reaches every
     // host's target, verified byte for byte.
-    let o = c.dmg(
-        3,
-        all,
-        &[
-            "pool",
-            "create",
-            "tank",
-            "--scm-size",
-            "128M",
-            "--nvme-size",
-            "256M",
-        ],
-    );
-    passed(&c, o);
+    create_tank(&c, 3, all);
     let q = pool_query(&c, 2, "tank");
     assert_eq!(q["total_targets"], 3, "{q}");
     assert_eq!(q["enabled_ranks"], "0-2", "{q}");
@@ -1089,22 +1097,7 @@ pub fn exclude_rebuild_reintegrate(mut c: Cluster) {
             .expect("rank of host")
     };
     let (r1, r2, r3) = (rank_of(1), rank_of(2), rank_of(3));
-    passed(
-        &c,
-        c.dmg(
-            1,
-            all,
-            &[
-                "pool",
-                "create",
-                "tank",
-                "--scm-size",
-                "128M",
-                "--nvme-size",
-                "256M",
-            ],
-        ),
-    );
+    create_tank(&c, 1, all);
     passed(
         &c,
         c.run(
@@ -2459,22 +2452,7 @@ pub fn agents_on_hosts(mut c: Cluster) {
     let all = c.all();
     let all = all.as_str();
     start_formatted(&mut c, all, 3);
-    passed(
-        &c,
-        c.dmg(
-            1,
-            all,
-            &[
-                "pool",
-                "create",
-                "tank",
-                "--scm-size",
-                "128M",
-                "--nvme-size",
-                "256M",
-            ],
-        ),
-    );
+    create_tank(&c, 1, all);
     let (mut runs, mut agents) = (Vec::new(), Vec::new());
     for i in 2..=3 {
         let d = c.path(i).join("agent");
