@@ -147,6 +147,9 @@ pub enum ServerError {
 /// A running server; stops (and removes its socket) on [`ServerHandle::stop`] or drop.
 pub struct ServerHandle {
     path: PathBuf,
+    /// The socket file's (device, inode) as bound: only that file is removed at the end (a
+    /// newer server may have bound the path since).
+    file: Option<(u64, u64)>,
     listener: Arc<UnixListener>,
     stop: Arc<AtomicBool>,
     active: Arc<AtomicUsize>,
@@ -178,8 +181,15 @@ pub fn serve(path: &Path, registry: Registry) -> Result<ServerHandle, ServerErro
                 source,
             })?
     };
+    let file = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
     Ok(ServerHandle {
         path: path.into(),
+        file,
         listener,
         stop,
         active,
@@ -224,7 +234,14 @@ impl ServerHandle {
         while self.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        let _ = std::fs::remove_file(&self.path);
+        // Only the socket this server bound: another server may have replaced it.
+        use std::os::unix::fs::MetadataExt as _;
+        let ours = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if ours.is_some() && ours == self.file {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -311,6 +311,23 @@ fn socket_file_is_0600_and_removed_on_stop() {
 }
 
 #[test]
+fn a_stopping_server_leaves_a_newer_servers_socket_alone() {
+    let f = start();
+    let path = f.server.path().to_path_buf();
+    // The old server's socket file is replaced by a newer server's (as when an operator
+    // starts a new daos_server while the old one is still shutting down).
+    std::fs::remove_file(&path).unwrap();
+    let newer = serve(&path, registry()).expect("newer server");
+    let Fixture { _dir, server } = f;
+    server.stop();
+    assert!(path.exists(), "the newer server's socket stays");
+    let mut c = Client::connect(&path).unwrap();
+    assert_eq!(c.call(MgmtMethod::PingRank, b"new").unwrap(), b"new");
+    newer.stop();
+    assert!(!path.exists());
+}
+
+#[test]
 fn stale_socket_is_replaced_live_socket_and_other_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("daos_server.sock");
