@@ -1045,4 +1045,20 @@ fn server_set_logmasks_changes_what_running_engines_log() {
     let o = sys.dmg(&["-i", "-j", "server", "set-logmasks", "-m", "INFO"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["status"], 0, "{v}");
+
+    // A stopped engine: the host's error names it, in DAOS's per-engine form.
+    ok(sys.dmg(&["-i", "system", "stop"]));
+    let o = sys.dmg(&["-i", "server", "set-logmasks", "-m", "ERR"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("engine-0: engine is not running"),
+        "{}{}",
+        out(&o),
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("set engine log level failed"),
+        "{}",
+        err(&o)
+    );
 }
