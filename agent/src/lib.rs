@@ -10,8 +10,12 @@
 //!   process holds, so those left behind by a process that exits are known.
 //! - MGMT 297 (daos-rs's own): a client process's management-API call (pool query, pool
 //!   connect, containers), made with the agent's certificate: client processes need none.
+//!   Each carries the credential the agent signs for the caller's uid/gid (SO_PEERCRED), by
+//!   which the daos_server authorizes it, and goes only to a daos_server of the system the
+//!   agent is configured for: its access points, and the hosts they name as a service's
+//!   leader or replicas (a caller naming another host:port is refused before any connection).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,7 +70,14 @@ pub struct AgentState {
     creds: Mutex<HashMap<(u32, u32), Signed>>,
     /// Pool handles per client pid.
     handles: Mutex<HashMap<i32, Vec<PoolMonitorReq>>>,
+    /// The daos_servers forwarded calls may go to: the access points, then the hosts they
+    /// (or hosts found so) named as a service's leader or replicas (at most
+    /// [`MAX_SYSTEM_HOSTS`]).
+    system_hosts: Mutex<BTreeSet<String>>,
 }
+
+/// How many daos_server addresses the agent learns from redirects (more are not learned).
+pub const MAX_SYSTEM_HOSTS: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -91,6 +102,7 @@ impl AgentState {
                 what: "cannot start the agent's runtime".into(),
                 source,
             })?;
+        let system_hosts = Mutex::new(cfg.access_point_addrs().into_iter().collect());
         Ok(AgentState {
             cfg,
             signer,
@@ -100,6 +112,7 @@ impl AgentState {
             attach: Mutex::new(None),
             creds: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
+            system_hosts,
         })
     }
 
@@ -256,28 +269,88 @@ impl AgentState {
         resp.encode_to_vec()
     }
 
-    /// Makes a client process's management-API call with the agent's certificate.
-    pub fn forward(&self, req: daos_proto::mgmt::ForwardReq) -> daos_proto::mgmt::ForwardResp {
+    /// Makes a client process's management-API call with the agent's certificate, carrying
+    /// the credential of `peer` (the calling process, from the socket): the daos_server
+    /// authorizes the call as that user, never as the agent or an admin tool. Only hosts of
+    /// the system are called ([`Self::system_host`]).
+    pub fn forward(
+        &self,
+        req: daos_proto::mgmt::ForwardReq,
+        peer: Option<daos_drpc::socket::Peer>,
+    ) -> daos_proto::mgmt::ForwardResp {
         use daos_proto::mgmt::ForwardResp;
+        let refused = |s: tonic::Status| ForwardResp {
+            code: s.code() as i32,
+            message: s.message().to_string(),
+            ..Default::default()
+        };
+        let Some(peer) = peer else {
+            return refused(tonic::Status::permission_denied(
+                "DER_NO_PERM(-1001): daos_agent forwards no call whose caller the kernel does not name (no SO_PEERCRED on the socket)",
+            ));
+        };
+        // No host named: the access points, first that answers.
+        let hosts = if req.host.is_empty() || req.host == daos_control::forward::AGENT_CHOOSES {
+            self.cfg.access_point_addrs()
+        } else if self.system_host(&req.host) {
+            vec![req.host.clone()]
+        } else {
+            warn!(
+                "refused to forward {} of uid {} (pid {}) to {:?}: not a host of system {}",
+                req.path, peer.uid, peer.pid, req.host, self.cfg.name
+            );
+            return refused(tonic::Status::permission_denied(format!(
+                "DER_NO_PERM(-1001): ForwardReq.host {:?} is not a daos_server of system {} (daos_agent calls only its access_points {} and the servers they name); give one of those with -l/--host-list, or no host list to use the agent's access points",
+                req.host,
+                self.cfg.name,
+                self.cfg.access_point_addrs().join(",")
+            )));
+        };
+        let caller = match GetCredResp::decode(self.credential(peer.uid, peer.gid).as_slice()) {
+            Ok(GetCredResp {
+                status: 0,
+                cred: Some(c),
+            }) => c.encode_to_vec(),
+            Ok(r) => {
+                return refused(tonic::Status::permission_denied(format!(
+                    "DER_NO_PERM(-1001): daos_agent has no credential for uid {} gid {} (status {}; see its log and credential_config.client_user_map)",
+                    peer.uid, peer.gid, r.status
+                )));
+            }
+            Err(e) => return refused(tonic::Status::internal(format!("credential: {e}"))),
+        };
         let target = self.target.clone();
+        let path = req.path.clone();
         let r = self.rt.block_on(async move {
-            // No host named: the first access point that answers.
-            let hosts = if req.host.is_empty() || req.host == daos_control::forward::AGENT_CHOOSES {
-                target.hosts.clone()
-            } else {
-                vec![req.host.clone()]
-            };
             let mut last = tonic::Status::unavailable("no access point configured");
             for h in &hosts {
                 match target.channel(h).await {
                     Ok(ch) => {
-                        return daos_control::forward::call_raw(ch, &req.path, req.body).await;
+                        return daos_control::forward::call_raw(ch, &req.path, req.body, &caller)
+                            .await;
                     }
                     Err(e) => last = tonic::Status::unavailable(e),
                 }
             }
             Err(last)
         });
+        // The system's hosts a daos_server of it names: the caller may follow them.
+        let named = match &r {
+            Ok(body) if path == "/mgmt.MgmtSvc/LeaderQuery" => {
+                daos_proto::mgmt::LeaderQueryResp::decode(body.as_slice())
+                    .map(|l| {
+                        std::iter::once(l.current_leader)
+                            .chain(l.replicas)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            Ok(_) => Vec::new(),
+            Err(s) => daos_control::redirect::Redirect::from_status(s)
+                .map(|r| r.hosts())
+                .unwrap_or_default(),
+        };
+        self.learn_hosts(named);
         match r {
             Ok(body) => ForwardResp {
                 code: 0,
@@ -290,6 +363,30 @@ impl AgentState {
                 details: s.details().to_vec(),
                 body: Vec::new(),
             },
+        }
+    }
+
+    /// Whether `host` is a daos_server of the system: an access point, or named by one (or by
+    /// a server found so) as a service's leader or replica.
+    pub fn system_host(&self, host: &str) -> bool {
+        lock(&self.system_hosts).contains(host)
+    }
+
+    fn learn_hosts(&self, hosts: Vec<String>) {
+        let mut known = lock(&self.system_hosts);
+        for h in hosts {
+            if h.is_empty() || known.contains(&h) {
+                continue;
+            }
+            if known.len() >= MAX_SYSTEM_HOSTS {
+                warn!("not following {h}: {MAX_SYSTEM_HOSTS} daos_servers known already");
+                continue;
+            }
+            debug!(
+                "daos_server {h} of system {} named by a server",
+                self.cfg.name
+            );
+            known.insert(h);
         }
     }
 
@@ -423,9 +520,9 @@ pub fn registry(state: Arc<AgentState>) -> Registry {
         Ok(s.attach_info_for(&req, ctx.peer.map(|p| p.pid)))
     });
     let s = state.clone();
-    r.method(MgmtMethod::AgentForward, move |_ctx, body| {
+    r.method(MgmtMethod::AgentForward, move |ctx, body| {
         let req = daos_proto::mgmt::ForwardReq::decode(body)?;
-        Ok(s.forward(req).encode_to_vec())
+        Ok(s.forward(req, ctx.peer).encode_to_vec())
     });
     let s = state.clone();
     r.method(MgmtMethod::NotifyPoolConnect, move |ctx, body| {
@@ -477,4 +574,134 @@ pub fn prepare_runtime_dir(cfg: &Agent) -> Result<PathBuf, AgentError> {
         })?;
     }
     Ok(cfg.socket())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daos_proto::mgmt::ForwardReq;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    fn state(access_point: &str) -> AgentState {
+        let cfg = daos_config::agent::load_str(
+            &format!(
+                "name: daos_server\naccess_points: ['{access_point}']\n\
+                 transport_config:\n  allow_insecure: true\n"
+            ),
+            "daos_agent.yml",
+        )
+        .expect("config");
+        AgentState::new(cfg, true).expect("agent state")
+    }
+
+    fn me() -> Option<daos_drpc::socket::Peer> {
+        Some(daos_drpc::socket::Peer {
+            pid: std::process::id() as i32,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        })
+    }
+
+    fn list_at(host: &str) -> ForwardReq {
+        ForwardReq {
+            host: host.into(),
+            path: "/cont.ContSvc/List".into(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    }
+
+    #[test]
+    fn forwarded_calls_go_only_to_the_systems_daos_servers() {
+        // Something listens there, but it is no daos_server of the agent's system: a caller
+        // naming it must not make the agent connect (no port probing from the agent's host).
+        let stranger = TcpListener::bind("127.0.0.1:0").expect("bind");
+        stranger.set_nonblocking(true).expect("nonblocking");
+        let addr = stranger.local_addr().expect("addr").to_string();
+        let (stop, accepted) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let watcher = {
+            let (stop, accepted) = (stop.clone(), accepted.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match stranger.accept() {
+                        // Dropped at once: a connecting agent sees its call fail quickly.
+                        Ok(_) => {
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        let access_point = closed_port();
+        let s = state(&access_point);
+        let r = s.forward(list_at(&addr), me());
+        // Give a connection the agent might have made time to show.
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::SeqCst);
+        watcher.join().expect("watcher");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "the agent connected to {addr}: {r:?}"
+        );
+        assert_eq!(r.code, tonic::Code::PermissionDenied as i32, "{r:?}");
+        assert!(
+            r.message.contains(&format!(
+                "ForwardReq.host {addr:?} is not a daos_server of system daos_server"
+            )) && r.message.contains(&access_point)
+                && r.message.contains("-l/--host-list"),
+            "the refusal names the field, the value and the fix: {}",
+            r.message
+        );
+
+        // The access point, named or chosen by the agent, is called (nothing listens there).
+        for host in [
+            access_point.as_str(),
+            daos_control::forward::AGENT_CHOOSES,
+            "",
+        ] {
+            let r = s.forward(list_at(host), me());
+            assert_eq!(r.code, tonic::Code::Unavailable as i32, "{host}: {r:?}");
+            assert!(r.message.contains("unable to connect"), "{r:?}");
+        }
+
+        // A server of the system named by a server (a redirect to a service's leader) may be
+        // called from then on.
+        let other = closed_port();
+        assert!(!s.system_host(&other));
+        s.learn_hosts(vec![other.clone()]);
+        assert!(s.system_host(&other));
+        let r = s.forward(list_at(&other), me());
+        assert_eq!(r.code, tonic::Code::Unavailable as i32, "{r:?}");
+    }
+
+    #[test]
+    fn a_call_whose_caller_is_unknown_is_not_forwarded() {
+        let s = state(&closed_port());
+        let r = s.forward(list_at(""), None);
+        assert_eq!(r.code, tonic::Code::PermissionDenied as i32, "{r:?}");
+        assert!(r.message.contains("SO_PEERCRED"), "{r:?}");
+    }
+
+    #[test]
+    fn hosts_named_in_redirects_are_learned_up_to_a_limit() {
+        let s = state("127.0.0.1:1");
+        s.learn_hosts(
+            (0..MAX_SYSTEM_HOSTS + 10)
+                .map(|i| format!("h{i}:1"))
+                .collect(),
+        );
+        assert_eq!(lock(&s.system_hosts).len(), MAX_SYSTEM_HOSTS);
+        assert!(s.system_host("127.0.0.1:1"), "the access point stays");
+    }
 }

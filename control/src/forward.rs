@@ -16,6 +16,11 @@ use tonic::transport::Channel;
 /// The host a client names to have the agent pick one of its access points.
 pub const AGENT_CHOOSES: &str = "@access_points";
 
+/// The metadata in which the agent carries, on every forwarded call, the credential it signed
+/// for the calling process (its uid and gid from the socket, never from the request): the
+/// daos_server authorizes the call as that user, whatever handle the request names.
+pub const CALLER_HEADER: &str = "x-daos-caller-bin";
+
 /// The method paths a client process may have the agent call.
 pub const FORWARDED: &[&str] = &[
     "/mgmt.MgmtSvc/LeaderQuery",
@@ -184,11 +189,13 @@ impl tonic::codec::Codec for RawCodec {
 }
 
 /// The agent's side: makes the forwarded call on `channel` (its certificate) with the
-/// client's request bytes; the reply bytes or the status.
+/// client's request bytes and `caller`, the encoded credential the agent signed for the
+/// calling process ([`CALLER_HEADER`]); the reply bytes or the status.
 pub async fn call_raw(
     channel: Channel,
     path: &str,
     body: Vec<u8>,
+    caller: &[u8],
 ) -> Result<Vec<u8>, tonic::Status> {
     if !FORWARDED.contains(&path) {
         return Err(tonic::Status::permission_denied(format!(
@@ -210,6 +217,10 @@ pub async fn call_raw(
     md.insert(
         crate::interop::VERSION_HEADER,
         tonic::metadata::MetadataValue::from_static(crate::interop::DAOS_VERSION),
+    );
+    md.insert_bin(
+        CALLER_HEADER,
+        tonic::metadata::MetadataValue::from_bytes(caller),
     );
     grpc.unary(req, path, RawCodec)
         .await
@@ -234,13 +245,13 @@ mod tests {
                 "/ctl.CtlSvc/StorageFormat",
                 "/cont.ContSvc/Evict",
             ] {
-                let e = call_raw(ch.clone(), path, Vec::new())
+                let e = call_raw(ch.clone(), path, Vec::new(), b"")
                     .await
                     .expect_err("refused");
                 assert_eq!(e.code(), tonic::Code::PermissionDenied, "{path}");
                 assert!(e.message().contains("does not forward"), "{}", e.message());
             }
-            let e = call_raw(ch, "/cont.ContSvc/PoolConnect", Vec::new())
+            let e = call_raw(ch, "/cont.ContSvc/PoolConnect", Vec::new(), b"")
                 .await
                 .expect_err("nothing listens");
             assert_ne!(e.code(), tonic::Code::PermissionDenied);

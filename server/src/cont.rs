@@ -398,6 +398,67 @@ impl ContService {
         }
     }
 
+    /// The caller of a call daos_agent forwards: the identity of the credential the agent
+    /// signed for the calling process (its uid and gid from the socket), which the call is
+    /// authorized as whatever handle it names. `None`: not through the agent (an admin tool
+    /// or a daos_server, with its certificate or on an insecure system).
+    fn forwarded<T>(&self, req: &Request<T>) -> Result<Option<daos_auth::Identity>, Status> {
+        if !security::from_agent(req, self.insecure) {
+            return Ok(None);
+        }
+        let cred = req
+            .metadata()
+            .get_bin(daos_control::forward::CALLER_HEADER)
+            .and_then(|v| v.to_bytes().ok())
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "DER_NO_PERM(-1001): a call through daos_agent without its caller's credential ({}): the agent's calls carry its client's identity (upgrade daos_agent to this daos_server's version)",
+                    daos_control::forward::CALLER_HEADER
+                ))
+            })?;
+        let (_, who) = daos_auth::cred::validate_bytes(&cred, &self.verify).map_err(|e| {
+            let text = format!(
+                "{}({}): the credential daos_agent sent for its caller: {e}",
+                daos_wire::der::name(e.der()),
+                e.der()
+            );
+            tracing::warn!("{text}");
+            Status::permission_denied(text)
+        })?;
+        Ok(Some(who))
+    }
+
+    /// Who a container call on pool `pool` is authorized as: the agent's caller (`agent`);
+    /// else the holder of `handle`; `None` (no ACL applies) for an admin tool's or a
+    /// daos_server's call naming no handle, the pool's system handle or a handle of its own.
+    async fn who(
+        &self,
+        agent: Option<daos_auth::Identity>,
+        pool: &str,
+        handle: u64,
+    ) -> Result<Option<daos_auth::Identity>, Status> {
+        if agent.is_some() {
+            return Ok(agent);
+        }
+        let handle = self.caller(pool, handle).await;
+        if handle == 0 {
+            return Ok(None);
+        }
+        let db = self.read(pool).await?;
+        holder(&db, handle)
+    }
+
+    /// Refuses `who` unless pool `pool`'s ACL lets it connect read-only (what reading its
+    /// containers' names and properties needs).
+    async fn may_read_pool(&self, who: &daos_auth::Identity, pool: &str) -> Result<(), Status> {
+        let (uuid, _, _) = self.route(pool).await?;
+        if daos_auth::acl::pool_connect_allowed(self.pool_perms(&uuid, who), false) {
+            Ok(())
+        } else {
+            Err(no_perm(who, "read", &format!("pool {pool}")))
+        }
+    }
+
     /// What `who` may do with pool `uuid` (its ACL in the management service's record).
     fn pool_perms(&self, uuid: &str, who: &daos_auth::Identity) -> u16 {
         let Some(rec) = self.ms.pool_find(uuid) else {
@@ -498,8 +559,8 @@ fn check_label(label: &str) -> Result<(), Status> {
 impl ContSvc for ContService {
     async fn create(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.Create", self.insecure)?;
-        let mut r = req.into_inner();
-        r.handle = self.caller(&r.pool, r.handle).await;
+        let agent = self.forwarded(&req)?;
+        let r = req.into_inner();
         check_label(&r.label)?;
         let uuid = daos_wire::parse_uuid(&r.uuid).ok_or_else(|| {
             Status::invalid_argument(format!(
@@ -525,26 +586,23 @@ impl ContSvc for ContService {
             }
         };
         let (mut owner, mut group) = (principal(&r.owner), principal(&r.group));
-        if r.handle != 0 {
-            // The caller's identity: the pool's ACL must let it create containers.
-            let db = self.read(&r.pool).await?;
-            if let Some(who) = holder(&db, r.handle)? {
-                let (uuid, _, _) = self.route(&r.pool).await?;
-                let p = self.pool_perms(&uuid, &who);
-                use daos_auth::perm;
-                if p & (perm::CREATE_CONT | perm::WRITE) == 0 {
-                    return Err(no_perm(
-                        &who,
-                        "create containers in",
-                        &format!("pool {}", r.pool),
-                    ));
-                }
-                if owner.is_empty() {
-                    owner = who.user.clone();
-                }
-                if group.is_empty() {
-                    group = who.group.clone();
-                }
+        // The caller's identity: the pool's ACL must let it create containers.
+        if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
+            let (uuid, _, _) = self.route(&r.pool).await?;
+            let p = self.pool_perms(&uuid, &who);
+            use daos_auth::perm;
+            if p & (perm::CREATE_CONT | perm::WRITE) == 0 {
+                return Err(no_perm(
+                    &who,
+                    "create containers in",
+                    &format!("pool {}", r.pool),
+                ));
+            }
+            if owner.is_empty() {
+                owner = who.user.clone();
+            }
+            if group.is_empty() {
+                group = who.group.clone();
             }
         }
         if owner.is_empty() && !acl.is_empty() {
@@ -568,22 +626,20 @@ impl ContSvc for ContService {
 
     async fn destroy(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.Destroy", self.insecure)?;
-        let mut r = req.into_inner();
-        r.handle = self.caller(&r.pool, r.handle).await;
-        if r.handle != 0 {
+        let agent = self.forwarded(&req)?;
+        let r = req.into_inner();
+        if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
             let db = self.read(&r.pool).await?;
-            if let Some(who) = holder(&db, r.handle)? {
-                let c = db.container(&r.id).cloned().ok_or_else(|| {
-                    Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
-                })?;
-                let (uuid, _, _) = self.route(&r.pool).await?;
-                let pool = self.pool_perms(&uuid, &who);
-                use daos_auth::perm;
-                let by_pool = pool & (perm::DEL_CONT | perm::WRITE) != 0;
-                let by_cont = cont_perms(&c, &who, pool) & perm::DEL_CONT != 0;
-                if !by_pool && !by_cont {
-                    return Err(no_perm(&who, "destroy", &format!("container {}", c.label)));
-                }
+            let c = db.container(&r.id).cloned().ok_or_else(|| {
+                Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
+            })?;
+            let (uuid, _, _) = self.route(&r.pool).await?;
+            let pool = self.pool_perms(&uuid, &who);
+            use daos_auth::perm;
+            let by_pool = pool & (perm::DEL_CONT | perm::WRITE) != 0;
+            let by_cont = cont_perms(&c, &who, pool) & perm::DEL_CONT != 0;
+            if !by_pool && !by_cont {
+                return Err(no_perm(&who, "destroy", &format!("container {}", c.label)));
             }
         }
         // DAOS's rule: an open container is destroyed only by force, which evicts its
@@ -618,7 +674,23 @@ impl ContSvc for ContService {
 
     async fn set_props(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.SetProps", self.insecure)?;
+        let agent = self.forwarded(&req)?;
         let r = req.into_inner();
+        if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
+            let db = self.read(&r.pool).await?;
+            let c = db.container(&r.id).ok_or_else(|| {
+                Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
+            })?;
+            let (uuid, _, _) = self.route(&r.pool).await?;
+            let pool = self.pool_perms(&uuid, &who);
+            if cont_perms(c, &who, pool) & daos_auth::perm::SET_PROP == 0 {
+                return Err(no_perm(
+                    &who,
+                    "set the properties of",
+                    &format!("container {}", c.label),
+                ));
+            }
+        }
         let c = self
             .write(
                 &r.pool,
@@ -635,7 +707,11 @@ impl ContSvc for ContService {
 
     async fn query(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {
         security::authorize(&req, "ContSvc.Query", self.insecure)?;
+        let agent = self.forwarded(&req)?;
         let r = req.into_inner();
+        if let Some(who) = agent {
+            self.may_read_pool(&who, &r.pool).await?;
+        }
         let db = self.read(&r.pool).await?;
         let c = db.container(&r.id).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
@@ -653,22 +729,32 @@ impl ContSvc for ContService {
         security::authorize(&req, "ContSvc.PoolConnect", self.insecure)?;
         // Whether the caller may connect without a credential (a peer daos_server).
         let req_meta = security::authorize(&req, "ContSvc.SystemConnect", self.insecure);
+        let agent = self.forwarded(&req)?;
         let r = req.into_inner();
         let want = wanted(r.flags, "pool connect")?;
         let (uuid, _, _) = self.route(&r.pool).await?;
-        if r.cred.is_empty() {
-            // A daos_server's own I/O (rebuild): its certificate is its credential.
-            return self.system_connect(&req_meta, uuid, want).await;
-        }
-        let (_, who) = daos_auth::cred::validate_bytes(&r.cred, &self.verify).map_err(|e| {
-            let text = format!(
-                "{}({}): pool connect: {e}",
-                daos_wire::der::name(e.der()),
-                e.der()
-            );
-            tracing::warn!("pool {uuid}: {text}");
-            Status::permission_denied(text)
-        })?;
+        let who = match agent {
+            // Through the agent: its caller, whatever credential the request carries (none:
+            // no system handle for a client process).
+            Some(who) => who,
+            None if r.cred.is_empty() => {
+                // A daos_server's own I/O (rebuild): its certificate is its credential.
+                return self.system_connect(&req_meta, uuid, want).await;
+            }
+            None => {
+                daos_auth::cred::validate_bytes(&r.cred, &self.verify)
+                    .map_err(|e| {
+                        let text = format!(
+                            "{}({}): pool connect: {e}",
+                            daos_wire::der::name(e.der()),
+                            e.der()
+                        );
+                        tracing::warn!("pool {uuid}: {text}");
+                        Status::permission_denied(text)
+                    })?
+                    .1
+            }
+        };
         let rec = self
             .ms
             .pool_find(&uuid)
@@ -734,10 +820,25 @@ impl ContSvc for ContService {
     ) -> Result<Response<daos_proto::cont::OpenResp>, Status> {
         use daos_mgmt::state::HandleRecord;
         security::authorize(&req, "ContSvc.Open", self.insecure)?;
+        let agent = self.forwarded(&req)?;
         let r = req.into_inner();
         let want = wanted(r.flags, "container open")?;
         let db = self.read(&r.pool).await?;
-        if r.handle != 0 && r.handle == self.system_handle(&r.pool).await {
+        let system = r.handle != 0 && r.handle == self.system_handle(&r.pool).await;
+        if let Some(who) = &agent {
+            // A client process opens under a pool handle of its own only.
+            let own = db
+                .handles
+                .iter()
+                .any(|h| h.cookie == r.handle && h.parent == 0 && h.user == who.user);
+            if system || !own {
+                return Err(Status::permission_denied(format!(
+                    "DER_NO_PERM(-1001): {} holds no pool handle {:#x} of pool {} (connect first)",
+                    who.user, r.handle, r.pool
+                )));
+            }
+        }
+        if system {
             // The system handle reaches every container: no container handle needed (0).
             let c = db.container(&r.cont).ok_or_else(|| {
                 Status::not_found(Refusal::UnknownContainer(r.cont.clone()).to_string())
@@ -765,7 +866,11 @@ impl ContSvc for ContService {
                 c.label
             )));
         }
-        if let Some(who) = holder(&db, r.handle)? {
+        let who = match agent {
+            Some(who) => Some(who),
+            None => holder(&db, r.handle)?,
+        };
+        if let Some(who) = who {
             let p = cont_perms(&c, &who, parent.rights as u16);
             if u32::from(p) & want != want {
                 return Err(no_perm(
@@ -807,6 +912,7 @@ impl ContSvc for ContService {
         req: Request<daos_proto::cont::HandleReq>,
     ) -> Result<Response<daos_proto::cont::CloseResp>, Status> {
         security::authorize(&req, "ContSvc.Disconnect", self.insecure)?;
+        let agent = self.forwarded(&req)?;
         let r = req.into_inner();
         if r.handle == 0 {
             return Err(Status::invalid_argument(
@@ -816,6 +922,21 @@ impl ContSvc for ContService {
         if r.handle == self.system_handle(&r.pool).await {
             // Not a client's: nothing to close.
             return Ok(Response::new(daos_proto::cont::CloseResp { count: 0 }));
+        }
+        if let Some(who) = agent {
+            // A client process closes its own handles only.
+            let db = self.read(&r.pool).await?;
+            let theirs = db
+                .handles
+                .iter()
+                .any(|h| h.cookie == r.handle && h.user != who.user);
+            if theirs {
+                return Err(no_perm(
+                    &who,
+                    "close",
+                    &format!("another user's handle of pool {}", r.pool),
+                ));
+            }
         }
         self.close(&r.pool, vec![r.handle], false).await
     }
@@ -849,8 +970,8 @@ impl ContSvc for ContService {
     ) -> Result<Response<ContResp>, Status> {
         use daos_auth::perm;
         security::authorize(&req, "ContSvc.Acl", self.insecure)?;
-        let mut r = req.into_inner();
-        r.handle = self.caller(&r.pool, r.handle).await;
+        let agent = self.forwarded(&req)?;
+        let r = req.into_inner();
         let db = self.read(&r.pool).await?;
         let c = db.container(&r.id).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
@@ -865,7 +986,7 @@ impl ContSvc for ContService {
                 )));
             }
         };
-        if let Some(who) = holder(&db, r.handle)? {
+        if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
             let (uuid, _, _) = self.route(&r.pool).await?;
             let pool = self.pool_perms(&uuid, &who);
             if cont_perms(&c, &who, pool) & need == 0 {
@@ -1002,7 +1123,11 @@ impl ContSvc for ContService {
 
     async fn list(&self, req: Request<ContReq>) -> Result<Response<ContListResp>, Status> {
         security::authorize(&req, "ContSvc.List", self.insecure)?;
+        let agent = self.forwarded(&req)?;
         let r = req.into_inner();
+        if let Some(who) = agent {
+            self.may_read_pool(&who, &r.pool).await?;
+        }
         let db = self.read(&r.pool).await?;
         Ok(Response::new(ContListResp {
             containers: db.containers.into_iter().map(to_wire).collect(),

@@ -131,12 +131,7 @@ pub fn common_name(der: &[u8]) -> Option<String> {
 /// component the rules apply to is the certificate's with TLS, else the one the caller names.
 /// A caller that sends no version headers (an older tool) is served.
 pub fn authorize<T>(req: &Request<T>, method: &str, insecure: bool) -> Result<(), Status> {
-    let cert = (!insecure).then(|| {
-        req.peer_certs()
-            .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())))
-            .map(|cn| Component::from_cn(&cn))
-            .unwrap_or(Component::Undefined)
-    });
+    let cert = (!insecure).then(|| cert_component(req));
     check_version(req, cert)?;
     let Some(component) = cert else {
         return Ok(());
@@ -149,6 +144,28 @@ pub fn authorize<T>(req: &Request<T>, method: &str, insecure: bool) -> Result<()
             component.name()
         )))
     }
+}
+
+/// The component of the caller's certificate (Undefined without one).
+fn cert_component<T>(req: &Request<T>) -> Component {
+    req.peer_certs()
+        .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())))
+        .map(|cn| Component::from_cn(&cn))
+        .unwrap_or(Component::Undefined)
+}
+
+/// Whether `req` comes through daos_agent (a client process's call it forwards): its
+/// certificate's CN with TLS; in insecure mode the component the call names (the agent
+/// names itself on every call it forwards). Such a call is authorized as the user whose
+/// credential the agent attached ([`daos_control::forward::CALLER_HEADER`]), never as an
+/// admin tool.
+pub fn from_agent<T>(req: &Request<T>, insecure: bool) -> bool {
+    if !insecure {
+        return cert_component(req) == Component::Agent;
+    }
+    req.metadata()
+        .get(daos_control::interop::COMPONENT_HEADER)
+        .is_some_and(|v| v.as_bytes() == Component::Agent.name().as_bytes())
 }
 
 /// The version check of [`authorize`].

@@ -130,6 +130,277 @@ fn helper_connects_and_exits_without_disconnecting() {
     println!("CONNECTED {:016x}", map.handle);
 }
 
+/// The third helper: as the user it runs as, makes container calls through the agent in
+/// `DAOS_AGENT_DRPC_DIR` on container `DAOS_TEST_CONT` of pool `DAOS_TEST_POOL` without a
+/// pool handle (handle 0, as admin tools call), and one at host `DAOS_TEST_FOREIGN`; prints
+/// `CALL name: ok|err ...` per call.
+#[test]
+#[ignore = "run by the agent tests as another user's process"]
+fn helper_makes_container_calls_through_the_agent() {
+    use daos_client::container::{AclOp, Containers, FLAG_RW};
+    let var = |n: &str| std::env::var(n).expect("run by the agent tests");
+    let (pool, cont, foreign) = (
+        var("DAOS_TEST_POOL"),
+        var("DAOS_TEST_CONT"),
+        var("DAOS_TEST_FOREIGN"),
+    );
+    let socket = daos_client::agent::socket_path();
+    let target = daos_control::Target::via_agent(
+        vec![daos_control::forward::AGENT_CHOOSES.into()],
+        socket.clone(),
+    );
+    let c = Containers::new(&target, &pool).expect("containers");
+    let show = |name: &str, r: Result<String, daos_client::container::ContError>| match r {
+        Ok(v) => println!("CALL {name}: ok {v}"),
+        Err(e) => println!("CALL {name}: err {}", e.to_string().replace('\n', " ")),
+    };
+    let entry = "A::nobody@:rwdtTaAo".to_string();
+    show(
+        "destroy",
+        c.destroy(&cont, true).map(|i| format!("{:?}", i.label)),
+    );
+    show(
+        "set-owner",
+        c.acl(
+            &cont,
+            AclOp::SetOwner {
+                user: "nobody".into(),
+                group: String::new(),
+            },
+        )
+        .map(|i| i.owner),
+    );
+    show(
+        "update-acl",
+        c.acl(&cont, AclOp::Update(vec![entry.clone()]))
+            .map(|i| format!("{:?}", i.acl)),
+    );
+    show(
+        "overwrite-acl",
+        c.acl(&cont, AclOp::Overwrite(vec![entry]))
+            .map(|i| format!("{:?}", i.acl)),
+    );
+    show(
+        "delete-acl",
+        c.acl(&cont, AclOp::Delete("OWNER@".into()))
+            .map(|i| format!("{:?}", i.acl)),
+    );
+    show(
+        "get-acl",
+        c.acl(&cont, AclOp::Get).map(|i| format!("{:?}", i.acl)),
+    );
+    show(
+        "set-props",
+        c.set_props(&cont, "").map(|i| format!("{:?}", i.props)),
+    );
+    show("create", c.create("theirs", [7; 16], "").map(|i| i.label));
+    show(
+        "list",
+        c.list()
+            .map(|l| format!("{:?}", l.iter().map(|i| &i.label).collect::<Vec<_>>())),
+    );
+    show("query", c.query(&cont).map(|i| i.owner));
+    // No credential in the request: once the pool's system handle (every container).
+    show(
+        "connect",
+        c.connect(Vec::new(), FLAG_RW)
+            .map(|h| format!("{:#x}", h.cookie)),
+    );
+    let elsewhere = daos_control::Target::via_agent(vec![foreign], socket);
+    show(
+        "foreign",
+        Containers::new(&elsewhere, &pool)
+            .expect("containers")
+            .list()
+            .map(|l| format!("{} containers", l.len())),
+    );
+}
+
+/// Runs [`helper_makes_container_calls_through_the_agent`] as nobody; its `CALL` lines by
+/// name.
+fn container_calls_as_nobody(
+    run_dir: &Path,
+    pool: &str,
+    cont: &str,
+    foreign: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let exe = std::env::current_exe().expect("exe");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_makes_container_calls_through_the_agent",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DAOS_AGENT_DRPC_DIR", run_dir)
+        .env("DAOS_TEST_POOL", pool)
+        .env("DAOS_TEST_CONT", cont)
+        .env("DAOS_TEST_FOREIGN", foreign)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run the helper");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "helper as nobody failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter_map(|l| l.find("CALL ").map(|i| &l[i + 5..]))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A local user's container calls through the agent, made without a pool handle as an admin
+/// tool's would be, in a pool whose ACL grants that user nothing: each is authorized as the
+/// user (the credential the agent signs for it) and refused, and nothing changes; a call
+/// naming a host that is no daos_server of the agent's system is refused without
+/// connecting there.
+fn agent_callers_are_authorized_as_themselves(secure: bool) {
+    let certs_dir = tempfile::tempdir().expect("tempdir");
+    let certs = certs_dir.path().join("certs");
+    if secure {
+        ok(run(
+            "daos_server",
+            &["cert", "generate", certs.to_str().expect("utf8")],
+            &[],
+        ));
+    }
+    let sys = System::with_transport(1, secure.then_some(certs.as_path()));
+    let _server = sys.start_joined();
+    let c = certs.display();
+    let a = AgentDir::new(
+        sys.port,
+        &if secure {
+            format!(
+                "transport_config:\n  allow_insecure: false\n  ca_cert: {c}/daosCA.crt\n  \
+                 cert: {c}/agent.crt\n  key: {c}/agent.key\n"
+            )
+        } else {
+            "transport_config:\n  allow_insecure: true\n".to_string()
+        },
+    );
+    let _agent = a.start(&[]);
+    let admin = certs_dir.path().join("admin.yml");
+    std::fs::write(
+        &admin,
+        format!(
+            "name: daos_server\nport: {}\nhostlist: [localhost]\ntransport_config:\n  {}",
+            sys.port,
+            if secure {
+                format!(
+                    "allow_insecure: false\n  ca_cert: {c}/daosCA.crt\n  cert: {c}/admin.crt\n  \
+                     key: {c}/admin.key\n"
+                )
+            } else {
+                "allow_insecure: true\n".to_string()
+            }
+        ),
+    )
+    .expect("admin config");
+    let admin = admin.to_str().expect("utf8");
+    // Root's pool (DAOS's default ACL: its owner and group only) and container, with data.
+    ok(run(
+        "dmg",
+        &["-o", admin, "pool", "create", "tank", "--scm-size", "256M"],
+        &[],
+    ));
+    let run_dir = a.dir.path().join("run");
+    let files = a.dir.path().join("files");
+    std::fs::create_dir(&files).expect("mkdir");
+    let f = |n: &str| files.join(n).display().to_string();
+    std::fs::write(f("in"), b"root's data").expect("write");
+    let root = |args: &[&str]| {
+        let out = std::process::Command::new(bin("daos"))
+            .args(args)
+            .env("DAOS_AGENT_DRPC_DIR", &run_dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("daos");
+        assert!(out.status.success(), "daos {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    root(&["container", "create", "tank", "c1"]);
+    root(&["object", "put", "tank", "c1", "k", &f("in")]);
+    let acl_before = root(&["container", "get-acl", "tank", "c1"]);
+    let props_before = root(&["container", "get-prop", "tank", "c1"]);
+
+    // Something listens there, but it is no daos_server of the system.
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    stranger.set_nonblocking(true).expect("nonblocking");
+    let foreign = stranger.local_addr().expect("addr").to_string();
+    let calls = container_calls_as_nobody(&run_dir, "tank", "c1", &foreign);
+    for name in [
+        "destroy",
+        "set-owner",
+        "update-acl",
+        "overwrite-acl",
+        "delete-acl",
+        "get-acl",
+        "set-props",
+        "create",
+        "list",
+        "query",
+        "connect",
+    ] {
+        let got = calls.get(name).map(String::as_str).unwrap_or("no answer");
+        assert!(
+            got.starts_with("err ") && got.contains("DER_NO_PERM(-1001): nobody@ may not"),
+            "nobody's {name} through the agent: {got}\nall: {calls:#?}\nserver log:\n{}",
+            sys.log()
+        );
+    }
+    let foreign_call = calls
+        .get("foreign")
+        .map(String::as_str)
+        .unwrap_or("no answer");
+    assert!(
+        foreign_call.contains(&format!(
+            "ForwardReq.host {foreign:?} is not a daos_server of system daos_server"
+        )),
+        "{foreign_call}"
+    );
+    assert!(
+        matches!(stranger.accept(), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the agent connected to {foreign} for its caller"
+    );
+    assert!(a.log().contains("refused to forward"), "{}", a.log());
+
+    // Nothing changed: root's container, its owner, ACL, properties and data.
+    assert_eq!(root(&["container", "get-acl", "tank", "c1"]), acl_before);
+    assert!(acl_before.starts_with("# Owner: root@\n"), "{acl_before}");
+    assert_eq!(root(&["container", "get-prop", "tank", "c1"]), props_before);
+    let list = root(&["container", "list", "tank"]);
+    assert!(list.contains("c1") && !list.contains("theirs"), "{list}");
+    root(&["object", "get", "tank", "c1", "k", &f("out")]);
+    assert_eq!(std::fs::read(f("out")).expect("read"), b"root's data");
+}
+
+#[test]
+fn agent_callers_are_authorized_as_themselves_insecure() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED agent_callers_are_authorized_as_themselves_insecure: daos_server's tmpfs SCM and running as nobody need root"
+        );
+        return;
+    }
+    agent_callers_are_authorized_as_themselves(false);
+}
+
+#[test]
+fn agent_callers_are_authorized_as_themselves_secure() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED agent_callers_are_authorized_as_themselves_secure: daos_server's tmpfs SCM and running as nobody need root"
+        );
+        return;
+    }
+    agent_callers_are_authorized_as_themselves(true);
+}
+
 /// Pool `pool`'s open handles, asked of its service (insecure system).
 fn open_handles(sys: &System, pool: &str) -> usize {
     let pool = pool.to_string();
