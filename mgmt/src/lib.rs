@@ -271,11 +271,11 @@ pub trait ManagementService: Send + Sync {
     fn map_version(&self) -> u32;
     /// Records a new pool; its label must be unused.
     fn pool_add(&self, pool: PoolRecord) -> Result<(), MsError>;
-    /// Replaces a pool's record (state, properties).
-    fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError>;
     fn pool_remove(&self, uuid: &str) -> Result<(), MsError>;
     fn pools(&self) -> Vec<PoolRecord>;
-    /// Commits any other command (pool map changes, rebuild progress).
+    /// Commits any other command (pool map changes, rebuild progress, a change of part of a
+    /// pool: [`Command::PoolAcl`], [`Command::PoolSetProps`], [`Command::PoolSetState`],
+    /// which the state machine applies to the record it holds, so concurrent changes compose).
     fn apply(&self, cmd: Command) -> Result<Reply, MsError>;
     /// True when this server leads the management service (or is its only copy).
     fn is_leader(&self) -> bool {
@@ -602,5 +602,125 @@ mod tests {
         assert!(m.needs_rebuild());
         db.apply(&rebuilt(4, true)).unwrap();
         assert_eq!(targets(&db).state(1, 0), T::UpIn);
+    }
+
+    /// Changes of parts of a pool computed from one earlier read, applied in any order: each
+    /// is applied to the record the state holds, so all of them are kept.
+    #[test]
+    fn pool_acl_property_and_state_changes_compose() {
+        use crate::state::AclDelta;
+        let mut db = SystemDb::new("daos_server");
+        let mut p = pool("p", vec![0]);
+        p.state = PoolState::Creating;
+        db.apply(&Command::PoolAdd(p)).unwrap();
+        db.apply(&Command::PoolAdd(pool("q", vec![0]))).unwrap();
+        let acl = |change| Command::PoolAcl {
+            uuid: "p".into(),
+            change,
+        };
+        db.apply(&acl(AclDelta::Update(vec!["A::evil@:rw".into()])))
+            .unwrap();
+        // Two updates with different principals, a delete and a property change "at once".
+        for cmd in [
+            acl(AclDelta::Update(vec!["A::a@:r".into()])),
+            acl(AclDelta::Delete("u:evil@".into())),
+            Command::PoolSetProps {
+                uuid: "p".into(),
+                label: None,
+                props: [("reclaim".to_string(), "time".to_string())].into(),
+            },
+            acl(AclDelta::Update(vec!["A::b@:rw".into()])),
+            Command::PoolSetState {
+                uuid: "p".into(),
+                state: PoolState::Ready,
+                from: Some(PoolState::Creating),
+            },
+        ] {
+            db.apply(&cmd).unwrap();
+        }
+        let got = db.pools[0].clone();
+        // An empty ACL was DAOS's default (owner and group): it is kept under the entries.
+        assert_eq!(
+            got.acl,
+            vec!["A::OWNER@:rw", "A::a@:r", "A::b@:rw", "A:G:GROUP@:rw"],
+            "{got:?}"
+        );
+        assert_eq!(got.props.get("reclaim").map(String::as_str), Some("time"));
+        assert_eq!(got.state, PoolState::Ready);
+        // A rollback marked only from Creating leaves a pool that became Ready alone.
+        db.apply(&Command::PoolSetState {
+            uuid: "p".into(),
+            state: PoolState::Destroying,
+            from: Some(PoolState::Creating),
+        })
+        .unwrap();
+        assert_eq!(db.pools[0].state, PoolState::Ready);
+
+        // Refusals change nothing.
+        let before = db.clone();
+        assert_eq!(
+            db.apply(&acl(AclDelta::Delete("u:evil@".into()))),
+            Err(Refusal::NoAclEntry {
+                of: "pool p".into(),
+                principal: "u:evil@".into()
+            })
+        );
+        assert!(matches!(
+            db.apply(&acl(AclDelta::Update(vec!["A::x@:z".into()]))),
+            Err(Refusal::BadAcl(_))
+        ));
+        assert_eq!(
+            db.apply(&Command::PoolSetProps {
+                uuid: "p".into(),
+                label: Some("q".into()),
+                props: Default::default(),
+            }),
+            Err(Refusal::LabelTaken("q".into()))
+        );
+        assert_eq!(db, before);
+    }
+
+    #[test]
+    fn container_acl_changes_compose() {
+        use crate::state::{AclDelta, ContainerRecord};
+        let mut db = SystemDb::new("daos_server");
+        db.apply(&Command::ContCreate(ContainerRecord {
+            uuid: "u1".into(),
+            label: "c1".into(),
+            owner: "root@".into(),
+            owner_group: "root@".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        let acl = |change| Command::ContAclChange {
+            id: "c1".into(),
+            change,
+        };
+        for cmd in [
+            acl(AclDelta::Update(vec!["A::evil@:rw".into()])),
+            acl(AclDelta::Update(vec!["A::a@:r".into()])),
+            acl(AclDelta::Delete("u:evil@".into())),
+            Command::ContAcl {
+                id: "c1".into(),
+                owner: Some("a@".into()),
+                owner_group: None,
+                acl: None,
+            },
+            acl(AclDelta::Update(vec!["A::b@:r".into()])),
+        ] {
+            db.apply(&cmd).unwrap();
+        }
+        let c = db.container("c1").expect("c1");
+        assert_eq!(c.owner, "a@");
+        assert!(
+            c.acl.contains(&"A::a@:r".to_string())
+                && c.acl.contains(&"A::b@:r".to_string())
+                && !c.acl.iter().any(|e| e.contains("evil")),
+            "{c:?}"
+        );
+        assert!(matches!(
+            db.apply(&acl(AclDelta::Delete("u:evil@".into()))),
+            Err(Refusal::NoAclEntry { .. })
+        ));
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{JoinRequest, JoinResponse, Member, MemberState, PoolRecord};
+use crate::{JoinRequest, JoinResponse, Member, MemberState, PoolRecord, PoolState};
 
 /// A change to the system state, as it travels in the Raft log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +20,30 @@ pub enum Command {
         rank: u32,
     },
     PoolAdd(PoolRecord),
+    /// Replaces a pool's whole record. Only for a record no one else changes meanwhile: a
+    /// change of part of a pool computed from a record read earlier loses the changes
+    /// committed in between; those are the commands below that carry the change.
     PoolUpdate(PoolRecord),
+    /// A pool's ACL changes (`dmg pool overwrite-acl|update-acl|delete-acl`), applied to the
+    /// ACL the state holds. Answers the pool's record.
+    PoolAcl {
+        uuid: String,
+        change: AclDelta,
+    },
+    /// A pool's properties: each of `props` set to its value, and its label when given (it
+    /// must be free). Answers the pool's record.
+    PoolSetProps {
+        uuid: String,
+        label: Option<String>,
+        props: std::collections::BTreeMap<String, String>,
+    },
+    /// A pool's state becomes `state`; with `from`, only a pool in that state changes (the
+    /// others are left as they are).
+    PoolSetState {
+        uuid: String,
+        state: PoolState,
+        from: Option<PoolState>,
+    },
     PoolRemove {
         uuid: String,
     },
@@ -74,12 +97,19 @@ pub enum Command {
         id: String,
         props: String,
     },
-    /// A pool service's: container `id`'s owner, owner group and ACL (each when given).
+    /// A pool service's: container `id`'s owner, owner group and ACL (each when given; an
+    /// ACL change is [`Command::ContAclChange`]).
     ContAcl {
         id: String,
         owner: Option<String>,
         owner_group: Option<String>,
         acl: Option<Vec<String>>,
+    },
+    /// A pool service's: container `id`'s ACL changes (`daos container overwrite-acl|
+    /// update-acl|delete-acl`), applied to the ACL the state holds.
+    ContAclChange {
+        id: String,
+        change: AclDelta,
     },
     /// A pool service's: a pool handle (pool connect) or a container handle (container open,
     /// under its pool handle `parent`).
@@ -90,6 +120,48 @@ pub enum Command {
         cookies: Vec<u64>,
         all: bool,
     },
+}
+
+/// A change of an ACL, applied by the state machine to the ACL it holds, so that concurrent
+/// changes compose: no added entry is lost and a deleted one does not come back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclDelta {
+    /// These entries replace the ACL.
+    Overwrite(Vec<String>),
+    /// These entries are added, replacing those of the same principals.
+    Update(Vec<String>),
+    /// The entry of this principal (DAOS's `u:name@`, `g:name@`, `OWNER@`, ...) goes.
+    Delete(String),
+}
+
+impl AclDelta {
+    /// ACL `current` of an object `of` (`pool tank`; empty: the object's default ACL) with
+    /// the change: its entries, in DAOS's short form. Refused, changing nothing, for a bad
+    /// entry or principal or a principal without an entry.
+    pub fn applied(
+        &self,
+        current: &[String],
+        object: daos_auth::Object,
+        of: &str,
+    ) -> Result<Vec<String>, Refusal> {
+        let bad = |e: daos_auth::AuthError| Refusal::BadAcl(e.to_string());
+        let parse = |e: &[String]| daos_auth::Acl::parse(e.iter().map(String::as_str), object);
+        let mut acl = daos_auth::Acl::stored(current, object).map_err(bad)?;
+        match self {
+            AclDelta::Overwrite(e) => acl = parse(e).map_err(bad)?,
+            AclDelta::Update(e) => acl.update(&parse(e).map_err(bad)?),
+            AclDelta::Delete(who) => {
+                let p = daos_auth::Principal::parse(who).map_err(bad)?;
+                if !acl.delete(&p) {
+                    return Err(Refusal::NoAclEntry {
+                        of: of.to_string(),
+                        principal: who.clone(),
+                    });
+                }
+            }
+        }
+        Ok(acl.strings())
+    }
 }
 
 /// An open pool or container handle in its pool service: the cookie every request carries,
@@ -136,6 +208,8 @@ pub enum Reply {
     Removed(Vec<PoolRecord>),
     /// The container a container command made or changed (or removed).
     Container(ContainerRecord),
+    /// A pool's record after a change of it (boxed: the other answers are small).
+    Pool(Box<PoolRecord>),
     /// The handles a command closed.
     Handles(Vec<u64>),
     Done,
@@ -196,6 +270,10 @@ pub enum Refusal {
         "DER_NO_HDL(-1002): no pool handle {0:#x} open in this pool (disconnected or evicted); connect again"
     )]
     UnknownHandle(u64),
+    #[error("DER_INVAL(-1003): {0}")]
+    BadAcl(String),
+    #[error("DER_NONEXIST(-1005): {of} has no ACL entry for {principal}")]
+    NoAclEntry { of: String, principal: String },
 }
 
 /// The system attribute holding the fabric provider of the first join (DAOS's
@@ -298,6 +376,37 @@ impl SystemDb {
                     .ok_or_else(|| Refusal::UnknownPool(pool.uuid.clone()))?;
                 *slot = pool.clone();
                 Ok(Reply::Done)
+            }
+            Command::PoolAcl { uuid, change } => {
+                let pool = self.pool_mut(uuid)?;
+                pool.acl = change.applied(
+                    &pool.acl,
+                    daos_auth::Object::Pool,
+                    &format!("pool {}", pool.label),
+                )?;
+                Ok(Reply::Pool(Box::new(pool.clone())))
+            }
+            Command::PoolSetProps { uuid, label, props } => {
+                if let Some(l) = label
+                    && self.pools.iter().any(|p| p.label == *l && p.uuid != *uuid)
+                {
+                    return Err(Refusal::LabelTaken(l.clone()));
+                }
+                let pool = self.pool_mut(uuid)?;
+                if let Some(l) = label {
+                    pool.label = l.clone();
+                }
+                for (k, v) in props {
+                    pool.props.insert(k.clone(), v.clone());
+                }
+                Ok(Reply::Pool(Box::new(pool.clone())))
+            }
+            Command::PoolSetState { uuid, state, from } => {
+                let pool = self.pool_mut(uuid)?;
+                if from.is_none_or(|f| f == pool.state) {
+                    pool.state = *state;
+                }
+                Ok(Reply::Pool(Box::new(pool.clone())))
             }
             Command::PoolRemove { uuid } => {
                 let before = self.pools.len();
@@ -476,6 +585,16 @@ impl SystemDb {
                 if let Some(a) = acl {
                     c.acl = a.clone();
                 }
+                Ok(Reply::Container(c.clone()))
+            }
+            Command::ContAclChange { id, change } => {
+                let i = self.container_index(id)?;
+                let c = &mut self.containers[i];
+                c.acl = change.applied(
+                    &c.acl,
+                    daos_auth::Object::Container,
+                    &format!("container {}", c.label),
+                )?;
                 Ok(Reply::Container(c.clone()))
             }
             Command::HandleOpen(h) => {

@@ -221,7 +221,10 @@ fn status(pool: &str, e: PoolSvcError, svc_hosts: &[String]) -> Status {
         PoolSvcError::NotLeader { hint, replicas, .. } => not_leader(pool, hint, replicas),
         PoolSvcError::NoReplica(_) => not_leader(pool, String::new(), svc_hosts.to_vec()),
         PoolSvcError::Ms(MsError::Refused(r)) => match r {
-            Refusal::UnknownContainer(_) => Status::not_found(r.to_string()),
+            Refusal::UnknownContainer(_) | Refusal::NoAclEntry { .. } => {
+                Status::not_found(r.to_string())
+            }
+            Refusal::BadAcl(_) => Status::invalid_argument(r.to_string()),
             Refusal::ContLabelTaken(_) | Refusal::ContUuidTaken(_) => {
                 Status::already_exists(r.to_string())
             }
@@ -1007,7 +1010,6 @@ impl ContSvc for ContService {
             )
             .map_err(bad)
         };
-        let current = daos_auth::Acl::stored(&c.acl, daos_auth::Object::Container).map_err(bad)?;
         let principal = |n: &str| {
             if n.is_empty() {
                 None
@@ -1017,23 +1019,29 @@ impl ContSvc for ContService {
                 Some(format!("{n}@"))
             }
         };
-        let (acl, owner, group) = match r.op {
-            1 => (Some(parse(&r.entries)?.strings()), None, None),
-            2 => {
-                let mut a = current;
-                a.update(&parse(&r.entries)?);
-                (Some(a.strings()), None, None)
+        // An ACL change travels as the change, applied by the pool service's state machine
+        // to the ACL it holds: concurrent changes compose (none lost, a deleted entry does
+        // not come back). Entries are checked here too for the caller's error.
+        use daos_mgmt::state::AclDelta;
+        let cmd = match r.op {
+            1 | 2 => {
+                parse(&r.entries)?;
+                let change = if r.op == 1 {
+                    AclDelta::Overwrite(r.entries)
+                } else {
+                    AclDelta::Update(r.entries)
+                };
+                Command::ContAclChange {
+                    id: c.uuid.clone(),
+                    change,
+                }
             }
             3 => {
-                let mut a = current;
-                let p = daos_auth::Principal::parse(&r.principal).map_err(bad)?;
-                if !a.delete(&p) {
-                    return Err(Status::not_found(format!(
-                        "DER_NONEXIST(-1005): container {} has no ACL entry for {}",
-                        c.label, r.principal
-                    )));
+                daos_auth::Principal::parse(&r.principal).map_err(bad)?;
+                Command::ContAclChange {
+                    id: c.uuid.clone(),
+                    change: AclDelta::Delete(r.principal),
                 }
-                (Some(a.strings()), None, None)
             }
             _ => {
                 if r.owner.is_empty() && r.group.is_empty() {
@@ -1041,20 +1049,15 @@ impl ContSvc for ContService {
                         "DER_INVAL(-1003): give --user and/or --group",
                     ));
                 }
-                (None, principal(&r.owner), principal(&r.group))
-            }
-        };
-        let c = self
-            .write(
-                &r.pool,
                 Command::ContAcl {
                     id: c.uuid.clone(),
-                    owner,
-                    owner_group: group,
-                    acl,
-                },
-            )
-            .await?;
+                    owner: principal(&r.owner),
+                    owner_group: principal(&r.group),
+                    acl: None,
+                }
+            }
+        };
+        let c = self.write(&r.pool, cmd).await?;
         Ok(Response::new(ContResp {
             container: Some(to_wire(c)),
         }))

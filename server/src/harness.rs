@@ -252,7 +252,7 @@ impl Harness {
             thread::sleep(Duration::from_millis(20));
         }
         let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
-        for mut p in self.ms.pools() {
+        for p in self.ms.pools() {
             if p.state == PoolState::Ready || orphans.contains(&p.uuid) {
                 continue;
             }
@@ -264,8 +264,14 @@ impl Harness {
             );
             orphans.push(p.uuid.clone());
             if p.state == PoolState::Creating {
-                p.state = PoolState::Destroying;
-                if let Err(e) = self.ms.pool_update(p) {
+                // Only the state, and only if still Creating (a create that finished
+                // meanwhile stays Ready).
+                let cmd = daos_mgmt::state::Command::PoolSetState {
+                    uuid: p.uuid.clone(),
+                    state: PoolState::Destroying,
+                    from: Some(PoolState::Creating),
+                };
+                if let Err(e) = self.ms.apply(cmd) {
                     error!("cannot mark the pool for rollback: {e}");
                 }
             }

@@ -15,6 +15,7 @@ use daos_drpc::MgmtMethod;
 use daos_drpc::mgmt::{
     PoolCreateReq, PoolDestroyReq, PoolOpResp, PoolQueryReq, PoolQueryResp, TargetSpace,
 };
+use daos_mgmt::state::{Command, Reply};
 use prost::Message;
 use tracing::{info, warn};
 
@@ -596,7 +597,7 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     };
     let (owner, owner_group, acl) = ownership(req)?;
     let (svc_ranks, svc_hosts) = service_ranks(h, &ranks, nsvc);
-    let mut rec = PoolRecord {
+    let rec = PoolRecord {
         owner,
         owner_group,
         acl,
@@ -688,10 +689,8 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     }
     // From now on the pool's targets take requests only under a pool handle (pool connect).
     arm_handles(h, &uuid, rec.system_handle, &rec.ranks);
-    rec.state = PoolState::Ready;
-    h.ms()
-        .pool_update(rec.clone())
-        .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
+    // Only the state: an ACL or property change made meanwhile is kept.
+    let rec = set_state(h, &rec, PoolState::Ready, Some(PoolState::Creating))?;
     info!(
         "pool {} ({uuid}) created on ranks {}; its service on ranks {} ({})",
         rec.label,
@@ -839,17 +838,21 @@ fn stored_acl(acl: &[String]) -> Vec<String> {
 }
 
 /// Changes a pool's ACL (a management-service write); the new owners and entries. A bad entry
-/// or principal changes nothing.
+/// or principal changes nothing. The change is applied by the management service's state
+/// machine to the ACL it holds ([`daos_mgmt::state::AclDelta`]): concurrent changes (of the
+/// ACL, the properties, the state) compose, none lost.
 pub fn acl_change(
     h: &Harness,
     id: &str,
     change: AclChange,
 ) -> Result<(String, String, Vec<String>), PoolSvcError> {
-    let mut p = find(h, id)?;
-    let mut acl = parse_acl(&stored_acl(&p.acl))?;
-    match change {
+    use daos_mgmt::state::AclDelta;
+    let p = find(h, id)?;
+    // Checked here too for the caller's error; the state machine checks again.
+    let delta = match change {
         AclChange::Overwrite(e) => {
-            acl = parse_acl(&e)?;
+            parse_acl(&e)?;
+            AclDelta::Overwrite(e)
         }
         AclChange::Update(e) => {
             if e.is_empty() {
@@ -858,27 +861,68 @@ pub fn acl_change(
                     "DER_INVAL(-1003): no ACL entries to add (give --acl-file or --entry)",
                 ));
             }
-            acl.update(&parse_acl(&e)?);
+            parse_acl(&e)?;
+            AclDelta::Update(e)
         }
         AclChange::Delete(who) => {
-            let principal = daos_auth::Principal::parse(&who)
+            daos_auth::Principal::parse(&who)
                 .map_err(|e| PoolSvcError::new(BadRequest, format!("DER_INVAL(-1003): {e}")))?;
-            if !acl.delete(&principal) {
-                return Err(PoolSvcError::new(
-                    NotFound,
-                    format!(
-                        "DER_NONEXIST(-1005): pool {} has no ACL entry for {who}",
-                        p.label
-                    ),
-                ));
-            }
+            AclDelta::Delete(who)
         }
-    }
-    p.acl = acl.strings();
-    h.ms()
-        .pool_update(p.clone())
-        .map_err(|e| PoolSvcError::new(Failed, format!("pool {}: {e}", p.label)))?;
+    };
+    let p = pool_write(
+        h,
+        &p,
+        Command::PoolAcl {
+            uuid: p.uuid.clone(),
+            change: delta,
+        },
+    )?;
     Ok((p.owner, p.owner_group, p.acl))
+}
+
+/// Commits `cmd`, a change of pool `p`, at the management service: the pool's record after
+/// it.
+fn pool_write(h: &Harness, p: &PoolRecord, cmd: Command) -> Result<PoolRecord, PoolSvcError> {
+    use daos_mgmt::{MsError, Refusal};
+    match h.ms().apply(cmd) {
+        Ok(Reply::Pool(rec)) => Ok(*rec),
+        Ok(other) => Err(PoolSvcError::new(
+            Failed,
+            format!(
+                "pool {}: the management service answered {other:?}",
+                p.label
+            ),
+        )),
+        Err(MsError::Refused(r)) => {
+            let kind = match r {
+                Refusal::BadAcl(_) => BadRequest,
+                Refusal::NoAclEntry { .. } | Refusal::UnknownPool(_) => NotFound,
+                Refusal::LabelTaken(_) => Exists,
+                _ => Failed,
+            };
+            Err(PoolSvcError::new(kind, r.to_string()))
+        }
+        Err(e) => Err(PoolSvcError::new(Failed, format!("pool {}: {e}", p.label))),
+    }
+}
+
+/// Pool `p`'s state becomes `state` (only from `from` when given).
+fn set_state(
+    h: &Harness,
+    p: &PoolRecord,
+    state: PoolState,
+    from: Option<PoolState>,
+) -> Result<PoolRecord, PoolSvcError> {
+    pool_write(
+        h,
+        p,
+        Command::PoolSetState {
+            uuid: p.uuid.clone(),
+            state,
+            from,
+        },
+    )
 }
 
 fn find(h: &Harness, id: &str) -> Result<PoolRecord, PoolSvcError> {
@@ -946,11 +990,8 @@ pub fn destroy(
     force: bool,
     _recursive: bool,
 ) -> Result<PoolRecord, PoolSvcError> {
-    let mut rec = find(h, id)?;
-    rec.state = PoolState::Destroying;
-    h.ms()
-        .pool_update(rec.clone())
-        .map_err(|e| PoolSvcError::new(Failed, e.to_string()))?;
+    let rec = find(h, id)?;
+    let rec = set_state(h, &rec, PoolState::Destroying, None)?;
     let body = PoolDestroyReq {
         uuid: rec.uuid.clone(),
         force: true,
@@ -1076,19 +1117,27 @@ pub fn set_props(
     id: &str,
     props: &[(String, String)],
 ) -> Result<PoolRecord, PoolSvcError> {
-    let mut rec = find(h, id)?;
+    let rec = find(h, id)?;
+    let (mut label, mut set) = (None, std::collections::BTreeMap::new());
     for (k, v) in props {
         let v = check_prop(k, v).map_err(|e| PoolSvcError::new(BadRequest, e))?;
         if k == "label" {
-            rec.label = v;
+            label = Some(v);
         } else {
-            rec.props.insert(k.clone(), v);
+            set.insert(k.clone(), v);
         }
     }
-    h.ms()
-        .pool_update(rec.clone())
-        .map_err(|e| PoolSvcError::new(Exists, e.to_string()))?;
-    Ok(rec)
+    // Only the properties given change, in the state machine: a concurrent change of
+    // another property or of the ACL is kept.
+    pool_write(
+        h,
+        &rec,
+        Command::PoolSetProps {
+            uuid: rec.uuid.clone(),
+            label,
+            props: set,
+        },
+    )
 }
 
 /// Properties with their values.

@@ -947,10 +947,6 @@ impl ManagementService for MsNode {
         self.write(Command::PoolAdd(pool)).map(|_| ())
     }
 
-    fn pool_update(&self, pool: PoolRecord) -> Result<(), MsError> {
-        self.write(Command::PoolUpdate(pool)).map(|_| ())
-    }
-
     fn pool_remove(&self, uuid: &str) -> Result<(), MsError> {
         self.write(Command::PoolRemove { uuid: uuid.into() })
             .map(|_| ())
