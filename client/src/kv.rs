@@ -4,15 +4,23 @@
 //! Layout in the object: dkey `meta` holds akey `name` (the key) and akey `current` (the
 //! current [`Version`]: an id and a size); dkey `data` holds each version's bytes as an array
 //! under the version's id. A put writes a whole new version first and then names it current
-//! in one step ([`Session::swap`]), so a key always names a complete value: a put that fails
-//! or dies midway leaves the previous value as it was, and of concurrent puts the last swap
-//! wins while each frees the version its swap replaced. A get reads one version and checks
+//! in one step on each replica ([`Session::swap`]), so a key always names a complete value: a
+//! put that fails or dies midway leaves the previous value as it was.
+//!
+//! Concurrent puts: the targets order changes of a key by epoch and refuse one below what
+//! the key holds (`DER_TX_RESTART`), so the swap that names a version is the newest on every
+//! replica that takes it, and a put acknowledged after another is ordered after it whatever
+//! the clients' clocks. A swap refused by some replica and taken by others leaves its version
+//! current there until a later swap replaces it: the put then swaps a fresh version (written
+//! anew), never the same one again, so each version is named by one swap at most and a put
+//! may free every version its swap replaced on any replica. A get reads one version and checks
 //! that it is still current afterwards, so it never mixes versions.
 //!
 //! A put killed between writing its version and its swap leaves that version unnamed (its
-//! space is not reclaimed until the container is destroyed).
+//! space is not reclaimed until the container is destroyed); so does a put that gives up
+//! after a swap some replicas took.
 
-use crate::{ClientError, Oid, Session};
+use crate::{ClientError, Oid, RESTARTS, Session, Swap};
 use daos_wire::{PunchWhat, Request};
 
 const META: &[u8] = b"meta";
@@ -136,30 +144,79 @@ pub fn put_at(
     id: [u8; 16],
 ) -> Result<(), ClientError> {
     let oid = key_oid_at(key, class, lvl);
-    let version = Version {
-        id,
-        size: data.len() as u64,
-    };
-    let written = write_pipelined(s, cont, oid, &version.id, data)
-        .and_then(|()| s.update(cont, oid, META, NAME, key.as_bytes()));
-    if let Err(e) = written {
-        // Best effort: give back the unfinished version's space (nothing names it).
-        let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &version.id));
-        return Err(e);
+    let size = data.len() as u64;
+    // Versions this put made current on some replicas but not all (a swap refused by
+    // another): freed once a later swap of this put replaced them everywhere.
+    let mut abandoned: Vec<[u8; 16]> = Vec::new();
+    let mut version = Version { id, size };
+    let mut write = true;
+    let mut last = None;
+    for attempt in 0..=RESTARTS {
+        if write {
+            let written = write_pipelined(s, cont, oid, &version.id, data)
+                .and_then(|()| s.update(cont, oid, META, NAME, key.as_bytes()));
+            if let Err(e) = written {
+                // Best effort: give back the unfinished version's space (nothing names it).
+                let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &version.id));
+                return Err(e);
+            }
+        }
+        match s.swap(cont, oid, META, CURRENT, &version.encode())? {
+            Swap::Done { replaced, .. } => {
+                // What the swap replaced (on any replica) is named nowhere now, and no swap
+                // can name it again (each version is swapped in by one swap only, or again
+                // only where no replica took it): free it. Failing here loses nothing.
+                let mut freed: Vec<Vec<u8>> = Vec::with_capacity(replaced.len());
+                for r in replaced {
+                    let old = match r.as_deref().map(Version::decode) {
+                        Some(Some(v)) => v.id.to_vec(),
+                        Some(None) => continue,
+                        None => b"0".to_vec(), // a value stored before versions, if any
+                    };
+                    if old != version.id && !freed.contains(&old) {
+                        let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &old));
+                        freed.push(old);
+                    }
+                }
+                for a in abandoned {
+                    if !freed.iter().any(|f| f[..] == a[..]) {
+                        let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &a));
+                    }
+                }
+                return Ok(());
+            }
+            // A newer value is on every replica that answered (the session's clock took its
+            // epoch in): the same version again, at a later epoch.
+            Swap::Restart {
+                applied: false,
+                error,
+            } => {
+                last = Some(error);
+                write = false;
+            }
+            // Current on some replicas: a new version (written anew) takes its place, so this
+            // one is never swapped in again after another writer freed it.
+            Swap::Restart {
+                applied: true,
+                error,
+            } => {
+                last = Some(error);
+                abandoned.push(version.id);
+                version.id = attempt_id(&id, attempt + 1);
+                write = true;
+            }
+        }
     }
-    let (_, replaced) = s.swap(cont, oid, META, CURRENT, &version.encode())?;
-    // The replaced version is no longer named: free it. Each version is replaced by exactly
-    // one swap, so each is freed once.
-    let old: Option<Vec<u8>> = match replaced.as_deref().map(Version::decode) {
-        Some(Some(v)) => Some(v.id.to_vec()),
-        Some(None) => None,
-        None => Some(b"0".to_vec()), // a value stored before versions, if any
-    };
-    if let Some(old) = old {
-        // Failing here loses nothing: the value is stored and named.
-        let _ = s.punch(cont, oid, PunchWhat::Akey(DATA, &old));
+    Err(last.unwrap_or(ClientError::NoTargets))
+}
+
+/// The version id of a put's attempt `n` (0: the id it was given): distinct for each attempt.
+fn attempt_id(id: &[u8; 16], n: usize) -> [u8; 16] {
+    let mut out = *id;
+    for (b, x) in out[12..].iter_mut().zip((n as u32).to_le_bytes()) {
+        *b ^= x;
     }
-    Ok(())
+    out
 }
 
 /// Operations a put or get keeps in flight.

@@ -525,12 +525,33 @@ pub struct Session {
 /// Fetches a pool's current map (e.g. [`connect::refresher`]).
 pub type Refresher = Box<dyn FnMut() -> Result<PoolMap, String> + Send>;
 
+/// What a [`Session::swap`] did.
+#[derive(Debug)]
+pub enum Swap {
+    /// Every replica took the value at `epoch`; `replaced` holds what each replaced (in
+    /// shard order; they differ only where replicas saw concurrent swaps differently).
+    Done {
+        epoch: u64,
+        replaced: Vec<Option<Vec<u8>>>,
+    },
+    /// A replica holds a newer value (`DER_TX_RESTART`): nothing was replaced there. If
+    /// `applied`, other replicas took the value, so it may be current on some of them until
+    /// a later swap replaces it everywhere: a caller that frees replaced values must swap a
+    /// value never swapped before next time, or it could make this one current again after
+    /// another writer freed it.
+    Restart { applied: bool, error: ClientError },
+}
+
 /// How long a blocking call keeps asking a target that does not know its handle (longer than
 /// the management service's 5 s handle resync).
 const NO_HDL_PATIENCE: Duration = Duration::from_secs(8);
 
 /// Times an operation refused as stale is sent again on a refreshed map.
 const STALE_RETRIES: usize = 8;
+
+/// Times a change refused by a replica's order check (`DER_TX_RESTART`) is sent again at a
+/// later epoch.
+pub const RESTARTS: usize = 16;
 
 /// Room for keys and headers besides the value in every message.
 const MSG_OVERHEAD: usize = 8192;
@@ -611,6 +632,12 @@ impl Session {
     pub fn next_epoch(&mut self) -> u64 {
         self.hlc = (self.hlc + 1).max(wire::clock_ns());
         self.hlc
+    }
+
+    /// Takes an epoch seen elsewhere into this session's clock, as a reply's does: its next
+    /// epochs are past it (a client whose clock runs ahead behaves so).
+    pub fn witness(&mut self, epoch: u64) {
+        self.hlc = self.hlc.max(epoch);
     }
 
     /// The pool handle (from pool connect) every request carries from now on.
@@ -873,6 +900,18 @@ impl Session {
         req: &Request<'_>,
         epoch: u64,
     ) -> Result<u64, ClientError> {
+        self.submit_flagged(target, cont, req, epoch, 0)
+    }
+
+    /// [`Self::submit_at`] with header flags `flags` ([`wire::FLAG_AS_GIVEN`]).
+    fn submit_flagged(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+        epoch: u64,
+        flags: u8,
+    ) -> Result<u64, ClientError> {
         if self.inflight.len() >= self.opts.queue_depth {
             return Err(ClientError::QueueFull(self.opts.queue_depth));
         }
@@ -908,6 +947,7 @@ impl Session {
         let header = Header::request(req.op(), tag, self.map.uuid, cont, &self.name)
             .with_map_version(self.map.placement.version)
             .with_epoch(epoch)
+            .with_flags(flags)
             .with_handles(self.handle, self.cont_handle(&cont));
         // A send waits for a free send buffer at most the operation's deadline (a peer that
         // died with every buffer in flight must not hold the caller forever).
@@ -1107,7 +1147,33 @@ impl Session {
         epoch: u64,
         f: impl FnOnce(&Reply<'_>) -> T,
     ) -> Result<T, ClientError> {
-        let tag = self.submit_at(target, cont, req, epoch)?;
+        self.call_flagged(target, cont, req, epoch, 0, f)
+    }
+
+    /// [`Self::call_at`] of a copy of a value at the value's own `epoch` (a rebuild's): the
+    /// target stores it as given, without the order check a client's change gets (a newer
+    /// change of the key stays the newer one).
+    pub fn copy_at<T>(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+        epoch: u64,
+        f: impl FnOnce(&Reply<'_>) -> T,
+    ) -> Result<T, ClientError> {
+        self.call_flagged(target, cont, req, epoch, wire::FLAG_AS_GIVEN, f)
+    }
+
+    fn call_flagged<T>(
+        &mut self,
+        target: usize,
+        cont: [u8; 16],
+        req: &Request<'_>,
+        epoch: u64,
+        flags: u8,
+        f: impl FnOnce(&Reply<'_>) -> T,
+    ) -> Result<T, ClientError> {
+        let tag = self.submit_flagged(target, cont, req, epoch, flags)?;
         let mut f = Some(f);
         let mut out = None;
         while out.is_none() {
@@ -1126,6 +1192,10 @@ impl Session {
     /// update is acknowledged only when each replica has it durably); `f` reads each reply,
     /// in shard order. The first failure is the answer, after all replies are in (a stale
     /// map first: with a refresher, the update is sent again on the new map).
+    ///
+    /// A replica that holds a newer change of what the request touches refuses it
+    /// (`DER_TX_RESTART`, with that change's epoch, which the session's clock takes in): the
+    /// change is sent again to every replica at a later epoch, at most [`RESTARTS`] times.
     fn call_all<T>(
         &mut self,
         cont: [u8; 16],
@@ -1133,11 +1203,20 @@ impl Session {
         req: &Request<'_>,
         f: impl Fn(usize, &Reply<'_>) -> T,
     ) -> Result<Vec<T>, ClientError> {
-        // One epoch for every replica, and for every try.
-        let epoch = self.next_epoch();
-        self.fresh(|s| s.call_all_once(cont, oid, req, epoch, &f))
+        let mut restarts = 0;
+        loop {
+            // One epoch for every replica, and for every try on a refreshed map.
+            let epoch = self.next_epoch();
+            match self.fresh(|s| s.call_all_once(cont, oid, req, epoch, &f)) {
+                Err(e) if e.der() == Some(der::TX_RESTART) && restarts < RESTARTS => {
+                    restarts += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
+    /// [`Self::call_all`] once at `epoch`: every shard's answer, or the first failure.
     fn call_all_once<T>(
         &mut self,
         cont: [u8; 16],
@@ -1146,6 +1225,22 @@ impl Session {
         epoch: u64,
         f: &impl Fn(usize, &Reply<'_>) -> T,
     ) -> Result<Vec<T>, ClientError> {
+        self.call_each_once(cont, oid, req, epoch, f)?
+            .into_iter()
+            .collect()
+    }
+
+    /// Sends `req` at `epoch` to every shard of `oid` and waits for each answer, in shard
+    /// order. A target that refused it as stale makes the whole call stale (sent again on a
+    /// refreshed map by [`Self::fresh`]).
+    fn call_each_once<T>(
+        &mut self,
+        cont: [u8; 16],
+        oid: Oid,
+        req: &Request<'_>,
+        epoch: u64,
+        f: &impl Fn(usize, &Reply<'_>) -> T,
+    ) -> Result<Vec<Result<T, ClientError>>, ClientError> {
         let shards = self.map.shards(oid)?;
         let mut tags = Vec::with_capacity(shards.len());
         let mut failed = None;
@@ -1176,7 +1271,7 @@ impl Session {
         {
             return Err(e);
         }
-        out.into_iter().flatten().collect()
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// Sends `req` to `oid`'s shards one after another until one answers: a replica that
@@ -1266,9 +1361,10 @@ impl Session {
         )
     }
 
-    /// Replaces a small single value (at most 4 KiB) and returns the epoch and the value it
-    /// replaced (`None`: there was none), in one step on the target: of concurrent swaps,
-    /// each sees the value of the one before it.
+    /// Replaces a small single value (at most 4 KiB) on every replica at one epoch, in one
+    /// step on each target: each answers with the value just below the swap's epoch, which
+    /// the order check makes the value it replaced (of concurrent swaps, each sees the one
+    /// before it). Not sent again on a `DER_TX_RESTART`: see [`Swap`].
     pub fn swap(
         &mut self,
         cont: [u8; 16],
@@ -1276,30 +1372,48 @@ impl Session {
         dkey: &[u8],
         akey: &[u8],
         value: &[u8],
-    ) -> Result<(u64, Option<Vec<u8>>), ClientError> {
+    ) -> Result<Swap, ClientError> {
         let req = Request::Swap {
             oid,
             dkey,
             akey,
             value,
         };
-        let all = self.call_all(cont, oid, &req, |t, r| {
-            reply::Swapped::get(r.body)
-                .ok()
-                .map(|(e, old)| (e, old.map(<[u8]>::to_vec)))
-                .ok_or(t)
+        let epoch = self.next_epoch();
+        let each = self.fresh(|s| {
+            s.call_each_once(cont, oid, &req, epoch, &|t, r| {
+                reply::Swapped::get(r.body)
+                    .ok()
+                    .map(|(e, old)| (e, old.map(<[u8]>::to_vec)))
+                    .ok_or(t)
+            })
         })?;
-        // Every replica swapped; the first (the group's first shard) tells what was replaced.
-        let mut first = None;
-        for r in all {
+        let mut replaced = Vec::with_capacity(each.len());
+        let mut restart = None;
+        let mut applied = false;
+        let mut failed = None;
+        for r in each {
             match r {
-                Ok(v) => {
-                    first.get_or_insert(v);
+                Ok(Ok((_, old))) => {
+                    applied = true;
+                    replaced.push(old);
                 }
-                Err(t) => return Err(self.bad(t, "swap reply malformed")),
+                Ok(Err(t)) => return Err(self.bad(t, "swap reply malformed")),
+                Err(e) if e.der() == Some(der::TX_RESTART) => {
+                    restart.get_or_insert(e);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        first.ok_or(ClientError::NoTargets)
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(match restart {
+            Some(error) => Swap::Restart { applied, error },
+            None => Swap::Done { epoch, replaced },
+        })
     }
 
     /// Sends an object request that answers with an epoch to every shard of the object;

@@ -189,7 +189,7 @@ impl Session {
                     }
                     // At the value's own epoch: a client's update of the key in the
                     // meantime (a later epoch) stays the newer one on every replica.
-                    self.call_at(
+                    self.copy_at(
                         dst,
                         cont,
                         &Request::Update {
@@ -233,7 +233,7 @@ impl Session {
                         offset += u64::from(len);
                         continue;
                     }
-                    self.call_at(
+                    self.copy_at(
                         dst,
                         cont,
                         &Request::WriteExtent {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use daos_client::{ClientError, Session, SessionOpts};
+use daos_client::{ClientError, Session, SessionOpts, Swap};
 use daos_engine::wire::{PunchWhat, der};
 
 #[test]
@@ -299,11 +299,42 @@ fn a_swap_answers_with_the_value_it_replaced() {
     let f = fixture(1);
     let mut s = session(&f);
     let cont = s.cont_create("c", [6; 16]).expect("container");
-    let (e1, old) = s.swap(cont, 3, b"m", b"cur", b"one").expect("swap");
-    assert_eq!(old, None);
-    let (e2, old) = s.swap(cont, 3, b"m", b"cur", b"two").expect("swap");
+    let done = |r: Result<Swap, ClientError>| match r.expect("swap") {
+        Swap::Done { epoch, replaced } => (epoch, replaced),
+        Swap::Restart { error, .. } => panic!("refused: {error}"),
+    };
+    let (e1, old) = done(s.swap(cont, 3, b"m", b"cur", b"one"));
+    assert_eq!(old, vec![None]);
+    let (e2, old) = done(s.swap(cont, 3, b"m", b"cur", b"two"));
     assert!(e2 > e1);
-    assert_eq!(old.as_deref(), Some(&b"one"[..]));
+    assert_eq!(old, vec![Some(b"one".to_vec())]);
+    // A swap at an epoch below the value's is refused (nothing replaced), with the newer
+    // epoch in the session's clock: the next swap goes above it.
+    let mut behind = session(&f);
+    s.witness(daos_wire::clock_ns() + 500_000_000);
+    let (e3, _) = done(s.swap(cont, 3, b"m", b"cur", b"three"));
+    match behind.swap(cont, 3, b"m", b"cur", b"four").expect("swap") {
+        Swap::Restart { applied, error } => {
+            assert!(!applied);
+            assert_eq!(error.der(), Some(der::TX_RESTART), "{error}");
+        }
+        Swap::Done { .. } => panic!("a swap below the value's epoch replaced it"),
+    }
+    let (e4, old) = done(behind.swap(cont, 3, b"m", b"cur", b"four"));
+    assert!(e4 > e3, "{e4} > {e3}");
+    assert_eq!(old, vec![Some(b"three".to_vec())]);
+    // Two sessions can choose one epoch (each one past the newest it saw): the second
+    // swap at it is refused too (it is not the same change), and goes again above.
+    let old = loop {
+        match s.swap(cont, 3, b"m", b"cur", b"two").expect("swap") {
+            Swap::Done { replaced, .. } => break replaced,
+            Swap::Restart { applied, error } => {
+                assert!(!applied, "{error}");
+                assert_eq!(error.der(), Some(der::TX_RESTART), "{error}");
+            }
+        }
+    };
+    assert_eq!(old, vec![Some(b"four".to_vec())]);
     assert_eq!(
         s.fetch(cont, 3, b"m", b"cur").expect("fetch").as_deref(),
         Some(&b"two"[..])
@@ -593,6 +624,30 @@ fn an_epoch_far_ahead_of_the_target_clock_is_refused() {
         |_| (),
     )
     .expect("at a chosen epoch");
+    // An older epoch arriving later would be ordered before an acknowledged change: refused
+    // (DER_TX_RESTART), nothing written.
+    let e = s
+        .call_at(
+            0,
+            cont,
+            &Request::Update {
+                oid: 4,
+                dkey: b"d",
+                akey: b"a",
+                value: b"older",
+            },
+            now,
+            |_| (),
+        )
+        .expect_err("an older epoch, arriving later");
+    assert_eq!(e.der(), Some(der::TX_RESTART), "{e}");
+    assert!(e.to_string().contains("newer change of this key"), "{e}");
+    assert_eq!(
+        s.fetch(cont, 4, b"d", b"a").expect("fetch"),
+        Some(b"newer".to_vec()),
+        "the newest epoch stays"
+    );
+    // The same change at the same epoch again (a resend) is answered as applied.
     s.call_at(
         0,
         cont,
@@ -600,16 +655,36 @@ fn an_epoch_far_ahead_of_the_target_clock_is_refused() {
             oid: 4,
             dkey: b"d",
             akey: b"a",
-            value: b"older",
+            value: b"newer",
+        },
+        now + 1_000,
+        |_| (),
+    )
+    .expect("a resend");
+    // A rebuild's copy at its value's own (older) epoch is stored as given, below the
+    // newer value.
+    s.copy_at(
+        0,
+        cont,
+        &Request::Update {
+            oid: 4,
+            dkey: b"d",
+            akey: b"a",
+            value: b"copied",
         },
         now,
         |_| (),
     )
-    .expect("an older epoch, arriving later");
+    .expect("a copy at its own epoch");
     assert_eq!(
         s.fetch(cont, 4, b"d", b"a").expect("fetch"),
-        Some(b"newer".to_vec()),
-        "the newest epoch wins, not the last arrival"
+        Some(b"newer".to_vec())
+    );
+    // A later update is taken above it.
+    s.update(cont, 4, b"d", b"a", b"latest").expect("update");
+    assert_eq!(
+        s.fetch(cont, 4, b"d", b"a").expect("fetch"),
+        Some(b"latest".to_vec())
     );
     drop(f.shards);
 }

@@ -206,6 +206,30 @@ pub enum StoreError {
         "the SCM part holds a log in an older format without a header; recreate the pool (destroy and create) with this release"
     )]
     OldFormat,
+    /// A client's change at a chosen epoch that is not newer than what the key holds: taken
+    /// as it is, it would be ordered before a change already acknowledged (DAOS's
+    /// `DER_TX_RESTART`: choose an epoch above `newest` and send it again).
+    #[error(
+        "a newer change of this key exists (epoch {newest} is not below the request's {epoch}); send it again at a later epoch"
+    )]
+    Conflict { newest: u64, epoch: u64 },
+}
+
+/// What a client's change at a chosen epoch is checked as ([`Store::check_order`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    Single(&'a [u8]),
+    Extent { offset: u64, data: &'a [u8] },
+    Punch,
+}
+
+/// How a client's change at a chosen epoch stands against what the store holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Newer than everything it touches: apply it.
+    Apply,
+    /// The same change at the same epoch is already stored (a resend): answer as applied.
+    Duplicate,
 }
 
 /// The store of one target in one pool.
@@ -883,6 +907,96 @@ impl<S: Media, B: Media> Store<S, B> {
         } else {
             self.epoch = self.epoch.max(epoch);
             epoch
+        }
+    }
+
+    /// Checks a client's change of `cont`/`oid` (`dkey`, `akey`: its scope; `None`: the
+    /// whole object or dkey, a punch) at the epoch it chose, before it is applied: a change
+    /// must be newer than every change it touches (values of the akey, overlapping extents,
+    /// punches above it), so that acknowledged changes of a key are ordered by their epochs
+    /// whatever the clients' clocks say (DAOS's conflict check: the client restarts at a later
+    /// epoch). The same change at the same epoch (a resend) is a [`Order::Duplicate`].
+    pub fn check_order(
+        &self,
+        cont: Cont,
+        oid: Oid,
+        dkey: Option<&[u8]>,
+        akey: Option<&[u8]>,
+        change: Change<'_>,
+        epoch: u64,
+    ) -> Result<Order, StoreError> {
+        let Some(obj) = self.index.objects.get(&(cont, oid)) else {
+            return Ok(Order::Apply);
+        };
+        // The newest epoch the change touches, and whether an entry at exactly `epoch` is
+        // this very change (compared by checksum and length, computed only then).
+        let mut newest = 0u64;
+        let mut same = false;
+        let crc = std::cell::OnceCell::new();
+        let crc_of = || {
+            *crc.get_or_init(|| match change {
+                Change::Single(d) | Change::Extent { data: d, .. } => (crc32fast::hash(d), d.len()),
+                Change::Punch => (0, 0),
+            })
+        };
+        let identical = |v: &Value| match (change, v) {
+            (Change::Punch, Value::Punch) => true,
+            (Change::Single(_), Value::Single(loc)) => {
+                let (_, len, c) = loc.parts();
+                crc_of() == (c, len as usize)
+            }
+            (Change::Extent { offset, .. }, Value::Extent { offset: o, loc }) => {
+                let (_, len, c) = loc.parts();
+                *o == offset && crc_of() == (c, len as usize)
+            }
+            _ => false,
+        };
+        let mut see = |e: u64, identical: &dyn Fn() -> bool| {
+            if e > newest {
+                newest = e;
+                same = false;
+            }
+            if e == newest && e == epoch && !same && identical() {
+                same = true;
+            }
+        };
+        let touches = |v: &Value| match (change, v) {
+            (Change::Extent { offset, data }, Value::Extent { offset: o, loc }) => {
+                let end = offset.saturating_add(data.len() as u64);
+                let eend = o.saturating_add(u64::from(loc.parts().1));
+                *o < end && eend > offset
+            }
+            _ => true,
+        };
+        let whole = matches!(change, Change::Punch);
+        for e in &obj.0 {
+            see(*e, &|| whole && dkey.is_none());
+        }
+        use std::ops::Bound::Included;
+        let dkeys = match dkey {
+            Some(d) => obj.1.range::<[u8], _>((Included(d), Included(d))),
+            None => obj.1.range::<[u8], _>(..),
+        };
+        for (_, dk) in dkeys {
+            for e in &dk.0 {
+                see(*e, &|| whole && dkey.is_some() && akey.is_none());
+            }
+            let akeys = match akey {
+                Some(a) => dk.1.range::<[u8], _>((Included(a), Included(a))),
+                None => dk.1.range::<[u8], _>(..),
+            };
+            for (_, h) in akeys {
+                for (e, v) in h.iter().filter(|(_, v)| touches(v)) {
+                    see(*e, &|| akey.is_some() && identical(v));
+                }
+            }
+        }
+        if newest < epoch {
+            Ok(Order::Apply)
+        } else if newest == epoch && same {
+            Ok(Order::Duplicate)
+        } else {
+            Err(StoreError::Conflict { newest, epoch })
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
 
 use crate::pool::{PoolStore, TargetStore};
-use crate::store::StoreError;
+use crate::store::{Change, Order, StoreError};
 use crate::wire::reply::{Containers, Created, Data, Epoch, Fetched, Found, Keys, Oids, Swapped};
 use crate::wire::{self, ADDR_MAX, Header, PunchWhat, Request, Writer, der};
 
@@ -57,6 +57,9 @@ enum Outcome {
     /// Fetch replies: a value of this many bytes is in the client's buffer.
     Fetched(u32),
     Failed(i32, String),
+    /// A change refused by the order check: the newest epoch it touches goes back in the
+    /// header.
+    Restart(u64, String),
 }
 
 /// A bulk request in progress, in its bulk slot.
@@ -580,6 +583,47 @@ impl TargetService {
             }
             Err((code, text)) => return Outcome::Failed(code, text),
         };
+        let data = ep.bulk_buf(slot);
+        let order = match req {
+            Request::UpdateBulk {
+                oid,
+                dkey,
+                akey,
+                bulk,
+            } => ordered(
+                store,
+                h,
+                cont,
+                oid,
+                Some(dkey),
+                Some(akey),
+                Change::Single(&data[..bulk.len as usize]),
+            ),
+            Request::WriteExtentBulk {
+                oid,
+                dkey,
+                akey,
+                offset,
+                bulk,
+            } => ordered(
+                store,
+                h,
+                cont,
+                oid,
+                Some(dkey),
+                Some(akey),
+                Change::Extent {
+                    offset,
+                    data: &data[..bulk.len as usize],
+                },
+            ),
+            _ => return Outcome::Failed(der::INVAL, "not an update".into()),
+        };
+        match order {
+            Ok(Order::Apply) => {}
+            Ok(Order::Duplicate) => return Outcome::Epoch(h.epoch),
+            Err(e) => return failed(&e),
+        }
         let result = match req {
             Request::UpdateBulk {
                 oid,
@@ -617,7 +661,7 @@ impl TargetService {
         };
         match result {
             Ok(epoch) => Outcome::Epoch(epoch),
-            Err(e) => Outcome::Failed(store_status(&e), store_error_text(&e)),
+            Err(e) => failed(&e),
         }
     }
 
@@ -680,8 +724,34 @@ fn decode_status(e: &wire::WireError) -> i32 {
     }
 }
 
+/// The order check of a client's change at the epoch it chose (none for a change the
+/// target stamps, epoch 0, or a rebuild's copy at its value's own epoch, [`wire::FLAG_AS_GIVEN`]).
+fn ordered(
+    store: &TargetStore,
+    h: &Header,
+    cont: u128,
+    oid: u128,
+    dkey: Option<&[u8]>,
+    akey: Option<&[u8]>,
+    change: Change<'_>,
+) -> Result<Order, StoreError> {
+    if h.epoch == 0 || h.flags & wire::FLAG_AS_GIVEN != 0 {
+        return Ok(Order::Apply);
+    }
+    store.check_order(cont, oid, dkey, akey, change, h.epoch)
+}
+
+/// A bulk change's failure.
+fn failed(e: &StoreError) -> Outcome {
+    match e {
+        StoreError::Conflict { newest, .. } => Outcome::Restart(*newest, e.to_string()),
+        e => Outcome::Failed(store_status(e), store_error_text(e)),
+    }
+}
+
 fn store_status(e: &StoreError) -> i32 {
     match e {
+        StoreError::Conflict { .. } => der::TX_RESTART,
         StoreError::Checksum { .. } => der::CSUM,
         StoreError::LogFull | StoreError::BdevFull => der::NOSPACE,
         StoreError::TooLarge | StoreError::ReservedContainer => der::INVAL,
@@ -694,7 +764,12 @@ fn store_status(e: &StoreError) -> i32 {
 }
 
 fn store_error(h: &Header, resp: &mut [u8], e: &StoreError) -> usize {
-    wire::encode_error(resp, h, store_status(e), &store_error_text(e))
+    let h = match e {
+        // The client takes the newest epoch into its clock and sends again above it.
+        StoreError::Conflict { newest, .. } => h.with_epoch(*newest),
+        _ => *h,
+    };
+    wire::encode_error(resp, &h, store_status(e), &store_error_text(e))
 }
 
 fn store_error_text(e: &StoreError) -> String {
@@ -731,6 +806,9 @@ fn bulk_reply(h: &Header, resp: &mut [u8], outcome: &Outcome) -> usize {
     let mut w = Writer::body(resp);
     match *outcome {
         Outcome::Failed(code, ref text) => return wire::encode_error(resp, h, code, text),
+        Outcome::Restart(newest, ref text) => {
+            return wire::encode_error(resp, &h.with_epoch(newest), der::TX_RESTART, text);
+        }
         Outcome::Epoch(e) => {
             reply.epoch = e;
             Epoch::put(&mut w, e)
@@ -876,7 +954,18 @@ fn handle(
                     dkey,
                     akey,
                 };
-                let e = store.update_at(key, value, h.epoch)?;
+                let e = match ordered(
+                    store,
+                    h,
+                    cont,
+                    oid,
+                    Some(dkey),
+                    Some(akey),
+                    Change::Single(value),
+                )? {
+                    Order::Apply => store.update_at(key, value, h.epoch)?,
+                    Order::Duplicate => h.epoch,
+                };
                 reply.epoch = e;
                 Epoch::put(&mut w, e);
             }
@@ -893,7 +982,11 @@ fn handle(
                     dkey,
                     akey,
                 };
-                let e = store.write_extent_at(key, offset, data, h.epoch)?;
+                let change = Change::Extent { offset, data };
+                let e = match ordered(store, h, cont, oid, Some(dkey), Some(akey), change)? {
+                    Order::Apply => store.write_extent_at(key, offset, data, h.epoch)?,
+                    Order::Duplicate => h.epoch,
+                };
                 reply.epoch = e;
                 Epoch::put(&mut w, e);
             }
@@ -906,16 +999,22 @@ fn handle(
                 if value.len() > crate::store::INLINE_MAX {
                     return Err(StoreError::TooLarge);
                 }
-                // One target handles one request at a time: nothing comes between the
-                // fetch and the update.
-                let old = store.fetch(cont, oid, dkey, akey, u64::MAX)?;
                 let key = crate::store::AkeyRef {
                     cont,
                     oid,
                     dkey,
                     akey,
                 };
-                let e = store.update_at(key, value, h.epoch)?;
+                // The order check makes the swap's value the newest (or finds it already
+                // is: a resend); what it replaced is the value just below its epoch, the
+                // same answer for a resend. One target handles one request at a time:
+                // nothing comes between the check, the update and the fetch.
+                let change = Change::Single(value);
+                let e = match ordered(store, h, cont, oid, Some(dkey), Some(akey), change)? {
+                    Order::Apply => store.update_at(key, value, h.epoch)?,
+                    Order::Duplicate => h.epoch,
+                };
+                let old = store.fetch(cont, oid, dkey, akey, e.saturating_sub(1))?;
                 reply.epoch = e;
                 Swapped::put(&mut w, e, old.as_deref());
             }
@@ -951,7 +1050,14 @@ fn handle(
                 Data::put_inline(&mut w, &v);
             }
             Request::Punch { oid, what } => {
+                let (d, a) = match what {
+                    PunchWhat::Object => (None, None),
+                    PunchWhat::Dkey(d) => (Some(d), None),
+                    PunchWhat::Akey(d, a) => (Some(d), Some(a)),
+                };
+                let dup = ordered(store, h, cont, oid, d, a, Change::Punch)? == Order::Duplicate;
                 let e = match what {
+                    _ if dup => h.epoch,
                     PunchWhat::Object => store.punch_at(cont, oid, None, None, h.epoch)?,
                     PunchWhat::Dkey(d) => store.punch_at(cont, oid, Some(d), None, h.epoch)?,
                     PunchWhat::Akey(d, a) => {

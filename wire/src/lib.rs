@@ -9,7 +9,8 @@
 //!  0 magic u32 "DRS\x01"   4 version u16   6 op u16   8 tag u64 (echoed in the reply)
 //! 16 status i32 (replies: 0 or a DER code)   20 body length u32
 //! 24 pool uuid [16]   40 container uuid [16]   56 reply-address length u8
-//! 57 reply address [40] (the client's fabric name)   97..100 zero
+//! 57 reply address [40] (the client's fabric name)   97 flags u8 ([`FLAG_AS_GIVEN`])
+//! 98..100 zero
 //! 100 pool map version u32 (requests: the client's; replies: the target's; 0 = not known)
 //! 104 epoch u64: requests that change data carry the epoch the client chose (the same on
 //!     every replica, so concurrent updates of a key end alike everywhere; 0 = the target
@@ -20,7 +21,12 @@
 //!
 //! Epochs are hybrid logical clock readings (nanoseconds since 1970, never going back on
 //! one side, raised by every epoch seen from the other side), as DAOS's HLC. A target refuses
-//! an epoch more than [`HLC_EPSILON_NS`] ahead of its own clock with `DER_HLC_SYNC`.
+//! an epoch more than [`HLC_EPSILON_NS`] ahead of its own clock with `DER_HLC_SYNC`, and a
+//! change whose epoch is not above every change of the key it touches with `DER_TX_RESTART`
+//! and that newest epoch in the header: the client takes it into its clock and sends the
+//! change again at a later epoch, so acknowledged changes of a key are ordered by their epochs
+//! in the order they were acknowledged, whatever the clients' clocks (DAOS's conflict check
+//! and restart).
 //!
 //! A target that knows a newer map of the pool than the request's refuses it with
 //! [`der::STALE`] and its own version in the header (DAOS's `DER_STALE` check in
@@ -131,6 +137,7 @@ pub mod der {
         Key2big KEY2BIG = -2012 "DER_KEY2BIG",
         Rec2big REC2BIG = -2013 "DER_REC2BIG",
         Csum CSUM = -2021 "DER_CSUM",
+        TxRestart TX_RESTART = -2025 "DER_TX_RESTART",
     }
 
     /// DAOS's name of a status code, for messages.
@@ -208,7 +215,14 @@ pub struct Header {
     pub handle: u64,
     /// The container handle (from container open; 0: none).
     pub cont_handle: u64,
+    /// [`FLAG_AS_GIVEN`] and future flags (0 in older clients' requests).
+    pub flags: u8,
 }
+
+/// A change stored at the epoch it names without the order check (a rebuild's copy of a
+/// value at the value's own epoch). Client changes leave it clear: the target refuses one
+/// that is not newer than what it touches with [`der::TX_RESTART`] and the newest epoch.
+pub const FLAG_AS_GIVEN: u8 = 1;
 
 impl Header {
     /// A request header from this side.
@@ -230,7 +244,14 @@ impl Header {
             epoch: 0,
             handle: 0,
             cont_handle: 0,
+            flags: 0,
         }
+    }
+
+    /// This header with flags `f` ([`FLAG_AS_GIVEN`]).
+    pub fn with_flags(mut self, f: u8) -> Header {
+        self.flags = f;
+        self
     }
 
     /// This header with pool handle `pool` and container handle `cont`.
@@ -272,6 +293,7 @@ impl Header {
         b[40..56].copy_from_slice(&self.cont);
         b[56] = self.addr_len;
         b[57..57 + ADDR_MAX].copy_from_slice(&self.addr);
+        b[97] = self.flags;
         b[100..104].copy_from_slice(&self.map_version.to_le_bytes());
         b[104..112].copy_from_slice(&self.epoch.to_le_bytes());
         b[112..120].copy_from_slice(&self.handle.to_le_bytes());
@@ -317,6 +339,7 @@ impl Header {
             epoch: u64_at(104),
             handle: u64_at(112),
             cont_handle: u64_at(120),
+            flags: buf[97],
         })
     }
 
