@@ -166,6 +166,14 @@ impl<'a> Containers<'a> {
                         tonic::Code::PermissionDenied => {
                             return Err(ContError::NoPerm(s.message().into()));
                         }
+                        // A change the service may still commit: asking again could make it
+                        // twice (or fail as already done); the service's words say so.
+                        tonic::Code::DeadlineExceeded => {
+                            return Err(ContError::Unavailable {
+                                pool: self.pool.clone(),
+                                last: format!("{h}: {}", s.message()),
+                            });
+                        }
                         _ => {
                             if let Some(r) = Redirect::from_status(&s) {
                                 hosts.prefer(r.hosts());

@@ -382,3 +382,92 @@ fn a_pool_service_replicates_containers_and_survives_its_leader() {
         }
     }
 }
+
+#[test]
+fn a_pool_service_leader_without_a_majority_says_so_at_once() {
+    use daos_mgmt::raft::pool::{Members, PoolSvcError};
+    use daos_mgmt::state::{Command, ContainerRecord};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (replicas, mut nodes) = three_servers(dir.path());
+    let uuid = "12345678-0000-0000-0000-000000000002";
+    let n0 = nodes[0].as_ref().expect("running").node.clone();
+    for (i, addr) in replicas.iter().enumerate() {
+        let m = Members {
+            replicas: replicas.clone(),
+            me: i,
+        };
+        n0.pool_svc_start(addr, i == 0, uuid, &m)
+            .expect("start a replica");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let create = |node: &Arc<daos_mgmt::raft::MsNode>, n: u8| {
+        let c = ContainerRecord {
+            uuid: format!("{n:08x}-0000-0000-0000-000000000000"),
+            label: format!("c{n}"),
+            ..Default::default()
+        };
+        rt.block_on(node.pool_services().write(uuid, Command::ContCreate(c)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let l = loop {
+        if let Some(l) = nodes.iter().position(|r| {
+            r.as_ref()
+                .is_some_and(|r| rt.block_on(r.node.pool_services().read(uuid)).is_ok())
+        }) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no pool service leader");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let leader = nodes[l].as_ref().expect("leader").node.clone();
+    create(&leader, 1).expect("a create with every replica");
+    // Both followers' servers die: the leader is alone. Its writes are refused within
+    // bounded time (never left waiting), and once it has heard from nobody for a while it
+    // says that the service lost its majority, naming the replicas, without writing.
+    for i in (0..3).filter(|i| *i != l) {
+        nodes[i].take().expect("follower").kill();
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut n = 2;
+    let e = loop {
+        let asked = Instant::now();
+        let r = create(&leader, n);
+        n += 1;
+        assert!(
+            asked.elapsed() < Duration::from_secs(12),
+            "a write waited {:?}",
+            asked.elapsed()
+        );
+        match r {
+            Err(e @ PoolSvcError::NoMajority { .. }) => break e,
+            Err(PoolSvcError::NotCommitted { .. }) => {}
+            other => panic!("a write without a majority answered {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "never told the majority is lost");
+    };
+    let text = e.to_string();
+    assert!(text.contains("has lost its majority"), "{text}");
+    for r in &replicas {
+        assert!(text.contains(r.as_str()), "{text} names {r}");
+    }
+    // Refused at once now, with nothing written.
+    let asked = Instant::now();
+    assert!(matches!(
+        create(&leader, 99),
+        Err(PoolSvcError::NoMajority { .. })
+    ));
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    let db = leader
+        .pool_services()
+        .read_any(uuid)
+        .expect("read its own state");
+    assert!(db.container("c99").is_none(), "nothing written");
+    drop(nodes);
+}

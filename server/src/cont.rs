@@ -230,6 +230,10 @@ fn status(pool: &str, e: PoolSvcError, svc_hosts: &[String]) -> Status {
             }
             _ => Status::failed_precondition(r.to_string()),
         },
+        // Nothing was written: asking again later is safe.
+        e @ PoolSvcError::NoMajority { .. } => Status::unavailable(e.to_string()),
+        // Written but not committed: asking again could apply it twice; the caller is told.
+        e @ PoolSvcError::NotCommitted { .. } => Status::deadline_exceeded(e.to_string()),
         PoolSvcError::Ms(e) => Status::unavailable(format!("pool {pool}'s service: {e}")),
     }
 }
@@ -313,7 +317,7 @@ impl ContService {
             Err(PoolSvcError::NotLeader { hint, .. }) if hint.is_empty() => {
                 svc.read_any(&uuid).map_err(|e| status(&uuid, e, &hosts))
             }
-            Err(PoolSvcError::Ms(MsError::Unavailable(_))) => {
+            Err(PoolSvcError::Ms(MsError::Unavailable(_)) | PoolSvcError::NoMajority { .. }) => {
                 svc.read_any(&uuid).map_err(|e| status(&uuid, e, &hosts))
             }
             Err(e) => Err(status(&uuid, e, &hosts)),

@@ -596,7 +596,13 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         n => n as usize,
     };
     let (owner, owner_group, acl) = ownership(req)?;
-    let (svc_ranks, svc_hosts) = service_ranks(h, &ranks, nsvc);
+    let (mut svc_ranks, mut svc_hosts) = service_ranks(h, &ranks, nsvc);
+    // Fewer hosts than asked: an odd count, as DAOS's (an even one tolerates no more losses
+    // than the odd one below it, and two of four lost leave no majority).
+    if req.nsvc == 0 && svc_ranks.len() > 1 && svc_ranks.len().is_multiple_of(2) {
+        svc_ranks.pop();
+        svc_hosts.pop();
+    }
     let rec = PoolRecord {
         owner,
         owner_group,

@@ -29,6 +29,13 @@ use crate::state::{Command, Reply, SystemDb};
 /// How long a leader may take to confirm it still leads before a read.
 const READ_CONFIRM: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a leader may go without a majority of its replicas acknowledging it before its
+/// service is taken as having lost its majority (well past an election timeout).
+const QUORUM_LOST: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long a write waits for a majority to commit it.
+const WRITE_COMMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a pool service's replicas are and which one this server runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Members {
@@ -64,6 +71,31 @@ pub enum PoolSvcError {
         hint: String,
         replicas: Vec<String>,
     },
+    /// The leader has not heard from a majority of the service's replicas lately: nothing
+    /// can be committed until enough of them are back.
+    #[error(
+        "pool {pool}'s service has lost its majority: its leader {leader} has heard from no majority of its {} replicas ({}) for {} ms{}; bring back the daos_servers of its replicas (the service resumes by itself when a majority answers)",
+        .replicas.len(),
+        .replicas.join(", "),
+        .silent_ms,
+        if .behind.is_empty() { String::new() } else { format!(" (not in step: {})", .behind.join(", ")) }
+    )]
+    NoMajority {
+        pool: String,
+        leader: String,
+        replicas: Vec<String>,
+        /// Replicas whose log is behind the leader's.
+        behind: Vec<String>,
+        silent_ms: u64,
+    },
+    /// A write was sent to the replicas but no majority committed it in time: it is applied
+    /// if a majority comes back, or never.
+    #[error(
+        "pool {pool}'s service did not commit the change within {} s: a majority of its replicas ({}) did not answer; it takes effect if they come back in time to commit it, else not at all: check with a query before doing it again",
+        WRITE_COMMIT.as_secs(),
+        .replicas.join(", ")
+    )]
+    NotCommitted { pool: String, replicas: Vec<String> },
     #[error(transparent)]
     Ms(#[from] MsError),
 }
@@ -282,7 +314,7 @@ impl PoolServices {
             .ok_or_else(|| PoolSvcError::NoReplica(uuid.to_string()))?;
         let m = r.raft.metrics().borrow().clone();
         if m.state == ServerState::Leader {
-            return Ok(r);
+            return self.with_majority(uuid, r, &m);
         }
         let hint = m
             .current_leader
@@ -295,10 +327,58 @@ impl PoolServices {
         })
     }
 
-    /// Applies `cmd` to pool `uuid`'s service (this replica must lead it).
+    /// `r` (leading pool `uuid`'s service) if a majority of its replicas acknowledged it
+    /// within [`QUORUM_LOST`]; a single replica is its own majority.
+    fn with_majority(
+        &self,
+        uuid: &str,
+        r: Arc<Replica>,
+        m: &openraft::RaftMetrics<u64, BasicNode>,
+    ) -> Result<Arc<Replica>, PoolSvcError> {
+        if r.members.replicas.len() < 2 {
+            return Ok(r);
+        }
+        // None: elected a moment ago, no acknowledgement yet (a write's commit timeout
+        // covers a leader that never gets one).
+        let silent = m.millis_since_quorum_ack.unwrap_or(0);
+        if silent <= QUORUM_LOST.as_millis() as u64 {
+            return Ok(r);
+        }
+        let applied = m.last_log_index.unwrap_or(0);
+        let behind = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, matched)| {
+                **id as usize != r.members.me && matched.is_none_or(|l| l.index < applied)
+            })
+            .filter_map(|(id, _)| r.members.replicas.get(*id as usize).cloned())
+            .collect();
+        Err(PoolSvcError::NoMajority {
+            pool: uuid.to_string(),
+            leader: r
+                .members
+                .replicas
+                .get(r.members.me)
+                .cloned()
+                .unwrap_or_default(),
+            replicas: r.members.replicas.clone(),
+            behind,
+            silent_ms: silent,
+        })
+    }
+
+    /// Applies `cmd` to pool `uuid`'s service (this replica must lead it, with a majority);
+    /// waits at most [`WRITE_COMMIT`] for the commit.
     pub async fn write(&self, uuid: &str, cmd: Command) -> Result<Reply, PoolSvcError> {
         let r = self.leader_of(uuid)?;
-        match r.raft.client_write(cmd).await {
+        let Ok(written) = tokio::time::timeout(WRITE_COMMIT, r.raft.client_write(cmd)).await else {
+            return Err(PoolSvcError::NotCommitted {
+                pool: uuid.to_string(),
+                replicas: r.members.replicas.clone(),
+            });
+        };
+        match written {
             Ok(resp) => resp.data.map_err(|e| PoolSvcError::Ms(MsError::Refused(e))),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(PoolSvcError::NotLeader {
