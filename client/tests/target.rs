@@ -829,3 +829,52 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Sends `n` updates pipelined (the session's queue depth), one akey each.
+fn put_many(s: &mut Session, cont: [u8; 16], reqs: impl Iterator<Item = (u128, Vec<u8>)>) {
+    use daos_engine::wire::Request;
+    let mut reqs = reqs.peekable();
+    let mut failed = None;
+    while reqs.peek().is_some() || s.in_flight() > 0 {
+        while s.in_flight() < 16
+            && let Some((oid, dkey)) = reqs.next()
+        {
+            let req = Request::Update {
+                oid,
+                dkey: &dkey,
+                akey: b"a",
+                value: b"v",
+            };
+            s.submit(0, cont, &req).expect("submit");
+        }
+        s.poll(|_, r| {
+            if let Err(e) = r {
+                failed.get_or_insert(e.to_string());
+            }
+        })
+        .expect("poll");
+    }
+    assert_eq!(failed, None);
+}
+
+#[test]
+fn listings_larger_than_a_message_come_in_pages() {
+    let f = fixture(1);
+    let mut s = session(&f);
+    let cont = s.cont_create("many", [5; 16]).expect("create");
+    // 6,000 objects on one target: 96 KB of ids, more than a client's message holds.
+    let n = 6000u128;
+    put_many(&mut s, cont, (0..n).map(|i| (i * 7919 + 3, b"d".to_vec())));
+    let listed = s.list_objects(cont).expect("list");
+    let mut want: Vec<u128> = (0..n).map(|i| i * 7919 + 3).collect();
+    want.sort_unstable();
+    assert_eq!(listed.len(), want.len());
+    assert!(listed == want, "every id once, in order");
+    // 3,000 dkeys of one object: 60 KB of keys.
+    let keys = |i: u32| format!("dkey-{i:013}").into_bytes();
+    put_many(&mut s, cont, (0..3000).map(|i| (42u128 << 64, keys(i))));
+    let dkeys = s.list_dkeys(cont, 42 << 64).expect("dkeys");
+    assert_eq!(dkeys.len(), 3000);
+    assert!(dkeys == (0..3000).map(keys).collect::<Vec<_>>());
+    drop(f.shards);
+}

@@ -1479,7 +1479,12 @@ impl<S: Media, B: Media> Store<S, B> {
         self.index
             .objects
             .range((lo, Bound::Included((cont, Oid::MAX))))
-            .filter(|((_, oid), _)| !self.list_dkeys(cont, *oid).is_empty())
+            .filter(|((_, oid), obj)| {
+                // Any live dkey (not all of them: a page costs its objects' first keys).
+                obj.1
+                    .keys()
+                    .any(|d| !self.list_akeys(cont, *oid, d).is_empty())
+            })
             .map(|((_, oid), _)| *oid)
             .take(max)
             .collect()

@@ -1068,6 +1068,7 @@ fn handle(
                 Epoch::put(&mut w, e);
             }
             Request::ListDkeys { oid, after } => {
+                w.limit(wire::LIST_PAGE);
                 let keys = store.list_dkeys(cont, oid);
                 let later = keys.iter().map(Vec::as_slice).filter(|k| *k > after);
                 Keys::put(&mut w, later);
@@ -1086,6 +1087,8 @@ fn handle(
                 Keys::put(&mut w, keys.iter().map(Vec::as_slice));
             }
             Request::ListOids { after, from_start } => {
+                // A page the client's message holds; it asks again after the last id.
+                w.limit(wire::LIST_PAGE);
                 let max = Oids::room(&w);
                 let oids = store.list_oids(cont, after, from_start, max + 1);
                 let more = oids.len() > max;

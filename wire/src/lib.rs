@@ -172,6 +172,12 @@ pub struct Bulk {
 /// Values above this travel by RMA when both sides can.
 pub const BULK_THRESHOLD: usize = 16 << 10;
 
+/// Largest body of a listing reply (object ids, dkeys): a page, as DAOS's enumeration
+/// anchors make them; the client asks again from where the page ended. A reply larger than
+/// a client's receive buffer never reaches it (its messages hold [`BULK_THRESHOLD`] and 8 KiB
+/// of keys and headers, or less without RMA), so listings stay well below the smallest.
+pub const LIST_PAGE: usize = 4096;
+
 pub mod reply;
 
 /// A message that cannot be decoded.
@@ -365,6 +371,13 @@ impl<'a> Writer<'a> {
             pos: HEADER_LEN,
             overflow: false,
         }
+    }
+
+    /// Keeps the body to at most `room` more bytes (a listing's page).
+    pub fn limit(&mut self, room: usize) {
+        let end = self.buf.len().min(self.pos.saturating_add(room));
+        let buf = std::mem::take(&mut self.buf);
+        self.buf = &mut buf[..end];
     }
 
     /// Bytes still free.

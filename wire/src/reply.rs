@@ -304,6 +304,35 @@ mod tests {
     }
 
     #[test]
+    fn a_limited_listing_is_a_page_that_says_more_follow() {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut w = Writer::body(&mut buf);
+        w.limit(crate::LIST_PAGE);
+        assert_eq!(w.room(), crate::LIST_PAGE);
+        let max = Oids::room(&w);
+        let ids: Vec<u128> = (0..10_000).collect();
+        Oids::put(&mut w, &ids[..max], true);
+        let n = w
+            .finish(Header::request(Op::Ping, 1, [0; 16], [0; 16], b""))
+            .expect("fits");
+        assert!(n <= crate::HEADER_LEN + crate::LIST_PAGE);
+        let (more, got) = Oids::get(&buf[crate::HEADER_LEN..n]).expect("page");
+        assert!(more);
+        assert_eq!(got, ids[..max]);
+        // Keys stop at the page too.
+        let mut w = Writer::body(&mut buf);
+        w.limit(crate::LIST_PAGE);
+        let keys: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_be_bytes().repeat(4)).collect();
+        Keys::put(&mut w, keys.iter().map(Vec::as_slice));
+        let n = w
+            .finish(Header::request(Op::Ping, 1, [0; 16], [0; 16], b""))
+            .expect("fits");
+        assert!(n <= crate::HEADER_LEN + crate::LIST_PAGE);
+        let (more, got) = Keys::get(&buf[crate::HEADER_LEN..n]).expect("page");
+        assert!(more && !got.is_empty() && got[..] == keys[..got.len()]);
+    }
+
+    #[test]
     fn every_layout_round_trips_and_garbage_is_refused() {
         assert_eq!(Epoch::get(&body(|w| Epoch::put(w, 77))), Ok(77));
         for f in [
