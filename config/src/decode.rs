@@ -699,15 +699,8 @@ pub fn server(d: &mut Decoder, root: &Node) -> Server {
         }
         (None, None) => Vec::new(),
     };
-    if s.mgmt_svc_replicas.is_empty() {
-        s.mgmt_svc_replicas = vec![format!("localhost:{}", s.port)];
-    } else {
-        for r in &mut s.mgmt_svc_replicas {
-            if !has_port(r) {
-                r.push_str(&format!(":{}", s.port));
-            }
-        }
-    }
+    // Entries keep their explicit ports; the others get the control port once the
+    // command-line overrides are in ([`default_replica_ports`]).
 
     // Engines: `engines`, or the deprecated `servers`.
     let both = Decoder::has(&v, "servers") && Decoder::has(&v, "engines");
@@ -752,6 +745,20 @@ fn conflict(d: &mut Decoder, a: &str, b: &str) {
 }
 
 /// True when a `host[:port]` string carries a port.
+/// `mgmt_svc_replicas` completed with the control port `port` (after `-p`): an entry without
+/// a port gets it, an entry with one keeps its own (DAOS), an empty list is this host.
+pub fn default_replica_ports(s: &mut Server) {
+    if s.mgmt_svc_replicas.is_empty() {
+        s.mgmt_svc_replicas = vec![format!("localhost:{}", s.port)];
+        return;
+    }
+    for r in &mut s.mgmt_svc_replicas {
+        if !has_port(r) {
+            r.push_str(&format!(":{}", s.port));
+        }
+    }
+}
+
 pub fn has_port(addr: &str) -> bool {
     if let Some(rest) = addr.strip_prefix('[') {
         return rest.contains("]:");

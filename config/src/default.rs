@@ -40,7 +40,7 @@ pub fn yaml(p: &DefaultParams) -> String {
     format!(
         "# daos-rs embedded default: single node, emulated storage under {dir}\n\
          name: daos_server\n\
-         mgmt_svc_replicas: [\"localhost:10001\"]\n\
+         mgmt_svc_replicas: [localhost]\n\
          port: 10001\n\
          provider: ofi+tcp\n\
          socket_dir: {run}\n\

@@ -131,6 +131,7 @@ pub fn load_str(
     let mut d = decode::Decoder::default();
     let mut server = decode::server(&mut d, &root);
     overrides.apply(&mut server, &mut d.spans, &mut d.errors);
+    decode::default_replica_ports(&mut server);
     let (errors, notices) = validate::server(&server, &d.spans, d.errors.is_empty());
     // A key that failed to decode keeps its default, which validation may then flag too:
     // report one error per key path, the first (decode) one.

@@ -1001,6 +1001,37 @@ fn cli_overrides_take_precedence() {
 }
 
 #[test]
+fn replica_ports_stay_explicit_and_only_portless_entries_take_the_control_port() {
+    // Issue #23 item 9: servers sharing an address are told apart by their ports.
+    let text =
+        "port: 10011\nmgmt_svc_replicas: [127.0.0.1:10013, 127.0.0.1, \"127.0.0.1:10012\"]\n";
+    let l = load(text).unwrap();
+    assert_eq!(
+        l.server.mgmt_svc_replicas,
+        vec!["127.0.0.1:10013", "127.0.0.1:10011", "127.0.0.1:10012"]
+    );
+    // -p gives its port to entries without one, never to an explicit one.
+    let o = Overrides {
+        port: Some(10099),
+        ..Default::default()
+    };
+    let l = load_str(text, "t.yml", &o).unwrap();
+    assert_eq!(
+        l.server.mgmt_svc_replicas,
+        vec!["127.0.0.1:10013", "127.0.0.1:10099", "127.0.0.1:10012"]
+    );
+    let l = load_str("", "t.yml", &o).unwrap();
+    assert_eq!(l.server.mgmt_svc_replicas, vec!["localhost:10099"]);
+    // An entry without a port and one naming the control port are one replica.
+    let errs = load("port: 10011\nmgmt_svc_replicas: [a, b, \"a:10011\"]\n").unwrap_err();
+    assert!(
+        errs.to_string()
+            .contains("duplicate of mgmt_svc_replicas[0]"),
+        "{errs}"
+    );
+}
+
+#[test]
 fn bad_overrides_are_blamed_on_the_flag() {
     let o = Overrides {
         targets: Some(0),

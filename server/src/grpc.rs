@@ -809,6 +809,11 @@ impl MgmtSvc for Services {
     /// control address.
     async fn join(&self, req: Request<JoinReq>) -> Result<Response<JoinResp>, Status> {
         security::authorize(&req, "MgmtSvc.Join", self.insecure)?;
+        // A server configured with other replicas belongs to another system (issue #23
+        // item 13): refused before anything else, naming both replica sets.
+        self.ms
+            .check_peer_set(req.metadata())
+            .map_err(|e| Status::failed_precondition(format!("join refused: {e}")))?;
         self.leader()?;
         let peer = req.remote_addr();
         let r = req.into_inner();

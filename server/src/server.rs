@@ -223,43 +223,67 @@ pub fn raft_dir(s: &Server) -> Option<PathBuf> {
         .map(|m| m.join("control_raft"))
 }
 
-/// `mgmt_svc_replicas` as this server reaches them: entries naming this host by loopback or
-/// host name carry the port it really listens on (`-p` may have changed it).
+/// `mgmt_svc_replicas` as configured, each with its port: an explicit port is kept (servers
+/// sharing an address are told apart by it), an entry without one got the control port
+/// (after `-p`) when the config was loaded.
 pub fn effective_replicas(s: &Server) -> Vec<String> {
-    let me = crate::logging::hostname();
-    let port = s.port;
-    let pinned = daos_hw::net::host_addr().ok().flatten();
-    let mut out: Vec<String> = s
-        .mgmt_svc_replicas
-        .iter()
-        .map(|r| {
-            let host = r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h);
-            let local = match pinned {
-                Some(ip) => host.parse::<std::net::IpAddr>() == Ok(ip),
-                None => host == "localhost" || host == me || host.starts_with("127."),
-            };
-            match r.rsplit_once(':') {
-                Some((h, _)) if local => format!("{h}:{port}"),
-                Some(_) => r.clone(),
-                None => format!("{r}:{port}"),
-            }
-        })
-        .collect();
-    if out.is_empty() {
-        out.push(format!("localhost:{port}"));
+    if s.mgmt_svc_replicas.is_empty() {
+        return vec![format!("localhost:{}", s.port)];
     }
-    out
+    s.mgmt_svc_replicas
+        .iter()
+        .map(|r| match daos_config::decode::has_port(r) {
+            true => r.clone(),
+            false => format!("{r}:{}", s.port),
+        })
+        .collect()
+}
+
+/// The replicas in canonical order (see [`crate::membership::raft::canonical_replicas`]) and
+/// this server's position among them: its own entry matches both an address of this host
+/// and its control port. Refused: entries that cannot be told apart or do not resolve, and
+/// a server that is not listed although an entry names its host with another port (a
+/// replica whose port was changed, e.g. with `-p`, or mistyped).
+pub fn replica_position(
+    s: &Server,
+    host: Option<std::net::IpAddr>,
+    ips: &[std::net::IpAddr],
+) -> Result<(Vec<String>, Option<usize>), CmdError> {
+    use crate::membership::raft;
+    let listed = effective_replicas(s);
+    let replicas = raft::canonical_replicas(&listed)
+        .map_err(|e| CmdError::new(format!("bad config: {}", e.message)).fix(e.fix))?;
+    let me = raft::local_replica(&replicas, s.port, host, ips);
+    if me.is_none() {
+        let here = replicas.iter().find(|r| {
+            raft::resolve_replica(r)
+                .is_ok_and(|a| a.port() != s.port && daos_hw::net::is_host_ip(a.ip(), host, ips))
+        });
+        if let Some(r) = here {
+            let i = listed.iter().position(|l| l == r).unwrap_or_default();
+            return Err(CmdError::new(format!(
+                "bad config: mgmt_svc_replicas[{i}] {r:?} names this host, but this server's control port is {} and no entry of mgmt_svc_replicas ({}) is this host with port {}",
+                s.port,
+                listed.join(", "),
+                s.port
+            ))
+            .fix(format!(
+                "list this server with its own port (e.g. {}:{}) in mgmt_svc_replicas of every server, or give it the port its entry names (`port:` or -p)",
+                r.rsplit_once(':').map_or(r.as_str(), |(h, _)| h),
+                s.port
+            )));
+        }
+    }
+    Ok((replicas, me))
 }
 
 /// How this server takes part in the management service.
 pub fn ms_config(s: &Server) -> Result<MsConfig, CmdError> {
-    let replicas = effective_replicas(s);
-    let me = crate::membership::raft::local_replica(
-        &replicas,
-        s.port,
+    let (replicas, me) = replica_position(
+        s,
         daos_hw::net::host_addr().ok().flatten(),
         &crate::membership::raft::local_ips(),
-    );
+    )?;
     let tls = if s.transport_config.allow_insecure {
         None
     } else {
@@ -459,6 +483,76 @@ pub fn block_signals() -> Result<(), CmdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn replicas_of(port: u16, list: &str) -> Result<(Vec<String>, Option<usize>), CmdError> {
+        let yaml = format!("port: {port}\nmgmt_svc_replicas: [{list}]\n");
+        let l = daos_config::load_str(&yaml, "t.yml", &daos_config::Overrides::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ips = [std::net::IpAddr::from([127, 0, 0, 1])];
+        replica_position(&l.server, None, &ips)
+    }
+
+    #[test]
+    fn servers_on_one_address_keep_their_ports_and_agree_on_the_order() {
+        // Issue #23 items 9 and 13: three servers on 127.0.0.1 listing the replicas in
+        // different orders; each finds its own entry by port, all number them alike.
+        let want: Vec<String> = (10011..=10013).map(|p| format!("127.0.0.1:{p}")).collect();
+        for (port, list, me) in [
+            (
+                10011,
+                "127.0.0.1:10011, 127.0.0.1:10012, 127.0.0.1:10013",
+                0,
+            ),
+            (
+                10012,
+                "127.0.0.1:10013, 127.0.0.1:10011, 127.0.0.1:10012",
+                1,
+            ),
+            (
+                10013,
+                "127.0.0.1:10012, 127.0.0.1:10013, localhost:10011",
+                2,
+            ),
+        ] {
+            let (replicas, pos) = replicas_of(port, list).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(pos, Some(me), "{port}: {list}");
+            let keys = crate::membership::raft::replica_set_key(&replicas);
+            assert_eq!(keys, want.join(","), "{port}: {list}");
+            if port != 10013 {
+                assert_eq!(replicas, want);
+            }
+        }
+    }
+
+    #[test]
+    fn replicas_that_cannot_be_told_apart_are_refused() {
+        let e = replicas_of(10011, "127.0.0.1:10011, localhost:10011, 127.0.0.1:10012")
+            .expect_err("duplicate");
+        let text = e.to_string();
+        assert!(
+            text.contains("mgmt_svc_replicas[0] \"127.0.0.1:10011\"")
+                && text.contains("mgmt_svc_replicas[1] \"localhost:10011\"")
+                && text.contains("cannot be told apart")
+                && text.contains("fix: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_server_missing_from_a_list_naming_its_host_is_refused() {
+        let e = replicas_of(10014, "127.0.0.1:10011, 127.0.0.1:10012, 127.0.0.1:10013")
+            .expect_err("not listed");
+        let text = e.to_string();
+        assert!(
+            text.contains("mgmt_svc_replicas[0] \"127.0.0.1:10011\" names this host")
+                && text.contains("control port is 10014")
+                && text.contains("fix: list this server with its own port (e.g. 127.0.0.1:10014)"),
+            "{text}"
+        );
+        // A list of other hosts only: this server is simply no replica.
+        let (_, me) = replicas_of(10014, "192.0.2.1:10001").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(me, None);
+    }
 
     #[test]
     fn active_config_is_read_only_and_rewritable() {

@@ -1,9 +1,14 @@
 //! The replicated management service: [`SystemDb`] on openraft across the servers named in
-//! `mgmt_svc_replicas` (node id = position in that list, node address = the entry).
+//! `mgmt_svc_replicas` (node id = position in that list in its canonical order, see
+//! [`canonical_replicas`]; node address = the entry).
 //!
-//! - The first replica bootstraps a new system (a one-voter group); the leader adds another
-//!   replica as a voter once an engine of that replica's server has joined (DAOS's
-//!   manageVoter).
+//! - The first replica of the canonical order (the lowest address, then port) bootstraps a
+//!   new system (a one-voter group), whatever order each server's config lists them in; the
+//!   leader adds another replica as a voter once an engine of that replica's server has
+//!   joined (DAOS's manageVoter).
+//! - Servers announce their replica set on their calls to each other
+//!   ([`net::REPLICA_SET_HEADER`]); a server refuses Raft calls and joins from one whose set
+//!   differs ([`compare_replica_sets`]), so disagreeing configs cannot form two systems.
 //! - Log and vote: [`log::LogStore`] (own checksummed append-only file with fsync); snapshots
 //!   of the whole state: [`sm::StateMachine`]; both under `control_raft/`.
 //! - Reads answer from this server's applied state (any replica, as DAOS); writes are
@@ -113,6 +118,96 @@ pub struct MsConfig {
     pub timing: Timing,
 }
 
+/// A `mgmt_svc_replicas` list that cannot be used: what is wrong (naming the field and the
+/// entries) and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaListError {
+    pub message: String,
+    pub fix: String,
+}
+
+/// The address `entry` (`host:port`) resolves to, IPv4 first (`localhost` is 127.0.0.1 on
+/// every host), or why it does not resolve.
+pub fn resolve_replica(entry: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = entry
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .collect();
+    let v4 = addrs.iter().filter(|a| a.is_ipv4()).min().copied();
+    v4.or_else(|| addrs.iter().min().copied())
+        .ok_or_else(|| "no address".to_string())
+}
+
+/// `entries` (`mgmt_svc_replicas`, `host:port` each) in canonical order: sorted by resolved
+/// address, then port, so every server numbers the replicas alike and the same one (the
+/// first) bootstraps whatever order its config lists them in. Refused: an entry that does
+/// not resolve, two entries that resolve to the same address and port (their replicas could
+/// not be told apart).
+pub fn canonical_replicas(entries: &[String]) -> Result<Vec<String>, ReplicaListError> {
+    let mut resolved: Vec<(SocketAddr, Vec<SocketAddr>, usize)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let addr = resolve_replica(e).map_err(|why| ReplicaListError {
+            message: format!(
+                "invalid list of MS replicas in configuration: mgmt_svc_replicas[{i}] {e:?} does not resolve ({why})"
+            ),
+            fix: "list each management service replica as host:port with a host name or address every server resolves".into(),
+        })?;
+        let all: Vec<SocketAddr> = e.to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
+        if let Some((_, _, j)) = resolved
+            .iter()
+            .find(|(a, others, _)| *a == addr || others.iter().any(|o| all.contains(o)))
+        {
+            return Err(ReplicaListError {
+                message: format!(
+                    "mgmt_svc_replicas[{j}] {:?} and mgmt_svc_replicas[{i}] {e:?} both resolve to {addr}: their replicas cannot be told apart",
+                    entries[*j]
+                ),
+                fix: "list each management service replica once; daos_servers sharing an address need distinct ports (host:port, each server's own `port`)".into(),
+            });
+        }
+        resolved.push((addr, all, i));
+    }
+    resolved.sort_by_key(|(a, _, _)| (a.ip(), a.port()));
+    Ok(resolved
+        .into_iter()
+        .map(|(_, _, i)| entries[i].clone())
+        .collect())
+}
+
+/// The replica set as servers announce and compare it: the resolved addresses in canonical
+/// order (an entry that does not resolve as written), comma-separated.
+pub fn replica_set_key(replicas: &[String]) -> String {
+    let mut addrs: Vec<(Option<SocketAddr>, String)> = replicas
+        .iter()
+        .map(|r| match resolve_replica(r) {
+            Ok(a) => (Some(a), a.to_string()),
+            Err(_) => (None, r.clone()),
+        })
+        .collect();
+    addrs.sort_by(|x, y| {
+        let k = |v: &(Option<SocketAddr>, String)| (v.0.map(|a| (a.ip(), a.port())), v.1.clone());
+        k(x).cmp(&k(y))
+    });
+    addrs
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether a peer that announced the replica set `theirs` (None: it announced none, as
+/// DAOS's own servers) may talk to this server whose set is `ours`; the refusal names both
+/// sets and the fix.
+pub fn compare_replica_sets(ours: &str, theirs: Option<&str>) -> Result<(), String> {
+    match theirs {
+        None => Ok(()),
+        Some(t) if t == ours => Ok(()),
+        Some(t) => Err(format!(
+            "management service replica sets differ: the calling server has mgmt_svc_replicas [{t}], this server has [{ours}]; fix: give every daos_server of the system the same mgmt_svc_replicas (the order does not matter) and restart the servers whose list differs"
+        )),
+    }
+}
+
 /// How long a write may look for a leader.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a join may look for a leader (DAOS: an hour, 10 s per try; the caller retries).
@@ -142,6 +237,10 @@ struct Inner {
     state: RwLock<Option<Arc<RwLock<sm::Applied>>>>,
     /// Resolved addresses of each replica entry (empty until resolved).
     resolved: Mutex<Vec<Vec<SocketAddr>>>,
+    /// This server's replica set ([`replica_set_key`]).
+    set_key: String,
+    /// Replica sets of refused peers already logged (each is logged once).
+    refused_sets: Mutex<BTreeSet<String>>,
 }
 
 /// A server's handle on the management service (replica or not).
@@ -326,7 +425,7 @@ impl Inner {
                     }
                 };
                 let mut client = MgmtSvcClient::new(ch);
-                let call = client.join(Peers::stamp(msg.clone()));
+                let call = client.join(self.peers.stamp_set(msg.clone()));
                 match tokio::time::timeout(CALL_TIMEOUT, call).await {
                     Err(_) => tried.push(format!("{addr}: no answer within {CALL_TIMEOUT:?}")),
                     Ok(Ok(resp)) => {
@@ -539,7 +638,8 @@ impl MsNode {
             .enable_all()
             .build()
             .map_err(|e| MsError::Raft(format!("cannot start the runtime: {e}")))?;
-        let peers = Arc::new(Peers::new(cfg.tls.clone()));
+        let set_key = replica_set_key(&cfg.replicas);
+        let peers = Arc::new(Peers::new(cfg.tls.clone()).announcing(&set_key));
         let pools = Arc::new(pool::PoolServices::new(
             cfg.pool_dir.clone(),
             peers.clone(),
@@ -552,6 +652,8 @@ impl MsNode {
             raft: RwLock::new(None),
             state: RwLock::new(None),
             resolved: Mutex::new(Vec::new()),
+            set_key,
+            refused_sets: Mutex::new(BTreeSet::new()),
         });
         Ok(MsNode {
             inner,
@@ -722,6 +824,29 @@ impl MsNode {
             }),
             _ => None,
         }
+    }
+
+    /// This server's replica set as it announces it ([`replica_set_key`]).
+    pub fn replica_set(&self) -> &str {
+        &self.inner.set_key
+    }
+
+    /// Refuses a server-to-server call (Raft, join) from a server whose announced replica set
+    /// differs from this one's; the first refusal of each set is logged.
+    pub fn check_peer_set(&self, md: &tonic::metadata::MetadataMap) -> Result<(), String> {
+        let theirs = md
+            .get(net::REPLICA_SET_HEADER)
+            .map(|v| v.to_str().unwrap_or("<not text>"));
+        compare_replica_sets(&self.inner.set_key, theirs).inspect_err(|e| {
+            let mut seen = self
+                .inner
+                .refused_sets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if seen.insert(theirs.unwrap_or_default().to_string()) {
+                tracing::error!("refusing calls of another server: {e}");
+            }
+        })
     }
 
     /// The replica entry `addr` (`ip:port`) belongs to, if any.
@@ -1019,5 +1144,89 @@ impl ManagementService for MsNode {
                 pools.stop_remote(&addr, &uuid).await
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod replica_list_tests {
+    use super::*;
+
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_order_gives_one_canonical_list_and_one_bootstrap_replica() {
+        // Issue #23 item 13: the bootstrap replica must not depend on list order.
+        let want = list(&["127.0.0.1:10011", "127.0.0.1:10012", "127.0.0.2:10001"]);
+        for order in [
+            ["127.0.0.2:10001", "127.0.0.1:10012", "127.0.0.1:10011"],
+            ["127.0.0.1:10012", "127.0.0.2:10001", "127.0.0.1:10011"],
+            ["127.0.0.1:10011", "127.0.0.1:10012", "127.0.0.2:10001"],
+        ] {
+            let l = list(&order);
+            assert_eq!(canonical_replicas(&l), Ok(want.clone()), "{order:?}");
+            assert_eq!(replica_set_key(&l), want.join(","), "{order:?}");
+        }
+        // The set is compared as addresses: `localhost` is 127.0.0.1.
+        assert_eq!(
+            replica_set_key(&list(&["localhost:10011", "127.0.0.1:10012"])),
+            "127.0.0.1:10011,127.0.0.1:10012"
+        );
+    }
+
+    #[test]
+    fn servers_sharing_an_address_are_told_apart_by_port() {
+        // Issue #23 item 9: three servers on 127.0.0.1 with their own control ports.
+        let l = list(&["127.0.0.1:10013", "127.0.0.1:10011", "127.0.0.1:10012"]);
+        let c = canonical_replicas(&l).expect("distinct");
+        let ips = [IpAddr::from([127, 0, 0, 1])];
+        for (port, me) in [(10011, 0), (10012, 1), (10013, 2)] {
+            assert_eq!(local_replica(&c, port, None, &ips), Some(me), "{port}");
+        }
+        assert_eq!(local_replica(&c, 10014, None, &ips), None);
+    }
+
+    #[test]
+    fn entries_that_cannot_be_told_apart_are_refused_naming_both() {
+        for (l, a, b) in [
+            (["127.0.0.1:10011", "127.0.0.1:10011"], 0, 1),
+            (["localhost:10011", "127.0.0.1:10011"], 0, 1),
+        ] {
+            let l = list(&l);
+            let e = canonical_replicas(&l).expect_err("duplicate");
+            assert!(
+                e.message
+                    .contains(&format!("mgmt_svc_replicas[{a}] {:?}", l[a]))
+                    && e.message
+                        .contains(&format!("mgmt_svc_replicas[{b}] {:?}", l[b]))
+                    && e.message.contains("127.0.0.1:10011")
+                    && e.message.contains("cannot be told apart"),
+                "{}",
+                e.message
+            );
+            assert!(e.fix.contains("distinct ports"), "{}", e.fix);
+        }
+        let e = canonical_replicas(&list(&["no-such-host.invalid:10001"])).expect_err("bad");
+        assert!(
+            e.message.contains("mgmt_svc_replicas[0]") && e.message.contains("does not resolve"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_peer_with_another_replica_set_is_refused_naming_both_sets() {
+        let ours = "127.0.0.1:10011,127.0.0.1:10012,127.0.0.1:10013";
+        assert_eq!(compare_replica_sets(ours, None), Ok(()));
+        assert_eq!(compare_replica_sets(ours, Some(ours)), Ok(()));
+        let theirs = "127.0.0.1:10011";
+        let e = compare_replica_sets(ours, Some(theirs)).expect_err("differ");
+        assert!(
+            e.contains(&format!("[{theirs}]"))
+                && e.contains(&format!("[{ours}]"))
+                && e.contains("same mgmt_svc_replicas"),
+            "{e}"
+        );
     }
 }

@@ -28,12 +28,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The gRPC header in which a server announces its management service replica set
+/// ([`super::replica_set_key`]) on its server-to-server calls; the receiver refuses a call
+/// from a server whose set differs.
+pub const REPLICA_SET_HEADER: &str = "x-daos-rs-mgmt-replicas";
+
 /// Connections to other servers' control ports, made lazily and kept.
 pub struct Peers {
     tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
     /// The runtime channels' workers run on (else the caller's).
     runtime: Option<tokio::runtime::Handle>,
+    /// This server's replica set, announced in [`REPLICA_SET_HEADER`].
+    replica_set: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Peers {
@@ -42,7 +49,14 @@ impl Peers {
             tls,
             channels: Mutex::new(HashMap::new()),
             runtime: None,
+            replica_set: None,
         }
+    }
+
+    /// Peers that announce `set` (the management service replica set) on their calls.
+    pub fn announcing(mut self, set: &str) -> Peers {
+        self.replica_set = set.parse().ok();
+        self
     }
 
     /// Peers whose channels run on `runtime`, whichever thread asks for them.
@@ -97,6 +111,15 @@ impl Peers {
         req
     }
 
+    /// [`Peers::stamp`], with this server's replica set when it announces one.
+    pub fn stamp_set<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = Self::stamp(msg);
+        if let Some(set) = &self.replica_set {
+            req.metadata_mut().insert(REPLICA_SET_HEADER, set.clone());
+        }
+        req
+    }
+
     /// Calls a `raft.RaftSvc` method of the management service with a JSON payload and
     /// decodes the JSON answer.
     pub async fn call<Q: Serialize, A: DeserializeOwned>(
@@ -123,7 +146,7 @@ impl Peers {
         let mut c = RaftSvcClient::new(ch)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        let req = Self::stamp(RaftMsg {
+        let req = self.stamp_set(RaftMsg {
             data,
             group: group.to_string(),
         });

@@ -35,6 +35,9 @@ impl Service {
         name: &str,
     ) -> Result<Response<RaftMsg>, Status> {
         (self.check)(&req, name)?;
+        self.node
+            .check_peer_set(req.metadata())
+            .map_err(|e| Status::failed_precondition(format!("{name}: {e}")))?;
         let msg = req.into_inner();
         let node = self.node.clone();
         let out =
