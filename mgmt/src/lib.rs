@@ -273,6 +273,11 @@ pub trait ManagementService: Send + Sync {
     fn pool_add(&self, pool: PoolRecord) -> Result<(), MsError>;
     fn pool_remove(&self, uuid: &str) -> Result<(), MsError>;
     fn pools(&self) -> Vec<PoolRecord>;
+    /// [`Self::pools`], or why the system state could not be read (where an empty list
+    /// would be taken as "no pools").
+    fn pools_checked(&self) -> Result<Vec<PoolRecord>, MsError> {
+        Ok(self.pools())
+    }
     /// Commits any other command (pool map changes, rebuild progress, a change of part of a
     /// pool: [`Command::PoolAcl`], [`Command::PoolSetProps`], [`Command::PoolSetState`],
     /// which the state machine applies to the record it holds, so concurrent changes compose).

@@ -25,7 +25,7 @@ use daos_drpc::{Client, HandlerError, MgmtMethod, Registry, SrvMethod};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use prost::Message;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::membership::{JoinRequest, ManagementService, MemberState, PoolState};
 use crate::storage::{self, FormatResult, StorageError};
@@ -180,6 +180,15 @@ pub enum EngineCallError {
 
 /// How often the management service leader pushes a changed group map.
 const GROUP_UPDATE_PERIOD: Duration = Duration::from_millis(500);
+
+/// How often a leader tries again to roll back half-made pools.
+const ORPHAN_RETRY: Duration = Duration::from_secs(5);
+
+/// How often a server looks for shards of its engines that no pool names.
+const RECLAIM_PERIOD: Duration = Duration::from_secs(10);
+
+/// How old a shard no pool names must be before it is removed.
+const SHARD_GRACE: Duration = Duration::from_secs(30);
 /// How often daos_server checks that its running engines answer.
 const HEALTH_PERIOD: Duration = Duration::from_secs(1);
 /// How long an engine has to answer a health ping.
@@ -241,8 +250,9 @@ impl Harness {
     }
 
     /// Pools left `Creating` or `Destroying` by a management service leader that stopped
-    /// midway (no create or destroy runs yet): marked for rollback once their ranks join.
-    /// The leader does this; another server leaves them to it.
+    /// midway (no create or destroy runs yet): marked for rollback. The leader does this, at
+    /// its start and whenever it becomes the leader (the one that stopped midway is another
+    /// server, maybe gone for good); another server leaves them to it.
     fn find_orphans(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.ms.is_leader() {
@@ -251,6 +261,13 @@ impl Harness {
             }
             thread::sleep(Duration::from_millis(20));
         }
+        self.scan_orphans();
+        self.roll_back_orphans();
+    }
+
+    /// [`Self::find_orphans`] now, as the leader (no creates or destroys of this server run:
+    /// it was not the leader a moment ago).
+    fn scan_orphans(&self) {
         let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
         for p in self.ms.pools() {
             if p.state == PoolState::Ready || orphans.contains(&p.uuid) {
@@ -857,15 +874,121 @@ impl Harness {
     /// format or excluded, with their URIs and incarnations) and every pool's map version to
     /// every host whose engines do not have them yet, every [`GROUP_UPDATE_PERIOD`] (DAOS's
     /// 500 ms lazy tick), retrying hosts that did not take it.
-    fn push_group_map(&self) {
+    ///
+    /// The same tick, on a leader that has just become one: half-made pools of the leader
+    /// before are rolled back ([`Self::scan_orphans`], retried every [`ORPHAN_RETRY`]); and on
+    /// every server every [`RECLAIM_PERIOD`], shards of its engines that no pool names are
+    /// removed ([`Self::reclaim_shards`]).
+    fn push_group_map(self: &Arc<Self>) {
         let mut sent = BTreeMap::new();
+        let mut leading = false;
+        let mut last_rollback = Instant::now();
+        let mut last_reclaim = Instant::now();
+        let busy = Arc::new(AtomicBool::new(false));
         while !self.stopping.load(Ordering::Acquire) {
             thread::sleep(GROUP_UPDATE_PERIOD);
+            if last_reclaim.elapsed() >= RECLAIM_PERIOD {
+                last_reclaim = Instant::now();
+                self.background(&busy, "reclaim", |h| h.reclaim_shards());
+            }
             if !self.ms.is_leader() {
                 sent.clear();
+                leading = false;
                 continue;
             }
+            let became = !leading;
+            leading = true;
+            if became || last_rollback.elapsed() >= ORPHAN_RETRY {
+                last_rollback = Instant::now();
+                self.background(&busy, "orphans", move |h| {
+                    if became {
+                        h.scan_orphans();
+                    }
+                    h.roll_back_orphans();
+                });
+            }
             self.push_maps(&mut sent);
+        }
+    }
+
+    /// Runs `f` on a thread of its own unless one such run is still going (`busy`).
+    fn background(
+        self: &Arc<Self>,
+        busy: &Arc<AtomicBool>,
+        name: &str,
+        f: impl FnOnce(&Harness) + Send + 'static,
+    ) {
+        if busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (h, b) = (self.clone(), busy.clone());
+        let spawned = thread::Builder::new().name(name.into()).spawn(move || {
+            f(&h);
+            b.store(false, Ordering::Release);
+        });
+        if let Err(e) = spawned {
+            busy.store(false, Ordering::Release);
+            warn!("cannot start the {name} work: {e}");
+        }
+    }
+
+    /// Removes the shards of this server's engines that no pool names: a create rolled back,
+    /// or a pool destroyed with `--force`, while their rank was down. A shard counts only
+    /// when the system state (the leader's, or this replica's) was read and names no such
+    /// pool, and it is older than [`SHARD_GRACE`] (a create in flight has its pool record
+    /// committed before any shard is made).
+    fn reclaim_shards(&self) {
+        for (i, inst) in self.instances.iter().enumerate() {
+            let Some(rank) = inst.rank() else { continue };
+            let Some(mount) = self.config.engines.get(i).and_then(|e| e.scm_mount()) else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(mount.join("pools")) else {
+                continue;
+            };
+            let shards: Vec<(String, Duration)> = entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    daos_wire::parse_uuid(&name)?;
+                    let age = e.metadata().ok()?.modified().ok()?.elapsed().ok()?;
+                    Some((name, age))
+                })
+                .collect();
+            if shards.is_empty() {
+                continue;
+            }
+            let pools = match self.ms.pools_checked() {
+                Ok(p) => p,
+                Err(e) => {
+                    debug!("shard reclaim: the system state could not be read: {e}");
+                    return;
+                }
+            };
+            for (uuid, age) in shards {
+                if age < SHARD_GRACE || pools.iter().any(|p| p.uuid == uuid) {
+                    continue;
+                }
+                let body = PoolDestroyReq {
+                    uuid: uuid.clone(),
+                    force: true,
+                }
+                .encode_to_vec();
+                match self
+                    .local_engine_call(rank, MgmtMethod::PoolDestroy, &body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| der_status(&b))
+                {
+                    Ok(0) => warn!(
+                        "pool {uuid}: rank {rank} held a shard of it that no pool names (a create rolled back, or a forced destroy, while the rank was down); removed"
+                    ),
+                    Ok(status) => warn!(
+                        "pool {uuid}: rank {rank}'s orphan shard was not removed: {}({status})",
+                        daos_wire::der::name(status)
+                    ),
+                    Err(e) => warn!("pool {uuid}: rank {rank}'s orphan shard was not removed: {e}"),
+                }
+            }
         }
     }
 
@@ -1491,10 +1614,12 @@ impl Harness {
             let Some(p) = self.ms.pool_find(uuid) else {
                 return false;
             };
-            if !p.ranks.iter().all(|r| joined.contains(r)) {
+            // Ranks that are down are skipped: their shards are reclaimed when they are back
+            // (`reclaim_shards`). At least one rank must answer.
+            if !p.ranks.iter().any(|r| joined.contains(r)) {
                 return true;
             }
-            match crate::pools::destroy(self, uuid, false, true) {
+            match crate::pools::destroy(self, uuid, true, true) {
                 Ok(_) => {
                     info!("pool {} ({uuid}): the half-made pool is removed", p.label);
                     false

@@ -17,7 +17,7 @@ use daos_drpc::mgmt::{
 };
 use daos_mgmt::state::{Command, Reply};
 use prost::Message;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::harness::Harness;
 use crate::membership::{MemberState, PoolRecord, PoolState};
@@ -631,7 +631,10 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
     let mut done = Vec::new();
     for &r in &ranks {
         match rank_op(h, r, MgmtMethod::PoolCreate, &body) {
-            Ok(()) => done.push(r),
+            Ok(()) => {
+                done.push(r);
+                fault_midway_create(&uuid);
+            }
             Err(e) => {
                 warn!(
                     "pool {} ({uuid}): create failed on rank {r}: {e}; undoing",
@@ -755,6 +758,20 @@ fn spread_ranks(h: &Harness, joined: &[u32], n: usize) -> Vec<u32> {
 
 /// Up to `n` of `ranks` on distinct hosts (in rank order), and those hosts' control
 /// addresses: the pool service's replicas.
+/// Fault injection for tests (DAOS injects faults with `D_FI_CONFIG`): with
+/// `DAOS_RS_FAULT_POOL_CREATE` naming a file, the first daos_server that removes that file
+/// dies here, in the middle of a pool create (a shard made, its record `Creating`), as a
+/// management service leader that loses its host would.
+fn fault_midway_create(uuid: &str) {
+    if let Ok(flag) = std::env::var("DAOS_RS_FAULT_POOL_CREATE")
+        && std::fs::remove_file(&flag).is_ok()
+    {
+        error!("fault injection ({flag}): stopping in the middle of the create of pool {uuid}");
+        // At once, as a lost host: no shutdown, no unwinding.
+        std::process::exit(134);
+    }
+}
+
 fn service_ranks(h: &Harness, ranks: &[u32], n: usize) -> (Vec<u32>, Vec<String>) {
     let members = h.ms().members();
     let mut out = (Vec::new(), Vec::new());

@@ -15,6 +15,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     servers: Vec<Option<Child>>,
     count: usize,
+    /// Environment every daos_server is started with (fault injection).
+    server_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -65,6 +67,7 @@ impl Cluster {
             dir,
             servers: (0..count).map(|_| None).collect(),
             count,
+            server_env: Vec::new(),
         })
     }
 
@@ -83,6 +86,11 @@ impl Cluster {
         self.dir.path().join(format!("h{i}"))
     }
 
+    /// Starts every daos_server from now on with `name=value` in its environment.
+    pub fn set_server_env(&mut self, name: &str, value: &str) {
+        self.server_env.push((name.into(), value.into()));
+    }
+
     /// Starts daos_server on host `i`.
     pub fn start(&mut self, i: usize) {
         let d = self.path(i);
@@ -96,6 +104,7 @@ impl Cluster {
             .command(i, &crate::bin("daos_server"))
             .args(["start", "-o"])
             .arg(d.join("daos_server.yml"))
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("server.out"))
             .stderr(out)

@@ -21,3 +21,9 @@ fn loopback_a_fourth_host_joins_and_bad_joins_are_refused() {
     let c = Cluster::on(Hosts::loopback(4), 3).expect("loopback cluster");
     scenarios::fourth_host(c);
 }
+
+#[test]
+fn loopback_a_leader_dying_in_a_pool_create_leaves_no_half_made_pool() {
+    let c = Cluster::on(Hosts::loopback(3), 3).expect("loopback cluster");
+    scenarios::leader_dies_in_a_pool_create(c);
+}

@@ -1081,6 +1081,10 @@ impl ManagementService for MsNode {
         warn_err("reading pools", self.db().map(|d| d.pools))
     }
 
+    fn pools_checked(&self) -> Result<Vec<PoolRecord>, MsError> {
+        self.db().map(|d| d.pools)
+    }
+
     fn pool_find(&self, id: &str) -> Option<PoolRecord> {
         let hit = |db: SystemDb| db.pools.into_iter().find(|p| p.label == id || p.uuid == id);
         let local = self.db().ok().and_then(hit);

@@ -2628,3 +2628,98 @@ pub fn agents_on_hosts(mut c: Cluster) {
         let _ = a.wait();
     }
 }
+
+/// Three hosts; the management service leader dies in the middle of a pool create (a fault
+/// injected after its first shard): the next leader rolls the half-made pool back by itself
+/// (its label free, no pool left `Creating`), and once the dead host is back, the shard the
+/// create left there is reclaimed; the same create then succeeds (issue #23 item 7).
+pub fn leader_dies_in_a_pool_create(mut c: Cluster) {
+    let all = c.all();
+    let all = all.as_str();
+    let flag = c.path(1).join("fault.pool_create");
+    c.set_server_env("DAOS_RS_FAULT_POOL_CREATE", &flag.display().to_string());
+    start_formatted(&mut c, all, 3);
+    let (l, _) = leader(&c, 1, all).expect("a leader");
+    let dead = (1..=3)
+        .find(|i| c.at(*i) == l)
+        .expect("the leader is a host");
+    let others: Vec<usize> = (1..=3).filter(|i| *i != dead).collect();
+    let live = others
+        .iter()
+        .map(|i| c.at(*i))
+        .collect::<Vec<_>>()
+        .join(",");
+    std::fs::write(&flag, b"").expect("fault flag");
+    let o = c.dmg(
+        others[0],
+        all,
+        &["pool", "create", "half", "--scm-size", "64M"],
+    );
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "the create went through: {}",
+        stdout(&o)
+    );
+    assert!(!flag.exists(), "the fault fired\n{}", c.logs());
+    c.kill(dead);
+    // The next leader rolls it back, without the dead host.
+    let listed = |c: &Cluster| {
+        let o = c.dmg(others[0], &live, &["-j", "pool", "list"]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).ok()
+    };
+    let gone = wait_until(Duration::from_secs(90), || {
+        listed(&c).is_some_and(|v| {
+            v["status"] == 0
+                && v["response"]["pools"]
+                    .as_array()
+                    .is_none_or(|p| p.iter().all(|p| p["label"] != "half"))
+        })
+    });
+    assert!(
+        gone,
+        "the half-made pool is still listed: {:?}\n{}",
+        listed(&c),
+        c.logs()
+    );
+    // Its label is free again while the dead host is away.
+    passed(
+        &c,
+        c.dmg(
+            others[0],
+            &live,
+            &["pool", "create", "half", "--size", "1G", "--nranks", "2"],
+        ),
+    );
+    passed(&c, c.dmg(others[0], &live, &["pool", "destroy", "half"]));
+    // The dead host comes back: the shard the create made on it (if it made one there) is
+    // removed, and no shard of any pool is left on any host.
+    c.start(dead);
+    assert!(
+        wait_until(Duration::from_secs(60), || joined(&c, others[0], all, 3)),
+        "{:?}\n{}",
+        c.members(others[0], all),
+        c.logs()
+    );
+    let shards = |c: &Cluster| -> Vec<String> {
+        (1..=3)
+            .flat_map(|i| {
+                std::fs::read_dir(c.path(i).join("scm0/pools"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(move |e| format!("h{i}: {}", e.file_name().to_string_lossy()))
+            })
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || shards(&c).is_empty()),
+        "shards no pool names: {:?}\n{}",
+        shards(&c),
+        c.logs()
+    );
+    passed(
+        &c,
+        c.dmg(1, all, &["pool", "create", "half", "--scm-size", "64M"]),
+    );
+}
