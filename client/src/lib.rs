@@ -93,6 +93,30 @@ pub enum ClientError {
     /// The session's map could not be refreshed.
     #[error("cannot refresh the pool map: {0}")]
     Refresh(String),
+    /// Objects could not be listed on every target.
+    #[error(
+        "ranks {ranks:?} are down or did not answer: objects with a copy only there cannot be listed ({listed} listed from the other targets)"
+    )]
+    Unlisted { ranks: Vec<u32>, listed: usize },
+}
+
+/// A container's objects as [`Session::list_objects_partial`] found them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectList {
+    /// Every object listed, in id order, once.
+    pub oids: Vec<Oid>,
+    /// The targets (rank, target index) not listed: rank reported down, or no answer.
+    pub unlisted: Vec<(u32, u32)>,
+}
+
+impl ObjectList {
+    /// The ranks of [`Self::unlisted`], each once, in order.
+    pub fn unlisted_ranks(&self) -> Vec<u32> {
+        let mut r: Vec<u32> = self.unlisted.iter().map(|(r, _)| *r).collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
 }
 
 impl ClientError {
@@ -1535,29 +1559,89 @@ impl Session {
         Ok(keys)
     }
 
-    /// Every object of a container that holds something, over all targets, in id order.
+    /// Every object of a container that holds something, over all targets, in id order. A
+    /// target that cannot be listed (its rank reported down, or no answer) fails the list
+    /// with [`ClientError::Unlisted`], naming its rank; [`Self::list_objects_partial`] lists
+    /// the others.
     pub fn list_objects(&mut self, cont: [u8; 16]) -> Result<Vec<Oid>, ClientError> {
-        let mut all = Vec::new();
+        let list = self.list_objects_partial(cont)?;
+        if list.unlisted.is_empty() {
+            return Ok(list.oids);
+        }
+        Err(ClientError::Unlisted {
+            ranks: list.unlisted_ranks(),
+            listed: list.oids.len(),
+        })
+    }
+
+    /// [`Self::list_objects`] over the targets that answer: a target of a rank reported down
+    /// is not asked, one that does not answer (or whose fabric fails) is skipped, and both
+    /// are named in [`ObjectList::unlisted`]. An object with a replica on a listed target is
+    /// listed; one held only on unlisted targets is not. Fails when no target answers or
+    /// one refuses (e.g. no such container). Each target's list comes page by page.
+    pub fn list_objects_partial(&mut self, cont: [u8; 16]) -> Result<ObjectList, ClientError> {
+        let mut list = ObjectList::default();
+        let mut last = None;
         for t in 0..self.map.targets.len() {
-            let (mut after, mut from_start) = (0, true);
+            if self.map.down.contains(&self.map.targets[t].rank) {
+                list.unlisted
+                    .push((self.map.targets[t].rank, self.map.targets[t].target));
+                continue;
+            }
+            let mut page = Vec::new();
+            let mut after = None;
             loop {
-                let body = self.call(t, cont, &Request::ListOids { after, from_start })?;
-                let (more, oids) =
-                    reply::Oids::get(&body).map_err(|_| self.bad(t, "object list"))?;
-                if let Some(last) = oids.last() {
-                    after = *last;
-                }
-                all.extend(oids);
-                from_start = false;
-                if !more {
-                    break;
+                match self.oids_page(t, cont, after, &mut page) {
+                    Ok(more) => {
+                        let end = page.last().copied();
+                        list.oids.append(&mut page);
+                        self.set_suspect(t, false);
+                        match (more, end) {
+                            (true, Some(l)) => after = Some(l),
+                            _ => break,
+                        }
+                    }
+                    Err(e @ (ClientError::Timeout { .. } | ClientError::Fabric(_))) => {
+                        self.set_suspect(t, true);
+                        let tgt = &self.map.targets[t];
+                        list.unlisted.push((tgt.rank, tgt.target));
+                        last = Some(e);
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
+        if list.unlisted.len() == self.map.targets.len() {
+            return Err(last.unwrap_or(ClientError::NoTargets));
+        }
         // A replicated object is listed by each of its replicas.
-        all.sort_unstable();
-        all.dedup();
-        Ok(all)
+        list.oids.sort_unstable();
+        list.oids.dedup();
+        Ok(list)
+    }
+
+    /// One page of target `t`'s objects of `cont` after `after` (from the first with
+    /// `None`) into `out`; whether more follow.
+    pub fn oids_page(
+        &mut self,
+        t: usize,
+        cont: [u8; 16],
+        after: Option<Oid>,
+        out: &mut Vec<Oid>,
+    ) -> Result<bool, ClientError> {
+        let req = Request::ListOids {
+            after: after.unwrap_or(0),
+            from_start: after.is_none(),
+        };
+        let body = self.call(t, cont, &req)?;
+        let (more, oids) = reply::Oids::get(&body).map_err(|_| self.bad(t, "object list"))?;
+        // A page that does not advance would be asked for again forever.
+        if more && (oids.is_empty() || after.is_some_and(|a| oids[0] <= a)) {
+            return Err(self.bad(t, "object list page that does not advance"));
+        }
+        out.extend(oids);
+        Ok(more)
     }
 
     /// Creates a container; returns its UUID. A taken label is [`ClientError::Exists`].

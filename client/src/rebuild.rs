@@ -3,7 +3,9 @@
 //! replica that holds them (DAOS's scan and pull, driven from one place).
 //!
 //! The scan lists each container's objects on every target that serves (up_in, drain, and
-//! ranks not reported down); an object whose id carries a redundant class is then checked on
+//! ranks not reported down), a page at a time (DAOS's anchors: the next page starts after
+//! the last id), each page's objects handed to the copying sessions before the next page is
+//! asked for, so memory is bounded by a page whatever the object count; an object whose id carries a redundant class is then checked on
 //! each target of its current layout: every akey the source holds and the target lacks or
 //! holds differently is copied (single values compared byte for byte, arrays by their
 //! extent's end). Objects without a class have one copy and nothing to rebuild from.
@@ -69,6 +71,14 @@ impl Throttle {
 /// Sessions copying objects at once in a rebuild pass.
 pub const REBUILD_WORKERS: usize = 4;
 
+/// Object ids a page of a target's list holds at most (what waits to be copied).
+const PAGE_OIDS: usize = daos_wire::LIST_PAGE / 16;
+
+/// Adds `n` objects that needed no copy to the shared progress.
+fn lock_add_scanned(shared: &std::sync::Mutex<(Progress, &mut Throttle)>, n: u64) {
+    shared.lock().unwrap_or_else(|p| p.into_inner()).0.scanned += n;
+}
+
 /// How many times a single value is copied again when its source changed meanwhile.
 const COPY_ATTEMPTS: usize = 4;
 
@@ -86,22 +96,13 @@ impl Session {
             && !self.is_suspect(t)
     }
 
-    /// Objects of `cont` on target `t`.
-    fn objects_on(&mut self, t: usize, cont: [u8; 16]) -> Result<Vec<Oid>, ClientError> {
-        let mut all = Vec::new();
-        let (mut after, mut from_start) = (0, true);
-        loop {
-            let body = self.call(t, cont, &Request::ListOids { after, from_start })?;
-            let (more, oids) = reply::Oids::get(&body).map_err(|_| self.bad(t, "object list"))?;
-            if let Some(last) = oids.last() {
-                after = *last;
-            }
-            all.extend(oids);
-            from_start = false;
-            if !more {
-                return Ok(all);
-            }
-        }
+    /// Whether target `t` holds anything of `oid` (a live dkey: what makes it listed).
+    fn holds(&mut self, t: usize, cont: [u8; 16], oid: Oid) -> bool {
+        let req = Request::ListDkeys { oid, after: b"" };
+        self.call(t, cont, &req)
+            .ok()
+            .and_then(|body| reply::Keys::get(&body).ok())
+            .is_some_and(|(_, keys)| !keys.is_empty())
     }
 
     /// Dkeys of `oid` on target `t`, every page.
@@ -278,25 +279,7 @@ impl Session {
                     self.call(t, cont, &Request::ContRegister)?;
                 }
             }
-            // Every classed object and the serving targets that list it.
-            let mut found: std::collections::BTreeMap<Oid, Vec<usize>> = Default::default();
-            for t in 0..self.map.targets.len() {
-                if !self.serves(t) {
-                    continue;
-                }
-                for oid in self.objects_on(t, cont)? {
-                    if daos_placement::ObjectClass::of_oid(oid)
-                        .is_ok_and(|c| c.redun.group_size() > 1)
-                    {
-                        found.entry(oid).or_default().push(t);
-                    }
-                }
-            }
-            let work: Vec<(Oid, usize)> = found
-                .into_iter()
-                .filter_map(|(oid, sources)| sources.first().map(|src| (oid, *src)))
-                .collect();
-            self.copy_all(cont, &work, throttle, &mut done, &mut progress)?;
+            self.scan(cont, throttle, &mut done, &mut progress)?;
         }
         // Every object is where the map puts it: copies left where it no longer does (a
         // reintegrated or new target took the shard back, a drained target) are dropped.
@@ -307,19 +290,22 @@ impl Session {
         Ok(done)
     }
 
-    /// Copies every object of `work` (object, a target to copy from) with up to
-    /// [`REBUILD_WORKERS`] sessions at once; the first error stops the others.
-    fn copy_all(
+    /// Scans `cont` on every serving target, page by page, while [`REBUILD_WORKERS`]
+    /// sessions (on their own threads) copy the objects each page names: a page's objects
+    /// are handed over (at most a page waits) before the next page is asked for, so memory
+    /// stays bounded by a page whatever the object count. An object is copied from the first
+    /// serving target of its layout that holds it (one listed by several replicas is copied
+    /// once); objects whose layout did not change are counted, not copied. The first error
+    /// stops the pass.
+    fn scan(
         &mut self,
         cont: [u8; 16],
-        work: &[(Oid, usize)],
         throttle: &mut Throttle,
         done: &mut Progress,
         progress: &mut impl FnMut(Progress),
     ) -> Result<(), ClientError> {
-        use std::sync::Mutex;
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let next = AtomicUsize::new(0);
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
         let failed = AtomicBool::new(false);
         let shared = Mutex::new((*done, throttle));
         let first_error: Mutex<Option<ClientError>> = Mutex::new(None);
@@ -327,44 +313,128 @@ impl Session {
             // A worker that panicked holding it leaves counts that are still counts.
             m.lock().unwrap_or_else(|p| p.into_inner()).0
         };
-        // One worker's loop: take the next object, copy it, account for it.
-        let run = |s: &mut Session, report: &mut dyn FnMut(Progress)| {
-            while !failed.load(Ordering::Acquire) {
-                let i = next.fetch_add(1, Ordering::AcqRel);
-                let Some(&(oid, src)) = work.get(i) else {
-                    return;
-                };
-                match s.copy_object(cont, oid, src, &shared) {
-                    Ok(()) => report(lock(&shared)),
-                    Err(e) => {
-                        failed.store(true, Ordering::Release);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
-                        return;
-                    }
-                }
-            }
+        let fail = |e: ClientError| {
+            failed.store(true, Ordering::Release);
+            first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
         };
-        let workers = REBUILD_WORKERS.min(work.len()).max(1);
+        // Objects to copy (object, a target to copy from): at most a page waits.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Oid, usize)>(PAGE_OIDS);
+        let rx = Arc::new(Mutex::new(rx));
         let (map, opts) = (self.map.clone(), self.opts);
         std::thread::scope(|scope| {
-            for _ in 1..workers {
-                let (map, run) = (map.clone(), &run);
-                scope.spawn(move || match Session::open(map, opts) {
-                    // Objects it would have taken go to the others.
-                    Err(_) => {}
-                    Ok(mut s) => run(&mut s, &mut |_| {}),
-                });
+            // The workers start with the first object to copy (none for a pass that finds
+            // every layout unchanged).
+            let mut idle = Some(rx);
+            let start = |rx: Arc<Mutex<std::sync::mpsc::Receiver<(Oid, usize)>>>| {
+                for _ in 0..REBUILD_WORKERS {
+                    let (map, rx) = (map.clone(), rx.clone());
+                    let (shared, fail, failed) = (&shared, &fail, &failed);
+                    scope.spawn(move || {
+                        // A worker that cannot open a session leaves the objects to the
+                        // others (or, with none left, to the scan).
+                        let Ok(mut s) = Session::open(map, opts) else {
+                            return;
+                        };
+                        loop {
+                            let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok((oid, src)) = next else {
+                                return;
+                            };
+                            if failed.load(Ordering::Acquire) {
+                                continue;
+                            }
+                            if let Err(e) = s.copy_object(cont, oid, src, shared) {
+                                fail(e);
+                            }
+                        }
+                    });
+                }
+            };
+            let scanned = self.scan_targets(cont, &failed, |s, oid, src| {
+                if let Some(rx) = idle.take() {
+                    start(rx);
+                }
+                match tx.send((oid, src)) {
+                    Ok(()) => {}
+                    // No worker has a session: the scan copies it.
+                    Err(_) => s.copy_object(cont, oid, src, &shared)?,
+                }
+                progress(lock(&shared));
+                Ok(())
+            });
+            drop(tx);
+            match scanned {
+                Ok(unchanged) => lock_add_scanned(&shared, unchanged),
+                Err(e) => fail(e),
             }
-            run(self, progress);
         });
         *done = lock(&shared);
+        progress(*done);
         match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Lists `cont` on every serving target page by page, handing `copy` each replicated
+    /// object with a shard to rebuild once (with the target to copy it from), until `stop`
+    /// is set; returns how many replicated objects needed no copy.
+    fn scan_targets(
+        &mut self,
+        cont: [u8; 16],
+        stop: &std::sync::atomic::AtomicBool,
+        mut copy: impl FnMut(&mut Session, Oid, usize) -> Result<(), ClientError>,
+    ) -> Result<u64, ClientError> {
+        let mut unchanged = 0u64;
+        let mut page = Vec::with_capacity(PAGE_OIDS);
+        for t in 0..self.map.targets.len() {
+            if !self.serves(t) {
+                continue;
+            }
+            let mut after = None;
+            loop {
+                if stop.load(std::sync::atomic::Ordering::Acquire) {
+                    return Ok(unchanged);
+                }
+                page.clear();
+                let more = self.oids_page(t, cont, after, &mut page)?;
+                after = page.last().copied();
+                for &oid in &page {
+                    if !daos_placement::ObjectClass::of_oid(oid)
+                        .is_ok_and(|c| c.redun.group_size() > 1)
+                    {
+                        continue;
+                    }
+                    let fill = self.map.rebuild_targets(oid)?;
+                    // Serving targets of its layout scanned before this one that keep their
+                    // shard: the object was taken there if one of them holds it.
+                    let earlier: Vec<usize> = self
+                        .map
+                        .shards(oid)?
+                        .into_iter()
+                        .filter(|&p| p < t && !fill.contains(&p) && self.serves(p))
+                        .collect();
+                    if fill.is_empty() {
+                        // Nothing to copy: counted once, where it is first listed.
+                        if earlier.is_empty() {
+                            unchanged += 1;
+                        }
+                        continue;
+                    }
+                    if earlier.iter().any(|&p| self.holds(p, cont, oid)) {
+                        continue;
+                    }
+                    copy(self, oid, t)?;
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        Ok(unchanged)
     }
 
     /// Copies object `oid` from target `src` to each target that must now hold a shard of
@@ -425,12 +495,22 @@ impl Session {
             if !self.serves(t) {
                 continue;
             }
-            for oid in self.objects_on(t, cont)? {
-                let replicated = daos_placement::ObjectClass::of_oid(oid)
-                    .is_ok_and(|c| c.redun.group_size() > 1);
-                if replicated && !self.map.final_layout(oid)?.contains(&t) {
-                    self.call(t, cont, &Request::Reclaim { oid })?;
-                    done.reclaimed += 1;
+            // Page by page: a reclaimed object is behind the next page's start.
+            let (mut page, mut after) = (Vec::with_capacity(PAGE_OIDS), None);
+            loop {
+                page.clear();
+                let more = self.oids_page(t, cont, after, &mut page)?;
+                after = page.last().copied();
+                for &oid in &page {
+                    let replicated = daos_placement::ObjectClass::of_oid(oid)
+                        .is_ok_and(|c| c.redun.group_size() > 1);
+                    if replicated && !self.map.final_layout(oid)?.contains(&t) {
+                        self.call(t, cont, &Request::Reclaim { oid })?;
+                        done.reclaimed += 1;
+                    }
+                }
+                if !more {
+                    break;
                 }
             }
         }

@@ -878,3 +878,160 @@ fn listings_larger_than_a_message_come_in_pages() {
     assert!(dkeys == (0..3000).map(keys).collect::<Vec<_>>());
     drop(f.shards);
 }
+
+/// `ranks` engines of one target each on this host (distinct pool stores, as on distinct
+/// engines), for objects placed at rank level.
+fn ranks_fixture(ranks: u32) -> (Vec<Fixture>, Arc<daos_client::PoolMap>) {
+    use daos_client::{PoolMap, RankUri};
+    let fixtures: Vec<Fixture> = (0..ranks).map(|_| fixture(1)).collect();
+    let engines: Vec<RankUri> = fixtures
+        .iter()
+        .enumerate()
+        .map(|(r, f)| RankUri {
+            rank: r as u32,
+            uri: format!(
+                "ofi+tcp;ofi_rxm://127.0.0.1:{}",
+                f.map.targets[0].port.saturating_sub(1)
+            ),
+            num_ctxs: 2,
+        })
+        .collect();
+    let all: Vec<u32> = (0..ranks).collect();
+    let map = PoolMap::new(f_uuid(), &all, &engines).expect("map");
+    (fixtures, Arc::new(map))
+}
+
+fn f_uuid() -> [u8; 16] {
+    daos_client::parse_uuid(POOL).expect("uuid")
+}
+
+/// Writes `n` RP_2G1 objects (rank level) with one akey to both replicas of each.
+fn put_replicated(s: &mut Session, cont: [u8; 16], n: u64) -> Vec<u128> {
+    use daos_engine::wire::Request;
+    let class = daos_placement::ObjectClass::parse("RP_2G1").expect("class");
+    let oids: Vec<u128> = (0..n)
+        .map(|i| class.embed_at(u128::from(i) * 104_729 + 1, daos_placement::RdLvl::Rank))
+        .collect();
+    let mut failed = None;
+    let mut copies = Vec::new();
+    for &o in &oids {
+        copies.extend(
+            s.map()
+                .shards(o)
+                .expect("layout")
+                .into_iter()
+                .map(|t| (o, t)),
+        );
+    }
+    let mut it = copies.into_iter().peekable();
+    while it.peek().is_some() || s.in_flight() > 0 {
+        while s.in_flight() < 16
+            && let Some((oid, t)) = it.next()
+        {
+            let v = oid.to_le_bytes();
+            let req = Request::Update {
+                oid,
+                dkey: b"d",
+                akey: b"a",
+                value: &v,
+            };
+            s.submit(t, cont, &req).expect("submit");
+        }
+        s.poll(|_, r| {
+            if let Err(e) = r {
+                failed.get_or_insert(e.to_string());
+            }
+        })
+        .expect("poll");
+    }
+    assert_eq!(failed, None);
+    oids
+}
+
+/// Every object target `t` lists, page by page.
+fn listed_on(s: &mut Session, t: usize, cont: [u8; 16]) -> Vec<u128> {
+    let (mut all, mut after) = (Vec::new(), None);
+    loop {
+        let more = s.oids_page(t, cont, after, &mut all).expect("page");
+        after = all.last().copied();
+        if !more {
+            return all;
+        }
+    }
+}
+
+#[test]
+fn a_rebuild_and_a_listing_page_through_objects_with_a_rank_down() {
+    use daos_placement::TargetState::{Down, UpIn};
+    let (fixtures, map) = ranks_fixture(3);
+    let mut s = Session::open(
+        map.clone(),
+        SessionOpts {
+            timeout: Duration::from_secs(5),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session");
+    let cont = s.cont_create("rp", [6; 16]).expect("create");
+    // 1,500 RP_2G1 objects over 3 ranks: ~1,000 on each target, pages of them.
+    let oids = put_replicated(&mut s, cont, 1500);
+    let mut want = oids.clone();
+    want.sort_unstable();
+    assert!(s.list_objects(cont).expect("list") == want);
+    let on2 = listed_on(&mut s, 2, cont).len();
+    assert!(
+        on2 > 3 * daos_engine::wire::LIST_PAGE / 16,
+        "{on2} objects on rank 2"
+    );
+    // Rank 2 dies: reported down, its objects are listed from their other replicas...
+    let mut fixtures = fixtures;
+    drop(fixtures.pop().map(|f| f.shards));
+    let down = Arc::new((*map).clone().with_down(&[2]));
+    let mut s = Session::open(down.clone(), SessionOpts::default()).expect("session");
+    let e = s.list_objects(cont).expect_err("rank 2 is not listed");
+    assert!(
+        matches!(&e, ClientError::Unlisted { ranks, .. } if ranks == &[2]),
+        "{e}"
+    );
+    let partial = s.list_objects_partial(cont).expect("partial list");
+    assert_eq!(partial.unlisted, [(2, 0)]);
+    assert!(partial.oids == want, "every object has a replica elsewhere");
+    // ... and so they are when it does not answer without being reported down.
+    let mut quick = Session::open(
+        map.clone(),
+        SessionOpts {
+            timeout: Duration::from_millis(300),
+            ..SessionOpts::default()
+        },
+    )
+    .expect("session");
+    let partial = quick.list_objects_partial(cont).expect("partial list");
+    assert_eq!(partial.unlisted, [(2, 0)]);
+    assert!(partial.oids == want);
+    // Its target is excluded: the rebuild copies each of its objects to the rank that lacks
+    // it, page by page.
+    let map = Arc::new(
+        (*down)
+            .clone()
+            .with_states(&[(0, vec![UpIn]), (1, vec![UpIn]), (2, vec![Down])], 2),
+    );
+    let mut s = Session::open(map, SessionOpts::default()).expect("session");
+    let mut throttle = daos_client::rebuild::Throttle::new(0);
+    let p = s.rebuild(&[cont], &mut throttle, |_| {}).expect("rebuild");
+    assert_eq!(p.scanned, 1500, "each object once: {p:?}");
+    assert_eq!(p.objs as usize, on2, "{p:?}");
+    assert_eq!(p.recs as usize, on2, "{p:?}");
+    for t in 0..2 {
+        assert!(
+            listed_on(&mut s, t, cont) == want,
+            "target {t} holds every object"
+        );
+    }
+    for &oid in oids.iter().step_by(97) {
+        assert_eq!(
+            s.fetch(cont, oid, b"d", b"a").expect("fetch"),
+            Some(oid.to_le_bytes().to_vec())
+        );
+    }
+    drop(fixtures);
+}

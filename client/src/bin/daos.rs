@@ -195,6 +195,20 @@ fn open_container(
     Ok((info.uuid, class, props.rd_lvl))
 }
 
+/// A container's objects over the targets that answer: targets of ranks down (or not
+/// answering) are named on stderr, not a failure, since replicated objects are listed from
+/// their other replicas.
+fn listed_objects(s: &mut Session, cont: [u8; 16]) -> Result<Vec<daos_client::Oid>, String> {
+    let list = s.list_objects_partial(cont).map_err(err)?;
+    if !list.unlisted.is_empty() {
+        eprintln!(
+            "daos: note: ranks {:?} are down or did not answer; objects are listed from their other replicas (an object with a copy only there is not listed)",
+            list.unlisted_ranks()
+        );
+    }
+    Ok(list.oids)
+}
+
 /// An open container: UUID, object class, `rd_lvl`.
 type OpenContainer = (
     [u8; 16],
@@ -309,7 +323,7 @@ fn cont_command(
                 s.set_cont_handle(i.uuid, h.cookie);
             }
             let (l, u) = (i.label, i.uuid);
-            let objects = s.list_objects(u).map_err(err)?.len();
+            let objects = listed_objects(s, u)?.len();
             let u = uuid_text(&u);
             Ok((
                 format!(
@@ -478,7 +492,7 @@ fn obj_command(s: &mut Session, c: &Containers, cmd: &ObjCmd) -> Result<(String,
             let (cont, _, _) =
                 open_container(s, c, container, &None, daos_client::container::FLAG_RO)?;
             let mut rows = Vec::new();
-            for oid in s.list_objects(cont).map_err(err)? {
+            for oid in listed_objects(s, cont)? {
                 if let Some(row) = kv::describe(s, cont, oid).map_err(err)? {
                     rows.push(row);
                 }

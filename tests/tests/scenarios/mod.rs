@@ -491,15 +491,21 @@ fn copies_outside_layout(c: &Cluster, all: &str, conts: &[[u8; 16]]) -> Result<u
             let (mut outside, mut replicated) = (0, 0);
             for cont in conts {
                 for t in 0..s.map().targets.len() {
-                    let req = daos_wire::Request::ListOids {
-                        after: 0,
-                        from_start: true,
-                    };
-                    let body = s.call(t, cont, &req).map_err(|e| e.to_string())?;
-                    let (more, oids) = daos_wire::reply::Oids::get(&body)
-                        .map_err(|e| format!("object list: {e:?}"))?;
-                    if more {
-                        return Err("more objects than one list holds".into());
+                    // Every page of the target's list.
+                    let (mut oids, mut after) = (Vec::new(), None);
+                    loop {
+                        let req = daos_wire::Request::ListOids {
+                            after: after.unwrap_or(0),
+                            from_start: after.is_none(),
+                        };
+                        let body = s.call(t, cont, &req).map_err(|e| e.to_string())?;
+                        let (more, page) = daos_wire::reply::Oids::get(&body)
+                            .map_err(|e| format!("object list: {e:?}"))?;
+                        after = page.last().copied().or(after);
+                        oids.extend(page);
+                        if !more {
+                            break;
+                        }
                     }
                     for oid in oids {
                         let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
