@@ -60,6 +60,23 @@ impl Client {
             path: path.into(),
             source,
         })?;
+        Client::on(stream, path)
+    }
+
+    /// Connects, waiting at most `timeout` for the server to take the connection (a stopped
+    /// server whose backlog is full takes none), and sets `timeout` for answers.
+    pub fn connect_within(path: &Path, timeout: Duration) -> Result<Client, DrpcError> {
+        let stream =
+            socket::connect_within(path, timeout).map_err(|source| DrpcError::Connect {
+                path: path.into(),
+                source,
+            })?;
+        let mut c = Client::on(stream, path)?;
+        c.set_timeout(timeout)?;
+        Ok(c)
+    }
+
+    fn on(stream: UnixStream, path: &Path) -> Result<Client, DrpcError> {
         let mut c = Client {
             stream,
             path: path.into(),

@@ -145,7 +145,24 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 
 /// Connects a seqpacket socket to `path`.
 pub fn connect(path: &Path) -> io::Result<UnixStream> {
+    connect_fd(seqpacket()?, path)
+}
+
+/// Connects a seqpacket socket to `path`, waiting at most `within` when the listener's
+/// backlog is full (a stopped or hung server accepts nothing: a plain connect would wait for
+/// as long as it stays so). Sends are bounded by `within` too.
+pub fn connect_within(path: &Path, within: std::time::Duration) -> io::Result<UnixStream> {
     let fd = seqpacket()?;
+    let tv = nix::sys::time::TimeVal::new(
+        i64::try_from(within.as_secs()).unwrap_or(i64::MAX),
+        // Below 1,000,000: fits any suseconds_t.
+        within.subsec_micros() as _,
+    );
+    socket::setsockopt(&fd, socket::sockopt::SendTimeout, &tv).map_err(io::Error::from)?;
+    connect_fd(fd, path)
+}
+
+fn connect_fd(fd: std::os::fd::OwnedFd, path: &Path) -> io::Result<UnixStream> {
     let addr = UnixAddr::new(path).map_err(io::Error::from)?;
     use std::os::fd::AsRawFd;
     socket::connect(fd.as_raw_fd(), &addr).map_err(io::Error::from)?;

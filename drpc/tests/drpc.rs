@@ -459,3 +459,32 @@ fn stop_returns_promptly_even_with_clients_connecting() {
         hammer.join().unwrap();
     }
 }
+
+/// A server that accepts nothing (stopped): once its backlog is full a plain connect would
+/// wait as long as it stays so; `connect_within` gives up after its timeout, and a call on a
+/// connection it did make times out too.
+#[test]
+fn connect_within_gives_up_on_a_server_that_accepts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stopped.sock");
+    let _listener = daos_drpc::socket::bind(&path).unwrap();
+    let within = Duration::from_millis(200);
+    let mut first = Client::connect_within(&path, within).unwrap();
+    let t = Instant::now();
+    assert!(matches!(
+        first.call(MgmtMethod::PingRank, b"x"),
+        Err(DrpcError::Timeout(_))
+    ));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let mut held = vec![first];
+    let t = Instant::now();
+    let refused = loop {
+        match Client::connect_within(&path, within) {
+            Ok(c) => held.push(c),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 10_000, "the backlog never filled");
+    };
+    assert!(matches!(refused, DrpcError::Connect { .. }), "{refused}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}

@@ -510,11 +510,9 @@ impl Harness {
                     }
                 };
                 let body = PingRankReq { rank }.encode_to_vec();
-                let answered = Client::connect(&sock)
-                    .and_then(|mut c| {
-                        c.set_timeout(HEALTH_TIMEOUT)?;
-                        c.call(MgmtMethod::PingRank, &body)
-                    })
+                // Bounded connect too: a stopped engine's backlog fills with our pings.
+                let answered = Client::connect_within(&sock, HEALTH_TIMEOUT)
+                    .and_then(|mut c| c.call(MgmtMethod::PingRank, &body))
                     .is_ok();
                 if answered && !unresponsive {
                     self.reassert(rank);
@@ -794,8 +792,20 @@ impl Harness {
         method: M,
         body: &[u8],
     ) -> Result<Vec<u8>, EngineCallError> {
+        self.engine_call_within(rank, method, body, POOL_CALL_TIMEOUT)
+    }
+
+    /// [`Self::engine_call`] with the engine given `within` to answer (a query that must
+    /// not wait for an engine that is stopped or hung).
+    pub fn engine_call_within<M: daos_drpc::Method>(
+        &self,
+        rank: u32,
+        method: M,
+        body: &[u8],
+        within: Duration,
+    ) -> Result<Vec<u8>, EngineCallError> {
         if self.by_rank(rank).is_some() {
-            return self.local_engine_call(rank, method, body);
+            return self.local_engine_call_within(rank, method, body, within);
         }
         let addr = self
             .ms
@@ -807,7 +817,7 @@ impl Harness {
         if self.is_local(&addr) {
             return Err(EngineCallError::NotHere { rank });
         }
-        self.remote.engine_call(&addr, rank, method, body)
+        self.remote.engine_call(&addr, rank, method, body, within)
     }
 
     /// Hands the group map to every running, joined engine of this host (dRPC
@@ -1102,6 +1112,17 @@ impl Harness {
         method: M,
         body: &[u8],
     ) -> Result<Vec<u8>, EngineCallError> {
+        self.local_engine_call_within(rank, method, body, POOL_CALL_TIMEOUT)
+    }
+
+    /// [`Self::local_engine_call`] with the engine given `within` to answer.
+    pub fn local_engine_call_within<M: daos_drpc::Method>(
+        &self,
+        rank: u32,
+        method: M,
+        body: &[u8],
+        within: Duration,
+    ) -> Result<Vec<u8>, EngineCallError> {
         let inst = self
             .by_rank(rank)
             .ok_or(EngineCallError::NotHere { rank })?;
@@ -1114,8 +1135,7 @@ impl Harness {
             return Err(EngineCallError::Unresponsive { rank });
         }
         let drpc = |source| EngineCallError::Drpc { rank, source };
-        let mut c = Client::connect(&sock).map_err(drpc)?;
-        c.set_timeout(POOL_CALL_TIMEOUT).map_err(drpc)?;
+        let mut c = Client::connect_within(&sock, within).map_err(drpc)?;
         c.call(method, body).map_err(drpc)
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom};
+use std::time::Duration;
 
 use daos_config::TierClass;
 use daos_drpc::MgmtMethod;
@@ -1074,6 +1075,10 @@ pub fn destroy(
 /// replicas, with ranks down.
 pub type Queried = (PoolRecord, Vec<(u32, TargetSpace)>, Vec<u32>);
 
+/// How long each rank has to answer a pool query (its space): a few seconds, not the 30 s a
+/// create or destroy may take, so that a stopped or hung engine does not hold the query.
+pub const QUERY_RANK_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub fn query(h: &Harness, id: &str) -> Result<Queried, PoolSvcError> {
     let rec = find(h, id)?;
     if rec.state != PoolState::Ready {
@@ -1097,16 +1102,41 @@ pub fn query(h: &Harness, id: &str) -> Result<Queried, PoolSvcError> {
     // without a call that would wait for a host that cannot answer.
     let members = h.ms().members();
     let state_of = |r: u32| members.iter().find(|m| m.rank == r).map(|m| m.state);
+    let mut ask = Vec::new();
     for &r in &rec.ranks {
         match state_of(r) {
-            Some(MemberState::Joined) | None => {}
+            Some(MemberState::Joined) | None => ask.push(r),
             Some(state) => {
                 last = format!("rank {r} is {}", state.name());
                 down.push(r);
-                continue;
             }
         }
-        let b = match h.engine_call(r, MgmtMethod::PoolQuery, &body) {
+    }
+    // The others are asked at once, each given QUERY_RANK_TIMEOUT: an engine that is stopped
+    // or hung (its health check has not caught it yet) is reported down, not waited for.
+    let answers: Vec<(u32, Result<Vec<u8>, _>)> = std::thread::scope(|s| {
+        let calls: Vec<_> = ask
+            .iter()
+            .map(|&r| {
+                let body = &body;
+                let call = s.spawn(move || {
+                    h.engine_call_within(r, MgmtMethod::PoolQuery, body, QUERY_RANK_TIMEOUT)
+                });
+                (r, call)
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|(r, call)| {
+                (
+                    r,
+                    call.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                )
+            })
+            .collect()
+    });
+    for (r, answer) in answers {
+        let b = match answer {
             Ok(b) => b,
             Err(e) => {
                 warn!("pool {}: rank {r} does not answer a query: {e}", rec.label);
@@ -1125,6 +1155,7 @@ pub fn query(h: &Harness, id: &str) -> Result<Queried, PoolSvcError> {
         }
         targets.extend(q.targets.into_iter().map(|t| (r, t)));
     }
+    down.sort_unstable();
     if targets.is_empty() && !rec.ranks.is_empty() {
         return Err(PoolSvcError::new(
             Failed,
@@ -1416,7 +1447,10 @@ pub fn query_targets(
         .iter()
         .any(|m| m.rank == rank && m.state == MemberState::Joined);
     let spaces: Vec<TargetSpace> = joined
-        .then(|| h.engine_call(rank, MgmtMethod::PoolQuery, &body).ok())
+        .then(|| {
+            h.engine_call_within(rank, MgmtMethod::PoolQuery, &body, QUERY_RANK_TIMEOUT)
+                .ok()
+        })
         .flatten()
         .and_then(|b| PoolQueryResp::decode(b.as_slice()).ok())
         .filter(|q| q.status == 0)

@@ -75,13 +75,15 @@ impl Remote {
         }
     }
 
-    /// A dRPC call to the engine of `rank`, hosted by the daos_server at `addr`.
+    /// A dRPC call to the engine of `rank`, hosted by the daos_server at `addr`, that engine
+    /// given `within` to answer (the other host a little more).
     pub fn engine_call<M: Method>(
         &self,
         addr: &str,
         rank: u32,
         method: M,
         body: &[u8],
+        within: Duration,
     ) -> Result<Vec<u8>, EngineCallError> {
         let remote = |message: String| EngineCallError::Remote {
             rank,
@@ -94,8 +96,10 @@ impl Remote {
             module: M::MODULE as i32,
             method: method.id(),
             body: body.to_vec(),
+            timeout_ms: u32::try_from(within.as_millis()).unwrap_or(u32::MAX),
         };
-        let deadline = POOL_CALL_TIMEOUT + Duration::from_secs(10);
+        let deadline =
+            within + Duration::from_secs(if within < POOL_CALL_TIMEOUT { 2 } else { 10 });
         let answer = self.run(async move {
             let mut c = RankSvcClient::new(ch);
             tokio::time::timeout(deadline, c.engine_call(stamp(req))).await
@@ -384,11 +388,16 @@ impl RankSvc for Service {
                 ))
             })?;
         let h = self.harness.clone();
-        let body =
-            tokio::task::spawn_blocking(move || h.local_engine_call(r.rank, method, &r.body))
-                .await
-                .map_err(|e| Status::internal(format!("engine call: {e}")))?
-                .map_err(call_status)?;
+        let within = match r.timeout_ms {
+            0 => POOL_CALL_TIMEOUT,
+            ms => Duration::from_millis(ms.into()).min(POOL_CALL_TIMEOUT),
+        };
+        let body = tokio::task::spawn_blocking(move || {
+            h.local_engine_call_within(r.rank, method, &r.body, within)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("engine call: {e}")))?
+        .map_err(call_status)?;
         Ok(Response::new(EngineCallResp { body }))
     }
 

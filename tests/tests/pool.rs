@@ -906,3 +906,77 @@ fn concurrent_acl_and_property_changes_are_all_kept() {
         }
     });
 }
+
+/// The engine of engine index `i` among `engines` (by its `-s <scm_mount>` argument).
+fn engine_of(engines: &[u32], scm: &Path) -> u32 {
+    let scm = scm.display().to_string();
+    *engines
+        .iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|a| a == scm.as_bytes()))
+                .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no engine on {scm} among {engines:?}"))
+}
+
+/// A SIGSTOPped engine (it accepts connections but never answers) does not hold a pool query
+/// for a dRPC timeout: the ranks are asked in parallel, each for a few seconds, and the silent
+/// one is named.
+#[test]
+fn a_pool_query_with_a_stopped_engine_answers_soon_and_names_the_silent_rank() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::time::{Duration, Instant};
+    let (sys, mut server) = started(2);
+    ok(sys.dmg(&["-i", "pool", "create", "p", "--scm-size", "64M"]));
+    let engines = children(server.pid() as u32, "daos_engine");
+    assert_eq!(engines.len(), 2);
+    let pid = engine_of(&engines, &sys.path().join("scm0"));
+    let rank = field(&sys.superblock(0), "rank");
+    let engine = Pid::from_raw(pid as i32);
+    // Continued whatever happens below, so that the engine can be stopped at the end.
+    struct Cont(Pid);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGCONT);
+        }
+    }
+    kill(engine, Signal::SIGSTOP).expect("stop engine");
+    let cont = Cont(engine);
+    // At once, before the health check has seen it: the query reaches the stopped engine.
+    let started = Instant::now();
+    let q = sys.dmg(&["-i", "pool", "query", "p"]);
+    let took = started.elapsed();
+    let text = ok(q);
+    assert!(
+        took < Duration::from_secs(10),
+        "pool query took {took:?}:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("- Dead ranks: {rank}\n")),
+        "rank {rank} named dead:\n{text}"
+    );
+    assert!(text.contains("disabled=1"), "{text}");
+    // Once known Unresponsive, it is not asked at all.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            stdout(&sys.dmg(&["-i", "system", "query"])).contains("Unresponsive")
+        }),
+        "the stopped engine's rank shows Unresponsive"
+    );
+    let started = Instant::now();
+    let text = ok(sys.dmg(&["-i", "pool", "query", "p"]));
+    assert!(started.elapsed() < Duration::from_secs(5), "{text}");
+    assert!(text.contains(&format!("- Dead ranks: {rank}\n")), "{text}");
+    drop(cont);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            !stdout(&sys.dmg(&["-i", "system", "query"])).contains("Unresponsive")
+        }),
+        "the rank is Joined again once it answers"
+    );
+    let text = ok(sys.dmg(&["-i", "pool", "query", "p"]));
+    assert!(!text.contains("Dead ranks"), "{text}");
+    sys.stop(&mut server);
+}
