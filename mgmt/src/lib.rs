@@ -463,6 +463,41 @@ mod tests {
     }
 
     #[test]
+    fn a_conditional_state_change_leaves_a_newer_incarnation_or_another_state() {
+        let mut db = SystemDb::new("daos_server");
+        let rank = join(&mut db, &req("a", None)).unwrap().rank;
+        let state = |db: &SystemDb| db.members[0].state;
+        let set_if = |incarnation, from| Command::SetStateIf {
+            rank,
+            incarnation,
+            from,
+            state: MemberState::Errored,
+            info: "exited".into(),
+        };
+        // Another incarnation (a copy of this engine elsewhere, or one that rejoined since).
+        db.apply(&set_if(7, None)).unwrap();
+        assert_eq!(state(&db), MemberState::Joined);
+        // Another state than the one expected.
+        db.apply(&set_if(1, Some(MemberState::Stopped))).unwrap();
+        assert_eq!(state(&db), MemberState::Joined);
+        let v = db.map_version;
+        db.apply(&set_if(1, Some(MemberState::Joined))).unwrap();
+        assert_eq!(state(&db), MemberState::Errored);
+        assert_eq!(db.members[0].info, "exited");
+        assert!(db.map_version > v);
+        assert!(matches!(
+            db.apply(&Command::SetStateIf {
+                rank: 9,
+                incarnation: 1,
+                from: None,
+                state: MemberState::Stopped,
+                info: String::new(),
+            }),
+            Err(Refusal::UnknownRank(9))
+        ));
+    }
+
+    #[test]
     fn pool_labels_are_unique() {
         let mut db = SystemDb::new("daos_server");
         db.apply(&Command::PoolAdd(pool("p", vec![0]))).unwrap();

@@ -15,6 +15,18 @@ pub enum Command {
         state: MemberState,
         info: String,
     },
+    /// [`Command::SetState`] for the engine incarnation `incarnation` only, and with `from`
+    /// only for a member in that state: a member that rejoined since (a new incarnation), or
+    /// whose state changed meanwhile, is left as it is. What a daos_server reports of an engine
+    /// it saw must not overwrite what a newer engine of that rank did, nor a member another
+    /// host holds.
+    SetStateIf {
+        rank: u32,
+        incarnation: u64,
+        from: Option<MemberState>,
+        state: MemberState,
+        info: String,
+    },
     /// A rank whose storage was reformatted leaves, with the pools that had storage on it.
     MemberRemove {
         rank: u32,
@@ -330,6 +342,25 @@ impl SystemDb {
             Command::SetState { rank, state, info } => {
                 let m = self.member_mut(*rank)?;
                 if m.state == *state && m.info == *info {
+                    return Ok(Reply::Done);
+                }
+                m.state = *state;
+                m.info = info.clone();
+                self.map_version += 1;
+                Ok(Reply::Done)
+            }
+            Command::SetStateIf {
+                rank,
+                incarnation,
+                from,
+                state,
+                info,
+            } => {
+                let m = self.member_mut(*rank)?;
+                if m.incarnation != *incarnation
+                    || from.is_some_and(|f| f != m.state)
+                    || (m.state == *state && m.info == *info)
+                {
                     return Ok(Reply::Done);
                 }
                 m.state = *state;

@@ -58,6 +58,8 @@ struct InstanceState {
     unresponsive: bool,
     /// The running engine's incarnation (from its NotifyReady).
     incarnation: u64,
+    /// How the last engine exited, if one did.
+    last_exit: Option<String>,
 }
 
 /// The outcome of an admin operation on one rank.
@@ -143,6 +145,8 @@ pub struct Harness {
     engine_bin: PathBuf,
     control_addr: String,
     stopping: AtomicBool,
+    /// Every engine's storage was checked at start (its rank, if any, is known).
+    checked: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Pools a previous daos_server left `Creating` or `Destroying` (it died midway): they
     /// are destroyed once their ranks have joined.
@@ -191,6 +195,9 @@ const RECLAIM_PERIOD: Duration = Duration::from_secs(10);
 const SHARD_GRACE: Duration = Duration::from_secs(30);
 /// How often daos_server checks that its running engines answer.
 const HEALTH_PERIOD: Duration = Duration::from_secs(1);
+/// How often daos_server checks, while an engine of its is not running joined, that the
+/// management service does not show that engine's rank `Joined`.
+const MEMBER_CHECK_PERIOD: Duration = Duration::from_secs(2);
 /// How long an engine has to answer a health ping.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a pool operation on an engine may take before it is given up.
@@ -245,6 +252,7 @@ impl Harness {
             engine_bin,
             control_addr,
             stopping: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         })
     }
@@ -498,7 +506,12 @@ impl Harness {
     /// within [`HEALTH_TIMEOUT`] is `Unresponsive` until it does again (then `Joined`, and
     /// the creates given up on it are undone).
     fn monitor(&self) {
+        let mut last_check = Instant::now();
         while !self.stopping.load(Ordering::Acquire) {
+            if last_check.elapsed() >= MEMBER_CHECK_PERIOD {
+                last_check = Instant::now();
+                self.check_members();
+            }
             for inst in &self.instances {
                 let (sock, rank, unresponsive) = {
                     let s = inst.lock();
@@ -550,6 +563,93 @@ impl Harness {
                 }
             }
             thread::sleep(HEALTH_PERIOD);
+        }
+    }
+
+    /// This host's members that the management service shows `Joined` (or `Unresponsive`)
+    /// while no engine of this daos_server runs joined as that rank (a restarted daos_server
+    /// whose engines have not joined again, a whole system restarted after a power loss, an
+    /// engine that cannot start) get the state their engine is in: `Starting`, `AwaitFormat`,
+    /// `Stopped` or `Errored`. Each change is for the incarnation the service holds: an engine
+    /// that joins meanwhile is not overwritten. Nothing is read while every engine runs joined.
+    fn check_members(&self) {
+        let all_joined = self.instances.iter().all(|i| {
+            let s = i.lock();
+            s.joined && s.pid.is_some()
+        });
+        if all_joined || !self.checked.load(Ordering::Acquire) {
+            return;
+        }
+        for m in self.ms.members() {
+            if !matches!(m.state, MemberState::Joined | MemberState::Unresponsive)
+                || !self.is_local(&m.addr)
+            {
+                continue;
+            }
+            let (state, info) = match self
+                .instances
+                .iter()
+                .find(|i| i.known_rank() == Some(m.rank))
+            {
+                Some(inst) => {
+                    let s = inst.lock();
+                    if s.joined && s.pid.is_some() {
+                        continue;
+                    } else if s.pid.is_some() {
+                        (
+                            MemberState::Starting,
+                            "its engine is starting and has not joined again".to_string(),
+                        )
+                    } else if !s.formatted {
+                        (
+                            MemberState::AwaitFormat,
+                            "its engine's storage needs a format".to_string(),
+                        )
+                    } else if s.held {
+                        (
+                            MemberState::Stopped,
+                            "stopped by the administrator".to_string(),
+                        )
+                    } else {
+                        (
+                            MemberState::Errored,
+                            match &s.last_exit {
+                                Some(t) => format!("exited with status: {t}"),
+                                None => "its engine is not running".to_string(),
+                            },
+                        )
+                    }
+                }
+                // No engine of this host holds the rank: its superblock is gone (storage
+                // lost, as a RAM tier after a power loss) or another rank replaced it.
+                None => (
+                    if self.instances.iter().any(|i| !i.lock().formatted) {
+                        MemberState::AwaitFormat
+                    } else {
+                        MemberState::Errored
+                    },
+                    format!(
+                        "no engine of the daos_server at {} holds rank {} (its storage was lost or reformatted?)",
+                        m.addr, m.rank
+                    ),
+                ),
+            };
+            info!(
+                "rank {} shows {} but {info}: {}",
+                m.rank,
+                m.state.name(),
+                state.name()
+            );
+            let cmd = daos_mgmt::state::Command::SetStateIf {
+                rank: m.rank,
+                incarnation: m.incarnation,
+                from: Some(m.state),
+                state,
+                info,
+            };
+            if let Err(e) = self.ms.apply(cmd) {
+                warn!("rank {}: {e}", m.rank);
+            }
         }
     }
 
@@ -664,6 +764,7 @@ impl Harness {
                 move |h| h.supervise(&inst),
             );
         }
+        self.checked.store(true, Ordering::Release);
     }
 
     fn format_logged(&self, i: usize, force: bool) -> Result<FormatResult, StorageError> {
@@ -1354,9 +1455,9 @@ impl Harness {
                 Ok(mut child) => {
                     inst.update(|s| s.pid = Some(child.id() as i32));
                     let status = child.wait();
-                    let (rank, was_joined) = {
+                    let (rank, was_joined, incarnation) = {
                         let s = inst.lock();
-                        (s.rank, s.joined)
+                        (s.rank, s.joined, s.incarnation)
                     };
                     // An engine that joined started fine: restart it promptly, whatever
                     // killed it. The back-off is for engines that cannot start.
@@ -1373,18 +1474,26 @@ impl Harness {
                         Ok(st) => exit_text(st),
                         Err(e) => format!("unknown ({e})"),
                     };
+                    inst.update(|s| s.last_exit = Some(text.clone()));
                     if let Some(r) = rank {
                         // Stopped on purpose (shutdown, or held by `dmg system stop`):
-                        // Stopped; otherwise it died: Errored.
+                        // Stopped; otherwise it died: Errored. Only the member this engine
+                        // joined as (its incarnation): an engine whose join was refused (a copy
+                        // of another host's superblock, same rank) must not touch the member
+                        // that holds the rank.
                         let held = inst.lock().held;
                         let state = if self.stopping.load(Ordering::Acquire) || held {
                             MemberState::Stopped
                         } else {
                             MemberState::Errored
                         };
-                        let _ = self
-                            .ms
-                            .set_state(r, state, &format!("exited with status: {text}"));
+                        let _ = self.ms.apply(daos_mgmt::state::Command::SetStateIf {
+                            rank: r,
+                            incarnation,
+                            from: None,
+                            state,
+                            info: format!("exited with status: {text}"),
+                        });
                     }
                     text
                 }

@@ -298,3 +298,99 @@ fn a_stopped_rank_has_its_format_reset_and_waits_for_a_format() {
     assert!(!sys.superblock(0).is_empty());
     sys.stop(&mut server);
 }
+
+/// Each rank's state as `dmg -j system query` shows it.
+fn rank_states(sys: &System) -> Vec<(u32, String, String)> {
+    let text = stdout(&sys.dmg(&["-i", "-j", "system", "query"]));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["response"]["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["rank"].as_u64().unwrap_or(u64::MAX) as u32,
+                m["state"].as_str().unwrap_or_default().to_lowercase(),
+                m["info"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A power loss with the control plane's metadata on a persistent path (`control_metadata`)
+/// and the engines' SCM in RAM: the management service comes back with every rank `Joined`,
+/// but an engine whose storage was lost does not run. Its rank must not show `Joined`: it
+/// waits for a format (`AwaitFormat`), while the rank whose storage survived rejoins.
+#[test]
+fn after_a_power_loss_a_rank_whose_engine_does_not_run_is_not_shown_joined() {
+    let sys = System::new(2);
+    let meta = sys.path().join("control_meta");
+    std::fs::create_dir(&meta).expect("mkdir");
+    let mut yaml = std::fs::read_to_string(&sys.config).expect("config");
+    yaml.push_str(&format!("control_metadata:\n  path: {}\n", meta.display()));
+    std::fs::write(&sys.config, yaml).expect("config");
+    let mut server = sys.start_joined();
+    ok(sys.dmg(&["-i", "pool", "create", "p", "--scm-size", "64M"]));
+    let (lost, kept) = (
+        field(&sys.superblock(1), "rank")
+            .parse::<u32>()
+            .expect("rank"),
+        field(&sys.superblock(0), "rank")
+            .parse::<u32>()
+            .expect("rank"),
+    );
+    // The power goes: every process dies at once, and engine 1's RAM tier with it.
+    let engines = children(server.pid() as u32, "daos_engine");
+    server.signal(Signal::SIGKILL);
+    for e in &engines {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*e as i32), Signal::SIGKILL);
+    }
+    server.wait(Duration::from_secs(10));
+    assert!(wait_until(Duration::from_secs(10), || {
+        engines
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p as i32))
+    }));
+    let scm1 = sys.path().join("scm1");
+    for e in std::fs::read_dir(&scm1).expect("scm1") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).expect("rm");
+        } else {
+            std::fs::remove_file(&p).expect("rm");
+        }
+    }
+    assert!(sys.superblock(1).is_empty());
+
+    let mut server = sys.start(&[]);
+    sys.wait_log("SCM format required on instance 1", 1, 30);
+    // Soon: not when SWIM, if an engine runs, would have the rank excluded (30 s).
+    let settled = wait_until(Duration::from_secs(15), || {
+        let states = rank_states(&sys);
+        states
+            .iter()
+            .any(|(r, s, _)| *r == lost && s == "awaitformat")
+            && states.iter().any(|(r, s, _)| *r == kept && s == "joined")
+    });
+    let states = rank_states(&sys);
+    assert!(
+        settled,
+        "rank {lost} (no engine) AwaitFormat, rank {kept} Joined: {states:?}\n{}",
+        sys.log()
+    );
+    let (_, _, info) = states
+        .iter()
+        .find(|(r, _, _)| *r == lost)
+        .expect("lost rank");
+    assert!(info.contains("holds rank"), "{info}");
+    // It stays so (nothing flips it back to Joined while its engine does not run).
+    let again = rank_states(&sys);
+    assert!(
+        again
+            .iter()
+            .any(|(r, s, _)| *r == lost && s == "awaitformat"),
+        "{again:?}"
+    );
+    sys.stop(&mut server);
+}
