@@ -835,6 +835,10 @@ impl<S: Media, B: Media> Store<S, B> {
                 hist.remove(i);
             }
         }
+        if hist.capacity() == 0 {
+            // Most akeys hold one value: room for one, not the four a first push makes.
+            hist.reserve_exact(1);
+        }
         hist.push((rec.epoch, v));
     }
 

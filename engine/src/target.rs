@@ -219,7 +219,17 @@ impl TargetService {
             self.damaged.remove(&u);
             self.versions.remove(&u);
             self.handles.remove(&u);
+            // The maps give their room back too (a target may have held many pools).
+            self.stores.shrink_to_fit();
+            self.damaged.shrink_to_fit();
+            self.versions.shrink_to_fit();
+            self.handles.shrink_to_fit();
         }
+    }
+
+    /// Pools whose store this target holds open.
+    pub fn open_pools(&self) -> Vec<[u8; 16]> {
+        self.stores.keys().copied().collect()
     }
 
     /// Space the pool's store uses on this target: (SCM, bdev) bytes; the store is opened
@@ -1188,5 +1198,35 @@ mod tests {
         assert_eq!(libfabric_provider("ofi+verbs"), "verbs;ofi_rxm");
         assert_eq!(target_port(31416, 0), 31417);
         assert_eq!(target_port(31416, 3), 31420);
+    }
+
+    #[test]
+    fn a_closed_pool_leaves_the_targets_map() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pools = Arc::new(PoolStore::open(dir.path(), 1, None).expect("pools"));
+        let uuid = "11111111-2222-4333-8444-555555555555";
+        pools.create(uuid, 64 << 20, 0).expect("create");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let at = Endpoint {
+            provider: "tcp;ofi_rxm".into(),
+            node: "127.0.0.1".into(),
+            port,
+        };
+        let mut t = TargetService::open(0, pools.clone(), &at).expect("target");
+        t.space(uuid).expect("the store opens");
+        let key = wire::parse_uuid(uuid).expect("uuid");
+        assert_eq!(t.open_pools(), vec![key]);
+        t.close_pool(uuid);
+        pools.destroy(uuid).expect("destroy");
+        assert!(t.open_pools().is_empty());
+        assert_eq!(t.stores.capacity(), 0, "the map gave its room back");
+        assert!(
+            t.space(uuid).is_err(),
+            "a destroyed pool's store is not reopened"
+        );
+        assert!(t.open_pools().is_empty());
     }
 }
