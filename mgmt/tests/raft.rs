@@ -471,3 +471,50 @@ fn a_pool_service_leader_without_a_majority_says_so_at_once() {
     assert!(db.container("c99").is_none(), "nothing written");
     drop(nodes);
 }
+
+#[test]
+fn a_management_service_leader_cut_off_from_the_others_stops_leading() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (replicas, mut nodes) = three_servers(dir.path());
+    let get =
+        |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
+    wait("replica 0 to lead", Duration::from_secs(10), || {
+        get(&nodes, 0).is_leader()
+    });
+    let n0 = get(&nodes, 0);
+    for (i, r) in replicas.iter().enumerate() {
+        n0.join_local(&join(r, i as u32)).expect("join");
+    }
+    wait("three voters", Duration::from_secs(15), || {
+        n0.status().is_some_and(|(_, _, v)| v.len() == 3)
+    });
+    n0.check_leader().expect("the leader with its majority");
+    // The other two go away (as seen from replica 0: a partition): within an election
+    // timeout it no longer takes itself for the leader (no leader-only work, no answers
+    // from its state), and says why.
+    for n in nodes.iter_mut().skip(1) {
+        n.take().expect("follower").kill();
+    }
+    wait("the lease to lapse", Duration::from_secs(5), || {
+        !n0.is_leader()
+    });
+    let asked = Instant::now();
+    let e = n0.check_leader().expect_err("cut off").to_string();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(e.contains("may be cut off from them"), "{e}");
+    assert!(e.contains(&replicas[1]), "{e}");
+    let asked = Instant::now();
+    let e = n0
+        .pool_add(pool(7))
+        .expect_err("no write without a majority");
+    assert!(e.to_string().contains("may be cut off"), "{e}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+}

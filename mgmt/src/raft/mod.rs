@@ -287,6 +287,40 @@ impl Inner {
         self.raft.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether a leader with metrics `m` holds its lease: a majority acknowledged it within
+    /// the shortest election timeout (a single voter always does).
+    fn holds_lease(&self, m: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> bool {
+        let voters = m.membership_config.membership().voter_ids().count();
+        voters <= 1
+            || m.millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) < self.cfg.timing.election_min.as_millis())
+    }
+
+    /// A leader whose lease lapsed confirms its leadership with a round of heartbeats (at
+    /// most the longest election timeout); the error says it may be cut off.
+    async fn confirm_leadership(&self, raft: &Raft<TypeConfig>) -> Result<(), MsError> {
+        {
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            if m.state != ServerState::Leader || self.holds_lease(&m) {
+                return Ok(());
+            }
+        }
+        let wait = self.cfg.timing.election_max;
+        if matches!(
+            tokio::time::timeout(wait, raft.ensure_linearizable()).await,
+            Ok(Ok(_))
+        ) {
+            return Ok(());
+        }
+        let silent = raft.metrics().borrow().millis_since_quorum_ack;
+        Err(MsError::Unavailable(format!(
+            "this daos_server leads the management service but a majority of its replicas ({}) has not answered it for {}: it may be cut off from them (a network partition), and another may lead now; it answers nothing from its state meanwhile. Ask a daos_server on the majority's side, or restore the network",
+            self.cfg.replicas.join(", "),
+            silent.map_or("a while".to_string(), |ms| format!("{ms} ms"))
+        )))
+    }
+
     fn leader_id(&self) -> Option<u64> {
         self.raft()
             .and_then(|r| r.metrics().borrow().current_leader)
@@ -354,7 +388,19 @@ impl Inner {
             let mut hosts: Vec<String> = Vec::new();
             let last: String;
             if let Some(raft) = self.raft() {
-                match raft.client_write(cmd.clone()).await {
+                // A leader cut off from the majority writes nothing; a write that a majority
+                // does not commit in time is reported as such (it may still take effect).
+                self.confirm_leadership(&raft).await?;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Ok(written) = tokio::time::timeout(left, raft.client_write(cmd.clone())).await
+                else {
+                    return Err(MsError::Unavailable(format!(
+                        "the change was not committed within {} s: a majority of the management service replicas ({}) did not answer; it takes effect if they come back in time to commit it, else not at all",
+                        WRITE_DEADLINE.as_secs(),
+                        self.cfg.replicas.join(", ")
+                    )));
+                };
+                match written {
                     Ok(resp) => return resp.data.map_err(MsError::Refused),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                         if let Some(n) = f.leader_node {
@@ -767,10 +813,21 @@ impl MsNode {
         self.inner.leader_id().and_then(|l| self.inner.addr_of(l))
     }
 
+    /// True while this replica leads and holds its lease: a majority of the replicas
+    /// acknowledged it within the shortest election timeout, so no other replica can have
+    /// been elected since (a leader cut off from the others keeps openraft's `Leader` state
+    /// until it hears of a newer term, and must not act on it meanwhile: DAOS's leader steps
+    /// down when its lease lapses). Leader-only work checks this at each step.
     pub fn is_leader(&self) -> bool {
-        self.inner
-            .raft()
-            .is_some_and(|r| r.metrics().borrow().state == ServerState::Leader)
+        self.inner.raft().is_some_and(|r| {
+            let metrics = r.metrics();
+            let m = metrics.borrow();
+            m.state == ServerState::Leader && self.holds_lease(&m)
+        })
+    }
+
+    fn holds_lease(&self, m: &openraft::RaftMetrics<u64, openraft::BasicNode>) -> bool {
+        self.inner.holds_lease(m)
     }
 
     /// Waits until this replica knows a leader (or `timeout` passes); returns it.
@@ -800,11 +857,19 @@ impl MsNode {
         Ok(())
     }
 
-    /// DAOS's checkLeaderRequest: leader-only requests on the leader only.
+    /// DAOS's checkLeaderRequest: leader-only requests on the leader only, and only while
+    /// it leads a majority: a leader whose lease lapsed confirms its leadership with a round
+    /// of heartbeats first (at most the longest election timeout), and a leader cut off from
+    /// the majority answers that it is, never from its possibly stale state.
     pub fn check_leader(&self) -> Result<(), MsError> {
         self.check_replica()?;
         if self.is_leader() {
             return Ok(());
+        }
+        let raft = self.inner.raft();
+        if let Some(raft) = raft.filter(|r| r.metrics().borrow().state == ServerState::Leader) {
+            let inner = self.inner.clone();
+            return self.run(async move { inner.confirm_leadership(&raft).await });
         }
         Err(MsError::NotLeader {
             hint: self.leader().unwrap_or_default(),
