@@ -281,7 +281,11 @@ fn read_pipelined(
     for t in shards {
         match read_from(s, t, cont, oid, id, size) {
             Ok(v) => return Ok(v),
-            Err(e @ (ClientError::Timeout { .. } | ClientError::Fabric(_))) => {
+            Err(
+                e @ (ClientError::Timeout { .. }
+                | ClientError::Fabric(_)
+                | ClientError::Unreachable { .. }),
+            ) => {
                 s.set_suspect(t, true);
                 last = Some(e)
             }

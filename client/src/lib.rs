@@ -37,6 +37,17 @@ pub type Oid = u128;
 pub enum ClientError {
     #[error("fabric: {0}")]
     Fabric(#[from] EndpointError),
+    /// A request could not be sent to a target (libfabric refused the send: no route, the
+    /// peer's address unusable, a connection that failed).
+    #[error(
+        "cannot send to rank {rank} target {target} at {addr}: {source}; its host is down or cut off from this one (see dmg system query, and check the network between them)"
+    )]
+    Unreachable {
+        rank: u32,
+        target: u32,
+        addr: String,
+        source: EndpointError,
+    },
     #[error(
         "rank {rank} target {target} did not answer {op:?} within {ms} ms (engine down or restarting?; pool map version {map_version}, target {state})"
     )]
@@ -993,7 +1004,15 @@ impl Session {
                         self.early.push(r);
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(source) => {
+                    let t = &self.map.targets[target];
+                    return Err(ClientError::Unreachable {
+                        rank: t.rank,
+                        target: t.target,
+                        addr: format!("{}:{}", t.node, t.port),
+                        source,
+                    });
+                }
             }
         }
         if bulk.is_some() {
@@ -1333,14 +1352,19 @@ impl Session {
                     return Ok(v);
                 }
                 Err(e) => {
-                    if matches!(e, ClientError::Timeout { .. } | ClientError::Fabric(_))
-                        && let Some(s) = self.suspect.get_mut(t)
+                    if matches!(
+                        e,
+                        ClientError::Timeout { .. }
+                            | ClientError::Fabric(_)
+                            | ClientError::Unreachable { .. }
+                    ) && let Some(s) = self.suspect.get_mut(t)
                     {
                         *s = true;
                     }
                     let next = match &e {
                         ClientError::Timeout { .. }
                         | ClientError::Fabric(_)
+                        | ClientError::Unreachable { .. }
                         | ClientError::BadReply { .. } => true,
                         ClientError::Der { code, .. } => *code == der::IO || *code == der::CSUM,
                         _ => false,
@@ -1601,7 +1625,11 @@ impl Session {
                             _ => break,
                         }
                     }
-                    Err(e @ (ClientError::Timeout { .. } | ClientError::Fabric(_))) => {
+                    Err(
+                        e @ (ClientError::Timeout { .. }
+                        | ClientError::Fabric(_)
+                        | ClientError::Unreachable { .. }),
+                    ) => {
                         self.set_suspect(t, true);
                         let tgt = &self.map.targets[t];
                         list.unlisted.push((tgt.rank, tgt.target));
@@ -1688,7 +1716,11 @@ impl Session {
             }
             match self.call(t, uuid, &Request::ContRegister) {
                 Ok(_) => {}
-                Err(ClientError::Timeout { .. } | ClientError::Fabric(_)) => {
+                Err(
+                    ClientError::Timeout { .. }
+                    | ClientError::Fabric(_)
+                    | ClientError::Unreachable { .. },
+                ) => {
                     skipped.push((rank, idx));
                 }
                 Err(e) => return Err(e),

@@ -310,7 +310,10 @@ fn a_client_of_another_pool_or_a_stopped_engine_gets_clear_errors() {
     .expect("session");
     let err = s.fetch(c, 1, b"d", b"a").expect_err("engine stopped");
     assert!(
-        matches!(err, ClientError::Timeout { .. } | ClientError::Fabric(_)),
+        matches!(
+            err,
+            ClientError::Timeout { .. } | ClientError::Fabric(_) | ClientError::Unreachable { .. }
+        ),
         "{err}"
     );
     sys.stop(&mut server);
