@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use daos_client::kv;
-use daos_client::{PoolMap, RankUri, Session, SessionOpts};
+use daos_client::{PoolMap, Session, SessionOpts};
 use daos_engine::wire::Request;
 use daos_placement::{ObjectClass, RdLvl};
 
@@ -79,36 +79,6 @@ fn a_later_put_wins_over_an_earlier_one_from_a_client_whose_clock_is_ahead() {
     drop(f.shards);
 }
 
-/// Two one-target engines as ranks 0 and 1 of one pool: an RP_2G1 object (replicas on
-/// distinct ranks) has a shard on each.
-fn two_ranks() -> (Fixture, Fixture, Arc<PoolMap>) {
-    let f0 = fixture(1);
-    let f1 = fixture(1);
-    let uri = |f: &Fixture| {
-        let t = &f.map.targets[0];
-        // The engine's base port is its target 0's port less one (context 0).
-        format!("ofi+tcp;ofi_rxm://{}:{}", t.node, t.port - 1)
-    };
-    let map = PoolMap::new(
-        daos_client::parse_uuid(POOL).expect("uuid"),
-        &[0, 1],
-        &[
-            RankUri {
-                rank: 0,
-                uri: uri(&f0),
-                num_ctxs: 2,
-            },
-            RankUri {
-                rank: 1,
-                uri: uri(&f1),
-                num_ctxs: 2,
-            },
-        ],
-    )
-    .expect("map");
-    (f0, f1, Arc::new(map))
-}
-
 #[test]
 fn concurrent_puts_of_one_replicated_key_leave_one_writers_value_on_every_replica() {
     let seed: u64 = std::env::var("ORDER_SEED")
@@ -116,7 +86,8 @@ fn concurrent_puts_of_one_replicated_key_leave_one_writers_value_on_every_replic
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| daos_wire::clock_ns() % 1_000_000);
     println!("ORDER_SEED={seed}");
-    let (f0, f1, map) = two_ranks();
+    // Two one-target engines as ranks 0 and 1: an RP_2G1 object has a shard on each.
+    let (fixtures, map) = ranks_fixture(2);
     let mut setup = skewed(&map, 0);
     let cont = setup.cont_create("c", [5; 16]).expect("container");
     let class = Some(ObjectClass::rp(2, 1));
@@ -230,5 +201,5 @@ fn concurrent_puts_of_one_replicated_key_leave_one_writers_value_on_every_replic
     for w in writers {
         w.join().expect("writer");
     }
-    drop((f0.shards, f1.shards));
+    drop(fixtures);
 }

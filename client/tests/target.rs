@@ -879,32 +879,6 @@ fn listings_larger_than_a_message_come_in_pages() {
     drop(f.shards);
 }
 
-/// `ranks` engines of one target each on this host (distinct pool stores, as on distinct
-/// engines), for objects placed at rank level.
-fn ranks_fixture(ranks: u32) -> (Vec<Fixture>, Arc<daos_client::PoolMap>) {
-    use daos_client::{PoolMap, RankUri};
-    let fixtures: Vec<Fixture> = (0..ranks).map(|_| fixture(1)).collect();
-    let engines: Vec<RankUri> = fixtures
-        .iter()
-        .enumerate()
-        .map(|(r, f)| RankUri {
-            rank: r as u32,
-            uri: format!(
-                "ofi+tcp;ofi_rxm://127.0.0.1:{}",
-                f.map.targets[0].port.saturating_sub(1)
-            ),
-            num_ctxs: 2,
-        })
-        .collect();
-    let all: Vec<u32> = (0..ranks).collect();
-    let map = PoolMap::new(f_uuid(), &all, &engines).expect("map");
-    (fixtures, Arc::new(map))
-}
-
-fn f_uuid() -> [u8; 16] {
-    daos_client::parse_uuid(POOL).expect("uuid")
-}
-
 /// Writes `n` RP_2G1 objects (rank level) with one akey to both replicas of each.
 fn put_replicated(s: &mut Session, cont: [u8; 16], n: u64) -> Vec<u128> {
     use daos_engine::wire::Request;

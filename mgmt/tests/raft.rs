@@ -138,6 +138,20 @@ fn three_servers(dir: &std::path::Path) -> (Vec<String>, Vec<Option<Replica>>) {
     (replicas, nodes)
 }
 
+/// Pool `uuid`'s service on every server: server 0 starts every replica, its own and the
+/// others through their servers.
+fn start_pool_service(nodes: &[Option<Replica>], replicas: &[String], uuid: &str) {
+    let n0 = nodes[0].as_ref().expect("running").node.clone();
+    for (i, addr) in replicas.iter().enumerate() {
+        let m = daos_mgmt::raft::pool::Members {
+            replicas: replicas.to_vec(),
+            me: i,
+        };
+        n0.pool_svc_start(addr, i == 0, uuid, &m)
+            .expect("start a replica");
+    }
+}
+
 fn leader_of(nodes: &[Option<&Replica>]) -> Option<usize> {
     nodes
         .iter()
@@ -291,23 +305,14 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
 /// the other two elect one and every container is still there; a label is unique.
 #[test]
 fn a_pool_service_replicates_containers_and_survives_its_leader() {
-    use daos_mgmt::raft::pool::{Members, PoolSvcError};
+    use daos_mgmt::raft::pool::PoolSvcError;
     use daos_mgmt::state::{Command, ContainerRecord, Reply};
     let dir = tempfile::tempdir().expect("tempdir");
     let (replicas, mut nodes) = three_servers(dir.path());
     let node =
         |nodes: &Vec<Option<Replica>>, i: usize| nodes[i].as_ref().expect("running").node.clone();
     let uuid = "12345678-0000-0000-0000-000000000001";
-    // Server 0 starts every replica: its own, the others through their servers.
-    let n0 = node(&nodes, 0);
-    for (i, addr) in replicas.iter().enumerate() {
-        let m = Members {
-            replicas: replicas.clone(),
-            me: i,
-        };
-        n0.pool_svc_start(addr, i == 0, uuid, &m)
-            .expect("start a replica");
-    }
+    start_pool_service(&nodes, &replicas, uuid);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -385,20 +390,12 @@ fn a_pool_service_replicates_containers_and_survives_its_leader() {
 
 #[test]
 fn a_pool_service_leader_without_a_majority_says_so_at_once() {
-    use daos_mgmt::raft::pool::{Members, PoolSvcError};
+    use daos_mgmt::raft::pool::PoolSvcError;
     use daos_mgmt::state::{Command, ContainerRecord};
     let dir = tempfile::tempdir().expect("tempdir");
     let (replicas, mut nodes) = three_servers(dir.path());
     let uuid = "12345678-0000-0000-0000-000000000002";
-    let n0 = nodes[0].as_ref().expect("running").node.clone();
-    for (i, addr) in replicas.iter().enumerate() {
-        let m = Members {
-            replicas: replicas.clone(),
-            me: i,
-        };
-        n0.pool_svc_start(addr, i == 0, uuid, &m)
-            .expect("start a replica");
-    }
+    start_pool_service(&nodes, &replicas, uuid);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -105,3 +105,26 @@ pub fn session(f: &Fixture) -> Session {
     )
     .expect("session")
 }
+
+/// `ranks` one-target engines as ranks 0.. of one pool (objects of classes with replicas on
+/// distinct ranks get a shard on several of them).
+pub fn ranks_fixture(ranks: u32) -> (Vec<Fixture>, Arc<PoolMap>) {
+    let fixtures: Vec<Fixture> = (0..ranks).map(|_| fixture(1)).collect();
+    let engines: Vec<RankUri> = fixtures
+        .iter()
+        .enumerate()
+        .map(|(r, f)| RankUri {
+            rank: r as u32,
+            // The engine's base port: its target 0's port less one (context 0).
+            uri: format!(
+                "ofi+tcp;ofi_rxm://127.0.0.1:{}",
+                f.map.targets[0].port.saturating_sub(1)
+            ),
+            num_ctxs: 2,
+        })
+        .collect();
+    let all: Vec<u32> = (0..ranks).collect();
+    let uuid = daos_client::parse_uuid(POOL).expect("uuid");
+    let map = PoolMap::new(uuid, &all, &engines).expect("map");
+    (fixtures, Arc::new(map))
+}
