@@ -154,6 +154,23 @@ pub struct Harness {
     /// Shards of given-up creates still to destroy, as (rank, pool UUID): their rank did not
     /// answer; retried when it does.
     undo: Mutex<Vec<(u32, String)>>,
+    /// Pools this server is creating or destroying now (never orphans).
+    busy: Arc<Mutex<Vec<String>>>,
+}
+
+/// A pool this server is creating or destroying, until dropped ([`Harness::pool_busy`]).
+pub struct PoolBusy {
+    busy: Arc<Mutex<Vec<String>>>,
+    uuid: String,
+}
+
+impl Drop for PoolBusy {
+    fn drop(&mut self) {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = b.iter().position(|u| *u == self.uuid) {
+            b.swap_remove(i);
+        }
+    }
 }
 
 /// Why a dRPC call to a rank's engine did not get an answer.
@@ -245,6 +262,7 @@ impl Harness {
         Arc::new(Harness {
             orphans: Mutex::new(Vec::new()),
             undo: Mutex::new(Vec::new()),
+            busy: Arc::new(Mutex::new(Vec::new())),
             config,
             instances,
             ms,
@@ -273,12 +291,33 @@ impl Harness {
         self.roll_back_orphans();
     }
 
-    /// [`Self::find_orphans`] now, as the leader (no creates or destroys of this server run:
-    /// it was not the leader a moment ago).
+    /// Marks pool `uuid` as being created or destroyed by this server while the guard lives:
+    /// such a pool is never taken for one a previous leader left half-made.
+    pub fn pool_busy(&self, uuid: &str) -> PoolBusy {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(uuid.to_string());
+        PoolBusy {
+            busy: self.busy.clone(),
+            uuid: uuid.to_string(),
+        }
+    }
+
+    fn is_busy(&self, uuid: &str) -> bool {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|u| u == uuid)
+    }
+
+    /// [`Self::find_orphans`] now, as the leader: pools `Creating` or `Destroying` that this
+    /// server is not working on.
     fn scan_orphans(&self) {
         let mut orphans = self.orphans.lock().unwrap_or_else(|p| p.into_inner());
         for p in self.ms.pools() {
-            if p.state == PoolState::Ready || orphans.contains(&p.uuid) {
+            if p.state == PoolState::Ready || orphans.contains(&p.uuid) || self.is_busy(&p.uuid) {
                 continue;
             }
             warn!(
@@ -1743,6 +1782,9 @@ impl Harness {
             let Some(p) = self.ms.pool_find(uuid) else {
                 return false;
             };
+            if self.is_busy(uuid) {
+                return false;
+            }
             // Ranks that are down are skipped: their shards are reclaimed when they are back
             // (`reclaim_shards`). At least one rank must answer.
             if !p.ranks.iter().any(|r| joined.contains(r)) {

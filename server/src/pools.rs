@@ -620,6 +620,9 @@ pub fn create(h: &Harness, req: &CreateRequest) -> Result<PoolRecord, PoolSvcErr
         map: Default::default(),
         system_handle: daos_auth::random_cookie(),
     };
+    // A leader that takes over meanwhile from another's tick must not take this create for
+    // one its predecessor left half-made.
+    let _busy = h.pool_busy(&uuid);
     h.ms()
         .pool_add(rec.clone())
         .map_err(|e| PoolSvcError::new(Exists, e.to_string()))?;
@@ -1015,6 +1018,7 @@ pub fn destroy(
     _recursive: bool,
 ) -> Result<PoolRecord, PoolSvcError> {
     let rec = find(h, id)?;
+    let _busy = h.pool_busy(&rec.uuid);
     let rec = set_state(h, &rec, PoolState::Destroying, None)?;
     let body = PoolDestroyReq {
         uuid: rec.uuid.clone(),
