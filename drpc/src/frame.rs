@@ -8,6 +8,11 @@
 //! offset 20 u32 total_chunks      >= 1 (an empty message is one empty chunk)
 //! ```
 //! Native byte order (little-endian on every platform DAOS runs on; fixed here as LE).
+//!
+//! DAOS 2.6 and older send each message as one bare datagram (the protobuf alone, at most
+//! [`MAX_DATAGRAM`] bytes), and their clients (libdaos, `daos_agent` of that release) are in the
+//! field beside 2.8's: a server takes a connection's framing from its first datagram
+//! ([`Framing::of_first`]) and answers in it.
 //! A datagram is at most [`MAX_DATAGRAM`] bytes, so messages over `MAX_DATAGRAM - 24` bytes are
 //! split. The receiver ([`Assembler`]) checks chunk order, consistent totals, no overflow and the
 //! exact final length, and bounds a message at [`MAX_MESSAGE`] so a hostile header cannot make
@@ -64,6 +69,35 @@ impl Header {
             chunk_idx: u32_at(16),
             total_chunks: u32_at(20),
         })
+    }
+}
+
+/// How a connection's messages travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// DAOS 2.8+: chunk header, chunks ([`for_each_datagram`], [`Assembler`]).
+    Chunked,
+    /// DAOS 2.6 and older: one bare datagram per message.
+    Bare,
+}
+
+impl Framing {
+    /// The framing of a connection whose first datagram is `d`: chunked when `d` reads as
+    /// the first chunk of a message (its header's chunk size is what follows it, chunk 0 of
+    /// at least one), else bare when `is_message` accepts the whole datagram (a protobuf
+    /// that decodes), else chunked (so the chunk checks report what is wrong).
+    pub fn of_first(d: &[u8], is_message: impl FnOnce(&[u8]) -> bool) -> Framing {
+        let chunked = Header::decode(d).is_ok_and(|h| {
+            h.chunk_idx == 0
+                && h.total_chunks >= 1
+                && h.chunk_data_size == (d.len() - HEADER_LEN) as u64
+                && h.total_data_size >= h.chunk_data_size
+        });
+        if chunked || d.len() > MAX_DATAGRAM || !is_message(d) {
+            Framing::Chunked
+        } else {
+            Framing::Bare
+        }
     }
 }
 
@@ -265,6 +299,27 @@ impl Assembler {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_first_datagram_tells_the_framing() {
+        let bare = |d: &[u8]| d.first() == Some(&0x08);
+        let mut chunk = [0u8; HEADER_LEN + 3];
+        Header {
+            total_data_size: 3,
+            chunk_data_size: 3,
+            chunk_idx: 0,
+            total_chunks: 1,
+        }
+        .encode((&mut chunk[..HEADER_LEN]).try_into().expect("24 bytes"));
+        assert_eq!(Framing::of_first(&chunk, bare), Framing::Chunked);
+        assert_eq!(
+            Framing::of_first(&[0x08, 0x02, 0x10, 0xe1, 0x01], bare),
+            Framing::Bare
+        );
+        // Neither: chunked, so the chunk checks say what is wrong.
+        assert_eq!(Framing::of_first(&[1, 2, 3], bare), Framing::Chunked);
+        assert_eq!(Framing::of_first(&[], bare), Framing::Chunked);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use tracing::{debug, error, warn};
 
-use crate::frame::{Assembler, FrameError, MAX_DATAGRAM, for_each_datagram};
+use crate::frame::{Assembler, FrameError, Framing, MAX_DATAGRAM, for_each_datagram};
 use crate::ids::{Method, Module};
 use crate::proto::{Call, Response, Status};
 use crate::socket::{self, Peer};
@@ -302,6 +302,8 @@ fn serve_connection(mut stream: UnixStream, registry: &Registry, stop: &AtomicBo
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut assembler = Assembler::default();
     let mut started = Instant::now();
+    // Taken from the first datagram: DAOS 2.6 clients send bare messages, 2.8's chunks.
+    let mut framing = None;
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => return, // peer closed (or sent an empty datagram, which is not dRPC)
@@ -330,19 +332,33 @@ fn serve_connection(mut stream: UnixStream, registry: &Registry, stop: &AtomicBo
         if !assembler.in_progress() {
             started = Instant::now();
         }
-        let message = match assembler.push(&buf[..n]) {
-            Ok(None) => continue,
-            Ok(Some(m)) => m,
-            Err(e) => {
-                warn!(
-                    "dRPC: bad datagram from {:?}: {e}; closing connection",
-                    ctx.peer
-                );
-                return;
-            }
+        let framing = *framing
+            .get_or_insert_with(|| Framing::of_first(&buf[..n], |d| Call::decode(d).is_ok()));
+        let message = match framing {
+            Framing::Bare => &buf[..n],
+            Framing::Chunked => match assembler.push(&buf[..n]) {
+                Ok(None) => continue,
+                Ok(Some(m)) => m,
+                Err(e) => {
+                    warn!(
+                        "dRPC: bad datagram from {:?}: {e}; closing connection",
+                        ctx.peer
+                    );
+                    return;
+                }
+            },
         };
         let response = registry.dispatch(&ctx, message).encode_to_vec();
-        let sent = for_each_datagram(&response, &mut out, |d| send_datagram(&mut stream, d));
+        let sent = match framing {
+            Framing::Chunked => {
+                for_each_datagram(&response, &mut out, |d| send_datagram(&mut stream, d))
+            }
+            // One datagram, as a DAOS 2.6 client reads it.
+            Framing::Bare if response.len() > MAX_DATAGRAM => Err(FrameError::TooLarge {
+                len: response.len() as u64,
+            }),
+            Framing::Bare => send_datagram(&mut stream, &response),
+        };
         if let Err(e) = sent {
             debug!("dRPC: cannot send response: {e}");
             return;

@@ -488,3 +488,43 @@ fn connect_within_gives_up_on_a_server_that_accepts_nothing() {
     assert!(matches!(refused, DrpcError::Connect { .. }), "{refused}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
+
+#[test]
+fn daos_2_6_clients_bare_datagrams_are_answered_in_kind() {
+    use std::io::{Read, Write};
+    let f = start();
+    // DAOS 2.6's libdaos and daos_agent send each call as the bare protobuf, one datagram,
+    // and read the answer the same way.
+    let mut s = daos_drpc::socket::connect(f.server.path()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    for seq in [7, 8] {
+        let call = Call {
+            module: Module::Mgmt as i32,
+            method: MgmtMethod::PingRank.id(),
+            sequence: seq,
+            body: b"hello".to_vec(),
+        }
+        .encode_to_vec();
+        assert_eq!(s.write(&call).unwrap(), call.len());
+        let n = s.read(&mut buf).unwrap();
+        let r = Response::decode(&buf[..n]).expect("a bare response");
+        assert_eq!(r.sequence, seq);
+        assert_eq!(r.status, Status::Success as i32);
+        assert_eq!(r.body, b"hello");
+    }
+    // An unknown method in the bare framing gets DAOS's status, in the bare framing.
+    let call = Call {
+        module: Module::Mgmt as i32,
+        method: 9999,
+        sequence: 9,
+        body: Vec::new(),
+    }
+    .encode_to_vec();
+    s.write_all(&call).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    let r = Response::decode(&buf[..n]).expect("a bare response");
+    assert_eq!((r.sequence, r.status), (9, Status::UnknownMethod as i32));
+    // The chunked framing still works beside it.
+    still_serving(&f);
+}

@@ -42,8 +42,8 @@ pub fn wire(data: &[u8]) {
     assert_eq!(n, req.encoded_len(), "{req:?}");
 }
 
-/// Datagrams as a dRPC socket delivers them (each prefixed here by a length byte), assembled
-/// into messages and decoded as `Call`s.
+/// Datagrams as a dRPC socket delivers them (each prefixed here by a length byte), their
+/// framing told apart, assembled into messages and decoded as `Call`s.
 pub fn drpc_frame(data: &[u8]) {
     let mut asm = daos_drpc::frame::Assembler::default();
     let mut rest = data;
@@ -51,6 +51,10 @@ pub fn drpc_frame(data: &[u8]) {
         let n = usize::from(len).min(tail.len());
         let (datagram, next) = tail.split_at(n);
         rest = next;
+        // Which framing a connection starting with it would get (DAOS 2.6's bare or 2.8's).
+        let _ = daos_drpc::frame::Framing::of_first(datagram, |d| {
+            daos_drpc::proto::Call::decode(d).is_ok()
+        });
         match asm.push(datagram) {
             Ok(Some(msg)) => {
                 let _ = daos_drpc::proto::Call::decode(msg);
