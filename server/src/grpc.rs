@@ -951,6 +951,9 @@ impl MgmtSvc for Services {
             .filter(|p| !p.is_empty())
             .or_else(|| self.config.provider.clone())
             .unwrap_or_default();
+        // What the engines run with (FI_OFI_RXM_USE_SRX: 1 unless `disable_srx`, as DAOS's
+        // server sets it): libdaos refuses a client whose own SRX setting differs.
+        let srx = engine.map_or(-1, |e| i32::from(!e.disable_srx));
         let v = daos_control::interop::Version::ours();
         Ok(Response::new(GetAttachInfoResp {
             status: 0,
@@ -962,7 +965,7 @@ impl MgmtSvc for Services {
                 interface: iface,
                 crt_timeout: 60,
                 net_dev_class: 0,
-                srv_srx_set: -1,
+                srv_srx_set: srx,
                 env_vars: Vec::new(),
                 provider_idx: 0,
             }),

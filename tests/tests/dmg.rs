@@ -794,6 +794,8 @@ fn attach_info_carries_daos_fields() {
     let hint = r.client_net_hint.expect("client net hint");
     assert!(hint.provider.starts_with("ofi+tcp"), "{hint:?}");
     assert_eq!(hint.interface, "lo");
+    // The engines run with SRX (DAOS's default): libdaos checks its own setting against it.
+    assert_eq!(hint.srv_srx_set, 1, "{hint:?}");
     let b = r.build_info.expect("build info");
     assert_eq!((b.major, b.minor), (2, 6));
     assert_eq!(r.sys, "daos_server");
