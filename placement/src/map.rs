@@ -45,7 +45,9 @@ pub enum MapOp {
     Exclude,
     /// UPIN -> DRAIN; NEW or UP are busy.
     Drain,
-    /// DOWN/DOWNOUT -> UP; DRAIN or NEW are busy.
+    /// DOWN/DOWNOUT/DRAIN -> UP (a drain under way is called off: the target is filled and
+    /// checked by the rebuild like any reintegrated one; DAOS answers DER_BUSY, which left a
+    /// target drained out that a script meant back); NEW is busy.
     Reint,
     /// UP -> UPIN, DOWN/DRAIN -> DOWNOUT (a rebuild finished).
     FinishRebuild,
@@ -74,8 +76,8 @@ impl MapOp {
             (MapOp::Exclude, Up | UpIn | Drain) => Down,
             (MapOp::Drain, UpIn) => Drain,
             (MapOp::Drain, New | Up) => return Err(busy("drained")),
-            (MapOp::Reint, Down | DownOut) => Up,
-            (MapOp::Reint, Drain | New) => return Err(busy("reintegrated")),
+            (MapOp::Reint, Down | DownOut | Drain) => Up,
+            (MapOp::Reint, New) => return Err(busy("reintegrated")),
             (MapOp::FinishRebuild, Up) => UpIn,
             (MapOp::FinishRebuild, Down | Drain) => DownOut,
             (_, other) => other,
@@ -137,7 +139,7 @@ pub enum MapError {
         action: &'static str,
     },
     #[error(
-        "rank {rank} is not excluded or drained: reintegrate only brings back ranks whose targets are down or down_out"
+        "rank {rank} is not excluded or drained: reintegrate only brings back ranks whose targets are down, down_out or draining"
     )]
     NotExcluded { rank: u32 },
     #[error("rank {0} is already in the pool map")]
@@ -248,8 +250,8 @@ impl PoolMap {
     }
 
     /// Applies `op` to the targets `idx` of `rank` (all of them when `idx` is empty), all or
-    /// nothing, then bumps the version. A reintegration of targets none of which is down or
-    /// down_out is refused.
+    /// nothing, then bumps the version. A reintegration of targets none of which is down,
+    /// down_out or draining is refused.
     pub fn apply(&mut self, op: MapOp, rank: u32, idx: &[u32]) -> Result<(), MapError> {
         let r = self.rank_mut(rank)?;
         if let Some(bad) = idx.iter().find(|i| **i as usize >= r.targets.len()) {
@@ -261,11 +263,13 @@ impl PoolMap {
         }
         let chosen = |i: usize| idx.is_empty() || idx.contains(&(i as u32));
         if op == MapOp::Reint
-            && !r
-                .targets
-                .iter()
-                .enumerate()
-                .any(|(i, s)| chosen(i) && matches!(s, TargetState::Down | TargetState::DownOut))
+            && !r.targets.iter().enumerate().any(|(i, s)| {
+                chosen(i)
+                    && matches!(
+                        s,
+                        TargetState::Down | TargetState::DownOut | TargetState::Drain
+                    )
+            })
         {
             return Err(MapError::NotExcluded { rank });
         }

@@ -1111,9 +1111,17 @@ impl ContSvc for ContService {
                 .await
                 .map_err(|e| Status::internal(format!("pool lookup: {e}")))?
                 .ok_or_else(|| Status::not_found(format!("DER_NONEXIST(-1005): pool {uuid}")))?;
-            svc.write(&uuid, Command::PoolAdd(rec))
-                .await
-                .map_err(|e| status(&uuid, e, &hosts))?;
+            // Two first changes at once (an exclude racing an extend) both add it: the one
+            // that lost finds it there and goes on.
+            if let Err(e) = svc.write(&uuid, Command::PoolAdd(rec)).await {
+                let added = svc
+                    .read(&uuid)
+                    .await
+                    .is_ok_and(|db| db.pools.iter().any(|p| p.uuid == uuid));
+                if !added {
+                    return Err(status(&uuid, e, &hosts));
+                }
+            }
         }
         svc.write(&uuid, cmd)
             .await
