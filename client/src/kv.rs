@@ -85,14 +85,24 @@ impl Version {
     }
 }
 
-/// Where a key's bytes are (the akey under [`DATA`]) and how many; `None`: no such key.
-/// Values stored before versions (data under akey `0`, size under `size`) are read too.
+/// Where a key's bytes are (the akey under [`DATA`]) and how many, and the target to read
+/// them from first (when the current version had to be looked for on several targets);
+/// `None`: no such key. Values stored before versions (data under akey `0`, size under `size`)
+/// are read too.
+#[allow(clippy::type_complexity)]
 fn current(
     s: &mut Session,
     cont: [u8; 16],
     oid: Oid,
-) -> Result<Option<(Vec<u8>, u64)>, ClientError> {
+) -> Result<Option<(Vec<u8>, u64, Option<usize>)>, ClientError> {
     let t = s.map.place(oid);
+    if s.map.uncertain_read_targets(oid)?.is_some() {
+        // On the map a target refusing a stale one gives (which may settle the question).
+        return s.fresh(|s| match s.map.uncertain_read_targets(oid)? {
+            Some(targets) => newest_current(s, cont, oid, &targets),
+            None => current(s, cont, oid),
+        });
+    }
     if let Some(b) = s.fetch(cont, oid, META, CURRENT)? {
         let v = Version::decode(&b).ok_or_else(|| {
             s.bad(
@@ -100,12 +110,84 @@ fn current(
                 &format!("a key's version record has {} bytes, not 24", b.len()),
             )
         })?;
-        return Ok(Some((v.id.to_vec(), v.size)));
+        return Ok(Some((v.id.to_vec(), v.size, None)));
     }
     let legacy = s.fetch(cont, oid, META, b"size")?;
     Ok(legacy
         .and_then(|b| b.try_into().ok().map(u64::from_le_bytes))
-        .map(|size| (b"0".to_vec(), size)))
+        .map(|size| (b"0".to_vec(), size, None)))
+}
+
+/// [`current`] when no replica surely has the newest version (see
+/// [`crate::PoolMap::uncertain_read_targets`]): the version each of `targets` names, the
+/// newest by epoch, with the target that named it (its bytes are there: a put writes them
+/// before naming them). Targets that do not answer are skipped, and those of ranks reported
+/// down or that did not answer lately are asked only when no other answers; none answering
+/// is an error.
+#[allow(clippy::type_complexity)]
+fn newest_current(
+    s: &mut Session,
+    cont: [u8; 16],
+    oid: Oid,
+    targets: &[usize],
+) -> Result<Option<(Vec<u8>, u64, Option<usize>)>, ClientError> {
+    let mut best: Option<(u64, Vec<u8>, usize)> = None;
+    let (mut answered, mut last) = (false, None);
+    let doubtful =
+        |s: &Session, t: usize| s.is_suspect(t) || s.map.down.contains(&s.map.targets[t].rank);
+    let (likely, doubted): (Vec<usize>, Vec<usize>) =
+        targets.iter().partition(|&&t| !doubtful(s, t));
+    for t in likely.into_iter().chain(doubted) {
+        if answered && doubtful(s, t) {
+            break;
+        }
+        let req = Request::Fetch {
+            oid,
+            dkey: META,
+            akey: CURRENT,
+        };
+        let got = s.call_with(t, cont, &req, |r| {
+            r.fetched().map(|v| v.map(|v| (v.to_vec(), r.epoch)))
+        });
+        match got {
+            Ok(Some(v)) => {
+                answered = true;
+                s.set_suspect(t, false);
+                if let Some((b, epoch)) = v
+                    && best.as_ref().is_none_or(|(e, _, _)| epoch > *e)
+                {
+                    best = Some((epoch, b, t));
+                }
+            }
+            Ok(None) => last = Some(s.bad(t, "fetch reply malformed")),
+            // Built on an older map than the target's: asked again on the new one.
+            Err(e @ ClientError::Stale { .. }) => return Err(e),
+            Err(e) => {
+                if matches!(
+                    e,
+                    ClientError::Timeout { .. }
+                        | ClientError::Fabric(_)
+                        | ClientError::Unreachable { .. }
+                ) {
+                    s.set_suspect(t, true);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    if !answered {
+        return Err(last.unwrap_or(ClientError::NoTargets));
+    }
+    let Some((_, b, t)) = best else {
+        return Ok(None);
+    };
+    let v = Version::decode(&b).ok_or_else(|| {
+        s.bad(
+            t,
+            &format!("a key's version record has {} bytes, not 24", b.len()),
+        )
+    })?;
+    Ok(Some((v.id.to_vec(), v.size, Some(t))))
 }
 
 /// Stores `data` under `key` as a new version `id` (unique: e.g. a fresh UUID) and makes it
@@ -266,18 +348,23 @@ fn write_pipelined(
     }
 }
 
-/// Reads `size` bytes of the array of akey `id` from the object's first shard that answers,
-/// [`DEPTH`] chunks in flight.
+/// Reads `size` bytes of the array of akey `id` from the object's first shard that answers
+/// (`first`, when given, before the others), [`DEPTH`] chunks in flight.
 fn read_pipelined(
     s: &mut Session,
     cont: [u8; 16],
     oid: Oid,
     id: &[u8],
     size: u64,
+    first: Option<usize>,
 ) -> Result<Vec<u8>, ClientError> {
     let mut last = None;
     let mut shards = s.map.read_shards(oid)?;
     shards.sort_by_key(|t| s.is_suspect(*t));
+    if let Some(f) = first {
+        shards.retain(|t| *t != f);
+        shards.insert(0, f);
+    }
     for t in shards {
         match read_from(s, t, cont, oid, id, size) {
             Ok(v) => return Ok(v),
@@ -379,12 +466,12 @@ pub fn get_at(
 ) -> Result<Option<Vec<u8>>, ClientError> {
     let oid = key_oid_at(key, class, lvl);
     for _ in 0..GET_ATTEMPTS {
-        let Some((id, size)) = current(s, cont, oid)? else {
+        let Some((id, size, first)) = current(s, cont, oid)? else {
             return Ok(None);
         };
-        let out = read_pipelined(s, cont, oid, &id, size)?;
+        let out = read_pipelined(s, cont, oid, &id, size, first)?;
         // Still current: nothing replaced (and freed) the version while it was read.
-        if current(s, cont, oid)?.is_some_and(|(now, _)| now == id) {
+        if current(s, cont, oid)?.is_some_and(|(now, _, _)| now == id) {
             return Ok(Some(out));
         }
     }
@@ -402,7 +489,7 @@ pub fn describe(
 ) -> Result<Option<(String, u64)>, ClientError> {
     let name = s.fetch(cont, oid, META, NAME)?;
     Ok(match (name, current(s, cont, oid)?) {
-        (Some(n), Some((_, size))) => Some((String::from_utf8_lossy(&n).into_owned(), size)),
+        (Some(n), Some((_, size, _))) => Some((String::from_utf8_lossy(&n).into_owned(), size)),
         _ => None,
     })
 }

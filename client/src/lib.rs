@@ -320,23 +320,113 @@ impl PoolMap {
         let layout =
             daos_placement::place(&self.placement, oid, class, daos_placement::rd_lvl_of(oid))?;
         // Moved shards, and shards on targets being filled (up: reintegrated or added), may
-        // not hold their data yet.
+        // not hold their data yet; so may shards an extension moved between old nodes.
+        let settled = self.layout_before_extension(oid, class);
         let mut order: Vec<(bool, usize)> = layout
             .shards
             .iter()
             .map(|s| {
-                let t = self
-                    .targets
-                    .iter()
-                    .position(|t| t.rank == s.target.rank && t.target == s.target.idx)
-                    .unwrap_or(0);
+                let t = self.index_of(s.target);
                 let filling =
                     self.placement.state(s.target) == Some(daos_placement::TargetState::Up);
-                (s.remapped || filling, t)
+                let shifted = settled.as_ref().is_some_and(|old| !old.contains(&t));
+                (s.remapped || filling || shifted, t)
             })
             .collect();
         order.sort_by_key(|(moved, _)| *moved);
         Ok(order.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// The map before an extension that may be under way: nodes none of whose targets is
+    /// up_in or drain and some up or down (ranks added and not yet rebuilt onto, or excluded
+    /// since; also ranks reintegrated or just excluded, which cannot be told apart here) left
+    /// out, as NEW. An extension adds a bucket to the jump hash (not always the last one:
+    /// nodes are in rank order), and shards can then move between old nodes too, onto a
+    /// target that is up_in but does not hold them: such shards are filled and read last
+    /// like moved ones (for a node that was not added, this only makes more of them so). A
+    /// node all down_out is settled: the pass that took it out filled what it moved. `None`:
+    /// no such node.
+    fn before_extension(&self) -> Option<daos_placement::PoolMap> {
+        use daos_placement::TargetState::{Down, Drain, New, Up, UpIn};
+        let mut before = self.placement.clone();
+        let mut any = false;
+        for node in before.nodes.iter_mut() {
+            let targets = || node.ranks.iter().flat_map(|r| &r.targets);
+            if targets().any(|s| matches!(s, UpIn | Drain))
+                || !targets().any(|s| matches!(s, Up | Down))
+            {
+                continue;
+            }
+            any = true;
+            for r in &mut node.ranks {
+                r.targets.iter_mut().for_each(|t| *t = New);
+            }
+        }
+        let left = before
+            .nodes
+            .iter()
+            .flat_map(|n| &n.ranks)
+            .flat_map(|r| &r.targets)
+            .any(|s| *s != New);
+        (any && left).then_some(before)
+    }
+
+    /// `oid`'s shard targets before an extension under way ([`Self::before_extension`]), if
+    /// one is and the object could be placed then.
+    fn layout_before_extension(
+        &self,
+        oid: Oid,
+        class: daos_placement::ObjectClass,
+    ) -> Option<Vec<usize>> {
+        let before = self.before_extension()?;
+        self.layout_on(&before, oid, class).ok()
+    }
+
+    /// While a rebuild is pending and no shard of `oid`'s layout surely holds its data
+    /// (every one moved or being filled: e.g. both replicas reintegrated at once), the targets
+    /// that may hold its newest values: the layout's, and where the shards being filled were
+    /// placed before (the layout with those targets out, which stopped getting updates when
+    /// they came back). A read then asks each and takes the newest (by epoch), never a filled
+    /// target's old value. `None`: a shard kept its place and has every value.
+    pub fn uncertain_read_targets(&self, oid: Oid) -> Result<Option<Vec<usize>>, ClientError> {
+        use daos_placement::TargetState::{DownOut, Up};
+        if !self.rebuilding {
+            return Ok(None);
+        }
+        let Ok(class) = daos_placement::ObjectClass::of_oid(oid) else {
+            return Ok(None);
+        };
+        let lvl = daos_placement::rd_lvl_of(oid);
+        let layout = daos_placement::place(&self.placement, oid, class, lvl)?;
+        let settled = self.layout_before_extension(oid, class);
+        if layout.shards.iter().any(|s| {
+            !s.remapped
+                && self.placement.state(s.target) != Some(Up)
+                && settled
+                    .as_ref()
+                    .is_none_or(|old| old.contains(&self.index_of(s.target)))
+        }) {
+            return Ok(None);
+        }
+        let mut before = self.placement.clone();
+        for node in &mut before.nodes {
+            for r in &mut node.ranks {
+                for t in &mut r.targets {
+                    if *t == Up {
+                        *t = DownOut;
+                    }
+                }
+            }
+        }
+        let mut out = self.layout_on(&self.placement, oid, class)?;
+        // A map of nothing but filled targets has no "before" (a new pool's extension).
+        let old = self.layout_on(&before, oid, class).ok();
+        for t in old.into_iter().chain(settled).flatten() {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        Ok(Some(out))
     }
 
     /// The same map with `ranks` reported down.
@@ -388,8 +478,15 @@ impl PoolMap {
             })
             .filter_map(|s| index(s.target))
             .collect();
+        let now = self.layout_on(&self.placement, oid, class)?;
+        if let Some(old) = self.layout_before_extension(oid, class) {
+            for &t in &now {
+                if !old.contains(&t) && !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
         if let Some(after) = &self.drained {
-            let now = self.layout_on(&self.placement, oid, class)?;
             for t in self.layout_on(after, oid, class)? {
                 if !now.contains(&t) && !out.contains(&t) {
                     out.push(t);
@@ -397,6 +494,14 @@ impl PoolMap {
             }
         }
         Ok(out)
+    }
+
+    /// The index into `targets` of placement target `t` (0 if the map lacks it).
+    fn index_of(&self, t: daos_placement::TargetId) -> usize {
+        self.targets
+            .iter()
+            .position(|x| x.rank == t.rank && x.target == t.idx)
+            .unwrap_or(0)
     }
 
     /// The targets of `oid`'s shards once the moves under way are done: where draining
@@ -1869,21 +1974,121 @@ mod tests {
                 .iter()
                 .map(|t| healthy.targets[*t].rank)
                 .collect();
+            // Filled: the moved shard, and shards placement may have moved between other
+            // nodes (rank 1 may be an extension under way: then its node was not counted).
             let moved = down.rebuild_targets(o).unwrap();
+            let layout = down.shards(o).unwrap();
+            assert!(moved.iter().all(|t| layout.contains(t)), "{o:#x}");
+            assert!(moved.iter().all(|t| down.targets[*t].rank != 1), "{o:#x}");
             if before.contains(&1) {
                 touched += 1;
-                assert_eq!(moved.len(), 1, "one shard moved for {o:#x}");
-                assert_ne!(down.targets[moved[0]].rank, 1);
+                assert!(!moved.is_empty(), "a shard moved for {o:#x}");
                 // Back up: the shard on rank 1 is filled again.
                 let filling = up.rebuild_targets(o).unwrap();
-                assert_eq!(filling.len(), 1);
-                assert_eq!(up.targets[filling[0]].rank, 1);
+                assert!(filling.iter().any(|t| up.targets[*t].rank == 1), "{o:#x}");
             } else {
                 untouched += 1;
-                assert!(moved.is_empty(), "{o:#x} did not use rank 1");
             }
         }
         assert!(touched > 0 && untouched > 0, "{touched} {untouched}");
+    }
+
+    #[test]
+    fn an_extension_fills_every_shard_that_moved() {
+        use daos_placement::{ObjectClass, TargetState};
+        let engines: Vec<RankUri> = (0..4)
+            .map(|r| RankUri {
+                rank: r,
+                uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
+                num_ctxs: 2,
+            })
+            .collect();
+        let three = PoolMap::new([2; 16], &[0, 1, 2], &engines)
+            .unwrap()
+            .with_states(&[], 2);
+        // Rank 3 added (up) on a fourth node, then also out before its rebuild finished.
+        for state in [TargetState::Up, TargetState::Down] {
+            let four = PoolMap::new([2; 16], &[0, 1, 2, 3], &engines)
+                .unwrap()
+                .with_states(&[(3, vec![state])], 3);
+            let mut between_old = 0;
+            for o in (0..256u128).map(|i| ObjectClass::rp(2, 1).embed(i << 8 | 7)) {
+                let old: Vec<u32> = three
+                    .shards(o)
+                    .unwrap()
+                    .iter()
+                    .map(|t| three.targets[*t].rank)
+                    .collect();
+                let fill = four.rebuild_targets(o).unwrap();
+                let order: Vec<u32> = four
+                    .read_shards(o)
+                    .unwrap()
+                    .iter()
+                    .map(|t| four.targets[*t].rank)
+                    .collect();
+                for t in four.shards(o).unwrap() {
+                    let rank = four.targets[t].rank;
+                    if !old.contains(&rank) {
+                        between_old += usize::from(rank != 3);
+                        assert!(fill.contains(&t), "{o:#x}: {old:?} -> rank {rank}");
+                    }
+                }
+                // A shard that kept its place is read first.
+                if order.iter().any(|r| old.contains(r)) {
+                    assert!(old.contains(&order[0]), "{o:#x}: {old:?}, read {order:?}");
+                }
+            }
+            if state == TargetState::Up {
+                assert!(between_old > 0, "no shard moved between old nodes");
+            }
+        }
+    }
+
+    #[test]
+    fn reads_look_beyond_a_layout_of_filled_targets_only() {
+        use daos_placement::{ObjectClass, TargetState};
+        let engines: Vec<RankUri> = (0..4)
+            .map(|r| RankUri {
+                rank: r,
+                uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
+                num_ctxs: 2,
+            })
+            .collect();
+        let base = PoolMap::new([2; 16], &[0, 1, 2, 3], &engines).unwrap();
+        let class = ObjectClass::parse("RP_2G1").unwrap();
+        let healthy = base.clone().with_states(&[], 2);
+        let mut both = 0;
+        for o in (0..64u128).map(|i| class.embed(i << 8 | 7)) {
+            assert_eq!(healthy.uncertain_read_targets(o).unwrap(), None);
+            let ranks: Vec<u32> = healthy
+                .shards(o)
+                .unwrap()
+                .iter()
+                .map(|t| healthy.targets[*t].rank)
+                .collect();
+            // One replica reintegrated: the other has every value, unless its node's coming
+            // back is an extension, which can move the other (then every candidate is asked).
+            let one = base
+                .clone()
+                .with_states(&[(ranks[0], vec![TargetState::Up])], 3);
+            if let Some(asked) = one.uncertain_read_targets(o).unwrap() {
+                assert!(one.shards(o).unwrap().iter().all(|t| asked.contains(t)));
+            }
+            // Both: their values may be old; where the object was meanwhile is asked too.
+            let two = base.clone().with_states(
+                &[
+                    (ranks[0], vec![TargetState::Up]),
+                    (ranks[1], vec![TargetState::Up]),
+                ],
+                4,
+            );
+            let asked = two.uncertain_read_targets(o).unwrap().expect("uncertain");
+            let asked: Vec<u32> = asked.iter().map(|t| two.targets[*t].rank).collect();
+            assert_eq!(asked.len(), 4, "{asked:?}");
+            assert_eq!(&asked[..2], &ranks[..]);
+            both += 1;
+        }
+        assert!(both > 0);
     }
 
     #[test]

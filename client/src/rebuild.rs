@@ -2,13 +2,20 @@
 //! replicated object gets its shards back where the pool map now places them, copied from a
 //! replica that holds them (DAOS's scan and pull, driven from one place).
 //!
-//! The scan lists each container's objects on every target that serves (up_in, drain, and
-//! ranks not reported down), a page at a time (DAOS's anchors: the next page starts after
-//! the last id), each page's objects handed to the copying sessions before the next page is
-//! asked for, so memory is bounded by a page whatever the object count; an object whose id carries a redundant class is then checked on
-//! each target of its current layout: every akey the source holds and the target lacks or
-//! holds differently is copied (single values compared byte for byte, arrays by their
-//! extent's end). Objects without a class have one copy and nothing to rebuild from.
+//! The scan lists each container's objects on every target that may hold data and answers
+//! (any state but new, ranks not reported down: up_in, drain, up, and excluded targets whose
+//! engine still runs), a page at a time (DAOS's anchors: the next page starts after the last
+//! id), each page's objects handed to the copying sessions before the next page is asked for,
+//! so memory is bounded by a page whatever the object count. An object whose id carries a
+//! redundant class and has shards to fill is merged onto each of them from every listed
+//! target that holds it: every akey a holder has and the target lacks, or holds at an older
+//! epoch, is copied at its own epoch (single values compared byte for byte and by epoch,
+//! arrays by their extent's end), so the filled shard ends up with the newest value any
+//! holder has. One holder is not enough: after map churn a target back `up` may hold an old
+//! value (it missed updates while out) and the newest one may be only on targets out of the
+//! layout (where it moved meanwhile), or only on an excluded target that still runs (excluded
+//! while the other replica was still being filled). Objects without a class have one copy
+//! and nothing to rebuild from.
 //!
 //! Concurrent updates go to every shard of the current layout (the rebuilt target included),
 //! so a copy never loses them, with one window left: a single value updated between the
@@ -79,21 +86,38 @@ fn lock_add_scanned(shared: &std::sync::Mutex<(Progress, &mut Throttle)>, n: u64
     shared.lock().unwrap_or_else(|p| p.into_inner()).0.scanned += n;
 }
 
+/// An object to copy and the targets to merge it from.
+type ToCopy = (Oid, Vec<usize>);
+
 /// How many times a single value is copied again when its source changed meanwhile.
 const COPY_ATTEMPTS: usize = 4;
 
 impl Session {
-    /// Whether target `t` can be read from for a rebuild: it serves (up_in or drain) and its
-    /// rank was not reported down.
+    /// Whether target `t` serves in the map (up_in, drain or up: in layouts) and its rank was
+    /// not reported down: where copies outside the layout are reclaimed.
     fn serves(&self, t: usize) -> bool {
+        self.state_of(t).is_some_and(TargetState::placeable) && self.reachable(t)
+    }
+
+    /// Whether target `t` is listed and read from for a rebuild: anything but a new target
+    /// (an excluded one whose engine runs may hold the newest value of an object whose other
+    /// replica was still being filled), its rank not reported down.
+    fn source(&self, t: usize) -> bool {
+        self.state_of(t)
+            .is_some_and(|s| !matches!(s, TargetState::New | TargetState::Unknown))
+            && self.reachable(t)
+    }
+
+    fn state_of(&self, t: usize) -> Option<TargetState> {
         let target = &self.map.targets[t];
-        let state = self.map.placement.state(daos_placement::TargetId {
+        self.map.placement.state(daos_placement::TargetId {
             rank: target.rank,
             idx: target.target,
-        });
-        matches!(state, Some(TargetState::UpIn | TargetState::Drain))
-            && !self.map.down.contains(&target.rank)
-            && !self.is_suspect(t)
+        })
+    }
+
+    fn reachable(&self, t: usize) -> bool {
+        !self.map.down.contains(&self.map.targets[t].rank) && !self.is_suspect(t)
     }
 
     /// Whether target `t` holds anything of `oid` (a live dkey: what makes it listed).
@@ -320,15 +344,15 @@ impl Session {
                 .unwrap_or_else(|p| p.into_inner())
                 .get_or_insert(e);
         };
-        // Objects to copy (object, a target to copy from): at most a page waits.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Oid, usize)>(PAGE_OIDS);
+        // Objects to copy (object, the targets to merge it from): at most a page waits.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ToCopy>(PAGE_OIDS);
         let rx = Arc::new(Mutex::new(rx));
         let (map, opts) = (self.map.clone(), self.opts);
         std::thread::scope(|scope| {
             // The workers start with the first object to copy (none for a pass that finds
             // every layout unchanged).
             let mut idle = Some(rx);
-            let start = |rx: Arc<Mutex<std::sync::mpsc::Receiver<(Oid, usize)>>>| {
+            let start = |rx: Arc<Mutex<std::sync::mpsc::Receiver<ToCopy>>>| {
                 for _ in 0..REBUILD_WORKERS {
                     let (map, rx) = (map.clone(), rx.clone());
                     let (shared, fail, failed) = (&shared, &fail, &failed);
@@ -340,27 +364,29 @@ impl Session {
                         };
                         loop {
                             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                            let Ok((oid, src)) = next else {
+                            let Ok((oid, srcs)) = next else {
                                 return;
                             };
                             if failed.load(Ordering::Acquire) {
                                 continue;
                             }
-                            if let Err(e) = s.copy_object(cont, oid, src, shared) {
+                            if let Err(e) = s.copy_object(cont, oid, &srcs, shared) {
                                 fail(e);
                             }
                         }
                     });
                 }
             };
-            let scanned = self.scan_targets(cont, &failed, |s, oid, src| {
+            let scanned = self.scan_targets(cont, &failed, |s, oid, srcs| {
                 if let Some(rx) = idle.take() {
                     start(rx);
                 }
-                match tx.send((oid, src)) {
+                match tx.send((oid, srcs)) {
                     Ok(()) => {}
                     // No worker has a session: the scan copies it.
-                    Err(_) => s.copy_object(cont, oid, src, &shared)?,
+                    Err(std::sync::mpsc::SendError((oid, srcs))) => {
+                        s.copy_object(cont, oid, &srcs, &shared)?
+                    }
                 }
                 progress(lock(&shared));
                 Ok(())
@@ -379,28 +405,35 @@ impl Session {
         }
     }
 
-    /// Lists `cont` on every serving target page by page, handing `copy` each replicated
-    /// object with a shard to rebuild once (with the target to copy it from), until `stop`
-    /// is set; returns how many replicated objects needed no copy.
+    /// Lists `cont` on every source target page by page, handing `copy` each replicated
+    /// object with a shard to rebuild once (with the targets to merge it from: every source
+    /// that holds it), until `stop` is set; returns how many replicated objects needed no
+    /// copy.
     fn scan_targets(
         &mut self,
         cont: [u8; 16],
         stop: &std::sync::atomic::AtomicBool,
-        mut copy: impl FnMut(&mut Session, Oid, usize) -> Result<(), ClientError>,
+        mut copy: impl FnMut(&mut Session, Oid, Vec<usize>) -> Result<(), ClientError>,
     ) -> Result<u64, ClientError> {
         let mut unchanged = 0u64;
         let mut page = Vec::with_capacity(PAGE_OIDS);
-        for t in 0..self.map.targets.len() {
-            if !self.serves(t) {
-                continue;
-            }
+        let sources: Vec<usize> = (0..self.map.targets.len())
+            .filter(|&t| self.source(t))
+            .collect();
+        for &t in &sources {
             let mut after = None;
             loop {
                 if stop.load(std::sync::atomic::Ordering::Acquire) {
                     return Ok(unchanged);
                 }
                 page.clear();
-                let more = self.oids_page(t, cont, after, &mut page)?;
+                let more = match self.oids_page(t, cont, after, &mut page) {
+                    Ok(more) => more,
+                    // An excluded target is read at best (it may not even know a container
+                    // made while it was out): the pass goes on without it.
+                    Err(_) if !self.serves(t) => break,
+                    Err(e) => return Err(e),
+                };
                 after = page.last().copied();
                 for &oid in &page {
                     if !daos_placement::ObjectClass::of_oid(oid)
@@ -409,25 +442,36 @@ impl Session {
                         continue;
                     }
                     let fill = self.map.rebuild_targets(oid)?;
-                    // Serving targets of its layout scanned before this one that keep their
-                    // shard: the object was taken there if one of them holds it.
-                    let earlier: Vec<usize> = self
-                        .map
-                        .shards(oid)?
-                        .into_iter()
-                        .filter(|&p| p < t && !fill.contains(&p) && self.serves(p))
-                        .collect();
                     if fill.is_empty() {
                         // Nothing to copy: counted once, where it is first listed.
-                        if earlier.is_empty() {
+                        let earlier = self
+                            .map
+                            .shards(oid)?
+                            .into_iter()
+                            .any(|p| p < t && self.serves(p));
+                        if !earlier {
                             unchanged += 1;
                         }
                         continue;
                     }
-                    if earlier.iter().any(|&p| self.holds(p, cont, oid)) {
+                    // Every source holding it, this one included. One scanned before this
+                    // one holds it: the object was taken there (a target that got it since,
+                    // by a client's update or a copy, got it with the object's newest data).
+                    let mut holders = vec![t];
+                    let mut taken = false;
+                    for &p in &sources {
+                        if p != t && self.holds(p, cont, oid) {
+                            if p < t {
+                                taken = true;
+                                break;
+                            }
+                            holders.push(p);
+                        }
+                    }
+                    if taken {
                         continue;
                     }
-                    copy(self, oid, t)?;
+                    copy(self, oid, holders)?;
                 }
                 if !more {
                     break;
@@ -437,43 +481,47 @@ impl Session {
         Ok(unchanged)
     }
 
-    /// Copies object `oid` from target `src` to each target that must now hold a shard of
-    /// it and lacks it, paced by the shared throttle; counts into the shared progress.
+    /// Merges object `oid` from targets `srcs` (each holds it) onto each target that must
+    /// now hold a shard of it, paced by the shared throttle; counts into the shared progress.
     fn copy_object(
         &mut self,
         cont: [u8; 16],
         oid: Oid,
-        src: usize,
+        srcs: &[usize],
         shared: &std::sync::Mutex<(Progress, &mut Throttle)>,
     ) -> Result<(), ClientError> {
         let (mut recs, mut bytes) = (0u64, 0u64);
         // Only shards that moved or are being filled: the others kept their data.
         for dst in self.map.rebuild_targets(oid)? {
-            // Not to itself, a rank reported down, or a target out of the map (a shard
-            // placement found no healthy home for keeps pointing there).
-            let out = !self
-                .map
-                .placement
-                .state(daos_placement::TargetId {
-                    rank: self.map.targets[dst].rank,
-                    idx: self.map.targets[dst].target,
-                })
-                .is_some_and(TargetState::placeable);
-            if dst == src || out || self.map.down.contains(&self.map.targets[dst].rank) {
+            // Not a target out of the map (a shard placement found no healthy home for keeps
+            // pointing there).
+            if !self.state_of(dst).is_some_and(TargetState::placeable) {
                 continue;
             }
-            for dkey in self.dkeys_on(src, cont, oid)? {
-                for akey in self.akeys_on(src, cont, oid, &dkey)? {
-                    let n = self.copy_akey(src, dst, cont, oid, &dkey, &akey)?;
-                    if n > 0 {
-                        recs += 1;
-                        bytes += n;
-                        let wait = {
-                            let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
-                            g.1.after(std::time::Instant::now(), n)
-                        };
-                        std::thread::sleep(wait);
+            // A shard to fill on a rank reported down cannot be filled: the pass fails (and
+            // starts over) rather than let the target in with what it lacks.
+            let rank = self.map.targets[dst].rank;
+            if self.map.down.contains(&rank) {
+                return Err(ClientError::Der {
+                    rank,
+                    target: self.map.targets[dst].target,
+                    code: daos_wire::der::BUSY,
+                    name: "DER_BUSY",
+                    message: "a shard to rebuild there, but the rank is down".into(),
+                });
+            }
+            for &src in srcs {
+                if src == dst {
+                    continue;
+                }
+                match self.merge_from(src, dst, cont, oid, shared) {
+                    Ok((r, b)) => {
+                        recs += r;
+                        bytes += b;
                     }
+                    // An excluded source is read at best (see the scan).
+                    Err(_) if !self.serves(src) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -487,12 +535,42 @@ impl Session {
         Ok(())
     }
 
+    /// Copies every akey of `oid` that `src` holds and `dst` lacks or holds older, paced by
+    /// the shared throttle: (akeys, bytes) copied.
+    fn merge_from(
+        &mut self,
+        src: usize,
+        dst: usize,
+        cont: [u8; 16],
+        oid: Oid,
+        shared: &std::sync::Mutex<(Progress, &mut Throttle)>,
+    ) -> Result<(u64, u64), ClientError> {
+        let (mut recs, mut bytes) = (0u64, 0u64);
+        for dkey in self.dkeys_on(src, cont, oid)? {
+            for akey in self.akeys_on(src, cont, oid, &dkey)? {
+                let n = self.copy_akey(src, dst, cont, oid, &dkey, &akey)?;
+                if n > 0 {
+                    recs += 1;
+                    bytes += n;
+                    let wait = {
+                        let mut g = shared.lock().unwrap_or_else(|p| p.into_inner());
+                        g.1.after(std::time::Instant::now(), n)
+                    };
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        Ok((recs, bytes))
+    }
+
     /// DAOS's reclaim, once every copy of a pass is made: each serving target forgets its
     /// copy of a replicated object whose layout (once the pass's moves are done) does not
-    /// name that target.
+    /// name that target. Not a draining target: until the pass is recorded and clients have
+    /// the map without it, readers still read it first (it is the shard that kept its
+    /// place); once out, its copies are never read (a rebuild may merge from them).
     fn reclaim(&mut self, cont: [u8; 16], done: &mut Progress) -> Result<(), ClientError> {
         for t in 0..self.map.targets.len() {
-            if !self.serves(t) {
+            if !self.serves(t) || self.state_of(t) == Some(TargetState::Drain) {
                 continue;
             }
             // Page by page: a reclaimed object is behind the next page's start.
