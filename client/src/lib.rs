@@ -321,7 +321,7 @@ impl PoolMap {
             daos_placement::place(&self.placement, oid, class, daos_placement::rd_lvl_of(oid))?;
         // Moved shards, and shards on targets being filled (up: reintegrated or added), may
         // not hold their data yet; so may shards an extension moved between old nodes.
-        let settled = self.layout_before_extension(oid, class);
+        let settled = self.layouts_before_extension(oid, class);
         let mut order: Vec<(bool, usize)> = layout
             .shards
             .iter()
@@ -329,7 +329,7 @@ impl PoolMap {
                 let t = self.index_of(s.target);
                 let filling =
                     self.placement.state(s.target) == Some(daos_placement::TargetState::Up);
-                let shifted = settled.as_ref().is_some_and(|old| !old.contains(&t));
+                let shifted = settled.iter().any(|old| !old.contains(&t));
                 (s.remapped || filling || shifted, t)
             })
             .collect();
@@ -337,49 +337,66 @@ impl PoolMap {
         Ok(order.into_iter().map(|(_, t)| t).collect())
     }
 
-    /// The map before an extension that may be under way: nodes none of whose targets is
-    /// up_in or drain and some up or down (ranks added and not yet rebuilt onto, or excluded
-    /// since; also ranks reintegrated or just excluded, which cannot be told apart here) left
-    /// out, as NEW. An extension adds a bucket to the jump hash (not always the last one:
-    /// nodes are in rank order), and shards can then move between old nodes too, onto a
-    /// target that is up_in but does not hold them: such shards are filled and read last
-    /// like moved ones (for a node that was not added, this only makes more of them so). A
-    /// node all down_out is settled: the pass that took it out filled what it moved. `None`:
-    /// no such node.
-    fn before_extension(&self) -> Option<daos_placement::PoolMap> {
+    /// The maps the pool may have had before an extension under way: for each set of the
+    /// nodes none of whose targets is up_in or drain and some up or down (ranks added and not
+    /// yet rebuilt onto, or excluded since; also ranks reintegrated or just excluded, which
+    /// cannot be told apart here), the map with those nodes left out (NEW). An extension adds
+    /// a bucket to the jump hash (not always the last one: nodes are in rank order), and
+    /// shards can then move between old nodes too, onto a target that is up_in but does not
+    /// hold them: a shard whose target is not in its layout on each of these maps is filled
+    /// and read last like moved ones. A node all down_out is settled: the pass that took it
+    /// out filled what it moved. Empty: no such node.
+    fn before_extensions(&self) -> Vec<daos_placement::PoolMap> {
         use daos_placement::TargetState::{Down, Drain, New, Up, UpIn};
-        let mut before = self.placement.clone();
-        let mut any = false;
-        for node in before.nodes.iter_mut() {
-            let targets = || node.ranks.iter().flat_map(|r| &r.targets);
-            if targets().any(|s| matches!(s, UpIn | Drain))
-                || !targets().any(|s| matches!(s, Up | Down))
-            {
-                continue;
-            }
-            any = true;
-            for r in &mut node.ranks {
-                r.targets.iter_mut().for_each(|t| *t = New);
-            }
-        }
-        let left = before
+        let transitional: Vec<usize> = self
+            .placement
             .nodes
             .iter()
-            .flat_map(|n| &n.ranks)
-            .flat_map(|r| &r.targets)
-            .any(|s| *s != New);
-        (any && left).then_some(before)
+            .enumerate()
+            .filter(|(_, n)| {
+                let targets = || n.ranks.iter().flat_map(|r| &r.targets);
+                !targets().any(|s| matches!(s, UpIn | Drain))
+                    && targets().any(|s| matches!(s, Up | Down))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        // Every set of up to 4 such nodes (an extension adds one or a few), and all of them.
+        let k = transitional.len().min(4);
+        let mut sets: Vec<Vec<usize>> = (1u32..(1 << k))
+            .map(|m| {
+                (0..k)
+                    .filter(|b| m & (1 << b) != 0)
+                    .map(|b| transitional[b])
+                    .collect()
+            })
+            .collect();
+        if transitional.len() > k {
+            sets.push(transitional.clone());
+        }
+        sets.into_iter()
+            .filter_map(|set| {
+                let mut before = self.placement.clone();
+                for &i in &set {
+                    for r in &mut before.nodes[i].ranks {
+                        r.targets.iter_mut().for_each(|t| *t = New);
+                    }
+                }
+                let left = before.targets().any(|(_, s)| s != New);
+                left.then_some(before)
+            })
+            .collect()
     }
 
-    /// `oid`'s shard targets before an extension under way ([`Self::before_extension`]), if
-    /// one is and the object could be placed then.
-    fn layout_before_extension(
+    /// `oid`'s shard targets on each map of [`Self::before_extensions`] it can be placed on.
+    fn layouts_before_extension(
         &self,
         oid: Oid,
         class: daos_placement::ObjectClass,
-    ) -> Option<Vec<usize>> {
-        let before = self.before_extension()?;
-        self.layout_on(&before, oid, class).ok()
+    ) -> Vec<Vec<usize>> {
+        self.before_extensions()
+            .iter()
+            .filter_map(|before| self.layout_on(before, oid, class).ok())
+            .collect()
     }
 
     /// While a rebuild is pending and no shard of `oid`'s layout surely holds its data
@@ -398,13 +415,13 @@ impl PoolMap {
         };
         let lvl = daos_placement::rd_lvl_of(oid);
         let layout = daos_placement::place(&self.placement, oid, class, lvl)?;
-        let settled = self.layout_before_extension(oid, class);
+        let settled = self.layouts_before_extension(oid, class);
         if layout.shards.iter().any(|s| {
             !s.remapped
                 && self.placement.state(s.target) != Some(Up)
                 && settled
-                    .as_ref()
-                    .is_none_or(|old| old.contains(&self.index_of(s.target)))
+                    .iter()
+                    .all(|old| old.contains(&self.index_of(s.target)))
         }) {
             return Ok(None);
         }
@@ -479,11 +496,10 @@ impl PoolMap {
             .filter_map(|s| index(s.target))
             .collect();
         let now = self.layout_on(&self.placement, oid, class)?;
-        if let Some(old) = self.layout_before_extension(oid, class) {
-            for &t in &now {
-                if !old.contains(&t) && !out.contains(&t) {
-                    out.push(t);
-                }
+        let settled = self.layouts_before_extension(oid, class);
+        for &t in &now {
+            if settled.iter().any(|old| !old.contains(&t)) && !out.contains(&t) {
+                out.push(t);
             }
         }
         if let Some(after) = &self.drained {
@@ -2040,6 +2056,49 @@ mod tests {
             }
             if state == TargetState::Up {
                 assert!(between_old > 0, "no shard moved between old nodes");
+            }
+        }
+    }
+
+    #[test]
+    fn an_extension_in_the_middle_of_the_rank_order_with_a_rank_out_fills_what_moved() {
+        use daos_placement::{ObjectClass, TargetState};
+        let engines: Vec<RankUri> = (0..4)
+            .map(|r| RankUri {
+                rank: r,
+                uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
+                num_ctxs: 2,
+            })
+            .collect();
+        // Rank 1 added to a pool of ranks 0, 2, 3 while rank 2 is excluded.
+        let three = PoolMap::new([2; 16], &[0, 2, 3], &engines)
+            .unwrap()
+            .with_states(&[(2, vec![TargetState::Down])], 2);
+        let four = PoolMap::new([2; 16], &[0, 1, 2, 3], &engines)
+            .unwrap()
+            .with_states(
+                &[(1, vec![TargetState::Up]), (2, vec![TargetState::Down])],
+                3,
+            );
+        for o in (0..256u128).map(|i| ObjectClass::rp(2, 1).embed(i << 8 | 7)) {
+            let old: Vec<u32> = three
+                .shards(o)
+                .unwrap()
+                .iter()
+                .map(|t| three.targets[*t].rank)
+                .collect();
+            let fill = four.rebuild_targets(o).unwrap();
+            for t in four.shards(o).unwrap() {
+                let rank = four.targets[t].rank;
+                assert!(
+                    old.contains(&rank) || fill.contains(&t),
+                    "{o:#x}: {old:?} -> rank {rank} not filled"
+                );
+            }
+            // Read: a shard that surely has the data first, else every candidate asked.
+            if four.uncertain_read_targets(o).unwrap().is_none() {
+                let first = four.read_shards(o).unwrap()[0];
+                assert!(old.contains(&four.targets[first].rank), "{o:#x}: {old:?}");
             }
         }
     }
