@@ -1,7 +1,10 @@
 //! Self-healing under load: four hosts, two writers, hosts killed round after round (see
 //! `scenarios::writers_survive_host_kills`), the pool service's leader killed, a partitioned
-//! host, and RP_3G1 with two hosts killed at once. `SELFHEAL_ROUNDS` (default 10, the issue's
-//! full run) and `SELFHEAL_SEED` (printed) replay a run.
+//! host, and RP_3G1 with two hosts killed at once; between the kills and the leader's, a
+//! round of admin churn (`scenarios::admin_churn`: exclude/drain/reintegrate/extend racing
+//! writers, every replica checked against the last acknowledged value). `SELFHEAL_ROUNDS`
+//! (default 10, the full run), `SELFHEAL_CHURN` (churn iterations, default 4; 0 skips
+//! it) and `SELFHEAL_SEED` (printed) replay a run.
 
 #[allow(dead_code)]
 mod scenarios;

@@ -1935,6 +1935,17 @@ fn version_bytes(key: &str, v: u32) -> Vec<u8> {
         .collect()
 }
 
+/// Which version of `key` in `range` `got` is (its length first: most are not built).
+fn version_of(key: &str, got: &[u8], range: std::ops::RangeInclusive<u32>) -> Option<u32> {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    range
+        .rev()
+        .filter(|v| 1000 + ((*v as u64 ^ h) % 40_000) as usize == got.len())
+        .find(|v| version_bytes(key, *v) == got)
+}
+
 /// Four hosts (MS on three), an `RP_2G1` container (`rd_fac:1`, `rd_lvl:node`), two writers
 /// putting and acknowledging values all along. Each round kills one host: the writers stall
 /// and go on; SWIM reports the rank dead; the pool excludes it and rebuilds. Then a second
@@ -2211,6 +2222,15 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
         assert!(text.contains("- Data redundancy: normal"), "{text}");
     }
 
+    // Admin map churn racing the writers (issue #23 item 3): no replica left behind.
+    let churn = std::env::var("SELFHEAL_CHURN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    if churn > 0 {
+        admin_churn(&c, &rank_of, &dir, seed, churn);
+    }
+
     // The pool service's leader dies with its host: the other replicas elect a leader;
     // containers are created and opened meanwhile; every container survives.
     pool_service_leader_killed(&mut c, &rank_of, &dir);
@@ -2431,6 +2451,445 @@ pub fn writers_survive_host_kills(mut c: Cluster, rounds: usize, seed: u64) {
         );
     }
     eprintln!("RP_3G1 phase done after {} ms", phase.elapsed().as_millis());
+}
+
+/// What each replica of `keys` (stored with `daos object put` in container `cont` of pool
+/// `pool`, class RP_2G1, rd_lvl node) names as its current value, read from each target of
+/// the object's layout directly (as a rebuild or a read would find it): per key, (rank,
+/// target, the value's bytes, or why it could not be read; `None`: the replica lacks the key).
+#[allow(clippy::type_complexity)]
+fn replica_values(
+    c: &Cluster,
+    all: &str,
+    pool: &str,
+    cont: [u8; 16],
+    keys: &[String],
+) -> Vec<(String, Vec<(u32, u32, Result<Option<Vec<u8>>, String>)>)> {
+    use daos_client::{Session, SessionOpts, connect};
+    let (all, pool, keys) = (all.to_string(), pool.to_string(), keys.to_vec());
+    c.hosts
+        .in_host(1, move || {
+            let control = daos_config::control::Control::default();
+            let target = daos_control::Target::new(&control, Some(&all), true).expect("target");
+            let map = connect::connect_blocking(&target, &pool, daos_client::container::FLAG_RO)
+                .expect("connect");
+            let mut s =
+                Session::open(std::sync::Arc::new(map), SessionOpts::default()).expect("session");
+            let class = daos_placement::ObjectClass::rp(2, 1);
+            let mut out = Vec::new();
+            for key in keys {
+                let oid =
+                    daos_client::kv::key_oid_at(&key, Some(class), daos_placement::RdLvl::Node);
+                let mut replicas = Vec::new();
+                for t in s.map().final_layout(oid).expect("layout") {
+                    let (rank, idx) = (s.map().targets[t].rank, s.map().targets[t].target);
+                    let mut read = || -> Result<Option<Vec<u8>>, String> {
+                        let req = daos_wire::Request::Fetch {
+                            oid,
+                            dkey: b"meta",
+                            akey: b"current",
+                        };
+                        let cur = s
+                            .call_with(t, cont, &req, |r| {
+                                r.fetched().map(|v| v.map(<[u8]>::to_vec))
+                            })
+                            .map_err(|e| e.to_string())?
+                            .ok_or("fetch reply malformed")?;
+                        let Some(cur) = cur else { return Ok(None) };
+                        if cur.len() != 24 {
+                            return Err(format!("version record of {} bytes", cur.len()));
+                        }
+                        let size = u64::from_le_bytes(cur[16..24].try_into().expect("8"));
+                        let mut data = Vec::with_capacity(size as usize);
+                        while (data.len() as u64) < size {
+                            let n = (size - data.len() as u64).min(daos_wire::READ_MAX as u64);
+                            let req = daos_wire::Request::ReadExtent {
+                                oid,
+                                dkey: b"data",
+                                akey: &cur[..16],
+                                offset: data.len() as u64,
+                                len: n as u32,
+                            };
+                            let d = s
+                                .call_with(t, cont, &req, |r| r.read_data().map(<[u8]>::to_vec))
+                                .map_err(|e| e.to_string())?
+                                .ok_or("read reply malformed")?;
+                            if d.len() as u64 != n {
+                                return Err(format!("short read: {} of {n} bytes", d.len()));
+                            }
+                            data.extend_from_slice(&d);
+                        }
+                        Ok(Some(data))
+                    };
+                    replicas.push((rank, idx, read()));
+                }
+                out.push((key, replicas));
+            }
+            out
+        })
+        .expect("in host 1")
+}
+
+/// The UUID of container `label` of pool `pool` (`daos container query`, from host 1).
+fn cont_uuid_in(c: &Cluster, all: &str, pool: &str, label: &str) -> [u8; 16] {
+    let o = passed(
+        c,
+        c.run(
+            1,
+            "daos",
+            &["-i", "-l", all, "-j", "container", "query", pool, label],
+        ),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let text = v["response"]["container_uuid"].as_str().unwrap_or_default();
+    daos_client::parse_uuid(text).unwrap_or_else(|| panic!("container UUID in {v}"))
+}
+
+/// Issue #23 item 3: admin map churn racing writers. A pool `churn` on the ranks of hosts
+/// 1-3 (RP_2G1, rd_fac:1, rd_lvl:node); two writers put all along; `iterations` times two
+/// ranks are excluded and drained at once (the first time while host 4's rank extends the
+/// pool), then both reintegrated at once (one `dmg` each, as a script would: no manual retry),
+/// without waiting for the rebuilds in between. The pool must then settle by itself (every
+/// target up_in, rebuild done); after it, every replica of every key's layout, read directly
+/// from its target, and `daos object get` hold the last acknowledged value (or a later one
+/// whose put failed).
+fn admin_churn(c: &Cluster, rank_of: &[u32], dir: &std::path::Path, seed: u64, iterations: usize) {
+    let all = c.all();
+    let all = all.as_str();
+    let phase = Instant::now();
+    let daos = |from: usize, args: &[&str]| {
+        c.hosts
+            .command(from, &bin("daos"))
+            .args(["-i", "-l", all])
+            .args(args)
+            .env("CRT_TIMEOUT", "3")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("daos")
+    };
+    let first3 = format!("{},{},{}", rank_of[1], rank_of[2], rank_of[3]);
+    passed(
+        c,
+        c.dmg(
+            1,
+            all,
+            &[
+                "pool",
+                "create",
+                "churn",
+                "--scm-size",
+                "128M",
+                "--nvme-size",
+                "256M",
+                "--ranks",
+                &first3,
+            ],
+        ),
+    );
+    passed(
+        c,
+        daos(
+            1,
+            &[
+                "container",
+                "create",
+                "churn",
+                "c",
+                "--properties",
+                "rd_fac:1,rd_lvl:node",
+            ],
+        ),
+    );
+    let mut rng = Rng(seed.max(1) ^ 0x00c0_ffee);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let logs: Vec<std::sync::Mutex<std::collections::BTreeMap<String, KeyLog>>> =
+        (0..2).map(|_| Default::default()).collect();
+    let acks = std::sync::atomic::AtomicUsize::new(0);
+    // Puts that failed, and the last one's error.
+    let failures: std::sync::Mutex<(usize, String)> = Default::default();
+    // Gets during the churn, and those that returned an older value than acknowledged.
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let stale_reads: std::sync::Mutex<Vec<String>> = Default::default();
+    let query = |what: &str| {
+        let o = c.dmg(1, all, &["-j", "pool", "query", "churn"]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .map(|v| v["response"].clone())
+            .unwrap_or_else(|_| serde_json::Value::String(format!("{what}: {}", stderr(&o))))
+    };
+    // Host 4's rank joins by the extension: a third more targets.
+    let targets = query("created")["total_targets"]
+        .as_u64()
+        .expect("total targets")
+        * 4
+        / 3;
+    let settled = |q: &serde_json::Value| {
+        q["rebuild"]["state"] == "done"
+            && q["disabled_targets"] == 0
+            && q["total_targets"] == targets
+    };
+    std::thread::scope(|s| {
+        for w in 0..2 {
+            let (stop, logs, acks, daos, failures) = (&stop, &logs, &acks, &daos, &failures);
+            s.spawn(move || {
+                let mut v = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    v += 1;
+                    let key = format!("churn{w}k{}", v % 6);
+                    let f = dir.join(format!("{key}.{v}.in"));
+                    std::fs::write(&f, version_bytes(&key, v)).expect("value");
+                    // From hosts 1 and 2 (no host goes down here).
+                    let o = daos(
+                        1 + w,
+                        &[
+                            "object",
+                            "put",
+                            "churn",
+                            "c",
+                            &key,
+                            f.to_str().expect("utf8"),
+                        ],
+                    );
+                    let _ = std::fs::remove_file(&f);
+                    let mut l = logs[w].lock().expect("log");
+                    let e = l.entry(key).or_default();
+                    if o.status.code() == Some(0) {
+                        acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        e.acked = Some(v);
+                        e.failed.clear();
+                    } else {
+                        e.failed.push(v);
+                        let mut f = failures.lock().expect("failures");
+                        f.0 += 1;
+                        f.1 = stderr(&o);
+                    }
+                }
+            });
+        }
+        // A reader all along: a get never returns a value older than the last one
+        // acknowledged before it started (a stale replica served).
+        {
+            let (stop, logs, daos, stale_reads, reads, phase) =
+                (&stop, &logs, &daos, &stale_reads, &reads, &phase);
+            s.spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let w = n % 2;
+                    let key = format!("churn{w}k{}", n % 6);
+                    let Some(from) = logs[w].lock().expect("log").get(&key).and_then(|e| e.acked)
+                    else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
+                    let f = dir.join(format!("{key}.read"));
+                    let o = daos(
+                        4,
+                        &[
+                            "object",
+                            "get",
+                            "churn",
+                            "c",
+                            &key,
+                            f.to_str().expect("utf8"),
+                        ],
+                    );
+                    reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if o.status.code() != Some(0) {
+                        let e = stderr(&o);
+                        // A get may fail while maps move (not a stale read); "no key" is one.
+                        if e.contains("no key") {
+                            stale_reads.lock().expect("stale").push(format!(
+                                "{key}: no key at {} ms, version {from} acknowledged",
+                                phase.elapsed().as_millis()
+                            ));
+                        }
+                        continue;
+                    }
+                    let got = std::fs::read(&f).expect("read");
+                    if version_of(&key, &got, from..=from + 2000).is_none() {
+                        let was = version_of(&key, &got, 1..=from);
+                        stale_reads.lock().expect("stale").push(format!(
+                            "{key}: read version {was:?} at {} ms, version {from} acknowledged before",
+                            phase.elapsed().as_millis()
+                        ));
+                    }
+                }
+            });
+        }
+        let acked = |n: usize| acks.load(std::sync::atomic::Ordering::Relaxed) >= n;
+        assert!(
+            wait_until(Duration::from_secs(60), || acked(12)),
+            "churn: writers write"
+        );
+        let mut ranks: Vec<u32> = rank_of[1..=3].to_vec();
+        for it in 0..iterations {
+            let a = ranks[rng.below(ranks.len() as u64) as usize];
+            let b = loop {
+                let b = ranks[rng.below(ranks.len() as u64) as usize];
+                if b != a {
+                    break b;
+                }
+            };
+            let (a, b) = (a.to_string(), b.to_string());
+            let extend = (it == 0).then(|| rank_of[4].to_string());
+            let outs: Vec<(String, std::process::Output)> = std::thread::scope(|s2| {
+                let mut jobs = vec![
+                    s2.spawn(|| {
+                        let args = ["pool", "exclude", "churn", "--ranks", a.as_str()];
+                        (format!("exclude {a}"), c.dmg(1, all, &args))
+                    }),
+                    s2.spawn(|| {
+                        let args = ["pool", "drain", "churn", "--ranks", b.as_str()];
+                        (format!("drain {b}"), c.dmg(2, all, &args))
+                    }),
+                ];
+                if let Some(r) = &extend {
+                    jobs.push(s2.spawn(move || {
+                        let args = ["pool", "extend", "churn", "--ranks", r.as_str()];
+                        (format!("extend {r}"), c.dmg(3, all, &args))
+                    }));
+                }
+                jobs.into_iter().map(|j| j.join().expect("dmg")).collect()
+            });
+            for (what, o) in &outs {
+                eprintln!(
+                    "churn {it}: {what}: {}",
+                    (stdout(o) + &stderr(o)).replace('\n', " | ")
+                );
+            }
+            if extend.is_some() {
+                ranks.push(rank_of[4]);
+            }
+            // Rebuilds under way, writers going on.
+            std::thread::sleep(Duration::from_millis(rng.below(2000)));
+            let outs: Vec<(String, std::process::Output)> = std::thread::scope(|s2| {
+                let jobs = [(1, a.as_str()), (2, b.as_str())].map(|(from, r)| {
+                    s2.spawn(move || {
+                        let args = ["pool", "reintegrate", "churn", "--ranks", r];
+                        (format!("reintegrate {r}"), c.dmg(from, all, &args))
+                    })
+                });
+                jobs.into_iter().map(|j| j.join().expect("dmg")).collect()
+            });
+            for (what, o) in &outs {
+                eprintln!(
+                    "churn {it}: {what}: {}",
+                    (stdout(o) + &stderr(o)).replace('\n', " | ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        }
+        // The pool settles by itself: every target back in, the last rebuild done (writers
+        // still going).
+        let mut q = serde_json::Value::Null;
+        assert!(
+            wait_until(Duration::from_secs(120), || {
+                q = query("settling");
+                settled(&q)
+            }),
+            "churn: the pool settles without a manual reintegrate: {q}\n{}",
+            c.logs()
+        );
+        let at = acks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            wait_until(Duration::from_secs(60), || acked(at + 4)),
+            "churn: writers go on"
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let q = query("after the writers");
+    assert!(settled(&q), "churn: still settled: {q}");
+    let failures = failures.into_inner().expect("failures");
+    let stale_reads = stale_reads.into_inner().expect("stale");
+    eprintln!(
+        "churn: {iterations} iteration(s), {} acknowledged puts, {} failed (last: {}), {} gets ({} stale), settled after {} ms",
+        acks.load(std::sync::atomic::Ordering::Relaxed),
+        failures.0,
+        failures.1.trim(),
+        reads.load(std::sync::atomic::Ordering::Relaxed),
+        stale_reads.len(),
+        phase.elapsed().as_millis()
+    );
+    let logs: std::collections::BTreeMap<String, KeyLog> = logs
+        .into_iter()
+        .flat_map(|l| l.into_inner().expect("log"))
+        .filter(|(_, e)| e.acked.is_some())
+        .collect();
+    let keys: Vec<String> = logs.keys().cloned().collect();
+    let cont = cont_uuid_in(c, all, "churn", "c");
+    let current = |key: &str, got: &[u8]| {
+        let e = &logs[key];
+        e.acked
+            .iter()
+            .chain(&e.failed)
+            .find(|v| version_bytes(key, **v) == got)
+            .copied()
+    };
+    // Which version a value is (searched below the last acknowledged one: a stale replica).
+    let which = |key: &str, got: &[u8]| {
+        let top = logs[key].acked.unwrap_or(0) + 2000;
+        version_of(key, got, 1..=top)
+    };
+    let mut bad = stale_reads;
+    let mut replicas = 0;
+    for (key, reps) in replica_values(c, all, "churn", cont, &keys) {
+        for (rank, idx, r) in reps {
+            replicas += 1;
+            let ok = match &r {
+                Ok(Some(v)) => current(&key, v).is_some(),
+                _ => false,
+            };
+            if !ok {
+                let held = match &r {
+                    Ok(Some(v)) => format!("version {:?}", which(&key, v)),
+                    Ok(None) => "nothing".into(),
+                    Err(e) => format!("an error: {e}"),
+                };
+                bad.push(format!(
+                    "{key}: rank {rank} target {idx} holds {held}, last acknowledged {:?} (failed after: {:?})",
+                    logs[&key].acked, logs[&key].failed
+                ));
+            }
+        }
+    }
+    for key in &keys {
+        let f = dir.join(format!("{key}.out"));
+        let o = daos(
+            3,
+            &[
+                "object",
+                "get",
+                "churn",
+                "c",
+                key,
+                f.to_str().expect("utf8"),
+            ],
+        );
+        if o.status.code() != Some(0) {
+            bad.push(format!("{key}: daos object get: {}", stderr(&o)));
+            continue;
+        }
+        let got = std::fs::read(&f).expect("read back");
+        if current(key, &got).is_none() {
+            bad.push(format!(
+                "{key}: daos object get returned version {:?}, last acknowledged {:?}",
+                which(key, &got),
+                logs[key].acked
+            ));
+        }
+    }
+    eprintln!(
+        "churn: {} keys, {replicas} replicas checked, {} stale or missing; {} ms",
+        keys.len(),
+        bad.len(),
+        phase.elapsed().as_millis()
+    );
+    assert!(
+        bad.is_empty(),
+        "churn: replicas behind the last acknowledged update:\n{}\n{}",
+        bad.join("\n"),
+        c.logs()
+    );
 }
 
 /// `daos -i -l HOSTS args` inside host `from` with the agent whose socket is in `agent_run`.
