@@ -18,10 +18,9 @@
 //! and nothing to rebuild from.
 //!
 //! Concurrent updates go to every shard of the current layout (the rebuilt target included),
-//! so a copy never loses them, with one window left: a single value updated between the
-//! copy's last check and its write keeps the copy's (older) value on the rebuilt target until
-//! the next update; arrays are written once by the key-value layer (a version per put), so it
-//! does not arise for them there. DAOS closes the window with epochs (a later issue).
+//! so a copy never loses them: a copy is stored at its value's own epoch ([`Session::copy_at`],
+//! without the order check clients' changes get), so an update made between the copy's check
+//! and its write, at a later epoch, stays the newer value on the rebuilt target.
 
 use daos_placement::TargetState;
 use daos_wire::{Request, reply};
