@@ -1963,16 +1963,21 @@ mod tests {
     /// A rebuild touches only what moved: with a rank's targets down, an object whose layout
     /// used that rank gets its moved shard (on another rank) and nothing else; an object that
     /// did not use it needs nothing; with the rank filling again (up), its shards are filled.
-    #[test]
-    fn rebuild_targets_are_the_moved_and_filling_shards() {
-        use daos_placement::{ObjectClass, TargetState};
-        let engines: Vec<RankUri> = (0..4)
+    /// Ranks 0-3, each one target on a node of its own.
+    fn four_nodes() -> Vec<RankUri> {
+        (0..4)
             .map(|r| RankUri {
                 rank: r,
                 uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
                 num_ctxs: 2,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn rebuild_targets_are_the_moved_and_filling_shards() {
+        use daos_placement::{ObjectClass, TargetState};
+        let engines = four_nodes();
         let base = PoolMap::new([2; 16], &[0, 1, 2, 3], &engines).unwrap();
         let class = ObjectClass::parse("RP_2G1").unwrap();
         let oids: Vec<Oid> = (0..64u128).map(|i| class.embed(i << 8 | 7)).collect();
@@ -2012,13 +2017,7 @@ mod tests {
     #[test]
     fn an_extension_fills_every_shard_that_moved() {
         use daos_placement::{ObjectClass, TargetState};
-        let engines: Vec<RankUri> = (0..4)
-            .map(|r| RankUri {
-                rank: r,
-                uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
-                num_ctxs: 2,
-            })
-            .collect();
+        let engines = four_nodes();
         let three = PoolMap::new([2; 16], &[0, 1, 2], &engines)
             .unwrap()
             .with_states(&[], 2);
@@ -2063,13 +2062,7 @@ mod tests {
     #[test]
     fn an_extension_in_the_middle_of_the_rank_order_with_a_rank_out_fills_what_moved() {
         use daos_placement::{ObjectClass, TargetState};
-        let engines: Vec<RankUri> = (0..4)
-            .map(|r| RankUri {
-                rank: r,
-                uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
-                num_ctxs: 2,
-            })
-            .collect();
+        let engines = four_nodes();
         // Rank 1 added to a pool of ranks 0, 2, 3 while rank 2 is excluded.
         let three = PoolMap::new([2; 16], &[0, 2, 3], &engines)
             .unwrap()
@@ -2106,13 +2099,7 @@ mod tests {
     #[test]
     fn reads_look_beyond_a_layout_of_filled_targets_only() {
         use daos_placement::{ObjectClass, TargetState};
-        let engines: Vec<RankUri> = (0..4)
-            .map(|r| RankUri {
-                rank: r,
-                uri: format!("ofi+tcp;ofi_rxm://127.0.0.{}:20000", r + 1),
-                num_ctxs: 2,
-            })
-            .collect();
+        let engines = four_nodes();
         let base = PoolMap::new([2; 16], &[0, 1, 2, 3], &engines).unwrap();
         let class = ObjectClass::parse("RP_2G1").unwrap();
         let healthy = base.clone().with_states(&[], 2);

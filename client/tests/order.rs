@@ -7,24 +7,16 @@
 mod common;
 
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
 use common::*;
 use daos_client::kv;
-use daos_client::{PoolMap, Session, SessionOpts};
+use daos_client::{PoolMap, Session};
 use daos_engine::wire::Request;
 use daos_placement::{ObjectClass, RdLvl};
 
 /// A session whose clock runs `ahead_ms` ahead of this host's.
 fn skewed(map: &Arc<PoolMap>, ahead_ms: u64) -> Session {
-    let mut s = Session::open(
-        map.clone(),
-        SessionOpts {
-            timeout: Duration::from_secs(5),
-            ..SessionOpts::default()
-        },
-    )
-    .expect("session");
+    let mut s = session_on(map);
     if ahead_ms > 0 {
         s.witness(daos_wire::clock_ns() + ahead_ms * 1_000_000);
     }

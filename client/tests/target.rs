@@ -938,14 +938,7 @@ fn listed_on(s: &mut Session, t: usize, cont: [u8; 16]) -> Vec<u128> {
 fn a_rebuild_and_a_listing_page_through_objects_with_a_rank_down() {
     use daos_placement::TargetState::{Down, UpIn};
     let (fixtures, map) = ranks_fixture(3);
-    let mut s = Session::open(
-        map.clone(),
-        SessionOpts {
-            timeout: Duration::from_secs(5),
-            ..SessionOpts::default()
-        },
-    )
-    .expect("session");
+    let mut s = session_on(&map);
     let cont = s.cont_create("rp", [6; 16]).expect("create");
     // 1,500 RP_2G1 objects over 3 ranks: ~1,000 on each target, pages of them.
     let oids = put_replicated(&mut s, cont, 1500);

@@ -96,8 +96,13 @@ pub fn fixture(targets: u32) -> Fixture {
 }
 
 pub fn session(f: &Fixture) -> Session {
+    session_on(&f.map)
+}
+
+/// A session on `map` with a 5 s timeout.
+pub fn session_on(map: &Arc<PoolMap>) -> Session {
     Session::open(
-        f.map.clone(),
+        map.clone(),
         SessionOpts {
             timeout: Duration::from_secs(5),
             ..SessionOpts::default()
