@@ -17,7 +17,7 @@ fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
     let header = out.join("fabric_wrapper.h");
     let wrapper = "#include <rdma/fabric.h>\n#include <rdma/fi_domain.h>\n#include <rdma/fi_endpoint.h>\n\
-                   #include <rdma/fi_cm.h>\n#include <rdma/fi_eq.h>\n#include <rdma/fi_errno.h>\n#include <rdma/fi_rma.h>\n";
+                   #include <rdma/fi_cm.h>\n#include <rdma/fi_eq.h>\n#include <rdma/fi_errno.h>\n#include <rdma/fi_rma.h>\n#include <rdma/fi_tagged.h>\n";
     if let Err(e) = std::fs::write(&header, wrapper) {
         eprintln!("error: cannot write {}: {e}", header.display());
         std::process::exit(1);
@@ -27,9 +27,9 @@ fn main() {
     let mut builder = bindgen::Builder::default()
         .header(header.display().to_string())
         .allowlist_function(
-            "fi_getinfo|fi_freeinfo|fi_dupinfo|fi_allocinfo|fi_strerror|fi_version|fi_fabric|fi_domain|fi_endpoint|fi_cq_open|fi_av_open|fi_ep_bind|fi_enable|fi_getname|fi_av_insert|fi_send|fi_recv|fi_cq_read|fi_cq_readerr|fi_close|fi_mr_reg|fi_mr_desc|fi_mr_key|fi_read|fi_write",
+            "fi_getinfo|fi_freeinfo|fi_dupinfo|fi_allocinfo|fi_strerror|fi_version|fi_fabric|fi_domain|fi_endpoint|fi_cq_open|fi_av_open|fi_ep_bind|fi_enable|fi_getname|fi_av_insert|fi_send|fi_recv|fi_cq_read|fi_cq_readerr|fi_close|fi_mr_reg|fi_mr_desc|fi_mr_key|fi_read|fi_write|fi_senddata|fi_tsend|fi_trecv",
         )
-        .allowlist_type("fi_info|fi_ep_type|fi_cq_attr|fi_av_attr|fi_cq_msg_entry|fi_cq_err_entry|fid_mr")
+        .allowlist_type("fi_info|fi_ep_type|fi_cq_attr|fi_av_attr|fi_cq_msg_entry|fi_cq_tagged_entry|fi_cq_err_entry|fid_mr")
         .rustified_enum("fi_ep_type")
         .wrap_static_fns(true)
         .wrap_static_fns_path(&shims)

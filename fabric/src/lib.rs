@@ -160,6 +160,12 @@ const RMA_CONTEXT: usize = 1 << 62;
 const FI_RECV: u64 = 1 << 10;
 const FI_SEND: u64 = 1 << 11;
 const FI_SOURCE: u64 = 1 << 57;
+const FI_TAGGED: u64 = 1 << 3;
+const FI_DIRECTED_RECV: u64 = 1 << 59;
+const FI_REMOTE_CQ_DATA: u64 = 1 << 17;
+const FI_MR_VIRT_ADDR: u32 = 1 << 4;
+const FI_MR_ALLOCATED: u32 = 1 << 5;
+const FI_MR_PROV_KEY: u32 = 1 << 6;
 const FI_ADDR_UNSPEC: u64 = u64::MAX;
 const FI_EAGAIN: isize = 11;
 const FI_EAVAIL: isize = 259;
@@ -211,15 +217,20 @@ pub struct RdmEndpoint {
     av: *mut sys::fid_av,
     ep: *mut sys::fid_ep,
     msg_size: usize,
-    /// Slots `0..send_slots` send, the rest receive.
+    /// Slots `0..send_slots` send, the next `recv_slots` receive unsolicited messages, the
+    /// rest receive tagged ones.
     bufs: Vec<Box<[u8]>>,
     send_slots: usize,
+    recv_slots: usize,
     free_send: Vec<usize>,
+    /// Tagged receive slots not posted.
+    free_tagged: Vec<usize>,
+    tagged: bool,
     /// Receive buffers the provider could not take yet; posted again at the next poll.
     pending_recv: Vec<usize>,
     /// Filled send buffers the provider could not take yet: (slot, len, peer), retried at the
     /// next poll in order.
-    pending_send: std::collections::VecDeque<(usize, usize, Peer)>,
+    pending_send: std::collections::VecDeque<(usize, usize, Peer, SendKind)>,
     /// Registered memory for RMA, when the endpoint was opened with it.
     bulk: Option<Bulk>,
     /// Finished RMA operations: (id, succeeded), taken with [`RdmEndpoint::take_rma`].
@@ -230,12 +241,15 @@ pub struct RdmEndpoint {
 struct Bulk {
     mem: Box<[u8]>,
     slot_size: usize,
+    /// Peers name bytes by virtual address (`FI_MR_VIRT_ADDR`), not by offset.
+    virt_addr: bool,
     mr: *mut sys::fid_mr,
     desc: *mut std::ffi::c_void,
     key: u64,
 }
 
-/// Where a peer's registered buffer is: its key, the offset in its region, and the length.
+/// Where a peer's registered buffer is: its key, the address in its region (an offset, or the
+/// virtual address for endpoints that register memory as Mercury does), and the length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteBuf {
     pub key: u64,
@@ -249,6 +263,76 @@ pub struct RemoteBuf {
 pub struct Received {
     slot: usize,
     len: usize,
+    /// The remote CQ data the sender attached (`fi_senddata`), if any.
+    data: Option<u64>,
+    /// The tag, for a message taken by an [`RdmEndpoint::expect`]ed receive.
+    tag: Option<u64>,
+}
+
+impl Received {
+    /// Length of the message.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The 64-bit remote CQ data the sender attached (Mercury puts its tag there), if any.
+    pub fn data(&self) -> Option<u64> {
+        self.data
+    }
+
+    /// The tag of a message received by [`RdmEndpoint::expect`].
+    pub fn tag(&self) -> Option<u64> {
+        self.tag
+    }
+}
+
+/// How a queued send goes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SendKind {
+    /// `fi_send`.
+    Plain,
+    /// `fi_senddata` with this remote CQ data.
+    Data(u64),
+    /// `fi_tsend` with this tag.
+    Tagged(u64),
+}
+
+/// The buffers and capabilities of an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Largest message sent or received.
+    pub msg_size: usize,
+    /// Send buffers (sends in flight).
+    pub send_slots: usize,
+    /// Receive buffers kept posted for unsolicited messages.
+    pub recv_slots: usize,
+    /// Receive buffers for tagged messages, posted one by one with [`RdmEndpoint::expect`].
+    pub tagged_slots: usize,
+    /// Registered memory for RMA: (slots, bytes per slot).
+    pub bulk: Option<(usize, usize)>,
+    /// Tagged messages as well as untagged (`FI_TAGGED`, `FI_DIRECTED_RECV`), and registered
+    /// memory addressed the way Mercury's NA OFI plugin asks (`FI_MR_VIRT_ADDR`,
+    /// `FI_MR_PROV_KEY`, `FI_MR_ALLOCATED`): a peer names a byte of it by its virtual address.
+    pub tagged: bool,
+}
+
+impl Shape {
+    /// Untagged messages only, no RMA.
+    pub fn messages(msg_size: usize, send_slots: usize, recv_slots: usize) -> Shape {
+        Shape {
+            msg_size,
+            send_slots,
+            recv_slots,
+            tagged_slots: 0,
+            bulk: None,
+            tagged: false,
+        }
+    }
 }
 
 // SAFETY: the endpoint is owned by one thread at a time (a shard); libfabric objects may move
@@ -270,8 +354,11 @@ impl RdmEndpoint {
         send_slots: usize,
         recv_slots: usize,
     ) -> Result<RdmEndpoint, EndpointError> {
-        Self::open_inner(
-            provider, node, service, msg_size, send_slots, recv_slots, None,
+        Self::open_shaped(
+            provider,
+            node,
+            service,
+            Shape::messages(msg_size, send_slots, recv_slots),
         )
     }
 
@@ -289,26 +376,33 @@ impl RdmEndpoint {
         bulk_slots: usize,
         bulk_size: usize,
     ) -> Result<RdmEndpoint, EndpointError> {
-        Self::open_inner(
+        Self::open_shaped(
             provider,
             node,
             service,
-            msg_size,
-            send_slots,
-            recv_slots,
-            Some((bulk_slots, bulk_size)),
+            Shape {
+                bulk: Some((bulk_slots, bulk_size)),
+                ..Shape::messages(msg_size, send_slots, recv_slots)
+            },
         )
     }
 
-    fn open_inner(
+    /// Opens an RDM endpoint of `provider` with the buffers and capabilities of `shape`,
+    /// bound to `node:service` when given (a server), else on an ephemeral address.
+    pub fn open_shaped(
         provider: &str,
         node: Option<&str>,
         service: Option<&str>,
-        msg_size: usize,
-        send_slots: usize,
-        recv_slots: usize,
-        rma: Option<(usize, usize)>,
+        shape: Shape,
     ) -> Result<RdmEndpoint, EndpointError> {
+        let Shape {
+            msg_size,
+            send_slots,
+            recv_slots,
+            tagged_slots,
+            bulk: rma,
+            tagged,
+        } = shape;
         let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
         let (node_c, service_c) = (node.map(c), service.map(c));
         // SAFETY: fi_allocinfo returns a zeroed fi_info with its attribute structs allocated,
@@ -325,6 +419,11 @@ impl RdmEndpoint {
             } else {
                 FI_MSG
             };
+            if tagged {
+                (*hints).caps |= FI_TAGGED | FI_DIRECTED_RECV;
+                (*(*hints).domain_attr).mr_mode =
+                    (FI_MR_VIRT_ADDR | FI_MR_PROV_KEY | FI_MR_ALLOCATED) as i32;
+            }
             (*hints).mode = 0;
             (*(*hints).ep_attr).type_ = sys::fi_ep_type::FI_EP_RDM;
             (*(*hints).fabric_attr).prov_name = libc::strdup(c(provider).as_ptr());
@@ -347,7 +446,7 @@ impl RdmEndpoint {
         if ret != 0 || info.is_null() {
             return Err(fail(provider, "fi_getinfo", ret as isize));
         }
-        let bufs: Vec<Box<[u8]>> = (0..send_slots + recv_slots)
+        let bufs: Vec<Box<[u8]>> = (0..send_slots + recv_slots + tagged_slots)
             .map(|_| vec![0u8; msg_size].into_boxed_slice())
             .collect();
         let mut e = RdmEndpoint {
@@ -361,7 +460,12 @@ impl RdmEndpoint {
             msg_size,
             bufs,
             send_slots,
+            recv_slots,
             free_send: (0..send_slots).rev().collect(),
+            free_tagged: (send_slots + recv_slots..send_slots + recv_slots + tagged_slots)
+                .rev()
+                .collect(),
+            tagged,
             pending_recv: Vec::with_capacity(recv_slots),
             pending_send: std::collections::VecDeque::with_capacity(send_slots),
             bulk: None,
@@ -379,8 +483,8 @@ impl RdmEndpoint {
                 return Err(e.fail("fi_domain", r as isize));
             }
             let mut cq_attr: sys::fi_cq_attr = std::mem::zeroed();
-            cq_attr.size = (send_slots + recv_slots) * 2;
-            cq_attr.format = sys::fi_cq_format_FI_CQ_FORMAT_MSG;
+            cq_attr.size = (send_slots + recv_slots + tagged_slots) * 2;
+            cq_attr.format = sys::fi_cq_format_FI_CQ_FORMAT_TAGGED;
             cq_attr.wait_obj = sys::fi_wait_obj_FI_WAIT_NONE;
             let r = sys::fi_cq_open(e.domain, &mut cq_attr, &mut e.cq, ptr::null_mut());
             if r != 0 {
@@ -411,7 +515,7 @@ impl RdmEndpoint {
             }
         }
         if let Some((slots, size)) = rma {
-            e.register_bulk(slots, size)?;
+            e.register_bulk(slots, size, tagged)?;
         }
         for slot in send_slots..send_slots + recv_slots {
             if !e.post_recv(slot)? {
@@ -421,7 +525,12 @@ impl RdmEndpoint {
         Ok(e)
     }
 
-    fn register_bulk(&mut self, slots: usize, size: usize) -> Result<(), EndpointError> {
+    fn register_bulk(
+        &mut self,
+        slots: usize,
+        size: usize,
+        virt_addr: bool,
+    ) -> Result<(), EndpointError> {
         let mut mem = vec![0u8; slots.max(1) * size].into_boxed_slice();
         let mut mr: *mut sys::fid_mr = ptr::null_mut();
         // SAFETY: `domain` is open; `mem` is a live allocation stored in `self.bulk` right
@@ -447,6 +556,7 @@ impl RdmEndpoint {
         self.bulk = Some(Bulk {
             mem,
             slot_size: size,
+            virt_addr,
             mr,
             desc,
             key,
@@ -462,9 +572,14 @@ impl RdmEndpoint {
     /// Where this endpoint's bulk slot `slot` is, for a peer to read or write `len` bytes.
     pub fn bulk_desc(&self, slot: usize, len: usize) -> Option<RemoteBuf> {
         let b = self.bulk.as_ref()?;
+        let base = if b.virt_addr {
+            b.mem.as_ptr() as u64
+        } else {
+            0
+        };
         (len <= b.slot_size && (slot + 1) * b.slot_size <= b.mem.len()).then_some(RemoteBuf {
             key: b.key,
-            offset: (slot * b.slot_size) as u64,
+            offset: base + (slot * b.slot_size) as u64,
             len: len as u32,
         })
     }
@@ -644,7 +759,7 @@ impl RdmEndpoint {
             return Err(EndpointError::Busy(self.send_slots));
         };
         self.bufs[slot][..data.len()].copy_from_slice(data);
-        match self.post_send(slot, data.len(), peer) {
+        match self.post_send(slot, data.len(), peer, SendKind::Plain) {
             Ok(true) => Ok(()),
             Ok(false) => {
                 self.free_send.push(slot);
@@ -669,18 +784,96 @@ impl RdmEndpoint {
             return Err(EndpointError::Busy(self.send_slots));
         };
         let len = fill(&mut self.bufs[slot]).min(self.msg_size);
-        self.queue_send(slot, len, peer)
+        self.queue_send(slot, len, peer, SendKind::Plain)
     }
 
-    fn queue_send(&mut self, slot: usize, len: usize, peer: Peer) -> Result<(), EndpointError> {
+    /// [`Self::send_with`] with 64 bits of remote CQ data (`fi_senddata`): the receiver's
+    /// completion carries them ([`Received::data`]). Mercury sends its requests so, the tag in
+    /// the data.
+    pub fn send_data_with(
+        &mut self,
+        peer: Peer,
+        data: u64,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<(), EndpointError> {
+        let Some(slot) = self.free_send.pop() else {
+            return Err(EndpointError::Busy(self.send_slots));
+        };
+        let len = fill(&mut self.bufs[slot]).min(self.msg_size);
+        self.queue_send(slot, len, peer, SendKind::Data(data))
+    }
+
+    /// [`Self::send_with`] as a tagged message (`fi_tsend`), taken only by a receive the peer
+    /// posted for this tag. Needs an endpoint opened with [`Shape::tagged`].
+    pub fn send_tagged_with(
+        &mut self,
+        peer: Peer,
+        tag: u64,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<(), EndpointError> {
+        if !self.tagged {
+            return Err(self.fail("fi_tsend (endpoint opened without FI_TAGGED)", -38));
+        }
+        let Some(slot) = self.free_send.pop() else {
+            return Err(EndpointError::Busy(self.send_slots));
+        };
+        let len = fill(&mut self.bufs[slot]).min(self.msg_size);
+        self.queue_send(slot, len, peer, SendKind::Tagged(tag))
+    }
+
+    /// Posts a receive for the message tagged `tag` from `peer` (Mercury's expected message:
+    /// the reply to a request sent with that tag). It comes back from [`Self::poll_held`] with
+    /// [`Received::tag`] set; [`Self::release`] frees its slot. `Busy` when every tagged slot
+    /// is posted.
+    pub fn expect(&mut self, peer: Peer, tag: u64) -> Result<(), EndpointError> {
+        let Some(slot) = self.free_tagged.pop() else {
+            return Err(EndpointError::Busy(
+                self.bufs.len() - self.send_slots - self.recv_slots,
+            ));
+        };
+        let buf = self.bufs[slot].as_mut_ptr();
+        // SAFETY: the buffer is owned by `self` and stays allocated (and unused by us) until
+        // its completion comes back through a poll; the context is the slot number + 1.
+        let r = unsafe {
+            sys::fi_trecv(
+                self.ep,
+                buf.cast(),
+                self.msg_size,
+                ptr::null_mut(),
+                peer.0,
+                tag,
+                0,
+                (slot + 1) as *mut std::ffi::c_void,
+            )
+        };
+        match r {
+            0 => Ok(()),
+            r => {
+                self.free_tagged.push(slot);
+                if r == -FI_EAGAIN {
+                    Err(EndpointError::Again)
+                } else {
+                    Err(self.fail("fi_trecv", r))
+                }
+            }
+        }
+    }
+
+    fn queue_send(
+        &mut self,
+        slot: usize,
+        len: usize,
+        peer: Peer,
+        kind: SendKind,
+    ) -> Result<(), EndpointError> {
         if !self.pending_send.is_empty() {
-            self.pending_send.push_back((slot, len, peer));
+            self.pending_send.push_back((slot, len, peer, kind));
             return Ok(());
         }
-        match self.post_send(slot, len, peer) {
+        match self.post_send(slot, len, peer, kind) {
             Ok(true) => Ok(()),
             Ok(false) => {
-                self.pending_send.push_back((slot, len, peer));
+                self.pending_send.push_back((slot, len, peer, kind));
                 Ok(())
             }
             Err(e) => {
@@ -691,24 +884,38 @@ impl RdmEndpoint {
     }
 
     /// Hands a filled send buffer to the provider; false when it cannot take it now.
-    fn post_send(&mut self, slot: usize, len: usize, peer: Peer) -> Result<bool, EndpointError> {
-        let buf = self.bufs[slot].as_ptr();
+    fn post_send(
+        &mut self,
+        slot: usize,
+        len: usize,
+        peer: Peer,
+        kind: SendKind,
+    ) -> Result<bool, EndpointError> {
+        let buf = self.bufs[slot].as_ptr().cast();
+        let ctx = (slot + 1) as *mut std::ffi::c_void;
+        let desc = ptr::null_mut();
         // SAFETY: the buffer is owned by `self` and not reused until its send completion
         // returns the slot to `free_send` in `poll`.
-        let r = unsafe {
-            sys::fi_send(
-                self.ep,
-                buf.cast(),
-                len,
-                ptr::null_mut(),
-                peer.0,
-                (slot + 1) as *mut std::ffi::c_void,
-            )
+        let (r, call) = unsafe {
+            match kind {
+                SendKind::Plain => (
+                    sys::fi_send(self.ep, buf, len, desc, peer.0, ctx),
+                    "fi_send",
+                ),
+                SendKind::Data(data) => (
+                    sys::fi_senddata(self.ep, buf, len, desc, data, peer.0, ctx),
+                    "fi_senddata",
+                ),
+                SendKind::Tagged(tag) => (
+                    sys::fi_tsend(self.ep, buf, len, desc, peer.0, tag, ctx),
+                    "fi_tsend",
+                ),
+            }
         };
         match r {
             0 => Ok(true),
             r if r == -FI_EAGAIN => Ok(false),
-            r => Err(self.fail("fi_send", r)),
+            r => Err(self.fail(call, r)),
         }
     }
 
@@ -717,7 +924,7 @@ impl RdmEndpoint {
     /// never allocates). Answer each with [`Self::reply`] or give it back with
     /// [`Self::release`].
     pub fn poll_held(&mut self, held: &mut Vec<Received>) -> Result<usize, EndpointError> {
-        self.reap(|slot, len| held.push(Received { slot, len }))
+        self.reap(|r| held.push(r))
     }
 
     /// The bytes of a held message.
@@ -743,11 +950,36 @@ impl RdmEndpoint {
         let req = &high[r.slot - self.send_slots][..r.len];
         let len = answer(req, &mut low[slot]).min(self.msg_size);
         self.release(r)?;
-        self.queue_send(slot, len, peer)
+        self.queue_send(slot, len, peer, SendKind::Plain)
+    }
+
+    /// [`Self::reply`] as a tagged message (Mercury's expected message), to `peer` with `tag`.
+    pub fn reply_tagged(
+        &mut self,
+        r: Received,
+        peer: Peer,
+        tag: u64,
+        answer: impl FnOnce(&[u8], &mut [u8]) -> usize,
+    ) -> Result<(), EndpointError> {
+        if !self.tagged {
+            return Err(self.fail("fi_tsend (endpoint opened without FI_TAGGED)", -38));
+        }
+        let Some(slot) = self.free_send.pop() else {
+            return Err(EndpointError::Busy(self.send_slots));
+        };
+        let (low, high) = self.bufs.split_at_mut(self.send_slots);
+        let req = &high[r.slot - self.send_slots][..r.len];
+        let len = answer(req, &mut low[slot]).min(self.msg_size);
+        self.release(r)?;
+        self.queue_send(slot, len, peer, SendKind::Tagged(tag))
     }
 
     /// Gives a held message's buffer back to the provider.
     pub fn release(&mut self, r: Received) -> Result<(), EndpointError> {
+        if r.slot >= self.send_slots + self.recv_slots {
+            self.free_tagged.push(r.slot);
+            return Ok(());
+        }
         if !self.post_recv(r.slot)? {
             self.pending_recv.push(r.slot);
         }
@@ -757,22 +989,27 @@ impl RdmEndpoint {
     /// Reaps completions: finished sends free their buffers; each received message is handed
     /// to `on_recv` and its buffer is posted again. Returns the completions handled.
     pub fn poll(&mut self, mut on_recv: impl FnMut(&[u8])) -> Result<usize, EndpointError> {
-        let mut got = [(0usize, 0usize); 16];
+        let mut got = [Received {
+            slot: 0,
+            len: 0,
+            data: None,
+            tag: None,
+        }; 16];
         let mut n = 0;
-        let done = self.reap(|slot, len| {
-            got[n] = (slot, len);
+        let done = self.reap(|r| {
+            got[n] = r;
             n += 1;
         })?;
-        for &(slot, len) in &got[..n] {
-            on_recv(&self.bufs[slot][..len]);
-            self.release(Received { slot, len })?;
+        for &r in &got[..n] {
+            on_recv(&self.bufs[r.slot][..r.len]);
+            self.release(r)?;
         }
         Ok(done)
     }
 
     /// Retries what the provider refused before, then reads up to 16 completions: send
     /// completions free their slot, receives go to `on_recv(slot, len)` still held.
-    fn reap(&mut self, mut on_recv: impl FnMut(usize, usize)) -> Result<usize, EndpointError> {
+    fn reap(&mut self, mut on_recv: impl FnMut(Received)) -> Result<usize, EndpointError> {
         for _ in 0..self.pending_recv.len() {
             let Some(slot) = self.pending_recv.pop() else {
                 break;
@@ -782,8 +1019,8 @@ impl RdmEndpoint {
                 break;
             }
         }
-        while let Some(&(slot, len, peer)) = self.pending_send.front() {
-            match self.post_send(slot, len, peer) {
+        while let Some(&(slot, len, peer, kind)) = self.pending_send.front() {
+            match self.post_send(slot, len, peer, kind) {
                 Ok(true) => {
                     self.pending_send.pop_front();
                 }
@@ -795,8 +1032,9 @@ impl RdmEndpoint {
                 }
             }
         }
-        // SAFETY: an all-zero fi_cq_msg_entry is a valid (empty) value of this plain C struct.
-        let mut entries: [sys::fi_cq_msg_entry; 16] = unsafe { std::mem::zeroed() };
+        // SAFETY: an all-zero fi_cq_tagged_entry is a valid (empty) value of this plain C
+        // struct.
+        let mut entries: [sys::fi_cq_tagged_entry; 16] = unsafe { std::mem::zeroed() };
         // SAFETY: `cq` is open and `entries` has room for 16 entries of the CQ's format.
         let n = unsafe { sys::fi_cq_read(self.cq, entries.as_mut_ptr().cast(), entries.len()) };
         if n == -FI_EAGAIN {
@@ -816,8 +1054,10 @@ impl RdmEndpoint {
             let slot = ctx.wrapping_sub(1);
             if slot < self.send_slots {
                 self.free_send.push(slot);
-            } else if slot < self.bufs.len() {
+            } else if slot < self.send_slots + self.recv_slots {
                 self.pending_recv.push(slot);
+            } else if slot < self.bufs.len() {
+                self.free_tagged.push(slot);
             }
             return Err(self.fail("fi_cq_read (completion error)", -(err.err as isize)));
         }
@@ -835,7 +1075,12 @@ impl RdmEndpoint {
                 continue;
             }
             if e.flags & FI_RECV != 0 {
-                on_recv(slot, e.len.min(self.msg_size));
+                on_recv(Received {
+                    slot,
+                    len: e.len.min(self.msg_size),
+                    data: (e.flags & FI_REMOTE_CQ_DATA != 0).then_some(e.data),
+                    tag: (e.flags & FI_TAGGED != 0).then_some(e.tag),
+                });
             } else if slot < self.send_slots {
                 self.free_send.push(slot);
             }

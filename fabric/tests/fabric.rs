@@ -239,3 +239,86 @@ fn rma_reads_and_writes_registered_buffers_of_a_peer() {
         "longer than a slot"
     );
 }
+
+/// Polls until `ep` holds a message (polling `other` for progress).
+fn held_one(ep: &mut RdmEndpoint, other: &mut RdmEndpoint) -> daos_fabric::Received {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::with_capacity(16);
+    while held.is_empty() {
+        assert!(Instant::now() < deadline, "no message within 10 s");
+        ep.poll_held(&mut held).expect("poll");
+        other.poll(|_| panic!("unexpected message")).expect("poll");
+    }
+    assert_eq!(held.len(), 1, "one message");
+    held[0]
+}
+
+#[test]
+fn unexpected_sends_carry_cq_data_and_tagged_replies_reach_only_the_posted_receive() {
+    let port = free_port().to_string();
+    let shape = daos_fabric::Shape {
+        tagged_slots: 2,
+        bulk: Some((1, 4096)),
+        tagged: true,
+        ..daos_fabric::Shape::messages(4096, 4, 4)
+    };
+    let mut server = RdmEndpoint::open_shaped("tcp;ofi_rxm", Some("127.0.0.1"), Some(&port), shape)
+        .expect("server");
+    let mut client = RdmEndpoint::open_shaped("tcp;ofi_rxm", None, None, shape).expect("client");
+    let to_server = client
+        .insert_peer(&server.name().expect("name"))
+        .expect("insert");
+    // Registered memory is named by virtual address, as Mercury's peers expect.
+    let desc = client.bulk_desc(0, 16).expect("desc");
+    assert_ne!(desc.offset, 0, "a virtual address, not an offset");
+
+    // The client posts the receive for its reply first, tag 77, then sends its request with the
+    // tag as remote CQ data (Mercury's unexpected message).
+    client.expect(to_server, 77).expect("expect 77");
+    let name = client.name().expect("name");
+    client
+        .send_data_with(to_server, 77, |b| {
+            b[..name.len()].copy_from_slice(&name);
+            name.len()
+        })
+        .expect("send");
+    let r = held_one(&mut server, &mut client);
+    assert_eq!(r.data(), Some(77), "the CQ data arrived");
+    assert_eq!(r.tag(), None);
+    assert_eq!(server.message(r), &name[..]);
+    let to_client = server.insert_peer(&name).expect("insert");
+
+    // A tagged message with another tag is not taken by the posted receive...
+    server
+        .send_tagged_with(to_client, 78, |b| {
+            b[..5].copy_from_slice(b"other");
+            5
+        })
+        .expect("tsend 78");
+    // ...the reply with the right tag is.
+    server
+        .reply_tagged(r, to_client, 77, |req, out| {
+            out[..req.len()].copy_from_slice(req);
+            out[..4].copy_from_slice(b"ANSW");
+            req.len()
+        })
+        .expect("reply");
+    let got = held_one(&mut client, &mut server);
+    assert_eq!(got.tag(), Some(77));
+    assert_eq!(&client.message(got)[..4], b"ANSW");
+    assert_eq!(&client.message(got)[4..], &name[4..]);
+    client.release(got).expect("release");
+    // Now a receive for 78 takes the message that waited.
+    client.expect(to_server, 78).expect("expect 78");
+    let got = held_one(&mut client, &mut server);
+    assert_eq!(got.tag(), Some(78));
+    assert_eq!(client.message(got), b"other");
+    client.release(got).expect("release");
+    // Both tagged slots are free again: two receives post, a third is back-pressure.
+    client.expect(to_server, 1).expect("slot 1");
+    client.expect(to_server, 2).expect("slot 2");
+    assert!(matches!(
+        client.expect(to_server, 3),
+        Err(EndpointError::Busy(2))
+    ));
+}
