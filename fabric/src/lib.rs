@@ -164,6 +164,8 @@ const FI_TAGGED: u64 = 1 << 3;
 const FI_DIRECTED_RECV: u64 = 1 << 59;
 const FI_REMOTE_CQ_DATA: u64 = 1 << 17;
 const FI_MR_VIRT_ADDR: u32 = 1 << 4;
+/// Tag bits an unsolicited tagged receive ignores: Mercury's 32-bit request tag.
+const UNEXPECTED_TAG_IGNORE: u64 = 0xFFFF_FFFF;
 const FI_MR_ALLOCATED: u32 = 1 << 5;
 const FI_MR_PROV_KEY: u32 = 1 << 6;
 const FI_ADDR_UNSPEC: u64 = u64::MAX;
@@ -226,6 +228,8 @@ pub struct RdmEndpoint {
     /// Tagged receive slots not posted.
     free_tagged: Vec<usize>,
     tagged: bool,
+    /// [`Shape::unexpected_tag`].
+    unexpected_tag: Option<u64>,
     /// Receive buffers the provider could not take yet; posted again at the next poll.
     pending_recv: Vec<usize>,
     /// Filled send buffers the provider could not take yet: (slot, len, peer), retried at the
@@ -237,12 +241,19 @@ pub struct RdmEndpoint {
     rma_done: Vec<(u64, bool)>,
 }
 
-/// Memory registered for remote access: `slots` buffers of `slot_size` bytes, one region.
+/// Memory registered for remote access: `slots` buffers of `slot_size` bytes in one
+/// allocation, each slot registered on its own (as Mercury registers each bulk handle), so a
+/// peer names a slot's first byte by offset 0 or, with `FI_MR_VIRT_ADDR`, its address.
 struct Bulk {
     mem: Box<[u8]>,
     slot_size: usize,
-    /// Peers name bytes by virtual address (`FI_MR_VIRT_ADDR`), not by offset.
+    /// The domain's `mr_mode` has `FI_MR_VIRT_ADDR`: peers name bytes by virtual address.
     virt_addr: bool,
+    /// Per slot: the registration, its local descriptor and its key.
+    regs: Vec<SlotReg>,
+}
+
+struct SlotReg {
     mr: *mut sys::fid_mr,
     desc: *mut std::ffi::c_void,
     key: u64,
@@ -319,6 +330,10 @@ pub struct Shape {
     /// memory addressed the way Mercury's NA OFI plugin asks (`FI_MR_VIRT_ADDR`,
     /// `FI_MR_PROV_KEY`, `FI_MR_ALLOCATED`): a peer names a byte of it by its virtual address.
     pub tagged: bool,
+    /// Half of the unsolicited receive slots take tagged messages whose tag has these bits
+    /// and any low 32 bits (Mercury's tagged requests, `NA_OFI_UNEXPECTED_TAG_MSG`, which
+    /// DAOS turns on for `tcp;ofi_rxm`: tag `1 << 32 | T`); the other half untagged ones.
+    pub unexpected_tag: Option<u64>,
 }
 
 impl Shape {
@@ -331,6 +346,7 @@ impl Shape {
             tagged_slots: 0,
             bulk: None,
             tagged: false,
+            unexpected_tag: None,
         }
     }
 }
@@ -402,6 +418,7 @@ impl RdmEndpoint {
             tagged_slots,
             bulk: rma,
             tagged,
+            unexpected_tag,
         } = shape;
         let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
         let (node_c, service_c) = (node.map(c), service.map(c));
@@ -466,6 +483,7 @@ impl RdmEndpoint {
                 .rev()
                 .collect(),
             tagged,
+            unexpected_tag: unexpected_tag.filter(|_| tagged),
             pending_recv: Vec::with_capacity(recv_slots),
             pending_send: std::collections::VecDeque::with_capacity(send_slots),
             bulk: None,
@@ -515,7 +533,10 @@ impl RdmEndpoint {
             }
         }
         if let Some((slots, size)) = rma {
-            e.register_bulk(slots, size, tagged)?;
+            // SAFETY: `info` is the live list fi_getinfo returned; its domain attributes are
+            // allocated with it.
+            let mr_mode = unsafe { (*(*e.info).domain_attr).mr_mode } as u32;
+            e.register_bulk(slots, size, mr_mode & FI_MR_VIRT_ADDR != 0)?;
         }
         for slot in send_slots..send_slots + recv_slots {
             if !e.post_recv(slot)? {
@@ -531,37 +552,51 @@ impl RdmEndpoint {
         size: usize,
         virt_addr: bool,
     ) -> Result<(), EndpointError> {
-        let mut mem = vec![0u8; slots.max(1) * size].into_boxed_slice();
-        let mut mr: *mut sys::fid_mr = ptr::null_mut();
-        // SAFETY: `domain` is open; `mem` is a live allocation stored in `self.bulk` right
-        // after and only freed in Drop, after the MR is closed.
-        let r = unsafe {
-            sys::fi_mr_reg(
-                self.domain,
-                mem.as_mut_ptr().cast(),
-                mem.len(),
-                FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE,
-                0,
-                1,
-                0,
-                &mut mr,
-                ptr::null_mut(),
-            )
-        };
-        if r != 0 {
-            return Err(self.fail("fi_mr_reg", r as isize));
-        }
-        // SAFETY: `mr` was just registered.
-        let (desc, key) = unsafe { (sys::fi_mr_desc(mr), sys::fi_mr_key(mr)) };
-        self.bulk = Some(Bulk {
-            mem,
+        let slots = slots.max(1);
+        let mut bulk = Bulk {
+            mem: vec![0u8; slots * size].into_boxed_slice(),
             slot_size: size,
             virt_addr,
-            mr,
-            desc,
-            key,
-        });
+            regs: Vec::with_capacity(slots),
+        };
+        for slot in 0..slots {
+            let mut mr: *mut sys::fid_mr = ptr::null_mut();
+            let start = bulk.mem[slot * size..].as_mut_ptr();
+            // SAFETY: `domain` is open; the slot lies inside `bulk.mem`, a live allocation
+            // stored in `self.bulk` (with the registrations) and freed only in Drop, after
+            // every registration is closed. Keys are requested as slot + 1 (providers that
+            // choose their own keys ignore it).
+            let r = unsafe {
+                sys::fi_mr_reg(
+                    self.domain,
+                    start.cast(),
+                    size,
+                    FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE,
+                    0,
+                    slot as u64 + 1,
+                    0,
+                    &mut mr,
+                    ptr::null_mut(),
+                )
+            };
+            if r != 0 {
+                // Registrations made so far are closed by Drop.
+                self.bulk = Some(bulk);
+                return Err(self.fail("fi_mr_reg", r as isize));
+            }
+            // SAFETY: `mr` was just registered.
+            let (desc, key) = unsafe { (sys::fi_mr_desc(mr), sys::fi_mr_key(mr)) };
+            bulk.regs.push(SlotReg { mr, desc, key });
+        }
+        self.bulk = Some(bulk);
         Ok(())
+    }
+
+    /// Whether peers name this endpoint's registered bytes (and this endpoint names theirs)
+    /// by virtual address (`FI_MR_VIRT_ADDR` in the domain's `mr_mode`) rather than by offset
+    /// from the start of a registration. tcp;ofi_rxm: offsets.
+    pub fn virt_addr(&self) -> bool {
+        self.bulk.as_ref().is_some_and(|b| b.virt_addr)
     }
 
     /// Whether this endpoint was opened with RMA.
@@ -572,14 +607,15 @@ impl RdmEndpoint {
     /// Where this endpoint's bulk slot `slot` is, for a peer to read or write `len` bytes.
     pub fn bulk_desc(&self, slot: usize, len: usize) -> Option<RemoteBuf> {
         let b = self.bulk.as_ref()?;
-        let base = if b.virt_addr {
-            b.mem.as_ptr() as u64
+        let reg = b.regs.get(slot)?;
+        let offset = if b.virt_addr {
+            b.mem[slot * b.slot_size..].as_ptr() as u64
         } else {
             0
         };
-        (len <= b.slot_size && (slot + 1) * b.slot_size <= b.mem.len()).then_some(RemoteBuf {
-            key: b.key,
-            offset: base + (slot * b.slot_size) as u64,
+        (len <= b.slot_size).then_some(RemoteBuf {
+            key: reg.key,
+            offset,
             len: len as u32,
         })
     }
@@ -648,6 +684,7 @@ impl RdmEndpoint {
             });
         }
         let buf = b.mem[slot * b.slot_size..].as_mut_ptr();
+        let desc = b.regs[slot].desc;
         let ctx = (RMA_CONTEXT | id as usize) as *mut std::ffi::c_void;
         // SAFETY: the slot lies inside the registered region owned by `self`, which outlives
         // the operation (Drop closes the endpoint before freeing it); the caller keeps the
@@ -658,7 +695,7 @@ impl RdmEndpoint {
                     self.ep,
                     buf.cast(),
                     len,
-                    b.desc,
+                    desc,
                     peer.0,
                     remote.offset,
                     remote.key,
@@ -669,7 +706,7 @@ impl RdmEndpoint {
                     self.ep,
                     buf.cast(),
                     len,
-                    b.desc,
+                    desc,
                     peer.0,
                     remote.offset,
                     remote.key,
@@ -727,22 +764,45 @@ impl RdmEndpoint {
     /// Posts a receive buffer; false when the provider cannot take it now.
     fn post_recv(&mut self, slot: usize) -> Result<bool, EndpointError> {
         let buf = self.bufs[slot].as_mut_ptr();
+        let ctx = (slot + 1) as *mut std::ffi::c_void;
+        // Every other unsolicited slot takes tagged messages, when the endpoint takes them.
+        let tagged = self
+            .unexpected_tag
+            .filter(|_| (slot - self.send_slots) % 2 == 1);
         // SAFETY: the buffer is owned by `self` and stays allocated (and unused by us) until
         // its completion comes back through `poll`; the context is the slot number + 1.
-        let r = unsafe {
-            sys::fi_recv(
-                self.ep,
-                buf.cast(),
-                self.msg_size,
-                ptr::null_mut(),
-                FI_ADDR_UNSPEC,
-                (slot + 1) as *mut std::ffi::c_void,
-            )
+        let (r, call) = unsafe {
+            match tagged {
+                None => (
+                    sys::fi_recv(
+                        self.ep,
+                        buf.cast(),
+                        self.msg_size,
+                        ptr::null_mut(),
+                        FI_ADDR_UNSPEC,
+                        ctx,
+                    ),
+                    "fi_recv",
+                ),
+                Some(tag) => (
+                    sys::fi_trecv(
+                        self.ep,
+                        buf.cast(),
+                        self.msg_size,
+                        ptr::null_mut(),
+                        FI_ADDR_UNSPEC,
+                        tag,
+                        UNEXPECTED_TAG_IGNORE,
+                        ctx,
+                    ),
+                    "fi_trecv",
+                ),
+            }
         };
         match r {
             0 => Ok(true),
             r if r == -FI_EAGAIN => Ok(false),
-            r => Err(self.fail("fi_recv", r)),
+            r => Err(self.fail(call, r)),
         }
     }
 
@@ -1132,7 +1192,9 @@ impl Drop for RdmEndpoint {
                 sys::fi_close(&mut (*self.ep).fid);
             }
             if let Some(b) = &self.bulk {
-                sys::fi_close(&mut (*b.mr).fid);
+                for reg in &b.regs {
+                    sys::fi_close(&mut (*reg.mr).fid);
+                }
             }
             if !self.av.is_null() {
                 sys::fi_close(&mut (*self.av).fid);

@@ -258,8 +258,9 @@ fn unexpected_sends_carry_cq_data_and_tagged_replies_reach_only_the_posted_recei
     let port = free_port().to_string();
     let shape = daos_fabric::Shape {
         tagged_slots: 2,
-        bulk: Some((1, 4096)),
+        bulk: Some((2, 4096)),
         tagged: true,
+        unexpected_tag: Some(1 << 32),
         ..daos_fabric::Shape::messages(4096, 4, 4)
     };
     let mut server = RdmEndpoint::open_shaped("tcp;ofi_rxm", Some("127.0.0.1"), Some(&port), shape)
@@ -268,9 +269,14 @@ fn unexpected_sends_carry_cq_data_and_tagged_replies_reach_only_the_posted_recei
     let to_server = client
         .insert_peer(&server.name().expect("name"))
         .expect("insert");
-    // Registered memory is named by virtual address, as Mercury's peers expect.
-    let desc = client.bulk_desc(0, 16).expect("desc");
-    assert_ne!(desc.offset, 0, "a virtual address, not an offset");
+    // Each bulk slot is its own registration (as each Mercury bulk handle is): its first byte
+    // is offset 0, or its address where the domain names bytes by virtual address.
+    let (d0, d1) = (
+        client.bulk_desc(0, 16).expect("desc"),
+        server.bulk_desc(0, 16).expect("desc"),
+    );
+    assert_eq!(d0.offset == 0, !client.virt_addr(), "{d0:?}");
+    assert_eq!(d1.offset == 0, !server.virt_addr(), "{d1:?}");
 
     // The client posts the receive for its reply first, tag 77, then sends its request with the
     // tag as remote CQ data (Mercury's unexpected message).
@@ -308,6 +314,19 @@ fn unexpected_sends_carry_cq_data_and_tagged_replies_reach_only_the_posted_recei
     assert_eq!(&client.message(got)[..4], b"ANSW");
     assert_eq!(&client.message(got)[4..], &name[4..]);
     client.release(got).expect("release");
+    // A request sent tagged (DAOS's clients on tcp;ofi_rxm: tag 1 << 32 | T) lands in an
+    // unsolicited tagged slot, its tag intact.
+    client
+        .send_tagged_with(to_server, 1 << 32 | 9, |b| {
+            b[..3].copy_from_slice(b"req");
+            3
+        })
+        .expect("tsend");
+    let r = held_one(&mut server, &mut client);
+    assert_eq!(r.tag(), Some(1 << 32 | 9));
+    assert_eq!(r.data(), None);
+    assert_eq!(server.message(r), b"req");
+    server.release(r).expect("release");
     // Now a receive for 78 takes the message that waited.
     client.expect(to_server, 78).expect("expect 78");
     let got = held_one(&mut client, &mut server);
