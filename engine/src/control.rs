@@ -266,7 +266,30 @@ impl Control {
                 der::SUCCESS
             }
         });
+        if status == der::SUCCESS {
+            self.tell_shards();
+        }
         resp(status)
+    }
+
+    /// Hands the rank and group map to the shards (the system shard's CaRT context answers
+    /// with them). A shard whose queue is full gets it with the next change.
+    fn tell_shards(&self) {
+        let (rank, group) = match self.state.lock() {
+            Ok(s) => (s.rank, Arc::new(s.group.clone())),
+            Err(_) => return,
+        };
+        if let Ok(shards) = self.shards.lock() {
+            for sh in shards.iter() {
+                let m = crate::context::Membership {
+                    rank,
+                    group: group.clone(),
+                };
+                if let Err(e) = sh.send(crate::shard::Command::Membership(m)) {
+                    dlog!(Subsys::Mgmt, Level::Warn, "membership not handed on: {e}");
+                }
+            }
+        }
     }
 
     fn set_up(&self) -> Result<Vec<u8>, HandlerError> {
@@ -317,6 +340,7 @@ impl Control {
             }
         });
         if changed {
+            self.tell_shards();
             let ranks: Vec<String> = map.peers.keys().map(u32::to_string).collect();
             println!(
                 "group map updated to version {} ({} ranks: {})",

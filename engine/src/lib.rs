@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod bdev;
+pub mod context;
 pub mod control;
 pub mod coremap;
 pub mod handles;
@@ -69,7 +70,7 @@ pub enum EngineError {
     #[error("SWIM: {0}; fix the variable in the engine's env_vars or unset it")]
     Swim(String),
     #[error(
-        "no fabric port (D_PORT): set fabric_iface_port in the engine's section of daos_server.yml (e.g. 31416); targets listen on it + 1 + target index"
+        "no fabric port (D_PORT): set fabric_iface_port in the engine's section of daos_server.yml (e.g. 31416); context 0 (DAOS's clients' tag 0) listens on it, target t on it + 2 + t"
     )]
     NoPort,
     #[error("signal handling: {0}")]
@@ -93,7 +94,8 @@ pub fn fabric_uri(env: &dyn Fn(&str) -> Option<String>) -> Result<String, Engine
 }
 
 /// Where target endpoints bind: the provider, the interface's address and the base port from
-/// the environment daos_server computed. Target `t` listens on base port + 1 + `t`.
+/// the environment daos_server computed. Target `t` listens on base port + 2 + `t` (DAOS's tag
+/// `t + 2`).
 pub fn target_endpoint(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<target::Endpoint, EngineError> {
@@ -229,6 +231,18 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
                         port: target::target_port(endpoint.port, t),
                         ..endpoint.clone()
                     },
+                },
+            ),
+            coremap::Role::System => shard::spawn_system(
+                i,
+                *p,
+                context::ContextConfig {
+                    provider: endpoint.provider.clone(),
+                    uri_provider: uri.split_once("://").map_or("", |(p, _)| p).to_string(),
+                    host: endpoint.node.clone(),
+                    port: endpoint.port,
+                    group: args.group.clone(),
+                    targets: map.targets,
                 },
             ),
             _ => shard::spawn(i, *p),

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
+use crate::context::{ContextConfig, Membership, SystemContext};
 use crate::coremap::Placement;
 use crate::pool::PoolStore;
 use crate::target::{Endpoint, TargetService};
@@ -32,6 +33,8 @@ pub enum Command {
     ClosePool(String, SyncSender<()>),
     /// Space a pool's store uses on this target: (SCM, bdev) bytes; `None` from non-targets.
     PoolSpace(String, SyncSender<Option<Result<(u64, u64), String>>>),
+    /// The engine's rank and group map changed (the system shard's context answers with them).
+    Membership(Membership),
     Stop,
 }
 
@@ -52,6 +55,37 @@ pub const TARGET_NAP: Duration = Duration::from_micros(250);
 pub const QUEUE_DEPTH: usize = 64;
 /// io_uring entries per shard.
 pub const RING_ENTRIES: u32 = 64;
+
+/// What a shard serves besides its commands.
+enum Service {
+    Idle,
+    Target(Box<TargetService>),
+    System(Box<SystemContext>),
+}
+
+impl Service {
+    fn poll(&mut self) -> usize {
+        match self {
+            Service::Idle => 0,
+            Service::Target(t) => t.poll(),
+            Service::System(c) => c.poll(),
+        }
+    }
+
+    fn target(&mut self) -> Option<&mut TargetService> {
+        match self {
+            Service::Target(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// What a shard is started to serve.
+enum Job {
+    Idle,
+    Target(TargetRole),
+    System(ContextConfig),
+}
 
 /// A shard failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +119,14 @@ pub enum ShardError {
         port: u16,
         source: daos_fabric::EndpointError,
     },
+    #[error(
+        "context 0: cannot open its fabric endpoint on {node}:{port}: {source}; check fabric_iface, fabric_iface_port (ports {port} and up must be free) and provider"
+    )]
+    Context {
+        node: String,
+        port: u16,
+        source: daos_fabric::EndpointError,
+    },
     #[error("shard {index}: command queue full")]
     Busy { index: usize },
 }
@@ -112,7 +154,7 @@ pub fn spawn_with_idle(
     placement: Placement,
     idle: Duration,
 ) -> Result<Shard, ShardError> {
-    spawn_role(index, placement, idle, None)
+    spawn_role(index, placement, idle, Job::Idle)
 }
 
 /// Starts a target shard serving I/O on its own fabric endpoint.
@@ -121,14 +163,23 @@ pub fn spawn_target(
     placement: Placement,
     role: TargetRole,
 ) -> Result<Shard, ShardError> {
-    spawn_role(index, placement, IDLE_WAIT, Some(role))
+    spawn_role(index, placement, IDLE_WAIT, Job::Target(role))
+}
+
+/// Starts the system shard serving CaRT context 0 (DAOS's clients' tag 0).
+pub fn spawn_system(
+    index: usize,
+    placement: Placement,
+    config: ContextConfig,
+) -> Result<Shard, ShardError> {
+    spawn_role(index, placement, IDLE_WAIT, Job::System(config))
 }
 
 fn spawn_role(
     index: usize,
     placement: Placement,
     idle: Duration,
-    role: Option<TargetRole>,
+    role: Job,
 ) -> Result<Shard, ShardError> {
     let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
@@ -163,11 +214,7 @@ fn spawn_role(
     }
 }
 
-fn setup(
-    index: usize,
-    core: u32,
-    role: Option<TargetRole>,
-) -> Result<(Reactor, Waker, Option<TargetService>), ShardError> {
+fn setup(index: usize, core: u32, role: Job) -> Result<(Reactor, Waker, Service), ShardError> {
     let mut set = CpuSet::new();
     set.set(core as usize).map_err(|source| ShardError::Pin {
         index,
@@ -181,19 +228,30 @@ fn setup(
     })?;
     let (reactor, waker) =
         Reactor::new(RING_ENTRIES).map_err(|source| ShardError::Ring { index, source })?;
-    let target =
-        match role {
-            None => None,
-            Some(r) => Some(TargetService::open(r.index, r.pools, &r.endpoint).map_err(
-                |source| ShardError::Fabric {
+    let service = match role {
+        Job::Idle => Service::Idle,
+        Job::Target(r) => Service::Target(Box::new(
+            TargetService::open(r.index, r.pools, &r.endpoint).map_err(|source| {
+                ShardError::Fabric {
                     target: r.index,
                     node: r.endpoint.node.clone(),
                     port: r.endpoint.port,
                     source,
-                },
-            )?),
-        };
-    Ok((reactor, waker, target))
+                }
+            })?,
+        )),
+        Job::System(c) => {
+            let (node, port) = (c.host.clone(), c.port);
+            Service::System(Box::new(
+                SystemContext::open(c).map_err(|source| ShardError::Context {
+                    node,
+                    port,
+                    source,
+                })?,
+            ))
+        }
+    };
+    Ok((reactor, waker, service))
 }
 
 fn spin_time() -> Duration {
@@ -204,29 +262,29 @@ fn spin_time() -> Duration {
 }
 
 /// The shard loop: serve the fabric (targets), drain commands, sleep in the ring when idle.
-fn run(
-    mut reactor: Reactor,
-    rx: Receiver<Command>,
-    idle: Duration,
-    mut target: Option<TargetService>,
-) {
+fn run(mut reactor: Reactor, rx: Receiver<Command>, idle: Duration, mut service: Service) {
     let spin = spin_time();
     let mut last_work = Instant::now();
     loop {
-        let mut work = target.as_mut().map_or(0, TargetService::poll);
+        let mut work = service.poll();
         loop {
             match rx.try_recv() {
                 Ok(Command::Ping(reply)) => {
                     let _ = reply.try_send(allowed_cpus());
                 }
                 Ok(Command::PoolSpace(uuid, reply)) => {
-                    let _ = reply.try_send(target.as_mut().map(|t| t.space(&uuid)));
+                    let _ = reply.try_send(service.target().map(|t| t.space(&uuid)));
                 }
                 Ok(Command::ClosePool(uuid, done)) => {
-                    if let Some(t) = target.as_mut() {
+                    if let Some(t) = service.target() {
                         t.close_pool(&uuid);
                     }
                     let _ = done.try_send(());
+                }
+                Ok(Command::Membership(m)) => {
+                    if let Service::System(c) = &mut service {
+                        c.set_membership(m);
+                    }
                 }
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
@@ -237,13 +295,13 @@ fn run(
             last_work = Instant::now();
             continue;
         }
-        let wait = match target {
-            Some(_) if last_work.elapsed() < spin => {
+        let wait = match service {
+            Service::Idle => idle,
+            _ if last_work.elapsed() < spin => {
                 std::hint::spin_loop();
                 continue;
             }
-            Some(_) => TARGET_NAP,
-            None => idle,
+            _ => TARGET_NAP,
         };
         if let Err(e) = reactor.wait(wait) {
             crate::dlog!(

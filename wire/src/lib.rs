@@ -71,10 +71,11 @@ pub fn libfabric_provider(daos: &str) -> String {
     }
 }
 
-/// The fabric port of target `t` of an engine whose base port is `base` (context 0, the system
-/// context, has the base port; target `t` is context `t + 1`).
+/// The fabric port of target `t` of an engine whose base port is `base`: DAOS's context
+/// layout, where context (tag) `k` listens on `base + k`: tag 0 is the system context, tag 1
+/// SWIM's, target `t` is tag `t + 2` (DAOS's clients compute every tag's port so).
 pub fn target_port(base: u16, t: u32) -> u16 {
-    base.saturating_add(1 + t as u16)
+    base.saturating_add(2 + t as u16)
 }
 
 /// DAOS error numbers (`-DER_*`) carried in the status field.

@@ -1,0 +1,438 @@
+//! CaRT context 0 (tag 0) of the engine: where DAOS's own clients (libdaos, `self_test`, the
+//! `daos` tool) send what is not object I/O, over DAOS's protocol ([`daos_cart`]).
+//!
+//! It listens on `fabric_iface_port` (the URI the engine announces), on the system shard, as
+//! DAOS's engine serves tag 0 on its system xstream. Target `t` is tag `t + 2` on port
+//! `fabric_iface_port + 2 + t`, because DAOS's clients derive every tag's port from tag 0's
+//! (tag 1 is SWIM's). Served here: `URI_LOOKUP`, `PROTO_QUERY` (the versions
+//! [`daos_cart::opcode::served_versions`] lists) and CaRT's self-test sessions without bulk
+//! (what `self_test` pings with). Anything else is answered `-DER_UNREG`, as DAOS answers an
+//! opcode nobody registered; a request for another rank or tag `-DER_BAD_TARGET`; one whose
+//! clock is more than a second ahead `-DER_HLC_SYNC`. A message that is not Mercury's is
+//! dropped with a log line (there is no address to answer).
+//!
+//! Requests are answered in place from their receive buffer into a send buffer; when every
+//! send buffer is in flight they wait in their receive buffers (bounded) and the provider's
+//! flow control pushes back on clients.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use daos_cart::mercury::{self, HgReturn};
+use daos_cart::opcode::{self, self_test};
+use daos_cart::proc_::Encoder;
+use daos_cart::rpc::{self, ProtoQueryIn, ProtoQueryOut, SessionParams, UriLookupIn, UriLookupOut};
+use daos_cart::{CartError, hlc};
+use daos_config::logmask::Level;
+use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, Shape};
+use daos_wire::der;
+
+use crate::control::GroupMap;
+use crate::log::Subsys;
+
+/// Send buffers of the context.
+pub const SEND_SLOTS: usize = 16;
+/// Receive buffers (requests in flight from all clients).
+pub const RECV_SLOTS: usize = 32;
+/// Most client addresses remembered; the oldest is forgotten beyond that.
+pub const PEERS_MAX: usize = 256;
+/// Most self-test sessions open at once.
+pub const SESSIONS_MAX: usize = 64;
+/// Contexts (tags) a rank has at most, as CaRT's servers (`CRT_SRV_CONTEXT_NUM`).
+pub const TAGS_MAX: u32 = 64;
+/// The byte self-test replies are filled with (as CaRT's service does).
+const SELF_TEST_FILL: u8 = 0xA7;
+
+/// Where the context listens and what it answers for.
+#[derive(Clone, Debug)]
+pub struct ContextConfig {
+    /// libfabric provider (`tcp;ofi_rxm`).
+    pub provider: String,
+    /// DAOS's provider name in URIs (`ofi+tcp;ofi_rxm`).
+    pub uri_provider: String,
+    /// Host address (as in the URI).
+    pub host: String,
+    /// Tag 0's port (`fabric_iface_port`).
+    pub port: u16,
+    /// The system name (`daos_engine -g`), which URI_LOOKUP names.
+    pub group: String,
+    /// Targets of this engine (tags 2 ..= targets + 1).
+    pub targets: u32,
+}
+
+impl ContextConfig {
+    /// The URI of this engine's tag `tag`.
+    fn uri(&self, tag: u32) -> String {
+        format!(
+            "{}://{}:{}",
+            self.uri_provider,
+            self.host,
+            u32::from(self.port) + tag
+        )
+    }
+}
+
+/// What the context knows of the system, pushed by the engine's control thread.
+#[derive(Clone, Debug, Default)]
+pub struct Membership {
+    pub rank: Option<u32>,
+    pub group: Arc<GroupMap>,
+}
+
+/// The tag-0 service, owned by the system shard.
+pub struct SystemContext {
+    ep: RdmEndpoint,
+    held: Vec<Received>,
+    /// Requests waiting for a send buffer, with where their answer goes.
+    waiting: VecDeque<(Received, Peer, u64)>,
+    inner: Inner,
+}
+
+/// Everything but the endpoint, so a reply can be written while the endpoint lends its
+/// buffers.
+struct Inner {
+    config: ContextConfig,
+    membership: Membership,
+    peers: Vec<([u8; mercury::NA_ADDR_LEN], Peer)>,
+    hlc: hlc::Hlc,
+    /// Open self-test sessions: id and parameters.
+    sessions: Vec<(u64, SessionParams)>,
+    next_session: u64,
+    last_complaint: Option<Instant>,
+}
+
+impl SystemContext {
+    /// Opens the endpoint on the tag-0 port.
+    pub fn open(config: ContextConfig) -> Result<SystemContext, EndpointError> {
+        let shape = Shape {
+            tagged: true,
+            unexpected_tag: Some(mercury::UNEXPECTED_TAG),
+            ..Shape::messages(mercury::MSG_SIZE, SEND_SLOTS, RECV_SLOTS)
+        };
+        let port = config.port.to_string();
+        let ep =
+            RdmEndpoint::open_shaped(&config.provider, Some(&config.host), Some(&port), shape)?;
+        Ok(SystemContext {
+            ep,
+            held: Vec::with_capacity(RECV_SLOTS),
+            waiting: VecDeque::with_capacity(RECV_SLOTS),
+            inner: Inner {
+                config,
+                membership: Membership::default(),
+                peers: Vec::with_capacity(PEERS_MAX),
+                hlc: hlc::Hlc::default(),
+                sessions: Vec::with_capacity(SESSIONS_MAX),
+                next_session: 1,
+                last_complaint: None,
+            },
+        })
+    }
+
+    /// Takes in what the control thread learnt (rank, group map).
+    pub fn set_membership(&mut self, m: Membership) {
+        self.inner.membership = m;
+    }
+
+    /// Serves what arrived; returns the work done (0: idle).
+    pub fn poll(&mut self) -> usize {
+        let mut work = 0;
+        while let Some((r, peer, tag)) = self.waiting.pop_front() {
+            match self.answer(r, peer, tag) {
+                Ok(()) => work += 1,
+                Err(EndpointError::Busy(_)) => {
+                    self.waiting.push_front((r, peer, tag));
+                    break;
+                }
+                Err(e) => self.inner.complain(&e.to_string()),
+            }
+        }
+        self.held.clear();
+        match self.ep.poll_held(&mut self.held) {
+            Ok(n) => work += n,
+            Err(e) => self.inner.complain(&e.to_string()),
+        }
+        for i in 0..self.held.len() {
+            let r = self.held[i];
+            self.take(r);
+        }
+        work
+    }
+
+    /// Looks at a received message: answers it, or drops what cannot be answered.
+    fn take(&mut self, r: Received) {
+        let msg = self.ep.message(r);
+        let Some(tag) = mercury::request_tag(r.tag(), r.data()) else {
+            self.inner.complain(&format!(
+                "dropped a {}-byte message without a Mercury request tag (not a DAOS client?)",
+                msg.len()
+            ));
+            let _ = self.ep.release(r);
+            return;
+        };
+        let m = match mercury::parse_request(msg) {
+            Ok(m) => m,
+            Err(e) => {
+                self.inner
+                    .complain(&format!("dropped a {}-byte request: {e}", msg.len()));
+                let _ = self.ep.release(r);
+                return;
+            }
+        };
+        if m.one_way() {
+            // CaRT's one-way RPCs are engine-to-engine (SWIM, IV); nothing to answer.
+            let _ = self.ep.release(r);
+            return;
+        }
+        let source = m.source;
+        let peer = match self.peer(&source) {
+            Ok(p) => p,
+            Err(e) => {
+                self.inner.complain(&format!(
+                    "cannot answer {}: {e}",
+                    mercury::parse_request(self.ep.message(r))
+                        .map(|m| m.source_addr().to_string())
+                        .unwrap_or_default()
+                ));
+                let _ = self.ep.release(r);
+                return;
+            }
+        };
+        match self.answer(r, peer, tag) {
+            Ok(()) => {}
+            Err(EndpointError::Busy(_)) => self.waiting.push_back((r, peer, tag)),
+            Err(e) => self.inner.complain(&e.to_string()),
+        }
+    }
+
+    fn answer(&mut self, r: Received, peer: Peer, tag: u64) -> Result<(), EndpointError> {
+        let inner = &mut self.inner;
+        self.ep
+            .reply_tagged(r, peer, tag, |req, out| inner.serve(req, out))
+    }
+
+    fn peer(&mut self, addr: &[u8; mercury::NA_ADDR_LEN]) -> Result<Peer, EndpointError> {
+        if let Some((_, p)) = self.inner.peers.iter().find(|(a, _)| a == addr) {
+            return Ok(*p);
+        }
+        let p = self.ep.insert_peer(addr)?;
+        if self.inner.peers.len() == PEERS_MAX {
+            self.inner.peers.remove(0);
+        }
+        self.inner.peers.push((*addr, p));
+        Ok(p)
+    }
+}
+
+impl Inner {
+    /// Logs a problem, at most once a second (a misbehaving client can cause many).
+    fn complain(&mut self, what: &str) {
+        let now = Instant::now();
+        if self
+            .last_complaint
+            .is_some_and(|t| now.duration_since(t).as_secs() < 1)
+        {
+            return;
+        }
+        self.last_complaint = Some(now);
+        crate::dlog!(Subsys::Server, Level::Warn, "context 0: {what}");
+    }
+
+    /// Answers one request into `out`; returns the reply's length.
+    fn serve(&mut self, req: &[u8], out: &mut [u8]) -> usize {
+        if let Ok(m) = mercury::parse_request(req)
+            && m.rpc_id != mercury::RPC_ID
+        {
+            // Mercury answers an RPC id nobody registered so, before any CaRT decoding.
+            return rpc::write_hg_error(out, m.cookie, HgReturn::NoEntry).unwrap_or(0);
+        }
+        let written = match rpc::parse_call(req) {
+            Ok(call) => self.call(&call, out),
+            Err(e) => {
+                let cookie = mercury::parse_request(req).map_or(0, |m| m.cookie);
+                self.complain(&format!("refused a request: {e}"));
+                rpc::write_hg_error(out, cookie, HgReturn::ProtocolError)
+            }
+        };
+        written.unwrap_or_else(|e| {
+            // The output did not fit the client's buffer: say so in the header alone.
+            self.complain(&format!("reply does not fit: {e}"));
+            let cookie = mercury::parse_request(req).map_or(0, |m| m.cookie);
+            let hlc = self.hlc.get(hlc::now_ns());
+            rpc::write_reply(out, cookie, hlc, der::OVERFLOW, |_| Ok(())).unwrap_or(0)
+        })
+    }
+
+    fn call(&mut self, call: &rpc::Call<'_>, out: &mut [u8]) -> Result<usize, CartError> {
+        let cookie = call.mercury.cookie;
+        if call.mercury.flags & mercury::MORE_DATA != 0 {
+            // Inputs beyond 20 KiB: nothing served here takes one.
+            self.complain("a request larger than 20 KiB (more data) to context 0");
+            return rpc::write_hg_error(out, cookie, HgReturn::MsgSize);
+        }
+        let now = hlc::now_ns();
+        if let Err(ahead) = self.hlc.get_msg(call.hdr.hlc, now) {
+            self.complain(&format!(
+                "opcode {:#x}: the sender's clock is {} ms ahead (more than 1 s): DER_HLC_SYNC",
+                call.hdr.opc,
+                ahead / 1_000_000
+            ));
+            let hlc = self.hlc.get(now);
+            return rpc::write_reply(out, cookie, hlc, der::HLC_SYNC, |_| Ok(()));
+        }
+        let hlc = self.hlc.get(now);
+        let wrong_rank = self.membership.rank.is_some_and(|r| r != call.hdr.dst_rank);
+        if wrong_rank || call.hdr.dst_tag != 0 {
+            return rpc::write_reply(out, cookie, hlc, der::BAD_TARGET, |_| Ok(()));
+        }
+        let input = call.input;
+        match call.hdr.opc {
+            opcode::URI_LOOKUP => {
+                let q = UriLookupIn::decode(input);
+                let reply = match q {
+                    Ok(q) => self.uri_lookup(&q),
+                    Err(e) => {
+                        self.complain(&format!("URI_LOOKUP: {e}"));
+                        return rpc::write_reply(out, cookie, hlc, der::MISC, |_| Ok(()));
+                    }
+                };
+                rpc::write_reply(out, cookie, hlc, 0, |e| {
+                    UriLookupOut {
+                        uri: reply.0.as_deref(),
+                        tag: reply.1,
+                        rc: reply.2,
+                    }
+                    .encode(e)
+                })
+            }
+            opcode::PROTO_QUERY => match ProtoQueryIn::decode(input) {
+                Ok(q) => {
+                    let (version, rc) = match opcode::choose_version(q.base_opc, q.versions()) {
+                        Ok(v) => (v, 0),
+                        Err(rc) => (0, rc),
+                    };
+                    rpc::write_reply(out, cookie, hlc, 0, |e| {
+                        ProtoQueryOut { version, rc }.encode(e)
+                    })
+                }
+                Err(e) => {
+                    self.complain(&format!("PROTO_QUERY: {e}"));
+                    rpc::write_reply(out, cookie, hlc, der::MISC, |_| Ok(()))
+                }
+            },
+            self_test::BOTH_EMPTY | self_test::SEND_IOV_REPLY_EMPTY => {
+                rpc::write_reply(out, cookie, hlc, 0, |_| Ok(()))
+            }
+            self_test::OPEN_SESSION => {
+                let id = match SessionParams::decode(input) {
+                    Ok(p) => self.open_session(p),
+                    Err(e) => {
+                        self.complain(&format!("self-test OPEN_SESSION: {e}"));
+                        return rpc::write_reply(out, cookie, hlc, der::MISC, |_| Ok(()));
+                    }
+                };
+                rpc::write_reply(out, cookie, hlc, 0, |e| e.u64(id as u64, "session_id"))
+            }
+            self_test::CLOSE_SESSION => {
+                let mut d = daos_cart::proc_::Decoder::new(input);
+                if let Ok(id) = d.u64("session_id") {
+                    self.sessions.retain(|(s, _)| *s != id);
+                }
+                rpc::write_reply(out, cookie, hlc, 0, |_| Ok(()))
+            }
+            self_test::SEND_ID_REPLY_IOV | self_test::BOTH_IOV => {
+                let mut d = daos_cart::proc_::Decoder::new(input);
+                let size = d
+                    .u64("session_id")
+                    .ok()
+                    .and_then(|id| self.sessions.iter().find(|(s, _)| *s == id))
+                    .map(|(_, p)| p.reply_size as usize);
+                let Some(size) = size else {
+                    // CaRT's service answers an unknown session with an empty body.
+                    return rpc::write_reply(out, cookie, hlc, 0, |e| e.iov(&[], "reply"));
+                };
+                rpc::write_reply(out, cookie, hlc, 0, |e| fill_iov(e, size))
+            }
+            opc => {
+                self.complain(&format!(
+                    "opcode {opc:#010x} (module {}, version {}, index {}) is not served: DER_UNREG",
+                    opcode::module_of(opc),
+                    opcode::version_of(opc),
+                    opcode::index_of(opc)
+                ));
+                rpc::write_reply(out, cookie, hlc, der::UNREG, |_| Ok(()))
+            }
+        }
+    }
+
+    /// URI_LOOKUP's answer: (URI, tag, rc).
+    fn uri_lookup(&self, q: &UriLookupIn<'_>) -> (Option<String>, u32, i32) {
+        if q.grp.is_some_and(|g| g != self.config.group) {
+            return (None, q.tag, der::INVAL);
+        }
+        if q.tag >= TAGS_MAX {
+            return (None, q.tag, der::INVAL);
+        }
+        if self.membership.rank.is_none_or(|r| r == q.rank) {
+            // Tag 1 is SWIM's, which this engine runs outside CaRT.
+            let served = q.tag == 0 || (q.tag >= 2 && q.tag < 2 + self.config.targets);
+            return if served {
+                (Some(self.config.uri(q.tag)), q.tag, 0)
+            } else {
+                (None, q.tag, der::NONEXIST)
+            };
+        }
+        match self.membership.group.peers.get(&q.rank) {
+            Some(p) => match with_port_offset(&p.uri, q.tag) {
+                Some(uri) => (Some(uri), q.tag, 0),
+                None => (Some(p.uri.clone()), 0, 0),
+            },
+            None => (None, q.tag, der::OOG),
+        }
+    }
+
+    /// Opens a self-test session; -1 when the table is full.
+    fn open_session(&mut self, p: SessionParams) -> i64 {
+        if self.sessions.len() == SESSIONS_MAX {
+            return -1;
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        self.sessions.push((id, p));
+        id as i64
+    }
+}
+
+/// A self-test reply iov of `size` bytes (capped by the room left).
+fn fill_iov(e: &mut Encoder<'_>, size: usize) -> Result<(), CartError> {
+    let size = size.min(e.remaining().saturating_sub(16));
+    e.u64(size as u64, "reply")?;
+    e.u64(size as u64, "reply")?;
+    e.take(size, "reply")?.fill(SELF_TEST_FILL);
+    Ok(())
+}
+
+/// `provider://host:port` with the port moved up by `tag` (DAOS's contiguous context ports).
+fn with_port_offset(uri: &str, tag: u32) -> Option<String> {
+    let (head, port) = uri.rsplit_once(':')?;
+    let port: u32 = port.parse().ok()?;
+    let p = port
+        .checked_add(tag)
+        .filter(|p| *p <= u32::from(u16::MAX))?;
+    Some(format!("{head}:{p}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_ranks_tags_are_their_base_port_plus_the_tag() {
+        assert_eq!(
+            with_port_offset("ofi+tcp;ofi_rxm://10.0.0.2:31416", 3).as_deref(),
+            Some("ofi+tcp;ofi_rxm://10.0.0.2:31419")
+        );
+        assert_eq!(with_port_offset("ofi+tcp://h:65535", 1), None);
+        assert_eq!(with_port_offset("nonsense", 1), None);
+    }
+}
