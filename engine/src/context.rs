@@ -22,7 +22,10 @@ use std::time::Instant;
 use daos_cart::mercury::{self, HgReturn};
 use daos_cart::opcode::{self, self_test};
 use daos_cart::proc_::Encoder;
-use daos_cart::rpc::{self, ProtoQueryIn, ProtoQueryOut, SessionParams, UriLookupIn, UriLookupOut};
+use daos_cart::rpc::{
+    self, PoolFindIn, PoolFindOut, ProtoQueryIn, ProtoQueryOut, SessionParams, UriLookupIn,
+    UriLookupOut,
+};
 use daos_cart::{CartError, hlc};
 use daos_config::logmask::Level;
 use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, Shape};
@@ -30,6 +33,7 @@ use daos_wire::der;
 
 use crate::control::GroupMap;
 use crate::log::Subsys;
+use crate::srv::{Found, Question, SrvLink};
 
 /// Send buffers of the context.
 pub const SEND_SLOTS: usize = 16;
@@ -59,6 +63,8 @@ pub struct ContextConfig {
     pub group: String,
     /// Targets of this engine (tags 2 ..= targets + 1).
     pub targets: u32,
+    /// daos_server's dRPC socket, which `MGMT_POOL_FIND` asks (none: the pool is not found).
+    pub server_sock: Option<std::path::PathBuf>,
 }
 
 impl ContextConfig {
@@ -86,6 +92,12 @@ pub struct SystemContext {
     held: Vec<Received>,
     /// Requests waiting for a send buffer, with where their answer goes.
     waiting: VecDeque<(Received, Peer, u64)>,
+    /// Requests waiting for daos_server's answer: question id, request, peer, tag.
+    asked: Vec<(u64, Received, Peer, u64)>,
+    /// Answers whose reply waits for a send buffer.
+    answered: VecDeque<(Received, Peer, u64, Found)>,
+    srv: Option<SrvLink>,
+    next_question: u64,
     inner: Inner,
 }
 
@@ -113,10 +125,28 @@ impl SystemContext {
         let port = config.port.to_string();
         let ep =
             RdmEndpoint::open_shaped(&config.provider, Some(&config.host), Some(&port), shape)?;
+        let srv = match &config.server_sock {
+            Some(sock) => match SrvLink::start(sock.clone()) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    crate::dlog!(
+                        Subsys::Mgmt,
+                        Level::Err,
+                        "context 0: no dRPC thread ({e}); MGMT_POOL_FIND will find nothing"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
         Ok(SystemContext {
             ep,
             held: Vec::with_capacity(RECV_SLOTS),
             waiting: VecDeque::with_capacity(RECV_SLOTS),
+            asked: Vec::with_capacity(RECV_SLOTS),
+            answered: VecDeque::with_capacity(RECV_SLOTS),
+            srv,
+            next_question: 1,
             inner: Inner {
                 config,
                 membership: Membership::default(),
@@ -137,6 +167,27 @@ impl SystemContext {
     /// Serves what arrived; returns the work done (0: idle).
     pub fn poll(&mut self) -> usize {
         let mut work = 0;
+        while let Some((id, found)) = self.srv.as_ref().and_then(SrvLink::answer) {
+            if let Some(i) = self.asked.iter().position(|a| a.0 == id) {
+                let (_, r, peer, tag) = self.asked.swap_remove(i);
+                self.answered.push_back((r, peer, tag, found));
+            }
+            work += 1;
+        }
+        while let Some((r, peer, tag, found)) = self.answered.pop_front() {
+            let inner = &mut self.inner;
+            let sent = self.ep.reply_tagged(r, peer, tag, |req, out| {
+                inner.pool_find_reply(req, out, &found)
+            });
+            match sent {
+                Ok(()) => work += 1,
+                Err(EndpointError::Busy(_)) => {
+                    self.answered.push_front((r, peer, tag, found));
+                    break;
+                }
+                Err(e) => self.inner.complain(&e.to_string()),
+            }
+        }
         while let Some((r, peer, tag)) = self.waiting.pop_front() {
             match self.answer(r, peer, tag) {
                 Ok(()) => work += 1,
@@ -198,6 +249,15 @@ impl SystemContext {
                 return;
             }
         };
+        if let (Some(q), Some(srv)) = (self.inner.question(self.ep.message(r)), &self.srv) {
+            let id = self.next_question;
+            self.next_question += 1;
+            if srv.ask(id, q) {
+                self.asked.push((id, r, peer, tag));
+                return;
+            }
+            // The dRPC thread is behind: answered below with DER_BUSY.
+        }
         match self.answer(r, peer, tag) {
             Ok(()) => {}
             Err(EndpointError::Busy(_)) => self.waiting.push_back((r, peer, tag)),
@@ -225,6 +285,49 @@ impl SystemContext {
 }
 
 impl Inner {
+    /// The question for daos_server a request needs answered first, if it is a well-formed
+    /// `MGMT_POOL_FIND` for this rank (anything else is answered at once, refusals included).
+    fn question(&mut self, req: &[u8]) -> Option<Question> {
+        let call = rpc::parse_call(req).ok()?;
+        let opc = call.hdr.opc;
+        if !is_pool_find(opc)
+            || call.mercury.rpc_id != mercury::RPC_ID
+            || call.mercury.flags & mercury::MORE_DATA != 0
+            || call.hdr.dst_tag != 0
+            || self.membership.rank.is_some_and(|r| r != call.hdr.dst_rank)
+            || call.hdr.hlc & !hlc::MASK > hlc::from_unix_nanos(hlc::now_ns()) + hlc::EPSILON
+        {
+            return None;
+        }
+        let q = PoolFindIn::decode(call.input).ok()?;
+        Some(if q.by_label {
+            Question::PoolByLabel(q.label.unwrap_or_default().to_string())
+        } else {
+            Question::PoolSvc(q.uuid)
+        })
+    }
+
+    /// MGMT_POOL_FIND's reply once daos_server answered.
+    fn pool_find_reply(&mut self, req: &[u8], out: &mut [u8], found: &Found) -> usize {
+        let Ok(call) = rpc::parse_call(req) else {
+            return 0;
+        };
+        let asked = PoolFindIn::decode(call.input).map_or([0; 16], |q| q.uuid);
+        let now = hlc::now_ns();
+        let hlc = match self.hlc.get_msg(call.hdr.hlc, now) {
+            Ok(h) => h,
+            Err(_) => self.hlc.get(now),
+        };
+        let (uuid, ranks, rc) = match found {
+            Ok((uuid, ranks)) => (*uuid, ranks.as_slice(), 0),
+            Err(rc) => (asked, &[][..], *rc),
+        };
+        rpc::write_reply(out, call.mercury.cookie, hlc, 0, |e| {
+            PoolFindOut::encode(e, &uuid, ranks, rc)
+        })
+        .unwrap_or(0)
+    }
+
     /// Logs a problem, at most once a second (a misbehaving client can cause many).
     fn complain(&mut self, what: &str) {
         let now = Instant::now();
@@ -320,6 +423,19 @@ impl Inner {
                     rpc::write_reply(out, cookie, hlc, der::MISC, |_| Ok(()))
                 }
             },
+            opc if is_pool_find(opc) => {
+                // Not handed to daos_server (no link, its queue full, or bad input).
+                let (uuid, rc) = match PoolFindIn::decode(input) {
+                    Ok(q) => (q.uuid, der::BUSY),
+                    Err(e) => {
+                        self.complain(&format!("MGMT_POOL_FIND: {e}"));
+                        return rpc::write_reply(out, cookie, hlc, der::MISC, |_| Ok(()));
+                    }
+                };
+                rpc::write_reply(out, cookie, hlc, 0, |e| {
+                    PoolFindOut::encode(e, &uuid, &[], rc)
+                })
+            }
             self_test::BOTH_EMPTY | self_test::SEND_IOV_REPLY_EMPTY => {
                 rpc::write_reply(out, cookie, hlc, 0, |_| Ok(()))
             }
@@ -401,6 +517,13 @@ impl Inner {
         self.sessions.push((id, p));
         id as i64
     }
+}
+
+/// Whether `opc` is MGMT_POOL_FIND of a management version served.
+fn is_pool_find(opc: u32) -> bool {
+    opcode::module_of(opc) == opcode::module::MGMT
+        && opcode::index_of(opc) == opcode::mgmt::POOL_FIND
+        && opcode::served_versions(opcode::module::MGMT).contains(&opcode::version_of(opc))
 }
 
 /// A self-test reply iov of `size` bytes (capped by the room left).

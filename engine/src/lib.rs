@@ -16,6 +16,7 @@ pub mod handles;
 pub mod log;
 pub mod pool;
 pub mod shard;
+pub mod srv;
 pub mod store;
 pub mod swim;
 pub mod target;
@@ -243,6 +244,7 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
                     port: endpoint.port,
                     group: args.group.clone(),
                     targets: map.targets,
+                    server_sock: Some(args.socket_dir.join("daos_server.sock")),
                 },
             ),
             _ => shard::spawn(i, *p),

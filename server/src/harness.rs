@@ -419,6 +419,43 @@ impl Harness {
             Ok(resp.encode_to_vec())
         });
         let h = self.clone();
+        r.method(SrvMethod::GetPoolSvc, move |_, body| {
+            use daos_drpc::srv::{GetPoolSvcReq, GetPoolSvcResp};
+            let req = GetPoolSvcReq::decode(body)?;
+            let resp = match h.ms().pool_find(&req.uuid).filter(|p| p.uuid == req.uuid) {
+                Some(p) => GetPoolSvcResp {
+                    status: 0,
+                    svcreps: p.svc_ranks,
+                },
+                None => GetPoolSvcResp {
+                    status: daos_wire::der::NONEXIST,
+                    svcreps: Vec::new(),
+                },
+            };
+            Ok(resp.encode_to_vec())
+        });
+        let h = self.clone();
+        r.method(SrvMethod::PoolFindByLabel, move |_, body| {
+            use daos_drpc::srv::{PoolFindByLabelReq, PoolFindByLabelResp};
+            let req = PoolFindByLabelReq::decode(body)?;
+            let found = h
+                .ms()
+                .pool_find(&req.label)
+                .filter(|p| p.label == req.label);
+            let resp = match found {
+                Some(p) => PoolFindByLabelResp {
+                    status: 0,
+                    uuid: p.uuid,
+                    svcreps: p.svc_ranks,
+                },
+                None => PoolFindByLabelResp {
+                    status: daos_wire::der::NONEXIST,
+                    ..Default::default()
+                },
+            };
+            Ok(resp.encode_to_vec())
+        });
+        let h = self.clone();
         r.method(SrvMethod::ClusterEvent, move |_, body| {
             let req = daos_drpc::shared::ClusterEventReq::decode(body)?;
             let status = match &req.event {
