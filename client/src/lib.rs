@@ -12,6 +12,7 @@
 //! [`ClientError::Timeout`] and a reply that comes later is dropped.
 
 pub mod agent;
+pub mod cart;
 pub mod connect;
 pub mod container;
 pub mod kv;
