@@ -32,11 +32,24 @@ pub struct Bulk<'a> {
     pub addr: u64,
     /// The registration's key.
     pub key: u64,
-    /// The data, when sent inline ([`EAGER`]).
+    /// The data, when sent inline ([`EAGER`]); Mercury inlines small handles even when they
+    /// are writable, and keeps their registration for pushes.
     pub eager: Option<&'a [u8]>,
+    /// Whether a memory registration (an NA OFI handle) came with it: RMA can reach it.
+    pub registered: bool,
 }
 
 impl Bulk<'_> {
+    /// Whether the server may push into it (RMA write): registered, and writable by peers.
+    pub fn writable(&self) -> bool {
+        self.registered && self.flags & WRITE_ONLY != 0
+    }
+
+    /// Whether the server may pull from it: inline data, or registered and readable.
+    pub fn readable(&self) -> bool {
+        self.eager.is_some() || (self.registered && self.flags & READ_ONLY != 0)
+    }
+
     /// The address to name in an RMA on this handle at `offset`: the segment's address when
     /// the domain names memory by virtual address, else the offset from the registration's
     /// start (tcp;ofi_rxm).
@@ -132,6 +145,7 @@ pub fn decode<'a>(d: &mut Decoder<'a>, field: &'static str) -> Result<Option<Bul
         addr,
         key,
         eager,
+        registered: handle_size != 0,
     }))
 }
 

@@ -25,6 +25,7 @@ pub mod header;
 pub mod hlc;
 pub mod mercury;
 pub mod opcode;
+pub mod pool;
 pub mod proc_;
 pub mod rpc;
 

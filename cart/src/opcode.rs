@@ -58,10 +58,14 @@ pub mod mgmt {
 
 /// Versions of each DAOS module this engine serves, newest first. DAOS 2.6 clients offer
 /// mgmt {2,3}, pool {5,6}, cont {7,8}, obj {9,10}; DAOS 2.8 clients mgmt {3,4}, pool {6,7},
-/// cont {8,9}, obj {9,10}. A module is listed once its RPCs are served.
+/// cont {8,9}, obj {9,10}. `daos_init` needs all four; an RPC of a served module that is not
+/// served yet is answered with `-DER_NOSYS` in its body (see [`crate::rpc::write_refusal`]).
 pub fn served_versions(module: u8) -> &'static [u8] {
     match module {
         module::MGMT => &[3, 2],
+        module::POOL => &[6],
+        module::CONT => &[8],
+        module::OBJ => &[10],
         module::CART => &[4],
         module::SELF_TEST => &[1],
         _ => &[],
@@ -109,6 +113,8 @@ mod tests {
             choose_version(0x0100_0000, [5].into_iter()),
             Err(crate::der::UNREG)
         );
+        assert_eq!(choose_version(0x0200_0000, [5, 6].into_iter()), Ok(6));
+        assert_eq!(choose_version(0x0200_0000, [6, 7].into_iter()), Ok(6));
         assert_eq!(
             choose_version(0x0900_0000, [1].into_iter()),
             Err(crate::der::NONEXIST)

@@ -62,6 +62,22 @@ pub fn write_reply(
     Ok(mercury::RESPONSE_BODY + e.len())
 }
 
+/// Bytes of zeros after a refusal's rc: enough for every output struct of the pool,
+/// container and object modules to decode (counts 0, NULL pointers and strings, empty iovs).
+pub const REFUSAL_BODY: usize = 512;
+
+/// Writes a DAOS-level refusal of an RPC (CaRT rc 0): the output's leading `i32` rc (every
+/// pool, container and object output starts with it: `po_rc`, `co_rc`, `orw_ret`, ...) set to
+/// `rc`, then zeros. DAOS's clients must never get a CaRT-level error for these RPCs: their
+/// retry logic would read an undecoded body.
+pub fn write_refusal(buf: &mut [u8], cookie: u8, hlc: u64, rc: i32) -> Result<usize, CartError> {
+    write_reply(buf, cookie, hlc, 0, |e| {
+        e.i32(rc, "rc")?;
+        e.take(REFUSAL_BODY, "refusal")?.fill(0);
+        Ok(())
+    })
+}
+
 /// Writes a Mercury-level error response (no CaRT header): what Mercury sends for an RPC id
 /// nobody registered.
 pub fn write_hg_error(buf: &mut [u8], cookie: u8, ret: HgReturn) -> Result<usize, CartError> {

@@ -220,6 +220,7 @@ impl<'a> Containers<'a> {
             pool: self.pool.clone(),
             cred,
             flags,
+            cookie: 0,
         };
         let r = self.rt.block_on(self.leader_call(|mut c| {
             let r = req.clone();

@@ -243,14 +243,22 @@ fn misdirected_unknown_and_malformed_requests_are_refused_and_the_context_goes_o
         .call(to, 1, 3, opcode::PROTO_QUERY, T, query)
         .expect("call");
     assert_eq!(r.rc(), der::BAD_TARGET);
-    // An opcode nobody serves: pool connect, object update.
-    for opc in [
-        opcode::opcode(2, 6, 1),
-        opcode::opcode(4, 10, 0),
-        0x1234_5678,
-    ] {
+    // An opcode nobody registered: DER_UNREG at CaRT's level.
+    for opc in [opcode::opcode(9, 1, 0), 0x1234_5678] {
         let r = c.call(to, 1, 0, opc, T, |_| Ok(())).expect("call");
         assert_eq!(r.rc(), der::UNREG, "{opc:#x}");
+    }
+    // Pool, container and object RPCs are refused in their body, never at CaRT's level (the
+    // client would read an undecoded body): a pool connect that does not decode (DER_INVAL),
+    // and an object update not served yet (DER_NOSYS); the leading rc, then zeros.
+    for (opc, rc) in [
+        (opcode::opcode(2, 6, 1), der::INVAL),
+        (opcode::opcode(4, 10, 0), der::NOSYS),
+    ] {
+        let r = c.call(to, 1, 0, opc, T, |_| Ok(())).expect("call");
+        assert_eq!(r.rc(), 0, "{opc:#x}");
+        assert_eq!(&r.output[..4], &rc.to_le_bytes(), "{opc:#x}");
+        assert!(r.output[4..].iter().all(|b| *b == 0) && r.output.len() > 256);
     }
     // Truncated input: CaRT's decode failure (DER_MISC), no body.
     let r = c

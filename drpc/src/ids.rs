@@ -95,6 +95,9 @@ methods!(
         NotifyReady = 301, GetPoolSvc = 303, ClusterEvent = 304, PoolFindByLabel = 305,
         ChkListPool = 306, ChkRegPool = 307, ChkDeregPool = 308, ChkReport = 309, ListPools = 310,
         GetSysProps = 311,
+        // daos-rs's own, at the end of the module's range: pool calls of DAOS's clients that
+        // reach an engine (DAOS's engines serve them from their own pool services).
+        PoolCall = 396,
     }
 );
 

@@ -33,7 +33,9 @@ use daos_wire::der;
 
 use crate::control::GroupMap;
 use crate::log::Subsys;
-use crate::srv::{Found, Question, SrvLink};
+use crate::srv::{Answer, Found, Question, SrvLink};
+use daos_cart::pool::{self as cpool, MapRank, PoolOpOut};
+use daos_drpc::srv::{PoolCallReq, PoolCallResp};
 
 /// Send buffers of the context.
 pub const SEND_SLOTS: usize = 16;
@@ -45,6 +47,16 @@ pub const PEERS_MAX: usize = 256;
 pub const SESSIONS_MAX: usize = 64;
 /// Contexts (tags) a rank has at most, as CaRT's servers (`CRT_SRV_CONTEXT_NUM`).
 pub const TAGS_MAX: u32 = 64;
+/// Registered buffers for pool map pushes (connects and queries in flight at once).
+pub const MAP_SLOTS: usize = 4;
+/// Largest pool map pushed: 2,047 components (e.g. 128 ranks of 15 targets).
+pub const MAP_MAX: usize = 64 << 10;
+/// The pool service term the leader hint names (our pool services are daos_server's; the
+/// engine a client reaches answers as leader).
+const HINT_TERM: u64 = 1;
+/// The pool global version DAOS 2.6 and 2.8 clients and pools have (`DAOS_POOL_GLOBAL_VERSION`).
+const POOL_GLOBAL_VERSION: u32 = 3;
+
 /// The byte self-test replies are filled with (as CaRT's service does).
 const SELF_TEST_FILL: u8 = 0xA7;
 
@@ -95,7 +107,12 @@ pub struct SystemContext {
     /// Requests waiting for daos_server's answer: question id, request, peer, tag.
     asked: Vec<(u64, Received, Peer, u64)>,
     /// Answers whose reply waits for a send buffer.
-    answered: VecDeque<(Received, Peer, u64, Found)>,
+    answered: VecDeque<(Received, Peer, u64, Done)>,
+    /// Pool maps to push into a client's buffer, waiting for a map slot.
+    mapping: VecDeque<(Received, Peer, u64, PoolCallResp)>,
+    /// Pool maps being pushed: RMA id (the slot), request, peer, tag, answer.
+    pushing: Vec<(usize, Received, Peer, u64, PoolCallResp)>,
+    free_maps: Vec<usize>,
     srv: Option<SrvLink>,
     next_question: u64,
     inner: Inner,
@@ -120,6 +137,7 @@ impl SystemContext {
         let shape = Shape {
             tagged: true,
             unexpected_tag: Some(mercury::UNEXPECTED_TAG),
+            bulk: Some((MAP_SLOTS, MAP_MAX)),
             ..Shape::messages(mercury::MSG_SIZE, SEND_SLOTS, RECV_SLOTS)
         };
         let port = config.port.to_string();
@@ -145,6 +163,9 @@ impl SystemContext {
             waiting: VecDeque::with_capacity(RECV_SLOTS),
             asked: Vec::with_capacity(RECV_SLOTS),
             answered: VecDeque::with_capacity(RECV_SLOTS),
+            mapping: VecDeque::with_capacity(RECV_SLOTS),
+            pushing: Vec::with_capacity(MAP_SLOTS),
+            free_maps: (0..MAP_SLOTS).collect(),
             srv,
             next_question: 1,
             inner: Inner {
@@ -167,22 +188,23 @@ impl SystemContext {
     /// Serves what arrived; returns the work done (0: idle).
     pub fn poll(&mut self) -> usize {
         let mut work = 0;
-        while let Some((id, found)) = self.srv.as_ref().and_then(SrvLink::answer) {
+        while let Some((id, answer)) = self.srv.as_ref().and_then(SrvLink::answer) {
             if let Some(i) = self.asked.iter().position(|a| a.0 == id) {
                 let (_, r, peer, tag) = self.asked.swap_remove(i);
-                self.answered.push_back((r, peer, tag, found));
+                self.answered_or_pushed(r, peer, tag, answer);
             }
             work += 1;
         }
-        while let Some((r, peer, tag, found)) = self.answered.pop_front() {
+        work += self.push_maps();
+        while let Some((r, peer, tag, done)) = self.answered.pop_front() {
             let inner = &mut self.inner;
-            let sent = self.ep.reply_tagged(r, peer, tag, |req, out| {
-                inner.pool_find_reply(req, out, &found)
-            });
+            let sent = self
+                .ep
+                .reply_tagged(r, peer, tag, |req, out| inner.finish(req, out, &done));
             match sent {
                 Ok(()) => work += 1,
                 Err(EndpointError::Busy(_)) => {
-                    self.answered.push_front((r, peer, tag, found));
+                    self.answered.push_front((r, peer, tag, done));
                     break;
                 }
                 Err(e) => self.inner.complain(&e.to_string()),
@@ -265,6 +287,118 @@ impl SystemContext {
         }
     }
 
+    /// Takes daos_server's answer to a held request: a pool map to push into the client's
+    /// buffer first, or the reply to send.
+    fn answered_or_pushed(&mut self, r: Received, peer: Peer, tag: u64, answer: Answer) {
+        let done = match answer {
+            Answer::Found(f) => Done::Found(f),
+            Answer::Pool(Err(rc)) => Done::Pool(Err(rc)),
+            Answer::Pool(Ok(resp)) => {
+                let call = rpc::parse_call(self.ep.message(r)).ok();
+                let op = call.map_or(0, |c| opcode::index_of(c.hdr.opc));
+                let needs_map =
+                    resp.status == 0 && (op == cpool::op::CONNECT || op == cpool::op::QUERY);
+                if needs_map {
+                    self.mapping.push_back((r, peer, tag, resp));
+                    return;
+                }
+                Done::Pool(Ok((resp, 0)))
+            }
+        };
+        self.answered.push_back((r, peer, tag, done));
+    }
+
+    /// Pushes pool maps into clients' buffers (one RMA write each) and turns the finished
+    /// pushes into replies. A map that does not fit the client's buffer is answered with
+    /// `-DER_TRUNC` and the size needed, as DAOS's pool service does.
+    fn push_maps(&mut self) -> usize {
+        let mut work = 0;
+        let mut finished = [(0usize, false); MAP_SLOTS];
+        let mut n = 0;
+        self.ep.take_rma(|id, ok| {
+            if n < MAP_SLOTS {
+                finished[n] = (id as usize, ok);
+                n += 1;
+            }
+        });
+        for &(slot, ok) in &finished[..n] {
+            if let Some(i) = self.pushing.iter().position(|p| p.0 == slot) {
+                let (slot, r, peer, tag, resp) = self.pushing.swap_remove(i);
+                self.free_maps.push(slot);
+                let size = map_size(&resp) as u32;
+                let done = if ok {
+                    Done::Pool(Ok((resp, size)))
+                } else {
+                    self.inner
+                        .complain("pushing a pool map into a client's buffer failed (DER_HG)");
+                    Done::Pool(Err(der::HG))
+                };
+                self.answered.push_back((r, peer, tag, done));
+                work += 1;
+            }
+        }
+        while let Some(&slot) = self.free_maps.last() {
+            let Some((r, peer, tag, resp)) = self.mapping.pop_front() else {
+                break;
+            };
+            let virt = self.ep.virt_addr();
+            let bulk = rpc::parse_call(self.ep.message(r))
+                .ok()
+                .and_then(|c| map_bulk(c.hdr.opc, c.input))
+                .map(|b| (b.key, b.remote_addr(virt, 0), b.len, b.writable()));
+            let size = map_size(&resp);
+            let (key, addr) = match bulk {
+                Some((key, addr, len, true)) if len >= size as u64 => (key, addr),
+                Some((_, _, len, true)) if len < size as u64 => {
+                    // Too small: the client asks again with the size given (DER_TRUNC).
+                    self.answered
+                        .push_back((r, peer, tag, Done::Pool(Ok((resp, size as u32)))));
+                    continue;
+                }
+                _ => {
+                    self.inner
+                        .complain("a pool connect or query without a writable map buffer");
+                    self.answered
+                        .push_back((r, peer, tag, Done::Pool(Err(der::INVAL))));
+                    continue;
+                }
+            };
+            let ranks = map_ranks(&resp);
+            let written = cpool::write_pool_buf(self.ep.bulk_mut(slot), &ranks, resp.map_version);
+            if written.is_err() {
+                self.inner.complain(&format!(
+                    "a pool map of {size} bytes is larger than the {MAP_MAX}-byte map buffers"
+                ));
+                self.answered
+                    .push_back((r, peer, tag, Done::Pool(Err(der::NOSPACE))));
+                continue;
+            }
+            let remote = daos_fabric::RemoteBuf {
+                key,
+                offset: addr,
+                len: size as u32,
+            };
+            match self.ep.rma_write(peer, slot, remote, slot as u64) {
+                Ok(()) => {
+                    self.free_maps.pop();
+                    self.pushing.push((slot, r, peer, tag, resp));
+                    work += 1;
+                }
+                Err(EndpointError::Again) => {
+                    self.mapping.push_front((r, peer, tag, resp));
+                    break;
+                }
+                Err(e) => {
+                    self.inner
+                        .complain(&format!("pushing a pool map: {e} (DER_HG)"));
+                    self.answered
+                        .push_back((r, peer, tag, Done::Pool(Err(der::HG))));
+                }
+            }
+        }
+        work
+    }
+
     fn answer(&mut self, r: Received, peer: Peer, tag: u64) -> Result<(), EndpointError> {
         let inner = &mut self.inner;
         self.ep
@@ -290,7 +424,7 @@ impl Inner {
     fn question(&mut self, req: &[u8]) -> Option<Question> {
         let call = rpc::parse_call(req).ok()?;
         let opc = call.hdr.opc;
-        if !is_pool_find(opc)
+        if !(is_pool_find(opc) || pool_call_op(opc).is_some())
             || call.mercury.rpc_id != mercury::RPC_ID
             || call.mercury.flags & mercury::MORE_DATA != 0
             || call.hdr.dst_tag != 0
@@ -299,12 +433,98 @@ impl Inner {
         {
             return None;
         }
+        if let Some(op) = pool_call_op(opc) {
+            return pool_question(op, call.input);
+        }
         let q = PoolFindIn::decode(call.input).ok()?;
         Some(if q.by_label {
             Question::PoolByLabel(q.label.unwrap_or_default().to_string())
         } else {
             Question::PoolSvc(q.uuid)
         })
+    }
+
+    /// The reply to a request daos_server answered.
+    fn finish(&mut self, req: &[u8], out: &mut [u8], done: &Done) -> usize {
+        match done {
+            Done::Found(f) => self.pool_find_reply(req, out, f),
+            Done::Pool(p) => self.pool_reply(req, out, p),
+        }
+    }
+
+    /// A pool RPC's reply: `Ok((answer, map size))` (the map pushed, or too large for the
+    /// client's buffer when its size is above the buffer's), or a DER code.
+    fn pool_reply(
+        &mut self,
+        req: &[u8],
+        out: &mut [u8],
+        answer: &Result<(PoolCallResp, u32), i32>,
+    ) -> usize {
+        let Ok(call) = rpc::parse_call(req) else {
+            return 0;
+        };
+        let hlc = self.reply_hlc(call.hdr.hlc);
+        let cookie = call.mercury.cookie;
+        let op = opcode::index_of(call.hdr.opc);
+        let (resp, map_size) = match answer {
+            Ok((resp, size)) => (Some(resp), *size),
+            Err(_) => (None, 0),
+        };
+        let bulk_len = map_bulk(call.hdr.opc, call.input).map_or(0, |b| b.len);
+        let mut rc = match (answer, resp) {
+            (Err(rc), _) => *rc,
+            (_, Some(r)) => r.status,
+            _ => der::MISC,
+        };
+        if rc == 0
+            && (op == cpool::op::CONNECT || op == cpool::op::QUERY)
+            && u64::from(map_size) > bulk_len
+        {
+            rc = der::TRUNC;
+        }
+        let op_out = PoolOpOut {
+            rc,
+            map_version: resp.map_or(0, |r| r.map_version),
+            hint_flags: cpool::HINT_VALID,
+            hint_rank: self.membership.rank.unwrap_or(0),
+            hint_term: HINT_TERM,
+        };
+        let space = resp.map(space_of).unwrap_or_default();
+        let rebuild = cpool::RebuildStatus {
+            version: resp.map_or(0, |r| r.rebuild_version),
+            state: resp.map_or(1, |r| r.rebuild_state as i32),
+            max_layout_version: cpool::OBJ_LAYOUT_VERSION as u16,
+            ..Default::default()
+        };
+        let written = rpc::write_reply(out, cookie, hlc, 0, |e| {
+            op_out.encode(e)?;
+            match op {
+                cpool::op::CONNECT => {
+                    space.encode(e)?;
+                    rebuild.encode(e)?;
+                    e.u32(map_size, "pco_map_buf_size")
+                }
+                cpool::op::QUERY => {
+                    e.u32(0, "pqo_prop")?;
+                    space.encode(e)?;
+                    rebuild.encode(e)?;
+                    e.u32(map_size, "pqo_map_buf_size")?;
+                    e.u32(POOL_GLOBAL_VERSION, "pqo_pool_layout_ver")?;
+                    e.u32(POOL_GLOBAL_VERSION, "pqo_upgrade_layout_ver")
+                }
+                _ => Ok(()),
+            }
+        });
+        written.unwrap_or(0)
+    }
+
+    /// The clock a reply carries, having taken in the request's.
+    fn reply_hlc(&mut self, msg: u64) -> u64 {
+        let now = hlc::now_ns();
+        match self.hlc.get_msg(msg, now) {
+            Ok(h) => h,
+            Err(_) => self.hlc.get(now),
+        }
     }
 
     /// MGMT_POOL_FIND's reply once daos_server answered.
@@ -469,6 +689,29 @@ impl Inner {
                 };
                 rpc::write_reply(out, cookie, hlc, 0, |e| fill_iov(e, size))
             }
+            opc if pool_call_op(opc).is_some() => {
+                // Not handed to daos_server: no link, its queue full, or input that does not
+                // decode.
+                let rc = match pool_question(pool_call_op(opc).unwrap_or(0), input) {
+                    Some(_) => der::BUSY,
+                    None => der::INVAL,
+                };
+                rpc::write_refusal(out, cookie, hlc, rc)
+            }
+            opc if opcode::served_versions(opcode::module_of(opc))
+                .contains(&opcode::version_of(opc))
+                && matches!(
+                    opcode::module_of(opc),
+                    opcode::module::POOL | opcode::module::CONT | opcode::module::OBJ
+                ) =>
+            {
+                self.complain(&format!(
+                    "opcode {opc:#010x} (module {}, index {}) is not served yet: DER_NOSYS",
+                    opcode::module_of(opc),
+                    opcode::index_of(opc)
+                ));
+                rpc::write_refusal(out, cookie, hlc, der::NOSYS)
+            }
             opc => {
                 self.complain(&format!(
                     "opcode {opc:#010x} (module {}, version {}, index {}) is not served: DER_UNREG",
@@ -516,6 +759,95 @@ impl Inner {
         self.next_session += 1;
         self.sessions.push((id, p));
         id as i64
+    }
+}
+
+/// What a request waits for before its reply.
+#[derive(Clone, Debug, PartialEq)]
+enum Done {
+    Found(Found),
+    /// A pool call's answer and its map's size, or a DER code.
+    Pool(Result<(PoolCallResp, u32), i32>),
+}
+
+/// The `PoolCallReq.op` of a pool RPC this context hands to daos_server.
+fn pool_call_op(opc: u32) -> Option<u32> {
+    if opcode::module_of(opc) != opcode::module::POOL
+        || !opcode::served_versions(opcode::module::POOL).contains(&opcode::version_of(opc))
+    {
+        return None;
+    }
+    match opcode::index_of(opc) {
+        cpool::op::CONNECT => Some(1),
+        cpool::op::DISCONNECT => Some(2),
+        cpool::op::QUERY => Some(3),
+        _ => None,
+    }
+}
+
+/// daos_server's question for pool RPC `op` with input `input`, if it decodes.
+fn pool_question(op: u32, input: &[u8]) -> Option<Question> {
+    let mut d = daos_cart::proc_::Decoder::new(input);
+    let (pool, handle, cred, flags, space) = match op {
+        1 => {
+            let c = cpool::ConnectIn::decode(input).ok()?;
+            (c.op.uuid, c.op.handle, c.cred.to_vec(), c.flags, false)
+        }
+        2 => {
+            let o = cpool::PoolOpIn::decode(&mut d).ok()?;
+            (o.uuid, o.handle, Vec::new(), 0, false)
+        }
+        _ => {
+            let q = cpool::QueryIn::decode(input).ok()?;
+            (q.op.uuid, q.op.handle, Vec::new(), 0, q.query_bits & 1 != 0)
+        }
+    };
+    Some(Question::Pool(PoolCallReq {
+        op,
+        uuid: daos_wire::uuid_text(&pool),
+        handle_uuid: handle.to_vec(),
+        cred,
+        flags,
+        space,
+    }))
+}
+
+/// The map bulk of a pool connect or query.
+fn map_bulk(opc: u32, input: &[u8]) -> Option<daos_cart::bulk::Bulk<'_>> {
+    match opcode::index_of(opc) {
+        cpool::op::CONNECT => cpool::ConnectIn::decode(input).ok()?.map_bulk,
+        cpool::op::QUERY => cpool::QueryIn::decode(input).ok()?.map_bulk,
+        _ => None,
+    }
+}
+
+/// The pool map of daos_server's answer, in the codec's form.
+fn map_ranks(resp: &PoolCallResp) -> Vec<MapRank> {
+    resp.ranks
+        .iter()
+        .map(|r| MapRank {
+            rank: r.rank,
+            domain: r.domain.clone(),
+            targets: r.targets.iter().map(|s| *s as u8).collect(),
+        })
+        .collect()
+}
+
+/// The size of the pool buffer of daos_server's answer.
+fn map_size(resp: &PoolCallResp) -> usize {
+    cpool::pool_buf_size(cpool::components(&map_ranks(resp)))
+}
+
+/// The pool's space from daos_server's answer (zero when not asked).
+fn space_of(resp: &PoolCallResp) -> cpool::Space {
+    let v = |i: usize| resp.space.get(i).copied().unwrap_or(0);
+    cpool::Space {
+        total: [v(0), v(1)],
+        free: [v(2), v(3)],
+        free_min: [v(4), v(5)],
+        free_max: [v(6), v(7)],
+        free_mean: [v(8), v(9)],
+        targets: resp.targets,
     }
 }
 

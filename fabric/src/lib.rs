@@ -620,6 +620,12 @@ impl RdmEndpoint {
         })
     }
 
+    /// The virtual address of bulk slot `slot`'s first byte (what Mercury's bulk descriptors
+    /// name), 0 when there is no such slot.
+    pub fn bulk_addr(&self, slot: usize) -> u64 {
+        self.bulk_buf(slot).as_ptr() as u64 * u64::from(!self.bulk_buf(slot).is_empty())
+    }
+
     /// Bulk slot `slot`.
     pub fn bulk_buf(&self, slot: usize) -> &[u8] {
         match &self.bulk {

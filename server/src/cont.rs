@@ -797,7 +797,27 @@ impl ContSvc for ContService {
             tracing::warn!("pool {uuid}: {text}");
             return Err(Status::permission_denied(text));
         }
-        let cookie = daos_auth::random_cookie();
+        let cookie = if r.cookie != 0 {
+            // A DAOS client's own handle UUID names it: a connect sent again (a retry) finds
+            // the handle it recorded.
+            let db = self.read(&uuid).await?;
+            if let Some(h) = db.handles.iter().find(|h| h.cookie == r.cookie) {
+                if h.user != who.user || h.rights != want {
+                    return Err(Status::already_exists(format!(
+                        "DER_EXIST(-1004): pool {uuid}: handle {:#x} is held by another connect",
+                        r.cookie
+                    )));
+                }
+                return Ok(Response::new(daos_proto::cont::ConnectResp {
+                    handle: r.cookie,
+                    rights: want,
+                    uuid,
+                }));
+            }
+            r.cookie
+        } else {
+            daos_auth::random_cookie()
+        };
         self.record_and_push(
             &uuid,
             HandleRecord {

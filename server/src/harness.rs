@@ -456,6 +456,11 @@ impl Harness {
             Ok(resp.encode_to_vec())
         });
         let h = self.clone();
+        r.method(SrvMethod::PoolCall, move |_, body| {
+            let req = daos_drpc::srv::PoolCallReq::decode(body)?;
+            Ok(crate::daos_clients::pool_call(&h, &req).encode_to_vec())
+        });
+        let h = self.clone();
         r.method(SrvMethod::ClusterEvent, move |_, body| {
             let req = daos_drpc::shared::ClusterEventReq::decode(body)?;
             let status = match &req.event {

@@ -10,6 +10,7 @@ pub use daos_control::{cli, exit, hostlist, table};
 pub use daos_mgmt as membership;
 
 pub mod cont;
+pub mod daos_clients;
 pub mod generate;
 pub mod grpc;
 pub mod harness;

@@ -20,6 +20,36 @@ use crate::harness::{EngineCallError, Harness, POOL_CALL_TIMEOUT};
 use crate::membership::raft::net::Peers;
 use crate::security;
 
+/// A pool service call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SvcCallError {
+    /// The service answered with a refusal of this kind.
+    #[error("{text}")]
+    Refused { code: tonic::Code, text: String },
+    /// No replica answered (or only "unavailable") within the call's patience.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl SvcCallError {
+    /// The DAOS code DAOS's clients get for it.
+    pub fn der(&self) -> i32 {
+        use daos_wire::der;
+        match self {
+            SvcCallError::Refused { code, .. } => match code {
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => der::NO_PERM,
+                tonic::Code::NotFound => der::NONEXIST,
+                tonic::Code::InvalidArgument => der::INVAL,
+                tonic::Code::AlreadyExists => der::EXIST,
+                tonic::Code::FailedPrecondition | tonic::Code::ResourceExhausted => der::BUSY,
+                tonic::Code::DeadlineExceeded => der::TIMEDOUT,
+                _ => der::MISC,
+            },
+            SvcCallError::Unreachable(_) => der::TIMEDOUT,
+        }
+    }
+}
+
 /// What a rank offers pools.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RankInfo {
@@ -170,6 +200,22 @@ impl Remote {
         F: Fn(tonic::transport::Channel) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
     {
+        self.pool_svc_call_typed(hosts, patience, f)
+            .map_err(|e| e.to_string())
+    }
+
+    /// [`Self::pool_svc_call`] keeping what kind of refusal the service gave.
+    fn pool_svc_call_typed<T, F, Fut>(
+        &self,
+        hosts: &[String],
+        patience: Duration,
+        f: F,
+    ) -> Result<T, SvcCallError>
+    where
+        T: Send + 'static,
+        F: Fn(tonic::transport::Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
+    {
         use daos_control::redirect::{HostQueue, Redirect};
         let deadline = std::time::Instant::now() + patience;
         let mut last = String::from("the pool has no service hosts");
@@ -193,14 +239,17 @@ impl Remote {
                         if let Some(r) = Redirect::from_status(&s) {
                             q.prefer(r.hosts());
                         } else if s.code() != tonic::Code::Unavailable {
-                            return Err(format!("{h}: {}", s.message()));
+                            return Err(SvcCallError::Refused {
+                                code: s.code(),
+                                text: format!("{h}: {}", s.message()),
+                            });
                         }
                         last = format!("{h}: {}", s.message());
                     }
                 }
             }
             if std::time::Instant::now() >= deadline {
-                return Err(last);
+                return Err(SvcCallError::Unreachable(last));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -237,6 +286,33 @@ impl Remote {
                 pool: pool.clone(),
                 cred: Vec::new(),
                 flags: crate::cont::FLAG_RW,
+                cookie: 0,
+            };
+            async move { ContSvcClient::new(ch).pool_connect(stamp(req)).await }
+        })?;
+        Ok(r.handle)
+    }
+
+    /// A DAOS client's pool connect, made by an engine on its behalf: the pool service among
+    /// `hosts` validates `cred`, checks the ACL for `flags` (RO 1, RW 2) and records handle
+    /// `cookie`. A refusal keeps its kind ([`SvcCallError::Refused`]).
+    pub fn pool_connect(
+        &self,
+        hosts: &[String],
+        uuid: &str,
+        cred: Vec<u8>,
+        flags: u32,
+        cookie: u64,
+    ) -> Result<u64, SvcCallError> {
+        use daos_proto::cont::ConnectReq;
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let pool = uuid.to_string();
+        let r = self.pool_svc_call_typed(hosts, Duration::from_secs(30), move |ch| {
+            let req = ConnectReq {
+                pool: pool.clone(),
+                cred: cred.clone(),
+                flags,
+                cookie,
             };
             async move { ContSvcClient::new(ch).pool_connect(stamp(req)).await }
         })?;

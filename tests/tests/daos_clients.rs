@@ -67,8 +67,8 @@ fn daos_init_and_pool_find_as_libdaos_does_them() {
     assert_eq!(addrs.len(), 1, "{addrs:?}");
     let (rank, to) = addrs[0];
     let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
-    // daos_init: mgmt {2,3} is served at version 3; pool, cont and obj are not served yet
-    // (DER_NONEXIST in the body: libdaos stops there with a clear error, no hang).
+    // daos_init: mgmt {2,3} is served at version 3, pool {5,6} at 6; a module not served is
+    // DER_NONEXIST in the body (libdaos stops there with a clear error, no hang).
     let query = |c: &mut CartClient, base: u32, offer: &[u32]| {
         let r = c
             .call(to, rank, 0, opcode::PROTO_QUERY, T, |e| {
@@ -82,7 +82,11 @@ fn daos_init_and_pool_find_as_libdaos_does_them() {
         ProtoQueryOut { version: 3, rc: 0 }
     );
     assert_eq!(
-        query(&mut c, 0x0200_0000, &[5, 6]).rc,
+        query(&mut c, 0x0200_0000, &[5, 6]),
+        ProtoQueryOut { version: 6, rc: 0 }
+    );
+    assert_eq!(
+        query(&mut c, 0x0C00_0000, &[1]).rc,
         daos_wire::der::NONEXIST
     );
 
@@ -133,5 +137,230 @@ fn daos_init_and_pool_find_as_libdaos_does_them() {
         },
     );
     assert_eq!(again, (want, vec![0], 0));
+    sys.stop(&mut server);
+}
+
+/// A credential as daos_agent makes one for this process (insecure system: a digest).
+fn credential() -> Vec<u8> {
+    use prost::Message;
+    let names = daos_auth::cred::identity(
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    )
+    .expect("identity");
+    daos_auth::cred::credential(
+        &names,
+        &daos_auth::cred::machine_name(),
+        &daos_auth::cred::Signer::Digest,
+    )
+    .expect("credential")
+    .encode_to_vec()
+}
+
+/// A pool connect or query with the map buffer of `len` bytes in bulk slot 0 (RW, as
+/// libdaos registers it): the reply's output.
+#[allow(clippy::too_many_arguments)]
+fn pool_op(
+    c: &mut CartClient,
+    to: SocketAddrV4,
+    rank: u32,
+    index: u16,
+    pool: [u8; 16],
+    handle: [u8; 16],
+    cred: &[u8],
+    len: u64,
+    bits: u64,
+) -> Vec<u8> {
+    use daos_cart::{bulk, pool as cpool};
+    let addr = c.endpoint().bulk_addr(0);
+    let key = c.endpoint().bulk_desc(0, 1).expect("desc").key;
+    let op = cpool::PoolOpIn {
+        uuid: pool,
+        handle,
+        client: [9; 16],
+        time: 1,
+    };
+    let r = c
+        .call(
+            to,
+            rank,
+            0,
+            opcode::opcode(module::POOL, 6, index),
+            T,
+            |e| {
+                op.encode(e)?;
+                match index {
+                    cpool::op::CONNECT => {
+                        e.iov(cred, "cred")?;
+                        e.u64(1, "flags")?;
+                        e.u64(bits, "bits")?;
+                        bulk::encode(e, addr, len, key, bulk::READ_ONLY | bulk::WRITE_ONLY, "map")?;
+                        e.u32(3, "pool version")
+                    }
+                    cpool::op::QUERY => {
+                        bulk::encode(e, addr, len, key, bulk::READ_ONLY | bulk::WRITE_ONLY, "map")?;
+                        e.u64(bits, "bits")
+                    }
+                    _ => Ok(()),
+                }
+            },
+        )
+        .expect("pool RPC");
+    assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+    r.output
+}
+
+#[test]
+fn pool_connect_query_and_disconnect_as_libdaos_sends_them() {
+    use daos_cart::pool::{self as cpool, PoolOpOut, comp, status};
+    use daos_cart::proc_::Decoder;
+    let sys = System::with_targets(1, 2);
+    let mut server = sys.start_joined();
+    let uuid = daos_wire::parse_uuid(&sys.create_pool("tank", "128M", Some("512M"))).expect("uuid");
+    let (rank, to) = rank_addrs(&sys)[0];
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let cred = credential();
+    let handle = [0x42; 16];
+    let size = cpool::pool_buf_size(1 + 1 + 2) as u64;
+
+    // A buffer too small: DER_TRUNC and the size needed; nothing written.
+    c.endpoint().bulk_mut(0)[..64].fill(0xEE);
+    let out = pool_op(
+        &mut c,
+        to,
+        rank,
+        cpool::op::CONNECT,
+        uuid,
+        handle,
+        &cred,
+        64,
+        4,
+    );
+    let mut d = Decoder::new(&out);
+    let op = PoolOpOut::decode(&mut d).expect("op out");
+    assert_eq!(op.rc, daos_wire::der::TRUNC, "{op:?}");
+    d.take(cpool::SPACE_LEN + cpool::REBUILD_LEN, "space, rebuild")
+        .expect("body");
+    assert_eq!(u64::from(d.u32("size").expect("size")), size);
+    assert!(c.endpoint().bulk_buf(0)[..64].iter().all(|b| *b == 0xEE));
+
+    // Big enough: the map lands in the buffer; the leader hint names this rank.
+    let out = pool_op(
+        &mut c,
+        to,
+        rank,
+        cpool::op::CONNECT,
+        uuid,
+        handle,
+        &cred,
+        4128,
+        4,
+    );
+    let mut d = Decoder::new(&out);
+    let op = PoolOpOut::decode(&mut d).expect("op out");
+    assert_eq!((op.rc, op.map_version), (0, 1), "{op:?}");
+    assert_eq!((op.hint_flags, op.hint_rank), (cpool::HINT_VALID, rank));
+    let (domains, nodes, targets, comps) =
+        cpool::read_pool_buf(&c.endpoint().bulk_buf(0)[..size as usize]).expect("pool_buf");
+    assert_eq!((domains, nodes, targets), (1, 1, 2));
+    assert_eq!(
+        (comps[0].kind, comps[1].kind, comps[1].rank),
+        (comp::NODE, comp::RANK, rank)
+    );
+    assert!(
+        comps[2..]
+            .iter()
+            .all(|t| t.kind == comp::TARGET && t.status == status::UPIN)
+    );
+    // The same connect again (a retry) is answered the same.
+    let again = pool_op(
+        &mut c,
+        to,
+        rank,
+        cpool::op::CONNECT,
+        uuid,
+        handle,
+        &cred,
+        4128,
+        4,
+    );
+    assert_eq!(
+        PoolOpOut::decode(&mut Decoder::new(&again)).expect("op").rc,
+        0
+    );
+
+    // Query with space: totals of both tiers, free no larger than total.
+    let out = pool_op(
+        &mut c,
+        to,
+        rank,
+        cpool::op::QUERY,
+        uuid,
+        handle,
+        &[],
+        4128,
+        3,
+    );
+    let mut d = Decoder::new(&out);
+    assert_eq!(PoolOpOut::decode(&mut d).expect("op").rc, 0);
+    assert_eq!(d.u32("prop").expect("prop"), 0);
+    let v: Vec<u64> = (0..10).map(|_| d.u64("space").expect("space")).collect();
+    assert!(
+        v[0] > 0 && v[1] > 0 && v[2] <= v[0] && v[3] <= v[1],
+        "{v:?}"
+    );
+    assert_eq!(d.u32("targets").expect("targets"), 2);
+
+    // Disconnect; a second one is no error (a retried request).
+    for _ in 0..2 {
+        let out = pool_op(
+            &mut c,
+            to,
+            rank,
+            cpool::op::DISCONNECT,
+            uuid,
+            handle,
+            &[],
+            0,
+            0,
+        );
+        assert_eq!(
+            PoolOpOut::decode(&mut Decoder::new(&out)).expect("op").rc,
+            0
+        );
+    }
+
+    // Refusals in the body (never a CaRT-level error for pool RPCs): no credential, a
+    // credential that does not verify, an unknown pool.
+    let refused = |c: &mut CartClient, pool: [u8; 16], cred: &[u8]| {
+        let out = pool_op(
+            c,
+            to,
+            rank,
+            cpool::op::CONNECT,
+            pool,
+            [7; 16],
+            cred,
+            4128,
+            4,
+        );
+        PoolOpOut::decode(&mut Decoder::new(&out)).expect("op").rc
+    };
+    assert_eq!(refused(&mut c, uuid, &[]), daos_wire::der::NO_PERM);
+    // A changed byte inside the signed token (the uid's field).
+    let mut bent = cred.clone();
+    bent[6] ^= 0x55;
+    assert_ne!(refused(&mut c, uuid, &bent), 0);
+    assert_eq!(refused(&mut c, [3; 16], &cred), daos_wire::der::NONEXIST);
+    // A pool RPC not served yet: DER_NOSYS in the body.
+    let r = c
+        .call(to, rank, 0, opcode::opcode(module::POOL, 6, 19), T, |_| {
+            Ok(())
+        })
+        .expect("list cont");
+    assert_eq!(
+        (r.rc(), &r.output[..4]),
+        (0, &daos_wire::der::NOSYS.to_le_bytes()[..])
+    );
     sys.stop(&mut server);
 }
