@@ -17,6 +17,9 @@ use daos_cart::rpc::{self, Answer};
 use daos_cart::{CartError, hlc};
 use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, Shape};
 
+/// The bulk slot inputs are encoded in (sent from it when larger than a message).
+const INPUT_SLOT: usize = 3;
+
 /// How requests travel (the two DAOS client generations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sends {
@@ -144,8 +147,35 @@ impl CartClient {
         };
         self.next_rpcid += 1;
         let me = self.me;
+        // Encode into the input bulk slot first: an input that does not fit a message goes
+        // as Mercury does it, the message carrying a bulk handle over it ("more data").
+        let n = {
+            let mut e = Encoder::new(self.ep.bulk_mut(INPUT_SLOT));
+            hdr.encode(&mut e)
+                .and_then(|()| body(&mut e))
+                .map_err(CartCallError::Encode)?;
+            e.len()
+        };
+        if mercury::REQUEST_BODY + n <= mercury::MSG_SIZE {
+            let input = self.ep.bulk_buf(INPUT_SLOT)[..n].to_vec();
+            return self.call_raw(addr, timeout, opc, |buf| {
+                mercury::write_request_header(buf, &me, mercury::RPC_ID, 0, 0)?;
+                buf[mercury::REQUEST_BODY..mercury::REQUEST_BODY + n].copy_from_slice(&input);
+                Ok(mercury::REQUEST_BODY + n)
+            });
+        }
+        let at = self.ep.bulk_addr(INPUT_SLOT);
+        let key = self
+            .ep
+            .bulk_desc(INPUT_SLOT, 1)
+            .map(|d| d.key)
+            .unwrap_or_default();
         self.call_raw(addr, timeout, opc, |buf| {
-            rpc::write_call(buf, &me, 0, &hdr, body)
+            mercury::write_request_header(buf, &me, mercury::RPC_ID, mercury::MORE_DATA, 0)?;
+            let mut e = Encoder::new(&mut buf[mercury::REQUEST_BODY..]);
+            let flags = daos_cart::bulk::READ_ONLY;
+            daos_cart::bulk::encode(&mut e, at, n as u64, key, flags, "more data")?;
+            Ok(mercury::REQUEST_BODY + e.len())
         })
     }
 

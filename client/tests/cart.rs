@@ -214,6 +214,17 @@ fn self_test_sessions_answer_empty_and_iov_messages() {
         &[232, 3, 0, 0, 0, 0, 0, 0, 232, 3, 0, 0, 0, 0, 0, 0]
     );
     assert!(r.output[16..].iter().all(|b| *b == 0xA7) && r.output.len() == 1016);
+    // An input larger than a message travels as Mercury sends it ("more data": the message
+    // carries a bulk handle, the engine pulls the input); the reply is as usual.
+    let big: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
+    let r = c
+        .call(to, 0, 0, self_test::BOTH_IOV, T, |e| {
+            e.u64(id, "id")?;
+            e.iov(&big, "buf")
+        })
+        .expect("more data");
+    assert_eq!(r.rc(), 0);
+    assert_eq!(r.output.len(), 1016, "the session's reply size");
     let r = c
         .call(to, 0, 0, self_test::CLOSE_SESSION, T, |e| e.u64(id, "id"))
         .expect("close");

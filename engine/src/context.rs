@@ -47,10 +47,12 @@ pub const PEERS_MAX: usize = 256;
 pub const SESSIONS_MAX: usize = 64;
 /// Contexts (tags) a rank has at most, as CaRT's servers (`CRT_SRV_CONTEXT_NUM`).
 pub const TAGS_MAX: u32 = 64;
-/// Registered buffers for pool map pushes (connects and queries in flight at once).
-pub const MAP_SLOTS: usize = 4;
-/// Largest pool map pushed: 2,047 components (e.g. 128 ranks of 15 targets).
-pub const MAP_MAX: usize = 64 << 10;
+/// Registered buffers for bulk transfers: pool map pushes (connects and queries in flight)
+/// and pulls of requests larger than a message (Mercury's "more data").
+pub const BULK_SLOTS: usize = 4;
+/// Largest bulk transfer: a pool map of 2,047 components (e.g. 128 ranks of 15 targets), or a
+/// request of 64 KiB.
+pub const BULK_MAX: usize = 64 << 10;
 /// The pool service term the leader hint names (our pool services are daos_server's; the
 /// engine a client reaches answers as leader).
 const HINT_TERM: u64 = 1;
@@ -112,7 +114,16 @@ pub struct SystemContext {
     mapping: VecDeque<(Received, Peer, u64, PoolCallResp)>,
     /// Pool maps being pushed: RMA id (the slot), request, peer, tag, answer.
     pushing: Vec<(usize, Received, Peer, u64, PoolCallResp)>,
-    free_maps: Vec<usize>,
+    /// Requests whose input is being pulled ("more data"): slot, request, peer, tag, length.
+    pulling: Vec<(usize, Received, Peer, u64, usize)>,
+    /// Pulled requests waiting to be answered: slot, request, peer, tag, length.
+    pulled: VecDeque<(usize, Received, Peer, u64, usize)>,
+    /// Per bulk slot, where a pulled request is rebuilt (its Mercury headers, then the input),
+    /// so it is served like any request.
+    scratch: Vec<Box<[u8]>>,
+    /// Slots whose "pulled" input came inline (no RMA to wait for).
+    eager_done: Vec<usize>,
+    free_bulk: Vec<usize>,
     srv: Option<SrvLink>,
     next_question: u64,
     inner: Inner,
@@ -137,7 +148,7 @@ impl SystemContext {
         let shape = Shape {
             tagged: true,
             unexpected_tag: Some(mercury::UNEXPECTED_TAG),
-            bulk: Some((MAP_SLOTS, MAP_MAX)),
+            bulk: Some((BULK_SLOTS, BULK_MAX)),
             ..Shape::messages(mercury::MSG_SIZE, SEND_SLOTS, RECV_SLOTS)
         };
         let port = config.port.to_string();
@@ -164,8 +175,14 @@ impl SystemContext {
             asked: Vec::with_capacity(RECV_SLOTS),
             answered: VecDeque::with_capacity(RECV_SLOTS),
             mapping: VecDeque::with_capacity(RECV_SLOTS),
-            pushing: Vec::with_capacity(MAP_SLOTS),
-            free_maps: (0..MAP_SLOTS).collect(),
+            pushing: Vec::with_capacity(BULK_SLOTS),
+            pulling: Vec::with_capacity(BULK_SLOTS),
+            pulled: VecDeque::with_capacity(BULK_SLOTS),
+            scratch: (0..BULK_SLOTS)
+                .map(|_| vec![0u8; mercury::REQUEST_BODY + BULK_MAX].into_boxed_slice())
+                .collect(),
+            eager_done: Vec::with_capacity(BULK_SLOTS),
+            free_bulk: (0..BULK_SLOTS).collect(),
             srv,
             next_question: 1,
             inner: Inner {
@@ -196,6 +213,29 @@ impl SystemContext {
             work += 1;
         }
         work += self.push_maps();
+        while let Some((slot, r, peer, tag, len)) = self.pulled.pop_front() {
+            let inner = &mut self.inner;
+            let req = &self.scratch[slot][..mercury::REQUEST_BODY + len];
+            match self
+                .ep
+                .send_tagged_with(peer, tag, |out| inner.serve(req, out))
+            {
+                Ok(()) => {
+                    self.free_bulk.push(slot);
+                    let _ = self.ep.release(r);
+                    work += 1;
+                }
+                Err(EndpointError::Busy(_)) => {
+                    self.pulled.push_front((slot, r, peer, tag, len));
+                    break;
+                }
+                Err(e) => {
+                    self.free_bulk.push(slot);
+                    let _ = self.ep.release(r);
+                    self.inner.complain(&e.to_string());
+                }
+            }
+        }
         while let Some((r, peer, tag, done)) = self.answered.pop_front() {
             let inner = &mut self.inner;
             let sent = self
@@ -211,6 +251,15 @@ impl SystemContext {
             }
         }
         while let Some((r, peer, tag)) = self.waiting.pop_front() {
+            if self.is_more_data(r) {
+                if self.free_bulk.is_empty() {
+                    self.waiting.push_front((r, peer, tag));
+                    break;
+                }
+                self.more_data(r, peer, tag);
+                work += 1;
+                continue;
+            }
             match self.answer(r, peer, tag) {
                 Ok(()) => work += 1,
                 Err(EndpointError::Busy(_)) => {
@@ -271,6 +320,9 @@ impl SystemContext {
                 return;
             }
         };
+        if self.more_data(r, peer, tag) {
+            return;
+        }
         if let (Some(q), Some(srv)) = (self.inner.question(self.ep.message(r)), &self.srv) {
             let id = self.next_question;
             self.next_question += 1;
@@ -285,6 +337,82 @@ impl SystemContext {
             Err(EndpointError::Busy(_)) => self.waiting.push_back((r, peer, tag)),
             Err(e) => self.inner.complain(&e.to_string()),
         }
+    }
+
+    fn is_more_data(&self, r: Received) -> bool {
+        mercury::parse_request(self.ep.message(r)).is_ok_and(|m| m.flags & mercury::MORE_DATA != 0)
+    }
+
+    /// Starts pulling the input of a request sent with Mercury's "more data" flag (its body is
+    /// a bulk handle over the whole input); true when it was such a request (pulled, or
+    /// answered when it cannot be: too large, or not readable).
+    fn more_data(&mut self, r: Received, peer: Peer, tag: u64) -> bool {
+        let msg = self.ep.message(r);
+        let Ok(m) = mercury::parse_request(msg) else {
+            return false;
+        };
+        if m.flags & mercury::MORE_DATA == 0 || m.rpc_id != mercury::RPC_ID {
+            return false;
+        }
+        let virt = self.ep.virt_addr();
+        let mut d = daos_cart::proc_::Decoder::new(m.body);
+        let bulk = daos_cart::bulk::decode(&mut d, "more data")
+            .ok()
+            .flatten()
+            .filter(|b| b.readable() && b.len as usize <= BULK_MAX)
+            .map(|b| {
+                (
+                    b.key,
+                    b.remote_addr(virt, 0),
+                    b.len as usize,
+                    b.eager.map(<[u8]>::to_vec),
+                )
+            });
+        let cookie = m.cookie;
+        let Some((key, addr, len, eager)) = bulk else {
+            self.inner.complain(&format!(
+                "a request larger than a message whose input cannot be pulled (more than {BULK_MAX} bytes, or no readable bulk handle)"
+            ));
+            let sent = self.ep.reply_tagged(r, peer, tag, |_, out| {
+                rpc::write_hg_error(out, cookie, HgReturn::MsgSize).unwrap_or(0)
+            });
+            if let Err(e) = sent {
+                self.inner.complain(&e.to_string());
+            }
+            return true;
+        };
+        let Some(slot) = self.free_bulk.pop() else {
+            // Every bulk slot is busy: the request waits (held) and is looked at again.
+            self.waiting.push_back((r, peer, tag));
+            return true;
+        };
+        if let Some(data) = eager {
+            // Mercury sent the input inline after all: no RMA.
+            self.ep.bulk_mut(slot)[..len].copy_from_slice(&data[..len]);
+            self.pulling.push((slot, r, peer, tag, len));
+            self.eager_done.push(slot);
+            return true;
+        }
+        let remote = daos_fabric::RemoteBuf {
+            key,
+            offset: addr,
+            len: len as u32,
+        };
+        match self.ep.rma_read(peer, slot, remote, slot as u64) {
+            Ok(()) => self.pulling.push((slot, r, peer, tag, len)),
+            Err(e) => {
+                self.free_bulk.push(slot);
+                self.inner
+                    .complain(&format!("pulling a request's input: {e}"));
+                let sent = self.ep.reply_tagged(r, peer, tag, |_, out| {
+                    rpc::write_hg_error(out, cookie, HgReturn::ProtocolError).unwrap_or(0)
+                });
+                if let Err(e) = sent {
+                    self.inner.complain(&e.to_string());
+                }
+            }
+        }
+        true
     }
 
     /// Takes daos_server's answer to a held request: a pool map to push into the client's
@@ -313,18 +441,44 @@ impl SystemContext {
     /// `-DER_TRUNC` and the size needed, as DAOS's pool service does.
     fn push_maps(&mut self) -> usize {
         let mut work = 0;
-        let mut finished = [(0usize, false); MAP_SLOTS];
+        let mut finished = [(0usize, false); BULK_SLOTS];
         let mut n = 0;
+        for slot in self.eager_done.drain(..) {
+            if n < BULK_SLOTS {
+                finished[n] = (slot, true);
+                n += 1;
+            }
+        }
         self.ep.take_rma(|id, ok| {
-            if n < MAP_SLOTS {
+            if n < BULK_SLOTS {
                 finished[n] = (id as usize, ok);
                 n += 1;
             }
         });
         for &(slot, ok) in &finished[..n] {
+            if let Some(i) = self.pulling.iter().position(|p| p.0 == slot) {
+                let (slot, r, peer, tag, len) = self.pulling.swap_remove(i);
+                if ok {
+                    // Rebuild the request: its Mercury headers without the flag, the input.
+                    let head = &self.ep.message(r)[..mercury::REQUEST_BODY];
+                    let scratch = &mut self.scratch[slot];
+                    scratch[..mercury::REQUEST_BODY].copy_from_slice(head);
+                    scratch[mercury::NA_ADDR_LEN + 10] &= !mercury::MORE_DATA;
+                    scratch[mercury::REQUEST_BODY..mercury::REQUEST_BODY + len]
+                        .copy_from_slice(&self.ep.bulk_buf(slot)[..len]);
+                    self.pulled.push_back((slot, r, peer, tag, len));
+                } else {
+                    self.inner
+                        .complain("pulling a request's input from the client failed");
+                    self.free_bulk.push(slot);
+                    let _ = self.ep.release(r);
+                }
+                work += 1;
+                continue;
+            }
             if let Some(i) = self.pushing.iter().position(|p| p.0 == slot) {
                 let (slot, r, peer, tag, resp) = self.pushing.swap_remove(i);
-                self.free_maps.push(slot);
+                self.free_bulk.push(slot);
                 let size = map_size(&resp) as u32;
                 let done = if ok {
                     Done::Pool(Ok((resp, size)))
@@ -337,7 +491,7 @@ impl SystemContext {
                 work += 1;
             }
         }
-        while let Some(&slot) = self.free_maps.last() {
+        while let Some(&slot) = self.free_bulk.last() {
             let Some((r, peer, tag, resp)) = self.mapping.pop_front() else {
                 break;
             };
@@ -367,7 +521,7 @@ impl SystemContext {
             let written = cpool::write_pool_buf(self.ep.bulk_mut(slot), &ranks, resp.map_version);
             if written.is_err() {
                 self.inner.complain(&format!(
-                    "a pool map of {size} bytes is larger than the {MAP_MAX}-byte map buffers"
+                    "a pool map of {size} bytes is larger than the {BULK_MAX}-byte map buffers"
                 ));
                 self.answered
                     .push_back((r, peer, tag, Done::Pool(Err(der::NOSPACE))));
@@ -380,7 +534,7 @@ impl SystemContext {
             };
             match self.ep.rma_write(peer, slot, remote, slot as u64) {
                 Ok(()) => {
-                    self.free_maps.pop();
+                    self.free_bulk.pop();
                     self.pushing.push((slot, r, peer, tag, resp));
                     work += 1;
                 }

@@ -1196,8 +1196,8 @@ mod tests {
         assert_eq!(libfabric_provider("ofi+tcp"), "tcp;ofi_rxm");
         assert_eq!(libfabric_provider("ofi+tcp;ofi_rxm"), "tcp;ofi_rxm");
         assert_eq!(libfabric_provider("ofi+verbs"), "verbs;ofi_rxm");
-        assert_eq!(target_port(31416, 0), 31417);
-        assert_eq!(target_port(31416, 3), 31420);
+        assert_eq!(target_port(31416, 0), 31418);
+        assert_eq!(target_port(31416, 3), 31421);
     }
 
     #[test]
