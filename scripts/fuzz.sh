@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser at a trust boundary for a fixed time each (default 60 s):
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
-# Targets (fuzz/fuzz_targets, bodies in tests/src/fuzz.rs): wire, drpc_frame, config, mgmt_api, mgmt_peer.
+# Targets (fuzz/fuzz_targets, bodies in tests/src/fuzz.rs): wire, drpc_frame, config, mgmt_api, mgmt_peer, auth, cart.
 # Uses libFuzzer through cargo-fuzz on the nightly toolchain (installed if missing). New inputs
 # that reach new code are kept in fuzz/corpus/<target>/, which `cargo test` replays on stable;
 # a finding is saved in fuzz/artifacts/<target>/ and the script exits non-zero.
@@ -11,7 +11,7 @@ scripts/setup.sh
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(wire drpc_frame config mgmt_api mgmt_peer)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(wire drpc_frame config mgmt_api mgmt_peer auth cart)
 if ! rustup toolchain list | grep -q '^nightly'; then
   rustup toolchain install nightly --profile minimal
 fi

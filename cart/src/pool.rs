@@ -202,6 +202,34 @@ impl RebuildStatus {
     }
 }
 
+/// A property value as `daos_prop_t` carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PropValue {
+    Num(u64),
+    Text(String),
+}
+
+/// Writes a `daos_prop_t` (`crt_proc_daos_prop_t`): u32 count (0: none, and nothing
+/// follows), u32 reserved, then per entry u32 type, u16 flags, u16 reserved and the value: a
+/// string for text properties, else a u64.
+pub fn write_props(e: &mut Encoder<'_>, props: &[(u32, PropValue)]) -> Result<(), CartError> {
+    e.u32(props.len() as u32, "dpp_nr")?;
+    if props.is_empty() {
+        return Ok(());
+    }
+    e.u32(0, "dpp_reserv")?;
+    for (t, v) in props {
+        e.u32(*t, "dpe_type")?;
+        e.u16(0, "dpe_flags")?;
+        e.u16(0, "dpe_reserv")?;
+        match v {
+            PropValue::Num(n) => e.u64(*n, "dpe_val")?,
+            PropValue::Text(s) => e.string(Some(s), false, "dpe_str")?,
+        }
+    }
+    Ok(())
+}
+
 /// Component types of the pool map.
 pub mod comp {
     pub const TARGET: u8 = 0;
@@ -394,6 +422,30 @@ pub fn read_pool_buf(b: &[u8]) -> Result<(u32, u32, u32, Vec<Component>), CartEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_are_a_count_then_typed_entries() {
+        let mut b = [0u8; 128];
+        let mut e = Encoder::new(&mut b);
+        write_props(&mut e, &[]).unwrap();
+        assert_eq!(e.len(), 4, "an empty list is its count alone");
+        let mut e = Encoder::new(&mut b);
+        write_props(
+            &mut e,
+            &[(11, PropValue::Num(2)), (1, PropValue::Text("tank".into()))],
+        )
+        .unwrap();
+        let n = e.len();
+        assert_eq!(n, 8 + (8 + 8) + (8 + 8 + 5 + 2));
+        assert_eq!(&b[..8], &[2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[8..24],
+            &[11, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(&b[24..32], &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[32..40], &5u64.to_le_bytes());
+        assert_eq!(&b[40..n], b"tank\0\0\0");
+    }
 
     #[test]
     fn a_one_host_map_is_node_rank_targets() {

@@ -659,7 +659,22 @@ impl Inner {
                     e.u32(map_size, "pco_map_buf_size")
                 }
                 cpool::op::QUERY => {
-                    e.u32(0, "pqo_prop")?;
+                    let props: Vec<(u32, cpool::PropValue)> = resp
+                        .map(|r| {
+                            r.props
+                                .iter()
+                                .map(|p| {
+                                    let v = if p.is_text {
+                                        cpool::PropValue::Text(p.text.clone())
+                                    } else {
+                                        cpool::PropValue::Num(p.num)
+                                    };
+                                    (p.r#type, v)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    cpool::write_props(e, &props)?;
                     space.encode(e)?;
                     rebuild.encode(e)?;
                     e.u32(map_size, "pqo_map_buf_size")?;
@@ -916,6 +931,46 @@ impl Inner {
     }
 }
 
+/// Serves one message as context 0 would (rank 1 of system `daos_server`, two targets, no
+/// daos_server to ask), without an endpoint: the fuzz target `cart` drives every decoder and
+/// handler of the context through it. Returns the reply's length (0: none).
+pub fn serve_detached(msg: &[u8], out: &mut [u8]) -> usize {
+    let mut inner = Inner {
+        config: ContextConfig {
+            provider: "tcp;ofi_rxm".into(),
+            uri_provider: "ofi+tcp;ofi_rxm".into(),
+            host: "127.0.0.1".into(),
+            port: 31416,
+            group: "daos_server".into(),
+            targets: 2,
+            server_sock: None,
+        },
+        membership: Membership {
+            rank: Some(1),
+            group: Arc::default(),
+        },
+        peers: Vec::new(),
+        hlc: hlc::Hlc::default(),
+        sessions: Vec::new(),
+        next_session: 1,
+        last_complaint: Some(Instant::now()),
+    };
+    if let Some(Question::Pool(_)) = inner.question(msg) {
+        // The answer daos_server would give, encoded as the engine replies it.
+        let resp = PoolCallResp {
+            map_version: 3,
+            ranks: vec![daos_drpc::srv::MapRank {
+                rank: 1,
+                domain: "/h".into(),
+                targets: vec![4, 8],
+            }],
+            ..Default::default()
+        };
+        return inner.finish(msg, out, &Done::Pool(Ok((resp, 160))));
+    }
+    inner.serve(msg, out)
+}
+
 /// What a request waits for before its reply.
 #[derive(Clone, Debug, PartialEq)]
 enum Done {
@@ -953,8 +1008,20 @@ fn pool_question(op: u32, input: &[u8]) -> Option<Question> {
         }
         _ => {
             let q = cpool::QueryIn::decode(input).ok()?;
-            (q.op.uuid, q.op.handle, Vec::new(), 0, q.query_bits & 1 != 0)
+            (
+                q.op.uuid,
+                q.op.handle,
+                Vec::new(),
+                q.query_bits,
+                q.query_bits & 1 != 0,
+            )
         }
+    };
+    // For a query, `flags` holds its query bits: the property bits go along.
+    let (flags, prop_bits) = if op == 3 {
+        (0, flags & !0xFFFF)
+    } else {
+        (flags, 0)
     };
     Some(Question::Pool(PoolCallReq {
         op,
@@ -963,6 +1030,7 @@ fn pool_question(op: u32, input: &[u8]) -> Option<Question> {
         cred,
         flags,
         space,
+        prop_bits,
     }))
 }
 

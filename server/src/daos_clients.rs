@@ -8,7 +8,7 @@
 //! names the handle's cookie, so a connect sent again finds its handle and a disconnect closes
 //! it.
 
-use daos_drpc::srv::{MapRank, PoolCallReq, PoolCallResp};
+use daos_drpc::srv::{MapRank, PoolCallReq, PoolCallResp, PoolProp};
 use daos_mgmt::{PoolRecord, RebuildState};
 use daos_wire::der;
 
@@ -88,11 +88,95 @@ pub fn pool_call(h: &Harness, req: &PoolCallReq) -> PoolCallResp {
                 ..Default::default()
             }
         }
-        OP_QUERY => map_answer(h, &rec, req.space),
+        OP_QUERY => {
+            let mut resp = map_answer(h, &rec, req.space);
+            if resp.status == 0 {
+                match props(h, &rec, req.prop_bits) {
+                    Ok(p) => resp.props = p,
+                    Err(e) => return *e,
+                }
+            }
+            resp
+        }
         other => refused(
             der::INVAL,
             format!("PoolCallReq.op {other}: give 1 (connect), 2 (disconnect) or 3 (query)"),
         ),
+    }
+}
+
+/// DAOS's pool property type of each query bit from 16 on (`DAOS_PO_QUERY_PROP_*`, in bit
+/// order: label, space_rb, self_heal, reclaim, ACL, owner, owner group, service list,
+/// EC cell size, redundancy factor, EC pda, RP pda, data threshold, global version, upgrade
+/// status, scrub mode, frequency and threshold, service redundancy factor, object version,
+/// performance domain, checkpoint mode, frequency and threshold, reintegration mode, service
+/// ops enabled and entry age).
+const PROP_OF_BIT: [u32; 27] = [
+    1, 3, 4, 5, 2, 6, 7, 8, 9, 11, 12, 13, 10, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
+    27,
+];
+/// The pool global version this server's pools have (`DAOS_POOL_GLOBAL_VERSION` of DAOS 2.6).
+const GLOBAL_VERSION: u64 = 3;
+/// The object layout version of its pools (`DAOS_POOL_OBJ_VERSION`).
+const OBJ_VERSION: u64 = 2;
+
+/// The pool properties `bits` ask for, as DAOS numbers them; those without a value here
+/// (ACL, service list: DAOS sends them as an ACL and a rank list) are left out.
+fn props(h: &Harness, rec: &PoolRecord, bits: u64) -> Result<Vec<PoolProp>, Box<PoolCallResp>> {
+    let types: Vec<u32> = (16..16 + PROP_OF_BIT.len() as u32)
+        .filter(|b| bits & (1 << b) != 0)
+        .map(|b| PROP_OF_BIT[(b - 16) as usize])
+        .collect();
+    let mut out = Vec::with_capacity(types.len());
+    let named: Vec<(u32, String)> = types
+        .iter()
+        .filter_map(|t| daos_control::props::by_number(*t).map(|d| (*t, d.name.to_string())))
+        .filter(|(_, n)| crate::pools::PROPS.iter().any(|d| d.name == n))
+        .collect();
+    let names: Vec<String> = named.iter().map(|(_, n)| n.clone()).collect();
+    let values = if names.is_empty() {
+        Vec::new()
+    } else {
+        match crate::pools::get_props(h, &rec.uuid, &names) {
+            Ok((_, v)) => v,
+            Err(e) => {
+                return Err(Box::new(refused(
+                    der::NONEXIST,
+                    format!("pool {} props: {e}", rec.label),
+                )));
+            }
+        }
+    };
+    for t in types {
+        let value = match t {
+            14 => Some(num(GLOBAL_VERSION)),
+            20 => Some(num(OBJ_VERSION)),
+            15 => Some(num(0)),
+            _ => values.iter().find_map(|(d, v)| {
+                let p = daos_control::props::encode(d.name, v).ok()?;
+                (p.number == t).then(|| match p.value {
+                    Some(daos_proto::mgmt::pool_property::Value::Strval(s)) => PoolProp {
+                        is_text: true,
+                        text: s,
+                        ..Default::default()
+                    },
+                    Some(daos_proto::mgmt::pool_property::Value::Numval(n)) => num(n),
+                    None => num(0),
+                })
+            }),
+        };
+        if let Some(mut p) = value {
+            p.r#type = t;
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn num(n: u64) -> PoolProp {
+    PoolProp {
+        num: n,
+        ..Default::default()
     }
 }
 

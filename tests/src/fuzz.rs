@@ -17,7 +17,39 @@ pub const TARGETS: &[Target] = &[
     ("mgmt_api", mgmt_api),
     ("mgmt_peer", mgmt_peer),
     ("auth", auth),
+    ("cart", cart),
 ];
+
+/// A message as an engine's CaRT context 0 receives it from a DAOS client (Mercury's framing,
+/// CaRT's header, an RPC's input): served by the context's own handlers; every codec of
+/// `daos-cart` on the same bytes (bulk handles, pool bodies, pool buffers) besides.
+pub fn cart(data: &[u8]) {
+    use daos_cart::proc_::Decoder;
+    use daos_cart::{bulk, pool, rpc};
+    let mut out = vec![0u8; daos_cart::mercury::MSG_SIZE];
+    let n = daos_engine::context::serve_detached(data, &mut out);
+    assert!(n <= out.len());
+    if n > 0 {
+        // What the engine sends must decode as a reply.
+        let a = rpc::parse_answer(&out[..n]).expect("the engine's reply decodes");
+        let _ = a;
+    }
+    if let Ok(call) = rpc::parse_call(data) {
+        let i = call.input;
+        let _ = rpc::UriLookupIn::decode(i);
+        let _ = rpc::ProtoQueryIn::decode(i).map(|q| q.versions().count());
+        let _ = rpc::PoolFindIn::decode(i);
+        let _ = rpc::SessionParams::decode(i);
+        let _ = pool::ConnectIn::decode(i);
+        let _ = pool::QueryIn::decode(i);
+        let _ = bulk::decode(&mut Decoder::new(i), "bulk");
+    }
+    let _ = pool::read_pool_buf(data);
+    let _ = rpc::parse_answer(data).map(|a| {
+        let _ = rpc::UriLookupOut::decode(a.output);
+        let _ = rpc::PoolFindOut::decode(a.output).map(|o| o.ranks.iter().count());
+    });
+}
 
 /// A message as a target receives it: header, then the body of its operation; a decoded
 /// request is checked and re-encoded, and must encode to the length it says.

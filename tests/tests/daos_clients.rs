@@ -311,6 +311,33 @@ fn pool_connect_query_and_disconnect_as_libdaos_sends_them() {
     );
     assert_eq!(d.u32("targets").expect("targets"), 2);
 
+    // The pool properties container create asks for (redundancy factor, and EC pda through
+    // DAOS's missing break): DAOS's numbers, in type order; label as a string.
+    let out = pool_op(
+        &mut c,
+        to,
+        rank,
+        cpool::op::QUERY,
+        uuid,
+        handle,
+        &[],
+        4128,
+        0x600_0000 | 1 << 16,
+    );
+    let mut d = Decoder::new(&out);
+    assert_eq!(PoolOpOut::decode(&mut d).expect("op").rc, 0);
+    assert_eq!(d.u32("nr").expect("nr"), 3);
+    d.u32("reserved").expect("reserved");
+    let entry = |d: &mut Decoder<'_>| {
+        let t = d.u32("type").expect("type");
+        d.u32("flags").expect("flags");
+        t
+    };
+    assert_eq!(entry(&mut d), 1);
+    assert_eq!(d.string("label").expect("label"), Some("tank"));
+    assert_eq!((entry(&mut d), d.u64("rf").expect("rf")), (11, 0));
+    assert_eq!((entry(&mut d), d.u64("pda").expect("pda")), (12, 1));
+
     // Disconnect; a second one is no error (a retried request).
     for _ in 0..2 {
         let out = pool_op(

@@ -54,7 +54,7 @@ pub fn fixture(targets: u32) -> Fixture {
     pools
         .create(POOL, (16 << 20) * u64::from(targets), 64 << 20)
         .expect("create");
-    let base = free_base(1 + targets as u16);
+    let base = free_base(2 + targets as u16);
     let core = *shard::allowed_cpus().last().expect("cpu");
     let shards = (0..targets)
         .map(|t| {
@@ -120,10 +120,10 @@ pub fn ranks_fixture(ranks: u32) -> (Vec<Fixture>, Arc<PoolMap>) {
         .enumerate()
         .map(|(r, f)| RankUri {
             rank: r as u32,
-            // The engine's base port: its target 0's port less one (context 0).
+            // The engine's base port (context 0): its target 0's port less two.
             uri: format!(
                 "ofi+tcp;ofi_rxm://127.0.0.1:{}",
-                f.map.targets[0].port.saturating_sub(1)
+                f.map.targets[0].port.saturating_sub(2)
             ),
             num_ctxs: 2,
         })
