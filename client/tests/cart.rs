@@ -239,6 +239,66 @@ fn self_test_sessions_answer_empty_and_iov_messages() {
 }
 
 #[test]
+fn self_test_bulk_messages_move_their_data_by_rma() {
+    use daos_cart::bulk;
+    let ctx = start(Some(0));
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let to = addr(&ctx);
+    // self_test's default sizes are 1 MiB + 2 bytes: bulk both ways (send BULK_GET 3, reply
+    // BULK_PUT 2 << 2).
+    let params = SessionParams {
+        send_size: 1_048_578,
+        reply_size: 1_048_578,
+        num_buffers: 1,
+        flags: 0xFFFF_0000 | 3 | 2 << 2,
+    };
+    let r = c
+        .call(to, 0, 0, self_test::OPEN_SESSION, T, |e| params.encode(e))
+        .expect("open");
+    let id = u64::from_le_bytes(r.output[..8].try_into().expect("8 bytes"));
+    let len = 1 << 20;
+    c.endpoint().bulk_mut(0).fill(0x11);
+    let at = c.endpoint().bulk_addr(0);
+    let key = c.endpoint().bulk_desc(0, 1).expect("desc").key;
+    let rw = bulk::READ_ONLY | bulk::WRITE_ONLY;
+    let r = c
+        .call(to, 0, 0, self_test::BOTH_BULK, T, |e| {
+            e.u64(id, "id")?;
+            bulk::encode(e, at, len, key, rw, "bulk")
+        })
+        .expect("both bulk");
+    assert_eq!((r.rc(), r.output.len()), (0, 0));
+    // The reply was pushed into the whole buffer (1 MiB of the 1 MiB + 2 asked).
+    assert!(
+        c.endpoint().bulk_buf(0)[..len as usize]
+            .iter()
+            .all(|b| *b == 0xA7)
+    );
+    // Reply by bulk only, of the session's size, into a smaller buffer: what fits.
+    c.endpoint().bulk_mut(0).fill(0x22);
+    let r = c
+        .call(to, 0, 0, self_test::SEND_IOV_REPLY_BULK, T, |e| {
+            e.u64(id, "id")?;
+            e.iov(&[5; 64], "buf")?;
+            bulk::encode(e, at, 4096, key, rw, "bulk")
+        })
+        .expect("iov, reply bulk");
+    assert_eq!(r.rc(), 0);
+    let b = c.endpoint().bulk_buf(0);
+    assert!(b[..4096].iter().all(|x| *x == 0xA7) && b[4096..].iter().all(|x| *x == 0x22));
+    // An unknown session: an empty body, nothing moved.
+    c.endpoint().bulk_mut(0).fill(0x33);
+    let r = c
+        .call(to, 0, 0, self_test::BOTH_BULK, T, |e| {
+            e.u64(id + 100, "id")?;
+            bulk::encode(e, at, len, key, rw, "bulk")
+        })
+        .expect("unknown session");
+    assert_eq!((r.rc(), r.output.len()), (0, 0));
+    assert!(c.endpoint().bulk_buf(0).iter().all(|x| *x == 0x33));
+}
+
+#[test]
 fn misdirected_unknown_and_malformed_requests_are_refused_and_the_context_goes_on() {
     let ctx = start(Some(1));
     let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::CqData).expect("client");

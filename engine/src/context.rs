@@ -50,9 +50,12 @@ pub const TAGS_MAX: u32 = 64;
 /// Registered buffers for bulk transfers: pool map pushes (connects and queries in flight)
 /// and pulls of requests larger than a message (Mercury's "more data").
 pub const BULK_SLOTS: usize = 4;
-/// Largest bulk transfer: a pool map of 2,047 components (e.g. 128 ranks of 15 targets), or a
-/// request of 64 KiB.
-pub const BULK_MAX: usize = 64 << 10;
+/// Largest bulk transfer: a request of 64 KiB, a pool map of 2,047 components (e.g. 128 ranks
+/// of 15 targets), or a self-test message of 1 MiB and 4 KiB (`self_test`'s default sizes
+/// are 1 MiB + 2 bytes each way). Requests and maps use the first 64 KiB of a slot.
+pub const BULK_MAX: usize = (1 << 20) + (4 << 10);
+/// Largest request pulled ("more data").
+pub const PULL_MAX: usize = 64 << 10;
 /// The pool service term the leader hint names (our pool services are daos_server's; the
 /// engine a client reaches answers as leader).
 const HINT_TERM: u64 = 1;
@@ -118,6 +121,8 @@ pub struct SystemContext {
     pulling: Vec<(usize, Received, Peer, u64, usize)>,
     /// Pulled requests waiting to be answered: slot, request, peer, tag, length.
     pulled: VecDeque<(usize, Received, Peer, u64, usize)>,
+    /// Self-test messages moving their data by bulk.
+    self_tests: Vec<SelfTestBulk>,
     /// Per bulk slot, where a pulled request is rebuilt (its Mercury headers, then the input),
     /// so it is served like any request.
     scratch: Vec<Box<[u8]>>,
@@ -179,9 +184,10 @@ impl SystemContext {
             pulling: Vec::with_capacity(BULK_SLOTS),
             pulled: VecDeque::with_capacity(BULK_SLOTS),
             scratch: (0..BULK_SLOTS)
-                .map(|_| vec![0u8; mercury::REQUEST_BODY + BULK_MAX].into_boxed_slice())
+                .map(|_| vec![0u8; mercury::REQUEST_BODY + PULL_MAX].into_boxed_slice())
                 .collect(),
             eager_done: Vec::with_capacity(BULK_SLOTS),
+            self_tests: Vec::with_capacity(BULK_SLOTS),
             free_bulk: (0..BULK_SLOTS).collect(),
             srv,
             next_question: 1,
@@ -251,12 +257,14 @@ impl SystemContext {
             }
         }
         while let Some((r, peer, tag)) = self.waiting.pop_front() {
-            if self.is_more_data(r) {
+            if self.is_more_data(r) || self.inner.self_test_bulk(self.ep.message(r)).is_some() {
                 if self.free_bulk.is_empty() {
                     self.waiting.push_front((r, peer, tag));
                     break;
                 }
-                self.more_data(r, peer, tag);
+                if !self.more_data(r, peer, tag) {
+                    self.start_self_test_bulk(r, peer, tag);
+                }
                 work += 1;
                 continue;
             }
@@ -320,7 +328,7 @@ impl SystemContext {
                 return;
             }
         };
-        if self.more_data(r, peer, tag) {
+        if self.more_data(r, peer, tag) || self.start_self_test_bulk(r, peer, tag) {
             return;
         }
         if let (Some(q), Some(srv)) = (self.inner.question(self.ep.message(r)), &self.srv) {
@@ -337,6 +345,73 @@ impl SystemContext {
             Err(EndpointError::Busy(_)) => self.waiting.push_back((r, peer, tag)),
             Err(e) => self.inner.complain(&e.to_string()),
         }
+    }
+
+    /// Starts a self-test message that moves its data by bulk (the server pulls the message
+    /// from the client's buffer, pushes the reply into it, or both); true when it was one.
+    fn start_self_test_bulk(&mut self, r: Received, peer: Peer, tag: u64) -> bool {
+        let Some(st) = self.inner.self_test_bulk(self.ep.message(r)) else {
+            return false;
+        };
+        let Some(slot) = self.free_bulk.pop() else {
+            self.waiting.push_back((r, peer, tag));
+            return true;
+        };
+        let mut op = SelfTestBulk {
+            slot,
+            r,
+            peer,
+            tag,
+            st,
+            pushing: false,
+        };
+        let posted = if st.pull > 0 {
+            let remote = st.remote(self.ep.virt_addr(), st.pull);
+            self.ep.rma_read(peer, slot, remote, slot as u64)
+        } else {
+            op.pushing = true;
+            self.ep.bulk_mut(slot)[..st.push].fill(SELF_TEST_FILL);
+            let remote = st.remote(self.ep.virt_addr(), st.push);
+            self.ep.rma_write(peer, slot, remote, slot as u64)
+        };
+        match posted {
+            Ok(()) => self.self_tests.push(op),
+            Err(e) => {
+                // CaRT's service answers a failed transfer with an empty body.
+                self.inner
+                    .complain(&format!("self-test bulk transfer: {e}"));
+                self.free_bulk.push(slot);
+                self.answered
+                    .push_back((r, peer, tag, Done::SelfTest(st.reply_iov)));
+            }
+        }
+        true
+    }
+
+    /// A finished RMA of a self-test message: push the reply next, or answer.
+    fn self_test_moved(&mut self, i: usize, ok: bool) {
+        let op = self.self_tests.swap_remove(i);
+        if ok && !op.pushing && op.st.push > 0 {
+            self.ep.bulk_mut(op.slot)[..op.st.push].fill(SELF_TEST_FILL);
+            let remote = op.st.remote(self.ep.virt_addr(), op.st.push);
+            if self
+                .ep
+                .rma_write(op.peer, op.slot, remote, op.slot as u64)
+                .is_ok()
+            {
+                self.self_tests.push(SelfTestBulk {
+                    pushing: true,
+                    ..op
+                });
+                return;
+            }
+        }
+        if !ok {
+            self.inner.complain("a self-test bulk transfer failed");
+        }
+        self.free_bulk.push(op.slot);
+        self.answered
+            .push_back((op.r, op.peer, op.tag, Done::SelfTest(op.st.reply_iov)));
     }
 
     fn is_more_data(&self, r: Received) -> bool {
@@ -359,7 +434,7 @@ impl SystemContext {
         let bulk = daos_cart::bulk::decode(&mut d, "more data")
             .ok()
             .flatten()
-            .filter(|b| b.readable() && b.len as usize <= BULK_MAX)
+            .filter(|b| b.readable() && b.len as usize <= PULL_MAX)
             .map(|b| {
                 (
                     b.key,
@@ -371,7 +446,7 @@ impl SystemContext {
         let cookie = m.cookie;
         let Some((key, addr, len, eager)) = bulk else {
             self.inner.complain(&format!(
-                "a request larger than a message whose input cannot be pulled (more than {BULK_MAX} bytes, or no readable bulk handle)"
+                "a request larger than a message whose input cannot be pulled (more than {PULL_MAX} bytes, or no readable bulk handle)"
             ));
             let sent = self.ep.reply_tagged(r, peer, tag, |_, out| {
                 rpc::write_hg_error(out, cookie, HgReturn::MsgSize).unwrap_or(0)
@@ -456,6 +531,11 @@ impl SystemContext {
             }
         });
         for &(slot, ok) in &finished[..n] {
+            if let Some(i) = self.self_tests.iter().position(|t| t.slot == slot) {
+                self.self_test_moved(i, ok);
+                work += 1;
+                continue;
+            }
             if let Some(i) = self.pulling.iter().position(|p| p.0 == slot) {
                 let (slot, r, peer, tag, len) = self.pulling.swap_remove(i);
                 if ok {
@@ -602,6 +682,17 @@ impl Inner {
     fn finish(&mut self, req: &[u8], out: &mut [u8], done: &Done) -> usize {
         match done {
             Done::Found(f) => self.pool_find_reply(req, out, f),
+            Done::SelfTest(iov) => {
+                let Ok(call) = rpc::parse_call(req) else {
+                    return 0;
+                };
+                let hlc = self.reply_hlc(call.hdr.hlc);
+                rpc::write_reply(out, call.mercury.cookie, hlc, 0, |e| match iov {
+                    Some(n) => fill_iov(e, *n),
+                    None => Ok(()),
+                })
+                .unwrap_or(0)
+            }
             Done::Pool(p) => self.pool_reply(req, out, p),
         }
     }
@@ -825,6 +916,14 @@ impl Inner {
                     PoolFindOut::encode(e, &uuid, &[], rc)
                 })
             }
+            self_test::SEND_BULK_REPLY_IOV => {
+                // No such session, or a buffer that cannot be moved: CaRT's service answers
+                // with an empty body.
+                rpc::write_reply(out, cookie, hlc, 0, |e| e.iov(&[], "reply"))
+            }
+            self_test::SEND_IOV_REPLY_BULK | self_test::BOTH_BULK => {
+                rpc::write_reply(out, cookie, hlc, 0, |_| Ok(()))
+            }
             self_test::BOTH_EMPTY | self_test::SEND_IOV_REPLY_EMPTY => {
                 rpc::write_reply(out, cookie, hlc, 0, |_| Ok(()))
             }
@@ -919,6 +1018,56 @@ impl Inner {
         }
     }
 
+    /// What a self-test message of an open session moves by bulk (SEND_BULK_REPLY_IOV,
+    /// SEND_IOV_REPLY_BULK, BOTH_BULK), if it is one for this rank and tag.
+    fn self_test_bulk(&self, req: &[u8]) -> Option<SelfTestMove> {
+        let call = rpc::parse_call(req).ok()?;
+        let op = call.hdr.opc;
+        if ![
+            self_test::SEND_BULK_REPLY_IOV,
+            self_test::SEND_IOV_REPLY_BULK,
+            self_test::BOTH_BULK,
+        ]
+        .contains(&op)
+            || call.hdr.dst_tag != 0
+            || self.membership.rank.is_some_and(|r| r != call.hdr.dst_rank)
+        {
+            return None;
+        }
+        let mut d = daos_cart::proc_::Decoder::new(call.input);
+        let id = d.u64("session_id").ok()?;
+        if op == self_test::SEND_IOV_REPLY_BULK {
+            d.iov("buf").ok()?;
+        }
+        let bulk = daos_cart::bulk::decode(&mut d, "bulk").ok()??;
+        let (_, p) = self.sessions.iter().find(|(s, _)| *s == id)?;
+        let len = (bulk.len as usize).min(BULK_MAX);
+        let pull = if op == self_test::SEND_IOV_REPLY_BULK {
+            0
+        } else {
+            (p.send_size as usize).min(len)
+        };
+        let push = if op == self_test::SEND_BULK_REPLY_IOV {
+            0
+        } else {
+            (p.reply_size as usize).min(len)
+        };
+        // Inline data needs no pull (the message is not kept).
+        let pull = if bulk.eager.is_some() { 0 } else { pull };
+        let readable = pull == 0 || bulk.readable();
+        let writable = push == 0 || bulk.writable();
+        if !readable || !writable {
+            return None;
+        }
+        Some(SelfTestMove {
+            key: bulk.key,
+            addr: bulk.addr,
+            pull,
+            push,
+            reply_iov: (op == self_test::SEND_BULK_REPLY_IOV).then_some(p.reply_size as usize),
+        })
+    }
+
     /// Opens a self-test session; -1 when the table is full.
     fn open_session(&mut self, p: SessionParams) -> i64 {
         if self.sessions.len() == SESSIONS_MAX {
@@ -955,6 +1104,10 @@ pub fn serve_detached(msg: &[u8], out: &mut [u8]) -> usize {
         next_session: 1,
         last_complaint: Some(Instant::now()),
     };
+    if let Some(st) = inner.self_test_bulk(msg) {
+        // Served once its bulk moved: the reply it gets then.
+        return inner.finish(msg, out, &Done::SelfTest(st.reply_iov));
+    }
     if let Some(Question::Pool(_)) = inner.question(msg) {
         // The answer daos_server would give, encoded as the engine replies it.
         let resp = PoolCallResp {
@@ -971,12 +1124,49 @@ pub fn serve_detached(msg: &[u8], out: &mut [u8]) -> usize {
     inner.serve(msg, out)
 }
 
+/// What a self-test message moves by bulk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SelfTestMove {
+    /// The client's buffer: key and virtual address (RMA names its first byte by that address
+    /// or by offset 0, see [`Self::remote`]).
+    key: u64,
+    addr: u64,
+    /// Bytes to pull from it (the message), then to push into it (the reply).
+    pull: usize,
+    push: usize,
+    /// The reply's iov size, for SEND_BULK_REPLY_IOV.
+    reply_iov: Option<usize>,
+}
+
+impl SelfTestMove {
+    fn remote(&self, virt: bool, len: usize) -> daos_fabric::RemoteBuf {
+        daos_fabric::RemoteBuf {
+            key: self.key,
+            offset: if virt { self.addr } else { 0 },
+            len: len as u32,
+        }
+    }
+}
+
+/// A self-test message in progress in a bulk slot.
+struct SelfTestBulk {
+    slot: usize,
+    r: Received,
+    peer: Peer,
+    tag: u64,
+    st: SelfTestMove,
+    /// The push (not the pull) is under way.
+    pushing: bool,
+}
+
 /// What a request waits for before its reply.
 #[derive(Clone, Debug, PartialEq)]
 enum Done {
     Found(Found),
     /// A pool call's answer and its map's size, or a DER code.
     Pool(Result<(PoolCallResp, u32), i32>),
+    /// A self-test message whose bulk moved: its reply's iov size (`None`: an empty reply).
+    SelfTest(Option<usize>),
 }
 
 /// The `PoolCallReq.op` of a pool RPC this context hands to daos_server.
