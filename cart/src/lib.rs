@@ -21,6 +21,7 @@
 //! [`CartError`] naming the field, never a panic.
 
 pub mod bulk;
+pub mod cont;
 pub mod header;
 pub mod hlc;
 pub mod mercury;

@@ -207,6 +207,10 @@ impl RebuildStatus {
 pub enum PropValue {
     Num(u64),
     Text(String),
+    /// Raw bytes (a container's roots: four object ids, 64 bytes).
+    Raw(Vec<u8>),
+    /// An iov (an ACL).
+    Iov(Vec<u8>),
 }
 
 /// Writes a `daos_prop_t` (`crt_proc_daos_prop_t`): u32 count (0: none, and nothing
@@ -225,6 +229,8 @@ pub fn write_props(e: &mut Encoder<'_>, props: &[(u32, PropValue)]) -> Result<()
         match v {
             PropValue::Num(n) => e.u64(*n, "dpe_val")?,
             PropValue::Text(s) => e.string(Some(s), false, "dpe_str")?,
+            PropValue::Raw(b) => e.bytes(b, "dpe_val_ptr")?,
+            PropValue::Iov(b) => e.iov(b, "dpe_val_ptr")?,
         }
     }
     Ok(())

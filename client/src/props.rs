@@ -102,6 +102,8 @@ impl ContProps {
                 "oclass" => {
                     p.oclass = Some(ObjectClass::parse(value).map_err(|e| e.to_string())?);
                 }
+                // Properties a DAOS client set (`daos.<type>`), kept for DAOS's clients.
+                other if other.starts_with("daos.") => {}
                 other => return Err(format!("stored container property {other:?} is unknown")),
             }
         }

@@ -97,7 +97,7 @@ methods!(
         GetSysProps = 311,
         // daos-rs's own, at the end of the module's range: pool calls of DAOS's clients that
         // reach an engine (DAOS's engines serve them from their own pool services).
-        PoolCall = 396,
+        PoolCall = 396, ContCall = 397,
     }
 );
 

@@ -34,8 +34,9 @@ use daos_wire::der;
 use crate::control::GroupMap;
 use crate::log::Subsys;
 use crate::srv::{Answer, Found, Question, SrvLink};
+use daos_cart::cont::{self as ccont, ContIn};
 use daos_cart::pool::{self as cpool, MapRank, PoolOpOut};
-use daos_drpc::srv::{PoolCallReq, PoolCallResp};
+use daos_drpc::srv::{ContCallReq, ContCallResp, PoolCallReq, PoolCallResp, PoolProp};
 
 /// Send buffers of the context.
 pub const SEND_SLOTS: usize = 16;
@@ -43,6 +44,9 @@ pub const SEND_SLOTS: usize = 16;
 pub const RECV_SLOTS: usize = 32;
 /// Most client addresses remembered; the oldest is forgotten beyond that.
 pub const PEERS_MAX: usize = 256;
+/// Most pool handles of DAOS's clients remembered (container calls name only the handle);
+/// the oldest is forgotten beyond that.
+pub const POOL_HANDLES_MAX: usize = 4096;
 /// Most self-test sessions open at once.
 pub const SESSIONS_MAX: usize = 64;
 /// Contexts (tags) a rank has at most, as CaRT's servers (`CRT_SRV_CONTEXT_NUM`).
@@ -143,6 +147,8 @@ struct Inner {
     hlc: hlc::Hlc,
     /// Open self-test sessions: id and parameters.
     sessions: Vec<(u64, SessionParams)>,
+    /// DAOS clients' pool handles connected here, and their pools.
+    pool_handles: Vec<([u8; 16], [u8; 16])>,
     next_session: u64,
     last_complaint: Option<Instant>,
 }
@@ -197,6 +203,7 @@ impl SystemContext {
                 peers: Vec::with_capacity(PEERS_MAX),
                 hlc: hlc::Hlc::default(),
                 sessions: Vec::with_capacity(SESSIONS_MAX),
+                pool_handles: Vec::new(),
                 next_session: 1,
                 last_complaint: None,
             },
@@ -495,10 +502,29 @@ impl SystemContext {
     fn answered_or_pushed(&mut self, r: Received, peer: Peer, tag: u64, answer: Answer) {
         let done = match answer {
             Answer::Found(f) => Done::Found(f),
+            Answer::Cont(c) => Done::Cont(c),
             Answer::Pool(Err(rc)) => Done::Pool(Err(rc)),
             Answer::Pool(Ok(resp)) => {
                 let call = rpc::parse_call(self.ep.message(r)).ok();
                 let op = call.map_or(0, |c| opcode::index_of(c.hdr.opc));
+                // Remember which pool a client's handle names: container calls name only
+                // the handle.
+                if resp.status == 0
+                    && let Some(c) = call
+                {
+                    let mut d = daos_cart::proc_::Decoder::new(c.input);
+                    if let Ok(o) = cpool::PoolOpIn::decode(&mut d) {
+                        self.inner.pool_handles.retain(|(h, _)| *h != o.handle);
+                        if op == cpool::op::CONNECT {
+                            if self.inner.pool_handles.len() == POOL_HANDLES_MAX {
+                                self.inner.pool_handles.remove(0);
+                            }
+                            self.inner.pool_handles.push((o.handle, o.uuid));
+                        } else if op == cpool::op::QUERY {
+                            self.inner.pool_handles.push((o.handle, o.uuid));
+                        }
+                    }
+                }
                 let needs_map =
                     resp.status == 0 && (op == cpool::op::CONNECT || op == cpool::op::QUERY);
                 if needs_map {
@@ -658,7 +684,7 @@ impl Inner {
     fn question(&mut self, req: &[u8]) -> Option<Question> {
         let call = rpc::parse_call(req).ok()?;
         let opc = call.hdr.opc;
-        if !(is_pool_find(opc) || pool_call_op(opc).is_some())
+        if !(is_pool_find(opc) || pool_call_op(opc).is_some() || cont_op(opc).is_some())
             || call.mercury.rpc_id != mercury::RPC_ID
             || call.mercury.flags & mercury::MORE_DATA != 0
             || call.hdr.dst_tag != 0
@@ -670,6 +696,11 @@ impl Inner {
         if let Some(op) = pool_call_op(opc) {
             return pool_question(op, call.input);
         }
+        if let Some(index) = cont_op(opc) {
+            let c = ccont::decode_in(index, call.input)?.ok()?;
+            let pool = self.pool_of(&c.op.pool_handle)?;
+            return Some(Question::Cont(cont_request(index, &c, &pool)));
+        }
         let q = PoolFindIn::decode(call.input).ok()?;
         Some(if q.by_label {
             Question::PoolByLabel(q.label.unwrap_or_default().to_string())
@@ -678,9 +709,78 @@ impl Inner {
         })
     }
 
+    /// The pool a DAOS client's pool handle names, if it connected here.
+    fn pool_of(&self, handle: &[u8; 16]) -> Option<[u8; 16]> {
+        self.pool_handles
+            .iter()
+            .find(|(h, _)| h == handle)
+            .map(|(_, p)| *p)
+    }
+
+    /// A container RPC's reply.
+    fn cont_reply(
+        &mut self,
+        req: &[u8],
+        out: &mut [u8],
+        answer: &Result<ContCallResp, i32>,
+    ) -> usize {
+        let Ok(call) = rpc::parse_call(req) else {
+            return 0;
+        };
+        let hlc = self.reply_hlc(call.hdr.hlc);
+        let index = opcode::index_of(call.hdr.opc);
+        let input = ccont::decode_in(index, call.input).and_then(Result::ok);
+        let rc = match answer {
+            Ok(r) => r.status,
+            Err(rc) => *rc,
+        };
+        let op_out = PoolOpOut {
+            rc,
+            map_version: 0,
+            hint_flags: cpool::HINT_VALID,
+            hint_rank: self.membership.rank.unwrap_or(0),
+            hint_term: HINT_TERM,
+        };
+        let resp = answer.as_ref().ok().filter(|_| rc == 0);
+        rpc::write_reply(out, call.mercury.cookie, hlc, 0, |e| {
+            op_out.encode(e)?;
+            if !matches!(
+                index,
+                ccont::op::OPEN | ccont::op::OPEN_BYLABEL | ccont::op::QUERY
+            ) {
+                return Ok(());
+            }
+            let bits = input.as_ref().map_or(0, |c| c.bits);
+            let props: Vec<(u32, cpool::PropValue)> = resp
+                .map(|r| {
+                    r.props
+                        .iter()
+                        .filter(|p| ccont::asked(bits, p.r#type))
+                        .map(prop_value)
+                        .collect()
+                })
+                .unwrap_or_default();
+            cpool::write_props(e, &props)?;
+            let uuid = resp.and_then(|r| <[u8; 16]>::try_from(&r.uuid[..]).ok());
+            ccont::write_open_tail(
+                e,
+                &ccont::OpenTail {
+                    nhandles: resp.map_or(0, |r| r.nhandles),
+                    uuid: if index == ccont::op::OPEN_BYLABEL {
+                        Some(uuid.unwrap_or_default())
+                    } else {
+                        None
+                    },
+                },
+            )
+        })
+        .unwrap_or(0)
+    }
+
     /// The reply to a request daos_server answered.
     fn finish(&mut self, req: &[u8], out: &mut [u8], done: &Done) -> usize {
         match done {
+            Done::Cont(c) => self.cont_reply(req, out, c),
             Done::Found(f) => self.pool_find_reply(req, out, f),
             Done::SelfTest(iov) => {
                 let Ok(call) = rpc::parse_call(req) else {
@@ -830,7 +930,7 @@ impl Inner {
             return rpc::write_hg_error(out, m.cookie, HgReturn::NoEntry).unwrap_or(0);
         }
         let written = match rpc::parse_call(req) {
-            Ok(call) => self.call(&call, out),
+            Ok(call) => self.call(&call, req, out),
             Err(e) => {
                 let cookie = mercury::parse_request(req).map_or(0, |m| m.cookie);
                 self.complain(&format!("refused a request: {e}"));
@@ -846,7 +946,12 @@ impl Inner {
         })
     }
 
-    fn call(&mut self, call: &rpc::Call<'_>, out: &mut [u8]) -> Result<usize, CartError> {
+    fn call(
+        &mut self,
+        call: &rpc::Call<'_>,
+        req: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, CartError> {
         let cookie = call.mercury.cookie;
         if call.mercury.flags & mercury::MORE_DATA != 0 {
             // Inputs beyond 20 KiB: nothing served here takes one.
@@ -956,6 +1061,17 @@ impl Inner {
                     return rpc::write_reply(out, cookie, hlc, 0, |e| e.iov(&[], "reply"));
                 };
                 rpc::write_reply(out, cookie, hlc, 0, |e| fill_iov(e, size))
+            }
+            opc if cont_op(opc).is_some() => {
+                // Not handed to daos_server: a pool handle that did not connect here, input
+                // that does not decode, or no link to daos_server.
+                let index = cont_op(opc).unwrap_or(0);
+                let rc = match ccont::decode_in(index, input) {
+                    Some(Ok(c)) if self.pool_of(&c.op.pool_handle).is_none() => der::NO_HDL,
+                    Some(Ok(_)) => der::BUSY,
+                    _ => der::INVAL,
+                };
+                Ok(self.cont_reply(req, out, &Err(rc)))
             }
             opc if pool_call_op(opc).is_some() => {
                 // Not handed to daos_server: no link, its queue full, or input that does not
@@ -1101,12 +1217,26 @@ pub fn serve_detached(msg: &[u8], out: &mut [u8]) -> usize {
         peers: Vec::new(),
         hlc: hlc::Hlc::default(),
         sessions: Vec::new(),
+        pool_handles: vec![([1; 16], [2; 16])],
         next_session: 1,
         last_complaint: Some(Instant::now()),
     };
     if let Some(st) = inner.self_test_bulk(msg) {
         // Served once its bulk moved: the reply it gets then.
         return inner.finish(msg, out, &Done::SelfTest(st.reply_iov));
+    }
+    if let Some(Question::Cont(_)) = inner.question(msg) {
+        let resp = ContCallResp {
+            uuid: vec![5; 16],
+            props: vec![PoolProp {
+                r#type: 0x1002,
+                num: 1,
+                ..Default::default()
+            }],
+            nhandles: 1,
+            ..Default::default()
+        };
+        return inner.finish(msg, out, &Done::Cont(Ok(resp)));
     }
     if let Some(Question::Pool(_)) = inner.question(msg) {
         // The answer daos_server would give, encoded as the engine replies it.
@@ -1167,6 +1297,77 @@ enum Done {
     Pool(Result<(PoolCallResp, u32), i32>),
     /// A self-test message whose bulk moved: its reply's iov size (`None`: an empty reply).
     SelfTest(Option<usize>),
+    /// A container call's answer, or a DER code.
+    Cont(Result<ContCallResp, i32>),
+}
+
+/// The container op index of a container RPC this context hands to daos_server.
+fn cont_op(opc: u32) -> Option<u16> {
+    if opcode::module_of(opc) != opcode::module::CONT
+        || !opcode::served_versions(opcode::module::CONT).contains(&opcode::version_of(opc))
+    {
+        return None;
+    }
+    let index = opcode::index_of(opc);
+    ccont::decode_in(index, &[]).map(|_| index)
+}
+
+/// daos_server's question for container op `index`.
+fn cont_request(index: u16, c: &ContIn, pool: &[u8; 16]) -> ContCallReq {
+    let props = c
+        .props
+        .iter()
+        .filter_map(|(t, v)| {
+            let p = match v {
+                cpool::PropValue::Num(n) => PoolProp {
+                    num: *n,
+                    ..Default::default()
+                },
+                cpool::PropValue::Text(s) => PoolProp {
+                    is_text: true,
+                    text: s.clone(),
+                    ..Default::default()
+                },
+                cpool::PropValue::Raw(b) => PoolProp {
+                    is_text: true,
+                    text: b.iter().map(|x| format!("{x:02x}")).collect(),
+                    ..Default::default()
+                },
+                // ACLs stay daos_server's (its default for DAOS's clients' containers).
+                cpool::PropValue::Iov(_) => return None,
+            };
+            Some(PoolProp { r#type: *t, ..p })
+        })
+        .collect();
+    ContCallReq {
+        op: u32::from(index),
+        pool: daos_wire::uuid_text(pool),
+        pool_handle: c.op.pool_handle.to_vec(),
+        cont: c.op.uuid.to_vec(),
+        cont_handle: c.op.handle.to_vec(),
+        label: c.label.clone().unwrap_or_default(),
+        flags: c.flags,
+        force: matches!(index, ccont::op::DESTROY | ccont::op::DESTROY_BYLABEL) && c.flags != 0,
+        props,
+    }
+}
+
+/// A property from daos_server as the wire carries it (the roots back to their 64 bytes).
+fn prop_value(p: &PoolProp) -> (u32, cpool::PropValue) {
+    let v = if p.r#type == ccont::PROP_ROOTS {
+        let raw: Vec<u8> = (0..p.text.len() / 2)
+            .filter_map(|i| u8::from_str_radix(p.text.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        let mut b = vec![0u8; 64];
+        let n = raw.len().min(64);
+        b[..n].copy_from_slice(&raw[..n]);
+        cpool::PropValue::Raw(b)
+    } else if p.is_text {
+        cpool::PropValue::Text(p.text.clone())
+    } else {
+        cpool::PropValue::Num(p.num)
+    };
+    (p.r#type, v)
 }
 
 /// The `PoolCallReq.op` of a pool RPC this context hands to daos_server.

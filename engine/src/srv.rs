@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use daos_drpc::SrvMethod;
 use daos_drpc::srv::{
-    GetPoolSvcReq, GetPoolSvcResp, PoolCallReq, PoolCallResp, PoolFindByLabelReq,
-    PoolFindByLabelResp,
+    ContCallReq, ContCallResp, GetPoolSvcReq, GetPoolSvcResp, PoolCallReq, PoolCallResp,
+    PoolFindByLabelReq, PoolFindByLabelResp,
 };
 use daos_wire::der;
 use prost::Message;
@@ -26,7 +26,7 @@ pub const QUEUE: usize = 32;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A question for daos_server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Question {
     /// The service replicas of the pool with this UUID.
     PoolSvc([u8; 16]),
@@ -34,6 +34,8 @@ pub enum Question {
     PoolByLabel(String),
     /// A pool connect, disconnect or query.
     Pool(PoolCallReq),
+    /// A container call.
+    Cont(ContCallReq),
 }
 
 /// daos_server's answer to a pool find: a pool's UUID and service replicas, or a DER code.
@@ -45,6 +47,8 @@ pub enum Answer {
     Found(Found),
     /// A pool call's answer (its `status` may be a refusal), or the DER code of a failed call.
     Pool(Result<PoolCallResp, i32>),
+    /// A container call's answer, or the DER code of a failed call.
+    Cont(Result<ContCallResp, i32>),
 }
 
 /// The context's end of the link to the dRPC thread.
@@ -97,6 +101,10 @@ fn ask_server(
             c.call(SrvMethod::PoolCall, &req.encode_to_vec())
                 .map(|b| PoolCallResp::decode(&b[..]).map_err(|_| der::PROTO))
         })),
+        Question::Cont(req) => Answer::Cont(call(sock, client, |c| {
+            c.call(SrvMethod::ContCall, &req.encode_to_vec())
+                .map(|b| ContCallResp::decode(&b[..]).map_err(|_| der::PROTO))
+        })),
         _ => Answer::Found(call(sock, client, |c| find(c, q))),
     }
 }
@@ -128,7 +136,7 @@ fn find(c: &mut daos_drpc::Client, q: &Question) -> Result<Found, daos_drpc::Drp
                 Err(_) => Err(der::PROTO),
             }
         }
-        Question::Pool(_) => Err(der::INVAL),
+        Question::Pool(_) | Question::Cont(_) => Err(der::INVAL),
     })
 }
 

@@ -911,7 +911,27 @@ impl ContSvc for ContService {
                 ));
             }
         }
-        let cookie = daos_auth::random_cookie();
+        if r.cookie != 0
+            && let Some(h) = db.handles.iter().find(|h| h.cookie == r.cookie)
+        {
+            // A DAOS client's open sent again: the same handle, if it is the same open.
+            if h.cont != c.uuid || h.rights != want || h.parent != r.handle {
+                return Err(Status::already_exists(format!(
+                    "DER_EXIST(-1004): container handle {:#x} is held by another open",
+                    r.cookie
+                )));
+            }
+            return Ok(Response::new(daos_proto::cont::OpenResp {
+                handle: r.cookie,
+                uuid: c.uuid,
+                rights: want,
+            }));
+        }
+        let cookie = if r.cookie != 0 {
+            r.cookie
+        } else {
+            daos_auth::random_cookie()
+        };
         self.record_and_push(
             &r.pool,
             HandleRecord {

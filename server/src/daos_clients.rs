@@ -8,7 +8,9 @@
 //! names the handle's cookie, so a connect sent again finds its handle and a disconnect closes
 //! it.
 
-use daos_drpc::srv::{MapRank, PoolCallReq, PoolCallResp, PoolProp};
+use daos_drpc::srv::{
+    ContCallReq, ContCallResp, ContEntry, MapRank, PoolCallReq, PoolCallResp, PoolProp,
+};
 use daos_mgmt::{PoolRecord, RebuildState};
 use daos_wire::der;
 
@@ -19,13 +21,19 @@ pub const OP_CONNECT: u32 = 1;
 pub const OP_DISCONNECT: u32 = 2;
 pub const OP_QUERY: u32 = 3;
 
-/// The cookie a DAOS client's pool handle UUID names: its two halves folded, never 0.
+/// The cookie a DAOS client's handle UUID (pool or container) names: its two halves mixed
+/// (splitmix64), never 0. Distinct UUIDs name distinct cookies but with odds of 2^-64.
 pub fn handle_cookie(uuid: &[u8]) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
     let mut a = [0u8; 8];
     let mut b = [0u8; 8];
     a.copy_from_slice(uuid.get(..8).unwrap_or(&[0; 8]));
     b.copy_from_slice(uuid.get(8..16).unwrap_or(&[0; 8]));
-    (u64::from_le_bytes(a) ^ u64::from_le_bytes(b)).max(1)
+    mix(u64::from_le_bytes(a) ^ mix(u64::from_le_bytes(b))).max(1)
 }
 
 fn refused(status: i32, info: String) -> PoolCallResp {
@@ -262,19 +270,321 @@ fn map_answer(h: &Harness, rec: &PoolRecord, space: bool) -> PoolCallResp {
     resp
 }
 
+/// DAOS's container property types (`DAOS_PROP_CO_*`) this module names.
+pub mod co {
+    pub const LABEL: u32 = 0x1001;
+    pub const LAYOUT_TYPE: u32 = 0x1002;
+    pub const LAYOUT_VER: u32 = 0x1003;
+    pub const CSUM: u32 = 0x1004;
+    pub const CSUM_CHUNK_SIZE: u32 = 0x1005;
+    pub const CSUM_SERVER_VERIFY: u32 = 0x1006;
+    pub const REDUN_FAC: u32 = 0x1007;
+    pub const REDUN_LVL: u32 = 0x1008;
+    pub const SNAPSHOT_MAX: u32 = 0x1009;
+    pub const ACL: u32 = 0x100A;
+    pub const COMPRESS: u32 = 0x100B;
+    pub const ENCRYPT: u32 = 0x100C;
+    pub const OWNER: u32 = 0x100D;
+    pub const OWNER_GROUP: u32 = 0x100E;
+    pub const DEDUP: u32 = 0x100F;
+    pub const DEDUP_THRESHOLD: u32 = 0x1010;
+    pub const ROOTS: u32 = 0x1011;
+    pub const STATUS: u32 = 0x1012;
+    pub const ALLOCED_OID: u32 = 0x1013;
+    pub const EC_CELL_SZ: u32 = 0x1014;
+    pub const EC_PDA: u32 = 0x1015;
+    pub const RP_PDA: u32 = 0x1016;
+    pub const GLOBAL_VERSION: u32 = 0x1017;
+    pub const SCRUBBER_DISABLED: u32 = 0x1018;
+    pub const OBJ_VERSION: u32 = 0x1019;
+    pub const PERF_DOMAIN: u32 = 0x101A;
+}
+
+/// `ContCallReq.op` of the pool's container list.
+pub const OP_LIST: u32 = 100;
+
+fn cont_refused(status: i32, info: String) -> ContCallResp {
+    tracing::warn!("DAOS client container call refused: {info}");
+    ContCallResp {
+        status,
+        info,
+        ..Default::default()
+    }
+}
+
+/// A DAOS property as stored in a container's properties (`name:value;...`): rd_fac and
+/// rd_lvl by our names (our clients place by them), the rest as `daos.<type>` (hex for
+/// ROOTS).
+fn store_prop(p: &PoolProp) -> Option<String> {
+    match p.r#type {
+        co::REDUN_FAC => Some(format!("rd_fac:{}", p.num)),
+        co::REDUN_LVL => Some(format!(
+            "rd_lvl:{}",
+            if p.num == 1 { "rank" } else { "node" }
+        )),
+        co::LABEL | co::OWNER | co::OWNER_GROUP | co::ACL | co::STATUS | co::GLOBAL_VERSION => None,
+        t if p.is_text => Some(format!("daos.{t:#x}:{}", p.text)),
+        t => Some(format!("daos.{t:#x}:{}", p.num)),
+    }
+}
+
+/// Every DAOS property of a container: the defaults DAOS's engines give (§3.2 of
+/// docs/daos-protocol/cont_wire.md), overlaid with what is stored.
+fn cont_props(c: &daos_proto::cont::Container, map_version: u32) -> Vec<PoolProp> {
+    let n = |t: u32, v: u64| PoolProp {
+        r#type: t,
+        num: v,
+        ..Default::default()
+    };
+    let text = |t: u32, v: &str| PoolProp {
+        r#type: t,
+        is_text: true,
+        text: v.to_string(),
+        ..Default::default()
+    };
+    let mut out = vec![
+        text(co::LABEL, &c.label),
+        n(co::LAYOUT_TYPE, 0),
+        n(co::LAYOUT_VER, 1),
+        n(co::CSUM, 0),
+        n(co::CSUM_CHUNK_SIZE, 32768),
+        n(co::CSUM_SERVER_VERIFY, 0),
+        n(co::REDUN_FAC, 0),
+        n(co::REDUN_LVL, 2),
+        n(co::SNAPSHOT_MAX, 0),
+        n(co::COMPRESS, 0),
+        n(co::ENCRYPT, 0),
+        text(co::OWNER, &c.owner),
+        text(co::OWNER_GROUP, &c.group),
+        n(co::DEDUP, 0),
+        n(co::DEDUP_THRESHOLD, 4096),
+        n(co::STATUS, u64::from(map_version)),
+        n(co::ALLOCED_OID, 0),
+        n(co::EC_CELL_SZ, 1 << 20),
+        n(co::EC_PDA, 1),
+        n(co::RP_PDA, u64::from(u32::MAX)),
+        n(co::GLOBAL_VERSION, GLOBAL_VERSION),
+        n(co::SCRUBBER_DISABLED, 0),
+        n(co::OBJ_VERSION, 1),
+        n(co::PERF_DOMAIN, 255),
+    ];
+    let mut set = |p: PoolProp| {
+        if let Some(e) = out.iter_mut().find(|e| e.r#type == p.r#type) {
+            *e = p;
+        } else {
+            out.push(p);
+        }
+    };
+    for item in c.props.split(';').filter(|i| !i.is_empty()) {
+        let Some((name, value)) = item.split_once(':') else {
+            continue;
+        };
+        match name {
+            "rd_fac" => set(n(co::REDUN_FAC, value.parse().unwrap_or(0))),
+            "rd_lvl" => set(n(co::REDUN_LVL, if value == "rank" { 1 } else { 2 })),
+            _ => {
+                let Some(t) = name
+                    .strip_prefix("daos.0x")
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                else {
+                    continue;
+                };
+                match value.parse::<u64>() {
+                    Ok(v) if t != co::ROOTS => set(n(t, v)),
+                    _ => set(text(t, value)),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Answers one container call of an engine.
+pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
+    use crate::remote::{ContAnswer, ContCall};
+    use daos_proto::cont::{ContReq, HandleReq};
+    let Some(rec) = h.ms().pool_find(&req.pool).filter(|p| p.uuid == req.pool) else {
+        return cont_refused(der::NONEXIST, format!("no pool {}", req.pool));
+    };
+    if req.pool_handle.len() != 16 {
+        return cont_refused(der::INVAL, "ContCallReq.pool_handle is not a UUID".into());
+    }
+    let pool_cookie = handle_cookie(&req.pool_handle);
+    let cont_id = || {
+        if req.label.is_empty() {
+            <[u8; 16]>::try_from(&req.cont[..])
+                .map(|u| daos_wire::uuid_text(&u))
+                .unwrap_or_default()
+        } else {
+            req.label.clone()
+        }
+    };
+    let remote = |call| h.remote().cont_call(&rec.svc_hosts, call);
+    let answer = match req.op {
+        0 => {
+            let label = req
+                .props
+                .iter()
+                .find(|p| p.r#type == co::LABEL)
+                .map(|p| p.text.clone())
+                .unwrap_or_default();
+            if label.is_empty() {
+                return cont_refused(
+                    der::INVAL,
+                    "a container of this system needs a label (daos container create POOL LABEL)"
+                        .into(),
+                );
+            }
+            let Ok(uuid) = <[u8; 16]>::try_from(&req.cont[..]) else {
+                return cont_refused(der::INVAL, "ContCallReq.cont is not a UUID".into());
+            };
+            let props: Vec<String> = req.props.iter().filter_map(store_prop).collect();
+            let text = |t: u32| {
+                req.props
+                    .iter()
+                    .find(|p| p.r#type == t)
+                    .map(|p| p.text.clone())
+                    .unwrap_or_default()
+            };
+            remote(ContCall::Create(ContReq {
+                pool: rec.uuid.clone(),
+                label,
+                uuid: daos_wire::uuid_text(&uuid),
+                props: props.join(";"),
+                handle: pool_cookie,
+                owner: text(co::OWNER),
+                group: text(co::OWNER_GROUP),
+                ..Default::default()
+            }))
+        }
+        1 | 18 => remote(ContCall::Destroy(ContReq {
+            pool: rec.uuid.clone(),
+            id: cont_id(),
+            force: req.force,
+            handle: pool_cookie,
+            ..Default::default()
+        })),
+        2 | 17 => {
+            if req.cont_handle.len() != 16 {
+                return cont_refused(der::INVAL, "ContCallReq.cont_handle is not a UUID".into());
+            }
+            // DAOS_COO_RW 2 and EX 4 open for writing; the rest read-only.
+            let flags = if req.flags & 0x6 != 0 {
+                crate::cont::FLAG_RW
+            } else {
+                crate::cont::FLAG_RO
+            };
+            remote(ContCall::Open(HandleReq {
+                pool: rec.uuid.clone(),
+                handle: pool_cookie,
+                cont: cont_id(),
+                flags,
+                cookie: handle_cookie(&req.cont_handle),
+                ..Default::default()
+            }))
+        }
+        3 => {
+            let closed = remote(ContCall::Close(HandleReq {
+                pool: rec.uuid.clone(),
+                handle: handle_cookie(&req.cont_handle),
+                ..Default::default()
+            }));
+            // An unknown handle is closed already (DAOS answers 0 too).
+            if let Err(e) = closed {
+                tracing::debug!("container close: {e}");
+            }
+            return ContCallResp::default();
+        }
+        4 => remote(ContCall::Query(ContReq {
+            pool: rec.uuid.clone(),
+            id: cont_id(),
+            handle: pool_cookie,
+            ..Default::default()
+        })),
+        OP_LIST => remote(ContCall::List(ContReq {
+            pool: rec.uuid.clone(),
+            handle: pool_cookie,
+            ..Default::default()
+        })),
+        other => {
+            return cont_refused(der::NOSYS, format!("container op {other} is not served"));
+        }
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => return cont_refused(e.der(), format!("pool {}: {e}", rec.label)),
+    };
+    let map_version = rec.map.version();
+    match answer {
+        ContAnswer::Container(c) => ContCallResp {
+            uuid: daos_wire::parse_uuid(&c.uuid)
+                .map(|u| u.to_vec())
+                .unwrap_or_default(),
+            props: cont_props(&c, map_version),
+            ..Default::default()
+        },
+        ContAnswer::List(cs) => ContCallResp {
+            containers: cs
+                .iter()
+                .map(|c| ContEntry {
+                    uuid: daos_wire::parse_uuid(&c.uuid)
+                        .map(|u| u.to_vec())
+                        .unwrap_or_default(),
+                    label: c.label.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        },
+        ContAnswer::Opened(uuid) => {
+            // The container's properties for the open's reply.
+            let q = h.remote().cont_call(
+                &rec.svc_hosts,
+                ContCall::Query(ContReq {
+                    pool: rec.uuid.clone(),
+                    id: uuid.clone(),
+                    ..Default::default()
+                }),
+            );
+            let props = match q {
+                Ok(ContAnswer::Container(c)) => cont_props(&c, map_version),
+                _ => Vec::new(),
+            };
+            ContCallResp {
+                uuid: daos_wire::parse_uuid(&uuid)
+                    .map(|u| u.to_vec())
+                    .unwrap_or_default(),
+                props,
+                nhandles: 1,
+                ..Default::default()
+            }
+        }
+        ContAnswer::Closed => ContCallResp::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn handle_uuids_name_distinct_nonzero_cookies() {
-        let a = handle_cookie(&[1; 16]);
-        assert_eq!(a, 1, "equal halves fold to 0, which is taken as 1");
+        let mut seen = std::collections::HashSet::new();
+        for b in 0..=255u8 {
+            let c = handle_cookie(&[b; 16]);
+            assert_ne!(c, 0);
+            assert!(
+                seen.insert(c),
+                "uuid of {b:#x}s names a cookie already named"
+            );
+        }
         let mut u = [0u8; 16];
         u[0] = 7;
-        assert_eq!(handle_cookie(&u), 7);
-        u[8] = 7;
-        u[9] = 1;
-        assert_eq!(handle_cookie(&u), 1 << 8);
+        let mut v = u;
+        v.swap(0, 8);
+        assert_ne!(
+            handle_cookie(&u),
+            handle_cookie(&v),
+            "the halves are not symmetric"
+        );
     }
 }

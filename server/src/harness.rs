@@ -461,6 +461,11 @@ impl Harness {
             Ok(crate::daos_clients::pool_call(&h, &req).encode_to_vec())
         });
         let h = self.clone();
+        r.method(SrvMethod::ContCall, move |_, body| {
+            let req = daos_drpc::srv::ContCallReq::decode(body)?;
+            Ok(crate::daos_clients::cont_call(&h, &req).encode_to_vec())
+        });
+        let h = self.clone();
         r.method(SrvMethod::ClusterEvent, move |_, body| {
             let req = daos_drpc::shared::ClusterEventReq::decode(body)?;
             let status = match &req.event {

@@ -20,6 +20,27 @@ use crate::harness::{EngineCallError, Harness, POOL_CALL_TIMEOUT};
 use crate::membership::raft::net::Peers;
 use crate::security;
 
+/// A container call to a pool service.
+#[derive(Clone, Debug)]
+pub enum ContCall {
+    Create(daos_proto::cont::ContReq),
+    Destroy(daos_proto::cont::ContReq),
+    Query(daos_proto::cont::ContReq),
+    List(daos_proto::cont::ContReq),
+    Open(daos_proto::cont::HandleReq),
+    Close(daos_proto::cont::HandleReq),
+}
+
+/// A pool service's answer to a [`ContCall`].
+#[derive(Clone, Debug)]
+pub enum ContAnswer {
+    Container(daos_proto::cont::Container),
+    List(Vec<daos_proto::cont::Container>),
+    /// The opened container's UUID.
+    Opened(String),
+    Closed,
+}
+
 /// A pool service call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SvcCallError {
@@ -317,6 +338,57 @@ impl Remote {
             async move { ContSvcClient::new(ch).pool_connect(stamp(req)).await }
         })?;
         Ok(r.handle)
+    }
+
+    /// A container call of a DAOS client, made by an engine for it, at pool `uuid`'s service
+    /// among `hosts` (refusals keep their kind).
+    pub fn cont_call(&self, hosts: &[String], call: ContCall) -> Result<ContAnswer, SvcCallError> {
+        use daos_proto::cont::cont_svc_client::ContSvcClient;
+        let patience = Duration::from_secs(15);
+        match call {
+            ContCall::Create(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).create(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Container(r.container.unwrap_or_default()))
+            }
+            ContCall::Destroy(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).destroy(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Container(r.container.unwrap_or_default()))
+            }
+            ContCall::Query(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).query(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Container(r.container.unwrap_or_default()))
+            }
+            ContCall::List(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).list(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::List(r.containers))
+            }
+            ContCall::Open(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).open(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Opened(r.uuid))
+            }
+            ContCall::Close(req) => {
+                self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).disconnect(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Closed)
+            }
+        }
     }
 
     /// Evicts pool `uuid`'s `handles` (none: all) at its service among `hosts`; how many

@@ -192,7 +192,7 @@ fn pool_op(
                 match index {
                     cpool::op::CONNECT => {
                         e.iov(cred, "cred")?;
-                        e.u64(1, "flags")?;
+                        e.u64(2, "flags (DAOS_PC_RW)")?;
                         e.u64(bits, "bits")?;
                         bulk::encode(e, addr, len, key, bulk::READ_ONLY | bulk::WRITE_ONLY, "map")?;
                         e.u32(3, "pool version")
@@ -389,5 +389,152 @@ fn pool_connect_query_and_disconnect_as_libdaos_sends_them() {
         (r.rc(), &r.output[..4]),
         (0, &daos_wire::der::NOSYS.to_le_bytes()[..])
     );
+    sys.stop(&mut server);
+}
+
+#[test]
+fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
+    use daos_cart::cont::{self as ccont, ContOpIn};
+    use daos_cart::pool::{self as cpool, PoolOpOut, PropValue};
+    use daos_cart::proc_::Decoder;
+    let sys = System::new(1);
+    let mut server = sys.start_joined();
+    let pool = daos_wire::parse_uuid(&sys.create_pool("tank", "128M", None)).expect("uuid");
+    let (rank, to) = rank_addrs(&sys)[0];
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let cred = credential();
+    let ph = [0x51; 16];
+    let out = pool_op(
+        &mut c,
+        to,
+        rank,
+        cpool::op::CONNECT,
+        pool,
+        ph,
+        &cred,
+        4128,
+        4,
+    );
+    assert_eq!(
+        PoolOpOut::decode(&mut Decoder::new(&out)).expect("op").rc,
+        0
+    );
+    let cont_call = |c: &mut CartClient,
+                     index: u16,
+                     op: ContOpIn,
+                     rest: &dyn Fn(
+        &mut daos_cart::proc_::Encoder<'_>,
+    ) -> Result<(), daos_cart::CartError>| {
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::CONT, 8, index),
+                T,
+                |e| {
+                    op.encode(e)?;
+                    rest(e)
+                },
+            )
+            .expect("container RPC");
+        assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+        r.output
+    };
+    let op = |uuid: [u8; 16], handle: [u8; 16]| ContOpIn {
+        pool_handle: ph,
+        uuid,
+        handle,
+        client: [8; 16],
+        time: 5,
+    };
+    let rc = |out: &[u8]| {
+        PoolOpOut::decode(&mut Decoder::new(out))
+            .expect("op out")
+            .rc
+    };
+    let cont = [0xC1; 16];
+    // Create with DAOS's properties: label, layout type HDF5, roots.
+    let create = |label: &'static str, uuid: [u8; 16]| {
+        move |e: &mut daos_cart::proc_::Encoder<'_>| {
+            cpool::write_props(
+                e,
+                &[
+                    (0x1001, PropValue::Text(label.into())),
+                    (0x1002, PropValue::Num(2)),
+                    (ccont::PROP_ROOTS, PropValue::Raw(vec![uuid[0]; 64])),
+                ],
+            )
+        }
+    };
+    let out = cont_call(
+        &mut c,
+        ccont::op::CREATE,
+        op(cont, [0; 16]),
+        &create("c1", cont),
+    );
+    assert_eq!(rc(&out), 0);
+    // The same label again: DER_EXIST.
+    let out = cont_call(
+        &mut c,
+        ccont::op::CREATE,
+        op([0xC2; 16], [0; 16]),
+        &create("c1", [0xC2; 16]),
+    );
+    assert_eq!(rc(&out), daos_wire::der::EXIST);
+    // Open by label, asking for layout type and roots: the properties stored, and the UUID.
+    let bits = 1 << 1 | 1 << 16;
+    let out = cont_call(
+        &mut c,
+        ccont::op::OPEN_BYLABEL,
+        op([0; 16], [0xAA; 16]),
+        &|e| {
+            e.u64(0x82, "flags")?;
+            e.u64(bits, "bits")?;
+            e.string(Some("c1"), true, "label")
+        },
+    );
+    let mut d = Decoder::new(&out);
+    assert_eq!(PoolOpOut::decode(&mut d).expect("op").rc, 0);
+    let props = ccont::read_props(&mut d).expect("props");
+    assert_eq!(
+        props,
+        [
+            (0x1002, PropValue::Num(2)),
+            (ccont::PROP_ROOTS, PropValue::Raw(vec![0xC1; 64]))
+        ]
+    );
+    d.take(16, "snapshots, handles").expect("tail");
+    assert_eq!(d.uuid("uuid").expect("uuid"), cont);
+    // Query through the open handle: the label.
+    let out = cont_call(&mut c, ccont::op::QUERY, op(cont, [0xAA; 16]), &|e| {
+        e.u64(1, "bits")
+    });
+    let mut d = Decoder::new(&out);
+    assert_eq!(PoolOpOut::decode(&mut d).expect("op").rc, 0);
+    assert_eq!(
+        ccont::read_props(&mut d).expect("props"),
+        [(0x1001, PropValue::Text("c1".into()))]
+    );
+    // Close (twice: the second is a retry, no error), destroy, then it is gone.
+    for _ in 0..2 {
+        let out = cont_call(&mut c, ccont::op::CLOSE, op(cont, [0xAA; 16]), &|_| Ok(()));
+        assert_eq!(rc(&out), 0);
+    }
+    let out = cont_call(&mut c, ccont::op::DESTROY, op(cont, [0; 16]), &|e| {
+        e.u32(0, "force")
+    });
+    assert_eq!(rc(&out), 0);
+    let out = cont_call(&mut c, ccont::op::QUERY, op(cont, [0xAA; 16]), &|e| {
+        e.u64(1, "bits")
+    });
+    assert_eq!(rc(&out), daos_wire::der::NONEXIST);
+    // A pool handle that never connected here: DER_NO_HDL, in the body.
+    let stranger = ContOpIn {
+        pool_handle: [0x99; 16],
+        ..op(cont, [0; 16])
+    };
+    let out = cont_call(&mut c, ccont::op::CREATE, stranger, &create("c9", [9; 16]));
+    assert_eq!(rc(&out), daos_wire::der::NO_HDL);
     sys.stop(&mut server);
 }
