@@ -33,6 +33,8 @@ pub const PROP_ROOTS: u32 = 0x1011;
 pub const PROP_ACL: u32 = 0x100A;
 /// Text properties: label, owner, owner group.
 const TEXT: [u32; 3] = [0x1001, 0x100D, 0x100E];
+/// `struct daos_pool_cont_info`: UUID, then the label NUL-padded to 128 bytes.
+pub const CONT_INFO_LEN: usize = 144;
 /// Most entries a property list may have (`DAOS_PROP_ENTRIES_MAX_NR`).
 pub const PROPS_MAX: u32 = 128;
 

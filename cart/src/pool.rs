@@ -26,6 +26,7 @@ pub mod op {
     pub const CONNECT: u16 = 1;
     pub const DISCONNECT: u16 = 2;
     pub const QUERY: u16 = 3;
+    pub const LIST_CONT: u16 = 19;
 }
 
 /// `RSVC_HINT_VALID`.

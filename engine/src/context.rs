@@ -119,8 +119,11 @@ pub struct SystemContext {
     answered: VecDeque<(Received, Peer, u64, Done)>,
     /// Pool maps to push into a client's buffer, waiting for a map slot.
     mapping: VecDeque<(Received, Peer, u64, PoolCallResp)>,
-    /// Pool maps being pushed: RMA id (the slot), request, peer, tag, answer.
-    pushing: Vec<(usize, Received, Peer, u64, PoolCallResp)>,
+    /// Pool maps and container lists being pushed: RMA id (the slot), request, peer, tag,
+    /// and the reply once pushed.
+    pushing: Vec<(usize, Received, Peer, u64, Done)>,
+    /// Container lists to push into a client's buffer, waiting for a slot.
+    listing: VecDeque<(Received, Peer, u64, ContCallResp)>,
     /// Requests whose input is being pulled ("more data"): slot, request, peer, tag, length.
     pulling: Vec<(usize, Received, Peer, u64, usize)>,
     /// Pulled requests waiting to be answered: slot, request, peer, tag, length.
@@ -187,6 +190,7 @@ impl SystemContext {
             answered: VecDeque::with_capacity(RECV_SLOTS),
             mapping: VecDeque::with_capacity(RECV_SLOTS),
             pushing: Vec::with_capacity(BULK_SLOTS),
+            listing: VecDeque::with_capacity(RECV_SLOTS),
             pulling: Vec::with_capacity(BULK_SLOTS),
             pulled: VecDeque::with_capacity(BULK_SLOTS),
             scratch: (0..BULK_SLOTS)
@@ -502,6 +506,23 @@ impl SystemContext {
     fn answered_or_pushed(&mut self, r: Received, peer: Peer, tag: u64, answer: Answer) {
         let done = match answer {
             Answer::Found(f) => Done::Found(f),
+            Answer::Cont(Ok(resp))
+                if resp.status == 0
+                    && rpc::parse_call(self.ep.message(r))
+                        .ok()
+                        .is_some_and(|c| is_list_cont(c.hdr.opc))
+                    && !resp.containers.is_empty() =>
+            {
+                let asked = rpc::parse_call(self.ep.message(r))
+                    .ok()
+                    .and_then(|c| list_cont_in(c.input))
+                    .map_or(0, |(_, n)| n);
+                if asked > 0 && asked >= resp.containers.len() as u64 {
+                    self.listing.push_back((r, peer, tag, resp));
+                    return;
+                }
+                Done::Cont(Ok(resp))
+            }
             Answer::Cont(c) => Done::Cont(c),
             Answer::Pool(Err(rc)) => Done::Pool(Err(rc)),
             Answer::Pool(Ok(resp)) => {
@@ -583,16 +604,17 @@ impl SystemContext {
                 continue;
             }
             if let Some(i) = self.pushing.iter().position(|p| p.0 == slot) {
-                let (slot, r, peer, tag, resp) = self.pushing.swap_remove(i);
+                let (slot, r, peer, tag, done) = self.pushing.swap_remove(i);
                 self.free_bulk.push(slot);
-                let size = map_size(&resp) as u32;
-                let done = if ok {
-                    Done::Pool(Ok((resp, size)))
-                } else {
-                    self.inner
-                        .complain("pushing a pool map into a client's buffer failed (DER_HG)");
-                    Done::Pool(Err(der::HG))
+                let done = match done {
+                    d if ok => d,
+                    Done::Cont(_) => Done::Cont(Err(der::HG)),
+                    _ => Done::Pool(Err(der::HG)),
                 };
+                if !ok {
+                    self.inner
+                        .complain("pushing into a client's buffer failed (DER_HG)");
+                }
                 self.answered.push_back((r, peer, tag, done));
                 work += 1;
             }
@@ -641,7 +663,9 @@ impl SystemContext {
             match self.ep.rma_write(peer, slot, remote, slot as u64) {
                 Ok(()) => {
                     self.free_bulk.pop();
-                    self.pushing.push((slot, r, peer, tag, resp));
+                    let size = size as u32;
+                    self.pushing
+                        .push((slot, r, peer, tag, Done::Pool(Ok((resp, size)))));
                     work += 1;
                 }
                 Err(EndpointError::Again) => {
@@ -653,6 +677,61 @@ impl SystemContext {
                         .complain(&format!("pushing a pool map: {e} (DER_HG)"));
                     self.answered
                         .push_back((r, peer, tag, Done::Pool(Err(der::HG))));
+                }
+            }
+        }
+        while let Some(&slot) = self.free_bulk.last() {
+            let Some((r, peer, tag, resp)) = self.listing.pop_front() else {
+                break;
+            };
+            let virt = self.ep.virt_addr();
+            let bulk = rpc::parse_call(self.ep.message(r))
+                .ok()
+                .and_then(|c| list_cont_in(c.input))
+                .and_then(|(b, _)| b)
+                .map(|b| (b.key, b.remote_addr(virt, 0), b.len, b.writable()));
+            let size = resp.containers.len() * ccont::CONT_INFO_LEN;
+            let (key, addr) = match bulk {
+                Some((key, addr, len, true)) if len >= size as u64 && size <= BULK_MAX => {
+                    (key, addr)
+                }
+                _ => {
+                    // Too small (or none): answered with the count (DER_TRUNC).
+                    self.answered
+                        .push_back((r, peer, tag, Done::Cont(Ok(resp))));
+                    continue;
+                }
+            };
+            let buf = self.ep.bulk_mut(slot);
+            for (i, c) in resp.containers.iter().enumerate() {
+                let e = &mut buf[i * ccont::CONT_INFO_LEN..(i + 1) * ccont::CONT_INFO_LEN];
+                e.fill(0);
+                let n = c.uuid.len().min(16);
+                e[..n].copy_from_slice(&c.uuid[..n]);
+                let l = c.label.len().min(ccont::CONT_INFO_LEN - 16 - 1);
+                e[16..16 + l].copy_from_slice(&c.label.as_bytes()[..l]);
+            }
+            let remote = daos_fabric::RemoteBuf {
+                key,
+                offset: addr,
+                len: size as u32,
+            };
+            match self.ep.rma_write(peer, slot, remote, slot as u64) {
+                Ok(()) => {
+                    self.free_bulk.pop();
+                    self.pushing
+                        .push((slot, r, peer, tag, Done::Cont(Ok(resp))));
+                    work += 1;
+                }
+                Err(EndpointError::Again) => {
+                    self.listing.push_front((r, peer, tag, resp));
+                    break;
+                }
+                Err(e) => {
+                    self.inner
+                        .complain(&format!("pushing a container list: {e}"));
+                    self.answered
+                        .push_back((r, peer, tag, Done::Cont(Err(der::HG))));
                 }
             }
         }
@@ -684,7 +763,10 @@ impl Inner {
     fn question(&mut self, req: &[u8]) -> Option<Question> {
         let call = rpc::parse_call(req).ok()?;
         let opc = call.hdr.opc;
-        if !(is_pool_find(opc) || pool_call_op(opc).is_some() || cont_op(opc).is_some())
+        if !(is_pool_find(opc)
+            || pool_call_op(opc).is_some()
+            || cont_op(opc).is_some()
+            || is_list_cont(opc))
             || call.mercury.rpc_id != mercury::RPC_ID
             || call.mercury.flags & mercury::MORE_DATA != 0
             || call.hdr.dst_tag != 0
@@ -695,6 +777,17 @@ impl Inner {
         }
         if let Some(op) = pool_call_op(opc) {
             return pool_question(op, call.input);
+        }
+        if is_list_cont(opc) {
+            let mut d = daos_cart::proc_::Decoder::new(call.input);
+            let o = cpool::PoolOpIn::decode(&mut d).ok()?;
+            list_cont_in(call.input)?;
+            return Some(Question::Cont(ContCallReq {
+                op: LIST_OP,
+                pool: daos_wire::uuid_text(&o.uuid),
+                pool_handle: o.handle.to_vec(),
+                ..Default::default()
+            }));
         }
         if let Some(index) = cont_op(opc) {
             let c = ccont::decode_in(index, call.input)?.ok()?;
@@ -728,6 +821,28 @@ impl Inner {
             return 0;
         };
         let hlc = self.reply_hlc(call.hdr.hlc);
+        if is_list_cont(call.hdr.opc) {
+            let asked = list_cont_in(call.input).map_or(0, |(_, n)| n);
+            let (mut rc, n) = match answer {
+                Ok(r) => (r.status, r.containers.len() as u64),
+                Err(rc) => (*rc, 0),
+            };
+            if rc == 0 && asked > 0 && n > asked {
+                rc = der::TRUNC;
+            }
+            let op_out = PoolOpOut {
+                rc,
+                map_version: 0,
+                hint_flags: cpool::HINT_VALID,
+                hint_rank: self.membership.rank.unwrap_or(0),
+                hint_term: HINT_TERM,
+            };
+            return rpc::write_reply(out, call.mercury.cookie, hlc, 0, |e| {
+                op_out.encode(e)?;
+                e.u64(n, "plco_ncont")
+            })
+            .unwrap_or(0);
+        }
         let index = opcode::index_of(call.hdr.opc);
         let input = ccont::decode_in(index, call.input).and_then(Result::ok);
         let rc = match answer {
@@ -1073,6 +1188,14 @@ impl Inner {
                 };
                 Ok(self.cont_reply(req, out, &Err(rc)))
             }
+            opc if is_list_cont(opc) => {
+                let rc = if list_cont_in(input).is_some() {
+                    der::BUSY
+                } else {
+                    der::INVAL
+                };
+                Ok(self.cont_reply(req, out, &Err(rc)))
+            }
             opc if pool_call_op(opc).is_some() => {
                 // Not handed to daos_server: no link, its queue full, or input that does not
                 // decode.
@@ -1299,6 +1422,25 @@ enum Done {
     SelfTest(Option<usize>),
     /// A container call's answer, or a DER code.
     Cont(Result<ContCallResp, i32>),
+}
+
+/// `ContCallReq.op` of a pool's container list.
+const LIST_OP: u32 = 100;
+
+/// Whether `opc` is POOL_LIST_CONT of a pool version served.
+fn is_list_cont(opc: u32) -> bool {
+    opcode::module_of(opc) == opcode::module::POOL
+        && opcode::index_of(opc) == cpool::op::LIST_CONT
+        && opcode::served_versions(opcode::module::POOL).contains(&opcode::version_of(opc))
+}
+
+/// POOL_LIST_CONT's bulk and count of entries the client has room for.
+fn list_cont_in(input: &[u8]) -> Option<(Option<daos_cart::bulk::Bulk<'_>>, u64)> {
+    let mut d = daos_cart::proc_::Decoder::new(input);
+    cpool::PoolOpIn::decode(&mut d).ok()?;
+    let bulk = daos_cart::bulk::decode(&mut d, "plci_cont_bulk").ok()?;
+    let n = d.u64("plci_ncont").ok()?;
+    Some((bulk, n))
 }
 
 /// The container op index of a container RPC this context hands to daos_server.

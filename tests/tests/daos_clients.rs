@@ -474,6 +474,49 @@ fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
         &create("c1", cont),
     );
     assert_eq!(rc(&out), 0);
+    // The pool's containers: the count alone (no buffer), then into a buffer of 4 entries
+    // (UUID, then the label NUL-padded to 128 bytes).
+    let list = |c: &mut CartClient, n: u64| {
+        use daos_cart::bulk;
+        let at = c.endpoint().bulk_addr(0);
+        let key = c.endpoint().bulk_desc(0, 1).expect("desc").key;
+        let op = cpool::PoolOpIn {
+            uuid: pool,
+            handle: ph,
+            client: [0; 16],
+            time: 0,
+        };
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::POOL, 6, cpool::op::LIST_CONT),
+                T,
+                |e| {
+                    op.encode(e)?;
+                    if n == 0 {
+                        e.u64(0, "no bulk")?;
+                    } else {
+                        let rw = bulk::READ_ONLY | bulk::WRITE_ONLY;
+                        bulk::encode(e, at, n * ccont::CONT_INFO_LEN as u64, key, rw, "bulk")?;
+                    }
+                    e.u64(n, "ncont")
+                },
+            )
+            .expect("list");
+        let mut d = Decoder::new(&r.output);
+        let rc = PoolOpOut::decode(&mut d).expect("op").rc;
+        (rc, d.u64("ncont").expect("ncont"))
+    };
+    assert_eq!(list(&mut c, 0), (0, 1));
+    c.endpoint().bulk_mut(0).fill(0xEE);
+    assert_eq!(list(&mut c, 4), (0, 1));
+    let b = c.endpoint().bulk_buf(0);
+    assert_eq!(&b[..16], &cont);
+    assert_eq!(&b[16..19], b"c1\0");
+    assert!(b[19..ccont::CONT_INFO_LEN].iter().all(|x| *x == 0));
+    assert_eq!(b[ccont::CONT_INFO_LEN], 0xEE, "one entry written");
     // The same label again: DER_EXIST.
     let out = cont_call(
         &mut c,
