@@ -379,12 +379,12 @@ fn pool_connect_query_and_disconnect_as_libdaos_sends_them() {
     bent[6] ^= 0x55;
     assert_ne!(refused(&mut c, uuid, &bent), 0);
     assert_eq!(refused(&mut c, [3; 16], &cred), daos_wire::der::NONEXIST);
-    // A pool RPC not served yet: DER_NOSYS in the body.
+    // A pool RPC not served yet (ATTR_LIST): DER_NOSYS in the body.
     let r = c
-        .call(to, rank, 0, opcode::opcode(module::POOL, 6, 19), T, |_| {
+        .call(to, rank, 0, opcode::opcode(module::POOL, 6, 13), T, |_| {
             Ok(())
         })
-        .expect("list cont");
+        .expect("attr list");
     assert_eq!(
         (r.rc(), &r.output[..4]),
         (0, &daos_wire::der::NOSYS.to_le_bytes()[..])
