@@ -475,7 +475,7 @@ fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
     );
     assert_eq!(rc(&out), 0);
     // The pool's containers: the count alone (no buffer), then into a buffer of 4 entries
-    // (UUID, then the label NUL-padded to 128 bytes).
+    // (UUID, then the label NUL-padded to 128 bytes), DER_TRUNC when it has too little room.
     let list = |c: &mut CartClient, n: u64| {
         use daos_cart::bulk;
         let at = c.endpoint().bulk_addr(0);
@@ -517,6 +517,19 @@ fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
     assert_eq!(&b[16..19], b"c1\0");
     assert!(b[19..ccont::CONT_INFO_LEN].iter().all(|x| *x == 0));
     assert_eq!(b[ccont::CONT_INFO_LEN], 0xEE, "one entry written");
+    // Two containers and room for one: DER_TRUNC with the count, nothing written.
+    let c5 = [0xC5; 16];
+    let out = cont_call(
+        &mut c,
+        ccont::op::CREATE,
+        op(c5, [0; 16]),
+        &create("c5", c5),
+    );
+    assert_eq!(rc(&out), 0);
+    c.endpoint().bulk_mut(0).fill(0xEE);
+    assert_eq!(list(&mut c, 1), (daos_wire::der::TRUNC, 2));
+    assert!(c.endpoint().bulk_buf(0).iter().all(|x| *x == 0xEE));
+    assert_eq!(list(&mut c, 0), (0, 2));
     // The same label again: DER_EXIST.
     let out = cont_call(
         &mut c,
