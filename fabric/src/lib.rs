@@ -846,11 +846,7 @@ impl RdmEndpoint {
         peer: Peer,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<(), EndpointError> {
-        let Some(slot) = self.free_send.pop() else {
-            return Err(EndpointError::Busy(self.send_slots));
-        };
-        let len = fill(&mut self.bufs[slot]).min(self.msg_size);
-        self.queue_send(slot, len, peer, SendKind::Plain)
+        self.fill_and_queue(peer, SendKind::Plain, fill)
     }
 
     /// [`Self::send_with`] with 64 bits of remote CQ data (`fi_senddata`): the receiver's
@@ -862,11 +858,7 @@ impl RdmEndpoint {
         data: u64,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<(), EndpointError> {
-        let Some(slot) = self.free_send.pop() else {
-            return Err(EndpointError::Busy(self.send_slots));
-        };
-        let len = fill(&mut self.bufs[slot]).min(self.msg_size);
-        self.queue_send(slot, len, peer, SendKind::Data(data))
+        self.fill_and_queue(peer, SendKind::Data(data), fill)
     }
 
     /// [`Self::send_with`] as a tagged message (`fi_tsend`), taken only by a receive the peer
@@ -880,11 +872,7 @@ impl RdmEndpoint {
         if !self.tagged {
             return Err(self.fail("fi_tsend (endpoint opened without FI_TAGGED)", -38));
         }
-        let Some(slot) = self.free_send.pop() else {
-            return Err(EndpointError::Busy(self.send_slots));
-        };
-        let len = fill(&mut self.bufs[slot]).min(self.msg_size);
-        self.queue_send(slot, len, peer, SendKind::Tagged(tag))
+        self.fill_and_queue(peer, SendKind::Tagged(tag), fill)
     }
 
     /// Posts a receive for the message tagged `tag` from `peer` (Mercury's expected message:
@@ -923,6 +911,21 @@ impl RdmEndpoint {
                 }
             }
         }
+    }
+
+    /// Takes a free send buffer, has `fill` write the message into it and queues it as `kind`;
+    /// `Busy` (without calling `fill`) when every buffer is in flight.
+    fn fill_and_queue(
+        &mut self,
+        peer: Peer,
+        kind: SendKind,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<(), EndpointError> {
+        let Some(slot) = self.free_send.pop() else {
+            return Err(EndpointError::Busy(self.send_slots));
+        };
+        let len = fill(&mut self.bufs[slot]).min(self.msg_size);
+        self.queue_send(slot, len, peer, kind)
     }
 
     fn queue_send(
