@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use daos_config::Server;
 use daos_drpc::mgmt::{DaosResp, PingRankReq, PoolDestroyReq, PrepShutdownReq, SetRankReq};
 use daos_drpc::srv::NotifyReadyReq;
-use daos_drpc::{Client, HandlerError, MgmtMethod, Registry, SrvMethod};
+use daos_drpc::{Client, DrpcError, HandlerError, MgmtMethod, Registry, SrvMethod};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use prost::Message;
@@ -1892,16 +1892,34 @@ impl Harness {
 }
 
 /// Sends PrepShutdown to one engine; logs and returns false on failure.
+///
+/// As DAOS's control plane, an engine that does not run has nothing to prepare: a socket
+/// nobody listens on (an engine killed, or restarting after its exclusion, between the
+/// supervisor's look and this call) is not a failure. A connection the engine closes
+/// mid-call is tried once more, on a fresh connection, to tell the two apart.
 fn prep_shutdown(index: usize, sock: &Path, rank: u32) -> bool {
-    let prep = Client::connect(sock).and_then(|mut c| {
-        c.set_timeout(Duration::from_secs(2))?;
-        c.call(
-            MgmtMethod::PrepShutdown,
-            &PrepShutdownReq { rank }.encode_to_vec(),
-        )
-    });
+    let once = || {
+        Client::connect(sock).and_then(|mut c| {
+            c.set_timeout(Duration::from_secs(2))?;
+            c.call(
+                MgmtMethod::PrepShutdown,
+                &PrepShutdownReq { rank }.encode_to_vec(),
+            )
+        })
+    };
+    let not_running = |e: &DrpcError| {
+        matches!(e, DrpcError::Connect { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound))
+    };
+    let prep = once().or_else(|e| if not_running(&e) { Err(e) } else { once() });
     match prep {
         Ok(_) => true,
+        Err(e) if not_running(&e) => {
+            info!(
+                "instance {index}: PrepShutdown: the engine does not run ({e}); nothing to prepare"
+            );
+            true
+        }
         Err(e) => {
             warn!("instance {index}: PrepShutdown failed: {e}");
             false
