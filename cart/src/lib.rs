@@ -25,6 +25,7 @@ pub mod cont;
 pub mod header;
 pub mod hlc;
 pub mod mercury;
+pub mod obj;
 pub mod opcode;
 pub mod pool;
 pub mod proc_;

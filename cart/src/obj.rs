@@ -1,0 +1,902 @@
+//! The object protocol, version 10 (DAOS 2.6 and 2.8 clients): what a target decodes of
+//! `OBJ_RW` (update, fetch), the key enumerations, punches and `QUERY_KEY`, and writes back
+//! (`src/object/obj_rpc.h` `DAOS_ISEQ_OBJ_*` / `DAOS_OSEQ_OBJ_*`, `obj_rpc.c` procs; facts
+//! with citations in `docs/daos-protocol/obj_wire.md`).
+//!
+//! Decoding borrows the request: variable-length parts (iods, sgls, bulks) are kept as the
+//! byte ranges they occupy and walked with iterators, so a request decodes without
+//! allocating. Every count is checked against the bytes that are there.
+
+use crate::CartError;
+use crate::bulk::{self, Bulk};
+use crate::proc_::{Decoder, Encoder};
+
+/// Opcode indexes (`OBJ_PROTO_CLI_RPC_LIST`).
+pub mod op {
+    pub const UPDATE: u16 = 0;
+    pub const FETCH: u16 = 1;
+    pub const DKEY_ENUMERATE: u16 = 2;
+    pub const AKEY_ENUMERATE: u16 = 3;
+    pub const RECX_ENUMERATE: u16 = 4;
+    pub const ENUMERATE: u16 = 5;
+    pub const PUNCH: u16 = 6;
+    pub const PUNCH_DKEYS: u16 = 7;
+    pub const PUNCH_AKEYS: u16 = 8;
+    pub const QUERY_KEY: u16 = 9;
+    pub const SYNC: u16 = 10;
+    pub const CPD: u16 = 18;
+    pub const KEY2ANCHOR: u16 = 19;
+    pub const COLL_PUNCH: u16 = 20;
+    pub const COLL_QUERY: u16 = 21;
+}
+
+/// `daos_iod_type_t`.
+pub mod iod_type {
+    pub const NONE: u32 = 0;
+    pub const SINGLE: u32 = 1;
+    pub const ARRAY: u32 = 2;
+}
+
+/// `DAOS_COND_*` (`include/daos_obj.h`), in `orw_api_flags` / `opi_api_flags` and, with
+/// [`cond::PER_AKEY`], in each iod's flags.
+pub mod cond {
+    pub const PUNCH: u64 = 1;
+    pub const DKEY_INSERT: u64 = 2;
+    pub const DKEY_UPDATE: u64 = 4;
+    pub const DKEY_FETCH: u64 = 8;
+    pub const AKEY_INSERT: u64 = 16;
+    pub const AKEY_UPDATE: u64 = 32;
+    pub const AKEY_FETCH: u64 = 64;
+    pub const PER_AKEY: u64 = 128;
+}
+
+/// `ORF_*` request flags (`enum obj_rpc_flags`) the target looks at.
+pub mod orf {
+    pub const RESEND: u32 = 1 << 1;
+    pub const CREATE_MAP: u32 = 1 << 5;
+    pub const ENUM_WITHOUT_EPR: u32 = 1 << 8;
+    pub const CHECK_EXISTENCE: u32 = 1 << 12;
+    pub const CREATE_MAP_DETAIL: u32 = 1 << 13;
+    pub const DESCENDING_ORDER: u32 = 1 << 21;
+}
+
+/// `DAOS_GET_*` flags of `QUERY_KEY`.
+pub mod get {
+    pub const MAX: u64 = 1;
+    pub const MIN: u64 = 2;
+    pub const DKEY: u64 = 4;
+    pub const AKEY: u64 = 8;
+    pub const RECX: u64 = 16;
+}
+
+/// `OBJ_ITER_*`: a key descriptor's type in enumeration replies.
+pub const ITER_DKEY: u32 = 2;
+pub const ITER_AKEY: u32 = 3;
+
+/// `daos_anchor_t`: 120 bytes.
+pub const ANCHOR_LEN: usize = 120;
+/// Where the cursor lives in an anchor (`da_buf`).
+pub const ANCHOR_BUF: usize = 16;
+/// `DAOS_ANCHOR_TYPE_*`.
+pub const ANCHOR_ZERO: u16 = 0;
+pub const ANCHOR_KEY: u16 = 2;
+pub const ANCHOR_EOF: u16 = 3;
+
+/// `struct daos_req_comm_in` / `_out`: 40 bytes at the end of every v10 input and output.
+pub const COMM_LEN: usize = 40;
+
+/// A key descriptor inline: u64 length, u32 type (12 bytes, `crt_proc_daos_key_desc_t`).
+pub const KEY_DESC_INLINE: usize = 12;
+/// A key descriptor through the kds bulk: the C struct, 16 bytes.
+pub const KEY_DESC_RAW: usize = 16;
+
+/// `daos_unit_oid_t`: the object id and the shard a request is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnitOid {
+    pub lo: u64,
+    pub hi: u64,
+    pub shard: u32,
+    pub layout_ver: u16,
+}
+
+impl UnitOid {
+    pub fn decode(d: &mut Decoder<'_>, field: &'static str) -> Result<UnitOid, CartError> {
+        let lo = d.u64(field)?;
+        let hi = d.u64(field)?;
+        let shard = d.u32(field)?;
+        let layout_ver = d.u16(field)?;
+        d.u16(field)?;
+        Ok(UnitOid {
+            lo,
+            hi,
+            shard,
+            layout_ver,
+        })
+    }
+
+    pub fn encode(&self, e: &mut Encoder<'_>, field: &'static str) -> Result<(), CartError> {
+        e.u64(self.lo, field)?;
+        e.u64(self.hi, field)?;
+        e.u32(self.shard, field)?;
+        e.u16(self.layout_ver, field)?;
+        e.u16(0, field)
+    }
+
+    /// The object id as one number (hi in the upper half).
+    pub fn id(&self) -> u128 {
+        u128::from(self.hi) << 64 | u128::from(self.lo)
+    }
+
+    /// `daos_otype_t`, the object's type (bits 63..56 of `hi`).
+    pub fn otype(&self) -> u8 {
+        (self.hi >> 56) as u8
+    }
+
+    /// Whether dkeys are unsigned 64-bit integers (`daos_is_dkey_uint64_type`): what
+    /// `QUERY_KEY`'s `DAOS_GET_DKEY` needs.
+    pub fn dkey_is_u64(&self) -> bool {
+        // DKEY_UINT64 2, MULTI_UINT64 4, KV_UINT64 9, ARRAY 11, ARRAY_ATTR 12, ARRAY_BYTE 13.
+        matches!(self.otype(), 2 | 4 | 9 | 11 | 12 | 13)
+    }
+
+    /// Whether akeys are unsigned 64-bit integers (`daos_is_akey_uint64_type`).
+    pub fn akey_is_u64(&self) -> bool {
+        // AKEY_UINT64 3, MULTI_UINT64 4.
+        matches!(self.otype(), 3 | 4)
+    }
+}
+
+/// `daos_recx_t`: a run of records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recx {
+    pub idx: u64,
+    pub nr: u64,
+}
+
+impl Recx {
+    fn from_raw(b: &[u8]) -> Recx {
+        let mut lo = [0u8; 8];
+        let mut hi = [0u8; 8];
+        lo.copy_from_slice(&b[..8]);
+        hi.copy_from_slice(&b[8..16]);
+        Recx {
+            idx: u64::from_le_bytes(lo),
+            nr: u64::from_le_bytes(hi),
+        }
+    }
+
+    pub fn encode(&self, e: &mut Encoder<'_>, field: &'static str) -> Result<(), CartError> {
+        e.u64(self.idx, field)?;
+        e.u64(self.nr, field)
+    }
+}
+
+/// Skips a `struct dcs_csum_info` (its fields and checksum bytes).
+fn skip_csum_info(d: &mut Decoder<'_>, field: &'static str) -> Result<(), CartError> {
+    let _nr = d.u32(field)?;
+    let buf_len = d.u32(field)?;
+    d.take(8, field)?; // chunk size, type, length
+    d.take(buf_len as usize, field)?;
+    Ok(())
+}
+
+/// An `iod` of an `OBJ_RW` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Iod<'a> {
+    /// The akey.
+    pub name: &'a [u8],
+    pub kind: u32,
+    /// Record size (array) or value size (single); 0: any (fetch) or a punch (update).
+    pub size: u64,
+    /// Per-akey conditions, with [`cond::PER_AKEY`].
+    pub flags: u64,
+    /// Records count (recxs of an array).
+    pub nr: u32,
+    /// The recxs, raw (16 bytes each), when sent.
+    recxs: &'a [u8],
+}
+
+impl<'a> Iod<'a> {
+    /// The recxs (none for a single value).
+    pub fn recxs(&self) -> impl Iterator<Item = Recx> + 'a {
+        self.recxs.chunks_exact(16).map(Recx::from_raw)
+    }
+
+    /// How many recxs came.
+    pub fn recx_count(&self) -> usize {
+        self.recxs.len() / 16
+    }
+
+    fn decode(d: &mut Decoder<'a>, csums: bool, ec: bool) -> Result<Iod<'a>, CartError> {
+        let name = d.iov("iod_name")?;
+        let kind = d.u32("iod_type")?;
+        let size = d.u64("iod_size")?;
+        let flags = d.u64("iod_flags")?;
+        let nr = d.u32("iod_nr")?;
+        if csums {
+            let ic_nr = d.u32("ic_nr")?;
+            for _ in 0..ic_nr {
+                skip_csum_info(d, "ic_data")?;
+            }
+            skip_csum_info(d, "ic_akey")?;
+        }
+        let mut recxs: &[u8] = &[];
+        if nr != 0 {
+            let existing = d.u32("iod_recxs flags")?;
+            if existing & 1 != 0 {
+                recxs = d.take(nr as usize * 16, "iod_recxs")?;
+            }
+            if ec {
+                return Err(CartError::Invalid {
+                    field: "oia_oiod_nr",
+                    why: "erasure-coded objects are not served (no EC classes here)",
+                });
+            }
+        }
+        if !matches!(kind, iod_type::SINGLE | iod_type::ARRAY) {
+            return Err(CartError::Invalid {
+                field: "iod_type",
+                why: "neither SINGLE (1) nor ARRAY (2)",
+            });
+        }
+        Ok(Iod {
+            name,
+            kind,
+            size,
+            flags,
+            nr,
+            recxs,
+        })
+    }
+}
+
+/// A `d_iov_t` of a request's sgl: the sender's buffer length and the bytes it sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Iov<'a> {
+    pub buf_len: u64,
+    pub data: &'a [u8],
+}
+
+fn decode_iov<'a>(d: &mut Decoder<'a>, field: &'static str) -> Result<Iov<'a>, CartError> {
+    let buf_len = d.u64(field)?;
+    let len = d.u64(field)?;
+    if buf_len == 0 {
+        return Ok(Iov { buf_len, data: &[] });
+    }
+    if len > buf_len {
+        return Err(CartError::Invalid {
+            field,
+            why: "iov length above its buffer length",
+        });
+    }
+    let n = usize::try_from(len).map_err(|_| CartError::Length { field, len })?;
+    Ok(Iov {
+        buf_len,
+        data: d.take(n, field)?,
+    })
+}
+
+/// A `d_sg_list_t` of a request: its iovs, walked on demand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sgl<'a> {
+    pub nr: u32,
+    iovs: &'a [u8],
+}
+
+impl<'a> Sgl<'a> {
+    fn decode(d: &mut Decoder<'a>) -> Result<Sgl<'a>, CartError> {
+        let nr = d.u32("sg_nr")?;
+        d.u32("sg_nr_out")?;
+        let start = d.rest();
+        for _ in 0..nr {
+            decode_iov(d, "sg_iovs")?;
+        }
+        let used = start.len() - d.rest().len();
+        Ok(Sgl {
+            nr,
+            iovs: &start[..used],
+        })
+    }
+
+    /// The iovs (already checked at decode).
+    pub fn iovs(&self) -> impl Iterator<Item = Iov<'a>> + 'a {
+        let mut d = Decoder::new(self.iovs);
+        (0..self.nr).map_while(move |_| decode_iov(&mut d, "sg_iovs").ok())
+    }
+
+    /// Room the sender's buffers have in all.
+    pub fn capacity(&self) -> u64 {
+        self.iovs().map(|i| i.buf_len).sum()
+    }
+
+    /// Bytes sent in all.
+    pub fn len(&self) -> usize {
+        self.iovs().map(|i| i.data.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a `CRT_ARRAY` count, refusing one that the remaining bytes cannot hold at `min`
+/// bytes an element.
+fn count(d: &mut Decoder<'_>, field: &'static str, min: usize) -> Result<u32, CartError> {
+    let n = d.u64(field)?;
+    if n.saturating_mul(min as u64) > d.rest().len() as u64 {
+        return Err(CartError::Length { field, len: n });
+    }
+    u32::try_from(n).map_err(|_| CartError::Length { field, len: n })
+}
+
+/// `obj_rw_in` (v10): an update or a fetch of one dkey's akeys on one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RwIn<'a> {
+    pub dti: [u8; 24],
+    pub oid: UnitOid,
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub epoch: u64,
+    pub epoch_first: u64,
+    pub api_flags: u64,
+    pub dkey_hash: u64,
+    pub map_ver: u32,
+    pub nr: u32,
+    pub start_shard: u32,
+    pub flags: u32,
+    pub dkey: &'a [u8],
+    pub iod_nr: u32,
+    iods: &'a [u8],
+    csums: bool,
+    pub sgl_nr: u32,
+    sgls: &'a [u8],
+    pub bulk_nr: u32,
+    bulks: &'a [u8],
+    /// Targets to forward to (replicated classes); none for `S*` objects.
+    pub shard_tgt_nr: u32,
+}
+
+impl<'a> RwIn<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<RwIn<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        let mut dti = [0u8; 24];
+        dti.copy_from_slice(d.take(24, "orw_dti")?);
+        let oid = UnitOid::decode(&mut d, "orw_oid")?;
+        let pool = d.uuid("orw_pool_uuid")?;
+        let co_hdl = d.uuid("orw_co_hdl")?;
+        let co_uuid = d.uuid("orw_co_uuid")?;
+        let epoch = d.u64("orw_epoch")?;
+        let epoch_first = d.u64("orw_epoch_first")?;
+        let api_flags = d.u64("orw_api_flags")?;
+        let dkey_hash = d.u64("orw_dkey_hash")?;
+        let map_ver = d.u32("orw_map_ver")?;
+        let nr = d.u32("orw_nr")?;
+        let start_shard = d.u32("orw_start_shard")?;
+        let flags = d.u32("orw_flags")?;
+        let dkey = d.iov("orw_dkey")?;
+        if d.u8("orw_dkey_csum")? != 0 {
+            skip_csum_info(&mut d, "orw_dkey_csum")?;
+        }
+        // struct obj_iod_array
+        let iod_nr = d.u32("oia_iod_nr")?;
+        let oiod_nr = d.u32("oia_oiod_nr")?;
+        let mut csums = false;
+        let iods_start;
+        if iod_nr == 0 {
+            iods_start = d.rest();
+        } else {
+            let off_nr = d.u32("oia_offs")?;
+            csums = d.u8("oia_iod_csums")? != 0;
+            d.take(off_nr as usize * 8, "oia_offs")?;
+            iods_start = d.rest();
+            for _ in 0..iod_nr {
+                Iod::decode(&mut d, csums, oiod_nr != 0)?;
+            }
+        }
+        let iods = &iods_start[..iods_start.len() - d.rest().len()];
+        if iod_nr != nr {
+            return Err(CartError::Invalid {
+                field: "orw_nr",
+                why: "differs from the iod count",
+            });
+        }
+        let cos = count(&mut d, "orw_dti_cos", 24)?;
+        d.take(cos as usize * 24, "orw_dti_cos")?;
+        let sgl_nr = count(&mut d, "orw_sgls", 8)?;
+        let sgls_start = d.rest();
+        for _ in 0..sgl_nr {
+            Sgl::decode(&mut d)?;
+        }
+        let sgls = &sgls_start[..sgls_start.len() - d.rest().len()];
+        let bulk_nr = count(&mut d, "orw_bulks", 8)?;
+        let bulks_start = d.rest();
+        for _ in 0..bulk_nr {
+            bulk::decode(&mut d, "orw_bulks")?;
+        }
+        let bulks = &bulks_start[..bulks_start.len() - d.rest().len()];
+        let shard_tgt_nr = count(&mut d, "orw_shard_tgts", 20)?;
+        d.take(shard_tgt_nr as usize * 20, "orw_shard_tgts")?;
+        d.u32("orw_tgt_idx")?;
+        d.u32("orw_tgt_max")?;
+        d.take(COMM_LEN, "orw_comm_in")?;
+        if sgl_nr != 0 && sgl_nr != nr {
+            return Err(CartError::Invalid {
+                field: "orw_sgls",
+                why: "neither none nor one per iod",
+            });
+        }
+        if bulk_nr != 0 && bulk_nr != nr {
+            return Err(CartError::Invalid {
+                field: "orw_bulks",
+                why: "neither none nor one per iod",
+            });
+        }
+        Ok(RwIn {
+            dti,
+            oid,
+            pool,
+            co_hdl,
+            co_uuid,
+            epoch,
+            epoch_first,
+            api_flags,
+            dkey_hash,
+            map_ver,
+            nr,
+            start_shard,
+            flags,
+            dkey,
+            iod_nr,
+            iods,
+            csums,
+            sgl_nr,
+            sgls,
+            bulk_nr,
+            bulks,
+            shard_tgt_nr,
+        })
+    }
+
+    /// Whether checksums came with the iods (a container with checksums on).
+    pub fn has_csums(&self) -> bool {
+        self.csums
+    }
+
+    /// The iods (already checked at decode).
+    pub fn iods(&self) -> impl Iterator<Item = Iod<'a>> + 'a {
+        let mut d = Decoder::new(self.iods);
+        let csums = self.csums;
+        (0..self.iod_nr).map_while(move |_| Iod::decode(&mut d, csums, false).ok())
+    }
+
+    /// The inline sgls, one per iod (none: bulk, or a size query).
+    pub fn sgls(&self) -> impl Iterator<Item = Sgl<'a>> + 'a {
+        let mut d = Decoder::new(self.sgls);
+        (0..self.sgl_nr).map_while(move |_| Sgl::decode(&mut d).ok())
+    }
+
+    /// The bulk handles, one per iod (`None`: a NULL handle).
+    pub fn bulks(&self) -> impl Iterator<Item = Option<Bulk<'a>>> + 'a {
+        let mut d = Decoder::new(self.bulks);
+        (0..self.bulk_nr).map_while(move |_| bulk::decode(&mut d, "orw_bulks").ok())
+    }
+}
+
+/// Writes the start of `obj_rw_out` (ret, map version, epoch); the arrays follow.
+pub fn write_rw_head(
+    e: &mut Encoder<'_>,
+    ret: i32,
+    map_version: u32,
+    epoch: u64,
+) -> Result<(), CartError> {
+    e.i32(ret, "orw_ret")?;
+    e.u32(map_version, "orw_map_version")?;
+    e.u64(epoch, "orw_epoch")
+}
+
+/// Writes a `CRT_ARRAY` count.
+pub fn write_count(e: &mut Encoder<'_>, n: usize, field: &'static str) -> Result<(), CartError> {
+    e.u64(n as u64, field)
+}
+
+/// Writes `daos_req_comm_out` (zeros: no enqueue id).
+pub fn write_comm(e: &mut Encoder<'_>) -> Result<(), CartError> {
+    e.take(COMM_LEN, "comm_out")?.fill(0);
+    Ok(())
+}
+
+/// An update's reply (no arrays): ret, map version, epoch, seven empty arrays, comm out.
+pub fn write_update_out(
+    e: &mut Encoder<'_>,
+    ret: i32,
+    map_version: u32,
+    epoch: u64,
+) -> Result<(), CartError> {
+    write_rw_head(e, ret, map_version, epoch)?;
+    for field in [
+        "orw_iod_sizes",
+        "orw_data_sizes",
+        "orw_sgls",
+        "orw_nrs",
+        "orw_iod_csums",
+        "orw_rels",
+        "orw_maps",
+    ] {
+        write_count(e, 0, field)?;
+    }
+    write_comm(e)
+}
+
+/// `obj_punch_in` (v10): an object, dkey or akey punch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PunchIn<'a> {
+    pub dti: [u8; 24],
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub oid: UnitOid,
+    pub epoch: u64,
+    pub api_flags: u64,
+    pub dkey_hash: u64,
+    pub map_ver: u32,
+    pub flags: u32,
+    pub dkey_nr: u32,
+    dkeys: &'a [u8],
+    pub akey_nr: u32,
+    akeys: &'a [u8],
+}
+
+fn iovs_region<'a>(
+    d: &mut Decoder<'a>,
+    field: &'static str,
+) -> Result<(u32, &'a [u8]), CartError> {
+    let n = count(d, field, 16)?;
+    let start = d.rest();
+    for _ in 0..n {
+        d.iov(field)?;
+    }
+    Ok((n, &start[..start.len() - d.rest().len()]))
+}
+
+fn iovs_of<'a>(n: u32, b: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut d = Decoder::new(b);
+    (0..n).map_while(move |_| d.iov("keys").ok())
+}
+
+impl<'a> PunchIn<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<PunchIn<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        let mut dti = [0u8; 24];
+        dti.copy_from_slice(d.take(24, "opi_dti")?);
+        let pool = d.uuid("opi_pool_uuid")?;
+        let co_hdl = d.uuid("opi_co_hdl")?;
+        let co_uuid = d.uuid("opi_co_uuid")?;
+        let oid = UnitOid::decode(&mut d, "opi_oid")?;
+        let epoch = d.u64("opi_epoch")?;
+        let api_flags = d.u64("opi_api_flags")?;
+        let dkey_hash = d.u64("opi_dkey_hash")?;
+        let map_ver = d.u32("opi_map_ver")?;
+        let flags = d.u32("opi_flags")?;
+        let cos = count(&mut d, "opi_dti_cos", 24)?;
+        d.take(cos as usize * 24, "opi_dti_cos")?;
+        let (dkey_nr, dkeys) = iovs_region(&mut d, "opi_dkeys")?;
+        let (akey_nr, akeys) = iovs_region(&mut d, "opi_akeys")?;
+        let tgts = count(&mut d, "opi_shard_tgts", 20)?;
+        d.take(tgts as usize * 20, "opi_shard_tgts")?;
+        d.take(COMM_LEN, "opi_comm_in")?;
+        Ok(PunchIn {
+            dti,
+            pool,
+            co_hdl,
+            co_uuid,
+            oid,
+            epoch,
+            api_flags,
+            dkey_hash,
+            map_ver,
+            flags,
+            dkey_nr,
+            dkeys,
+            akey_nr,
+            akeys,
+        })
+    }
+
+    pub fn dkeys(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        iovs_of(self.dkey_nr, self.dkeys)
+    }
+
+    pub fn akeys(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        iovs_of(self.akey_nr, self.akeys)
+    }
+}
+
+/// A punch's reply: ret, map version, comm out.
+pub fn write_punch_out(e: &mut Encoder<'_>, ret: i32, map_version: u32) -> Result<(), CartError> {
+    e.i32(ret, "opo_ret")?;
+    e.u32(map_version, "opo_map_version")?;
+    write_comm(e)
+}
+
+/// `obj_key_enum_in` (v10): a dkey, akey or recx enumeration of one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnumIn<'a> {
+    pub oid: UnitOid,
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub epr_lo: u64,
+    pub epr_hi: u64,
+    pub map_ver: u32,
+    /// How many key descriptors (or recxs) the client takes.
+    pub nr: u32,
+    pub rec_type: u32,
+    pub flags: u32,
+    pub dkey: &'a [u8],
+    pub akey: &'a [u8],
+    pub anchor: &'a [u8],
+    pub dkey_anchor: &'a [u8],
+    pub akey_anchor: &'a [u8],
+    /// The client's key buffer (its iovs' sizes; the bytes it sends are its buffer's).
+    pub sgl: Sgl<'a>,
+    pub bulk: Option<Bulk<'a>>,
+    pub kds_bulk: Option<Bulk<'a>>,
+}
+
+impl<'a> EnumIn<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<EnumIn<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        d.take(24, "oei_dti")?;
+        let oid = UnitOid::decode(&mut d, "oei_oid")?;
+        let pool = d.uuid("oei_pool_uuid")?;
+        let co_hdl = d.uuid("oei_co_hdl")?;
+        let co_uuid = d.uuid("oei_co_uuid")?;
+        let epr_lo = d.u64("oei_epr")?;
+        let epr_hi = d.u64("oei_epr")?;
+        let map_ver = d.u32("oei_map_ver")?;
+        let nr = d.u32("oei_nr")?;
+        let rec_type = d.u32("oei_rec_type")?;
+        let flags = d.u32("oei_flags")?;
+        let dkey = d.iov("oei_dkey")?;
+        let akey = d.iov("oei_akey")?;
+        let anchor = d.take(ANCHOR_LEN, "oei_anchor")?;
+        let dkey_anchor = d.take(ANCHOR_LEN, "oei_dkey_anchor")?;
+        let akey_anchor = d.take(ANCHOR_LEN, "oei_akey_anchor")?;
+        let sgl = Sgl::decode(&mut d)?;
+        let bulk = bulk::decode(&mut d, "oei_bulk")?;
+        let kds_bulk = bulk::decode(&mut d, "oei_kds_bulk")?;
+        d.take(COMM_LEN, "oei_comm_in")?;
+        Ok(EnumIn {
+            oid,
+            pool,
+            co_hdl,
+            co_uuid,
+            epr_lo,
+            epr_hi,
+            map_ver,
+            nr,
+            rec_type,
+            flags,
+            dkey,
+            akey,
+            anchor,
+            dkey_anchor,
+            akey_anchor,
+            sgl,
+            bulk,
+            kds_bulk,
+        })
+    }
+}
+
+/// `obj_query_key_in` (v10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryKeyIn<'a> {
+    pub co_hdl: [u8; 16],
+    pub pool: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub oid: UnitOid,
+    pub epoch: u64,
+    pub map_ver: u32,
+    pub flags: u32,
+    pub api_flags: u64,
+    pub dkey: &'a [u8],
+    pub akey: &'a [u8],
+}
+
+impl<'a> QueryKeyIn<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<QueryKeyIn<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        d.take(24, "okqi_dti")?;
+        let co_hdl = d.uuid("okqi_co_hdl")?;
+        let pool = d.uuid("okqi_pool_uuid")?;
+        let co_uuid = d.uuid("okqi_co_uuid")?;
+        let oid = UnitOid::decode(&mut d, "okqi_oid")?;
+        let epoch = d.u64("okqi_epoch")?;
+        d.u64("okqi_epoch_first")?;
+        let map_ver = d.u32("okqi_map_ver")?;
+        let flags = d.u32("okqi_flags")?;
+        let api_flags = d.u64("okqi_api_flags")?;
+        let dkey = d.iov("okqi_dkey")?;
+        let akey = d.iov("okqi_akey")?;
+        d.take(COMM_LEN, "okqi_comm_in")?;
+        Ok(QueryKeyIn {
+            co_hdl,
+            pool,
+            co_uuid,
+            oid,
+            epoch,
+            map_ver,
+            flags,
+            api_flags,
+            dkey,
+            akey,
+        })
+    }
+}
+
+/// What `QUERY_KEY` answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryKeyOut<'a> {
+    pub ret: i32,
+    pub map_version: u32,
+    pub epoch: u64,
+    pub dkey: &'a [u8],
+    pub akey: &'a [u8],
+    pub recx: Recx,
+    pub max_epoch: u64,
+}
+
+impl QueryKeyOut<'_> {
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.i32(self.ret, "okqo_ret")?;
+        e.u32(self.map_version, "okqo_map_version")?;
+        e.u64(self.epoch, "okqo_epoch")?;
+        e.u32(0, "okqo_flags")?;
+        e.u32(0, "okqo_pad32_1")?;
+        e.iov(self.dkey, "okqo_dkey")?;
+        e.iov(self.akey, "okqo_akey")?;
+        self.recx.encode(e, "okqo_recx")?;
+        Recx::default().encode(e, "okqo_recx_parity")?;
+        Recx::default().encode(e, "okqo_recx_punched")?;
+        e.u64(self.max_epoch, "okqo_max_epoch")?;
+        write_comm(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes an `obj_rw_in` the way `dc_obj_shard_rw` fills it: one iod, inline data.
+    pub(crate) fn rw_in(
+        e: &mut Encoder<'_>,
+        oid: UnitOid,
+        dkey: &[u8],
+        iod: (&[u8], u32, u64, &[Recx]),
+        data: Option<&[u8]>,
+    ) -> Result<(), CartError> {
+        e.bytes(&[7; 24], "dti")?;
+        oid.encode(e, "oid")?;
+        e.uuid(&[1; 16], "pool")?;
+        e.uuid(&[2; 16], "co_hdl")?;
+        e.uuid(&[3; 16], "co_uuid")?;
+        e.u64(u64::MAX, "epoch")?;
+        e.u64(u64::MAX, "epoch_first")?;
+        e.u64(cond::DKEY_INSERT, "api_flags")?;
+        e.u64(5, "dkey_hash")?;
+        e.u32(4, "map_ver")?;
+        e.u32(1, "nr")?;
+        e.u32(0, "start_shard")?;
+        e.u32(1 << 20, "flags")?;
+        e.iov(dkey, "dkey")?;
+        e.u8(0, "dkey_csum")?;
+        e.u32(1, "iod_nr")?;
+        e.u32(0, "oiod_nr")?;
+        e.u32(0, "off_nr")?;
+        e.u8(0, "csums")?;
+        e.iov(iod.0, "name")?;
+        e.u32(iod.1, "type")?;
+        e.u64(iod.2, "size")?;
+        e.u64(0, "flags")?;
+        e.u32(iod.3.len().max(1) as u32, "nr")?;
+        e.u32(u32::from(!iod.3.is_empty()), "existing")?;
+        for r in iod.3 {
+            r.encode(e, "recx")?;
+        }
+        e.u64(0, "cos")?;
+        match data {
+            Some(data) => {
+                e.u64(1, "sgls")?;
+                e.u32(1, "sg_nr")?;
+                e.u32(0, "sg_nr_out")?;
+                e.iov(data, "iov")?;
+            }
+            None => e.u64(0, "sgls")?,
+        }
+        e.u64(0, "bulks")?;
+        e.u64(0, "shard_tgts")?;
+        e.u32(0, "tgt_idx")?;
+        e.u32(0, "tgt_max")?;
+        e.take(COMM_LEN, "comm")?.fill(0);
+        Ok(())
+    }
+
+    #[test]
+    fn an_inline_array_update_decodes_as_dfs_sends_it() {
+        let oid = UnitOid {
+            lo: 9,
+            hi: 0x0D01_0001_0000_0000,
+            shard: 0,
+            layout_ver: 2,
+        };
+        let mut buf = vec![0u8; 8192];
+        let mut e = Encoder::new(&mut buf);
+        let data = vec![0x5a; 4096];
+        rw_in(
+            &mut e,
+            oid,
+            &1u64.to_le_bytes(),
+            (b"0", iod_type::ARRAY, 1, &[Recx { idx: 0, nr: 4096 }]),
+            Some(&data),
+        )
+        .unwrap();
+        let n = e.len();
+        // The size obj_wire.md §1.3 works out for this request.
+        assert_eq!(n, 4443);
+        let r = RwIn::decode(&buf[..n]).unwrap();
+        assert_eq!(r.oid, oid);
+        assert!(oid.dkey_is_u64());
+        assert_eq!(r.dkey, 1u64.to_le_bytes());
+        assert_eq!((r.nr, r.sgl_nr, r.bulk_nr), (1, 1, 0));
+        let iod = r.iods().next().unwrap();
+        assert_eq!(
+            (iod.name, iod.kind, iod.size),
+            (&b"0"[..], iod_type::ARRAY, 1)
+        );
+        assert_eq!(iod.recxs().collect::<Vec<_>>(), [Recx { idx: 0, nr: 4096 }]);
+        let sgl = r.sgls().next().unwrap();
+        assert_eq!(sgl.len(), 4096);
+        assert_eq!(sgl.iovs().next().unwrap().data, &data[..]);
+        // Every shorter prefix is refused, never a panic.
+        for cut in 0..n {
+            assert!(RwIn::decode(&buf[..cut]).is_err(), "prefix of {cut} bytes");
+        }
+    }
+
+    #[test]
+    fn counts_beyond_the_message_are_refused() {
+        let mut buf = vec![0u8; 1024];
+        let mut e = Encoder::new(&mut buf);
+        rw_in(
+            &mut e,
+            UnitOid::default(),
+            b"d",
+            (b"a", iod_type::SINGLE, 3, &[]),
+            Some(b"abc"),
+        )
+        .unwrap();
+        let n = e.len();
+        // The dti_cos count sits after the iod; make it huge.
+        let r = RwIn::decode(&buf[..n]).unwrap();
+        assert_eq!(r.iods().next().unwrap().recx_count(), 0);
+        let at = n - (8 + 8 + 4 + 4 + 3 + 8 + 8 + 8 + 4 + 4 + COMM_LEN) - 8;
+        buf[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            RwIn::decode(&buf[..n]),
+            Err(CartError::Length {
+                field: "orw_dti_cos",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_update_reply_is_112_bytes() {
+        let mut buf = [0u8; 256];
+        let mut e = Encoder::new(&mut buf);
+        write_update_out(&mut e, 0, 1, 2).unwrap();
+        assert_eq!(e.len(), 112);
+    }
+}
