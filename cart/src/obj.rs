@@ -547,10 +547,7 @@ pub struct PunchIn<'a> {
     akeys: &'a [u8],
 }
 
-fn iovs_region<'a>(
-    d: &mut Decoder<'a>,
-    field: &'static str,
-) -> Result<(u32, &'a [u8]), CartError> {
+fn iovs_region<'a>(d: &mut Decoder<'a>, field: &'static str) -> Result<(u32, &'a [u8]), CartError> {
     let n = count(d, field, 16)?;
     let start = d.rest();
     for _ in 0..n {
@@ -765,6 +762,446 @@ impl QueryKeyOut<'_> {
     }
 }
 
+// ------------------------------------------------------------------------------------------
+// The client's side: requests as `dc_obj_shard_*` fill them, replies as DAOS's engine sends
+// them (daos-rs's tests and its own client use these).
+
+/// An iod to send.
+#[derive(Clone, Copy, Debug)]
+pub struct IodSpec<'a> {
+    pub name: &'a [u8],
+    pub kind: u32,
+    pub size: u64,
+    pub flags: u64,
+    pub recxs: &'a [Recx],
+}
+
+/// A client's bulk handle: its registration key, address and length, and whether the
+/// server may write it.
+#[derive(Clone, Copy, Debug)]
+pub struct BulkRef {
+    pub addr: u64,
+    pub len: u64,
+    pub key: u64,
+    pub writable: bool,
+}
+
+impl BulkRef {
+    fn encode(&self, e: &mut Encoder<'_>, field: &'static str) -> Result<(), CartError> {
+        let flags = if self.writable {
+            bulk::READ_ONLY | bulk::WRITE_ONLY
+        } else {
+            bulk::READ_ONLY
+        };
+        bulk::encode(e, self.addr, self.len, self.key, flags, field)
+    }
+}
+
+/// Where an `OBJ_RW`'s data is.
+#[derive(Clone, Copy, Debug)]
+pub enum RwData<'a> {
+    /// No data: a size query, or an update that punches.
+    None,
+    /// One iov per iod: its buffer length and the bytes sent.
+    Inline(&'a [(u64, &'a [u8])]),
+    /// One bulk handle per iod.
+    Bulk(&'a [BulkRef]),
+}
+
+/// An `OBJ_RW` request.
+#[derive(Clone, Copy, Debug)]
+pub struct RwCall<'a> {
+    pub oid: UnitOid,
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub api_flags: u64,
+    pub map_ver: u32,
+    pub flags: u32,
+    pub dkey: &'a [u8],
+    pub iods: &'a [IodSpec<'a>],
+    pub data: RwData<'a>,
+}
+
+impl RwCall<'_> {
+    /// Writes the input (non-transactional: epochs `DAOS_EPOCH_MAX`).
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.bytes(&[0x5A; 24], "orw_dti")?;
+        self.oid.encode(e, "orw_oid")?;
+        e.uuid(&self.pool, "orw_pool_uuid")?;
+        e.uuid(&self.co_hdl, "orw_co_hdl")?;
+        e.uuid(&self.co_uuid, "orw_co_uuid")?;
+        e.u64(u64::MAX, "orw_epoch")?;
+        e.u64(u64::MAX, "orw_epoch_first")?;
+        e.u64(self.api_flags, "orw_api_flags")?;
+        e.u64(0, "orw_dkey_hash")?;
+        e.u32(self.map_ver, "orw_map_ver")?;
+        e.u32(self.iods.len() as u32, "orw_nr")?;
+        e.u32(self.oid.shard, "orw_start_shard")?;
+        e.u32(self.flags, "orw_flags")?;
+        e.iov(self.dkey, "orw_dkey")?;
+        e.u8(0, "orw_dkey_csum")?;
+        e.u32(self.iods.len() as u32, "oia_iod_nr")?;
+        e.u32(0, "oia_oiod_nr")?;
+        if !self.iods.is_empty() {
+            e.u32(0, "oia_offs")?;
+            e.u8(0, "oia_iod_csums")?;
+            for iod in self.iods {
+                e.iov(iod.name, "iod_name")?;
+                e.u32(iod.kind, "iod_type")?;
+                e.u64(iod.size, "iod_size")?;
+                e.u64(iod.flags, "iod_flags")?;
+                let nr = if iod.kind == iod_type::SINGLE {
+                    1
+                } else {
+                    iod.recxs.len() as u32
+                };
+                e.u32(nr, "iod_nr")?;
+                if nr != 0 {
+                    e.u32(u32::from(!iod.recxs.is_empty()), "iod_recxs flags")?;
+                    for r in iod.recxs {
+                        r.encode(e, "iod_recxs")?;
+                    }
+                }
+            }
+        }
+        write_count(e, 0, "orw_dti_cos")?;
+        match self.data {
+            RwData::Inline(iovs) => {
+                write_count(e, iovs.len(), "orw_sgls")?;
+                for (buf_len, data) in iovs {
+                    e.u32(1, "sg_nr")?;
+                    e.u32(0, "sg_nr_out")?;
+                    e.u64(*buf_len, "iov_buf_len")?;
+                    e.u64(data.len() as u64, "iov_len")?;
+                    e.bytes(data, "iov")?;
+                }
+            }
+            _ => write_count(e, 0, "orw_sgls")?,
+        }
+        match self.data {
+            RwData::Bulk(bulks) => {
+                write_count(e, bulks.len(), "orw_bulks")?;
+                for b in bulks {
+                    b.encode(e, "orw_bulks")?;
+                }
+            }
+            _ => write_count(e, 0, "orw_bulks")?,
+        }
+        write_count(e, 0, "orw_shard_tgts")?;
+        e.u32(0, "orw_tgt_idx")?;
+        e.u32(0, "orw_tgt_max")?;
+        e.take(COMM_LEN, "orw_comm_in")?.fill(0);
+        Ok(())
+    }
+}
+
+/// An `obj_rw_out` as a client reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RwOut {
+    pub ret: i32,
+    pub map_version: u32,
+    pub epoch: u64,
+    pub iod_sizes: Vec<u64>,
+    pub data_sizes: Vec<u64>,
+    /// Per sgl, the bytes of each iov returned.
+    pub sgls: Vec<Vec<Vec<u8>>>,
+    pub nrs: Vec<u32>,
+    /// Per iod map: type, size, lowest and highest run, and the runs listed.
+    pub maps: Vec<(u32, u64, Recx, Recx, Vec<Recx>)>,
+}
+
+fn read_u64s(d: &mut Decoder<'_>, field: &'static str) -> Result<Vec<u64>, CartError> {
+    let n = count(d, field, 8)?;
+    (0..n).map(|_| d.u64(field)).collect()
+}
+
+fn read_recx(d: &mut Decoder<'_>, field: &'static str) -> Result<Recx, CartError> {
+    Ok(Recx {
+        idx: d.u64(field)?,
+        nr: d.u64(field)?,
+    })
+}
+
+impl RwOut {
+    pub fn decode(b: &[u8]) -> Result<RwOut, CartError> {
+        let mut d = Decoder::new(b);
+        let ret = d.i32("orw_ret")?;
+        let map_version = d.u32("orw_map_version")?;
+        let epoch = d.u64("orw_epoch")?;
+        let iod_sizes = read_u64s(&mut d, "orw_iod_sizes")?;
+        let data_sizes = read_u64s(&mut d, "orw_data_sizes")?;
+        let n = count(&mut d, "orw_sgls", 8)?;
+        let mut sgls = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let sg_nr = d.u32("sg_nr")?;
+            d.u32("sg_nr_out")?;
+            let mut iovs = Vec::new();
+            for _ in 0..sg_nr {
+                iovs.push(decode_iov(&mut d, "sg_iovs")?.data.to_vec());
+            }
+            sgls.push(iovs);
+        }
+        let n = count(&mut d, "orw_nrs", 4)?;
+        let nrs = (0..n).map(|_| d.u32("orw_nrs")).collect::<Result<_, _>>()?;
+        if count(&mut d, "orw_iod_csums", 8)? != 0 || count(&mut d, "orw_rels", 8)? != 0 {
+            return Err(CartError::Invalid {
+                field: "orw_iod_csums",
+                why: "checksums and EC lists are not read here",
+            });
+        }
+        let n = count(&mut d, "orw_maps", 40)?;
+        let mut maps = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let kind = d.u32("iom_type")?;
+            let size = d.u64("iom_size")?;
+            let lo = read_recx(&mut d, "iom_recx_lo")?;
+            let hi = read_recx(&mut d, "iom_recx_hi")?;
+            let nr = d.u32("iom_nr")?;
+            let runs = (0..nr)
+                .map(|_| read_recx(&mut d, "iom_recxs"))
+                .collect::<Result<_, _>>()?;
+            maps.push((kind, size, lo, hi, runs));
+        }
+        d.take(COMM_LEN, "orw_comm_out")?;
+        Ok(RwOut {
+            ret,
+            map_version,
+            epoch,
+            iod_sizes,
+            data_sizes,
+            sgls,
+            nrs,
+            maps,
+        })
+    }
+}
+
+/// A punch request.
+#[derive(Clone, Copy, Debug)]
+pub struct PunchCall<'a> {
+    pub oid: UnitOid,
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub api_flags: u64,
+    pub map_ver: u32,
+    pub dkey: Option<&'a [u8]>,
+    pub akeys: &'a [&'a [u8]],
+}
+
+impl PunchCall<'_> {
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.bytes(&[0x5B; 24], "opi_dti")?;
+        e.uuid(&self.pool, "opi_pool_uuid")?;
+        e.uuid(&self.co_hdl, "opi_co_hdl")?;
+        e.uuid(&self.co_uuid, "opi_co_uuid")?;
+        self.oid.encode(e, "opi_oid")?;
+        e.u64(u64::MAX, "opi_epoch")?;
+        e.u64(self.api_flags, "opi_api_flags")?;
+        e.u64(0, "opi_dkey_hash")?;
+        e.u32(self.map_ver, "opi_map_ver")?;
+        e.u32(0, "opi_flags")?;
+        write_count(e, 0, "opi_dti_cos")?;
+        match self.dkey {
+            Some(k) => {
+                write_count(e, 1, "opi_dkeys")?;
+                e.iov(k, "opi_dkeys")?;
+            }
+            None => write_count(e, 0, "opi_dkeys")?,
+        }
+        write_count(e, self.akeys.len(), "opi_akeys")?;
+        for a in self.akeys {
+            e.iov(a, "opi_akeys")?;
+        }
+        write_count(e, 0, "opi_shard_tgts")?;
+        e.take(COMM_LEN, "opi_comm_in")?.fill(0);
+        Ok(())
+    }
+}
+
+/// A dkey or akey enumeration request.
+#[derive(Clone, Copy, Debug)]
+pub struct EnumCall<'a> {
+    pub oid: UnitOid,
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub map_ver: u32,
+    pub nr: u32,
+    /// The dkey whose akeys are listed (akey enumeration).
+    pub dkey: &'a [u8],
+    pub dkey_anchor: &'a [u8; ANCHOR_LEN],
+    pub akey_anchor: &'a [u8; ANCHOR_LEN],
+    /// The key buffer's size; sent inline (zeros) unless `bulk` is given.
+    pub buf_len: u64,
+    pub bulk: Option<BulkRef>,
+    pub kds_bulk: Option<BulkRef>,
+}
+
+impl EnumCall<'_> {
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.take(24, "oei_dti")?.fill(0);
+        self.oid.encode(e, "oei_oid")?;
+        e.uuid(&self.pool, "oei_pool_uuid")?;
+        e.uuid(&self.co_hdl, "oei_co_hdl")?;
+        e.uuid(&self.co_uuid, "oei_co_uuid")?;
+        e.u64(u64::MAX, "oei_epr")?;
+        e.u64(u64::MAX, "oei_epr")?;
+        e.u32(self.map_ver, "oei_map_ver")?;
+        e.u32(self.nr, "oei_nr")?;
+        e.u32(0, "oei_rec_type")?;
+        e.u32(orf::ENUM_WITHOUT_EPR, "oei_flags")?;
+        e.iov(self.dkey, "oei_dkey")?;
+        e.iov(&[], "oei_akey")?;
+        e.take(ANCHOR_LEN, "oei_anchor")?.fill(0);
+        e.bytes(self.dkey_anchor, "oei_dkey_anchor")?;
+        e.bytes(self.akey_anchor, "oei_akey_anchor")?;
+        e.u32(1, "sg_nr")?;
+        e.u32(0, "sg_nr_out")?;
+        e.u64(self.buf_len, "iov_buf_len")?;
+        // As libdaos does: the buffer's bytes travel even with a bulk (zeros here).
+        e.u64(self.buf_len, "iov_len")?;
+        let n = usize::try_from(self.buf_len).map_err(|_| CartError::Length {
+            field: "iov",
+            len: self.buf_len,
+        })?;
+        e.take(n, "iov")?.fill(0);
+        match &self.bulk {
+            Some(b) => b.encode(e, "oei_bulk")?,
+            None => e.u64(0, "oei_bulk")?,
+        }
+        match &self.kds_bulk {
+            Some(b) => b.encode(e, "oei_kds_bulk")?,
+            None => e.u64(0, "oei_kds_bulk")?,
+        }
+        e.take(COMM_LEN, "oei_comm_in")?.fill(0);
+        Ok(())
+    }
+}
+
+/// An `obj_key_enum_out` as a client reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnumOut {
+    pub ret: i32,
+    pub map_version: u32,
+    pub num: u32,
+    pub size: u64,
+    pub anchor: [u8; ANCHOR_LEN],
+    pub dkey_anchor: [u8; ANCHOR_LEN],
+    pub akey_anchor: [u8; ANCHOR_LEN],
+    /// (key length, type) per key, when sent inline.
+    pub kds: Vec<(u64, u32)>,
+    /// The keys' bytes, when sent inline.
+    pub keys: Vec<u8>,
+}
+
+impl EnumOut {
+    pub fn decode(b: &[u8]) -> Result<EnumOut, CartError> {
+        let mut d = Decoder::new(b);
+        let ret = d.i32("oeo_ret")?;
+        let map_version = d.u32("oeo_map_version")?;
+        d.u64("oeo_epoch")?;
+        let num = d.u32("oeo_num")?;
+        d.u32("oeo_padding")?;
+        let size = d.u64("oeo_size")?;
+        let mut anchors = [[0u8; ANCHOR_LEN]; 3];
+        for (a, f) in anchors
+            .iter_mut()
+            .zip(["oeo_anchor", "oeo_dkey_anchor", "oeo_akey_anchor"])
+        {
+            a.copy_from_slice(d.take(ANCHOR_LEN, f)?);
+        }
+        let n = count(&mut d, "oeo_kds", KEY_DESC_INLINE)?;
+        let kds = (0..n)
+            .map(|_| Ok((d.u64("kd_key_len")?, d.u32("kd_val_type")?)))
+            .collect::<Result<_, CartError>>()?;
+        let sg_nr = d.u32("sg_nr")?;
+        d.u32("sg_nr_out")?;
+        let mut keys = Vec::new();
+        for _ in 0..sg_nr {
+            keys.extend_from_slice(decode_iov(&mut d, "sg_iovs")?.data);
+        }
+        d.iov("oeo_csum_iov")?;
+        let recxs = count(&mut d, "oeo_recxs", 16)?;
+        d.take(recxs as usize * 16, "oeo_recxs")?;
+        let eprs = count(&mut d, "oeo_eprs", 16)?;
+        d.take(eprs as usize * 16, "oeo_eprs")?;
+        d.take(COMM_LEN, "oeo_comm_out")?;
+        let [anchor, dkey_anchor, akey_anchor] = anchors;
+        Ok(EnumOut {
+            ret,
+            map_version,
+            num,
+            size,
+            anchor,
+            dkey_anchor,
+            akey_anchor,
+            kds,
+            keys,
+        })
+    }
+}
+
+/// A `QUERY_KEY` request.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryKeyCall<'a> {
+    pub oid: UnitOid,
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub map_ver: u32,
+    pub api_flags: u64,
+    pub dkey: &'a [u8],
+    pub akey: &'a [u8],
+}
+
+impl QueryKeyCall<'_> {
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.take(24, "okqi_dti")?.fill(0);
+        e.uuid(&self.co_hdl, "okqi_co_hdl")?;
+        e.uuid(&self.pool, "okqi_pool_uuid")?;
+        e.uuid(&self.co_uuid, "okqi_co_uuid")?;
+        self.oid.encode(e, "okqi_oid")?;
+        e.u64(u64::MAX, "okqi_epoch")?;
+        e.u64(u64::MAX, "okqi_epoch_first")?;
+        e.u32(self.map_ver, "okqi_map_ver")?;
+        e.u32(0, "okqi_flags")?;
+        e.u64(self.api_flags, "okqi_api_flags")?;
+        e.iov(self.dkey, "okqi_dkey")?;
+        e.iov(self.akey, "okqi_akey")?;
+        e.take(COMM_LEN, "okqi_comm_in")?.fill(0);
+        Ok(())
+    }
+}
+
+impl<'a> QueryKeyOut<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<QueryKeyOut<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        let ret = d.i32("okqo_ret")?;
+        let map_version = d.u32("okqo_map_version")?;
+        let epoch = d.u64("okqo_epoch")?;
+        d.u32("okqo_flags")?;
+        d.u32("okqo_pad32_1")?;
+        let dkey = d.iov("okqo_dkey")?;
+        let akey = d.iov("okqo_akey")?;
+        let recx = read_recx(&mut d, "okqo_recx")?;
+        read_recx(&mut d, "okqo_recx_parity")?;
+        read_recx(&mut d, "okqo_recx_punched")?;
+        let max_epoch = d.u64("okqo_max_epoch")?;
+        d.take(COMM_LEN, "okqo_comm_out")?;
+        Ok(QueryKeyOut {
+            ret,
+            map_version,
+            epoch,
+            dkey,
+            akey,
+            recx,
+            max_epoch,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,5 +1335,152 @@ mod tests {
         let mut e = Encoder::new(&mut buf);
         write_update_out(&mut e, 0, 1, 2).unwrap();
         assert_eq!(e.len(), 112);
+    }
+
+    #[test]
+    fn what_a_client_writes_the_target_decodes() {
+        let oid = UnitOid {
+            lo: 1,
+            hi: 0x0001_0001_0000_0000,
+            shard: 3,
+            layout_ver: 2,
+        };
+        let mut buf = vec![0u8; 4096];
+        let recxs = [Recx { idx: 4, nr: 2 }];
+        let iods = [
+            IodSpec {
+                name: b"a",
+                kind: iod_type::SINGLE,
+                size: 3,
+                flags: 0,
+                recxs: &[],
+            },
+            IodSpec {
+                name: b"b",
+                kind: iod_type::ARRAY,
+                size: 8,
+                flags: cond::AKEY_INSERT,
+                recxs: &recxs,
+            },
+        ];
+        let data = [(3, &b"xyz"[..]), (16, &[1u8; 16][..])];
+        let call = RwCall {
+            oid,
+            pool: [1; 16],
+            co_hdl: [2; 16],
+            co_uuid: [3; 16],
+            api_flags: cond::PER_AKEY,
+            map_ver: 9,
+            flags: orf::CREATE_MAP,
+            dkey: b"dk",
+            iods: &iods,
+            data: RwData::Inline(&data),
+        };
+        let mut e = Encoder::new(&mut buf);
+        call.encode(&mut e).unwrap();
+        let n = e.len();
+        let q = RwIn::decode(&buf[..n]).unwrap();
+        assert_eq!(
+            (q.oid, q.map_ver, q.flags, q.dkey),
+            (oid, 9, orf::CREATE_MAP, &b"dk"[..])
+        );
+        let got: Vec<_> = q
+            .iods()
+            .map(|i| (i.name, i.kind, i.size, i.flags))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (&b"a"[..], iod_type::SINGLE, 3, 0),
+                (&b"b"[..], iod_type::ARRAY, 8, cond::AKEY_INSERT)
+            ]
+        );
+        assert_eq!(q.iods().nth(1).unwrap().recxs().collect::<Vec<_>>(), recxs);
+        let sent: Vec<Vec<u8>> = q
+            .sgls()
+            .map(|s| s.iovs().flat_map(|i| i.data.to_vec()).collect())
+            .collect();
+        assert_eq!(sent, [b"xyz".to_vec(), vec![1u8; 16]]);
+
+        let bulks = [BulkRef {
+            addr: 0x1000,
+            len: 4096,
+            key: 77,
+            writable: true,
+        }];
+        let call = RwCall {
+            iods: &iods[..1],
+            data: RwData::Bulk(&bulks),
+            ..call
+        };
+        let mut e = Encoder::new(&mut buf);
+        call.encode(&mut e).unwrap();
+        let n = e.len();
+        let q = RwIn::decode(&buf[..n]).unwrap();
+        let b = q.bulks().next().unwrap().unwrap();
+        assert_eq!(
+            (b.len, b.key, b.addr, b.writable()),
+            (4096, 77, 0x1000, true)
+        );
+
+        let anchor = [0u8; ANCHOR_LEN];
+        let mut e = Encoder::new(&mut buf);
+        EnumCall {
+            oid,
+            pool: [1; 16],
+            co_hdl: [2; 16],
+            co_uuid: [3; 16],
+            map_ver: 1,
+            nr: 16,
+            dkey: b"",
+            dkey_anchor: &anchor,
+            akey_anchor: &anchor,
+            buf_len: 100,
+            bulk: None,
+            kds_bulk: None,
+        }
+        .encode(&mut e)
+        .unwrap();
+        let n = e.len();
+        let q = EnumIn::decode(&buf[..n]).unwrap();
+        assert_eq!((q.nr, q.sgl.capacity(), q.bulk), (16, 100, None));
+
+        let mut e = Encoder::new(&mut buf);
+        PunchCall {
+            oid,
+            pool: [1; 16],
+            co_hdl: [2; 16],
+            co_uuid: [3; 16],
+            api_flags: cond::PUNCH,
+            map_ver: 1,
+            dkey: Some(b"d"),
+            akeys: &[b"x", b"y"],
+        }
+        .encode(&mut e)
+        .unwrap();
+        let n = e.len();
+        let q = PunchIn::decode(&buf[..n]).unwrap();
+        assert_eq!(q.dkeys().collect::<Vec<_>>(), [b"d"]);
+        assert_eq!(q.akeys().collect::<Vec<_>>(), [b"x", b"y"]);
+
+        let mut e = Encoder::new(&mut buf);
+        QueryKeyCall {
+            oid,
+            pool: [1; 16],
+            co_hdl: [2; 16],
+            co_uuid: [3; 16],
+            map_ver: 1,
+            api_flags: get::DKEY | get::RECX | get::MAX,
+            dkey: b"",
+            akey: b"0",
+        }
+        .encode(&mut e)
+        .unwrap();
+        let n = e.len();
+        let q = QueryKeyIn::decode(&buf[..n]).unwrap();
+        assert_eq!((q.co_hdl, q.pool, q.akey), ([2; 16], [1; 16], &b"0"[..]));
+        for cut in 0..n {
+            assert!(QueryKeyIn::decode(&buf[..cut]).is_err());
+        }
     }
 }

@@ -14,10 +14,18 @@ pub enum Subsys {
     Swim,
     Server,
     Pool,
+    /// DAOS's clients' object I/O on the targets.
+    Object,
 }
 
 impl Subsys {
-    const ALL: [Subsys; 4] = [Subsys::Mgmt, Subsys::Swim, Subsys::Server, Subsys::Pool];
+    const ALL: [Subsys; 5] = [
+        Subsys::Mgmt,
+        Subsys::Swim,
+        Subsys::Server,
+        Subsys::Pool,
+        Subsys::Object,
+    ];
 
     /// DAOS's name of the subsystem.
     pub fn name(self) -> &'static str {
@@ -26,12 +34,13 @@ impl Subsys {
             Subsys::Swim => "SWIM",
             Subsys::Server => "SERVER",
             Subsys::Pool => "POOL",
+            Subsys::Object => "OBJECT",
         }
     }
 }
 
 const ERR: u8 = 4;
-static LEVELS: [AtomicU8; 4] = [const { AtomicU8::new(ERR) }; 4];
+static LEVELS: [AtomicU8; 5] = [const { AtomicU8::new(ERR) }; 5];
 
 /// Applies `mask` to every subsystem.
 pub fn set(mask: &LogMask) {

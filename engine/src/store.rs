@@ -1402,20 +1402,33 @@ impl<S: Media, B: Media> Store<S, B> {
         len: usize,
         epoch: u64,
     ) -> Result<Vec<u8>, StoreError> {
+        if len > READ_MAX {
+            return Err(StoreError::ReadTooLarge(len));
+        }
+        let mut out = vec![0u8; len];
+        self.read_extent_into(key, offset, &mut out, epoch)?;
+        Ok(out)
+    }
+
+    /// [`Self::read_extent`] into `out` (its length is the read's).
+    pub fn read_extent_into(
+        &self,
+        key: AkeyRef<'_>,
+        offset: u64,
+        out: &mut [u8],
+        epoch: u64,
+    ) -> Result<(), StoreError> {
         let AkeyRef {
             cont,
             oid,
             dkey,
             akey,
         } = key;
-        if len > READ_MAX {
-            return Err(StoreError::ReadTooLarge(len));
-        }
-        let end = extent_end(offset, len)?;
-        let mut out = vec![0u8; len];
+        let end = extent_end(offset, out.len())?;
+        out.fill(0);
         let floor = self.punched_at(cont, oid, dkey, epoch);
         let Some(h) = self.history(cont, oid, dkey, akey) else {
-            return Ok(out);
+            return Ok(());
         };
         let akey_punch = h
             .iter()
@@ -1451,12 +1464,175 @@ impl<S: Media, B: Media> Store<S, B> {
                     .copy_from_slice(&data[(start - eo) as usize..(stop - eo) as usize]);
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The length of an akey's single value as of `epoch`, without reading it.
+    pub fn single_len(&self, key: AkeyRef<'_>, epoch: u64) -> Option<usize> {
+        self.latest_single(key.cont, key.oid, key.dkey, key.akey, epoch)
+            .map(|loc| loc.parts().1 as usize)
     }
 
     fn akey_live(&self, h: &AkeyHistory, floor: u64) -> bool {
         let newest = h.iter().filter(|(e, _)| *e > floor).max_by_key(|(e, _)| *e);
         matches!(newest, Some((_, Value::Single(_) | Value::Extent { .. })))
+    }
+
+    /// Whether `dkey` of the object has a live akey (DAOS's "the dkey exists").
+    pub fn dkey_exists(&self, cont: Cont, oid: Oid, dkey: &[u8]) -> bool {
+        let floor = self.punched_at(cont, oid, dkey, u64::MAX);
+        self.index
+            .objects
+            .get(&(cont, oid))
+            .and_then(|o| o.1.get(dkey))
+            .is_some_and(|dk| dk.1.values().any(|h| self.akey_live(h, floor)))
+    }
+
+    /// Whether the akey holds a live value.
+    pub fn akey_exists(&self, key: AkeyRef<'_>) -> bool {
+        let floor = self.punched_at(key.cont, key.oid, key.dkey, u64::MAX);
+        self.history(key.cont, key.oid, key.dkey, key.akey)
+            .is_some_and(|h| self.akey_live(h, floor))
+    }
+
+    /// Whether the object holds anything live.
+    pub fn object_exists(&self, cont: Cont, oid: Oid) -> bool {
+        self.index
+            .objects
+            .get(&(cont, oid))
+            .is_some_and(|o| o.1.keys().any(|d| self.dkey_exists(cont, oid, d)))
+    }
+
+    /// Hands the object's live dkeys from `from` on, in order (descending with `reverse`),
+    /// to `f` until it returns false; nothing is copied.
+    pub fn walk_dkeys(
+        &self,
+        cont: Cont,
+        oid: Oid,
+        from: std::ops::Bound<&[u8]>,
+        reverse: bool,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) {
+        use std::ops::Bound;
+        let Some(obj) = self.index.objects.get(&(cont, oid)) else {
+            return;
+        };
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = if reverse {
+            (Bound::Unbounded, from)
+        } else {
+            (from, Bound::Unbounded)
+        };
+        let mut visit = |d: &Vec<u8>| !self.dkey_exists(cont, oid, d) || f(d);
+        let r = obj.1.range::<[u8], _>(bounds);
+        if reverse {
+            for (d, _) in r.rev() {
+                if !visit(d) {
+                    return;
+                }
+            }
+        } else {
+            for (d, _) in r {
+                if !visit(d) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands a dkey's live akeys from `from` on, in order, to `f` until it returns false.
+    pub fn walk_akeys(
+        &self,
+        cont: Cont,
+        oid: Oid,
+        dkey: &[u8],
+        from: std::ops::Bound<&[u8]>,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) {
+        let floor = self.punched_at(cont, oid, dkey, u64::MAX);
+        let Some(dk) = self
+            .index
+            .objects
+            .get(&(cont, oid))
+            .and_then(|o| o.1.get(dkey))
+        else {
+            return;
+        };
+        for (a, h) in dk.1.range::<[u8], _>((from, std::ops::Bound::Unbounded)) {
+            if self.akey_live(h, floor) && !f(a) {
+                return;
+            }
+        }
+    }
+
+    /// The parts of `[lo, hi)` of an akey's array that hold written bytes as of `epoch`
+    /// (DAOS's visible, non-hole extents), merged and in order, into `out` (cleared first).
+    pub fn visible_extents(
+        &self,
+        key: AkeyRef<'_>,
+        lo: u64,
+        hi: u64,
+        epoch: u64,
+        out: &mut Vec<(u64, u64)>,
+    ) {
+        out.clear();
+        let AkeyRef {
+            cont,
+            oid,
+            dkey,
+            akey,
+        } = key;
+        let Some(h) = self.history(cont, oid, dkey, akey) else {
+            return;
+        };
+        let floor = self.punched_at(cont, oid, dkey, epoch).max(
+            h.iter()
+                .filter(|(e, v)| *e <= epoch && matches!(v, Value::Punch))
+                .map(|(e, _)| *e)
+                .max()
+                .unwrap_or(0),
+        );
+        for (e, v) in h {
+            if let Value::Extent { offset, loc } = v
+                && *e <= epoch
+                && *e > floor
+            {
+                let end = offset.saturating_add(u64::from(loc.parts().1));
+                let (s, t) = ((*offset).max(lo), end.min(hi));
+                if s < t {
+                    out.push((s, t));
+                }
+            }
+        }
+        out.sort_unstable();
+        let mut merged = 0;
+        for i in 0..out.len() {
+            if merged > 0 && out[i].0 <= out[merged - 1].1 {
+                out[merged - 1].1 = out[merged - 1].1.max(out[i].1);
+            } else {
+                out[merged] = out[i];
+                merged += 1;
+            }
+        }
+        out.truncate(merged);
+    }
+
+    /// The epoch of the newest change of the object (0: none), what DAOS reports as an
+    /// object's last write.
+    pub fn object_epoch(&self, cont: Cont, oid: Oid) -> u64 {
+        let Some(obj) = self.index.objects.get(&(cont, oid)) else {
+            return 0;
+        };
+        let punches = obj.0.iter().copied().max().unwrap_or(0);
+        obj.1
+            .values()
+            .flat_map(|dk| {
+                dk.0.iter()
+                    .copied()
+                    .chain(dk.1.values().flat_map(|h| h.iter().map(|(e, _)| *e)))
+            })
+            .max()
+            .unwrap_or(0)
+            .max(punches)
     }
 
     /// Live dkeys of an object.

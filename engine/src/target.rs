@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf};
+use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf, Shape};
+
+mod objects;
 
 use crate::pool::{PoolStore, TargetStore};
 use crate::store::{Change, Order, StoreError};
@@ -131,6 +133,9 @@ pub struct TargetService {
     versions: HashMap<[u8; 16], Arc<AtomicU32>>,
     /// Each pool's handle table (shared with the [`PoolStore`]), taken likewise.
     handles: HashMap<[u8; 16], Arc<crate::handles::HandleTable>>,
+    /// DAOS's clients' object I/O ([`objects`]) and its slots' scratch buffers.
+    cart: objects::Cart,
+    cart_scratch: Vec<Box<[u8]>>,
 }
 
 impl TargetService {
@@ -141,27 +146,25 @@ impl TargetService {
         at: &Endpoint,
     ) -> Result<TargetService, EndpointError> {
         let port = at.port.to_string();
-        // RMA when the provider has it; clients then send bulk requests.
-        let ep = RdmEndpoint::open_with_rma(
-            &at.provider,
-            Some(&at.node),
-            Some(&port),
-            MSG_MAX,
-            SEND_SLOTS,
-            RECV_SLOTS,
-            BULK_SLOTS,
-            BULK_MAX,
-        )
-        .or_else(|_| {
-            RdmEndpoint::open(
-                &at.provider,
-                Some(&at.node),
-                Some(&port),
-                MSG_MAX,
-                SEND_SLOTS,
-                RECV_SLOTS,
-            )
-        })?;
+        // Tagged messages and RMA as Mercury uses them (DAOS's clients), beside daos-rs's own
+        // untagged messages; without RMA when the provider has none.
+        let shape = Shape {
+            tagged: true,
+            unexpected_tag: Some(daos_cart::mercury::UNEXPECTED_TAG),
+            bulk: Some((BULK_SLOTS + objects::SLOTS, BULK_MAX)),
+            ..Shape::messages(MSG_MAX, SEND_SLOTS, RECV_SLOTS)
+        };
+        let ep = RdmEndpoint::open_shaped(&at.provider, Some(&at.node), Some(&port), shape)
+            .or_else(|_| {
+                RdmEndpoint::open(
+                    &at.provider,
+                    Some(&at.node),
+                    Some(&port),
+                    MSG_MAX,
+                    SEND_SLOTS,
+                    RECV_SLOTS,
+                )
+            })?;
         Ok(TargetService {
             index,
             pools,
@@ -176,6 +179,8 @@ impl TargetService {
             bulk: (0..BULK_SLOTS).map(|_| None).collect(),
             versions: HashMap::new(),
             handles: HashMap::new(),
+            cart: objects::Cart::new(),
+            cart_scratch: objects::scratch(),
         })
     }
 
@@ -286,8 +291,16 @@ impl TargetService {
             }
         };
         self.waiting.extend(self.held.drain(..));
-        work += self.advance_bulk();
+        work += self.advance_bulk() + self.advance_cart();
         while let Some(&r) = self.waiting.front() {
+            if let Some(tag) = objects::mercury_tag(&r) {
+                if !self.take_cart(r, tag) {
+                    break; // no send buffer or slot: back-pressure
+                }
+                self.waiting.pop_front();
+                work += 1;
+                continue;
+            }
             let Ok(header) = Header::read(self.ep.message(r)) else {
                 // Not ours: drop it.
                 self.waiting.pop_front();
@@ -378,7 +391,7 @@ impl TargetService {
                 }
             }
         }
-        work + self.advance_bulk()
+        work + self.advance_bulk() + self.advance_cart()
     }
 
     /// Begins a bulk request in `slot`: an update reads the client's buffer; a fetch reads
@@ -507,8 +520,11 @@ impl TargetService {
     /// Moves bulk requests on: posts RMAs, applies finished reads, sends finished replies.
     fn advance_bulk(&mut self) -> usize {
         let mut work = 0;
-        let Self { ep, bulk, .. } = self;
+        let Self { ep, bulk, cart, .. } = self;
         ep.take_rma(|id, ok| {
+            if cart.rma_done(id, ok) {
+                return;
+            }
             if let Some(Some(op)) = bulk.get_mut(id as usize)
                 && let Stage::Moving { read, len } = op.stage
             {
@@ -874,6 +890,19 @@ fn store_for<'s>(
     damaged: &HashMap<[u8; 16], String>,
     h: &Header,
 ) -> Result<&'s mut TargetStore, (i32, String)> {
+    store_of(index, pools, stores, damaged, &h.pool)
+}
+
+/// The target's store of `pool`, opened (recovered) at its first use.
+fn store_of<'s>(
+    index: u32,
+    pools: &PoolStore,
+    stores: &'s mut HashMap<[u8; 16], TargetStore>,
+    damaged: &HashMap<[u8; 16], String>,
+    pool: &[u8; 16],
+) -> Result<&'s mut TargetStore, (i32, String)> {
+    let h = Header::request(wire::Op::Ping, 0, *pool, [0; 16], &[]);
+    let h = &h;
     if let Some(why) = damaged.get(&h.pool) {
         return Err((der::IO, why.clone()));
     }

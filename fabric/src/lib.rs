@@ -657,7 +657,31 @@ impl RdmEndpoint {
         remote: RemoteBuf,
         id: u64,
     ) -> Result<(), EndpointError> {
-        self.rma(true, peer, slot, remote, id)
+        self.rma(true, peer, slot, 0, remote, id)
+    }
+
+    /// [`Self::rma_read`] into bulk slot `slot` from byte `at` on.
+    pub fn rma_read_at(
+        &mut self,
+        peer: Peer,
+        slot: usize,
+        at: usize,
+        remote: RemoteBuf,
+        id: u64,
+    ) -> Result<(), EndpointError> {
+        self.rma(true, peer, slot, at, remote, id)
+    }
+
+    /// [`Self::rma_write`] from bulk slot `slot`'s byte `at` on.
+    pub fn rma_write_at(
+        &mut self,
+        peer: Peer,
+        slot: usize,
+        at: usize,
+        remote: RemoteBuf,
+        id: u64,
+    ) -> Result<(), EndpointError> {
+        self.rma(false, peer, slot, at, remote, id)
     }
 
     /// Writes the first `remote.len` bytes of bulk slot `slot` to `remote` of `peer`.
@@ -668,7 +692,7 @@ impl RdmEndpoint {
         remote: RemoteBuf,
         id: u64,
     ) -> Result<(), EndpointError> {
-        self.rma(false, peer, slot, remote, id)
+        self.rma(false, peer, slot, 0, remote, id)
     }
 
     fn rma(
@@ -676,6 +700,7 @@ impl RdmEndpoint {
         read: bool,
         peer: Peer,
         slot: usize,
+        at: usize,
         remote: RemoteBuf,
         id: u64,
     ) -> Result<(), EndpointError> {
@@ -683,13 +708,13 @@ impl RdmEndpoint {
             return Err(self.fail("fi_read/fi_write (endpoint opened without RMA)", -38));
         };
         let len = remote.len as usize;
-        if len > b.slot_size || (slot + 1) * b.slot_size > b.mem.len() {
+        if at.saturating_add(len) > b.slot_size || (slot + 1) * b.slot_size > b.mem.len() {
             return Err(EndpointError::TooLarge {
-                len,
+                len: at.saturating_add(len),
                 max: b.slot_size,
             });
         }
-        let buf = b.mem[slot * b.slot_size..].as_mut_ptr();
+        let buf = b.mem[slot * b.slot_size + at..].as_mut_ptr();
         let desc = b.regs[slot].desc;
         let ctx = (RMA_CONTEXT | id as usize) as *mut std::ffi::c_void;
         // SAFETY: the slot lies inside the registered region owned by `self`, which outlives

@@ -21,20 +21,7 @@ pub const OP_CONNECT: u32 = 1;
 pub const OP_DISCONNECT: u32 = 2;
 pub const OP_QUERY: u32 = 3;
 
-/// The cookie a DAOS client's handle UUID (pool or container) names: its two halves mixed
-/// (splitmix64), never 0. Distinct UUIDs name distinct cookies but with odds of 2^-64.
-pub fn handle_cookie(uuid: &[u8]) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    let mut a = [0u8; 8];
-    let mut b = [0u8; 8];
-    a.copy_from_slice(uuid.get(..8).unwrap_or(&[0; 8]));
-    b.copy_from_slice(uuid.get(8..16).unwrap_or(&[0; 8]));
-    mix(u64::from_le_bytes(a) ^ mix(u64::from_le_bytes(b))).max(1)
-}
+pub use daos_wire::handle_cookie;
 
 fn refused(status: i32, info: String) -> PoolCallResp {
     tracing::warn!("DAOS client pool call refused: {info}");

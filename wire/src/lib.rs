@@ -55,6 +55,21 @@ pub fn clock_ns() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
+/// The cookie a DAOS client's handle UUID (pool or container) names: its two halves mixed
+/// (splitmix64), never 0. Distinct UUIDs name distinct cookies but with odds of 2^-64.
+pub fn handle_cookie(uuid: &[u8]) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    a.copy_from_slice(uuid.get(..8).unwrap_or(&[0; 8]));
+    b.copy_from_slice(uuid.get(8..16).unwrap_or(&[0; 8]));
+    mix(u64::from_le_bytes(a) ^ mix(u64::from_le_bytes(b))).max(1)
+}
+
 /// Largest reply address (a fabric endpoint name).
 pub const ADDR_MAX: usize = 40;
 /// Largest dkey or akey.
