@@ -594,3 +594,459 @@ fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
     assert_eq!(rc(&out), daos_wire::der::NO_HDL);
     sys.stop(&mut server);
 }
+
+/// Connects pool handle `ph` to `pool`, creates container `cont` labelled `label` and opens
+/// it read-write as handle `ch`.
+fn open_container(
+    c: &mut CartClient,
+    to: SocketAddrV4,
+    rank: u32,
+    pool: [u8; 16],
+    ph: [u8; 16],
+    cont: [u8; 16],
+    ch: [u8; 16],
+    label: &str,
+) {
+    use daos_cart::cont::{self as ccont, ContOpIn};
+    use daos_cart::pool::{self as cpool, PoolOpOut, PropValue};
+    use daos_cart::proc_::Decoder;
+    let out = pool_op(
+        c,
+        to,
+        rank,
+        cpool::op::CONNECT,
+        pool,
+        ph,
+        &credential(),
+        4128,
+        4,
+    );
+    assert_eq!(
+        PoolOpOut::decode(&mut Decoder::new(&out)).expect("op").rc,
+        0
+    );
+    let call = |c: &mut CartClient,
+                index: u16,
+                op: ContOpIn,
+                rest: &dyn Fn(
+        &mut daos_cart::proc_::Encoder<'_>,
+    ) -> Result<(), daos_cart::CartError>| {
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::CONT, 8, index),
+                T,
+                |e| {
+                    op.encode(e)?;
+                    rest(e)
+                },
+            )
+            .expect("container RPC");
+        PoolOpOut::decode(&mut Decoder::new(&r.output))
+            .expect("op")
+            .rc
+    };
+    let op = |handle| ContOpIn {
+        pool_handle: ph,
+        uuid: cont,
+        handle,
+        client: [8; 16],
+        time: 5,
+    };
+    let label = label.to_string();
+    let rc = call(c, ccont::op::CREATE, op([0; 16]), &|e| {
+        cpool::write_props(e, &[(0x1001, PropValue::Text(label.clone()))])
+    });
+    assert_eq!(rc, 0, "create");
+    let rc = call(c, ccont::op::OPEN, op(ch), &|e| {
+        e.u64(2, "flags (DAOS_COO_RW)")?;
+        e.u64(0, "bits")
+    });
+    assert_eq!(rc, 0, "open");
+}
+
+/// An `OBJ_RW` call on the container `ids` = (pool, container handle, container) opened.
+fn rw<'a>(
+    ids: ([u8; 16], [u8; 16], [u8; 16]),
+    oid: daos_cart::obj::UnitOid,
+    api_flags: u64,
+    flags: u32,
+    dkey: &'a [u8],
+    iods: &'a [daos_cart::obj::IodSpec<'a>],
+    data: daos_cart::obj::RwData<'a>,
+) -> daos_cart::obj::RwCall<'a> {
+    daos_cart::obj::RwCall {
+        oid,
+        pool: ids.0,
+        co_hdl: ids.1,
+        co_uuid: ids.2,
+        api_flags,
+        map_ver: 1,
+        flags,
+        dkey,
+        iods,
+        data,
+    }
+}
+
+#[test]
+fn objects_as_libdaos_and_dfs_write_read_list_and_punch_them() {
+    use daos_cart::obj::{
+        self as cobj, BulkRef, EnumCall, EnumOut, IodSpec, PunchCall, QueryKeyCall, QueryKeyOut,
+        Recx, RwCall, RwData, RwOut, UnitOid, cond, get, iod_type, orf,
+    };
+    use daos_wire::der;
+    let sys = System::new(1);
+    let mut server = sys.start_joined();
+    let pool = daos_wire::parse_uuid(&sys.create_pool("tank", "128M", Some("512M"))).expect("uuid");
+    let (rank, to) = rank_addrs(&sys)[0];
+    // Target 0 is tag 2, two ports above tag 0.
+    let tgt = SocketAddrV4::new(*to.ip(), to.port() + 2);
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let (ph, cont, ch) = ([0x51; 16], [0xC1; 16], [0xAA; 16]);
+    open_container(&mut c, to, rank, pool, ph, cont, ch, "objects");
+    let kv = UnitOid {
+        lo: 7,
+        hi: 0x0001_0001_0000_0000,
+        shard: 0,
+        layout_ver: 2,
+    };
+    let file = UnitOid {
+        lo: 8,
+        hi: 0x0D01_0001_0000_0000,
+        ..kv
+    };
+    let obj_call = |c: &mut CartClient,
+                    index: u16,
+                    body: &dyn Fn(
+        &mut daos_cart::proc_::Encoder<'_>,
+    ) -> Result<(), daos_cart::CartError>| {
+        let r = c
+            .call(
+                tgt,
+                rank,
+                2,
+                opcode::opcode(module::OBJ, 10, index),
+                T,
+                body,
+            )
+            .expect("object RPC");
+        assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+        r.output
+    };
+    let ids = (pool, ch, cont);
+    let single = |name: &'static [u8], size| IodSpec {
+        name,
+        kind: iod_type::SINGLE,
+        size,
+        flags: 0,
+        recxs: &[],
+    };
+    let update = |c: &mut CartClient, call: RwCall<'_>| {
+        RwOut::decode(&obj_call(c, cobj::op::UPDATE, &|e| call.encode(e))).expect("update out")
+    };
+    let fetch = |c: &mut CartClient, call: RwCall<'_>| {
+        RwOut::decode(&obj_call(c, cobj::op::FETCH, &|e| call.encode(e))).expect("fetch out")
+    };
+
+    // A single value, inserted once (DFS's create): a second insert is DER_EXIST.
+    let iods = [single(b"a", 5)];
+    let put = [(5, &b"hello"[..])];
+    let out = update(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            cond::DKEY_INSERT,
+            0,
+            b"d1",
+            &iods,
+            RwData::Inline(&put),
+        ),
+    );
+    assert_eq!(out.ret, 0, "{out:?}");
+    let out = update(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            cond::DKEY_INSERT,
+            0,
+            b"d1",
+            &iods,
+            RwData::Inline(&put),
+        ),
+    );
+    assert_eq!(out.ret, der::EXIST);
+    let out = update(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            cond::DKEY_UPDATE,
+            0,
+            b"nope",
+            &iods,
+            RwData::Inline(&put),
+        ),
+    );
+    assert_eq!(out.ret, der::NONEXIST);
+    // Read back into a 64-byte buffer; a size query; a lookup of a missing dkey.
+    let get64 = [(64, &[0u8; 0][..])];
+    let out = fetch(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            0,
+            0,
+            b"d1",
+            &[single(b"a", 0)],
+            RwData::Inline(&get64),
+        ),
+    );
+    assert_eq!(
+        (out.ret, out.iod_sizes.clone(), out.sgls.clone()),
+        (0, vec![5], vec![vec![b"hello".to_vec()]])
+    );
+    let out = fetch(
+        &mut c,
+        rw(ids, kv, 0, 0, b"d1", &[single(b"a", 0)], RwData::None),
+    );
+    assert_eq!((out.ret, out.iod_sizes, out.sgls.len()), (0, vec![5], 0));
+    let out = fetch(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            cond::DKEY_FETCH,
+            0,
+            b"zz",
+            &[single(b"a", 0)],
+            RwData::Inline(&get64),
+        ),
+    );
+    assert_eq!(out.ret, der::NONEXIST);
+    let out = fetch(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            0,
+            0,
+            b"zz",
+            &[single(b"a", 0)],
+            RwData::Inline(&get64),
+        ),
+    );
+    assert_eq!((out.ret, out.iod_sizes), (0, vec![0]));
+    // Too small a buffer: DER_REC2BIG with the size.
+    let get2 = [(2, &[0u8; 0][..])];
+    let out = fetch(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            0,
+            0,
+            b"d1",
+            &[single(b"a", 0)],
+            RwData::Inline(&get2),
+        ),
+    );
+    assert_eq!((out.ret, out.iod_sizes), (der::REC2BIG, vec![5]));
+
+    // A byte array (DFS's file data): two runs with a hole between them.
+    let dkey1 = 1u64.to_le_bytes();
+    let dk: &'static [u8] = Box::leak(Box::new(dkey1));
+    let w1 = [Recx { idx: 0, nr: 10 }, Recx { idx: 20, nr: 5 }];
+    let arr = |recxs| IodSpec {
+        name: b"0",
+        kind: iod_type::ARRAY,
+        size: 1,
+        flags: 0,
+        recxs,
+    };
+    let put = [(15, &b"0123456789abcde"[..])];
+    let out = update(
+        &mut c,
+        rw(ids, file, 0, 0, dk, &[arr(&w1)], RwData::Inline(&put)),
+    );
+    assert_eq!(out.ret, 0);
+    let r30 = [Recx { idx: 0, nr: 30 }];
+    let get30 = [(30, &[0u8; 0][..])];
+    let flags = orf::CREATE_MAP | orf::CREATE_MAP_DETAIL;
+    let out = fetch(
+        &mut c,
+        rw(
+            ids,
+            file,
+            0,
+            flags,
+            dk,
+            &[arr(&r30)],
+            RwData::Inline(&get30),
+        ),
+    );
+    assert_eq!(out.ret, 0);
+    assert_eq!(out.iod_sizes, [1]);
+    // The trailing hole is trimmed, the middle one reads as zeros; the map lists the runs.
+    let mut want = b"0123456789".to_vec();
+    want.extend_from_slice(&[0; 10]);
+    want.extend_from_slice(b"abcde");
+    assert_eq!(out.sgls, [vec![want]]);
+    let (_, size, lo, hi, runs) = out.maps[0].clone();
+    assert_eq!(
+        (size, lo, hi),
+        (1, Recx { idx: 0, nr: 10 }, Recx { idx: 20, nr: 5 })
+    );
+    assert_eq!(runs, [Recx { idx: 0, nr: 10 }, Recx { idx: 20, nr: 5 }]);
+    // DFS's file size: the greatest dkey and its last written run.
+    let q = QueryKeyCall {
+        oid: file,
+        pool,
+        co_hdl: ch,
+        co_uuid: cont,
+        map_ver: 1,
+        api_flags: get::DKEY | get::RECX | get::MAX,
+        dkey: b"",
+        akey: b"0",
+    };
+    let out = obj_call(&mut c, cobj::op::QUERY_KEY, &|e| q.encode(e));
+    let k = QueryKeyOut::decode(&out).expect("query key out");
+    assert_eq!(
+        (k.ret, k.dkey, k.recx),
+        (0, &dkey1[..], Recx { idx: 20, nr: 5 })
+    );
+    assert!(k.max_epoch > 0);
+
+    // A value moved by RMA both ways (over 19 KiB, as libdaos sends it).
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (a0, k0) = (
+        c.endpoint().bulk_addr(0),
+        c.endpoint().bulk_desc(0, 1).expect("desc").key,
+    );
+    c.endpoint().bulk_mut(0)[..big.len()].copy_from_slice(&big);
+    let wbulk = [BulkRef {
+        addr: a0,
+        len: big.len() as u64,
+        key: k0,
+        writable: false,
+    }];
+    let iods = [single(b"big", big.len() as u64)];
+    let out = update(
+        &mut c,
+        rw(ids, kv, 0, 0, b"d2", &iods, RwData::Bulk(&wbulk)),
+    );
+    assert_eq!(out.ret, 0, "{out:?}");
+    let (a1, k1) = (
+        c.endpoint().bulk_addr(1),
+        c.endpoint().bulk_desc(1, 1).expect("desc").key,
+    );
+    c.endpoint().bulk_mut(1).fill(0);
+    let rbulk = [BulkRef {
+        addr: a1,
+        len: 1 << 20,
+        key: k1,
+        writable: true,
+    }];
+    let out = fetch(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            0,
+            0,
+            b"d2",
+            &[single(b"big", 0)],
+            RwData::Bulk(&rbulk),
+        ),
+    );
+    assert_eq!(
+        (out.ret, out.iod_sizes.clone(), out.data_sizes.clone()),
+        (0, vec![100_000], vec![100_000])
+    );
+    assert!(
+        c.endpoint().bulk_buf(1)[..big.len()] == big[..],
+        "the value pushed back"
+    );
+
+    // Dkeys listed two at a time, resuming at the anchor; then a dkey punched.
+    update(
+        &mut c,
+        rw(
+            ids,
+            kv,
+            0,
+            0,
+            b"d3",
+            &[single(b"a", 5)],
+            RwData::Inline(&[(5, &b"three"[..])]),
+        ),
+    );
+    let list = |c: &mut CartClient, nr: u32, anchor: &[u8; cobj::ANCHOR_LEN]| {
+        let call = EnumCall {
+            oid: kv,
+            pool,
+            co_hdl: ch,
+            co_uuid: cont,
+            map_ver: 1,
+            nr,
+            dkey: b"",
+            dkey_anchor: anchor,
+            akey_anchor: &[0; cobj::ANCHOR_LEN],
+            buf_len: 256,
+            bulk: None,
+            kds_bulk: None,
+        };
+        EnumOut::decode(&obj_call(c, cobj::op::DKEY_ENUMERATE, &|e| call.encode(e)))
+            .expect("enum out")
+    };
+    let first = list(&mut c, 2, &[0; cobj::ANCHOR_LEN]);
+    assert_eq!(
+        (first.ret, first.num, first.keys.clone()),
+        (0, 2, b"d1d2".to_vec())
+    );
+    assert_eq!(first.kds, [(2, cobj::ITER_DKEY), (2, cobj::ITER_DKEY)]);
+    assert_ne!(first.dkey_anchor[0], cobj::ANCHOR_EOF as u8);
+    let rest = list(&mut c, 2, &first.dkey_anchor);
+    assert_eq!((rest.num, rest.keys.clone()), (1, b"d3".to_vec()));
+    assert_eq!(rest.dkey_anchor[0], cobj::ANCHOR_EOF as u8);
+    let punch = |c: &mut CartClient, api_flags, dkey: &'static [u8]| {
+        let p = PunchCall {
+            oid: kv,
+            pool,
+            co_hdl: ch,
+            co_uuid: cont,
+            api_flags,
+            map_ver: 1,
+            dkey: Some(dkey),
+            akeys: &[],
+        };
+        let out = obj_call(c, cobj::op::PUNCH_DKEYS, &|e| p.encode(e));
+        i32::from_le_bytes(out[..4].try_into().expect("rc"))
+    };
+    assert_eq!(punch(&mut c, cond::PUNCH, b"d2"), 0);
+    assert_eq!(punch(&mut c, cond::PUNCH, b"d2"), der::NONEXIST);
+    let all = list(&mut c, 16, &[0; cobj::ANCHOR_LEN]);
+    assert_eq!((all.num, all.keys), (2, b"d1d3".to_vec()));
+
+    // A handle the pool service never issued: DER_NO_HDL.
+    let a0_iod = [single(b"a", 0)];
+    let stranger = RwCall {
+        co_hdl: [0x77; 16],
+        ..rw(
+            ids,
+            kv,
+            0,
+            0,
+            b"d1",
+            &a0_iod,
+            RwData::Inline(&get64),
+        )
+    };
+    assert_eq!(fetch(&mut c, stranger).ret, der::NO_HDL);
+    sys.stop(&mut server);
+}
