@@ -597,6 +597,7 @@ fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
 
 /// Connects pool handle `ph` to `pool`, creates container `cont` labelled `label` and opens
 /// it read-write as handle `ch`.
+#[allow(clippy::too_many_arguments)]
 fn open_container(
     c: &mut CartClient,
     to: SocketAddrV4,
