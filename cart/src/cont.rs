@@ -23,6 +23,10 @@ pub mod op {
     pub const OPEN: u16 = 2;
     pub const CLOSE: u16 = 3;
     pub const QUERY: u16 = 4;
+    /// Takes the v7 `cont_op_in` (no client id or time) and the number of ids wanted.
+    pub const OID_ALLOC: u16 = 5;
+    pub const ATTR_LIST: u16 = 6;
+    pub const ATTR_GET: u16 = 7;
     pub const OPEN_BYLABEL: u16 = 17;
     pub const DESTROY_BYLABEL: u16 = 18;
 }
@@ -101,6 +105,22 @@ pub struct ContIn {
 pub fn decode_in(index: u16, b: &[u8]) -> Option<Result<ContIn, CartError>> {
     let mut d = Decoder::new(b);
     let run = |d: &mut Decoder<'_>| -> Result<ContIn, CartError> {
+        if index == op::OID_ALLOC {
+            let op = ContOpIn {
+                pool_handle: d.uuid("ci_pool_hdl")?,
+                uuid: d.uuid("ci_uuid")?,
+                handle: d.uuid("ci_hdl")?,
+                client: [0; 16],
+                time: 0,
+            };
+            return Ok(ContIn {
+                op,
+                props: Vec::new(),
+                flags: d.u64("num_oids")?,
+                bits: 0,
+                label: None,
+            });
+        }
         let op = ContOpIn::decode(d)?;
         let mut c = ContIn {
             op,
@@ -135,6 +155,7 @@ pub fn decode_in(index: u16, b: &[u8]) -> Option<Result<ContIn, CartError>> {
         | op::OPEN
         | op::CLOSE
         | op::QUERY
+        | op::OID_ALLOC
         | op::OPEN_BYLABEL
         | op::DESTROY_BYLABEL => Some(run(&mut d)),
         _ => None,

@@ -859,6 +859,9 @@ impl Inner {
         let resp = answer.as_ref().ok().filter(|_| rc == 0);
         rpc::write_reply(out, call.mercury.cookie, hlc, 0, |e| {
             op_out.encode(e)?;
+            if index == ccont::op::OID_ALLOC {
+                return e.u64(resp.map_or(0, |r| r.oid), "coao_oid");
+            }
             if !matches!(
                 index,
                 ccont::op::OPEN | ccont::op::OPEN_BYLABEL | ccont::op::QUERY
@@ -1188,6 +1191,32 @@ impl Inner {
                 };
                 Ok(self.cont_reply(req, out, &Err(rc)))
             }
+            opc if is_cont_attr_read(opc) => {
+                // Containers hold no user attributes here yet (`daos container set-attr` is
+                // refused DER_NOSYS): a list is empty, a get finds none (what dfuse reads
+                // its cache settings with, falling back to its defaults).
+                let mut d = daos_cart::proc_::Decoder::new(input);
+                let rc = match ccont::ContOpIn::decode(&mut d) {
+                    Ok(op) if self.pool_of(&op.pool_handle).is_none() => der::NO_HDL,
+                    Ok(_) if opcode::index_of(opc) == ccont::op::ATTR_GET => der::NONEXIST,
+                    Ok(_) => 0,
+                    Err(_) => der::INVAL,
+                };
+                let op_out = PoolOpOut {
+                    rc,
+                    map_version: 0,
+                    hint_flags: cpool::HINT_VALID,
+                    hint_rank: self.membership.rank.unwrap_or(0),
+                    hint_term: HINT_TERM,
+                };
+                rpc::write_reply(out, cookie, hlc, 0, |e| {
+                    op_out.encode(e)?;
+                    if opcode::index_of(opc) == ccont::op::ATTR_LIST {
+                        e.u64(0, "calo_size")?;
+                    }
+                    Ok(())
+                })
+            }
             opc if is_list_cont(opc) => {
                 let rc = if list_cont_in(input).is_some() {
                     der::BUSY
@@ -1428,6 +1457,16 @@ enum Done {
 const LIST_OP: u32 = 100;
 
 /// Whether `opc` is POOL_LIST_CONT of a pool version served.
+/// Whether `opc` is a container attribute list or get.
+fn is_cont_attr_read(opc: u32) -> bool {
+    opcode::module_of(opc) == opcode::module::CONT
+        && opcode::served_versions(opcode::module::CONT).contains(&opcode::version_of(opc))
+        && matches!(
+            opcode::index_of(opc),
+            ccont::op::ATTR_LIST | ccont::op::ATTR_GET
+        )
+}
+
 fn is_list_cont(opc: u32) -> bool {
     opcode::module_of(opc) == opcode::module::POOL
         && opcode::index_of(opc) == cpool::op::LIST_CONT

@@ -100,6 +100,12 @@ pub enum Command {
     },
     /// A pool service's: a new container (label and UUID unique in the pool).
     ContCreate(ContainerRecord),
+    /// A pool service's: a block of `num` object ids of container `id` (DAOS's
+    /// `CONT_OID_ALLOC`); the record answered holds the count after it.
+    ContOidAlloc {
+        id: String,
+        num: u64,
+    },
     /// A pool service's: container `id` (label or UUID) goes.
     ContDestroy {
         id: String,
@@ -210,6 +216,9 @@ pub struct ContainerRecord {
     pub owner_group: String,
     #[serde(default)]
     pub acl: Vec<String>,
+    /// Object ids handed out so far (DAOS's `ALLOCED_OID`): the next block starts here.
+    #[serde(default)]
+    pub alloced_oids: u64,
 }
 
 /// What an applied command answers.
@@ -284,6 +293,8 @@ pub enum Refusal {
     UnknownHandle(u64),
     #[error("DER_INVAL(-1003): {0}")]
     BadAcl(String),
+    #[error("DER_OVERFLOW(-1017): container {0:?} has handed out every object id (2^64)")]
+    OidsExhausted(String),
     #[error("DER_NONEXIST(-1005): {of} has no ACL entry for {principal}")]
     NoAclEntry { of: String, principal: String },
 }
@@ -588,6 +599,15 @@ impl SystemDb {
                     return Err(Refusal::ContLabelTaken(c.label.clone()));
                 }
                 self.containers.push(c.clone());
+                Ok(Reply::Container(c.clone()))
+            }
+            Command::ContOidAlloc { id, num } => {
+                let i = self.container_index(id)?;
+                let c = &mut self.containers[i];
+                c.alloced_oids = c
+                    .alloced_oids
+                    .checked_add(*num)
+                    .ok_or(Refusal::OidsExhausted(c.label.clone()))?;
                 Ok(Reply::Container(c.clone()))
             }
             Command::ContDestroy { id } => {

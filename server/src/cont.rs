@@ -225,6 +225,7 @@ fn status(pool: &str, e: PoolSvcError, svc_hosts: &[String]) -> Status {
                 Status::not_found(r.to_string())
             }
             Refusal::BadAcl(_) => Status::invalid_argument(r.to_string()),
+            Refusal::OidsExhausted(_) => Status::out_of_range(r.to_string()),
             Refusal::ContLabelTaken(_) | Refusal::ContUuidTaken(_) => {
                 Status::already_exists(r.to_string())
             }
@@ -624,6 +625,7 @@ impl ContSvc for ContService {
             owner,
             owner_group: group,
             acl,
+            alloced_oids: 0,
         };
         let c = self.write(&r.pool, Command::ContCreate(c)).await?;
         Ok(Response::new(ContResp {
@@ -709,6 +711,46 @@ impl ContSvc for ContService {
             .await?;
         Ok(Response::new(ContResp {
             container: Some(to_wire(c)),
+        }))
+    }
+
+    async fn alloc_oids(
+        &self,
+        req: Request<daos_proto::cont::OidAllocReq>,
+    ) -> Result<Response<daos_proto::cont::OidAllocResp>, Status> {
+        security::authorize(&req, "ContSvc.AllocOids", self.insecure)?;
+        let r = req.into_inner();
+        if r.num == 0 {
+            return Err(Status::invalid_argument(
+                "DER_INVAL(-1003): OidAllocReq.num is 0: ask for at least one object id",
+            ));
+        }
+        // Under a container handle of this container, as DAOS's engine checks it.
+        let db = self.read(&r.pool).await?;
+        let c = db.container(&r.cont).cloned().ok_or_else(|| {
+            Status::not_found(Refusal::UnknownContainer(r.cont.clone()).to_string())
+        })?;
+        if !db
+            .handles
+            .iter()
+            .any(|h| h.cookie == r.handle && h.cont == c.uuid)
+        {
+            return Err(Status::permission_denied(format!(
+                "DER_NO_HDL(-1002): no open handle {:#x} of container {} (open it first)",
+                r.handle, c.label
+            )));
+        }
+        let c = self
+            .write(
+                &r.pool,
+                Command::ContOidAlloc {
+                    id: c.uuid,
+                    num: r.num,
+                },
+            )
+            .await?;
+        Ok(Response::new(daos_proto::cont::OidAllocResp {
+            first: c.alloced_oids - r.num,
         }))
     }
 
@@ -887,12 +929,8 @@ impl ContSvc for ContService {
         let c = db.container(&r.cont).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.cont.clone()).to_string())
         })?;
-        if parent.rights & want != want {
-            return Err(Status::permission_denied(format!(
-                "DER_NO_PERM(-1001): container {} cannot be opened read-write under a read-only pool connection",
-                c.label
-            )));
-        }
+        // As DAOS's cont_open: the container's ACL decides, not the pool connection's mode
+        // (dfuse connects read-only and opens its container read-write).
         let who = match agent {
             Some(who) => Some(who),
             None => holder(&db, r.handle)?,

@@ -488,6 +488,17 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             handle: pool_cookie,
             ..Default::default()
         })),
+        5 => {
+            if req.cont_handle.len() != 16 {
+                return cont_refused(der::INVAL, "ContCallReq.cont_handle is not a UUID".into());
+            }
+            remote(ContCall::AllocOids(daos_proto::cont::OidAllocReq {
+                pool: rec.uuid.clone(),
+                cont: cont_id(),
+                handle: handle_cookie(&req.cont_handle),
+                num: req.flags,
+            }))
+        }
         OP_LIST => remote(ContCall::List(ContReq {
             pool: rec.uuid.clone(),
             handle: pool_cookie,
@@ -546,6 +557,10 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             }
         }
         ContAnswer::Closed => ContCallResp::default(),
+        ContAnswer::Oids(first) => ContCallResp {
+            oid: first,
+            ..Default::default()
+        },
     }
 }
 

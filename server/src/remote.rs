@@ -29,6 +29,7 @@ pub enum ContCall {
     List(daos_proto::cont::ContReq),
     Open(daos_proto::cont::HandleReq),
     Close(daos_proto::cont::HandleReq),
+    AllocOids(daos_proto::cont::OidAllocReq),
 }
 
 /// A pool service's answer to a [`ContCall`].
@@ -39,6 +40,8 @@ pub enum ContAnswer {
     /// The opened container's UUID.
     Opened(String),
     Closed,
+    /// The first object id of the block allocated.
+    Oids(u64),
 }
 
 /// A pool service call that failed.
@@ -387,6 +390,13 @@ impl Remote {
                     async move { ContSvcClient::new(ch).disconnect(stamp(req)).await }
                 })?;
                 Ok(ContAnswer::Closed)
+            }
+            ContCall::AllocOids(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).alloc_oids(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Oids(r.first))
             }
         }
     }

@@ -1038,15 +1038,7 @@ fn objects_as_libdaos_and_dfs_write_read_list_and_punch_them() {
     let a0_iod = [single(b"a", 0)];
     let stranger = RwCall {
         co_hdl: [0x77; 16],
-        ..rw(
-            ids,
-            kv,
-            0,
-            0,
-            b"d1",
-            &a0_iod,
-            RwData::Inline(&get64),
-        )
+        ..rw(ids, kv, 0, 0, b"d1", &a0_iod, RwData::Inline(&get64))
     };
     assert_eq!(fetch(&mut c, stranger).ret, der::NO_HDL);
     sys.stop(&mut server);
