@@ -112,6 +112,11 @@ enum Loc {
         len: u32,
         crc: u32,
     },
+    /// A punched range of an array (DAOS's array punch, a file's truncate): it reads as
+    /// zeros and hides what was written under it before.
+    Hole {
+        len: u32,
+    },
 }
 
 impl Loc {
@@ -119,6 +124,7 @@ impl Loc {
     fn parts(&self) -> (u64, u32, u32) {
         match *self {
             Loc::Scm { offset, len, crc } | Loc::Bdev { offset, len, crc } => (offset, len, crc),
+            Loc::Hole { len } => (0, len, 0),
         }
     }
 }
@@ -128,6 +134,7 @@ impl Loc {
 enum RecLoc<'a> {
     Inline(&'a [u8], u32),
     Bdev { offset: u64, len: u32, crc: u32 },
+    Hole { len: u32 },
 }
 
 /// How two changes of an akey at the same epoch are ordered, the same on every replica: a
@@ -366,6 +373,10 @@ impl<'a> Rec<'a> {
                 b.extend_from_slice(&crc.to_le_bytes());
                 put_bytes(b, v);
             }
+            Some(RecLoc::Hole { len }) => {
+                b.push(3);
+                b.extend_from_slice(&len.to_le_bytes());
+            }
             Some(RecLoc::Bdev { offset, len, crc }) => {
                 b.push(2);
                 b.extend_from_slice(&crc.to_le_bytes());
@@ -390,6 +401,7 @@ impl<'a> Rec<'a> {
                 let crc = r.u32()?;
                 Some(RecLoc::Inline(r.bytes()?, crc))
             }
+            3 => Some(RecLoc::Hole { len: r.u32()? }),
             2 => {
                 let crc = r.u32()?;
                 let off = r.u64()?;
@@ -424,6 +436,7 @@ impl<'a> Rec<'a> {
                 crc,
             }),
             RecLoc::Bdev { offset, len, crc } => Some(Loc::Bdev { offset, len, crc }),
+            RecLoc::Hole { len } => Some(Loc::Hole { len }),
         }
     }
 }
@@ -728,12 +741,13 @@ impl<S: Media, B: Media> Store<S, B> {
                                 Some(Loc::Bdev { offset, len, crc }) => {
                                     Some(RecLoc::Bdev { offset, len, crc })
                                 }
+                                Some(Loc::Hole { len }) => Some(RecLoc::Hole { len }),
                                 Some(l @ Loc::Scm { crc, .. }) => {
                                     // A damaged value is carried as it is, so its checksum
                                     // still reports it.
                                     let (o, n) = match l {
                                         Loc::Scm { offset, len, .. } => (offset, len),
-                                        Loc::Bdev { .. } => (0, 0),
+                                        Loc::Bdev { .. } | Loc::Hole { .. } => (0, 0),
                                     };
                                     value.resize(n as usize, 0);
                                     self.scm.read(o, &mut value)?;
@@ -1071,6 +1085,38 @@ impl<S: Media, B: Media> Store<S, B> {
         self.store_value(key, 4, offset, data, epoch)
     }
 
+    /// Punches `len` bytes of an akey's array at `offset` (DAOS's array punch, what a
+    /// truncate does): they read as zeros and are no longer written data; returns the epoch
+    /// once durable.
+    pub fn punch_extent_at(
+        &mut self,
+        key: AkeyRef<'_>,
+        offset: u64,
+        len: u32,
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
+        extent_end(offset, len as usize)?;
+        let AkeyRef {
+            cont,
+            oid,
+            dkey,
+            akey,
+        } = key;
+        self.ensure_room(record_len(dkey, akey, 0), 0, false)?;
+        self.stuck = false;
+        let epoch = self.epoch_for(epoch);
+        self.append(Rec {
+            epoch,
+            cont,
+            oid,
+            kind: 4,
+            dkey,
+            akey,
+            offset,
+            loc: Some(RecLoc::Hole { len }),
+        })
+    }
+
     /// A single value (`kind` 3) or an extent (4): room, the value on its medium, then the
     /// record; returns the epoch once both are durable.
     fn store_value(
@@ -1177,6 +1223,11 @@ impl<S: Media, B: Media> Store<S, B> {
         let (offset, len, expected, on_scm) = match *loc {
             Loc::Scm { offset, len, crc } => (offset, len, crc, true),
             Loc::Bdev { offset, len, crc } => (offset, len, crc, false),
+            Loc::Hole { len } => {
+                out.clear();
+                out.resize(len as usize, 0);
+                return Ok(());
+            }
         };
         out.resize(len as usize, 0);
         if on_scm {
@@ -1331,6 +1382,8 @@ impl<S: Media, B: Media> Store<S, B> {
         let (offset, len, expected, on_scm) = match loc {
             Loc::Scm { offset, len, crc } => (offset, len as usize, crc, true),
             Loc::Bdev { offset, len, crc } => (offset, len as usize, crc, false),
+            // Single values are never holes.
+            Loc::Hole { .. } => return Ok(f(Some(&[]))),
         };
         // Checked and handed over where it lies (SCM mapping, I/O buffer): no copy.
         let check = |data: &[u8]| {
@@ -1378,18 +1431,12 @@ impl<S: Media, B: Media> Store<S, B> {
             .max_by_key(|(e, _)| *e);
         match newest.map(|(_, v)| v) {
             Some(Value::Single(loc)) => AkeyShape::Single(u64::from(loc.parts().1)),
-            Some(Value::Extent { .. }) => AkeyShape::Array(
-                live.iter()
-                    .filter(|(e, _)| *e > punch)
-                    .filter_map(|(_, v)| match v {
-                        Value::Extent { offset, loc } => {
-                            Some(offset.saturating_add(u64::from(loc.parts().1)))
-                        }
-                        _ => None,
-                    })
-                    .max()
-                    .unwrap_or(0),
-            ),
+            Some(Value::Extent { .. }) => {
+                // Where the written data ends (punched ranges are not data).
+                let mut ext = Vec::new();
+                self.visible_extents(key, 0, u64::MAX, epoch, &mut ext);
+                AkeyShape::Array(ext.last().map_or(0, |e| e.1))
+            }
             _ => AkeyShape::None,
         }
     }
@@ -1565,7 +1612,8 @@ impl<S: Media, B: Media> Store<S, B> {
     }
 
     /// The parts of `[lo, hi)` of an akey's array that hold written bytes as of `epoch`
-    /// (DAOS's visible, non-hole extents), merged and in order, into `out` (cleared first).
+    /// (DAOS's visible, non-hole extents: punched ranges excluded), merged and in order, into
+    /// `out` (cleared first).
     pub fn visible_extents(
         &self,
         key: AkeyRef<'_>,
@@ -1591,29 +1639,47 @@ impl<S: Media, B: Media> Store<S, B> {
                 .max()
                 .unwrap_or(0),
         );
-        for (e, v) in h {
-            if let Value::Extent { offset, loc } = v
-                && *e <= epoch
-                && *e > floor
-            {
-                let end = offset.saturating_add(u64::from(loc.parts().1));
-                let (s, t) = ((*offset).max(lo), end.min(hi));
-                if s < t {
-                    out.push((s, t));
+        // In epoch order (ties as every replica orders them): writes add, holes take away.
+        let mut ext: Vec<(u64, (u8, u32, u32), u64, u64, bool)> = h
+            .iter()
+            .filter(|(e, _)| *e <= epoch && *e > floor)
+            .filter_map(|(e, v)| match v {
+                Value::Extent { offset, loc } => {
+                    let end = offset.saturating_add(u64::from(loc.parts().1));
+                    let (s, t) = ((*offset).max(lo), end.min(hi));
+                    (s < t).then_some((*e, tie_rank(v), s, t, matches!(loc, Loc::Hole { .. })))
+                }
+                _ => None,
+            })
+            .collect();
+        ext.sort_unstable_by_key(|x| (x.0, x.1));
+        for (_, _, s, t, hole) in ext {
+            // Cut [s, t) out of what is there, then add it back if it is data.
+            let mut kept = Vec::with_capacity(out.len() + 2);
+            for &(a, b) in out.iter() {
+                if b <= s || a >= t {
+                    kept.push((a, b));
+                    continue;
+                }
+                if a < s {
+                    kept.push((a, s));
+                }
+                if b > t {
+                    kept.push((t, b));
+                }
+            }
+            if !hole {
+                kept.push((s, t));
+            }
+            kept.sort_unstable();
+            out.clear();
+            for (a, b) in kept {
+                match out.last_mut() {
+                    Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                    _ => out.push((a, b)),
                 }
             }
         }
-        out.sort_unstable();
-        let mut merged = 0;
-        for i in 0..out.len() {
-            if merged > 0 && out[i].0 <= out[merged - 1].1 {
-                out[merged - 1].1 = out[merged - 1].1.max(out[i].1);
-            } else {
-                out[merged] = out[i];
-                merged += 1;
-            }
-        }
-        out.truncate(merged);
     }
 
     /// The epoch of the newest change of the object (0: none), what DAOS reports as an

@@ -79,6 +79,39 @@ fn punches_hide_what_came_before_at_each_level() {
 }
 
 #[test]
+fn a_punched_range_reads_as_zeros_is_no_data_and_survives_compaction_and_reopen() {
+    let mut s = sim();
+    s.write_extent(C, 1, b"d", b"arr", 0, &[1u8; 10]).unwrap();
+    s.punch_extent_at(ARR, 3, 3, 0).unwrap();
+    let visible = |s: &Sim| {
+        let mut v = Vec::new();
+        s.visible_extents(ARR, 0, 100, u64::MAX, &mut v);
+        v
+    };
+    assert_eq!(visible(&s), [(0, 3), (6, 10)]);
+    assert_eq!(
+        s.read_extent(ARR, 0, 10, u64::MAX).unwrap(),
+        [1, 1, 1, 0, 0, 0, 1, 1, 1, 1]
+    );
+    // Written again inside the hole: data there once more.
+    s.write_extent(C, 1, b"d", b"arr", 4, &[2u8; 1]).unwrap();
+    assert_eq!(visible(&s), [(0, 3), (4, 5), (6, 10)]);
+    // A truncate: everything from 2 on punched; the array now ends at 2.
+    s.punch_extent_at(ARR, 2, 1 << 20, 0).unwrap();
+    assert_eq!(visible(&s), [(0, 2)]);
+    assert_eq!(
+        s.akey_size(ARR, u64::MAX),
+        daos_wire::reply::AkeyShape::Array(2)
+    );
+    s.compact().unwrap();
+    assert_eq!(visible(&s), [(0, 2)]);
+    let (scm, bdev) = s.into_media();
+    let s = Store::open(scm, bdev).unwrap();
+    assert_eq!(visible(&s), [(0, 2)]);
+    assert_eq!(s.read_extent(ARR, 0, 4, u64::MAX).unwrap(), [1, 1, 0, 0]);
+}
+
+#[test]
 fn array_extents_overlay_newest_on_top() {
     let mut s = sim();
     s.write_extent(C, 1, b"d", b"arr", 0, &[1u8; 8]).unwrap();

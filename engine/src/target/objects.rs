@@ -20,7 +20,9 @@
 //!
 //! Not served yet (answered `-DER_NOSYS` in the reply body, never a hang): recx enumeration,
 //! transactions (`CPD`), collective punch and query, `KEY2ANCHOR`, EC and replicated
-//! classes, checksums, punching a range of an array, bulk handles of more than one segment.
+//! classes, checksums, bulk handles of more than one segment. Arrays are kept in bytes: a
+//! fetch of "any" record size, an array punch and `QUERY_KEY` take records to be bytes (DFS's
+//! byte arrays; an array of larger cells needs its record size kept, not done yet).
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -940,10 +942,6 @@ impl Ctx<'_> {
                     return (der::NONEXIST, map_version, Ok(()));
                 }
             }
-            if iod.size == 0 && iod.kind == iod_type::ARRAY && iod.recx_count() > 0 {
-                // Punching a range of records: not in this store yet.
-                return (der::NOSYS, map_version, Ok(()));
-            }
         }
         let mut sgls = q.sgls();
         let mut at = 0usize;
@@ -981,7 +979,21 @@ impl Ctx<'_> {
             if iod.size != 0 && data.len() < len {
                 return (der::INVAL, map_version, Ok(()));
             }
-            let stored = if iod.size == 0 {
+            let stored = if iod.size == 0 && iod.kind == iod_type::ARRAY && iod.recx_count() > 0 {
+                // An update of size 0 punches those records (DAOS's array punch: a file's
+                // truncate). Records are bytes here (DFS's byte arrays).
+                let mut r = Ok(());
+                for recx in iod.recxs() {
+                    let Ok(len) = u32::try_from(recx.nr) else {
+                        return (der::INVAL, map_version, Ok(()));
+                    };
+                    r = store.punch_extent_at(key, recx.idx, len, 0).map(|_| ());
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                r
+            } else if iod.size == 0 {
                 // An update of size 0 punches the value.
                 store
                     .punch_at(cont, oid, Some(dkey), Some(iod.name), 0)
