@@ -280,8 +280,22 @@ mod tests {
             assert!(decode_in(op::CREATE, &b[..k]).unwrap().is_err(), "{k}");
         }
         assert!(
-            decode_in(5, &b[..n]).is_none(),
-            "OID_ALLOC is not decoded here"
+            decode_in(op::ATTR_LIST, &b[..n]).is_none(),
+            "ATTR_LIST is not decoded here"
         );
+        // OID_ALLOC: the v7 op (three UUIDs, no client id or time), then the count.
+        let mut e = Encoder::new(&mut b);
+        for u in [[1u8; 16], [2; 16], [3; 16]] {
+            e.uuid(&u, "uuid").unwrap();
+        }
+        e.u64(64, "num_oids").unwrap();
+        let n = e.len();
+        assert_eq!(n, 56);
+        let c = decode_in(op::OID_ALLOC, &b[..n]).unwrap().unwrap();
+        assert_eq!(
+            (c.op.pool_handle, c.op.uuid, c.op.handle, c.flags),
+            ([1; 16], [2; 16], [3; 16], 64)
+        );
+        assert!(decode_in(op::OID_ALLOC, &b[..n - 1]).unwrap().is_err());
     }
 }

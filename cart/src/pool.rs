@@ -27,6 +27,8 @@ pub mod op {
     pub const DISCONNECT: u16 = 2;
     pub const QUERY: u16 = 3;
     pub const LIST_CONT: u16 = 19;
+    /// A client's pool map refresh (on `DER_STALE`, or a reply with a newer map version).
+    pub const TGT_QUERY_MAP: u16 = 20;
 }
 
 /// `RSVC_HINT_VALID`.
@@ -424,6 +426,34 @@ pub fn read_pool_buf(b: &[u8]) -> Result<(u32, u32, u32, Vec<Component>), CartEr
         });
     }
     Ok((domains, nodes, targets, comps))
+}
+
+/// `pool_tgt_query_map_in`: the op, the map buffer, the client's map version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TgtQueryMapIn<'a> {
+    pub op: PoolOpIn,
+    pub map_bulk: Option<crate::bulk::Bulk<'a>>,
+    pub map_version: u32,
+}
+
+impl<'a> TgtQueryMapIn<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<TgtQueryMapIn<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        let op = PoolOpIn::decode(&mut d)?;
+        let map_bulk = crate::bulk::decode(&mut d, "tmi_map_bulk")?;
+        let map_version = d.u32("tmi_map_version")?;
+        if !d.rest().is_empty() {
+            return Err(CartError::Invalid {
+                field: "tmi_map_version",
+                why: "bytes after the input",
+            });
+        }
+        Ok(TgtQueryMapIn {
+            op,
+            map_bulk,
+            map_version,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -546,8 +546,13 @@ impl SystemContext {
                         }
                     }
                 }
-                let needs_map =
-                    resp.status == 0 && (op == cpool::op::CONNECT || op == cpool::op::QUERY);
+                // A map refresh moves the map only when it is newer than the client's.
+                let newer = op == cpool::op::TGT_QUERY_MAP
+                    && call
+                        .and_then(|c| cpool::TgtQueryMapIn::decode(c.input).ok())
+                        .is_some_and(|q| resp.map_version > q.map_version);
+                let needs_map = resp.status == 0
+                    && (op == cpool::op::CONNECT || op == cpool::op::QUERY || newer);
                 if needs_map {
                     self.mapping.push_back((r, peer, tag, resp));
                     return;
@@ -940,7 +945,7 @@ impl Inner {
             _ => der::MISC,
         };
         if rc == 0
-            && (op == cpool::op::CONNECT || op == cpool::op::QUERY)
+            && (op == cpool::op::CONNECT || op == cpool::op::QUERY || map_size > 0)
             && u64::from(map_size) > bulk_len
         {
             rc = der::TRUNC;
@@ -990,6 +995,7 @@ impl Inner {
                     e.u32(POOL_GLOBAL_VERSION, "pqo_pool_layout_ver")?;
                     e.u32(POOL_GLOBAL_VERSION, "pqo_upgrade_layout_ver")
                 }
+                cpool::op::TGT_QUERY_MAP => e.u32(map_size, "tmo_map_buf_size"),
                 _ => Ok(()),
             }
         });
@@ -1561,7 +1567,8 @@ fn pool_call_op(opc: u32) -> Option<u32> {
     match opcode::index_of(opc) {
         cpool::op::CONNECT => Some(1),
         cpool::op::DISCONNECT => Some(2),
-        cpool::op::QUERY => Some(3),
+        // A map refresh asks daos_server what a query does: the map and its version.
+        cpool::op::QUERY | cpool::op::TGT_QUERY_MAP => Some(3),
         _ => None,
     }
 }
@@ -1578,16 +1585,19 @@ fn pool_question(op: u32, input: &[u8]) -> Option<Question> {
             let o = cpool::PoolOpIn::decode(&mut d).ok()?;
             (o.uuid, o.handle, Vec::new(), 0, false)
         }
-        _ => {
-            let q = cpool::QueryIn::decode(input).ok()?;
-            (
+        _ => match cpool::QueryIn::decode(input) {
+            Ok(q) => (
                 q.op.uuid,
                 q.op.handle,
                 Vec::new(),
                 q.query_bits,
                 q.query_bits & 1 != 0,
-            )
-        }
+            ),
+            Err(_) => {
+                let q = cpool::TgtQueryMapIn::decode(input).ok()?;
+                (q.op.uuid, q.op.handle, Vec::new(), 0, false)
+            }
+        },
     };
     // For a query, `flags` holds its query bits: the property bits go along.
     let (flags, prop_bits) = if op == 3 {
@@ -1611,6 +1621,7 @@ fn map_bulk(opc: u32, input: &[u8]) -> Option<daos_cart::bulk::Bulk<'_>> {
     match opcode::index_of(opc) {
         cpool::op::CONNECT => cpool::ConnectIn::decode(input).ok()?.map_bulk,
         cpool::op::QUERY => cpool::QueryIn::decode(input).ok()?.map_bulk,
+        cpool::op::TGT_QUERY_MAP => cpool::TgtQueryMapIn::decode(input).ok()?.map_bulk,
         _ => None,
     }
 }

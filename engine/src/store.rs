@@ -97,6 +97,10 @@ enum Value {
     Punch,
 }
 
+/// An extent as [`Store::visible_extents`] layers them: epoch, tie rank, start, end, and
+/// whether it is a punched range.
+type Layer = (u64, (u8, u32, u32), u64, u64, bool);
+
 /// Where a value's bytes are, and their checksum (what the index keeps).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Loc {
@@ -1640,7 +1644,7 @@ impl<S: Media, B: Media> Store<S, B> {
                 .unwrap_or(0),
         );
         // In epoch order (ties as every replica orders them): writes add, holes take away.
-        let mut ext: Vec<(u64, (u8, u32, u32), u64, u64, bool)> = h
+        let mut ext: Vec<Layer> = h
             .iter()
             .filter(|(e, _)| *e <= epoch && *e > floor)
             .filter_map(|(e, v)| match v {

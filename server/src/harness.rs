@@ -60,6 +60,9 @@ struct InstanceState {
     incarnation: u64,
     /// How the last engine exited, if one did.
     last_exit: Option<String>,
+    /// The engine was stopped because its rank is excluded (it restarts to rejoin): its
+    /// exit keeps the rank `Excluded` rather than `Errored`.
+    rejoining: bool,
 }
 
 /// The outcome of an admin operation on one rank.
@@ -752,10 +755,14 @@ impl Harness {
             // Only the incarnation the service excluded: a copy of the state that lags behind
             // a rejoin must not stop the engine that rejoined.
             let pid = self.instances.iter().find_map(|inst| {
-                let s = inst.lock();
-                (s.rank == Some(rank) && s.incarnation == m.incarnation)
-                    .then_some(s.pid)
-                    .flatten()
+                let mut pid = None;
+                inst.update(|s| {
+                    if s.rank == Some(rank) && s.incarnation == m.incarnation && s.pid.is_some() {
+                        s.rejoining = true;
+                        pid = s.pid;
+                    }
+                });
+                pid
             });
             if let Some(pid) = pid {
                 warn!(
@@ -1567,19 +1574,27 @@ impl Harness {
                         // joined as (its incarnation): an engine whose join was refused (a copy
                         // of another host's superblock, same rank) must not touch the member
                         // that holds the rank.
-                        let held = inst.lock().held;
+                        let (held, rejoining) = {
+                            let s = inst.lock();
+                            (s.held, s.rejoining)
+                        };
+                        inst.update(|s| s.rejoining = false);
                         let state = if self.stopping.load(Ordering::Acquire) || held {
                             MemberState::Stopped
                         } else {
                             MemberState::Errored
                         };
-                        let _ = self.ms.apply(daos_mgmt::state::Command::SetStateIf {
-                            rank: r,
-                            incarnation,
-                            from: None,
-                            state,
-                            info: format!("exited with status: {text}"),
-                        });
+                        // An engine stopped because its rank was excluded leaves the rank
+                        // Excluded (it restarts and joins again).
+                        if !rejoining || held {
+                            let _ = self.ms.apply(daos_mgmt::state::Command::SetStateIf {
+                                rank: r,
+                                incarnation,
+                                from: None,
+                                state,
+                                info: format!("exited with status: {text}"),
+                            });
+                        }
                     }
                     text
                 }

@@ -43,7 +43,28 @@ pub fn cart(data: &[u8]) {
         let _ = pool::ConnectIn::decode(i);
         let _ = pool::QueryIn::decode(i);
         let _ = bulk::decode(&mut Decoder::new(i), "bulk");
+        // The object protocol a target decodes: every part walked as the target walks it.
+        use daos_cart::obj;
+        if let Ok(q) = obj::RwIn::decode(i) {
+            for iod in q.iods() {
+                let _ = iod.recxs().fold(0u64, |a, r| a ^ r.idx ^ r.nr);
+            }
+            for sgl in q.sgls() {
+                let _ = (sgl.capacity(), sgl.len());
+            }
+            let _ = q.bulks().count();
+        }
+        if let Ok(q) = obj::PunchIn::decode(i) {
+            let _ = (q.dkeys().count(), q.akeys().count());
+        }
+        if let Ok(q) = obj::EnumIn::decode(i) {
+            let _ = q.sgl.capacity();
+        }
+        let _ = obj::QueryKeyIn::decode(i);
     }
+    let _ = daos_cart::obj::RwOut::decode(data);
+    let _ = daos_cart::obj::EnumOut::decode(data);
+    let _ = daos_cart::obj::QueryKeyOut::decode(data);
     let _ = pool::read_pool_buf(data);
     let _ = rpc::parse_answer(data).map(|a| {
         let _ = rpc::UriLookupOut::decode(a.output);

@@ -1043,3 +1043,308 @@ fn objects_as_libdaos_and_dfs_write_read_list_and_punch_them() {
     assert_eq!(fetch(&mut c, stranger).ret, der::NO_HDL);
     sys.stop(&mut server);
 }
+
+#[test]
+fn what_dfs_mounts_and_lists_with_oid_blocks_attributes_truncate_and_bulk_listing() {
+    use daos_cart::cont::{self as ccont, ContOpIn};
+    use daos_cart::obj::{
+        self as cobj, BulkRef, EnumCall, EnumOut, IodSpec, QueryKeyCall, QueryKeyOut, Recx, RwData,
+        RwOut, UnitOid, get, iod_type,
+    };
+    use daos_cart::pool::PoolOpOut;
+    use daos_cart::proc_::Decoder;
+    use daos_wire::der;
+    let sys = System::new(1);
+    let mut server = sys.start_joined();
+    let pool = daos_wire::parse_uuid(&sys.create_pool("tank", "128M", Some("256M"))).expect("uuid");
+    let (rank, to) = rank_addrs(&sys)[0];
+    let tgt = SocketAddrV4::new(*to.ip(), to.port() + 2);
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let (ph, cont, ch) = ([0x52; 16], [0xC2; 16], [0xAB; 16]);
+    open_container(&mut c, to, rank, pool, ph, cont, ch, "dfs");
+    let ids = (pool, ch, cont);
+
+    // Object ids in blocks, unique and durable in the pool service (dfs_mount's first call).
+    let alloc = |c: &mut CartClient, num: u64, handle: [u8; 16]| {
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::CONT, 8, ccont::op::OID_ALLOC),
+                T,
+                |e| {
+                    e.uuid(&ph, "ci_pool_hdl")?;
+                    e.uuid(&cont, "ci_uuid")?;
+                    e.uuid(&handle, "ci_hdl")?;
+                    e.u64(num, "num_oids")
+                },
+            )
+            .expect("OID_ALLOC");
+        let mut d = Decoder::new(&r.output);
+        let rc = PoolOpOut::decode(&mut d).expect("op").rc;
+        (rc, d.u64("oid").expect("oid"))
+    };
+    assert_eq!(alloc(&mut c, 100, ch), (0, 0));
+    assert_eq!(alloc(&mut c, 5, ch), (0, 100));
+    assert_eq!(alloc(&mut c, 1, ch), (0, 105));
+    // No such container handle: refused (DAOS says DER_NO_HDL; the pool service's gRPC
+    // refusal reaches the engine as its kind, DER_NO_PERM, until errors keep their codes).
+    assert!(
+        alloc(&mut c, 1, [0x13; 16]).0 < 0,
+        "no such container handle"
+    );
+    // Container attributes: none (dfuse reads its cache settings so, and takes defaults).
+    let attr = |c: &mut CartClient, index: u16| {
+        let op = ContOpIn {
+            pool_handle: ph,
+            uuid: cont,
+            handle: ch,
+            client: [8; 16],
+            time: 9,
+        };
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::CONT, 8, index),
+                T,
+                |e| {
+                    op.encode(e)?;
+                    e.u64(0, "bulk or count")
+                },
+            )
+            .expect("attr");
+        let mut d = Decoder::new(&r.output);
+        (
+            PoolOpOut::decode(&mut d).expect("op").rc,
+            d.u64("size").ok(),
+        )
+    };
+    assert_eq!(attr(&mut c, ccont::op::ATTR_GET).0, der::NONEXIST);
+    assert_eq!(attr(&mut c, ccont::op::ATTR_LIST), (0, Some(0)));
+
+    // A pool map refresh (what a client does on DER_STALE): the map moves only when it is
+    // newer than the client's.
+    let refresh = |c: &mut CartClient, have: u32| {
+        use daos_cart::{bulk, pool as cpool};
+        let addr = c.endpoint().bulk_addr(0);
+        let key = c.endpoint().bulk_desc(0, 1).expect("desc").key;
+        c.endpoint().bulk_mut(0)[..64].fill(0xEE);
+        let op = cpool::PoolOpIn {
+            uuid: pool,
+            handle: ph,
+            client: [0; 16],
+            time: 0,
+        };
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::POOL, 6, cpool::op::TGT_QUERY_MAP),
+                T,
+                |e| {
+                    op.encode(e)?;
+                    bulk::encode(
+                        e,
+                        addr,
+                        4128,
+                        key,
+                        bulk::READ_ONLY | bulk::WRITE_ONLY,
+                        "map",
+                    )?;
+                    e.u32(have, "tmi_map_version")
+                },
+            )
+            .expect("TGT_QUERY_MAP");
+        let mut d = Decoder::new(&r.output);
+        let o = PoolOpOut::decode(&mut d).expect("op");
+        let size = d.u32("tmo_map_buf_size").expect("size");
+        let pushed = c.endpoint().bulk_buf(0)[..64].iter().any(|b| *b != 0xEE);
+        (o.rc, o.map_version, size, pushed)
+    };
+    let (rc, version, size, pushed) = refresh(&mut c, 0);
+    assert_eq!(rc, 0);
+    assert!(
+        version >= 1 && size > 0 && pushed,
+        "{version} {size} {pushed}"
+    );
+    let got = daos_cart::pool::read_pool_buf(&c.endpoint().bulk_buf(0)[..size as usize])
+        .expect("a pool_buf");
+    let _ = got;
+    assert_eq!(
+        refresh(&mut c, version),
+        (0, version, 0, false),
+        "no newer map"
+    );
+
+    let obj_call = |c: &mut CartClient,
+                    index: u16,
+                    body: &dyn Fn(
+        &mut daos_cart::proc_::Encoder<'_>,
+    ) -> Result<(), daos_cart::CartError>| {
+        let r = c
+            .call(
+                tgt,
+                rank,
+                2,
+                opcode::opcode(module::OBJ, 10, index),
+                T,
+                body,
+            )
+            .expect("object RPC");
+        assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+        r.output
+    };
+    // A file of 100 bytes truncated to 40 (DFS: an array punch, an update of size 0).
+    let file = UnitOid {
+        lo: 5,
+        hi: 0x0D01_0001_0000_0000,
+        shard: 0,
+        layout_ver: 2,
+    };
+    let dk: &'static [u8] = Box::leak(Box::new(1u64.to_le_bytes()));
+    let all = [Recx { idx: 0, nr: 100 }];
+    let tail = [Recx { idx: 40, nr: 60 }];
+    let arr = |size, recxs| IodSpec {
+        name: b"0",
+        kind: iod_type::ARRAY,
+        size,
+        flags: 0,
+        recxs,
+    };
+    let data = [(100, &[7u8; 100][..])];
+    let iods = [arr(1, &all)];
+    let out = RwOut::decode(&obj_call(&mut c, cobj::op::UPDATE, &|e| {
+        rw(ids, file, 0, 0, dk, &iods, RwData::Inline(&data)).encode(e)
+    }))
+    .expect("out");
+    assert_eq!(out.ret, 0);
+    let punch = [arr(0, &tail)];
+    let out = RwOut::decode(&obj_call(&mut c, cobj::op::UPDATE, &|e| {
+        rw(ids, file, 0, 0, dk, &punch, RwData::None).encode(e)
+    }))
+    .expect("out");
+    assert_eq!(out.ret, 0);
+    let q = QueryKeyCall {
+        oid: file,
+        pool,
+        co_hdl: ch,
+        co_uuid: cont,
+        map_ver: 1,
+        api_flags: get::DKEY | get::RECX | get::MAX,
+        dkey: b"",
+        akey: b"0",
+    };
+    let out = obj_call(&mut c, cobj::op::QUERY_KEY, &|e| q.encode(e));
+    let k = QueryKeyOut::decode(&out).expect("query key");
+    assert_eq!(
+        (k.ret, k.recx),
+        (0, Recx { idx: 0, nr: 40 }),
+        "the file is 40 bytes"
+    );
+    let get100 = [(100, &[0u8; 0][..])];
+    let out = RwOut::decode(&obj_call(&mut c, cobj::op::FETCH, &|e| {
+        rw(ids, file, 0, 0, dk, &iods, RwData::Inline(&get100)).encode(e)
+    }))
+    .expect("out");
+    assert_eq!(out.sgls, [vec![vec![7u8; 40]]]);
+
+    // A directory of 300 entries listed as DFS's readdir does: a 32 KiB key buffer (the
+    // request travels as "more data"), keys pushed into it, 200 descriptors by bulk.
+    let dir = UnitOid {
+        lo: 6,
+        hi: 0x0001_0001_0000_0000,
+        shard: 0,
+        layout_ver: 2,
+    };
+    let names: Vec<String> = (0..300).map(|i| format!("entry-{i:04}")).collect();
+    for n in &names {
+        let key: &'static [u8] = Box::leak(n.clone().into_bytes().into_boxed_slice());
+        let iods = [IodSpec {
+            name: b"DFS_INODE",
+            kind: iod_type::ARRAY,
+            size: 1,
+            flags: 0,
+            recxs: &[Recx { idx: 0, nr: 4 }],
+        }];
+        let d = [(4, &b"inod"[..])];
+        let out = RwOut::decode(&obj_call(&mut c, cobj::op::UPDATE, &|e| {
+            rw(
+                ids,
+                dir,
+                daos_cart::obj::cond::DKEY_INSERT,
+                0,
+                key,
+                &iods,
+                RwData::Inline(&d),
+            )
+            .encode(e)
+        }))
+        .expect("out");
+        assert_eq!(out.ret, 0);
+    }
+    let (a0, k0) = (
+        c.endpoint().bulk_addr(0),
+        c.endpoint().bulk_desc(0, 1).expect("d").key,
+    );
+    let (a1, k1) = (
+        c.endpoint().bulk_addr(1),
+        c.endpoint().bulk_desc(1, 1).expect("d").key,
+    );
+    let mut listed: Vec<String> = Vec::new();
+    let mut anchor = [0u8; cobj::ANCHOR_LEN];
+    for round in 0.. {
+        assert!(round < 5, "the listing ends");
+        let call = EnumCall {
+            oid: dir,
+            pool,
+            co_hdl: ch,
+            co_uuid: cont,
+            map_ver: 1,
+            nr: 200,
+            dkey: b"",
+            dkey_anchor: &anchor,
+            akey_anchor: &[0; cobj::ANCHOR_LEN],
+            buf_len: 32 << 10,
+            bulk: Some(BulkRef {
+                addr: a0,
+                len: 32 << 10,
+                key: k0,
+                writable: true,
+            }),
+            kds_bulk: Some(BulkRef {
+                addr: a1,
+                len: 200 * 16,
+                key: k1,
+                writable: true,
+            }),
+        };
+        let out = EnumOut::decode(&obj_call(&mut c, cobj::op::DKEY_ENUMERATE, &|e| {
+            call.encode(e)
+        }))
+        .expect("enum out");
+        assert_eq!(out.ret, 0);
+        assert!(out.kds.is_empty() && out.keys.is_empty(), "both by bulk");
+        let keys = c.endpoint().bulk_buf(0)[..out.size as usize].to_vec();
+        let kds = c.endpoint().bulk_buf(1)[..out.num as usize * 16].to_vec();
+        let mut at = 0;
+        for kd in kds.chunks(16) {
+            let len = u64::from_le_bytes(kd[..8].try_into().expect("len")) as usize;
+            assert_eq!(
+                u32::from_le_bytes(kd[8..12].try_into().expect("type")),
+                cobj::ITER_DKEY
+            );
+            listed.push(String::from_utf8(keys[at..at + len].to_vec()).expect("utf8"));
+            at += len;
+        }
+        anchor = out.dkey_anchor;
+        if anchor[0] == cobj::ANCHOR_EOF as u8 {
+            break;
+        }
+    }
+    assert_eq!(listed, names, "every entry once, in order");
+    sys.stop(&mut server);
+}
