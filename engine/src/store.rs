@@ -22,6 +22,10 @@ use std::io;
 
 /// Values up to this size live in the log on SCM; larger ones on the bdev part.
 pub const INLINE_MAX: usize = 4096;
+/// The largest dkey or akey kept (DAOS's clients write keys of 1 MiB).
+pub const KEY_LIMIT: usize = 1 << 20;
+/// The largest log record body: two keys at their limit and an inline value.
+const RECORD_MAX: usize = 2 * KEY_LIMIT + INLINE_MAX + 256;
 /// The largest extent read in one call (a target reply's room).
 pub use daos_wire::READ_MAX;
 /// Alignment of values on the bdev part (O_DIRECT-friendly).
@@ -93,7 +97,12 @@ impl Media for daos_hw::pmemfile::PmemFile {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Value {
     Single(Loc),
-    Extent { offset: u64, loc: Loc },
+    /// Array bytes at `offset`, written as records of `rsize` bytes (0: not said, bytes).
+    Extent {
+        offset: u64,
+        loc: Loc,
+        rsize: u32,
+    },
     Punch,
 }
 
@@ -352,24 +361,33 @@ struct Rec<'a> {
     epoch: u64,
     cont: Cont,
     oid: Oid,
-    /// 0 object punch, 1 dkey punch, 2 akey punch, 3 single, 4 extent.
+    /// 0 object punch, 1 dkey punch, 2 akey punch, 3 single, 4 extent, 5 reclaim.
     kind: u8,
     dkey: &'a [u8],
     akey: &'a [u8],
     offset: u64,
+    /// An extent's record size (0 or 1: bytes); logged as kind 7 with it after the offset.
+    rsize: u32,
     loc: Option<RecLoc<'a>>,
 }
+
+/// How an extent with a record size above one byte is logged.
+const KIND_SIZED_EXTENT: u8 = 7;
 
 impl<'a> Rec<'a> {
     /// Appends the body to `b`.
     fn encode(&self, b: &mut Vec<u8>) {
-        b.push(self.kind);
+        let sized = self.sized();
+        b.push(if sized { KIND_SIZED_EXTENT } else { self.kind });
         b.extend_from_slice(&self.epoch.to_le_bytes());
         b.extend_from_slice(&self.cont.to_le_bytes());
         b.extend_from_slice(&self.oid.to_le_bytes());
         put_bytes(b, self.dkey);
         put_bytes(b, self.akey);
         b.extend_from_slice(&self.offset.to_le_bytes());
+        if sized {
+            b.extend_from_slice(&self.rsize.to_le_bytes());
+        }
         match self.loc {
             None => b.push(0),
             Some(RecLoc::Inline(v, crc)) => {
@@ -390,15 +408,25 @@ impl<'a> Rec<'a> {
         }
     }
 
+    /// Whether the record carries a record size (logged as [`KIND_SIZED_EXTENT`]).
+    fn sized(&self) -> bool {
+        self.kind == 4 && self.rsize > 1
+    }
+
     fn decode(body: &'a [u8]) -> Option<Rec<'a>> {
         let mut r = Reader(body);
-        let kind = r.u8()?;
+        let mut kind = r.u8()?;
         let epoch = r.u64()?;
         let cont = r.u128()?;
         let oid = r.u128()?;
         let dkey = r.bytes()?;
         let akey = r.bytes()?;
         let offset = r.u64()?;
+        let mut rsize = 0;
+        if kind == KIND_SIZED_EXTENT {
+            kind = 4;
+            rsize = r.u32()?;
+        }
         let loc = match r.u8()? {
             0 => None,
             1 => {
@@ -426,6 +454,7 @@ impl<'a> Rec<'a> {
             dkey,
             akey,
             offset,
+            rsize,
             loc,
         })
     }
@@ -435,7 +464,12 @@ impl<'a> Rec<'a> {
         match self.loc? {
             // The value is the last field of the body (see `encode`).
             RecLoc::Inline(v, crc) => Some(Loc::Scm {
-                offset: at + (HEADER + 66 + self.dkey.len() + self.akey.len()) as u64,
+                offset: at
+                    + (HEADER
+                        + 66
+                        + self.dkey.len()
+                        + self.akey.len()
+                        + if self.sized() { 4 } else { 0 }) as u64,
                 len: v.len() as u32,
                 crc,
             }),
@@ -557,7 +591,7 @@ impl<S: Media, B: Media> Store<S, B> {
             self.tail += HEADER as u64 + blen;
         }
         // Zero what a torn append may have left, so a later scan stops exactly here.
-        let zero_len = (end - self.tail).min(2 * (INLINE_MAX as u64 + 2048));
+        let zero_len = (end - self.tail).min(2 * RECORD_MAX as u64);
         let mut rest = vec![0u8; zero_len as usize];
         self.scm.read(self.tail, &mut rest)?;
         if rest.iter().any(|b| *b != 0) {
@@ -636,7 +670,7 @@ impl<S: Media, B: Media> Store<S, B> {
         let m = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let blen = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as u64;
         let crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-        if m != magic || blen == 0 || at + HEADER as u64 + blen > end {
+        if m != magic || blen == 0 || blen > RECORD_MAX as u64 || at + HEADER as u64 + blen > end {
             return Ok(None);
         }
         let mut body = vec![0u8; blen as usize];
@@ -735,10 +769,12 @@ impl<S: Media, B: Media> Store<S, B> {
                             .unwrap_or(0);
                         let floor = floor.max(apunch);
                         for (epoch, v) in hist.iter().filter(|(e, _)| *e > floor) {
-                            let (kind, offset, loc) = match *v {
-                                Value::Punch => (2, 0, None),
-                                Value::Single(l) => (3, 0, Some(l)),
-                                Value::Extent { offset, loc } => (4, offset, Some(loc)),
+                            let (kind, offset, loc, rsize) = match *v {
+                                Value::Punch => (2, 0, None, 0),
+                                Value::Single(l) => (3, 0, Some(l), 0),
+                                Value::Extent { offset, loc, rsize } => {
+                                    (4, offset, Some(loc), rsize)
+                                }
                             };
                             let loc = match loc {
                                 None => None,
@@ -766,6 +802,7 @@ impl<S: Media, B: Media> Store<S, B> {
                                 dkey,
                                 akey,
                                 offset,
+                                rsize,
                                 loc,
                             };
                             frame(&mut buf, &rec, magic);
@@ -827,6 +864,7 @@ impl<S: Media, B: Media> Store<S, B> {
             (_, Some(loc)) => Value::Extent {
                 offset: rec.offset,
                 loc,
+                rsize: rec.rsize,
             },
         };
         if !matches!(v, Value::Extent { .. }) {
@@ -865,7 +903,7 @@ impl<S: Media, B: Media> Store<S, B> {
         frame(&mut buf, &rec, self.magic());
         let body_len = buf.len() - HEADER;
         let result = (|| {
-            if body_len > INLINE_MAX + 2 * 1024 + 128 {
+            if body_len > RECORD_MAX {
                 return Err(StoreError::TooLarge);
             }
             let total = buf.len() as u64;
@@ -967,7 +1005,7 @@ impl<S: Media, B: Media> Store<S, B> {
                 let (_, len, c) = loc.parts();
                 crc_of() == (c, len as usize)
             }
-            (Change::Extent { offset, .. }, Value::Extent { offset: o, loc }) => {
+            (Change::Extent { offset, .. }, Value::Extent { offset: o, loc, .. }) => {
                 let (_, len, c) = loc.parts();
                 *o == offset && crc_of() == (c, len as usize)
             }
@@ -983,7 +1021,7 @@ impl<S: Media, B: Media> Store<S, B> {
             }
         };
         let touches = |v: &Value| match (change, v) {
-            (Change::Extent { offset, data }, Value::Extent { offset: o, loc }) => {
+            (Change::Extent { offset, data }, Value::Extent { offset: o, loc, .. }) => {
                 let end = offset.saturating_add(data.len() as u64);
                 let eend = o.saturating_add(u64::from(loc.parts().1));
                 *o < end && eend > offset
@@ -1051,7 +1089,7 @@ impl<S: Media, B: Media> Store<S, B> {
         value: &[u8],
         epoch: u64,
     ) -> Result<u64, StoreError> {
-        self.store_value(key, 3, 0, value, epoch)
+        self.store_value(key, 3, 0, value, 0, epoch)
     }
 
     /// Writes array bytes at `offset` of an akey; returns the epoch once durable.
@@ -1086,7 +1124,44 @@ impl<S: Media, B: Media> Store<S, B> {
         epoch: u64,
     ) -> Result<u64, StoreError> {
         extent_end(offset, data.len())?;
-        self.store_value(key, 4, offset, data, epoch)
+        self.store_value(key, 4, offset, data, 0, epoch)
+    }
+
+    /// [`Self::write_extent_at`] of records of `rsize` bytes (DAOS's arrays keep their record
+    /// size: a fetch of "any size" answers it).
+    pub fn write_records_at(
+        &mut self,
+        key: AkeyRef<'_>,
+        offset: u64,
+        data: &[u8],
+        rsize: u32,
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
+        extent_end(offset, data.len())?;
+        self.store_value(key, 4, offset, data, rsize, epoch)
+    }
+
+    /// The record size an akey's array was last written with (1 when never said), `None`
+    /// when it holds no live extent.
+    pub fn array_rsize(&self, key: AkeyRef<'_>, epoch: u64) -> Option<u32> {
+        let floor = self.punched_at(key.cont, key.oid, key.dkey, epoch);
+        let h = self.history(key.cont, key.oid, key.dkey, key.akey)?;
+        let apunch = h
+            .iter()
+            .filter(|(e, v)| *e <= epoch && matches!(v, Value::Punch))
+            .map(|(e, _)| *e)
+            .max()
+            .unwrap_or(0);
+        h.iter()
+            .filter(|(e, _)| *e <= epoch && *e > floor.max(apunch))
+            .filter_map(|(e, v)| match v {
+                Value::Extent { loc, rsize, .. } if !matches!(loc, Loc::Hole { .. }) => {
+                    Some((*e, (*rsize).max(1)))
+                }
+                _ => None,
+            })
+            .max_by_key(|(e, _)| *e)
+            .map(|(_, r)| r)
     }
 
     /// Punches `len` bytes of an akey's array at `offset` (DAOS's array punch, what a
@@ -1117,6 +1192,7 @@ impl<S: Media, B: Media> Store<S, B> {
             dkey,
             akey,
             offset,
+            rsize: 0,
             loc: Some(RecLoc::Hole { len }),
         })
     }
@@ -1129,6 +1205,7 @@ impl<S: Media, B: Media> Store<S, B> {
         kind: u8,
         offset: u64,
         data: &[u8],
+        rsize: u32,
         epoch: u64,
     ) -> Result<u64, StoreError> {
         let AkeyRef {
@@ -1152,6 +1229,7 @@ impl<S: Media, B: Media> Store<S, B> {
             dkey,
             akey,
             offset,
+            rsize,
             loc: Some(loc),
         })
     }
@@ -1194,6 +1272,7 @@ impl<S: Media, B: Media> Store<S, B> {
             dkey: dkey.unwrap_or_default(),
             akey: akey.unwrap_or_default(),
             offset: 0,
+            rsize: 0,
             loc: None,
         })
     }
@@ -1217,6 +1296,7 @@ impl<S: Media, B: Media> Store<S, B> {
             dkey: &[],
             akey: &[],
             offset: 0,
+            rsize: 0,
             loc: None,
         })
     }
@@ -1338,7 +1418,9 @@ impl<S: Media, B: Media> Store<S, B> {
                     h.iter()
                         .filter(|(e, _)| *e <= epoch && *e > floor)
                         .filter(|(_, v)| match v {
-                            Value::Extent { offset: eo, loc } => {
+                            Value::Extent {
+                                offset: eo, loc, ..
+                            } => {
                                 let eend = eo.saturating_add(u64::from(loc.parts().1));
                                 *eo < end && eend > offset
                             }
@@ -1494,7 +1576,9 @@ impl<S: Media, B: Media> Store<S, B> {
             .iter()
             .filter(|(e, _)| *e <= epoch && *e > floor)
             .filter_map(|(e, v)| match v {
-                Value::Extent { offset: eo, loc } => {
+                Value::Extent {
+                    offset: eo, loc, ..
+                } => {
                     let (_, elen, _) = loc.parts();
                     let eend = eo.saturating_add(u64::from(elen));
                     (*eo < end && eend > offset).then_some((*e, *eo, loc))
@@ -1648,7 +1732,7 @@ impl<S: Media, B: Media> Store<S, B> {
             .iter()
             .filter(|(e, _)| *e <= epoch && *e > floor)
             .filter_map(|(e, v)| match v {
-                Value::Extent { offset, loc } => {
+                Value::Extent { offset, loc, .. } => {
                     let end = offset.saturating_add(u64::from(loc.parts().1));
                     let (s, t) = ((*offset).max(lo), end.min(hi));
                     (s < t).then_some((*e, tie_rank(v), s, t, matches!(loc, Loc::Hole { .. })))

@@ -39,6 +39,9 @@ pub const PEERS_MAX: usize = 256;
 pub const BULK_SLOTS: usize = 16;
 /// Largest value moved by RMA.
 pub const BULK_MAX: usize = 1 << 20;
+/// Bytes of a registered bulk slot: a largest value, or a request of DAOS's clients pulled
+/// whole (keys up to 1 MiB, as `daos_test` writes them).
+pub const BULK_SLOT: usize = BULK_MAX + (64 << 10);
 
 /// Where a bulk request is.
 #[derive(Debug)]
@@ -151,7 +154,7 @@ impl TargetService {
         let shape = Shape {
             tagged: true,
             unexpected_tag: Some(daos_cart::mercury::UNEXPECTED_TAG),
-            bulk: Some((BULK_SLOTS + objects::SLOTS, BULK_MAX)),
+            bulk: Some((BULK_SLOTS + objects::SLOTS, BULK_SLOT)),
             ..Shape::messages(MSG_MAX, SEND_SLOTS, RECV_SLOTS)
         };
         let ep = RdmEndpoint::open_shaped(&at.provider, Some(&at.node), Some(&port), shape)

@@ -20,9 +20,8 @@
 //!
 //! Not served yet (answered `-DER_NOSYS` in the reply body, never a hang): recx enumeration,
 //! transactions (`CPD`), collective punch and query, `KEY2ANCHOR`, EC and replicated
-//! classes, checksums, bulk handles of more than one segment. Arrays are kept in bytes: a
-//! fetch of "any" record size, an array punch and `QUERY_KEY` take records to be bytes (DFS's
-//! byte arrays; an array of larger cells needs its record size kept, not done yet).
+//! classes, checksums, bulk handles of more than one segment. An array keeps the record size
+//! it was written with (a fetch of "any" size answers it; punches and `QUERY_KEY` count in it).
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -54,7 +53,7 @@ const RMA_ID: u64 = 1 << 40;
 /// Most key descriptors an enumeration returns at once.
 const KDS_MAX: usize = 4096;
 /// Where key descriptors go in a slot for a kds bulk (the keys go from 0 up to it).
-const KDS_AT: usize = super::BULK_MAX - KDS_MAX * obj::KEY_DESC_RAW;
+const KDS_AT: usize = super::BULK_SLOT - KDS_MAX * obj::KEY_DESC_RAW;
 /// A key in an anchor: its length, a hash of it, and its first bytes (DAOS leaves the
 /// anchor's 104-byte buffer to the engine).
 const ANCHOR_KEY_BYTES: usize = 88;
@@ -128,7 +127,7 @@ pub(super) fn scratch() -> Vec<Box<[u8]>> {
 }
 
 /// Largest request input pulled ("more data").
-pub const PULL_MAX: usize = 64 << 10;
+pub const PULL_MAX: usize = super::BULK_SLOT;
 /// Where a slot's reply data starts in its scratch buffer.
 const REPLY_AT: usize = mercury::REQUEST_BODY + PULL_MAX;
 /// Room for it: key descriptors and keys of an inline reply.
@@ -331,7 +330,7 @@ impl TargetService {
         let Some((key, addr, len, eager)) = found else {
             self.cart.complain(
                 self.index,
-                "a request larger than a message whose input cannot be pulled (over 64 KiB, or no readable handle)",
+                "a request larger than a message whose input cannot be pulled (over 1 MiB and 64 KiB, or no readable handle)",
             );
             self.answer_hg(slot, HgReturn::MsgSize);
             return;
@@ -551,9 +550,9 @@ impl TargetService {
         let (mut ctx, ep, scratch) = self.split();
         let (req, reply) = scratch[slot].split_at(REPLY_AT);
         let req = &req[..op.len];
-        let sent = ep.send_tagged_with(op.peer, op.tag, |out| {
-            ctx.serve(req, out, Some((&op, reply)))
-        });
+        // A pulled request that moves no data is served as it stands.
+        let done = (op.kind != Kind::Plain).then_some((&op, &reply[..]));
+        let sent = ep.send_tagged_with(op.peer, op.tag, |out| ctx.serve(req, out, done));
         match sent {
             Ok(()) => {
                 let _ = self.ep.release(op.r);
@@ -637,6 +636,16 @@ fn iod_len(iod: &Iod<'_>) -> Option<u64> {
         _ => iod.recxs().try_fold(0u64, |acc, r| {
             r.nr.checked_mul(iod.size).and_then(|n| acc.checked_add(n))
         }),
+    }
+}
+
+/// The record size an array iod's records are in: the request's, or (a fetch of any
+/// size, a punch) the one the array was written with.
+fn rec_size(store: &TargetStore, key: AkeyRef<'_>, iod: &Iod<'_>) -> u64 {
+    if iod.size != 0 {
+        iod.size
+    } else {
+        u64::from(store.array_rsize(key, u64::MAX).unwrap_or(1))
     }
 }
 
@@ -838,6 +847,13 @@ impl Ctx<'_> {
                     write_enum_empty(e, rc, 0, hlc, None)
                 }
             },
+            obj::op::RECX_ENUMERATE => match EnumIn::decode(input) {
+                Ok(q) => self.enumerate_recx(&q, hlc, e),
+                Err(err) => {
+                    let (rc, ..) = self.bad(&err);
+                    write_enum_empty(e, rc, 0, hlc, None)
+                }
+            },
             obj::op::PUNCH | obj::op::PUNCH_DKEYS | obj::op::PUNCH_AKEYS => {
                 let (rc, v) = match PunchIn::decode(input) {
                     Ok(q) => self.punch(index, &q),
@@ -981,13 +997,17 @@ impl Ctx<'_> {
             }
             let stored = if iod.size == 0 && iod.kind == iod_type::ARRAY && iod.recx_count() > 0 {
                 // An update of size 0 punches those records (DAOS's array punch: a file's
-                // truncate). Records are bytes here (DFS's byte arrays).
+                // truncate), in the array's record size.
+                let rs = rec_size(store, key, &iod);
                 let mut r = Ok(());
                 for recx in iod.recxs() {
-                    let Ok(len) = u32::try_from(recx.nr) else {
+                    let Some((lo, hi)) = recx_bytes(&recx, rs) else {
                         return (der::INVAL, map_version, Ok(()));
                     };
-                    r = store.punch_extent_at(key, recx.idx, len, 0).map(|_| ());
+                    let Ok(len) = u32::try_from(hi - lo) else {
+                        return (der::INVAL, map_version, Ok(()));
+                    };
+                    r = store.punch_extent_at(key, lo, len, 0).map(|_| ());
                     if r.is_err() {
                         break;
                     }
@@ -1008,8 +1028,11 @@ impl Ctx<'_> {
                         return (der::INVAL, map_version, Ok(()));
                     };
                     let n = (hi - lo) as usize;
+                    let Ok(rsize) = u32::try_from(iod.size) else {
+                        return (der::INVAL, map_version, Ok(()));
+                    };
                     r = store
-                        .write_extent_at(key, lo, &data[pos..pos + n], 0)
+                        .write_records_at(key, lo, &data[pos..pos + n], rsize, 0)
                         .map(|_| ());
                     if r.is_err() {
                         break;
@@ -1048,7 +1071,7 @@ impl Ctx<'_> {
                 continue;
             }
             // Any record size: DAOS's byte arrays (DFS) use 1.
-            let rs = iod.size.max(1);
+            let rs = rec_size(store, key, &iod);
             let (mut pos, mut data_end, mut any) = (0u64, 0u64, false);
             for recx in iod.recxs() {
                 let (lo, hi) = recx_bytes(&recx, rs).ok_or(der::INVAL)?;
@@ -1079,7 +1102,7 @@ impl Ctx<'_> {
             }
             return Ok(());
         }
-        let rs = iod.size.max(1);
+        let rs = rec_size(store, key, iod);
         let mut pos = 0usize;
         for recx in iod.recxs() {
             if pos >= dst.len() {
@@ -1279,10 +1302,11 @@ impl Ctx<'_> {
             };
             // The runs, as (idx, nr) pairs of u64 in `runs`.
             runs.clear();
-            let rs = iod.size.max(1);
+            let mut rs = iod.size.max(1);
             if iod.kind == iod_type::ARRAY
                 && let Some(store) = self.stores.get(&q.pool)
             {
+                rs = rec_size(store, key, &iod);
                 for recx in iod.recxs() {
                     let Some((lo, hi)) = recx_bytes(&recx, rs) else {
                         continue;
@@ -1308,7 +1332,7 @@ impl Ctx<'_> {
                 (Recx::default(), Recx::default())
             };
             e.u32(iod.kind, "iom_type")?;
-            e.u64(if n > 0 { iod.size } else { 0 }, "iom_size")?;
+            e.u64(if n > 0 { rs } else { 0 }, "iom_size")?;
             first.encode(e, "iom_recx_lo")?;
             last.encode(e, "iom_recx_hi")?;
             let listed = if detail { n } else { 0 };
@@ -1724,6 +1748,126 @@ impl Ctx<'_> {
         write_enum_tail(e)
     }
 
+    /// Lists an akey's written record runs (`daos_obj_list_recx`), from the record the
+    /// anchor names, ascending or descending; the anchor keeps the next record index.
+    fn enumerate_recx(
+        &mut self,
+        q: &EnumIn<'_>,
+        hlc: u64,
+        e: &mut Encoder<'_>,
+    ) -> Result<(), CartError> {
+        let mut anchors = [0u8; 3 * obj::ANCHOR_LEN];
+        anchors[..obj::ANCHOR_LEN].copy_from_slice(q.anchor);
+        anchors[obj::ANCHOR_LEN..2 * obj::ANCHOR_LEN].copy_from_slice(q.dkey_anchor);
+        anchors[2 * obj::ANCHOR_LEN..].copy_from_slice(q.akey_anchor);
+        if q.dkey.is_empty() || q.akey.is_empty() {
+            return write_enum_empty(e, der::PROTO, 0, hlc, Some((0, &anchors)));
+        }
+        let mut ext = std::mem::take(&mut self.cart.extents);
+        let opened = self.open(&q.pool, &q.co_hdl, &q.co_uuid, q.map_ver, READ);
+        let (store, v) = match opened {
+            Ok(s) => s,
+            Err(rc) => {
+                self.cart.extents = ext;
+                return write_enum_empty(e, rc, 0, hlc, Some((0, &anchors)));
+            }
+        };
+        let key = AkeyRef {
+            cont: u128::from_le_bytes(q.co_uuid),
+            oid: q.oid.id(),
+            dkey: q.dkey,
+            akey: q.akey,
+        };
+        let descending = q.flags & orf::DESCENDING_ORDER != 0;
+        let anchor = &anchors[..obj::ANCHOR_LEN];
+        let kind = u16::from_le_bytes([anchor[0], anchor[1]]);
+        let mut from = [0u8; 8];
+        from.copy_from_slice(&anchor[obj::ANCHOR_BUF..obj::ANCHOR_BUF + 8]);
+        let from = (kind == obj::ANCHOR_KEY).then(|| u64::from_le_bytes(from));
+        // Runs in records, in the order asked, from the anchor on.
+        let (size, runs): (u64, Vec<Recx>) = if kind == obj::ANCHOR_EOF {
+            (0, Vec::new())
+        } else if q.rec_type == iod_type::SINGLE {
+            let n = store.single_len(key, u64::MAX).unwrap_or(0) as u64;
+            let r = if n > 0 && from.is_none() {
+                vec![Recx { idx: 0, nr: 1 }]
+            } else {
+                Vec::new()
+            };
+            (n, r)
+        } else {
+            let rs = u64::from(store.array_rsize(key, u64::MAX).unwrap_or(1));
+            store.visible_extents(key, 0, u64::MAX, u64::MAX, &mut ext);
+            let mut runs: Vec<Recx> = ext
+                .iter()
+                .map(|(s, t)| Recx {
+                    idx: s / rs,
+                    nr: (t - s) / rs,
+                })
+                .filter(|r| r.nr > 0)
+                .collect();
+            if descending {
+                runs.reverse();
+            }
+            let runs = runs
+                .into_iter()
+                .filter_map(|r| match from {
+                    None => Some(r),
+                    Some(f) if !descending && r.idx + r.nr > f => Some(Recx {
+                        idx: r.idx.max(f),
+                        nr: r.idx + r.nr - r.idx.max(f),
+                    }),
+                    Some(f) if descending && r.idx < f => Some(Recx {
+                        idx: r.idx,
+                        nr: (r.idx + r.nr).min(f) - r.idx,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            (if ext.is_empty() { 0 } else { rs }, runs)
+        };
+        self.cart.extents = ext;
+        let max = (q.nr as usize).min(KDS_MAX);
+        let n = runs.len().min(max);
+        {
+            let a = &mut anchors[..obj::ANCHOR_LEN];
+            if n == runs.len() {
+                anchor_eof(a);
+            } else {
+                a[0..2].copy_from_slice(&obj::ANCHOR_KEY.to_le_bytes());
+                a[obj::ANCHOR_BUF..obj::ANCHOR_LEN].fill(0);
+                let next = if descending {
+                    runs[n - 1].idx
+                } else {
+                    runs[n].idx
+                };
+                a[obj::ANCHOR_BUF..obj::ANCHOR_BUF + 8].copy_from_slice(&next.to_le_bytes());
+            }
+        }
+        e.i32(0, "oeo_ret")?;
+        e.u32(v, "oeo_map_version")?;
+        e.u64(hlc, "oeo_epoch")?;
+        e.u32(n as u32, "oeo_num")?;
+        e.u32(0, "oeo_padding")?;
+        e.u64(size, "oeo_size")?;
+        e.bytes(&anchors, "oeo_anchors")?;
+        obj::write_count(e, 0, "oeo_kds")?;
+        e.u32(0, "sg_nr")?;
+        e.u32(0, "sg_nr_out")?;
+        e.u64(0, "oeo_csum_iov")?;
+        e.u64(0, "oeo_csum_iov")?;
+        obj::write_count(e, n, "oeo_recxs")?;
+        for r in &runs[..n] {
+            r.encode(e, "oeo_recxs")?;
+        }
+        obj::write_count(e, n, "oeo_eprs")?;
+        for _ in 0..n {
+            e.u64(0, "epr_lo")?;
+            e.u64(u64::MAX, "epr_hi")?;
+        }
+        obj::write_comm(e)
+    }
+
     /// Punches an object, a dkey or akeys; (status, map version).
     fn punch(&mut self, index: u16, q: &PunchIn<'_>) -> (i32, u32) {
         let (store, v) = match self.open(&q.pool, &q.co_hdl, &q.co_uuid, q.map_ver, READ | WRITE) {
@@ -1917,7 +2061,13 @@ impl Ctx<'_> {
                 ext.last()
             };
             if let Some(&(s, t)) = pick {
-                found = Some((i, akey, Recx { idx: s, nr: t - s }));
+                // In records of the array's size.
+                let rs = u64::from(store.array_rsize(key, u64::MAX).unwrap_or(1));
+                let recx = Recx {
+                    idx: s / rs,
+                    nr: (t - s) / rs,
+                };
+                found = Some((i, akey, recx));
                 break;
             }
         }
