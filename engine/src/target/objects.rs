@@ -551,7 +551,7 @@ impl TargetService {
         let (req, reply) = scratch[slot].split_at(REPLY_AT);
         let req = &req[..op.len];
         // A pulled request that moves no data is served as it stands.
-        let done = (op.kind != Kind::Plain).then_some((&op, &reply[..]));
+        let done = (op.kind != Kind::Plain).then_some((&op, reply));
         let sent = ep.send_tagged_with(op.peer, op.tag, |out| ctx.serve(req, out, done));
         match sent {
             Ok(()) => {
