@@ -21,17 +21,23 @@ pub const BIND: u8 = 0x20;
 /// Several segments in one registration.
 pub const REGV: u8 = 0x40;
 
-/// A decoded single-segment bulk handle (what DAOS's clients send for pool maps, large RPC
-/// bodies and object data up to one iovec).
+/// Segments a handle may have (DAOS's clients send one per iovec of an sgl).
+pub const SEGMENTS_MAX: u32 = 1024;
+
+/// A decoded bulk handle: one segment (what DAOS's clients send for pool maps, large RPC
+/// bodies and object data in one iovec), or several, each registered on its own (an sgl of
+/// several iovecs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bulk<'a> {
     /// Total bytes.
     pub len: u64,
     pub flags: u8,
-    /// The segment's virtual address in the client.
+    /// The first segment's virtual address in the client.
     pub addr: u64,
-    /// The registration's key.
+    /// The first segment's registration key.
     pub key: u64,
+    /// With several segments: their (address, length) list and their handles, raw.
+    multi: Option<(&'a [u8], &'a [u8], &'a [u8])>,
     /// The data, when sent inline ([`EAGER`]); Mercury inlines small handles even when they
     /// are writable, and keeps their registration for pushes.
     pub eager: Option<&'a [u8]>,
@@ -39,7 +45,44 @@ pub struct Bulk<'a> {
     pub registered: bool,
 }
 
+/// One segment of a bulk handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Its virtual address in the client.
+    pub addr: u64,
+    pub len: u64,
+    /// Its registration's key (0: not registered, an empty segment).
+    pub key: u64,
+}
+
 impl Bulk<'_> {
+    /// The segments in order (an empty one is listed too, with length 0).
+    pub fn segments(&self) -> impl Iterator<Item = Segment> + '_ {
+        let single = self.multi.is_none().then_some(Segment {
+            addr: self.addr,
+            len: self.len,
+            key: self.key,
+        });
+        let (segs, sizes, handles) = self.multi.unwrap_or((&[], &[], &[]));
+        let mut handles = Decoder::new(handles);
+        let many = segs
+            .chunks_exact(16)
+            .zip(sizes.chunks_exact(8))
+            .map(move |(sg, sz)| {
+                let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+                let (addr, len, size) = (word(&sg[..8]), word(&sg[8..]), word(sz));
+                let mut key = 0;
+                if addr != 0 && size != 0 {
+                    // Checked at decode.
+                    if let Ok(h) = handles.take(size as usize, "handle") {
+                        key = word(&h[..8]);
+                    }
+                }
+                Segment { addr, len, key }
+            });
+        single.into_iter().chain(many)
+    }
+
     /// Whether the server may push into it (RMA write): registered, and writable by peers.
     pub fn writable(&self) -> bool {
         self.registered && self.flags & WRITE_ONLY != 0
@@ -74,11 +117,14 @@ pub fn decode<'a>(d: &mut Decoder<'a>, field: &'static str) -> Result<Option<Bul
     let segments = b.u32(field)?;
     let flags = b.u8(field)?;
     b.take(3, field)?;
-    if segments != 1 {
+    if segments == 0 || segments > SEGMENTS_MAX {
         return Err(CartError::Invalid {
             field,
-            why: "bulk handles of more than one segment are not served",
+            why: "a bulk handle of no segment, or of more than 1024",
         });
+    }
+    if segments > 1 {
+        return decode_multi(&mut b, len, segments, flags, field);
     }
     if flags & (SM | REGV) != 0 {
         return Err(CartError::Invalid {
@@ -144,8 +190,121 @@ pub fn decode<'a>(d: &mut Decoder<'a>, field: &'static str) -> Result<Option<Bul
         flags,
         addr,
         key,
+        multi: None,
         eager,
         registered: handle_size != 0,
+    }))
+}
+
+/// The rest of a handle of several segments: the segments, a handle size per segment, the
+/// handles of those with memory (each an NA OFI handle of one iovec), then as for one.
+fn decode_multi<'a>(
+    b: &mut Decoder<'a>,
+    len: u64,
+    segments: u32,
+    flags: u8,
+    field: &'static str,
+) -> Result<Option<Bulk<'a>>, CartError> {
+    if flags & (SM | REGV) != 0 {
+        return Err(CartError::Invalid {
+            field,
+            why: "shared-memory or multi-segment registrations are not served over OFI",
+        });
+    }
+    let segs = b.take(segments as usize * 16, field)?;
+    let sizes = b.take(segments as usize * 8, field)?;
+    let word = |x: &[u8]| u64::from_le_bytes(x.try_into().unwrap_or([0; 8]));
+    let mut total = 0u64;
+    let mut handles_len = 0usize;
+    let mut registered = true;
+    for (sg, sz) in segs.chunks_exact(16).zip(sizes.chunks_exact(8)) {
+        let (addr, seg_len, size) = (word(&sg[..8]), word(&sg[8..]), word(sz));
+        total = total.checked_add(seg_len).ok_or(CartError::Length {
+            field,
+            len: seg_len,
+        })?;
+        if addr == 0 || size == 0 {
+            registered &= seg_len == 0;
+            continue;
+        }
+        if size < 48 {
+            return Err(CartError::Invalid {
+                field,
+                why: "NA OFI memory handle shorter than 48 bytes",
+            });
+        }
+        let n = usize::try_from(size).map_err(|_| CartError::Length { field, len: size })?;
+        handles_len = handles_len
+            .checked_add(n)
+            .ok_or(CartError::Length { field, len: size })?;
+    }
+    if total != len {
+        return Err(CartError::Invalid {
+            field,
+            why: "the segments' lengths do not add up to the handle's",
+        });
+    }
+    let handles = b.take(handles_len, field)?;
+    // Each handle: key, length, one iovec.
+    let mut h = Decoder::new(handles);
+    for (sg, sz) in segs.chunks_exact(16).zip(sizes.chunks_exact(8)) {
+        let size = word(sz) as usize;
+        if word(&sg[..8]) == 0 || size == 0 {
+            continue;
+        }
+        let mut one = Decoder::new(h.take(size, field)?);
+        one.u64(field)?;
+        one.u64(field)?;
+        if one.u64(field)? != 1 {
+            return Err(CartError::Invalid {
+                field,
+                why: "NA OFI memory handle with more than one iovec",
+            });
+        }
+    }
+    if flags & BIND != 0 {
+        let addr_size = b.u64(field)?;
+        let n = usize::try_from(addr_size).map_err(|_| CartError::Length {
+            field,
+            len: addr_size,
+        })?;
+        b.take(n, field)?;
+        b.take(1, field)?;
+    }
+    let eager = if flags & EAGER != 0 {
+        let n = usize::try_from(len).map_err(|_| CartError::Length { field, len })?;
+        Some(b.take(n, field)?)
+    } else {
+        None
+    };
+    let first = segs
+        .chunks_exact(16)
+        .zip(sizes.chunks_exact(8))
+        .find(|(sg, _)| word(&sg[8..]) > 0);
+    let (addr, key) = match first {
+        Some((sg, _)) => {
+            let bulk = Bulk {
+                len,
+                flags,
+                addr: 0,
+                key: 0,
+                multi: Some((segs, sizes, handles)),
+                eager: None,
+                registered,
+            };
+            let k = bulk.segments().find(|s| s.len > 0).map_or(0, |s| s.key);
+            (word(&sg[..8]), k)
+        }
+        None => (0, 0),
+    };
+    Ok(Some(Bulk {
+        len,
+        flags,
+        addr,
+        key,
+        multi: Some((segs, sizes, handles)),
+        eager,
+        registered,
     }))
 }
 
@@ -223,6 +382,78 @@ mod tests {
         // Truncated anywhere.
         for n in 0..96 {
             assert!(decode(&mut Decoder::new(&b[..n]), "bulk").is_err(), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_handle_of_several_segments_lists_each_with_its_key() {
+        // What Mercury sends for an sgl of three iovecs, the first NULL: the descriptor, the
+        // segments, a handle size each (0 for the NULL one), the two handles.
+        let mut buf = vec![0u8; 512];
+        let mut e = Encoder::new(&mut buf);
+        let body = |e: &mut Encoder<'_>| -> Result<(), CartError> {
+            e.u64(30, "len")?;
+            e.u32(3, "segments")?;
+            e.u8(READ_ONLY | WRITE_ONLY, "flags")?;
+            e.bytes(&[0; 3], "pad")?;
+            for (addr, len) in [(0u64, 0u64), (0x1000, 10), (0x9000, 20)] {
+                e.u64(addr, "addr")?;
+                e.u64(len, "len")?;
+            }
+            for size in [0u64, 48, 48] {
+                e.u64(size, "size")?;
+            }
+            for (key, addr, len) in [(5u64, 0x1000u64, 10u64), (6, 0x9000, 20)] {
+                e.u64(key, "key")?;
+                e.u64(len, "total")?;
+                e.u64(1, "iovcnt")?;
+                e.u8(READ_ONLY | WRITE_ONLY, "flags")?;
+                e.bytes(&[0; 7], "pad")?;
+                e.u64(addr, "base")?;
+                e.u64(len, "len")?;
+            }
+            Ok(())
+        };
+        let mut inner = vec![0u8; 512];
+        let n = {
+            let mut ie = Encoder::new(&mut inner);
+            body(&mut ie).unwrap();
+            ie.len()
+        };
+        e.u64(n as u64, "size").unwrap();
+        e.bytes(&inner[..n], "desc").unwrap();
+        let total = e.len();
+        let b = decode(&mut Decoder::new(&buf[..total]), "bulk")
+            .unwrap()
+            .unwrap();
+        assert!(b.writable() && b.readable());
+        assert_eq!((b.addr, b.key, b.len), (0x1000, 5, 30));
+        let segs: Vec<Segment> = b.segments().collect();
+        assert_eq!(
+            segs,
+            [
+                Segment {
+                    addr: 0,
+                    len: 0,
+                    key: 0
+                },
+                Segment {
+                    addr: 0x1000,
+                    len: 10,
+                    key: 5
+                },
+                Segment {
+                    addr: 0x9000,
+                    len: 20,
+                    key: 6
+                },
+            ]
+        );
+        for cut in 0..total {
+            assert!(
+                decode(&mut Decoder::new(&buf[..cut]), "bulk").is_err(),
+                "{cut}"
+            );
         }
     }
 }

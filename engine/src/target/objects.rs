@@ -579,6 +579,41 @@ struct Move {
     len: u32,
 }
 
+/// The RMAs that move `len` bytes between slot byte `at` on and the client's handle `b`,
+/// segment by segment (each its own registration, addressed from its start); false when
+/// the handle holds fewer bytes.
+fn segment_moves(
+    moves: &mut Vec<Move>,
+    b: &daos_cart::bulk::Bulk<'_>,
+    at: usize,
+    remote: usize,
+    len: usize,
+    virt: bool,
+) -> bool {
+    let (mut done, mut skip) = (0usize, remote);
+    for seg in b.segments().filter(|s| s.len > 0) {
+        if done == len {
+            break;
+        }
+        let seg_len = usize::try_from(seg.len).unwrap_or(usize::MAX);
+        if skip >= seg_len {
+            skip -= seg_len;
+            continue;
+        }
+        let n = (len - done).min(seg_len - skip);
+        let off = skip as u64;
+        moves.push(Move {
+            at: at + done,
+            key: seg.key,
+            addr: if virt { seg.addr + off } else { off },
+            len: n as u32,
+        });
+        done += n;
+        skip = 0;
+    }
+    done == len
+}
+
 /// What a slot's request does next.
 enum Plan {
     Reply,
@@ -1087,18 +1122,23 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Writes iod `iod`'s first `len` data bytes (holes as zeros) into `dst`.
+    /// Writes iod `iod`'s written data into `dst` (the iod's records back to back; holes,
+    /// which DAOS leaves as the client's bytes, are not touched) and hands each written run
+    /// (its offset in `dst` and length) to `run`.
     fn fill(
         store: &TargetStore,
         key: AkeyRef<'_>,
         iod: &Iod<'_>,
         dst: &mut [u8],
+        ext: &mut Vec<(u64, u64)>,
+        mut run: impl FnMut(usize, usize),
     ) -> Result<(), StoreError> {
         if iod.kind == iod_type::SINGLE {
             let v = store.fetch(key.cont, key.oid, key.dkey, key.akey, u64::MAX)?;
             if let Some(v) = v {
                 let n = v.len().min(dst.len());
                 dst[..n].copy_from_slice(&v[..n]);
+                run(0, n);
             }
             return Ok(());
         }
@@ -1111,9 +1151,17 @@ impl Ctx<'_> {
             let Some((lo, hi)) = recx_bytes(&recx, rs) else {
                 break;
             };
-            let n = ((hi - lo) as usize).min(dst.len() - pos);
-            store.read_extent_into(key, lo, &mut dst[pos..pos + n], u64::MAX)?;
-            pos += n;
+            store.visible_extents(key, lo, hi, u64::MAX, ext);
+            for &(s, t) in ext.iter() {
+                let from = pos.saturating_add((s - lo) as usize);
+                let to = pos.saturating_add((t - lo) as usize).min(dst.len());
+                if from >= to {
+                    continue;
+                }
+                store.read_extent_into(key, s, &mut dst[from..to], u64::MAX)?;
+                run(from, to - from);
+            }
+            pos = pos.saturating_add((hi - lo) as usize);
         }
         Ok(())
     }
@@ -1189,7 +1237,14 @@ impl Ctx<'_> {
             let index = self.index;
             for ((sgl, iod), (_, data)) in q.sgls().zip(q.iods()).zip(&sizes) {
                 let data = *data as usize;
+                // Holes keep the client's bytes: what it sent when it sent its whole buffer
+                // (as DAOS's engine answers in the request's own buffers), else zeros.
                 self.cart.gather.clear();
+                if sgl.iovs().all(|i| i.data.len() as u64 == i.buf_len) {
+                    for iov in sgl.iovs() {
+                        self.cart.gather.extend_from_slice(iov.data);
+                    }
+                }
                 self.cart.gather.resize(data, 0);
                 let key = AkeyRef {
                     cont,
@@ -1198,7 +1253,14 @@ impl Ctx<'_> {
                     akey: iod.name,
                 };
                 if let Some(store) = self.stores.get(&q.pool)
-                    && let Err(err) = Self::fill(store, key, &iod, &mut self.cart.gather)
+                    && let Err(err) = Self::fill(
+                        store,
+                        key,
+                        &iod,
+                        &mut self.cart.gather,
+                        &mut self.cart.extents,
+                        |_, _| {},
+                    )
                 {
                     let what = format!("fetch: {err}");
                     self.cart.complain(index, &what);
@@ -1367,12 +1429,11 @@ impl Ctx<'_> {
             }
             match b.eager {
                 Some(data) if data.len() >= len => buf[at..at + len].copy_from_slice(&data[..len]),
-                _ => moves.push(Move {
-                    at,
-                    key: b.key,
-                    addr: b.remote_addr(virt, 0),
-                    len: len as u32,
-                }),
+                _ => {
+                    if !segment_moves(&mut moves, &b, at, 0, len, virt) {
+                        return Plan::Reply;
+                    }
+                }
             }
             at += len;
         }
@@ -1387,7 +1448,9 @@ impl Ctx<'_> {
         };
         let mut sizes = Vec::with_capacity(q.nr as usize);
         let outcome = self.fetch_inline_sizes(&q, &mut sizes);
-        let Some(op) = self.cart.op_mut(slot) else {
+        let mut ext = std::mem::take(&mut self.cart.extents);
+        let Some(op) = self.cart.ops.get_mut(slot).and_then(Option::as_mut) else {
+            self.cart.extents = ext;
             return Plan::Reply;
         };
         match outcome {
@@ -1396,6 +1459,7 @@ impl Ctx<'_> {
                 op.rc = rc;
                 op.map_version = v;
                 op.sizes = sizes;
+                self.cart.extents = ext;
                 return Plan::Reply;
             }
         }
@@ -1421,24 +1485,33 @@ impl Ctx<'_> {
                 dkey: q.dkey,
                 akey: iod.name,
             };
+            // Only the written runs move: holes leave the client's memory as it is.
+            let mut runs: Vec<(usize, usize)> = Vec::new();
             if let Some(store) = self.stores.get(&q.pool)
-                && let Err(err) = Self::fill(store, key, &iod, &mut buf[at..at + data])
+                && let Err(err) = Self::fill(
+                    store,
+                    key,
+                    &iod,
+                    &mut buf[at..at + data],
+                    &mut ext,
+                    |off, n| runs.push((off, n)),
+                )
             {
                 op.rc = store_status(&err);
                 break;
             }
-            if data > 0 {
-                moves.push(Move {
-                    at,
-                    key: b.key,
-                    addr: b.remote_addr(virt, 0),
-                    len: data as u32,
-                });
+            if runs
+                .iter()
+                .any(|&(off, n)| !segment_moves(&mut moves, &b, at + off, off, n, virt))
+            {
+                op.rc = der::REC2BIG;
+                break;
             }
             at += data;
         }
         let failed = op.rc != 0;
         op.sizes = sizes;
+        self.cart.extents = ext;
         if failed || moves.is_empty() {
             return Plan::Reply;
         }
@@ -1603,12 +1676,10 @@ impl Ctx<'_> {
                 op.rc = der::PROTO;
                 return Plan::Reply;
             }
-            moves.push(Move {
-                at: 0,
-                key: b.key,
-                addr: b.remote_addr(virt, 0),
-                len: used as u32,
-            });
+            if !segment_moves(&mut moves, &b, 0, 0, used, virt) {
+                op.rc = der::KEY2BIG;
+                return Plan::Reply;
+            }
         }
         if let Some(b) = q.kds_bulk
             && n > 0
@@ -1618,12 +1689,10 @@ impl Ctx<'_> {
                 op.rc = der::PROTO;
                 return Plan::Reply;
             }
-            moves.push(Move {
-                at: KDS_AT,
-                key: b.key,
-                addr: b.remote_addr(virt, 0),
-                len: len as u32,
-            });
+            if !segment_moves(&mut moves, &b, KDS_AT, 0, len, virt) {
+                op.rc = der::PROTO;
+                return Plan::Reply;
+            }
         }
         if moves.is_empty() {
             return Plan::Reply;
