@@ -674,13 +674,12 @@ fn iod_len(iod: &Iod<'_>) -> Option<u64> {
     }
 }
 
-/// The record size an array iod's records are in: the request's, or (a fetch of any
-/// size, a punch) the one the array was written with.
+/// The record size an array iod's records are in: the one the array was written with (a
+/// fetch with another size is answered in it, as DAOS does), else the request's, else 1.
 fn rec_size(store: &TargetStore, key: AkeyRef<'_>, iod: &Iod<'_>) -> u64 {
-    if iod.size != 0 {
-        iod.size
-    } else {
-        u64::from(store.array_rsize(key, u64::MAX).unwrap_or(1))
+    match store.array_rsize(key, u64::MAX) {
+        Some(r) => u64::from(r),
+        None => iod.size.max(1),
     }
 }
 
