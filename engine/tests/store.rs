@@ -112,6 +112,35 @@ fn a_punched_range_reads_as_zeros_is_no_data_and_survives_compaction_and_reopen(
 }
 
 #[test]
+fn an_array_keeps_its_record_size_across_compaction_and_reopen() {
+    let mut s = sim();
+    assert_eq!(s.array_rsize(ARR, u64::MAX), None);
+    // Bytes written by daos-rs's own protocol: records of one byte.
+    s.write_extent(C, 1, b"d", b"arr", 0, &[1u8; 8]).unwrap();
+    assert_eq!(s.array_rsize(ARR, u64::MAX), Some(1));
+    // Records of 8 bytes (DAOS's arrays), inline and on the bdev part.
+    s.write_records_at(ARR, 8, &[2u8; 16], 8, 0).unwrap();
+    assert_eq!(s.array_rsize(ARR, u64::MAX), Some(8));
+    let big = vec![3u8; 2 * INLINE_MAX];
+    s.write_records_at(ARR, 64, &big, 8, 0).unwrap();
+    assert_eq!(s.read_extent(ARR, 8, 16, u64::MAX).unwrap(), [2u8; 16]);
+    s.compact().unwrap();
+    let (scm, bdev) = s.into_media();
+    let s = Store::open(scm, bdev).unwrap();
+    assert_eq!(s.array_rsize(ARR, u64::MAX), Some(8));
+    assert_eq!(s.read_extent(ARR, 0, 24, u64::MAX).unwrap()[..9], [1, 1, 1, 1, 1, 1, 1, 1, 2]);
+    assert_eq!(s.read_extent(ARR, 64, big.len(), u64::MAX).unwrap(), big);
+    // A key of 1 MiB is kept (DAOS's clients write them).
+    let mut s = Store::open(SimMedia::new(8 << 20), SimMedia::new(4 << 20)).unwrap();
+    let long = vec![b'k'; 1 << 20];
+    s.update(C, 1, &long, b"a", b"v").unwrap();
+    assert_eq!(s.fetch(C, 1, &long, b"a", u64::MAX).unwrap().as_deref(), Some(&b"v"[..]));
+    let (scm, bdev) = s.into_media();
+    let s = Store::open(scm, bdev).unwrap();
+    assert_eq!(s.list_dkeys(C, 1), [long]);
+}
+
+#[test]
 fn array_extents_overlay_newest_on_top() {
     let mut s = sim();
     s.write_extent(C, 1, b"d", b"arr", 0, &[1u8; 8]).unwrap();
