@@ -1029,8 +1029,12 @@ pub struct EnumCall<'a> {
     pub co_uuid: [u8; 16],
     pub map_ver: u32,
     pub nr: u32,
-    /// The dkey whose akeys are listed (akey enumeration).
+    /// The dkey whose akeys are listed (akey and recx enumeration).
     pub dkey: &'a [u8],
+    /// The akey whose record runs are listed (recx enumeration).
+    pub akey: &'a [u8],
+    /// The recx enumeration's cursor.
+    pub anchor: &'a [u8; ANCHOR_LEN],
     pub dkey_anchor: &'a [u8; ANCHOR_LEN],
     pub akey_anchor: &'a [u8; ANCHOR_LEN],
     /// The key buffer's size; sent inline (zeros) unless `bulk` is given.
@@ -1053,8 +1057,8 @@ impl EnumCall<'_> {
         e.u32(0, "oei_rec_type")?;
         e.u32(orf::ENUM_WITHOUT_EPR, "oei_flags")?;
         e.iov(self.dkey, "oei_dkey")?;
-        e.iov(&[], "oei_akey")?;
-        e.take(ANCHOR_LEN, "oei_anchor")?.fill(0);
+        e.iov(self.akey, "oei_akey")?;
+        e.bytes(self.anchor, "oei_anchor")?;
         e.bytes(self.dkey_anchor, "oei_dkey_anchor")?;
         e.bytes(self.akey_anchor, "oei_akey_anchor")?;
         e.u32(1, "sg_nr")?;
@@ -1094,6 +1098,8 @@ pub struct EnumOut {
     pub kds: Vec<(u64, u32)>,
     /// The keys' bytes, when sent inline.
     pub keys: Vec<u8>,
+    /// A recx enumeration's record runs.
+    pub recxs: Vec<Recx>,
 }
 
 impl EnumOut {
@@ -1123,8 +1129,10 @@ impl EnumOut {
             keys.extend_from_slice(decode_iov(&mut d, "sg_iovs")?.data);
         }
         d.iov("oeo_csum_iov")?;
-        let recxs = count(&mut d, "oeo_recxs", 16)?;
-        d.take(recxs as usize * 16, "oeo_recxs")?;
+        let n = count(&mut d, "oeo_recxs", 16)?;
+        let recxs = (0..n)
+            .map(|_| read_recx(&mut d, "oeo_recxs"))
+            .collect::<Result<Vec<_>, _>>()?;
         let eprs = count(&mut d, "oeo_eprs", 16)?;
         d.take(eprs as usize * 16, "oeo_eprs")?;
         d.take(COMM_LEN, "oeo_comm_out")?;
@@ -1139,6 +1147,7 @@ impl EnumOut {
             akey_anchor,
             kds,
             keys,
+            recxs,
         })
     }
 }
@@ -1433,6 +1442,8 @@ mod tests {
             map_ver: 1,
             nr: 16,
             dkey: b"",
+            akey: b"",
+            anchor: &anchor,
             dkey_anchor: &anchor,
             akey_anchor: &anchor,
             buf_len: 100,

@@ -128,13 +128,19 @@ fn an_array_keeps_its_record_size_across_compaction_and_reopen() {
     let (scm, bdev) = s.into_media();
     let s = Store::open(scm, bdev).unwrap();
     assert_eq!(s.array_rsize(ARR, u64::MAX), Some(8));
-    assert_eq!(s.read_extent(ARR, 0, 24, u64::MAX).unwrap()[..9], [1, 1, 1, 1, 1, 1, 1, 1, 2]);
+    assert_eq!(
+        s.read_extent(ARR, 0, 24, u64::MAX).unwrap()[..9],
+        [1, 1, 1, 1, 1, 1, 1, 1, 2]
+    );
     assert_eq!(s.read_extent(ARR, 64, big.len(), u64::MAX).unwrap(), big);
     // A key of 1 MiB is kept (DAOS's clients write them).
     let mut s = Store::open(SimMedia::new(8 << 20), SimMedia::new(4 << 20)).unwrap();
     let long = vec![b'k'; 1 << 20];
     s.update(C, 1, &long, b"a", b"v").unwrap();
-    assert_eq!(s.fetch(C, 1, &long, b"a", u64::MAX).unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(
+        s.fetch(C, 1, &long, b"a", u64::MAX).unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
     let (scm, bdev) = s.into_media();
     let s = Store::open(scm, bdev).unwrap();
     assert_eq!(s.list_dkeys(C, 1), [long]);

@@ -923,6 +923,67 @@ fn objects_as_libdaos_and_dfs_write_read_list_and_punch_them() {
     );
     assert!(k.max_epoch > 0);
 
+    // The array's written runs, listed (daos_obj_list_recx), one per call then the rest.
+    let recx_list = |c: &mut CartClient, nr: u32, anchor: &[u8; cobj::ANCHOR_LEN]| {
+        let call = EnumCall {
+            oid: file,
+            pool,
+            co_hdl: ch,
+            co_uuid: cont,
+            map_ver: 1,
+            nr,
+            dkey: dk,
+            akey: b"0",
+            anchor,
+            dkey_anchor: &[0; cobj::ANCHOR_LEN],
+            akey_anchor: &[0; cobj::ANCHOR_LEN],
+            buf_len: 0,
+            bulk: None,
+            kds_bulk: None,
+        };
+        let r = c
+            .call(
+                tgt,
+                rank,
+                2,
+                opcode::opcode(module::OBJ, 10, cobj::op::RECX_ENUMERATE),
+                T,
+                |e| call.encode(e),
+            )
+            .expect("recx enumerate");
+        EnumOut::decode(&r.output).expect("enum out")
+    };
+    let first = recx_list(&mut c, 1, &[0; cobj::ANCHOR_LEN]);
+    assert_eq!(
+        (first.ret, first.size, first.recxs.clone()),
+        (0, 1, vec![Recx { idx: 0, nr: 10 }])
+    );
+    let rest = recx_list(&mut c, 8, &first.anchor);
+    assert_eq!(rest.recxs, [Recx { idx: 20, nr: 5 }]);
+    assert_eq!(rest.anchor[0], cobj::ANCHOR_EOF as u8);
+
+    // A dkey of 512 KiB: the request travels as "more data" and is pulled whole.
+    let long: &'static [u8] = Box::leak(vec![b'L'; 512 << 10].into_boxed_slice());
+    let iods = [single(b"a", 4)];
+    let put = [(4, &b"long"[..])];
+    let other = UnitOid { lo: 99, ..kv };
+    let out = update(&mut c, rw(ids, other, 0, 0, long, &iods, RwData::Inline(&put)));
+    assert_eq!(out.ret, 0, "{out:?}");
+    let get8 = [(8, &[0u8; 0][..])];
+    let out = fetch(
+        &mut c,
+        rw(
+            ids,
+            other,
+            0,
+            0,
+            long,
+            &[single(b"a", 0)],
+            RwData::Inline(&get8),
+        ),
+    );
+    assert_eq!(out.sgls, [vec![b"long".to_vec()]]);
+
     // A value moved by RMA both ways (over 19 KiB, as libdaos sends it).
     let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let (a0, k0) = (
@@ -996,6 +1057,8 @@ fn objects_as_libdaos_and_dfs_write_read_list_and_punch_them() {
             map_ver: 1,
             nr,
             dkey: b"",
+            akey: b"",
+            anchor: &[0; cobj::ANCHOR_LEN],
             dkey_anchor: anchor,
             akey_anchor: &[0; cobj::ANCHOR_LEN],
             buf_len: 256,
@@ -1306,6 +1369,8 @@ fn what_dfs_mounts_and_lists_with_oid_blocks_attributes_truncate_and_bulk_listin
             map_ver: 1,
             nr: 200,
             dkey: b"",
+            akey: b"",
+            anchor: &[0; cobj::ANCHOR_LEN],
             dkey_anchor: &anchor,
             akey_anchor: &[0; cobj::ANCHOR_LEN],
             buf_len: 32 << 10,
