@@ -763,6 +763,396 @@ impl QueryKeyOut<'_> {
 }
 
 // ------------------------------------------------------------------------------------------
+// The RPCs a client punches and sizes objects of several shards with
+// (`docs/daos-protocol/cpd_wire.md`): `OBJ_CPD` (a punch converted to a transaction),
+// `OBJ_COLL_PUNCH` and `OBJ_COLL_QUERY`. Rare metadata operations: decoded into owned lists.
+
+/// `daos_cpd_sg` types served (inline forms).
+pub mod dcst {
+    pub const HEAD: u32 = 1;
+    pub const REQ_CLI: u32 = 2;
+    pub const REQ_SRV: u32 = 3;
+    pub const ENT: u32 = 4;
+    pub const TGT: u32 = 5;
+}
+
+/// `daos_cpd_sub_opc`.
+pub mod cpd_op {
+    pub const UPDATE: u16 = 0;
+    pub const READ: u16 = 1;
+    pub const PUNCH_OBJ: u16 = 2;
+    pub const PUNCH_DKEY: u16 = 3;
+    pub const PUNCH_AKEY: u16 = 4;
+}
+
+/// A sub-request of a CPD transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpdSub<'a> {
+    pub opc: u16,
+    pub oid: UnitOid,
+    pub dkey: &'a [u8],
+    pub api_flags: u64,
+    /// PUNCH_AKEY: the akeys.
+    pub akeys: Vec<&'a [u8]>,
+}
+
+/// What one target of a CPD does: its VOS index and the sub-requests it runs, with the
+/// object shard each is for (writes only: reads just set timestamps).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpdTarget {
+    pub rank: u32,
+    pub tgt_idx: u16,
+    /// (shard id, sub-request index) of each write.
+    pub writes: Vec<(u32, u32)>,
+}
+
+/// `obj_cpd_in`, inline form, as a client's converted punch sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpdIn<'a> {
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub map_ver: u32,
+    pub flags: u32,
+    pub xid: [u8; 24],
+    pub subs: Vec<CpdSub<'a>>,
+    pub targets: Vec<CpdTarget>,
+}
+
+fn sg_head(d: &mut Decoder<'_>, field: &'static str, want: &[u32]) -> Result<u32, CartError> {
+    if count(d, field, 8)? != 1 {
+        return Err(CartError::Invalid {
+            field,
+            why: "not one transaction (clients pack one per CPD)",
+        });
+    }
+    let kind = d.u32(field)? & 0xFFFF;
+    if !want.contains(&kind) {
+        return Err(CartError::Invalid {
+            field,
+            why: "a bulk (or unknown) daos_cpd_sg type: only inline bodies are served",
+        });
+    }
+    d.u32(field)
+}
+
+impl<'a> CpdIn<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<CpdIn<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        let pool = d.uuid("oci_pool_uuid")?;
+        let co_hdl = d.uuid("oci_co_hdl")?;
+        let co_uuid = d.uuid("oci_co_uuid")?;
+        let map_ver = d.u32("oci_map_ver")?;
+        let flags = d.u32("oci_flags")?;
+        if sg_head(&mut d, "oci_sub_heads", &[dcst::HEAD])? != 1 {
+            return Err(CartError::Invalid {
+                field: "oci_sub_heads",
+                why: "not one head",
+            });
+        }
+        let mut xid = [0u8; 24];
+        xid.copy_from_slice(d.take(24, "dcsh_xid")?);
+        d.take(24, "dcsh_leader_oid")?;
+        d.take(24, "dcsh_epoch")?;
+        let mbs = d.u32("dcsh_mbs")?;
+        d.take(mbs as usize, "dcsh_mbs")?;
+        let nsub = sg_head(&mut d, "oci_sub_reqs", &[dcst::REQ_CLI, dcst::REQ_SRV])?;
+        let mut subs = Vec::new();
+        for _ in 0..nsub {
+            let opc = d.u16("dcsr_opc")?;
+            let ec = d.u16("dcsr_ec_tgt_nr")?;
+            let nr = d.u32("dcsr_nr")?;
+            let oid = UnitOid::decode(&mut d, "dcsr_oid")?;
+            let dkey = d.iov("dcsr_dkey")?;
+            d.u64("dcsr_dkey_hash")?;
+            let api_flags = d.u64("dcsr_api_flags")?;
+            let mut akeys = Vec::new();
+            match opc {
+                cpd_op::PUNCH_OBJ | cpd_op::PUNCH_DKEY | cpd_op::PUNCH_AKEY => {
+                    if nr as usize > d.rest().len() / 16 {
+                        return Err(CartError::Length {
+                            field: "dcsr_akeys",
+                            len: u64::from(nr),
+                        });
+                    }
+                    for _ in 0..nr {
+                        akeys.push(d.iov("dcsr_akeys")?);
+                    }
+                }
+                cpd_op::READ if ec == 0 => {
+                    for _ in 0..nr {
+                        d.iov("iod_name")?;
+                        d.take(4 + 8 + 8, "iod")?;
+                        let n = d.u32("iod_nr")?;
+                        d.take(n as usize * 16, "iod_recxs")?;
+                    }
+                }
+                _ => {
+                    return Err(CartError::Invalid {
+                        field: "dcsr_opc",
+                        why: "transactional updates are not served (only punches and reads)",
+                    });
+                }
+            }
+            subs.push(CpdSub {
+                opc,
+                oid,
+                dkey,
+                api_flags,
+                akeys,
+            });
+        }
+        let nent = sg_head(&mut d, "oci_disp_ents", &[dcst::ENT])?;
+        let mut targets = Vec::new();
+        for _ in 0..nent {
+            let reads = d.u32("dcde_read_cnt")?;
+            let writes = d.u32("dcde_write_cnt")?;
+            let n = u64::from(reads) + u64::from(writes);
+            if n.saturating_mul(16) > d.rest().len() as u64 {
+                return Err(CartError::Length {
+                    field: "dcde_reqs",
+                    len: n,
+                });
+            }
+            let mut w = Vec::new();
+            for i in 0..n {
+                d.u32("dcri_shard_off")?;
+                let shard = d.u32("dcri_shard_id")?;
+                let req = d.u32("dcri_req_idx")?;
+                d.u32("dcri_padding")?;
+                if req >= nsub {
+                    return Err(CartError::Invalid {
+                        field: "dcri_req_idx",
+                        why: "beyond the sub-requests",
+                    });
+                }
+                if i >= u64::from(reads) {
+                    w.push((shard, req));
+                }
+            }
+            targets.push(CpdTarget {
+                rank: 0,
+                tgt_idx: 0,
+                writes: w,
+            });
+        }
+        let ntgt = sg_head(&mut d, "oci_disp_tgts", &[dcst::TGT])?;
+        if ntgt != nent {
+            return Err(CartError::Invalid {
+                field: "oci_disp_tgts",
+                why: "not one target per dispatch entry",
+            });
+        }
+        for t in targets.iter_mut() {
+            t.rank = d.u32("st_rank")?;
+            d.take(8, "st_shard")?;
+            d.u32("st_tgt_id")?;
+            t.tgt_idx = d.u16("st_tgt_idx")?;
+            d.take(2, "st_flags")?;
+        }
+        Ok(CpdIn {
+            pool,
+            co_hdl,
+            co_uuid,
+            map_ver,
+            flags,
+            xid,
+            subs,
+            targets,
+        })
+    }
+}
+
+/// Writes `obj_cpd_out`: ret, map version, one sub-epoch and one sub-result (the client reads
+/// both whenever ret is 0).
+pub fn write_cpd_out(
+    e: &mut Encoder<'_>,
+    ret: i32,
+    map_version: u32,
+    epoch: u64,
+    sub_ret: i32,
+) -> Result<(), CartError> {
+    e.i32(ret, "oco_ret")?;
+    e.u32(map_version, "oco_map_version")?;
+    write_count(e, 1, "oco_sub_epochs")?;
+    e.u64(epoch, "oco_sub_epochs")?;
+    write_count(e, 1, "oco_sub_rets")?;
+    e.i32(sub_ret, "oco_sub_rets")
+}
+
+/// One rank's part of a collective RPC: the VOS target indexes holding shards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollTarget {
+    pub rank: u32,
+    pub tgt_idxs: Vec<u16>,
+}
+
+fn decode_coll_targets(d: &mut Decoder<'_>) -> Result<Vec<CollTarget>, CartError> {
+    let n = count(d, "coll_tgts", 8)?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let rank = d.u32("dct_rank")?;
+        let bitmap_sz = d.u8("dct_bitmap_sz")?;
+        let max_shard = d.u8("dct_max_shard")?;
+        let tgt_nr = d.u8("dct_tgt_nr")?;
+        let tgt_cap = d.u8("dct_tgt_cap")?;
+        if bitmap_sz == 0 || usize::from(max_shard) >= usize::from(bitmap_sz) * 8 {
+            return Err(CartError::Invalid {
+                field: "dct_bitmap_sz",
+                why: "empty bitmap, or the highest shard index beyond it",
+            });
+        }
+        let bitmap = d.take(usize::from(bitmap_sz), "dct_bitmap")?;
+        for _ in 0..=max_shard {
+            let nr = d.u16("dcs_nr")?;
+            d.u16("dcs_cap")?;
+            d.u32("dcs_inline")?;
+            if nr > 1 {
+                d.take(usize::from(nr) * 4, "dcs_buf")?;
+            }
+        }
+        if tgt_cap != 0 && tgt_nr != 0 {
+            d.take(usize::from(tgt_nr) * 4, "dct_tgt_ids")?;
+        }
+        let tgt_idxs = (0..u16::from(bitmap_sz) * 8)
+            .filter(|i| bitmap[usize::from(*i / 8)] & (1 << (i % 8)) != 0)
+            .collect();
+        out.push(CollTarget { rank, tgt_idxs });
+    }
+    Ok(out)
+}
+
+/// `obj_coll_punch_in`, targets inline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollPunchIn {
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub oid: UnitOid,
+    pub api_flags: u64,
+    pub map_ver: u32,
+    pub flags: u32,
+    pub targets: Vec<CollTarget>,
+}
+
+impl CollPunchIn {
+    pub fn decode(b: &[u8]) -> Result<CollPunchIn, CartError> {
+        let mut d = Decoder::new(b);
+        d.take(24, "odm_xid")?;
+        d.u32("odm_mbs_max_sz")?;
+        d.u32("odm_padding")?;
+        let mbs = d.u32("odm_mbs")?;
+        d.take(mbs as usize, "odm_mbs")?;
+        let pool = d.uuid("ocpi_po_uuid")?;
+        let co_hdl = d.uuid("ocpi_co_hdl")?;
+        let co_uuid = d.uuid("ocpi_co_uuid")?;
+        let oid = UnitOid::decode(&mut d, "ocpi_oid")?;
+        d.u64("ocpi_epoch")?;
+        let api_flags = d.u64("ocpi_api_flags")?;
+        let map_ver = d.u32("ocpi_map_ver")?;
+        let flags = d.u32("ocpi_flags")?;
+        let bulk_sz = d.u32("ocpi_bulk_tgt_sz")?;
+        d.u32("ocpi_bulk_tgt_nr")?;
+        if bulk_sz != 0 || bulk::decode(&mut d, "ocpi_tgt_bulk")?.is_some() {
+            return Err(CartError::Invalid {
+                field: "ocpi_tgt_bulk",
+                why: "targets by bulk (thousands of them) are not served",
+            });
+        }
+        d.u32("ocpi_max_tgt_sz")?;
+        d.u16("ocpi_disp_width")?;
+        d.u16("ocpi_disp_depth")?;
+        let targets = decode_coll_targets(&mut d)?;
+        d.take(COMM_LEN, "ocpi_comm_in")?;
+        Ok(CollPunchIn {
+            pool,
+            co_hdl,
+            co_uuid,
+            oid,
+            api_flags,
+            map_ver,
+            flags,
+            targets,
+        })
+    }
+}
+
+/// `obj_coll_query_in`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollQueryIn<'a> {
+    pub pool: [u8; 16],
+    pub co_hdl: [u8; 16],
+    pub co_uuid: [u8; 16],
+    pub oid: UnitOid,
+    pub api_flags: u64,
+    pub map_ver: u32,
+    pub flags: u32,
+    pub dkey: &'a [u8],
+    pub akey: &'a [u8],
+    pub targets: Vec<CollTarget>,
+}
+
+impl<'a> CollQueryIn<'a> {
+    pub fn decode(b: &'a [u8]) -> Result<CollQueryIn<'a>, CartError> {
+        let mut d = Decoder::new(b);
+        d.take(24, "ocqi_xid")?;
+        let pool = d.uuid("ocqi_po_uuid")?;
+        let co_hdl = d.uuid("ocqi_co_hdl")?;
+        let co_uuid = d.uuid("ocqi_co_uuid")?;
+        let oid = UnitOid::decode(&mut d, "ocqi_oid")?;
+        d.u64("ocqi_epoch")?;
+        d.u64("ocqi_epoch_first")?;
+        let api_flags = d.u64("ocqi_api_flags")?;
+        let map_ver = d.u32("ocqi_map_ver")?;
+        let flags = d.u32("ocqi_flags")?;
+        let dkey = d.iov("ocqi_dkey")?;
+        let akey = d.iov("ocqi_akey")?;
+        d.u32("ocqi_max_tgt_sz")?;
+        d.u16("ocqi_disp_width")?;
+        d.u16("ocqi_disp_depth")?;
+        let targets = decode_coll_targets(&mut d)?;
+        d.take(COMM_LEN, "ocqi_comm_in")?;
+        Ok(CollQueryIn {
+            pool,
+            co_hdl,
+            co_uuid,
+            oid,
+            api_flags,
+            map_ver,
+            flags,
+            dkey,
+            akey,
+            targets,
+        })
+    }
+}
+
+/// Writes `obj_coll_query_out`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_coll_query_out(
+    e: &mut Encoder<'_>,
+    ret: i32,
+    map_version: u32,
+    shard: u32,
+    epoch: u64,
+    dkey: &[u8],
+    akey: &[u8],
+    recx: Recx,
+    max_epoch: u64,
+) -> Result<(), CartError> {
+    e.i32(ret, "ocqo_ret")?;
+    e.u32(map_version, "ocqo_map_version")?;
+    e.u32(shard, "ocqo_shard")?;
+    e.u32(0, "ocqo_flags")?;
+    e.u64(epoch, "ocqo_epoch")?;
+    e.iov(dkey, "ocqo_dkey")?;
+    e.iov(akey, "ocqo_akey")?;
+    recx.encode(e, "ocqo_recx")?;
+    e.u64(max_epoch, "ocqo_max_epoch")?;
+    write_comm(e)
+}
+
+// ------------------------------------------------------------------------------------------
 // The client's side: requests as `dc_obj_shard_*` fill them, replies as DAOS's engine sends
 // them (daos-rs's tests and its own client use these).
 

@@ -259,6 +259,24 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
             }
         }
     }
+    // Every target learns how to reach the others (DAOS's collective RPCs span them).
+    let links: Vec<shard::PeerLink> = map
+        .shards
+        .iter()
+        .zip(&shards)
+        .filter_map(|(p, s)| match p.role {
+            coremap::Role::Target(t) => Some(s.link(t)),
+            _ => None,
+        })
+        .collect();
+    let links = std::sync::Arc::new(links);
+    for (p, s) in map.shards.iter().zip(&shards) {
+        if matches!(p.role, coremap::Role::Target(_))
+            && s.send(shard::Command::Peers(links.clone())).is_err()
+        {
+            say!("WARNING: shard {}: cannot hand it its peers", s.index);
+        }
+    }
     let ctl = Control::new(shards);
 
     let signals = {

@@ -35,7 +35,33 @@ pub enum Command {
     PoolSpace(String, SyncSender<Option<Result<(u64, u64), String>>>),
     /// The engine's rank and group map changed (the system shard's context answers with them).
     Membership(Membership),
+    /// How a target reaches the engine's other targets (sent once every target runs).
+    Peers(Arc<Vec<PeerLink>>),
+    /// Work from another target of this engine, or its answer (DAOS's collective RPCs).
+    Peer(crate::target::PeerMsg),
     Stop,
+}
+
+/// A target shard's queue, as another target reaches it.
+#[derive(Clone)]
+pub struct PeerLink {
+    pub target: u32,
+    tx: SyncSender<Command>,
+    waker: Waker,
+}
+
+impl std::fmt::Debug for PeerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PeerLink(target {})", self.target)
+    }
+}
+
+impl PeerLink {
+    /// Sends a message without blocking; false when the queue is full or gone (the caller
+    /// answers its client with a retryable error).
+    pub fn send(&self, msg: crate::target::PeerMsg) -> bool {
+        self.tx.try_send(Command::Peer(msg)).is_ok() && self.waker.wake().is_ok()
+    }
 }
 
 /// What a target shard serves.
@@ -281,9 +307,19 @@ fn run(mut reactor: Reactor, rx: Receiver<Command>, idle: Duration, mut service:
                     }
                     let _ = done.try_send(());
                 }
-                Ok(Command::Membership(m)) => {
-                    if let Service::System(c) = &mut service {
-                        c.set_membership(m);
+                Ok(Command::Membership(m)) => match &mut service {
+                    Service::System(c) => c.set_membership(m),
+                    Service::Target(t) => t.set_rank(m.rank),
+                    Service::Idle => {}
+                },
+                Ok(Command::Peers(links)) => {
+                    if let Some(t) = service.target() {
+                        t.set_peers(links);
+                    }
+                }
+                Ok(Command::Peer(msg)) => {
+                    if let Some(t) = service.target() {
+                        t.peer_msg(msg);
                     }
                 }
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
@@ -326,6 +362,15 @@ pub fn allowed_cpus() -> Vec<u32> {
 }
 
 impl Shard {
+    /// How another target reaches this shard (`target`: its target index).
+    pub fn link(&self, target: u32) -> PeerLink {
+        PeerLink {
+            target,
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
     /// Sends a command without blocking; a full queue is [`ShardError::Busy`].
     pub fn send(&self, cmd: Command) -> Result<(), ShardError> {
         self.tx.try_send(cmd).map_err(|e| match e {

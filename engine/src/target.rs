@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf, Shape};
 
+mod coll;
 mod objects;
+
+pub use coll::{PeerMsg, PeerWork};
 
 use crate::pool::{PoolStore, TargetStore};
 use crate::store::{Change, Order, StoreError};
@@ -139,6 +142,9 @@ pub struct TargetService {
     /// DAOS's clients' object I/O ([`objects`]) and its slots' scratch buffers.
     cart: objects::Cart,
     cart_scratch: Vec<Box<[u8]>>,
+    /// The engine's other targets (DAOS's collective RPCs span them), and its rank.
+    targets: Option<Arc<Vec<crate::shard::PeerLink>>>,
+    rank: Option<u32>,
 }
 
 impl TargetService {
@@ -184,6 +190,8 @@ impl TargetService {
             handles: HashMap::new(),
             cart: objects::Cart::new(),
             cart_scratch: objects::scratch(),
+            targets: None,
+            rank: None,
         })
     }
 
@@ -218,6 +226,11 @@ impl TargetService {
             }
             None => 0,
         }
+    }
+
+    /// Takes in the engine's rank (once it has joined).
+    pub fn set_rank(&mut self, rank: Option<u32>) {
+        self.rank = rank;
     }
 
     /// Closes the pool's store (before the pool is destroyed).

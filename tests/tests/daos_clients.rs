@@ -967,7 +967,10 @@ fn objects_as_libdaos_and_dfs_write_read_list_and_punch_them() {
     let iods = [single(b"a", 4)];
     let put = [(4, &b"long"[..])];
     let other = UnitOid { lo: 99, ..kv };
-    let out = update(&mut c, rw(ids, other, 0, 0, long, &iods, RwData::Inline(&put)));
+    let out = update(
+        &mut c,
+        rw(ids, other, 0, 0, long, &iods, RwData::Inline(&put)),
+    );
     assert_eq!(out.ret, 0, "{out:?}");
     let get8 = [(8, &[0u8; 0][..])];
     let out = fetch(

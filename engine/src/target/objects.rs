@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use daos_cart::mercury::{self, HgReturn};
 use daos_cart::obj::{
-    self, EnumIn, Iod, PunchIn, QueryKeyIn, QueryKeyOut, Recx, RwIn, cond, get, iod_type, orf,
+    self, EnumIn, Iod, PunchIn, QueryKeyIn, QueryKeyOut, Recx, RwIn, cond, iod_type, orf,
 };
 use daos_cart::opcode::{self, module};
 use daos_cart::proc_::{Decoder, Encoder};
@@ -39,6 +39,7 @@ use daos_cart::{CartError, hlc, rpc};
 use daos_fabric::{EndpointError, Peer, Received, RemoteBuf};
 use daos_wire::der;
 
+use super::coll::query_local;
 use super::{TargetService, store_of, store_status};
 use crate::handles::{HandleTable, READ, Refusal, WRITE};
 use crate::pool::{PoolStore, TargetStore};
@@ -73,34 +74,45 @@ enum Stage {
 
 /// What a slot's request is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     /// Answered from the request alone.
     Plain,
     Update,
     Fetch,
     Enum,
+    /// A collective request (its parts on this engine's targets).
+    Coll,
 }
 
 /// A request using a bulk slot; the request itself is in the slot's scratch buffer.
-struct Op {
+pub(super) struct Op {
     r: Received,
     peer: Peer,
     tag: u64,
     /// The request's length in scratch (Mercury's headers included).
     len: usize,
     stage: Stage,
-    kind: Kind,
+    pub(super) kind: Kind,
     /// RMAs in flight, and whether one failed.
     moving: u32,
     failed: bool,
     /// The answer's status, epoch and map version once known.
     rc: i32,
-    epoch: u64,
-    map_version: u32,
+    pub(super) epoch: u64,
+    pub(super) map_version: u32,
     /// Fetch: per iod, (iod size, data bytes); enumeration: (keys, bytes of keys).
     sizes: Vec<(u64, u64)>,
     /// Enumeration: the three anchors to send back.
     anchors: [u8; 3 * obj::ANCHOR_LEN],
+    /// A collective request's progress.
+    pub(super) coll: super::coll::CollState,
+}
+
+impl Op {
+    /// Ready to answer.
+    pub(super) fn mark_ready(&mut self) {
+        self.stage = Stage::Reply;
+    }
 }
 
 /// The target's side of DAOS's protocol (everything but the per-slot scratch buffers).
@@ -172,7 +184,12 @@ impl Cart {
         }
     }
 
-    fn op_mut(&mut self, slot: usize) -> Option<&mut Op> {
+    /// gurt's clock now, as this target's replies carry it.
+    pub(super) fn hlc_now(&mut self) -> u64 {
+        self.hlc.get(hlc::now_ns())
+    }
+
+    pub(super) fn op_mut(&mut self, slot: usize) -> Option<&mut Op> {
         self.ops.get_mut(slot).and_then(Option::as_mut)
     }
 }
@@ -277,6 +294,7 @@ impl TargetService {
                 map_version: 0,
                 sizes: Vec::new(),
                 anchors: [0; 3 * obj::ANCHOR_LEN],
+                coll: Default::default(),
             });
             if more {
                 self.pull_input(slot);
@@ -294,6 +312,21 @@ impl TargetService {
                 true
             }
         }
+    }
+
+    /// The checks of an object RPC (handle, rights, map version) without touching data; the
+    /// map version to answer with.
+    pub(super) fn check_object_call(
+        &mut self,
+        pool: &[u8; 16],
+        co_hdl: &[u8; 16],
+        co_uuid: &[u8; 16],
+        map_ver: u32,
+        need: u16,
+    ) -> Result<u32, i32> {
+        let (mut ctx, _, _) = self.split();
+        ctx.open(pool, co_hdl, co_uuid, map_ver, need)
+            .map(|(_, v)| v)
     }
 
     fn cart_peer(&mut self, addr: &[u8; mercury::NA_ADDR_LEN]) -> Result<Peer, EndpointError> {
@@ -405,6 +438,12 @@ impl TargetService {
         let Some(len) = self.cart.ops[slot].as_ref().map(|op| op.len) else {
             return;
         };
+        if classify(&self.cart_scratch[slot][..len]) == Kind::Coll {
+            // Its parts go to other targets: the request is read once, here.
+            let req = self.cart_scratch[slot][..len].to_vec();
+            self.start_coll(slot, &req);
+            return;
+        }
         let virt = self.ep.virt_addr();
         let (mut ctx, ep, scratch) = self.split();
         let (req, reply) = scratch[slot].split_at_mut(REPLY_AT);
@@ -415,7 +454,7 @@ impl TargetService {
             Kind::Update => ctx.plan_update(req, bulk, virt),
             Kind::Fetch => ctx.plan_fetch(req, slot, bulk, virt),
             Kind::Enum => ctx.plan_enum(req, slot, bulk, reply, virt),
-            Kind::Plain => Plan::Reply,
+            Kind::Plain | Kind::Coll => Plan::Reply,
         };
         let Some(op) = self.cart.ops[slot].as_mut() else {
             return;
@@ -649,6 +688,7 @@ fn classify(msg: &[u8]) -> Kind {
             }
             _ => Kind::Plain,
         },
+        obj::op::CPD | obj::op::COLL_PUNCH | obj::op::COLL_QUERY => Kind::Coll,
         obj::op::DKEY_ENUMERATE | obj::op::AKEY_ENUMERATE => match EnumIn::decode(call.input) {
             Ok(q) if q.bulk.is_some() || q.kds_bulk.is_some() => Kind::Enum,
             _ => Kind::Plain,
@@ -907,6 +947,15 @@ impl Ctx<'_> {
                         ..QueryKeyOut::default()
                     }
                     .encode(e)
+                }
+            },
+            obj::op::CPD | obj::op::COLL_PUNCH | obj::op::COLL_QUERY => match done {
+                Some((op, _)) => super::coll::write_coll_reply(index, op, hlc, e),
+                None => {
+                    // Not started in a slot (cannot happen: every one is).
+                    e.i32(der::NOSYS, "ret")?;
+                    e.take(rpc::REFUSAL_BODY, "refusal")?.fill(0);
+                    Ok(())
                 }
             },
             obj::op::SYNC => {
@@ -2032,126 +2081,35 @@ impl Ctx<'_> {
         cands: &mut Vec<(u64, Vec<u8>)>,
         ext: &mut Vec<(u64, u64)>,
     ) -> Result<(), CartError> {
-        let fail = |e: &mut Encoder<'_>, ret: i32, v: u32| {
-            QueryKeyOut {
-                ret,
-                map_version: v,
-                epoch: hlc,
-                ..QueryKeyOut::default()
-            }
-            .encode(e)
-        };
-        let flags = q.api_flags;
         let cont = u128::from_le_bytes(q.co_uuid);
-        let oid = q.oid.id();
-        let max_epoch = match store.object_epoch(cont, oid) {
-            0 => 0,
-            ns => hlc::from_unix_nanos(ns),
-        };
-        if flags & get::DKEY != 0 && !q.oid.dkey_is_u64() {
-            return fail(e, der::INVAL, v);
-        }
-        if flags & get::AKEY != 0 && !q.oid.akey_is_u64() {
-            return fail(e, der::INVAL, v);
-        }
-        if flags == 0 {
-            return QueryKeyOut {
-                map_version: v,
-                epoch: hlc,
-                max_epoch,
+        let found = query_local(store, cont, q.oid, q.api_flags, q.dkey, q.akey, cands, ext);
+        let out = match &found {
+            Err(rc) => QueryKeyOut {
+                ret: *rc,
                 ..QueryKeyOut::default()
-            }
-            .encode(e);
+            },
+            Ok((None, max_epoch)) if q.api_flags == 0 => QueryKeyOut {
+                max_epoch: *max_epoch,
+                ..QueryKeyOut::default()
+            },
+            Ok((None, _)) => QueryKeyOut {
+                ret: der::NONEXIST,
+                ..QueryKeyOut::default()
+            },
+            Ok((Some(f), max_epoch)) => QueryKeyOut {
+                dkey: &f.dkey,
+                akey: &f.akey,
+                recx: f.recx,
+                max_epoch: *max_epoch,
+                ..QueryKeyOut::default()
+            },
+        };
+        QueryKeyOut {
+            map_version: v,
+            epoch: hlc,
+            ..out
         }
-        // Candidate dkeys, best first.
-        cands.clear();
-        if flags & get::DKEY != 0 {
-            store.walk_dkeys(cont, oid, Bound::Unbounded, false, |k| {
-                if k.len() == 8 {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(k);
-                    cands.push((u64::from_le_bytes(b), k.to_vec()));
-                }
-                true
-            });
-            if flags & get::MIN != 0 {
-                cands.sort_unstable_by_key(|c| c.0);
-            } else {
-                cands.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
-            }
-        } else if store.dkey_exists(cont, oid, q.dkey) {
-            cands.push((0, q.dkey.to_vec()));
-        }
-        let mut found: Option<(usize, Vec<u8>, Recx)> = None;
-        for (i, (_, dkey)) in cands.iter().enumerate() {
-            // The akey: the one asked, or the greatest (least) u64 akey.
-            let akey: Option<Vec<u8>> = if flags & get::AKEY != 0 {
-                let mut best: Option<(u64, Vec<u8>)> = None;
-                store.walk_akeys(cont, oid, dkey, Bound::Unbounded, |a| {
-                    if a.len() == 8 {
-                        let mut b = [0u8; 8];
-                        b.copy_from_slice(a);
-                        let n = u64::from_le_bytes(b);
-                        let better = best.as_ref().is_none_or(|(m, _)| {
-                            if flags & get::MIN != 0 {
-                                n < *m
-                            } else {
-                                n > *m
-                            }
-                        });
-                        if better {
-                            best = Some((n, a.to_vec()));
-                        }
-                    }
-                    true
-                });
-                best.map(|b| b.1)
-            } else {
-                Some(q.akey.to_vec())
-            };
-            let Some(akey) = akey else {
-                continue;
-            };
-            if flags & get::RECX == 0 {
-                found = Some((i, akey, Recx::default()));
-                break;
-            }
-            let key = AkeyRef {
-                cont,
-                oid,
-                dkey,
-                akey: &akey,
-            };
-            store.visible_extents(key, 0, u64::MAX, u64::MAX, ext);
-            let pick = if flags & get::MIN != 0 {
-                ext.first()
-            } else {
-                ext.last()
-            };
-            if let Some(&(s, t)) = pick {
-                // In records of the array's size.
-                let rs = u64::from(store.array_rsize(key, u64::MAX).unwrap_or(1));
-                let recx = Recx {
-                    idx: s / rs,
-                    nr: (t - s) / rs,
-                };
-                found = Some((i, akey, recx));
-                break;
-            }
-        }
-        match &found {
-            Some((i, akey, recx)) => QueryKeyOut {
-                ret: 0,
-                map_version: v,
-                epoch: hlc,
-                dkey: &cands[*i].1,
-                akey,
-                recx: *recx,
-                max_epoch,
-            }
-            .encode(e),
-            None => fail(e, der::NONEXIST, v),
-        }
+        .encode(e)
     }
 }
 
