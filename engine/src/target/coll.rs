@@ -420,6 +420,8 @@ impl TargetService {
                 min,
                 ..CollState::default()
             };
+            // Answered once every part is in, not at the next poll.
+            op.mark_waiting();
         }
         let map_version = match checked {
             Ok(v) => v,

@@ -113,6 +113,11 @@ impl Op {
     pub(super) fn mark_ready(&mut self) {
         self.stage = Stage::Reply;
     }
+
+    /// Waiting for work elsewhere (a collective request's parts on other targets).
+    pub(super) fn mark_waiting(&mut self) {
+        self.stage = Stage::Data;
+    }
 }
 
 /// The target's side of DAOS's protocol (everything but the per-slot scratch buffers).
