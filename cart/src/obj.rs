@@ -837,6 +837,77 @@ fn sg_head(d: &mut Decoder<'_>, field: &'static str, want: &[u32]) -> Result<u32
 }
 
 impl<'a> CpdIn<'a> {
+    /// Writes the input as a client's converted punch fills it (inline, one transaction).
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.uuid(&self.pool, "oci_pool_uuid")?;
+        e.uuid(&self.co_hdl, "oci_co_hdl")?;
+        e.uuid(&self.co_uuid, "oci_co_uuid")?;
+        e.u32(self.map_ver, "oci_map_ver")?;
+        e.u32(self.flags, "oci_flags")?;
+        write_count(e, 1, "oci_sub_heads")?;
+        e.u32(dcst::HEAD, "dcs_type")?;
+        e.u32(1, "dcs_nr")?;
+        e.bytes(&self.xid, "dcsh_xid")?;
+        let leader = self.subs.first().map_or(UnitOid::default(), |s| s.oid);
+        leader.encode(e, "dcsh_leader_oid")?;
+        e.u64(0, "oe_value")?;
+        e.u64(0, "oe_first")?;
+        e.u32(1, "oe_flags")?;
+        e.u32(0x40, "oe_rpc_flags")?;
+        let n = self.targets.len() as u32;
+        e.u32(16 + 8 * n, "dcsh_mbs")?;
+        e.u32(n, "dm_tgt_cnt")?;
+        e.u32(1, "dm_grp_cnt")?;
+        e.u32(8 * n, "dm_data_size")?;
+        e.u16(2, "dm_flags")?;
+        e.u16(0, "dm_dte_flags")?;
+        for t in &self.targets {
+            e.u32(u32::from(t.tgt_idx), "ddt_id")?;
+            e.u32(0, "ddt_flags")?;
+        }
+        write_count(e, 1, "oci_sub_reqs")?;
+        e.u32(dcst::REQ_CLI, "dcs_type")?;
+        e.u32(self.subs.len() as u32, "dcs_nr")?;
+        for sub in &self.subs {
+            e.u16(sub.opc, "dcsr_opc")?;
+            e.u16(0, "dcsr_ec_tgt_nr")?;
+            e.u32(sub.akeys.len() as u32, "dcsr_nr")?;
+            sub.oid.encode(e, "dcsr_oid")?;
+            e.iov(sub.dkey, "dcsr_dkey")?;
+            e.u64(0, "dcsr_dkey_hash")?;
+            e.u64(sub.api_flags, "dcsr_api_flags")?;
+            for a in &sub.akeys {
+                e.iov(a, "dcsr_akeys")?;
+            }
+        }
+        write_count(e, 1, "oci_disp_ents")?;
+        e.u32(dcst::ENT, "dcs_type")?;
+        e.u32(n, "dcs_nr")?;
+        for t in &self.targets {
+            e.u32(0, "dcde_read_cnt")?;
+            e.u32(t.writes.len() as u32, "dcde_write_cnt")?;
+            for (i, (shard, req)) in t.writes.iter().enumerate() {
+                e.u32(i as u32, "dcri_shard_off")?;
+                e.u32(*shard, "dcri_shard_id")?;
+                e.u32(*req, "dcri_req_idx")?;
+                e.u32(0, "dcri_padding")?;
+            }
+        }
+        write_count(e, 1, "oci_disp_tgts")?;
+        e.u32(dcst::TGT, "dcs_type")?;
+        e.u32(n, "dcs_nr")?;
+        for t in &self.targets {
+            e.u32(t.rank, "st_rank")?;
+            e.u32(0, "st_shard")?;
+            e.u32(0, "st_shard_id")?;
+            e.u32(u32::from(t.tgt_idx), "st_tgt_id")?;
+            e.u16(t.tgt_idx, "st_tgt_idx")?;
+            e.u8(0, "st_ec_tgt")?;
+            e.u8(0, "st_flags")?;
+        }
+        Ok(())
+    }
+
     pub fn decode(b: &'a [u8]) -> Result<CpdIn<'a>, CartError> {
         let mut d = Decoder::new(b);
         let pool = d.uuid("oci_pool_uuid")?;
@@ -987,6 +1058,42 @@ pub struct CollTarget {
     pub tgt_idxs: Vec<u16>,
 }
 
+/// Writes the targets as a client does: a bitmap of VOS indexes, one shard on each (its id
+/// the index), and with `ids` the targets' ids (a modification).
+fn encode_coll_targets(
+    e: &mut Encoder<'_>,
+    targets: &[CollTarget],
+    ids: bool,
+) -> Result<(), CartError> {
+    write_count(e, targets.len(), "coll_tgts")?;
+    for t in targets {
+        let max = t.tgt_idxs.iter().copied().max().unwrap_or(0);
+        let bitmap_sz = (max >> 3) + 1;
+        e.u32(t.rank, "dct_rank")?;
+        e.u8(bitmap_sz as u8, "dct_bitmap_sz")?;
+        e.u8(max as u8, "dct_max_shard")?;
+        e.u8(t.tgt_idxs.len() as u8, "dct_tgt_nr")?;
+        e.u8(if ids { t.tgt_idxs.len() as u8 } else { 0 }, "dct_tgt_cap")?;
+        let mut bitmap = vec![0u8; usize::from(bitmap_sz)];
+        for i in &t.tgt_idxs {
+            bitmap[usize::from(*i / 8)] |= 1 << (i % 8);
+        }
+        e.bytes(&bitmap, "dct_bitmap")?;
+        for i in 0..=max {
+            let has = t.tgt_idxs.contains(&i);
+            e.u16(u16::from(has), "dcs_nr")?;
+            e.u16(0, "dcs_cap")?;
+            e.u32(if has { u32::from(i) } else { 0 }, "dcs_inline")?;
+        }
+        if ids {
+            for i in &t.tgt_idxs {
+                e.u32(u32::from(*i), "dct_tgt_ids")?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn decode_coll_targets(d: &mut Decoder<'_>) -> Result<Vec<CollTarget>, CartError> {
     let n = count(d, "coll_tgts", 8)?;
     let mut out = Vec::new();
@@ -1036,6 +1143,38 @@ pub struct CollPunchIn {
 }
 
 impl CollPunchIn {
+    /// Writes the input as `dc_obj_coll_punch` fills it (targets inline).
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.bytes(&[0x6C; 24], "odm_xid")?;
+        e.u32(64, "odm_mbs_max_sz")?;
+        e.u32(0, "odm_padding")?;
+        // A membership of one target and the collective tail (the engine ignores it).
+        e.u32(40, "odm_mbs")?;
+        e.u32(1, "dm_tgt_cnt")?;
+        e.u32(1, "dm_grp_cnt")?;
+        e.u32(24, "dm_data_size")?;
+        e.u16(0x12, "dm_flags")?;
+        e.u16(0, "dm_dte_flags")?;
+        e.take(24, "dm_data")?.fill(0);
+        e.uuid(&self.pool, "ocpi_po_uuid")?;
+        e.uuid(&self.co_hdl, "ocpi_co_hdl")?;
+        e.uuid(&self.co_uuid, "ocpi_co_uuid")?;
+        self.oid.encode(e, "ocpi_oid")?;
+        e.u64(u64::MAX, "ocpi_epoch")?;
+        e.u64(self.api_flags, "ocpi_api_flags")?;
+        e.u32(self.map_ver, "ocpi_map_ver")?;
+        e.u32(self.flags, "ocpi_flags")?;
+        e.u32(0, "ocpi_bulk_tgt_sz")?;
+        e.u32(0, "ocpi_bulk_tgt_nr")?;
+        e.u64(0, "ocpi_tgt_bulk")?;
+        e.u32(0, "ocpi_max_tgt_sz")?;
+        e.u16(0, "ocpi_disp_width")?;
+        e.u16(0, "ocpi_disp_depth")?;
+        encode_coll_targets(e, &self.targets, true)?;
+        e.take(COMM_LEN, "ocpi_comm_in")?.fill(0);
+        Ok(())
+    }
+
     pub fn decode(b: &[u8]) -> Result<CollPunchIn, CartError> {
         let mut d = Decoder::new(b);
         d.take(24, "odm_xid")?;
@@ -1093,6 +1232,28 @@ pub struct CollQueryIn<'a> {
 }
 
 impl<'a> CollQueryIn<'a> {
+    /// Writes the input as `dc_obj_coll_query` fills it.
+    pub fn encode(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        e.take(24, "ocqi_xid")?.fill(0);
+        e.uuid(&self.pool, "ocqi_po_uuid")?;
+        e.uuid(&self.co_hdl, "ocqi_co_hdl")?;
+        e.uuid(&self.co_uuid, "ocqi_co_uuid")?;
+        self.oid.encode(e, "ocqi_oid")?;
+        e.u64(u64::MAX, "ocqi_epoch")?;
+        e.u64(u64::MAX, "ocqi_epoch_first")?;
+        e.u64(self.api_flags, "ocqi_api_flags")?;
+        e.u32(self.map_ver, "ocqi_map_ver")?;
+        e.u32(self.flags, "ocqi_flags")?;
+        e.iov(self.dkey, "ocqi_dkey")?;
+        e.iov(self.akey, "ocqi_akey")?;
+        e.u32(0, "ocqi_max_tgt_sz")?;
+        e.u16(1, "ocqi_disp_width")?;
+        e.u16(0, "ocqi_disp_depth")?;
+        encode_coll_targets(e, &self.targets, false)?;
+        e.take(COMM_LEN, "ocqi_comm_in")?.fill(0);
+        Ok(())
+    }
+
     pub fn decode(b: &'a [u8]) -> Result<CollQueryIn<'a>, CartError> {
         let mut d = Decoder::new(b);
         d.take(24, "ocqi_xid")?;
@@ -1882,6 +2043,90 @@ mod tests {
         assert_eq!((q.co_hdl, q.pool, q.akey), ([2; 16], [1; 16], &b"0"[..]));
         for cut in 0..n {
             assert!(QueryKeyIn::decode(&buf[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn collective_requests_round_trip_and_truncations_are_refused() {
+        let oid = UnitOid {
+            lo: 3,
+            hi: 0x0D01_0006_0000_0000,
+            shard: 2,
+            layout_ver: 2,
+        };
+        let targets = vec![CollTarget {
+            rank: 0,
+            tgt_idxs: vec![0, 2, 5, 9],
+        }];
+        let mut buf = vec![0u8; 4096];
+        let punch = CollPunchIn {
+            pool: [1; 16],
+            co_hdl: [2; 16],
+            co_uuid: [3; 16],
+            oid,
+            api_flags: 0,
+            map_ver: 4,
+            flags: 0x200,
+            targets: targets.clone(),
+        };
+        let mut e = Encoder::new(&mut buf);
+        punch.encode(&mut e).unwrap();
+        let n = e.len();
+        assert_eq!(CollPunchIn::decode(&buf[..n]).unwrap(), punch);
+        for cut in 0..n {
+            assert!(CollPunchIn::decode(&buf[..cut]).is_err(), "{cut}");
+        }
+        let query = CollQueryIn {
+            pool: [1; 16],
+            co_hdl: [2; 16],
+            co_uuid: [3; 16],
+            oid,
+            api_flags: get::DKEY | get::RECX | get::MAX,
+            map_ver: 4,
+            flags: 0,
+            dkey: b"",
+            akey: b"0",
+            targets,
+        };
+        let mut e = Encoder::new(&mut buf);
+        query.encode(&mut e).unwrap();
+        let n = e.len();
+        assert_eq!(CollQueryIn::decode(&buf[..n]).unwrap(), query);
+        let cpd = CpdIn {
+            pool: [1; 16],
+            co_hdl: [2; 16],
+            co_uuid: [3; 16],
+            map_ver: 4,
+            flags: 0x200,
+            xid: [9; 24],
+            subs: vec![CpdSub {
+                opc: cpd_op::PUNCH_OBJ,
+                oid,
+                dkey: b"",
+                api_flags: 0,
+                akeys: Vec::new(),
+            }],
+            targets: vec![
+                CpdTarget {
+                    rank: 0,
+                    tgt_idx: 1,
+                    writes: vec![(0, 0)],
+                },
+                CpdTarget {
+                    rank: 0,
+                    tgt_idx: 3,
+                    writes: vec![(1, 0)],
+                },
+            ],
+        };
+        let mut e = Encoder::new(&mut buf);
+        cpd.encode(&mut e).unwrap();
+        let n = e.len();
+        // The worked example of cpd_wire.md §1.11: 380 bytes for two targets.
+        assert_eq!(n, 380);
+        assert_eq!(CpdIn::decode(&buf[..n]).unwrap(), cpd);
+        for cut in 0..n {
+            assert!(CpdIn::decode(&buf[..cut]).is_err(), "{cut}");
         }
     }
 }

@@ -1416,3 +1416,186 @@ fn what_dfs_mounts_and_lists_with_oid_blocks_attributes_truncate_and_bulk_listin
     assert_eq!(listed, names, "every entry once, in order");
     sys.stop(&mut server);
 }
+
+#[test]
+fn objects_of_several_shards_are_sized_and_punched_across_the_engines_targets() {
+    use daos_cart::obj::{
+        self as cobj, CollPunchIn, CollQueryIn, CollTarget, CpdIn, CpdSub, CpdTarget, IodSpec,
+        Recx, RwData, RwOut, UnitOid, cpd_op, get, iod_type,
+    };
+    use daos_cart::proc_::Decoder;
+    // One engine of four targets: an object's shards on each, as DAOS's placement puts an
+    // SX file's (what dfuse's stat and rm of such a file send).
+    let sys = System::with_targets(1, 4);
+    let mut server = sys.start_joined();
+    let pool = daos_wire::parse_uuid(&sys.create_pool("tank", "256M", Some("512M"))).expect("uuid");
+    let (rank, to) = rank_addrs(&sys)[0];
+    let tgt = |t: u16| SocketAddrV4::new(*to.ip(), to.port() + 2 + t);
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let (ph, cont, ch) = ([0x53; 16], [0xC3; 16], [0xAC; 16]);
+    open_container(&mut c, to, rank, pool, ph, cont, ch, "multi");
+    let ids = (pool, ch, cont);
+    let call = |c: &mut CartClient,
+                t: u16,
+                index: u16,
+                body: &dyn Fn(
+        &mut daos_cart::proc_::Encoder<'_>,
+    ) -> Result<(), daos_cart::CartError>| {
+        let r = c
+            .call(
+                tgt(t),
+                rank,
+                u32::from(t) + 2,
+                opcode::opcode(module::OBJ, 10, index),
+                T,
+                body,
+            )
+            .expect("object RPC");
+        assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+        r.output
+    };
+    let file = |lo| UnitOid {
+        lo,
+        hi: 0x0D01_0004_0000_0000,
+        shard: 0,
+        layout_ver: 2,
+    };
+    // Chunk k (dkey k) of a file on target k % 4, a MiB's worth of bytes in each but the last.
+    let write = |c: &mut CartClient, f: UnitOid, dkey: u64, len: u64| {
+        let dk: &'static [u8] = Box::leak(Box::new(dkey.to_le_bytes()));
+        let recx = [Recx { idx: 0, nr: len }];
+        let iods = [IodSpec {
+            name: b"0",
+            kind: iod_type::ARRAY,
+            size: 1,
+            flags: 0,
+            recxs: &recx,
+        }];
+        let data = vec![dkey as u8; len as usize];
+        let put = [(len, &data[..])];
+        let t = (dkey % 4) as u16;
+        let out = RwOut::decode(&call(c, t, cobj::op::UPDATE, &|e| {
+            rw(
+                ids,
+                UnitOid {
+                    shard: u32::from(t),
+                    ..f
+                },
+                0,
+                0,
+                dk,
+                &iods,
+                RwData::Inline(&put),
+            )
+            .encode(e)
+        }))
+        .expect("update");
+        assert_eq!(out.ret, 0);
+    };
+    let all = vec![CollTarget {
+        rank,
+        tgt_idxs: vec![0, 1, 2, 3],
+    }];
+    let size = |c: &mut CartClient, f: UnitOid, at: u16| {
+        let q = CollQueryIn {
+            pool,
+            co_hdl: ch,
+            co_uuid: cont,
+            oid: f,
+            api_flags: get::DKEY | get::RECX | get::MAX,
+            map_ver: 1,
+            flags: 0,
+            dkey: b"",
+            akey: b"0",
+            targets: all.clone(),
+        };
+        let out = call(c, at, cobj::op::COLL_QUERY, &|e| q.encode(e));
+        let mut d = Decoder::new(&out);
+        let rc = d.i32("ret").expect("ret");
+        d.take(4 + 4 + 4 + 8, "map, shard, flags, epoch")
+            .expect("head");
+        let dkey = d.iov("dkey").expect("dkey").to_vec();
+        d.iov("akey").expect("akey");
+        let recx = (d.u64("idx").expect("idx"), d.u64("nr").expect("nr"));
+        (rc, dkey, recx)
+    };
+    // Six chunks over the four targets: the greatest dkey is on target 2 (6 % 4).
+    let f1 = file(1);
+    for k in 1..=6u64 {
+        write(&mut c, f1, k, if k == 6 { 100 } else { 4096 });
+    }
+    for at in [0, 3] {
+        let (rc, dkey, recx) = size(&mut c, f1, at);
+        assert_eq!(
+            (rc, dkey, recx),
+            (0, 6u64.to_le_bytes().to_vec(), (0, 100)),
+            "asked at target {at}"
+        );
+    }
+    // A collective punch reaches every target: then nothing is left anywhere.
+    let punch = CollPunchIn {
+        pool,
+        co_hdl: ch,
+        co_uuid: cont,
+        oid: f1,
+        api_flags: 0,
+        map_ver: 1,
+        flags: 0x200,
+        targets: all.clone(),
+    };
+    let out = call(&mut c, 1, cobj::op::COLL_PUNCH, &|e| punch.encode(e));
+    assert_eq!(i32::from_le_bytes(out[..4].try_into().expect("rc")), 0);
+    assert_eq!(
+        size(&mut c, f1, 0).0,
+        daos_wire::der::NONEXIST,
+        "nothing left of it"
+    );
+    // A punch converted to a transaction (CPD): two shards on targets 1 and 3.
+    let f2 = file(2);
+    write(&mut c, f2, 1, 10);
+    write(&mut c, f2, 3, 30);
+    assert_eq!(size(&mut c, f2, 2).1, 3u64.to_le_bytes().to_vec());
+    let cpd = CpdIn {
+        pool,
+        co_hdl: ch,
+        co_uuid: cont,
+        map_ver: 1,
+        flags: 0x200,
+        xid: [0x77; 24],
+        subs: vec![CpdSub {
+            opc: cpd_op::PUNCH_OBJ,
+            oid: f2,
+            dkey: b"",
+            api_flags: 0,
+            akeys: Vec::new(),
+        }],
+        targets: vec![
+            CpdTarget {
+                rank,
+                tgt_idx: 1,
+                writes: vec![(1, 0)],
+            },
+            CpdTarget {
+                rank,
+                tgt_idx: 3,
+                writes: vec![(3, 0)],
+            },
+        ],
+    };
+    let out = call(&mut c, 1, cobj::op::CPD, &|e| cpd.encode(e));
+    let mut d = Decoder::new(&out);
+    let ret = d.i32("ret").expect("ret");
+    d.u32("map").expect("map");
+    assert_eq!(d.u64("epochs").expect("count"), 1);
+    let epoch = d.u64("epoch").expect("epoch");
+    assert_eq!(d.u64("rets").expect("count"), 1);
+    let sub = d.i32("sub").expect("sub");
+    assert_eq!((ret, sub), (0, 0));
+    assert!(epoch > 0, "the epoch the punch took");
+    assert_eq!(
+        size(&mut c, f2, 0).0,
+        daos_wire::der::NONEXIST,
+        "both shards punched"
+    );
+    sys.stop(&mut server);
+}
