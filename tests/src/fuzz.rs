@@ -61,6 +61,9 @@ pub fn cart(data: &[u8]) {
             let _ = q.sgl.capacity();
         }
         let _ = obj::QueryKeyIn::decode(i);
+        let _ = obj::CpdIn::decode(i);
+        let _ = obj::CollPunchIn::decode(i);
+        let _ = obj::CollQueryIn::decode(i);
     }
     let _ = daos_cart::obj::RwOut::decode(data);
     let _ = daos_cart::obj::EnumOut::decode(data);
