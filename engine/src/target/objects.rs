@@ -106,6 +106,9 @@ pub(super) struct Op {
     anchors: [u8; 3 * obj::ANCHOR_LEN],
     /// A collective request's progress.
     pub(super) coll: super::coll::CollState,
+    /// An update's iods moved in this round (an update larger than the slot goes in rounds,
+    /// as many whole iods as fit each time).
+    round: (u32, u32),
 }
 
 impl Op {
@@ -300,6 +303,7 @@ impl TargetService {
                 sizes: Vec::new(),
                 anchors: [0; 3 * obj::ANCHOR_LEN],
                 coll: Default::default(),
+                round: (0, 0),
             });
             if more {
                 self.pull_input(slot);
@@ -443,11 +447,21 @@ impl TargetService {
         let Some(len) = self.cart.ops[slot].as_ref().map(|op| op.len) else {
             return;
         };
-        if classify(&self.cart_scratch[slot][..len]) == Kind::Coll {
-            // Its parts go to other targets: the request is read once, here.
-            let req = self.cart_scratch[slot][..len].to_vec();
-            self.start_coll(slot, &req);
-            return;
+        match classify(&self.cart_scratch[slot][..len]) {
+            Kind::Coll => {
+                // Its parts go to other targets: the request is read once, here.
+                let req = self.cart_scratch[slot][..len].to_vec();
+                self.start_coll(slot, &req);
+                return;
+            }
+            Kind::Update => {
+                if let Some(op) = self.cart.op_mut(slot) {
+                    op.kind = Kind::Update;
+                }
+                self.update_round(slot);
+                return;
+            }
+            _ => {}
         }
         let virt = self.ep.virt_addr();
         let (mut ctx, ep, scratch) = self.split();
@@ -456,10 +470,9 @@ impl TargetService {
         let kind = classify(req);
         let bulk = ep.bulk_mut(SLOT_BASE + slot);
         let plan = match kind {
-            Kind::Update => ctx.plan_update(req, bulk, virt),
             Kind::Fetch => ctx.plan_fetch(req, slot, bulk, virt),
             Kind::Enum => ctx.plan_enum(req, slot, bulk, reply, virt),
-            Kind::Plain | Kind::Coll => Plan::Reply,
+            Kind::Plain | Kind::Coll | Kind::Update => Plan::Reply,
         };
         let Some(op) = self.cart.ops[slot].as_mut() else {
             return;
@@ -467,17 +480,54 @@ impl TargetService {
         op.kind = kind;
         let Plan::Move { read, moves } = plan else {
             op.stage = Stage::Reply;
-            if kind == Kind::Update {
-                // Refused before any data moved (or carried inline): answered as it stands.
-                self.apply_cart_update(slot);
-            }
             return;
         };
-        op.stage = Stage::Data;
-        let peer = op.peer;
+        if self.post_moves(slot, read, &moves) == 0
+            && let Some(op) = self.cart.op_mut(slot)
+        {
+            op.stage = Stage::Reply;
+        }
+    }
+
+    /// Pulls the next round of an update's data (the iods after the last round that fit the
+    /// slot); with nothing to pull, applies it at once.
+    fn update_round(&mut self, slot: usize) {
+        let Some((len, first)) = self.cart.ops[slot].as_ref().map(|op| (op.len, op.round.1)) else {
+            return;
+        };
+        let virt = self.ep.virt_addr();
+        let (mut ctx, ep, scratch) = self.split();
+        let req = &scratch[slot][..len];
+        let bulk = ep.bulk_mut(SLOT_BASE + slot);
+        let (plan, end) = ctx.plan_update(req, bulk, virt, first);
+        if let Some(op) = self.cart.op_mut(slot) {
+            op.round = (first, end);
+        }
+        let moves = match plan {
+            Plan::Move { moves, .. } => moves,
+            Plan::Reply => Vec::new(),
+        };
+        if self.post_moves(slot, true, &moves) == 0 {
+            // Nothing to wait for (inline data, or refused): applied (or answered) now.
+            let failed = self.cart.ops[slot].as_ref().is_some_and(|op| op.failed);
+            if !failed {
+                self.apply_cart_update(slot);
+            }
+        }
+    }
+
+    /// Posts the RMAs of a slot's request; how many were posted (0 with a failure: the
+    /// request is answered `DER_IO`).
+    fn post_moves(&mut self, slot: usize, read: bool, moves: &[Move]) -> u32 {
+        let Some(peer) = self.cart.ops[slot].as_ref().map(|op| op.peer) else {
+            return 0;
+        };
+        if let Some(op) = self.cart.op_mut(slot) {
+            op.stage = Stage::Data;
+        }
         let mut posted = 0;
         let mut failed = false;
-        for m in &moves {
+        for m in moves {
             let remote = RemoteBuf {
                 key: m.key,
                 offset: m.addr,
@@ -499,19 +549,15 @@ impl TargetService {
             }
             posted += 1;
         }
-        let Some(op) = self.cart.ops[slot].as_mut() else {
-            return;
-        };
-        op.moving = posted;
-        op.failed = failed;
-        if posted == 0 {
-            op.stage = Stage::Reply;
-            if failed {
+        if let Some(op) = self.cart.op_mut(slot) {
+            op.moving = posted;
+            op.failed = failed;
+            if posted == 0 && failed {
                 op.rc = der::IO;
-            } else if kind == Kind::Update {
-                self.apply_cart_update(slot);
+                op.stage = Stage::Reply;
             }
         }
+        posted
     }
 
     /// Moves the slots on: finished RMAs, updates to apply, replies to send.
@@ -565,17 +611,21 @@ impl TargetService {
 
     /// Applies an update whose data has arrived in its slot (or answers its refusal).
     fn apply_cart_update(&mut self, slot: usize) {
-        let Some(len) = self.cart.ops[slot].as_ref().map(|op| op.len) else {
+        let Some((len, round)) = self.cart.ops[slot].as_ref().map(|op| (op.len, op.round)) else {
             return;
         };
         let (mut ctx, ep, scratch) = self.split();
         let req = &scratch[slot][..len];
         let data = ep.bulk_buf(SLOT_BASE + slot);
-        let (rc, map_version) = match decode_rw(req) {
-            Ok((_, q)) => ctx.update(&q, Source::Slot(data)),
-            Err(rc) => (rc, 0),
+        let (rc, map_version, nr) = match decode_rw(req) {
+            Ok((_, q)) => {
+                let (rc, v) = ctx.update(&q, Source::Slot(data), round.0..round.1);
+                (rc, v, q.nr)
+            }
+            Err(rc) => (rc, 0, 0),
         };
         let epoch = ctx.cart.hlc.get(hlc::now_ns());
+        let more = rc == 0 && round.1 > round.0 && round.1 < nr;
         if let Some(op) = self.cart.op_mut(slot) {
             if op.rc == 0 {
                 op.rc = rc;
@@ -583,6 +633,10 @@ impl TargetService {
             op.epoch = epoch;
             op.map_version = map_version;
             op.stage = Stage::Reply;
+        }
+        if more {
+            // The rest of a large update: its next round.
+            self.update_round(slot);
         }
     }
 
@@ -904,7 +958,7 @@ impl Ctx<'_> {
                     Some((op, _)) => (op.rc, op.map_version, op.epoch),
                     None => match RwIn::decode(input) {
                         Ok(q) => {
-                            let (rc, v) = self.update(&q, Source::Inline);
+                            let (rc, v) = self.update(&q, Source::Inline, 0..q.nr);
                             (rc, v, hlc)
                         }
                         Err(err) => self.bad(&err),
@@ -989,12 +1043,12 @@ impl Ctx<'_> {
     }
 
     /// Checks DAOS's conditions of an update, then stores each iod; (status, map version).
-    fn update(&mut self, q: &RwIn<'_>, src: Source<'_>) -> (i32, u32) {
+    fn update(&mut self, q: &RwIn<'_>, src: Source<'_>, range: std::ops::Range<u32>) -> (i32, u32) {
         if q.has_csums() {
             return (der::NOSYS, 0);
         }
         let mut gather = std::mem::take(&mut self.cart.gather);
-        let r = self.update_with(q, src, &mut gather);
+        let r = self.update_with(q, src, range, &mut gather);
         self.cart.gather = gather;
         if let Err(what) = &r.2 {
             self.cart.complain(self.index, what);
@@ -1006,6 +1060,7 @@ impl Ctx<'_> {
         &mut self,
         q: &RwIn<'_>,
         src: Source<'_>,
+        range: std::ops::Range<u32>,
         gather: &mut Vec<u8>,
     ) -> (i32, u32, Result<(), String>) {
         let (store, map_version) =
@@ -1017,7 +1072,9 @@ impl Ctx<'_> {
         let oid = q.oid.id();
         let flags = q.api_flags;
         let dkey = q.dkey;
-        if flags & (cond::DKEY_INSERT | cond::DKEY_UPDATE) != 0 {
+        // The conditions hold for the whole update: checked before its first round only.
+        let first_round = range.start == 0;
+        if first_round && flags & (cond::DKEY_INSERT | cond::DKEY_UPDATE) != 0 {
             let exists = store.dkey_exists(cont, oid, dkey);
             if flags & cond::DKEY_INSERT != 0 && exists {
                 return (der::EXIST, map_version, Ok(()));
@@ -1026,7 +1083,7 @@ impl Ctx<'_> {
                 return (der::NONEXIST, map_version, Ok(()));
             }
         }
-        for iod in q.iods() {
+        for iod in q.iods().filter(|_| first_round) {
             let c = if flags & cond::PER_AKEY != 0 {
                 iod.flags
             } else {
@@ -1049,7 +1106,12 @@ impl Ctx<'_> {
         }
         let mut sgls = q.sgls();
         let mut at = 0usize;
-        for iod in q.iods() {
+        for (i, iod) in q.iods().enumerate() {
+            if !range.contains(&(i as u32)) {
+                // Another round's: its inline data (none with bulk) is passed over.
+                sgls.next();
+                continue;
+            }
             let key = AkeyRef {
                 cont,
                 oid,
@@ -1461,36 +1523,50 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Plans a bulk update: the RMAs that pull each iod's data into the slot (data Mercury
-    /// sent inline in a handle is copied there at once).
-    fn plan_update(&mut self, req: &[u8], buf: &mut [u8], virt: bool) -> Plan {
+    /// Plans a round of a bulk update: the RMAs that pull the iods from `first` on, as many
+    /// whole ones as fit the slot, into it (data Mercury sent inline in a handle is copied at
+    /// once); and where the round ends. An iod larger than the slot is refused (by `update`,
+    /// which finds its data missing).
+    fn plan_update(&mut self, req: &[u8], buf: &mut [u8], virt: bool, first: u32) -> (Plan, u32) {
         let Ok((_, q)) = decode_rw(req) else {
-            return Plan::Reply;
+            return (Plan::Reply, first);
         };
         let mut moves = Vec::with_capacity(q.nr as usize);
         let mut at = 0usize;
-        for (iod, bulk) in q.iods().zip(q.bulks()) {
+        let mut end = first;
+        for (i, (iod, bulk)) in q.iods().zip(q.bulks()).enumerate() {
+            let i = i as u32;
+            if i < first {
+                continue;
+            }
             let Some(len) = iod_len(&iod).and_then(|l| usize::try_from(l).ok()) else {
-                return Plan::Reply;
+                return (Plan::Reply, i.max(first + 1));
             };
+            if at + len > buf.len() {
+                if i == first {
+                    // Alone larger than the slot.
+                    return (Plan::Reply, first + 1);
+                }
+                break;
+            }
+            end = i + 1;
             let Some(b) = bulk else {
                 continue;
             };
-            if at + len > buf.len() || !b.readable() || (b.len as usize) < len {
-                // Answered by `update`, which finds the data missing.
-                return Plan::Reply;
+            if !b.readable() || (b.len as usize) < len {
+                return (Plan::Reply, end);
             }
             match b.eager {
                 Some(data) if data.len() >= len => buf[at..at + len].copy_from_slice(&data[..len]),
                 _ => {
                     if !segment_moves(&mut moves, &b, at, 0, len, virt) {
-                        return Plan::Reply;
+                        return (Plan::Reply, end);
                     }
                 }
             }
             at += len;
         }
-        Plan::Move { read: true, moves }
+        (Plan::Move { read: true, moves }, end)
     }
 
     /// Plans a bulk fetch: the data goes into the slot, then is pushed to each iod's buffer.
