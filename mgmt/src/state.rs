@@ -595,7 +595,8 @@ impl SystemDb {
                 if self.containers.iter().any(|x| x.uuid == c.uuid) {
                     return Err(Refusal::ContUuidTaken(c.uuid.clone()));
                 }
-                if self.containers.iter().any(|x| x.label == c.label) {
+                // DAOS's containers may have no label; those that have one are unique by it.
+                if !c.label.is_empty() && self.containers.iter().any(|x| x.label == c.label) {
                     return Err(Refusal::ContLabelTaken(c.label.clone()));
                 }
                 self.containers.push(c.clone());
@@ -684,7 +685,7 @@ impl SystemDb {
     fn container_index(&self, id: &str) -> Result<usize, Refusal> {
         self.containers
             .iter()
-            .position(|c| c.label == id || c.uuid.eq_ignore_ascii_case(id))
+            .position(|c| (!c.label.is_empty() && c.label == id) || c.uuid.eq_ignore_ascii_case(id))
             .ok_or_else(|| Refusal::UnknownContainer(id.to_string()))
     }
 

@@ -330,7 +330,15 @@ fn cont_props(c: &daos_proto::cont::Container, map_version: u32) -> Vec<PoolProp
         ..Default::default()
     };
     let mut out = vec![
-        text(co::LABEL, &c.label),
+        // An unlabeled container shows DAOS's default label.
+        text(
+            co::LABEL,
+            if c.label.is_empty() {
+                "container_label_not_set"
+            } else {
+                &c.label
+            },
+        ),
         n(co::LAYOUT_TYPE, 0),
         n(co::LAYOUT_VER, 1),
         n(co::CSUM, 0),
@@ -415,13 +423,6 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 .find(|p| p.r#type == co::LABEL)
                 .map(|p| p.text.clone())
                 .unwrap_or_default();
-            if label.is_empty() {
-                return cont_refused(
-                    der::INVAL,
-                    "a container of this system needs a label (daos container create POOL LABEL)"
-                        .into(),
-                );
-            }
             let Ok(uuid) = <[u8; 16]>::try_from(&req.cont[..]) else {
                 return cont_refused(der::INVAL, "ContCallReq.cont is not a UUID".into());
             };
