@@ -360,20 +360,11 @@ impl TargetService {
             },
             obj::op::COLL_PUNCH => match CollPunchIn::decode(call.input) {
                 Ok(q) => {
-                    for t in &q.targets {
-                        for &i in &t.tgt_idxs {
-                            let on = if self.is_ours(t.rank) {
-                                u32::from(i)
-                            } else {
-                                u32::MAX
-                            };
-                            let work = PeerWork::Punch {
-                                dkey: None,
-                                akeys: Vec::new(),
-                            };
-                            parts.push((on, q.oid, work));
-                        }
-                    }
+                    let punch = || PeerWork::Punch {
+                        dkey: None,
+                        akeys: Vec::new(),
+                    };
+                    self.coll_parts(&q.targets, q.oid, punch, &mut parts);
                     (q.pool, q.co_hdl, q.co_uuid, q.map_ver, false)
                 }
                 Err(_) => {
@@ -383,21 +374,12 @@ impl TargetService {
             },
             _ => match CollQueryIn::decode(call.input) {
                 Ok(q) => {
-                    for t in &q.targets {
-                        for &i in &t.tgt_idxs {
-                            let on = if self.is_ours(t.rank) {
-                                u32::from(i)
-                            } else {
-                                u32::MAX
-                            };
-                            let work = PeerWork::Query {
-                                flags: q.api_flags,
-                                dkey: q.dkey.to_vec(),
-                                akey: q.akey.to_vec(),
-                            };
-                            parts.push((on, q.oid, work));
-                        }
-                    }
+                    let query = || PeerWork::Query {
+                        flags: q.api_flags,
+                        dkey: q.dkey.to_vec(),
+                        akey: q.akey.to_vec(),
+                    };
+                    self.coll_parts(&q.targets, q.oid, query, &mut parts);
                     let min = q.api_flags & get::MIN != 0;
                     (q.pool, q.co_hdl, q.co_uuid, q.map_ver, min)
                 }
@@ -465,6 +447,27 @@ impl TargetService {
             }
         }
         self.coll_maybe_ready(slot);
+    }
+
+    /// A part of `work` on `oid` for each target the collective request lists (`u32::MAX`
+    /// for another rank's: not reachable from here).
+    fn coll_parts(
+        &self,
+        targets: &[obj::CollTarget],
+        oid: UnitOid,
+        work: impl Fn() -> PeerWork,
+        parts: &mut Vec<(u32, UnitOid, PeerWork)>,
+    ) {
+        for t in targets {
+            for &i in &t.tgt_idxs {
+                let on = if self.is_ours(t.rank) {
+                    u32::from(i)
+                } else {
+                    u32::MAX
+                };
+                parts.push((on, oid, work()));
+            }
+        }
     }
 
     fn coll_part(&mut self, slot: usize, rc: i32, found: Option<Found>, max_epoch: u64) {
