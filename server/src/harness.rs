@@ -49,6 +49,9 @@ struct InstanceState {
     /// Last known rank (from the superblock or the latest join).
     rank: Option<u32>,
     joined: bool,
+    /// A join is under way: the management service may already show the rank `Joined`
+    /// (with this engine's new incarnation) before `joined` is set, after SetRank/SetUp.
+    joining: bool,
     /// Held stopped by the admin (`dmg system stop`): not restarted until started again.
     held: bool,
     /// daos_server is shutting down: the supervisor exits.
@@ -682,7 +685,10 @@ impl Harness {
             {
                 Some(inst) => {
                     let s = inst.lock();
-                    if s.joined && s.pid.is_some() {
+                    // Joined, or joining: the service may show the new incarnation `Joined`
+                    // before the join's SetRank/SetUp are done; marking it `Starting` then
+                    // would stick, as nothing checks a joined engine again.
+                    if (s.joined || s.joining) && s.pid.is_some() {
                         continue;
                     } else if s.pid.is_some() {
                         (
@@ -1692,7 +1698,10 @@ impl Harness {
         thread::Builder::new()
             .name(format!("join-{i}"))
             .spawn(move || {
-                if let Err(e) = h.join(&inst, &req, &sock) {
+                inst.update(|s| s.joining = true);
+                let joined = h.join(&inst, &req, &sock);
+                inst.update(|s| s.joining = false);
+                if let Err(e) = joined {
                     error!("instance {i}: join failed: {e}; stopping the engine so it restarts");
                     if let Some(pid) = inst.pid() {
                         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
