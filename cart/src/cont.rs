@@ -10,7 +10,17 @@
 //! OPEN/QUERY out: op_out, prop, last snapshot u64, snapshots u32, handles u32, (by label:
 //!                 the container's uuid), open time u64, change time u64
 //! DESTROY_BYLABEL in: op, force u32, pad u32, label (const string)
+//! ATTR_LIST in: op, bulk                     out: op_out, size u64 (the names' total)
+//! ATTR_GET in:  op, count u64, key length u64, bulk (RW: names, sizes, value buffers)
+//! ATTR_SET in:  op, count u64, bulk (RO: names, sizes, values)
+//! ATTR_DEL in:  op, count u64, bulk (RO: names)
+//! PROP_SET in:  op, prop, pool uuid [16]
+//! ACL_UPDATE in: op, acl (iov)               ACL_DELETE in: op, name (string), type u8
 //! ```
+//!
+//! An attribute bulk is one virtual buffer over its segments: the names, each with its NUL,
+//! then one u64 size per name, then the values back to back (a get's value buffers only for
+//! the names asked with a size above 0).
 
 use crate::CartError;
 use crate::pool::PropValue;
@@ -27,6 +37,11 @@ pub mod op {
     pub const OID_ALLOC: u16 = 5;
     pub const ATTR_LIST: u16 = 6;
     pub const ATTR_GET: u16 = 7;
+    pub const ATTR_SET: u16 = 8;
+    pub const ATTR_DEL: u16 = 9;
+    pub const PROP_SET: u16 = 14;
+    pub const ACL_UPDATE: u16 = 15;
+    pub const ACL_DELETE: u16 = 16;
     pub const OPEN_BYLABEL: u16 = 17;
     pub const DESTROY_BYLABEL: u16 = 18;
 }
@@ -41,6 +56,12 @@ const TEXT: [u32; 3] = [0x1001, 0x100D, 0x100E];
 pub const CONT_INFO_LEN: usize = 144;
 /// Most entries a property list may have (`DAOS_PROP_ENTRIES_MAX_NR`).
 pub const PROPS_MAX: u32 = 128;
+
+/// Most attributes one request names (DAOS bounds them by its RPC sizes; a request beyond
+/// this is refused `DER_INVAL`).
+pub const ATTRS_MAX: u64 = 4096;
+/// The longest attribute name (`DAOS_ATTR_NAME_MAX`), without its NUL.
+pub const ATTR_NAME_MAX: usize = 511;
 
 /// The property type of each container query bit (`DAOS_CO_QUERY_PROP_*`).
 pub const TYPE_OF_BIT: [u32; 26] = [
@@ -160,6 +181,200 @@ pub fn decode_in(index: u16, b: &[u8]) -> Option<Result<ContIn, CartError>> {
         | op::DESTROY_BYLABEL => Some(run(&mut d)),
         _ => None,
     }
+}
+
+/// An attribute request's input (`ATTR_LIST`, `_GET`, `_SET`, `_DEL`).
+#[derive(Clone, Debug)]
+pub struct AttrIn<'a> {
+    pub index: u16,
+    pub op: ContOpIn,
+    /// Names in the bulk (0 for a list).
+    pub count: u64,
+    /// GET: the names' bytes (each with its NUL) at the bulk's start.
+    pub key_length: u64,
+    pub bulk: Option<crate::bulk::Bulk<'a>>,
+}
+
+impl<'a> AttrIn<'a> {
+    /// Decodes attribute op `index`'s input; `None` for another op.
+    pub fn decode(index: u16, b: &'a [u8]) -> Option<Result<AttrIn<'a>, CartError>> {
+        if !matches!(
+            index,
+            op::ATTR_LIST | op::ATTR_GET | op::ATTR_SET | op::ATTR_DEL
+        ) {
+            return None;
+        }
+        let mut d = Decoder::new(b);
+        let mut run = || -> Result<AttrIn<'a>, CartError> {
+            let op = ContOpIn::decode(&mut d)?;
+            let (mut count, mut key_length) = (0, 0);
+            if index != op::ATTR_LIST {
+                count = d.u64("ca_count")?;
+                if count == 0 || count > ATTRS_MAX {
+                    return Err(CartError::Invalid {
+                        field: "ca_count",
+                        why: "not between 1 and 4096 attributes",
+                    });
+                }
+            }
+            if index == op::ATTR_GET {
+                key_length = d.u64("cagi_key_length")?;
+                if key_length < count * 2 || key_length > count * (ATTR_NAME_MAX as u64 + 1) {
+                    return Err(CartError::Invalid {
+                        field: "cagi_key_length",
+                        why: "not the length of the names asked (2 to 512 bytes each)",
+                    });
+                }
+            }
+            let bulk = crate::bulk::decode(&mut d, "ca_bulk")?;
+            if index != op::ATTR_LIST && bulk.is_none() {
+                return Err(CartError::Invalid {
+                    field: "ca_bulk",
+                    why: "no bulk handle for the names",
+                });
+            }
+            Ok(AttrIn {
+                index,
+                op,
+                count,
+                key_length,
+                bulk,
+            })
+        };
+        Some(run())
+    }
+
+    /// Encodes the input up to its bulk handle, which the caller encodes next (a client's
+    /// side).
+    pub fn encode_head(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
+        self.op.encode(e)?;
+        if self.index != op::ATTR_LIST {
+            e.u64(self.count, "ca_count")?;
+        }
+        if self.index == op::ATTR_GET {
+            e.u64(self.key_length, "cagi_key_length")?;
+        }
+        Ok(())
+    }
+}
+
+/// `n` NUL-terminated names at the start of `buf`: the names (without their NUL) and the
+/// bytes they take.
+pub fn attr_names(buf: &[u8], n: u64) -> Result<(Vec<&[u8]>, usize), CartError> {
+    let mut names = Vec::with_capacity(n.min(ATTRS_MAX) as usize);
+    let mut at = 0;
+    for _ in 0..n {
+        let rest = &buf[at..];
+        let Some(len) = rest.iter().position(|&b| b == 0) else {
+            return Err(CartError::Invalid {
+                field: "attribute names",
+                why: "a name without its NUL",
+            });
+        };
+        if len == 0 || len > ATTR_NAME_MAX {
+            return Err(CartError::Invalid {
+                field: "attribute names",
+                why: "a name of 0 or more than 511 bytes",
+            });
+        }
+        names.push(&rest[..len]);
+        at += len + 1;
+    }
+    Ok((names, at))
+}
+
+/// The `n` u64 sizes at `at` in `buf`.
+pub fn attr_sizes(buf: &[u8], at: usize, n: u64) -> Result<Vec<u64>, CartError> {
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    let end = n
+        .checked_mul(8)
+        .and_then(|l| l.checked_add(at))
+        .filter(|&e| e <= buf.len())
+        .ok_or(CartError::Short {
+            field: "attribute sizes",
+            need: n.saturating_mul(8),
+            have: buf.len().saturating_sub(at),
+        })?;
+    Ok(buf[at..end]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect())
+}
+
+/// An attribute's name (without its NUL) and value.
+pub type AttrEntry<'a> = (&'a [u8], &'a [u8]);
+
+/// An `ATTR_SET` bulk's content: (name, value) pairs.
+pub fn attr_set_entries(buf: &[u8], n: u64) -> Result<Vec<AttrEntry<'_>>, CartError> {
+    let (names, at) = attr_names(buf, n)?;
+    let sizes = attr_sizes(buf, at, n)?;
+    let mut v = at + names.len() * 8;
+    let mut out = Vec::with_capacity(names.len());
+    for (name, size) in names.into_iter().zip(sizes) {
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|s| v.checked_add(s))
+            .filter(|&e| e <= buf.len())
+            .ok_or(CartError::Length {
+                field: "attribute value size",
+                len: size,
+            })?;
+        out.push((name, &buf[v..end]));
+        v = end;
+    }
+    Ok(out)
+}
+
+/// The bytes of an `ATTR_SET` bulk of `entries` (a client's side): names, sizes, values.
+pub fn attr_set_bulk(entries: &[AttrEntry<'_>]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (n, _) in entries {
+        b.extend_from_slice(n);
+        b.push(0);
+    }
+    for (_, v) in entries {
+        b.extend_from_slice(&(v.len() as u64).to_le_bytes());
+    }
+    for (_, v) in entries {
+        b.extend_from_slice(v);
+    }
+    b
+}
+
+/// `PROP_SET`'s input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropSetIn {
+    pub op: ContOpIn,
+    pub props: Vec<(u32, PropValue)>,
+    /// The pool's UUID (`cpsi_pool_uuid`).
+    pub pool: [u8; 16],
+}
+
+impl PropSetIn {
+    pub fn decode(b: &[u8]) -> Result<PropSetIn, CartError> {
+        let mut d = Decoder::new(b);
+        let op = ContOpIn::decode(&mut d)?;
+        let props = read_props(&mut d)?;
+        let pool = d.uuid("cpsi_pool_uuid")?;
+        Ok(PropSetIn { op, props, pool })
+    }
+}
+
+/// `ACL_UPDATE`'s input: the ACL bytes (`struct daos_acl`).
+pub fn decode_acl_update(b: &[u8]) -> Result<(ContOpIn, &[u8]), CartError> {
+    let mut d = Decoder::new(b);
+    let op = ContOpIn::decode(&mut d)?;
+    let acl = d.iov("caui_acl")?;
+    Ok((op, acl))
+}
+
+/// `ACL_DELETE`'s input: the principal's name and type (`enum daos_acl_principal_type`).
+pub fn decode_acl_delete(b: &[u8]) -> Result<(ContOpIn, Option<&str>, u8), CartError> {
+    let mut d = Decoder::new(b);
+    let op = ContOpIn::decode(&mut d)?;
+    let name = d.string("cadi_principal_name")?;
+    let kind = d.u8("cadi_principal_type")?;
+    Ok((op, name, kind))
 }
 
 /// Reads a `daos_prop_t` (u32 count; 0: none; else u32 reserved and the entries).

@@ -22,6 +22,7 @@
 
 pub mod bulk;
 pub mod cont;
+pub mod hash;
 pub mod header;
 pub mod hlc;
 pub mod mercury;

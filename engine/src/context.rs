@@ -38,6 +38,8 @@ use daos_cart::cont::{self as ccont, ContIn};
 use daos_cart::pool::{self as cpool, MapRank, PoolOpOut};
 use daos_drpc::srv::{ContCallReq, ContCallResp, PoolCallReq, PoolCallResp, PoolProp};
 
+mod attrs;
+
 /// Send buffers of the context.
 pub const SEND_SLOTS: usize = 16;
 /// Receive buffers (requests in flight from all clients).
@@ -130,6 +132,8 @@ pub struct SystemContext {
     pulled: VecDeque<(usize, Received, Peer, u64, usize)>,
     /// Self-test messages moving their data by bulk.
     self_tests: Vec<SelfTestBulk>,
+    /// Container attribute requests (each holds a bulk slot).
+    attrs: Vec<attrs::AttrOp>,
     /// Per bulk slot, where a pulled request is rebuilt (its Mercury headers, then the input),
     /// so it is served like any request.
     scratch: Vec<Box<[u8]>>,
@@ -198,6 +202,7 @@ impl SystemContext {
                 .collect(),
             eager_done: Vec::with_capacity(BULK_SLOTS),
             self_tests: Vec::with_capacity(BULK_SLOTS),
+            attrs: Vec::with_capacity(BULK_SLOTS),
             free_bulk: (0..BULK_SLOTS).collect(),
             srv,
             next_question: 1,
@@ -223,6 +228,10 @@ impl SystemContext {
     pub fn poll(&mut self) -> usize {
         let mut work = 0;
         while let Some((id, answer)) = self.srv.as_ref().and_then(SrvLink::answer) {
+            if self.attr_answered(id, &answer) {
+                work += 1;
+                continue;
+            }
             if let Some(i) = self.asked.iter().position(|a| a.0 == id) {
                 let (_, r, peer, tag) = self.asked.swap_remove(i);
                 self.answered_or_pushed(r, peer, tag, answer);
@@ -268,7 +277,21 @@ impl SystemContext {
             }
         }
         while let Some((r, peer, tag)) = self.waiting.pop_front() {
-            if self.is_more_data(r) || self.inner.self_test_bulk(self.ep.message(r)).is_some() {
+            let attr = self.srv.is_some()
+                && rpc::parse_call(self.ep.message(r)).is_ok_and(|c| attrs::is_attr(c.hdr.opc));
+            if attr {
+                if self.free_bulk.is_empty() {
+                    self.waiting.push_front((r, peer, tag));
+                    break;
+                }
+                if self.start_attr(r, peer, tag) {
+                    work += 1;
+                    continue;
+                }
+                // Refused: answered below.
+            } else if self.is_more_data(r)
+                || self.inner.self_test_bulk(self.ep.message(r)).is_some()
+            {
                 if self.free_bulk.is_empty() {
                     self.waiting.push_front((r, peer, tag));
                     break;
@@ -339,7 +362,10 @@ impl SystemContext {
                 return;
             }
         };
-        if self.more_data(r, peer, tag) || self.start_self_test_bulk(r, peer, tag) {
+        if self.more_data(r, peer, tag)
+            || self.start_self_test_bulk(r, peer, tag)
+            || self.start_attr(r, peer, tag)
+        {
             return;
         }
         if let (Some(q), Some(srv)) = (self.inner.question(self.ep.message(r)), &self.srv) {
@@ -570,6 +596,8 @@ impl SystemContext {
         let mut work = 0;
         let mut finished = [(0usize, false); BULK_SLOTS];
         let mut n = 0;
+        // Attribute transfers post several RMAs per slot: counted per slot.
+        let mut attr_done = [(0u32, true); BULK_SLOTS];
         for slot in self.eager_done.drain(..) {
             if n < BULK_SLOTS {
                 finished[n] = (slot, true);
@@ -577,11 +605,22 @@ impl SystemContext {
             }
         }
         self.ep.take_rma(|id, ok| {
-            if n < BULK_SLOTS {
+            if id & attrs::ATTR_RMA != 0 {
+                if let Some(d) = attr_done.get_mut((id & !attrs::ATTR_RMA) as usize) {
+                    d.0 += 1;
+                    d.1 &= ok;
+                }
+            } else if n < BULK_SLOTS {
                 finished[n] = (id as usize, ok);
                 n += 1;
             }
         });
+        for (slot, &(count, ok)) in attr_done.iter().enumerate() {
+            if count > 0 {
+                self.attr_rma_done(slot, count, ok);
+                work += 1;
+            }
+        }
         for &(slot, ok) in &finished[..n] {
             if let Some(i) = self.self_tests.iter().position(|t| t.slot == slot) {
                 self.self_test_moved(i, ok);
@@ -866,6 +905,12 @@ impl Inner {
             op_out.encode(e)?;
             if index == ccont::op::OID_ALLOC {
                 return e.u64(resp.map_or(0, |r| r.oid), "coao_oid");
+            }
+            if index == ccont::op::ATTR_LIST {
+                // The names' total length (each with its NUL), whatever fitted the buffer.
+                let size =
+                    resp.map_or(0, |r| r.attrs.iter().map(|a| a.name.len() as u64 + 1).sum());
+                return e.u64(size, "calo_size");
             }
             if !matches!(
                 index,
@@ -1197,16 +1242,17 @@ impl Inner {
                 };
                 Ok(self.cont_reply(req, out, &Err(rc)))
             }
-            opc if is_cont_attr_read(opc) => {
-                // Containers hold no user attributes here yet (`daos container set-attr` is
-                // refused DER_NOSYS): a list is empty, a get finds none (what dfuse reads
-                // its cache settings with, falling back to its defaults).
-                let mut d = daos_cart::proc_::Decoder::new(input);
-                let rc = match ccont::ContOpIn::decode(&mut d) {
-                    Ok(op) if self.pool_of(&op.pool_handle).is_none() => der::NO_HDL,
-                    Ok(_) if opcode::index_of(opc) == ccont::op::ATTR_GET => der::NONEXIST,
-                    Ok(_) => 0,
-                    Err(_) => der::INVAL,
+            opc if attrs::is_attr(opc) => {
+                // Not taken by the attribute transfers: input that does not decode (or a
+                // handle larger than a slot), a pool handle that did not connect here, or
+                // no link to daos_server.
+                let rc = match ccont::AttrIn::decode(opcode::index_of(opc), input) {
+                    Some(Ok(a)) if self.pool_of(&a.op.pool_handle).is_none() => der::NO_HDL,
+                    Some(Ok(a)) if a.bulk.as_ref().is_some_and(|b| b.len > BULK_MAX as u64) => {
+                        der::INVAL
+                    }
+                    Some(Ok(_)) => der::BUSY,
+                    _ => der::INVAL,
                 };
                 let op_out = PoolOpOut {
                     rc,
@@ -1463,16 +1509,6 @@ enum Done {
 const LIST_OP: u32 = 100;
 
 /// Whether `opc` is POOL_LIST_CONT of a pool version served.
-/// Whether `opc` is a container attribute list or get.
-fn is_cont_attr_read(opc: u32) -> bool {
-    opcode::module_of(opc) == opcode::module::CONT
-        && opcode::served_versions(opcode::module::CONT).contains(&opcode::version_of(opc))
-        && matches!(
-            opcode::index_of(opc),
-            ccont::op::ATTR_LIST | ccont::op::ATTR_GET
-        )
-}
-
 fn is_list_cont(opc: u32) -> bool {
     opcode::module_of(opc) == opcode::module::POOL
         && opcode::index_of(opc) == cpool::op::LIST_CONT
@@ -1536,6 +1572,7 @@ fn cont_request(index: u16, c: &ContIn, pool: &[u8; 16]) -> ContCallReq {
         flags: c.flags,
         force: matches!(index, ccont::op::DESTROY | ccont::op::DESTROY_BYLABEL) && c.flags != 0,
         props,
+        ..Default::default()
     }
 }
 

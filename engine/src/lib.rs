@@ -14,6 +14,7 @@ pub mod control;
 pub mod coremap;
 pub mod handles;
 pub mod log;
+pub mod moves;
 pub mod pool;
 pub mod shard;
 pub mod srv;

@@ -106,6 +106,13 @@ pub enum Command {
         id: String,
         num: u64,
     },
+    /// A pool service's: container `id`'s user attributes `set` (name, value) and `del`
+    /// (names; refused when none of them is there and nothing is set).
+    ContAttrs {
+        id: String,
+        set: Vec<(String, Vec<u8>)>,
+        del: Vec<String>,
+    },
     /// A pool service's: container `id` (label or UUID) goes.
     ContDestroy {
         id: String,
@@ -219,6 +226,9 @@ pub struct ContainerRecord {
     /// Object ids handed out so far (DAOS's `ALLOCED_OID`): the next block starts here.
     #[serde(default)]
     pub alloced_oids: u64,
+    /// User attributes (DAOS's `daos container set-attr`): name, value.
+    #[serde(default)]
+    pub attrs: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// What an applied command answers.
@@ -295,6 +305,8 @@ pub enum Refusal {
     BadAcl(String),
     #[error("DER_OVERFLOW(-1017): container {0:?} has handed out every object id (2^64)")]
     OidsExhausted(String),
+    #[error("DER_NONEXIST(-1005): {of} has none of the attributes {names}")]
+    NoAttr { of: String, names: String },
     #[error("DER_NONEXIST(-1005): {of} has no ACL entry for {principal}")]
     NoAclEntry { of: String, principal: String },
 }
@@ -609,6 +621,24 @@ impl SystemDb {
                     .alloced_oids
                     .checked_add(*num)
                     .ok_or(Refusal::OidsExhausted(c.label.clone()))?;
+                Ok(Reply::Container(c.clone()))
+            }
+            Command::ContAttrs { id, set, del } => {
+                let i = self.container_index(id)?;
+                let c = &mut self.containers[i];
+                if set.is_empty() && !del.is_empty() && !del.iter().any(|n| c.attrs.contains_key(n))
+                {
+                    return Err(Refusal::NoAttr {
+                        of: format!("container {}", c.label),
+                        names: del.join(", "),
+                    });
+                }
+                for n in del {
+                    c.attrs.remove(n);
+                }
+                for (n, v) in set {
+                    c.attrs.insert(n.clone(), v.clone());
+                }
                 Ok(Reply::Container(c.clone()))
             }
             Command::ContDestroy { id } => {

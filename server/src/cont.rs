@@ -137,6 +137,37 @@ pub(crate) fn push_handles(
     failed
 }
 
+/// `ContAttrReq.op`: DAOS's container attribute operations.
+pub const ATTR_LIST: u32 = 0;
+pub const ATTR_GET: u32 = 1;
+pub const ATTR_SET: u32 = 2;
+pub const ATTR_DEL: u32 = 3;
+/// The longest attribute name, as DAOS's (`DAOS_ATTR_NAME_MAX`).
+pub const ATTR_NAME_MAX: usize = 511;
+/// The largest attribute value kept.
+pub const ATTR_VALUE_MAX: usize = 1 << 20;
+
+/// Attribute names as text: non-empty, at most [`ATTR_NAME_MAX`] bytes, UTF-8.
+fn attr_names(names: &[Vec<u8>]) -> Result<Vec<String>, Status> {
+    names
+        .iter()
+        .map(|n| {
+            if n.is_empty() || n.len() > ATTR_NAME_MAX {
+                return Err(Status::invalid_argument(format!(
+                    "DER_INVAL(-1003): an attribute name of {} bytes: names have 1 to {ATTR_NAME_MAX} bytes",
+                    n.len()
+                )));
+            }
+            String::from_utf8(n.clone()).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "DER_INVAL(-1003): attribute name {:?} is not UTF-8 text",
+                    String::from_utf8_lossy(n)
+                ))
+            })
+        })
+        .collect()
+}
+
 fn to_wire(c: ContainerRecord) -> Container {
     Container {
         uuid: c.uuid,
@@ -221,7 +252,7 @@ fn status(pool: &str, e: PoolSvcError, svc_hosts: &[String]) -> Status {
         PoolSvcError::NotLeader { hint, replicas, .. } => not_leader(pool, hint, replicas),
         PoolSvcError::NoReplica(_) => not_leader(pool, String::new(), svc_hosts.to_vec()),
         PoolSvcError::Ms(MsError::Refused(r)) => match r {
-            Refusal::UnknownContainer(_) | Refusal::NoAclEntry { .. } => {
+            Refusal::UnknownContainer(_) | Refusal::NoAclEntry { .. } | Refusal::NoAttr { .. } => {
                 Status::not_found(r.to_string())
             }
             Refusal::BadAcl(_) => Status::invalid_argument(r.to_string()),
@@ -629,6 +660,7 @@ impl ContSvc for ContService {
             owner_group: group,
             acl,
             alloced_oids: 0,
+            attrs: Default::default(),
         };
         let c = self.write(&r.pool, Command::ContCreate(c)).await?;
         Ok(Response::new(ContResp {
@@ -755,6 +787,82 @@ impl ContSvc for ContService {
         Ok(Response::new(daos_proto::cont::OidAllocResp {
             first: c.alloced_oids - r.num,
         }))
+    }
+
+    async fn attrs(
+        &self,
+        req: Request<daos_proto::cont::ContAttrReq>,
+    ) -> Result<Response<daos_proto::cont::ContAttrResp>, Status> {
+        use daos_proto::cont::{ContAttr, ContAttrResp};
+        security::authorize(&req, "ContSvc.Attrs", self.insecure)?;
+        let r = req.into_inner();
+        let names = attr_names(&r.names)?;
+        let db = self.read(&r.pool).await?;
+        let c = db.container(&r.cont).cloned().ok_or_else(|| {
+            Status::not_found(Refusal::UnknownContainer(r.cont.clone()).to_string())
+        })?;
+        // Under a container handle of this container, as DAOS's engine checks it.
+        let h = db
+            .handles
+            .iter()
+            .find(|h| h.cookie == r.handle && h.cont == c.uuid)
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "DER_NO_HDL(-1002): no open handle {:#x} of container {} (open it first)",
+                    r.handle, c.label
+                ))
+            })?;
+        let attr = |name: &str, value: Option<&Vec<u8>>| ContAttr {
+            name: name.as_bytes().to_vec(),
+            found: value.is_some(),
+            value: value.cloned().unwrap_or_default(),
+        };
+        let attrs = match r.op {
+            ATTR_LIST => c.attrs.keys().map(|n| attr(n, None)).collect(),
+            ATTR_GET => names.iter().map(|n| attr(n, c.attrs.get(n))).collect(),
+            ATTR_SET | ATTR_DEL => {
+                if h.rights & 2 == 0 {
+                    return Err(Status::permission_denied(format!(
+                        "DER_NO_PERM(-1001): container handle {:#x} of {} is read-only: open the container read-write to change its attributes",
+                        r.handle, c.label
+                    )));
+                }
+                let (set, del) = if r.op == ATTR_SET {
+                    if r.values.len() != names.len() {
+                        return Err(Status::invalid_argument(format!(
+                            "DER_INVAL(-1003): ContAttrReq has {} names but {} values: give one value per name",
+                            names.len(),
+                            r.values.len()
+                        )));
+                    }
+                    if let Some(v) = r.values.iter().find(|v| v.len() > ATTR_VALUE_MAX) {
+                        return Err(Status::invalid_argument(format!(
+                            "DER_INVAL(-1003): an attribute value of {} bytes is larger than {ATTR_VALUE_MAX}",
+                            v.len()
+                        )));
+                    }
+                    (names.into_iter().zip(r.values).collect(), Vec::new())
+                } else {
+                    (Vec::new(), names)
+                };
+                self.write(
+                    &r.pool,
+                    Command::ContAttrs {
+                        id: c.uuid.clone(),
+                        set,
+                        del,
+                    },
+                )
+                .await?;
+                Vec::new()
+            }
+            op => {
+                return Err(Status::invalid_argument(format!(
+                    "DER_INVAL(-1003): ContAttrReq.op {op} is not an attribute operation (0 list, 1 get, 2 set, 3 delete)"
+                )));
+            }
+        };
+        Ok(Response::new(ContAttrResp { attrs }))
     }
 
     async fn query(&self, req: Request<ContReq>) -> Result<Response<ContResp>, Status> {

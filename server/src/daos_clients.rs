@@ -500,6 +500,20 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 num: req.flags,
             }))
         }
+        // Attributes: list 6, get 7, set 8, delete 9.
+        6..=9 => {
+            if req.cont_handle.len() != 16 {
+                return cont_refused(der::INVAL, "ContCallReq.cont_handle is not a UUID".into());
+            }
+            remote(ContCall::Attrs(daos_proto::cont::ContAttrReq {
+                pool: rec.uuid.clone(),
+                cont: cont_id(),
+                handle: handle_cookie(&req.cont_handle),
+                op: req.op - 6,
+                names: req.attr_names.clone(),
+                values: req.attr_values.clone(),
+            }))
+        }
         OP_LIST => remote(ContCall::List(ContReq {
             pool: rec.uuid.clone(),
             handle: pool_cookie,
@@ -558,6 +572,17 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             }
         }
         ContAnswer::Closed => ContCallResp::default(),
+        ContAnswer::Attrs(attrs) => ContCallResp {
+            attrs: attrs
+                .into_iter()
+                .map(|a| daos_drpc::srv::ContAttr {
+                    name: a.name,
+                    value: a.value,
+                    found: a.found,
+                })
+                .collect(),
+            ..Default::default()
+        },
         ContAnswer::Oids(first) => ContCallResp {
             oid: first,
             ..Default::default()

@@ -30,6 +30,7 @@ pub enum ContCall {
     Open(daos_proto::cont::HandleReq),
     Close(daos_proto::cont::HandleReq),
     AllocOids(daos_proto::cont::OidAllocReq),
+    Attrs(daos_proto::cont::ContAttrReq),
 }
 
 /// A pool service's answer to a [`ContCall`].
@@ -42,6 +43,8 @@ pub enum ContAnswer {
     Closed,
     /// The first object id of the block allocated.
     Oids(u64),
+    /// Attribute names (list) or values (get); empty for a set or delete.
+    Attrs(Vec<daos_proto::cont::ContAttr>),
 }
 
 /// A pool service call that failed.
@@ -397,6 +400,13 @@ impl Remote {
                     async move { ContSvcClient::new(ch).alloc_oids(stamp(req)).await }
                 })?;
                 Ok(ContAnswer::Oids(r.first))
+            }
+            ContCall::Attrs(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).attrs(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Attrs(r.attrs))
             }
         }
     }

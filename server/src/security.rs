@@ -89,6 +89,8 @@ pub fn allowed(method: &str, c: Component) -> bool {
         | "ContSvc.PoolConnect"
         | "ContSvc.Open"
         | "ContSvc.Disconnect"
+        | "ContSvc.AllocOids"
+        | "ContSvc.Attrs"
         | "ContSvc.Acl" => &[Admin, Agent, Server],
         // A pool handle without a credential, beyond the pool's ACL: daos_servers (the
         // rebuild) and admin tools (DAOS's admins may do anything to a pool).

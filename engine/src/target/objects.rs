@@ -23,6 +23,7 @@
 //! classes, checksums, bulk handles of more than one segment. An array keeps the record size
 //! it was written with (a fetch of "any" size answers it; punches and `QUERY_KEY` count in it).
 
+use crate::moves::{Move, segment_moves};
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -666,51 +667,6 @@ impl TargetService {
 
 /// Bulk slot numbers of the endpoint start here.
 const SLOT_BASE: usize = super::BULK_SLOTS;
-
-/// One RMA of a request's data: `len` bytes between slot byte `at` and the client's
-/// registration `key` at `addr`.
-#[derive(Clone, Copy, Debug, Default)]
-struct Move {
-    at: usize,
-    key: u64,
-    addr: u64,
-    len: u32,
-}
-
-/// The RMAs that move `len` bytes between slot byte `at` on and the client's handle `b`,
-/// segment by segment (each its own registration, addressed from its start); false when
-/// the handle holds fewer bytes.
-fn segment_moves(
-    moves: &mut Vec<Move>,
-    b: &daos_cart::bulk::Bulk<'_>,
-    at: usize,
-    remote: usize,
-    len: usize,
-    virt: bool,
-) -> bool {
-    let (mut done, mut skip) = (0usize, remote);
-    for seg in b.segments().filter(|s| s.len > 0) {
-        if done == len {
-            break;
-        }
-        let seg_len = usize::try_from(seg.len).unwrap_or(usize::MAX);
-        if skip >= seg_len {
-            skip -= seg_len;
-            continue;
-        }
-        let n = (len - done).min(seg_len - skip);
-        let off = skip as u64;
-        moves.push(Move {
-            at: at + done,
-            key: seg.key,
-            addr: if virt { seg.addr + off } else { off },
-            len: n as u32,
-        });
-        done += n;
-        skip = 0;
-    }
-    done == len
-}
 
 /// What a slot's request does next.
 enum Plan {
