@@ -112,13 +112,13 @@ impl ContOpIn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContIn {
     pub op: ContOpIn,
-    /// CREATE: the properties given.
+    /// CREATE, PROP_SET: the properties given; ACL_UPDATE: the ACL (as its property).
     pub props: Vec<(u32, PropValue)>,
-    /// OPEN: `DAOS_COO_*`; DESTROY: force (0/1).
+    /// OPEN: `DAOS_COO_*`; DESTROY: force (0/1); ACL_DELETE: the principal's type.
     pub flags: u64,
     /// OPEN: the properties asked for; QUERY: its bits.
     pub bits: u64,
-    /// The by-label ops' label.
+    /// The by-label ops' label; ACL_DELETE: the principal's name.
     pub label: Option<String>,
 }
 
@@ -166,6 +166,21 @@ pub fn decode_in(index: u16, b: &[u8]) -> Option<Result<ContIn, CartError>> {
                 }
             }
             op::QUERY => c.bits = d.u64("cqi_bits")?,
+            op::PROP_SET => {
+                c.props = read_props(d)?;
+                d.uuid("cpsi_pool_uuid")?;
+            }
+            op::ACL_UPDATE => {
+                c.props = vec![(PROP_ACL, PropValue::Iov(d.iov("caui_acl")?.to_vec()))];
+            }
+            op::ACL_DELETE => {
+                c.label = Some(
+                    d.string("cadi_principal_name")?
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+                c.flags = u64::from(d.u8("cadi_principal_type")?);
+            }
             _ => {}
         }
         Ok(c)
@@ -178,7 +193,10 @@ pub fn decode_in(index: u16, b: &[u8]) -> Option<Result<ContIn, CartError>> {
         | op::QUERY
         | op::OID_ALLOC
         | op::OPEN_BYLABEL
-        | op::DESTROY_BYLABEL => Some(run(&mut d)),
+        | op::DESTROY_BYLABEL
+        | op::PROP_SET
+        | op::ACL_UPDATE
+        | op::ACL_DELETE => Some(run(&mut d)),
         _ => None,
     }
 }
@@ -339,42 +357,6 @@ pub fn attr_set_bulk(entries: &[AttrEntry<'_>]) -> Vec<u8> {
         b.extend_from_slice(v);
     }
     b
-}
-
-/// `PROP_SET`'s input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PropSetIn {
-    pub op: ContOpIn,
-    pub props: Vec<(u32, PropValue)>,
-    /// The pool's UUID (`cpsi_pool_uuid`).
-    pub pool: [u8; 16],
-}
-
-impl PropSetIn {
-    pub fn decode(b: &[u8]) -> Result<PropSetIn, CartError> {
-        let mut d = Decoder::new(b);
-        let op = ContOpIn::decode(&mut d)?;
-        let props = read_props(&mut d)?;
-        let pool = d.uuid("cpsi_pool_uuid")?;
-        Ok(PropSetIn { op, props, pool })
-    }
-}
-
-/// `ACL_UPDATE`'s input: the ACL bytes (`struct daos_acl`).
-pub fn decode_acl_update(b: &[u8]) -> Result<(ContOpIn, &[u8]), CartError> {
-    let mut d = Decoder::new(b);
-    let op = ContOpIn::decode(&mut d)?;
-    let acl = d.iov("caui_acl")?;
-    Ok((op, acl))
-}
-
-/// `ACL_DELETE`'s input: the principal's name and type (`enum daos_acl_principal_type`).
-pub fn decode_acl_delete(b: &[u8]) -> Result<(ContOpIn, Option<&str>, u8), CartError> {
-    let mut d = Decoder::new(b);
-    let op = ContOpIn::decode(&mut d)?;
-    let name = d.string("cadi_principal_name")?;
-    let kind = d.u8("cadi_principal_type")?;
-    Ok((op, name, kind))
 }
 
 /// Reads a `daos_prop_t` (u32 count; 0: none; else u32 reserved and the entries).

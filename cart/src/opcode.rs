@@ -53,6 +53,9 @@ pub mod self_test {
 
 /// The management module's client RPCs (index in version 2, 3 and 4 alike).
 pub mod mgmt {
+    /// `MGMT_PARAMS_SET` (`daos_debug_set_params`: fail_loc and the like). In: rank u32,
+    /// key id u32, value u64, extra value u64; out: rc i32.
+    pub const PARAMS_SET: u16 = 1;
     pub const POOL_FIND: u16 = 4;
 }
 

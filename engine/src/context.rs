@@ -1177,6 +1177,37 @@ impl Inner {
                     rpc::write_reply(out, cookie, hlc, der::MISC, |_| Ok(()))
                 }
             },
+            opc if opcode::module_of(opc) == opcode::module::MGMT
+                && opcode::index_of(opc) == opcode::mgmt::PARAMS_SET
+                && opcode::served_versions(opcode::module::MGMT)
+                    .contains(&opcode::version_of(opc)) =>
+            {
+                // As DAOS's release engines (built without fault injection): the parameters
+                // (fail_loc, ...) are taken and change nothing.
+                let mut d = daos_cart::proc_::Decoder::new(input);
+                let parsed = (|| -> Result<(u32, u32, u64), CartError> {
+                    let rank = d.u32("ps_rank")?;
+                    let key = d.u32("ps_key_id")?;
+                    let value = d.u64("ps_value")?;
+                    d.u64("ps_value_extra")?;
+                    Ok((rank, key, value))
+                })();
+                let rc = match parsed {
+                    Ok((rank, key, value)) => {
+                        crate::dlog!(
+                            Subsys::Mgmt,
+                            Level::Debug,
+                            "MGMT_PARAMS_SET rank {rank} key {key} value {value:#x}: no fault injection in this engine; ignored"
+                        );
+                        0
+                    }
+                    Err(e) => {
+                        self.complain(&format!("MGMT_PARAMS_SET: {e}"));
+                        der::INVAL
+                    }
+                };
+                rpc::write_reply(out, cookie, hlc, 0, |e| e.i32(rc, "srv_rc"))
+            }
             opc if is_pool_find(opc) => {
                 // Not handed to daos_server (no link, its queue full, or bad input).
                 let (uuid, rc) = match PoolFindIn::decode(input) {
@@ -1556,8 +1587,11 @@ fn cont_request(index: u16, c: &ContIn, pool: &[u8; 16]) -> ContCallReq {
                     text: b.iter().map(|x| format!("{x:02x}")).collect(),
                     ..Default::default()
                 },
-                // ACLs stay daos_server's (its default for DAOS's clients' containers).
-                cpool::PropValue::Iov(_) => return None,
+                // ACLs: DAOS's binary form, which daos_server reads.
+                cpool::PropValue::Iov(b) => PoolProp {
+                    raw: b.clone(),
+                    ..Default::default()
+                },
             };
             Some(PoolProp { r#type: *t, ..p })
         })
@@ -1586,6 +1620,8 @@ fn prop_value(p: &PoolProp) -> (u32, cpool::PropValue) {
         let n = raw.len().min(64);
         b[..n].copy_from_slice(&raw[..n]);
         cpool::PropValue::Raw(b)
+    } else if p.r#type == ccont::PROP_ACL {
+        cpool::PropValue::Iov(p.raw.clone())
     } else if p.is_text {
         cpool::PropValue::Text(p.text.clone())
     } else {

@@ -117,10 +117,13 @@ pub enum Command {
     ContDestroy {
         id: String,
     },
-    /// A pool service's: container `id`'s properties (`name:value;...`).
+    /// A pool service's: container `id`'s properties (`name:value;...`), and its label when
+    /// `label` is given (unique in the pool).
     ContSetProps {
         id: String,
         props: String,
+        #[serde(default)]
+        label: Option<String>,
     },
     /// A pool service's: container `id`'s owner, owner group and ACL (each when given; an
     /// ACL change is [`Command::ContAclChange`]).
@@ -645,8 +648,14 @@ impl SystemDb {
                 let i = self.container_index(id)?;
                 Ok(Reply::Container(self.containers.remove(i)))
             }
-            Command::ContSetProps { id, props } => {
+            Command::ContSetProps { id, props, label } => {
                 let i = self.container_index(id)?;
+                if let Some(l) = label.as_ref().filter(|l| **l != self.containers[i].label) {
+                    if self.containers.iter().any(|x| x.label == *l) {
+                        return Err(Refusal::ContLabelTaken(l.clone()));
+                    }
+                    self.containers[i].label = l.clone();
+                }
                 self.containers[i].props = props.clone();
                 Ok(Reply::Container(self.containers[i].clone()))
             }

@@ -720,6 +720,9 @@ impl ContSvc for ContService {
         security::authorize(&req, "ContSvc.SetProps", self.insecure)?;
         let agent = self.forwarded(&req)?;
         let r = req.into_inner();
+        if !r.label.is_empty() {
+            check_label(&r.label)?;
+        }
         if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
             let db = self.read(&r.pool).await?;
             let c = db.container(&r.id).ok_or_else(|| {
@@ -741,6 +744,7 @@ impl ContSvc for ContService {
                 Command::ContSetProps {
                     id: r.id,
                     props: r.props,
+                    label: (!r.label.is_empty()).then_some(r.label),
                 },
             )
             .await?;
@@ -1206,7 +1210,8 @@ impl ContSvc for ContService {
         let principal = |n: &str| {
             if n.is_empty() {
                 None
-            } else if n.ends_with('@') {
+            } else if n.contains('@') {
+                // `name@` or DAOS's `name@domain`.
                 Some(n.to_string())
             } else {
                 Some(format!("{n}@"))

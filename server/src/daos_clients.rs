@@ -315,6 +315,40 @@ fn store_prop(p: &PoolProp) -> Option<String> {
     }
 }
 
+/// The entries of a DAOS binary ACL property, as our ACL strings; a refusal naming what is
+/// wrong with it.
+fn acl_entries(p: &PoolProp) -> Result<Vec<String>, ContCallResp> {
+    daos_auth::Acl::from_binary(&p.raw, daos_auth::Object::Container)
+        .map(|a| a.strings())
+        .map_err(|e| cont_refused(der::INVAL, format!("container ACL property: {e}")))
+}
+
+/// ACL_DELETE's principal (`enum daos_acl_principal_type`, name) as our ACL commands name it.
+fn principal_of(kind: u64, name: &str) -> Option<String> {
+    let name = name.trim_end_matches('@');
+    match kind {
+        0 => Some("OWNER@".into()),
+        1 if !name.is_empty() => Some(format!("u:{name}@")),
+        2 => Some("GROUP@".into()),
+        3 if !name.is_empty() => Some(format!("g:{name}@")),
+        4 => Some("EVERYONE@".into()),
+        _ => None,
+    }
+}
+
+/// Properties held (`name:value;...`) with `set` (`name:value` each) laid over them.
+fn merged_props(held: &str, set: &[String]) -> String {
+    let name = |i: &str| i.split_once(':').map_or(i, |(n, _)| n).to_string();
+    let mut out: Vec<String> = held
+        .split(';')
+        .filter(|i| !i.is_empty())
+        .filter(|i| !set.iter().any(|s| name(s) == name(i)))
+        .map(str::to_string)
+        .collect();
+    out.extend(set.iter().cloned());
+    out.join(";")
+}
+
 /// Every DAOS property of a container: the defaults DAOS's engines give (§3.2 of
 /// docs/daos-protocol/cont_wire.md), overlaid with what is stored.
 fn cont_props(c: &daos_proto::cont::Container, map_version: u32) -> Vec<PoolProp> {
@@ -330,15 +364,7 @@ fn cont_props(c: &daos_proto::cont::Container, map_version: u32) -> Vec<PoolProp
         ..Default::default()
     };
     let mut out = vec![
-        // An unlabeled container shows DAOS's default label.
-        text(
-            co::LABEL,
-            if c.label.is_empty() {
-                "container_label_not_set"
-            } else {
-                &c.label
-            },
-        ),
+        text(co::LABEL, &c.label),
         n(co::LAYOUT_TYPE, 0),
         n(co::LAYOUT_VER, 1),
         n(co::CSUM, 0),
@@ -351,6 +377,14 @@ fn cont_props(c: &daos_proto::cont::Container, map_version: u32) -> Vec<PoolProp
         n(co::ENCRYPT, 0),
         text(co::OWNER, &c.owner),
         text(co::OWNER_GROUP, &c.group),
+        // DAOS's binary form of the ACL held (DAOS's default when none was ever set).
+        PoolProp {
+            r#type: co::ACL,
+            raw: daos_auth::Acl::stored(&c.acl, daos_auth::Object::Container)
+                .unwrap_or_else(|_| daos_auth::Acl::default_container())
+                .to_binary(),
+            ..Default::default()
+        },
         n(co::DEDUP, 0),
         n(co::DEDUP_THRESHOLD, 4096),
         n(co::STATUS, u64::from(map_version)),
@@ -390,6 +424,11 @@ fn cont_props(c: &daos_proto::cont::Container, map_version: u32) -> Vec<PoolProp
                 }
             }
         }
+    }
+    // An unlabeled container's label is left out, as DAOS's service leaves out its default
+    // label (the client sees the entry "not set").
+    if c.label.is_empty() {
+        out.retain(|p| p.r#type != co::LABEL);
     }
     out
 }
@@ -434,6 +473,13 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                     .map(|p| p.text.clone())
                     .unwrap_or_default()
             };
+            let acl = match req.props.iter().find(|p| p.r#type == co::ACL) {
+                Some(p) => match acl_entries(p) {
+                    Ok(a) => a,
+                    Err(e) => return e,
+                },
+                None => Vec::new(),
+            };
             remote(ContCall::Create(ContReq {
                 pool: rec.uuid.clone(),
                 label,
@@ -442,6 +488,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 handle: pool_cookie,
                 owner: text(co::OWNER),
                 group: text(co::OWNER_GROUP),
+                acl,
                 ..Default::default()
             }))
         }
@@ -513,6 +560,111 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 names: req.attr_names.clone(),
                 values: req.attr_values.clone(),
             }))
+        }
+        14 => {
+            // PROP_SET: the label, owner and group, the ACL, and the rest merged into the
+            // properties held.
+            let current = match remote(ContCall::Query(ContReq {
+                pool: rec.uuid.clone(),
+                id: cont_id(),
+                handle: pool_cookie,
+                ..Default::default()
+            })) {
+                Ok(ContAnswer::Container(c)) => c,
+                Ok(_) => {
+                    return cont_refused(der::PROTO, "container query answered no container".into());
+                }
+                Err(e) => return cont_refused(e.der(), format!("pool {}: {e}", rec.label)),
+            };
+            let text = |t: u32| {
+                req.props
+                    .iter()
+                    .find(|p| p.r#type == t)
+                    .map(|p| p.text.clone())
+                    .unwrap_or_default()
+            };
+            let (owner, group) = (text(co::OWNER), text(co::OWNER_GROUP));
+            if !owner.is_empty() || !group.is_empty() {
+                let acl = daos_proto::cont::ContAclReq {
+                    pool: rec.uuid.clone(),
+                    id: current.uuid.clone(),
+                    handle: pool_cookie,
+                    op: 4,
+                    owner,
+                    group,
+                    ..Default::default()
+                };
+                if let Err(e) = remote(ContCall::Acl(acl)) {
+                    return cont_refused(e.der(), format!("pool {}: {e}", rec.label));
+                }
+            }
+            if let Some(p) = req.props.iter().find(|p| p.r#type == co::ACL) {
+                let entries = match acl_entries(p) {
+                    Ok(a) => a,
+                    Err(e) => return e,
+                };
+                let acl = daos_proto::cont::ContAclReq {
+                    pool: rec.uuid.clone(),
+                    id: current.uuid.clone(),
+                    handle: pool_cookie,
+                    op: 1,
+                    entries,
+                    ..Default::default()
+                };
+                if let Err(e) = remote(ContCall::Acl(acl)) {
+                    return cont_refused(e.der(), format!("pool {}: {e}", rec.label));
+                }
+            }
+            let label = text(co::LABEL);
+            let set: Vec<String> = req.props.iter().filter_map(store_prop).collect();
+            if set.is_empty() && label.is_empty() {
+                Ok(ContAnswer::Container(current))
+            } else {
+                remote(ContCall::SetProps(ContReq {
+                    pool: rec.uuid.clone(),
+                    id: current.uuid.clone(),
+                    props: merged_props(&current.props, &set),
+                    label,
+                    handle: pool_cookie,
+                    ..Default::default()
+                }))
+            }
+        }
+        15 | 16 => {
+            // ACL_UPDATE (the entries, DAOS's binary ACL) and ACL_DELETE (a principal).
+            // (ACL_DELETE's `label` is the principal's name: the container is its UUID.)
+            let mut acl = daos_proto::cont::ContAclReq {
+                pool: rec.uuid.clone(),
+                id: <[u8; 16]>::try_from(&req.cont[..])
+                    .map(|u| daos_wire::uuid_text(&u))
+                    .unwrap_or_default(),
+                handle: pool_cookie,
+                op: if req.op == 15 { 2 } else { 3 },
+                ..Default::default()
+            };
+            if req.op == 15 {
+                let Some(p) = req.props.iter().find(|p| p.r#type == co::ACL) else {
+                    return cont_refused(der::INVAL, "ACL_UPDATE without an ACL".into());
+                };
+                acl.entries = match acl_entries(p) {
+                    Ok(a) => a,
+                    Err(e) => return e,
+                };
+            } else {
+                acl.principal = match principal_of(req.flags, &req.label) {
+                    Some(p) => p,
+                    None => {
+                        return cont_refused(
+                            der::INVAL,
+                            format!(
+                                "ACL_DELETE: principal type {} with name {:?} (DAOS's types: 0 owner, 1 user, 2 owner group, 3 group, 4 everyone)",
+                                req.flags, req.label
+                            ),
+                        );
+                    }
+                };
+            }
+            remote(ContCall::Acl(acl))
         }
         OP_LIST => remote(ContCall::List(ContReq {
             pool: rec.uuid.clone(),

@@ -31,6 +31,8 @@ pub enum ContCall {
     Close(daos_proto::cont::HandleReq),
     AllocOids(daos_proto::cont::OidAllocReq),
     Attrs(daos_proto::cont::ContAttrReq),
+    SetProps(daos_proto::cont::ContReq),
+    Acl(daos_proto::cont::ContAclReq),
 }
 
 /// A pool service's answer to a [`ContCall`].
@@ -400,6 +402,20 @@ impl Remote {
                     async move { ContSvcClient::new(ch).alloc_oids(stamp(req)).await }
                 })?;
                 Ok(ContAnswer::Oids(r.first))
+            }
+            ContCall::SetProps(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).set_props(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Container(r.container.unwrap_or_default()))
+            }
+            ContCall::Acl(req) => {
+                let r = self.pool_svc_call_typed(hosts, patience, move |ch| {
+                    let req = req.clone();
+                    async move { ContSvcClient::new(ch).acl(stamp(req)).await }
+                })?;
+                Ok(ContAnswer::Container(r.container.unwrap_or_default()))
             }
             ContCall::Attrs(req) => {
                 let r = self.pool_svc_call_typed(hosts, patience, move |ch| {

@@ -586,7 +586,8 @@ fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
     });
     assert_eq!(rc(&out), daos_wire::der::NONEXIST);
     // Containers without a label (DAOS's clients make them): known by their UUID, two of
-    // them side by side, the label property DAOS's default.
+    // them side by side, the label property left out (DAOS's service leaves out its default
+    // label).
     for u in [[0xD1u8; 16], [0xD2; 16]] {
         let out = cont_call(&mut c, ccont::op::CREATE, op(u, [0; 16]), &|e| {
             cpool::write_props(e, &[(0x1002, PropValue::Num(1))])
@@ -595,13 +596,13 @@ fn containers_as_libdaos_creates_opens_queries_and_destroys_them() {
     }
     let out = cont_call(&mut c, ccont::op::OPEN, op([0xD2; 16], [0xAD; 16]), &|e| {
         e.u64(2, "flags")?;
-        e.u64(1, "bits (label)")
+        e.u64(0b11, "bits (label, layout type)")
     });
     let mut d = Decoder::new(&out);
     assert_eq!(PoolOpOut::decode(&mut d).expect("op").rc, 0);
     assert_eq!(
         ccont::read_props(&mut d).expect("props"),
-        [(0x1001, PropValue::Text("container_label_not_set".into()))]
+        [(0x1002, PropValue::Num(1))]
     );
     // A pool handle that never connected here: DER_NO_HDL, in the body.
     let stranger = ContOpIn {
