@@ -409,7 +409,7 @@ impl Acl {
             return Err(bad(format!("version {ver}, expected {ACL_VERSION}")));
         }
         let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
-        if len > ACL_MAX_ACE_LEN || len % 8 != 0 || ACL_HEAD + len > b.len() {
+        if len > ACL_MAX_ACE_LEN || !len.is_multiple_of(8) || ACL_HEAD + len > b.len() {
             return Err(bad(format!(
                 "entries' length {len} (a multiple of 8, at most {ACL_MAX_ACE_LEN}, within the {} bytes given)",
                 b.len()
@@ -432,7 +432,7 @@ impl Acl {
                     "entry at byte {at}: access types {types:#x}; only allow entries are supported"
                 )));
             }
-            if plen % 8 != 0 || at + ACE_HEAD + plen > end {
+            if !plen.is_multiple_of(8) || at + ACE_HEAD + plen > end {
                 return Err(bad(format!("entry at byte {at}: principal length {plen}")));
             }
             let raw = &b[at + ACE_HEAD..at + ACE_HEAD + plen];

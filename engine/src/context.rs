@@ -1571,7 +1571,7 @@ fn cont_request(index: u16, c: &ContIn, pool: &[u8; 16]) -> ContCallReq {
     let props = c
         .props
         .iter()
-        .filter_map(|(t, v)| {
+        .map(|(t, v)| {
             let p = match v {
                 cpool::PropValue::Num(n) => PoolProp {
                     num: *n,
@@ -1593,7 +1593,7 @@ fn cont_request(index: u16, c: &ContIn, pool: &[u8; 16]) -> ContCallReq {
                     ..Default::default()
                 },
             };
-            Some(PoolProp { r#type: *t, ..p })
+            PoolProp { r#type: *t, ..p }
         })
         .collect();
     ContCallReq {

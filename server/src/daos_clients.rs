@@ -572,7 +572,10 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             })) {
                 Ok(ContAnswer::Container(c)) => c,
                 Ok(_) => {
-                    return cont_refused(der::PROTO, "container query answered no container".into());
+                    return cont_refused(
+                        der::PROTO,
+                        "container query answered no container".into(),
+                    );
                 }
                 Err(e) => return cont_refused(e.der(), format!("pool {}: {e}", rec.label)),
             };
