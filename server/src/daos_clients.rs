@@ -317,10 +317,10 @@ fn store_prop(p: &PoolProp) -> Option<String> {
 
 /// The entries of a DAOS binary ACL property, as our ACL strings; a refusal naming what is
 /// wrong with it.
-fn acl_entries(p: &PoolProp) -> Result<Vec<String>, ContCallResp> {
+fn acl_entries(p: &PoolProp) -> Result<Vec<String>, String> {
     daos_auth::Acl::from_binary(&p.raw, daos_auth::Object::Container)
         .map(|a| a.strings())
-        .map_err(|e| cont_refused(der::INVAL, format!("container ACL property: {e}")))
+        .map_err(|e| format!("container ACL property: {e}"))
 }
 
 /// ACL_DELETE's principal (`enum daos_acl_principal_type`, name) as our ACL commands name it.
@@ -476,7 +476,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             let acl = match req.props.iter().find(|p| p.r#type == co::ACL) {
                 Some(p) => match acl_entries(p) {
                     Ok(a) => a,
-                    Err(e) => return e,
+                    Err(e) => return cont_refused(der::INVAL, e),
                 },
                 None => Vec::new(),
             };
@@ -604,7 +604,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             if let Some(p) = req.props.iter().find(|p| p.r#type == co::ACL) {
                 let entries = match acl_entries(p) {
                     Ok(a) => a,
-                    Err(e) => return e,
+                    Err(e) => return cont_refused(der::INVAL, e),
                 };
                 let acl = daos_proto::cont::ContAclReq {
                     pool: rec.uuid.clone(),
@@ -651,7 +651,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 };
                 acl.entries = match acl_entries(p) {
                     Ok(a) => a,
-                    Err(e) => return e,
+                    Err(e) => return cont_refused(der::INVAL, e),
                 };
             } else {
                 acl.principal = match principal_of(req.flags, &req.label) {
