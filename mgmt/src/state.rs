@@ -210,6 +210,10 @@ pub struct HandleRecord {
     pub group: String,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// A container handle opened exclusively (DAOS's `DAOS_COO_EX`): no other handle of the
+    /// container while it is open.
+    #[serde(default)]
+    pub exclusive: bool,
 }
 
 /// A container in its pool service: UUID (text), label, properties (`name:value;...`).
@@ -308,6 +312,11 @@ pub enum Refusal {
     BadAcl(String),
     #[error("DER_OVERFLOW(-1017): container {0:?} has handed out every object id (2^64)")]
     OidsExhausted(String),
+    #[error(
+        "DER_BUSY(-1012): container {cont} {}",
+        if *exclusive { "has open handles: an exclusive open waits until they close (or evict them)" } else { "is open exclusively: no other handle until that one closes" }
+    )]
+    ContBusy { cont: String, exclusive: bool },
     #[error("DER_NONEXIST(-1005): {of} has none of the attributes {names}")]
     NoAttr { of: String, names: String },
     #[error("DER_NONEXIST(-1005): {of} has no ACL entry for {principal}")]
@@ -698,6 +707,21 @@ impl SystemDb {
                     return Err(Refusal::UnknownHandle(h.parent));
                 }
                 if !self.handles.iter().any(|x| x.cookie == h.cookie) {
+                    if !h.cont.is_empty() {
+                        let others = self.handles.iter().filter(|x| x.cont == h.cont);
+                        let mut others = others.peekable();
+                        let busy = if h.exclusive {
+                            others.peek().is_some()
+                        } else {
+                            others.any(|x| x.exclusive)
+                        };
+                        if busy {
+                            return Err(Refusal::ContBusy {
+                                cont: h.cont.clone(),
+                                exclusive: h.exclusive,
+                            });
+                        }
+                    }
                     self.handles.push(h.clone());
                 }
                 Ok(Reply::Done)

@@ -176,7 +176,47 @@ fn to_wire(c: ContainerRecord) -> Container {
         owner: c.owner,
         group: c.owner_group,
         acl: c.acl,
+        nhandles: 0,
     }
+}
+
+/// DAOS's container open flags (`DAOS_COO_*`).
+const COO_RO: u64 = 1;
+const COO_RW: u64 = 2;
+const COO_EX: u64 = 4;
+const COO_EVICT: u64 = 0x20;
+const COO_EVICT_ALL: u64 = 0x40;
+/// Every flag DAOS 2.6 knows (`DAOS_COO_MASK`).
+const COO_MASK: u64 = 0xFF;
+
+/// DAOS's rules for container open flags (`dc_cont_open_flags_valid`); 0: not a DAOS
+/// client's open.
+fn check_open_flags(f: u64) -> Result<(), Status> {
+    if f == 0 {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        Err(Status::invalid_argument(format!(
+            "DER_INVAL(-1003): container open flags {f:#x}: {why}"
+        )))
+    };
+    if f & !COO_MASK != 0 {
+        return bad("unknown flags");
+    }
+    let base = f & (COO_RO | COO_RW | COO_EX);
+    if ![COO_RO, COO_RW, COO_EX].contains(&base) {
+        return bad("give exactly one of RO (1), RW (2) and EX (4)");
+    }
+    if f & COO_EVICT != 0 && f & COO_EVICT_ALL != 0 {
+        return bad("EVICT and EVICT_ALL together");
+    }
+    if f & (COO_RO | COO_RW) != 0 && f & COO_EVICT_ALL != 0 {
+        return bad("EVICT_ALL goes with EX only");
+    }
+    if f & COO_EX != 0 && f & COO_EVICT != 0 {
+        return bad("EX with EVICT (use EVICT_ALL)");
+    }
+    Ok(())
 }
 
 /// The identity of pool handle `handle` in the pool service's state (`None` for 0: an admin
@@ -216,9 +256,26 @@ fn cont_perms(c: &ContainerRecord, who: &daos_auth::Identity, pool_rights: u16) 
         }
         return p;
     }
-    daos_auth::Acl::stored(&c.acl, daos_auth::Object::Container)
+    let p = daos_auth::Acl::stored(&c.acl, daos_auth::Object::Container)
         .map(|a| a.perms(who, &c.owner, &c.owner_group))
-        .unwrap_or(0)
+        .unwrap_or(0);
+    // As DAOS (`CONT_OWNER_MIN_PERMS`): the owner may always read and change the ACL.
+    if who.user == c.owner {
+        p | perm::GET_ACL | perm::SET_ACL
+    } else {
+        p
+    }
+}
+
+/// Whether permissions `p` let a container open in mode `want` (1 read-only, 2 read-write),
+/// as DAOS decides: a read-only open needs some read permission (data, properties or the
+/// ACL); a read-write open also some write permission (data, properties, the ACL or the
+/// owner).
+fn may_open(p: u16, want: u32) -> bool {
+    use daos_auth::perm;
+    let read = p & (perm::READ | perm::GET_PROP | perm::GET_ACL) != 0;
+    let write = p & (perm::WRITE | perm::SET_PROP | perm::SET_ACL | perm::SET_OWNER) != 0;
+    read && (want & 2 == 0 || write)
 }
 
 /// A refusal naming who, what and where.
@@ -880,8 +937,12 @@ impl ContSvc for ContService {
         let c = db.container(&r.id).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
         })?;
+        let nhandles = db.handles.iter().filter(|h| h.cont == c.uuid).count() as u32;
         Ok(Response::new(ContResp {
-            container: Some(to_wire(c)),
+            container: Some(Container {
+                nhandles,
+                ..to_wire(c)
+            }),
         }))
     }
 
@@ -986,6 +1047,7 @@ impl ContSvc for ContService {
                 parent: 0,
                 group: who.group.clone(),
                 groups: who.groups.clone(),
+                exclusive: false,
             },
             true,
         )
@@ -1007,6 +1069,7 @@ impl ContSvc for ContService {
         let agent = self.forwarded(&req)?;
         let r = req.into_inner();
         let want = wanted(r.flags, "container open")?;
+        check_open_flags(r.daos_flags)?;
         let db = self.read(&r.pool).await?;
         let system = r.handle != 0 && r.handle == self.system_handle(&r.pool).await;
         if let Some(who) = &agent {
@@ -1031,6 +1094,7 @@ impl ContSvc for ContService {
                 handle: 0,
                 uuid: c.uuid.clone(),
                 rights: want,
+                nhandles: 0,
             }));
         }
         let parent = db
@@ -1050,9 +1114,14 @@ impl ContSvc for ContService {
             Some(who) => Some(who),
             None => holder(&db, r.handle)?,
         };
+        let (ex, evict, evict_all) = (
+            r.daos_flags & COO_EX != 0,
+            r.daos_flags & COO_EVICT != 0,
+            r.daos_flags & COO_EVICT_ALL != 0,
+        );
         if let Some(who) = who {
             let p = cont_perms(&c, &who, parent.rights as u16);
-            if u32::from(p) & want != want {
+            if !may_open(p, want) {
                 return Err(no_perm(
                     &who,
                     if want & 2 != 0 {
@@ -1061,6 +1130,18 @@ impl ContSvc for ContService {
                         "open"
                     },
                     &format!("container {}", c.label),
+                ));
+            }
+            // As DAOS: an exclusive open and evicting every handle are the owner's.
+            if (ex || evict_all) && who.user != c.owner {
+                return Err(no_perm(
+                    &who,
+                    if ex {
+                        "open exclusively"
+                    } else {
+                        "evict every handle of"
+                    },
+                    &format!("container {} (the owner's right)", c.label),
                 ));
             }
         }
@@ -1074,11 +1155,25 @@ impl ContSvc for ContService {
                     r.cookie
                 )));
             }
+            let nhandles = db.handles.iter().filter(|h| h.cont == c.uuid).count() as u32;
             return Ok(Response::new(daos_proto::cont::OpenResp {
                 handle: r.cookie,
                 uuid: c.uuid,
                 rights: want,
+                nhandles,
             }));
+        }
+        if evict || evict_all {
+            // DAOS_COO_EVICT: the handles opened under this pool handle; EVICT_ALL: all.
+            let gone: Vec<u64> = db
+                .handles
+                .iter()
+                .filter(|h| h.cont == c.uuid && (evict_all || h.parent == r.handle))
+                .map(|h| h.cookie)
+                .collect();
+            if !gone.is_empty() {
+                self.close(&r.pool, gone, false).await?;
+            }
         }
         let cookie = if r.cookie != 0 {
             r.cookie
@@ -1096,14 +1191,21 @@ impl ContSvc for ContService {
                 parent: r.handle,
                 group: parent.group.clone(),
                 groups: parent.groups.clone(),
+                exclusive: ex,
             },
             true,
         )
         .await?;
+        let nhandles = self
+            .read(&r.pool)
+            .await
+            .map(|db| db.handles.iter().filter(|h| h.cont == c.uuid).count() as u32)
+            .unwrap_or(1);
         Ok(Response::new(daos_proto::cont::OpenResp {
             handle: cookie,
             uuid: c.uuid,
             rights: want,
+            nhandles,
         }))
     }
 

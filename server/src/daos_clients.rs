@@ -515,6 +515,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 cont: cont_id(),
                 flags,
                 cookie: handle_cookie(&req.cont_handle),
+                daos_flags: req.flags,
                 ..Default::default()
             }))
         }
@@ -688,6 +689,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             uuid: daos_wire::parse_uuid(&c.uuid)
                 .map(|u| u.to_vec())
                 .unwrap_or_default(),
+            nhandles: c.nhandles,
             props: cont_props(&c, map_version),
             ..Default::default()
         },
@@ -703,7 +705,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 .collect(),
             ..Default::default()
         },
-        ContAnswer::Opened(uuid) => {
+        ContAnswer::Opened { uuid, nhandles } => {
             // The container's properties for the open's reply.
             let q = h.remote().cont_call(
                 &rec.svc_hosts,
@@ -722,7 +724,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                     .map(|u| u.to_vec())
                     .unwrap_or_default(),
                 props,
-                nhandles: 1,
+                nhandles,
                 ..Default::default()
             }
         }

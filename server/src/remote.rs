@@ -40,8 +40,11 @@ pub enum ContCall {
 pub enum ContAnswer {
     Container(daos_proto::cont::Container),
     List(Vec<daos_proto::cont::Container>),
-    /// The opened container's UUID.
-    Opened(String),
+    /// The opened container's UUID and its open handles (this one included).
+    Opened {
+        uuid: String,
+        nhandles: u32,
+    },
     Closed,
     /// The first object id of the block allocated.
     Oids(u64),
@@ -387,7 +390,10 @@ impl Remote {
                     let req = req.clone();
                     async move { ContSvcClient::new(ch).open(stamp(req)).await }
                 })?;
-                Ok(ContAnswer::Opened(r.uuid))
+                Ok(ContAnswer::Opened {
+                    uuid: r.uuid,
+                    nhandles: r.nhandles,
+                })
             }
             ContCall::Close(req) => {
                 self.pool_svc_call_typed(hosts, patience, move |ch| {
