@@ -252,7 +252,7 @@ impl Acl {
             }
             acl.entries.push(ace);
         }
-        acl.entries.sort_by(|a, b| a.principal.cmp(&b.principal));
+        acl.entries.sort_by_key(|e| e.principal.binary_type());
         Ok(acl)
     }
 
@@ -313,7 +313,7 @@ impl Acl {
                 None => self.entries.push(e.clone()),
             }
         }
-        self.entries.sort_by(|a, b| a.principal.cmp(&b.principal));
+        self.entries.sort_by_key(|e| e.principal.binary_type());
     }
 
     /// Removes the entry of `p` (`delete-acl`); false when there was none.
@@ -491,7 +491,7 @@ impl Acl {
             entries.push(Ace { principal, perms });
             at += ACE_HEAD + plen;
         }
-        entries.sort_by(|a, b| a.principal.cmp(&b.principal));
+        entries.sort_by_key(|e| e.principal.binary_type());
         Ok(Acl { entries })
     }
 

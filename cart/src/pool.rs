@@ -205,6 +205,9 @@ impl RebuildStatus {
     }
 }
 
+/// `DAOS_PROP_PO_ACL`: a pool's ACL (`struct daos_acl`), sent as an iov.
+pub const PROP_ACL: u32 = 2;
+
 /// A property value as `daos_prop_t` carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PropValue {

@@ -1023,7 +1023,9 @@ impl Inner {
                             r.props
                                 .iter()
                                 .map(|p| {
-                                    let v = if p.is_text {
+                                    let v = if p.r#type == cpool::PROP_ACL {
+                                        cpool::PropValue::Iov(p.raw.clone())
+                                    } else if p.is_text {
                                         cpool::PropValue::Text(p.text.clone())
                                     } else {
                                         cpool::PropValue::Num(p.num)
@@ -1603,7 +1605,11 @@ fn cont_request(index: u16, c: &ContIn, pool: &[u8; 16]) -> ContCallReq {
         cont: c.op.uuid.to_vec(),
         cont_handle: c.op.handle.to_vec(),
         label: c.label.clone().unwrap_or_default(),
-        flags: c.flags,
+        flags: if index == ccont::op::QUERY {
+            c.bits
+        } else {
+            c.flags
+        },
         force: matches!(index, ccont::op::DESTROY | ccont::op::DESTROY_BYLABEL) && c.flags != 0,
         props,
         ..Default::default()

@@ -214,6 +214,10 @@ pub struct HandleRecord {
     /// container while it is open.
     #[serde(default)]
     pub exclusive: bool,
+    /// A container handle's permissions, fixed when it opened (DAOS's capabilities: what
+    /// the handle may do, whatever the ACL or owner become later); 0: not recorded.
+    #[serde(default)]
+    pub perms: u16,
 }
 
 /// A container in its pool service: UUID (text), label, properties (`name:value;...`).

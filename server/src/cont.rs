@@ -278,6 +278,38 @@ fn may_open(p: u16, want: u32) -> bool {
     read && (want & 2 == 0 || write)
 }
 
+/// The permissions container handle `handle` of container `cont` got when it opened (DAOS
+/// checks a handle's capabilities, not the ACL of the moment); `None` when `handle` is no
+/// such handle (a pool handle: the caller's identity decides).
+fn cont_handle_perms(db: &daos_mgmt::SystemDb, handle: u64, cont: &str) -> Option<u16> {
+    db.handles
+        .iter()
+        .find(|h| h.cookie == handle && h.parent != 0 && h.cont == cont && h.perms != 0)
+        .map(|h| h.perms)
+}
+
+/// Whether a handle with permissions `p` may read the properties `bits` ask for
+/// (`DAOS_CO_QUERY_PROP_*`), as DAOS's `hdl_has_query_access`: any property needs the right
+/// to read properties or the ACL, the ACL needs the latter, the owner and group either, the
+/// rest the former. `Err` names what is refused.
+fn query_allowed(p: u16, bits: u64) -> Result<(), &'static str> {
+    use daos_auth::perm;
+    const ALL: u64 = (1 << 26) - 1;
+    const ACL: u64 = 1 << 11;
+    const OWNERSHIP: u64 = (1 << 12) | (1 << 13);
+    let (props, acl) = (p & perm::GET_PROP != 0, p & perm::GET_ACL != 0);
+    if bits & ALL != 0 && !props && !acl {
+        return Err("the properties");
+    }
+    if bits & ACL != 0 && !acl {
+        return Err("the ACL");
+    }
+    if bits & ALL & !(ACL | OWNERSHIP) != 0 && !props {
+        return Err("the properties");
+    }
+    Ok(())
+}
+
 /// A refusal naming who, what and where.
 fn no_perm(who: &daos_auth::Identity, what: &str, on: &str) -> Status {
     Status::permission_denied(format!(
@@ -780,8 +812,18 @@ impl ContSvc for ContService {
         if !r.label.is_empty() {
             check_label(&r.label)?;
         }
-        if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
-            let db = self.read(&r.pool).await?;
+        let db = self.read(&r.pool).await?;
+        let handle_perms = db
+            .container(&r.id)
+            .and_then(|c| cont_handle_perms(&db, r.handle, &c.uuid));
+        if let Some(p) = handle_perms {
+            if p & daos_auth::perm::SET_PROP == 0 {
+                return Err(Status::permission_denied(format!(
+                    "DER_NO_PERM(-1001): container handle {:#x} may not set the properties of container {} (its rights when it opened)",
+                    r.handle, r.id
+                )));
+            }
+        } else if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
             let c = db.container(&r.id).ok_or_else(|| {
                 Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
             })?;
@@ -937,6 +979,20 @@ impl ContSvc for ContService {
         let c = db.container(&r.id).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.id.clone()).to_string())
         })?;
+        if r.query_bits != 0 {
+            let p = cont_handle_perms(&db, r.handle, &c.uuid).ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "DER_NO_HDL(-1002): no open handle {:#x} of container {} (open it first)",
+                    r.handle, c.label
+                ))
+            })?;
+            query_allowed(p, r.query_bits).map_err(|what| {
+                Status::permission_denied(format!(
+                    "DER_NO_PERM(-1001): container handle {:#x} may not read {what} of container {} (its rights when it opened)",
+                    r.handle, c.label
+                ))
+            })?;
+        }
         let nhandles = db.handles.iter().filter(|h| h.cont == c.uuid).count() as u32;
         Ok(Response::new(ContResp {
             container: Some(Container {
@@ -1048,6 +1104,7 @@ impl ContSvc for ContService {
                 group: who.group.clone(),
                 groups: who.groups.clone(),
                 exclusive: false,
+                perms: 0,
             },
             true,
         )
@@ -1119,8 +1176,10 @@ impl ContSvc for ContService {
             r.daos_flags & COO_EVICT != 0,
             r.daos_flags & COO_EVICT_ALL != 0,
         );
+        let mut perms = 0;
         if let Some(who) = who {
             let p = cont_perms(&c, &who, parent.rights as u16);
+            perms = p;
             if !may_open(p, want) {
                 return Err(no_perm(
                     &who,
@@ -1192,6 +1251,7 @@ impl ContSvc for ContService {
                 group: parent.group.clone(),
                 groups: parent.groups.clone(),
                 exclusive: ex,
+                perms,
             },
             true,
         )
@@ -1288,7 +1348,14 @@ impl ContSvc for ContService {
                 )));
             }
         };
-        if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
+        if let Some(p) = cont_handle_perms(&db, r.handle, &c.uuid) {
+            if p & need == 0 {
+                return Err(Status::permission_denied(format!(
+                    "DER_NO_PERM(-1001): container handle {:#x} may not {what} container {} (its rights when it opened)",
+                    r.handle, c.label
+                )));
+            }
+        } else if let Some(who) = self.who(agent, &r.pool, r.handle).await? {
             let (uuid, _, _) = self.route(&r.pool).await?;
             let pool = self.pool_perms(&uuid, &who);
             if cont_perms(&c, &who, pool) & need == 0 {

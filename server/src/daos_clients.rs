@@ -143,7 +143,21 @@ fn props(h: &Harness, rec: &PoolRecord, bits: u64) -> Result<Vec<PoolProp>, Box<
         }
     };
     for t in types {
+        let text = |s: &str| PoolProp {
+            is_text: true,
+            text: s.to_string(),
+            ..Default::default()
+        };
         let value = match t {
+            // The ACL in DAOS's binary form; the owner and group as DAOS names them.
+            2 => Some(PoolProp {
+                raw: daos_auth::Acl::stored(&rec.acl, daos_auth::Object::Pool)
+                    .unwrap_or_else(|_| daos_auth::Acl::default_pool())
+                    .to_binary(),
+                ..Default::default()
+            }),
+            6 => Some(text(&rec.owner)),
+            7 => Some(text(&rec.owner_group)),
             14 => Some(num(GLOBAL_VERSION)),
             20 => Some(num(OBJ_VERSION)),
             15 => Some(num(0)),
@@ -534,7 +548,9 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
         4 => remote(ContCall::Query(ContReq {
             pool: rec.uuid.clone(),
             id: cont_id(),
-            handle: pool_cookie,
+            // Under the container handle: its rights decide which properties it may read.
+            handle: handle_cookie(&req.cont_handle),
+            query_bits: req.flags,
             ..Default::default()
         })),
         5 => {
@@ -563,12 +579,14 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
             }))
         }
         14 => {
+            // Under the container handle: DAOS checks its rights as they were at open.
+            let cont_cookie = handle_cookie(&req.cont_handle);
             // PROP_SET: the label, owner and group, the ACL, and the rest merged into the
             // properties held.
             let current = match remote(ContCall::Query(ContReq {
                 pool: rec.uuid.clone(),
                 id: cont_id(),
-                handle: pool_cookie,
+                handle: cont_cookie,
                 ..Default::default()
             })) {
                 Ok(ContAnswer::Container(c)) => c,
@@ -592,7 +610,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 let acl = daos_proto::cont::ContAclReq {
                     pool: rec.uuid.clone(),
                     id: current.uuid.clone(),
-                    handle: pool_cookie,
+                    handle: cont_cookie,
                     op: 4,
                     owner,
                     group,
@@ -610,7 +628,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 let acl = daos_proto::cont::ContAclReq {
                     pool: rec.uuid.clone(),
                     id: current.uuid.clone(),
-                    handle: pool_cookie,
+                    handle: cont_cookie,
                     op: 1,
                     entries,
                     ..Default::default()
@@ -629,12 +647,13 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                     id: current.uuid.clone(),
                     props: merged_props(&current.props, &set),
                     label,
-                    handle: pool_cookie,
+                    handle: cont_cookie,
                     ..Default::default()
                 }))
             }
         }
         15 | 16 => {
+            let cont_cookie = handle_cookie(&req.cont_handle);
             // ACL_UPDATE (the entries, DAOS's binary ACL) and ACL_DELETE (a principal).
             // (ACL_DELETE's `label` is the principal's name: the container is its UUID.)
             let mut acl = daos_proto::cont::ContAclReq {
@@ -642,7 +661,7 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 id: <[u8; 16]>::try_from(&req.cont[..])
                     .map(|u| daos_wire::uuid_text(&u))
                     .unwrap_or_default(),
-                handle: pool_cookie,
+                handle: cont_cookie,
                 op: if req.op == 15 { 2 } else { 3 },
                 ..Default::default()
             };
