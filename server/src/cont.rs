@@ -920,11 +920,23 @@ impl ContSvc for ContService {
             found: value.is_some(),
             value: value.cloned().unwrap_or_default(),
         };
+        // As DAOS: reading attributes takes the right to read data, changing them the right
+        // to write data (and a read-write handle); rights as the handle got them at open.
+        let (read, write) = (
+            h.perms == 0 || h.perms & daos_auth::perm::READ != 0,
+            h.perms == 0 || h.perms & daos_auth::perm::WRITE != 0,
+        );
+        if matches!(r.op, ATTR_LIST | ATTR_GET) && !read {
+            return Err(Status::permission_denied(format!(
+                "DER_NO_PERM(-1001): container handle {:#x} of {} may not read data (its rights when it opened), nor so its attributes",
+                r.handle, c.label
+            )));
+        }
         let attrs = match r.op {
             ATTR_LIST => c.attrs.keys().map(|n| attr(n, None)).collect(),
             ATTR_GET => names.iter().map(|n| attr(n, c.attrs.get(n))).collect(),
             ATTR_SET | ATTR_DEL => {
-                if h.rights & 2 == 0 {
+                if h.rights & 2 == 0 || !write {
                     return Err(Status::permission_denied(format!(
                         "DER_NO_PERM(-1001): container handle {:#x} of {} is read-only: open the container read-write to change its attributes",
                         r.handle, c.label

@@ -1179,7 +1179,8 @@ fn what_dfs_mounts_and_lists_with_oid_blocks_attributes_truncate_and_bulk_listin
         alloc(&mut c, 1, [0x13; 16]).0 < 0,
         "no such container handle"
     );
-    // Container attributes: none (dfuse reads its cache settings so, and takes defaults).
+    // Container attributes: none yet (dfuse reads its cache settings so, and takes defaults);
+    // a get naming no attribute is refused.
     let attr = |c: &mut CartClient, index: u16| {
         let op = ContOpIn {
             pool_handle: ph,
@@ -1207,7 +1208,7 @@ fn what_dfs_mounts_and_lists_with_oid_blocks_attributes_truncate_and_bulk_listin
             d.u64("size").ok(),
         )
     };
-    assert_eq!(attr(&mut c, ccont::op::ATTR_GET).0, der::NONEXIST);
+    assert_eq!(attr(&mut c, ccont::op::ATTR_GET).0, der::INVAL);
     assert_eq!(attr(&mut c, ccont::op::ATTR_LIST), (0, Some(0)));
 
     // A pool map refresh (what a client does on DER_STALE): the map moves only when it is
@@ -1616,5 +1617,338 @@ fn objects_of_several_shards_are_sized_and_punched_across_the_engines_targets() 
         daos_wire::der::NONEXIST,
         "both shards punched"
     );
+    sys.stop(&mut server);
+}
+
+/// Container attributes, properties, ACLs and exclusive opens as libdaos sends them
+/// (`daos_cont_set_attr`/`get_attr`/`list_attr`/`del_attr`, `daos_cont_set_prop`,
+/// `daos_cont_update_acl`/`delete_acl`, `daos_cont_open` with `DAOS_COO_EX`): the bulk
+/// layouts of `cont_wire.md` §1.3, DAOS's list order and truncation, refusals in the body.
+#[test]
+fn container_attributes_properties_acls_and_exclusive_opens_as_libdaos_sends_them() {
+    use daos_cart::bulk;
+    use daos_cart::cont::{self as ccont, ContOpIn};
+    use daos_cart::pool::{self as cpool, PoolOpOut, PropValue};
+    use daos_cart::proc_::Decoder;
+    use daos_wire::der;
+    let sys = System::new(1);
+    let mut server = sys.start_joined();
+    let pool = daos_wire::parse_uuid(&sys.create_pool("tank", "128M", None)).expect("uuid");
+    let (rank, to) = rank_addrs(&sys)[0];
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let (ph, cont, ch) = ([0x61; 16], [0xC6; 16], [0xA6; 16]);
+    open_container(&mut c, to, rank, pool, ph, cont, ch, "attrs");
+    let op = |handle: [u8; 16]| ContOpIn {
+        pool_handle: ph,
+        uuid: cont,
+        handle,
+        client: [8; 16],
+        time: 11,
+    };
+    // One attribute call: (rc, the u64 after the op out, if any). `bulk`: slot, length,
+    // flags of a single-segment handle over the client's slot.
+    let attr = |c: &mut CartClient,
+                index: u16,
+                handle: [u8; 16],
+                count: u64,
+                key_length: u64,
+                bulk: Option<(usize, u64, u8)>| {
+        let b = bulk.map(|(slot, len, flags)| {
+            let ep = c.endpoint();
+            (
+                ep.bulk_addr(slot),
+                len,
+                ep.bulk_desc(slot, 1).expect("desc").key,
+                flags,
+            )
+        });
+        let a = ccont::AttrIn {
+            index,
+            op: op(handle),
+            count,
+            key_length,
+            bulk: None,
+        };
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::CONT, 8, index),
+                T,
+                |e| {
+                    a.encode_head(e)?;
+                    match b {
+                        Some((at, len, key, flags)) => bulk::encode(e, at, len, key, flags, "bulk"),
+                        None => e.u64(0, "no bulk"),
+                    }
+                },
+            )
+            .expect("attribute RPC");
+        assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+        let mut d = Decoder::new(&r.output);
+        (
+            PoolOpOut::decode(&mut d).expect("op").rc,
+            d.u64("size").ok(),
+        )
+    };
+    let ro = bulk::READ_ONLY;
+    let rw = bulk::READ_ONLY | bulk::WRITE_ONLY;
+    // Set two (daos_test CONT4's names and values): names, sizes, values in one RO buffer.
+    let set = ccont::attr_set_bulk(&[
+        (b"AVeryLongName", b"value"),
+        (b"Name", b"this is a long value"),
+    ]);
+    c.endpoint().bulk_mut(0)[..set.len()].copy_from_slice(&set);
+    let n = set.len() as u64;
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_SET, ch, 2, 0, Some((0, n, ro))).0,
+        0
+    );
+    // The names' total size without a buffer; into 10 bytes only "Name" fits (a name that
+    // does not fit is skipped); into 100 both, in DAOS's tree order ("Name" first).
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_LIST, ch, 0, 0, None),
+        (0, Some(19))
+    );
+    c.endpoint().bulk_mut(1)[..100].fill(0xEE);
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_LIST, ch, 0, 0, Some((1, 10, rw))),
+        (0, Some(19))
+    );
+    assert_eq!(&c.endpoint().bulk_buf(1)[..6], b"Name\0\xEE");
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_LIST, ch, 0, 0, Some((1, 100, rw))),
+        (0, Some(19))
+    );
+    assert_eq!(&c.endpoint().bulk_buf(1)[..19], b"Name\0AVeryLongName\0");
+    // Get three, one absent, one asked with no value buffer: each found value's full size,
+    // 0 for the absent one, the value cut to its buffer.
+    let get = |c: &mut CartClient, names: &[&str], sizes: &[u64]| {
+        let mut b = Vec::new();
+        for n in names {
+            b.extend_from_slice(n.as_bytes());
+            b.push(0);
+        }
+        let key = b.len() as u64;
+        for s in sizes {
+            b.extend_from_slice(&s.to_le_bytes());
+        }
+        let values: u64 = sizes.iter().sum();
+        let total = b.len() as u64 + values;
+        let buf = c.endpoint().bulk_mut(1);
+        buf[..total as usize + 8].fill(0xEE);
+        buf[..b.len()].copy_from_slice(&b);
+        let (rc, _) = attr(
+            c,
+            ccont::op::ATTR_GET,
+            ch,
+            names.len() as u64,
+            key,
+            Some((1, total, rw)),
+        );
+        let buf = c.endpoint().bulk_buf(1);
+        let got: Vec<u64> = (0..names.len())
+            .map(|i| {
+                let at = key as usize + 8 * i;
+                u64::from_le_bytes(buf[at..at + 8].try_into().expect("8"))
+            })
+            .collect();
+        let values = buf[b.len()..total as usize + 8].to_vec();
+        (rc, got, values)
+    };
+    let (rc, sizes, values) = get(&mut c, &["AVeryLongName", "Wrong", "Name"], &[10, 10, 0]);
+    assert_eq!((rc, sizes), (0, vec![5, 0, 20]));
+    assert_eq!(&values[..5], b"value");
+    assert!(
+        values[5..].iter().all(|b| *b == 0xEE),
+        "only what was found moved"
+    );
+    let (rc, sizes, values) = get(&mut c, &["Name"], &[8]);
+    assert_eq!((rc, sizes), (0, vec![20]));
+    assert_eq!(&values[..9], b"this is \xEE", "cut to the buffer");
+    let (rc, sizes, _) = get(&mut c, &["Wrong"], &[4]);
+    assert_eq!((rc, sizes), (der::NONEXIST, vec![0]), "none found: sizes 0");
+    // Delete one; deleting it again finds none.
+    c.endpoint().bulk_mut(0)[..5].copy_from_slice(b"Name\0");
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_DEL, ch, 1, 0, Some((0, 5, ro))).0,
+        0
+    );
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_LIST, ch, 0, 0, None),
+        (0, Some(14))
+    );
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_DEL, ch, 1, 0, Some((0, 5, ro))).0,
+        der::NONEXIST
+    );
+    // Refused in the body: no names, a key length that is not the names', a name without
+    // its NUL, a handle that never opened.
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_SET, ch, 0, 0, Some((0, n, ro))).0,
+        der::INVAL
+    );
+    c.endpoint().bulk_mut(1)[..5].copy_from_slice(b"Name\0");
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_GET, ch, 1, 1, Some((1, 13, rw))).0,
+        der::INVAL
+    );
+    c.endpoint().bulk_mut(0)[..4].copy_from_slice(b"Name");
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_DEL, ch, 1, 0, Some((0, 4, ro))).0,
+        der::INVAL
+    );
+    assert_ne!(
+        attr(&mut c, ccont::op::ATTR_LIST, [0x77; 16], 0, 0, None).0,
+        0,
+        "no such container handle"
+    );
+
+    // Container calls: (rc, the rest of the output).
+    let call = |c: &mut CartClient,
+                index: u16,
+                handle: [u8; 16],
+                rest: &dyn Fn(
+        &mut daos_cart::proc_::Encoder<'_>,
+    ) -> Result<(), daos_cart::CartError>| {
+        let o = op(handle);
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::CONT, 8, index),
+                T,
+                |e| {
+                    o.encode(e)?;
+                    rest(e)
+                },
+            )
+            .expect("container RPC");
+        assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+        let mut d = Decoder::new(&r.output);
+        let rc = PoolOpOut::decode(&mut d).expect("op").rc;
+        (rc, r.output[d.position()..].to_vec())
+    };
+    // A read-only handle may read attributes, not change them.
+    let ro_handle = [0xA7; 16];
+    let (rc, _) = call(&mut c, ccont::op::OPEN, ro_handle, &|e| {
+        e.u64(1, "flags (DAOS_COO_RO)")?;
+        e.u64(0, "bits")
+    });
+    assert_eq!(rc, 0);
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_LIST, ro_handle, 0, 0, None),
+        (0, Some(14))
+    );
+    assert_ne!(
+        attr(
+            &mut c,
+            ccont::op::ATTR_SET,
+            ro_handle,
+            2,
+            0,
+            Some((0, n, ro))
+        )
+        .0,
+        0
+    );
+
+    // Exclusive opens: flags DAOS forbids (RW|EX), then EX while handles are open: busy;
+    // once the others close, an exclusive handle keeps every other open out.
+    let open = |c: &mut CartClient, handle: [u8; 16], flags: u64| {
+        call(c, ccont::op::OPEN, handle, &|e| {
+            e.u64(flags, "flags")?;
+            e.u64(0, "bits")
+        })
+        .0
+    };
+    assert_eq!(open(&mut c, [0xA8; 16], 2 | 4), der::INVAL);
+    assert_eq!(open(&mut c, [0xA8; 16], 4), der::BUSY);
+    assert_eq!(call(&mut c, ccont::op::CLOSE, ro_handle, &|_| Ok(())).0, 0);
+    // EVICT: the handles opened under this pool handle go (the read-write one too).
+    assert_eq!(open(&mut c, [0xA8; 16], 4 | 0x40), 0, "EX|EVICT_ALL");
+    assert_eq!(
+        open(&mut c, ro_handle, 1),
+        der::BUSY,
+        "an exclusive handle is open"
+    );
+    assert_eq!(call(&mut c, ccont::op::CLOSE, [0xA8; 16], &|_| Ok(())).0, 0);
+    assert_eq!(open(&mut c, ch, 2), 0, "read-write again");
+
+    // PROP_SET: a new label and owner; a query of label, owner and ACL shows them, the
+    // ACL in DAOS's binary form (DAOS's default container ACL).
+    let (rc, _) = call(&mut c, ccont::op::PROP_SET, ch, &|e| {
+        cpool::write_props(
+            e,
+            &[
+                (0x1001, PropValue::Text("relabelled".into())),
+                (0x100D, PropValue::Text("someone@".into())),
+            ],
+        )?;
+        e.uuid(&pool, "cpsi_pool_uuid")
+    });
+    assert_eq!(rc, 0);
+    let query = |c: &mut CartClient| {
+        let (rc, rest) = call(c, ccont::op::QUERY, ch, &|e| {
+            e.u64((1 << 0) | (1 << 11) | (1 << 12), "label, ACL, owner")
+        });
+        assert_eq!(rc, 0);
+        ccont::read_props(&mut Decoder::new(&rest)).expect("props")
+    };
+    let props = query(&mut c);
+    let find = |props: &[(u32, PropValue)], t: u32| {
+        props.iter().find(|(x, _)| *x == t).map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        find(&props, 0x1001),
+        Some(PropValue::Text("relabelled".into()))
+    );
+    assert_eq!(
+        find(&props, 0x100D),
+        Some(PropValue::Text("someone@".into()))
+    );
+    let acl = |props: &[(u32, PropValue)]| match find(props, ccont::PROP_ACL) {
+        Some(PropValue::Iov(b)) => daos_auth::Acl::from_binary(&b, daos_auth::Object::Container)
+            .expect("DAOS's binary ACL")
+            .strings(),
+        other => panic!("no ACL property: {other:?}"),
+    };
+    assert_eq!(acl(&props), ["A::OWNER@:rwdtTaAo", "A:G:GROUP@:rwtT"]);
+    // ACL_UPDATE adds an entry (after the others of its kind); ACL_DELETE takes it out,
+    // and a second delete finds none.
+    let update = daos_auth::Acl::parse(["A::bob@:rw"], daos_auth::Object::Container)
+        .expect("acl")
+        .to_binary();
+    let (rc, _) = call(&mut c, ccont::op::ACL_UPDATE, ch, &|e| {
+        e.iov(&update, "acl")
+    });
+    assert_eq!(rc, 0);
+    assert_eq!(
+        acl(&query(&mut c)),
+        ["A::OWNER@:rwdtTaAo", "A::bob@:rw", "A:G:GROUP@:rwtT"]
+    );
+    let delete = |c: &mut CartClient| {
+        call(c, ccont::op::ACL_DELETE, ch, &|e| {
+            e.string(Some("bob@"), false, "name")?;
+            e.u8(1, "type (user)")
+        })
+        .0
+    };
+    assert_eq!(delete(&mut c), 0);
+    assert_eq!(
+        acl(&query(&mut c)),
+        ["A::OWNER@:rwdtTaAo", "A:G:GROUP@:rwtT"]
+    );
+    assert_eq!(delete(&mut c), der::NONEXIST);
+    // A binary ACL that does not decode: DER_INVAL.
+    let (rc, _) = call(&mut c, ccont::op::ACL_UPDATE, ch, &|e| {
+        e.iov(&update[..12], "acl")
+    });
+    assert_eq!(rc, der::INVAL);
+
+    // The owner is someone else now: an exclusive open is the owner's.
+    assert_eq!(open(&mut c, [0xA8; 16], 4), der::NO_PERM);
     sys.stop(&mut server);
 }

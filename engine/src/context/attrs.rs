@@ -49,6 +49,8 @@ pub(super) struct AttrOp {
     failed: bool,
     /// The question's id while daos_server has it.
     question: u64,
+    /// Bytes pulled into the slot (the request's names, sizes, values).
+    len: usize,
     /// The answer, pushed before it is replied.
     resp: Option<ContCallResp>,
 }
@@ -121,6 +123,7 @@ impl SystemContext {
             failed: false,
             question: 0,
             resp: None,
+            len: pull.map_or(0, |(n, _)| n),
         });
         let i = self.attrs.len() - 1;
         match pull {
@@ -213,12 +216,13 @@ impl SystemContext {
 
     /// Request `i`'s input is in its slot: daos_server gets the question.
     fn attr_pulled(&mut self, i: usize) {
-        let (slot, r) = (self.attrs[i].slot, self.attrs[i].r);
+        let (slot, r, len) = (self.attrs[i].slot, self.attrs[i].r, self.attrs[i].len);
         let question = match rpc::parse_call(self.ep.message(r)) {
             Ok(call) => {
                 let index = opcode::index_of(call.hdr.opc);
                 match AttrIn::decode(index, call.input) {
-                    Some(Ok(a)) => self.inner.attr_question(&a, self.ep.bulk_buf(slot)),
+                    // Only what was pulled: the slot's other bytes are an earlier request's.
+                    Some(Ok(a)) => self.inner.attr_question(&a, &self.ep.bulk_buf(slot)[..len]),
                     _ => Err(der::INVAL),
                 }
             }
