@@ -201,10 +201,14 @@ pub fn decode_in(index: u16, b: &[u8]) -> Option<Result<ContIn, CartError>> {
     }
 }
 
-/// An attribute request's input (`ATTR_LIST`, `_GET`, `_SET`, `_DEL`).
+/// An attribute request's input (`ATTR_LIST`, `_GET`, `_SET`, `_DEL`), of a container or
+/// (`pool`) of a pool (`POOL_ATTR_*`, whose bodies differ only in their op: a pool's
+/// `pool_op_v6_in` is read into `op` as pool handle and pool UUID, no container handle).
 #[derive(Clone, Debug)]
 pub struct AttrIn<'a> {
+    /// The container op index (a pool's ops are numbered as the container's).
     pub index: u16,
+    pub pool: bool,
     pub op: ContOpIn,
     /// Names in the bulk (0 for a list).
     pub count: u64,
@@ -214,7 +218,7 @@ pub struct AttrIn<'a> {
 }
 
 impl<'a> AttrIn<'a> {
-    /// Decodes attribute op `index`'s input; `None` for another op.
+    /// Decodes container attribute op `index`'s input; `None` for another op.
     pub fn decode(index: u16, b: &'a [u8]) -> Option<Result<AttrIn<'a>, CartError>> {
         if !matches!(
             index,
@@ -222,9 +226,37 @@ impl<'a> AttrIn<'a> {
         ) {
             return None;
         }
+        Some(Self::decode_body(index, false, b))
+    }
+
+    /// Decodes pool attribute op `index`'s input (pool protocol 6: `POOL_ATTR_LIST` 13 ..
+    /// `POOL_ATTR_DEL` 16); `None` for another op.
+    pub fn decode_pool(index: u16, b: &'a [u8]) -> Option<Result<AttrIn<'a>, CartError>> {
+        let index = match index {
+            crate::pool::op::ATTR_LIST => op::ATTR_LIST,
+            crate::pool::op::ATTR_GET => op::ATTR_GET,
+            crate::pool::op::ATTR_SET => op::ATTR_SET,
+            crate::pool::op::ATTR_DEL => op::ATTR_DEL,
+            _ => return None,
+        };
+        Some(Self::decode_body(index, true, b))
+    }
+
+    fn decode_body(index: u16, pool: bool, b: &'a [u8]) -> Result<AttrIn<'a>, CartError> {
         let mut d = Decoder::new(b);
         let mut run = || -> Result<AttrIn<'a>, CartError> {
-            let op = ContOpIn::decode(&mut d)?;
+            let op = if pool {
+                let p = crate::pool::PoolOpIn::decode(&mut d)?;
+                ContOpIn {
+                    pool_handle: p.handle,
+                    uuid: p.uuid,
+                    handle: [0; 16],
+                    client: p.client,
+                    time: p.time,
+                }
+            } else {
+                ContOpIn::decode(&mut d)?
+            };
             let (mut count, mut key_length) = (0, 0);
             if index != op::ATTR_LIST {
                 count = d.u64("ca_count")?;
@@ -253,19 +285,30 @@ impl<'a> AttrIn<'a> {
             }
             Ok(AttrIn {
                 index,
+                pool,
                 op,
                 count,
                 key_length,
                 bulk,
             })
         };
-        Some(run())
+        run()
     }
 
     /// Encodes the input up to its bulk handle, which the caller encodes next (a client's
     /// side).
     pub fn encode_head(&self, e: &mut Encoder<'_>) -> Result<(), CartError> {
-        self.op.encode(e)?;
+        if self.pool {
+            crate::pool::PoolOpIn {
+                uuid: self.op.uuid,
+                handle: self.op.pool_handle,
+                client: self.op.client,
+                time: self.op.time,
+            }
+            .encode(e)?;
+        } else {
+            self.op.encode(e)?;
+        }
         if self.index != op::ATTR_LIST {
             e.u64(self.count, "ca_count")?;
         }

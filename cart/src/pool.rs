@@ -26,6 +26,10 @@ pub mod op {
     pub const CONNECT: u16 = 1;
     pub const DISCONNECT: u16 = 2;
     pub const QUERY: u16 = 3;
+    pub const ATTR_LIST: u16 = 13;
+    pub const ATTR_GET: u16 = 14;
+    pub const ATTR_SET: u16 = 15;
+    pub const ATTR_DEL: u16 = 16;
     pub const LIST_CONT: u16 = 19;
     /// A client's pool map refresh (on `DER_STALE`, or a reply with a newer map version).
     pub const TGT_QUERY_MAP: u16 = 20;

@@ -906,7 +906,7 @@ impl Inner {
             if index == ccont::op::OID_ALLOC {
                 return e.u64(resp.map_or(0, |r| r.oid), "coao_oid");
             }
-            if index == ccont::op::ATTR_LIST {
+            if attrs::is_attr_list(call.hdr.opc) {
                 // The names' total length (each with its NUL), whatever fitted the buffer.
                 let size =
                     resp.map_or(0, |r| r.attrs.iter().map(|a| a.name.len() as u64 + 1).sum());
@@ -1279,8 +1279,10 @@ impl Inner {
                 // Not taken by the attribute transfers: input that does not decode (or a
                 // handle larger than a slot), a pool handle that did not connect here, or
                 // no link to daos_server.
-                let rc = match ccont::AttrIn::decode(opcode::index_of(opc), input) {
-                    Some(Ok(a)) if self.pool_of(&a.op.pool_handle).is_none() => der::NO_HDL,
+                let rc = match attrs::decode(opc, input) {
+                    Some(Ok(a)) if !a.pool && self.pool_of(&a.op.pool_handle).is_none() => {
+                        der::NO_HDL
+                    }
                     Some(Ok(a)) if a.bulk.as_ref().is_some_and(|b| b.len > BULK_MAX as u64) => {
                         der::INVAL
                     }
@@ -1296,7 +1298,7 @@ impl Inner {
                 };
                 rpc::write_reply(out, cookie, hlc, 0, |e| {
                     op_out.encode(e)?;
-                    if opcode::index_of(opc) == ccont::op::ATTR_LIST {
+                    if attrs::is_attr_list(opc) {
                         e.u64(0, "calo_size")?;
                     }
                     Ok(())

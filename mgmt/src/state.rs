@@ -113,6 +113,12 @@ pub enum Command {
         set: Vec<(String, Vec<u8>)>,
         del: Vec<String>,
     },
+    /// A pool service's: the pool's user attributes `set` and `del` (refused when none of
+    /// `del` is there and nothing is set).
+    PoolAttrs {
+        set: Vec<(String, Vec<u8>)>,
+        del: Vec<String>,
+    },
     /// A pool service's: container `id` (label or UUID) goes.
     ContDestroy {
         id: String,
@@ -350,6 +356,9 @@ pub struct SystemDb {
     /// In a pool service's state: its open pool and container handles.
     #[serde(default)]
     pub handles: Vec<HandleRecord>,
+    /// In a pool service's state: the pool's user attributes (`daos pool set-attr`).
+    #[serde(default)]
+    pub pool_attrs: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// The provider part of a fabric URI (`ofi+tcp://1.2.3.4:5` -> `ofi+tcp`).
@@ -638,6 +647,22 @@ impl SystemDb {
                     .checked_add(*num)
                     .ok_or(Refusal::OidsExhausted(c.label.clone()))?;
                 Ok(Reply::Container(c.clone()))
+            }
+            Command::PoolAttrs { set, del } => {
+                let a = &mut self.pool_attrs;
+                if set.is_empty() && !del.is_empty() && !del.iter().any(|n| a.contains_key(n)) {
+                    return Err(Refusal::NoAttr {
+                        of: "the pool".into(),
+                        names: del.join(", "),
+                    });
+                }
+                for n in del {
+                    a.remove(n);
+                }
+                for (n, v) in set {
+                    a.insert(n.clone(), v.clone());
+                }
+                Ok(Reply::Done)
             }
             Command::ContAttrs { id, set, del } => {
                 let i = self.container_index(id)?;

@@ -448,6 +448,71 @@ impl ContService {
 
 impl ContService {
     /// Commits a handle command at the pool's service leader; the handles it closed.
+    /// DAOS's POOL_ATTR_* (`ContAttrReq` without a container): under pool handle `r.handle`,
+    /// reading with any connection, changing with a read-write one.
+    async fn pool_attrs(
+        &self,
+        db: &daos_mgmt::SystemDb,
+        r: daos_proto::cont::ContAttrReq,
+        names: Vec<String>,
+    ) -> Result<Response<daos_proto::cont::ContAttrResp>, Status> {
+        use daos_proto::cont::{ContAttr, ContAttrResp};
+        let h = db
+            .handles
+            .iter()
+            .find(|h| h.cookie == r.handle && h.parent == 0)
+            .ok_or_else(|| {
+                Status::permission_denied(Refusal::UnknownHandle(r.handle).to_string())
+            })?;
+        let attr = |name: &str, value: Option<&Vec<u8>>| ContAttr {
+            name: name.as_bytes().to_vec(),
+            found: value.is_some(),
+            value: value.cloned().unwrap_or_default(),
+        };
+        let attrs = match r.op {
+            ATTR_LIST => db.pool_attrs.keys().map(|n| attr(n, None)).collect(),
+            ATTR_GET => names
+                .iter()
+                .map(|n| attr(n, db.pool_attrs.get(n)))
+                .collect(),
+            ATTR_SET | ATTR_DEL => {
+                if h.rights & 2 == 0 {
+                    return Err(Status::permission_denied(format!(
+                        "DER_NO_PERM(-1001): pool handle {:#x} of pool {} is read-only: connect read-write to change its attributes",
+                        r.handle, r.pool
+                    )));
+                }
+                let (set, del) = if r.op == ATTR_SET {
+                    if r.values.len() != names.len() {
+                        return Err(Status::invalid_argument(format!(
+                            "DER_INVAL(-1003): ContAttrReq has {} names but {} values: give one value per name",
+                            names.len(),
+                            r.values.len()
+                        )));
+                    }
+                    if let Some(v) = r.values.iter().find(|v| v.len() > ATTR_VALUE_MAX) {
+                        return Err(Status::invalid_argument(format!(
+                            "DER_INVAL(-1003): an attribute value of {} bytes is larger than {ATTR_VALUE_MAX}",
+                            v.len()
+                        )));
+                    }
+                    (names.into_iter().zip(r.values).collect(), Vec::new())
+                } else {
+                    (Vec::new(), names)
+                };
+                self.handle_write(&r.pool, Command::PoolAttrs { set, del })
+                    .await?;
+                Vec::new()
+            }
+            op => {
+                return Err(Status::invalid_argument(format!(
+                    "DER_INVAL(-1003): ContAttrReq.op {op} is not an attribute operation (0 list, 1 get, 2 set, 3 delete)"
+                )));
+            }
+        };
+        Ok(Response::new(ContAttrResp { attrs }))
+    }
+
     async fn handle_write(&self, pool: &str, cmd: Command) -> Result<(String, Vec<u64>), Status> {
         let (uuid, hosts, svc) = self.route(pool).await?;
         match svc.write(&uuid, cmd).await {
@@ -901,6 +966,9 @@ impl ContSvc for ContService {
         let r = req.into_inner();
         let names = attr_names(&r.names)?;
         let db = self.read(&r.pool).await?;
+        if r.cont.is_empty() {
+            return self.pool_attrs(&db, r, names).await;
+        }
         let c = db.container(&r.cont).cloned().ok_or_else(|| {
             Status::not_found(Refusal::UnknownContainer(r.cont.clone()).to_string())
         })?;

@@ -564,6 +564,16 @@ pub fn cont_call(h: &Harness, req: &ContCallReq) -> ContCallResp {
                 num: req.flags,
             }))
         }
+        // The pool's attributes (POOL_ATTR_LIST 13 .. _DEL 16, asked as 100 + the index),
+        // under the pool handle.
+        113..=116 => remote(ContCall::Attrs(daos_proto::cont::ContAttrReq {
+            pool: rec.uuid.clone(),
+            cont: String::new(),
+            handle: pool_cookie,
+            op: req.op - 113,
+            names: req.attr_names.clone(),
+            values: req.attr_values.clone(),
+        })),
         // Attributes: list 6, get 7, set 8, delete 9.
         6..=9 => {
             if req.cont_handle.len() != 16 {

@@ -55,14 +55,41 @@ pub(super) struct AttrOp {
     resp: Option<ContCallResp>,
 }
 
-/// Whether `opc` is a container attribute op of a version served.
+/// Whether `opc` is a container or pool attribute op of a version served.
 pub(super) fn is_attr(opc: u32) -> bool {
-    opcode::module_of(opc) == opcode::module::CONT
-        && opcode::served_versions(opcode::module::CONT).contains(&opcode::version_of(opc))
-        && matches!(
-            opcode::index_of(opc),
-            ccont::op::ATTR_LIST | ccont::op::ATTR_GET | ccont::op::ATTR_SET | ccont::op::ATTR_DEL
-        )
+    decode(opc, &[]).is_some()
+}
+
+/// An attribute request's input by its opcode (container or pool attributes); `None` for
+/// another op. Pool attributes are served in pool protocol 6 (DAOS 2.6 and 2.8 clients).
+pub(super) fn decode(opc: u32, input: &[u8]) -> Option<Result<AttrIn<'_>, daos_cart::CartError>> {
+    let (module, version) = (opcode::module_of(opc), opcode::version_of(opc));
+    if !opcode::served_versions(module).contains(&version) {
+        return None;
+    }
+    match module {
+        opcode::module::CONT => AttrIn::decode(opcode::index_of(opc), input),
+        opcode::module::POOL if version >= 6 => AttrIn::decode_pool(opcode::index_of(opc), input),
+        _ => None,
+    }
+}
+
+/// Whether `opc` is a container's or a pool's ATTR_LIST (its reply carries the names' size).
+pub(super) fn is_attr_list(opc: u32) -> bool {
+    match opcode::module_of(opc) {
+        opcode::module::CONT => opcode::index_of(opc) == ccont::op::ATTR_LIST,
+        opcode::module::POOL => opcode::index_of(opc) == daos_cart::pool::op::ATTR_LIST,
+        _ => false,
+    }
+}
+
+/// daos_server's op number of an attribute request: the container op, or 100 + the pool op.
+fn question_op(a: &AttrIn<'_>) -> u32 {
+    if a.pool {
+        100 + u32::from(a.index - ccont::op::ATTR_LIST + daos_cart::pool::op::ATTR_LIST)
+    } else {
+        u32::from(a.index)
+    }
 }
 
 /// Bytes of the client's buffer a request pulls: a get's names and sizes, a set's or a
@@ -90,10 +117,12 @@ impl SystemContext {
             return false;
         }
         let index = opcode::index_of(call.hdr.opc);
-        let Some(Ok(a)) = AttrIn::decode(index, call.input) else {
+        let opc = call.hdr.opc;
+        let Some(Ok(a)) = decode(opc, call.input) else {
             return false;
         };
-        if self.inner.pool_of(&a.op.pool_handle).is_none() {
+        // A container's: under a pool handle that connected here (the pool's is named).
+        if !a.pool && self.inner.pool_of(&a.op.pool_handle).is_none() {
             return false;
         }
         let pull = match &a.bulk {
@@ -131,7 +160,7 @@ impl SystemContext {
                 // Mercury sent the buffer inline: nothing to pull.
                 let call = rpc::parse_call(self.ep.message(r)).ok();
                 let data = call
-                    .and_then(|c| AttrIn::decode(index, c.input)?.ok())
+                    .and_then(|c| decode(opc, c.input)?.ok())
                     .and_then(|a| a.bulk?.eager.map(<[u8]>::to_vec))
                     .unwrap_or_default();
                 self.ep.bulk_mut(slot)[..len].copy_from_slice(&data[..len]);
@@ -219,8 +248,7 @@ impl SystemContext {
         let (slot, r, len) = (self.attrs[i].slot, self.attrs[i].r, self.attrs[i].len);
         let question = match rpc::parse_call(self.ep.message(r)) {
             Ok(call) => {
-                let index = opcode::index_of(call.hdr.opc);
-                match AttrIn::decode(index, call.input) {
+                match decode(call.hdr.opc, call.input) {
                     // Only what was pulled: the slot's other bytes are an earlier request's.
                     Some(Ok(a)) => self.inner.attr_question(&a, &self.ep.bulk_buf(slot)[..len]),
                     _ => Err(der::INVAL),
@@ -280,12 +308,11 @@ impl SystemContext {
         // (context 0 is not the I/O path).
         let msg = self.ep.message(r).to_vec();
         if let Ok(call) = rpc::parse_call(&msg) {
-            let index = opcode::index_of(call.hdr.opc);
-            if let Some(Ok(a)) = AttrIn::decode(index, call.input)
+            if let Some(Ok(a)) = decode(call.hdr.opc, call.input)
                 && let Some(b) = &a.bulk
             {
                 let buf = self.ep.bulk_mut(slot);
-                match index {
+                match a.index {
                     ccont::op::ATTR_LIST => list_moves(&resp, b, buf, virt, &mut moves),
                     ccont::op::ATTR_GET => {
                         if let Err(rc) = get_moves(&a, &resp, b, buf, virt, &mut moves) {
@@ -319,9 +346,13 @@ impl SystemContext {
 impl super::Inner {
     /// daos_server's question for attribute request `a` whose pulled bytes are `buf`.
     fn attr_question(&self, a: &AttrIn<'_>, buf: &[u8]) -> Result<ContCallReq, i32> {
-        let pool = self.pool_of(&a.op.pool_handle).ok_or(der::NO_HDL)?;
+        let pool = if a.pool {
+            a.op.uuid
+        } else {
+            self.pool_of(&a.op.pool_handle).ok_or(der::NO_HDL)?
+        };
         let mut q = ContCallReq {
-            op: u32::from(a.index),
+            op: question_op(a),
             pool: daos_wire::uuid_text(&pool),
             pool_handle: a.op.pool_handle.to_vec(),
             cont: a.op.uuid.to_vec(),
