@@ -307,24 +307,23 @@ impl SystemContext {
         // The request's bytes and the slot are both the endpoint's: a copy of the request
         // (context 0 is not the I/O path).
         let msg = self.ep.message(r).to_vec();
-        if let Ok(call) = rpc::parse_call(&msg) {
-            if let Some(Ok(a)) = decode(call.hdr.opc, call.input)
-                && let Some(b) = &a.bulk
-            {
-                let buf = self.ep.bulk_mut(slot);
-                match a.index {
-                    ccont::op::ATTR_LIST => list_moves(&resp, b, buf, virt, &mut moves),
-                    ccont::op::ATTR_GET => {
-                        if let Err(rc) = get_moves(&a, &resp, b, buf, virt, &mut moves) {
-                            // None found: the sizes (all 0) still go back.
-                            if rc != der::NONEXIST {
-                                moves.clear();
-                            }
-                            resp.status = rc;
+        if let Ok(call) = rpc::parse_call(&msg)
+            && let Some(Ok(a)) = decode(call.hdr.opc, call.input)
+            && let Some(b) = &a.bulk
+        {
+            let buf = self.ep.bulk_mut(slot);
+            match a.index {
+                ccont::op::ATTR_LIST => list_moves(&resp, b, buf, virt, &mut moves),
+                ccont::op::ATTR_GET => {
+                    if let Err(rc) = get_moves(&a, &resp, b, buf, virt, &mut moves) {
+                        // None found: the sizes (all 0) still go back.
+                        if rc != der::NONEXIST {
+                            moves.clear();
                         }
+                        resp.status = rc;
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
         let a = &mut self.attrs[i];
