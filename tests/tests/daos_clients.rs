@@ -1662,28 +1662,40 @@ fn container_attributes_properties_acls_and_exclusive_opens_as_libdaos_sends_the
                 flags,
             )
         });
+        // A pool's attributes: handle [0; 16] names the pool (its handle is the pool handle).
+        let pool_attr = handle == [0; 16];
         let a = ccont::AttrIn {
             index,
-            op: op(handle),
+            pool: pool_attr,
+            op: if pool_attr {
+                ContOpIn {
+                    uuid: pool,
+                    ..op(handle)
+                }
+            } else {
+                op(handle)
+            },
             count,
             key_length,
             bulk: None,
         };
-        let r = c
-            .call(
-                to,
-                rank,
-                0,
-                opcode::opcode(module::CONT, 8, index),
-                T,
-                |e| {
-                    a.encode_head(e)?;
-                    match b {
-                        Some((at, len, key, flags)) => bulk::encode(e, at, len, key, flags, "bulk"),
-                        None => e.u64(0, "no bulk"),
-                    }
-                },
+        let opc = if pool_attr {
+            opcode::opcode(
+                module::POOL,
+                6,
+                index - ccont::op::ATTR_LIST + cpool::op::ATTR_LIST,
             )
+        } else {
+            opcode::opcode(module::CONT, 8, index)
+        };
+        let r = c
+            .call(to, rank, 0, opc, T, |e| {
+                a.encode_head(e)?;
+                match b {
+                    Some((at, len, key, flags)) => bulk::encode(e, at, len, key, flags, "bulk"),
+                    None => e.u64(0, "no bulk"),
+                }
+            })
             .expect("attribute RPC");
         assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
         let mut d = Decoder::new(&r.output);
@@ -1803,6 +1815,34 @@ fn container_attributes_properties_acls_and_exclusive_opens_as_libdaos_sends_the
         attr(&mut c, ccont::op::ATTR_LIST, [0x77; 16], 0, 0, None).0,
         0,
         "no such container handle"
+    );
+
+    // The pool's attributes travel the same way (POOL_ATTR_*, under the pool handle).
+    c.endpoint().bulk_mut(0)[..set.len()].copy_from_slice(&set);
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_SET, [0; 16], 2, 0, Some((0, n, ro))).0,
+        0
+    );
+    assert_eq!(
+        attr(
+            &mut c,
+            ccont::op::ATTR_LIST,
+            [0; 16],
+            0,
+            0,
+            Some((1, 100, rw))
+        ),
+        (0, Some(19))
+    );
+    assert_eq!(&c.endpoint().bulk_buf(1)[..19], b"Name\0AVeryLongName\0");
+    c.endpoint().bulk_mut(0)[..5].copy_from_slice(b"Name\0");
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_DEL, [0; 16], 1, 0, Some((0, 5, ro))).0,
+        0
+    );
+    assert_eq!(
+        attr(&mut c, ccont::op::ATTR_LIST, [0; 16], 0, 0, None),
+        (0, Some(14))
     );
 
     // Container calls: (rc, the rest of the output).
