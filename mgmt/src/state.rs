@@ -327,11 +327,20 @@ pub enum Refusal {
         if *exclusive { "has open handles: an exclusive open waits until they close (or evict them)" } else { "is open exclusively: no other handle until that one closes" }
     )]
     ContBusy { cont: String, exclusive: bool },
+    #[error(
+        "DER_BUSY(-1012): the pool {}",
+        if *exclusive { "has connections: an exclusive connect waits until they disconnect" } else { "is connected exclusively: no other connection until that one disconnects" }
+    )]
+    PoolBusy { exclusive: bool },
     #[error("DER_NONEXIST(-1005): {of} has none of the attributes {names}")]
     NoAttr { of: String, names: String },
     #[error("DER_NONEXIST(-1005): {of} has no ACL entry for {principal}")]
     NoAclEntry { of: String, principal: String },
 }
+
+/// A handle's rights bit of a daos_server's or an admin tool's pool handle: every container,
+/// outside ACLs (no client's connection).
+pub const RIGHTS_ANY_CONT: u32 = 0x100;
 
 /// The system attribute holding the fabric provider of the first join (DAOS's
 /// `fabric_providers`); later joins must use the same.
@@ -736,6 +745,23 @@ impl SystemDb {
                     return Err(Refusal::UnknownHandle(h.parent));
                 }
                 if !self.handles.iter().any(|x| x.cookie == h.cookie) {
+                    // A client's pool connection (DAOS_PC_EX): daos_servers' own handles
+                    // do not count.
+                    let client_pool = |x: &HandleRecord| {
+                        x.parent == 0 && x.cont.is_empty() && x.rights & RIGHTS_ANY_CONT == 0
+                    };
+                    if client_pool(h) {
+                        let busy = if h.exclusive {
+                            self.handles.iter().any(client_pool)
+                        } else {
+                            self.handles.iter().any(|x| client_pool(x) && x.exclusive)
+                        };
+                        if busy {
+                            return Err(Refusal::PoolBusy {
+                                exclusive: h.exclusive,
+                            });
+                        }
+                    }
                     if !h.cont.is_empty() {
                         let others = self.handles.iter().filter(|x| x.cont == h.cont);
                         let mut others = others.peekable();

@@ -43,7 +43,7 @@ pub fn server(
 
 /// The right of a daos_server's own pool handle to reach every container (the engines'
 /// `handles::ANY_CONT`).
-const ANY_CONT: u32 = 0x100;
+const ANY_CONT: u32 = daos_mgmt::state::RIGHTS_ANY_CONT;
 
 /// The rights of a pool's system handle: read, write, every container.
 pub(crate) const SYSTEM_RIGHTS: u32 = 1 | 2 | ANY_CONT;
@@ -51,6 +51,8 @@ pub(crate) const SYSTEM_RIGHTS: u32 = 1 | 2 | ANY_CONT;
 /// DAOS's pool connect flags and container open flags.
 pub const FLAG_RO: u32 = 1;
 pub const FLAG_RW: u32 = 2;
+/// With [`FLAG_RW`], a pool connect of a DAOS client's `DAOS_PC_EX`: exclusive.
+pub const FLAG_EX: u32 = 4;
 
 /// The handle rights (1 read, 2 write) access flags ask for.
 fn wanted(flags: u32, what: &str) -> Result<u32, Status> {
@@ -1092,7 +1094,9 @@ impl ContSvc for ContService {
         let req_meta = security::authorize(&req, "ContSvc.SystemConnect", self.insecure);
         let agent = self.forwarded(&req)?;
         let r = req.into_inner();
-        let want = wanted(r.flags, "pool connect")?;
+        // DAOS_PC_EX: read-write, and no other client's connection while it is open.
+        let exclusive = r.flags & FLAG_EX != 0;
+        let want = wanted(r.flags & !FLAG_EX, "pool connect")?;
         let (uuid, _, _) = self.route(&r.pool).await?;
         let who = match agent {
             // Through the agent: its caller, whatever credential the request carries (none:
@@ -1183,7 +1187,7 @@ impl ContSvc for ContService {
                 parent: 0,
                 group: who.group.clone(),
                 groups: who.groups.clone(),
-                exclusive: false,
+                exclusive,
                 perms: 0,
             },
             true,

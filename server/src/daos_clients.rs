@@ -56,8 +56,10 @@ pub fn pool_call(h: &Harness, req: &PoolCallReq) -> PoolCallResp {
             ),
         ),
         OP_CONNECT => {
-            // DAOS_PC_RO 1, DAOS_PC_RW 2 (DAOS_PC_EX 4 is taken as read-write).
-            let flags = if req.flags & 0x6 != 0 {
+            // DAOS_PC_RO 1, DAOS_PC_RW 2, DAOS_PC_EX 4 (read-write, exclusive).
+            let flags = if req.flags & 0x4 != 0 {
+                crate::cont::FLAG_RW | crate::cont::FLAG_EX
+            } else if req.flags & 0x2 != 0 {
                 crate::cont::FLAG_RW
             } else {
                 crate::cont::FLAG_RO
