@@ -929,3 +929,105 @@ impl SystemDb {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(cookie: u64, cont: &str, parent: u64, exclusive: bool) -> HandleRecord {
+        HandleRecord {
+            cookie,
+            rights: 3,
+            user: "u@".into(),
+            cont: cont.into(),
+            parent,
+            exclusive,
+            ..Default::default()
+        }
+    }
+
+    fn open(db: &mut SystemDb, h: HandleRecord) -> Result<Reply, Refusal> {
+        db.apply(&Command::HandleOpen(h))
+    }
+
+    #[test]
+    fn an_exclusive_pool_connection_keeps_other_clients_out_but_not_daemons() {
+        let mut db = SystemDb::new("daos_server");
+        // A daos_server's own handle does not count.
+        let mut system = handle(1, "", 0, false);
+        system.rights |= RIGHTS_ANY_CONT;
+        open(&mut db, system).unwrap();
+        open(&mut db, handle(2, "", 0, false)).unwrap();
+        assert_eq!(
+            open(&mut db, handle(3, "", 0, true)),
+            Err(Refusal::PoolBusy { exclusive: true })
+        );
+        db.apply(&Command::HandleClose {
+            cookies: vec![2],
+            all: false,
+        })
+        .unwrap();
+        open(&mut db, handle(3, "", 0, true)).unwrap();
+        assert_eq!(
+            open(&mut db, handle(4, "", 0, false)),
+            Err(Refusal::PoolBusy { exclusive: false })
+        );
+        // The same open sent again is no conflict.
+        open(&mut db, handle(3, "", 0, true)).unwrap();
+        // Container handles under the exclusive connection are its own business.
+        open(&mut db, handle(5, "c", 3, false)).unwrap();
+    }
+
+    #[test]
+    fn an_exclusive_container_handle_is_alone_on_its_container() {
+        let mut db = SystemDb::new("daos_server");
+        open(&mut db, handle(1, "", 0, false)).unwrap();
+        open(&mut db, handle(2, "c1", 1, false)).unwrap();
+        let busy = open(&mut db, handle(3, "c1", 1, true)).unwrap_err();
+        assert!(busy.to_string().starts_with("DER_BUSY(-1012)"), "{busy}");
+        // Another container is another matter.
+        open(&mut db, handle(4, "c2", 1, true)).unwrap();
+        assert!(open(&mut db, handle(5, "c2", 1, false)).is_err());
+        open(&mut db, handle(6, "c1", 1, false)).unwrap();
+    }
+
+    #[test]
+    fn attributes_are_set_deleted_and_a_delete_of_none_is_refused() {
+        let mut db = SystemDb::new("daos_server");
+        db.apply(&Command::ContCreate(ContainerRecord {
+            uuid: "u1".into(),
+            label: "c".into(),
+            ..Default::default()
+        }))
+        .unwrap();
+        let set = |db: &mut SystemDb, set: Vec<(&str, &[u8])>, del: Vec<&str>| {
+            db.apply(&Command::ContAttrs {
+                id: "c".into(),
+                set: set
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v.to_vec()))
+                    .collect(),
+                del: del.into_iter().map(str::to_string).collect(),
+            })
+        };
+        set(&mut db, vec![("a", b"1"), ("b", b"\0\xff")], vec![]).unwrap();
+        assert_eq!(db.container("c").unwrap().attrs["b"], b"\0\xff");
+        set(&mut db, vec![], vec!["a", "zz"]).unwrap();
+        assert!(!db.container("c").unwrap().attrs.contains_key("a"));
+        let none = set(&mut db, vec![], vec!["a"]).unwrap_err();
+        assert!(matches!(none, Refusal::NoAttr { .. }), "{none}");
+        db.apply(&Command::PoolAttrs {
+            set: vec![("p".into(), b"v".to_vec())],
+            del: vec![],
+        })
+        .unwrap();
+        assert_eq!(db.pool_attrs["p"], b"v");
+        assert!(
+            db.apply(&Command::PoolAttrs {
+                set: vec![],
+                del: vec!["q".into()],
+            })
+            .is_err()
+        );
+    }
+}
