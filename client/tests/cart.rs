@@ -58,6 +58,7 @@ fn start(rank: Option<u32>) -> Running {
         group: "daos_server".into(),
         targets: 2,
         server_sock: None,
+        pools: None,
     };
     let mut ctx = SystemContext::open(config).expect("context");
     let mut peers = std::collections::BTreeMap::new();

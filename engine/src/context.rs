@@ -88,6 +88,19 @@ pub struct ContextConfig {
     pub targets: u32,
     /// daos_server's dRPC socket, which `MGMT_POOL_FIND` asks (none: the pool is not found).
     pub server_sock: Option<std::path::PathBuf>,
+    /// The engine's pools, whose handle tables name the pool of a pool handle that connected
+    /// through another rank (`CONT_OID_ALLOC` goes to any rank of the pool).
+    pub pools: Option<HandlePools>,
+}
+
+/// The engine's pools, as the context asks them which pool a handle is of.
+#[derive(Clone)]
+pub struct HandlePools(pub Arc<crate::pool::PoolStore>);
+
+impl std::fmt::Debug for HandlePools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandlePools")
+    }
 }
 
 impl ContextConfig {
@@ -846,12 +859,18 @@ impl Inner {
         })
     }
 
-    /// The pool a DAOS client's pool handle names, if it connected here.
+    /// The pool a DAOS client's pool handle names: connected here, or (its pool service
+    /// pushed it to this engine) through another rank.
     fn pool_of(&self, handle: &[u8; 16]) -> Option<[u8; 16]> {
         self.pool_handles
             .iter()
             .find(|(h, _)| h == handle)
             .map(|(_, p)| *p)
+            .or_else(|| {
+                let pools = self.config.pools.as_ref()?;
+                let uuid = pools.0.pool_of_handle(daos_wire::handle_cookie(handle))?;
+                daos_wire::parse_uuid(&uuid)
+            })
     }
 
     /// A container RPC's reply.
@@ -1448,6 +1467,7 @@ pub fn serve_detached(msg: &[u8], out: &mut [u8]) -> usize {
             group: "daos_server".into(),
             targets: 2,
             server_sock: None,
+            pools: None,
         },
         membership: Membership {
             rank: Some(1),

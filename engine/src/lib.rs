@@ -246,6 +246,7 @@ pub fn run(args: &EngineArgs) -> Result<(), EngineError> {
                     group: args.group.clone(),
                     targets: map.targets,
                     server_sock: Some(args.socket_dir.join("daos_server.sock")),
+                    pools: Some(context::HandlePools(pools.clone())),
                 },
             ),
             _ => shard::spawn(i, *p),

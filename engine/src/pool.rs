@@ -426,6 +426,19 @@ impl PoolStore {
         Some(self.versions().entry(uuid.to_string()).or_default().clone())
     }
 
+    /// The pool whose service connected pool handle `cookie` (a DAOS client's handle,
+    /// pushed here by the pool service), if any pool of this engine has it.
+    pub fn pool_of_handle(&self, cookie: u64) -> Option<String> {
+        let tables = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        tables
+            .iter()
+            .find(|(_, t)| {
+                t.lookup(cookie)
+                    .is_some_and(|(_, parent, tag)| parent == 0 && tag == 0)
+            })
+            .map(|(uuid, _)| uuid.clone())
+    }
+
     /// The handle table of pool `uuid`, if this engine holds the pool. A pool whose checks
     /// were turned on before (a marker beside its shards) starts checking at once after a
     /// restart, with no handles until the pool service pushes them again.
