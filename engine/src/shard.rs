@@ -309,7 +309,7 @@ fn run(mut reactor: Reactor, rx: Receiver<Command>, idle: Duration, mut service:
                 }
                 Ok(Command::Membership(m)) => match &mut service {
                     Service::System(c) => c.set_membership(m),
-                    Service::Target(t) => t.set_rank(m.rank),
+                    Service::Target(t) => t.set_membership(m),
                     Service::Idle => {}
                 },
                 Ok(Command::Peers(links)) => {

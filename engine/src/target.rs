@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use daos_fabric::{EndpointError, Peer, RdmEndpoint, Received, RemoteBuf, Shape};
 
 mod coll;
+mod forward;
 mod objects;
 
 pub use coll::{PeerMsg, PeerWork};
@@ -145,6 +146,8 @@ pub struct TargetService {
     /// The engine's other targets (DAOS's collective RPCs span them), and its rank.
     targets: Option<Arc<Vec<crate::shard::PeerLink>>>,
     rank: Option<u32>,
+    /// Calls to other engines (collective requests' remote parts).
+    fwd: forward::Forwarder,
 }
 
 impl TargetService {
@@ -159,6 +162,7 @@ impl TargetService {
         // untagged messages; without RMA when the provider has none.
         let shape = Shape {
             tagged: true,
+            tagged_slots: forward::FORWARDS_MAX,
             unexpected_tag: Some(daos_cart::mercury::UNEXPECTED_TAG),
             bulk: Some((BULK_SLOTS + objects::SLOTS, BULK_SLOT)),
             ..Shape::messages(MSG_MAX, SEND_SLOTS, RECV_SLOTS)
@@ -192,6 +196,7 @@ impl TargetService {
             cart_scratch: objects::scratch(),
             targets: None,
             rank: None,
+            fwd: forward::Forwarder::default(),
         })
     }
 
@@ -231,6 +236,12 @@ impl TargetService {
     /// Takes in the engine's rank (once it has joined).
     pub fn set_rank(&mut self, rank: Option<u32>) {
         self.rank = rank;
+    }
+
+    /// Takes in the engine's rank and the system's group map (where other ranks are).
+    pub fn set_membership(&mut self, m: crate::context::Membership) {
+        self.rank = m.rank;
+        self.fwd.set_group(m.group);
     }
 
     /// Closes the pool's store (before the pool is destroyed).
@@ -307,8 +318,14 @@ impl TargetService {
             }
         };
         self.waiting.extend(self.held.drain(..));
+        work += self.expire_forwards();
         work += self.advance_bulk() + self.advance_cart();
         while let Some(&r) = self.waiting.front() {
+            if self.take_reply(r) {
+                self.waiting.pop_front();
+                work += 1;
+                continue;
+            }
             if let Some(tag) = objects::mercury_tag(&r) {
                 if !self.take_cart(r, tag) {
                     break; // no send buffer or slot: back-pressure

@@ -5,8 +5,8 @@
 //! through their shards' command queues (nothing is shared between targets); it answers the
 //! client once every part is done. All parts of one request take the same epoch.
 //!
-//! Only this engine's targets are reached: a part for another rank's target is answered
-//! `-DER_NOSYS` (multi-engine collectives come with engine-to-engine forwarding, #26).
+//! A part for another rank's target goes to that engine as the plain object RPC a client
+//! would send ([`super::forward`]).
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -19,6 +19,15 @@ use super::objects::{Kind, Op};
 use super::{TargetService, store_of, store_status};
 use crate::shard::PeerLink;
 use crate::store::AkeyRef;
+
+/// Where a part of a collective request runs.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// This engine's target of that index.
+    Local(u32),
+    /// Another rank's target.
+    Remote { rank: u32, tgt_idx: u32 },
+}
 
 /// What a query found on one target: the dkey, the akey and the record run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -317,8 +326,8 @@ impl TargetService {
             return;
         };
         let index = daos_cart::opcode::index_of(call.hdr.opc);
-        // (target index, oid, work) of every part.
-        let mut parts: Vec<(u32, UnitOid, PeerWork)> = Vec::new();
+        // (where, oid, work) of every part.
+        let mut parts: Vec<(Place, UnitOid, PeerWork)> = Vec::new();
         let (pool, co_hdl, co_uuid, map_ver, min) = match index {
             obj::op::CPD => match CpdIn::decode(call.input) {
                 Ok(q) => {
@@ -343,12 +352,7 @@ impl TargetService {
                                 _ => continue,
                             };
                             let oid = UnitOid { shard, ..sub.oid };
-                            let on = if self.is_ours(t.rank) {
-                                u32::from(t.tgt_idx)
-                            } else {
-                                u32::MAX
-                            };
-                            parts.push((on, oid, work));
+                            parts.push((self.place(t.rank, u32::from(t.tgt_idx)), oid, work));
                         }
                     }
                     (q.pool, q.co_hdl, q.co_uuid, q.map_ver, false)
@@ -417,11 +421,33 @@ impl TargetService {
             op.map_version = map_version;
             op.epoch = epoch;
         }
-        for (on, oid, work) in parts {
-            if on == u32::MAX {
-                self.coll_part(slot, der::NOSYS, None, 0);
-                continue;
-            }
+        let under = super::forward::Under {
+            pool,
+            co_hdl,
+            co_uuid,
+            map_ver,
+        };
+        for (place, oid, work) in parts {
+            let on = match place {
+                Place::Local(on) => on,
+                Place::Remote { rank, tgt_idx } => {
+                    let part = super::forward::RemotePart {
+                        rank,
+                        tgt_idx,
+                        oid,
+                        work,
+                    };
+                    match self.forward(slot, &part, &under) {
+                        Ok(()) => {
+                            if let Some(op) = self.cart_op(slot) {
+                                op.coll.waiting += 1;
+                            }
+                        }
+                        Err(rc) => self.coll_part(slot, rc, None, 0),
+                    }
+                    continue;
+                }
+            };
             if on == self.index {
                 let (rc, found, max_epoch) = self.do_work(&pool, &co_uuid, oid, &work);
                 self.coll_part(slot, rc, found, max_epoch);
@@ -449,25 +475,39 @@ impl TargetService {
         self.coll_maybe_ready(slot);
     }
 
-    /// A part of `work` on `oid` for each target the collective request lists (`u32::MAX`
-    /// for another rank's: not reachable from here).
+    /// A part of `work` on `oid` for each target the collective request lists.
     fn coll_parts(
         &self,
         targets: &[obj::CollTarget],
         oid: UnitOid,
         work: impl Fn() -> PeerWork,
-        parts: &mut Vec<(u32, UnitOid, PeerWork)>,
+        parts: &mut Vec<(Place, UnitOid, PeerWork)>,
     ) {
         for t in targets {
             for &i in &t.tgt_idxs {
-                let on = if self.is_ours(t.rank) {
-                    u32::from(i)
-                } else {
-                    u32::MAX
-                };
-                parts.push((on, oid, work()));
+                parts.push((self.place(t.rank, u32::from(i)), oid, work()));
             }
         }
+    }
+
+    /// Where target `tgt_idx` of `rank` is: one of this engine's, or another engine's.
+    fn place(&self, rank: u32, tgt_idx: u32) -> Place {
+        if self.is_ours(rank) {
+            Place::Local(tgt_idx)
+        } else {
+            Place::Remote { rank, tgt_idx }
+        }
+    }
+
+    /// A part another engine did (its reply, or its failure to answer).
+    pub(super) fn coll_remote_done(
+        &mut self,
+        slot: usize,
+        rc: i32,
+        found: Option<Found>,
+        max_epoch: u64,
+    ) {
+        self.coll_done(slot, rc, found, max_epoch);
     }
 
     fn coll_part(&mut self, slot: usize, rc: i32, found: Option<Found>, max_epoch: u64) {

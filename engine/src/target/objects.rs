@@ -178,7 +178,7 @@ impl Cart {
         true
     }
 
-    fn complain(&mut self, index: u32, what: &str) {
+    pub(super) fn complain(&mut self, index: u32, what: &str) {
         let now = Instant::now();
         if self
             .complained
