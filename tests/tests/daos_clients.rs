@@ -1992,3 +1992,210 @@ fn container_attributes_properties_acls_and_exclusive_opens_as_libdaos_sends_the
     assert_eq!(open(&mut c, [0xA8; 16], 4), der::NO_PERM);
     sys.stop(&mut server);
 }
+
+/// A collective request whose shards are on two engines (DAOS's COLL_QUERY / COLL_PUNCH /
+/// CPD from a client of an SX file over several hosts): the engine that receives it asks the
+/// other engine's targets for their parts (engine to engine, DAOS's object protocol) and
+/// answers once all are in; a part on a rank the group map does not know fails the request
+/// with DER_UNREACH.
+#[test]
+fn collective_requests_reach_the_shards_on_other_engines() {
+    use daos_cart::obj::{
+        self as cobj, CollPunchIn, CollQueryIn, CollTarget, CpdIn, CpdSub, CpdTarget, IodSpec,
+        Recx, RwData, RwOut, UnitOid, cpd_op, get, iod_type,
+    };
+    use daos_cart::proc_::Decoder;
+    let sys = System::with_targets(2, 2);
+    let mut server = sys.start_joined();
+    let pool = daos_wire::parse_uuid(&sys.create_pool("tank", "256M", Some("512M"))).expect("uuid");
+    let ranks = rank_addrs(&sys);
+    assert_eq!(ranks.len(), 2, "{ranks:?}");
+    let (r0, to0) = ranks[0];
+    let mut c = CartClient::open("tcp;ofi_rxm", "127.0.0.1", Sends::Tagged).expect("client");
+    let (ph, cont, ch) = ([0x54; 16], [0xC4; 16], [0xAD; 16]);
+    open_container(&mut c, to0, r0, pool, ph, cont, ch, "two");
+    let ids = (pool, ch, cont);
+    // Shard k lives on rank k % 2, target k / 2.
+    let at = |k: u64| {
+        let (rank, to) = ranks[(k % 2) as usize];
+        let t = (k / 2) as u16;
+        (
+            rank,
+            SocketAddrV4::new(*to.ip(), to.port() + 2 + t),
+            u32::from(t) + 2,
+        )
+    };
+    let call = |c: &mut CartClient,
+                k: u64,
+                index: u16,
+                body: &dyn Fn(
+        &mut daos_cart::proc_::Encoder<'_>,
+    ) -> Result<(), daos_cart::CartError>| {
+        let (rank, addr, tag) = at(k);
+        let r = c
+            .call(
+                addr,
+                rank,
+                tag,
+                opcode::opcode(module::OBJ, 10, index),
+                T,
+                body,
+            )
+            .expect("object RPC");
+        assert_eq!((r.hg_ret, r.rc()), (0, 0), "{r:?}");
+        r.output
+    };
+    let file = |lo| UnitOid {
+        lo,
+        hi: 0x0D01_0004_0000_0000,
+        shard: 0,
+        layout_ver: 2,
+    };
+    let write = |c: &mut CartClient, f: UnitOid, k: u64, len: u64| {
+        let dk: &'static [u8] = Box::leak(Box::new(k.to_le_bytes()));
+        let recx = [Recx { idx: 0, nr: len }];
+        let iods = [IodSpec {
+            name: b"0",
+            kind: iod_type::ARRAY,
+            size: 1,
+            flags: 0,
+            recxs: &recx,
+        }];
+        let data = vec![k as u8; len as usize];
+        let put = [(len, &data[..])];
+        let shard = (k % 4) as u32;
+        let out = RwOut::decode(&call(c, k % 4, cobj::op::UPDATE, &|e| {
+            rw(
+                ids,
+                UnitOid { shard, ..f },
+                0,
+                0,
+                dk,
+                &iods,
+                RwData::Inline(&put),
+            )
+            .encode(e)
+        }))
+        .expect("update");
+        assert_eq!(out.ret, 0);
+    };
+    let all = vec![
+        CollTarget {
+            rank: ranks[0].0,
+            tgt_idxs: vec![0, 1],
+        },
+        CollTarget {
+            rank: ranks[1].0,
+            tgt_idxs: vec![0, 1],
+        },
+    ];
+    let size = |c: &mut CartClient, f: UnitOid, k: u64, targets: &[CollTarget]| {
+        let q = CollQueryIn {
+            pool,
+            co_hdl: ch,
+            co_uuid: cont,
+            oid: f,
+            api_flags: get::DKEY | get::RECX | get::MAX,
+            map_ver: 1,
+            flags: 0,
+            dkey: b"",
+            akey: b"0",
+            targets: targets.to_vec(),
+        };
+        let out = call(c, k, cobj::op::COLL_QUERY, &|e| q.encode(e));
+        let mut d = Decoder::new(&out);
+        let rc = d.i32("ret").expect("ret");
+        d.take(4 + 4 + 4 + 8, "map, shard, flags, epoch")
+            .expect("head");
+        let dkey = d.iov("dkey").expect("dkey").to_vec();
+        d.iov("akey").expect("akey");
+        let recx = (d.u64("idx").expect("idx"), d.u64("nr").expect("nr"));
+        (rc, dkey, recx)
+    };
+    // Chunks 1..=7: the greatest (7) on rank 1; asked at either engine, the same answer.
+    let f1 = file(1);
+    for k in 1..=7u64 {
+        write(&mut c, f1, k, if k == 7 { 70 } else { 4096 });
+    }
+    for k in [0, 1] {
+        assert_eq!(
+            size(&mut c, f1, k, &all),
+            (0, 7u64.to_le_bytes().to_vec(), (0, 70)),
+            "asked at rank {}",
+            k % 2
+        );
+    }
+    // A collective punch at rank 0: rank 1's shards go too.
+    let punch = |targets: Vec<CollTarget>| CollPunchIn {
+        pool,
+        co_hdl: ch,
+        co_uuid: cont,
+        oid: f1,
+        api_flags: 0,
+        map_ver: 1,
+        flags: 0x200,
+        targets,
+    };
+    let p = punch(all.clone());
+    let out = call(&mut c, 0, cobj::op::COLL_PUNCH, &|e| p.encode(e));
+    assert_eq!(i32::from_le_bytes(out[..4].try_into().expect("rc")), 0);
+    assert_eq!(size(&mut c, f1, 1, &all).0, daos_wire::der::NONEXIST);
+    // A rank nobody knows: its part cannot go, the request says so.
+    let mut stranger = all.clone();
+    stranger.push(CollTarget {
+        rank: 77,
+        tgt_idxs: vec![0],
+    });
+    let p = punch(stranger);
+    let out = call(&mut c, 0, cobj::op::COLL_PUNCH, &|e| p.encode(e));
+    assert_eq!(
+        i32::from_le_bytes(out[..4].try_into().expect("rc")),
+        daos_wire::der::UNREACH
+    );
+    // A punch converted to a transaction (CPD) sent to rank 0, its shards on rank 1.
+    let f2 = file(2);
+    write(&mut c, f2, 1, 10);
+    write(&mut c, f2, 3, 30);
+    assert_eq!(size(&mut c, f2, 0, &all).1, 3u64.to_le_bytes().to_vec());
+    let cpd = CpdIn {
+        pool,
+        co_hdl: ch,
+        co_uuid: cont,
+        map_ver: 1,
+        flags: 0x200,
+        xid: [0x78; 24],
+        subs: vec![CpdSub {
+            opc: cpd_op::PUNCH_OBJ,
+            oid: f2,
+            dkey: b"",
+            api_flags: 0,
+            akeys: Vec::new(),
+        }],
+        targets: vec![
+            CpdTarget {
+                rank: ranks[1].0,
+                tgt_idx: 0,
+                writes: vec![(1, 0)],
+            },
+            CpdTarget {
+                rank: ranks[1].0,
+                tgt_idx: 1,
+                writes: vec![(3, 0)],
+            },
+        ],
+    };
+    let out = call(&mut c, 0, cobj::op::CPD, &|e| cpd.encode(e));
+    let mut d = Decoder::new(&out);
+    let ret = d.i32("ret").expect("ret");
+    d.u32("map").expect("map");
+    d.u64("epochs").expect("count");
+    d.u64("epoch").expect("epoch");
+    d.u64("rets").expect("count");
+    assert_eq!((ret, d.i32("sub").expect("sub")), (0, 0));
+    assert_eq!(
+        size(&mut c, f2, 0, &all).0,
+        daos_wire::der::NONEXIST,
+        "both shards on rank 1 punched"
+    );
+    sys.stop(&mut server);
+}
