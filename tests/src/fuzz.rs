@@ -64,6 +64,24 @@ pub fn cart(data: &[u8]) {
         let _ = obj::CpdIn::decode(i);
         let _ = obj::CollPunchIn::decode(i);
         let _ = obj::CollQueryIn::decode(i);
+        // Container and pool attributes, and the pulled buffers they name.
+        use daos_cart::cont;
+        for index in [
+            cont::op::ATTR_LIST,
+            cont::op::ATTR_GET,
+            cont::op::ATTR_SET,
+            cont::op::ATTR_DEL,
+        ] {
+            let _ = cont::AttrIn::decode(index, i);
+            let _ = cont::AttrIn::decode_pool(index - cont::op::ATTR_LIST + pool::op::ATTR_LIST, i);
+            let _ = cont::decode_in(cont::op::PROP_SET + index - cont::op::ATTR_LIST, i);
+        }
+    }
+    if let Some((&n, rest)) = data.split_first() {
+        let n = u64::from(n % 8) + 1;
+        let _ = daos_cart::cont::attr_set_entries(rest, n);
+        let _ = daos_cart::cont::attr_names(rest, n);
+        let _ = daos_cart::cont::attr_sizes(rest, 0, n);
     }
     let _ = daos_cart::obj::RwOut::decode(data);
     let _ = daos_cart::obj::EnumOut::decode(data);
@@ -167,6 +185,15 @@ pub fn auth(data: &[u8]) {
         }
         _ => {
             let _ = daos_drpc::mgmt::PoolHandlesReq::decode(rest);
+            // DAOS's binary ACL (a client's container property): what decodes encodes back
+            // to the same bytes' ACL.
+            for object in [daos_auth::Object::Pool, daos_auth::Object::Container] {
+                if let Ok(acl) = daos_auth::Acl::from_binary(rest, object) {
+                    let again = daos_auth::Acl::from_binary(&acl.to_binary(), object)
+                        .unwrap_or_else(|e| panic!("{acl:?} does not decode back: {e}"));
+                    assert_eq!(again, acl);
+                }
+            }
         }
     }
 }
