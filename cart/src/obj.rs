@@ -545,6 +545,8 @@ pub struct PunchIn<'a> {
     dkeys: &'a [u8],
     pub akey_nr: u32,
     akeys: &'a [u8],
+    /// The other replicas' targets a replicated punch's leader forwards it to.
+    pub shard_tgt_nr: u32,
 }
 
 fn iovs_region<'a>(d: &mut Decoder<'a>, field: &'static str) -> Result<(u32, &'a [u8]), CartError> {
@@ -597,6 +599,7 @@ impl<'a> PunchIn<'a> {
             dkeys,
             akey_nr,
             akeys,
+            shard_tgt_nr: tgts,
         })
     }
 

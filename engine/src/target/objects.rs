@@ -1003,6 +1003,17 @@ impl Ctx<'_> {
         if q.has_csums() {
             return (der::NOSYS, 0);
         }
+        if q.shard_tgt_nr > 0 {
+            // A replicated object's update, sent to its group's leader to be forwarded to
+            // the other replicas: acknowledging it with one copy would claim a redundancy
+            // the object does not have.
+            let what = format!(
+                "an update of a replicated object (its leader forwards to {} more replicas) is not served yet: DER_NOSYS",
+                q.shard_tgt_nr
+            );
+            self.cart.complain(self.index, &what);
+            return (der::NOSYS, 0);
+        }
         let mut gather = std::mem::take(&mut self.cart.gather);
         let r = self.update_with(q, src, range, &mut gather);
         self.cart.gather = gather;
@@ -2024,6 +2035,14 @@ impl Ctx<'_> {
 
     /// Punches an object, a dkey or akeys; (status, map version).
     fn punch(&mut self, index: u16, q: &PunchIn<'_>) -> (i32, u32) {
+        if q.shard_tgt_nr > 0 {
+            let what = format!(
+                "a punch of a replicated object (its leader forwards to {} more replicas) is not served yet: DER_NOSYS",
+                q.shard_tgt_nr
+            );
+            self.cart.complain(self.index, &what);
+            return (der::NOSYS, 0);
+        }
         let (store, v) = match self.open(&q.pool, &q.co_hdl, &q.co_uuid, q.map_ver, READ | WRITE) {
             Ok(s) => s,
             Err(rc) => return (rc, 0),
