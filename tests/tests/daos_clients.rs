@@ -2197,5 +2197,34 @@ fn collective_requests_reach_the_shards_on_other_engines() {
         daos_wire::der::NONEXIST,
         "both shards on rank 1 punched"
     );
+    // A replicated object's punch (its leader asked to forward it to another replica):
+    // refused until replication is served, never acknowledged with one copy.
+    let mut body = vec![0u8; 512];
+    let n = {
+        let mut e = daos_cart::proc_::Encoder::new(&mut body);
+        cobj::PunchCall {
+            oid: file(3),
+            pool,
+            co_hdl: ch,
+            co_uuid: cont,
+            api_flags: 0,
+            map_ver: 1,
+            dkey: None,
+            akeys: &[],
+        }
+        .encode(&mut e)
+        .expect("punch");
+        e.len()
+    };
+    body.truncate(n);
+    // The shard target list's count sits before the 40-byte comm_in: one target of 20 bytes.
+    let at = n - 40 - 8;
+    body[at..at + 8].copy_from_slice(&1u64.to_le_bytes());
+    body.splice(at + 8..at + 8, [0u8; 20]);
+    let out = call(&mut c, 0, cobj::op::PUNCH, &|e| e.bytes(&body, "punch"));
+    assert_eq!(
+        i32::from_le_bytes(out[..4].try_into().expect("rc")),
+        daos_wire::der::NOSYS
+    );
     sys.stop(&mut server);
 }
