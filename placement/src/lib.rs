@@ -10,10 +10,15 @@
 //!   tree, the shards of a redundancy group on distinct fault domains at `rd_lvl` (node or
 //!   rank), shards on failed targets remapped one by one (the others stay put), domains added
 //!   at the end moving about 1/n of the shards.
+//! - [`jump_map`]: DAOS v2.6.4's own client placement, exactly (`pl_obj_place` on the jump
+//!   map, layout versions 1 and 2): the layout libdaos computes for an object on a pool map as
+//!   DAOS clients receive it (a `pool_buf`), checked against layouts from libdaos itself.
 //!
 //! Pure functions of their inputs: clients and engines compute the same layout from the same
 //! map version.
 
+/// DAOS v2.6.4's jump-map placement (`pl_obj_place`) on a `pool_buf`, bit for bit.
+pub mod jump_map;
 pub mod layout;
 pub mod map;
 pub mod oclass;
