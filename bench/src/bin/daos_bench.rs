@@ -378,9 +378,10 @@ fn io_cmd(a: IoArgs) -> Result<(), String> {
             results.push(r);
         }
     }
+    // Its own container, with its own handle still open: destroyed by force (which evicts it).
     if let Some(label) = temp
         && let Err(e) = conts
-            .destroy(&label, false)
+            .destroy(&label, true)
             .map_err(|e| e.to_string())
             .and_then(|c| admin.punch_everywhere(c.uuid).map_err(|e| e.to_string()))
     {
