@@ -357,6 +357,19 @@ pub struct RwIn<'a> {
     pub shard_tgt_nr: u32,
 }
 
+/// `ORF_EC` in `orw_flags`: an erasure-coded object's I/O.
+pub const ORF_EC: u32 = 1 << 4;
+
+/// An `OBJ_RW` input's `orw_flags`, read from its fixed place (before anything of variable
+/// length), for a request that does not decode as a whole.
+pub fn rw_flags(b: &[u8]) -> Option<u32> {
+    // dti 24, oid 24, pool/container handle/container 48, epoch, epoch_first, api_flags,
+    // dkey_hash 8 each, map_ver, nr, start_shard 4 each.
+    const AT: usize = 24 + 24 + 48 + 32 + 12;
+    b.get(AT..AT + 4)
+        .map(|f| u32::from_le_bytes([f[0], f[1], f[2], f[3]]))
+}
+
 impl<'a> RwIn<'a> {
     pub fn decode(b: &'a [u8]) -> Result<RwIn<'a>, CartError> {
         let mut d = Decoder::new(b);
@@ -1947,6 +1960,10 @@ mod tests {
             (q.oid, q.map_ver, q.flags, q.dkey),
             (oid, 9, orf::CREATE_MAP, &b"dk"[..])
         );
+        // The flags are where `rw_flags` reads them even when the rest does not decode.
+        assert_eq!(rw_flags(&buf[..n]), Some(orf::CREATE_MAP));
+        assert_eq!(rw_flags(&buf[..150]), Some(orf::CREATE_MAP));
+        assert_eq!(rw_flags(&buf[..143]), None);
         let got: Vec<_> = q
             .iods()
             .map(|i| (i.name, i.kind, i.size, i.flags))

@@ -2226,5 +2226,29 @@ fn collective_requests_reach_the_shards_on_other_engines() {
         i32::from_le_bytes(out[..4].try_into().expect("rc")),
         daos_wire::der::NOSYS
     );
+    // An erasure-coded object's update: not supported (not written as a plain one).
+    let recx = [Recx { idx: 0, nr: 4 }];
+    let iods = [IodSpec {
+        name: b"0",
+        kind: iod_type::ARRAY,
+        size: 1,
+        flags: 0,
+        recxs: &recx,
+    }];
+    let put = [(4, &b"abcd"[..])];
+    let out = RwOut::decode(&call(&mut c, 0, cobj::op::UPDATE, &|e| {
+        rw(
+            ids,
+            file(4),
+            0,
+            cobj::ORF_EC,
+            b"d",
+            &iods,
+            RwData::Inline(&put),
+        )
+        .encode(e)
+    }))
+    .expect("update");
+    assert_eq!(out.ret, daos_wire::der::NOTSUPPORTED);
     sys.stop(&mut server);
 }

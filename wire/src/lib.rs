@@ -163,6 +163,7 @@ pub mod der {
         Notreplica NOTREPLICA = -2020 "DER_NOTREPLICA",
         Csum CSUM = -2021 "DER_CSUM",
         TxRestart TX_RESTART = -2025 "DER_TX_RESTART",
+        Notsupported NOTSUPPORTED = -2037 "DER_NOTSUPPORTED",
     }
 
     /// DAOS's name of a status code, for messages.

@@ -712,10 +712,26 @@ fn classify(msg: &[u8]) -> Kind {
     }
 }
 
+/// Whether an `OBJ_RW` input is an erasure-coded object's (by its flags).
+fn is_ec(input: &[u8]) -> bool {
+    obj::rw_flags(input).is_some_and(|f| f & obj::ORF_EC != 0)
+}
+
 /// Decodes an `OBJ_RW` request: its cookie and input, or the status to answer.
 fn decode_rw(req: &[u8]) -> Result<(u8, RwIn<'_>), i32> {
     let call = rpc::parse_call(req).map_err(|_| der::PROTO)?;
-    let q = RwIn::decode(call.input).map_err(|_| der::PROTO)?;
+    let q = RwIn::decode(call.input).map_err(|_| {
+        // An erasure-coded object's I/O (its iods carry EC layouts this engine does not
+        // decode): not supported, rather than a protocol error.
+        if is_ec(call.input) {
+            der::NOTSUPPORTED
+        } else {
+            der::PROTO
+        }
+    })?;
+    if q.flags & obj::ORF_EC != 0 {
+        return Err(der::NOTSUPPORTED);
+    }
     Ok((call.mercury.cookie, q))
 }
 
@@ -917,13 +933,22 @@ impl Ctx<'_> {
                             let (rc, v) = self.update(&q, Source::Inline, 0..q.nr);
                             (rc, v, hlc)
                         }
+                        Err(_) if is_ec(input) => (self.ec_refused(), 0, hlc),
                         Err(err) => self.bad(&err),
                     },
                 };
                 obj::write_update_out(e, rc, map_version, epoch)
             }
             obj::op::FETCH => match RwIn::decode(input) {
+                Ok(q) if q.flags & obj::ORF_EC != 0 => {
+                    let rc = self.ec_refused();
+                    obj::write_update_out(e, rc, 0, hlc)
+                }
                 Ok(q) => self.fetch(&q, hlc, e, done),
+                Err(_) if is_ec(input) => {
+                    let rc = self.ec_refused();
+                    obj::write_update_out(e, rc, 0, hlc)
+                }
                 Err(err) => {
                     let (rc, v, epoch) = self.bad(&err);
                     obj::write_update_out(e, rc, v, epoch)
@@ -992,6 +1017,15 @@ impl Ctx<'_> {
         }
     }
 
+    /// An erasure-coded object's I/O: refused as not supported (EC is not served yet).
+    fn ec_refused(&mut self) -> i32 {
+        self.cart.complain(
+            self.index,
+            "I/O of an erasure-coded object (ORF_EC) is not supported yet: DER_NOTSUPPORTED",
+        );
+        der::NOTSUPPORTED
+    }
+
     fn bad(&mut self, err: &CartError) -> (i32, u32, u64) {
         let what = format!("undecodable object request: {err}");
         self.cart.complain(self.index, &what);
@@ -1002,6 +1036,9 @@ impl Ctx<'_> {
     fn update(&mut self, q: &RwIn<'_>, src: Source<'_>, range: std::ops::Range<u32>) -> (i32, u32) {
         if q.has_csums() {
             return (der::NOSYS, 0);
+        }
+        if q.flags & obj::ORF_EC != 0 {
+            return (self.ec_refused(), 0);
         }
         if q.shard_tgt_nr > 0 {
             // A replicated object's update, sent to its group's leader to be forwarded to
