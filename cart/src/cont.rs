@@ -426,6 +426,19 @@ pub fn read_props(d: &mut Decoder<'_>) -> Result<Vec<(u32, PropValue)>, CartErro
             PropValue::Iov(d.iov("dpe_val_ptr")?.to_vec())
         } else if t == PROP_ROOTS {
             PropValue::Raw(d.take(64, "dpe_val_ptr")?.to_vec())
+        } else if t == crate::pool::PROP_SVC_LIST {
+            let n = d.u32("rl_nr")?;
+            if u64::from(n) * 4 > d.rest().len() as u64 {
+                return Err(CartError::Length {
+                    field: "rl_nr",
+                    len: u64::from(n),
+                });
+            }
+            PropValue::Ranks(
+                (0..n)
+                    .map(|_| d.u32("rl_ranks"))
+                    .collect::<Result<_, _>>()?,
+            )
         } else {
             PropValue::Num(d.u64("dpe_val")?)
         };
@@ -537,5 +550,19 @@ mod tests {
             ([1; 16], [2; 16], [3; 16], 64)
         );
         assert!(decode_in(op::OID_ALLOC, &b[..n - 1]).unwrap().is_err());
+        // A pool's service ranks travel as a rank list (u32 count, u32 ranks).
+        let mut e = Encoder::new(&mut b);
+        write_props(&mut e, &[(8, PropValue::Ranks(vec![0, 2, 5]))]).unwrap();
+        let n = e.len();
+        assert_eq!(n, 8 + 8 + 4 + 12, "header, entry head, count, three ranks");
+        assert_eq!(
+            read_props(&mut Decoder::new(&b[..n])).unwrap(),
+            [(8, PropValue::Ranks(vec![0, 2, 5]))]
+        );
+        b[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            read_props(&mut Decoder::new(&b[..n])).is_err(),
+            "a count beyond the message"
+        );
     }
 }

@@ -221,7 +221,12 @@ pub enum PropValue {
     Raw(Vec<u8>),
     /// An iov (an ACL).
     Iov(Vec<u8>),
+    /// A rank list (`d_rank_list_t`: u32 count, then the ranks): a pool's service ranks.
+    Ranks(Vec<u32>),
 }
+
+/// `DAOS_PROP_PO_SVC_LIST`: the pool service's ranks, sent as a rank list.
+pub const PROP_SVC_LIST: u32 = 8;
 
 /// Writes a `daos_prop_t` (`crt_proc_daos_prop_t`): u32 count (0: none, and nothing
 /// follows), u32 reserved, then per entry u32 type, u16 flags, u16 reserved and the value: a
@@ -241,6 +246,12 @@ pub fn write_props(e: &mut Encoder<'_>, props: &[(u32, PropValue)]) -> Result<()
             PropValue::Text(s) => e.string(Some(s), false, "dpe_str")?,
             PropValue::Raw(b) => e.bytes(b, "dpe_val_ptr")?,
             PropValue::Iov(b) => e.iov(b, "dpe_val_ptr")?,
+            PropValue::Ranks(r) => {
+                e.u32(r.len() as u32, "rl_nr")?;
+                for x in r {
+                    e.u32(*x, "rl_ranks")?;
+                }
+            }
         }
     }
     Ok(())

@@ -1044,6 +1044,15 @@ impl Inner {
                                 .map(|p| {
                                     let v = if p.r#type == cpool::PROP_ACL {
                                         cpool::PropValue::Iov(p.raw.clone())
+                                    } else if p.r#type == cpool::PROP_SVC_LIST {
+                                        cpool::PropValue::Ranks(
+                                            p.raw
+                                                .chunks_exact(4)
+                                                .map(|c| {
+                                                    u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+                                                })
+                                                .collect(),
+                                        )
                                     } else if p.is_text {
                                         cpool::PropValue::Text(p.text.clone())
                                     } else {
@@ -1614,6 +1623,10 @@ fn cont_request(index: u16, c: &ContIn, pool: &[u8; 16]) -> ContCallReq {
                 // ACLs: DAOS's binary form, which daos_server reads.
                 cpool::PropValue::Iov(b) => PoolProp {
                     raw: b.clone(),
+                    ..Default::default()
+                },
+                cpool::PropValue::Ranks(r) => PoolProp {
+                    raw: r.iter().flat_map(|x| x.to_le_bytes()).collect(),
                     ..Default::default()
                 },
             };

@@ -159,6 +159,11 @@ fn props(h: &Harness, rec: &PoolRecord, bits: u64) -> Result<Vec<PoolProp>, Box<
                 ..Default::default()
             }),
             6 => Some(text(&rec.owner)),
+            // The service ranks as DAOS sends them: a rank list.
+            8 => Some(PoolProp {
+                raw: rec.svc_ranks.iter().flat_map(|r| r.to_le_bytes()).collect(),
+                ..Default::default()
+            }),
             7 => Some(text(&rec.owner_group)),
             14 => Some(num(GLOBAL_VERSION)),
             20 => Some(num(OBJ_VERSION)),
