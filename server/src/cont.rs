@@ -149,6 +149,42 @@ pub const ATTR_NAME_MAX: usize = 511;
 /// The largest attribute value kept.
 pub const ATTR_VALUE_MAX: usize = 1 << 20;
 
+/// An attribute as a list or get answers it (`None`: not there, or a list's name only).
+fn attr_of(name: &str, value: Option<&Vec<u8>>) -> daos_proto::cont::ContAttr {
+    daos_proto::cont::ContAttr {
+        name: name.as_bytes().to_vec(),
+        found: value.is_some(),
+        value: value.cloned().unwrap_or_default(),
+    }
+}
+
+/// What a set (`ATTR_SET`: one value per name, each at most [`ATTR_VALUE_MAX`] bytes) or a
+/// delete changes: (set, deleted).
+#[allow(clippy::type_complexity)]
+fn attr_change(
+    op: u32,
+    names: Vec<String>,
+    values: Vec<Vec<u8>>,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>), Status> {
+    if op != ATTR_SET {
+        return Ok((Vec::new(), names));
+    }
+    if values.len() != names.len() {
+        return Err(Status::invalid_argument(format!(
+            "DER_INVAL(-1003): ContAttrReq has {} names but {} values: give one value per name",
+            names.len(),
+            values.len()
+        )));
+    }
+    if let Some(v) = values.iter().find(|v| v.len() > ATTR_VALUE_MAX) {
+        return Err(Status::invalid_argument(format!(
+            "DER_INVAL(-1003): an attribute value of {} bytes is larger than {ATTR_VALUE_MAX}",
+            v.len()
+        )));
+    }
+    Ok((names.into_iter().zip(values).collect(), Vec::new()))
+}
+
 /// Attribute names as text: non-empty, at most [`ATTR_NAME_MAX`] bytes, UTF-8.
 fn attr_names(names: &[Vec<u8>]) -> Result<Vec<String>, Status> {
     names
@@ -458,7 +494,7 @@ impl ContService {
         r: daos_proto::cont::ContAttrReq,
         names: Vec<String>,
     ) -> Result<Response<daos_proto::cont::ContAttrResp>, Status> {
-        use daos_proto::cont::{ContAttr, ContAttrResp};
+        use daos_proto::cont::ContAttrResp;
         let h = db
             .handles
             .iter()
@@ -466,16 +502,12 @@ impl ContService {
             .ok_or_else(|| {
                 Status::permission_denied(Refusal::UnknownHandle(r.handle).to_string())
             })?;
-        let attr = |name: &str, value: Option<&Vec<u8>>| ContAttr {
-            name: name.as_bytes().to_vec(),
-            found: value.is_some(),
-            value: value.cloned().unwrap_or_default(),
-        };
+
         let attrs = match r.op {
-            ATTR_LIST => db.pool_attrs.keys().map(|n| attr(n, None)).collect(),
+            ATTR_LIST => db.pool_attrs.keys().map(|n| attr_of(n, None)).collect(),
             ATTR_GET => names
                 .iter()
-                .map(|n| attr(n, db.pool_attrs.get(n)))
+                .map(|n| attr_of(n, db.pool_attrs.get(n)))
                 .collect(),
             ATTR_SET | ATTR_DEL => {
                 if h.rights & 2 == 0 {
@@ -484,24 +516,7 @@ impl ContService {
                         r.handle, r.pool
                     )));
                 }
-                let (set, del) = if r.op == ATTR_SET {
-                    if r.values.len() != names.len() {
-                        return Err(Status::invalid_argument(format!(
-                            "DER_INVAL(-1003): ContAttrReq has {} names but {} values: give one value per name",
-                            names.len(),
-                            r.values.len()
-                        )));
-                    }
-                    if let Some(v) = r.values.iter().find(|v| v.len() > ATTR_VALUE_MAX) {
-                        return Err(Status::invalid_argument(format!(
-                            "DER_INVAL(-1003): an attribute value of {} bytes is larger than {ATTR_VALUE_MAX}",
-                            v.len()
-                        )));
-                    }
-                    (names.into_iter().zip(r.values).collect(), Vec::new())
-                } else {
-                    (Vec::new(), names)
-                };
+                let (set, del) = attr_change(r.op, names, r.values)?;
                 self.handle_write(&r.pool, Command::PoolAttrs { set, del })
                     .await?;
                 Vec::new()
@@ -963,7 +978,7 @@ impl ContSvc for ContService {
         &self,
         req: Request<daos_proto::cont::ContAttrReq>,
     ) -> Result<Response<daos_proto::cont::ContAttrResp>, Status> {
-        use daos_proto::cont::{ContAttr, ContAttrResp};
+        use daos_proto::cont::ContAttrResp;
         security::authorize(&req, "ContSvc.Attrs", self.insecure)?;
         let r = req.into_inner();
         let names = attr_names(&r.names)?;
@@ -985,11 +1000,7 @@ impl ContSvc for ContService {
                     r.handle, c.label
                 ))
             })?;
-        let attr = |name: &str, value: Option<&Vec<u8>>| ContAttr {
-            name: name.as_bytes().to_vec(),
-            found: value.is_some(),
-            value: value.cloned().unwrap_or_default(),
-        };
+
         // As DAOS: reading attributes takes the right to read data, changing them the right
         // to write data (and a read-write handle); rights as the handle got them at open.
         let (read, write) = (
@@ -1003,8 +1014,8 @@ impl ContSvc for ContService {
             )));
         }
         let attrs = match r.op {
-            ATTR_LIST => c.attrs.keys().map(|n| attr(n, None)).collect(),
-            ATTR_GET => names.iter().map(|n| attr(n, c.attrs.get(n))).collect(),
+            ATTR_LIST => c.attrs.keys().map(|n| attr_of(n, None)).collect(),
+            ATTR_GET => names.iter().map(|n| attr_of(n, c.attrs.get(n))).collect(),
             ATTR_SET | ATTR_DEL => {
                 if h.rights & 2 == 0 || !write {
                     return Err(Status::permission_denied(format!(
@@ -1012,24 +1023,7 @@ impl ContSvc for ContService {
                         r.handle, c.label
                     )));
                 }
-                let (set, del) = if r.op == ATTR_SET {
-                    if r.values.len() != names.len() {
-                        return Err(Status::invalid_argument(format!(
-                            "DER_INVAL(-1003): ContAttrReq has {} names but {} values: give one value per name",
-                            names.len(),
-                            r.values.len()
-                        )));
-                    }
-                    if let Some(v) = r.values.iter().find(|v| v.len() > ATTR_VALUE_MAX) {
-                        return Err(Status::invalid_argument(format!(
-                            "DER_INVAL(-1003): an attribute value of {} bytes is larger than {ATTR_VALUE_MAX}",
-                            v.len()
-                        )));
-                    }
-                    (names.into_iter().zip(r.values).collect(), Vec::new())
-                } else {
-                    (Vec::new(), names)
-                };
+                let (set, del) = attr_change(r.op, names, r.values)?;
                 self.write(
                     &r.pool,
                     Command::ContAttrs {
