@@ -379,16 +379,25 @@ fn pool_connect_query_and_disconnect_as_libdaos_sends_them() {
     bent[6] ^= 0x55;
     assert_ne!(refused(&mut c, uuid, &bent), 0);
     assert_eq!(refused(&mut c, [3; 16], &cred), daos_wire::der::NONEXIST);
-    // A pool RPC not served yet (ATTR_LIST): DER_NOSYS in the body.
-    let r = c
-        .call(to, rank, 0, opcode::opcode(module::POOL, 6, 13), T, |_| {
-            Ok(())
-        })
-        .expect("attr list");
-    assert_eq!(
-        (r.rc(), &r.output[..4]),
-        (0, &daos_wire::der::NOSYS.to_le_bytes()[..])
-    );
+    // A pool RPC not served yet (FILTER_CONT, 21): DER_NOSYS in the body; one served whose
+    // input does not decode (ATTR_LIST without its op): DER_INVAL in the body.
+    for (index, rc) in [(21, daos_wire::der::NOSYS), (13, daos_wire::der::INVAL)] {
+        let r = c
+            .call(
+                to,
+                rank,
+                0,
+                opcode::opcode(module::POOL, 6, index),
+                T,
+                |_| Ok(()),
+            )
+            .expect("pool RPC");
+        assert_eq!(
+            (r.rc(), &r.output[..4]),
+            (0, &rc.to_le_bytes()[..]),
+            "pool op {index}"
+        );
+    }
     sys.stop(&mut server);
 }
 
