@@ -1017,6 +1017,17 @@ impl Ctx<'_> {
         }
     }
 
+    /// A replicated object's change, sent to its group's leader to be forwarded to `others`
+    /// more replicas: refused until replication is served (#26), since acknowledging it with
+    /// one copy would claim a redundancy the object does not have.
+    fn replicated_refused(&mut self, what: &str, others: u32) -> i32 {
+        let why = format!(
+            "{what} of a replicated object (its leader forwards to {others} more replicas) is not served yet: DER_NOSYS"
+        );
+        self.cart.complain(self.index, &why);
+        der::NOSYS
+    }
+
     /// An erasure-coded object's I/O: refused as not supported (EC is not served yet).
     fn ec_refused(&mut self) -> i32 {
         self.cart.complain(
@@ -1041,15 +1052,7 @@ impl Ctx<'_> {
             return (self.ec_refused(), 0);
         }
         if q.shard_tgt_nr > 0 {
-            // A replicated object's update, sent to its group's leader to be forwarded to
-            // the other replicas: acknowledging it with one copy would claim a redundancy
-            // the object does not have.
-            let what = format!(
-                "an update of a replicated object (its leader forwards to {} more replicas) is not served yet: DER_NOSYS",
-                q.shard_tgt_nr
-            );
-            self.cart.complain(self.index, &what);
-            return (der::NOSYS, 0);
+            return (self.replicated_refused("an update", q.shard_tgt_nr), 0);
         }
         let mut gather = std::mem::take(&mut self.cart.gather);
         let r = self.update_with(q, src, range, &mut gather);
@@ -2073,12 +2076,7 @@ impl Ctx<'_> {
     /// Punches an object, a dkey or akeys; (status, map version).
     fn punch(&mut self, index: u16, q: &PunchIn<'_>) -> (i32, u32) {
         if q.shard_tgt_nr > 0 {
-            let what = format!(
-                "a punch of a replicated object (its leader forwards to {} more replicas) is not served yet: DER_NOSYS",
-                q.shard_tgt_nr
-            );
-            self.cart.complain(self.index, &what);
-            return (der::NOSYS, 0);
+            return (self.replicated_refused("a punch", q.shard_tgt_nr), 0);
         }
         let (store, v) = match self.open(&q.pool, &q.co_hdl, &q.co_uuid, q.map_ver, READ | WRITE) {
             Ok(s) => s,
